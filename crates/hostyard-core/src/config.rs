@@ -1,0 +1,569 @@
+//! The node config, `/etc/hostyard/hostyard.yaml`.
+//!
+//! Every field has a default, so an empty file (or none) is a working
+//! single-server config. Unknown fields are refused: a typo must not silently
+//! fall back to a default on a production server. Errors carry the file,
+//! line and column that serde_yaml reports.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::kind::SiteKind;
+use crate::layout::Layout;
+
+/// Where the node config lives on a server.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/hostyard/hostyard.yaml";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This server's name in etcd values; empty means the kernel host name.
+    pub node_name: String,
+    /// Root of `domains/`, `import/` and `runtime/`.
+    pub data_root: PathBuf,
+    /// Where the hostyard binaries are installed; units call them from here.
+    pub bin_dir: PathBuf,
+    pub etcd: EtcdConfig,
+    pub docker: DockerConfig,
+    pub images: Images,
+    pub haproxy: HaproxyConfig,
+    pub git: GitConfig,
+    pub discovery: DiscoveryConfig,
+    pub confd: ConfdConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EtcdConfig {
+    /// Client URLs of the etcd cluster.
+    pub endpoints: Vec<String>,
+    /// Prefix in front of `/services/...` and `/sites/...`; empty for the
+    /// original layout.
+    pub prefix: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DockerConfig {
+    /// The docker client the units call.
+    pub binary: PathBuf,
+    /// The dedicated bridge network every site container joins.
+    pub network: String,
+}
+
+/// Image name per container; tags are part of the name (`hostyard/static:1`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Images {
+    #[serde(rename = "static")]
+    pub static_: String,
+    pub static_git: String,
+    pub wordpress: String,
+    pub mysql: String,
+    pub haproxy: String,
+    pub postfix: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HaproxyConfig {
+    pub bind_address: IpAddr,
+    pub http_port: u16,
+    pub https_port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GitConfig {
+    /// How often static-git sites pull, as a systemd time span (`10min`).
+    pub poll_interval: String,
+    /// Fetch timeout in seconds.
+    pub fetch_timeout_secs: u64,
+    /// How many published trees to keep for rollback.
+    pub keep_trees: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DiscoveryConfig {
+    /// Lease TTL of a registration; kept alive at a third of it.
+    pub ttl_secs: u64,
+    /// Seconds between health checks.
+    pub interval_secs: u64,
+    /// Consecutive failed checks before a site leaves routing.
+    pub failures: u32,
+    pub health_path: String,
+    /// Any status in 200..=399 counts as healthy unless this is set.
+    pub expect_status: Option<u16>,
+    pub timeout_secs: u64,
+    /// Bound of `hostyard-discovery wait` in the site unit's ExecStartPost.
+    pub wait_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConfdConfig {
+    /// A single change that would remove more than this share of all routes
+    /// is held rather than applied.
+    pub hold_fraction: f64,
+    /// How long a held change must persist before it is applied anyway.
+    pub hold_secs: u64,
+    /// Debounce window for bursts of etcd events, in milliseconds.
+    pub debounce_ms: u64,
+    /// Networks a registered address may be in (CIDR).
+    pub allowed_networks: Vec<String>,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            node_name: String::new(),
+            data_root: PathBuf::from("/data"),
+            bin_dir: PathBuf::from("/usr/local/bin"),
+            etcd: EtcdConfig::default(),
+            docker: DockerConfig::default(),
+            images: Images::default(),
+            haproxy: HaproxyConfig::default(),
+            git: GitConfig::default(),
+            discovery: DiscoveryConfig::default(),
+            confd: ConfdConfig::default(),
+        }
+    }
+}
+
+impl Default for EtcdConfig {
+    fn default() -> Self {
+        EtcdConfig {
+            endpoints: vec!["http://127.0.0.1:2379".to_string()],
+            prefix: String::new(),
+        }
+    }
+}
+
+impl Default for DockerConfig {
+    fn default() -> Self {
+        DockerConfig {
+            binary: PathBuf::from("/usr/bin/docker"),
+            network: "hostyard".to_string(),
+        }
+    }
+}
+
+impl Default for Images {
+    fn default() -> Self {
+        Images {
+            static_: "hostyard/static".to_string(),
+            static_git: "hostyard/static-git".to_string(),
+            wordpress: "hostyard/wordpress".to_string(),
+            mysql: "hostyard/mysql".to_string(),
+            haproxy: "hostyard/haproxy".to_string(),
+            postfix: "hostyard/postfix".to_string(),
+        }
+    }
+}
+
+impl Images {
+    pub fn for_kind(&self, kind: SiteKind) -> &str {
+        match kind {
+            SiteKind::Static => &self.static_,
+            SiteKind::StaticGit => &self.static_git,
+            SiteKind::Wordpress => &self.wordpress,
+        }
+    }
+}
+
+impl Default for HaproxyConfig {
+    fn default() -> Self {
+        HaproxyConfig {
+            bind_address: IpAddr::from([0, 0, 0, 0]),
+            http_port: 80,
+            https_port: 443,
+        }
+    }
+}
+
+impl Default for GitConfig {
+    fn default() -> Self {
+        GitConfig {
+            poll_interval: "10min".to_string(),
+            fetch_timeout_secs: 60,
+            keep_trees: 3,
+        }
+    }
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        DiscoveryConfig {
+            ttl_secs: 60,
+            interval_secs: 5,
+            failures: 3,
+            health_path: "/".to_string(),
+            expect_status: None,
+            timeout_secs: 3,
+            wait_timeout_secs: 60,
+        }
+    }
+}
+
+impl Default for ConfdConfig {
+    fn default() -> Self {
+        ConfdConfig {
+            hold_fraction: 0.5,
+            hold_secs: 300,
+            debounce_ms: 5,
+            allowed_networks: vec![
+                "10.0.0.0/8".to_string(),
+                "172.16.0.0/12".to_string(),
+                "192.168.0.0/16".to_string(),
+                "127.0.0.0/8".to_string(),
+            ],
+        }
+    }
+}
+
+/// Why a node config could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// serde_yaml's message names the field and carries line and column.
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_yaml::Error,
+    },
+    #[error("{path}: {field}: {problem}")]
+    Invalid {
+        path: PathBuf,
+        field: &'static str,
+        problem: String,
+    },
+}
+
+impl NodeConfig {
+    /// Reads a config file. A missing file at the default path is the
+    /// default config; a missing file named explicitly is an error.
+    pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => NodeConfig::parse(&text, path),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    && path == Path::new(DEFAULT_CONFIG_PATH) =>
+            {
+                Ok(NodeConfig::default())
+            }
+            Err(source) => Err(ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+
+    /// Parses YAML text; `path` names the source in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<NodeConfig, ConfigError> {
+        // An empty document is null in YAML; treat it as "all defaults".
+        let config: NodeConfig = if text.trim().is_empty() {
+            NodeConfig::default()
+        } else {
+            serde_yaml::from_str(text).map_err(|source| ConfigError::Parse {
+                path: path.to_path_buf(),
+                source,
+            })?
+        };
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |field: &'static str, problem: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            field,
+            problem,
+        };
+        if !self.data_root.is_absolute() {
+            return Err(invalid(
+                "data_root",
+                format!("{:?} must be an absolute path", self.data_root),
+            ));
+        }
+        if !self.bin_dir.is_absolute() {
+            return Err(invalid(
+                "bin_dir",
+                format!("{:?} must be an absolute path", self.bin_dir),
+            ));
+        }
+        if !self.docker.binary.is_absolute() {
+            return Err(invalid(
+                "docker.binary",
+                format!("{:?} must be an absolute path", self.docker.binary),
+            ));
+        }
+        for (field, p) in [
+            ("data_root", &self.data_root),
+            ("bin_dir", &self.bin_dir),
+            ("docker.binary", &self.docker.binary),
+        ] {
+            if let Some(c) = p
+                .to_str()
+                .and_then(|s| s.chars().find(|c| !is_unit_safe_path_char(*c)))
+            {
+                return Err(invalid(
+                    field,
+                    format!("{p:?} contains {c:?}; use a path of letters, digits and / . _ -"),
+                ));
+            }
+        }
+        if self.etcd.endpoints.is_empty() {
+            return Err(invalid(
+                "etcd.endpoints",
+                "needs at least one URL, like http://127.0.0.1:2379".into(),
+            ));
+        }
+        for e in &self.etcd.endpoints {
+            if !(e.starts_with("http://") || e.starts_with("https://")) {
+                return Err(invalid(
+                    "etcd.endpoints",
+                    format!("{e:?} must start with http:// or https://"),
+                ));
+            }
+        }
+        if !self.etcd.prefix.is_empty()
+            && (!self.etcd.prefix.starts_with('/') || self.etcd.prefix.ends_with('/'))
+        {
+            return Err(invalid(
+                "etcd.prefix",
+                format!(
+                    "{:?} must start with / and not end with /, like /hostyard",
+                    self.etcd.prefix
+                ),
+            ));
+        }
+        if !is_docker_name(&self.docker.network) {
+            return Err(invalid(
+                "docker.network",
+                format!("{:?} is not a docker network name", self.docker.network),
+            ));
+        }
+        let images = &self.images;
+        for (field, image) in [
+            ("images.static", &images.static_),
+            ("images.static_git", &images.static_git),
+            ("images.wordpress", &images.wordpress),
+            ("images.mysql", &images.mysql),
+            ("images.haproxy", &images.haproxy),
+            ("images.postfix", &images.postfix),
+        ] {
+            if !is_image_ref(image) {
+                return Err(invalid(
+                    field,
+                    format!("{image:?} is not a docker image reference like hostyard/static:1"),
+                ));
+            }
+        }
+        if !is_time_span(&self.git.poll_interval) {
+            return Err(invalid(
+                "git.poll_interval",
+                format!(
+                    "{:?} is not a systemd time span like 10min or 1h",
+                    self.git.poll_interval
+                ),
+            ));
+        }
+        if self.git.keep_trees == 0 {
+            return Err(invalid(
+                "git.keep_trees",
+                "must be at least 1 (the tree being served)".into(),
+            ));
+        }
+        if self.discovery.ttl_secs < 3 {
+            return Err(invalid(
+                "discovery.ttl_secs",
+                "must be at least 3 seconds".into(),
+            ));
+        }
+        if self.discovery.failures == 0 {
+            return Err(invalid("discovery.failures", "must be at least 1".into()));
+        }
+        if !self.discovery.health_path.starts_with('/')
+            || self
+                .discovery
+                .health_path
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(invalid(
+                "discovery.health_path",
+                format!(
+                    "{:?} must be a URL path starting with /",
+                    self.discovery.health_path
+                ),
+            ));
+        }
+        if !(self.confd.hold_fraction > 0.0 && self.confd.hold_fraction <= 1.0) {
+            return Err(invalid(
+                "confd.hold_fraction",
+                format!("{} must be in (0, 1]", self.confd.hold_fraction),
+            ));
+        }
+        for net in &self.confd.allowed_networks {
+            if net.parse::<ipnet::IpNet>().is_err() {
+                return Err(invalid(
+                    "confd.allowed_networks",
+                    format!("{net:?} is not a CIDR like 172.16.0.0/12"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The data layout under `data_root`.
+    pub fn layout(&self) -> Layout {
+        Layout::new(&self.data_root)
+    }
+
+    /// `node_name`, or the kernel's host name when it is empty.
+    pub fn node_name(&self) -> String {
+        if !self.node_name.is_empty() {
+            return self.node_name.clone();
+        }
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "localhost".to_string())
+    }
+
+    /// The allowed networks, parsed (validated at load).
+    pub fn allowed_networks(&self) -> Vec<ipnet::IpNet> {
+        self.confd
+            .allowed_networks
+            .iter()
+            .filter_map(|n| n.parse().ok())
+            .collect()
+    }
+}
+
+/// Characters a path may have and still go into a unit file unquoted and
+/// unescaped (no spaces, no `%`, no `$`, no quotes).
+fn is_unit_safe_path_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-')
+}
+
+fn is_docker_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+fn is_image_ref(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 255
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '/' | ':' | '@'))
+}
+
+/// A systemd time span in the simple forms we document: `600`, `30s`,
+/// `10min`, `1h`, `1d`.
+fn is_time_span(s: &str) -> bool {
+    let digits = s.chars().take_while(|c| c.is_ascii_digit()).count();
+    digits > 0
+        && s[..digits].parse::<u64>().is_ok_and(|n| n > 0)
+        && matches!(&s[digits..], "" | "s" | "sec" | "m" | "min" | "h" | "d")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<NodeConfig, ConfigError> {
+        NodeConfig::parse(text, Path::new("/etc/hostyard/hostyard.yaml"))
+    }
+
+    #[test]
+    fn empty_file_is_the_default_config() {
+        assert_eq!(parse("").unwrap(), NodeConfig::default());
+        assert_eq!(parse("# nothing\n").unwrap(), NodeConfig::default());
+    }
+
+    #[test]
+    fn partial_config_keeps_other_defaults() {
+        let c = parse("node_name: n1\nhaproxy:\n  http_port: 8080\n").unwrap();
+        assert_eq!(c.node_name(), "n1");
+        assert_eq!(c.haproxy.http_port, 8080);
+        assert_eq!(c.haproxy.https_port, 443);
+        assert_eq!(c.git.poll_interval, "10min");
+    }
+
+    #[test]
+    fn unknown_field_is_refused_with_line_and_column() {
+        let err = parse("node_name: n1\nhaproxy:\n  http_prot: 8080\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("http_prot"), "{err}");
+        assert!(err.contains("line 3 column 3"), "{err}");
+        assert!(err.starts_with("/etc/hostyard/hostyard.yaml: "), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_is_refused_with_location() {
+        let err = parse("haproxy:\n  http_port: eighty\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_name_the_field() {
+        for (text, field) in [
+            ("data_root: data\n", "data_root"),
+            ("data_root: \"/da ta\"\n", "data_root"),
+            ("data_root: \"/data%i\"\n", "data_root"),
+            ("etcd:\n  endpoints: []\n", "etcd.endpoints"),
+            (
+                "etcd:\n  endpoints: [\"127.0.0.1:2379\"]\n",
+                "etcd.endpoints",
+            ),
+            ("etcd:\n  prefix: hostyard/\n", "etcd.prefix"),
+            (
+                "git:\n  poll_interval: \"10 minutes; rm -rf /\"\n",
+                "git.poll_interval",
+            ),
+            ("images:\n  static: \"x y\"\n", "images.static"),
+            ("docker:\n  network: \"-bad\"\n", "docker.network"),
+            (
+                "confd:\n  allowed_networks: [\"10.0.0.0/33\"]\n",
+                "confd.allowed_networks",
+            ),
+            (
+                "discovery:\n  health_path: \"x\"\n",
+                "discovery.health_path",
+            ),
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(field), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn missing_explicit_file_is_an_error_but_default_path_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(NodeConfig::load(&dir.path().join("nope.yaml")).is_err());
+    }
+
+    #[test]
+    fn time_spans() {
+        for ok in ["600", "30s", "10min", "1h", "2d"] {
+            assert!(is_time_span(ok), "{ok}");
+        }
+        for bad in ["", "min", "0", "10 min", "10min;", "-1s", "1y"] {
+            assert!(!is_time_span(bad), "{bad}");
+        }
+    }
+}

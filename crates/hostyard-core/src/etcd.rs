@@ -1,0 +1,328 @@
+//! The etcd schema: every key and value hostyard reads or writes.
+//!
+//! Two kinds of keys, both under the configurable prefix:
+//!
+//! | key | value | lifetime |
+//! | --- | --- | --- |
+//! | `{prefix}/services/<kind>/<domain>` | [`ServiceValue`]: where the site answers now | attached to a lease that discovery keeps alive while the site passes its health check |
+//! | `{prefix}/sites/<domain>` | [`SiteDecl`]: the site is hosted here, of this kind, with these aliases | persistent, written when a site is first registered, removed only by `hostyard site forget` |
+//!
+//! The service key is the original system's layout, so its values are read
+//! as the original wrote them (`"port": "80"`). The declaration key is new: it
+//! is what lets confd tell "hosted but down" (503) from "not hosted" (404)
+//! once a lease has expired.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::domain::{Domain, DomainError};
+use crate::kind::{SiteKind, UnknownKind};
+
+/// The key layout under one prefix (`etcd.prefix` of the node config).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schema {
+    prefix: String,
+}
+
+/// Why an etcd key is not one of ours.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("key {key:?} is not under {expected:?}")]
+    WrongPrefix { key: String, expected: String },
+    #[error("key {key:?} does not have the form <prefix>/services/<kind>/<domain>")]
+    Shape { key: String },
+    #[error("key {key:?}: {source}")]
+    Kind { key: String, source: UnknownKind },
+    #[error("key {key:?}: {source}")]
+    Domain { key: String, source: DomainError },
+}
+
+impl Schema {
+    /// `prefix` is empty or starts with `/` and does not end with one
+    /// (the node config validates that).
+    pub fn new(prefix: &str) -> Schema {
+        Schema {
+            prefix: prefix.trim_end_matches('/').to_string(),
+        }
+    }
+
+    /// `{prefix}/services/`: every registration, for a range read or watch.
+    pub fn services_prefix(&self) -> String {
+        format!("{}/services/", self.prefix)
+    }
+
+    /// `{prefix}/sites/`: every declaration.
+    pub fn sites_prefix(&self) -> String {
+        format!("{}/sites/", self.prefix)
+    }
+
+    /// `{prefix}/`: everything hostyard keeps in etcd, for one watch.
+    pub fn root_prefix(&self) -> String {
+        format!("{}/", self.prefix)
+    }
+
+    pub fn service_key(&self, kind: SiteKind, domain: &Domain) -> String {
+        format!("{}{}/{domain}", self.services_prefix(), kind.as_str())
+    }
+
+    pub fn site_key(&self, domain: &Domain) -> String {
+        format!("{}{domain}", self.sites_prefix())
+    }
+
+    /// Inverse of [`Schema::service_key`].
+    pub fn parse_service_key(&self, key: &str) -> Result<(SiteKind, Domain), KeyError> {
+        let expected = self.services_prefix();
+        let rest = key
+            .strip_prefix(&expected)
+            .ok_or_else(|| KeyError::WrongPrefix {
+                key: key.to_string(),
+                expected,
+            })?;
+        let (kind, domain) = rest.split_once('/').ok_or_else(|| KeyError::Shape {
+            key: key.to_string(),
+        })?;
+        let kind = kind.parse().map_err(|source| KeyError::Kind {
+            key: key.to_string(),
+            source,
+        })?;
+        let domain = Domain::parse(domain).map_err(|source| KeyError::Domain {
+            key: key.to_string(),
+            source,
+        })?;
+        Ok((kind, domain))
+    }
+
+    /// Inverse of [`Schema::site_key`].
+    pub fn parse_site_key(&self, key: &str) -> Result<Domain, KeyError> {
+        let expected = self.sites_prefix();
+        let rest = key
+            .strip_prefix(&expected)
+            .ok_or_else(|| KeyError::WrongPrefix {
+                key: key.to_string(),
+                expected,
+            })?;
+        Domain::parse(rest).map_err(|source| KeyError::Domain {
+            key: key.to_string(),
+            source,
+        })
+    }
+}
+
+/// Where a site answers: the value of `/services/<kind>/<domain>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceValue {
+    pub ip: IpAddr,
+    /// Written as a string, as the original did; read from a string or a number.
+    #[serde(
+        serialize_with = "port_as_string",
+        deserialize_with = "port_from_either"
+    )]
+    pub port: u16,
+    /// The server that registered it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+}
+
+/// A site hosted by hostyard: the value of `/sites/<domain>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteDecl {
+    pub kind: SiteKind,
+    /// Other names that redirect (301) to the domain; `www.<domain>` always does.
+    #[serde(default)]
+    pub aliases: Vec<Domain>,
+}
+
+/// Why a value read from etcd is unusable. Carries the raw text (cut short)
+/// so the log line shows what was there.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed value {raw:?}: {reason}")]
+pub struct ValueError {
+    pub raw: String,
+    pub reason: String,
+}
+
+impl ValueError {
+    fn new(raw: &[u8], reason: impl fmt::Display) -> ValueError {
+        let mut raw = String::from_utf8_lossy(raw).into_owned();
+        if raw.len() > 120 {
+            let mut cut = 120;
+            while !raw.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            raw.truncate(cut);
+            raw.push('…');
+        }
+        ValueError {
+            raw,
+            reason: reason.to_string(),
+        }
+    }
+}
+
+impl ServiceValue {
+    pub fn parse(raw: &[u8]) -> Result<ServiceValue, ValueError> {
+        let value: ServiceValue =
+            serde_json::from_slice(raw).map_err(|e| ValueError::new(raw, e))?;
+        if value.port == 0 {
+            return Err(ValueError::new(raw, "port 0 is not a port"));
+        }
+        if value.ip.is_unspecified() || value.ip.is_multicast() {
+            return Err(ValueError::new(
+                raw,
+                format!("{} is not a host address", value.ip),
+            ));
+        }
+        Ok(value)
+    }
+
+    pub fn to_json(&self) -> String {
+        // Serializing plain strings and numbers cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+impl SiteDecl {
+    pub fn parse(raw: &[u8]) -> Result<SiteDecl, ValueError> {
+        serde_json::from_slice(raw).map_err(|e| ValueError::new(raw, e))
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+fn port_as_string<S: Serializer>(port: &u16, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&port.to_string())
+}
+
+fn port_from_either<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Port {
+        Num(u16),
+        Text(String),
+    }
+    match Port::deserialize(d)? {
+        Port::Num(n) => Ok(n),
+        Port::Text(t) => t.parse().map_err(|_| {
+            serde::de::Error::custom(format!("port {t:?} is not a number in 1..65535"))
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn d(s: &str) -> Domain {
+        Domain::parse(s).unwrap()
+    }
+
+    #[test]
+    fn keys_round_trip_with_and_without_prefix() {
+        for prefix in ["", "/hostyard"] {
+            let s = Schema::new(prefix);
+            let key = s.service_key(SiteKind::StaticGit, &d("example.com"));
+            assert_eq!(key, format!("{prefix}/services/static-git/example.com"));
+            assert_eq!(
+                s.parse_service_key(&key).unwrap(),
+                (SiteKind::StaticGit, d("example.com"))
+            );
+            let key = s.site_key(&d("example.com"));
+            assert_eq!(key, format!("{prefix}/sites/example.com"));
+            assert_eq!(s.parse_site_key(&key).unwrap(), d("example.com"));
+        }
+    }
+
+    #[test]
+    fn bad_keys_are_errors_naming_the_key() {
+        let s = Schema::new("");
+        for (key, needle) in [
+            ("/other/static/example.com", "is not under"),
+            ("/services/static", "does not have the form"),
+            ("/services/php/example.com", "unknown site kind"),
+            ("/services/static/../etc", "contains '/'"),
+            ("/services/static/Exa mple.com", "contains ' '"),
+        ] {
+            let err = s.parse_service_key(key).unwrap_err().to_string();
+            assert!(err.contains(needle) && err.contains(key), "{key}: {err}");
+        }
+    }
+
+    #[test]
+    fn reads_the_original_value_format() {
+        let v = ServiceValue::parse(br#"{"ip":"172.17.0.5","port":"80"}"#).unwrap();
+        assert_eq!(v.ip.to_string(), "172.17.0.5");
+        assert_eq!(v.port, 80);
+        let v =
+            ServiceValue::parse(br#"{"ip":"10.0.0.1","port":8080,"node":"n1","extra":1}"#).unwrap();
+        assert_eq!(v.port, 8080);
+        assert_eq!(v.node.as_deref(), Some("n1"));
+    }
+
+    #[test]
+    fn writes_the_original_value_format() {
+        let v = ServiceValue {
+            ip: "172.17.0.5".parse().unwrap(),
+            port: 80,
+            node: None,
+        };
+        assert_eq!(v.to_json(), r#"{"ip":"172.17.0.5","port":"80"}"#);
+        assert_eq!(ServiceValue::parse(v.to_json().as_bytes()).unwrap(), v);
+    }
+
+    #[test]
+    fn malformed_values_are_errors() {
+        for raw in [
+            &b""[..],
+            b"null",
+            b"{}",
+            b"not json",
+            br#"{"ip":"172.17.0.5"}"#,
+            br#"{"ip":"172.17.0.5","port":"http"}"#,
+            br#"{"ip":"172.17.0.5","port":"70000"}"#,
+            br#"{"ip":"172.17.0.5","port":0}"#,
+            br#"{"ip":"0.0.0.0","port":"80"}"#,
+            br#"{"ip":"example.com","port":"80"}"#,
+            br#"{"ip":"172.17.0.5","port":-1}"#,
+            b"\xff\xfe",
+        ] {
+            assert!(
+                ServiceValue::parse(raw).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+    }
+
+    #[test]
+    fn site_declarations_round_trip_and_validate_aliases() {
+        let decl = SiteDecl {
+            kind: SiteKind::Wordpress,
+            aliases: vec![d("example.org")],
+        };
+        assert_eq!(SiteDecl::parse(decl.to_json().as_bytes()).unwrap(), decl);
+        assert!(SiteDecl::parse(br#"{"kind":"static","aliases":["../x"]}"#).is_err());
+        assert!(SiteDecl::parse(br#"{"kind":"php"}"#).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn parsing_arbitrary_bytes_never_panics(raw in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = ServiceValue::parse(&raw);
+            let _ = SiteDecl::parse(&raw);
+        }
+
+        #[test]
+        fn parsing_arbitrary_keys_never_panics(key in "\\PC{0,100}") {
+            let s = Schema::new("");
+            if let Ok((kind, domain)) = s.parse_service_key(&key) {
+                prop_assert_eq!(s.service_key(kind, &domain), key.to_ascii_lowercase());
+            }
+        }
+    }
+}
