@@ -72,6 +72,15 @@ pub struct HaproxyConfig {
     pub bind_address: IpAddr,
     pub http_port: u16,
     pub https_port: u16,
+    /// The HAProxy binary confd runs as `haproxy -c -f` before any reload.
+    /// HAProxy itself runs in a container; setup installs Debian's haproxy
+    /// package on the host too (same 2.6 as the image, which is built from
+    /// the same Debian release) so validation needs no container start.
+    pub check_binary: PathBuf,
+    /// Extra lines for the HTTP frontend (e.g. `http-request deny if { src
+    /// 192.0.2.7 }`), placed before the routing rules. confd validates the
+    /// whole config with `haproxy -c` before using it.
+    pub frontend_rules: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -110,6 +119,9 @@ pub struct ConfdConfig {
     pub hold_fraction: f64,
     /// How long a held change must persist before it is applied anyway.
     pub hold_secs: u64,
+    /// The hold applies only when at least this many routes would go at
+    /// once: stopping one site of two must take effect at once.
+    pub hold_min_removals: usize,
     /// Debounce window for bursts of etcd events, in milliseconds.
     pub debounce_ms: u64,
     /// Networks a registered address may be in (CIDR).
@@ -180,6 +192,8 @@ impl Default for HaproxyConfig {
             bind_address: IpAddr::from([0, 0, 0, 0]),
             http_port: 80,
             https_port: 443,
+            check_binary: PathBuf::from("/usr/sbin/haproxy"),
+            frontend_rules: Vec::new(),
         }
     }
 }
@@ -213,6 +227,7 @@ impl Default for ConfdConfig {
         ConfdConfig {
             hold_fraction: 0.5,
             hold_secs: 300,
+            hold_min_removals: 3,
             debounce_ms: 5,
             allowed_networks: vec![
                 "10.0.0.0/8".to_string(),
@@ -308,6 +323,7 @@ impl NodeConfig {
             ("data_root", &self.data_root),
             ("bin_dir", &self.bin_dir),
             ("docker.binary", &self.docker.binary),
+            ("haproxy.check_binary", &self.haproxy.check_binary),
         ] {
             if let Some(c) = p
                 .to_str()
@@ -403,6 +419,17 @@ impl NodeConfig {
                     "{:?} must be a URL path starting with /",
                     self.discovery.health_path
                 ),
+            ));
+        }
+        if let Some(rule) = self
+            .haproxy
+            .frontend_rules
+            .iter()
+            .find(|r| r.chars().any(|c| c.is_control()))
+        {
+            return Err(invalid(
+                "haproxy.frontend_rules",
+                format!("{rule:?} must be one line without control characters"),
             ));
         }
         if !(self.confd.hold_fraction > 0.0 && self.confd.hold_fraction <= 1.0) {

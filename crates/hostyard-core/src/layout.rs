@@ -14,7 +14,8 @@
 //!     tls/<domain>.pem            the site's certificate, if imported
 //! <root>/import/<domain>/         data dropped for import (or <domain>.tar[.gz])
 //! <root>/import/.done/            imports that were used, kept for reference
-//! <root>/runtime/haproxy/         generated HAProxy config, host map, pages
+//! <root>/runtime/haproxy/         generated HAProxy config, host map, pages/,
+//!                                 sockets, confd-state.json
 //! <root>/runtime/postfix/         generated postfix config and maps
 //! ```
 
@@ -145,6 +146,22 @@ impl Layout {
     /// The master CLI socket (`-S`): reloads go through it.
     pub fn haproxy_master_socket(&self) -> PathBuf {
         self.runtime_haproxy().join("master.sock")
+    }
+
+    /// Error pages HAProxy answers with (`404.html`, `503.html`).
+    pub fn haproxy_pages_dir(&self) -> PathBuf {
+        self.runtime_haproxy().join("pages")
+    }
+
+    /// The page HAProxy answers with for `status` (404: not hosted, 503: down).
+    pub fn haproxy_error_page(&self, status: u16) -> PathBuf {
+        self.haproxy_pages_dir().join(format!("{status}.html"))
+    }
+
+    /// confd's view of every site and any held change, as JSON; read by
+    /// `hostyard status`.
+    pub fn confd_state(&self) -> PathBuf {
+        self.runtime_haproxy().join("confd-state.json")
     }
 
     pub fn runtime_postfix(&self) -> PathBuf {
