@@ -10,10 +10,15 @@
 //!     public/trees/<commit>/      static-git: published trees (last few)
 //!     wp-content/, .htaccess      wordpress: the site's files
 //!     mysql/                      wordpress: MariaDB's data directory
+//!     mysql-init/dump.sql         wordpress: an imported dump, loaded by the
+//!                                 mysql container on its first start
 //!     secrets/                    mode 0700; db.env and wp-salts.php, mode 0600
 //!     tls/<domain>.pem            the site's certificate, if imported
 //! <root>/import/<domain>/         data dropped for import (or <domain>.tar[.gz])
 //! <root>/import/.done/            imports that were used, kept for reference
+//! <root>/domains/.staging-<domain>-<pid>/   an import in progress (removed
+//!                                 when found stale)
+//! <root>/domains/.import-<domain>.lock      held while an import runs
 //! <root>/runtime/haproxy/         generated HAProxy config, host map, pages/,
 //!                                 sockets, confd-state.json
 //! <root>/runtime/postfix/         generated postfix config and maps
@@ -77,6 +82,18 @@ impl Layout {
         self.public_dir(domain).join("trees")
     }
 
+    /// One published tree: `public/trees/<commit>`.
+    pub fn tree_dir(&self, domain: &Domain, commit: &str) -> PathBuf {
+        self.trees_dir(domain).join(commit)
+    }
+
+    /// What `current` points to for `commit`: relative to `public/`, so the
+    /// link means the same inside the container and after a staged import is
+    /// renamed into place.
+    pub fn current_link_target(commit: &str) -> PathBuf {
+        Path::new("trees").join(commit)
+    }
+
     pub fn wp_content_dir(&self, domain: &Domain) -> PathBuf {
         self.domain_dir(domain).join("wp-content")
     }
@@ -87,6 +104,17 @@ impl Layout {
 
     pub fn mysql_dir(&self, domain: &Domain) -> PathBuf {
         self.domain_dir(domain).join("mysql")
+    }
+
+    /// Where an imported `mysql/dump.sql` goes: the mysql container mounts
+    /// this as `/docker-entrypoint-initdb.d`, which MariaDB's entrypoint runs
+    /// once, when it initialises an empty data directory.
+    pub fn mysql_init_dir(&self, domain: &Domain) -> PathBuf {
+        self.domain_dir(domain).join("mysql-init")
+    }
+
+    pub fn mysql_init_dump(&self, domain: &Domain) -> PathBuf {
+        self.mysql_init_dir(domain).join("dump.sql")
     }
 
     /// Mode 0700; every file in it mode 0600.
@@ -119,9 +147,43 @@ impl Layout {
         self.imports_dir().join(domain.as_str())
     }
 
+    /// The tarball forms of an import, in the order they are looked for.
+    pub fn import_tarballs(&self, domain: &Domain) -> [PathBuf; 3] {
+        ["tar", "tar.gz", "tgz"].map(|ext| self.imports_dir().join(format!("{domain}.{ext}")))
+    }
+
     /// Where used imports are moved (never deleted).
     pub fn import_done_dir(&self) -> PathBuf {
         self.imports_dir().join(".done")
+    }
+
+    /// A used import's new name: `.done/<domain>-<unix time><suffix>`, where
+    /// the suffix keeps a tarball's extension (`.tar.gz`).
+    pub fn import_done_entry(&self, domain: &Domain, unix_time: u64, suffix: &str) -> PathBuf {
+        self.import_done_dir()
+            .join(format!("{domain}-{unix_time}{suffix}"))
+    }
+
+    /// An import being built, next to its target so that the final rename
+    /// stays on one filesystem. It is a data root of its own: the site is
+    /// staged at `Layout::new(staging).domain_dir(domain)`.
+    pub fn staging_dir(&self, domain: &Domain, pid: u32) -> PathBuf {
+        self.domains_dir().join(format!(".staging-{domain}-{pid}"))
+    }
+
+    /// Whether a file name in `domains/` is a staging dir of `domain` (from
+    /// any process), as made by [`Layout::staging_dir`].
+    pub fn is_staging_name(domain: &Domain, name: &str) -> bool {
+        name.strip_prefix(".staging-")
+            .and_then(|rest| rest.strip_prefix(domain.as_str()))
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+    }
+
+    /// Held (flock) while `domain` is imported, so that two imports never
+    /// race and stale staging dirs can be removed safely.
+    pub fn import_lock(&self, domain: &Domain) -> PathBuf {
+        self.domains_dir().join(format!(".import-{domain}.lock"))
     }
 
     pub fn runtime_haproxy(&self) -> PathBuf {
@@ -180,5 +242,36 @@ mod tests {
         assert_eq!(l.domain_dir(&d), Path::new("/data/domains/example.com"));
         assert_eq!(l.import_dir(&d), Path::new("/data/import/example.com"));
         assert_eq!(l.runtime_haproxy(), Path::new("/data/runtime/haproxy"));
+    }
+
+    #[test]
+    fn current_link_target_names_the_tree_dir() {
+        let l = Layout::new(Path::new("/data"));
+        let d = Domain::parse("example.com").unwrap();
+        assert_eq!(
+            l.public_dir(&d).join(Layout::current_link_target("abc")),
+            l.tree_dir(&d, "abc")
+        );
+    }
+
+    #[test]
+    fn staging_names_round_trip_and_stay_per_domain() {
+        let l = Layout::new(Path::new("/data"));
+        let d = Domain::parse("example.com").unwrap();
+        let other = Domain::parse("ample.com").unwrap();
+        let longer = Domain::parse("example.com.au").unwrap();
+        let staging = l.staging_dir(&d, 42);
+        assert_eq!(staging.parent(), Some(l.domains_dir().as_path()));
+        let name = staging.file_name().unwrap().to_str().unwrap();
+        assert!(Layout::is_staging_name(&d, name));
+        assert!(!Layout::is_staging_name(&other, name));
+        let longer_name = l.staging_dir(&longer, 7);
+        let longer_name = longer_name.file_name().unwrap().to_str().unwrap();
+        assert!(!Layout::is_staging_name(&d, longer_name));
+        assert!(!Layout::is_staging_name(&d, "example.com"));
+        assert!(!Layout::is_staging_name(&d, ".staging-example.com-"));
+        // Staged sites sit where the final rename expects them.
+        let staged = Layout::new(&staging).domain_dir(&d);
+        assert_eq!(staged.parent().unwrap().parent(), Some(staging.as_path()));
     }
 }

@@ -5,13 +5,16 @@
 //! [`NodeConfig`] for `/etc/hostyard/hostyard.yaml`, [`etcd::Schema`] for
 //! keys and values in etcd, and [`Layout`] for paths under the data root.
 
+pub mod archive_path;
 pub mod config;
 pub mod domain;
 pub mod etcd;
+pub mod giturl;
 pub mod kind;
 pub mod layout;
 
 pub use config::{NodeConfig, DEFAULT_CONFIG_PATH};
 pub use domain::{Domain, DomainError};
+pub use giturl::{GitUrl, GitUrlError};
 pub use kind::{SiteKind, UnitRole};
 pub use layout::Layout;

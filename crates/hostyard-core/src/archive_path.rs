@@ -1,0 +1,228 @@
+//! The path checks for unpacking an archive that someone else made.
+//!
+//! Imports arrive as tarballs and gitpull unpacks `git archive` output, both
+//! as root. An entry named `../../etc/cron.d/x` or `/etc/passwd`, or a
+//! symlink `www -> /etc` followed by an entry `www/passwd`, would write
+//! outside the site. Every entry name and link target goes through these
+//! checks first; the unpacker (hostyard-gitpull's `unpack`) also refuses to
+//! write through any symlink, so a chain of links cannot escape either.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+/// Why an archive entry is refused. Names are shown lossily (they may not be UTF-8).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArchivePathError {
+    #[error("archive entry has an empty name")]
+    Empty,
+    #[error("archive entry {0:?} contains a NUL byte")]
+    Nul(String),
+    #[error("archive entry {0:?} is an absolute path")]
+    Absolute(String),
+    #[error("archive entry {0:?} contains '..'")]
+    ParentDir(String),
+    #[error("archive entry {entry:?} is a link to the absolute path {target:?}")]
+    LinkAbsolute { entry: String, target: String },
+    #[error("archive entry {entry:?} is a link to {target:?}, which points outside the archive")]
+    LinkEscapes { entry: String, target: String },
+}
+
+fn show(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Checks an entry name and returns it as a relative path of plain
+/// components (`./a//b/` → `a/b`). The result is empty for the archive's
+/// root itself (`./`), which callers skip.
+pub fn check_entry_path(raw: &[u8]) -> Result<PathBuf, ArchivePathError> {
+    if raw.is_empty() {
+        return Err(ArchivePathError::Empty);
+    }
+    if raw.contains(&0) {
+        return Err(ArchivePathError::Nul(show(raw)));
+    }
+    if raw.starts_with(b"/") {
+        return Err(ArchivePathError::Absolute(show(raw)));
+    }
+    let mut out = PathBuf::new();
+    for part in raw.split(|b| *b == b'/') {
+        match part {
+            b"" | b"." => {}
+            b".." => return Err(ArchivePathError::ParentDir(show(raw))),
+            _ => out.push(OsStr::from_bytes(part)),
+        }
+    }
+    Ok(out)
+}
+
+/// Checks a symlink's target: relative, and staying inside the archive when
+/// resolved from the directory holding `entry` (a path from
+/// [`check_entry_path`]).
+pub fn check_symlink_target(entry: &Path, target: &[u8]) -> Result<(), ArchivePathError> {
+    let err_entry = || entry.to_string_lossy().into_owned();
+    if target.is_empty() {
+        return Err(ArchivePathError::LinkEscapes {
+            entry: err_entry(),
+            target: String::new(),
+        });
+    }
+    if target.contains(&0) {
+        return Err(ArchivePathError::Nul(show(target)));
+    }
+    if target.starts_with(b"/") {
+        return Err(ArchivePathError::LinkAbsolute {
+            entry: err_entry(),
+            target: show(target),
+        });
+    }
+    // Depth below the archive root of the directory the link lives in.
+    let mut depth: usize = entry
+        .parent()
+        .map(|p| {
+            p.components()
+                .filter(|c| matches!(c, Component::Normal(_)))
+                .count()
+        })
+        .unwrap_or(0);
+    for part in target.split(|b| *b == b'/') {
+        match part {
+            b"" | b"." => {}
+            b".." => {
+                depth = depth
+                    .checked_sub(1)
+                    .ok_or_else(|| ArchivePathError::LinkEscapes {
+                        entry: err_entry(),
+                        target: show(target),
+                    })?;
+            }
+            _ => depth += 1,
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn normalises_plain_names() {
+        for (raw, want) in [
+            ("a", "a"),
+            ("./a/b", "a/b"),
+            ("a//b/", "a/b"),
+            ("./", ""),
+            (
+                "static/www-content/index.html",
+                "static/www-content/index.html",
+            ),
+            ("a/.../b", "a/.../b"),
+            ("..a/b..", "..a/b.."),
+        ] {
+            assert_eq!(
+                check_entry_path(raw.as_bytes()).unwrap(),
+                Path::new(want),
+                "{raw}"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_escaping_names() {
+        for (raw, want) in [
+            ("", "empty"),
+            ("/etc/passwd", "absolute"),
+            ("//etc", "absolute"),
+            ("..", "'..'"),
+            ("../x", "'..'"),
+            ("a/../../x", "'..'"),
+            ("a/..", "'..'"),
+            ("a\0b", "NUL"),
+        ] {
+            let err = check_entry_path(raw.as_bytes()).unwrap_err().to_string();
+            assert!(err.contains(want), "{raw:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn symlink_targets_must_stay_inside() {
+        let ok = [
+            ("a", "b"),
+            ("a/b", "../c"),
+            ("a/b/c", "../../d"),
+            ("a", "./b/../c"),
+        ];
+        for (entry, target) in ok {
+            assert!(
+                check_symlink_target(Path::new(entry), target.as_bytes()).is_ok(),
+                "{entry} -> {target}"
+            );
+        }
+        let bad = [
+            ("a", "/etc"),
+            ("a", ".."),
+            ("a", "../x"),
+            ("a/b", "../../x"),
+            ("a", "b/../../x"),
+            ("a", ""),
+        ];
+        for (entry, target) in bad {
+            assert!(
+                check_symlink_target(Path::new(entry), target.as_bytes()).is_err(),
+                "{entry} -> {target}"
+            );
+        }
+    }
+
+    /// Lexical resolution of `base/rel` that must stay under the root.
+    fn stays_inside(rel: &Path) -> bool {
+        let mut depth: i64 = 0;
+        for c in rel.components() {
+            match c {
+                Component::Normal(_) => depth += 1,
+                Component::ParentDir => depth -= 1,
+                Component::CurDir => {}
+                Component::RootDir | Component::Prefix(_) => return false,
+            }
+            if depth < 0 {
+                return false;
+            }
+        }
+        true
+    }
+
+    proptest! {
+        #[test]
+        fn accepted_names_are_plain_relative_paths(raw in proptest::collection::vec(
+            prop::sample::select(vec![b'a', b'.', b'/', b'\\', b'-', 0u8, 0xff]), 0..24)) {
+            if let Ok(p) = check_entry_path(&raw) {
+                prop_assert!(p.components().all(|c| matches!(c, Component::Normal(_))));
+                prop_assert!(!p.is_absolute());
+            }
+        }
+
+        #[test]
+        fn accepted_names_from_path_like_strings(raw in "(\\.\\.|\\.|/|[a-z]{1,3}){0,8}") {
+            if let Ok(p) = check_entry_path(raw.as_bytes()) {
+                prop_assert!(stays_inside(&p));
+                prop_assert!(!raw.starts_with('/'));
+                prop_assert!(!raw.split('/').any(|c| c == ".."));
+            }
+        }
+
+        #[test]
+        fn accepted_symlinks_resolve_inside(
+            entry in "[a-z]{1,2}(/[a-z]{1,2}){0,3}",
+            target in "(\\.\\.|\\.|/|[a-z]{1,2}){0,8}",
+        ) {
+            let entry = PathBuf::from(entry);
+            if check_symlink_target(&entry, target.as_bytes()).is_ok() {
+                let joined = entry.parent().unwrap_or(Path::new("")).join(&target);
+                prop_assert!(!target.starts_with('/'));
+                prop_assert!(stays_inside(&joined), "{:?}", joined);
+            }
+        }
+    }
+}
