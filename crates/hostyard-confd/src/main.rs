@@ -1,12 +1,78 @@
-//! hostyard-confd (to be written: see its issue).
+//! hostyard-confd: the router. Watches etcd and keeps HAProxy's host map
+//! equal to it through the runtime API; see the crate's lib.rs.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::Parser;
+use hostyard_core::{NodeConfig, DEFAULT_CONFIG_PATH};
 
 #[derive(Parser)]
-#[command(version, about)]
-struct Cli {}
+#[command(version, about = "Keep HAProxy's routing equal to what etcd holds")]
+struct Cli {
+    /// The node config.
+    #[arg(long, env = "HOSTYARD_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+    /// Apply a single full read of etcd and exit.
+    #[arg(long)]
+    once: bool,
+}
 
-fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
-    anyhow::bail!("not implemented yet")
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!(
+                "hostyard-confd: {}",
+                e.to_string().lines().next().unwrap_or_default()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let config = match NodeConfig::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("hostyard-confd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("hostyard-confd: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        if cli.once {
+            hostyard_confd::daemon::run_once(&cli.config, config).await
+        } else {
+            hostyard_confd::daemon::run(&cli.config, config).await
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hostyard-confd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
 }

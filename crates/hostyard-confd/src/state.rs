@@ -1,0 +1,60 @@
+//! confd's state file: what it applied, what it holds back, and why, for
+//! `hostyard status` (which cannot ask a running confd anything else).
+
+use std::path::Path;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::routing::{Problem, Site};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConfdState {
+    /// etcd revision of the view the sites below come from (0: none yet).
+    pub revision: i64,
+    /// Whether confd's etcd watch is up; false means it serves the last
+    /// good routing and retries.
+    pub etcd_connected: bool,
+    /// Every site as etcd has it now (even when a hold keeps it from HAProxy).
+    pub sites: Vec<Site>,
+    pub problems: Vec<Problem>,
+    /// A mass removal waiting for its hold time or an operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<Held>,
+    /// Why the last structural config change was not applied, if it was not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_rejected: Option<String>,
+    /// Whether HAProxy's runtime API was reachable at the last apply.
+    pub haproxy_running: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Held {
+    /// Routes that the held change would remove.
+    pub removed_routes: usize,
+    /// Routes HAProxy has now.
+    pub current_routes: usize,
+    /// Unix time the hold began and when it ends by itself.
+    pub since_unix: u64,
+    pub until_unix: u64,
+    /// How an operator applies it now.
+    pub accept_with: String,
+}
+
+impl ConfdState {
+    pub fn load(path: &Path) -> anyhow::Result<Option<ConfdState>> {
+        match std::fs::read(path) {
+            Ok(raw) => serde_json::from_slice(&raw)
+                .map(Some)
+                .with_context(|| format!("{} is not a confd state file", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+        let mut text = serde_json::to_string_pretty(self).context("serializing confd state")?;
+        text.push('\n');
+        crate::haproxy::write_atomic(path, text.as_bytes())
+    }
+}
