@@ -1,12 +1,156 @@
-//! hostyard-discovery (to be written: see its issue).
+//! hostyard-discovery: keeps one site in routing while it answers.
+//!
+//! `run` is the per-site `Type=notify` service: it finds the site
+//! container's address on the docker network, checks it over HTTP, and
+//! keeps `/services/<kind>/<domain>` registered in etcd under a lease while
+//! it answers. `wait` is the site unit's `ExecStartPost=`: it returns once the
+//! site is registered and answers through HAProxy. Both refuse a bad kind or
+//! domain (exit 2) before touching anything.
 
-use clap::Parser;
+mod health;
+mod probe;
+mod registry;
+mod run;
+mod wait;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use hostyard_core::{Domain, NodeConfig, SiteKind, DEFAULT_CONFIG_PATH};
+
+const PROGRAM: &str = "hostyard-discovery";
 
 #[derive(Parser)]
-#[command(version, about)]
-struct Cli {}
+#[command(version, about = "Keep a site registered in etcd while it answers")]
+struct Cli {
+    /// The node config.
+    #[arg(long, env = "HOSTYARD_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
-    anyhow::bail!("not implemented yet")
+#[derive(Subcommand)]
+enum Command {
+    /// Check the site's container and keep it registered while it answers
+    /// (the discovery service, Type=notify).
+    Run {
+        /// Site kind: static, static-git or wordpress.
+        kind: String,
+        /// The site's domain.
+        domain: String,
+    },
+    /// Wait until the site is registered and answers through HAProxy
+    /// (the site unit's ExecStartPost=).
+    Wait {
+        /// Site kind: static, static-git or wordpress.
+        kind: String,
+        /// The site's domain.
+        domain: String,
+        /// Give up after this many seconds [default: discovery.wait_timeout_secs].
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<u64>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            eprintln!("{PROGRAM}: {}", first.trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+    };
+    let (kind, domain) = match &cli.command {
+        Command::Run { kind, domain } | Command::Wait { kind, domain, .. } => {
+            match parse_site(kind, domain) {
+                Ok(site) => site,
+                Err(e) => {
+                    eprintln!("{PROGRAM}: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    };
+    let config = match NodeConfig::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{PROGRAM}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // One process runs per site: a single-threaded runtime keeps each small
+    // (blocking HTTP checks get a helper thread only while they run).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(2)
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{PROGRAM}: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Run { .. } => runtime.block_on(run::run(config, kind, domain)),
+        Command::Wait { timeout, .. } => {
+            let secs = timeout.unwrap_or(config.discovery.wait_timeout_secs);
+            runtime.block_on(wait::wait(
+                &config,
+                kind,
+                &domain,
+                Duration::from_secs(secs),
+            ))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{PROGRAM}: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Validates the arguments that become etcd keys and container names.
+fn parse_site(kind: &str, domain: &str) -> anyhow::Result<(SiteKind, Domain)> {
+    let kind: SiteKind = kind.parse()?;
+    let domain = Domain::parse(domain)?;
+    Ok((kind, domain))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn hostile_arguments_are_refused() {
+        for (kind, domain) in [
+            ("static", "../etc"),
+            ("static", "a/b.com"),
+            ("static", "-rf.com"),
+            ("static", "example.com\n"),
+            ("static", ""),
+            ("php", "example.com"),
+            ("static_git", "example.com"),
+        ] {
+            assert!(parse_site(kind, domain).is_err(), "{kind} {domain:?}");
+        }
+        assert!(parse_site("static-git", "Example.COM").is_ok());
+    }
 }

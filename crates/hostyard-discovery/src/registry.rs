@@ -1,0 +1,283 @@
+//! The site's entries in etcd: the persistent declaration and the leased
+//! registration.
+//!
+//! The registration lives under a lease so that a dead discovery process or a
+//! vanished server takes the site out of routing by itself. This module keeps
+//! etcd equal to what the health policy wants (`desired`), and survives etcd
+//! going away: any failed call drops the lease it knew, and the next attempt
+//! (after a backoff) grants a fresh lease and puts the value again, so a lease
+//! that expired while etcd was unreachable is never relied on.
+
+use std::time::Duration;
+
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, LeaseKeepAliveStream, LeaseKeeper, PutOptions, Txn,
+    TxnOp, TxnOpResponse,
+};
+use hostyard_core::etcd::{Schema, ServiceValue, SiteDecl};
+use hostyard_core::{Domain, NodeConfig, SiteKind};
+
+/// Every etcd call is bounded by this: a partitioned etcd must not stall
+/// the health loop (or a stop) for longer.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Connects lazily: the client is made even when etcd is down, and calls
+/// fail (bounded by [`CALL_TIMEOUT`]) until it is back.
+pub async fn connect(config: &NodeConfig) -> anyhow::Result<Client> {
+    let options = ConnectOptions::new()
+        .with_connect_timeout(CALL_TIMEOUT)
+        // Notice a dead connection (etcd restarted) within a few seconds.
+        .with_keep_alive(Duration::from_secs(5), CALL_TIMEOUT);
+    let client = Client::connect(&config.etcd.endpoints, Some(options)).await?;
+    Ok(client)
+}
+
+/// Runs one etcd call with the deadline.
+async fn bounded<T>(
+    what: &str,
+    f: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
+) -> anyhow::Result<T> {
+    match tokio::time::timeout(CALL_TIMEOUT, f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(anyhow::anyhow!("etcd {what}: {e}")),
+        Err(_) => Err(anyhow::anyhow!(
+            "etcd {what}: no answer within {}s",
+            CALL_TIMEOUT.as_secs()
+        )),
+    }
+}
+
+/// What the declaration step found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Declared {
+    /// Written now, or already there for this kind.
+    Ours,
+    /// Another kind declares this domain; left as it is.
+    Conflict(String),
+}
+
+/// The keys of one site and the lease that holds its registration.
+pub struct Registrar {
+    client: Client,
+    kind: SiteKind,
+    site_key: String,
+    service_key: String,
+    ttl_secs: i64,
+    lease: Option<Lease>,
+    /// The value under the current lease, once put.
+    written: Option<ServiceValue>,
+    /// Leases we no longer use but have not seen revoked.
+    stale: Vec<i64>,
+}
+
+struct Lease {
+    id: i64,
+    keeper: Option<(LeaseKeeper, LeaseKeepAliveStream)>,
+}
+
+impl Registrar {
+    pub fn new(client: Client, config: &NodeConfig, kind: SiteKind, domain: &Domain) -> Registrar {
+        let schema = Schema::new(&config.etcd.prefix);
+        Registrar {
+            client,
+            kind,
+            site_key: schema.site_key(domain),
+            service_key: schema.service_key(kind, domain),
+            ttl_secs: i64::try_from(config.discovery.ttl_secs).unwrap_or(i64::MAX),
+            lease: None,
+            written: None,
+            stale: Vec::new(),
+        }
+    }
+
+    pub fn service_key(&self) -> &str {
+        &self.service_key
+    }
+
+    /// Whether some value is in etcd under a lease we hold.
+    pub fn is_registered(&self) -> bool {
+        self.lease.is_some() && self.written.is_some()
+    }
+
+    /// Whether the value is in etcd under a live (as far as we know) lease.
+    pub fn holds(&self, value: &ServiceValue) -> bool {
+        self.lease.is_some() && self.written.as_ref() == Some(value)
+    }
+
+    /// Writes the persistent declaration unless one exists. An existing
+    /// declaration is never overwritten: its aliases belong to the admin,
+    /// and one of another kind is a conflict for a human to settle.
+    pub async fn declare(&mut self) -> anyhow::Result<Declared> {
+        let decl = SiteDecl {
+            kind: self.kind,
+            aliases: Vec::new(),
+        };
+        let txn = Txn::new()
+            .when([Compare::version(
+                self.site_key.as_str(),
+                CompareOp::Equal,
+                0,
+            )])
+            .and_then([TxnOp::put(self.site_key.as_str(), decl.to_json(), None)])
+            .or_else([TxnOp::get(self.site_key.as_str(), None)]);
+        let response = bounded("declare", self.client.txn(txn)).await?;
+        if response.succeeded() {
+            return Ok(Declared::Ours);
+        }
+        let existing = response
+            .op_responses()
+            .into_iter()
+            .find_map(|op| match op {
+                TxnOpResponse::Get(get) => get.kvs().first().map(|kv| kv.value().to_vec()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        match SiteDecl::parse(&existing) {
+            Ok(d) if d.kind == self.kind => Ok(Declared::Ours),
+            Ok(d) => Ok(Declared::Conflict(format!(
+                "{} declares this domain as a {} site, not {}; left unchanged \
+                 (forget the other site first if this one should take over)",
+                self.site_key,
+                d.kind.as_str(),
+                self.kind.as_str()
+            ))),
+            Err(e) => Ok(Declared::Conflict(format!(
+                "{} holds a malformed declaration, left unchanged: {e}",
+                self.site_key
+            ))),
+        }
+    }
+
+    /// Puts `value` under our lease, granting a fresh lease if we hold none.
+    async fn register(&mut self, value: &ServiceValue) -> anyhow::Result<()> {
+        let result = self.try_register(value).await;
+        if result.is_err() {
+            self.forget_lease();
+        }
+        result
+    }
+
+    async fn try_register(&mut self, value: &ServiceValue) -> anyhow::Result<()> {
+        let id = match &self.lease {
+            Some(lease) => lease.id,
+            None => {
+                let granted =
+                    bounded("lease grant", self.client.lease_grant(self.ttl_secs, None)).await?;
+                self.lease = Some(Lease {
+                    id: granted.id(),
+                    keeper: None,
+                });
+                granted.id()
+            }
+        };
+        bounded(
+            "put",
+            self.client.put(
+                self.service_key.as_str(),
+                value.to_json(),
+                Some(PutOptions::new().with_lease(id)),
+            ),
+        )
+        .await?;
+        self.written = Some(value.clone());
+        Ok(())
+    }
+
+    /// Makes etcd hold `desired` (or nothing), then revokes leases we lost
+    /// track of. Registering comes first so that moving to a new lease never
+    /// leaves a gap in routing.
+    pub async fn sync(&mut self, desired: Option<&ServiceValue>) -> anyhow::Result<()> {
+        match desired {
+            Some(value) if !self.holds(value) => self.register(value).await?,
+            Some(_) => {}
+            None => {
+                if let Some(lease) = self.lease.take() {
+                    self.stale.push(lease.id);
+                }
+                self.written = None;
+            }
+        }
+        self.revoke_stale().await
+    }
+
+    /// Whether [`Registrar::sync`] has anything to do.
+    pub fn in_sync(&self, desired: Option<&ServiceValue>) -> bool {
+        self.stale.is_empty()
+            && match desired {
+                Some(value) => self.holds(value),
+                None => self.lease.is_none(),
+            }
+    }
+
+    /// Revoking a lease deletes the key attached to it in the same step.
+    async fn revoke_stale(&mut self) -> anyhow::Result<()> {
+        while let Some(&id) = self.stale.last() {
+            match bounded("lease revoke", self.client.lease_revoke(id)).await {
+                Ok(_) => {}
+                // Expired meanwhile: what it held is gone already.
+                Err(e) if e.to_string().contains("lease not found") => {}
+                Err(e) => return Err(e),
+            }
+            self.stale.pop();
+        }
+        Ok(())
+    }
+
+    /// On stop: everything of ours out of etcd now, within `budget`.
+    pub async fn withdraw(&mut self, budget: Duration) -> anyhow::Result<()> {
+        if let Some(lease) = self.lease.take() {
+            self.stale.push(lease.id);
+        }
+        self.written = None;
+        match tokio::time::timeout(budget, self.revoke_stale()).await {
+            Ok(r) => r,
+            Err(_) => Err(anyhow::anyhow!(
+                "etcd did not revoke the lease within {}ms; the registration expires with its lease",
+                budget.as_millis()
+            )),
+        }
+    }
+
+    /// Renews the lease. An error means the registration may be gone: the
+    /// lease is forgotten and the caller registers again.
+    pub async fn keep_alive(&mut self) -> anyhow::Result<()> {
+        let result = self.try_keep_alive().await;
+        if result.is_err() {
+            self.forget_lease();
+        }
+        result
+    }
+
+    async fn try_keep_alive(&mut self) -> anyhow::Result<()> {
+        let Some(lease) = self.lease.as_mut() else {
+            return Ok(());
+        };
+        if lease.keeper.is_none() {
+            let pair = bounded("lease keep-alive", self.client.lease_keep_alive(lease.id)).await?;
+            lease.keeper = Some(pair);
+        }
+        let Some((keeper, stream)) = lease.keeper.as_mut() else {
+            return Ok(());
+        };
+        bounded("lease keep-alive", keeper.keep_alive()).await?;
+        let answer = bounded("lease keep-alive", stream.message()).await?;
+        match answer {
+            Some(r) if r.ttl() > 0 => Ok(()),
+            Some(_) => Err(anyhow::anyhow!(
+                "etcd lease {:x} expired; registering again",
+                lease.id
+            )),
+            None => Err(anyhow::anyhow!("etcd closed the lease keep-alive stream")),
+        }
+    }
+
+    /// After an error: the lease may have expired or may still hold the
+    /// key. Either way the next registration uses a new one, and this one is
+    /// revoked once etcd answers again (harmless if it expired).
+    fn forget_lease(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            self.stale.push(lease.id);
+        }
+        self.written = None;
+    }
+}

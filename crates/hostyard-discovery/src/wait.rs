@@ -1,0 +1,140 @@
+//! `wait`: the site unit's `ExecStartPost=`, so that `systemctl start
+//! static-git@D` returns only once the site is really reachable.
+//!
+//! "Up" means both halves of routing work: discovery has registered the site
+//! in etcd, and a request through this server's HAProxy with the site's Host
+//! header is answered by the site (not HAProxy's 503 "down" or 404 "unknown"
+//! page). The wait is bounded; on timeout it says what it saw last, which is
+//! the line an operator finds in the journal.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+use hostyard_core::etcd::{Schema, ServiceValue};
+use hostyard_core::{Domain, NodeConfig, SiteKind};
+use tokio::time::Instant;
+
+use crate::probe::http_agent;
+use crate::registry::{self, CALL_TIMEOUT};
+
+const POLL_EVERY: Duration = Duration::from_millis(250);
+
+/// Waits until the site is up or `timeout` passes; the error is one line
+/// naming the last thing seen.
+pub async fn wait(
+    config: &NodeConfig,
+    kind: SiteKind,
+    domain: &Domain,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let key = Schema::new(&config.etcd.prefix).service_key(kind, domain);
+    let mut client = registry::connect(config).await?;
+    let frontend = SocketAddr::new(
+        local_address(config.haproxy.bind_address),
+        config.haproxy.http_port,
+    );
+    let url = format!("http://{frontend}/");
+    let agent = http_agent(CALL_TIMEOUT);
+    loop {
+        let last_seen = match look(&mut client, &key, &agent, &url, domain).await {
+            Ok(()) => return Ok(()),
+            Err(seen) => seen,
+        };
+        let now = Instant::now();
+        if now >= deadline {
+            anyhow::bail!(
+                "{domain} is not up after {}s: {last_seen}",
+                timeout.as_secs()
+            );
+        }
+        tokio::time::sleep_until((now + POLL_EVERY).min(deadline)).await;
+    }
+}
+
+/// One look at both halves; `Err` says what is missing.
+async fn look(
+    client: &mut etcd_client::Client,
+    key: &str,
+    agent: &ureq::Agent,
+    url: &str,
+    domain: &Domain,
+) -> Result<(), String> {
+    let got = tokio::time::timeout(CALL_TIMEOUT, client.get(key, None)).await;
+    let response = match got {
+        Err(_) => return Err(format!("etcd did not answer a read of {key}")),
+        Ok(Err(e)) => return Err(format!("etcd read of {key} failed: {e}")),
+        Ok(Ok(r)) => r,
+    };
+    let Some(kv) = response.kvs().first() else {
+        return Err(format!("{key} is not registered in etcd yet"));
+    };
+    if let Err(e) = ServiceValue::parse(kv.value()) {
+        return Err(format!("{key} holds {e}"));
+    }
+    let agent = agent.clone();
+    let url_owned = url.to_string();
+    let host = domain.as_str().to_string();
+    let answer = tokio::task::spawn_blocking(move || {
+        agent
+            .get(&url_owned)
+            .header("Host", host.as_str())
+            .call()
+            .map(|r| r.status().as_u16())
+    })
+    .await;
+    match answer {
+        Ok(Ok(status)) if answered_by_site(status) => Ok(()),
+        Ok(Ok(status)) => Err(format!(
+            "registered, but HAProxy at {url} answers {status} for Host {domain}"
+        )),
+        Ok(Err(e)) => Err(format!("registered, but HAProxy at {url}: {e}")),
+        Err(e) => Err(format!("request task failed: {e}")),
+    }
+}
+
+/// 503 is HAProxy's page for a known site that is down, 404 its page for
+/// an unknown host: neither comes from the site.
+fn answered_by_site(status: u16) -> bool {
+    !matches!(status, 503 | 404)
+}
+
+/// Where to reach this server's HAProxy: its bind address, or loopback when
+/// it binds to every address.
+fn local_address(bind: IpAddr) -> IpAddr {
+    match bind {
+        IpAddr::V4(a) if a.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(a) if a.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn haproxy_pages_are_not_the_site() {
+        assert!(!answered_by_site(503));
+        assert!(!answered_by_site(404));
+        for status in [200, 301, 302, 401, 500] {
+            assert!(answered_by_site(status), "{status}");
+        }
+    }
+
+    #[test]
+    fn wildcard_bind_is_reached_on_loopback() {
+        assert_eq!(
+            local_address("0.0.0.0".parse().unwrap()),
+            "127.0.0.1".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            local_address("::".parse().unwrap()),
+            "::1".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            local_address("10.1.2.3".parse().unwrap()),
+            "10.1.2.3".parse::<IpAddr>().unwrap()
+        );
+    }
+}
