@@ -4,6 +4,7 @@
 //! HAProxy reload or map change is answered by the current configuration,
 //! not by a kept-alive connection to an old worker.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -39,6 +40,17 @@ pub fn http_get(port: u16, host_header: &str, path: &str) -> anyhow::Result<(u16
     Ok((resp.status, resp.body))
 }
 
+/// `GET http://{addr}{path}` with `Host: {host_header}`, for servers not on
+/// 127.0.0.1 (a container's address).
+pub fn http_get_addr(
+    addr: SocketAddr,
+    host_header: &str,
+    path: &str,
+) -> anyhow::Result<(u16, String)> {
+    let resp = get(&format!("http://{addr}{path}"), host_header, &[])?;
+    Ok((resp.status, resp.body))
+}
+
 /// Like [`http_get`] with extra request headers, returning response headers
 /// too (e.g. `Location` of a redirect).
 pub fn http_get_with_headers(
@@ -47,6 +59,14 @@ pub fn http_get_with_headers(
     path: &str,
     headers: &[(&str, &str)],
 ) -> anyhow::Result<HttpResponse> {
+    get(
+        &format!("http://127.0.0.1:{port}{path}"),
+        host_header,
+        headers,
+    )
+}
+
+fn get(url: &str, host_header: &str, headers: &[(&str, &str)]) -> anyhow::Result<HttpResponse> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(TIMEOUT))
         .http_status_as_error(false)
@@ -54,8 +74,7 @@ pub fn http_get_with_headers(
         .max_idle_connections(0)
         .build()
         .into();
-    let url = format!("http://127.0.0.1:{port}{path}");
-    let mut req = agent.get(&url).header("Host", host_header);
+    let mut req = agent.get(url).header("Host", host_header);
     for (k, v) in headers {
         req = req.header(*k, *v);
     }

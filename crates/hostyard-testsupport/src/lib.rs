@@ -20,9 +20,13 @@ mod poll;
 mod process;
 
 pub use backend::Backend;
+pub use docker::{
+    busybox_http_image, docker, docker_available, require_docker, unique_name, Container,
+    BUSYBOX_HTTP_BODY, BUSYBOX_HTTP_IMAGE,
+};
 pub use etcd::Etcd;
+pub use git::GitDaemon;
 pub use haproxy::{haproxy_check, Haproxy, SocketDir};
-
-pub use http::{http_get, http_get_with_headers, HttpResponse};
+pub use http::{http_get, http_get_addr, http_get_with_headers, HttpResponse};
 pub use poll::{free_port, wait_until};
 pub use process::process_alive;
