@@ -1,0 +1,411 @@
+//! hostyard-confd against real etcd, real HAProxy and real backends on
+//! loopback: every behaviour of its issue's item 8.
+
+mod util;
+
+use std::time::Duration;
+
+use hostyard_core::SiteKind;
+use hostyard_testsupport::{http_get_with_headers, wait_until, Backend, Etcd};
+use util::{d, Router, T};
+
+#[test]
+fn site_is_added_moved_and_removed_without_a_reload() {
+    let etcd = Etcd::start().unwrap();
+    let mut r = Router::new(&etcd);
+    r.start();
+    let pid = r.haproxy().worker_pid().unwrap();
+    let one = Backend::start("one");
+    let two = Backend::start("two");
+
+    r.register(&etcd, SiteKind::Static, "a.example.com", one.port());
+    r.wait_for("a.example.com", 200, "one");
+    r.put_service(&etcd, SiteKind::Static, &d("a.example.com"), two.port());
+    r.wait_for("a.example.com", 200, "two");
+    etcd.delete(&r.schema.service_key(SiteKind::Static, &d("a.example.com")))
+        .unwrap();
+    r.wait_for("a.example.com", 503, "maintenance");
+    etcd.delete(&r.schema.site_key(&d("a.example.com")))
+        .unwrap();
+    r.wait_for("a.example.com", 404, "not found");
+
+    assert_eq!(
+        r.haproxy().worker_pid().unwrap(),
+        pid,
+        "HAProxy was reloaded"
+    );
+    // The files hold what the runtime API holds: a restart comes back the same.
+    let file = std::fs::read_to_string(r.layout.hosts_map()).unwrap();
+    let runtime = r
+        .haproxy()
+        .runtime(&format!("show map {}", r.layout.hosts_map().display()))
+        .unwrap();
+    assert_eq!(
+        hostyard_confd::routing::parse_map(&file),
+        hostyard_confd::routing::parse_map(&runtime)
+    );
+}
+
+#[test]
+fn host_header_port_and_case_do_not_matter() {
+    let etcd = Etcd::start().unwrap();
+    let mut r = Router::new(&etcd);
+    let b = Backend::start("ported");
+    r.register(&etcd, SiteKind::Static, "p.example.com", b.port());
+    r.start();
+    r.wait_for("p.example.com", 200, "ported");
+    for host in ["p.example.com:80", "P.Example.COM", "P.EXAMPLE.com:8080"] {
+        assert_eq!(r.get(host), (200, "ported".to_string()), "{host}");
+    }
+}
+
+#[test]
+fn www_and_aliases_redirect_301_to_the_canonical_domain() {
+    let etcd = Etcd::start().unwrap();
+    let mut r = Router::new(&etcd);
+    let b = Backend::start("canon");
+    etcd.put(
+        &r.schema.site_key(&d("c.example.com")),
+        r#"{"kind":"static","aliases":["c.example.org"]}"#,
+    )
+    .unwrap();
+    r.put_service(&etcd, SiteKind::Static, &d("c.example.com"), b.port());
+    r.start();
+    r.wait_for("c.example.com", 200, "canon");
+    for host in ["www.c.example.com", "WWW.c.example.com:80", "c.example.org"] {
+        let resp = http_get_with_headers(r.port, host, "/a/b?x=1", &[]).unwrap();
+        assert_eq!(resp.status, 301, "{host}");
+        assert_eq!(
+            resp.header("location"),
+            Some("http://c.example.com/a/b?x=1"),
+            "{host}"
+        );
+    }
+}
+
+#[test]
+fn unknown_host_gets_404_and_expired_registration_gets_503_never_404() {
+    let etcd = Etcd::start().unwrap();
+    let mut r = Router::new(&etcd);
+    r.start();
+    let (status, body) = r.get("nobody.example.com");
+    assert_eq!(status, 404);
+    assert!(body.contains("Site not found"), "{body}");
+
+    let b = Backend::start("leased");
+    let domain = d("l.example.com");
+    etcd.put(&r.schema.site_key(&domain), r#"{"kind":"static"}"#)
+        .unwrap();
+    etcd.put_with_lease(
+        &r.schema.service_key(SiteKind::Static, &domain),
+        &format!(r#"{{"ip":"127.0.0.1","port":"{}"}}"#, b.port()),
+        2,
+    )
+    .unwrap();
+    r.wait_for("l.example.com", 200, "leased");
+    // The lease is not kept alive: etcd expires it (2 s TTL, checked within 10 s).
+    r.wait_for("l.example.com", 503, "Down for maintenance");
+    let state = r.state();
+    let site = &state["sites"][0];
+    assert_eq!(site["domain"], "l.example.com");
+    assert_eq!(site["state"], "down");
+}
+
+#[test]
+fn malformed_data_is_logged_once_and_skipped_while_others_route() {
+    let etcd = Etcd::start().unwrap();
+    let mut r = Router::new(&etcd);
+    let good = Backend::start("good");
+    let other = Backend::start("other");
+    r.start();
+    r.register(&etcd, SiteKind::Static, "good.example.com", good.port());
+    r.wait_for("good.example.com", 200, "good");
+
+    let bad = [
+        ("/services/static/bad.example.com", "{not json"),
+        (
+            "/services/static/Bad_Domain",
+            r#"{"ip":"127.0.0.1","port":"80"}"#,
+        ),
+        (
+            "/services/php/x.example.com",
+            r#"{"ip":"127.0.0.1","port":"80"}"#,
+        ),
+        (
+            "/services/static/far.example.com",
+            r#"{"ip":"192.0.2.1","port":"80"}"#,
+        ),
+        ("/sites/junk.example.com", "]"),
+    ];
+    for (k, v) in bad {
+        etcd.put(k, v).unwrap();
+    }
+    // The same domain under two kinds, with no declaration to settle it.
+    r.put_service(&etcd, SiteKind::Static, &d("two.example.com"), other.port());
+    r.put_service(
+        &etcd,
+        SiteKind::Wordpress,
+        &d("two.example.com"),
+        other.port(),
+    );
+    // A later good change still goes through.
+    r.register(&etcd, SiteKind::Static, "after.example.com", other.port());
+    r.wait_for("after.example.com", 200, "other");
+    assert_eq!(r.get("good.example.com"), (200, "good".to_string()));
+    assert_eq!(r.get("two.example.com").0, 404);
+    assert_eq!(r.get("far.example.com").0, 503);
+
+    // Each bad key is logged once, naming the key, even after more changes.
+    r.register(&etcd, SiteKind::Static, "more.example.com", other.port());
+    r.wait_for("more.example.com", 200, "other");
+    let log = r.confd_log();
+    for key in [
+        "/services/static/bad.example.com",
+        "/services/static/Bad_Domain",
+        "/services/php/x.example.com",
+        "/services/static/far.example.com",
+        "/sites/junk.example.com",
+        "/services/static/two.example.com",
+        "/services/wordpress/two.example.com",
+    ] {
+        let n = log
+            .lines()
+            .filter(|l| l.starts_with(&format!("skipped {key}:")))
+            .count();
+        assert_eq!(n, 1, "{key} logged {n} times:\n{log}");
+    }
+    let state = r.state();
+    let two = state["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["domain"] == "two.example.com")
+        .unwrap();
+    assert_eq!(two["state"], "conflict");
+}
+
+#[test]
+fn etcd_restart_while_confd_runs_then_new_keys_are_routed() {
+    let mut etcd = Etcd::start().unwrap();
+    let mut r = Router::new(&etcd);
+    let one = Backend::start("before");
+    let two = Backend::start("after");
+    r.register(&etcd, SiteKind::Static, "before.example.com", one.port());
+    r.start();
+    r.wait_for("before.example.com", 200, "before");
+
+    etcd.stop();
+    // While etcd is away the last good routing keeps serving.
+    wait_until("confd to notice etcd is gone", T, || {
+        r.confd_log().contains("etcd unreachable").then_some(())
+    })
+    .unwrap();
+    assert_eq!(r.get("before.example.com"), (200, "before".to_string()));
+    etcd.start_again().unwrap();
+    r.register(&etcd, SiteKind::Static, "after.example.com", two.port());
+    r.wait_for("after.example.com", 200, "after");
+    assert_eq!(r.get("before.example.com"), (200, "before".to_string()));
+}
+
+#[test]
+fn compaction_does_not_disturb_routing() {
+    let etcd = Etcd::start().unwrap();
+    let mut r = Router::new(&etcd);
+    let b = Backend::start("compacted");
+    r.start();
+    // Many revisions, then a compaction: the watch itself keeps working
+    // (it is past the compacted revision), and routing stays exact.
+    for i in 0..20 {
+        r.register(
+            &etcd,
+            SiteKind::Static,
+            &format!("s{i}.example.com"),
+            b.port(),
+        );
+    }
+    etcd.compact().unwrap();
+    r.register(&etcd, SiteKind::Static, "late.example.com", b.port());
+    r.wait_for("late.example.com", 200, "compacted");
+    r.wait_for("s0.example.com", 200, "compacted");
+}
+
+#[test]
+fn confd_started_with_etcd_down_serves_the_last_written_routing_and_catches_up() {
+    let mut etcd = Etcd::start().unwrap();
+    let mut r = Router::new(&etcd);
+    let one = Backend::start("kept");
+    let two = Backend::start("new");
+    r.register(&etcd, SiteKind::Static, "kept.example.com", one.port());
+    r.start_confd();
+    let status = r.confd.take().unwrap().stop();
+    assert!(status.success(), "confd exit on SIGTERM: {status}");
+
+    etcd.stop();
+    // READY without etcd (haproxy.service Requires confd), on the old files.
+    r.start_confd();
+    r.start_haproxy();
+    r.wait_for("kept.example.com", 200, "kept");
+    assert!(
+        r.confd_log().contains("etcd unreachable"),
+        "{}",
+        r.confd_log()
+    );
+
+    etcd.start_again().unwrap();
+    r.register(&etcd, SiteKind::Static, "new.example.com", two.port());
+    r.wait_for("new.example.com", 200, "new");
+    assert_eq!(r.get("kept.example.com"), (200, "kept".to_string()));
+}
+
+#[test]
+fn mass_removal_is_held_until_an_operator_accepts_it() {
+    let etcd = Etcd::start().unwrap();
+    let mut r = Router::new(&etcd);
+    r.config.confd.hold_secs = 3600;
+    r.write_config();
+    let b = Backend::start("site");
+    for i in 0..6 {
+        r.register(
+            &etcd,
+            SiteKind::Static,
+            &format!("m{i}.example.com"),
+            b.port(),
+        );
+    }
+    r.start();
+    r.wait_for("m5.example.com", 200, "site");
+
+    // etcd emptied: every route would go at once.
+    etcd.delete_prefix(&r.schema.root_prefix()).unwrap();
+    wait_until("the hold to show in the state file", T, || {
+        r.state()["held"].is_object().then_some(())
+    })
+    .unwrap();
+    for i in 0..6 {
+        assert_eq!(r.get(&format!("m{i}.example.com")).0, 200, "m{i} dropped");
+    }
+    assert!(r.confd_log().contains("HOLDING"), "{}", r.confd_log());
+    assert_eq!(r.state()["held"]["removed_routes"], 6);
+
+    r.confd.as_ref().unwrap().signal("USR1");
+    r.wait_for("m0.example.com", 404, "not found");
+    assert!(r.state()["held"].is_null());
+}
+
+#[test]
+fn held_mass_removal_is_applied_when_it_persists_past_the_hold_time() {
+    let etcd = Etcd::start().unwrap();
+    let mut r = Router::new(&etcd);
+    r.config.confd.hold_secs = 2;
+    r.write_config();
+    let b = Backend::start("site");
+    for i in 0..4 {
+        r.register(
+            &etcd,
+            SiteKind::Static,
+            &format!("h{i}.example.com"),
+            b.port(),
+        );
+    }
+    r.start();
+    r.wait_for("h3.example.com", 200, "site");
+    for i in 0..4 {
+        etcd.delete(
+            &r.schema
+                .service_key(SiteKind::Static, &d(&format!("h{i}.example.com"))),
+        )
+        .unwrap();
+    }
+    wait_until("the hold", T, || {
+        r.state()["held"].is_object().then_some(())
+    })
+    .unwrap();
+    assert_eq!(r.get("h0.example.com").0, 200);
+    // Declared sites whose registrations all went: 503 after the hold.
+    r.wait_for("h0.example.com", 503, "maintenance");
+}
+
+#[test]
+fn config_change_failing_haproxy_check_is_never_applied() {
+    let etcd = Etcd::start().unwrap();
+    let mut r = Router::new(&etcd);
+    let b = Backend::start("steady");
+    r.register(&etcd, SiteKind::Static, "s.example.com", b.port());
+    r.start();
+    r.wait_for("s.example.com", 200, "steady");
+    let cfg_before = std::fs::read_to_string(r.layout.haproxy_cfg()).unwrap();
+    let pid = r.haproxy().worker_pid().unwrap();
+
+    r.config.haproxy.frontend_rules = vec!["http-request no-such-action".into()];
+    r.write_config();
+    r.confd.as_ref().unwrap().signal("HUP");
+    wait_until("the rejection in the state file", T, || {
+        r.state()["config_rejected"].is_string().then_some(())
+    })
+    .unwrap();
+    assert!(r.confd_log().contains("config change NOT applied"));
+    assert_eq!(
+        std::fs::read_to_string(r.layout.haproxy_cfg()).unwrap(),
+        cfg_before
+    );
+    assert_eq!(r.haproxy().worker_pid().unwrap(), pid);
+    assert_eq!(r.get("s.example.com"), (200, "steady".to_string()));
+
+    // A valid structural change is reloaded hitlessly and keeps routing.
+    r.config.haproxy.frontend_rules = vec!["http-request set-header X-Hostyard 1".into()];
+    r.write_config();
+    r.confd.as_ref().unwrap().signal("HUP");
+    wait_until("a reload", T, || {
+        (r.haproxy().worker_pid().ok()? != pid).then_some(())
+    })
+    .unwrap();
+    r.wait_for("s.example.com", 200, "steady");
+    wait_until("the rejection to clear", T, || {
+        r.state()["config_rejected"].is_null().then_some(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn once_applies_one_full_read_and_exits() {
+    let etcd = Etcd::start().unwrap();
+    let r = Router::new(&etcd);
+    let b = Backend::start("once");
+    r.register(&etcd, SiteKind::Static, "o.example.com", b.port());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hostyard-confd"))
+        .arg("--config")
+        .arg(&r.config_path)
+        .arg("--once")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let map = std::fs::read_to_string(r.layout.hosts_map()).unwrap();
+    assert!(
+        map.contains(&format!("o.example.com route/127.0.0.1/{}", b.port())),
+        "{map}"
+    );
+    assert!(map.contains("www.o.example.com redirect/o.example.com"));
+}
+
+#[test]
+fn bad_arguments_and_config_exit_2_with_one_line() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hostyard-confd"))
+        .arg("--config")
+        .arg("/nonexistent/hostyard.yaml")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("hostyard-confd: "), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hostyard-confd"))
+        .arg("--bogus")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let _ = Duration::ZERO;
+}

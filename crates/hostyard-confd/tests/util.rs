@@ -1,0 +1,225 @@
+//! A router under test: a temp data root, a node config built in code, the
+//! real `hostyard-confd` binary as a child (killed on drop), and the real
+//! HAProxy on the config confd wrote.
+
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use hostyard_core::etcd::{Schema, ServiceValue, SiteDecl};
+use hostyard_core::{Domain, Layout, NodeConfig, SiteKind};
+use hostyard_testsupport::{free_port, http_get, wait_until, Etcd, Haproxy};
+
+pub const T: Duration = Duration::from_secs(10);
+
+pub fn d(s: &str) -> Domain {
+    Domain::parse(s).unwrap()
+}
+
+pub struct Router {
+    pub dir: tempfile::TempDir,
+    pub config: NodeConfig,
+    pub config_path: PathBuf,
+    pub layout: Layout,
+    pub schema: Schema,
+    pub port: u16,
+    pub confd: Option<Confd>,
+    pub haproxy: Option<Haproxy>,
+}
+
+impl Router {
+    /// A config for `etcd`; HAProxy listens on a free loopback port.
+    pub fn new(etcd: &Etcd) -> Router {
+        // Under /tmp: HAProxy's socket paths must stay short.
+        let dir = tempfile::Builder::new()
+            .prefix("hyc")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let port = free_port();
+        let mut config = NodeConfig {
+            data_root: dir.path().join("data"),
+            ..NodeConfig::default()
+        };
+        config.etcd.endpoints = vec![etcd.endpoint()];
+        config.haproxy.bind_address = "127.0.0.1".parse().unwrap();
+        config.haproxy.http_port = port;
+        let config_path = dir.path().join("hostyard.yaml");
+        let layout = Layout::new(&config.data_root);
+        let r = Router {
+            schema: Schema::new(&config.etcd.prefix),
+            dir,
+            config,
+            config_path,
+            layout,
+            port,
+            confd: None,
+            haproxy: None,
+        };
+        r.write_config();
+        r
+    }
+
+    pub fn write_config(&self) {
+        let text = serde_yaml::to_string(&self.config).unwrap();
+        std::fs::write(&self.config_path, text).unwrap();
+    }
+
+    /// Starts confd and waits for READY=1 on a notify socket, as systemd would.
+    pub fn start_confd(&mut self) {
+        self.confd = Some(Confd::start(&self.config_path, self.dir.path()));
+    }
+
+    /// Starts HAProxy on the files confd wrote, with its master socket
+    /// where confd looks for it.
+    pub fn start_haproxy(&mut self) {
+        let h = Haproxy::start(&self.layout.haproxy_cfg()).unwrap();
+        let link = self.layout.haproxy_master_socket();
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(h.master_socket(), &link).unwrap();
+        self.haproxy = Some(h);
+    }
+
+    pub fn start(&mut self) {
+        self.start_confd();
+        self.start_haproxy();
+    }
+
+    pub fn haproxy(&self) -> &Haproxy {
+        self.haproxy.as_ref().unwrap()
+    }
+
+    pub fn get(&self, host: &str) -> (u16, String) {
+        http_get(self.port, host, "/").unwrap_or((0, String::new()))
+    }
+
+    /// Waits until `host` answers `status` with a body containing `body`.
+    pub fn wait_for(&self, host: &str, status: u16, body: &str) {
+        let mut last = (0, String::new());
+        let r = wait_until(&format!("{host} -> {status} {body:?}"), T, || {
+            last = self.get(host);
+            (last.0 == status && last.1.contains(body)).then_some(())
+        });
+        if let Err(e) = r {
+            panic!(
+                "{e:#}; last answer {last:?}\nconfd log:\n{}",
+                self.confd_log()
+            );
+        }
+    }
+
+    pub fn confd_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("confd.log")).unwrap_or_default()
+    }
+
+    pub fn state(&self) -> serde_json::Value {
+        let raw = std::fs::read(self.layout.confd_state()).unwrap();
+        serde_json::from_slice(&raw).unwrap()
+    }
+
+    pub fn register(&self, etcd: &Etcd, kind: SiteKind, domain: &str, port: u16) {
+        let domain = d(domain);
+        let decl = SiteDecl {
+            kind,
+            aliases: vec![],
+        };
+        etcd.put(&self.schema.site_key(&domain), &decl.to_json())
+            .unwrap();
+        self.put_service(etcd, kind, &domain, port);
+    }
+
+    pub fn put_service(&self, etcd: &Etcd, kind: SiteKind, domain: &Domain, port: u16) {
+        let v = ServiceValue {
+            ip: "127.0.0.1".parse().unwrap(),
+            port,
+            node: None,
+        };
+        etcd.put(&self.schema.service_key(kind, domain), &v.to_json())
+            .unwrap();
+    }
+}
+
+pub struct Confd {
+    pub child: Child,
+    _notify: UnixDatagram,
+}
+
+impl Confd {
+    pub fn start(config: &Path, dir: &Path) -> Confd {
+        let sock = dir.join("notify.sock");
+        let _ = std::fs::remove_file(&sock);
+        let notify = UnixDatagram::bind(&sock).unwrap();
+        notify
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("confd.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_hostyard-confd"))
+            .arg("--config")
+            .arg(config)
+            .env("NOTIFY_SOCKET", &sock)
+            .env_remove("HOSTYARD_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut c = Confd {
+            child,
+            _notify: notify,
+        };
+        let deadline = Instant::now() + T;
+        let mut buf = [0u8; 512];
+        loop {
+            if let Ok(n) = c._notify.recv(&mut buf) {
+                if String::from_utf8_lossy(&buf[..n]).contains("READY=1") {
+                    return c;
+                }
+            }
+            if let Ok(Some(status)) = c.child.try_wait() {
+                let text = std::fs::read_to_string(dir.join("confd.log")).unwrap_or_default();
+                panic!("confd exited with {status} before READY=1:\n{text}");
+            }
+            if Instant::now() > deadline {
+                let text = std::fs::read_to_string(dir.join("confd.log")).unwrap_or_default();
+                panic!("confd not READY within {T:?}:\n{text}");
+            }
+        }
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg("-s")
+            .arg(sig)
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -s {sig}");
+    }
+
+    /// SIGTERM and wait (bounded) for the exit status.
+    pub fn stop(mut self) -> ExitStatus {
+        self.signal("TERM");
+        let deadline = Instant::now() + T;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "confd ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Confd {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
