@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# THE test command for hostyard (CI runs it through .ci/run).
+#
+# On a fresh Debian 12 machine as root it installs what the tests need,
+# starts a Docker engine if none answers, then runs formatting, lint, the
+# shell linter and the whole test suite against real etcd, HAProxy, git and
+# Docker. Every step runs even after an earlier one failed; a summary at the
+# end lists them all and the exit status is non-zero if any failed.
+#
+# usage: scripts/test.sh            (CARGO_TARGET_DIR is honoured)
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+# shellcheck source=scripts/lib/log.sh
+. "$repo/scripts/lib/log.sh"
+
+# Debian packages the tests use. The one list: add packages here.
+APT_PACKAGES=(
+  ca-certificates
+  etcd-server       # etcd 3.4, started per test by hostyard-testsupport
+  haproxy           # HAProxy 2.6, master-worker per test
+  protobuf-compiler # etcd-client's build
+  docker.io         # the engine (a fresh machine has only the client)
+  iptables          # dockerd's bridge networking
+  git               # git daemon and clones in import/gitpull tests
+  wrk               # load while reloading
+  shellcheck
+  debootstrap       # scripts/base-image.sh
+  busybox-static    # the FROM-scratch httpd test image
+  systemd           # systemd-analyze verify for generated units
+)
+
+DOCKERD_LOG=${DOCKERD_LOG:-/var/log/hostyard-test-dockerd.log}
+DOCKERD_WAIT_SECS=60
+
+# Results of the steps, printed by summary.
+declare -a RESULTS=()
+FAILED=0
+
+install_packages() {
+  step "checking apt packages"
+  local missing=() pkg
+  for pkg in "${APT_PACKAGES[@]}"; do
+    if [ "$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null)" != installed ]; then
+      missing+=("$pkg")
+    fi
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    note "all ${#APT_PACKAGES[@]} present"
+    return
+  fi
+  need_root "install ${missing[*]}"
+  note "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+docker_answers() { docker info >/dev/null 2>&1; }
+
+# start_dockerd [EXTRA ARGS...]: start dockerd detached (it outlives this
+# script, so later runs find it) and wait for `docker info`.
+start_dockerd() {
+  note "starting dockerd $* (log: $DOCKERD_LOG)"
+  setsid dockerd "$@" >>"$DOCKERD_LOG" 2>&1 </dev/null &
+  local pid=$!
+  local deadline=$((SECONDS + DOCKERD_WAIT_SECS))
+  until docker_answers; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      note "dockerd exited; its log ends with:"
+      tail -n 15 "$DOCKERD_LOG" | sed 's/^/      /' >&2
+      return 1
+    fi
+    if ((SECONDS >= deadline)); then
+      note "no answer from docker info after ${DOCKERD_WAIT_SECS}s; log ends with:"
+      tail -n 15 "$DOCKERD_LOG" | sed 's/^/      /' >&2
+      return 1
+    fi
+    sleep 0.2
+  done
+}
+
+ensure_docker() {
+  step "checking the docker engine"
+  if docker_answers; then
+    note "docker engine answers"
+    return
+  fi
+  need_root "start dockerd"
+  command -v dockerd >/dev/null || die "dockerd not found: apt-get install docker.io"
+  # A previous dockerd killed uncleanly leaves its pid file behind.
+  [ -e /var/run/docker.pid ] && ! pgrep -F /var/run/docker.pid dockerd >/dev/null 2>&1 &&
+    rm -f /var/run/docker.pid
+  if start_dockerd; then return; fi
+  # Where the kernel refuses iptables rules dockerd cannot set up its
+  # bridge NAT; containers are still reachable on their IPs without it.
+  note "retrying without iptables"
+  start_dockerd --iptables=false || die "cannot start dockerd; see $DOCKERD_LOG"
+}
+
+# run_step NAME COMMAND...: run one check, record its result and time.
+run_step() {
+  local name=$1; shift
+  step "$name: $*"
+  local start=$SECONDS rc=0
+  "$@" || rc=$?
+  local secs=$((SECONDS - start))
+  if [ $rc -eq 0 ]; then
+    RESULTS+=("ok      ${secs}s  $name")
+  else
+    RESULTS+=("FAILED  ${secs}s  $name (exit $rc)")
+    FAILED=1
+  fi
+}
+
+shell_scripts() {
+  # Tracked shell scripts: *.sh anywhere, plus extension-less files under
+  # scripts/ and deploy/ whose first line names a shell.
+  local f
+  git ls-files '*.sh' 'scripts/*' 'deploy/*' .ci/run | sort -u | while read -r f; do
+    [ -f "$f" ] || continue
+    case $f in
+      *.sh) echo "$f" ;;
+      *) head -n 1 "$f" | grep -Eq '^#!.*\b(ba)?sh\b' && echo "$f" ;;
+    esac
+  done
+  return 0
+}
+
+check_shell() {
+  local files
+  mapfile -t files < <(shell_scripts)
+  note "${#files[@]} scripts: ${files[*]}"
+  [ ${#files[@]} -eq 0 ] || shellcheck -x "${files[@]}"
+}
+
+# End-to-end tests (tests/e2e) join here in a later issue: add a run_step
+# line in main after the workspace tests.
+
+summary() {
+  printf '\n==> summary\n' >&2
+  printf '    %s\n' "${RESULTS[@]}" >&2
+  if [ $FAILED -ne 0 ]; then
+    printf '%s: FAILED\n' "${0##*/}" >&2
+  else
+    printf '%s: all passed\n' "${0##*/}" >&2
+  fi
+}
+
+main() {
+  install_packages
+  ensure_docker
+  run_step "rustfmt" cargo fmt --all --check
+  run_step "clippy" cargo clippy --workspace --all-targets -- -D warnings
+  run_step "shellcheck" check_shell
+  run_step "tests" cargo test --workspace
+  # run_step "e2e" ...   (tests/e2e, later issue)
+  summary
+  return $FAILED
+}
+
+# Run main unless sourced (sourcing lets one call a single function by hand).
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  main "$@"
+fi
