@@ -10,3 +10,4 @@ pub mod etcd_feed;
 pub mod haproxy;
 pub mod routing;
 pub mod state;
+pub mod status;

@@ -409,3 +409,65 @@ fn bad_arguments_and_config_exit_2_with_one_line() {
     assert_eq!(out.status.code(), Some(2));
     let _ = Duration::ZERO;
 }
+
+#[test]
+fn status_lists_every_site_from_etcd_and_haproxy_with_held_changes() {
+    let etcd = Etcd::start().unwrap();
+    let mut r = Router::new(&etcd);
+    r.config.confd.hold_secs = 3600;
+    r.write_config();
+    let b = Backend::start("st");
+    for i in 0..4 {
+        r.register(
+            &etcd,
+            SiteKind::Static,
+            &format!("r{i}.example.com"),
+            b.port(),
+        );
+    }
+    etcd.put(
+        &r.schema.site_key(&d("down.example.com")),
+        r#"{"kind":"wordpress"}"#,
+    )
+    .unwrap();
+    r.put_service(&etcd, SiteKind::Static, &d("two.example.com"), b.port());
+    r.put_service(&etcd, SiteKind::StaticGit, &d("two.example.com"), b.port());
+    r.start();
+    r.wait_for("r3.example.com", 200, "st");
+
+    let report = hostyard_confd::status::report(&r.config).unwrap();
+    assert_eq!(report.etcd, "ok");
+    assert_eq!(report.haproxy, "running");
+    let state_of = |rep: &hostyard_confd::status::Report, dom: &str| {
+        rep.sites
+            .iter()
+            .find(|s| s.domain == dom)
+            .map(|s| (s.state.clone(), s.kind.clone(), s.address.clone()))
+            .unwrap_or_else(|| panic!("{dom} missing: {}", rep.table()))
+    };
+    let (st, kind, addr) = state_of(&report, "r0.example.com");
+    assert_eq!((st.as_str(), kind.as_str()), ("routed", "static"));
+    assert_eq!(addr, format!("127.0.0.1:{}", b.port()));
+    assert_eq!(state_of(&report, "down.example.com").0, "down");
+    assert_eq!(state_of(&report, "two.example.com").0, "conflict");
+    assert!(report.needs_attention());
+    let table = report.table();
+    assert!(table.starts_with("DOMAIN"), "{table}");
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["sites"].as_array().unwrap().len(), report.sites.len());
+
+    for i in 0..4 {
+        etcd.delete(
+            &r.schema
+                .service_key(SiteKind::Static, &d(&format!("r{i}.example.com"))),
+        )
+        .unwrap();
+    }
+    wait_until("the hold", T, || {
+        r.state()["held"].is_object().then_some(())
+    })
+    .unwrap();
+    let report = hostyard_confd::status::report(&r.config).unwrap();
+    assert_eq!(state_of(&report, "r0.example.com").0, "held");
+    assert!(report.table().contains("HELD:"), "{}", report.table());
+}
