@@ -174,8 +174,9 @@ pub async fn run(config: NodeConfig, kind: SiteKind, domain: Domain) -> anyhow::
     Ok(())
 }
 
-/// Logs a check's outcome only when it differs from the last one: the first
-/// failure and each new reason, and the first success after failures.
+/// Logs a check's outcome when it changes something: each failure of a
+/// routed site, a new reason while not routed, the first success after
+/// failures.
 fn report_outcome(outcome: &Outcome, tracker: &Tracker, last_failure: &mut Option<String>) {
     match outcome {
         Outcome::Healthy(_) => {
@@ -184,19 +185,19 @@ fn report_outcome(outcome: &Outcome, tracker: &Tracker, last_failure: &mut Optio
             }
         }
         Outcome::Failed(why) => {
-            if last_failure.as_deref() != Some(why.as_str()) {
-                if tracker.routed().is_some() {
-                    eprintln!(
-                        "check failed ({} of {}): {why}",
-                        tracker.consecutive_failures() + 1,
-                        tracker.threshold()
-                    );
-                } else {
-                    eprintln!("not answering: {why}");
-                    status(&format!("not answering: {why}"));
-                }
-                *last_failure = Some(why.clone());
+            if tracker.routed().is_some() {
+                // Each step toward removal is a change of state worth a line
+                // (at most `threshold` of them per episode).
+                eprintln!(
+                    "check failed ({} of {}): {why}",
+                    tracker.consecutive_failures() + 1,
+                    tracker.threshold()
+                );
+            } else if last_failure.as_deref() != Some(why.as_str()) {
+                eprintln!("not answering: {why}");
+                status(&format!("not answering: {why}"));
             }
+            *last_failure = Some(why.clone());
         }
     }
 }

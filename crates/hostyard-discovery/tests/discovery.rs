@@ -1,0 +1,349 @@
+//! hostyard-discovery against real etcd, a real docker engine and real
+//! HAProxy. Each test has its own etcd, docker network and domain.
+
+mod util;
+
+use std::time::{Duration, Instant};
+
+use hostyard_core::etcd::{ServiceValue, SiteDecl};
+use hostyard_core::SiteKind;
+use hostyard_testsupport::{free_port, wait_until, Backend, Etcd, Haproxy, SocketDir};
+use nix::sys::signal::Signal;
+use util::*;
+
+fn setup(prefix: &str) -> (Etcd, Network, Node, hostyard_core::Domain) {
+    require_docker();
+    let etcd = Etcd::start().unwrap();
+    let net = Network::create();
+    let node = Node::new(&etcd, &net.name);
+    let domain = d(&format!("{}.example.com", unique(prefix)));
+    (etcd, net, node, domain)
+}
+
+#[test]
+fn registers_the_container_under_a_lease_with_a_declaration() {
+    let (etcd, net, node, domain) = setup("reg");
+    let kind = SiteKind::Static;
+    let site = Container::site(kind, &domain, &net);
+    let disc = node.run(kind, &domain);
+    let key = node.schema.service_key(kind, &domain);
+
+    let value = wait_registered_at(&etcd, &key, site.ip(&net), &disc);
+    assert_eq!(
+        value,
+        ServiceValue {
+            ip: site.ip(&net),
+            port: 80,
+            node: Some("n1".into())
+        }
+    );
+    // The original's value format: the port is a string.
+    let raw = etcd.get(&key).unwrap().unwrap();
+    assert!(raw.contains(r#""port":"80""#), "{raw}");
+    assert!(etcd.lease_of(&key).unwrap().is_some(), "key has no lease");
+    let decl = etcd.get(&node.schema.site_key(&domain)).unwrap().unwrap();
+    assert_eq!(
+        SiteDecl::parse(decl.as_bytes()).unwrap(),
+        SiteDecl {
+            kind,
+            aliases: vec![]
+        }
+    );
+    assert_eq!(
+        etcd.lease_of(&node.schema.site_key(&domain)).unwrap(),
+        None,
+        "the declaration must be persistent"
+    );
+    assert!(
+        disc.log_text().contains("registered "),
+        "{}",
+        disc.log_text()
+    );
+}
+
+#[test]
+fn waits_for_a_container_that_starts_later() {
+    let (etcd, net, node, domain) = setup("late");
+    let kind = SiteKind::StaticGit;
+    let disc = node.run(kind, &domain);
+    disc.wait_for_log("does not exist", T);
+    let key = node.schema.service_key(kind, &domain);
+    assert_eq!(etcd.get(&key).unwrap(), None);
+    let site = Container::site(kind, &domain, &net);
+    wait_registered_at(&etcd, &key, site.ip(&net), &disc);
+}
+
+#[test]
+fn hung_container_leaves_routing_after_n_failures_and_not_before() {
+    let (etcd, net, node, domain) = setup("hang");
+    let kind = SiteKind::Static;
+    let site = Container::site(kind, &domain, &net);
+    let disc = node.run(kind, &domain);
+    let key = node.schema.service_key(kind, &domain);
+    let ip = site.ip(&net);
+    wait_registered_at(&etcd, &key, ip, &disc);
+    let lease = etcd.lease_of(&key).unwrap();
+
+    // Accepts connections, never answers: only the check's timeout ends it.
+    site.hang();
+    disc.wait_for_log("check failed (1 of 3)", T);
+    assert!(
+        disc.log_text().contains("did not answer within 1s"),
+        "{}",
+        disc.log_text()
+    );
+    disc.wait_for_log("check failed (2 of 3)", T);
+    // Two failures: still routed, under the same lease. The third check is
+    // at least an interval away.
+    assert_eq!(registration(&etcd, &key).map(|v| v.ip), Some(ip));
+    assert_eq!(etcd.lease_of(&key).unwrap(), lease);
+
+    wait_gone(&etcd, &key, T, &disc);
+    let log = disc.log_text();
+    assert!(log.contains("check failed (3 of 3)"), "{log}");
+    assert!(
+        log.contains("unhealthy 3 times in a row: removing from routing"),
+        "{log}"
+    );
+    // The declaration stays, so routing shows the site as down (503), not unknown.
+    assert!(etcd.get(&node.schema.site_key(&domain)).unwrap().is_some());
+
+    // Recovery puts it back.
+    site.resume();
+    wait_registered_at(&etcd, &key, ip, &disc);
+}
+
+#[test]
+fn a_single_failure_does_not_remove_the_site() {
+    let (etcd, net, node, domain) = setup("blip");
+    let kind = SiteKind::Static;
+    let site = Container::site(kind, &domain, &net);
+    let disc = node.run(kind, &domain);
+    let key = node.schema.service_key(kind, &domain);
+    let ip = site.ip(&net);
+    wait_registered_at(&etcd, &key, ip, &disc);
+    site.hang();
+    disc.wait_for_log("check failed (1 of 3)", T);
+    site.resume();
+    disc.wait_for_log("answering again", T);
+    assert_eq!(registration(&etcd, &key).map(|v| v.ip), Some(ip));
+    assert!(!disc.log_text().contains("removing from routing"));
+}
+
+#[test]
+fn restarted_container_is_registered_at_its_new_address() {
+    let (etcd, net, node, domain) = setup("move");
+    let kind = SiteKind::Static;
+    let site = Container::site(kind, &domain, &net);
+    let disc = node.run(kind, &domain);
+    let key = node.schema.service_key(kind, &domain);
+    let old_ip = site.ip(&net);
+    wait_registered_at(&etcd, &key, old_ip, &disc);
+
+    // Replace the container; a filler started in between takes the freed
+    // address if docker would hand it out again.
+    site.remove();
+    let _filler = Container::run(&unique("hyd-filler-"), &net, &[]);
+    let site = Container::site(kind, &domain, &net);
+    let new_ip = site.ip(&net);
+    assert_ne!(new_ip, old_ip, "docker gave the same address back");
+    wait_registered_at(&etcd, &key, new_ip, &disc);
+}
+
+#[test]
+fn sigterm_takes_the_site_out_of_routing_within_a_second() {
+    let (etcd, net, node, domain) = setup("stop");
+    let kind = SiteKind::Wordpress;
+    let site = Container::site(kind, &domain, &net);
+    let mut disc = node.run(kind, &domain);
+    let key = node.schema.service_key(kind, &domain);
+    wait_registered_at(&etcd, &key, site.ip(&net), &disc);
+
+    let start = Instant::now();
+    disc.signal(Signal::SIGTERM);
+    wait_gone(&etcd, &key, Duration::from_secs(1), &disc);
+    let took = start.elapsed();
+    let status = disc.wait_exit(Duration::from_secs(5));
+    assert!(
+        status.success(),
+        "exit {status:?}; log:\n{}",
+        disc.log_text()
+    );
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    // The declaration is not the stop's business.
+    assert!(etcd.get(&node.schema.site_key(&domain)).unwrap().is_some());
+}
+
+#[test]
+fn registration_comes_back_with_a_new_lease_after_an_etcd_restart() {
+    let (mut etcd, net, node, domain) = setup("etcd");
+    let kind = SiteKind::Static;
+    let site = Container::site(kind, &domain, &net);
+    let disc = node.run(kind, &domain);
+    let key = node.schema.service_key(kind, &domain);
+    let ip = site.ip(&net);
+    wait_registered_at(&etcd, &key, ip, &disc);
+    let old_lease = etcd.lease_of(&key).unwrap().unwrap();
+
+    etcd.stop();
+    disc.wait_for_log("retrying", T);
+    etcd.start_again().unwrap();
+    let new_lease = wait_until("the key under a new lease", T, || {
+        etcd.lease_of(&key)
+            .ok()
+            .flatten()
+            .filter(|l| *l != old_lease)
+    })
+    .unwrap_or_else(|e| panic!("{e}; log:\n{}", disc.log_text()));
+    assert_ne!(new_lease, old_lease);
+    assert_eq!(registration(&etcd, &key).map(|v| v.ip), Some(ip));
+    disc.wait_for_log("etcd answers again", T);
+}
+
+#[test]
+fn another_kinds_declaration_is_not_overwritten() {
+    let (etcd, net, node, domain) = setup("clash");
+    let site_key = node.schema.site_key(&domain);
+    let theirs = SiteDecl {
+        kind: SiteKind::Wordpress,
+        aliases: vec![d("www2.example.org")],
+    };
+    etcd.put(&site_key, &theirs.to_json()).unwrap();
+    let kind = SiteKind::Static;
+    let site = Container::site(kind, &domain, &net);
+    let disc = node.run(kind, &domain);
+    wait_registered_at(
+        &etcd,
+        &node.schema.service_key(kind, &domain),
+        site.ip(&net),
+        &disc,
+    );
+    disc.wait_for_log("conflict: ", T);
+    let now = etcd.get(&site_key).unwrap().unwrap();
+    assert_eq!(SiteDecl::parse(now.as_bytes()).unwrap(), theirs);
+}
+
+#[test]
+fn hostile_arguments_are_refused_with_exit_2_and_nothing_written() {
+    let etcd = Etcd::start().unwrap();
+    let node = Node::new(&etcd, "hostyard");
+    for args in [
+        &["run", "static", "../../etc/passwd"][..],
+        &["run", "static", "-rf"],
+        &["run", "static", "a.com/../../x"],
+        &["run", "static", "exa mple.com"],
+        &["run", "static", "example.com;rm -rf /"],
+        &["run", "php", "example.com"],
+        &["wait", "static", "$(reboot).com"],
+        &["wait", "../static", "example.com"],
+        &["run", "static"],
+    ] {
+        let out = node.exec(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("hostyard-discovery: ") && stderr.trim_end().lines().count() == 1,
+            "{args:?}: {stderr:?}"
+        );
+    }
+    assert_eq!(etcd.get_prefix("").unwrap(), vec![], "etcd was written");
+}
+
+/// A HAProxy that routes `up` to a live backend, `down` to a backend without
+/// servers (503) and anything else to a 404, like confd's config does.
+fn haproxy_for(up: &str, up_backend: &Backend, down: &str) -> (SocketDir, Haproxy, u16) {
+    let sockets = SocketDir::new().unwrap();
+    let port = free_port();
+    let cfg = sockets.path().join("haproxy.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global\n  stats socket {admin} level admin\n\
+             defaults\n  mode http\n  timeout connect 1s\n  timeout client 5s\n  timeout server 5s\n\
+             frontend fe\n  bind 127.0.0.1:{port}\n\
+             \x20 use_backend site if {{ hdr(host) -i {up} }}\n\
+             \x20 use_backend down if {{ hdr(host) -i {down} }}\n\
+             \x20 default_backend unknown\n\
+             backend site\n  server s1 {addr}\n\
+             backend down\n\
+             backend unknown\n  http-request return status 404\n",
+            admin = sockets.admin_socket_path().display(),
+            addr = up_backend.addr(),
+        ),
+    )
+    .unwrap();
+    let h = Haproxy::start(&cfg).unwrap();
+    (sockets, h, port)
+}
+
+#[test]
+fn wait_returns_once_registered_and_answering_through_haproxy() {
+    let etcd = Etcd::start().unwrap();
+    let mut node = Node::new(&etcd, "hostyard");
+    let up = d(&format!("{}.example.com", unique("up")));
+    let down = d(&format!("{}.example.com", unique("down")));
+    let backend = Backend::start("the site");
+    let (_sockets, _haproxy, port) = haproxy_for(up.as_str(), &backend, down.as_str());
+    node.config.haproxy.http_port = port;
+    node.write_config();
+
+    let kind = SiteKind::Static;
+    let value = ServiceValue {
+        ip: "127.0.0.1".parse().unwrap(),
+        port: backend.port(),
+        node: Some("n1".into()),
+    };
+    etcd.put_with_lease(&node.schema.service_key(kind, &up), &value.to_json(), 30)
+        .unwrap();
+    let start = Instant::now();
+    let out = node.exec(&["wait", "static", up.as_str(), "--timeout", "10"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert!(backend.requests() >= 1);
+}
+
+#[test]
+fn wait_times_out_with_one_clear_line() {
+    let etcd = Etcd::start().unwrap();
+    let mut node = Node::new(&etcd, "hostyard");
+    let up = d(&format!("{}.example.com", unique("up")));
+    let down = d(&format!("{}.example.com", unique("down")));
+    let backend = Backend::start("the site");
+    let (_sockets, _haproxy, port) = haproxy_for(up.as_str(), &backend, down.as_str());
+    node.config.haproxy.http_port = port;
+    node.write_config();
+
+    // Not registered at all.
+    let start = Instant::now();
+    let out = node.exec(&["wait", "static", down.as_str(), "--timeout", "1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("{down} is not up after 1s"))
+            && stderr.contains("not registered in etcd yet"),
+        "{stderr}"
+    );
+
+    // Registered, but HAProxy has no server for it: its 503 is not the site.
+    let value = ServiceValue {
+        ip: "127.0.0.1".parse().unwrap(),
+        port: 9,
+        node: None,
+    };
+    etcd.put_with_lease(
+        &node.schema.service_key(SiteKind::Static, &down),
+        &value.to_json(),
+        30,
+    )
+    .unwrap();
+    let out = node.exec(&["wait", "static", down.as_str(), "--timeout", "1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("answers 503"), "{stderr}");
+}

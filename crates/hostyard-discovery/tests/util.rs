@@ -1,0 +1,335 @@
+//! A site under test: real etcd, a real container on its own docker network,
+//! and the real `hostyard-discovery` binary as a child (killed on drop).
+
+#![allow(dead_code)]
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use hostyard_core::etcd::{Schema, ServiceValue};
+use hostyard_core::{Domain, NodeConfig, SiteKind};
+use hostyard_testsupport::{wait_until, Etcd};
+
+pub const T: Duration = Duration::from_secs(20);
+pub const BIN: &str = env!("CARGO_BIN_EXE_hostyard-discovery");
+
+pub fn d(s: &str) -> Domain {
+    Domain::parse(s).unwrap()
+}
+
+/// A name no other test (or test run) uses: pid plus a counter.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}{}x{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A node config for tests: short intervals, this etcd, this network.
+pub struct Node {
+    pub dir: tempfile::TempDir,
+    pub config: NodeConfig,
+    pub config_path: PathBuf,
+    pub schema: Schema,
+}
+
+impl Node {
+    pub fn new(etcd: &Etcd, network: &str) -> Node {
+        let dir = tempfile::Builder::new()
+            .prefix("hyd")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let mut config = NodeConfig {
+            node_name: "n1".into(),
+            ..NodeConfig::default()
+        };
+        config.etcd.endpoints = vec![etcd.endpoint()];
+        config.docker.binary = which_docker();
+        config.docker.network = network.to_string();
+        config.discovery.ttl_secs = 6;
+        config.discovery.interval_secs = 1;
+        config.discovery.timeout_secs = 1;
+        config.discovery.failures = 3;
+        let config_path = dir.path().join("hostyard.yaml");
+        let node = Node {
+            schema: Schema::new(&config.etcd.prefix),
+            dir,
+            config,
+            config_path,
+        };
+        node.write_config();
+        node
+    }
+
+    pub fn write_config(&self) {
+        std::fs::write(
+            &self.config_path,
+            serde_yaml::to_string(&self.config).unwrap(),
+        )
+        .unwrap();
+    }
+
+    pub fn run(&self, kind: SiteKind, domain: &Domain) -> Discovery {
+        Discovery::start(&self.config_path, self.dir.path(), kind, domain)
+    }
+
+    /// Runs the binary to completion with these arguments after `--config`.
+    pub fn exec(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&self.config_path)
+            .args(args)
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+}
+
+fn which_docker() -> PathBuf {
+    for p in ["/usr/bin/docker", "/usr/local/bin/docker"] {
+        if Path::new(p).exists() {
+            return PathBuf::from(p);
+        }
+    }
+    panic!("no docker client (apt-get install docker.io, or run scripts/test.sh)");
+}
+
+/// A running `hostyard-discovery run`, its stderr in a file.
+pub struct Discovery {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Discovery {
+    fn start(config: &Path, dir: &Path, kind: SiteKind, domain: &Domain) -> Discovery {
+        let log = dir.join(format!("discovery-{}.log", unique("")));
+        let err = std::fs::File::create(&log).unwrap();
+        let child = Command::new(BIN)
+            .arg("--config")
+            .arg(config)
+            .args(["run", kind.as_str(), domain.as_str()])
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .unwrap();
+        Discovery { child, log }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log has a line containing `needle`.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) {
+        wait_until(&format!("discovery to log {needle:?}"), timeout, || {
+            self.log_text().contains(needle).then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{e}; log so far:\n{}", self.log_text()));
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
+        nix::sys::signal::kill(pid, sig).unwrap();
+    }
+
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "discovery did not exit within {timeout:?}; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Discovery {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The registration as etcd holds it now.
+pub fn registration(etcd: &Etcd, key: &str) -> Option<ServiceValue> {
+    etcd.get(key)
+        .unwrap()
+        .map(|v| ServiceValue::parse(v.as_bytes()).unwrap())
+}
+
+pub fn wait_registered_at(etcd: &Etcd, key: &str, ip: IpAddr, d: &Discovery) -> ServiceValue {
+    wait_until(&format!("{key} to point at {ip}"), T, || {
+        registration(etcd, key).filter(|v| v.ip == ip)
+    })
+    .unwrap_or_else(|e| panic!("{e}; discovery log:\n{}", d.log_text()))
+}
+
+pub fn wait_gone(etcd: &Etcd, key: &str, timeout: Duration, d: &Discovery) {
+    wait_until(&format!("{key} to be removed"), timeout, || {
+        etcd.get(key).unwrap().is_none().then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}; discovery log:\n{}", d.log_text()))
+}
+
+// --- docker -------------------------------------------------------------
+
+fn docker(args: &[&str]) -> Output {
+    Command::new(which_docker())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn docker_ok(args: &[&str]) -> String {
+    let out = docker(args);
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A docker network of its own, removed on drop.
+pub struct Network {
+    pub name: String,
+}
+
+impl Network {
+    pub fn create() -> Network {
+        let name = unique("hyd-net-");
+        docker_ok(&["network", "create", &name]);
+        Network { name }
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        let _ = docker(&["network", "rm", &self.name]);
+    }
+}
+
+/// A container started with `docker run -d`, removed (forced) on drop.
+pub struct Container {
+    pub name: String,
+}
+
+impl Container {
+    /// The site container for (kind, domain), serving HTTP on port 80.
+    pub fn site(kind: SiteKind, domain: &Domain, network: &Network) -> Container {
+        Self::run(&kind.container_name(domain), network, &[])
+    }
+
+    pub fn run(name: &str, network: &Network, command: &[&str]) -> Container {
+        let image = site_image();
+        let mut args = vec![
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            &network.name,
+            image.as_str(),
+        ];
+        args.extend_from_slice(command);
+        docker_ok(&args);
+        Container {
+            name: name.to_string(),
+        }
+    }
+
+    pub fn ip(&self, network: &Network) -> IpAddr {
+        let format = format!(
+            "{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}",
+            network.name
+        );
+        docker_ok(&["inspect", "--format", &format, &self.name])
+            .parse()
+            .unwrap()
+    }
+
+    /// The container's main process as the host sees it.
+    pub fn host_pid(&self) -> nix::unistd::Pid {
+        let pid: i32 = docker_ok(&["inspect", "--format", "{{.State.Pid}}", &self.name])
+            .parse()
+            .unwrap();
+        nix::unistd::Pid::from_raw(pid)
+    }
+
+    /// Freezes the web server with SIGSTOP from the host: the kernel still
+    /// accepts connections on its socket, but nothing ever answers.
+    pub fn hang(&self) {
+        nix::sys::signal::kill(self.host_pid(), nix::sys::signal::Signal::SIGSTOP).unwrap();
+    }
+
+    pub fn resume(&self) {
+        nix::sys::signal::kill(self.host_pid(), nix::sys::signal::Signal::SIGCONT).unwrap();
+    }
+
+    pub fn remove(self) {}
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = docker(&["rm", "-f", &self.name]);
+    }
+}
+
+/// Skips nothing: tests need a docker engine and say how to get one.
+pub fn require_docker() {
+    let out = Command::new(which_docker()).arg("info").output().unwrap();
+    assert!(
+        out.status.success(),
+        "no docker engine answers (start one: dockerd >/tmp/dockerd.log 2>&1 &): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A tiny image serving `/www` with busybox httpd on port 80.
+pub fn site_image() -> String {
+    local_busybox_image()
+}
+
+fn local_busybox_image() -> String {
+    const IMAGE: &str = "hostyard-test/discovery-busybox:1";
+    if docker(&["image", "inspect", IMAGE]).status.success() {
+        return IMAGE.to_string();
+    }
+    let busybox = Path::new("/usr/bin/busybox");
+    assert!(
+        busybox.exists(),
+        "no /usr/bin/busybox to build {IMAGE} from (apt-get install busybox-static)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(busybox, dir.path().join("busybox")).unwrap();
+    std::fs::create_dir(dir.path().join("www")).unwrap();
+    std::fs::write(dir.path().join("www/index.html"), "hello\n").unwrap();
+    std::fs::write(
+        dir.path().join("Dockerfile"),
+        "FROM scratch\nCOPY busybox /bin/busybox\nCOPY www /www\n\
+         ENTRYPOINT [\"/bin/busybox\"]\nCMD [\"httpd\", \"-f\", \"-p\", \"80\", \"-h\", \"/www\"]\n",
+    )
+    .unwrap();
+    let tmp_tag = unique("hostyard-test/discovery-busybox-build:");
+    docker_ok(&["build", "-q", "-t", &tmp_tag, &dir.path().to_string_lossy()]);
+    // Tag under the shared name last, so parallel builders never see half.
+    docker_ok(&["tag", &tmp_tag, IMAGE]);
+    let _ = docker(&["rmi", &tmp_tag]);
+    IMAGE.to_string()
+}
