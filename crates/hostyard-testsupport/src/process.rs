@@ -64,6 +64,8 @@ pub(crate) struct Service {
     name: &'static str,
     child: Option<Child>,
     log: PathBuf,
+    /// The command line, so a failure message says how to rerun it by hand.
+    cmdline: String,
 }
 
 impl Service {
@@ -76,6 +78,11 @@ impl Service {
             .open(log)
             .with_context(|| format!("opening log {}", log.display()))?;
         let file2 = file.try_clone().context("dup log file")?;
+        let cmdline = std::iter::once(cmd.get_program())
+            .chain(cmd.get_args())
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
         cmd.stdin(Stdio::null())
             .stdout(file)
             .stderr(file2)
@@ -87,6 +94,7 @@ impl Service {
             name,
             child: Some(child),
             log: log.to_owned(),
+            cmdline,
         })
     }
 
@@ -98,9 +106,14 @@ impl Service {
         &self.log
     }
 
-    /// An error naming the service, its log file and the log's last lines.
+    /// An error naming the service, its pid, the command, its log file and
+    /// the log's last lines.
     pub(crate) fn failure(&self, what: impl std::fmt::Display) -> anyhow::Error {
-        failure_with_log(self.name, what, &self.log)
+        failure_with_log(
+            self.name,
+            format!("{what} (pid {}, command: {})", self.pid(), self.cmdline),
+            &self.log,
+        )
     }
 
     /// `Err` if the process has already exited (so waits can stop early).
@@ -166,5 +179,39 @@ pub fn process_alive(pid: u32) -> bool {
             .and_then(|(_, rest)| rest.split_whitespace().next())
             .is_some_and(|state| state != "Z" && state != "X"),
         Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_binary_error_names_the_apt_package() {
+        let err = require_binary("hostyard-no-such-binary", "--version", "some-package")
+            .expect_err("binary is missing");
+        assert_eq!(
+            err.to_string(),
+            "hostyard-no-such-binary not found: apt-get install some-package, or run scripts/test.sh"
+        );
+    }
+
+    #[test]
+    fn log_tail_keeps_only_the_last_lines() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("x.log");
+        let text: String = (1..=50).map(|i| format!("line {i}\n")).collect();
+        std::fs::write(&log, text).expect("write");
+        assert_eq!(log_tail(&log, 2), "line 49\nline 50");
+        assert!(log_tail(&dir.path().join("missing"), 2).starts_with("(cannot read"));
+    }
+
+    #[test]
+    fn process_alive_is_false_for_an_exited_child() {
+        let mut child = Command::new("true").spawn().expect("spawn true");
+        let pid = child.id();
+        child.wait().expect("wait");
+        assert!(!process_alive(pid));
+        assert!(process_alive(std::process::id()));
     }
 }

@@ -197,3 +197,30 @@ fn backend_answers_with_its_body_and_a_hung_backend_never_answers() {
     );
     assert_eq!(hung.requests(), 1);
 }
+
+#[test]
+fn haproxy_start_failure_names_the_log_and_quotes_haproxy() {
+    let sockets = SocketDir::new().expect("socket dir");
+    let backend = Backend::start("one");
+    // Hold the port so HAProxy's bind fails after the config check passed.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let cfg = sockets.path().join("haproxy.cfg");
+    std::fs::write(&cfg, haproxy_config(&sockets, port, &backend)).expect("write");
+    let err = match Haproxy::start(&cfg) {
+        Ok(_) => panic!("haproxy started on a taken port"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("haproxy.log"), "{err}");
+    assert!(
+        err.contains("annot bind"),
+        "HAProxy's own message is quoted: {err}"
+    );
+    // The dir is kept so the named log can be read.
+    let log = err
+        .split_whitespace()
+        .find(|w| w.ends_with("haproxy.log"))
+        .expect("log path in message");
+    assert!(std::path::Path::new(log).exists(), "{log} was removed");
+    let _ = std::fs::remove_dir_all(std::path::Path::new(log).parent().expect("dir"));
+}
