@@ -62,6 +62,62 @@ fn registers_the_container_under_a_lease_with_a_declaration() {
 }
 
 #[test]
+fn tells_systemd_ready_only_once_registered_and_feeds_the_watchdog() {
+    let (etcd, net, node, domain) = setup("notify");
+    let kind = SiteKind::Static;
+    let sock = node.dir.path().join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&sock).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    // Discovery starts before its container, as under systemd.
+    let disc = node.run_with_env(
+        kind,
+        &domain,
+        &[
+            ("NOTIFY_SOCKET", sock.as_os_str()),
+            ("WATCHDOG_USEC", std::ffi::OsStr::new("400000")),
+        ],
+    );
+    let key = node.schema.service_key(kind, &domain);
+    let mut seen = String::new();
+    let mut next = || {
+        let mut buf = [0u8; 4096];
+        let n = notify.recv(&mut buf).ok()?;
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        seen.push_str(&text);
+        seen.push('\n');
+        Some(text)
+    };
+    // Watchdog pings while waiting for the container, but no READY.
+    wait_until("a watchdog ping", T, || {
+        next().filter(|m| m.lines().any(|l| l == "WATCHDOG=1"))
+    })
+    .unwrap();
+    let site = Container::site(kind, &domain, &net);
+    wait_until("READY=1", T, || {
+        let m = next()?;
+        if m.lines().any(|l| l == "READY=1") {
+            // READY means registered: the key is already there.
+            assert!(
+                etcd.get(&key).unwrap().is_some(),
+                "READY before registration"
+            );
+            return Some(());
+        }
+        None
+    })
+    .unwrap_or_else(|e| panic!("{e}; log:\n{}", disc.log_text()));
+    assert_eq!(registration(&etcd, &key).map(|v| v.ip), Some(site.ip(&net)));
+    wait_until("a watchdog ping after READY", T, || {
+        next().filter(|m| m.lines().any(|l| l == "WATCHDOG=1"))
+    })
+    .unwrap();
+    drop(next);
+    assert!(seen.contains("STATUS=routed at "), "{seen}");
+}
+
+#[test]
 fn waits_for_a_container_that_starts_later() {
     let (etcd, net, node, domain) = setup("late");
     let kind = SiteKind::StaticGit;

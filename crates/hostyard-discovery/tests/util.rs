@@ -75,7 +75,17 @@ impl Node {
     }
 
     pub fn run(&self, kind: SiteKind, domain: &Domain) -> Discovery {
-        Discovery::start(&self.config_path, self.dir.path(), kind, domain)
+        Discovery::start(&self.config_path, self.dir.path(), kind, domain, &[])
+    }
+
+    /// As [`Node::run`], with extra environment (NOTIFY_SOCKET, ...).
+    pub fn run_with_env(
+        &self,
+        kind: SiteKind,
+        domain: &Domain,
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Discovery {
+        Discovery::start(&self.config_path, self.dir.path(), kind, domain, env)
     }
 
     /// Runs the binary to completion with these arguments after `--config`.
@@ -84,6 +94,7 @@ impl Node {
             .arg("--config")
             .arg(&self.config_path)
             .args(args)
+            .env_remove("HOSTYARD_CONFIG")
             .env_remove("NOTIFY_SOCKET")
             .env_remove("WATCHDOG_USEC")
             .stdin(Stdio::null())
@@ -108,7 +119,13 @@ pub struct Discovery {
 }
 
 impl Discovery {
-    fn start(config: &Path, dir: &Path, kind: SiteKind, domain: &Domain) -> Discovery {
+    fn start(
+        config: &Path,
+        dir: &Path,
+        kind: SiteKind,
+        domain: &Domain,
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Discovery {
         let log = dir.join(format!("discovery-{}.log", unique("")));
         let err = std::fs::File::create(&log).unwrap();
         let child = Command::new(BIN)
@@ -117,6 +134,9 @@ impl Discovery {
             .args(["run", kind.as_str(), domain.as_str()])
             .env_remove("NOTIFY_SOCKET")
             .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
+            .env_remove("HOSTYARD_CONFIG")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(err)
