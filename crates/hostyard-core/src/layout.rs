@@ -231,6 +231,63 @@ impl Layout {
     }
 }
 
+/// The original system's migration layout, inside an import folder (or an
+/// unpacked import tarball): what `/data/import/<domain>/` holds.
+///
+/// ```text
+/// TLS/<domain>.pem          the site's certificate and key
+/// static/www-content/       a static site's content
+/// static-git/GITURL         a static-git site's repository URL (`url[#branch]`)
+/// mysql/dump.sql            a WordPress database dump
+/// mysql/.env                the old database's names (passwords are never reused)
+/// wordpress/wp-content/     WordPress's uploads, themes and plugins
+/// wordpress/.htaccess
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportLayout {
+    root: PathBuf,
+}
+
+impl ImportLayout {
+    pub fn new(root: &Path) -> ImportLayout {
+        ImportLayout {
+            root: root.to_path_buf(),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn tls_pem(&self, domain: &Domain) -> PathBuf {
+        self.root.join("TLS").join(format!("{domain}.pem"))
+    }
+
+    pub fn www_content(&self) -> PathBuf {
+        self.root.join("static").join("www-content")
+    }
+
+    pub fn git_url(&self) -> PathBuf {
+        self.root.join("static-git").join("GITURL")
+    }
+
+    pub fn mysql_dump(&self) -> PathBuf {
+        self.root.join("mysql").join("dump.sql")
+    }
+
+    pub fn mysql_env(&self) -> PathBuf {
+        self.root.join("mysql").join(".env")
+    }
+
+    pub fn wp_content(&self) -> PathBuf {
+        self.root.join("wordpress").join("wp-content")
+    }
+
+    pub fn htaccess(&self) -> PathBuf {
+        self.root.join("wordpress").join(".htaccess")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,4 +17,4 @@ pub use config::{NodeConfig, DEFAULT_CONFIG_PATH};
 pub use domain::{Domain, DomainError};
 pub use giturl::{GitUrl, GitUrlError};
 pub use kind::{SiteKind, UnitRole};
-pub use layout::Layout;
+pub use layout::{ImportLayout, Layout};

@@ -1,12 +1,69 @@
-//! hostyard-gitpull (to be written: see its issue).
+//! hostyard-gitpull: publishes a static-git site's branch tip (run by the
+//! site's puller timer, and by hand to force a refresh).
+//!
+//! `hostyard-gitpull [--config FILE] <domain>`. Exit 0: published or already
+//! up to date; 1: the fetch or export failed and the last good tree keeps
+//! serving; 2: bad arguments or config.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::Parser;
+use hostyard_core::{Domain, NodeConfig, DEFAULT_CONFIG_PATH};
+use hostyard_gitpull::{check_site, publish, read_git_url, Outcome};
+
+const PROGRAM: &str = "hostyard-gitpull";
 
 #[derive(Parser)]
-#[command(version, about)]
-struct Cli {}
+#[command(version, about = "Publish the branch tip of a static-git site")]
+struct Cli {
+    /// The node config.
+    #[arg(long, env = "HOSTYARD_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+    /// The site's domain.
+    domain: String,
+}
 
-fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
-    anyhow::bail!("not implemented yet")
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let domain = match Domain::parse(&cli.domain) {
+        Ok(d) => d,
+        Err(e) => return fail(2, &anyhow::Error::new(e)),
+    };
+    let config = match NodeConfig::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => return fail(2, &anyhow::Error::new(e)),
+    };
+    let layout = config.layout();
+    let result = check_site(&layout, &domain)
+        .and_then(|()| read_git_url(&layout, &domain))
+        .and_then(|url| publish(&layout, &domain, &url, &config.git));
+    match result {
+        Ok(Outcome::Published { commit, previous }) => {
+            match previous {
+                Some(p) => eprintln!("{PROGRAM}: {domain}: published {commit} (was {p})"),
+                None => eprintln!("{PROGRAM}: {domain}: published {commit}"),
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(Outcome::UpToDate { .. }) => ExitCode::SUCCESS,
+        Err(e) => fail(
+            1,
+            &e.context(format!("{domain}: keeping the last good tree")),
+        ),
+    }
+}
+
+fn fail(code: u8, err: &anyhow::Error) -> ExitCode {
+    eprintln!("{PROGRAM}: {err:#}");
+    ExitCode::from(code)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

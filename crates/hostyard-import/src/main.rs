@@ -1,12 +1,75 @@
-//! hostyard-import (to be written: see its issue).
+//! hostyard-import: creates a site's data once, before its first start
+//! (the site's importer unit, `Type=oneshot`).
+//!
+//! `hostyard-import [--config FILE] <kind> <domain>`. Exit 0: imported, or
+//! already imported (nothing changed); 1: the import was refused or failed
+//! and nothing was changed; 2: bad arguments or config.
+
+mod import;
+mod pem;
+mod secrets;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::str::FromStr;
 
 use clap::Parser;
+use hostyard_core::{Domain, NodeConfig, SiteKind, DEFAULT_CONFIG_PATH};
+
+const PROGRAM: &str = "hostyard-import";
 
 #[derive(Parser)]
-#[command(version, about)]
-struct Cli {}
+#[command(version, about = "Create a site's data once: from an import, or fresh")]
+struct Cli {
+    /// The node config.
+    #[arg(long, env = "HOSTYARD_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+    /// The site's kind: static, static-git or wordpress.
+    kind: String,
+    /// The site's domain.
+    domain: String,
+}
 
-fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
-    anyhow::bail!("not implemented yet")
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let kind = match SiteKind::from_str(&cli.kind) {
+        Ok(k) => k,
+        Err(e) => return fail(2, &anyhow::Error::new(e)),
+    };
+    let domain = match Domain::parse(&cli.domain) {
+        Ok(d) => d,
+        Err(e) => return fail(2, &anyhow::Error::new(e)),
+    };
+    let config = match NodeConfig::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => return fail(2, &anyhow::Error::new(e)),
+    };
+    match import::run(&config, kind, &domain) {
+        Ok(import::Outcome::AlreadyImported) => {
+            import::log(&domain, "already imported; nothing changed");
+            ExitCode::SUCCESS
+        }
+        Ok(import::Outcome::Imported { from }) => {
+            import::log(&domain, &format!("imported {kind} site from {from}"));
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(
+            1,
+            &e.context(format!("{domain}: import refused, nothing changed")),
+        ),
+    }
+}
+
+fn fail(code: u8, err: &anyhow::Error) -> ExitCode {
+    eprintln!("{PROGRAM}: {err:#}");
+    ExitCode::from(code)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

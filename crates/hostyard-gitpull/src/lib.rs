@@ -1,0 +1,264 @@
+//! Publishing a static-git site's repository as a served tree.
+//!
+//! The original system served a `git pull`ed working copy, `.git` included,
+//! and a failed pull left whatever half state git had reached. Here:
+//!
+//! - the repository is a bare clone at [`Layout::git_repo_dir`], outside
+//!   `public/`, so `.git` is never served;
+//! - each commit is exported (`git archive`, unpacked by [`unpack`]) to
+//!   `public/trees/<commit>` under a temporary name and renamed into place
+//!   once complete;
+//! - `public/current` is switched by renaming a new symlink over it, so a
+//!   reader sees the old tree or the new one, never a mix;
+//! - any failure leaves `current` as it was: the last good tree keeps serving;
+//! - the fetch is forced: the server has no commits of its own, so a
+//!   force-pushed branch is followed, never merged.
+//!
+//! hostyard-import calls [`publish`] too, on the staged site, so a new
+//! static-git site has a tree before its first start.
+
+pub mod git;
+pub mod unpack;
+
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{bail, Context, Result};
+use hostyard_core::config::GitConfig;
+use hostyard_core::{Domain, GitUrl, Layout};
+use nix::fcntl::{Flock, FlockArg};
+
+use crate::git::Git;
+
+/// The ref the fetched tip is stored under in the bare repository.
+const TIP_REF: &str = "refs/hostyard/tip";
+
+/// What a pull did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// `current` now points to `commit`.
+    Published {
+        commit: String,
+        previous: Option<String>,
+    },
+    /// `current` already pointed to the remote's tip.
+    UpToDate { commit: String },
+}
+
+/// Reads the site's stored URL ([`Layout::git_url_file`]).
+pub fn read_git_url(layout: &Layout, domain: &Domain) -> Result<GitUrl> {
+    let path = layout.git_url_file(domain);
+    let mut file = unpack::open_regular(&path)?;
+    let mut text = String::new();
+    io::Read::read_to_string(&mut file, &mut text)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    GitUrl::parse(&text).with_context(|| format!("{}", path.display()))
+}
+
+/// Fetches the site's branch and publishes its tip, for a site whose data
+/// lives under `layout` (the real data root, or an import's staging root).
+pub fn publish(
+    layout: &Layout,
+    domain: &Domain,
+    url: &GitUrl,
+    config: &GitConfig,
+) -> Result<Outcome> {
+    let domain_dir = layout.domain_dir(domain);
+    let _lock = lock_dir(&domain_dir)?;
+    let repo = layout.git_repo_dir(domain);
+    let trees = layout.trees_dir(domain);
+    mkdir_p(&trees)?;
+    remove_stale_temporaries(&trees)?;
+    remove_stale_temporaries(&layout.public_dir(domain))?;
+    remove_stale_temporaries(&domain_dir)?;
+
+    let git = Git::new(&repo, Duration::from_secs(config.fetch_timeout_secs.max(1)));
+    if !repo.exists() {
+        // Initialise under a temporary name: a crash must not leave a
+        // half-made repository that every later pull trips over.
+        let tmp = temporary_sibling(&repo)?;
+        Git::new(&tmp, git_timeout_local()).init_bare()?;
+        fs::rename(&tmp, &repo)
+            .with_context(|| format!("cannot rename {} into place", tmp.display()))?;
+    }
+    git.fetch(url.url(), url.branch(), TIP_REF)
+        .with_context(|| {
+            format!(
+                "cannot fetch {} from {}",
+                url.branch().unwrap_or("the default branch"),
+                url.redacted()
+            )
+        })?;
+    let local = Git::new(&repo, git_timeout_local());
+    let commit = local.resolve_commit(TIP_REF)?;
+
+    let link = layout.current_link(domain);
+    let previous = current_commit(&link);
+    let tree = layout.tree_dir(domain, &commit);
+    if previous.as_deref() == Some(commit.as_str()) && tree.is_dir() {
+        return Ok(Outcome::UpToDate { commit });
+    }
+    if !tree.is_dir() {
+        let tmp = temporary_sibling(&tree)?;
+        fs::DirBuilder::new()
+            .mode(0o755)
+            .create(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        let unpacked = local
+            .archive(&commit, |out| unpack::unpack_tar(out, &tmp))
+            .with_context(|| format!("cannot export commit {commit}"));
+        if let Err(e) = unpacked {
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+        sync_filesystem(&tmp)?;
+        fs::rename(&tmp, &tree)
+            .with_context(|| format!("cannot rename {} into place", tmp.display()))?;
+    }
+    // The newest publication is the last to be pruned, whatever its age.
+    touch(&tree)?;
+    switch_link(&link, &Layout::current_link_target(&commit))?;
+    if let Err(e) = prune(&trees, &commit, config.keep_trees) {
+        eprintln!("hostyard-gitpull: {domain}: cannot remove old trees: {e:#}");
+    }
+    Ok(Outcome::Published { commit, previous })
+}
+
+/// Local git work (rev-parse, archive) is bounded too, generously.
+fn git_timeout_local() -> Duration {
+    Duration::from_secs(600)
+}
+
+/// Takes the site's pull lock, without waiting: a timer-driven pull that
+/// finds another one running has nothing to add.
+fn lock_dir(dir: &Path) -> Result<Flock<File>> {
+    let file = File::open(dir).with_context(|| format!("cannot open {}", dir.display()))?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
+        anyhow::anyhow!(
+            "cannot lock {}: {errno} (is another hostyard-gitpull running for this site?)",
+            dir.display()
+        )
+    })
+}
+
+fn mkdir_p(dir: &Path) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))
+}
+
+/// `dir/.name.tmp-<pid>` next to `path`: on the same filesystem, so the
+/// final rename is atomic, and dot-named, so it is never a published tree.
+fn temporary_sibling(path: &Path) -> Result<PathBuf> {
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} has no file name", path.display()))?;
+    let parent = path
+        .parent()
+        .with_context(|| format!("{} has no parent", path.display()))?;
+    Ok(parent.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    )))
+}
+
+/// Removes what a killed pull left behind (we hold the site's lock).
+fn remove_stale_temporaries(dir: &Path) -> Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.contains(".tmp-") {
+            let path = entry.path();
+            let removed = if entry.file_type()?.is_dir() {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+            removed.with_context(|| format!("cannot remove stale {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The commit `current` points to, if it is a link made by [`publish`].
+fn current_commit(link: &Path) -> Option<String> {
+    let target = fs::read_link(link).ok()?;
+    let name = target.file_name()?.to_str()?.to_string();
+    (Layout::current_link_target(&name) == target).then_some(name)
+}
+
+/// Atomically points `link` at `target`: a new symlink renamed over the old.
+fn switch_link(link: &Path, target: &Path) -> Result<()> {
+    let tmp = temporary_sibling(link)?;
+    let _ = fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp)
+        .with_context(|| format!("cannot create {}", tmp.display()))?;
+    fs::rename(&tmp, link).with_context(|| format!("cannot switch {}", link.display()))?;
+    if let Some(parent) = link.parent() {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+fn touch(path: &Path) -> Result<()> {
+    File::open(path)
+        .and_then(|f| f.set_modified(SystemTime::now()))
+        .with_context(|| format!("cannot update the time of {}", path.display()))
+}
+
+/// Keeps `keep` trees: the current one and the most recently published others.
+fn prune(trees: &Path, current: &str, keep: usize) -> Result<()> {
+    let mut others = Vec::new();
+    for entry in fs::read_dir(trees)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || name == current {
+            continue;
+        }
+        let modified = entry.metadata()?.modified()?;
+        others.push((modified, entry.path()));
+    }
+    others.sort_by_key(|b| std::cmp::Reverse(b.0));
+    for (_, path) in others.into_iter().skip(keep.saturating_sub(1)) {
+        fs::remove_dir_all(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Flushes the filesystem holding `path`: one call instead of an fsync per
+/// file of a large tree.
+pub fn sync_filesystem(path: &Path) -> Result<()> {
+    let f = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    nix::unistd::syncfs(&f).with_context(|| format!("cannot sync {}", path.display()))
+}
+
+/// Makes a rename in `dir` durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("cannot sync {}", dir.display()))
+}
+
+/// Refuses to run on a site that is not a static-git site with data.
+pub fn check_site(layout: &Layout, domain: &Domain) -> Result<()> {
+    let dir = layout.domain_dir(domain);
+    if !dir.is_dir() {
+        bail!(
+            "{} does not exist: the site has not been imported (run hostyard-import static-git {domain})",
+            dir.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,386 @@
+//! Writing someone else's files into a site without ever leaving it.
+//!
+//! Both hostyard-gitpull (a `git archive` of the site's repository) and
+//! hostyard-import (an import tarball or folder) run as root and place files
+//! that a site owner or an old server made. This module is the one place that
+//! does it:
+//!
+//! - every name and link target is checked by
+//!   [`hostyard_core::archive_path`] (no `..`, no absolute paths, no links
+//!   pointing out);
+//! - nothing is written through a symlink: each parent directory of an entry
+//!   is checked to be a real directory, and files are created with
+//!   `O_EXCL` (a name that already exists is an error, not an overwrite);
+//! - device files, fifos and sockets are refused;
+//! - modes are normalised (0755 for directories and executables, 0644 for
+//!   other files): an archive cannot make a setuid or world-writable file.
+
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use hostyard_core::archive_path::{check_entry_path, check_symlink_target};
+
+/// What was written, for the log line.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    pub bytes: u64,
+}
+
+/// Places entries under one existing root directory.
+struct Writer {
+    root: PathBuf,
+    /// Directories (relative) known to be real directories under the root.
+    known_dirs: HashSet<PathBuf>,
+    counts: Counts,
+}
+
+impl Writer {
+    fn new(root: &Path) -> Result<Writer> {
+        let meta = fs::symlink_metadata(root)
+            .with_context(|| format!("cannot read {}", root.display()))?;
+        if !meta.is_dir() {
+            bail!("{} is not a directory", root.display());
+        }
+        let mut known_dirs = HashSet::new();
+        known_dirs.insert(PathBuf::new());
+        Ok(Writer {
+            root: root.to_path_buf(),
+            known_dirs,
+            counts: Counts::default(),
+        })
+    }
+
+    /// Makes sure every ancestor of `rel` is a real directory under the
+    /// root, creating missing ones; refuses to go through a symlink or file.
+    fn ensure_parent(&mut self, rel: &Path) -> Result<()> {
+        let Some(parent) = rel.parent() else {
+            return Ok(());
+        };
+        self.ensure_dir(parent)
+    }
+
+    fn ensure_dir(&mut self, rel: &Path) -> Result<()> {
+        if self.known_dirs.contains(rel) {
+            return Ok(());
+        }
+        if let Some(parent) = rel.parent() {
+            self.ensure_dir(parent)?;
+        }
+        let full = self.root.join(rel);
+        match fs::symlink_metadata(&full) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => bail!(
+                "{} would be written through {}, which is not a directory (a symlink or file)",
+                self.root.display(),
+                rel.display()
+            ),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::DirBuilder::new()
+                    .mode(0o755)
+                    .create(&full)
+                    .with_context(|| format!("cannot create {}", full.display()))?;
+                self.counts.dirs += 1;
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", full.display())),
+        }
+        self.known_dirs.insert(rel.to_path_buf());
+        Ok(())
+    }
+
+    fn dir(&mut self, rel: &Path) -> Result<()> {
+        if rel.as_os_str().is_empty() {
+            return Ok(());
+        }
+        self.ensure_dir(rel)
+    }
+
+    fn file(&mut self, rel: &Path, executable: bool, content: &mut dyn Read) -> Result<()> {
+        if rel.as_os_str().is_empty() {
+            bail!("a file entry names the archive root");
+        }
+        self.ensure_parent(rel)?;
+        let full = self.root.join(rel);
+        let mut out = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .mode(if executable { 0o755 } else { 0o644 })
+            .open(&full)
+            .with_context(|| format!("cannot create {} (a duplicate entry?)", rel.display()))?;
+        let n = io::copy(content, &mut out)
+            .with_context(|| format!("cannot write {}", full.display()))?;
+        self.counts.files += 1;
+        self.counts.bytes += n;
+        Ok(())
+    }
+
+    fn symlink(&mut self, rel: &Path, target: &[u8]) -> Result<()> {
+        check_symlink_target(rel, target)?;
+        self.ensure_parent(rel)?;
+        let full = self.root.join(rel);
+        let target = Path::new(OsStr::from_bytes(target));
+        std::os::unix::fs::symlink(target, &full).with_context(|| {
+            format!(
+                "cannot create symlink {} (a duplicate entry?)",
+                rel.display()
+            )
+        })?;
+        self.counts.symlinks += 1;
+        Ok(())
+    }
+
+    /// A tar hard link names an earlier entry; its content is copied, so
+    /// the new file never shares an inode with anything outside the tree.
+    fn hard_link(&mut self, rel: &Path, target: &[u8]) -> Result<()> {
+        let target_rel = check_entry_path(target)?;
+        if let Some(parent) = target_rel.parent() {
+            if !self.known_dirs.contains(parent) {
+                bail!(
+                    "hard link {} points to {}, which is not an earlier file of the archive",
+                    rel.display(),
+                    target_rel.display()
+                );
+            }
+        }
+        let source = self.root.join(&target_rel);
+        let mut input = OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(&source)
+            .with_context(|| {
+                format!(
+                    "hard link {} points to {}, which is not an earlier file of the archive",
+                    rel.display(),
+                    target_rel.display()
+                )
+            })?;
+        let meta = input.metadata()?;
+        if !meta.is_file() {
+            bail!(
+                "hard link {} points to {}, which is not a regular file",
+                rel.display(),
+                target_rel.display()
+            );
+        }
+        let executable = meta.permissions().mode() & 0o111 != 0;
+        self.file(rel, executable, &mut input)
+    }
+}
+
+/// Unpacks a tar stream into `dest`, an existing (normally empty)
+/// directory. Stops at the first refused entry; the caller discards `dest`.
+pub fn unpack_tar(input: impl Read, dest: &Path) -> Result<Counts> {
+    let mut writer = Writer::new(dest)?;
+    let mut archive = tar::Archive::new(input);
+    for entry in archive.entries().context("cannot read the tar stream")? {
+        let mut entry = entry.context("cannot read the tar stream")?;
+        let raw = entry.path_bytes().into_owned();
+        let rel = check_entry_path(&raw)?;
+        let kind = entry.header().entry_type();
+        let shown = String::from_utf8_lossy(&raw).into_owned();
+        if kind.is_dir() {
+            writer.dir(&rel)?;
+        } else if kind.is_file() || kind.is_contiguous() {
+            let mode = entry.header().mode().unwrap_or(0o644);
+            writer.file(&rel, mode & 0o111 != 0, &mut entry)?;
+        } else if kind.is_symlink() {
+            let target = entry
+                .link_name_bytes()
+                .with_context(|| format!("symlink {shown:?} has no target"))?
+                .into_owned();
+            writer.symlink(&rel, &target)?;
+        } else if kind.is_hard_link() {
+            let target = entry
+                .link_name_bytes()
+                .with_context(|| format!("hard link {shown:?} has no target"))?
+                .into_owned();
+            writer.hard_link(&rel, &target)?;
+        } else if kind.is_character_special() || kind.is_block_special() {
+            bail!("archive entry {shown:?} is a device file; refusing the archive");
+        } else if kind.is_fifo() {
+            bail!("archive entry {shown:?} is a fifo; refusing the archive");
+        } else if kind.is_pax_global_extensions() || kind.is_pax_local_extensions() {
+            // Metadata the tar crate has already applied to the next entry.
+        } else {
+            bail!(
+                "archive entry {shown:?} has an unsupported type ({:?}); refusing the archive",
+                kind
+            );
+        }
+    }
+    Ok(writer.counts)
+}
+
+/// Copies the tree at `src` into `dest` (an existing directory) with the
+/// same checks as [`unpack_tar`]: symlinks are copied as links (never
+/// followed) and must point inside `src`; devices, fifos and sockets are
+/// refused.
+pub fn copy_tree(src: &Path, dest: &Path) -> Result<Counts> {
+    let mut writer = Writer::new(dest)?;
+    let top =
+        fs::symlink_metadata(src).with_context(|| format!("cannot read {}", src.display()))?;
+    if !top.is_dir() {
+        bail!("{} is not a directory", src.display());
+    }
+    for item in walkdir::WalkDir::new(src).follow_links(false).min_depth(1) {
+        let item = item.with_context(|| format!("cannot read {}", src.display()))?;
+        let rel = item
+            .path()
+            .strip_prefix(src)
+            .with_context(|| format!("{} is outside {}", item.path().display(), src.display()))?
+            .to_path_buf();
+        let ft = item.file_type();
+        if ft.is_dir() {
+            writer.dir(&rel)?;
+        } else if ft.is_file() {
+            let mut input = open_regular(item.path())?;
+            let executable = input.metadata()?.permissions().mode() & 0o111 != 0;
+            writer.file(&rel, executable, &mut input)?;
+        } else if ft.is_symlink() {
+            let target = fs::read_link(item.path())
+                .with_context(|| format!("cannot read link {}", item.path().display()))?;
+            writer
+                .symlink(&rel, target.as_os_str().as_bytes())
+                .with_context(|| format!("in {}", src.display()))?;
+        } else {
+            let what = if ft.is_fifo() {
+                "a fifo"
+            } else if ft.is_socket() {
+                "a socket"
+            } else {
+                "a device file"
+            };
+            bail!("{} is {what}; refusing the import", item.path().display());
+        }
+    }
+    Ok(writer.counts)
+}
+
+/// Opens a file that must be a regular file, never following a symlink:
+/// an import's `GITURL` or `.pem` linked to `/etc/shadow` must not be read.
+pub fn open_regular(path: &Path) -> Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path)
+        .with_context(|| {
+            format!(
+                "cannot open {} (it must be a regular file, not a symlink)",
+                path.display()
+            )
+        })?;
+    let meta = file
+        .metadata()
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if !meta.is_file() {
+        bail!("{} is not a regular file", path.display());
+    }
+    Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tar_with(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, kind, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(*kind);
+            h.set_mode(0o644);
+            if kind.is_symlink() || kind.is_hard_link() {
+                h.set_size(0);
+                h.set_link_name_literal(data).unwrap();
+                b.append_data(&mut h, name, io::empty()).unwrap();
+            } else {
+                h.set_size(data.len() as u64);
+                // set_path refuses `..`; write the raw name like a hostile tool would.
+                let bytes = name.as_bytes();
+                h.as_old_mut().name[..bytes.len()].copy_from_slice(bytes);
+                h.set_cksum();
+                b.append(&h, data.as_bytes()).unwrap();
+            }
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn unpacks_files_dirs_and_inside_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = tar_with(&[
+            ("a/", tar::EntryType::dir(), ""),
+            ("a/b.txt", tar::EntryType::file(), "hello"),
+            ("c/d/e.txt", tar::EntryType::file(), "deep"),
+            ("a/link", tar::EntryType::symlink(), "b.txt"),
+            ("a/hard", tar::EntryType::hard_link(), "a/b.txt"),
+        ]);
+        let counts = unpack_tar(&t[..], dir.path()).unwrap();
+        assert_eq!(counts.files, 3);
+        assert_eq!(
+            fs::read_to_string(dir.path().join("a/link")).unwrap(),
+            "hello"
+        );
+        assert_eq!(
+            fs::read_to_string(dir.path().join("a/hard")).unwrap(),
+            "hello"
+        );
+        assert_eq!(
+            fs::read_to_string(dir.path().join("c/d/e.txt")).unwrap(),
+            "deep"
+        );
+    }
+
+    #[test]
+    fn refuses_writing_through_a_symlink_even_when_it_points_inside() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = tar_with(&[
+            ("x/", tar::EntryType::dir(), ""),
+            ("l", tar::EntryType::symlink(), "x"),
+            ("l/f", tar::EntryType::file(), "through"),
+        ]);
+        let err = format!("{:#}", unpack_tar(&t[..], dir.path()).unwrap_err());
+        assert!(err.contains("not a directory"), "{err}");
+        assert!(!dir.path().join("x/f").exists());
+    }
+
+    #[test]
+    fn refuses_duplicates_instead_of_overwriting() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = tar_with(&[
+            ("f", tar::EntryType::file(), "one"),
+            ("f", tar::EntryType::file(), "two"),
+        ]);
+        assert!(unpack_tar(&t[..], dir.path()).is_err());
+        assert_eq!(fs::read_to_string(dir.path().join("f")).unwrap(), "one");
+    }
+
+    #[test]
+    fn refuses_escapes_devices_and_fifos() {
+        for entries in [
+            vec![("../evil", tar::EntryType::file(), "x")],
+            vec![("/abs", tar::EntryType::file(), "x")],
+            vec![("l", tar::EntryType::symlink(), "/etc")],
+            vec![("l", tar::EntryType::symlink(), "../..")],
+            vec![("h", tar::EntryType::hard_link(), "/etc/shadow")],
+            vec![("h", tar::EntryType::hard_link(), "../x")],
+            vec![("h", tar::EntryType::hard_link(), "missing")],
+            vec![("d", tar::EntryType::character_special(), "")],
+            vec![("d", tar::EntryType::block_special(), "")],
+            vec![("p", tar::EntryType::fifo(), "")],
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let t = tar_with(&entries);
+            assert!(unpack_tar(&t[..], dir.path()).is_err(), "{entries:?}");
+        }
+    }
+}

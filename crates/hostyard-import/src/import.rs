@@ -1,0 +1,394 @@
+//! One site's import: find the source, stage the site, rename it into place.
+//!
+//! The original copied an import over existing data and then `rm -rf`'d the
+//! import. Here the site is built in `domains/.staging-<domain>-<pid>/`, a
+//! data root of its own on the same filesystem, flushed, and renamed to
+//! `domains/<domain>` with `RENAME_NOREPLACE` only when complete: a crash
+//! at any point leaves no site (and a staging dir that the next run removes)
+//! or the whole site. Existing site data is never touched, and the import is
+//! moved to `import/.done/`, never deleted.
+
+use std::fs::{self, File};
+use std::io::{BufReader, Read};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use hostyard_core::{Domain, GitUrl, ImportLayout, Layout, NodeConfig, SiteKind};
+use hostyard_gitpull::unpack::{copy_tree, open_regular, unpack_tar};
+use hostyard_gitpull::{publish, sync_dir, sync_filesystem};
+use nix::fcntl::{renameat2, Flock, FlockArg, RenameFlags, AT_FDCWD};
+
+use crate::pem::check_pem;
+use crate::secrets::{write_private, write_site_secrets, DbNames};
+
+/// Where an import comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Source {
+    Folder(PathBuf),
+    Tarball { path: PathBuf, suffix: &'static str },
+    Fresh,
+}
+
+/// What happened, for the log line and the tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    AlreadyImported,
+    Imported { from: String },
+}
+
+pub fn log(domain: &Domain, msg: &str) {
+    eprintln!("hostyard-import: {domain}: {msg}");
+}
+
+pub fn run(config: &NodeConfig, kind: SiteKind, domain: &Domain) -> Result<Outcome> {
+    let layout = config.layout();
+    let domains = layout.domains_dir();
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(&domains)
+        .with_context(|| format!("cannot create {}", domains.display()))?;
+    let _lock = lock(&layout.import_lock(domain))?;
+    remove_stale_staging(&layout, domain)?;
+
+    let target = layout.domain_dir(domain);
+    if fs::symlink_metadata(&target).is_ok() {
+        if fs::symlink_metadata(layout.import_dir(domain)).is_ok() {
+            log(
+                domain,
+                &format!(
+                    "{} is left as it is: the site already has data",
+                    layout.import_dir(domain).display()
+                ),
+            );
+        }
+        return Ok(Outcome::AlreadyImported);
+    }
+
+    let source = find_source(&layout, domain)?;
+    let staging = layout.staging_dir(domain, std::process::id());
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&staging)
+        .with_context(|| format!("cannot create {}", staging.display()))?;
+    let built = build(config, kind, domain, &source, &staging);
+    if let Err(e) = built {
+        let _ = fs::remove_dir_all(&staging);
+        return Err(e);
+    }
+    let staged = Layout::new(&staging).domain_dir(domain);
+    sync_filesystem(&staging)?;
+    renameat2(
+        AT_FDCWD,
+        &staged,
+        AT_FDCWD,
+        &target,
+        RenameFlags::RENAME_NOREPLACE,
+    )
+    .with_context(|| format!("cannot rename {} to {}", staged.display(), target.display()))?;
+    sync_dir(&domains)?;
+    if let Err(e) = fs::remove_dir_all(&staging) {
+        log(
+            domain,
+            &format!(
+                "cannot remove {} (removed on the next run): {e}",
+                staging.display()
+            ),
+        );
+    }
+
+    let from = match &source {
+        Source::Fresh => "fresh content".to_string(),
+        Source::Folder(p) | Source::Tarball { path: p, .. } => p.display().to_string(),
+    };
+    if let Err(e) = move_aside(&layout, domain, &source) {
+        // The site is complete; a leftover import is harmless and visible.
+        log(
+            domain,
+            &format!("imported, but the import could not be moved aside: {e:#}"),
+        );
+    }
+    Ok(Outcome::Imported { from })
+}
+
+fn lock(path: &Path) -> Result<Flock<File>> {
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    // Wait: systemd runs one importer per site, so a holder is a hand-run
+    // import that finishes soon.
+    Flock::lock(file, FlockArg::LockExclusive)
+        .map_err(|(_, e)| anyhow::anyhow!("cannot lock {}: {e}", path.display()))
+}
+
+/// Staging dirs of this domain left by a killed import (we hold the lock).
+fn remove_stale_staging(layout: &Layout, domain: &Domain) -> Result<()> {
+    let domains = layout.domains_dir();
+    for entry in
+        fs::read_dir(&domains).with_context(|| format!("cannot read {}", domains.display()))?
+    {
+        let entry = entry?;
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        if Layout::is_staging_name(domain, &name) {
+            let path = entry.path();
+            log(
+                domain,
+                &format!("removing {} left by an interrupted import", path.display()),
+            );
+            fs::remove_dir_all(&path)
+                .with_context(|| format!("cannot remove {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+fn find_source(layout: &Layout, domain: &Domain) -> Result<Source> {
+    let folder = layout.import_dir(domain);
+    match fs::symlink_metadata(&folder) {
+        Ok(m) if m.is_dir() => return Ok(Source::Folder(folder)),
+        Ok(_) => bail!(
+            "{} is not a directory (a symlink or file); an import must be a folder or a tarball",
+            folder.display()
+        ),
+        Err(_) => {}
+    }
+    let suffixes = [".tar", ".tar.gz", ".tgz"];
+    for (path, suffix) in layout.import_tarballs(domain).into_iter().zip(suffixes) {
+        if fs::symlink_metadata(&path).is_ok() {
+            return Ok(Source::Tarball { path, suffix });
+        }
+    }
+    Ok(Source::Fresh)
+}
+
+/// Builds the whole site under `staging` (a data root of its own).
+fn build(
+    config: &NodeConfig,
+    kind: SiteKind,
+    domain: &Domain,
+    source: &Source,
+    staging: &Path,
+) -> Result<()> {
+    let staged = Layout::new(staging);
+    let import_root = match source {
+        Source::Fresh => None,
+        Source::Folder(p) => Some(p.clone()),
+        Source::Tarball { path, suffix } => {
+            let unpacked = staging.join("unpacked");
+            fs::DirBuilder::new().mode(0o700).create(&unpacked)?;
+            let file = open_regular(path)?;
+            let reader: Box<dyn Read> = if *suffix == ".tar" {
+                Box::new(BufReader::new(file))
+            } else {
+                Box::new(flate2::read::GzDecoder::new(BufReader::new(file)))
+            };
+            unpack_tar(reader, &unpacked)
+                .with_context(|| format!("{} is refused", path.display()))?;
+            Some(descend_wrapper(&unpacked, domain))
+        }
+    };
+    let import = import_root.as_deref().map(ImportLayout::new);
+
+    for dir in [staged.domains_dir(), staged.domain_dir(domain)] {
+        fs::DirBuilder::new()
+            .mode(0o755)
+            .create(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    if let Some(import) = &import {
+        import_tls(import, &staged, domain)?;
+    }
+    match kind {
+        SiteKind::Static => build_static(import.as_ref(), &staged, domain),
+        SiteKind::StaticGit => build_static_git(config, import.as_ref(), &staged, domain),
+        SiteKind::Wordpress => build_wordpress(import.as_ref(), &staged, domain),
+    }
+}
+
+/// A tarball made with `tar -C /data/import -c example.com` has the layout
+/// one level down.
+fn descend_wrapper(unpacked: &Path, domain: &Domain) -> PathBuf {
+    let inner = unpacked.join(domain.as_str());
+    let only_entry = fs::read_dir(unpacked)
+        .map(|d| d.count() == 1)
+        .unwrap_or(false);
+    match fs::symlink_metadata(&inner) {
+        Ok(m) if m.is_dir() && only_entry => inner,
+        _ => unpacked.to_path_buf(),
+    }
+}
+
+fn exists(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok()
+}
+
+fn mkdir(path: &Path, mode: u32) -> Result<()> {
+    fs::DirBuilder::new()
+        .mode(mode)
+        .create(path)
+        .with_context(|| format!("cannot create {}", path.display()))
+}
+
+fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    open_regular(path)?
+        .take(limit + 1)
+        .read_to_end(&mut buf)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if buf.len() as u64 > limit {
+        bail!("{} is larger than {limit} bytes", path.display());
+    }
+    Ok(buf)
+}
+
+fn import_tls(import: &ImportLayout, staged: &Layout, domain: &Domain) -> Result<()> {
+    let src = import.tls_pem(domain);
+    if !exists(&src) {
+        return Ok(());
+    }
+    let pem = read_limited(&src, crate::pem::MAX_PEM_LEN as u64)?;
+    check_pem(&pem).with_context(|| format!("{} is not a PEM certificate file", src.display()))?;
+    let dest = staged.tls_pem(domain);
+    if let Some(dir) = dest.parent() {
+        mkdir(dir, 0o700)?;
+    }
+    // It holds the private key.
+    write_private(&dest, &pem)
+}
+
+fn copy_dir_or_empty(src: Option<PathBuf>, dest: &Path) -> Result<bool> {
+    mkdir(dest, 0o755)?;
+    match src {
+        Some(src) if exists(&src) => {
+            copy_tree(&src, dest).with_context(|| format!("cannot import {}", src.display()))?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
+fn build_static(import: Option<&ImportLayout>, staged: &Layout, domain: &Domain) -> Result<()> {
+    let www = staged.www_dir(domain);
+    if !copy_dir_or_empty(import.map(ImportLayout::www_content), &www)? {
+        let page = format!(
+            "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{domain}</title></head>\n\
+             <body><h1>{domain}</h1><p>This site is hosted by hostyard and has no content yet.</p></body></html>\n"
+        );
+        fs::write(www.join("index.html"), page).context("cannot write the placeholder page")?;
+    }
+    Ok(())
+}
+
+fn build_static_git(
+    config: &NodeConfig,
+    import: Option<&ImportLayout>,
+    staged: &Layout,
+    domain: &Domain,
+) -> Result<()> {
+    let layout = config.layout();
+    let hint = || {
+        format!(
+            "a static-git site needs a repository URL: put it in {} (one line, like \
+             https://example.com/site.git, with #branch to publish a branch other than the default), \
+             then run the import again",
+            ImportLayout::new(&layout.import_dir(domain)).git_url().display()
+        )
+    };
+    let Some(file) = import.map(ImportLayout::git_url).filter(|f| exists(f)) else {
+        bail!("{}", hint());
+    };
+    let text = read_limited(&file, 8192)?;
+    let text =
+        String::from_utf8(text).with_context(|| format!("{} is not text", file.display()))?;
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .with_context(hint)?;
+    let url = GitUrl::parse(line).with_context(|| format!("{} is refused", file.display()))?;
+    // Credentials may be in the URL: only root reads it.
+    write_private(&staged.git_url_file(domain), format!("{url}\n").as_bytes())?;
+    let outcome = publish(staged, domain, &url, &config.git)
+        .with_context(|| format!("cannot publish {}", url.redacted()))?;
+    if let hostyard_gitpull::Outcome::Published { commit, .. } = outcome {
+        log(
+            domain,
+            &format!("published {commit} from {}", url.redacted()),
+        );
+    }
+    Ok(())
+}
+
+fn build_wordpress(import: Option<&ImportLayout>, staged: &Layout, domain: &Domain) -> Result<()> {
+    copy_dir_or_empty(
+        import.map(ImportLayout::wp_content),
+        &staged.wp_content_dir(domain),
+    )?;
+    mkdir(&staged.mysql_dir(domain), 0o755)?;
+    let mut names = DbNames::default();
+    if let Some(import) = import {
+        let htaccess = import.htaccess();
+        if exists(&htaccess) {
+            let mut src = open_regular(&htaccess)?;
+            let mut dest = fs::File::create(staged.htaccess_file(domain))?;
+            std::io::copy(&mut src, &mut dest).context("cannot copy .htaccess")?;
+        }
+        if exists(&import.mysql_env()) {
+            names = DbNames::from_env_file(&import.mysql_env())?;
+        }
+        let dump = import.mysql_dump();
+        if exists(&dump) {
+            mkdir(&staged.mysql_init_dir(domain), 0o755)?;
+            let mut src = open_regular(&dump)?;
+            let dest_path = staged.mysql_init_dump(domain);
+            // It holds the site's users and their password hashes.
+            let mut dest = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&dest_path)
+                .with_context(|| format!("cannot create {}", dest_path.display()))?;
+            std::io::copy(&mut src, &mut dest)
+                .with_context(|| format!("cannot copy {}", dump.display()))?;
+        }
+    }
+    write_site_secrets(staged, domain, &names)
+}
+
+/// Moves the used import to `import/.done/<domain>-<time>[.tar...]`.
+fn move_aside(layout: &Layout, domain: &Domain, source: &Source) -> Result<()> {
+    let (path, suffix) = match source {
+        Source::Fresh => return Ok(()),
+        Source::Folder(p) => (p, ""),
+        Source::Tarball { path, suffix } => (path, *suffix),
+    };
+    let done = layout.import_done_dir();
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&done)?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let dest = layout.import_done_entry(domain, now, suffix);
+    renameat2(
+        AT_FDCWD,
+        path,
+        AT_FDCWD,
+        &dest,
+        RenameFlags::RENAME_NOREPLACE,
+    )
+    .with_context(|| format!("cannot move {} to {}", path.display(), dest.display()))?;
+    log(domain, &format!("moved the import to {}", dest.display()));
+    Ok(())
+}
+
+use std::os::unix::fs::OpenOptionsExt;

@@ -1,0 +1,198 @@
+//! A WordPress site's secrets: database passwords and WordPress salts.
+//!
+//! The original made passwords from `$RANDOM` and printed them with
+//! `set -x`. Here every secret comes from the OS RNG (getrandom), is written
+//! straight into a file created with mode 0600 (never chmod'ed afterwards,
+//! so it is never readable by others, not even briefly) in a 0700 directory,
+//! and is never printed or logged.
+
+use std::fs::{self, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use hostyard_core::{kind::mysql_container_name, Domain, Layout};
+use hostyard_gitpull::unpack::open_regular;
+
+/// The WordPress keys and salts wp-config.php defines.
+const SALT_NAMES: [&str; 8] = [
+    "AUTH_KEY",
+    "SECURE_AUTH_KEY",
+    "LOGGED_IN_KEY",
+    "NONCE_KEY",
+    "AUTH_SALT",
+    "SECURE_AUTH_SALT",
+    "LOGGED_IN_SALT",
+    "NONCE_SALT",
+];
+
+/// Database and user names; the passwords are always new.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbNames {
+    pub database: String,
+    pub user: String,
+}
+
+impl Default for DbNames {
+    fn default() -> Self {
+        DbNames {
+            database: "wordpress".to_string(),
+            user: "wordpress".to_string(),
+        }
+    }
+}
+
+impl DbNames {
+    /// Reads the names from an old `mysql/.env` (`MYSQL_DATABASE`,
+    /// `MYSQL_USER` or their `MARIADB_` forms), so that an imported dump that
+    /// names its database still loads. Its passwords are ignored: they came
+    /// from `$RANDOM`.
+    pub fn from_env_file(path: &Path) -> Result<DbNames> {
+        let mut text = String::new();
+        open_regular(path)?
+            .take(64 * 1024)
+            .read_to_string(&mut text)
+            .with_context(|| format!("cannot read {} as text", path.display()))?;
+        let mut names = DbNames::default();
+        for line in text.lines() {
+            let line = line.trim();
+            let line = line.strip_prefix("export ").unwrap_or(line);
+            let Some((key, value)) = line.split_once('=') else {
+                continue;
+            };
+            let value = value.trim().trim_matches(|c| c == '"' || c == '\'');
+            let slot = match key.trim() {
+                "MYSQL_DATABASE" | "MARIADB_DATABASE" => &mut names.database,
+                "MYSQL_USER" | "MARIADB_USER" => &mut names.user,
+                _ => continue,
+            };
+            if !is_sql_name(value) {
+                bail!(
+                    "{}: {} = {value:?} is not a plain database name (letters, digits, _; at most 64)",
+                    path.display(),
+                    key.trim()
+                );
+            }
+            *slot = value.to_string();
+        }
+        Ok(names)
+    }
+}
+
+fn is_sql_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// `n` random bytes from the OS.
+fn random_bytes(n: usize) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; n];
+    getrandom::fill(&mut buf)
+        .map_err(|e| anyhow::anyhow!("the OS random generator failed: {e}"))?;
+    Ok(buf)
+}
+
+/// 256 random bits as 64 hex digits: safe in an env file, a shell and SQL.
+fn new_password() -> Result<String> {
+    Ok(random_bytes(32)?
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// 384 random bits in 64 characters from `[A-Za-z0-9_-]`: no quote or
+/// backslash, so it sits in a PHP string literal as is. 256 is a multiple
+/// of 64, so `b & 63` is uniform.
+fn new_salt() -> Result<String> {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    Ok(random_bytes(64)?
+        .iter()
+        .map(|b| char::from(ALPHABET[usize::from(b & 63)]))
+        .collect())
+}
+
+/// Creates a file with mode 0600 from the start; refuses to replace one.
+pub fn write_private(path: &Path, content: &[u8]) -> Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(content)
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Writes `secrets/db.env` and `secrets/wp-salts.php` for a new site.
+pub fn write_site_secrets(layout: &Layout, domain: &Domain, names: &DbNames) -> Result<()> {
+    let dir = layout.secrets_dir(domain);
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+
+    let password = new_password()?;
+    let root_password = new_password()?;
+    let db_host = mysql_container_name(domain);
+    let DbNames { database, user } = names;
+    // Read by `docker run --env-file` for both containers: the MariaDB image
+    // creates the database and user on first start, WordPress connects with them.
+    let env = format!(
+        "MARIADB_DATABASE={database}\n\
+         MARIADB_USER={user}\n\
+         MARIADB_PASSWORD={password}\n\
+         MARIADB_ROOT_PASSWORD={root_password}\n\
+         WORDPRESS_DB_HOST={db_host}\n\
+         WORDPRESS_DB_NAME={database}\n\
+         WORDPRESS_DB_USER={user}\n\
+         WORDPRESS_DB_PASSWORD={password}\n"
+    );
+    write_private(&layout.db_env_file(domain), env.as_bytes())?;
+
+    let mut php =
+        String::from("<?php\n// Generated by hostyard-import for this site only; never shared.\n");
+    for name in SALT_NAMES {
+        php.push_str(&format!("define('{name}', '{}');\n", new_salt()?));
+    }
+    write_private(&layout.wp_salts_file(domain), php.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_fresh_and_plain() {
+        let a = new_password().unwrap();
+        let b = new_password().unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 64);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        let s = new_salt().unwrap();
+        assert_eq!(s.len(), 64);
+        assert!(s
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+    }
+
+    #[test]
+    fn env_names_are_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(".env");
+        fs::write(
+            &p,
+            "MYSQL_ROOT_PASSWORD=1234\nMYSQL_DATABASE=\"blog_db\"\nexport MYSQL_USER=blog\n",
+        )
+        .unwrap();
+        assert_eq!(
+            DbNames::from_env_file(&p).unwrap(),
+            DbNames {
+                database: "blog_db".into(),
+                user: "blog".into()
+            }
+        );
+        fs::write(&p, "MYSQL_DATABASE=x; DROP TABLE y\n").unwrap();
+        assert!(DbNames::from_env_file(&p).is_err());
+    }
+}
