@@ -12,7 +12,7 @@ use nix::sys::signal::Signal;
 use util::*;
 
 fn setup(prefix: &str) -> (Etcd, Network, Node, hostyard_core::Domain) {
-    require_docker();
+    hostyard_testsupport::require_docker();
     let etcd = Etcd::start().unwrap();
     let net = Network::create();
     let node = Node::new(&etcd, &net.name);
@@ -198,7 +198,7 @@ fn restarted_container_is_registered_at_its_new_address() {
     // Replace the container; a filler started in between takes the freed
     // address if docker would hand it out again.
     site.remove();
-    let _filler = Container::run(&unique("hyd-filler-"), &net, &[]);
+    let _filler = Container::run(&unique("hyd-filler"), &net);
     let site = Container::site(kind, &domain, &net);
     let new_ip = site.ip(&net);
     assert_ne!(new_ip, old_ip, "docker gave the same address back");

@@ -6,12 +6,11 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use hostyard_core::etcd::{Schema, ServiceValue};
 use hostyard_core::{Domain, NodeConfig, SiteKind};
-use hostyard_testsupport::{wait_until, Etcd};
+use hostyard_testsupport::{busybox_http_image, unique_name, wait_until, Etcd};
 
 pub const T: Duration = Duration::from_secs(20);
 pub const BIN: &str = env!("CARGO_BIN_EXE_hostyard-discovery");
@@ -20,14 +19,9 @@ pub fn d(s: &str) -> Domain {
     Domain::parse(s).unwrap()
 }
 
-/// A name no other test (or test run) uses: pid plus a counter.
+/// A name no other test (or test run) uses, usable as a DNS label.
 pub fn unique(prefix: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}{}x{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    unique_name(prefix)
 }
 
 /// A node config for tests: short intervals, this etcd, this network.
@@ -208,22 +202,8 @@ pub fn wait_gone(etcd: &Etcd, key: &str, timeout: Duration, d: &Discovery) {
 
 // --- docker -------------------------------------------------------------
 
-fn docker(args: &[&str]) -> Output {
-    Command::new(which_docker())
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
 fn docker_ok(args: &[&str]) -> String {
-    let out = docker(args);
-    assert!(
-        out.status.success(),
-        "docker {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    hostyard_testsupport::docker(args).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// A docker network of its own, removed on drop.
@@ -233,7 +213,7 @@ pub struct Network {
 
 impl Network {
     pub fn create() -> Network {
-        let name = unique("hyd-net-");
+        let name = unique_name("hyd-net");
         docker_ok(&["network", "create", &name]);
         Network { name }
     }
@@ -241,39 +221,40 @@ impl Network {
 
 impl Drop for Network {
     fn drop(&mut self) {
-        let _ = docker(&["network", "rm", &self.name]);
+        let _ = hostyard_testsupport::docker(&["network", "rm", &self.name]);
     }
 }
 
-/// A container started with `docker run -d`, removed (forced) on drop.
+/// A busybox httpd container on a test network (the harness's guard
+/// removes it on drop).
 pub struct Container {
     pub name: String,
+    _guard: hostyard_testsupport::Container,
 }
 
 impl Container {
     /// The site container for (kind, domain), serving HTTP on port 80.
     pub fn site(kind: SiteKind, domain: &Domain, network: &Network) -> Container {
-        Self::run(&kind.container_name(domain), network, &[])
+        Self::run(&kind.container_name(domain), network)
     }
 
-    pub fn run(name: &str, network: &Network, command: &[&str]) -> Container {
-        let image = site_image();
-        let mut args = vec![
-            "run",
-            "-d",
+    pub fn run(name: &str, network: &Network) -> Container {
+        let image = busybox_http_image().unwrap_or_else(|e| panic!("{e:#}"));
+        let guard = hostyard_testsupport::Container::run(&[
             "--name",
             name,
             "--network",
             &network.name,
-            image.as_str(),
-        ];
-        args.extend_from_slice(command);
-        docker_ok(&args);
+            &image,
+        ])
+        .unwrap_or_else(|e| panic!("{e:#}"));
         Container {
             name: name.to_string(),
+            _guard: guard,
         }
     }
 
+    /// The address on `network` (the one discovery must find).
     pub fn ip(&self, network: &Network) -> IpAddr {
         let format = format!(
             "{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}",
@@ -285,7 +266,7 @@ impl Container {
     }
 
     /// The container's main process as the host sees it.
-    pub fn host_pid(&self) -> nix::unistd::Pid {
+    fn host_pid(&self) -> nix::unistd::Pid {
         let pid: i32 = docker_ok(&["inspect", "--format", "{{.State.Pid}}", &self.name])
             .parse()
             .unwrap();
@@ -302,54 +283,6 @@ impl Container {
         nix::sys::signal::kill(self.host_pid(), nix::sys::signal::Signal::SIGCONT).unwrap();
     }
 
+    /// Removes the container now (as dropping does).
     pub fn remove(self) {}
-}
-
-impl Drop for Container {
-    fn drop(&mut self) {
-        let _ = docker(&["rm", "-f", &self.name]);
-    }
-}
-
-/// Skips nothing: tests need a docker engine and say how to get one.
-pub fn require_docker() {
-    let out = Command::new(which_docker()).arg("info").output().unwrap();
-    assert!(
-        out.status.success(),
-        "no docker engine answers (start one: dockerd >/tmp/dockerd.log 2>&1 &): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A tiny image serving `/www` with busybox httpd on port 80.
-pub fn site_image() -> String {
-    local_busybox_image()
-}
-
-fn local_busybox_image() -> String {
-    const IMAGE: &str = "hostyard-test/discovery-busybox:1";
-    if docker(&["image", "inspect", IMAGE]).status.success() {
-        return IMAGE.to_string();
-    }
-    let busybox = Path::new("/usr/bin/busybox");
-    assert!(
-        busybox.exists(),
-        "no /usr/bin/busybox to build {IMAGE} from (apt-get install busybox-static)"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(busybox, dir.path().join("busybox")).unwrap();
-    std::fs::create_dir(dir.path().join("www")).unwrap();
-    std::fs::write(dir.path().join("www/index.html"), "hello\n").unwrap();
-    std::fs::write(
-        dir.path().join("Dockerfile"),
-        "FROM scratch\nCOPY busybox /bin/busybox\nCOPY www /www\n\
-         ENTRYPOINT [\"/bin/busybox\"]\nCMD [\"httpd\", \"-f\", \"-p\", \"80\", \"-h\", \"/www\"]\n",
-    )
-    .unwrap();
-    let tmp_tag = unique("hostyard-test/discovery-busybox-build:");
-    docker_ok(&["build", "-q", "-t", &tmp_tag, &dir.path().to_string_lossy()]);
-    // Tag under the shared name last, so parallel builders never see half.
-    docker_ok(&["tag", &tmp_tag, IMAGE]);
-    let _ = docker(&["rmi", &tmp_tag]);
-    IMAGE.to_string()
 }
