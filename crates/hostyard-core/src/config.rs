@@ -499,10 +499,29 @@ fn is_image_ref(s: &str) -> bool {
 /// A systemd time span in the simple forms we document: `600`, `30s`,
 /// `10min`, `1h`, `1d`.
 fn is_time_span(s: &str) -> bool {
+    time_span_secs(s).is_some()
+}
+
+/// The seconds in a time span of the forms [`is_time_span`] accepts.
+fn time_span_secs(s: &str) -> Option<u64> {
     let digits = s.chars().take_while(|c| c.is_ascii_digit()).count();
-    digits > 0
-        && s[..digits].parse::<u64>().is_ok_and(|n| n > 0)
-        && matches!(&s[digits..], "" | "s" | "sec" | "m" | "min" | "h" | "d")
+    let n = s[..digits].parse::<u64>().ok().filter(|n| *n > 0)?;
+    let unit = match &s[digits..] {
+        "" | "s" | "sec" => 1,
+        "m" | "min" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return None,
+    };
+    n.checked_mul(unit)
+}
+
+impl GitConfig {
+    /// `poll_interval` in seconds (validated at load; 600 if it is not a
+    /// span, which only a config built in code can have).
+    pub fn poll_interval_secs(&self) -> u64 {
+        time_span_secs(&self.poll_interval).unwrap_or(600)
+    }
 }
 
 #[cfg(test)]
@@ -511,6 +530,25 @@ mod tests {
 
     fn parse(text: &str) -> Result<NodeConfig, ConfigError> {
         NodeConfig::parse(text, Path::new("/etc/hostyard/hostyard.yaml"))
+    }
+
+    #[test]
+    fn poll_interval_in_seconds() {
+        for (span, secs) in [
+            ("600", 600),
+            ("30s", 30),
+            ("10min", 600),
+            ("2h", 7200),
+            ("1d", 86400),
+        ] {
+            let git = GitConfig {
+                poll_interval: span.to_string(),
+                ..GitConfig::default()
+            };
+            assert_eq!(git.poll_interval_secs(), secs, "{span}");
+        }
+        assert!(!is_time_span("0min"));
+        assert!(!is_time_span("99999999999999999999d"));
     }
 
     #[test]

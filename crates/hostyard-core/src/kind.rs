@@ -83,6 +83,39 @@ impl SiteKind {
         format!("{}_{domain}", self.as_str())
     }
 
+    /// The container's name inside a unit template, `static-git_%i`: what
+    /// [`SiteKind::container_name`] gives once systemd substitutes the domain
+    /// for `%i`.
+    pub fn container_name_in_template(self) -> String {
+        format!("{}_{UNIT_INSTANCE}", self.as_str())
+    }
+
+    /// A sibling unit as named inside a unit template,
+    /// `static-git-importer@%i.service`: what [`SiteKind::instance_unit`]
+    /// gives once systemd substitutes the domain for `%i`.
+    pub fn instance_unit_in_template(self, role: UnitRole) -> String {
+        format!("{}@{UNIT_INSTANCE}.service", self.unit_prefix(role))
+    }
+
+    /// The puller's timer template file name, `static-git-puller@.timer`.
+    pub fn puller_timer_template(self) -> String {
+        format!("{}@.timer", self.unit_prefix(UnitRole::Puller))
+    }
+
+    /// The puller's timer as named inside a unit template,
+    /// `static-git-puller@%i.timer`.
+    pub fn puller_timer_in_template(self) -> String {
+        format!(
+            "{}@{UNIT_INSTANCE}.timer",
+            self.unit_prefix(UnitRole::Puller)
+        )
+    }
+
+    /// The puller's timer of one site, `static-git-puller@example.com.timer`.
+    pub fn puller_timer(self, domain: &Domain) -> String {
+        format!("{}@{domain}.timer", self.unit_prefix(UnitRole::Puller))
+    }
+
     /// Parses a container name made by [`SiteKind::container_name`].
     pub fn parse_container_name(name: &str) -> Option<(SiteKind, Domain)> {
         let (kind, domain) = name.split_once('_')?;
@@ -97,6 +130,22 @@ pub enum UnitRole {
     Importer,
     Discovery,
     Puller,
+}
+
+/// systemd's specifier for the instance name (the domain) in a template unit.
+pub const UNIT_INSTANCE: &str = "%i";
+
+/// The database template unit's file name.
+pub const MYSQL_TEMPLATE_UNIT: &str = "mysql@.service";
+
+/// The database unit as named inside a unit template: `mysql@%i.service`.
+pub fn mysql_unit_in_template() -> String {
+    format!("mysql@{UNIT_INSTANCE}.service")
+}
+
+/// The database container inside a unit template: `mysql_%i`.
+pub fn mysql_container_name_in_template() -> String {
+    format!("mysql_{UNIT_INSTANCE}")
 }
 
 /// The database unit of a WordPress site: `mysql@example.com.service`.
@@ -160,6 +209,40 @@ mod tests {
             "wordpress-importer@.service"
         );
         assert_eq!(mysql_unit(&dom), "mysql@example.com.service");
+    }
+
+    #[test]
+    fn template_forms_become_the_domain_forms_once_systemd_substitutes() {
+        let dom = d("example.com");
+        let sub = |s: String| s.replace(UNIT_INSTANCE, dom.as_str());
+        for k in SiteKind::ALL {
+            assert_eq!(sub(k.container_name_in_template()), k.container_name(&dom));
+            for role in [
+                UnitRole::Site,
+                UnitRole::Importer,
+                UnitRole::Discovery,
+                UnitRole::Puller,
+            ] {
+                assert_eq!(
+                    sub(k.instance_unit_in_template(role)),
+                    k.instance_unit(role, &dom)
+                );
+            }
+            assert_eq!(sub(k.puller_timer_in_template()), k.puller_timer(&dom));
+            assert_eq!(
+                k.puller_timer_template().replace('@', &format!("@{dom}")),
+                k.puller_timer(&dom)
+            );
+        }
+        assert_eq!(sub(mysql_unit_in_template()), mysql_unit(&dom));
+        assert_eq!(
+            sub(mysql_container_name_in_template()),
+            mysql_container_name(&dom)
+        );
+        assert_eq!(
+            MYSQL_TEMPLATE_UNIT.replace('@', &format!("@{dom}")),
+            mysql_unit(&dom)
+        );
     }
 
     #[test]

@@ -1,0 +1,10 @@
+//! hostyard: the unit generator and the admin CLI.
+//!
+//! The generator is split the way it is tested: [`units`] is a pure function
+//! from the node config to unit files, [`write`] is the thin layer that puts
+//! them on disk atomically, and `main.rs` only parses flags.
+
+pub mod escape;
+pub mod status;
+pub mod units;
+pub mod write;

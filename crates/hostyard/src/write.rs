@@ -1,0 +1,92 @@
+//! Putting rendered units on disk.
+//!
+//! Each file is written to a temp file in the same directory and renamed
+//! over the old one, so systemd never reads half a unit. A file whose
+//! content is already right is not touched at all: its mtime stays, and a
+//! `daemon-reload` is needed only when something was written.
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::units::UnitFile;
+
+/// What happened to one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Created(PathBuf),
+    Updated(PathBuf),
+}
+
+impl Change {
+    pub fn path(&self) -> &Path {
+        match self {
+            Change::Created(p) | Change::Updated(p) => p,
+        }
+    }
+}
+
+/// How a file in the output directory compares with what would be written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Difference {
+    Missing(PathBuf),
+    Differs(PathBuf),
+}
+
+/// Writes `files` into `dir` (created if missing); returns the files that
+/// were created or changed, in order.
+pub fn write_units(dir: &Path, files: &[UnitFile]) -> anyhow::Result<Vec<Change>> {
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut changes = Vec::new();
+    for f in files {
+        let path = dir.join(&f.name);
+        let change = match read_existing(&path)? {
+            Some(old) if old == f.contents.as_bytes() => continue,
+            Some(_) => Change::Updated(path.clone()),
+            None => Change::Created(path.clone()),
+        };
+        write_atomically(dir, &path, f.contents.as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        changes.push(change);
+    }
+    Ok(changes)
+}
+
+/// Compares `files` with what `dir` holds; writes nothing.
+pub fn check_units(dir: &Path, files: &[UnitFile]) -> anyhow::Result<Vec<Difference>> {
+    let mut differences = Vec::new();
+    for f in files {
+        let path = dir.join(&f.name);
+        match read_existing(&path)? {
+            Some(old) if old == f.contents.as_bytes() => {}
+            Some(_) => differences.push(Difference::Differs(path)),
+            None => differences.push(Difference::Missing(path)),
+        }
+    }
+    Ok(differences)
+}
+
+fn read_existing(path: &Path) -> anyhow::Result<Option<Vec<u8>>> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+fn write_atomically(dir: &Path, path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".hostyard-")
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    tmp.write_all(contents)?;
+    // Units are world-readable like the ones systemd ships.
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(0o644))?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path)?;
+    Ok(())
+}
