@@ -1,0 +1,319 @@
+//! hostyard-gitpull against real git: a `git daemon` on loopback serving a
+//! repository the test commits to, and the real binary run on a temp data root.
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use hostyard_core::{Domain, Layout};
+use hostyard_testsupport::GitDaemon;
+
+const BIN: &str = env!("CARGO_BIN_EXE_hostyard-gitpull");
+
+/// A repository served by git daemon, and a data root with one static-git site.
+struct World {
+    _tmp: tempfile::TempDir,
+    work: PathBuf,
+    root: PathBuf,
+    config: PathBuf,
+    domain: Domain,
+    daemon: Option<GitDaemon>,
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.com",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+impl World {
+    fn new(extra_config: &str) -> World {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().join("served");
+        let work = base.join("site");
+        fs::create_dir_all(&work).unwrap();
+        git(&work, &["init", "-q"]);
+        let root = tmp.path().join("data");
+        let config = tmp.path().join("hostyard.yaml");
+        fs::write(
+            &config,
+            format!("data_root: {}\n{extra_config}", root.display()),
+        )
+        .unwrap();
+        let daemon = GitDaemon::start(&base).expect("git daemon");
+        let domain = Domain::parse("git-site.example.com").unwrap();
+        let world = World {
+            _tmp: tmp,
+            work,
+            root,
+            config,
+            domain,
+            daemon: Some(daemon),
+        };
+        fs::create_dir_all(world.layout().domain_dir(&world.domain)).unwrap();
+        let url = world.daemon.as_ref().unwrap().url("site");
+        world.set_url(&url);
+        world
+    }
+
+    fn layout(&self) -> Layout {
+        Layout::new(&self.root)
+    }
+
+    fn set_url(&self, url: &str) {
+        fs::write(self.layout().git_url_file(&self.domain), format!("{url}\n")).unwrap();
+    }
+
+    fn commit(&self, file: &str, content: &str) -> String {
+        let path = self.work.join(file);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, content).unwrap();
+        git(&self.work, &["add", "-A"]);
+        git(&self.work, &["commit", "-q", "-m", content]);
+        git(&self.work, &["rev-parse", "HEAD"])
+    }
+
+    fn pull(&self) -> Output {
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&self.config)
+            .arg(self.domain.as_str())
+            .env_remove("HOSTYARD_CONFIG")
+            .output()
+            .unwrap()
+    }
+
+    fn pull_ok(&self) {
+        let out = self.pull();
+        assert!(
+            out.status.success(),
+            "gitpull failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn current(&self) -> PathBuf {
+        fs::read_link(self.layout().current_link(&self.domain)).expect("current link")
+    }
+
+    fn served(&self, file: &str) -> String {
+        fs::read_to_string(self.layout().current_link(&self.domain).join(file)).unwrap()
+    }
+
+    fn trees(&self) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(self.layout().trees_dir(&self.domain))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+fn assert_one_line_failure(out: &Output, want: &str) {
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one clear line expected: {stderr}");
+    assert!(lines[0].starts_with("hostyard-gitpull: "), "{stderr}");
+    assert!(lines[0].contains("keeping the last good tree"), "{stderr}");
+    assert!(lines[0].contains(want), "wanted {want:?} in {stderr}");
+}
+
+#[test]
+fn new_commit_is_published_and_git_dir_is_never_served() {
+    let w = World::new("");
+    let a = w.commit("index.html", "first");
+    w.pull_ok();
+    assert_eq!(w.current(), Layout::current_link_target(&a));
+    assert_eq!(w.served("index.html"), "first");
+
+    let b = w.commit("index.html", "second");
+    w.pull_ok();
+    assert_eq!(w.current(), Layout::current_link_target(&b));
+    assert_eq!(w.served("index.html"), "second");
+
+    // Nothing new: still exit 0, nothing switched.
+    w.pull_ok();
+    assert_eq!(w.current(), Layout::current_link_target(&b));
+
+    let public = w.layout().public_dir(&w.domain);
+    for entry in walkdir::WalkDir::new(&public) {
+        let entry = entry.unwrap();
+        assert_ne!(
+            entry.file_name(),
+            ".git",
+            "{} is served",
+            entry.path().display()
+        );
+    }
+    // The clone lives outside public/.
+    let repo = w.layout().git_repo_dir(&w.domain);
+    assert!(repo.join("HEAD").is_file());
+    assert!(!repo.starts_with(&public));
+}
+
+#[test]
+fn force_push_is_followed_not_merged() {
+    let w = World::new("");
+    let a = w.commit("index.html", "a");
+    w.commit("b.html", "b");
+    w.pull_ok();
+    assert_eq!(w.served("b.html"), "b");
+
+    // Rewrite history: drop b, commit c on top of a.
+    git(&w.work, &["reset", "-q", "--hard", &a]);
+    let c = w.commit("c.html", "c");
+    w.pull_ok();
+    assert_eq!(w.current(), Layout::current_link_target(&c));
+    assert_eq!(w.served("c.html"), "c");
+    assert!(!w.layout().current_link(&w.domain).join("b.html").exists());
+}
+
+#[test]
+fn branch_in_the_url_is_published_instead_of_the_default() {
+    let w = World::new("");
+    w.commit("index.html", "main");
+    git(&w.work, &["checkout", "-q", "-b", "preview"]);
+    let p = w.commit("index.html", "preview");
+    git(&w.work, &["checkout", "-q", "main"]);
+    let url = format!("{}#preview", w.daemon.as_ref().unwrap().url("site"));
+    w.set_url(&url);
+    w.pull_ok();
+    assert_eq!(w.current(), Layout::current_link_target(&p));
+    assert_eq!(w.served("index.html"), "preview");
+}
+
+#[test]
+fn broken_remote_keeps_the_last_good_tree() {
+    let mut w = World::new("");
+    let a = w.commit("index.html", "good");
+    w.pull_ok();
+
+    // The repository disappears from the server.
+    let moved = w.work.with_file_name("gone");
+    fs::rename(&w.work, &moved).unwrap();
+    let out = w.pull();
+    assert_one_line_failure(&out, "cannot fetch");
+    assert_eq!(w.current(), Layout::current_link_target(&a));
+    assert_eq!(w.served("index.html"), "good");
+    fs::rename(&moved, &w.work).unwrap();
+
+    // The server is down.
+    w.daemon = None;
+    let out = w.pull();
+    assert_one_line_failure(&out, "cannot fetch");
+    assert_eq!(w.served("index.html"), "good");
+}
+
+#[test]
+fn a_remote_that_never_answers_is_cut_off_at_the_fetch_timeout() {
+    let w = World::new("git:\n  fetch_timeout_secs: 2\n");
+    w.commit("index.html", "good");
+    w.pull_ok();
+    // Accepts connections (the kernel does) but never says anything.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    w.set_url(&format!("git://127.0.0.1:{port}/site"));
+    let start = Instant::now();
+    let out = w.pull();
+    let took = start.elapsed();
+    assert_one_line_failure(&out, "timed out after 2 s");
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+    assert_eq!(w.served("index.html"), "good");
+    drop(silent);
+}
+
+#[test]
+fn a_commit_with_a_symlink_out_of_the_site_is_refused() {
+    let w = World::new("");
+    let a = w.commit("index.html", "good");
+    w.pull_ok();
+    std::os::unix::fs::symlink("/etc/passwd", w.work.join("passwd.html")).unwrap();
+    git(&w.work, &["add", "-A"]);
+    git(&w.work, &["commit", "-q", "-m", "evil"]);
+    let out = w.pull();
+    assert_one_line_failure(&out, "/etc/passwd");
+    assert_eq!(w.current(), Layout::current_link_target(&a));
+    // No half-exported tree is left behind either.
+    assert_eq!(w.trees(), vec![a]);
+}
+
+#[test]
+fn old_trees_are_pruned_and_the_current_one_kept() {
+    let w = World::new("git:\n  keep_trees: 2\n");
+    let mut commits = Vec::new();
+    for n in 0..4 {
+        commits.push(w.commit("index.html", &format!("v{n}")));
+        w.pull_ok();
+    }
+    let mut want = vec![commits[2].clone(), commits[3].clone()];
+    want.sort();
+    assert_eq!(w.trees(), want);
+    assert_eq!(w.served("index.html"), "v3");
+}
+
+#[test]
+fn hostile_stored_url_is_refused_before_git_runs() {
+    let w = World::new("");
+    let marker = w.root.join("pwned");
+    for url in [
+        format!("ext::sh -c touch% {}", marker.display()),
+        "ext::sh".to_string(),
+        format!("file://{}", w.work.display()),
+        w.work.display().to_string(),
+        "--upload-pack=touch".to_string(),
+        "-u/tmp/x".to_string(),
+        "ssh://-oProxyCommand=touch/x".to_string(),
+    ] {
+        w.set_url(&url);
+        let out = w.pull();
+        assert_eq!(out.status.code(), Some(1), "{url}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("git-url"), "{url}: {stderr}");
+        assert!(!marker.exists());
+        assert!(
+            !w.layout().git_repo_dir(&w.domain).exists(),
+            "{url}: git ran"
+        );
+    }
+}
+
+#[test]
+fn bad_domain_and_missing_site_are_clear_errors() {
+    let w = World::new("");
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&w.config)
+        .arg("../etc")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("contains '/'"));
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&w.config)
+        .arg("not-imported.example.com")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("hostyard-import static-git"));
+}
