@@ -62,7 +62,7 @@ docker_answers() { docker info >/dev/null 2>&1; }
 # start_dockerd [EXTRA ARGS...]: start dockerd detached (it outlives this
 # script, so later runs find it) and wait for `docker info`.
 start_dockerd() {
-  note "starting dockerd $* (log: $DOCKERD_LOG)"
+  note "starting dockerd${*:+ $*} (log: $DOCKERD_LOG)"
   setsid dockerd "$@" >>"$DOCKERD_LOG" 2>&1 </dev/null &
   local pid=$!
   local deadline=$((SECONDS + DOCKERD_WAIT_SECS))
