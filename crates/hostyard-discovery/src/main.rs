@@ -101,7 +101,14 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Run { .. } => runtime.block_on(run::run(config, kind, domain)),
+        Command::Run { .. } => {
+            let result = runtime.block_on(run::run(config, kind, domain));
+            // A check blocked on a hung container must not hold up the exit
+            // (dropping the runtime would wait for it): the lease is revoked
+            // already, so leave that thread behind.
+            runtime.shutdown_background();
+            result
+        }
         Command::Wait { timeout, .. } => {
             let secs = timeout.unwrap_or(config.discovery.wait_timeout_secs);
             runtime.block_on(wait::wait(

@@ -26,8 +26,10 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 pub async fn connect(config: &NodeConfig) -> anyhow::Result<Client> {
     let options = ConnectOptions::new()
         .with_connect_timeout(CALL_TIMEOUT)
-        // Notice a dead connection (etcd restarted) within a few seconds.
-        .with_keep_alive(Duration::from_secs(5), CALL_TIMEOUT);
+        // Notice a dead connection (etcd restarted) within seconds; not
+        // faster than etcd's --grpc-keepalive-min-time (5 s), which answers
+        // pings more frequent than that with GOAWAY.
+        .with_keep_alive(Duration::from_secs(10), CALL_TIMEOUT);
     let client = Client::connect(&config.etcd.endpoints, Some(options)).await?;
     Ok(client)
 }

@@ -230,6 +230,37 @@ fn sigterm_takes_the_site_out_of_routing_within_a_second() {
 }
 
 #[test]
+fn sigterm_during_a_hung_check_exits_at_once() {
+    let (etcd, net, mut node, domain) = setup("stophung");
+    // A long check timeout: the stop must not wait for it.
+    node.config.discovery.timeout_secs = 10;
+    node.write_config();
+    let kind = SiteKind::Static;
+    let site = Container::site(kind, &domain, &net);
+    let mut disc = node.run(kind, &domain);
+    let key = node.schema.service_key(kind, &domain);
+    wait_registered_at(&etcd, &key, site.ip(&net), &disc);
+    site.hang();
+    // Checks run every second and now each waits 10 s: one is in flight.
+    std::thread::sleep(Duration::from_millis(1500));
+    let start = Instant::now();
+    disc.signal(Signal::SIGTERM);
+    wait_gone(&etcd, &key, Duration::from_secs(1), &disc);
+    let status = disc.wait_exit(Duration::from_secs(2));
+    assert!(
+        status.success(),
+        "exit {status:?}; log:\n{}",
+        disc.log_text()
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    site.resume();
+}
+
+#[test]
 fn registration_comes_back_with_a_new_lease_after_an_etcd_restart() {
     let (mut etcd, net, node, domain) = setup("etcd");
     let kind = SiteKind::Static;
