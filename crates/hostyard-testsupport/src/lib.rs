@@ -28,5 +28,5 @@ pub use etcd::Etcd;
 pub use git::GitDaemon;
 pub use haproxy::{haproxy_check, Haproxy, SocketDir};
 pub use http::{http_get, http_get_addr, http_get_with_headers, HttpResponse};
-pub use poll::{free_port, wait_until};
+pub use poll::{free_port, wait_until, wait_until_ok};
 pub use process::process_alive;

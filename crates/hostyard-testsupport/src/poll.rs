@@ -52,6 +52,29 @@ pub fn wait_until<T>(
     }
 }
 
+/// Like [`wait_until`] for a fallible check: retries while `f` fails, and
+/// on timeout the error also carries the last failure, which usually says
+/// why ("connection refused", "got 503").
+pub fn wait_until_ok<T>(
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut() -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let mut last = None;
+    wait_until(what, timeout, || match f() {
+        Ok(v) => Some(v),
+        Err(e) => {
+            last = Some(e);
+            None
+        }
+    })
+    .map_err(|e| match last.take() {
+        // "timed out ... waiting for X: <why the last attempt failed>"
+        Some(last) => last.context(e.to_string()),
+        None => e,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,6 +95,26 @@ mod tests {
         let err =
             wait_until("godot", Duration::from_millis(200), || None::<()>).expect_err("never true");
         assert_eq!(err.to_string(), "timed out after 0.2s waiting for godot");
+    }
+
+    #[test]
+    fn wait_until_ok_reports_the_last_failure() {
+        let mut n = 0;
+        let err = wait_until_ok(
+            "success",
+            Duration::from_millis(100),
+            || -> anyhow::Result<()> {
+                n += 1;
+                Err(anyhow!("attempt {n} refused"))
+            },
+        )
+        .expect_err("never succeeds");
+        let msg = format!("{err:#}");
+        assert!(msg.starts_with("last attempt: attempt "), "{msg}");
+        assert!(
+            msg.ends_with("timed out after 0.1s waiting for success"),
+            "{msg}"
+        );
     }
 
     #[test]
