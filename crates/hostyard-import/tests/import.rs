@@ -1,0 +1,765 @@
+//! hostyard-import run as a real process on a temp data root: every source,
+//! existing data, hostile input, a kill -9 in the middle, and secrets.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use hostyard_core::{Domain, ImportLayout, Layout};
+use hostyard_testsupport::{wait_until, GitDaemon};
+
+const BIN: &str = env!("CARGO_BIN_EXE_hostyard-import");
+
+const CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUZm9v\nYmFy\n-----END CERTIFICATE-----\n\
+                    -----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEG\n-----END PRIVATE KEY-----\n";
+
+struct Server {
+    tmp: tempfile::TempDir,
+    root: PathBuf,
+    config: PathBuf,
+}
+
+impl Server {
+    fn new() -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("data");
+        fs::create_dir_all(&root).unwrap();
+        let config = tmp.path().join("hostyard.yaml");
+        fs::write(&config, format!("data_root: {}\n", root.display())).unwrap();
+        Server { tmp, root, config }
+    }
+
+    fn layout(&self) -> Layout {
+        Layout::new(&self.root)
+    }
+
+    fn command(&self, kind: &str, domain: &str) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--config")
+            .arg(&self.config)
+            .arg(kind)
+            .arg(domain)
+            .env_remove("HOSTYARD_CONFIG");
+        cmd
+    }
+
+    fn import(&self, kind: &str, domain: &str) -> Output {
+        self.command(kind, domain).output().unwrap()
+    }
+
+    fn import_ok(&self, kind: &str, domain: &Domain) -> String {
+        let out = self.import(kind, domain.as_str());
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "import failed: {stderr}");
+        stderr
+    }
+
+    /// The import folder in the original layout.
+    fn import_folder(&self, domain: &Domain) -> ImportLayout {
+        let dir = self.layout().import_dir(domain);
+        fs::create_dir_all(&dir).unwrap();
+        ImportLayout::new(&dir)
+    }
+}
+
+fn write(path: &Path, content: &[u8]) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, content).unwrap();
+}
+
+fn mode(path: &Path) -> u32 {
+    fs::symlink_metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+/// Every path under `dir` with its type, mode and content (or link target).
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (u32, Vec<u8>)> {
+    let mut map = BTreeMap::new();
+    if !dir.exists() {
+        return map;
+    }
+    for entry in walkdir::WalkDir::new(dir) {
+        let entry = entry.unwrap();
+        let meta = entry.path().symlink_metadata().unwrap();
+        let content = if meta.is_file() {
+            fs::read(entry.path()).unwrap()
+        } else if meta.file_type().is_symlink() {
+            fs::read_link(entry.path())
+                .unwrap()
+                .into_os_string()
+                .into_encoded_bytes()
+        } else {
+            Vec::new()
+        };
+        map.insert(
+            entry.path().strip_prefix(dir).unwrap().to_path_buf(),
+            (meta.mode(), content),
+        );
+    }
+    map
+}
+
+/// Nothing of the site exists and no staging dir is left.
+fn assert_no_site(server: &Server, domain: &Domain) {
+    let layout = server.layout();
+    assert!(
+        !layout.domain_dir(domain).exists(),
+        "{} exists",
+        layout.domain_dir(domain).display()
+    );
+    if let Ok(entries) = fs::read_dir(layout.domains_dir()) {
+        for e in entries {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            assert!(
+                !Layout::is_staging_name(domain, &name),
+                "staging dir {name} left behind"
+            );
+        }
+    }
+}
+
+fn assert_refused(out: &Output, want: &str) {
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("import refused, nothing changed"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(want), "wanted {want:?} in: {stderr}");
+}
+
+#[test]
+fn fresh_static_site_gets_a_placeholder_page() {
+    let s = Server::new();
+    let d = Domain::parse("fresh.example.com").unwrap();
+    s.import_ok("static", &d);
+    let page = fs::read_to_string(s.layout().www_dir(&d).join("index.html")).unwrap();
+    assert!(page.contains("fresh.example.com"));
+    assert_no_site_staging_only(&s, &d);
+}
+
+fn assert_no_site_staging_only(s: &Server, d: &Domain) {
+    for e in fs::read_dir(s.layout().domains_dir()).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(
+            !Layout::is_staging_name(d, &name),
+            "staging dir {name} left behind"
+        );
+    }
+}
+
+#[test]
+fn fresh_wordpress_gets_private_random_secrets_that_are_never_printed() {
+    let s = Server::new();
+    let d = Domain::parse("blog.example.com").unwrap();
+    let out = s.import("wordpress", d.as_str());
+    assert!(out.status.success(), "{out:?}");
+    let l = s.layout();
+    assert!(l.wp_content_dir(&d).is_dir());
+    assert!(l.mysql_dir(&d).is_dir());
+    assert_eq!(mode(&l.secrets_dir(&d)), 0o700);
+    assert_eq!(mode(&l.db_env_file(&d)), 0o600);
+    assert_eq!(mode(&l.wp_salts_file(&d)), 0o600);
+
+    let env = fs::read_to_string(l.db_env_file(&d)).unwrap();
+    let value = |key: &str| -> String {
+        env.lines()
+            .find_map(|line| line.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("{key} missing from db.env"))
+            .to_string()
+    };
+    let password = value("MARIADB_PASSWORD");
+    assert_eq!(password.len(), 64);
+    assert_eq!(value("WORDPRESS_DB_PASSWORD"), password);
+    assert_ne!(value("MARIADB_ROOT_PASSWORD"), password);
+    assert_eq!(value("MARIADB_DATABASE"), value("WORDPRESS_DB_NAME"));
+    let salts = fs::read_to_string(l.wp_salts_file(&d)).unwrap();
+    assert_eq!(salts.matches("define('").count(), 8);
+
+    // No secret reaches stdout or stderr (the journal).
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!printed.contains(&password));
+    assert!(!printed.contains(&value("MARIADB_ROOT_PASSWORD")));
+    for line in salts.lines().filter(|l| l.starts_with("define(")) {
+        let salt = line.split('\'').nth(3).unwrap();
+        assert!(!printed.contains(salt));
+    }
+
+    // A second site gets different secrets.
+    let d2 = Domain::parse("blog2.example.com").unwrap();
+    s.import_ok("wordpress", &d2);
+    let env2 = fs::read_to_string(l.db_env_file(&d2)).unwrap();
+    assert!(!env2.contains(&password));
+}
+
+#[test]
+fn static_git_without_a_url_says_where_to_put_it_and_changes_nothing() {
+    let s = Server::new();
+    let d = Domain::parse("nourl.example.com").unwrap();
+    let out = s.import("static-git", d.as_str());
+    let want = ImportLayout::new(&s.layout().import_dir(&d)).git_url();
+    assert_refused(&out, &want.display().to_string());
+    assert_no_site(&s, &d);
+}
+
+#[test]
+fn folder_import_of_a_static_site_is_copied_and_moved_aside() {
+    let s = Server::new();
+    let d = Domain::parse("folder.example.com").unwrap();
+    let imp = s.import_folder(&d);
+    write(&imp.www_content().join("index.html"), b"imported");
+    write(&imp.www_content().join("css/site.css"), b"body{}");
+    std::os::unix::fs::symlink("index.html", imp.www_content().join("home.html")).unwrap();
+    write(&imp.tls_pem(&d), CERT.as_bytes());
+    let before = snapshot(imp.root());
+
+    s.import_ok("static", &d);
+    let l = s.layout();
+    assert_eq!(
+        fs::read_to_string(l.www_dir(&d).join("index.html")).unwrap(),
+        "imported"
+    );
+    assert_eq!(
+        fs::read_to_string(l.www_dir(&d).join("css/site.css")).unwrap(),
+        "body{}"
+    );
+    assert_eq!(
+        fs::read_link(l.www_dir(&d).join("home.html")).unwrap(),
+        Path::new("index.html")
+    );
+    assert_eq!(fs::read_to_string(l.tls_pem(&d)).unwrap(), CERT);
+    assert_eq!(mode(&l.tls_pem(&d)), 0o600);
+
+    // The import is kept, unchanged, under .done.
+    assert!(!l.import_dir(&d).exists());
+    let done: Vec<PathBuf> = fs::read_dir(l.import_done_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(done.len(), 1);
+    assert!(done[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .starts_with("folder.example.com-"));
+    assert_eq!(snapshot(&done[0]), before);
+}
+
+#[test]
+fn folder_import_of_a_wordpress_site_keeps_content_dump_and_db_names() {
+    let s = Server::new();
+    let d = Domain::parse("wp.example.com").unwrap();
+    let imp = s.import_folder(&d);
+    write(&imp.wp_content().join("uploads/2020/a.jpg"), b"jpeg");
+    write(&imp.htaccess(), b"RewriteEngine On\n");
+    write(&imp.mysql_dump(), b"CREATE TABLE wp_posts (id int);\n");
+    write(
+        &imp.mysql_env(),
+        b"MYSQL_DATABASE=oldblog\nMYSQL_USER=olduser\nMYSQL_PASSWORD=12345\n",
+    );
+    s.import_ok("wordpress", &d);
+    let l = s.layout();
+    assert_eq!(
+        fs::read(l.wp_content_dir(&d).join("uploads/2020/a.jpg")).unwrap(),
+        b"jpeg"
+    );
+    assert_eq!(
+        fs::read(l.htaccess_file(&d)).unwrap(),
+        b"RewriteEngine On\n"
+    );
+    assert_eq!(
+        fs::read(l.mysql_init_dump(&d)).unwrap(),
+        b"CREATE TABLE wp_posts (id int);\n"
+    );
+    let env = fs::read_to_string(l.db_env_file(&d)).unwrap();
+    assert!(env.contains("MARIADB_DATABASE=oldblog\n"), "{env}");
+    assert!(env.contains("MARIADB_USER=olduser\n"), "{env}");
+    assert!(
+        !env.contains("=12345\n"),
+        "the old $RANDOM password must not be reused"
+    );
+}
+
+/// One raw tar entry: name, type, content or link target.
+type TarEntry<'a> = (&'a str, tar::EntryType, &'a [u8]);
+
+/// A tar of `entries` (name, content); names are written raw, as a hostile
+/// tool would.
+fn tar_bytes(entries: &[TarEntry]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, kind, data) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(*kind);
+        h.set_mode(0o644);
+        if kind.is_symlink() || kind.is_hard_link() {
+            h.set_link_name_literal(data).unwrap();
+            h.set_size(0);
+        } else {
+            h.set_size(data.len() as u64);
+        }
+        let raw = name.as_bytes();
+        h.as_old_mut().name[..raw.len()].copy_from_slice(raw);
+        h.set_cksum();
+        b.append(&h, if kind.is_file() { *data } else { &[][..] })
+            .unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+#[test]
+fn tarball_imports_with_and_without_a_wrapper_dir() {
+    let s = Server::new();
+    let l = s.layout();
+    fs::create_dir_all(l.imports_dir()).unwrap();
+    let file = tar::EntryType::file();
+
+    let d1 = Domain::parse("tar.example.com").unwrap();
+    let t = tar_bytes(&[("static/www-content/index.html", file, b"from tar")]);
+    fs::write(&l.import_tarballs(&d1)[0], t).unwrap();
+    s.import_ok("static", &d1);
+    assert_eq!(
+        fs::read_to_string(l.www_dir(&d1).join("index.html")).unwrap(),
+        "from tar"
+    );
+    assert!(!l.import_tarballs(&d1)[0].exists());
+
+    let d2 = Domain::parse("tgz.example.com").unwrap();
+    let t = tar_bytes(&[
+        (
+            "tgz.example.com/wordpress/wp-content/themes/x/style.css",
+            file,
+            b"css",
+        ),
+        (
+            "tgz.example.com/TLS/tgz.example.com.pem",
+            file,
+            CERT.as_bytes(),
+        ),
+    ]);
+    fs::write(&l.import_tarballs(&d2)[1], gzip(&t)).unwrap();
+    s.import_ok("wordpress", &d2);
+    assert_eq!(
+        fs::read(l.wp_content_dir(&d2).join("themes/x/style.css")).unwrap(),
+        b"css"
+    );
+    assert_eq!(fs::read_to_string(l.tls_pem(&d2)).unwrap(), CERT);
+    let done: Vec<String> = fs::read_dir(l.import_done_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        done.iter()
+            .any(|n| n.starts_with("tgz.example.com-") && n.ends_with(".tar.gz")),
+        "{done:?}"
+    );
+    assert!(
+        done.iter()
+            .any(|n| n.starts_with("tar.example.com-") && n.ends_with(".tar")),
+        "{done:?}"
+    );
+}
+
+#[test]
+fn static_git_import_clones_and_publishes_a_tree() {
+    let s = Server::new();
+    let base = s.tmp.path().join("served");
+    let work = base.join("site");
+    fs::create_dir_all(&work).unwrap();
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@example.com",
+                "-c",
+                "init.defaultBranch=main",
+            ])
+            .args(args)
+            .current_dir(&work)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    git(&["init", "-q"]);
+    fs::write(work.join("index.html"), "from git").unwrap();
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "one"]);
+    let commit = git(&["rev-parse", "HEAD"]);
+    let daemon = GitDaemon::start(&base).unwrap();
+
+    let d = Domain::parse("git.example.com").unwrap();
+    let imp = s.import_folder(&d);
+    write(
+        &imp.git_url(),
+        format!("{}\n", daemon.url("site")).as_bytes(),
+    );
+    s.import_ok("static-git", &d);
+    let l = s.layout();
+    assert_eq!(
+        fs::read_link(l.current_link(&d)).unwrap(),
+        Layout::current_link_target(&commit)
+    );
+    assert_eq!(
+        fs::read_to_string(l.current_link(&d).join("index.html")).unwrap(),
+        "from git"
+    );
+    assert!(l.git_repo_dir(&d).join("HEAD").is_file());
+    assert!(!l.current_link(&d).join(".git").exists());
+    assert_eq!(
+        fs::read_to_string(l.git_url_file(&d)).unwrap().trim(),
+        daemon.url("site")
+    );
+    assert_eq!(mode(&l.git_url_file(&d)), 0o600);
+
+    // An unreachable repository: refused, nothing left.
+    let d2 = Domain::parse("git2.example.com").unwrap();
+    let imp = s.import_folder(&d2);
+    write(
+        &imp.git_url(),
+        format!("{}\n", daemon.url("missing")).as_bytes(),
+    );
+    assert_refused(&s.import("static-git", d2.as_str()), "cannot fetch");
+    assert_no_site(&s, &d2);
+    assert!(imp.git_url().exists());
+}
+
+#[test]
+fn existing_site_data_is_left_byte_for_byte() {
+    let s = Server::new();
+    let d = Domain::parse("keep.example.com").unwrap();
+    s.import_ok("wordpress", &d);
+    // The site lives on: the database writes files, someone uploads.
+    write(&s.layout().mysql_dir(&d).join("ibdata1"), b"database pages");
+    write(
+        &s.layout().wp_content_dir(&d).join("uploads/new.png"),
+        b"png",
+    );
+    let before = snapshot(&s.layout().domain_dir(&d));
+
+    // A stale import arrives for the same domain.
+    let imp = s.import_folder(&d);
+    write(&imp.wp_content().join("uploads/new.png"), b"OLD");
+    write(&imp.mysql_dump(), b"DROP DATABASE wordpress;");
+    let import_before = snapshot(imp.root());
+    let stderr = s.import_ok("wordpress", &d);
+    assert!(stderr.contains("already imported"), "{stderr}");
+    assert_eq!(snapshot(&s.layout().domain_dir(&d)), before);
+    // The import folder is not touched either.
+    assert_eq!(snapshot(imp.root()), import_before);
+}
+
+#[test]
+fn hostile_tarballs_are_refused_and_change_nothing() {
+    let file = tar::EntryType::file();
+    let cases: Vec<(&str, Vec<TarEntry>, &str)> = vec![
+        (
+            "dotdot",
+            vec![("static/www-content/../../../../evil", file, b"x")],
+            "'..'",
+        ),
+        (
+            "absolute",
+            vec![("/tmp/hostyard-evil", file, b"x")],
+            "absolute",
+        ),
+        (
+            "symlink-abs",
+            vec![("static/www-content/e", tar::EntryType::symlink(), b"/etc")],
+            "absolute path",
+        ),
+        (
+            "symlink-out",
+            vec![(
+                "static/www-content/e",
+                tar::EntryType::symlink(),
+                b"../../../..",
+            )],
+            "outside the archive",
+        ),
+        (
+            "symlink-then-write",
+            vec![
+                ("static/www-content/d", tar::EntryType::symlink(), b"."),
+                ("static/www-content/d/x", file, b"x"),
+            ],
+            "not a directory",
+        ),
+        (
+            "hardlink-out",
+            vec![("static/x", tar::EntryType::hard_link(), b"/etc/shadow")],
+            "absolute",
+        ),
+        (
+            "hardlink-up",
+            vec![("static/x", tar::EntryType::hard_link(), b"../x")],
+            "'..'",
+        ),
+        (
+            "chardev",
+            vec![(
+                "static/www-content/null",
+                tar::EntryType::character_special(),
+                b"",
+            )],
+            "device",
+        ),
+        (
+            "blockdev",
+            vec![(
+                "static/www-content/sda",
+                tar::EntryType::block_special(),
+                b"",
+            )],
+            "device",
+        ),
+        (
+            "fifo",
+            vec![("static/www-content/p", tar::EntryType::fifo(), b"")],
+            "fifo",
+        ),
+    ];
+    let s = Server::new();
+    fs::create_dir_all(s.layout().imports_dir()).unwrap();
+    for (name, entries, want) in cases {
+        let d = Domain::parse(&format!("{name}.example.com")).unwrap();
+        let tarball = &s.layout().import_tarballs(&d)[0];
+        let bytes = tar_bytes(&entries);
+        fs::write(tarball, &bytes).unwrap();
+        let out = s.import("static", d.as_str());
+        assert_refused(&out, want);
+        assert_no_site(&s, &d);
+        assert_eq!(
+            fs::read(tarball).unwrap(),
+            bytes,
+            "{name}: the tarball was changed"
+        );
+    }
+    assert!(!Path::new("/tmp/hostyard-evil").exists());
+}
+
+#[test]
+fn hostile_folders_are_refused_and_change_nothing() {
+    let s = Server::new();
+    type Setup = Box<dyn Fn(&ImportLayout, &Domain)>;
+    let cases: Vec<(&str, &str, Setup, &str)> = vec![
+        (
+            "fifo",
+            "static",
+            Box::new(|imp, _| {
+                fs::create_dir_all(imp.www_content()).unwrap();
+                nix::unistd::mkfifo(&imp.www_content().join("p"), nix::sys::stat::Mode::S_IRWXU)
+                    .unwrap();
+            }),
+            "fifo",
+        ),
+        (
+            "linkout",
+            "static",
+            Box::new(|imp, _| {
+                fs::create_dir_all(imp.www_content()).unwrap();
+                std::os::unix::fs::symlink("/etc/passwd", imp.www_content().join("p")).unwrap();
+            }),
+            "absolute path",
+        ),
+        (
+            "notpem",
+            "static",
+            Box::new(|imp, d| write(&imp.tls_pem(d), b"\x30\x82\x01\x0a binary DER")),
+            "not a PEM certificate",
+        ),
+        (
+            "pemlink",
+            "static",
+            Box::new(|imp, d| {
+                fs::create_dir_all(imp.tls_pem(d).parent().unwrap()).unwrap();
+                std::os::unix::fs::symlink("/etc/shadow", imp.tls_pem(d)).unwrap();
+            }),
+            "not a symlink",
+        ),
+        (
+            "badenv",
+            "wordpress",
+            Box::new(|imp, _| write(&imp.mysql_env(), b"MYSQL_DATABASE=x`reboot`\n")),
+            "not a plain database name",
+        ),
+    ];
+    for (name, kind, setup, want) in cases {
+        let d = Domain::parse(&format!("{name}.example.com")).unwrap();
+        let imp = s.import_folder(&d);
+        setup(&imp, &d);
+        let before = snapshot(imp.root());
+        let out = s.import(kind, d.as_str());
+        assert_refused(&out, want);
+        assert_no_site(&s, &d);
+        assert_eq!(
+            snapshot(imp.root()),
+            before,
+            "{name}: the import folder was changed"
+        );
+    }
+}
+
+#[test]
+fn hostile_git_urls_are_refused_before_git_runs() {
+    let s = Server::new();
+    let marker = s.root.join("pwned");
+    let urls = [
+        (
+            format!("ext::sh -c touch% {}", marker.display()),
+            "whitespace",
+        ),
+        ("ext::sh".to_string(), "\"ext::\" transport"),
+        (
+            "file:///srv/git/site.git".to_string(),
+            "\"file://\" transport",
+        ),
+        ("/srv/git/site.git".to_string(), "local path"),
+        ("-u/tmp/x".to_string(), "starts with '-'"),
+        (
+            format!("--upload-pack=touch {}", marker.display()),
+            "whitespace",
+        ),
+        ("--upload-pack=touch".to_string(), "starts with '-'"),
+        ("ssh://-oProxyCommand=touch/x".to_string(), "bad host"),
+        ("user@-oProxyCommand=x:y".to_string(), "bad host"),
+    ];
+    for (n, (url, want)) in urls.iter().enumerate() {
+        let d = Domain::parse(&format!("url{n}.example.com")).unwrap();
+        let imp = s.import_folder(&d);
+        write(&imp.git_url(), format!("{url}\n").as_bytes());
+        let out = s.import("static-git", d.as_str());
+        assert_refused(&out, want);
+        assert_no_site(&s, &d);
+        assert!(!marker.exists(), "{url} ran a command");
+    }
+}
+
+#[test]
+fn bad_arguments_exit_2_and_touch_nothing() {
+    let s = Server::new();
+    for (kind, domain, want) in [
+        ("static", "../etc", "contains '/'"),
+        ("static", "a b.com", "contains ' '"),
+        ("php", "ok.example.com", "unknown site kind"),
+    ] {
+        let out = s.import(kind, domain);
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(want));
+    }
+    assert_eq!(
+        fs::read_dir(&s.root).unwrap().count(),
+        0,
+        "something was created"
+    );
+}
+
+/// Writes `files` files of `size` random-ish bytes as a static import folder.
+fn big_import(s: &Server, d: &Domain, files: usize, size: usize) -> u64 {
+    let imp = s.import_folder(d);
+    let dir = imp.www_content();
+    fs::create_dir_all(&dir).unwrap();
+    let mut block = vec![0u8; size];
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    for (i, b) in block.iter_mut().enumerate() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = (x >> (i % 8)) as u8;
+    }
+    for n in 0..files {
+        block[..8].copy_from_slice(&(n as u64).to_le_bytes());
+        fs::write(dir.join(format!("f{n:05}.bin")), &block).unwrap();
+    }
+    (files * size) as u64
+}
+
+#[test]
+fn kill_9_during_an_import_leaves_no_half_site_and_the_next_run_succeeds() {
+    let s = Server::new();
+    let d = Domain::parse("crash.example.com").unwrap();
+    let files = 400;
+    let total = big_import(&s, &d, files, 256 * 1024);
+    let import_before = snapshot(s.layout().import_dir(&d).as_path());
+
+    // Kill at several points of the staging: as soon as it starts, and later.
+    let mut killed = 0;
+    let mut finished = false;
+    for delay_ms in [0u64, 30, 100, 250] {
+        let mut child = s
+            .command("static", d.as_str())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let staging_seen = wait_until(
+            "the import to start staging",
+            Duration::from_secs(30),
+            || {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return Some(false);
+                }
+                let started = fs::read_dir(s.layout().domains_dir()).ok()?.any(|e| {
+                    e.map(|e| Layout::is_staging_name(&d, &e.file_name().to_string_lossy()))
+                        .unwrap_or(false)
+                });
+                started.then_some(true)
+            },
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill(); // SIGKILL
+        let status = child.wait().unwrap();
+        if staging_seen && status.code().is_none() {
+            killed += 1;
+            // Nothing, never half: no site dir at all.
+            assert!(
+                !s.layout().domain_dir(&d).exists(),
+                "half site after kill at +{delay_ms} ms"
+            );
+        } else {
+            // It finished first: then the whole site must be there.
+            finished = true;
+            break;
+        }
+        assert_eq!(snapshot(s.layout().import_dir(&d).as_path()), import_before);
+    }
+    assert!(
+        killed >= 1,
+        "the import was never caught in the middle; make it bigger"
+    );
+
+    // The next run cleans up and imports everything.
+    let start = Instant::now();
+    if !finished {
+        let stderr = s.import_ok("static", &d);
+        assert!(stderr.contains("interrupted import"), "{stderr}");
+    }
+    let took = start.elapsed();
+    assert_no_site_staging_only(&s, &d);
+    let www = s.layout().www_dir(&d);
+    let copied: u64 = fs::read_dir(&www)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert_eq!(copied, total);
+    assert_eq!(fs::read_dir(&www).unwrap().count(), files);
+    eprintln!(
+        "measured: kill -9 test caught the import {killed} times; full import of {} MiB in {:?}",
+        total / (1024 * 1024),
+        took
+    );
+}
