@@ -364,6 +364,70 @@ mod tests {
         assert_eq!(fs::read_to_string(dir.path().join("f")).unwrap(), "one");
     }
 
+    fn raw_tar(entries: &[(String, u8, String)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, kind, data) in entries {
+            let kind = tar::EntryType::new(*kind);
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_mode(0o4777);
+            let raw = name.as_bytes();
+            h.as_old_mut().name[..raw.len()].copy_from_slice(raw);
+            if kind.is_symlink() || kind.is_hard_link() {
+                h.set_link_name_literal(data).unwrap();
+                h.set_size(0);
+                h.set_cksum();
+                b.append(&h, io::empty()).unwrap();
+            } else {
+                h.set_size(data.len() as u64);
+                h.set_cksum();
+                b.append(&h, data.as_bytes()).unwrap();
+            }
+        }
+        b.into_inner().unwrap()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+
+        /// Whatever the archive holds, nothing outside `dest` is created or
+        /// changed, and no setuid or world-writable file appears.
+        #[test]
+        fn random_archives_never_write_outside(
+            entries in proptest::collection::vec(
+                (
+                    "(\\.\\.|\\.|a|b|/){1,6}",
+                    proptest::sample::select(vec![b'0', b'5', b'2', b'1', b'3', b'6']),
+                    "(\\.\\.|\\.|a|b|/|x){0,6}",
+                ),
+                1..8,
+            )
+        ) {
+            let outer = tempfile::tempdir().unwrap();
+            let dest = outer.path().join("p/q/dest");
+            fs::create_dir_all(&dest).unwrap();
+            fs::write(outer.path().join("p/sentinel"), "s").unwrap();
+            let t = raw_tar(&entries);
+            let _ = unpack_tar(&t[..], &dest);
+            let mut outside = Vec::new();
+            for e in walkdir::WalkDir::new(outer.path()) {
+                let e = e.unwrap();
+                if !e.path().starts_with(&dest) {
+                    outside.push(e.path().strip_prefix(outer.path()).unwrap().to_path_buf());
+                } else {
+                    let m = e.path().symlink_metadata().unwrap();
+                    if !m.file_type().is_symlink() {
+                        proptest::prop_assert_eq!(m.permissions().mode() & 0o7022, 0, "{:?}", e.path());
+                    }
+                }
+            }
+            outside.sort();
+            let want: Vec<PathBuf> = ["", "p", "p/q", "p/sentinel"].iter().map(PathBuf::from).collect();
+            proptest::prop_assert_eq!(outside, want);
+            proptest::prop_assert_eq!(fs::read_to_string(outer.path().join("p/sentinel")).unwrap(), "s");
+        }
+    }
+
     #[test]
     fn refuses_escapes_devices_and_fifos() {
         for entries in [
