@@ -86,7 +86,7 @@ impl Git {
         let mut cmd = self.command();
         cmd.args(["init", "--quiet", "--bare", "--template="]);
         // `init` creates the directory named by --git-dir.
-        self.run(cmd, "init", drain).map(|_| ())
+        self.run(cmd, "init", drain)
     }
 
     /// Fetches `branch` (or the remote's HEAD) into `into`, forced: the
@@ -109,7 +109,7 @@ impl Git {
             url,
         ])
         .arg(format!("+{src}:{into}"));
-        self.run(cmd, "fetch", drain).map(|_| ())
+        self.run(cmd, "fetch", drain)
     }
 
     /// The commit a ref names, as a hex object id.
@@ -205,10 +205,10 @@ impl Git {
     }
 }
 
-fn drain(mut out: ChildStdout) -> Result<Vec<u8>> {
-    let mut sink = Vec::new();
-    out.read_to_end(&mut sink)?;
-    Ok(Vec::new())
+/// For commands whose output we do not use; read so git never blocks on a full pipe.
+fn drain(mut out: ChildStdout) -> Result<()> {
+    std::io::copy(&mut out, &mut std::io::sink())?;
+    Ok(())
 }
 
 fn read_all(mut out: ChildStdout) -> Result<Vec<u8>> {
