@@ -163,6 +163,8 @@ struct Hardening {
     capabilities: &'static str,
     /// `no` where a child process may JIT (HAProxy's PCRE2 in `haproxy -c`).
     memory_deny_write_execute: &'static str,
+    /// System call groups refused on top of `@system-service`'s allow list.
+    denied_syscalls: &'static str,
 }
 
 #[derive(Template)]
@@ -331,6 +333,16 @@ impl<'a> Values<'a> {
         line
     }
 
+    /// A helper's command line that ends with the instance, after `--`: an
+    /// instance name starting with `-` reaches the helper's domain check
+    /// as a value, never as an option.
+    fn helper_exec_for_instance(&self, name: &str, args: &[&str]) -> String {
+        let mut line = self.helper_exec(name, args);
+        line.push_str(" -- ");
+        line.push_str(UNIT_INSTANCE);
+        line
+    }
+
     fn haproxy_unit(&self) -> HaproxyUnit {
         HaproxyUnit {
             target: TARGET_UNIT,
@@ -356,7 +368,10 @@ impl<'a> Values<'a> {
                 address_families: NET_FAMILIES,
                 private_network: "no",
                 capabilities: "",
+                // `haproxy -c` may JIT its regexes, and raises its file
+                // limit (@resources).
                 memory_deny_write_execute: "no",
+                denied_syscalls: "@privileged",
             },
         }
     }
@@ -426,14 +441,13 @@ impl<'a> Values<'a> {
             network: self.network.clone(),
             run_options,
             image: systemd_escape(self.config.images.for_kind(kind)),
-            wait: self.helper_exec(
+            wait: self.helper_exec_for_instance(
                 DISCOVERY_BIN,
                 &[
                     "wait",
-                    kind.as_str(),
-                    UNIT_INSTANCE,
                     "--timeout",
                     &wait_timeout.to_string(),
+                    kind.as_str(),
                 ],
             ),
             // The container start (image already local) plus the bounded
@@ -478,7 +492,7 @@ impl<'a> Values<'a> {
         let fetches = kind == SiteKind::StaticGit;
         ImporterUnit {
             kind: kind.as_str(),
-            exec: self.helper_exec(IMPORT_BIN, &[kind.as_str(), UNIT_INSTANCE]),
+            exec: self.helper_exec_for_instance(IMPORT_BIN, &[kind.as_str()]),
             hardening: Hardening {
                 // The import is staged in domains/ and renamed into place;
                 // the used import moves to import/.done/.
@@ -488,8 +502,10 @@ impl<'a> Values<'a> {
                 private_network: if fetches { "no" } else { "yes" },
                 // Data made for containers belongs to their users (mysql,
                 // www-data): chown, and write into dirs owned by them.
+                // chown(2) is in @privileged, so only @resources is refused.
                 capabilities: "CAP_CHOWN CAP_FOWNER CAP_DAC_OVERRIDE",
                 memory_deny_write_execute: "yes",
+                denied_syscalls: "@resources",
             },
             after: if fetches {
                 vec!["network-online.target"]
@@ -507,7 +523,7 @@ impl<'a> Values<'a> {
             kind: kind.as_str(),
             site: kind.instance_unit_in_template(UnitRole::Site),
             importer: kind.instance_unit_in_template(UnitRole::Importer),
-            exec: self.helper_exec(DISCOVERY_BIN, &["run", kind.as_str(), UNIT_INSTANCE]),
+            exec: self.helper_exec_for_instance(DISCOVERY_BIN, &["run", kind.as_str()]),
             watchdog_secs,
             hardening: Hardening {
                 // Reads only: etcd and the container over the network,
@@ -518,6 +534,7 @@ impl<'a> Values<'a> {
                 private_network: "no",
                 capabilities: "",
                 memory_deny_write_execute: "yes",
+                denied_syscalls: "@privileged @resources",
             },
         }
     }
@@ -526,7 +543,7 @@ impl<'a> Values<'a> {
         PullerUnit {
             kind: kind.as_str(),
             importer: kind.instance_unit_in_template(UnitRole::Importer),
-            exec: self.helper_exec(GITPULL_BIN, &[UNIT_INSTANCE]),
+            exec: self.helper_exec_for_instance(GITPULL_BIN, &[]),
             timeout_secs: self.config.git.fetch_timeout_secs + 120,
             hardening: Hardening {
                 // Its own site's clone and published trees, nothing else.
@@ -536,6 +553,7 @@ impl<'a> Values<'a> {
                 private_network: "no",
                 capabilities: "",
                 memory_deny_write_execute: "yes",
+                denied_syscalls: "@privileged @resources",
             },
         }
     }

@@ -1,0 +1,614 @@
+//! `hostyard generate`: goldens, the writer's promises (atomic, only what
+//! changed), `--check`, bad input, and that every unit passes
+//! `systemd-analyze verify`.
+//!
+//! Refresh the goldens with:
+//! `HOSTYARD_BLESS=1 cargo test -p hostyard --test generate`
+
+mod util;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, SystemTime};
+
+use hostyard::units::{render_units, UnitFile};
+use hostyard_core::{NodeConfig, SiteKind, UnitRole, DEFAULT_CONFIG_PATH};
+use util::*;
+
+fn default_units() -> Vec<UnitFile> {
+    render_units(&NodeConfig::default(), Path::new(DEFAULT_CONFIG_PATH)).expect("renders")
+}
+
+fn as_tree(files: &[UnitFile]) -> BTreeMap<String, String> {
+    files
+        .iter()
+        .map(|f| (f.name.clone(), f.contents.clone()))
+        .collect()
+}
+
+#[test]
+fn rendered_units_for_the_default_config_match_the_goldens() {
+    assert_golden_tree("units", &as_tree(&default_units()));
+}
+
+#[test]
+fn generate_writes_what_render_units_returns() {
+    // The binary and the pure function agree: the written tree is the
+    // rendered one (with this test's config path).
+    let dir = TempDir::new();
+    fs::write(dir.join("hostyard.yaml"), "").expect("config");
+    let out = hostyard(&[
+        "--config",
+        &dir.str("hostyard.yaml"),
+        "generate",
+        "--out",
+        &dir.str("units"),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let expected =
+        render_units(&NodeConfig::default(), &dir.join("hostyard.yaml")).expect("renders");
+    assert_eq!(read_tree(&dir.join("units")), as_tree(&expected));
+    let printed = stdout(&out);
+    let listed: Vec<&str> = printed.lines().collect();
+    assert_eq!(listed.len(), expected.len(), "{listed:?}");
+    assert!(
+        listed.iter().all(|l| l.starts_with("created ")),
+        "{listed:?}"
+    );
+    // The units name the config they were generated from.
+    let confd = fs::read_to_string(dir.join("units/haproxy-confd.service")).expect("unit");
+    let flag = format!("--config {}", dir.join("hostyard.yaml").display());
+    assert!(confd.contains(&flag), "{confd}");
+}
+
+#[test]
+fn cli_help_matches_the_goldens() {
+    let mut help = BTreeMap::new();
+    for (name, args) in [
+        ("hostyard.txt", vec!["--help"]),
+        ("hostyard-generate.txt", vec!["generate", "--help"]),
+        ("hostyard-status.txt", vec!["status", "--help"]),
+    ] {
+        let out = hostyard(&args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        help.insert(name.to_string(), stdout(&out));
+    }
+    assert_golden_tree("help", &help);
+}
+
+fn mtime(path: &Path) -> SystemTime {
+    fs::metadata(path)
+        .and_then(|m| m.modified())
+        .expect("mtime")
+}
+
+#[test]
+fn generate_into_an_existing_dir_rewrites_only_what_changed() {
+    let dir = TempDir::new();
+    let config = dir.join("hostyard.yaml");
+    fs::write(&config, "").expect("config");
+    let units = dir.join("units");
+    let args = |extra: &[&str]| {
+        let mut a = vec![
+            "--config".to_string(),
+            config.display().to_string(),
+            "generate".to_string(),
+            "--out".to_string(),
+            units.display().to_string(),
+        ];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let run = |extra: &[&str]| {
+        let a = args(extra);
+        hostyard(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    assert_eq!(run(&[]).status.code(), Some(0));
+
+    // Put every file an hour in the past, so any rewrite shows.
+    let past = SystemTime::now() - Duration::from_secs(3600);
+    let names: Vec<String> = read_tree(&units).into_keys().collect();
+    for name in &names {
+        fs::File::options()
+            .write(true)
+            .open(units.join(name))
+            .and_then(|f| f.set_modified(past))
+            .expect("set mtime");
+    }
+    let edited = units.join("static-git@.service");
+    fs::write(&edited, "# edited by hand\n").expect("edit");
+    fs::File::options()
+        .write(true)
+        .open(&edited)
+        .and_then(|f| f.set_modified(past))
+        .expect("set mtime");
+    let removed = units.join("hostyard.target");
+    fs::remove_file(&removed).expect("remove");
+    let stray = units.join("unrelated.service");
+    fs::write(&stray, "[Unit]\n").expect("stray");
+
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "created {}\nupdated {}\n",
+            removed.display(),
+            edited.display()
+        )
+    );
+    for name in &names {
+        let path = units.join(name);
+        if path == edited || path == removed {
+            assert!(mtime(&path) > past, "{name} was rewritten");
+        } else {
+            assert_eq!(mtime(&path), past, "{name} was left alone");
+        }
+    }
+    assert_eq!(fs::read_to_string(&stray).expect("stray"), "[Unit]\n");
+    // No temp file is left behind.
+    let leftovers: Vec<String> = read_tree(&units)
+        .into_keys()
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // A config change rewrites exactly the units it affects.
+    fs::write(&config, "git:\n  poll_interval: 1h\n").expect("config");
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "updated {}\n",
+            units.join("static-git-puller@.timer").display()
+        )
+    );
+
+    // Nothing to do: nothing written, nothing listed.
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(stdout(&out), "");
+}
+
+#[test]
+fn check_exits_1_listing_missing_and_different_files_and_writes_nothing() {
+    let dir = TempDir::new();
+    let config = dir.str("hostyard.yaml");
+    fs::write(&config, "").expect("config");
+    let units = dir.str("units");
+
+    let out = hostyard(&["--config", &config, "generate", "--out", &units, "--check"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().count(), 16, "{}", stdout(&out));
+    assert!(stdout(&out).lines().all(|l| l.starts_with("missing ")));
+    assert!(!Path::new(&units).exists(), "--check created the out dir");
+
+    let out = hostyard(&["--config", &config, "generate", "--out", &units]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = hostyard(&["--config", &config, "generate", "--out", &units, "--check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "");
+
+    let edited = Path::new(&units).join("mysql@.service");
+    fs::write(&edited, "changed\n").expect("edit");
+    let before = read_tree(Path::new(&units));
+    let out = hostyard(&["--config", &config, "generate", "--out", &units, "--check"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stdout(&out), format!("differs {}\n", edited.display()));
+    assert_eq!(
+        read_tree(Path::new(&units)),
+        before,
+        "--check wrote something"
+    );
+}
+
+#[test]
+fn bad_config_is_one_line_naming_the_field_exit_2_and_nothing_written() {
+    for (yaml, field) in [
+        (
+            "git:\n  poll_interval: \"10 minutes\"\n",
+            "git.poll_interval",
+        ),
+        ("haproxy:\n  http_prot: 80\n", "http_prot"),
+        ("docker:\n  network: \"a b\"\n", "docker.network"),
+        ("bin_dir: \"/usr/local/b%in\"\n", "bin_dir"),
+        ("images:\n  static: \"x;rm -rf /\"\n", "images.static"),
+    ] {
+        let dir = TempDir::new();
+        let config = dir.str("hostyard.yaml");
+        fs::write(&config, yaml).expect("config");
+        let units = dir.str("units");
+        let out = hostyard(&["--config", &config, "generate", "--out", &units]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{yaml}: {err}");
+        assert_eq!(err.lines().count(), 1, "{yaml}: {err}");
+        assert!(err.starts_with("hostyard: "), "{err}");
+        assert!(err.contains(field), "{yaml}: {err}");
+        assert!(err.contains(&config), "names the file: {err}");
+        assert!(!Path::new(&units).exists(), "{yaml}: wrote units");
+        assert_eq!(stdout(&out), "");
+    }
+}
+
+#[test]
+fn missing_config_named_explicitly_is_an_error() {
+    let dir = TempDir::new();
+    let out = hostyard(&[
+        "--config",
+        &dir.str("nope.yaml"),
+        "generate",
+        "--out",
+        &dir.str("units"),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("nope.yaml"), "{}", stderr(&out));
+    assert!(!dir.join("units").exists());
+}
+
+#[test]
+fn config_path_that_cannot_go_into_a_unit_is_refused() {
+    let dir = TempDir::new();
+    let config = dir.str("host yard.yaml");
+    fs::write(&config, "").expect("config");
+    let out = hostyard(&["--config", &config, "generate", "--out", &dir.str("units")]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("--config"), "{}", stderr(&out));
+    assert!(!dir.join("units").exists());
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        vec!["generate"],
+        vec!["frobnicate"],
+        vec!["generate", "--out"],
+    ] {
+        let out = hostyard(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert_eq!(
+            stderr(&out).lines().count(),
+            1,
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+/// A unit's settings as (key, value) pairs, continuation lines joined.
+fn settings(contents: &str) -> Vec<(String, String)> {
+    let mut joined = Vec::new();
+    let mut current = String::new();
+    for line in contents.lines() {
+        let line = line.trim();
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        if let Some(head) = line.strip_suffix('\\') {
+            current.push_str(head);
+            current.push(' ');
+            continue;
+        }
+        current.push_str(line);
+        joined.push(std::mem::take(&mut current));
+    }
+    joined
+        .into_iter()
+        .filter_map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+fn values<'a>(s: &'a [(String, String)], key: &str) -> Vec<&'a str> {
+    s.iter()
+        .filter(|(k, _)| k == key)
+        .flat_map(|(_, v)| v.split_whitespace())
+        .collect()
+}
+
+#[test]
+fn every_unit_handing_the_instance_to_docker_requires_and_follows_its_importer() {
+    let units = default_units();
+    let docker = NodeConfig::default().docker.binary;
+    let docker = docker.to_str().expect("utf-8");
+    let mut checked = 0;
+    for unit in &units {
+        let s = settings(&unit.contents);
+        let hands_instance_to_docker = s.iter().any(|(k, v)| {
+            k.starts_with("Exec")
+                && v.trim_start_matches(['-', '+']).starts_with(docker)
+                && v.contains("%i")
+        });
+        if !hands_instance_to_docker {
+            continue;
+        }
+        checked += 1;
+        let kind = if unit.name.starts_with("mysql@") {
+            SiteKind::Wordpress
+        } else {
+            SiteKind::ALL
+                .into_iter()
+                .find(|k| unit.name == k.template_unit(UnitRole::Site))
+                .unwrap_or_else(|| panic!("{} runs docker with %i but is no site unit", unit.name))
+        };
+        let importer = kind.instance_unit_in_template(UnitRole::Importer);
+        assert!(
+            values(&s, "Requires").contains(&importer.as_str()),
+            "{}",
+            unit.name
+        );
+        assert!(
+            values(&s, "After").contains(&importer.as_str()),
+            "{}",
+            unit.name
+        );
+    }
+    assert_eq!(checked, 4, "three site units and mysql@");
+}
+
+#[test]
+fn no_unit_runs_a_shell() {
+    for unit in default_units() {
+        for (k, v) in settings(&unit.contents) {
+            if !k.starts_with("Exec") {
+                continue;
+            }
+            let program = v.trim_start_matches(['-', '+', '@', ':', '!']);
+            let program = program.split_whitespace().next().unwrap_or_default();
+            let name = program.rsplit('/').next().unwrap_or_default();
+            assert!(
+                !["sh", "bash", "dash", "zsh", "env"].contains(&name),
+                "{}: {k}={v}",
+                unit.name
+            );
+            assert!(
+                program.starts_with('/'),
+                "{}: {k}={v}: absolute path",
+                unit.name
+            );
+        }
+    }
+}
+
+#[test]
+fn site_units_pull_in_their_helpers_as_the_design_says() {
+    let units = as_tree(&default_units());
+    for kind in SiteKind::ALL {
+        let s = settings(&units[&kind.template_unit(UnitRole::Site)]);
+        let discovery = kind.instance_unit_in_template(UnitRole::Discovery);
+        assert!(values(&s, "Wants").contains(&discovery.as_str()));
+        assert_eq!(
+            values(&s, "Wants").contains(&kind.puller_timer_in_template().as_str()),
+            kind.has_puller(),
+            "{kind}"
+        );
+        assert_eq!(
+            values(&s, "Requires").contains(&"mysql@%i.service"),
+            kind.has_database(),
+            "{kind}"
+        );
+        assert_eq!(values(&s, "Type"), ["exec"]);
+        assert_eq!(values(&s, "WantedBy"), ["multi-user.target"]);
+        assert!(values(&s, "Restart") == ["on-failure"]);
+        assert!(!values(&s, "StartLimitBurst").is_empty());
+
+        // Discovery stops with the site but must not wait for it: the
+        // site's ExecStartPost waits for discovery.
+        let d = settings(&units[&kind.template_unit(UnitRole::Discovery)]);
+        let site = kind.instance_unit_in_template(UnitRole::Site);
+        assert_eq!(values(&d, "BindsTo"), [site.as_str()]);
+        assert!(
+            !values(&d, "After").contains(&site.as_str()),
+            "{kind}: deadlock"
+        );
+        assert_eq!(values(&d, "Type"), ["notify"]);
+
+        let i = settings(&units[&kind.template_unit(UnitRole::Importer)]);
+        assert_eq!(values(&i, "Type"), ["oneshot"]);
+        assert_eq!(values(&i, "RemainAfterExit"), ["yes"]);
+    }
+    let timer = settings(&units["static-git-puller@.timer"]);
+    assert_eq!(values(&timer, "Persistent"), ["true"]);
+    assert_eq!(values(&timer, "OnUnitActiveSec"), ["10min"]);
+    assert!(!values(&timer, "RandomizedDelaySec").is_empty());
+}
+
+/// The real helper binaries, from the target dir cargo built `hostyard`
+/// into. `cargo test --workspace` (what scripts/test.sh runs) builds them.
+fn helper_bins() -> PathBuf {
+    let dir = hostyard_bin().parent().expect("target dir").to_path_buf();
+    for helper in [
+        "hostyard-confd",
+        "hostyard-discovery",
+        "hostyard-import",
+        "hostyard-gitpull",
+    ] {
+        assert!(
+            dir.join(helper).is_file(),
+            "{} is missing: build the helpers first (cargo build --workspace, or \
+             scripts/test.sh); systemd-analyze verify checks that ExecStart programs exist",
+            dir.join(helper).display()
+        );
+    }
+    dir
+}
+
+/// Writes a config for `dir` whose programs all exist: `bin_dir` holds
+/// links to the real helpers, docker is the real client, the data root is
+/// `dir/data` (not created). Returns the config's path.
+fn config_with_real_programs(dir: &TempDir) -> PathBuf {
+    let docker = search_path("docker")
+        .expect("docker is missing: apt-get install docker.io (scripts/test.sh does)");
+    let bin = dir.join("bin");
+    fs::create_dir(&bin).expect("bin dir");
+    let built = helper_bins();
+    for helper in [
+        "hostyard",
+        "hostyard-confd",
+        "hostyard-discovery",
+        "hostyard-import",
+        "hostyard-gitpull",
+    ] {
+        std::os::unix::fs::symlink(built.join(helper), bin.join(helper)).expect("link");
+    }
+    let config = dir.join("hostyard.yaml");
+    fs::write(
+        &config,
+        format!(
+            "data_root: {}\nbin_dir: {}\ndocker:\n  binary: {}\netcd:\n  endpoints: [\"http://127.0.0.1:9\"]\n",
+            dir.join("data").display(),
+            bin.display(),
+            docker.display()
+        ),
+    )
+    .expect("config");
+    config
+}
+
+#[test]
+fn every_generated_unit_passes_systemd_analyze_verify() {
+    let analyze = search_path("systemd-analyze")
+        .expect("systemd-analyze is missing: apt-get install systemd (scripts/test.sh does)");
+    let dir = TempDir::new();
+    // verify checks that every Exec program exists and is executable.
+    let config = config_with_real_programs(&dir);
+    let units = dir.join("units");
+    let out = hostyard(&[
+        "--config",
+        config.to_str().expect("utf-8"),
+        "generate",
+        "--out",
+        units.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    // Templates are verified as instances, the way systemd loads them;
+    // verify looks for the template next to the named file.
+    let names: Vec<PathBuf> = read_tree(&units)
+        .into_keys()
+        .map(|name| units.join(name.replace("@.", "@example.com.")))
+        .collect();
+    assert_eq!(names.len(), 16);
+    let out = Command::new(&analyze)
+        .arg("verify")
+        .arg("--man=no")
+        .args(&names)
+        .current_dir(dir.path())
+        .env("SYSTEMD_LOG_COLOR", "0")
+        .output()
+        .expect("systemd-analyze runs");
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "systemd-analyze verify failed ({:?}):\n{}{}",
+        out.status,
+        stdout(&out),
+        stderr(&out)
+    );
+}
+
+#[test]
+fn systemd_analyze_verify_catches_a_broken_unit() {
+    // The verify test above is only worth something if verify complains
+    // when it should, in the way that test calls it.
+    let analyze = search_path("systemd-analyze").expect("systemd-analyze is missing");
+    let dir = TempDir::new();
+    fs::write(
+        dir.join("broken@.service"),
+        "[Service]\nExecStart=/nonexistent/program %i\n",
+    )
+    .expect("unit");
+    let out = Command::new(&analyze)
+        .arg("verify")
+        .arg("--man=no")
+        .arg(dir.join("broken@example.com.service"))
+        .current_dir(dir.path())
+        .output()
+        .expect("systemd-analyze runs");
+    assert!(!out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("/nonexistent/program"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Instance names systemd accepts that are not domains. systemd hands `%i`
+/// over verbatim (escapes such as `\x2f` included).
+const HOSTILE_INSTANCES: [&str; 8] = [
+    "..",
+    "a..b",
+    "x.com.",
+    "-x.com",
+    "\\x2fetc\\x2fpasswd",
+    "a_b.com",
+    "localhost",
+    "a:b.com",
+];
+
+#[test]
+fn hostile_instance_names_are_refused_by_every_helper_before_anything_is_written() {
+    let dir = TempDir::new();
+    let config = config_with_real_programs(&dir);
+    let text = fs::read_to_string(&config).expect("config");
+    let node: NodeConfig = NodeConfig::parse(&text, &config).expect("the test config is valid");
+    let units = render_units(&node, &config).expect("renders");
+    let bin = node.bin_dir.to_str().expect("utf-8").to_string();
+    let mut commands = 0;
+    for unit in &units {
+        for (key, value) in settings(&unit.contents) {
+            let line = value.trim_start_matches(['-', '+']);
+            if !key.starts_with("Exec") || !line.starts_with(&bin) || !line.contains("%i") {
+                continue;
+            }
+            commands += 1;
+            for instance in HOSTILE_INSTANCES {
+                // What systemd would run for `<unit>@<instance>`.
+                let argv: Vec<String> = line
+                    .split_whitespace()
+                    .map(|w| w.replace("%i", instance))
+                    .collect();
+                let mut child = Command::new(&argv[0])
+                    .args(&argv[1..])
+                    .env_remove("HOSTYARD_CONFIG")
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("helper starts");
+                let deadline = std::time::Instant::now() + Duration::from_secs(20);
+                let status = loop {
+                    if let Some(status) = child.try_wait().expect("wait") {
+                        break status;
+                    }
+                    if std::time::Instant::now() > deadline {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        panic!(
+                            "{}: {argv:?} did not refuse {instance:?} within 20 s",
+                            unit.name
+                        );
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                };
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    use std::io::Read;
+                    let _ = e.read_to_string(&mut err);
+                }
+                assert_eq!(status.code(), Some(2), "{}: {argv:?}: {err}", unit.name);
+                assert_eq!(err.lines().count(), 1, "{}: {argv:?}: {err}", unit.name);
+                assert!(
+                    !dir.join("data").exists(),
+                    "{}: {argv:?} wrote under the data root",
+                    unit.name
+                );
+            }
+        }
+    }
+    // importer x3, discovery run x3, discovery wait x3 (site units), puller.
+    assert_eq!(commands, 10);
+}
