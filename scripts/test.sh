@@ -20,7 +20,8 @@ APT_PACKAGES=(
   ca-certificates
   etcd-server       # etcd 3.4, started per test by hostyard-testsupport
   haproxy           # HAProxy 2.6, master-worker per test
-  protobuf-compiler # etcd-client's build
+  protobuf-compiler # etcd-client's build runs protoc ...
+  libprotobuf-dev   # ... which needs google/protobuf/*.proto (only Recommended)
   docker.io         # the engine (a fresh machine has only the client)
   iptables          # dockerd's bridge networking
   git               # git daemon and clones in import/gitpull tests
