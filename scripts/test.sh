@@ -36,8 +36,9 @@ DOCKERD_LOG=${DOCKERD_LOG:-/var/log/hostyard-test-dockerd.log}
 DOCKERD_WAIT_SECS=60
 
 # Results of the steps, printed by summary.
-declare -a RESULTS=()
+declare -a RESULTS=() FAILED_TESTS=() FAILED_TARGETS=()
 FAILED=0
+TEST_COUNTS=""
 
 install_packages() {
   step "checking apt packages"
@@ -136,12 +137,37 @@ check_shell() {
   [ ${#files[@]} -eq 0 ] || shellcheck -x "${files[@]}"
 }
 
+# workspace_tests: every crate's tests (in parallel within each test binary;
+# --no-fail-fast so one failing crate does not hide the others), output kept
+# in a file so the summary can name the failing tests.
+workspace_tests() {
+  local log rc=0
+  log=$(mktemp /tmp/hostyard-tests.XXXXXX.log)
+  cargo test --workspace --no-fail-fast 2>&1 | tee "$log" || rc=$?
+  local passed failed
+  passed=$(awk '/^test result:/{s+=$4} END{print s+0}' "$log")
+  failed=$(awk '/^test result:/{s+=$6} END{print s+0}' "$log")
+  TEST_COUNTS="$passed passed, $failed failed"
+  mapfile -t FAILED_TESTS < <(grep -E '^test .* \.\.\. FAILED$' "$log" | sed -E 's/^test (.*) \.\.\. FAILED$/\1/' || true)
+  # shellcheck disable=SC2016 # the backticks are literal, from cargo's message
+  mapfile -t FAILED_TARGETS < <(grep -oE 'to rerun pass `[^`]*`' "$log" | sed -E 's/to rerun pass `(.*)`/cargo test \1/' || true)
+  rm -f "$log"
+  return $rc
+}
+
 # End-to-end tests (tests/e2e) join here in a later issue: add a run_step
 # line in main after the workspace tests.
 
 summary() {
   printf '\n==> summary\n' >&2
   printf '    %s\n' "${RESULTS[@]}" >&2
+  [ -z "$TEST_COUNTS" ] || printf '    tests: %s\n' "$TEST_COUNTS" >&2
+  if [ ${#FAILED_TESTS[@]} -gt 0 ]; then
+    printf '    failed test: %s\n' "${FAILED_TESTS[@]}" >&2
+  fi
+  if [ ${#FAILED_TARGETS[@]} -gt 0 ]; then
+    printf '    rerun: %s\n' "${FAILED_TARGETS[@]}" >&2
+  fi
   if [ $FAILED -ne 0 ]; then
     printf '%s: FAILED\n' "${0##*/}" >&2
   else
@@ -155,7 +181,7 @@ main() {
   run_step "rustfmt" cargo fmt --all --check
   run_step "clippy" cargo clippy --workspace --all-targets -- -D warnings
   run_step "shellcheck" check_shell
-  run_step "tests" cargo test --workspace
+  run_step "tests" workspace_tests
   # run_step "e2e" ...   (tests/e2e, later issue)
   summary
   return $FAILED
