@@ -9,6 +9,32 @@
 //!
 //! The API is synchronous: tests are plain `#[test]` functions. Where a client
 //! library is async (etcd), a private current-thread runtime drives it.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use hostyard_testsupport::{free_port, http_get, wait_until, Backend, Etcd, Haproxy, SocketDir};
+//!
+//! let etcd = Etcd::start()?;
+//! etcd.put("/hostyard/sites/example.org", "{}")?;
+//!
+//! let sockets = SocketDir::new()?;
+//! let backend = Backend::start("example.org");
+//! let port = free_port();
+//! let cfg = sockets.path().join("haproxy.cfg");
+//! std::fs::write(&cfg, format!(
+//!     "global\n  stats socket {} level admin\n\
+//!      defaults\n  mode http\n  timeout connect 1s\n  timeout client 5s\n  timeout server 5s\n\
+//!      frontend web\n  bind 127.0.0.1:{port}\n  default_backend b\n\
+//!      backend b\n  server s1 {}\n",
+//!     sockets.admin_socket_path().display(), backend.addr()))?;
+//! let haproxy = Haproxy::start(&cfg)?;
+//! let (status, body) = wait_until("example.org to answer", Duration::from_secs(5), || {
+//!     http_get(port, "example.org", "/").ok()
+//! })?;
+//! assert_eq!((status, body.as_str()), (200, "example.org"));
+//! haproxy.reload()?;
+//! # Ok::<(), anyhow::Error>(())
+//! ```
 
 mod backend;
 mod docker;
