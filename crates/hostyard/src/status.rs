@@ -1,10 +1,15 @@
-//! `hostyard status`: what this server routes and runs (filled in by the
-//! confd issue).
+//! `hostyard status`: every site with its kind, address and state (routed /
+//! down / conflict / invalid / held), from etcd, HAProxy's runtime map and
+//! confd's state file.
+//!
+//! The work is in `hostyard_confd::status`, next to the routing rules, so
+//! the verdicts shown are computed by the same function confd applies.
 
 use hostyard_core::NodeConfig;
 
-/// Prints the server's status; returns the process exit code.
+/// Prints the server's status as a table or JSON; returns 0 when all is
+/// well, 1 when something needs attention (a held change, a rejected
+/// config, skipped keys, conflicts, etcd unreachable).
 pub fn run(config: &NodeConfig, json: bool) -> anyhow::Result<i32> {
-    let _ = (config, json);
-    anyhow::bail!("status is not implemented yet")
+    hostyard_confd::status::run(config, json)
 }

@@ -1,0 +1,386 @@
+//! `scripts/bench.sh confd`: hostyard-confd against real etcd, HAProxy and
+//! loopback backends. Prints medians, then one summary line:
+//! `confd: route_p50_ms=.. route_p99_ms=.. failed=.. sync_10k_s=.. rss_mb=.. proxy_ratio=..`
+//!
+//! Bounded: about two minutes on 2 cores.
+
+#[path = "../tests/util.rs"]
+#[allow(dead_code)]
+mod util;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hostyard_core::etcd::{Schema, ServiceValue, SiteDecl};
+use hostyard_core::SiteKind;
+use hostyard_testsupport::{free_port, wait_until, Backend, Etcd, Haproxy, SocketDir};
+use util::{d, Router};
+
+const LOAD_SECS: u64 = 30;
+const RATIO_SECS: u64 = 5;
+const SITES_10K: usize = 10_000;
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("bench failed: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// One request on a fresh connection; (status, body).
+fn raw_get(port: u16, host: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        s,
+        "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let status = buf.get(9..12)?.parse().ok()?;
+    let body = buf.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+    Some((status, body))
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+struct WrkResult {
+    rps: f64,
+    failed: u64,
+}
+
+fn wrk(
+    port: u16,
+    hosts: &[String],
+    secs: u64,
+    conns: u32,
+    dir: &Path,
+) -> anyhow::Result<WrkResult> {
+    let script = dir.join(format!("hosts-{port}-{}.lua", hosts.len()));
+    let list: Vec<String> = hosts.iter().map(|h| format!("\"{h}\"")).collect();
+    std::fs::write(
+        &script,
+        format!(
+            "local hosts = {{{}}}\nlocal i = 0\nrequest = function()\n  i = i + 1\n  \
+             return wrk.format(\"GET\", \"/\", {{Host = hosts[(i % #hosts) + 1]}})\nend\n",
+            list.join(", ")
+        ),
+    )?;
+    let out = Command::new("wrk")
+        .args([
+            "-t",
+            "2",
+            "-c",
+            &conns.to_string(),
+            "-d",
+            &format!("{secs}s"),
+        ])
+        .arg("-s")
+        .arg(&script)
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    anyhow::ensure!(out.status.success(), "wrk failed: {text}");
+    let mut rps = 0.0;
+    let mut failed = 0;
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(v) = line.strip_prefix("Requests/sec:") {
+            rps = v.trim().parse().unwrap_or(0.0);
+        }
+        if let Some(v) = line.strip_prefix("Non-2xx or 3xx responses:") {
+            failed += v.trim().parse::<u64>().unwrap_or(0);
+        }
+        if let Some(v) = line.strip_prefix("Socket errors:") {
+            // "connect 0, read 0, write 0, timeout 0"
+            failed += v
+                .split(',')
+                .filter_map(|part| part.split_whitespace().last()?.parse::<u64>().ok())
+                .sum::<u64>();
+        }
+    }
+    Ok(WrkResult { rps, failed })
+}
+
+fn run() -> anyhow::Result<()> {
+    let etcd = Etcd::start()?;
+    let mut r = Router::new(&etcd);
+    let a = Backend::start("a");
+    let b = Backend::start("b");
+    let stable: Vec<String> = (0..20).map(|i| format!("stable{i}.example.com")).collect();
+    let moving: Vec<String> = (0..20).map(|i| format!("moving{i}.example.com")).collect();
+    for h in &stable {
+        r.register(&etcd, SiteKind::Static, h, a.port());
+    }
+    for h in &moving {
+        r.register(&etcd, SiteKind::Static, h, b.port());
+    }
+    r.start();
+    r.wait_for("moving19.example.com", 200, "b");
+
+    // 1. Route latency: put → first answer from the new backend.
+    let fresh = Backend::start("fresh");
+    let mut lat = Vec::new();
+    for i in 0..60 {
+        let dom = d(&format!("lat{i}.example.com"));
+        let decl = SiteDecl {
+            kind: SiteKind::Static,
+            aliases: vec![],
+        };
+        etcd.put(&r.schema.site_key(&dom), &decl.to_json())?;
+        let v = ServiceValue {
+            ip: "127.0.0.1".parse()?,
+            port: fresh.port(),
+            node: None,
+        };
+        let key = r.schema.service_key(SiteKind::Static, &dom);
+        let t0 = Instant::now();
+        etcd.put(&key, &v.to_json())?;
+        loop {
+            if let Some((200, body)) = raw_get(r.port, dom.as_str()) {
+                if body == "fresh" {
+                    break;
+                }
+            }
+            anyhow::ensure!(t0.elapsed() < Duration::from_secs(10), "{dom} never routed");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        lat.push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
+    lat.sort_by(f64::total_cmp);
+    let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
+    println!(
+        "route latency over {} adds: p50 {p50:.2} ms, p99 {p99:.2} ms, max {:.2} ms",
+        lat.len(),
+        lat[lat.len() - 1]
+    );
+
+    // 2. Keep-alive load while 100 sites change and 10 structural reloads run.
+    let load_hosts: Vec<String> = stable.iter().chain(moving.iter()).cloned().collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let churn = {
+        let stop = Arc::clone(&stop);
+        let endpoint = etcd.endpoint();
+        let schema = Schema::new(&r.config.etcd.prefix);
+        let moving = moving.clone();
+        let (pa, pb) = (a.port(), b.port());
+        let mut config = r.config.clone();
+        let config_path = r.config_path.clone();
+        let confd_pid = r.confd.as_ref().map(|c| c.child.id()).unwrap_or_default();
+        std::thread::spawn(move || -> anyhow::Result<(usize, usize)> {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let mut client = rt.block_on(etcd_client::Client::connect([endpoint], None))?;
+            let mut changes = 0;
+            let mut reloads = 0;
+            let step = Duration::from_millis(LOAD_SECS * 1000 * 8 / 10 / 100);
+            let started = Instant::now();
+            for i in 0..100 {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let sv = |port: u16| format!(r#"{{"ip":"127.0.0.1","port":"{port}"}}"#);
+                let churned = d(&format!("churn{i}.example.com"));
+                let op = i % 3;
+                let res = rt.block_on(async {
+                    match op {
+                        0 => client
+                            .put(schema.service_key(SiteKind::Static, &churned), sv(pa), None)
+                            .await
+                            .map(drop),
+                        1 => {
+                            let m = d(&moving[i % moving.len()]);
+                            let port = if (i / 3) % 2 == 0 { pa } else { pb };
+                            client
+                                .put(schema.service_key(SiteKind::Static, &m), sv(port), None)
+                                .await
+                                .map(drop)
+                        }
+                        _ => {
+                            let gone = d(&format!("churn{}.example.com", i - 2));
+                            client
+                                .delete(schema.service_key(SiteKind::Static, &gone), None)
+                                .await
+                                .map(drop)
+                        }
+                    }
+                });
+                res?;
+                changes += 1;
+                if i % 10 == 5 {
+                    config.haproxy.frontend_rules =
+                        vec![format!("http-request set-header X-Hostyard-Generation {i}")];
+                    std::fs::write(&config_path, serde_yaml::to_string(&config)?)?;
+                    Command::new("kill")
+                        .args(["-s", "HUP", &confd_pid.to_string()])
+                        .status()?;
+                    reloads += 1;
+                }
+                let next = started + step * (i as u32 + 1);
+                std::thread::sleep(next.saturating_duration_since(Instant::now()));
+            }
+            Ok((changes, reloads))
+        })
+    };
+    let reloads_before = r.haproxy().master("show proc")?;
+    let load = wrk(r.port, &load_hosts, LOAD_SECS, 32, r.dir.path())?;
+    stop.store(true, Ordering::SeqCst);
+    let (changes, reloads) = churn
+        .join()
+        .map_err(|_| anyhow::anyhow!("churn thread panicked"))??;
+    let reloads_after = r.haproxy().master("show proc")?;
+    println!(
+        "load: {LOAD_SECS} s keep-alive wrk (32 conns) on {} hosts, {changes} site changes, \
+         {reloads} structural reloads requested: {:.0} req/s, {} failed",
+        load_hosts.len(),
+        load.rps,
+        load.failed
+    );
+    let master_line = |s: &str| {
+        s.lines()
+            .find(|l| l.contains("master"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .nth(2)
+            .unwrap_or_default()
+            .to_string()
+    };
+    println!(
+        "HAProxy master reload counter: {} -> {}",
+        master_line(&reloads_before),
+        master_line(&reloads_after)
+    );
+
+    // 3. proxy_ratio: hostyard routing vs one plain static backend, same
+    // HAProxy binary and settings, same backend, same load.
+    let sockets = SocketDir::new()?;
+    let plain_port = free_port();
+    let plain_cfg = sockets.path().join("plain.cfg");
+    std::fs::write(
+        &plain_cfg,
+        format!(
+            "global\n    stats socket {} level admin\ndefaults\n    mode http\n    \
+             option forwardfor\n    timeout connect 5s\n    timeout client 60s\n    \
+             timeout server 60s\n    timeout http-request 10s\n    timeout http-keep-alive 10s\n\
+             frontend http\n    bind 127.0.0.1:{plain_port}\n    default_backend one\n\
+             backend one\n    server one 127.0.0.1:{}\n",
+            sockets.admin_socket_path().display(),
+            a.port()
+        ),
+    )?;
+    let _plain = Haproxy::start(&plain_cfg)?;
+    let one_host = vec!["stable0.example.com".to_string()];
+    let mut routed = Vec::new();
+    let mut plain = Vec::new();
+    for _ in 0..2 {
+        routed.push(wrk(r.port, &one_host, RATIO_SECS, 16, r.dir.path())?.rps);
+        plain.push(wrk(plain_port, &one_host, RATIO_SECS, 16, r.dir.path())?.rps);
+    }
+    let direct = wrk(a.port(), &one_host, RATIO_SECS, 16, r.dir.path())?.rps;
+    routed.sort_by(f64::total_cmp);
+    plain.sort_by(f64::total_cmp);
+    let (routed_rps, plain_rps) = ((routed[0] + routed[1]) / 2.0, (plain[0] + plain[1]) / 2.0);
+    let ratio = routed_rps / plain_rps;
+    println!(
+        "throughput (16 conns, {RATIO_SECS} s runs): routed {routed_rps:.0} req/s, plain \
+         {plain_rps:.0} req/s, direct to backend {direct:.0} req/s; routed/plain {ratio:.3}, \
+         routed/direct {:.3}",
+        routed_rps / direct
+    );
+
+    // 4. 10,000 sites: confd start to all routed, and its memory.
+    let mut big = Router::new(&etcd);
+    big.config.etcd.prefix = "/big".to_string();
+    big.schema = Schema::new("/big");
+    big.write_config();
+    // The config and empty map first, so HAProxy runs before confd starts.
+    let out = Command::new(env!("CARGO_BIN_EXE_hostyard-confd"))
+        .arg("--config")
+        .arg(&big.config_path)
+        .arg("--once")
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    big.start_haproxy();
+    populate(&etcd.endpoint(), &big.schema, SITES_10K, a.port())?;
+    let t0 = Instant::now();
+    big.start_confd();
+    let map = big.layout.hosts_map().display().to_string();
+    let last = format!("big{}.example.com", SITES_10K - 1);
+    wait_until("10k sites routed", Duration::from_secs(60), || {
+        let shown = big.haproxy().runtime(&format!("show map {map}")).ok()?;
+        let n = shown.lines().filter(|l| l.contains("route/")).count();
+        (n == SITES_10K).then_some(())
+    })?;
+    let sync = t0.elapsed().as_secs_f64();
+    let (status, _) = raw_get(big.port, &last).unwrap_or_default();
+    anyhow::ensure!(status == 200, "{last} answered {status}");
+    let pid = big.confd.as_ref().map(|c| c.child.id()).unwrap_or_default();
+    let proc_status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb = |field: &str| -> f64 {
+        proc_status
+            .lines()
+            .find(|l| l.starts_with(field))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    let (rss, hwm) = (kb("VmRSS:") / 1024.0, kb("VmHWM:") / 1024.0);
+    println!(
+        "10k sites: confd start to all {SITES_10K} routed in HAProxy {sync:.2} s; confd RSS \
+         {rss:.1} MB (peak {hwm:.1} MB)"
+    );
+
+    println!(
+        "confd: route_p50_ms={p50:.1} route_p99_ms={p99:.1} failed={} sync_10k_s={sync:.2} \
+         rss_mb={rss:.1} proxy_ratio={ratio:.2}",
+        load.failed
+    );
+    Ok(())
+}
+
+/// Writes `n` declared and registered sites, 64 sites (128 puts) per txn.
+fn populate(endpoint: &str, schema: &Schema, n: usize, port: u16) -> anyhow::Result<()> {
+    use etcd_client::{Txn, TxnOp};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut client = etcd_client::Client::connect([endpoint], None).await?;
+        let decl = SiteDecl {
+            kind: SiteKind::Static,
+            aliases: vec![],
+        }
+        .to_json();
+        let value = format!(r#"{{"ip":"127.0.0.1","port":"{port}"}}"#);
+        for chunk in (0..n).collect::<Vec<_>>().chunks(64) {
+            let mut ops = Vec::new();
+            for i in chunk {
+                let dom = d(&format!("big{i}.example.com"));
+                ops.push(TxnOp::put(schema.site_key(&dom), decl.clone(), None));
+                ops.push(TxnOp::put(
+                    schema.service_key(SiteKind::Static, &dom),
+                    value.clone(),
+                    None,
+                ));
+            }
+            client.txn(Txn::new().and_then(ops)).await?;
+        }
+        anyhow::Ok(())
+    })
+}
