@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use crate::etcd_feed::{self, Feed};
 use crate::haproxy::{self, CliError, MapApi, Session};
 use crate::routing::{self, AllowedNetworks, Entry, HostMap, Problem};
-use crate::state::{ConfdState, Held};
+use crate::state::{Held, StateView};
 
 /// Above this many changed hosts, one atomic full replace is cheaper than
 /// one command per host.
@@ -50,7 +50,9 @@ pub struct Daemon {
     accept_hold: bool,
     logged: BTreeSet<Problem>,
     config_rejected: Option<String>,
-    last_desired: routing::Desired,
+    /// The verdicts of the last computation, for the state file.
+    last_sites: Vec<routing::Site>,
+    last_problems: Vec<Problem>,
 }
 
 fn unix_now() -> u64 {
@@ -92,7 +94,8 @@ impl Daemon {
             accept_hold: false,
             logged: BTreeSet::new(),
             config_rejected: None,
-            last_desired: routing::Desired::default(),
+            last_sites: Vec::new(),
+            last_problems: Vec::new(),
         })
     }
 
@@ -201,18 +204,27 @@ impl Daemon {
             self.save_state();
             return false;
         }
-        let desired = routing::desired(&self.schema, &self.kvs, &self.allowed);
-        self.log_problems(&desired.problems);
+        let routing::Desired {
+            map: desired,
+            sites,
+            problems,
+        } = routing::desired(&self.schema, &self.kvs, &self.allowed);
+        // Drop the previous verdicts before applying: one copy at a time.
+        self.last_sites = sites;
+        self.last_problems = problems;
+        let problems = std::mem::take(&mut self.last_problems);
+        self.log_problems(&problems);
+        self.last_problems = problems;
         let confd = &self.config.confd;
         let mass = routing::is_mass_removal(
             &self.applied,
-            &desired.map,
+            &desired,
             confd.hold_fraction,
             confd.hold_min_removals,
         );
         let mut retry = false;
         if mass && !self.accept_hold {
-            let removed = routing::removed_routes(&self.applied, &desired.map);
+            let removed = routing::removed_routes(&self.applied, &desired);
             let routes = self.applied.values().filter(|e| e.is_route()).count();
             let hold_for = Duration::from_secs(confd.hold_secs);
             match &self.hold {
@@ -236,7 +248,7 @@ impl Daemon {
                         confd.hold_secs
                     );
                     self.hold = None;
-                    retry = self.apply(&desired.map);
+                    retry = self.apply(desired);
                 }
                 Some(_) => {
                     if let Some(h) = &mut self.hold {
@@ -253,9 +265,8 @@ impl Daemon {
                 }
             }
             self.accept_hold = false;
-            retry = self.apply(&desired.map);
+            retry = self.apply(desired);
         }
-        self.last_desired = desired;
         self.save_state();
         retry
     }
@@ -280,17 +291,16 @@ impl Daemon {
 
     /// Files, then the runtime API. Returns true when HAProxy has to be
     /// retried.
-    fn apply(&mut self, next: &HostMap) -> bool {
+    fn apply(&mut self, next: HostMap) -> bool {
         let started = Instant::now();
-        let changes = diff(&self.applied, next);
+        let changes = diff(&self.applied, &next);
         if changes.is_empty() && self.runtime_synced {
             return false;
         }
         if !changes.is_empty() {
-            if let Err(e) = haproxy::write_atomic(
-                &self.layout.hosts_map(),
-                routing::render_map(next).as_bytes(),
-            ) {
+            if let Err(e) = haproxy::write_atomic_with(&self.layout.hosts_map(), |w| {
+                routing::write_map(&next, w)
+            }) {
                 // Without the file a restart would lose the change: do not
                 // half-apply; try again shortly.
                 eprintln!("cannot write the host map: {e:#}");
@@ -314,7 +324,7 @@ impl Daemon {
                 self.haproxy_running = true;
                 let mut api = MapApi::new(&mut session, &self.layout.hosts_map());
                 let r = if !self.runtime_synced || changes.len() > INCREMENTAL_LIMIT {
-                    api.replace_all(next).map(|()| "runtime API, full map")
+                    api.replace_all(&next).map(|()| "runtime API, full map")
                 } else {
                     changes
                         .iter()
@@ -331,13 +341,15 @@ impl Daemon {
         match result {
             Ok(how) => {
                 log_changes(&self.applied, &changes, how, started.elapsed());
-                self.applied = next.clone();
+                drop(changes);
+                self.applied = next;
                 false
             }
             Err(e) => {
                 eprintln!("HAProxy refused a routing change, retrying: {e}");
                 // The file already holds `next`; the runtime map is unknown.
-                self.applied = next.clone();
+                drop(changes);
+                self.applied = next;
                 self.runtime_synced = false;
                 true
             }
@@ -352,13 +364,13 @@ impl Daemon {
             until_unix: h.since_unix + self.config.confd.hold_secs,
             accept_with: "systemctl kill -s USR1 haproxy-confd".to_string(),
         });
-        let state = ConfdState {
+        let state = StateView {
             revision: self.revision,
             etcd_connected: self.etcd_connected,
-            sites: self.last_desired.sites.clone(),
-            problems: self.last_desired.problems.clone(),
+            sites: &self.last_sites,
+            problems: &self.last_problems,
             held,
-            config_rejected: self.config_rejected.clone(),
+            config_rejected: self.config_rejected.as_deref(),
             haproxy_running: self.haproxy_running,
         };
         if let Err(e) = state.save(&self.layout.confd_state()) {
@@ -395,11 +407,11 @@ impl Daemon {
 }
 
 /// Host → new entry (`None`: removed), for hosts that differ.
-fn diff(current: &HostMap, next: &HostMap) -> Vec<(String, Option<Entry>)> {
+fn diff<'a>(current: &HostMap, next: &'a HostMap) -> Vec<(String, Option<&'a Entry>)> {
     let mut out = Vec::new();
     for (host, entry) in next {
         if current.get(host) != Some(entry) {
-            out.push((host.clone(), Some(entry.clone())));
+            out.push((host.clone(), Some(entry)));
         }
     }
     for host in current.keys() {
@@ -410,7 +422,7 @@ fn diff(current: &HostMap, next: &HostMap) -> Vec<(String, Option<Entry>)> {
     out
 }
 
-fn log_changes(before: &HostMap, changes: &[(String, Option<Entry>)], how: &str, took: Duration) {
+fn log_changes(before: &HostMap, changes: &[(String, Option<&Entry>)], how: &str, took: Duration) {
     if changes.is_empty() {
         eprintln!("routing in sync ({how})");
         return;
@@ -418,7 +430,7 @@ fn log_changes(before: &HostMap, changes: &[(String, Option<Entry>)], how: &str,
     if changes.len() <= 20 {
         for (host, entry) in changes {
             let was = before.get(host).map(Entry::map_value);
-            let now = entry.as_ref().map(Entry::map_value);
+            let now = entry.map(|e| e.map_value());
             eprintln!(
                 "{host}: {} -> {}",
                 was.as_deref().unwrap_or("(none)"),

@@ -46,15 +46,17 @@ pub async fn read_all(
     )
     .await
     .map_err(|_| anyhow::anyhow!("etcd did not answer a read of {prefix} within 10 s"))??;
+    let mut resp = resp;
     let revision = resp.header().map(|h| h.revision()).unwrap_or_default();
     let mut kvs = BTreeMap::new();
-    for kv in resp.kvs() {
+    // Consume the response: with 10,000 sites a copy would double the peak.
+    for kv in resp.take_kvs() {
+        let (key, value) = kv.into_key_value();
         // A key that is not UTF-8 cannot be one of ours; keep it lossy so
         // it is reported (with the replacement character) rather than lost.
-        kvs.insert(
-            String::from_utf8_lossy(kv.key()).into_owned(),
-            kv.value().to_vec(),
-        );
+        let key = String::from_utf8(key)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+        kvs.insert(key, value);
     }
     Ok((kvs, revision))
 }

@@ -92,6 +92,15 @@ pub fn check_cfg(binary: &Path, cfg: &Path) -> anyhow::Result<()> {
 /// Writes `contents` to `path` through a temporary file and a rename, so
 /// HAProxy (or a reader) sees the old file or the new one, never half.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    write_atomic_with(path, |w| w.write_all(contents))
+}
+
+/// Like [`write_atomic`], streaming the contents (no copy of a large file
+/// in memory).
+pub fn write_atomic_with(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> anyhow::Result<()> {
     let dir = path
         .parent()
         .with_context(|| format!("{} has no parent directory", path.display()))?;
@@ -100,8 +109,12 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
         .prefix(".confd-")
         .tempfile_in(dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    tmp.write_all(contents)
-        .with_context(|| format!("writing {}", path.display()))?;
+    {
+        let mut w = std::io::BufWriter::new(tmp.as_file_mut());
+        fill(&mut w)
+            .and_then(|()| w.flush())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     tmp.as_file()
         .sync_all()
         .with_context(|| format!("syncing {}", path.display()))?;

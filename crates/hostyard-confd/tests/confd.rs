@@ -105,10 +105,13 @@ fn unknown_host_gets_404_and_expired_registration_gets_503_never_404() {
     r.wait_for("l.example.com", 200, "leased");
     // The lease is not kept alive: etcd expires it (2 s TTL, checked within 10 s).
     r.wait_for("l.example.com", 503, "Down for maintenance");
-    let state = r.state();
-    let site = &state["sites"][0];
-    assert_eq!(site["domain"], "l.example.com");
-    assert_eq!(site["state"], "down");
+    // The state file follows HAProxy by a few ms.
+    wait_until("the state file to say down", T, || {
+        let state = r.state();
+        let site = &state["sites"][0];
+        (site["domain"] == "l.example.com" && site["state"] == "down").then_some(())
+    })
+    .unwrap();
 }
 
 #[test]
