@@ -312,13 +312,9 @@ fn held_mass_removal_is_applied_when_it_persists_past_the_hold_time() {
     }
     r.start();
     r.wait_for("h3.example.com", 200, "site");
-    for i in 0..4 {
-        etcd.delete(
-            &r.schema
-                .service_key(SiteKind::Static, &d(&format!("h{i}.example.com"))),
-        )
-        .unwrap();
-    }
+    // All registrations at once (one etcd revision), as when leases are
+    // lost together.
+    etcd.delete_prefix(&r.schema.services_prefix()).unwrap();
     wait_until("the hold", T, || {
         r.state()["held"].is_object().then_some(())
     })
@@ -459,13 +455,9 @@ fn status_lists_every_site_from_etcd_and_haproxy_with_held_changes() {
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["sites"].as_array().unwrap().len(), report.sites.len());
 
-    for i in 0..4 {
-        etcd.delete(
-            &r.schema
-                .service_key(SiteKind::Static, &d(&format!("r{i}.example.com"))),
-        )
-        .unwrap();
-    }
+    // All registrations at once (one etcd revision), as when leases are
+    // lost together.
+    etcd.delete_prefix(&r.schema.services_prefix()).unwrap();
     wait_until("the hold", T, || {
         r.state()["held"].is_object().then_some(())
     })
