@@ -612,3 +612,71 @@ fn hostile_instance_names_are_refused_by_every_helper_before_anything_is_written
     // importer x3, discovery run x3, discovery wait x3 (site units), puller.
     assert_eq!(commands, 10);
 }
+
+fn readme() -> String {
+    fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+        .expect("README.md")
+}
+
+/// The first fenced block of `lang` after the heading `heading`.
+fn readme_block(text: &str, heading: &str, lang: &str) -> String {
+    let after = text
+        .split_once(&format!("\n{heading}\n"))
+        .unwrap_or_else(|| panic!("README has no {heading:?}"))
+        .1;
+    let start = after
+        .split_once(&format!("```{lang}\n"))
+        .unwrap_or_else(|| panic!("no ```{lang} block after {heading:?}"))
+        .1;
+    start.split_once("```").expect("block closes").0.to_string()
+}
+
+#[test]
+fn readme_config_section_is_the_complete_default_config() {
+    let block = readme_block(&readme(), "## Config", "yaml");
+    let parsed = NodeConfig::parse(&block, Path::new("README.md")).expect("README config parses");
+    assert_eq!(
+        parsed,
+        NodeConfig::default(),
+        "README defaults differ from the code"
+    );
+    // Every field is named, nested ones included.
+    let value = serde_json::to_value(NodeConfig::default()).expect("serializes");
+    let mut missing = Vec::new();
+    let mut stack = vec![(String::new(), &value)];
+    while let Some((path, v)) = stack.pop() {
+        if let Some(map) = v.as_object() {
+            for (k, child) in map {
+                let present = block
+                    .lines()
+                    .any(|l| l.trim_start().starts_with(&format!("{k}:")));
+                if !present {
+                    missing.push(format!("{path}{k}"));
+                }
+                stack.push((format!("{path}{k}."), child));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "README's config lacks {missing:?}");
+}
+
+#[test]
+fn readme_opens_with_the_demo_and_test_commands() {
+    let text = readme();
+    let first_block = text
+        .split_once("```sh\n")
+        .expect("a sh block")
+        .1
+        .split_once("```")
+        .expect("closes")
+        .0;
+    let commands: Vec<&str> = first_block
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(commands, ["scripts/demo.sh", "scripts/test.sh"]);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    for c in commands {
+        assert!(root.join(c).is_file(), "{c}");
+    }
+}
