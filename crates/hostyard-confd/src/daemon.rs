@@ -143,6 +143,7 @@ impl Daemon {
         }
         std::fs::rename(&candidate, &cfg_path)
             .with_context(|| format!("renaming into {}", cfg_path.display()))?;
+        haproxy::sync(&cfg_path)?;
         self.config_rejected = None;
         let master = self.layout.haproxy_master_socket();
         if current.is_some() && master.exists() {
@@ -338,6 +339,12 @@ impl Daemon {
                 r
             }
         };
+        if !changes.is_empty() {
+            // Durable only now that the change is live: see write_atomic.
+            if let Err(e) = haproxy::sync(&self.layout.hosts_map()) {
+                eprintln!("{e:#}");
+            }
+        }
         match result {
             Ok(how) => {
                 log_changes(&self.applied, &changes, how, started.elapsed());

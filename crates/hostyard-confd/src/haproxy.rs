@@ -91,6 +91,8 @@ pub fn check_cfg(binary: &Path, cfg: &Path) -> anyhow::Result<()> {
 
 /// Writes `contents` to `path` through a temporary file and a rename, so
 /// HAProxy (or a reader) sees the old file or the new one, never half.
+/// Not synced to disk: call [`sync`] once the change is live, so an fsync
+/// (tens of ms on a busy disk) never delays routing.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     write_atomic_with(path, |w| w.write_all(contents))
 }
@@ -115,9 +117,6 @@ pub fn write_atomic_with(
             .and_then(|()| w.flush())
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    tmp.as_file()
-        .sync_all()
-        .with_context(|| format!("syncing {}", path.display()))?;
     // HAProxy may run as another user in its container: the files are
     // world-readable (no secrets in them).
     use std::os::unix::fs::PermissionsExt;
@@ -126,6 +125,20 @@ pub fn write_atomic_with(
         .with_context(|| format!("chmod {}", path.display()))?;
     tmp.persist(path)
         .with_context(|| format!("renaming into {}", path.display()))?;
+    Ok(())
+}
+
+/// Makes a file written by [`write_atomic`] durable: its data, then the
+/// directory entry of the rename.
+pub fn sync(path: &Path) -> anyhow::Result<()> {
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("syncing {}", path.display()))?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)
+            .and_then(|f| f.sync_all())
+            .with_context(|| format!("syncing {}", dir.display()))?;
+    }
     Ok(())
 }
 
