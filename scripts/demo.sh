@@ -89,12 +89,13 @@ main() {
   build
   local target=${CARGO_TARGET_DIR:-$repo/target}
   target=$(cd "$target/release" && pwd)
-  local work
-  work=$(mktemp -d /tmp/hostyard-demo.XXXXXX)
+  # Global: the EXIT trap runs after main's locals are gone.
+  WORK=$(mktemp -d /tmp/hostyard-demo.XXXXXX)
+  local work=$WORK
   if [ "${KEEP:-0}" = 1 ]; then
     note "keeping $work"
   else
-    trap 'rm -rf "$work"' EXIT
+    trap 'rm -rf "$WORK"' EXIT
   fi
 
   write_config "$work/hostyard.yaml" "$work/data" "$target"
