@@ -92,8 +92,10 @@ ensure_docker() {
   need_root "start dockerd"
   command -v dockerd >/dev/null || die "dockerd not found: apt-get install docker.io"
   # A previous dockerd killed uncleanly leaves its pid file behind.
-  [ -e /var/run/docker.pid ] && ! pgrep -F /var/run/docker.pid dockerd >/dev/null 2>&1 &&
+  # (bash's own kill: a minbase machine has no procps.)
+  if [ -e /var/run/docker.pid ] && ! kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; then
     rm -f /var/run/docker.pid
+  fi
   if start_dockerd; then return; fi
   # Where the kernel refuses iptables rules dockerd cannot set up its
   # bridge NAT; containers are still reachable on their IPs without it.
