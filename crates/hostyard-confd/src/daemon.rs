@@ -53,6 +53,47 @@ pub struct Daemon {
     /// The verdicts of the last computation, for the state file.
     last_sites: Vec<routing::Site>,
     last_problems: Vec<Problem>,
+    syncer: Syncer,
+}
+
+/// Runs fsyncs on a blocking thread, at most one at a time; requests made
+/// while one runs are folded into one more.
+#[derive(Default, Clone)]
+struct Syncer {
+    /// (running, another requested)
+    state: std::sync::Arc<std::sync::Mutex<(bool, bool)>>,
+}
+
+impl Syncer {
+    fn request(&self, path: PathBuf) {
+        {
+            let Ok(mut st) = self.state.lock() else {
+                return;
+            };
+            if st.0 {
+                st.1 = true;
+                return;
+            }
+            *st = (true, false);
+        }
+        let state = self.state.clone();
+        let work = move || loop {
+            if let Err(e) = haproxy::sync(&path) {
+                eprintln!("{e:#}");
+            }
+            let Ok(mut st) = state.lock() else { return };
+            if st.1 {
+                st.1 = false;
+            } else {
+                st.0 = false;
+                return;
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => drop(h.spawn_blocking(work)),
+            Err(_) => work(),
+        }
+    }
 }
 
 fn unix_now() -> u64 {
@@ -96,6 +137,7 @@ impl Daemon {
             config_rejected: None,
             last_sites: Vec::new(),
             last_problems: Vec::new(),
+            syncer: Syncer::default(),
         })
     }
 
@@ -340,10 +382,9 @@ impl Daemon {
             }
         };
         if !changes.is_empty() {
-            // Durable only now that the change is live: see write_atomic.
-            if let Err(e) = haproxy::sync(&self.layout.hosts_map()) {
-                eprintln!("{e:#}");
-            }
+            // Durable only now that the change is live, and off this loop:
+            // an fsync must not delay the next change.
+            self.syncer.request(self.layout.hosts_map());
         }
         match result {
             Ok(how) => {
