@@ -729,3 +729,204 @@ fn helper_units_are_rated_ok_by_systemd_analyze_security() {
 fn example() -> hostyard_core::Domain {
     hostyard_core::Domain::parse("example.com").expect("valid")
 }
+
+/// A Debian 12 image that boots systemd 252 as PID 1, with etcd (for confd)
+/// and HAProxy (confd's `haproxy -c`). Bump the tag when the recipe changes.
+const SYSTEMD_IMAGE: &str = "hostyard-test-systemd:1";
+const SYSTEMD_DOCKERFILE: &str = "FROM debian:bookworm-slim
+RUN apt-get update -qq \\
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \\
+    systemd systemd-sysv dbus etcd-server haproxy >/dev/null \\
+ && systemctl disable haproxy.service \\
+ && rm -rf /var/lib/apt/lists/*
+";
+
+/// Builds [`SYSTEMD_IMAGE`] once per machine; `flock` keeps parallel test
+/// runs from building it twice.
+fn systemd_image() -> &'static str {
+    let lock = "/tmp/hostyard-test-systemd.lock";
+    let script = format!(
+        "docker image inspect {SYSTEMD_IMAGE} >/dev/null 2>&1 && exit 0; \
+         {root}/scripts/base-image.sh >&2 && docker build -q -t {SYSTEMD_IMAGE} - >&2",
+        root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .display()
+    );
+    let mut child = Command::new("flock")
+        .args([lock, "bash", "-c", &script])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("flock runs (util-linux)");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(SYSTEMD_DOCKERFILE.as_bytes())
+            .expect("dockerfile");
+    }
+    let out = child.wait_with_output().expect("build finishes");
+    assert!(
+        out.status.success(),
+        "building {SYSTEMD_IMAGE} failed: {}",
+        stderr(&out)
+    );
+    SYSTEMD_IMAGE
+}
+
+/// `docker exec <container> <args>`.
+fn exec(container: &hostyard_testsupport::Container, args: &[&str]) -> std::process::Output {
+    Command::new("docker")
+        .arg("exec")
+        .arg(container.id())
+        .args(args)
+        .output()
+        .expect("docker exec runs")
+}
+
+fn show(container: &hostyard_testsupport::Container, unit: &str, property: &str) -> String {
+    let out = exec(
+        container,
+        &["systemctl", "show", "--value", "-p", property, unit],
+    );
+    stdout(&out).trim().to_string()
+}
+
+#[test]
+fn units_work_under_real_systemd() {
+    hostyard_testsupport::require_docker();
+    let image = systemd_image();
+    let name = hostyard_testsupport::unique_name("hostyard-systemd");
+    // The recipe of TESTING.md: systemd as PID 1 in a container.
+    let server = hostyard_testsupport::Container::run(&[
+        "--name",
+        &name,
+        "--cap-add",
+        "SYS_ADMIN",
+        "--cap-add",
+        "NET_ADMIN",
+        "--security-opt",
+        "seccomp=unconfined",
+        "--security-opt",
+        "apparmor=unconfined",
+        "--tmpfs",
+        "/run",
+        "--tmpfs",
+        "/run/lock",
+        "-v",
+        "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+        image,
+        "/lib/systemd/systemd",
+    ])
+    .expect("server container starts");
+    hostyard_testsupport::wait_until(
+        "systemd in the container is up",
+        Duration::from_secs(90),
+        || {
+            let state = stdout(&exec(&server, &["systemctl", "is-system-running"]));
+            matches!(state.trim(), "running" | "degraded").then_some(())
+        },
+    )
+    .expect("systemd boots");
+
+    // The default config (no /etc/hostyard/hostyard.yaml: all defaults),
+    // the real helpers in /usr/local/bin.
+    let dir = TempDir::new();
+    for f in default_units() {
+        let path = dir.join(&f.name);
+        fs::write(&path, &f.contents).expect("unit");
+        hostyard_testsupport::docker(&[
+            "cp",
+            path.to_str().expect("utf-8"),
+            &format!("{}:/etc/systemd/system/", server.id()),
+        ])
+        .expect("copy unit");
+    }
+    let built = helper_bins();
+    for helper in [
+        "hostyard-confd",
+        "hostyard-discovery",
+        "hostyard-import",
+        "hostyard-gitpull",
+    ] {
+        hostyard_testsupport::docker(&[
+            "cp",
+            built.join(helper).to_str().expect("utf-8"),
+            &format!("{}:/usr/local/bin/", server.id()),
+        ])
+        .expect("copy helper");
+    }
+    let ok = |args: &[&str]| {
+        let out = exec(&server, args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        stdout(&out)
+    };
+    ok(&["systemctl", "daemon-reload"]);
+
+    // Plain files in /etc/systemd/system can be enabled (generated ones
+    // cannot), so a site survives a reboot.
+    ok(&["systemctl", "enable", "static-git@example.com"]);
+    assert_eq!(
+        ok(&["systemctl", "is-enabled", "static-git@example.com"]).trim(),
+        "enabled"
+    );
+    let deps = ok(&[
+        "systemctl",
+        "list-dependencies",
+        "--plain",
+        "--no-pager",
+        "static-git@example.com",
+    ]);
+    for unit in [
+        "static-git-importer@example.com.service",
+        "static-git-discovery@example.com.service",
+        "static-git-puller@example.com.timer",
+    ] {
+        assert!(deps.contains(unit), "{unit} not pulled in:\n{deps}");
+    }
+
+    // The importers work inside their sandboxes, data root created first.
+    ok(&["systemctl", "start", "static-importer@example.com"]);
+    ok(&["test", "-d", "/data/domains/example.com/www"]);
+    ok(&["systemctl", "start", "wordpress-importer@example.org"]);
+    assert_eq!(
+        ok(&["stat", "-c", "%a", "/data/domains/example.org/secrets"]).trim(),
+        "700"
+    );
+
+    // A hostile instance stops at the importer: exit 2, and the site's
+    // docker commands never run.
+    let out = exec(&server, &["systemctl", "start", "static@a..b.service"]);
+    assert!(!out.status.success());
+    assert_eq!(
+        show(&server, "static-importer@a..b.service", "ExecMainStatus"),
+        "2"
+    );
+    assert_eq!(
+        show(
+            &server,
+            "static@a..b.service",
+            "ExecMainStartTimestampMonotonic"
+        ),
+        "0"
+    );
+    let pre = show(&server, "static@a..b.service", "ExecStartPre");
+    assert_eq!(pre.matches("pid=").count(), 2, "{pre}");
+    assert_eq!(pre.matches("pid=0 ").count(), 2, "never ran: {pre}");
+    let domains = ok(&["ls", "-A", "/data/domains"]);
+    assert!(!domains.contains("a..b"), "{domains}");
+
+    // confd starts in its sandbox (etcd, haproxy -c, runtime dir) and
+    // reports READY.
+    ok(&["systemctl", "start", "haproxy-confd.service"]);
+    assert_eq!(
+        show(&server, "haproxy-confd.service", "ActiveState"),
+        "active"
+    );
+    ok(&["test", "-s", "/data/runtime/haproxy/haproxy.cfg"]);
+}
