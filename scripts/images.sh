@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Builds hostyard's container images from dockerfiles/ and saves them as
+# tarballs, so a server without this checkout's build tools (or without a
+# registry, which these machines never reach) can `docker load` them.
+#
+# Images are named by kind: static, static-git, haproxy. A tarball is
+# DIR/<kind>.tar; scripts/setup.sh loads it and tags it with the name the
+# node config gives that kind.
+#
+# usage: scripts/images.sh build [KIND...]      build (default: all kinds) as hostyard/<kind>
+#        scripts/images.sh save DIR [KIND...]    build, then write DIR/<kind>.tar where it changed
+#        scripts/images.sh kinds                 list the kinds
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib/log.sh
+. "$repo/scripts/lib/log.sh"
+# shellcheck source=scripts/lib/images.sh
+. "$repo/scripts/lib/images.sh"
+
+# build KIND...: docker build each kind as hostyard/<kind>. Docker's layer
+# cache makes a rebuild of an unchanged Dockerfile take a second.
+build() {
+  "$repo/scripts/base-image.sh"
+  local kind log
+  log=$(mktemp /tmp/hostyard-images.XXXXXX)
+  # shellcheck disable=SC2064 # expand $log now: it is local
+  trap "rm -f '$log'" EXIT
+  for kind in "$@"; do
+    step "building hostyard/$kind"
+    # The log is shown only on failure: the client's notice that the legacy
+    # builder is deprecated (no buildx in Debian's docker.io) is noise.
+    if ! docker build -t "hostyard/$kind" -f "$repo/dockerfiles/$(image_dockerfile "$kind")" \
+      "$repo/dockerfiles" >"$log" 2>&1; then
+      tail -n 30 "$log" >&2
+      die "docker build of hostyard/$kind failed"
+    fi
+  done
+}
+
+# save DIR KIND...: write DIR/<kind>.tar unless it already holds the image
+# the engine has under hostyard/<kind> (same image ID).
+save() {
+  local dir=$1 kind id
+  shift
+  mkdir -p "$dir"
+  for kind in "$@"; do
+    id=$(docker image inspect --format '{{.Id}}' "hostyard/$kind")
+    if [ -f "$dir/$kind.tar" ] && [ "$(tar_image_id "$dir/$kind.tar")" = "${id#sha256:}" ]; then
+      note "$dir/$kind.tar is up to date"
+      continue
+    fi
+    step "saving hostyard/$kind to $dir/$kind.tar"
+    docker save "hostyard/$kind" >"$dir/$kind.tar.tmp"
+    mv "$dir/$kind.tar.tmp" "$dir/$kind.tar"
+  done
+}
+
+main() {
+  local cmd=${1:-}
+  [ $# -gt 0 ] && shift
+  case $cmd in
+    build)
+      [ $# -gt 0 ] || set -- "${IMAGE_KINDS[@]}"
+      build "$@"
+      ;;
+    save)
+      [ $# -gt 0 ] || die "usage: images.sh save DIR [KIND...]"
+      local dir=$1
+      shift
+      [ $# -gt 0 ] || set -- "${IMAGE_KINDS[@]}"
+      build "$@"
+      save "$dir" "$@"
+      ;;
+    kinds) printf '%s\n' "${IMAGE_KINDS[@]}" ;;
+    *)
+      printf 'usage: %s build [KIND...] | save DIR [KIND...] | kinds\n' "${0##*/}" >&2
+      exit 2
+      ;;
+  esac
+}
+
+main "$@"

@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# A hostyard server in a container, on this machine: boots a Debian 12 with
+# systemd as PID 1 (and Docker inside it), runs scripts/setup.sh in it with
+# this checkout's release binaries and images, starts a sample static site and
+# checks it answers through HAProxy, published on 127.0.0.1:8080.
+#
+# Caches, reused by the next run: the systemd rootfs image (debootstrap,
+# about a minute the first time), the site images (docker build's layer cache
+# and their tarballs in $CACHE/images), and the box's /var/lib/docker volume.
+# The box container itself is made anew on every run.
+#
+# usage: scripts/server-in-a-box.sh [up]   (as root; CARGO_TARGET_DIR is honoured)
+#        scripts/server-in-a-box.sh image  only build the systemd rootfs image
+#        scripts/server-in-a-box.sh down   remove the box
+#   BOX=name       the container's name (default hostyard-box); its docker
+#                  volume is <name>-docker
+#   BOX_PORT=8080  the host port (on 127.0.0.1) HAProxy's port 80 is published on
+#   KEEP_BOX=0     remove the box at the end instead of leaving it running
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib/log.sh
+. "$repo/scripts/lib/log.sh"
+
+BOX=${BOX:-hostyard-box}
+BOX_PORT=${BOX_PORT:-8080}
+KEEP_BOX=${KEEP_BOX:-1}
+CACHE=${CACHE:-/var/cache/hostyard-box}
+SERVER_IMAGE=hostyard/server-box:bookworm
+TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target}
+BINARIES=(hostyard hostyard-confd hostyard-discovery hostyard-import hostyard-gitpull)
+SAMPLE_DOMAIN=example.com
+BOOT_WAIT_SECS=60
+
+# box CMD...: run a command in the box.
+box() { docker exec "$BOX" "$@"; }
+
+ensure_docker() {
+  command -v docker >/dev/null || die "docker not found: apt-get install docker.io iptables"
+  if ! docker info >/dev/null 2>&1; then
+    step "starting dockerd (log: /var/log/hostyard-box-dockerd.log)"
+    setsid dockerd >>/var/log/hostyard-box-dockerd.log 2>&1 </dev/null &
+    wait_for 60 "docker info" docker info || die "dockerd did not answer"
+  fi
+}
+
+build_binaries() {
+  command -v cargo >/dev/null ||
+    die "cargo not found: install Rust 1.88 or newer (https://rustup.rs), then rerun"
+  step "building hostyard (release) into $TARGET_DIR"
+  local args=() b
+  for b in "${BINARIES[@]}"; do args+=(-p "$b"); done
+  (cd "$repo" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release --quiet "${args[@]}")
+  # The box mounts a directory holding exactly the binaries setup.sh installs.
+  mkdir -p "$CACHE/bin"
+  for b in "${BINARIES[@]}"; do
+    cmp -s "$TARGET_DIR/release/$b" "$CACHE/bin/$b" || install -m 0755 "$TARGET_DIR/release/$b" "$CACHE/bin/$b"
+  done
+}
+
+# The server's root file system: Debian 12 with systemd, as an image. Built
+# once with debootstrap from this machine's mirror (no registry needed).
+server_image() {
+  if docker image inspect "$SERVER_IMAGE" >/dev/null 2>&1; then
+    step "$SERVER_IMAGE exists"
+    return
+  fi
+  command -v debootstrap >/dev/null || die "debootstrap not found: apt-get install debootstrap"
+  local mirror root
+  mirror=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources)
+  [ -n "$mirror" ] || die "no URIs: line in /etc/apt/sources.list.d/debian.sources"
+  root=$(mktemp -d /tmp/server-box.XXXXXX)
+  # shellcheck disable=SC2064 # expand $root now: it is local
+  trap "rm -rf '$root' '$root.log'" EXIT
+  step "debootstrap bookworm with systemd from $mirror (about a minute)"
+  debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus bookworm "$root" "$mirror" \
+    >"$root.log" 2>&1 || die "debootstrap failed; see $root.log"
+  rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb
+  # A container has no consoles: gettys would only restart forever.
+  ln -sf /dev/null "$root/etc/systemd/system/getty@tty1.service"
+  ln -sf /dev/null "$root/etc/systemd/system/console-getty.service"
+  step "importing as $SERVER_IMAGE"
+  tar -C "$root" -c . | docker import --change 'CMD ["/lib/systemd/systemd"]' - "$SERVER_IMAGE" >/dev/null
+  rm -rf "$root" "$root.log"
+  trap - EXIT
+}
+
+boot() {
+  if docker container inspect "$BOX" >/dev/null 2>&1; then
+    step "removing the previous $BOX"
+    docker rm -f "$BOX" >/dev/null
+  fi
+  step "booting $BOX (HAProxy on 127.0.0.1:$BOX_PORT)"
+  # The flags of ../shared/TESTING.md: systemd as PID 1 needs these instead
+  # of --privileged; Docker inside uses overlay2 on the volume.
+  docker run -d --name "$BOX" --hostname "$BOX" \
+    --cap-add SYS_ADMIN --cap-add NET_ADMIN \
+    --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
+    --tmpfs /run --tmpfs /run/lock \
+    -v /sys/fs/cgroup:/sys/fs/cgroup:rw \
+    -v "$BOX-docker:/var/lib/docker" \
+    -v "$repo:/hostyard/src:ro" \
+    -v "$CACHE/bin:/hostyard/bin:ro" \
+    -v "$CACHE/images:/hostyard/images:ro" \
+    -p "127.0.0.1:$BOX_PORT:80" \
+    "$SERVER_IMAGE" /lib/systemd/systemd >/dev/null
+  # "degraded" is fine: a unit of the minimal rootfs may fail in a container.
+  wait_for "$BOOT_WAIT_SECS" "systemd in $BOX" booted ||
+    die "systemd in $BOX did not come up: $(box systemctl is-system-running 2>&1 || true)"
+  note "systemd is $(box systemctl is-system-running 2>&1 || true)"
+}
+
+booted() {
+  local state
+  state=$(box systemctl is-system-running 2>/dev/null) || true
+  [ "$state" = running ] || [ "$state" = degraded ]
+}
+
+sample_site() {
+  step "starting static@$SAMPLE_DOMAIN from an import folder"
+  box mkdir -p "/data/import/$SAMPLE_DOMAIN/static/www-content"
+  printf '<h1>%s, served by hostyard in a box</h1>\n' "$SAMPLE_DOMAIN" |
+    box sh -c "cat >/data/import/$SAMPLE_DOMAIN/static/www-content/index.html"
+  local t0=$SECONDS
+  box systemctl start "static@$SAMPLE_DOMAIN"
+  note "systemctl start returned after $((SECONDS - t0)) s"
+}
+
+check() {
+  step "GET http://127.0.0.1:$BOX_PORT/ with Host: $SAMPLE_DOMAIN"
+  local out
+  out=$(curl -sS --max-time 5 -H "Host: $SAMPLE_DOMAIN" -w ' [%{http_code}]' "http://127.0.0.1:$BOX_PORT/") ||
+    die "no answer through HAProxy"
+  note "$out"
+  case $out in
+    *'[200]') ;;
+    *) die "expected 200" ;;
+  esac
+}
+
+main() {
+  need_root "boot a systemd container"
+  case ${1:-up} in
+    up) ;;
+    image)
+      ensure_docker
+      server_image
+      return
+      ;;
+    down)
+      docker rm -f "$BOX" >/dev/null 2>&1 || true
+      step "removed $BOX (its volume $BOX-docker is kept as a cache)"
+      return
+      ;;
+    *)
+      printf 'usage: %s [up | image | down]\n' "${0##*/}" >&2
+      exit 2
+      ;;
+  esac
+  ensure_docker
+  build_binaries
+  "$repo/scripts/images.sh" save "$CACHE/images"
+  server_image
+  boot
+  step "running setup.sh in $BOX"
+  box /hostyard/src/scripts/setup.sh --binaries /hostyard/bin --images /hostyard/images
+  sample_site
+  check
+  if [ "$KEEP_BOX" = 0 ]; then
+    docker rm -f "$BOX" >/dev/null
+    step "removed $BOX"
+  else
+    step "the box runs on: curl -H 'Host: $SAMPLE_DOMAIN' http://127.0.0.1:$BOX_PORT/"
+    note "a shell in it: docker exec -it $BOX bash; remove it: docker rm -f $BOX"
+  fi
+}
+
+main "$@"
