@@ -120,7 +120,7 @@ sample_site() {
   step "starting static@$SAMPLE_DOMAIN from an import folder"
   box mkdir -p "/data/import/$SAMPLE_DOMAIN/static/www-content"
   printf '<h1>%s, served by hostyard in a box</h1>\n' "$SAMPLE_DOMAIN" |
-    box sh -c "cat >/data/import/$SAMPLE_DOMAIN/static/www-content/index.html"
+    docker exec -i "$BOX" sh -c "cat >/data/import/$SAMPLE_DOMAIN/static/www-content/index.html"
   local t0=$SECONDS
   box systemctl start "static@$SAMPLE_DOMAIN"
   note "systemctl start returned after $((SECONDS - t0)) s"

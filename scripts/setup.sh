@@ -171,14 +171,16 @@ EOF
 }
 
 make_layout() {
-  local root=$1 dir
+  local root=$1 dir n=0
   step "data layout under $root"
   for dir in "$root" "$root/domains" "$root/import" "$root/runtime" "$root/runtime/haproxy" "$root/runtime/postfix"; do
     if [ ! -d "$dir" ]; then
       mkdir -p "$dir"
       changed "created $dir"
+      n=$((n + 1))
     fi
   done
+  [ "$n" -gt 0 ] || note "up to date"
 }
 
 # image_key KIND: the node config's key of a kind's image name.
