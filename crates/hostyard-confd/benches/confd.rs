@@ -238,9 +238,7 @@ fn run() -> anyhow::Result<()> {
 
     // 2. Keep-alive load while 100 sites change and 10 structural reloads run.
     let load_hosts: Vec<String> = stable.iter().chain(moving.iter()).cloned().collect();
-    let stop = Arc::new(AtomicBool::new(false));
-    let churn = {
-        let stop = Arc::clone(&stop);
+    let spawn_churn = |stop: Arc<AtomicBool>, with_reloads: bool, secs: u64, tag: &'static str| {
         let endpoint = etcd.endpoint();
         let schema = Schema::new(&r.config.etcd.prefix);
         let moving = moving.clone();
@@ -255,14 +253,14 @@ fn run() -> anyhow::Result<()> {
             let mut client = rt.block_on(etcd_client::Client::connect([endpoint], None))?;
             let mut changes = 0;
             let mut reloads = 0;
-            let step = Duration::from_millis(LOAD_SECS * 1000 * 8 / 10 / 100);
+            let step = Duration::from_millis(secs * 1000 * 8 / 10 / 100);
             let started = Instant::now();
             for i in 0..100 {
                 if stop.load(Ordering::SeqCst) {
                     break;
                 }
                 let sv = |port: u16| format!(r#"{{"ip":"127.0.0.1","port":"{port}"}}"#);
-                let churned = d(&format!("churn{i}.example.com"));
+                let churned = d(&format!("{tag}{i}.example.com"));
                 let op = i % 3;
                 let res = rt.block_on(async {
                     match op {
@@ -279,7 +277,7 @@ fn run() -> anyhow::Result<()> {
                                 .map(drop)
                         }
                         _ => {
-                            let gone = d(&format!("churn{}.example.com", i - 2));
+                            let gone = d(&format!("{tag}{}.example.com", i - 2));
                             client
                                 .delete(schema.service_key(SiteKind::Static, &gone), None)
                                 .await
@@ -289,7 +287,7 @@ fn run() -> anyhow::Result<()> {
                 });
                 res?;
                 changes += 1;
-                if i % 10 == 5 {
+                if with_reloads && i % 10 == 5 {
                     config.haproxy.frontend_rules =
                         vec![format!("http-request set-header X-Hostyard-Generation {i}")];
                     std::fs::write(&config_path, serde_yaml::to_string(&config)?)?;
@@ -304,6 +302,21 @@ fn run() -> anyhow::Result<()> {
             Ok((changes, reloads))
         })
     };
+    // First routing changes alone, then the specified run with reloads too.
+    let stop = Arc::new(AtomicBool::new(false));
+    let quiet_churn = spawn_churn(Arc::clone(&stop), false, 10, "quiet");
+    let quiet = wrk(r.port, &load_hosts, 10, 32, r.dir.path())?;
+    stop.store(true, Ordering::SeqCst);
+    let (quiet_changes, _) = quiet_churn
+        .join()
+        .map_err(|_| anyhow::anyhow!("churn thread panicked"))??;
+    println!(
+        "load without reloads: 10 s keep-alive wrk (32 conns), {quiet_changes} site changes: \
+         {:.0} req/s, {} failed",
+        quiet.rps, quiet.failed
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let churn = spawn_churn(Arc::clone(&stop), true, LOAD_SECS, "churn");
     let reloads_before = r.haproxy().master("show proc")?;
     let load = wrk(r.port, &load_hosts, LOAD_SECS, 32, r.dir.path())?;
     stop.store(true, Ordering::SeqCst);
