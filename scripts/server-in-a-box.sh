@@ -14,8 +14,11 @@
 #        scripts/server-in-a-box.sh down   remove the box
 #   BOX=name       the container's name (default hostyard-box); its docker
 #                  volume is <name>-docker
-#   BOX_PORT=8080  the host port (on 127.0.0.1) HAProxy's port 80 is published on
+#   BOX_PORT=8080  the host port (on 127.0.0.1) HAProxy's port 80 is published on;
+#                  "auto" lets docker pick a free one (printed, and readable
+#                  with `docker port <name> 80/tcp`)
 #   KEEP_BOX=0     remove the box at the end instead of leaving it running
+#   SAMPLE_SITE=0  stop after setup.sh (tests/e2e starts its own sites)
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -25,6 +28,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BOX=${BOX:-hostyard-box}
 BOX_PORT=${BOX_PORT:-8080}
 KEEP_BOX=${KEEP_BOX:-1}
+SAMPLE_SITE=${SAMPLE_SITE:-1}
 CACHE=${CACHE:-/var/cache/hostyard-box}
 SERVER_IMAGE=hostyard/server-box:bookworm
 TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target}
@@ -90,7 +94,9 @@ boot() {
     step "removing the previous $BOX"
     docker rm -f "$BOX" >/dev/null
   fi
-  step "booting $BOX (HAProxy on 127.0.0.1:$BOX_PORT)"
+  local publish=127.0.0.1:$BOX_PORT:80
+  [ "$BOX_PORT" != auto ] || publish=127.0.0.1::80
+  step "booting $BOX"
   # The flags of ../shared/TESTING.md: systemd as PID 1 needs these instead
   # of --privileged; Docker inside uses overlay2 on the volume.
   docker run -d --name "$BOX" --hostname "$BOX" \
@@ -102,12 +108,15 @@ boot() {
     -v "$repo:/hostyard/src:ro" \
     -v "$CACHE/bin:/hostyard/bin:ro" \
     -v "$CACHE/images:/hostyard/images:ro" \
-    -p "127.0.0.1:$BOX_PORT:80" \
+    -p "$publish" \
     "$SERVER_IMAGE" /lib/systemd/systemd >/dev/null
   # "degraded" is fine: a unit of the minimal rootfs may fail in a container.
   wait_for "$BOOT_WAIT_SECS" "systemd in $BOX" booted ||
     die "systemd in $BOX did not come up: $(box systemctl is-system-running 2>&1 || true)"
   note "systemd is $(box systemctl is-system-running 2>&1 || true)"
+  BOX_PORT=$(docker port "$BOX" 80/tcp | head -n 1)
+  BOX_PORT=${BOX_PORT##*:}
+  note "HAProxy's port 80 is published on 127.0.0.1:$BOX_PORT"
 }
 
 booted() {
@@ -164,6 +173,7 @@ main() {
   boot
   step "running setup.sh in $BOX"
   box /hostyard/src/scripts/setup.sh --binaries /hostyard/bin --images /hostyard/images
+  [ "$SAMPLE_SITE" != 0 ] || return 0
   sample_site
   check
   if [ "$KEEP_BOX" = 0 ]; then

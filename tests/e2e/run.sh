@@ -1,0 +1,202 @@
+#!/usr/bin/env bash
+# hostyard's end-to-end suite: a real server (Debian 12, systemd as PID 1,
+# Docker inside) in a container, set up by scripts/setup.sh, with real sites
+# started by `systemctl start` and checked through HAProxy from this machine.
+# Nothing is mocked. (Issue 6, item 5; not yet part of scripts/test.sh.)
+#
+# The server is booted by scripts/server-in-a-box.sh under a unique name with
+# a port docker picks, so runs do not collide; it and its docker volume are
+# removed at the end. Every check is a function t_*; each runs even after an
+# earlier one failed, and a summary lists them. Exit status 1 if any failed.
+#
+# usage: tests/e2e/run.sh [NAME...]   (as root; NAME: run only these checks)
+#   KEEP_BOX=1   leave the server running for a look after the run
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=scripts/lib/log.sh
+. "$repo/scripts/lib/log.sh"
+
+BOX=hostyard-e2e-$$
+KEEP_BOX=${KEEP_BOX:-0}
+PORT=""
+STATIC=example.com
+GIT_SITE=git.example.com
+# Bound of every single HTTP request.
+CURL_SECS=5
+declare -a PASSED=() FAILED=()
+
+cleanup() {
+  if [ "$KEEP_BOX" = 1 ]; then
+    note "kept $BOX (port $PORT): docker rm -f $BOX; docker volume rm $BOX-docker"
+    return
+  fi
+  docker rm -f "$BOX" >/dev/null 2>&1 || true
+  docker volume rm "$BOX-docker" >/dev/null 2>&1 || true
+}
+
+bx() { docker exec "$BOX" "$@"; }
+bxi() { docker exec -i "$BOX" "$@"; }
+
+# code HOST PATH: the HTTP status HAProxy answers (000: no answer).
+code() {
+  curl -s -o /dev/null -w '%{http_code}' --max-time "$CURL_SECS" --path-as-is \
+    -H "Host: $1" "http://127.0.0.1:$PORT$2" || true
+}
+
+# body HOST PATH: the response body.
+body() { curl -s --max-time "$CURL_SECS" -H "Host: $1" "http://127.0.0.1:$PORT$2" || true; }
+
+# expect WHAT GOT WANT: fail the check unless GOT = WANT.
+expect() {
+  if [ "$2" != "$3" ]; then
+    printf '    FAIL %s: got "%s", want "%s"\n' "$1" "$2" "$3" >&2
+    return 1
+  fi
+  printf '    ok   %s: %s\n' "$1" "$2" >&2
+}
+
+# now_ms: wall clock in milliseconds, for the figures the checks print.
+now_ms() { date +%s%3N; }
+
+# ---- the checks, in the order they run -------------------------------------
+
+t_setup_second_run_changes_nothing() {
+  local out
+  out=$(bx /hostyard/src/scripts/setup.sh --binaries /hostyard/bin --images /hostyard/images 2>&1)
+  expect "last line of the second setup.sh" "$(printf '%s\n' "$out" | tail -n 1)" "==> done: nothing to change"
+}
+
+t_static_site_answers_when_start_returns() {
+  bx mkdir -p "/data/import/$STATIC/static/www-content"
+  printf 'static site %s\n' "$STATIC" | bxi sh -c "cat >/data/import/$STATIC/static/www-content/index.html"
+  local t0
+  t0=$(now_ms)
+  bx systemctl start "static@$STATIC"
+  note "systemctl start static@$STATIC took $(($(now_ms) - t0)) ms"
+  # The very next request, no retry: start returns only once routed.
+  expect "first GET after start" "$(body "$STATIC" /)" "static site $STATIC"
+}
+
+t_host_with_port_routes() {
+  expect "GET with Host: $STATIC:80" "$(code "$STATIC:80" /)" 200
+  expect "GET with Host: ${STATIC^^}" "$(code "${STATIC^^}" /)" 200
+}
+
+t_unknown_host_404() {
+  expect "GET with an unknown Host" "$(code unknown.example.org /)" 404
+}
+
+t_stop_503_within_1s_then_start_200() {
+  bx systemctl stop "static@$STATIC"
+  local t0 c
+  t0=$(now_ms)
+  # Bounded: at most 1 s, the figure of issue 6.
+  until c=$(code "$STATIC" /) && [ "$c" = 503 ]; do
+    (($(now_ms) - t0 < 1000)) || break
+    sleep 0.05
+  done
+  note "503 $(($(now_ms) - t0)) ms after systemctl stop returned"
+  expect "GET after stop" "$c" 503
+  bx systemctl start "static@$STATIC"
+  expect "first GET after start again" "$(code "$STATIC" /)" 200
+}
+
+# A git daemon on the server's loopback serves the site's repository.
+git_repo() {
+  bxi bash -euo pipefail <<'EOF'
+mkdir -p /srv/git /tmp/work
+git init -q -b main /tmp/work/site
+cd /tmp/work/site
+git config user.email e2e@example.com
+git config user.name e2e
+echo 'v1' >index.html
+git add index.html
+git commit -qm v1
+git clone -q --bare /tmp/work/site /srv/git/site.git
+systemd-run -q --unit e2e-git-daemon --property=Type=exec /usr/bin/git daemon --reuseaddr \
+  --base-path=/srv/git --export-all --listen=127.0.0.1 --port=9418 /srv/git
+EOF
+}
+
+t_static_git_site_and_pull() {
+  git_repo
+  bx mkdir -p "/data/import/$GIT_SITE/static-git"
+  echo git://127.0.0.1:9418/site.git | bxi sh -c "cat >/data/import/$GIT_SITE/static-git/GITURL"
+  local t0
+  t0=$(now_ms)
+  bx systemctl start "static-git@$GIT_SITE"
+  note "systemctl start static-git@$GIT_SITE took $(($(now_ms) - t0)) ms"
+  expect "first GET after start" "$(body "$GIT_SITE" /)" v1
+  expect "GET /.git/config" "$(code "$GIT_SITE" /.git/config)" 404
+  bxi bash -euo pipefail <<'EOF'
+cd /tmp/work/site
+echo 'v2' >index.html
+git commit -qam v2
+git push -q /srv/git/site.git main
+EOF
+  bx systemctl start "static-git-puller@$GIT_SITE.service"
+  expect "GET after a push and a pull" "$(body "$GIT_SITE" /)" v2
+}
+
+# state: what a hostile instance must not change (site data, imports,
+# containers).
+state() {
+  bx sh -c 'find /data/domains /data/import | sort; docker ps -a --format "{{.Names}}" | sort'
+}
+
+t_hostile_instances_fail_cleanly() {
+  local before after name ok=0
+  before=$(state)
+  for name in 'static@..%2fetc' 'static-git@a..b' 'static@-rf' 'static@x%20y'; do
+    if bx systemctl start "$name" >/dev/null 2>&1; then
+      printf '    FAIL systemctl start %s succeeded\n' "$name" >&2
+      ok=1
+    else
+      printf '    ok   systemctl start %s failed\n' "$name" >&2
+    fi
+  done
+  after=$(state)
+  expect "data and containers after hostile starts" "$(diff <(echo "$before") <(echo "$after") | wc -l)" 0 || ok=1
+  return "$ok"
+}
+
+CHECKS=(
+  t_setup_second_run_changes_nothing
+  t_static_site_answers_when_start_returns
+  t_host_with_port_routes
+  t_unknown_host_404
+  t_stop_503_within_1s_then_start_200
+  t_static_git_site_and_pull
+  t_hostile_instances_fail_cleanly
+)
+
+run_check() {
+  local name=$1 rc
+  step "$name"
+  # Not in an `if`: set -e must stay in force inside the check.
+  set +e
+  (
+    set -e
+    "$name"
+  )
+  rc=$?
+  set -e
+  if [ "$rc" = 0 ]; then PASSED+=("$name"); else FAILED+=("$name"); fi
+}
+
+main() {
+  need_root "boot a systemd container"
+  [ $# -eq 0 ] || CHECKS=("$@")
+  trap cleanup EXIT
+  BOX=$BOX BOX_PORT=auto KEEP_BOX=1 SAMPLE_SITE=0 "$repo/scripts/server-in-a-box.sh"
+  PORT=$(docker port "$BOX" 80/tcp | head -n 1)
+  PORT=${PORT##*:}
+  local name
+  for name in "${CHECKS[@]}"; do run_check "$name"; done
+  step "e2e: ${#PASSED[@]} passed, ${#FAILED[@]} failed"
+  for name in "${FAILED[@]}"; do note "FAILED $name"; done
+  [ ${#FAILED[@]} -eq 0 ]
+}
+
+main "$@"
