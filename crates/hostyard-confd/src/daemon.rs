@@ -247,6 +247,8 @@ impl Daemon {
             self.save_state();
             return false;
         }
+        // The previous verdicts go first: one copy in memory at a time.
+        self.last_sites = Vec::new();
         let routing::Desired {
             map: desired,
             sites,

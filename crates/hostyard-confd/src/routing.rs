@@ -185,10 +185,11 @@ pub fn desired(
     allowed: &AllowedNetworks,
 ) -> Desired {
     let mut problems = Vec::new();
-    let mut decls: BTreeMap<Domain, SiteDecl> = BTreeMap::new();
-    // domain → kind → registration (or why it is unusable)
-    let mut regs: BTreeMap<Domain, BTreeMap<SiteKind, Result<SocketAddr, String>>> =
-        BTreeMap::new();
+    // One entry per domain: its declaration and its registrations by kind
+    // (a Vec: almost always one, and a map per domain would cost ~10x the
+    // memory with 10,000 sites).
+    type Regs = Vec<(SiteKind, Result<SocketAddr, String>)>;
+    let mut by_domain: BTreeMap<Domain, (Option<SiteDecl>, Regs)> = BTreeMap::new();
     let services = schema.services_prefix();
     let sites = schema.sites_prefix();
 
@@ -212,7 +213,10 @@ pub fn desired(
             if let Err(e) = &reg {
                 problems.push(problem(key, e.clone()));
             }
-            regs.entry(domain).or_default().insert(kind, reg);
+            let regs = &mut by_domain.entry(domain).or_default().1;
+            regs.retain(|(k, _)| *k != kind);
+            regs.push((kind, reg));
+            regs.sort_by_key(|(k, _)| *k);
         } else if key.starts_with(&sites) {
             let domain = match schema.parse_site_key(key) {
                 Ok(d) => d,
@@ -223,7 +227,7 @@ pub fn desired(
             };
             match SiteDecl::parse(raw) {
                 Ok(decl) => {
-                    decls.insert(domain, decl);
+                    by_domain.entry(domain).or_default().0 = Some(decl);
                 }
                 Err(e) => problems.push(problem(key, e.to_string())),
             }
@@ -232,14 +236,11 @@ pub fn desired(
 
     let mut map = HostMap::new();
     let mut out_sites = Vec::new();
-    let domains: BTreeSet<Domain> = decls.keys().chain(regs.keys()).cloned().collect();
-    for domain in domains {
-        let decl = decls.get(&domain);
-        let empty = BTreeMap::new();
-        let by_kind = regs.get(&domain).unwrap_or(&empty);
+    for (domain, (decl, by_kind)) in by_domain {
+        let decl = decl.as_ref();
         let (kind, reg) = match decl {
             Some(decl) => {
-                for other in by_kind.keys().filter(|k| **k != decl.kind) {
+                for (other, _) in by_kind.iter().filter(|(k, _)| *k != decl.kind) {
                     problems.push(problem(
                         &schema.service_key(*other, &domain),
                         format!(
@@ -249,17 +250,21 @@ pub fn desired(
                         ),
                     ));
                 }
-                (Some(decl.kind), by_kind.get(&decl.kind).cloned())
+                let reg = by_kind
+                    .iter()
+                    .find(|(k, _)| *k == decl.kind)
+                    .map(|(_, r)| r.clone());
+                (Some(decl.kind), reg)
             }
             None if by_kind.len() > 1 => {
-                let kinds: Vec<&str> = by_kind.keys().map(|k| k.as_str()).collect();
+                let kinds: Vec<&str> = by_kind.iter().map(|(k, _)| k.as_str()).collect();
                 let detail = format!(
                     "{domain} is registered under {} kinds ({}) and has no declaration; \
                      none is routed",
                     kinds.len(),
                     kinds.join(", ")
                 );
-                for k in by_kind.keys() {
+                for (k, _) in &by_kind {
                     problems.push(problem(&schema.service_key(*k, &domain), detail.clone()));
                 }
                 out_sites.push(Site {
@@ -272,8 +277,8 @@ pub fn desired(
                 });
                 continue;
             }
-            None => match by_kind.iter().next() {
-                Some((k, r)) => (Some(*k), Some(r.clone())),
+            None => match by_kind.into_iter().next() {
+                Some((k, r)) => (Some(k), Some(r)),
                 None => (None, None),
             },
         };
