@@ -98,9 +98,12 @@ boot() {
   [ "$BOX_PORT" != auto ] || publish=127.0.0.1::80
   step "booting $BOX"
   # The flags of ../shared/TESTING.md: systemd as PID 1 needs these instead
-  # of --privileged; Docker inside uses overlay2 on the volume.
+  # of --privileged; Docker inside uses overlay2 on the volume. SIGRTMIN+3
+  # asks systemd for a clean shutdown, so `docker restart` is a real reboot
+  # (systemd ignores the default SIGTERM).
   docker run -d --name "$BOX" --hostname "$BOX" \
     --cap-add SYS_ADMIN --cap-add NET_ADMIN \
+    --stop-signal SIGRTMIN+3 \
     --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
     --tmpfs /run --tmpfs /run/lock \
     -v /sys/fs/cgroup:/sys/fs/cgroup:rw \

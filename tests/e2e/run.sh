@@ -158,7 +158,35 @@ t_hostile_instances_fail_cleanly() {
   done
   after=$(state)
   expect "data and containers after hostile starts" "$(diff <(echo "$before") <(echo "$after") | wc -l)" 0 || ok=1
-  return "$ok"
+  [ "$ok" = 0 ]
+}
+
+# port: the host port HAProxy's port 80 is published on (it may change when
+# the box restarts).
+port() {
+  local p
+  p=$(docker port "$BOX" 80/tcp | head -n 1)
+  printf '%s\n' "${p##*:}"
+}
+
+booted() {
+  local state
+  state=$(bx systemctl is-system-running 2>/dev/null) || true
+  [ "$state" = running ] || [ "$state" = degraded ]
+}
+
+t_reboot_brings_enabled_sites_back() {
+  bx systemctl enable -q "static@$STATIC" "static-git@$GIT_SITE"
+  local t0
+  t0=$(now_ms)
+  docker restart -t 60 "$BOX" >/dev/null
+  wait_for 60 "systemd after the reboot" booted
+  PORT=$(port)
+  wait_for 60 "static@$STATIC after the reboot" test "$(code "$STATIC" /)" = 200 || true
+  wait_for 60 "static-git@$GIT_SITE after the reboot" test "$(code "$GIT_SITE" /)" = 200 || true
+  note "both answered $(($(now_ms) - t0)) ms after docker restart began"
+  expect "static@$STATIC after the reboot" "$(body "$STATIC" /)" "static site $STATIC"
+  expect "static-git@$GIT_SITE after the reboot" "$(body "$GIT_SITE" /)" v2
 }
 
 CHECKS=(
@@ -169,6 +197,7 @@ CHECKS=(
   t_stop_503_within_1s_then_start_200
   t_static_git_site_and_pull
   t_hostile_instances_fail_cleanly
+  t_reboot_brings_enabled_sites_back
 )
 
 run_check() {
@@ -190,8 +219,7 @@ main() {
   [ $# -eq 0 ] || CHECKS=("$@")
   trap cleanup EXIT
   BOX=$BOX BOX_PORT=auto KEEP_BOX=1 SAMPLE_SITE=0 "$repo/scripts/server-in-a-box.sh"
-  PORT=$(docker port "$BOX" 80/tcp | head -n 1)
-  PORT=${PORT##*:}
+  PORT=$(port)
   local name
   for name in "${CHECKS[@]}"; do run_check "$name"; done
   step "e2e: ${#PASSED[@]} passed, ${#FAILED[@]} failed"
