@@ -41,7 +41,7 @@ build() {
 # save DIR KIND...: write DIR/<kind>.tar unless it already holds the image
 # the engine has under hostyard/<kind> (same image ID).
 save() {
-  local dir=$1 kind id
+  local dir=$1 kind id tmp
   shift
   mkdir -p "$dir"
   for kind in "$@"; do
@@ -51,8 +51,11 @@ save() {
       continue
     fi
     step "saving hostyard/$kind to $dir/$kind.tar"
-    docker save "hostyard/$kind" >"$dir/$kind.tar.tmp"
-    mv "$dir/$kind.tar.tmp" "$dir/$kind.tar"
+    # A temp name of its own, then a rename: a parallel run (or a server
+    # loading the file) never sees half a tarball.
+    tmp=$(mktemp "$dir/.$kind.tar.XXXXXX")
+    docker save "hostyard/$kind" >"$tmp"
+    mv "$tmp" "$dir/$kind.tar"
   done
 }
 

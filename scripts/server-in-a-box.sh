@@ -52,13 +52,17 @@ build_binaries() {
   command -v cargo >/dev/null ||
     die "cargo not found: install Rust 1.88 or newer (https://rustup.rs), then rerun"
   step "building hostyard (release) into $TARGET_DIR"
-  local args=() b
+  local args=() b tmp
   for b in "${BINARIES[@]}"; do args+=(-p "$b"); done
   (cd "$repo" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release --quiet "${args[@]}")
   # The box mounts a directory holding exactly the binaries setup.sh installs.
   mkdir -p "$CACHE/bin"
   for b in "${BINARIES[@]}"; do
-    cmp -s "$TARGET_DIR/release/$b" "$CACHE/bin/$b" || install -m 0755 "$TARGET_DIR/release/$b" "$CACHE/bin/$b"
+    cmp -s "$TARGET_DIR/release/$b" "$CACHE/bin/$b" && continue
+    # Copy, then rename: a box of a parallel run may be reading the old one.
+    tmp=$(mktemp "$CACHE/bin/.$b.XXXXXX")
+    install -m 0755 "$TARGET_DIR/release/$b" "$tmp"
+    mv "$tmp" "$CACHE/bin/$b"
   done
 }
 
