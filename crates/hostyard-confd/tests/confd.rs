@@ -466,3 +466,19 @@ fn status_lists_every_site_from_etcd_and_haproxy_with_held_changes() {
     assert_eq!(state_of(&report, "r0.example.com").0, "held");
     assert!(report.table().contains("HELD:"), "{}", report.table());
 }
+
+#[test]
+fn systemd_notify_ready_watchdog_and_clean_stop() {
+    let etcd = Etcd::start().unwrap();
+    let r = Router::new(&etcd);
+    // READY=1 is awaited by start_with_env itself.
+    let confd =
+        util::Confd::start_with_env(&r.config_path, r.dir.path(), &[("WATCHDOG_USEC", "200000")]);
+    assert!(
+        confd.wait_notify("WATCHDOG=1"),
+        "no WATCHDOG=1 within {T:?}"
+    );
+    let status = confd.stop();
+    assert!(status.success(), "{status}");
+    assert!(r.confd_log().contains("stopping"));
+}

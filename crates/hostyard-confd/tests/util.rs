@@ -141,11 +141,15 @@ impl Router {
 
 pub struct Confd {
     pub child: Child,
-    _notify: UnixDatagram,
+    notify: UnixDatagram,
 }
 
 impl Confd {
     pub fn start(config: &Path, dir: &Path) -> Confd {
+        Confd::start_with_env(config, dir, &[])
+    }
+
+    pub fn start_with_env(config: &Path, dir: &Path, env: &[(&str, &str)]) -> Confd {
         let sock = dir.join("notify.sock");
         let _ = std::fs::remove_file(&sock);
         let notify = UnixDatagram::bind(&sock).unwrap();
@@ -158,6 +162,7 @@ impl Confd {
             .open(dir.join("confd.log"))
             .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_hostyard-confd"))
+            .envs(env.iter().copied())
             .arg("--config")
             .arg(config)
             .env("NOTIFY_SOCKET", &sock)
@@ -167,14 +172,11 @@ impl Confd {
             .stderr(log)
             .spawn()
             .unwrap();
-        let mut c = Confd {
-            child,
-            _notify: notify,
-        };
+        let mut c = Confd { child, notify };
         let deadline = Instant::now() + T;
         let mut buf = [0u8; 512];
         loop {
-            if let Ok(n) = c._notify.recv(&mut buf) {
+            if let Ok(n) = c.notify.recv(&mut buf) {
                 if String::from_utf8_lossy(&buf[..n]).contains("READY=1") {
                     return c;
                 }
@@ -188,6 +190,20 @@ impl Confd {
                 panic!("confd not READY within {T:?}:\n{text}");
             }
         }
+    }
+
+    /// Waits (bounded) for a notify message containing `what`.
+    pub fn wait_notify(&self, what: &str) -> bool {
+        let deadline = Instant::now() + T;
+        let mut buf = [0u8; 512];
+        while Instant::now() < deadline {
+            if let Ok(n) = self.notify.recv(&mut buf) {
+                if String::from_utf8_lossy(&buf[..n]).contains(what) {
+                    return true;
+                }
+            }
+        }
+        false
     }
 
     pub fn signal(&self, sig: &str) {
