@@ -482,3 +482,35 @@ fn systemd_notify_ready_watchdog_and_clean_stop() {
     assert!(status.success(), "{status}");
     assert!(r.confd_log().contains("stopping"));
 }
+
+#[test]
+fn a_burst_of_changes_is_applied_together() {
+    let etcd = Etcd::start().unwrap();
+    let mut r = Router::new(&etcd);
+    r.config.confd.debounce_ms = 500;
+    r.write_config();
+    let b = Backend::start("burst");
+    r.start();
+    let before = r.confd_log().len();
+    // Ten puts, one at a time: well inside one debounce window.
+    for i in 0..5 {
+        r.register(
+            &etcd,
+            SiteKind::Static,
+            &format!("b{i}.example.com"),
+            b.port(),
+        );
+    }
+    for i in 0..5 {
+        r.wait_for(&format!("b{i}.example.com"), 200, "burst");
+    }
+    let log = r.confd_log();
+    let applies = log[before..]
+        .lines()
+        .filter(|l| l.starts_with("applied "))
+        .count();
+    assert!(
+        (1..=3).contains(&applies),
+        "{applies} applies for 10 puts:\n{log}"
+    );
+}
