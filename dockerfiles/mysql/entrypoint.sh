@@ -17,7 +17,15 @@ sql_string() {
 # root): hand it to mysql, which the server runs as.
 chown mysql:mysql "$DATADIR" /run/mysqld
 
-if [ ! -d "$DATADIR/mysql" ]; then
+# Written last by the initialisation: without it, a data dir holds at most
+# a set-up that was cut short (nothing of the site's yet), so it is redone.
+MARKER=$DATADIR/.hostyard-initialised
+
+if [ ! -f "$MARKER" ]; then
+  if [ -n "$(ls -A "$DATADIR")" ]; then
+    log "an earlier initialisation did not finish: starting over"
+    find "$DATADIR" -mindepth 1 -delete
+  fi
   : "${MARIADB_DATABASE:?not set (secrets/db.env)}" "${MARIADB_USER:?not set}"
   : "${MARIADB_PASSWORD:?not set}" "${MARIADB_ROOT_PASSWORD:?not set}"
   log "initialising $DATADIR"
@@ -48,6 +56,7 @@ if [ ! -d "$DATADIR/mysql" ]; then
   done
   mariadb-admin --socket=/run/mysqld/init.sock shutdown
   wait "$pid" || true
+  touch "$MARKER"
   log "initialised"
 fi
 
