@@ -291,9 +291,10 @@ fn run() -> anyhow::Result<()> {
                     config.haproxy.frontend_rules =
                         vec![format!("http-request set-header X-Hostyard-Generation {i}")];
                     std::fs::write(&config_path, serde_yaml::to_string(&config)?)?;
-                    Command::new("kill")
-                        .args(["-s", "HUP", &confd_pid.to_string()])
-                        .status()?;
+                    nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(confd_pid as i32),
+                        nix::sys::signal::Signal::SIGHUP,
+                    )?;
                     reloads += 1;
                 }
                 let next = started + step * (i as u32 + 1);

@@ -309,8 +309,12 @@ impl Daemon {
                     eprintln!("held change is no longer a mass removal; applying normally");
                 }
             }
-            self.accept_hold = false;
             retry = self.apply(desired);
+            // An accepted change whose apply failed is retried as accepted:
+            // resetting first would re-hold it on the retry.
+            if !retry {
+                self.accept_hold = false;
+            }
         }
         self.save_state();
         retry

@@ -206,15 +206,12 @@ impl Confd {
         false
     }
 
+    /// Sends a signal by name (`"TERM"`, `"HUP"`, ...). Done with kill(2)
+    /// rather than the `kill` program, which a minimal machine lacks.
     pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .arg("-s")
-            .arg(sig)
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -s {sig}");
+        let sig: nix::sys::signal::Signal = format!("SIG{sig}").parse().unwrap();
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, sig).unwrap_or_else(|e| panic!("kill -s {sig}: {e}"));
     }
 
     /// SIGTERM and wait (bounded) for the exit status.

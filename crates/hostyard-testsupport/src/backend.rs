@@ -154,6 +154,9 @@ fn serve(stream: TcpStream, shared: &Shared) {
         return;
     };
     let mut writer = write_half;
+    // Head and body go out in two writes: without TCP_NODELAY the second
+    // waits for the peer's delayed ACK (~40 ms per keep-alive response).
+    let _ = writer.set_nodelay(true);
     let mut reader = BufReader::new(stream);
     loop {
         let Some(req) = read_request(&mut reader) else {
