@@ -13,6 +13,14 @@ sql_string() {
   printf "'%s'" "${v//\'/\'\'}"
 }
 
+# alive PID: the process runs (not a zombie). Not `kill -0`: once mariadbd
+# switched to the mysql user, that needs CAP_KILL, which the unit drops.
+alive() {
+  local _pid _comm state
+  read -r _pid _comm state _ <"/proc/$1/stat" 2>/dev/null || return 1
+  [ "$state" != Z ]
+}
+
 # The data dir belongs to the host's site dir (created by the importer as
 # root): hand it to mysql, which the server runs as.
 chown mysql:mysql "$DATADIR" /run/mysqld
@@ -36,7 +44,7 @@ if [ ! -f "$MARKER" ]; then
   pid=$!
   for _ in $(seq 300); do
     mariadb-admin --socket=/run/mysqld/init.sock ping >/dev/null 2>&1 && break
-    kill -0 "$pid" 2>/dev/null || { log "mariadbd exited during set-up"; exit 1; }
+    alive "$pid" || { log "mariadbd exited during set-up"; exit 1; }
     sleep 0.1
   done
   db=${MARIADB_DATABASE//\`/}

@@ -22,6 +22,7 @@ KEEP_BOX=${KEEP_BOX:-0}
 PORT=""
 STATIC=example.com
 GIT_SITE=git.example.com
+WP=wp.example.com
 # Bound of every single HTTP request.
 CURL_SECS=5
 declare -a PASSED=() FAILED=()
@@ -139,6 +140,24 @@ EOF
   expect "GET after a push and a pull" "$(body "$GIT_SITE" /)" v2
 }
 
+t_wordpress_fresh_install_survives_restart() {
+  local t0
+  t0=$(now_ms)
+  bx systemctl start "wordpress@$WP"
+  note "systemctl start wordpress@$WP took $(($(now_ms) - t0)) ms (with mysql@$WP's first start)"
+  expect "GET / of a fresh WordPress (to the install page)" "$(code "$WP" /)" 302
+  expect "GET the install page" "$(code "$WP" /wp-admin/install.php)" 200
+  # The install form, as a browser posts it.
+  expect "POST the install form" "$(curl -s -o /dev/null -w '%{http_code}' --max-time 60 -H "Host: $WP" \
+    --data-urlencode 'weblog_title=e2e blog' --data-urlencode 'user_name=admin' \
+    --data-urlencode 'admin_password=e2e-Long-Password-1' --data-urlencode 'admin_password2=e2e-Long-Password-1' \
+    --data-urlencode 'pw_weak=on' --data-urlencode "admin_email=admin@$WP" --data-urlencode 'blog_public=0' \
+    "http://127.0.0.1:$PORT/wp-admin/install.php?step=2")" 200
+  expect "the blog's front page" "$(body "$WP" / | grep -c 'Hello world!')" 1
+  bx systemctl restart "wordpress@$WP"
+  expect "the first post after systemctl restart wordpress@$WP" "$(body "$WP" / | grep -c 'Hello world!')" 1
+}
+
 # state: what a hostile instance must not change (site data, imports,
 # containers).
 state() {
@@ -196,6 +215,7 @@ CHECKS=(
   t_unknown_host_404
   t_stop_503_within_1s_then_start_200
   t_static_git_site_and_pull
+  t_wordpress_fresh_install_survives_restart
   t_hostile_instances_fail_cleanly
   t_reboot_brings_enabled_sites_back
 )
