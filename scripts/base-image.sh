@@ -15,6 +15,19 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 image=${1:-debian:bookworm-slim}
 
+# debian_mirror: the mirror apt uses here, from MIRROR, the deb822 sources
+# file (Debian 12's default) or the one-line sources.list (older or minimal
+# installs).
+debian_mirror() {
+  if [ -n "${MIRROR:-}" ]; then
+    echo "$MIRROR"
+  elif [ -f /etc/apt/sources.list.d/debian.sources ]; then
+    awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources
+  elif [ -f /etc/apt/sources.list ]; then
+    awk '$1 == "deb" {for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) {print $i; exit}}' /etc/apt/sources.list
+  fi
+}
+
 main() {
   if docker image inspect "$image" >/dev/null 2>&1; then
     step "$image exists, nothing to do"
@@ -23,8 +36,8 @@ main() {
   need_root "run debootstrap"
   command -v debootstrap >/dev/null || die "debootstrap not found: apt-get install debootstrap"
   local mirror
-  mirror=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources)
-  [ -n "$mirror" ] || die "no URIs: line in /etc/apt/sources.list.d/debian.sources"
+  mirror=$(debian_mirror)
+  [ -n "$mirror" ] || die "no Debian mirror found in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list; set MIRROR=http://..."
   local root
   root=$(mktemp -d /tmp/base-image.XXXXXX)
   # shellcheck disable=SC2064 # expand $root now: it is local to main
@@ -40,4 +53,7 @@ main() {
   note "done: $(docker image inspect --format '{{.Size}}' "$image") bytes"
 }
 
-main "$@"
+# Run main unless sourced (sourcing gives the functions alone).
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  main "$@"
+fi
