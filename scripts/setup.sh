@@ -229,9 +229,17 @@ generate() {
     1) ;;
     *) "$bin_dir/hostyard" --config "$CONFIG" generate --check --out "$UNIT_DIR" || die "hostyard generate refused the config" ;;
   esac
-  "$bin_dir/hostyard" --config "$CONFIG" generate --out "$UNIT_DIR" 2>&1 | sed 's/^/    /' >&2
+  local out
+  out=$("$bin_dir/hostyard" --config "$CONFIG" generate --out "$UNIT_DIR" 2>&1) ||
+    die "hostyard generate failed: $out"
+  printf '%s\n' "$out" | sed 's/^/    /' >&2
   systemctl daemon-reload
   changed "generated units; systemctl daemon-reload"
+  # A running unit keeps what it started with; restarting HAProxy or a site
+  # is the operator's call (it interrupts), so say which ones changed.
+  if printf '%s\n' "$out" | grep -q '^updated '; then
+    note "running units keep their old settings until restarted (systemctl restart UNIT): the updated files are listed above"
+  fi
 }
 
 # enable_start UNIT: enable and start UNIT unless it already is.
