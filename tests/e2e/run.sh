@@ -158,6 +158,22 @@ t_wordpress_fresh_install_survives_restart() {
   expect "the first post after systemctl restart wordpress@$WP" "$(body "$WP" / | grep -c 'Hello world!')" 1
 }
 
+# confinement NAME: read-only root, dropped and added capabilities,
+# no-new-privileges of a running container, as one line.
+confinement() {
+  bx docker inspect --format \
+    '{{.HostConfig.ReadonlyRootfs}} drop={{.HostConfig.CapDrop}} add={{.HostConfig.CapAdd}} {{.HostConfig.SecurityOpt}} {{.HostConfig.NetworkMode}}' "$1"
+}
+
+t_containers_are_confined() {
+  local web="drop=[ALL] add=[CHOWN NET_BIND_SERVICE SETGID SETUID] [no-new-privileges] hostyard"
+  expect "static_$STATIC" "$(confinement "static_$STATIC")" "true $web"
+  expect "static-git_$GIT_SITE" "$(confinement "static-git_$GIT_SITE")" "true $web"
+  expect "wordpress_$WP" "$(confinement "wordpress_$WP")" "false $web"
+  expect "hostyard_haproxy" "$(confinement hostyard_haproxy)" \
+    "true drop=[ALL] add=[NET_BIND_SERVICE] [no-new-privileges] host"
+}
+
 # state: what a hostile instance must not change (site data, imports,
 # containers).
 state() {
@@ -216,6 +232,7 @@ CHECKS=(
   t_stop_503_within_1s_then_start_200
   t_static_git_site_and_pull
   t_wordpress_fresh_install_survives_restart
+  t_containers_are_confined
   t_hostile_instances_fail_cleanly
   t_reboot_brings_enabled_sites_back
 )
