@@ -23,6 +23,25 @@ use crate::registry::{self, Declared, Registrar};
 /// routing within a second of SIGTERM.
 const WITHDRAW_BUDGET: Duration = Duration::from_millis(900);
 
+/// Until the site first answers, check this often: discovery starts beside
+/// the container, and `systemctl start` waits (ExecStartPost) for the first
+/// registration, so a whole interval here would be added to every start.
+const FIRST_ANSWER_POLL: Duration = Duration::from_millis(200);
+
+/// How long to poll that fast for a site that does not answer yet; after
+/// that, a container that never comes up is checked at the normal interval
+/// rather than with five `docker inspect`s a second.
+const FIRST_ANSWER_WINDOW: Duration = Duration::from_secs(120);
+
+/// The pause before the next check.
+fn probe_pause(answered_once: bool, since_start: Duration, interval: Duration) -> Duration {
+    if answered_once || since_start >= FIRST_ANSWER_WINDOW {
+        interval
+    } else {
+        FIRST_ANSWER_POLL.min(interval)
+    }
+}
+
 /// First retry delay after an etcd failure; doubles up to a third of the TTL.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 
@@ -53,14 +72,15 @@ pub async fn run(config: NodeConfig, kind: SiteKind, domain: Domain) -> anyhow::
 
     let (tx, mut outcomes) = mpsc::channel::<Outcome>(1);
     let probe_task = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let started = Instant::now();
+        let mut answered = false;
         loop {
-            tick.tick().await;
             let outcome = prober.check().await;
+            answered |= matches!(outcome, Outcome::Healthy(_));
             if tx.send(outcome).await.is_err() {
                 break;
             }
+            tokio::time::sleep(probe_pause(answered, started.elapsed(), interval)).await;
         }
     });
 
@@ -214,4 +234,21 @@ fn note_trouble(trouble: &mut Option<String>, e: &anyhow::Error) {
 
 fn status(text: &str) {
     let _ = sd_notify::notify(&[NotifyState::Status(text)]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polls_fast_only_until_the_first_answer_and_for_a_bounded_time() {
+        let interval = Duration::from_secs(5);
+        let early = Duration::from_secs(1);
+        assert_eq!(probe_pause(false, early, interval), FIRST_ANSWER_POLL);
+        assert_eq!(probe_pause(true, early, interval), interval);
+        assert_eq!(probe_pause(false, FIRST_ANSWER_WINDOW, interval), interval);
+        // A configured interval shorter than the fast poll is kept.
+        let short = Duration::from_millis(100);
+        assert_eq!(probe_pause(false, early, short), short);
+    }
 }
