@@ -5,7 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use hostyard_core::cli::{self, EXIT_FAILURE, EXIT_USAGE};
 use hostyard_core::{NodeConfig, DEFAULT_CONFIG_PATH};
+
+const PROGRAM: &str = "hostyard-confd";
 
 #[derive(Parser)]
 #[command(version, about = "Keep HAProxy's routing equal to what etcd holds")]
@@ -19,26 +22,10 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) if !e.use_stderr() => {
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!(
-                "hostyard-confd: {}",
-                e.to_string().lines().next().unwrap_or_default()
-            );
-            return ExitCode::from(2);
-        }
-    };
+    let cli: Cli = cli::parse_or_exit(PROGRAM);
     let config = match NodeConfig::load(&cli.config) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("hostyard-confd: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return cli::fail(PROGRAM, EXIT_USAGE, e),
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -46,8 +33,11 @@ fn main() -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("hostyard-confd: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
+            return cli::fail(
+                PROGRAM,
+                EXIT_FAILURE,
+                format_args!("cannot start the runtime: {e}"),
+            )
         }
     };
     let result = runtime.block_on(async {
@@ -59,10 +49,7 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("hostyard-confd: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => cli::fail(PROGRAM, EXIT_FAILURE, format_args!("{e:#}")),
     }
 }
 

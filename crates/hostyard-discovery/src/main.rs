@@ -18,6 +18,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use hostyard_core::cli::{self, EXIT_FAILURE, EXIT_USAGE};
 use hostyard_core::{Domain, NodeConfig, SiteKind, DEFAULT_CONFIG_PATH};
 
 const PROGRAM: &str = "hostyard-discovery";
@@ -56,36 +57,18 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) if !e.use_stderr() => {
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            let text = e.to_string();
-            let first = text.lines().next().unwrap_or_default();
-            eprintln!("{PROGRAM}: {}", first.trim_start_matches("error: "));
-            return ExitCode::from(2);
-        }
-    };
+    let cli: Cli = cli::parse_or_exit(PROGRAM);
     let (kind, domain) = match &cli.command {
         Command::Run { kind, domain } | Command::Wait { kind, domain, .. } => {
             match parse_site(kind, domain) {
                 Ok(site) => site,
-                Err(e) => {
-                    eprintln!("{PROGRAM}: {e}");
-                    return ExitCode::from(2);
-                }
+                Err(e) => return cli::fail(PROGRAM, EXIT_USAGE, e),
             }
         }
     };
     let config = match NodeConfig::load(&cli.config) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("{PROGRAM}: {e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return cli::fail(PROGRAM, EXIT_USAGE, e),
     };
     // One process runs per site: a single-threaded runtime keeps each small
     // (blocking HTTP checks get a helper thread only while they run).
@@ -96,8 +79,11 @@ fn main() -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("{PROGRAM}: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
+            return cli::fail(
+                PROGRAM,
+                EXIT_FAILURE,
+                format_args!("cannot start the runtime: {e}"),
+            )
         }
     };
     let result = match cli.command {
@@ -121,10 +107,7 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("{PROGRAM}: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => cli::fail(PROGRAM, EXIT_FAILURE, format_args!("{e:#}")),
     }
 }
 

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use hostyard_core::cli::{self, EXIT_FAILURE, EXIT_USAGE};
 use hostyard_core::{Domain, NodeConfig, DEFAULT_CONFIG_PATH};
 use hostyard_gitpull::{check_site, publish, read_git_url, Outcome};
 
@@ -25,14 +26,14 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = cli::parse_or_exit(PROGRAM);
     let domain = match Domain::parse(&cli.domain) {
         Ok(d) => d,
-        Err(e) => return fail(2, &anyhow::Error::new(e)),
+        Err(e) => return cli::fail(PROGRAM, EXIT_USAGE, e),
     };
     let config = match NodeConfig::load(&cli.config) {
         Ok(c) => c,
-        Err(e) => return fail(2, &anyhow::Error::new(e)),
+        Err(e) => return cli::fail(PROGRAM, EXIT_USAGE, e),
     };
     let layout = config.layout();
     let result = check_site(&layout, &domain)
@@ -47,16 +48,15 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Outcome::UpToDate { .. }) => ExitCode::SUCCESS,
-        Err(e) => fail(
-            1,
-            &e.context(format!("{domain}: keeping the last good tree")),
+        Err(e) => cli::fail(
+            PROGRAM,
+            EXIT_FAILURE,
+            format!(
+                "{:#}",
+                e.context(format!("{domain}: keeping the last good tree"))
+            ),
         ),
     }
-}
-
-fn fail(code: u8, err: &anyhow::Error) -> ExitCode {
-    eprintln!("{PROGRAM}: {err:#}");
-    ExitCode::from(code)
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use std::str::FromStr;
 
 use clap::Parser;
+use hostyard_core::cli::{self, EXIT_FAILURE, EXIT_USAGE};
 use hostyard_core::{Domain, NodeConfig, SiteKind, DEFAULT_CONFIG_PATH};
 
 const PROGRAM: &str = "hostyard-import";
@@ -31,18 +32,18 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = cli::parse_or_exit(PROGRAM);
     let kind = match SiteKind::from_str(&cli.kind) {
         Ok(k) => k,
-        Err(e) => return fail(2, &anyhow::Error::new(e)),
+        Err(e) => return cli::fail(PROGRAM, EXIT_USAGE, e),
     };
     let domain = match Domain::parse(&cli.domain) {
         Ok(d) => d,
-        Err(e) => return fail(2, &anyhow::Error::new(e)),
+        Err(e) => return cli::fail(PROGRAM, EXIT_USAGE, e),
     };
     let config = match NodeConfig::load(&cli.config) {
         Ok(c) => c,
-        Err(e) => return fail(2, &anyhow::Error::new(e)),
+        Err(e) => return cli::fail(PROGRAM, EXIT_USAGE, e),
     };
     match import::run(&config, kind, &domain) {
         Ok(import::Outcome::AlreadyImported) => {
@@ -53,16 +54,15 @@ fn main() -> ExitCode {
             import::log(&domain, &format!("imported {kind} site from {from}"));
             ExitCode::SUCCESS
         }
-        Err(e) => fail(
-            1,
-            &e.context(format!("{domain}: import refused, nothing changed")),
+        Err(e) => cli::fail(
+            PROGRAM,
+            EXIT_FAILURE,
+            format!(
+                "{:#}",
+                e.context(format!("{domain}: import refused, nothing changed"))
+            ),
         ),
     }
-}
-
-fn fail(code: u8, err: &anyhow::Error) -> ExitCode {
-    eprintln!("{PROGRAM}: {err:#}");
-    ExitCode::from(code)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use hostyard::units::{check_config_path, render_units};
 use hostyard::write::{check_units, write_units, Change, Difference};
+use hostyard_core::cli;
 use hostyard_core::{NodeConfig, DEFAULT_CONFIG_PATH};
 
 const PROGRAM: &str = "hostyard";
@@ -65,20 +66,7 @@ fn runtime(error: impl Into<anyhow::Error>) -> Failure {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) if !e.use_stderr() => {
-            // --help, --version
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            let text = e.to_string();
-            let first = text.lines().next().unwrap_or_default();
-            eprintln!("{PROGRAM}: {}", first.trim_start_matches("error: "));
-            return ExitCode::from(2);
-        }
-    };
+    let cli: Cli = cli::parse_or_exit(PROGRAM);
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(f) => {

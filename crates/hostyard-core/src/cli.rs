@@ -1,0 +1,60 @@
+//! The edge every hostyard binary shares: argv parsing and failure reports.
+//!
+//! Units call these programs with `%i` as an argument, and operators read
+//! their failures in the journal, so all of them behave alike: a usage or
+//! validation error is one line `program: problem` and exit 2, a runtime
+//! failure is one line `program: error: cause: ...` and exit 1, and
+//! `--help`/`--version` print and exit 0.
+
+use std::fmt::Display;
+use std::process::ExitCode;
+
+/// Exit status for bad arguments, a bad domain or kind, a bad config.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit status for a failure while doing the work.
+pub const EXIT_FAILURE: u8 = 1;
+
+/// Parses argv, or ends the process: 0 after `--help`/`--version`, 2 after
+/// a usage error reported on one line. Nothing has run yet at this point,
+/// so there is nothing to clean up on exit.
+pub fn parse_or_exit<P: clap::Parser>(program: &str) -> P {
+    match P::try_parse() {
+        Ok(parsed) => parsed,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            std::process::exit(0)
+        }
+        Err(e) => {
+            eprintln!("{program}: {}", usage_line(&e.to_string()));
+            std::process::exit(i32::from(EXIT_USAGE))
+        }
+    }
+}
+
+/// The first line of clap's message without its `error: ` lead: clap adds
+/// a usage block and a `--help` hint that do not belong in a journal line.
+pub fn usage_line(text: &str) -> &str {
+    text.lines()
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("error: ")
+}
+
+/// Reports `program: error` on one line (for an `anyhow::Error`, pass it
+/// formatted with `{:#}` to get the whole chain) and returns `code`.
+pub fn fail(program: &str, code: u8, error: impl Display) -> ExitCode {
+    eprintln!("{program}: {error}");
+    ExitCode::from(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_line_keeps_only_the_problem() {
+        let clap_text = "error: unexpected argument '--x' found\n\nUsage: prog <KIND>\n\nFor more information, try '--help'.\n";
+        assert_eq!(usage_line(clap_text), "unexpected argument '--x' found");
+        assert_eq!(usage_line(""), "");
+    }
+}
