@@ -14,6 +14,8 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 # shellcheck source=scripts/lib/log.sh
 . "$repo/scripts/lib/log.sh"
+# shellcheck source=scripts/lib/apt.sh
+. "$repo/scripts/lib/apt.sh"
 
 # protobuf-compiler: etcd-client's build; systemd: systemd-analyze.
 APT_PACKAGES=(protobuf-compiler systemd)
@@ -22,23 +24,17 @@ BINARIES=(hostyard hostyard-confd hostyard-discovery hostyard-import hostyard-gi
 
 install_packages() {
   step "checking apt packages"
-  local missing=() pkg
+  local missing
   # verify checks that the docker client named in the units exists.
   command -v docker >/dev/null || APT_PACKAGES+=(docker.io)
-  for pkg in "${APT_PACKAGES[@]}"; do
-    if [ "$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null)" != installed ]; then
-      missing+=("$pkg")
-    fi
-  done
+  mapfile -t missing < <(apt_missing "${APT_PACKAGES[@]}")
   if [ ${#missing[@]} -eq 0 ]; then
     note "all present"
     return
   fi
   need_root "install ${missing[*]}"
   note "installing: ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt_install "${missing[@]}"
 }
 
 build() {

@@ -30,6 +30,8 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib/log.sh
 . "$repo/scripts/lib/log.sh"
+# shellcheck source=scripts/lib/apt.sh
+. "$repo/scripts/lib/apt.sh"
 # shellcheck source=scripts/lib/images.sh
 . "$repo/scripts/lib/images.sh"
 
@@ -101,19 +103,13 @@ config_get() {
 
 install_packages() {
   step "apt packages: ${APT_PACKAGES[*]}"
-  local missing=() pkg
-  for pkg in "${APT_PACKAGES[@]}"; do
-    if [ "$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null)" != installed ]; then
-      missing+=("$pkg")
-    fi
-  done
+  local missing
+  mapfile -t missing < <(apt_missing "${APT_PACKAGES[@]}")
   if [ ${#missing[@]} -eq 0 ]; then
     note "all installed"
   else
     changed "installing: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    apt_install "${missing[@]}"
   fi
   # Debian's haproxy package starts its own haproxy.service. hostyard's unit
   # of the same name (in /etc/systemd/system, so it wins) runs HAProxy in a

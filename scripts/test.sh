@@ -14,6 +14,8 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 # shellcheck source=scripts/lib/log.sh
 . "$repo/scripts/lib/log.sh"
+# shellcheck source=scripts/lib/apt.sh
+. "$repo/scripts/lib/apt.sh"
 
 # Debian packages the tests use. The one list: add packages here.
 APT_PACKAGES=(
@@ -42,21 +44,15 @@ TEST_COUNTS=""
 
 install_packages() {
   step "checking apt packages"
-  local missing=() pkg
-  for pkg in "${APT_PACKAGES[@]}"; do
-    if [ "$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null)" != installed ]; then
-      missing+=("$pkg")
-    fi
-  done
+  local missing
+  mapfile -t missing < <(apt_missing "${APT_PACKAGES[@]}")
   if [ ${#missing[@]} -eq 0 ]; then
     note "all ${#APT_PACKAGES[@]} present"
     return
   fi
   need_root "install ${missing[*]}"
   note "installing: ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt_install "${missing[@]}"
 }
 
 docker_answers() { docker info >/dev/null 2>&1; }
