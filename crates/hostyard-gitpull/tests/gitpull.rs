@@ -3,12 +3,12 @@
 
 use std::fs;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use hostyard_core::{Domain, Layout};
-use hostyard_testsupport::GitDaemon;
+use hostyard_testsupport::{git, GitDaemon};
 
 const BIN: &str = env!("CARGO_BIN_EXE_hostyard-gitpull");
 
@@ -20,28 +20,6 @@ struct World {
     config: PathBuf,
     domain: Domain,
     daemon: Option<GitDaemon>,
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@example.com",
-            "-c",
-            "init.defaultBranch=main",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 impl World {

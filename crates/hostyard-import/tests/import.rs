@@ -378,23 +378,7 @@ fn static_git_import_clones_and_publishes_a_tree() {
     let base = s.tmp.path().join("served");
     let work = base.join("site");
     fs::create_dir_all(&work).unwrap();
-    let git = |args: &[&str]| {
-        let out = Command::new("git")
-            .args([
-                "-c",
-                "user.name=t",
-                "-c",
-                "user.email=t@example.com",
-                "-c",
-                "init.defaultBranch=main",
-            ])
-            .args(args)
-            .current_dir(&work)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
+    let git = |args: &[&str]| hostyard_testsupport::git(&work, args);
     git(&["init", "-q"]);
     fs::write(work.join("index.html"), "from git").unwrap();
     git(&["add", "-A"]);

@@ -87,3 +87,29 @@ impl GitDaemon {
         self.service.log_path()
     }
 }
+
+/// Runs `git` in `dir` as a test author (fixed name, e-mail and default
+/// branch `main`, whatever the machine's git config says), panics with
+/// git's stderr on failure, and returns its trimmed stdout.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.com",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs (apt-get install git)");
+    assert!(
+        out.status.success(),
+        "git {args:?} in {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}

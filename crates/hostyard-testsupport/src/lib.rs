@@ -51,7 +51,7 @@ pub use docker::{
     BUSYBOX_HTTP_BODY, BUSYBOX_HTTP_IMAGE,
 };
 pub use etcd::Etcd;
-pub use git::GitDaemon;
+pub use git::{git, GitDaemon};
 pub use haproxy::{haproxy_check, Haproxy, SocketDir};
 pub use http::{http_get, http_get_addr, http_get_with_headers, HttpResponse};
 pub use poll::{free_port, wait_until, wait_until_ok};

@@ -30,30 +30,15 @@ fn busybox_http_image_runs_and_answers_on_its_container_ip() {
     assert!(left.is_empty(), "container {name} was not removed");
 }
 
-fn git(dir: &std::path::Path, args: &[&str]) {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.org"])
-        .args(args)
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn git_daemon_serves_a_repository_that_clones() {
     let base = tempfile::tempdir().expect("tempdir");
     let repo = base.path().join("site.git");
     std::fs::create_dir(&repo).expect("mkdir");
-    git(&repo, &["init", "-q", "-b", "main"]);
+    hostyard_testsupport::git(&repo, &["init", "-q", "-b", "main"]);
     std::fs::write(repo.join("index.html"), "hello from git\n").expect("write");
-    git(&repo, &["add", "index.html"]);
-    git(&repo, &["commit", "-q", "-m", "first"]);
+    hostyard_testsupport::git(&repo, &["add", "index.html"]);
+    hostyard_testsupport::git(&repo, &["commit", "-q", "-m", "first"]);
 
     let daemon = GitDaemon::start(base.path()).expect("git daemon starts");
     let work = tempfile::tempdir().expect("tempdir");
