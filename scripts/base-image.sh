@@ -12,21 +12,10 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib/log.sh
 . "$repo/scripts/lib/log.sh"
+# shellcheck source=scripts/lib/apt.sh
+. "$repo/scripts/lib/apt.sh"
 
 image=${1:-debian:bookworm-slim}
-
-# debian_mirror: the mirror apt uses here, from MIRROR, the deb822 sources
-# file (Debian 12's default) or the one-line sources.list (older or minimal
-# installs).
-debian_mirror() {
-  if [ -n "${MIRROR:-}" ]; then
-    echo "$MIRROR"
-  elif [ -f /etc/apt/sources.list.d/debian.sources ]; then
-    awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources
-  elif [ -f /etc/apt/sources.list ]; then
-    awk '$1 == "deb" {for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) {print $i; exit}}' /etc/apt/sources.list
-  fi
-}
 
 main() {
   if docker image inspect "$image" >/dev/null 2>&1; then
@@ -37,7 +26,7 @@ main() {
   command -v debootstrap >/dev/null || die "debootstrap not found: apt-get install debootstrap"
   local mirror
   mirror=$(debian_mirror)
-  [ -n "$mirror" ] || die "no Debian mirror found in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list; set MIRROR=http://..."
+  [ -n "$mirror" ] || die "$NO_MIRROR"
   local root
   root=$(mktemp -d /tmp/base-image.XXXXXX)
   # shellcheck disable=SC2064 # expand $root now: it is local to main

@@ -24,6 +24,8 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib/log.sh
 . "$repo/scripts/lib/log.sh"
+# shellcheck source=scripts/lib/apt.sh
+. "$repo/scripts/lib/apt.sh"
 
 BOX=${BOX:-hostyard-box}
 BOX_PORT=${BOX_PORT:-8080}
@@ -75,8 +77,8 @@ server_image() {
   fi
   command -v debootstrap >/dev/null || die "debootstrap not found: apt-get install debootstrap"
   local mirror root
-  mirror=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources)
-  [ -n "$mirror" ] || die "no URIs: line in /etc/apt/sources.list.d/debian.sources"
+  mirror=$(debian_mirror)
+  [ -n "$mirror" ] || die "$NO_MIRROR"
   root=$(mktemp -d /tmp/server-box.XXXXXX)
   # shellcheck disable=SC2064 # expand $root now: it is local
   trap "rm -rf '$root' '$root.log'" EXIT

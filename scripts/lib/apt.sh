@@ -16,3 +16,20 @@ apt_install() {
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
+
+# debian_mirror: the mirror apt uses here, from MIRROR, the deb822 sources
+# file (Debian 12's default) or the one-line sources.list (older or minimal
+# installs).
+debian_mirror() {
+  if [ -n "${MIRROR:-}" ]; then
+    echo "$MIRROR"
+  elif [ -f /etc/apt/sources.list.d/debian.sources ]; then
+    awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources
+  elif [ -f /etc/apt/sources.list ]; then
+    awk '$1 == "deb" {for (i = 2; i <= NF; i++) if ($i ~ /^https?:/) {print $i; exit}}' /etc/apt/sources.list
+  fi
+}
+
+# What to say when debian_mirror finds nothing.
+# shellcheck disable=SC2034 # used by the scripts that source this file
+NO_MIRROR="no Debian mirror in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list; set MIRROR=http://..."
