@@ -293,25 +293,11 @@ mod tests {
     use super::*;
 
     fn tar_with(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
-        let mut b = tar::Builder::new(Vec::new());
-        for (name, kind, data) in entries {
-            let mut h = tar::Header::new_gnu();
-            h.set_entry_type(*kind);
-            h.set_mode(0o644);
-            if kind.is_symlink() || kind.is_hard_link() {
-                h.set_size(0);
-                h.set_link_name_literal(data).unwrap();
-                b.append_data(&mut h, name, io::empty()).unwrap();
-            } else {
-                h.set_size(data.len() as u64);
-                // set_path refuses `..`; write the raw name like a hostile tool would.
-                let bytes = name.as_bytes();
-                h.as_old_mut().name[..bytes.len()].copy_from_slice(bytes);
-                h.set_cksum();
-                b.append(&h, data.as_bytes()).unwrap();
-            }
-        }
-        b.into_inner().unwrap()
+        let raw: Vec<_> = entries
+            .iter()
+            .map(|(name, kind, data)| (*name, *kind, data.as_bytes()))
+            .collect();
+        hostyard_testsupport::raw_tar(&raw)
     }
 
     #[test]

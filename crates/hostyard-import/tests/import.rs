@@ -287,30 +287,12 @@ fn folder_import_of_a_wordpress_site_keeps_content_dump_and_db_names() {
     );
 }
 
-/// One raw tar entry: name, type, content or link target.
-type TarEntry<'a> = (&'a str, tar::EntryType, &'a [u8]);
+use hostyard_testsupport::RawTarEntry;
 
-/// A tar of `entries` (name, content); names are written raw, as a hostile
-/// tool would.
-fn tar_bytes(entries: &[TarEntry]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (name, kind, data) in entries {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(*kind);
-        h.set_mode(0o644);
-        if kind.is_symlink() || kind.is_hard_link() {
-            h.set_link_name_literal(data).unwrap();
-            h.set_size(0);
-        } else {
-            h.set_size(data.len() as u64);
-        }
-        let raw = name.as_bytes();
-        h.as_old_mut().name[..raw.len()].copy_from_slice(raw);
-        h.set_cksum();
-        b.append(&h, if kind.is_file() { *data } else { &[][..] })
-            .unwrap();
-    }
-    b.into_inner().unwrap()
+/// A tar of raw entries (name, type, content or link target), names
+/// unchecked, as a hostile tool would write them.
+fn tar_bytes(entries: &[RawTarEntry]) -> Vec<u8> {
+    hostyard_testsupport::raw_tar(entries)
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {
@@ -450,7 +432,7 @@ fn existing_site_data_is_left_byte_for_byte() {
 #[test]
 fn hostile_tarballs_are_refused_and_change_nothing() {
     let file = tar::EntryType::file();
-    let cases: Vec<(&str, Vec<TarEntry>, &str)> = vec![
+    let cases: Vec<(&str, Vec<RawTarEntry>, &str)> = vec![
         (
             "dotdot",
             vec![("static/www-content/../../../../evil", file, b"x")],

@@ -44,6 +44,7 @@ mod haproxy;
 mod http;
 mod poll;
 mod process;
+mod rawtar;
 
 pub use backend::Backend;
 pub use docker::{
@@ -56,3 +57,4 @@ pub use haproxy::{haproxy_check, Haproxy, SocketDir};
 pub use http::{http_get, http_get_addr, http_get_with_headers, HttpResponse};
 pub use poll::{free_port, wait_until, wait_until_ok};
 pub use process::process_alive;
+pub use rawtar::{raw_tar, RawTarEntry};
