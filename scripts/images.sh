@@ -3,7 +3,7 @@
 # tarballs, so a server without this checkout's build tools (or without a
 # registry, which these machines never reach) can `docker load` them.
 #
-# Images are named by kind: static, static-git, haproxy. A tarball is
+# Images are named by kind (scripts/images.sh kinds lists them). A tarball is
 # DIR/<kind>.tar; scripts/setup.sh loads it and tags it with the name the
 # node config gives that kind.
 #

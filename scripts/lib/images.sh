@@ -2,9 +2,9 @@
 # The image kinds hostyard builds, shared by scripts/images.sh (which builds
 # and saves them) and scripts/setup.sh (which loads them on a server).
 
-# Every kind that has a Dockerfile. postfix comes later.
+# Every kind that has a Dockerfile.
 # shellcheck disable=SC2034 # used by the scripts that source this file
-IMAGE_KINDS=(static static-git haproxy mysql wordpress)
+IMAGE_KINDS=(static static-git haproxy postfix mysql wordpress)
 
 # image_dockerfile KIND: the Dockerfile's path under dockerfiles/.
 image_dockerfile() {

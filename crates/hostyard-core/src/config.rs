@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::Domain;
 use crate::kind::SiteKind;
 use crate::layout::Layout;
 
@@ -32,6 +33,7 @@ pub struct NodeConfig {
     pub git: GitConfig,
     pub discovery: DiscoveryConfig,
     pub confd: ConfdConfig,
+    pub mail: MailConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -128,6 +130,19 @@ pub struct ConfdConfig {
     pub allowed_networks: Vec<String>,
 }
 
+/// postfix, which forwards mail for hosted domains (per-domain forward files
+/// under `runtime/postfix/forwards/`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailConfig {
+    /// The name postfix greets with and puts in `Received:`; empty means the
+    /// kernel host name.
+    pub hostname: String,
+    /// Where forwarded mail goes next: empty delivers to each destination's
+    /// MX; `[smtp.example.org]:587` sends everything through one relay.
+    pub relayhost: String,
+}
+
 impl Default for NodeConfig {
     fn default() -> Self {
         NodeConfig {
@@ -141,6 +156,7 @@ impl Default for NodeConfig {
             git: GitConfig::default(),
             discovery: DiscoveryConfig::default(),
             confd: ConfdConfig::default(),
+            mail: MailConfig::default(),
         }
     }
 }
@@ -436,6 +452,24 @@ impl NodeConfig {
             return Err(invalid(
                 "confd.hold_fraction",
                 format!("{} must be in (0, 1]", self.confd.hold_fraction),
+            ));
+        }
+        if !self.mail.hostname.is_empty() && Domain::parse(&self.mail.hostname).is_err() {
+            return Err(invalid(
+                "mail.hostname",
+                format!(
+                    "{:?} is not a host name like mail.example.org",
+                    self.mail.hostname
+                ),
+            ));
+        }
+        if !crate::mail::is_relayhost(&self.mail.relayhost) {
+            return Err(invalid(
+                "mail.relayhost",
+                format!(
+                    "{:?} must be empty, a host name or IPv4 address, optionally in [] and with :port, like [smtp.example.org]:587",
+                    self.mail.relayhost
+                ),
             ));
         }
         for net in &self.confd.allowed_networks {

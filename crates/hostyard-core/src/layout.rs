@@ -21,7 +21,12 @@
 //! <root>/domains/.import-<domain>.lock      held while an import runs
 //! <root>/runtime/haproxy/         generated HAProxy config, host map, pages/,
 //!                                 sockets, confd-state.json
-//! <root>/runtime/postfix/         generated postfix config and maps
+//! <root>/runtime/postfix/forwards/<domain>   mail forwards of a domain
+//!                                 (edited by the operator; see `mail`)
+//! <root>/runtime/postfix/etc/     postfix's main.cf, master.cf and tables,
+//!                                 generated from the forwards
+//! <root>/runtime/postfix/queue/   postfix's queue: mail not yet delivered
+//!                                 outlives the container
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -228,6 +233,27 @@ impl Layout {
 
     pub fn runtime_postfix(&self) -> PathBuf {
         self.root.join("runtime").join("postfix")
+    }
+
+    /// One forward file per hosted mail domain, named after the domain.
+    pub fn postfix_forwards_dir(&self) -> PathBuf {
+        self.runtime_postfix().join("forwards")
+    }
+
+    /// The forward file of `domain`.
+    pub fn postfix_forwards(&self, domain: &Domain) -> PathBuf {
+        self.postfix_forwards_dir().join(domain.as_str())
+    }
+
+    /// postfix's config directory (`postfix -c`), generated; mounted
+    /// read-only at the same path in the container.
+    pub fn postfix_config_dir(&self) -> PathBuf {
+        self.runtime_postfix().join("etc")
+    }
+
+    /// postfix's queue, mounted as the container's `/var/spool/postfix`.
+    pub fn postfix_queue_dir(&self) -> PathBuf {
+        self.runtime_postfix().join("queue")
     }
 }
 

@@ -38,6 +38,7 @@ pub const HAPROXY_CONTAINER: &str = "hostyard_haproxy";
 pub const POSTFIX_CONTAINER: &str = "hostyard_postfix";
 
 /// Binaries of the hostyard helpers, installed in `bin_dir`.
+pub const HOSTYARD_BIN: &str = "hostyard";
 pub const CONFD_BIN: &str = "hostyard-confd";
 pub const DISCOVERY_BIN: &str = "hostyard-discovery";
 pub const IMPORT_BIN: &str = "hostyard-import";
@@ -208,7 +209,9 @@ struct PostfixUnit {
     docker: String,
     container: &'static str,
     image: String,
-    runtime_dir: String,
+    render: String,
+    config_dir: String,
+    queue_dir: String,
 }
 
 /// A site container (`<kind>@.service`).
@@ -382,7 +385,9 @@ impl<'a> Values<'a> {
             docker: self.docker.clone(),
             container: POSTFIX_CONTAINER,
             image: systemd_escape(&self.config.images.postfix),
-            runtime_dir: path_str(&self.layout.runtime_postfix()),
+            render: self.helper_exec(HOSTYARD_BIN, &["mail"]),
+            config_dir: path_str(&self.layout.postfix_config_dir()),
+            queue_dir: path_str(&self.layout.postfix_queue_dir()),
         }
     }
 

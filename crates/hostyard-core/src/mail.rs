@@ -1,0 +1,336 @@
+//! Mail forwarding for hosted domains: the forward file format.
+//!
+//! The original platform kept a hand-edited regexp map in
+//! `/data/runtime/postfix/` and had operators run `systemctl restart
+//! postfix`; a typo there went straight into postfix. Here each domain has
+//! one plain file, `<root>/runtime/postfix/forwards/<domain>`, that is parsed
+//! and validated here before anything is rendered for postfix:
+//!
+//! ```text
+//! # local part   where it goes (one or more addresses, spaces or commas)
+//! info           alice@example.org
+//! sales          bob@example.net, carol@example.net
+//! *              owner@example.org      # everything else for the domain
+//! ```
+//!
+//! Every address is checked down to the character, so nothing an operator
+//! (or a tenant with write access to their forward file) writes can inject
+//! postfix table syntax: keys and values end up in postfix lookup tables
+//! where whitespace and commas are separators.
+
+use std::fmt;
+
+use crate::domain::Domain;
+
+/// The local part that stands for "every address of the domain not listed".
+pub const CATCH_ALL: &str = "*";
+
+/// Longest local part SMTP allows (RFC 5321, 4.5.3.1.1).
+const MAX_LOCAL_PART: usize = 64;
+
+/// A local part (left of `@`), lower-cased. A deliberately small subset of
+/// RFC 5322's dot-atom: letters, digits and `. _ + -`. The rest of `atext`
+/// (`| / ' & ...`) is legal in mail but means something to shells, aliases(5)
+/// and postfix tables, and real forward addresses do not need it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LocalPart(String);
+
+impl LocalPart {
+    pub fn parse(input: &str) -> Result<LocalPart, String> {
+        if input.is_empty() {
+            return Err("the local part is empty".into());
+        }
+        if input.len() > MAX_LOCAL_PART {
+            return Err(format!(
+                "{input:?} is longer than {MAX_LOCAL_PART} characters"
+            ));
+        }
+        if let Some(c) = input.chars().find(|c| !is_atom_char(*c) && *c != '.') {
+            return Err(format!(
+                "{input:?} contains {c:?}; use letters, digits and . _ + -"
+            ));
+        }
+        if input.starts_with('.') || input.ends_with('.') || input.contains("..") {
+            return Err(format!(
+                "{input:?}: dots may not start or end a local part or come in pairs"
+            ));
+        }
+        Ok(LocalPart(input.to_ascii_lowercase()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn is_atom_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '-')
+}
+
+/// A full address `local@domain`, both parts validated.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MailAddress {
+    local: LocalPart,
+    domain: Domain,
+}
+
+impl MailAddress {
+    pub fn parse(input: &str) -> Result<MailAddress, String> {
+        let (local, domain) = input
+            .rsplit_once('@')
+            .ok_or_else(|| format!("{input:?} is not an address like name@example.org"))?;
+        let local = LocalPart::parse(local)?;
+        let domain =
+            Domain::parse(domain).map_err(|e| format!("{input:?}: the domain is invalid: {e}"))?;
+        Ok(MailAddress { local, domain })
+    }
+
+    pub fn domain(&self) -> &Domain {
+        &self.domain
+    }
+}
+
+impl fmt::Display for MailAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.local.as_str(), self.domain)
+    }
+}
+
+/// Which addresses of the domain a rule matches.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Recipient {
+    /// One local part (`info`).
+    Local(LocalPart),
+    /// Every address not matched by a `Local` rule (`*`).
+    CatchAll,
+}
+
+/// One line of a forward file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardRule {
+    pub recipient: Recipient,
+    pub destinations: Vec<MailAddress>,
+}
+
+/// A domain's forward file, parsed and validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardMap {
+    pub domain: Domain,
+    /// In file order; no two rules have the same recipient.
+    pub rules: Vec<ForwardRule>,
+}
+
+/// A problem in a forward file, with the 1-based line it is on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {problem}")]
+pub struct ForwardError {
+    pub line: usize,
+    pub problem: String,
+}
+
+impl ForwardMap {
+    /// Parses the forward file of `domain`. `#` starts a comment; blank lines
+    /// are skipped. Every other line is `<local part or *> <address>...`.
+    pub fn parse(domain: &Domain, text: &str) -> Result<ForwardMap, ForwardError> {
+        let mut rules: Vec<ForwardRule> = Vec::new();
+        let mut seen: Vec<(Recipient, usize)> = Vec::new();
+        for (index, raw) in text.lines().enumerate() {
+            let line = index + 1;
+            let error = |problem: String| ForwardError { line, problem };
+            let content = raw.split('#').next().unwrap_or_default();
+            if let Some(c) = content.chars().find(|c| c.is_control() && *c != '\t') {
+                return Err(error(format!("contains the control character {c:?}")));
+            }
+            let mut words = content
+                .split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|w| !w.is_empty());
+            let Some(first) = words.next() else {
+                continue;
+            };
+            let recipient = if first == CATCH_ALL {
+                Recipient::CatchAll
+            } else if first.contains('@') {
+                return Err(error(format!(
+                    "{first:?}: write only the local part (the part before @{domain}), or * for every address"
+                )));
+            } else {
+                Recipient::Local(LocalPart::parse(first).map_err(error)?)
+            };
+            if let Some((_, earlier)) = seen.iter().find(|(r, _)| *r == recipient) {
+                return Err(error(format!(
+                    "{first:?} is already forwarded on line {earlier}; list every destination on one line"
+                )));
+            }
+            let destinations = words
+                .map(MailAddress::parse)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(error)?;
+            if destinations.is_empty() {
+                return Err(error(format!(
+                    "{first:?} has no destination; write `{first} someone@example.org`"
+                )));
+            }
+            seen.push((recipient.clone(), line));
+            rules.push(ForwardRule {
+                recipient,
+                destinations,
+            });
+        }
+        Ok(ForwardMap {
+            domain: domain.clone(),
+            rules,
+        })
+    }
+
+    /// The rules as postfix virtual alias entries: `(key, "dest1, dest2")`
+    /// with keys `local@domain`, or `@domain` for the catch-all.
+    pub fn virtual_entries(&self) -> Vec<(String, String)> {
+        self.rules
+            .iter()
+            .map(|rule| {
+                let key = match &rule.recipient {
+                    Recipient::Local(local) => format!("{}@{}", local.as_str(), self.domain),
+                    Recipient::CatchAll => format!("@{}", self.domain),
+                };
+                let value = rule
+                    .destinations
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                (key, value)
+            })
+            .collect()
+    }
+}
+
+/// Whether `relayhost` is a postfix next hop hostyard accepts: empty (deliver
+/// by MX), or `host`, `[host]`, optionally `:port`. Nothing else, so the value
+/// cannot carry more settings into main.cf.
+pub fn is_relayhost(value: &str) -> bool {
+    if value.is_empty() {
+        return true;
+    }
+    let (host, port) = match value.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => (h, Some(p)),
+        Some(_) => return false,
+        None => (value, None),
+    };
+    if let Some(p) = port {
+        if p.parse::<u16>().map_or(true, |p| p == 0) {
+            return false;
+        }
+    }
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    host.parse::<std::net::Ipv4Addr>().is_ok() || Domain::parse(host).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn domain() -> Domain {
+        Domain::parse("example.com").unwrap()
+    }
+
+    #[test]
+    fn parses_rules_comments_and_catch_all() {
+        let map = ForwardMap::parse(
+            &domain(),
+            "# forwards\n\ninfo  alice@example.org\nSales bob@example.net, carol@Example.NET # two\n*\towner@example.org\n",
+        )
+        .unwrap();
+        assert_eq!(
+            map.virtual_entries(),
+            vec![
+                ("info@example.com".into(), "alice@example.org".into()),
+                (
+                    "sales@example.com".into(),
+                    "bob@example.net, carol@example.net".into()
+                ),
+                ("@example.com".into(), "owner@example.org".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn refuses_bad_lines_naming_the_line() {
+        for (text, line, needle) in [
+            ("info\n", 1, "no destination"),
+            (
+                "info a@b.org\ninfo c@d.org\n",
+                2,
+                "already forwarded on line 1",
+            ),
+            ("info@example.com a@b.org\n", 1, "only the local part"),
+            ("in\"fo a@b.org\n", 1, "contains '\"'"),
+            ("info a@b\\.org\n", 1, "domain is invalid"),
+            ("info nobody\n", 1, "not an address"),
+            ("\n\n.info a@b.org\n", 3, "dots"),
+            ("info a@b.org\x07\n", 1, "control character"),
+            ("info |/bin/sh@x.org\n", 1, "contains '|'"),
+            ("info /etc/passwd\n", 1, "not an address"),
+            ("info a@-b.org\n", 1, "domain is invalid"),
+        ] {
+            let err = ForwardMap::parse(&domain(), text).unwrap_err();
+            assert_eq!(err.line, line, "{text:?}: {err}");
+            assert!(err.problem.contains(needle), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn relayhost_forms() {
+        for ok in [
+            "",
+            "smtp.example.org",
+            "[smtp.example.org]",
+            "[127.0.0.1]:2525",
+            "relay.example.org:587",
+        ] {
+            assert!(is_relayhost(ok), "{ok:?}");
+        }
+        for bad in [
+            "smtp.example.org\nmynetworks = 0.0.0.0/0",
+            "a b",
+            "[x]:0",
+            "[x]:99999",
+            "host:25:26",
+            "[::1]:25",
+            "-x",
+        ] {
+            assert!(!is_relayhost(bad), "{bad:?}");
+        }
+    }
+
+    proptest! {
+        // Whatever a forward file holds, what parses renders to table lines
+        // of exactly two fields, key and value, with no whitespace or control
+        // characters inside an address: nothing can break out of the table.
+        #[test]
+        fn accepted_files_render_safe_table_lines(text in "[ -~\t\n,@#*.]{0,200}") {
+            if let Ok(map) = ForwardMap::parse(&domain(), &text) {
+                for (key, value) in map.virtual_entries() {
+                    prop_assert!(!key.is_empty());
+                    prop_assert!(!key.chars().any(|c| c.is_whitespace() || c.is_control() || c == ','));
+                    for address in value.split(", ") {
+                        prop_assert!(address.contains('@'));
+                        prop_assert!(!address.chars().any(|c| c.is_whitespace() || c.is_control() || c == ','));
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn addresses_round_trip(local in "[a-z0-9][a-z0-9._+-]{0,20}[a-z0-9]", host in "[a-z][a-z0-9]{0,10}\\.org") {
+            let text = format!("{local}@{host}");
+            if !text.contains("..") {
+                let address = MailAddress::parse(&text).unwrap();
+                prop_assert_eq!(address.to_string(), text);
+            }
+        }
+    }
+}

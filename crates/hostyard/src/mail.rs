@@ -1,0 +1,188 @@
+//! `hostyard mail`: postfix's config, rendered from the forward files.
+//!
+//! The operator edits one file per domain in `runtime/postfix/forwards/`
+//! (format and validation: [`hostyard_core::mail`]); this renders postfix's
+//! `main.cf`, `master.cf` and its two lookup tables into
+//! `runtime/postfix/etc/`. postfix.service runs it before postfix starts and
+//! on `systemctl reload postfix`. Any invalid forward file stops the whole
+//! render with its name and line, before anything is written, so the running
+//! postfix keeps its last good tables.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use askama::Template;
+use hostyard_core::mail::ForwardMap;
+use hostyard_core::{Domain, Layout, NodeConfig};
+
+use crate::units::UnitFile;
+
+/// The generated files, by name in the config dir.
+pub const MAIN_CF: &str = "main.cf";
+pub const MASTER_CF: &str = "master.cf";
+pub const VIRTUAL_DOMAINS: &str = "virtual_domains";
+pub const VIRTUAL: &str = "virtual";
+
+#[derive(Template)]
+#[template(path = "postfix/main.cf")]
+struct MainCf {
+    forwards_dir: String,
+    config_dir: String,
+    hostname: String,
+    relayhost: String,
+}
+
+#[derive(Template)]
+#[template(path = "postfix/master.cf")]
+struct MasterCf;
+
+#[derive(Template)]
+#[template(path = "postfix/virtual_domains", escape = "none")]
+struct VirtualDomains {
+    forwards_dir: String,
+    domains: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(path = "postfix/virtual", escape = "none")]
+struct Virtual {
+    forwards_dir: String,
+    entries: Vec<(String, String)>,
+}
+
+/// Why the mail config could not be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    // The source is printed by the caller's error chain.
+    #[error("cannot read {path}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("{path}: the file name must be the domain it forwards for: {problem}")]
+    FileName { path: PathBuf, problem: String },
+    #[error("{path}")]
+    Forward {
+        path: PathBuf,
+        source: hostyard_core::mail::ForwardError,
+    },
+    #[error(
+        "the host name {0:?} is not a valid mail host name: set mail.hostname in the node config"
+    )]
+    Hostname(String),
+}
+
+/// Reads and validates every forward file in `dir`, sorted by domain. A
+/// missing directory means no mail domains. Names starting with `.` or
+/// ending in `~` (editor temp files) are skipped.
+pub fn read_forwards(dir: &Path) -> Result<Vec<ForwardMap>, MailError> {
+    let read_error = |path: &Path, source| MailError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(read_error(dir, e)),
+    };
+    let mut maps = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| read_error(dir, e))?;
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') || name.ends_with('~') {
+            continue;
+        }
+        let domain = Domain::parse(&name).map_err(|e| MailError::FileName {
+            path: path.clone(),
+            problem: e.to_string(),
+        })?;
+        let text = fs::read_to_string(&path).map_err(|e| read_error(&path, e))?;
+        let map = ForwardMap::parse(&domain, &text).map_err(|source| MailError::Forward {
+            path: path.clone(),
+            source,
+        })?;
+        maps.push(map);
+    }
+    maps.sort_by(|a, b| a.domain.cmp(&b.domain));
+    Ok(maps)
+}
+
+/// The name postfix uses for itself: `mail.hostname`, or `kernel_hostname`.
+pub fn mail_hostname(config: &NodeConfig, kernel_hostname: &str) -> Result<String, MailError> {
+    if !config.mail.hostname.is_empty() {
+        // Validated with the config.
+        return Ok(config.mail.hostname.clone());
+    }
+    Domain::parse(kernel_hostname)
+        .map(|d| d.as_str().to_string())
+        .map_err(|_| MailError::Hostname(kernel_hostname.to_string()))
+}
+
+/// Renders postfix's config dir: pure, so it is golden-tested.
+pub fn render_mail(
+    layout: &Layout,
+    hostname: &str,
+    relayhost: &str,
+    maps: &[ForwardMap],
+) -> askama::Result<Vec<UnitFile>> {
+    let forwards_dir = path_str(&layout.postfix_forwards_dir());
+    let config_dir = path_str(&layout.postfix_config_dir());
+    let main = MainCf {
+        forwards_dir: forwards_dir.clone(),
+        config_dir,
+        hostname: hostname.to_string(),
+        relayhost: relayhost.to_string(),
+    };
+    let domains = VirtualDomains {
+        forwards_dir: forwards_dir.clone(),
+        domains: maps.iter().map(|m| m.domain.as_str().to_string()).collect(),
+    };
+    let table = Virtual {
+        forwards_dir,
+        entries: maps.iter().flat_map(ForwardMap::virtual_entries).collect(),
+    };
+    Ok(vec![
+        file(MAIN_CF, main.render()?),
+        file(MASTER_CF, MasterCf.render()?),
+        file(VIRTUAL, table.render()?),
+        file(VIRTUAL_DOMAINS, domains.render()?),
+    ])
+}
+
+fn file(name: &str, mut contents: String) -> UnitFile {
+    if !contents.ends_with('\n') {
+        contents.push('\n');
+    }
+    UnitFile {
+        name: name.to_string(),
+        contents,
+    }
+}
+
+fn path_str(path: &Path) -> String {
+    // Config paths are validated to be plain ASCII at load time.
+    path.to_string_lossy().into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostname_comes_from_config_or_kernel() {
+        let mut config = NodeConfig::default();
+        assert_eq!(
+            mail_hostname(&config, "Box.Example.org").unwrap(),
+            "box.example.org"
+        );
+        assert!(matches!(
+            mail_hostname(&config, "under_score"),
+            Err(MailError::Hostname(_))
+        ));
+        config.mail.hostname = "mx.example.net".into();
+        assert_eq!(
+            mail_hostname(&config, "under_score").unwrap(),
+            "mx.example.net"
+        );
+    }
+}

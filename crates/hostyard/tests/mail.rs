@@ -1,0 +1,189 @@
+//! `hostyard mail`: the rendered postfix config (goldens), and the command's
+//! promises: only changed files are written, a bad forward file changes
+//! nothing and names its file and line. Real postfix and smtp-sink take this
+//! config in the end-to-end suite (tests/e2e, `t_mail_*`).
+//!
+//! Refresh the goldens with:
+//! `HOSTYARD_BLESS=1 cargo test -p hostyard --test mail`
+
+mod util;
+
+use std::fs;
+use std::path::Path;
+
+use hostyard::mail::render_mail;
+use hostyard_core::mail::ForwardMap;
+use hostyard_core::{Domain, Layout};
+use util::{assert_golden_tree, hostyard, read_tree, stderr, stdout, TempDir};
+
+fn domain(name: &str) -> Domain {
+    Domain::parse(name).expect("test domain")
+}
+
+#[test]
+fn rendered_mail_config_matches_the_goldens() {
+    let maps = [
+        ForwardMap::parse(
+            &domain("example.com"),
+            "info alice@example.org\nsales bob@example.net, carol@example.net\n* owner@example.org\n",
+        )
+        .expect("forwards"),
+        ForwardMap::parse(&domain("b.example"), "# only a comment\n").expect("forwards"),
+    ];
+    let files = render_mail(
+        &Layout::new(Path::new("/data")),
+        "mx.example.com",
+        "[smtp.example.org]:587",
+        &maps,
+    )
+    .expect("render");
+    let tree = files.into_iter().map(|f| (f.name, f.contents)).collect();
+    assert_golden_tree("mail", &tree);
+}
+
+/// A data root and a config naming it, with a fixed mail host name.
+fn server() -> (TempDir, String) {
+    let dir = TempDir::new();
+    let config = dir.str("hostyard.yaml");
+    fs::write(
+        &config,
+        format!(
+            "data_root: {}\nmail:\n  hostname: mx.example.com\n",
+            dir.str("data")
+        ),
+    )
+    .expect("config");
+    (dir, config)
+}
+
+fn forwards(dir: &TempDir) -> std::path::PathBuf {
+    dir.join("data/runtime/postfix/forwards")
+}
+
+fn etc(dir: &TempDir) -> std::path::PathBuf {
+    dir.join("data/runtime/postfix/etc")
+}
+
+#[test]
+fn mail_writes_the_config_then_only_what_changed() {
+    let (dir, config) = server();
+    let out = hostyard(&["--config", &config, "mail"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // The first run creates the operator's directory and the queue.
+    assert!(forwards(&dir).is_dir());
+    assert!(dir.join("data/runtime/postfix/queue").is_dir());
+    assert_eq!(stdout(&out).lines().count(), 4, "{}", stdout(&out));
+    let tree = read_tree(&etc(&dir));
+    assert_eq!(
+        tree["virtual_domains"]
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .count(),
+        0
+    );
+
+    fs::write(
+        forwards(&dir).join("example.com"),
+        "info alice@example.org\n",
+    )
+    .expect("write");
+    let out = hostyard(&["--config", &config, "mail", "--check"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let etc_dir = etc(&dir);
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "differs {}\ndiffers {}\n",
+            etc_dir.join("virtual").display(),
+            etc_dir.join("virtual_domains").display()
+        )
+    );
+    let out = hostyard(&["--config", &config, "mail"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "updated {}\nupdated {}\n",
+            etc_dir.join("virtual").display(),
+            etc_dir.join("virtual_domains").display()
+        )
+    );
+    assert!(read_tree(&etc_dir)["virtual"].contains("\ninfo@example.com alice@example.org\n"));
+    let out = hostyard(&["--config", &config, "mail", "--check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+}
+
+#[test]
+fn a_bad_forward_file_names_file_and_line_and_changes_nothing() {
+    let (dir, config) = server();
+    fs::create_dir_all(forwards(&dir)).expect("mkdir");
+    fs::write(
+        forwards(&dir).join("example.com"),
+        "info alice@example.org\n",
+    )
+    .expect("write");
+    let out = hostyard(&["--config", &config, "mail"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let before = read_tree(&etc(&dir));
+    for (name, text, needle) in [
+        (
+            "example.com",
+            "info alice@example.org\nsales\n",
+            "line 2: \"sales\" has no destination",
+        ),
+        (
+            "example.com",
+            "info a@b.org\nINFO c@d.org\n",
+            "line 2: \"INFO\" is already forwarded on line 1",
+        ),
+        ("example.com", "info alice@example.org bob@x y\n", "line 1:"),
+        ("b.org", "x@b.org a@c.org\n", "write only the local part"),
+        (
+            "not_a_domain",
+            "info a@c.org\n",
+            "the file name must be the domain",
+        ),
+    ] {
+        let path = forwards(&dir).join(name);
+        let original = fs::read_to_string(&path).ok();
+        fs::write(&path, text).expect("write");
+        let out = hostyard(&["--config", &config, "mail"]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{text:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains(&path.display().to_string()),
+            "names the file: {err}"
+        );
+        assert!(err.contains(needle), "{text:?}: {err}");
+        assert_eq!(stdout(&out), "");
+        assert_eq!(
+            read_tree(&etc(&dir)),
+            before,
+            "{text:?}: something was written"
+        );
+        match original {
+            Some(o) => fs::write(&path, o).expect("restore"),
+            None => fs::remove_file(&path).expect("remove"),
+        }
+    }
+}
+
+#[test]
+fn relayhost_that_could_inject_settings_is_refused() {
+    let dir = TempDir::new();
+    let config = dir.str("hostyard.yaml");
+    fs::write(
+        &config,
+        format!(
+            "data_root: {}\nmail:\n  relayhost: \"x.org\\nmynetworks = 0.0.0.0/0\"\n",
+            dir.str("data")
+        ),
+    )
+    .expect("config");
+    let out = hostyard(&["--config", &config, "mail"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("mail.relayhost"), "{err}");
+    assert!(!dir.join("data").exists(), "wrote something");
+}
