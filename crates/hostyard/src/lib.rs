@@ -2,9 +2,13 @@
 //!
 //! The generator is split the way it is tested: [`units`] is a pure function
 //! from the node config to unit files, [`write`] is the thin layer that puts
-//! them on disk atomically, and `main.rs` only parses flags.
+//! them on disk atomically, and `main.rs` only parses flags. [`config_get`]
+//! answers `hostyard config get KEY` for scripts; [`mail`] renders postfix's
+//! config from the forward files.
 
+pub mod config_get;
 pub mod escape;
+pub mod mail;
 pub mod status;
 pub mod units;
 pub mod write;

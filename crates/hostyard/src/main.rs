@@ -1,5 +1,5 @@
 //! hostyard: flags and exit codes only; the work is in the library
-//! (`units`, `write`, `status`).
+//! (`units`, `write`, `status`, `config_get`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -41,6 +41,27 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Render postfix's config from the forward files (postfix.service runs
+    /// this before postfix starts and on reload).
+    Mail {
+        /// Write nothing; exit 1 and list the files that differ or are missing.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Read the node config as hostyard parses it (for scripts).
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Print one value: a scalar as it is, a list one item per line.
+    Get {
+        /// A dotted key as in the README's config, e.g. bin_dir, etcd.endpoints, images.static_git.
+        key: String,
     },
 }
 
@@ -85,6 +106,15 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Status { json } => {
             let code = hostyard::status::run(&config, json).map_err(runtime)?;
             Ok(u8::try_from(code).unwrap_or(1))
+        }
+        Command::Mail { check } => mail(&config, check),
+        Command::Config {
+            action: ConfigAction::Get { key },
+        } => {
+            for line in hostyard::config_get::get(&config, &key).map_err(usage)? {
+                println!("{line}");
+            }
+            Ok(0)
         }
     }
 }
@@ -146,6 +176,58 @@ fn generate(
             files.len()
         );
     }
+    Ok(0)
+}
+
+/// `hostyard mail`: validate every forward file, then write postfix's config
+/// dir (only files that changed). A bad forward file is a usage error (2)
+/// and writes nothing.
+fn mail(config: &NodeConfig, check: bool) -> Result<u8, Failure> {
+    use hostyard::mail;
+    let layout = config.layout();
+    let forwards = layout.postfix_forwards_dir();
+    let maps = mail::read_forwards(&forwards).map_err(|e| match e {
+        mail::MailError::Read { .. } => runtime(e),
+        _ => usage(e),
+    })?;
+    let kernel_hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let hostname = mail::mail_hostname(config, &kernel_hostname).map_err(usage)?;
+    let files = mail::render_mail(&layout, &hostname, &config.mail.relayhost, &maps)
+        .map_err(|e| runtime(anyhow::Error::new(e).context("cannot render postfix's config")))?;
+    let out = layout.postfix_config_dir();
+    if check {
+        let differences = check_units(&out, &files).map_err(runtime)?;
+        for d in &differences {
+            match d {
+                Difference::Missing(p) => println!("missing {}", p.display()),
+                Difference::Differs(p) => println!("differs {}", p.display()),
+            }
+        }
+        return Ok(u8::from(!differences.is_empty()));
+    }
+    // The operator's directory and postfix's queue exist from the first
+    // render on, so there is an obvious place to put a forward file.
+    for dir in [&forwards, &layout.postfix_queue_dir()] {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| runtime(anyhow::anyhow!("cannot create {}: {e}", dir.display())))?;
+    }
+    let changes = write_units(&out, &files).map_err(runtime)?;
+    for c in &changes {
+        match c {
+            Change::Created(p) => println!("created {}", p.display()),
+            Change::Updated(p) => println!("updated {}", p.display()),
+        }
+    }
+    eprintln!(
+        "{PROGRAM}: mail for {} domain(s) from {}; {} of {} files in {} changed",
+        maps.len(),
+        forwards.display(),
+        changes.len(),
+        files.len(),
+        out.display()
+    );
     Ok(0)
 }
 

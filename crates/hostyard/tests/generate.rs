@@ -1,6 +1,7 @@
 //! `hostyard generate`: goldens, the writer's promises (atomic, only what
 //! changed), `--check`, bad input, and that every unit passes
-//! `systemd-analyze verify`.
+//! `systemd-analyze verify`; and `hostyard config get`, which setup.sh
+//! reads the config with.
 //!
 //! Refresh the goldens with:
 //! `HOSTYARD_BLESS=1 cargo test -p hostyard --test generate`
@@ -70,6 +71,9 @@ fn cli_help_matches_the_goldens() {
         ("hostyard.txt", vec!["--help"]),
         ("hostyard-generate.txt", vec!["generate", "--help"]),
         ("hostyard-status.txt", vec!["status", "--help"]),
+        ("hostyard-mail.txt", vec!["mail", "--help"]),
+        ("hostyard-config.txt", vec!["config", "--help"]),
+        ("hostyard-config-get.txt", vec!["config", "get", "--help"]),
     ] {
         let out = hostyard(&args);
         assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
@@ -661,7 +665,7 @@ fn readme_config_section_is_the_complete_default_config() {
 }
 
 #[test]
-fn readme_opens_with_the_demo_and_test_commands() {
+fn readme_opens_with_the_server_in_a_box_and_test_commands() {
     let text = readme();
     let first_block = text
         .split_once("```sh\n")
@@ -674,7 +678,7 @@ fn readme_opens_with_the_demo_and_test_commands() {
         .lines()
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    assert_eq!(commands, ["scripts/demo.sh", "scripts/test.sh"]);
+    assert_eq!(commands, ["scripts/server-in-a-box.sh", "scripts/test.sh"]);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     for c in commands {
         assert!(root.join(c).is_file(), "{c}");
@@ -929,4 +933,70 @@ fn units_work_under_real_systemd() {
         "active"
     );
     ok(&["test", "-s", "/data/runtime/haproxy/haproxy.cfg"]);
+}
+
+/// `hostyard config get KEY` through the binary: what setup.sh relies on.
+fn config_get(config: &str, key: &str) -> std::process::Output {
+    let dir = TempDir::new();
+    fs::write(dir.join("hostyard.yaml"), config).expect("config");
+    hostyard(&["--config", &dir.str("hostyard.yaml"), "config", "get", key])
+}
+
+#[test]
+fn config_get_prints_scalars_as_they_are_and_lists_one_item_a_line() {
+    let config = "bin_dir: /opt/hostyard/bin\n\
+                  etcd:\n  endpoints: [\"http://10.0.0.1:2379\", 'http://10.0.0.2:2379']\n\
+                  images:\n  static_git: \"reg.example/static-git:2\"  # pinned\n";
+    for (key, want) in [
+        ("bin_dir", "/opt/hostyard/bin\n"),
+        (
+            "etcd.endpoints",
+            "http://10.0.0.1:2379\nhttp://10.0.0.2:2379\n",
+        ),
+        ("images.static_git", "reg.example/static-git:2\n"),
+        // Defaults for what the file does not set.
+        ("data_root", "/data\n"),
+        ("images.static", "hostyard/static\n"),
+        ("haproxy.http_port", "80\n"),
+        ("haproxy.frontend_rules", ""),
+        ("discovery.expect_status", ""),
+    ] {
+        let out = config_get(config, key);
+        assert_eq!(out.status.code(), Some(0), "{key}: {}", stderr(&out));
+        assert_eq!(stdout(&out), want, "{key}");
+    }
+    let out = config_get("", "etcd.endpoints");
+    assert_eq!(stdout(&out), "http://127.0.0.1:2379\n");
+}
+
+#[test]
+fn config_get_of_an_unknown_key_or_a_section_exits_2_naming_it() {
+    for (key, says) in [
+        ("etcd.endpoint", "unknown config key \"etcd.endpoint\""),
+        ("bin_dir.x", "unknown config key \"bin_dir.x\""),
+        ("etcd", "\"etcd\" is a section"),
+    ] {
+        let out = config_get("", key);
+        assert_eq!(out.status.code(), Some(2), "{key}");
+        assert_eq!(stdout(&out), "", "{key}");
+        let err = stderr(&out);
+        assert!(err.starts_with("hostyard: "), "{err}");
+        assert!(err.contains(says), "{err}");
+        assert!(err.contains("etcd.endpoints"), "lists the keys: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+}
+
+#[test]
+fn config_get_refuses_an_invalid_config_like_every_binary() {
+    let out = config_get(
+        "etcd:\n  endpoints: [\"10.0.0.1:2379\"]\n",
+        "etcd.endpoints",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(stdout(&out), "");
+    assert!(stderr(&out).contains("etcd.endpoints"), "{}", stderr(&out));
+    let out = config_get("bin_dirr: /x\n", "bin_dir");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("bin_dirr"), "{}", stderr(&out));
 }
