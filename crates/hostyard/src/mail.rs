@@ -107,13 +107,21 @@ pub fn read_forwards(dir: &Path) -> Result<Vec<ForwardMap>, MailError> {
     Ok(maps)
 }
 
-/// The name postfix uses for itself: `mail.hostname`, or `kernel_hostname`.
+/// The name postfix uses for itself: `mail.hostname`, or `kernel_hostname`
+/// (with `.localdomain` added to a single label).
 pub fn mail_hostname(config: &NodeConfig, kernel_hostname: &str) -> Result<String, MailError> {
     if !config.mail.hostname.is_empty() {
         // Validated with the config.
         return Ok(config.mail.hostname.clone());
     }
-    Domain::parse(kernel_hostname)
+    // Most servers have a one-label host name; postfix itself would make
+    // that `<name>.localdomain`, so say it here where it can be seen.
+    let name = if kernel_hostname.contains('.') {
+        kernel_hostname.to_string()
+    } else {
+        format!("{kernel_hostname}.localdomain")
+    };
+    Domain::parse(&name)
         .map(|d| d.as_str().to_string())
         .map_err(|_| MailError::Hostname(kernel_hostname.to_string()))
 }
