@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # A hostyard server in a container, on this machine: boots a Debian 12 with
 # systemd as PID 1 (and Docker inside it), runs scripts/setup.sh in it with
-# this checkout's release binaries and images, starts a sample static site and
-# checks it answers through HAProxy, published on 127.0.0.1:8080.
+# this checkout's release binaries and images, starts two sample sites and
+# checks they answer through HAProxy, published on 127.0.0.1:8080:
+# static@example.com from an import folder, and static-git@git.example.com
+# from a sample repository that a `git daemon` on the box's loopback serves.
+#
+# On a fresh Debian 12 machine (as root) it installs the Debian packages it
+# needs itself; cargo (Rust 1.88 or newer) is the one prerequisite.
 #
 # Caches, reused by the next run: the systemd rootfs image (debootstrap,
 # about a minute the first time), the site images (docker build's layer cache
@@ -18,7 +23,8 @@
 #                  "auto" lets docker pick a free one (printed, and readable
 #                  with `docker port <name> 80/tcp`)
 #   KEEP_BOX=0     remove the box at the end instead of leaving it running
-#   SAMPLE_SITE=0  stop after setup.sh (tests/e2e starts its own sites)
+#   SAMPLE_SITE=0  stop after setup.sh, no sample sites (tests/e2e starts
+#                  its own)
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -36,10 +42,33 @@ SERVER_IMAGE=hostyard/server-box:bookworm
 TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target}
 BINARIES=(hostyard hostyard-confd hostyard-discovery hostyard-import hostyard-gitpull)
 SAMPLE_DOMAIN=example.com
+SAMPLE_GIT_DOMAIN=git.example.com
+# The sample repository's git daemon, on the box's loopback only.
+SAMPLE_GIT_URL=git://127.0.0.1:9418/sample.git
 BOOT_WAIT_SECS=60
+# What this script runs on the machine itself: the docker engine, debootstrap
+# for the rootfs images, curl for the checks, and what `cargo build` needs
+# beyond Rust (a C compiler and linker for ring; protoc and the well-known
+# .proto files for etcd-client).
+APT_PACKAGES=(ca-certificates curl debootstrap gcc libc6-dev protobuf-compiler libprotobuf-dev)
 
 # box CMD...: run a command in the box.
 box() { docker exec "$BOX" "$@"; }
+
+install_packages() {
+  local want=("${APT_PACKAGES[@]}") missing
+  # A machine with another docker engine (docker-ce) keeps it: docker.io
+  # would conflict with it.
+  command -v dockerd >/dev/null && command -v docker >/dev/null || want+=(docker.io iptables)
+  step "apt packages: ${want[*]}"
+  mapfile -t missing < <(apt_missing "${want[@]}")
+  if [ ${#missing[@]} -eq 0 ]; then
+    note "all installed"
+    return
+  fi
+  note "installing: ${missing[*]}"
+  apt_install "${missing[@]}"
+}
 
 ensure_docker() {
   command -v docker >/dev/null || die "docker not found: apt-get install docker.io iptables"
@@ -134,7 +163,7 @@ booted() {
   [ "$state" = running ] || [ "$state" = degraded ]
 }
 
-sample_site() {
+sample_static() {
   step "starting static@$SAMPLE_DOMAIN from an import folder"
   box mkdir -p "/data/import/$SAMPLE_DOMAIN/static/www-content"
   printf '<h1>%s, served by hostyard in a box</h1>\n' "$SAMPLE_DOMAIN" |
@@ -144,16 +173,48 @@ sample_site() {
   note "systemctl start returned after $((SECONDS - t0)) s"
 }
 
+# The sample repository: one commit with an index.html, in a bare repository
+# that `git daemon` serves on the box's loopback (port 9418), as a transient
+# unit so systemd keeps it running and stops it with the box. The box is new
+# on every run, so this is too.
+sample_repo() {
+  step "sample repository $SAMPLE_GIT_URL in $BOX"
+  docker exec -i "$BOX" bash -euo pipefail <<EOF
+git init -q -b main /srv/sample-work
+printf '<h1>%s, served by hostyard in a box from git</h1>\n' "$SAMPLE_GIT_DOMAIN" >/srv/sample-work/index.html
+git -C /srv/sample-work add index.html
+git -C /srv/sample-work -c user.name=hostyard -c user.email=box@$SAMPLE_GIT_DOMAIN commit -qm 'sample site'
+mkdir -p /srv/git
+git clone -q --bare /srv/sample-work /srv/git/sample.git
+systemd-run -q --unit hostyard-sample-git-daemon --property=Type=exec \
+  /usr/bin/git daemon --reuseaddr --base-path=/srv/git --export-all \
+  --listen=127.0.0.1 --port=9418 /srv/git
+EOF
+  wait_for 10 "git daemon in $BOX" box git ls-remote "$SAMPLE_GIT_URL" ||
+    die "the sample git daemon does not answer: docker exec $BOX journalctl -u hostyard-sample-git-daemon"
+  note "edit it in the box: git clone $SAMPLE_GIT_URL; push to /srv/git/sample.git"
+}
+
+sample_static_git() {
+  step "starting static-git@$SAMPLE_GIT_DOMAIN from $SAMPLE_GIT_URL"
+  box mkdir -p "/data/import/$SAMPLE_GIT_DOMAIN/static-git"
+  printf '%s\n' "$SAMPLE_GIT_URL" |
+    docker exec -i "$BOX" sh -c "cat >/data/import/$SAMPLE_GIT_DOMAIN/static-git/GITURL"
+  local t0=$SECONDS
+  box systemctl start "static-git@$SAMPLE_GIT_DOMAIN"
+  note "systemctl start returned after $((SECONDS - t0)) s"
+}
+
+# check DOMAIN: the site answers 200 through HAProxy on the published port.
 check() {
-  step "GET http://127.0.0.1:$BOX_PORT/ with Host: $SAMPLE_DOMAIN"
-  local out
-  out=$(curl -sS --max-time 5 -H "Host: $SAMPLE_DOMAIN" -w ' [%{http_code}]' "http://127.0.0.1:$BOX_PORT/") ||
+  local domain=$1 out code
+  step "GET http://127.0.0.1:$BOX_PORT/ with Host: $domain"
+  out=$(curl -sS --max-time 5 -H "Host: $domain" -w '\n%{http_code}' "http://127.0.0.1:$BOX_PORT/") ||
     die "no answer through HAProxy"
-  note "$out"
-  case $out in
-    *'[200]') ;;
-    *) die "expected 200" ;;
-  esac
+  code=${out##*$'\n'}
+  out=${out%$'\n'*}
+  note "$code ${out%$'\n'}"
+  [ "$code" = 200 ] || die "expected 200 for $domain"
 }
 
 main() {
@@ -175,6 +236,7 @@ main() {
       exit 2
       ;;
   esac
+  install_packages
   ensure_docker
   build_binaries
   "$repo/scripts/images.sh" save "$CACHE/images"
@@ -183,14 +245,18 @@ main() {
   step "running setup.sh in $BOX"
   box /hostyard/src/scripts/setup.sh --binaries /hostyard/bin --images /hostyard/images
   [ "$SAMPLE_SITE" != 0 ] || return 0
-  sample_site
-  check
+  sample_static
+  sample_repo
+  sample_static_git
+  check "$SAMPLE_DOMAIN"
+  check "$SAMPLE_GIT_DOMAIN"
   if [ "$KEEP_BOX" = 0 ]; then
     docker rm -f "$BOX" >/dev/null
-    step "removed $BOX"
+    step "both sites answered; removed $BOX"
   else
-    step "the box runs on: curl -H 'Host: $SAMPLE_DOMAIN' http://127.0.0.1:$BOX_PORT/"
-    note "a shell in it: docker exec -it $BOX bash; remove it: docker rm -f $BOX"
+    step "the box runs; reach its sites from this machine with:"
+    printf "curl -H 'Host: %s' http://127.0.0.1:%s/\n" "$SAMPLE_DOMAIN" "$BOX_PORT" "$SAMPLE_GIT_DOMAIN" "$BOX_PORT"
+    note "a shell in it: docker exec -it $BOX bash; remove it: ${0##*/} down"
   fi
 }
 
