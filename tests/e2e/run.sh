@@ -68,6 +68,33 @@ t_setup_second_run_changes_nothing() {
   expect "last line of the second setup.sh" "$(printf '%s\n' "$out" | tail -n 1)" "==> done: nothing to change"
 }
 
+# server_state: what a refused setup.sh must not change: units, config,
+# binaries, installed packages, the server-wide services.
+server_state() {
+  # shellcheck disable=SC2016 # expanded by the box's shell
+  bx sh -c 'find /etc/systemd/system /etc/hostyard /usr/local/bin -xdev \( -type f -exec sha256sum {} + \) -o \( -type l -printf "%p -> %l\n" \) | sort
+    dpkg-query -W | sort
+    for u in docker.service etcd.service haproxy-confd.service haproxy.service hostyard.target; do
+      echo "$u $(systemctl is-active "$u") $(systemctl is-enabled "$u" 2>&1)"
+    done'
+}
+
+t_setup_with_unreachable_etcd_cluster_fails_and_changes_nothing() {
+  local ip before out rc=0
+  # The box's own etcd listens on loopback only: at the box's container
+  # address nothing answers, a real "cluster elsewhere" that is down.
+  ip=$(bx hostname -i | awk '{print $1}')
+  printf 'etcd:\n  endpoints: ["http://%s:2379"]\n' "$ip" | bxi sh -c 'cat >/tmp/e2e-cluster.yaml'
+  before=$(server_state)
+  out=$(bx env HOSTYARD_CONFIG=/tmp/e2e-cluster.yaml ETCD_CHECK_SECS=3 \
+    /hostyard/src/scripts/setup.sh --binaries /hostyard/bin --images /hostyard/images 2>&1) || rc=$?
+  printf '%s\n' "$out" | tail -n 1 | sed 's/^/    | /' >&2
+  expect "setup.sh's exit status" "$rc" 1
+  expect "the error names the endpoint, the fix and that nothing changed" \
+    "$(printf '%s\n' "$out" | grep -c "http://$ip:2379.*set etcd.endpoints.*Nothing else was changed")" 1
+  expect "apt, units and services after the refusal" "$(diff <(echo "$before") <(server_state) | wc -l)" 0
+}
+
 t_static_site_answers_when_start_returns() {
   bx mkdir -p "/data/import/$STATIC/static/www-content"
   printf 'static site %s\n' "$STATIC" | bxi sh -c "cat >/data/import/$STATIC/static/www-content/index.html"
@@ -158,6 +185,76 @@ t_wordpress_fresh_install_survives_restart() {
   expect "the first post after systemctl restart wordpress@$WP" "$(body "$WP" / | grep -c 'Hello world!')" 1
 }
 
+# ---- mail: real postfix forwarding to postfix's smtp-sink, both in the box --
+
+SINK_PORT=2626
+SINK_DIR=/srv/e2e-sink
+# The test tools ship in the postfix image (smtp-sink, smtp-source).
+POSTFIX_IMAGE=hostyard/postfix
+
+# smtp TO: one message from a sender elsewhere to TO, through the box's
+# postfix on port 25; smtp-source's exit status and output.
+smtp() {
+  bx docker run --rm --network host --entrypoint /usr/sbin/smtp-source "$POSTFIX_IMAGE" \
+    -f "sender@elsewhere.example" -t "$1" -S "e2e mail to $1" -m 1 127.0.0.1:25 2>&1
+}
+
+# sunk RCPT ORIG: the sink holds a message for RCPT that was sent to ORIG.
+sunk() { bx grep -rqsF "X-Rcpt-Args: <$1> ORCPT=rfc822;$2" "$SINK_DIR"; }
+
+t_mail_forwards_for_hosted_domains() {
+  expect "postfix.service after setup" "$(bx systemctl is-active postfix.service)" active
+  # The sink, on the box's loopback, as the relay host every forward goes to.
+  bx mkdir -p "$SINK_DIR"
+  bx docker run --rm -v "$SINK_DIR:/sink" --entrypoint chown "$POSTFIX_IMAGE" postfix /sink
+  bx docker rm -f e2e-smtp-sink >/dev/null 2>&1 || true
+  bx docker run -d --name e2e-smtp-sink --network host -v "$SINK_DIR:/sink" \
+    --entrypoint /usr/sbin/smtp-sink "$POSTFIX_IMAGE" -u postfix -d "/sink/%M." "127.0.0.1:$SINK_PORT" 10 >/dev/null
+  printf 'mail:\n  relayhost: "[127.0.0.1]:%s"\n' "$SINK_PORT" | bxi sh -c 'cat >>/etc/hostyard/hostyard.yaml'
+  printf 'info  owner@mailbox.example\n*     catchall@mailbox.example\n' |
+    bxi sh -c "cat >/data/runtime/postfix/forwards/$STATIC"
+  bx systemctl reload postfix.service || {
+    bx journalctl -u postfix.service -n 30 --no-pager >&2
+    return 1
+  }
+  expect "info@$STATIC accepted" "$(smtp "info@$STATIC" >/dev/null && echo yes)" yes
+  expect "other@$STATIC accepted (catch-all)" "$(smtp "other@$STATIC" >/dev/null && echo yes)" yes
+  wait_for 30 "the forward of info@$STATIC in the sink" sunk owner@mailbox.example "info@$STATIC" || true
+  expect "info@$STATIC reached the sink as owner@mailbox.example" \
+    "$(sunk owner@mailbox.example "info@$STATIC" && echo yes)" yes
+  wait_for 30 "the forward of other@$STATIC in the sink" sunk catchall@mailbox.example "other@$STATIC" || true
+  expect "other@$STATIC reached the sink as catchall@mailbox.example" \
+    "$(sunk catchall@mailbox.example "other@$STATIC" && echo yes)" yes
+}
+
+t_mail_relay_for_other_domains_refused() {
+  local out
+  out=$(smtp "someone@not-hosted.example") && {
+    printf '    FAIL relaying to someone@not-hosted.example was accepted\n' >&2
+    return 1
+  }
+  expect "relay to someone@not-hosted.example" "$(printf '%s\n' "$out" | grep -o 'Relay access denied')" \
+    "Relay access denied"
+}
+
+t_mail_bad_forward_file_changes_nothing() {
+  local before after
+  before=$(bx sh -c 'cat /data/runtime/postfix/etc/*')
+  printf 'sales\n' | bxi sh -c 'cat >/data/runtime/postfix/forwards/broken.example'
+  if bx systemctl reload postfix.service 2>/dev/null; then
+    printf '    FAIL systemctl reload postfix succeeded with a bad forward file\n' >&2
+    return 1
+  fi
+  printf '    ok   systemctl reload postfix failed\n' >&2
+  expect "what the journal says" \
+    "$(bx journalctl -u postfix.service -n 20 --no-pager | grep -c 'broken.example: line 1: "sales" has no destination')" 1
+  after=$(bx sh -c 'cat /data/runtime/postfix/etc/*')
+  expect "postfix's config after the failed reload" "$([ "$before" = "$after" ] && echo unchanged)" unchanged
+  expect "postfix.service after the failed reload" "$(bx systemctl is-active postfix.service)" active
+  bx rm /data/runtime/postfix/forwards/broken.example
+  expect "info@$STATIC still accepted" "$(smtp "info@$STATIC" >/dev/null && echo yes)" yes
+}
+
 # confinement NAME: read-only root, dropped and added capabilities,
 # no-new-privileges of a running container, as one line.
 confinement() {
@@ -172,6 +269,8 @@ t_containers_are_confined() {
   expect "wordpress_$WP" "$(confinement "wordpress_$WP")" "false $web"
   expect "hostyard_haproxy" "$(confinement hostyard_haproxy)" \
     "true drop=[ALL] add=[NET_BIND_SERVICE] [no-new-privileges] host"
+  expect "hostyard_postfix" "$(confinement hostyard_postfix)" \
+    "true drop=[ALL] add=[CHOWN DAC_OVERRIDE FOWNER NET_BIND_SERVICE SETGID SETUID] [no-new-privileges] host"
 }
 
 # state: what a hostile instance must not change (site data, imports,
@@ -226,12 +325,16 @@ t_reboot_brings_enabled_sites_back() {
 
 CHECKS=(
   t_setup_second_run_changes_nothing
+  t_setup_with_unreachable_etcd_cluster_fails_and_changes_nothing
   t_static_site_answers_when_start_returns
   t_host_with_port_routes
   t_unknown_host_404
   t_stop_503_within_1s_then_start_200
   t_static_git_site_and_pull
   t_wordpress_fresh_install_survives_restart
+  t_mail_forwards_for_hosted_domains
+  t_mail_relay_for_other_domains_refused
+  t_mail_bad_forward_file_changes_nothing
   t_containers_are_confined
   t_hostile_instances_fail_cleanly
   t_reboot_brings_enabled_sites_back

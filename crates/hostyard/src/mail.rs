@@ -9,8 +9,10 @@
 //! postfix keeps its last good tables.
 
 use std::fs;
-use std::io;
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use askama::Template;
 use hostyard_core::mail::ForwardMap;
@@ -172,9 +174,66 @@ fn path_str(path: &Path) -> String {
     path.to_string_lossy().into_owned()
 }
 
+/// Where postfix.service's readiness is checked: master.cf's `smtp inet`
+/// service on every interface, so loopback answers.
+pub const SMTP_ADDRESS: &str = "127.0.0.1:25";
+
+/// Waits until an SMTP server at `address` greets with `220`, polling every
+/// 100 ms, for at most `timeout`. postfix.service runs this as its
+/// `ExecStartPost=`, so `systemctl start postfix` returns only when postfix
+/// takes mail, and a reload never finds the container half started.
+pub fn wait_for_smtp(address: SocketAddr, timeout: Duration) -> Result<Duration, String> {
+    let start = Instant::now();
+    loop {
+        let last = match greeting(address, Duration::from_secs(2)) {
+            Ok(line) if line.starts_with("220") => return Ok(start.elapsed()),
+            Ok(line) => format!("greeted with {:?}", line.trim_end()),
+            Err(e) => e.to_string(),
+        };
+        if start.elapsed() >= timeout {
+            return Err(format!(
+                "no SMTP greeting from {address} within {}s (last: {last}); see journalctl -u postfix",
+                timeout.as_secs()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The first line an SMTP server sends; says QUIT after it.
+fn greeting(address: SocketAddr, timeout: Duration) -> io::Result<String> {
+    let stream = TcpStream::connect_timeout(&address, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    let mut line = String::new();
+    BufReader::new(&stream).read_line(&mut line)?;
+    // Politeness only: postfix logs a lost connection otherwise.
+    let _ = (&stream).write_all(b"QUIT\r\n");
+    Ok(line)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wait_for_smtp_needs_a_220_greeting() {
+        use std::net::TcpListener;
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("address");
+        // A server that refuses (554) first, then greets properly.
+        let server = std::thread::spawn(move || {
+            for greeting in ["554 not now\r\n", "220 ready\r\n"] {
+                let (mut conn, _) = listener.accept().expect("accept");
+                conn.write_all(greeting.as_bytes()).expect("greet");
+            }
+        });
+        wait_for_smtp(address, Duration::from_secs(10)).expect("ready");
+        server.join().expect("server");
+        // Nothing listens there any more: bounded failure naming the address.
+        let err = wait_for_smtp(address, Duration::from_millis(300)).unwrap_err();
+        assert!(err.contains(&address.to_string()), "{err}");
+    }
 
     #[test]
     fn hostname_comes_from_config_or_kernel() {

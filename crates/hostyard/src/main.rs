@@ -49,6 +49,13 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Wait until postfix answers SMTP on 127.0.0.1:25 (postfix.service's
+    /// ExecStartPost).
+    MailWait {
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 60, value_name = "SECS")]
+        timeout: u64,
+    },
     /// Read the node config as hostyard parses it (for scripts).
     Config {
         #[command(subcommand)]
@@ -108,6 +115,19 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             Ok(u8::try_from(code).unwrap_or(1))
         }
         Command::Mail { check } => mail(&config, check),
+        Command::MailWait { timeout } => {
+            let address = hostyard::mail::SMTP_ADDRESS
+                .parse()
+                .map_err(|e| runtime(anyhow::anyhow!("{e}")))?;
+            let took =
+                hostyard::mail::wait_for_smtp(address, std::time::Duration::from_secs(timeout))
+                    .map_err(|e| runtime(anyhow::anyhow!(e)))?;
+            eprintln!(
+                "{PROGRAM}: postfix answers on {address} after {} ms",
+                took.as_millis()
+            );
+            Ok(0)
+        }
         Command::Config {
             action: ConfigAction::Get { key },
         } => {

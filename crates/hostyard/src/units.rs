@@ -210,6 +210,7 @@ struct PostfixUnit {
     container: &'static str,
     image: String,
     render: String,
+    wait: String,
     config_dir: String,
     queue_dir: String,
 }
@@ -386,6 +387,7 @@ impl<'a> Values<'a> {
             container: POSTFIX_CONTAINER,
             image: systemd_escape(&self.config.images.postfix),
             render: self.helper_exec(HOSTYARD_BIN, &["mail"]),
+            wait: self.helper_exec(HOSTYARD_BIN, &["mail-wait"]),
             config_dir: path_str(&self.layout.postfix_config_dir()),
             queue_dir: path_str(&self.layout.postfix_queue_dir()),
         }

@@ -72,6 +72,7 @@ fn cli_help_matches_the_goldens() {
         ("hostyard-generate.txt", vec!["generate", "--help"]),
         ("hostyard-status.txt", vec!["status", "--help"]),
         ("hostyard-mail.txt", vec!["mail", "--help"]),
+        ("hostyard-mail-wait.txt", vec!["mail-wait", "--help"]),
         ("hostyard-config.txt", vec!["config", "--help"]),
         ("hostyard-config-get.txt", vec!["config", "get", "--help"]),
     ] {
