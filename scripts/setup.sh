@@ -4,16 +4,22 @@
 # printed; nothing secret is.
 #
 # What it does, in order:
-#   1. apt: docker.io + iptables, etcd-server (a single member on loopback:
-#      Debian's defaults), haproxy (its `haproxy -c` validates confd's
-#      configs; Debian's own haproxy.service is stopped and disabled, since
-#      hostyard's haproxy.service replaces it), git (imports and pulls);
-#   2. the hostyard binaries into bin_dir, from --binaries DIR;
-#   3. /etc/hostyard/hostyard.yaml if missing (all defaults), the data layout;
-#   4. the images: loaded from --images DIR (tarballs of scripts/images.sh
+#   1. /etc/hostyard/hostyard.yaml if missing (all defaults), then reads it
+#      with `hostyard config get` (the binaries' own parser);
+#   2. etcd: when every etcd.endpoints URL is on loopback (the default
+#      http://127.0.0.1:2379) this server runs its own single member;
+#      otherwise it joins that cluster: the endpoints must answer first,
+#      or setup stops here, having changed nothing else;
+#   3. apt: docker.io + iptables, etcd-server (only for a local member:
+#      Debian's defaults listen on loopback), haproxy (its `haproxy -c`
+#      validates confd's configs; Debian's own haproxy.service is stopped
+#      and disabled, since hostyard's haproxy.service replaces it), git
+#      (imports and pulls);
+#   4. the hostyard binaries into bin_dir, from --binaries DIR; the data layout;
+#   5. the images: loaded from --images DIR (tarballs of scripts/images.sh
 #      save), or built from this checkout's dockerfiles/ when missing;
-#   5. `hostyard generate --out /etc/systemd/system`, daemon-reload;
-#   6. enables and starts docker, etcd and hostyard.target.
+#   6. `hostyard generate --out /etc/systemd/system`, daemon-reload;
+#   7. enables and starts docker, etcd (local member only) and hostyard.target.
 #
 # usage: scripts/setup.sh [--binaries DIR] [--images DIR]
 #   --binaries DIR  (or HOSTYARD_BINARIES) a directory with hostyard,
@@ -25,6 +31,8 @@
 #   --images DIR    (or HOSTYARD_IMAGES) <kind>.tar files from
 #                   `scripts/images.sh save DIR`
 #   HOSTYARD_CONFIG the node config (default /etc/hostyard/hostyard.yaml)
+#   ETCD_CHECK_SECS how long a joined cluster's endpoints may take to answer
+#                   (default 15)
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -40,8 +48,14 @@ BINARIES_DIR=${HOSTYARD_BINARIES:-}
 IMAGES_DIR=${HOSTYARD_IMAGES:-}
 UNIT_DIR=/etc/systemd/system
 BINARIES=(hostyard hostyard-confd hostyard-discovery hostyard-import hostyard-gitpull)
-APT_PACKAGES=(ca-certificates docker.io iptables etcd-server haproxy git)
+APT_PACKAGES=(ca-certificates curl docker.io iptables haproxy git)
 START_WAIT_SECS=120
+ETCD_CHECK_SECS=${ETCD_CHECK_SECS:-15}
+# The hostyard binary that reads the config (set by find_reader).
+READER=""
+# etcd.endpoints of the config, and whether they are all on loopback.
+ENDPOINTS=()
+LOCAL_ETCD=1
 # Set when this run changed something.
 CHANGED=0
 
@@ -74,34 +88,101 @@ parse_args() {
   done
 }
 
-# config_get KEY DEFAULT: a scalar of the node config, "key" at the top level
-# or "section.key" one level down, in the block style this script writes and
-# the README shows. Quotes and trailing comments are stripped; a missing file
-# or key gives DEFAULT. (The binaries parse the file for real and refuse what
-# is wrong; this only finds paths and image names.)
-config_get() {
-  local key=$1 default=$2 value=""
-  if [ -f "$CONFIG" ]; then
-    value=$(awk -v want="$key" '
-      /^[[:space:]]*(#|$)/ { next }
-      /^[^[:space:]]/ { section = "" }
-      {
-        line = $0
-        indented = (line ~ /^[[:space:]]/)
-        sub(/^[[:space:]]+/, "", line)
-        k = line; sub(/:.*/, "", k)
-        v = line; sub(/^[^:]*:[[:space:]]*/, "", v)
-        sub(/(^|[[:space:]]+)#.*$/, "", v)
-        gsub(/^["'\'']|["'\'']$/, "", v)
-        if (!indented && v == "") { section = k; next }
-        full = (indented && section != "") ? section "." k : k
-        if (full == want) { print v; exit }
-      }' "$CONFIG")
+# find_reader: the hostyard binary that reads the config. The config is read
+# by `hostyard config get` (the parser the binaries use: lists, defaults and
+# validation included), but where the installed binaries are, bin_dir, is
+# itself in the config. So: the hostyard of --binaries DIR when given (a
+# first install always has it), else the installed one on PATH or in the
+# default bin_dir. A server whose config moves bin_dir off PATH passes
+# --binaries.
+find_reader() {
+  if [ -n "$BINARIES_DIR" ]; then
+    READER=$BINARIES_DIR/hostyard
+  else
+    READER=$(command -v hostyard || echo /usr/local/bin/hostyard)
   fi
-  printf '%s\n' "${value:-$default}"
+  [ -x "$READER" ] ||
+    die "$READER is missing or not executable: pass --binaries DIR (see --help) with the hostyard binaries"
+}
+
+# config_get KEY: a value of the node config, one line per list item. An
+# invalid config or unknown key stops setup with hostyard's one-line error.
+config_get() {
+  "$READER" --config "$CONFIG" config get "$1" || die "cannot read $1 from $CONFIG (above)"
+}
+
+# is_loopback URL: whether the URL's host is this server's loopback.
+is_loopback() {
+  local host=${1#*://}
+  host=${host%%/*}
+  host=${host##*@}
+  case $host in
+    \[*) host=${host%%]*} host=${host#[} ;;
+    *) host=${host%:*} ;;
+  esac
+  [[ $host == localhost || $host == ::1 || $host =~ ^127\.[0-9]+\.[0-9]+\.[0-9]+$ ]]
+}
+
+# read_etcd: ENDPOINTS from the config; LOCAL_ETCD=0 when any is elsewhere.
+read_etcd() {
+  local endpoints ep
+  endpoints=$(config_get etcd.endpoints)
+  mapfile -t ENDPOINTS <<<"$endpoints"
+  for ep in "${ENDPOINTS[@]}"; do
+    is_loopback "$ep" || LOCAL_ETCD=0
+  done
+}
+
+# etcd_healthy URL: the member at URL answers GET /health with health true.
+etcd_healthy() {
+  local out
+  out=$(curl -fsS --connect-timeout 3 --max-time 5 "${1%/}/health" 2>&1) || {
+    printf '%s\n' "$out"
+    return 1
+  }
+  [[ $out == *'"health":"true"'* ]] || {
+    printf 'answered %s\n' "$out"
+    return 1
+  }
+}
+
+# check_cluster: with endpoints elsewhere this server joins an existing
+# cluster and runs no member of its own, so the cluster must answer before
+# anything else changes. Bounded by ETCD_CHECK_SECS; at least one healthy
+# endpoint is enough (the etcd client fails over between them).
+check_cluster() {
+  step "etcd: joining the cluster at ${ENDPOINTS[*]}"
+  if ! command -v curl >/dev/null; then
+    changed "installing curl to check the endpoints"
+    apt_install curl ca-certificates
+  fi
+  local deadline=$((SECONDS + ETCD_CHECK_SECS)) ep why healthy=() failed=()
+  while :; do
+    healthy=()
+    failed=()
+    for ep in "${ENDPOINTS[@]}"; do
+      if why=$(etcd_healthy "$ep"); then
+        healthy+=("$ep")
+      else
+        failed+=("$ep (${why//$'\n'/ })")
+      fi
+    done
+    [ ${#healthy[@]} -eq 0 ] || break
+    if ((SECONDS >= deadline)); then
+      die "no etcd endpoint of $CONFIG answers GET /health within ${ETCD_CHECK_SECS}s: ${failed[*]}." \
+        "Start or reach that cluster from this server (firewall, address), or set etcd.endpoints" \
+        "to http://127.0.0.1:2379 for a member on this server. Nothing else was changed."
+    fi
+    sleep 1
+  done
+  note "healthy: ${healthy[*]}"
+  [ ${#failed[@]} -eq 0 ] || note "not answering (the others serve meanwhile): ${failed[*]}"
+  note "no local etcd member: hostyard's units use the cluster"
 }
 
 install_packages() {
+  # A member of its own only when the config keeps etcd on loopback.
+  [ "$LOCAL_ETCD" = 0 ] || APT_PACKAGES+=(etcd-server)
   step "apt packages: ${APT_PACKAGES[*]}"
   local missing
   mapfile -t missing < <(apt_missing "${APT_PACKAGES[@]}")
@@ -186,7 +267,7 @@ images() {
   step "images${IMAGES_DIR:+ from $IMAGES_DIR}"
   local kind name tar want have n=0
   for kind in "${IMAGE_KINDS[@]}"; do
-    name=$(config_get "$(image_key "$kind")" "hostyard/$kind")
+    name=$(config_get "$(image_key "$kind")")
     have=$(docker image inspect --format '{{.Id}}' "$name" 2>/dev/null || true)
     have=${have#sha256:}
     tar=${IMAGES_DIR:+$IMAGES_DIR/$kind.tar}
@@ -252,9 +333,19 @@ enable_start() {
 }
 
 services() {
-  step "services: docker, etcd, hostyard.target"
   enable_start docker.service
-  enable_start etcd.service
+  # haproxy-confd.service is ordered After=etcd.service (ordering only, no
+  # Wants= or Requires=): with no local member that unit does not exist and
+  # systemd ignores the ordering, so the units are the same either way and
+  # confd reaches the cluster from the endpoints in the config.
+  if [ "$LOCAL_ETCD" = 1 ]; then
+    step "services: docker, etcd, hostyard.target"
+    enable_start etcd.service
+  else
+    step "services: docker, hostyard.target (etcd: the cluster at ${ENDPOINTS[*]})"
+    ! systemctl is-active -q etcd.service ||
+      note "a local etcd.service runs but the config uses the cluster: left as it is"
+  fi
   enable_start hostyard.target
   # hostyard.target only Wants its units: check what it pulled in answers.
   local unit
@@ -270,10 +361,15 @@ main() {
   need_root "set up a server"
   [ -d /run/systemd/system ] || die "systemd is not running (PID 1): hostyard needs a systemd server"
   local bin_dir data_root
-  install_packages
+  find_reader
+  # A missing config is written with all defaults, so etcd on loopback: the
+  # only change that can come before the cluster check.
   write_config
-  bin_dir=$(config_get bin_dir /usr/local/bin)
-  data_root=$(config_get data_root /data)
+  bin_dir=$(config_get bin_dir)
+  data_root=$(config_get data_root)
+  read_etcd
+  [ "$LOCAL_ETCD" = 1 ] || check_cluster
+  install_packages
   install_binaries "$bin_dir"
   make_layout "$data_root"
   images
