@@ -222,6 +222,7 @@ main() {
   case ${1:-up} in
     up) ;;
     image)
+      install_packages
       ensure_docker
       server_image
       return
