@@ -95,6 +95,34 @@ t_setup_with_unreachable_etcd_cluster_fails_and_changes_nothing() {
   expect "apt, units and services after the refusal" "$(diff <(echo "$before") <(server_state) | wc -l)" 0
 }
 
+# A real cluster elsewhere: a second etcd in the box, listening only on the
+# box's container address. setup.sh with a config naming it must join it
+# (no local member installed or started) and succeed. The units name the
+# config path, so that run rewrites them; setup.sh with the server's own
+# config then puts every file back, which the check verifies too.
+t_setup_joins_a_configured_etcd_cluster() {
+  local ip before out rc=0 setup=(/hostyard/src/scripts/setup.sh --binaries /hostyard/bin --images /hostyard/images)
+  ip=$(bx hostname -i | awk '{print $1}')
+  bx systemd-run -q --unit e2e-cluster-etcd /usr/bin/etcd --name e2e --data-dir /tmp/e2e-cluster-etcd \
+    --listen-client-urls "http://$ip:23790" --advertise-client-urls "http://$ip:23790" \
+    --listen-peer-urls http://127.0.0.1:23800 --initial-advertise-peer-urls http://127.0.0.1:23800 \
+    --initial-cluster e2e=http://127.0.0.1:23800
+  printf 'etcd:\n  endpoints: ["http://%s:23790"]\n' "$ip" | bxi sh -c 'cat >/tmp/e2e-join.yaml'
+  before=$(server_state)
+  # ETCD_CHECK_SECS also covers the new member's start.
+  out=$(bx env HOSTYARD_CONFIG=/tmp/e2e-join.yaml ETCD_CHECK_SECS=30 "${setup[@]}" 2>&1) || rc=$?
+  bx systemctl stop e2e-cluster-etcd
+  printf '%s\n' "$out" | grep -E '^==> (etcd|apt|services)|healthy|local etcd' | sed 's/^/    | /' >&2
+  expect "setup.sh with the cluster's endpoints" "$rc" 0
+  expect "the cluster answered" "$(printf '%s\n' "$out" | grep -c "^    healthy: http://$ip:23790$")" 1
+  expect "etcd-server among the packages" "$(printf '%s\n' "$out" | grep '^==> apt packages' | grep -c etcd-server)" 0
+  expect "the services step names the cluster, not etcd.service" "$(printf '%s\n' "$out" | grep -c "^==> services: docker, hostyard.target (etcd: the cluster at http://$ip:23790)$")" 1
+  rc=0
+  bx "${setup[@]}" >/dev/null 2>&1 || rc=$?
+  expect "setup.sh with the server's own config again" "$rc" 0
+  expect "units, packages and services after both runs" "$(diff <(echo "$before") <(server_state) | wc -l)" 0
+}
+
 t_static_site_answers_when_start_returns() {
   bx mkdir -p "/data/import/$STATIC/static/www-content"
   printf 'static site %s\n' "$STATIC" | bxi sh -c "cat >/data/import/$STATIC/static/www-content/index.html"
@@ -333,6 +361,7 @@ t_reboot_brings_enabled_sites_back() {
 CHECKS=(
   t_setup_second_run_changes_nothing
   t_setup_with_unreachable_etcd_cluster_fails_and_changes_nothing
+  t_setup_joins_a_configured_etcd_cluster
   t_static_site_answers_when_start_returns
   t_host_with_port_routes
   t_unknown_host_404
