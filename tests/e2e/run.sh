@@ -2,7 +2,8 @@
 # hostyard's end-to-end suite: a real server (Debian 12, systemd as PID 1,
 # Docker inside) in a container, set up by scripts/setup.sh, with real sites
 # started by `systemctl start` and checked through HAProxy from this machine.
-# Nothing is mocked. (Issue 6, item 5; not yet part of scripts/test.sh.)
+# Nothing is mocked. scripts/test.sh (and so CI) runs it after the
+# workspace tests.
 #
 # The server is booted by scripts/server-in-a-box.sh under a unique name with
 # a port docker picks, so runs do not collide; it and its docker volume are

@@ -256,18 +256,22 @@ impl Default for ConfdConfig {
 }
 
 /// Why a node config could not be used.
+///
+/// Each message is complete on its own, and the underlying error is not
+/// also exposed as a `source`: callers print error chains (`{:#}`), which
+/// would otherwise repeat it.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// serde_yaml's message names the field and carries line and column.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Parse {
         path: PathBuf,
-        source: serde_yaml::Error,
+        error: serde_yaml::Error,
     },
     #[error("{path}: {field}: {problem}")]
     Invalid {
@@ -289,9 +293,9 @@ impl NodeConfig {
             {
                 Ok(NodeConfig::default())
             }
-            Err(source) => Err(ConfigError::Read {
+            Err(error) => Err(ConfigError::Read {
                 path: path.to_path_buf(),
-                source,
+                error,
             }),
         }
     }
@@ -302,9 +306,9 @@ impl NodeConfig {
         let config: NodeConfig = if text.trim().is_empty() {
             NodeConfig::default()
         } else {
-            serde_yaml::from_str(text).map_err(|source| ConfigError::Parse {
+            serde_yaml::from_str(text).map_err(|error| ConfigError::Parse {
                 path: path.to_path_buf(),
-                source,
+                error,
             })?
         };
         config.validate(path)?;
