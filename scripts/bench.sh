@@ -108,8 +108,10 @@ report() {
     site=$(awk '$1 == "mem" { print $3 + $4 }' <<<"$r" | median)
     step "figures (ms from just before systemctl start, box clock, curl to 127.0.0.1:80 every 30 ms)"
     note "one fresh site (its importer clones): first 200 $(field one 3 <<<"$r" | xargs), start returned $(field one 4 <<<"$r" | xargs)"
+    note "  of which, median: importer done (clone) $(field phase1 3 <<<"$r" | median), discovery registered $(field phase1 4 <<<"$r" | median)"
     note "one site restarted (data present, no clone): first 200 $(field warm 3 <<<"$r" | xargs), start returned $(field warm 4 <<<"$r" | xargs)"
     note "$TWENTY fresh sites with one systemctl start --no-block: first 200 $(field twenty 3 <<<"$r" | sort -n | xargs)"
+    note "  of which, median: importer done (clone) $(field phase20 3 <<<"$r" | median), discovery registered $(field phase20 4 <<<"$r" | median)"
     note "memory of $(field mem 2 <<<"$r" | wc -l) running sites, median KiB: container $cont (docker stats), discovery $disc (MemoryCurrent; VmRSS $disc_rss)"
     ok=no
     [ "$one" != none ] && ((one <= TARGET_ONE_MS)) && ok=yes
@@ -179,6 +181,7 @@ time_one() {
         echo "$tag $d $t200 ${tret:-none}"
         note "$tag $d: first 200 after $t200 ms, systemctl start returned after ${tret:-(still running)} ms"
     fi
+    [ "$tag" != one ] || phases phase1 "$t0" "$d"
     # Bounded by the unit's TimeoutStartSec.
     if kill -0 "$pid" 2>/dev/null; then wait "$pid" || true; fi
 }
@@ -209,6 +212,29 @@ time_many() {
     done
     for d in "${pending[@]}"; do echo "never $d"; done
     note "$(($# - ${#pending[@]})) of $# answered 200, the last after $(($(now_ms) - t0)) ms"
+    phases phase20 "$t0" "$@"
+}
+
+# entered_ms UNIT: when UNIT last became active, in ms of the wall clock
+# (empty if it never did).
+entered_ms() {
+    local when
+    when=$(systemctl show -P ActiveEnterTimestamp --timestamp=us+utc "$1") || return 0
+    [ -z "$when" ] || date -d "$when" +%s%3N
+}
+
+# phases TAG T0 DOMAIN...: where the time of a start went, from the units'
+# own timestamps: "TAG DOMAIN IMPORTED_MS REGISTERED_MS" (the importer's
+# clone done; discovery's READY, sent with its first registration), from T0.
+phases() {
+    local tag=$1 t0=$2 d imported registered
+    shift 2
+    for d in "$@"; do
+        imported=$(entered_ms "static-git-importer@$d.service")
+        registered=$(entered_ms "static-git-discovery@$d.service")
+        if [ -z "$imported" ] || [ -z "$registered" ]; then continue; fi
+        echo "$tag $d $((imported - t0)) $((registered - t0))"
+    done
 }
 
 # kib SIZE: docker's "1.5MiB" as KiB.
