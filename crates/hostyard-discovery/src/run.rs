@@ -23,22 +23,21 @@ use crate::registry::{self, Declared, Registrar};
 /// routing within a second of SIGTERM.
 const WITHDRAW_BUDGET: Duration = Duration::from_millis(900);
 
-/// Until the site first answers, check this often: discovery starts beside
-/// the container, and `systemctl start` waits (ExecStartPost) for the first
-/// registration, so a whole interval here would be added to every start.
-const FIRST_ANSWER_POLL: Duration = Duration::from_millis(200);
-
-/// How long to poll that fast for a site that does not answer yet; after
-/// that, a container that never comes up is checked at the normal interval
-/// rather than with five `docker inspect`s a second.
-const FIRST_ANSWER_WINDOW: Duration = Duration::from_secs(120);
+/// Until the site first answers, checks come fast and slow down as the wait
+/// goes on: discovery starts beside the container and `systemctl start`
+/// waits (ExecStartPost) for the first registration, so a whole interval
+/// would be added to every start; but twenty sites started at once on two
+/// cores must not each run five `docker inspect`s a second for as long as
+/// the machine is busy. The pause is an eighth of the time waited so far,
+/// at least this, at most the configured interval.
+const FIRST_ANSWER_MIN_PAUSE: Duration = Duration::from_millis(100);
 
 /// The pause before the next check.
 fn probe_pause(answered_once: bool, since_start: Duration, interval: Duration) -> Duration {
-    if answered_once || since_start >= FIRST_ANSWER_WINDOW {
+    if answered_once {
         interval
     } else {
-        FIRST_ANSWER_POLL.min(interval)
+        (since_start / 8).clamp(FIRST_ANSWER_MIN_PAUSE.min(interval), interval)
     }
 }
 
@@ -241,14 +240,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn polls_fast_only_until_the_first_answer_and_for_a_bounded_time() {
+    fn polls_fast_at_first_then_slows_down_until_the_first_answer() {
         let interval = Duration::from_secs(5);
-        let early = Duration::from_secs(1);
-        assert_eq!(probe_pause(false, early, interval), FIRST_ANSWER_POLL);
-        assert_eq!(probe_pause(true, early, interval), interval);
-        assert_eq!(probe_pause(false, FIRST_ANSWER_WINDOW, interval), interval);
+        let at = Duration::from_millis;
+        assert_eq!(probe_pause(false, at(0), interval), FIRST_ANSWER_MIN_PAUSE);
+        assert_eq!(probe_pause(false, at(500), interval), FIRST_ANSWER_MIN_PAUSE);
+        assert_eq!(probe_pause(false, at(4000), interval), at(500));
+        assert_eq!(probe_pause(false, at(60_000), interval), interval);
+        assert_eq!(probe_pause(true, at(0), interval), interval);
         // A configured interval shorter than the fast poll is kept.
-        let short = Duration::from_millis(100);
-        assert_eq!(probe_pause(false, early, short), short);
+        let short = at(50);
+        assert_eq!(probe_pause(false, at(0), short), short);
+        assert_eq!(probe_pause(false, at(9000), short), short);
     }
 }
