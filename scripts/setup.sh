@@ -349,11 +349,11 @@ services() {
   enable_start hostyard.target
   # hostyard.target only Wants its units: check what it pulled in answers.
   local unit
-  for unit in haproxy-confd.service haproxy.service; do
+  for unit in haproxy-confd.service haproxy.service postfix.service; do
     wait_for "$START_WAIT_SECS" "$unit to be active" systemctl is-active -q "$unit" ||
       die "$unit is not active: systemctl status $unit; journalctl -u $unit"
   done
-  note "haproxy-confd.service and haproxy.service are active"
+  note "haproxy-confd.service, haproxy.service and postfix.service are active"
 }
 
 main() {
