@@ -244,7 +244,10 @@ mod tests {
         let interval = Duration::from_secs(5);
         let at = Duration::from_millis;
         assert_eq!(probe_pause(false, at(0), interval), FIRST_ANSWER_MIN_PAUSE);
-        assert_eq!(probe_pause(false, at(500), interval), FIRST_ANSWER_MIN_PAUSE);
+        assert_eq!(
+            probe_pause(false, at(500), interval),
+            FIRST_ANSWER_MIN_PAUSE
+        );
         assert_eq!(probe_pause(false, at(4000), interval), at(500));
         assert_eq!(probe_pause(false, at(60_000), interval), interval);
         assert_eq!(probe_pause(true, at(0), interval), interval);
