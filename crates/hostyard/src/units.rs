@@ -232,6 +232,8 @@ struct SiteUnit {
     image: String,
     wait: String,
     start_timeout_secs: u64,
+    /// The units that route sites; ordering only.
+    routing: [&'static str; 2],
 }
 
 /// A site's database container (`mysql@.service`).
@@ -440,6 +442,7 @@ impl<'a> Values<'a> {
         run_options.extend(container_security(&WEB_CAPS));
         let wait_timeout = self.config.discovery.wait_timeout_secs;
         SiteUnit {
+            routing: [CONFD_UNIT, HAPROXY_UNIT],
             kind: kind.as_str(),
             requires,
             wants,
