@@ -237,7 +237,9 @@ t_mail_forwards_for_hosted_domains() {
   bx mkdir -p "$SINK_DIR"
   bx docker run --rm -v "$SINK_DIR:/sink" --entrypoint chown "$POSTFIX_IMAGE" postfix /sink
   bx docker rm -f e2e-smtp-sink >/dev/null 2>&1 || true
-  bx docker run -d --name e2e-smtp-sink --network host -v "$SINK_DIR:/sink" \
+  # smtp-sink as PID 1 ignores SIGTERM: without SIGKILL as its stop signal
+  # every shutdown of the box (the reboot check) would wait docker's 10 s.
+  bx docker run -d --name e2e-smtp-sink --network host -v "$SINK_DIR:/sink" --stop-signal SIGKILL \
     --entrypoint /usr/sbin/smtp-sink "$POSTFIX_IMAGE" -u postfix -d "/sink/%M." "127.0.0.1:$SINK_PORT" 10 >/dev/null
   printf 'mail:\n  relayhost: "[127.0.0.1]:%s"\n' "$SINK_PORT" | bxi sh -c 'cat >>/etc/hostyard/hostyard.yaml'
   printf 'info  owner@mailbox.example\n*     catchall@mailbox.example\n' |
