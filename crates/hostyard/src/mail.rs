@@ -18,7 +18,7 @@ use askama::Template;
 use hostyard_core::mail::ForwardMap;
 use hostyard_core::{Domain, Layout, NodeConfig};
 
-use crate::units::UnitFile;
+use crate::units::{file, UnitFile};
 
 /// The generated files, by name in the config dir.
 pub const MAIN_CF: &str = "main.cf";
@@ -159,21 +159,6 @@ pub fn render_mail(
     ])
 }
 
-fn file(name: &str, mut contents: String) -> UnitFile {
-    if !contents.ends_with('\n') {
-        contents.push('\n');
-    }
-    UnitFile {
-        name: name.to_string(),
-        contents,
-    }
-}
-
-fn path_str(path: &Path) -> String {
-    // Config paths are validated to be plain ASCII at load time.
-    path.to_string_lossy().into_owned()
-}
-
 /// Where postfix.service's readiness is checked: master.cf's `smtp inet`
 /// service on every interface, so loopback answers.
 pub const SMTP_ADDRESS: &str = "127.0.0.1:25";
@@ -210,6 +195,12 @@ fn greeting(address: SocketAddr, timeout: Duration) -> io::Result<String> {
     // Politeness only: postfix logs a lost connection otherwise.
     let _ = (&stream).write_all(b"QUIT\r\n");
     Ok(line)
+}
+
+/// A path for postfix's files: data_root is validated to letters, digits and
+/// `/ . _ -`, so it needs no quoting there (and must not get systemd's `%%`).
+fn path_str(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
 }
 
 #[cfg(test)]

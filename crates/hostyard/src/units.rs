@@ -122,8 +122,9 @@ pub fn check_config_path(path: &Path) -> Result<(), ConfigPathError> {
     }
 }
 
-fn file(name: &str, mut contents: String) -> UnitFile {
-    // askama drops the template's final newline; a unit file ends with one.
+/// One rendered file; askama drops the template's final newline, and every
+/// file hostyard writes ends with one.
+pub(crate) fn file(name: &str, mut contents: String) -> UnitFile {
     if !contents.ends_with('\n') {
         contents.push('\n');
     }
