@@ -56,18 +56,12 @@ APT_PACKAGES=(ca-certificates curl debootstrap gcc libc6-dev protobuf-compiler l
 box() { docker exec "$BOX" "$@"; }
 
 install_packages() {
-  local want=("${APT_PACKAGES[@]}") missing
+  local want=("${APT_PACKAGES[@]}")
   # A machine with another docker engine (docker-ce) keeps it: docker.io
   # would conflict with it.
   command -v dockerd >/dev/null && command -v docker >/dev/null || want+=(docker.io iptables)
   step "apt packages: ${want[*]}"
-  mapfile -t missing < <(apt_missing "${want[@]}")
-  if [ ${#missing[@]} -eq 0 ]; then
-    note "all installed"
-    return
-  fi
-  note "installing: ${missing[*]}"
-  apt_install "${missing[@]}"
+  apt_ensure "${want[@]}"
 }
 
 ensure_docker() {

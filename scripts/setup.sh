@@ -184,14 +184,8 @@ install_packages() {
   # A member of its own only when the config keeps etcd on loopback.
   [ "$LOCAL_ETCD" = 0 ] || APT_PACKAGES+=(etcd-server)
   step "apt packages: ${APT_PACKAGES[*]}"
-  local missing
-  mapfile -t missing < <(apt_missing "${APT_PACKAGES[@]}")
-  if [ ${#missing[@]} -eq 0 ]; then
-    note "all installed"
-  else
-    changed "installing: ${missing[*]}"
-    apt_install "${missing[@]}"
-  fi
+  apt_ensure "${APT_PACKAGES[@]}"
+  [ ${#APT_INSTALLED[@]} -eq 0 ] || CHANGED=1
   # Debian's haproxy package starts its own haproxy.service. hostyard's unit
   # of the same name (in /etc/systemd/system, so it wins) runs HAProxy in a
   # container; the packaged one must not keep running under that name, or

@@ -44,15 +44,7 @@ TEST_COUNTS=""
 
 install_packages() {
   step "checking apt packages"
-  local missing
-  mapfile -t missing < <(apt_missing "${APT_PACKAGES[@]}")
-  if [ ${#missing[@]} -eq 0 ]; then
-    note "all ${#APT_PACKAGES[@]} present"
-    return
-  fi
-  need_root "install ${missing[*]}"
-  note "installing: ${missing[*]}"
-  apt_install "${missing[@]}"
+  apt_ensure "${APT_PACKAGES[@]}"
 }
 
 docker_answers() { docker info >/dev/null 2>&1; }

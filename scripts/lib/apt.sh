@@ -1,5 +1,6 @@
 # shellcheck shell=bash
 # Installing Debian packages only when missing, the same way in every script.
+# Needs scripts/lib/log.sh (note, need_root) sourced first.
 
 # apt_missing PKG...: print the packages that are not installed, one a line.
 apt_missing() {
@@ -15,6 +16,21 @@ apt_install() {
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# apt_ensure PKG...: install the packages that are missing, saying which
+# (root is needed only then). Leaves them in APT_INSTALLED, empty when all
+# were there, for scripts that report what they changed.
+APT_INSTALLED=()
+apt_ensure() {
+  mapfile -t APT_INSTALLED < <(apt_missing "$@")
+  if [ ${#APT_INSTALLED[@]} -eq 0 ]; then
+    note "all installed"
+    return
+  fi
+  need_root "install ${APT_INSTALLED[*]}"
+  note "installing: ${APT_INSTALLED[*]}"
+  apt_install "${APT_INSTALLED[@]}"
 }
 
 # debian_mirror: the mirror apt uses here, from MIRROR, the deb822 sources
