@@ -12,6 +12,7 @@
 #
 # usage: tests/e2e/run.sh [NAME...]   (as root; NAME: run only these checks)
 #   KEEP_BOX=1   leave the server running for a look after the run
+# More checks go in tests/e2e/checks/*.sh (see CHECKS below), not here.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -378,6 +379,17 @@ CHECKS=(
   t_hostile_instances_fail_cleanly
   t_reboot_brings_enabled_sites_back
 )
+
+# Checks in files of their own: every tests/e2e/checks/*.sh defines t_*
+# functions and lists them in a `CHECKS+=(...)` line; they run after the
+# ones above, file by file in name order. A check can use every helper of
+# this file (bx, code, body, expect, server_state, ...).
+for check_file in "$repo"/tests/e2e/checks/*.sh; do
+  [ -e "$check_file" ] || continue
+  # shellcheck source=/dev/null # which files is known only at run time
+  . "$check_file"
+done
+unset check_file
 
 run_check() {
   local name=$1 rc
