@@ -74,8 +74,7 @@ ensure_docker() {
 }
 
 build_binaries() {
-  command -v cargo >/dev/null ||
-    die "cargo not found: install Rust 1.88 or newer (https://rustup.rs), then rerun"
+  ensure_cargo "$repo"
   step "building hostyard (release) into $TARGET_DIR"
   local args=() b tmp
   for b in "${BINARIES[@]}"; do args+=(-p "$b"); done

@@ -45,6 +45,8 @@ TEST_COUNTS=""
 install_packages() {
   step "checking apt packages"
   apt_ensure "${APT_PACKAGES[@]}"
+  # Debian 13's own cargo where none is on PATH; on Debian 12 it names rustup.
+  ensure_cargo "$repo"
 }
 
 docker_answers() { docker info >/dev/null 2>&1; }

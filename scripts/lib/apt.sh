@@ -49,3 +49,32 @@ debian_mirror() {
 # What to say when debian_mirror finds nothing.
 # shellcheck disable=SC2034 # used by the scripts that source this file
 NO_MIRROR="no Debian mirror in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list; set MIRROR=http://..."
+
+# os_release FIELD: a field of /etc/os-release (OS_RELEASE overrides the
+# path, for tests), unquoted; empty when the file or field is missing.
+os_release() {
+  local file=${OS_RELEASE:-/etc/os-release}
+  [ -r "$file" ] || return 0
+  sed -n "s/^$1=//p" "$file" | head -n 1 | tr -d "\"'"
+}
+
+# ensure_cargo REPO: cargo on PATH. Where it is missing and this release's
+# own rustc is at least the workspace's rust-version (Debian 13: 1.85), it
+# installs Debian's toolchain with apt; otherwise (Debian 12 has 1.63) it
+# stops, naming rustup.
+ensure_cargo() {
+  command -v cargo >/dev/null && return
+  local want have release
+  want=$(sed -n 's/^rust-version *= *"\(.*\)"/\1/p' "$1/Cargo.toml")
+  release="Debian $(os_release VERSION_ID) ($(os_release VERSION_CODENAME))"
+  need_root "install Debian's Rust toolchain (cargo is not on PATH)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  have=$(apt-cache policy rustc | awk '$1 == "Candidate:" {print $2}')
+  if [ -z "$have" ] || [ "$have" = "(none)" ] || ! dpkg --compare-versions "$have" ge "$want"; then
+    die "cargo not found, and $release's rustc (${have:-none}) is older than the workspace's Rust $want:" \
+      "install Rust $want or newer with rustup (https://rustup.rs), then rerun"
+  fi
+  note "cargo not found: installing $release's Rust toolchain (cargo, rustc $have)"
+  apt_install cargo rustc
+}
