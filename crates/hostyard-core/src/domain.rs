@@ -36,6 +36,11 @@ pub enum DomainError {
     TooLong { input: String, len: usize },
     #[error("domain name {input:?} ends with a dot; write it without the trailing dot")]
     TrailingDot { input: String },
+    #[error(
+        "site name {input:?} is not in canonical form; use {canonical:?} (lower case, no \
+         trailing dot), e.g. `systemctl start static@{canonical}`"
+    )]
+    NotCanonical { input: String, canonical: String },
     #[error("domain name {input:?} has an empty label (two dots in a row, or a leading dot)")]
     EmptyLabel { input: String },
     #[error("domain name {input:?} has a label longer than {MAX_LABEL_LEN} characters: {label:?}")]
@@ -118,6 +123,31 @@ impl Domain {
         Ok(Domain(lower))
     }
 
+    /// Parses a site name that names a unit instance, a container and an
+    /// etcd key as it is: only the canonical form is accepted.
+    ///
+    /// `static@Example.com` and `static@example.com.` are other systemd units
+    /// than `static@example.com`, yet [`Domain::parse`] maps all three to the
+    /// same site. A second unit for the same site would register the same
+    /// etcd key under a lease of its own and revoke it when stopped, taking
+    /// the real site out of routing; so every helper refuses a name that is
+    /// not already canonical, naming the form to use.
+    pub fn parse_instance(input: &str) -> Result<Domain, DomainError> {
+        let canonical = match input.strip_suffix('.') {
+            // Without the dot it must still be a valid name, else report
+            // whatever is wrong with it.
+            Some(stripped) if !stripped.ends_with('.') => Domain::parse(stripped)?,
+            _ => Domain::parse(input)?,
+        };
+        if canonical.as_str() != input {
+            return Err(DomainError::NotCanonical {
+                input: input.to_string(),
+                canonical: canonical.0,
+            });
+        }
+        Ok(canonical)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -175,6 +205,45 @@ impl AsRef<str> for Domain {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn instance_names_must_be_canonical_and_the_error_names_the_form_to_use() {
+        assert_eq!(
+            Domain::parse_instance("example.com").unwrap().as_str(),
+            "example.com"
+        );
+        for (input, canonical) in [
+            ("Example.com", "example.com"),
+            ("example.com.", "example.com"),
+            ("WWW.Example.COM.", "www.example.com"),
+        ] {
+            let err = Domain::parse_instance(input).expect_err(input);
+            assert_eq!(
+                err,
+                DomainError::NotCanonical {
+                    input: input.into(),
+                    canonical: canonical.into()
+                }
+            );
+            assert!(
+                err.to_string().contains(&format!("use \"{canonical}\"")),
+                "{err}"
+            );
+        }
+        // Invalid names keep their own, more useful, error.
+        assert!(matches!(
+            Domain::parse_instance("a..b"),
+            Err(DomainError::EmptyLabel { .. })
+        ));
+        assert!(matches!(
+            Domain::parse_instance("example.com.."),
+            Err(DomainError::EmptyLabel { .. })
+        ));
+        assert!(matches!(
+            Domain::parse_instance("."),
+            Err(DomainError::EmptyLabel { .. } | DomainError::Empty)
+        ));
+    }
 
     #[test]
     fn accepts_ordinary_names_and_lowercases_them() {
@@ -264,6 +333,14 @@ mod tests {
                 prop_assert_eq!(&Domain::parse(s).unwrap(), &d);
                 prop_assert_eq!(s, input.to_ascii_lowercase());
             }
+        }
+
+        /// An instance name is accepted exactly when it is already the
+        /// canonical form of a valid name.
+        #[test]
+        fn instance_names_are_accepted_only_when_canonical(input in "[a-zA-Z0-9.-]{0,40}\\.?") {
+            let want = Domain::parse(&input).ok().filter(|d| d.as_str() == input);
+            prop_assert_eq!(Domain::parse_instance(&input).ok(), want);
         }
 
         #[test]

@@ -114,7 +114,7 @@ fn main() -> ExitCode {
 /// Validates the arguments that become etcd keys and container names.
 fn parse_site(kind: &str, domain: &str) -> anyhow::Result<(SiteKind, Domain)> {
     let kind: SiteKind = kind.parse()?;
-    let domain = Domain::parse(domain)?;
+    let domain = Domain::parse_instance(domain)?;
     Ok((kind, domain))
 }
 

@@ -240,14 +240,50 @@ impl Registrar {
         }
     }
 
-    /// Renews the lease. An error means the registration may be gone: the
-    /// lease is forgotten and the caller registers again.
-    pub async fn keep_alive(&mut self) -> anyhow::Result<()> {
-        let result = self.try_keep_alive().await;
+    /// Renews the lease, then checks that the key still holds our value
+    /// under our lease and puts it back when it does not. An error means
+    /// the registration may be gone: the lease is forgotten and the caller
+    /// registers again.
+    ///
+    /// Returns what was put back, for the log. Something else may remove or
+    /// replace the key: an operator's `etcdctl`, or a second discovery for
+    /// the same key whose lease is revoked when it stops. A lease alone
+    /// would keep a key that is no longer there "alive" forever, leaving the
+    /// site out of routing; so each keep-alive (one `get`, and at most one
+    /// `put`) also proves the key is ours.
+    pub async fn keep_alive(&mut self) -> anyhow::Result<Option<String>> {
+        let result = match self.try_keep_alive().await {
+            Ok(()) => self.restore_if_lost().await,
+            Err(e) => Err(e),
+        };
         if result.is_err() {
             self.forget_lease();
         }
         result
+    }
+
+    async fn restore_if_lost(&mut self) -> anyhow::Result<Option<String>> {
+        let (Some(lease), Some(value)) = (&self.lease, self.written.clone()) else {
+            return Ok(None);
+        };
+        let lease_id = lease.id;
+        let response = bounded("get", self.client.get(self.service_key.as_str(), None)).await?;
+        let found = response.kvs().first().map(|kv| {
+            (
+                kv.lease(),
+                ServiceValue::parse(kv.value()).ok(),
+                String::from_utf8_lossy(kv.value()).into_owned(),
+            )
+        });
+        let lost = match found {
+            None => "was removed".to_string(),
+            Some((lease, Some(v), _)) if lease == lease_id && v == value => return Ok(None),
+            Some((lease, _, raw)) => {
+                format!("held {raw:?} under lease {lease:x} instead of ours ({lease_id:x})")
+            }
+        };
+        self.try_register(&value).await?;
+        Ok(Some(format!("{} {lost}; put it back", self.service_key)))
     }
 
     async fn try_keep_alive(&mut self) -> anyhow::Result<()> {

@@ -120,8 +120,10 @@ pub async fn run(config: NodeConfig, kind: SiteKind, domain: Domain) -> anyhow::
                 }
             }
             _ = keepalive.tick() => {
-                if let Err(e) = registrar.keep_alive().await {
-                    note_trouble(&mut etcd_trouble, &e);
+                match registrar.keep_alive().await {
+                    Ok(Some(restored)) => eprintln!("{restored}"),
+                    Ok(None) => {}
+                    Err(e) => note_trouble(&mut etcd_trouble, &e),
                 }
             }
             _ = tokio::time::sleep_until(retry_at.unwrap_or_else(Instant::now)), if retry_at.is_some() => {

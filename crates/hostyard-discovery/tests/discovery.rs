@@ -286,6 +286,48 @@ fn registration_comes_back_with_a_new_lease_after_an_etcd_restart() {
     disc.wait_for_log("etcd answers again", T);
 }
 
+/// The bug this pins: a second discovery for the same key (a typo'd unit
+/// name) revoked its lease on stop, the key vanished with it, and the real
+/// discovery never put it back: the site stayed a 503 until restarted.
+#[test]
+fn a_removed_or_replaced_registration_is_put_back_under_its_own_lease() {
+    let (etcd, net, node, domain) = setup("putback");
+    let kind = SiteKind::Static;
+    let site = Container::site(kind, &domain, &net);
+    let disc = node.run(kind, &domain);
+    let key = node.schema.service_key(kind, &domain);
+    let ours = wait_registered_at(&etcd, &key, site.ip(&net), &disc);
+    let lease = etcd
+        .lease_of(&key)
+        .unwrap()
+        .expect("registered under a lease");
+
+    // Replaced by someone else's value under someone else's lease.
+    let other = r#"{"ip":"192.0.2.9","port":"80"}"#;
+    let started = Instant::now();
+    let other_lease = etcd.put_with_lease(&key, other, 60).unwrap();
+    assert_ne!(other_lease, lease);
+    wait_until("our value under our lease again", T, || {
+        (registration(&etcd, &key).as_ref() == Some(&ours)
+            && etcd.lease_of(&key).unwrap() == Some(lease))
+        .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}; discovery log:\n{}", disc.log_text()));
+    eprintln!("replaced key put back after {:?}", started.elapsed());
+    disc.wait_for_log("put it back", T);
+
+    // Removed outright (the typo'd unit's lease revoked).
+    let started = Instant::now();
+    etcd.delete(&key).unwrap();
+    wait_until("the removed key back", T, || {
+        (registration(&etcd, &key).as_ref() == Some(&ours)
+            && etcd.lease_of(&key).unwrap() == Some(lease))
+        .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}; discovery log:\n{}", disc.log_text()));
+    eprintln!("removed key put back after {:?}", started.elapsed());
+}
+
 #[test]
 fn another_kinds_declaration_is_not_overwritten() {
     let (etcd, net, node, domain) = setup("clash");
@@ -320,6 +362,11 @@ fn hostile_arguments_are_refused_with_exit_2_and_nothing_written() {
         &["run", "static", "exa mple.com"],
         &["run", "static", "example.com;rm -rf /"],
         &["run", "php", "example.com"],
+        // Not canonical: another unit for the same site would fight over
+        // its key and revoke it on stop.
+        &["run", "static", "Example.com"],
+        &["run", "static", "example.com."],
+        &["wait", "static", "EXAMPLE.COM"],
         &["wait", "static", "$(reboot).com"],
         &["wait", "../static", "example.com"],
         &["run", "static"],

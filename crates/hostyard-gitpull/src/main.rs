@@ -27,7 +27,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli: Cli = cli::parse_or_exit(PROGRAM);
-    let domain = match Domain::parse(&cli.domain) {
+    let domain = match Domain::parse_instance(&cli.domain) {
         Ok(d) => d,
         Err(e) => return cli::fail(PROGRAM, EXIT_USAGE, e),
     };

@@ -286,6 +286,21 @@ fn bad_domain_and_missing_site_are_clear_errors() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("contains '/'"));
+    // A timer of another unit name for the same site must not pull it.
+    for name in [w.domain.as_str().to_uppercase(), format!("{}.", w.domain)] {
+        let out = Command::new(BIN)
+            .arg("--config")
+            .arg(&w.config)
+            .arg(&name)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("use \"{}\"", w.domain)),
+            "{name}: {stderr}"
+        );
+    }
     let out = Command::new(BIN)
         .arg("--config")
         .arg(&w.config)

@@ -37,7 +37,7 @@ fn main() -> ExitCode {
         Ok(k) => k,
         Err(e) => return cli::fail(PROGRAM, EXIT_USAGE, e),
     };
-    let domain = match Domain::parse(&cli.domain) {
+    let domain = match Domain::parse_instance(&cli.domain) {
         Ok(d) => d,
         Err(e) => return cli::fail(PROGRAM, EXIT_USAGE, e),
     };

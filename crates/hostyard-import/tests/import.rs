@@ -622,6 +622,10 @@ fn bad_arguments_exit_2_and_touch_nothing() {
         ("static", "../etc", "contains '/'"),
         ("static", "a b.com", "contains ' '"),
         ("php", "ok.example.com", "unknown site kind"),
+        // Another unit name for the same site (issue: a typo'd instance
+        // took the real site out of routing when it stopped).
+        ("static", "Example.com", "use \"example.com\""),
+        ("wordpress", "example.com.", "use \"example.com\""),
     ] {
         let out = s.import(kind, domain);
         assert_eq!(out.status.code(), Some(2), "{out:?}");
