@@ -44,12 +44,24 @@ pub fn log(domain: &Domain, msg: &str) {
 
 pub fn run(config: &NodeConfig, kind: SiteKind, domain: &Domain) -> Result<Outcome> {
     let layout = config.layout();
+    // The data root is made by setup.sh and is often a mount of its own.
+    // Never create it: an importer that runs before a late mount would put
+    // fresh data (new secrets, a new WordPress) on the root disk, hidden
+    // under the real data once the volume mounts.
+    if !layout.root().is_dir() {
+        bail!(
+            "the data root {} does not exist: is its volume mounted? \
+             (scripts/setup.sh creates it on a new server)",
+            layout.root().display()
+        );
+    }
     let domains = layout.domains_dir();
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o755)
-        .create(&domains)
-        .with_context(|| format!("cannot create {}", domains.display()))?;
+    match fs::DirBuilder::new().mode(0o755).create(&domains) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            return Err(e).with_context(|| format!("cannot create {}", domains.display()));
+        }
+        _ => {}
+    }
     let _lock = lock(&layout.import_lock(domain))?;
     remove_stale_staging(&layout, domain)?;
 

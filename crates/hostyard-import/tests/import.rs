@@ -615,6 +615,26 @@ fn hostile_git_urls_are_refused_before_git_runs() {
     }
 }
 
+/// With `/data` on a volume that mounts late (or not at all), an importer
+/// used to create fresh data (a new WordPress, new secrets) on the root
+/// disk; the real data would then be hidden under the mount.
+#[test]
+fn a_missing_data_root_is_an_error_and_nothing_is_created() {
+    let s = Server::new();
+    fs::remove_dir(&s.root).unwrap();
+    for kind in ["static", "wordpress"] {
+        let out = s.import(kind, "unmounted.example.com");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{kind}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{} does not exist", s.root.display()))
+                && stderr.contains("mounted"),
+            "{kind}: {stderr}"
+        );
+        assert!(!s.root.exists(), "{kind}: the data root was created");
+    }
+}
+
 #[test]
 fn bad_arguments_exit_2_and_touch_nothing() {
     let s = Server::new();

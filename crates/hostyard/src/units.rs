@@ -184,6 +184,8 @@ fn target_unit() -> TargetUnit {
 #[derive(Template)]
 #[template(path = "haproxy.service")]
 struct HaproxyUnit {
+    /// `RequiresMountsFor=`: the data root, so the unit waits for its mount.
+    data_root: String,
     target: &'static str,
     confd_unit: &'static str,
     docker: String,
@@ -197,6 +199,8 @@ struct HaproxyUnit {
 #[derive(Template)]
 #[template(path = "haproxy-confd.service")]
 struct ConfdUnit {
+    /// `RequiresMountsFor=`: the data root, so the unit waits for its mount.
+    data_root: String,
     target: &'static str,
     haproxy_unit: &'static str,
     exec: String,
@@ -206,6 +210,8 @@ struct ConfdUnit {
 #[derive(Template)]
 #[template(path = "postfix.service")]
 struct PostfixUnit {
+    /// `RequiresMountsFor=`: the data root, so the unit waits for its mount.
+    data_root: String,
     target: &'static str,
     docker: String,
     container: &'static str,
@@ -220,6 +226,8 @@ struct PostfixUnit {
 #[derive(Template)]
 #[template(path = "site.service")]
 struct SiteUnit {
+    /// `RequiresMountsFor=`: the data root, so the unit waits for its mount.
+    data_root: String,
     kind: &'static str,
     /// Units the site cannot run without (importer, database).
     requires: Vec<String>,
@@ -241,6 +249,8 @@ struct SiteUnit {
 #[derive(Template)]
 #[template(path = "mysql.service")]
 struct MysqlUnit {
+    /// `RequiresMountsFor=`: the data root, so the unit waits for its mount.
+    data_root: String,
     importer: String,
     docker: String,
     container: String,
@@ -252,6 +262,8 @@ struct MysqlUnit {
 #[derive(Template)]
 #[template(path = "importer.service")]
 struct ImporterUnit {
+    /// `RequiresMountsFor=`: the data root, so the unit waits for its mount.
+    data_root: String,
     kind: &'static str,
     exec: String,
     hardening: Hardening,
@@ -274,6 +286,8 @@ struct DiscoveryUnit {
 #[derive(Template)]
 #[template(path = "puller.service")]
 struct PullerUnit {
+    /// `RequiresMountsFor=`: the data root, so the unit waits for its mount.
+    data_root: String,
     kind: &'static str,
     importer: String,
     exec: String,
@@ -310,6 +324,14 @@ impl<'a> Values<'a> {
             network: systemd_escape(&config.docker.network),
             bin_dir: config.bin_dir.clone(),
         }
+    }
+
+    /// The data root as `RequiresMountsFor=` takes it. Every unit that reads
+    /// or writes under it waits for its mount: a late-mounting `/data` must
+    /// not get fresh site data (new secrets, a new WordPress) on the root
+    /// disk, hidden under the real data once the volume mounts.
+    fn data_root(&self) -> String {
+        path_str(self.layout.root())
     }
 
     /// A `Layout` path of the `%i` site, e.g. `/data/domains/%i/www`.
@@ -352,6 +374,7 @@ impl<'a> Values<'a> {
 
     fn haproxy_unit(&self) -> HaproxyUnit {
         HaproxyUnit {
+            data_root: self.data_root(),
             target: TARGET_UNIT,
             confd_unit: CONFD_UNIT,
             docker: self.docker.clone(),
@@ -366,6 +389,7 @@ impl<'a> Values<'a> {
     fn confd_unit(&self) -> ConfdUnit {
         let runtime = path_str(&self.layout.runtime_haproxy());
         ConfdUnit {
+            data_root: self.data_root(),
             target: TARGET_UNIT,
             haproxy_unit: HAPROXY_UNIT,
             exec: self.helper_exec(CONFD_BIN, &[]),
@@ -385,6 +409,7 @@ impl<'a> Values<'a> {
 
     fn postfix_unit(&self) -> PostfixUnit {
         PostfixUnit {
+            data_root: self.data_root(),
             target: TARGET_UNIT,
             docker: self.docker.clone(),
             container: POSTFIX_CONTAINER,
@@ -443,6 +468,7 @@ impl<'a> Values<'a> {
         run_options.extend(container_security(&WEB_CAPS));
         let wait_timeout = self.config.discovery.wait_timeout_secs;
         SiteUnit {
+            data_root: self.data_root(),
             routing: [CONFD_UNIT, HAPROXY_UNIT],
             kind: kind.as_str(),
             requires,
@@ -486,6 +512,7 @@ impl<'a> Values<'a> {
         ];
         run_options.extend(container_security(&DB_CAPS));
         MysqlUnit {
+            data_root: self.data_root(),
             importer: SiteKind::Wordpress.instance_unit_in_template(UnitRole::Importer),
             docker: self.docker.clone(),
             container: mysql_container_name_in_template(),
@@ -502,6 +529,7 @@ impl<'a> Values<'a> {
         // local files and get no network at all.
         let fetches = kind == SiteKind::StaticGit;
         ImporterUnit {
+            data_root: self.data_root(),
             kind: kind.as_str(),
             exec: self.helper_exec_for_instance(IMPORT_BIN, &[kind.as_str()]),
             hardening: Hardening {
@@ -552,6 +580,7 @@ impl<'a> Values<'a> {
 
     fn puller_unit(&self, kind: SiteKind) -> PullerUnit {
         PullerUnit {
+            data_root: self.data_root(),
             kind: kind.as_str(),
             importer: kind.instance_unit_in_template(UnitRole::Importer),
             exec: self.helper_exec_for_instance(GITPULL_BIN, &[]),

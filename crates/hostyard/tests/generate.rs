@@ -356,6 +356,45 @@ fn every_unit_handing_the_instance_to_docker_requires_and_follows_its_importer()
     assert_eq!(checked, 4, "three site units and mysql@");
 }
 
+/// With `/data` on a volume that mounts late, a unit that started first
+/// would create fresh site data on the root disk.
+#[test]
+fn every_unit_touching_the_data_root_waits_for_its_mount() {
+    let config = NodeConfig {
+        data_root: PathBuf::from("/srv/hostyard-data"),
+        ..NodeConfig::default()
+    };
+    let units = render_units(&config, Path::new(DEFAULT_CONFIG_PATH)).expect("renders");
+    let mut waiting = Vec::new();
+    for unit in &units {
+        let s = settings(&unit.contents);
+        let touches = s
+            .iter()
+            .any(|(k, v)| k != "RequiresMountsFor" && v.contains("/srv/hostyard-data"));
+        let waits = values(&s, "RequiresMountsFor") == ["/srv/hostyard-data"];
+        assert_eq!(
+            touches, waits,
+            "{}: uses the data root: {touches}, RequiresMountsFor it: {waits}",
+            unit.name
+        );
+        if waits {
+            waiting.push(unit.name.as_str());
+        }
+    }
+    // Each importer, site, puller and mysql@ unit, confd, HAProxy, postfix.
+    for name in [
+        "static-importer@.service",
+        "wordpress@.service",
+        "mysql@.service",
+        "static-git-puller@.service",
+        "haproxy-confd.service",
+        "haproxy.service",
+        "postfix.service",
+    ] {
+        assert!(waiting.contains(&name), "{name} does not wait: {waiting:?}");
+    }
+}
+
 #[test]
 fn no_unit_runs_a_shell() {
     for unit in default_units() {
