@@ -4,9 +4,11 @@
 //! (format and validation: [`hostyard_core::mail`]); this renders postfix's
 //! `main.cf`, `master.cf` and its two lookup tables into
 //! `runtime/postfix/etc/`. postfix.service runs it before postfix starts and
-//! on `systemctl reload postfix`. Any invalid forward file stops the whole
-//! render with its name and line, before anything is written, so the running
-//! postfix keeps its last good tables.
+//! on `systemctl reload postfix`. An invalid forward file is reported with
+//! its name and line and skipped: one typo must not keep postfix from
+//! starting for every other domain (at the next boot, say). Its domain stays
+//! an accepted destination whose mail is deferred (451), so senders retry
+//! until the file is fixed instead of getting a bounce.
 
 use std::fs;
 use std::io::{self, BufRead, BufReader, Write};
@@ -25,6 +27,7 @@ pub const MAIN_CF: &str = "main.cf";
 pub const MASTER_CF: &str = "master.cf";
 pub const VIRTUAL_DOMAINS: &str = "virtual_domains";
 pub const VIRTUAL: &str = "virtual";
+pub const DEFERRED_DOMAINS: &str = "deferred_domains";
 
 #[derive(Template)]
 #[template(path = "postfix/main.cf")]
@@ -42,6 +45,13 @@ struct MasterCf;
 #[derive(Template)]
 #[template(path = "postfix/virtual_domains", escape = "none")]
 struct VirtualDomains {
+    forwards_dir: String,
+    domains: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(path = "postfix/deferred_domains", escape = "none")]
+struct DeferredDomains {
     forwards_dir: String,
     domains: Vec<String>,
 }
@@ -72,20 +82,50 @@ pub enum MailError {
     Hostname(String),
 }
 
-/// Reads and validates every forward file in `dir`, sorted by domain. A
-/// missing directory means no mail domains. Names starting with `.` or
-/// ending in `~` (editor temp files) are skipped.
-pub fn read_forwards(dir: &Path) -> Result<Vec<ForwardMap>, MailError> {
+/// The forward files of a server, read and validated.
+#[derive(Debug, Default)]
+pub struct Forwards {
+    /// The valid files, sorted by domain.
+    pub maps: Vec<ForwardMap>,
+    /// The files that were skipped, each with why.
+    pub bad: Vec<BadFile>,
+}
+
+/// A forward file that could not be used.
+#[derive(Debug)]
+pub struct BadFile {
+    /// The domain its name gives, when the name is one: its mail is
+    /// deferred until the file is fixed.
+    pub domain: Option<Domain>,
+    pub error: MailError,
+}
+
+impl Forwards {
+    /// The domains whose forward file is bad, sorted: accepted, then
+    /// deferred.
+    pub fn deferred(&self) -> Vec<Domain> {
+        let mut domains: Vec<Domain> = self.bad.iter().filter_map(|b| b.domain.clone()).collect();
+        domains.sort();
+        domains.dedup();
+        domains
+    }
+}
+
+/// Reads and validates every forward file in `dir`. A missing directory
+/// means no mail domains. Names starting with `.` or ending in `~` (editor
+/// temp files) are skipped. A bad file is kept in [`Forwards::bad`]; only a
+/// directory that cannot be listed is an error.
+pub fn read_forwards(dir: &Path) -> Result<Forwards, MailError> {
     let read_error = |path: &Path, source| MailError::Read {
         path: path.to_path_buf(),
         source,
     };
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Forwards::default()),
         Err(e) => return Err(read_error(dir, e)),
     };
-    let mut maps = Vec::new();
+    let mut forwards = Forwards::default();
     for entry in entries {
         let entry = entry.map_err(|e| read_error(dir, e))?;
         let path = entry.path();
@@ -94,19 +134,38 @@ pub fn read_forwards(dir: &Path) -> Result<Vec<ForwardMap>, MailError> {
         if name.starts_with('.') || name.ends_with('~') {
             continue;
         }
-        let domain = Domain::parse(&name).map_err(|e| MailError::FileName {
-            path: path.clone(),
-            problem: e.to_string(),
-        })?;
-        let text = fs::read_to_string(&path).map_err(|e| read_error(&path, e))?;
-        let map = ForwardMap::parse(&domain, &text).map_err(|source| MailError::Forward {
-            path: path.clone(),
-            source,
-        })?;
-        maps.push(map);
+        let domain = match Domain::parse(&name) {
+            Ok(d) => d,
+            Err(e) => {
+                forwards.bad.push(BadFile {
+                    domain: None,
+                    error: MailError::FileName {
+                        path,
+                        problem: e.to_string(),
+                    },
+                });
+                continue;
+            }
+        };
+        let parsed = fs::read_to_string(&path)
+            .map_err(|e| read_error(&path, e))
+            .and_then(|text| {
+                ForwardMap::parse(&domain, &text).map_err(|source| MailError::Forward {
+                    path: path.clone(),
+                    source,
+                })
+            });
+        match parsed {
+            Ok(map) => forwards.maps.push(map),
+            Err(error) => forwards.bad.push(BadFile {
+                domain: Some(domain),
+                error,
+            }),
+        }
     }
-    maps.sort_by(|a, b| a.domain.cmp(&b.domain));
-    Ok(maps)
+    forwards.maps.sort_by(|a, b| a.domain.cmp(&b.domain));
+    forwards.bad.sort_by_key(|b| b.error.to_string());
+    Ok(forwards)
 }
 
 /// The name postfix uses for itself: `mail.hostname`, or `kernel_hostname`
@@ -134,6 +193,7 @@ pub fn render_mail(
     hostname: &str,
     relayhost: &str,
     maps: &[ForwardMap],
+    deferred: &[Domain],
 ) -> askama::Result<Vec<UnitFile>> {
     let forwards_dir = path_str(&layout.postfix_forwards_dir());
     let config_dir = path_str(&layout.postfix_config_dir());
@@ -143,9 +203,21 @@ pub fn render_mail(
         hostname: hostname.to_string(),
         relayhost: relayhost.to_string(),
     };
+    let mut accepted: Vec<String> = maps
+        .iter()
+        .map(|m| &m.domain)
+        .chain(deferred)
+        .map(|d| d.as_str().to_string())
+        .collect();
+    accepted.sort();
+    accepted.dedup();
     let domains = VirtualDomains {
         forwards_dir: forwards_dir.clone(),
-        domains: maps.iter().map(|m| m.domain.as_str().to_string()).collect(),
+        domains: accepted,
+    };
+    let deferred = DeferredDomains {
+        forwards_dir: forwards_dir.clone(),
+        domains: deferred.iter().map(|d| d.as_str().to_string()).collect(),
     };
     let table = Virtual {
         forwards_dir,
@@ -156,6 +228,7 @@ pub fn render_mail(
         file(MASTER_CF, MasterCf.render()?),
         file(VIRTUAL, table.render()?),
         file(VIRTUAL_DOMAINS, domains.render()?),
+        file(DEFERRED_DOMAINS, deferred.render()?),
     ])
 }
 

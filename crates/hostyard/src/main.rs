@@ -200,21 +200,33 @@ fn generate(
 }
 
 /// `hostyard mail`: validate every forward file, then write postfix's config
-/// dir (only files that changed). A bad forward file is a usage error (2)
-/// and writes nothing.
+/// dir (only files that changed). A bad forward file is reported, one line
+/// each, and skipped (its domain deferred): postfix.service runs this before
+/// every start, and one typo must not stop mail for every domain. `--check`
+/// lists bad files too, and exits 1 for them.
 fn mail(config: &NodeConfig, check: bool) -> Result<u8, Failure> {
     use hostyard::mail;
     let layout = config.layout();
     let forwards = layout.postfix_forwards_dir();
-    let maps = mail::read_forwards(&forwards).map_err(|e| match e {
-        mail::MailError::Read { .. } => runtime(e),
-        _ => usage(e),
-    })?;
+    let read = mail::read_forwards(&forwards).map_err(runtime)?;
+    for bad in &read.bad {
+        let deferred = match &bad.domain {
+            Some(d) => format!("mail for {d} is deferred until it is fixed"),
+            None => "fix or remove it".to_string(),
+        };
+        // <4>: journald files it as a warning (`journalctl -p warning`).
+        eprintln!(
+            "<4>{PROGRAM}: skipped {}; {deferred}",
+            error_chain(&bad.error)
+        );
+    }
+    let deferred = read.deferred();
+    let maps = read.maps;
     let kernel_hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_default();
     let hostname = mail::mail_hostname(config, &kernel_hostname).map_err(usage)?;
-    let files = mail::render_mail(&layout, &hostname, &config.mail.relayhost, &maps)
+    let files = mail::render_mail(&layout, &hostname, &config.mail.relayhost, &maps, &deferred)
         .map_err(|e| runtime(anyhow::Error::new(e).context("cannot render postfix's config")))?;
     let out = layout.postfix_config_dir();
     if check {
@@ -225,7 +237,10 @@ fn mail(config: &NodeConfig, check: bool) -> Result<u8, Failure> {
                 Difference::Differs(p) => println!("differs {}", p.display()),
             }
         }
-        return Ok(u8::from(!differences.is_empty()));
+        for bad in &read.bad {
+            println!("bad {}", error_chain(&bad.error));
+        }
+        return Ok(u8::from(!differences.is_empty() || !read.bad.is_empty()));
     }
     // The operator's directory and postfix's queue exist from the first
     // render on, so there is an obvious place to put a forward file.
@@ -249,6 +264,18 @@ fn mail(config: &NodeConfig, check: bool) -> Result<u8, Failure> {
         out.display()
     );
     Ok(0)
+}
+
+/// An error and its sources on one line, `outer: inner: innermost`.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        line.push_str(": ");
+        line.push_str(&e.to_string());
+        source = e.source();
+    }
+    line.replace('\n', " ")
 }
 
 #[cfg(test)]
