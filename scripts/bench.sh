@@ -2,6 +2,7 @@
 # Benchmarks against real etcd, HAProxy, Docker and systemd.
 #   scripts/bench.sh confd   routing latency, failed requests under churn and
 #                            reloads, 10k-site sync, confd memory, proxy cost
+#                            (HAProxy and etcd from scripts/test-tools.sh)
 #   scripts/bench.sh start   `systemctl start static-git@D` to its first 200
 #                            through HAProxy, for one site and for 20 started
 #                            together, and the memory of a site (as root)
@@ -38,8 +39,11 @@ require() {
 }
 
 bench_confd() {
-    require etcd etcd-server
-    require haproxy haproxy
+    local tools
+    # HAProxy 3.0 and etcd 3.5, as servers run (Debian 13); the harness
+    # refuses others.
+    tools=$("$repo/scripts/test-tools.sh") || die "scripts/test-tools.sh failed"
+    export PATH="$tools:$PATH"
     require wrk wrk
     cd "$repo"
     # The bench binary prints its figures and ends with the summary line.

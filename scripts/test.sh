@@ -4,8 +4,9 @@
 # On a fresh Debian 12 machine as root it installs what the tests need,
 # starts a Docker engine if none answers, then runs formatting, lint, the
 # shell linter and the whole test suite against real etcd, HAProxy, git and
-# Docker. Every step runs even after an earlier one failed; a summary at the
-# end lists them all and the exit status is non-zero if any failed.
+# Docker (HAProxy 3.0 and etcd 3.5 as on Debian 13, from scripts/test-tools.sh).
+# Every step runs even after an earlier one failed; a summary at the end
+# lists them all and the exit status is non-zero if any failed.
 #
 # usage: scripts/test.sh            (CARGO_TARGET_DIR is honoured)
 set -euo pipefail
@@ -17,11 +18,10 @@ cd "$repo"
 # shellcheck source=scripts/lib/apt.sh
 . "$repo/scripts/lib/apt.sh"
 
-# Debian packages the tests use. The one list: add packages here.
+# Debian packages the tests use. The one list: add packages here. (HAProxy
+# and etcd come from scripts/test-tools.sh: Debian 13's, as servers run.)
 APT_PACKAGES=(
   ca-certificates
-  etcd-server       # etcd 3.4, started per test by hostyard-testsupport
-  haproxy           # HAProxy 2.6, master-worker per test
   protobuf-compiler # etcd-client's build runs protoc ...
   libprotobuf-dev   # ... which needs google/protobuf/*.proto (only Recommended)
   docker.io         # the engine (a fresh machine has only the client)
@@ -47,6 +47,15 @@ install_packages() {
   apt_ensure "${APT_PACKAGES[@]}"
   # Debian 13's own cargo where none is on PATH; on Debian 12 it names rustup.
   ensure_cargo "$repo"
+}
+
+# use_server_tools: HAProxy 3.0 and etcd 3.5 of Debian 13 first on PATH for
+# the tests and benches (the harness refuses other versions).
+use_server_tools() {
+  local bin
+  bin=$("$repo/scripts/test-tools.sh") || die "scripts/test-tools.sh failed"
+  note "using $bin/haproxy and $bin/etcd"
+  export PATH="$bin:$PATH"
 }
 
 docker_answers() { docker info >/dev/null 2>&1; }
@@ -170,6 +179,7 @@ summary() {
 
 main() {
   install_packages
+  use_server_tools
   ensure_docker
   run_step "rustfmt" cargo fmt --all --check
   run_step "clippy" cargo clippy --workspace --all-targets -- -D warnings

@@ -464,19 +464,18 @@ mod tests {
         write_atomic(&layout.haproxy_error_page(404), PAGE_404.as_bytes()).unwrap();
         write_atomic(&layout.haproxy_error_page(503), PAGE_503.as_bytes()).unwrap();
         write_atomic(&layout.haproxy_cfg(), text.as_bytes()).unwrap();
-        let haproxy = Path::new("/usr/sbin/haproxy");
-        if haproxy.exists() {
-            check_cfg(haproxy, &layout.haproxy_cfg()).unwrap();
-            let bad = NodeConfig {
-                haproxy: hostyard_core::config::HaproxyConfig {
-                    frontend_rules: vec!["http-request no-such-action".into()],
-                    ..config.haproxy.clone()
-                },
-                ..config.clone()
-            };
-            write_atomic(&layout.haproxy_cfg(), render_cfg(&bad).unwrap().as_bytes()).unwrap();
-            let err = check_cfg(haproxy, &layout.haproxy_cfg()).unwrap_err();
-            assert!(err.to_string().contains("no-such-action"), "{err}");
-        }
+        // The HAProxy servers run (3.0), not whatever the host has.
+        let haproxy = hostyard_testsupport::haproxy_binary().unwrap();
+        check_cfg(&haproxy, &layout.haproxy_cfg()).unwrap();
+        let bad = NodeConfig {
+            haproxy: hostyard_core::config::HaproxyConfig {
+                frontend_rules: vec!["http-request no-such-action".into()],
+                ..config.haproxy.clone()
+            },
+            ..config.clone()
+        };
+        write_atomic(&layout.haproxy_cfg(), render_cfg(&bad).unwrap().as_bytes()).unwrap();
+        let err = check_cfg(&haproxy, &layout.haproxy_cfg()).unwrap_err();
+        assert!(err.to_string().contains("no-such-action"), "{err}");
     }
 }

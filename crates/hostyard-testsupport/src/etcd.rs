@@ -12,7 +12,8 @@ use tempfile::TempDir;
 use tokio::runtime::Runtime;
 
 use crate::poll::{try_free_port, wait_until};
-use crate::process::{require_binary, Service};
+use crate::process::Service;
+use crate::tools::etcd_binary;
 
 /// etcd on an idle machine answers /health well under a second; parallel
 /// test binaries on two cores can make it much slower.
@@ -20,8 +21,10 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often start() picks new ports after losing the free-port race.
 const PORT_ATTEMPTS: usize = 3;
 
-/// A running etcd (Debian's etcd-server 3.4) with its own data dir and ports.
+/// A running etcd (3.5, as on Debian 13: see [`crate::etcd_binary`]) with
+/// its own data dir and ports.
 pub struct Etcd {
+    bin: PathBuf,
     dir: TempDir,
     client_port: u16,
     peer_port: u16,
@@ -34,7 +37,7 @@ impl Etcd {
     /// Starts etcd on free ports with a fresh data dir and waits until it is
     /// healthy.
     pub fn start() -> anyhow::Result<Etcd> {
-        require_binary("etcd", "--version", "etcd-server")?;
+        let bin = etcd_binary()?;
         let dir = tempfile::Builder::new()
             .prefix("hostyard-etcd-")
             .tempdir()
@@ -48,9 +51,10 @@ impl Etcd {
         loop {
             attempt += 1;
             let (client_port, peer_port) = (try_free_port()?, try_free_port()?);
-            match launch(dir.path(), client_port, peer_port) {
+            match launch(&bin, dir.path(), client_port, peer_port) {
                 Ok(service) => {
                     return Ok(Etcd {
+                        bin,
                         dir,
                         client_port,
                         peer_port,
@@ -105,7 +109,12 @@ impl Etcd {
     }
 
     fn launch(&mut self) -> anyhow::Result<()> {
-        self.service = Some(launch(self.dir.path(), self.client_port, self.peer_port)?);
+        self.service = Some(launch(
+            &self.bin,
+            self.dir.path(),
+            self.client_port,
+            self.peer_port,
+        )?);
         Ok(())
     }
 
@@ -252,11 +261,12 @@ impl Drop for Etcd {
     }
 }
 
-/// Spawns etcd in `dir` on the given ports and waits until it is healthy.
-fn launch(dir: &Path, client_port: u16, peer_port: u16) -> anyhow::Result<Service> {
+/// Spawns etcd `bin` in `dir` on the given ports and waits until it is
+/// healthy.
+fn launch(bin: &Path, dir: &Path, client_port: u16, peer_port: u16) -> anyhow::Result<Service> {
     let client = format!("http://127.0.0.1:{client_port}");
     let peer = format!("http://127.0.0.1:{peer_port}");
-    let mut cmd = Command::new("etcd");
+    let mut cmd = Command::new(bin);
     cmd.arg("--name=hostyard-test")
         .arg(format!("--data-dir={}", dir.join("data").display()))
         .arg(format!("--listen-client-urls={client}"))

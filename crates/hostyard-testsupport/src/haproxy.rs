@@ -1,4 +1,5 @@
-//! A real HAProxy 2.6 in master-worker mode, with its runtime API.
+//! A real HAProxy 3.0 (as on Debian 13: see [`crate::haproxy_binary`]) in
+//! master-worker mode, with its runtime API.
 //!
 //! hostyard-confd drives HAProxy through the admin socket (maps, server
 //! addresses) and reloads through the master CLI; tests need both sockets.
@@ -14,7 +15,8 @@ use anyhow::{anyhow, bail, Context};
 use tempfile::TempDir;
 
 use crate::poll::wait_until;
-use crate::process::{failure_with_log, require_binary, Service};
+use crate::process::{failure_with_log, Service};
+use crate::tools::haproxy_binary;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const SOCKET_TIMEOUT: Duration = Duration::from_secs(10);
@@ -51,16 +53,16 @@ impl SocketDir {
     }
 }
 
-/// Runs `haproxy -c -f cfg`; `Err` carries HAProxy's output.
+/// Runs `haproxy -c -f cfg`; `Err` carries HAProxy's output (or why the
+/// right HAProxy is not there).
 pub fn haproxy_check(cfg: &Path) -> Result<(), String> {
-    let out = Command::new("haproxy")
+    let bin = haproxy_binary().map_err(|e| format!("{e:#}"))?;
+    let out = Command::new(&bin)
         .arg("-c")
         .arg("-f")
         .arg(cfg)
         .output()
-        .map_err(|e| {
-            format!("running haproxy -c (apt-get install haproxy, or run scripts/test.sh): {e}")
-        })?;
+        .map_err(|e| format!("running {} -c: {e}", bin.display()))?;
     if out.status.success() {
         Ok(())
     } else {
@@ -86,7 +88,7 @@ impl Haproxy {
     /// [`SocketDir::admin_socket_path`]); that path is read from the config.
     /// Returns once the worker answers `show info` on the admin socket.
     pub fn start(cfg: &Path) -> anyhow::Result<Haproxy> {
-        require_binary("haproxy", "-v", "haproxy")?;
+        let bin = haproxy_binary()?;
         let text = std::fs::read_to_string(cfg)
             .with_context(|| format!("reading HAProxy config {}", cfg.display()))?;
         let admin = admin_socket_of(&text).ok_or_else(|| {
@@ -104,7 +106,7 @@ impl Haproxy {
         if let Err(e) = haproxy_check(cfg) {
             bail!("HAProxy rejects {}:\n{e}", cfg.display());
         }
-        let mut cmd = Command::new("haproxy");
+        let mut cmd = Command::new(&bin);
         cmd.arg("-W")
             .arg("-S")
             .arg(&master)
@@ -161,9 +163,22 @@ impl Haproxy {
     /// the config file again, answers on the admin socket.
     pub fn reload(&self) -> anyhow::Result<()> {
         let before = self.worker_pid()?;
-        // HAProxy 2.6 closes the master CLI connection on reload without an
-        // answer; success shows as a new worker pid.
-        let _ = master_command(&self.master, "reload");
+        // HAProxy 3.0's master answers once the new worker has loaded:
+        // `Success=1`, or `Success=0` and the startup messages saying why.
+        // (2.6 closed the connection without an answer.) Either way success
+        // shows as a new worker pid, which is what is waited for.
+        let answer = master_command(&self.master, "reload").unwrap_or_default();
+        if answer.starts_with("Success=0") {
+            return Err(failure_with_log(
+                "haproxy",
+                format!(
+                    "reload of {} failed, the old worker keeps serving: {}",
+                    self.cfg.display(),
+                    answer.trim()
+                ),
+                self.service.log_path(),
+            ));
+        }
         wait_until("a new HAProxy worker after reload", READY_TIMEOUT, || {
             let pid = self.worker_pid().ok()?;
             if pid == before {
@@ -219,8 +234,8 @@ fn admin_socket_of(cfg: &str) -> Option<PathBuf> {
     })
 }
 
-/// The worker listed first under `# workers` in `show proc` (2.6 layout:
-/// master line, `# workers`, current workers, `# old workers`, ...).
+/// The worker listed first under `# workers` in `show proc` (layout of 2.6
+/// and 3.0: master line, `# workers`, current workers, `# old workers`, ...).
 fn current_worker_pid(show_proc: &str) -> Option<u32> {
     let mut in_workers = false;
     for line in show_proc.lines() {
@@ -244,9 +259,9 @@ fn socket_command(path: &Path, cmd: &str) -> anyhow::Result<String> {
     cli_command(path, cmd, false)
 }
 
-/// One command on the master CLI. Unlike the worker, the 2.6 master keeps
-/// the connection open after answering until the client closes its side,
-/// so we half-close after the command to get EOF after the answer.
+/// One command on the master CLI. Unlike the worker, the master (2.6 and
+/// 3.0) keeps the connection open after answering until the client closes
+/// its side, so we half-close after the command to get EOF after the answer.
 fn master_command(path: &Path, cmd: &str) -> anyhow::Result<String> {
     cli_command(path, cmd, true)
 }
@@ -292,5 +307,12 @@ mod tests {
                    200             worker          1               0d00h00m02s     2.6.12\n\
                    # programs\n\n";
         assert_eq!(current_worker_pid(out), Some(300));
+        // 3.0, as its master answered here (no old worker left).
+        let out = "#<PID>          <type>          <reloads>       <uptime>        <version>      \n\
+                   28602           master          1 [failed: 0]   0d00h00m03s     3.0.11-1+deb13u4\n\
+                   # workers\n\
+                   28654           worker          0               0d00h00m02s     3.0.11-1+deb13u4\n\
+                   # programs\n\n";
+        assert_eq!(current_worker_pid(out), Some(28654));
     }
 }

@@ -45,6 +45,7 @@ mod http;
 mod poll;
 mod process;
 mod rawtar;
+mod tools;
 
 pub use backend::Backend;
 pub use docker::{
@@ -58,3 +59,4 @@ pub use http::{http_get, http_get_addr, http_get_with_headers, HttpResponse};
 pub use poll::{free_port, wait_until, wait_until_ok};
 pub use process::process_alive;
 pub use rawtar::{raw_tar, RawTarEntry};
+pub use tools::{etcd_binary, haproxy_binary};

@@ -4,6 +4,7 @@
 //! the direct child would leave HAProxy workers holding ports. Each service
 //! is therefore a process-group leader, and teardown signals the group.
 
+use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read, Seek, SeekFrom};
 use std::os::unix::process::CommandExt;
@@ -21,23 +22,29 @@ const LOG_TAIL_LINES: usize = 30;
 /// Checks that `bin` runs (`bin <version_arg>`) and returns its first output
 /// line. A missing binary is reported with the apt package to install.
 pub(crate) fn require_binary(bin: &str, version_arg: &str, apt: &str) -> anyhow::Result<String> {
+    version_line(bin.as_ref(), version_arg)?
+        .ok_or_else(|| anyhow!("{bin} not found: apt-get install {apt}, or run scripts/test.sh"))
+}
+
+/// Runs `bin <version_arg>` and returns the first line of its output
+/// (stdout, then stderr), or `None` when there is no such program.
+pub(crate) fn version_line(bin: &OsStr, version_arg: &str) -> anyhow::Result<Option<String>> {
+    let shown = Path::new(bin).display();
     let out = match Command::new(bin).arg(version_arg).output() {
         Ok(out) => out,
-        Err(e) if e.kind() == ErrorKind::NotFound => {
-            bail!("{bin} not found: apt-get install {apt}, or run scripts/test.sh")
-        }
-        Err(e) => return Err(e).with_context(|| format!("running {bin} {version_arg}")),
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("running {shown} {version_arg}")),
     };
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
         bail!(
-            "{bin} {version_arg} failed ({}): {}",
+            "{shown} {version_arg} failed ({}): {}",
             out.status,
             text.trim()
         );
     }
-    Ok(text.lines().next().unwrap_or_default().to_owned())
+    Ok(Some(text.lines().next().unwrap_or_default().to_owned()))
 }
 
 /// The last `n` lines of a log file, or a note saying why there are none.
