@@ -194,7 +194,12 @@ struct HaproxyUnit {
     runtime_dir: String,
     master_socket: String,
     cfg: String,
+    stop_grace_secs: u64,
 }
+
+/// How long a stop of HAProxy on purpose lets requests in flight finish
+/// before docker kills it.
+const HAPROXY_STOP_GRACE_SECS: u64 = 30;
 
 #[derive(Template)]
 #[template(path = "haproxy-confd.service")]
@@ -383,6 +388,7 @@ impl<'a> Values<'a> {
             runtime_dir: path_str(&self.layout.runtime_haproxy()),
             master_socket: path_str(&self.layout.haproxy_master_socket()),
             cfg: path_str(&self.layout.haproxy_cfg()),
+            stop_grace_secs: HAPROXY_STOP_GRACE_SECS,
         }
     }
 

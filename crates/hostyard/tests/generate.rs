@@ -395,6 +395,32 @@ fn every_unit_touching_the_data_root_waits_for_its_mount() {
     }
 }
 
+/// `Requires=` propagates a restart: `systemctl restart haproxy-confd`
+/// restarted HAProxy's container too and dropped requests.
+#[test]
+fn haproxy_follows_confd_without_being_restarted_by_it_and_stops_gracefully() {
+    let units = default_units();
+    let unit = units
+        .iter()
+        .find(|u| u.name == "haproxy.service")
+        .expect("haproxy.service");
+    let s = settings(&unit.contents);
+    for binding in ["Requires", "BindsTo", "PartOf", "Requisite"] {
+        assert!(
+            !values(&s, binding).contains(&"haproxy-confd.service"),
+            "haproxy.service {binding}= confd"
+        );
+    }
+    assert!(values(&s, "Wants").contains(&"haproxy-confd.service"));
+    assert!(values(&s, "After").contains(&"haproxy-confd.service"));
+    // SIGUSR1 is HAProxy's soft stop: finish what is in flight.
+    assert!(
+        values(&s, "ExecStart").contains(&"SIGUSR1"),
+        "{}",
+        unit.contents
+    );
+}
+
 #[test]
 fn no_unit_runs_a_shell() {
     for unit in default_units() {
