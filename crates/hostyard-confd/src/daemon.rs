@@ -78,7 +78,7 @@ impl Syncer {
         }
         let state = self.state.clone();
         let work = move || loop {
-            if let Err(e) = haproxy::sync(&path) {
+            if let Err(e) = hostyard_fs::sync_file(&path) {
                 eprintln!("{e:#}");
             }
             let Ok(mut st) = state.lock() else { return };
@@ -148,11 +148,11 @@ impl Daemon {
         for (status, page) in [(404, haproxy::PAGE_404), (503, haproxy::PAGE_503)] {
             let path = self.layout.haproxy_error_page(status);
             if std::fs::read(&path).ok().as_deref() != Some(page.as_bytes()) {
-                haproxy::write_atomic(&path, page.as_bytes())?;
+                haproxy::FILE.write(&path, page.as_bytes())?;
             }
         }
         if !self.layout.hosts_map().exists() {
-            haproxy::write_atomic(
+            haproxy::FILE.write(
                 &self.layout.hosts_map(),
                 routing::render_map(&self.applied).as_bytes(),
             )?;
@@ -171,7 +171,7 @@ impl Daemon {
         // Validate the candidate next to the real file (same directory, so
         // every path in it resolves the same) and rename only if accepted.
         let candidate = cfg_path.with_extension("cfg.candidate");
-        haproxy::write_atomic(&candidate, text.as_bytes())?;
+        haproxy::FILE.write(&candidate, text.as_bytes())?;
         let checked = haproxy::check_cfg(&self.config.haproxy.check_binary, &candidate);
         if let Err(e) = checked {
             // The rejected candidate stays for the operator to inspect.
@@ -185,7 +185,7 @@ impl Daemon {
         }
         std::fs::rename(&candidate, &cfg_path)
             .with_context(|| format!("renaming into {}", cfg_path.display()))?;
-        haproxy::sync(&cfg_path)?;
+        hostyard_fs::sync_file(&cfg_path)?;
         self.config_rejected = None;
         let master = self.layout.haproxy_master_socket();
         if current.is_some() && master.exists() {
@@ -347,9 +347,9 @@ impl Daemon {
             return false;
         }
         if !changes.is_empty() {
-            if let Err(e) = haproxy::write_atomic_with(&self.layout.hosts_map(), |w| {
-                routing::write_map(&next, w)
-            }) {
+            if let Err(e) =
+                haproxy::FILE.write_with(&self.layout.hosts_map(), |w| routing::write_map(&next, w))
+            {
                 // Without the file a restart would lose the change: do not
                 // half-apply; try again shortly.
                 eprintln!("cannot write the host map: {e:#}");

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use askama::Template;
 use hostyard_core::{Layout, NodeConfig};
+use hostyard_fs::AtomicWrite;
 
 use crate::routing::{Entry, HostMap};
 
@@ -89,58 +90,13 @@ pub fn check_cfg(binary: &Path, cfg: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes `contents` to `path` through a temporary file and a rename, so
-/// HAProxy (or a reader) sees the old file or the new one, never half.
-/// Not synced to disk: call [`sync`] once the change is live, so an fsync
-/// (tens of ms on a busy disk) never delays routing.
-pub fn write_atomic(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
-    write_atomic_with(path, |w| w.write_all(contents))
-}
-
-/// Like [`write_atomic`], streaming the contents (no copy of a large file
-/// in memory).
-pub fn write_atomic_with(
-    path: &Path,
-    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
-) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .with_context(|| format!("{} has no parent directory", path.display()))?;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".confd-")
-        .tempfile_in(dir)
-        .with_context(|| format!("creating a temporary file in {}", dir.display()))?;
-    {
-        let mut w = std::io::BufWriter::new(tmp.as_file_mut());
-        fill(&mut w)
-            .and_then(|()| w.flush())
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    // HAProxy may run as another user in its container: the files are
-    // world-readable (no secrets in them).
-    use std::os::unix::fs::PermissionsExt;
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o644))
-        .with_context(|| format!("chmod {}", path.display()))?;
-    tmp.persist(path)
-        .with_context(|| format!("renaming into {}", path.display()))?;
-    Ok(())
-}
-
-/// Makes a file written by [`write_atomic`] durable: its data, then the
-/// directory entry of the rename.
-pub fn sync(path: &Path) -> anyhow::Result<()> {
-    std::fs::File::open(path)
-        .and_then(|f| f.sync_all())
-        .with_context(|| format!("syncing {}", path.display()))?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)
-            .and_then(|f| f.sync_all())
-            .with_context(|| format!("syncing {}", dir.display()))?;
-    }
-    Ok(())
-}
+/// How confd writes HAProxy's files (config, map, error pages) and its
+/// state file: atomically, so HAProxy (or a reader) sees the old file or the
+/// new one, never half; world-readable, as HAProxy may run as another user
+/// in its container (no secrets in them); not synced, so an fsync (tens of
+/// ms on a busy disk) never delays routing: [`hostyard_fs::sync_file`]
+/// follows once the change is live.
+pub const FILE: AtomicWrite = AtomicWrite::new(0o644).unsynced();
 
 /// Why talking to HAProxy failed: `Absent` (not running) is normal before
 /// haproxy.service starts and means "files only".
@@ -460,10 +416,12 @@ mod tests {
         }
         assert!(text.contains("level admin expose-fd listeners"));
         assert!(text.contains("bind 0.0.0.0:80"));
-        write_atomic(&layout.hosts_map(), b"").unwrap();
-        write_atomic(&layout.haproxy_error_page(404), PAGE_404.as_bytes()).unwrap();
-        write_atomic(&layout.haproxy_error_page(503), PAGE_503.as_bytes()).unwrap();
-        write_atomic(&layout.haproxy_cfg(), text.as_bytes()).unwrap();
+        FILE.write(&layout.hosts_map(), b"").unwrap();
+        FILE.write(&layout.haproxy_error_page(404), PAGE_404.as_bytes())
+            .unwrap();
+        FILE.write(&layout.haproxy_error_page(503), PAGE_503.as_bytes())
+            .unwrap();
+        FILE.write(&layout.haproxy_cfg(), text.as_bytes()).unwrap();
         // The HAProxy servers run (3.0), not whatever the host has.
         let haproxy = hostyard_testsupport::haproxy_binary().unwrap();
         check_cfg(&haproxy, &layout.haproxy_cfg()).unwrap();
@@ -474,7 +432,8 @@ mod tests {
             },
             ..config.clone()
         };
-        write_atomic(&layout.haproxy_cfg(), render_cfg(&bad).unwrap().as_bytes()).unwrap();
+        FILE.write(&layout.haproxy_cfg(), render_cfg(&bad).unwrap().as_bytes())
+            .unwrap();
         let err = check_cfg(&haproxy, &layout.haproxy_cfg()).unwrap_err();
         assert!(err.to_string().contains("no-such-action"), "{err}");
     }

@@ -70,10 +70,11 @@ pub struct StateView<'a> {
 
 impl StateView<'_> {
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
-        crate::haproxy::write_atomic_with(path, |w| {
-            serde_json::to_writer(&mut *w, self).map_err(std::io::Error::other)?;
-            w.write_all(b"\n")
-        })
-        .context("saving confd state")
+        crate::haproxy::FILE
+            .write_with(path, |w| {
+                serde_json::to_writer(&mut *w, self).map_err(std::io::Error::other)?;
+                w.write_all(b"\n")
+            })
+            .context("saving confd state")
     }
 }

@@ -16,9 +16,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use hostyard_core::{Domain, GitUrl, ImportLayout, Layout, NodeConfig, SiteKind};
-use hostyard_gitpull::unpack::{copy_tree, open_regular, unpack_tar};
-use hostyard_gitpull::{publish, sync_dir, sync_filesystem};
-use nix::fcntl::{renameat2, Flock, FlockArg, RenameFlags, AT_FDCWD};
+use hostyard_fs::unpack::{copy_tree, open_regular, unpack_tar};
+use hostyard_fs::{rename_no_replace, sync_dir, sync_filesystem};
+use hostyard_git::publish;
+use nix::fcntl::{Flock, FlockArg};
 
 use crate::pem::check_pem;
 use crate::secrets::{write_private, write_site_secrets, DbNames};
@@ -92,14 +93,8 @@ pub fn run(config: &NodeConfig, kind: SiteKind, domain: &Domain) -> Result<Outco
     }
     let staged = Layout::new(&staging).domain_dir(domain);
     sync_filesystem(&staging)?;
-    renameat2(
-        AT_FDCWD,
-        &staged,
-        AT_FDCWD,
-        &target,
-        RenameFlags::RENAME_NOREPLACE,
-    )
-    .with_context(|| format!("cannot rename {} to {}", staged.display(), target.display()))?;
+    rename_no_replace(&staged, &target)
+        .with_context(|| format!("cannot rename {} to {}", staged.display(), target.display()))?;
     sync_dir(&domains)?;
     if let Err(e) = fs::remove_dir_all(&staging) {
         log(
@@ -329,7 +324,7 @@ fn build_static_git(
     write_private(&staged.git_url_file(domain), format!("{url}\n").as_bytes())?;
     let outcome = publish(staged, domain, &url, &config.git)
         .with_context(|| format!("cannot publish {}", url.redacted()))?;
-    if let hostyard_gitpull::Outcome::Published { commit, .. } = outcome {
+    if let hostyard_git::Outcome::Published { commit, .. } = outcome {
         log(
             domain,
             &format!("published {commit} from {}", url.redacted()),
@@ -391,14 +386,8 @@ fn move_aside(layout: &Layout, domain: &Domain, source: &Source) -> Result<()> {
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let dest = layout.import_done_entry(domain, now, suffix);
-    renameat2(
-        AT_FDCWD,
-        path,
-        AT_FDCWD,
-        &dest,
-        RenameFlags::RENAME_NOREPLACE,
-    )
-    .with_context(|| format!("cannot move {} to {}", path.display(), dest.display()))?;
+    rename_no_replace(path, &dest)
+        .with_context(|| format!("cannot move {} to {}", path.display(), dest.display()))?;
     log(domain, &format!("moved the import to {}", dest.display()));
     Ok(())
 }

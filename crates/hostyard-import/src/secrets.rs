@@ -6,14 +6,15 @@
 //! so it is never readable by others, not even briefly) in a 0700 directory,
 //! and is never printed or logged.
 
-use std::fs::{self, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use hostyard_core::{kind::mysql_container_name, Domain, Layout};
-use hostyard_gitpull::unpack::open_regular;
+use hostyard_fs::unpack::open_regular;
+use hostyard_fs::AtomicWrite;
 
 /// The WordPress keys and salts wp-config.php defines.
 const SALT_NAMES: [&str; 8] = [
@@ -111,17 +112,10 @@ fn new_salt() -> Result<String> {
         .collect())
 }
 
-/// Creates a file with mode 0600 from the start; refuses to replace one.
+/// Creates a file with mode 0600 from the start, complete and synced when
+/// it appears; refuses to replace one.
 pub fn write_private(path: &Path, content: &[u8]) -> Result<()> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    f.write_all(content)
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))
+    AtomicWrite::new(0o600).no_replace().write(path, content)
 }
 
 /// Writes `secrets/db.env` and `secrets/wp-salts.php` for a new site.

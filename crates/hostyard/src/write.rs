@@ -1,16 +1,17 @@
 //! Putting rendered units on disk.
 //!
-//! Each file is written to a temp file in the same directory and renamed
-//! over the old one, so systemd never reads half a unit. A file whose
+//! Each file is written by [`hostyard_fs::AtomicWrite`] (a temp file in the
+//! same directory renamed over the old one), so systemd never reads half a
+//! unit. A file whose
 //! content is already right is not touched at all: its mtime stays, and a
 //! `daemon-reload` is needed only when something was written.
 
 use std::fs;
-use std::io::{self, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use hostyard_fs::AtomicWrite;
 
 use crate::units::UnitFile;
 
@@ -48,7 +49,9 @@ pub fn write_units(dir: &Path, files: &[UnitFile]) -> anyhow::Result<Vec<Change>
             Some(_) => Change::Updated(path.clone()),
             None => Change::Created(path.clone()),
         };
-        write_atomically(dir, &path, f.contents.as_bytes())
+        // Units are world-readable like the ones systemd ships.
+        AtomicWrite::new(0o644)
+            .write(&path, f.contents.as_bytes())
             .with_context(|| format!("cannot write {}", path.display()))?;
         changes.push(change);
     }
@@ -75,18 +78,4 @@ fn read_existing(path: &Path) -> anyhow::Result<Option<Vec<u8>>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
-}
-
-fn write_atomically(dir: &Path, path: &Path, contents: &[u8]) -> anyhow::Result<()> {
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".hostyard-")
-        .suffix(".tmp")
-        .tempfile_in(dir)?;
-    tmp.write_all(contents)?;
-    // Units are world-readable like the ones systemd ships.
-    tmp.as_file()
-        .set_permissions(fs::Permissions::from_mode(0o644))?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path)?;
-    Ok(())
 }

@@ -5,7 +5,8 @@
 //!
 //! - the repository is a bare clone at [`Layout::git_repo_dir`], outside
 //!   `public/`, so `.git` is never served;
-//! - each commit is exported (`git archive`, unpacked by [`unpack`]) to
+//! - each commit is exported (`git archive`, unpacked by
+//!   [`hostyard_fs::unpack`]) to
 //!   `public/trees/<commit>` under a temporary name and renamed into place
 //!   once complete;
 //! - `public/current` is switched by renaming a new symlink over it, so a
@@ -14,21 +15,23 @@
 //! - the fetch is forced: the server has no commits of its own, so a
 //!   force-pushed branch is followed, never merged.
 //!
-//! hostyard-import calls [`publish`] too, on the staged site, so a new
-//! static-git site has a tree before its first start.
+//! Both hostyard-gitpull (on the site's timer) and hostyard-import (on the
+//! staged site, so a new static-git site has a tree before its first start)
+//! call [`publish`].
 
 pub mod git;
-pub mod unpack;
 
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::DirBuilderExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context, Result};
 use hostyard_core::config::GitConfig;
 use hostyard_core::{Domain, GitUrl, Layout};
+use hostyard_fs::unpack;
+use hostyard_fs::{remove_stale_temporaries, switch_link, sync_filesystem, temporary_sibling};
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::git::Git;
@@ -152,64 +155,11 @@ fn mkdir_p(dir: &Path) -> Result<()> {
         .with_context(|| format!("cannot create {}", dir.display()))
 }
 
-/// `dir/.name.tmp-<pid>` next to `path`: on the same filesystem, so the
-/// final rename is atomic, and dot-named, so it is never a published tree.
-fn temporary_sibling(path: &Path) -> Result<PathBuf> {
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} has no file name", path.display()))?;
-    let parent = path
-        .parent()
-        .with_context(|| format!("{} has no parent", path.display()))?;
-    Ok(parent.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    )))
-}
-
-/// Removes what a killed pull left behind (we hold the site's lock).
-fn remove_stale_temporaries(dir: &Path) -> Result<()> {
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
-    };
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with('.') && name.contains(".tmp-") {
-            let path = entry.path();
-            let removed = if entry.file_type()?.is_dir() {
-                fs::remove_dir_all(&path)
-            } else {
-                fs::remove_file(&path)
-            };
-            removed.with_context(|| format!("cannot remove stale {}", path.display()))?;
-        }
-    }
-    Ok(())
-}
-
 /// The commit `current` points to, if it is a link made by [`publish`].
 fn current_commit(link: &Path) -> Option<String> {
     let target = fs::read_link(link).ok()?;
     let name = target.file_name()?.to_str()?.to_string();
     (Layout::current_link_target(&name) == target).then_some(name)
-}
-
-/// Atomically points `link` at `target`: a new symlink renamed over the old.
-fn switch_link(link: &Path, target: &Path) -> Result<()> {
-    let tmp = temporary_sibling(link)?;
-    let _ = fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(target, &tmp)
-        .with_context(|| format!("cannot create {}", tmp.display()))?;
-    fs::rename(&tmp, link).with_context(|| format!("cannot switch {}", link.display()))?;
-    if let Some(parent) = link.parent() {
-        sync_dir(parent)?;
-    }
-    Ok(())
 }
 
 fn touch(path: &Path) -> Result<()> {
@@ -235,20 +185,6 @@ fn prune(trees: &Path, current: &str, keep: usize) -> Result<()> {
         fs::remove_dir_all(&path).with_context(|| format!("cannot remove {}", path.display()))?;
     }
     Ok(())
-}
-
-/// Flushes the filesystem holding `path`: one call instead of an fsync per
-/// file of a large tree.
-pub fn sync_filesystem(path: &Path) -> Result<()> {
-    let f = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    nix::unistd::syncfs(&f).with_context(|| format!("cannot sync {}", path.display()))
-}
-
-/// Makes a rename in `dir` durable.
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|f| f.sync_all())
-        .with_context(|| format!("cannot sync {}", dir.display()))
 }
 
 /// Refuses to run on a site that is not a static-git site with data.
