@@ -126,6 +126,28 @@ impl GitUrl {
         self.branch.as_deref()
     }
 
+    /// For an http(s) URL with a user (and password or token) in it: the
+    /// URL without them, and the credentials, decoded, for git to get
+    /// from a credential helper. A URL on git's command line is readable by
+    /// every user of the machine (`ps`), and git hands it on to its remote
+    /// helper's command line too; so the secret part never goes there.
+    pub fn http_credentials(&self) -> Option<HttpCredentials> {
+        let (scheme, rest) = self.url.split_once("://")?;
+        if !matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https") {
+            return None;
+        }
+        let authority_end = rest.find('/').unwrap_or(rest.len());
+        let (authority, path) = rest.split_at(authority_end);
+        let (userinfo, host) = authority.rsplit_once('@')?;
+        let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+        Some(HttpCredentials {
+            origin: format!("{scheme}://{host}"),
+            url: format!("{scheme}://{host}{path}"),
+            username: percent_decode(user),
+            password: percent_decode(password),
+        })
+    }
+
     /// The URL with any password or token replaced by `***`, for logs.
     pub fn redacted(&self) -> String {
         let redacted_url = match self.url.split_once("://") {
@@ -137,6 +159,10 @@ impl GitUrl {
                         let user = userinfo.split(':').next().unwrap_or("");
                         format!("{scheme}://{user}:***@{host}{path}")
                     }
+                    // Over http(s) a lone user name is usually a token.
+                    Some((_, host)) if scheme.to_ascii_lowercase().starts_with("http") => {
+                        format!("{scheme}://***@{host}{path}")
+                    }
                     _ => self.url.clone(),
                 }
             }
@@ -147,6 +173,49 @@ impl GitUrl {
             None => redacted_url,
         }
     }
+}
+
+/// The user part of an http(s) repository URL, taken out of it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HttpCredentials {
+    /// `scheme://host[:port]`: what git's `credential.<url>.helper` is
+    /// scoped to, so the secret goes to this server only.
+    pub origin: String,
+    /// The URL without the user part, for git's command line.
+    pub url: String,
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for HttpCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HttpCredentials({} as ***)", self.url)
+    }
+}
+
+/// Decodes `%XX` escapes (a URL's user part may hold `%40` for `@`); a `%`
+/// that starts no valid escape stays as it is.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `scheme://[user[:pass]@]host[:port]/path`
@@ -303,6 +372,38 @@ impl FromStr for GitUrl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn http_credentials_come_out_of_the_url_decoded_and_scoped_to_its_origin() {
+        let u = GitUrl::parse("https://deploy:s%40cret@git.example.com:8443/a/b.git#main").unwrap();
+        let c = u.http_credentials().expect("credentials");
+        assert_eq!(c.origin, "https://git.example.com:8443");
+        assert_eq!(c.url, "https://git.example.com:8443/a/b.git");
+        assert_eq!(
+            (c.username.as_str(), c.password.as_str()),
+            ("deploy", "s@cret")
+        );
+        assert!(!format!("{c:?}").contains("cret"));
+        // A token as the user name.
+        let c = GitUrl::parse("http://tok123@h.example/r.git")
+            .unwrap()
+            .http_credentials()
+            .expect("credentials");
+        assert_eq!((c.username.as_str(), c.password.as_str()), ("tok123", ""));
+        assert_eq!(c.url, "http://h.example/r.git");
+        for none in [
+            "https://git.example.com/r.git",
+            "ssh://git@git.example.com/r.git",
+            "git@git.example.com:r.git",
+            "git://git.example.com/r.git",
+        ] {
+            assert!(
+                GitUrl::parse(none).unwrap().http_credentials().is_none(),
+                "{none}"
+            );
+        }
+        assert_eq!(percent_decode("a%zz%4"), "a%zz%4");
+    }
     use proptest::prelude::*;
 
     #[test]

@@ -17,6 +17,7 @@ use std::thread;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
+use hostyard_core::GitUrl;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
@@ -37,6 +38,10 @@ const SCRUBBED_ENV: &[&str] = &[
     "GIT_PROXY_COMMAND",
     "GIT_EXTERNAL_DIFF",
 ];
+
+/// The credential helper: a shell function that prints the user and
+/// password from the environment git passes on (never from its arguments).
+const CREDENTIAL_HELPER: &str = "!f() { test \"$1\" = get && printf 'username=%s\\npassword=%s\\n' \"$HOSTYARD_GIT_USERNAME\" \"$HOSTYARD_GIT_PASSWORD\"; }; f";
 
 /// git bound to one bare repository.
 pub struct Git {
@@ -92,12 +97,36 @@ impl Git {
     /// Fetches `branch` (or the remote's HEAD) into `into`, forced: the
     /// server has no commits of its own, so whatever the remote says is the
     /// truth, force-pushes included.
-    pub fn fetch(&self, url: &str, branch: Option<&str>, into: &str) -> Result<()> {
-        let src = match branch {
+    ///
+    /// Credentials in an http(s) URL never reach a command line (git's or
+    /// its remote helper's, both readable by every user): git gets the URL
+    /// without them and asks a credential helper, scoped to that server,
+    /// that reads them from its environment.
+    pub fn fetch(&self, url: &GitUrl, into: &str) -> Result<()> {
+        let src = match url.branch() {
             Some(b) => format!("refs/heads/{b}"),
             None => "HEAD".to_string(),
         };
         let mut cmd = self.command();
+        let credentials = url.http_credentials();
+        let url = match &credentials {
+            Some(c) => {
+                // Config from the environment (git 2.31+): the first entry
+                // drops any helper of the system's config.
+                cmd.env("GIT_CONFIG_COUNT", "2")
+                    .env("GIT_CONFIG_KEY_0", "credential.helper")
+                    .env("GIT_CONFIG_VALUE_0", "")
+                    .env(
+                        "GIT_CONFIG_KEY_1",
+                        format!("credential.{}.helper", c.origin),
+                    )
+                    .env("GIT_CONFIG_VALUE_1", CREDENTIAL_HELPER)
+                    .env("HOSTYARD_GIT_USERNAME", &c.username)
+                    .env("HOSTYARD_GIT_PASSWORD", &c.password);
+                c.url.as_str()
+            }
+            None => url.url(),
+        };
         cmd.args([
             "fetch",
             "--quiet",

@@ -87,14 +87,13 @@ pub fn publish(
         fs::rename(&tmp, &repo)
             .with_context(|| format!("cannot rename {} into place", tmp.display()))?;
     }
-    git.fetch(url.url(), url.branch(), TIP_REF)
-        .with_context(|| {
-            format!(
-                "cannot fetch {} from {}",
-                url.branch().unwrap_or("the default branch"),
-                url.redacted()
-            )
-        })?;
+    git.fetch(url, TIP_REF).with_context(|| {
+        format!(
+            "cannot fetch {} from {}",
+            url.branch().unwrap_or("the default branch"),
+            url.redacted()
+        )
+    })?;
     let local = Git::new(&repo, git_timeout_local());
     let commit = local.resolve_commit(TIP_REF)?;
 

@@ -220,6 +220,134 @@ fn a_remote_that_never_answers_is_cut_off_at_the_fetch_timeout() {
     drop(silent);
 }
 
+/// Every command line on the machine, read from /proc (any user can).
+fn all_command_lines() -> Vec<String> {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|e| fs::read(e.path().join("cmdline")).ok())
+        .map(|raw| String::from_utf8_lossy(&raw).replace('\0', " "))
+        .collect()
+}
+
+/// `ps` shows every user every command line: a token in the repository
+/// URL used to be one of git's arguments, and so readable by anyone.
+#[test]
+fn credentials_in_the_url_never_appear_on_a_command_line_or_in_the_log() {
+    let w = World::new("git:\n  fetch_timeout_secs: 3\n");
+    w.commit("index.html", "good");
+    w.pull_ok();
+    // A remote that accepts and then says nothing: git is stuck in its
+    // fetch for the whole timeout, long enough to be seen in /proc.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let token = "tok-4f9a1c77e2";
+    w.set_url(&format!("http://deploy:{token}@127.0.0.1:{port}/site.git"));
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&w.config)
+        .arg(w.domain.as_str())
+        .env_remove("HOSTYARD_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut saw_git = false;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        for line in all_command_lines() {
+            assert!(
+                !line.contains(token),
+                "the token is on a command line: {line}"
+            );
+            saw_git |= line.contains("fetch") && line.contains("--no-tags");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(saw_git, "git's fetch was never seen running");
+    assert_one_line_failure(&out, "timed out");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!log.contains(token), "the token is in the log: {log}");
+    assert_eq!(w.served("index.html"), "good");
+    drop(silent);
+}
+
+fn base64(data: &[u8]) -> String {
+    const ABC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | (u32::from(b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ABC[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The credentials still reach the server they belong to: git asks, gets
+/// them from the helper, and sends them when the server says 401.
+#[test]
+fn credentials_taken_out_of_the_url_are_still_sent_to_its_server() {
+    use std::io::{BufRead, BufReader, Write};
+    let w = World::new("git:\n  fetch_timeout_secs: 10\n");
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    w.set_url(&format!(
+        "http://deploy:p%40ss-77@127.0.0.1:{port}/site.git"
+    ));
+    let seen = std::thread::spawn(move || {
+        // Answer at most four requests: 401 without credentials, 404 with.
+        for _ in 0..4 {
+            let (conn, _) = server.accept().unwrap();
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut auth = None;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap() == 0 || line.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = line.strip_prefix("Authorization: ") {
+                    auth = Some(v.trim().to_string());
+                }
+            }
+            let mut conn = conn;
+            match auth {
+                Some(a) => {
+                    let _ = conn.write_all(
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                    return Some(a);
+                }
+                None => {
+                    let _ = conn.write_all(b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                }
+            }
+        }
+        None
+    });
+    let out = w.pull();
+    assert!(!out.status.success());
+    let auth = seen.join().unwrap();
+    assert_eq!(auth, Some(format!("Basic {}", base64(b"deploy:p@ss-77"))));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("p@ss-77"));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("p%40ss-77"));
+}
+
 #[test]
 fn a_commit_with_a_symlink_out_of_the_site_is_refused() {
     let w = World::new("");
