@@ -11,13 +11,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use hostyard_core::etcd::Schema;
 use hostyard_core::{Layout, NodeConfig};
+use hostyard_haproxy::{self as haproxy, CliError, Entry, HostMap, MapApi, Session};
+use hostyard_routing::state::{Held, StateView};
+use hostyard_routing::{self as routing, AllowedNetworks, Problem};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
 use crate::etcd_feed::{self, Feed};
-use crate::haproxy::{self, CliError, MapApi, Session};
-use crate::routing::{self, AllowedNetworks, Entry, HostMap, Problem};
-use crate::state::{Held, StateView};
 
 /// Above this many changed hosts, one atomic full replace is cheaper than
 /// one command per host.
@@ -112,7 +112,7 @@ impl Daemon {
         // starts): the baseline for the hold rule and for serving while
         // etcd is unreachable.
         let applied = match std::fs::read_to_string(layout.hosts_map()) {
-            Ok(text) => routing::parse_map(&text),
+            Ok(text) => haproxy::parse_map(&text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => HostMap::new(),
             Err(e) => {
                 return Err(e).with_context(|| format!("reading {}", layout.hosts_map().display()))
@@ -154,7 +154,7 @@ impl Daemon {
         if !self.layout.hosts_map().exists() {
             haproxy::FILE.write(
                 &self.layout.hosts_map(),
-                routing::render_map(&self.applied).as_bytes(),
+                haproxy::render_map(&self.applied).as_bytes(),
             )?;
         }
         self.ensure_structure()
@@ -348,7 +348,7 @@ impl Daemon {
         }
         if !changes.is_empty() {
             if let Err(e) =
-                haproxy::FILE.write_with(&self.layout.hosts_map(), |w| routing::write_map(&next, w))
+                haproxy::FILE.write_with(&self.layout.hosts_map(), |w| haproxy::write_map(&next, w))
             {
                 // Without the file a restart would lose the change: do not
                 // half-apply; try again shortly.
@@ -510,10 +510,10 @@ fn notify(state: &[sd_notify::NotifyState]) {
 pub async fn run_once(config_path: &Path, config: NodeConfig) -> anyhow::Result<()> {
     let mut d = Daemon::new(config_path, config)?;
     d.prepare_files()?;
-    let mut client = etcd_feed::connect(&d.config.etcd.endpoints)
+    let mut client = routing::etcd::connect(&d.config.etcd.endpoints)
         .await
         .context("connecting to etcd")?;
-    let (kvs, revision) = etcd_feed::read_all(&mut client, &d.schema.root_prefix()).await?;
+    let (kvs, revision) = routing::etcd::read_all(&mut client, &d.schema.root_prefix()).await?;
     d.on_feed(Feed::Snapshot { kvs, revision });
     if d.cycle() {
         anyhow::bail!("HAProxy did not take the routing (see above)");

@@ -1,13 +1,10 @@
 //! hostyard-confd: keeps HAProxy's routing equal to what etcd holds.
 //!
-//! The pure parts (the desired routing and its bad-data rules, the hold
-//! rule, the rendered config) are separate from the I/O (etcd, HAProxy's
-//! sockets, files), so they are unit-tested without either, and so
-//! `hostyard status` computes exactly the verdicts confd does.
+//! The decisions are made elsewhere, so they are unit-tested without etcd
+//! or HAProxy and shared with `hostyard status`: the desired routing, its
+//! bad-data rules and the hold rule in `hostyard-routing`, the config, the
+//! map format and HAProxy's sockets in `hostyard-haproxy`. Here: the etcd
+//! feed ([`etcd_feed`]) and the loop that applies it ([`daemon`]).
 
 pub mod daemon;
 pub mod etcd_feed;
-pub mod haproxy;
-pub mod routing;
-pub mod state;
-pub mod status;

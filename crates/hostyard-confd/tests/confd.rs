@@ -41,8 +41,8 @@ fn site_is_added_moved_and_removed_without_a_reload() {
         .runtime(&format!("show map {}", r.layout.hosts_map().display()))
         .unwrap();
     assert_eq!(
-        hostyard_confd::routing::parse_map(&file),
-        hostyard_confd::routing::parse_map(&runtime)
+        hostyard_haproxy::parse_map(&file),
+        hostyard_haproxy::parse_map(&runtime)
     );
 }
 
@@ -438,10 +438,10 @@ fn status_lists_every_site_from_etcd_and_haproxy_with_held_changes() {
     r.start();
     r.wait_for("r3.example.com", 200, "st");
 
-    let report = hostyard_confd::status::report(&r.config).unwrap();
+    let report = hostyard_routing::status::report(&r.config).unwrap();
     assert_eq!(report.etcd, "ok");
     assert_eq!(report.haproxy, "running");
-    let state_of = |rep: &hostyard_confd::status::Report, dom: &str| {
+    let state_of = |rep: &hostyard_routing::status::Report, dom: &str| {
         rep.sites
             .iter()
             .find(|s| s.domain == dom)
@@ -466,7 +466,7 @@ fn status_lists_every_site_from_etcd_and_haproxy_with_held_changes() {
         r.state()["held"].is_object().then_some(())
     })
     .unwrap();
-    let report = hostyard_confd::status::report(&r.config).unwrap();
+    let report = hostyard_routing::status::report(&r.config).unwrap();
     assert_eq!(state_of(&report, "r0.example.com").0, "held");
     assert!(report.table().contains("HELD:"), "{}", report.table());
 }

@@ -2,7 +2,7 @@
 //! down / conflict / invalid / held), from etcd, HAProxy's runtime map and
 //! confd's state file.
 //!
-//! The work is in `hostyard_confd::status`, next to the routing rules, so
+//! The work is in `hostyard_routing::status`, next to the routing rules, so
 //! the verdicts shown are computed by the same function confd applies.
 
 use hostyard_core::NodeConfig;
@@ -11,5 +11,5 @@ use hostyard_core::NodeConfig;
 /// well, 1 when something needs attention (a held change, a rejected
 /// config, skipped keys, conflicts, etcd unreachable).
 pub fn run(config: &NodeConfig, json: bool) -> anyhow::Result<i32> {
-    hostyard_confd::status::run(config, json)
+    hostyard_routing::status::run(config, json)
 }

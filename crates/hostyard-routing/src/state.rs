@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::routing::{Problem, Site};
+use crate::{Problem, Site};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ConfdState {
@@ -70,7 +70,7 @@ pub struct StateView<'a> {
 
 impl StateView<'_> {
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
-        crate::haproxy::FILE
+        hostyard_haproxy::FILE
             .write_with(path, |w| {
                 serde_json::to_writer(&mut *w, self).map_err(std::io::Error::other)?;
                 w.write_all(b"\n")

@@ -13,9 +13,10 @@ use hostyard_core::etcd::Schema;
 use hostyard_core::{Layout, NodeConfig};
 use serde::Serialize;
 
-use crate::haproxy::{MapApi, Session};
-use crate::routing::{self, AllowedNetworks, Entry, HostMap, Problem};
+use hostyard_haproxy::{Entry, HostMap, MapApi, Session};
+
 use crate::state::{ConfdState, Held};
+use crate::{AllowedNetworks, Problem};
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -55,11 +56,11 @@ fn read_etcd(config: &NodeConfig) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
     rt.block_on(async {
         let mut client = tokio::time::timeout(
             Duration::from_secs(3),
-            crate::etcd_feed::connect(&config.etcd.endpoints),
+            crate::etcd::connect(&config.etcd.endpoints),
         )
         .await
         .map_err(|_| anyhow::anyhow!("no answer within 3 s"))??;
-        let (kvs, _) = crate::etcd_feed::read_all(&mut client, &schema.root_prefix()).await?;
+        let (kvs, _) = crate::etcd::read_all(&mut client, &schema.root_prefix()).await?;
         Ok(kvs)
     })
 }
@@ -78,7 +79,7 @@ pub fn report(config: &NodeConfig) -> anyhow::Result<Report> {
     let (etcd, desired) = match read_etcd(config) {
         Ok(kvs) => (
             "ok".to_string(),
-            Some(routing::desired(&schema, &kvs, &allowed)),
+            Some(crate::desired(&schema, &kvs, &allowed)),
         ),
         Err(e) => (format!("unreachable: {e:#}"), None),
     };

@@ -1,0 +1,135 @@
+//! haproxy.cfg: rendered from the node config (askama, `unit-templates/`)
+//! and checked with `haproxy -c` before it is used; the error pages it
+//! names; how every file HAProxy reads is written.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use askama::Template;
+use hostyard_core::{Layout, NodeConfig};
+use hostyard_fs::AtomicWrite;
+
+pub const PAGE_404: &str = include_str!("../../../unit-templates/haproxy/404.html");
+pub const PAGE_503: &str = include_str!("../../../unit-templates/haproxy/503.html");
+
+#[derive(Template)]
+#[template(path = "haproxy.cfg")]
+struct HaproxyCfg {
+    admin_socket: String,
+    hosts_map: String,
+    page_404: String,
+    page_503: String,
+    bind: String,
+    frontend_rules: Vec<String>,
+}
+
+/// Renders haproxy.cfg from the node config: a pure function, so a change
+/// of the file means a change of the structure.
+pub fn render_cfg(config: &NodeConfig) -> anyhow::Result<String> {
+    let layout = Layout::new(&config.data_root);
+    let path = |p: PathBuf| p.display().to_string();
+    let hp = &config.haproxy;
+    let cfg = HaproxyCfg {
+        admin_socket: path(layout.haproxy_admin_socket()),
+        hosts_map: path(layout.hosts_map()),
+        page_404: path(layout.haproxy_error_page(404)),
+        page_503: path(layout.haproxy_error_page(503)),
+        // HAProxy splits an IPv6 bind address from its port at the last colon.
+        bind: format!("{}:{}", hp.bind_address, hp.http_port),
+        frontend_rules: hp.frontend_rules.clone(),
+    };
+    let mut text = cfg.render().context("rendering haproxy.cfg")?;
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    Ok(text)
+}
+
+/// Runs `haproxy -c -f FILE`; the error carries HAProxy's own explanation.
+pub fn check_cfg(binary: &Path, cfg: &Path) -> anyhow::Result<()> {
+    let out = std::process::Command::new(binary)
+        .arg("-c")
+        .arg("-f")
+        .arg(cfg)
+        .output()
+        .with_context(|| {
+            format!(
+                "cannot run {} (set haproxy.check_binary; is the haproxy package installed?)",
+                binary.display()
+            )
+        })?;
+    if !out.status.success() {
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("[ALERT]") || l.contains("error"))
+            .collect();
+        bail!(
+            "haproxy -c rejected {}: {}",
+            cfg.display(),
+            if lines.is_empty() {
+                format!("{} {}", out.status, text.trim())
+            } else {
+                lines.join(" | ")
+            }
+        );
+    }
+    Ok(())
+}
+
+/// How confd writes HAProxy's files (config, map, error pages) and its
+/// state file: atomically, so HAProxy (or a reader) sees the old file or the
+/// new one, never half; world-readable, as HAProxy may run as another user
+/// in its container (no secrets in them); not synced, so an fsync (tens of
+/// ms on a busy disk) never delays routing: [`hostyard_fs::sync_file`]
+/// follows once the change is live.
+pub const FILE: AtomicWrite = AtomicWrite::new(0o644).unsynced();
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendered_config_names_every_runtime_path_and_passes_haproxy_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = NodeConfig {
+            data_root: dir.path().to_path_buf(),
+            ..NodeConfig::default()
+        };
+        let layout = Layout::new(dir.path());
+        let text = render_cfg(&config).unwrap();
+        for p in [
+            layout.haproxy_admin_socket(),
+            layout.hosts_map(),
+            layout.haproxy_error_page(404),
+        ] {
+            assert!(text.contains(&p.display().to_string()), "{p:?}");
+        }
+        assert!(text.contains("level admin expose-fd listeners"));
+        assert!(text.contains("bind 0.0.0.0:80"));
+        FILE.write(&layout.hosts_map(), b"").unwrap();
+        FILE.write(&layout.haproxy_error_page(404), PAGE_404.as_bytes())
+            .unwrap();
+        FILE.write(&layout.haproxy_error_page(503), PAGE_503.as_bytes())
+            .unwrap();
+        FILE.write(&layout.haproxy_cfg(), text.as_bytes()).unwrap();
+        // The HAProxy servers run (3.0), not whatever the host has.
+        let haproxy = hostyard_testsupport::haproxy_binary().unwrap();
+        check_cfg(&haproxy, &layout.haproxy_cfg()).unwrap();
+        let bad = NodeConfig {
+            haproxy: hostyard_core::config::HaproxyConfig {
+                frontend_rules: vec!["http-request no-such-action".into()],
+                ..config.haproxy.clone()
+            },
+            ..config.clone()
+        };
+        FILE.write(&layout.haproxy_cfg(), render_cfg(&bad).unwrap().as_bytes())
+            .unwrap();
+        let err = check_cfg(&haproxy, &layout.haproxy_cfg()).unwrap_err();
+        assert!(err.to_string().contains("no-such-action"), "{err}");
+    }
+}

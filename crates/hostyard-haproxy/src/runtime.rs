@@ -1,0 +1,232 @@
+//! The runtime API (admin socket): routing changes to a running HAProxy
+//! without a reload, and what it routes now.
+//!
+//! Every runtime command's answer is checked: HAProxy's CLI reports most
+//! failures as text with a successful write, so an unread answer is an
+//! unnoticed failure.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::map::{parse_map, Entry, HostMap};
+
+/// Why talking to HAProxy failed: `Absent` (not running) is normal before
+/// haproxy.service starts and means "files only".
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("HAProxy is not running ({path}: {source})")]
+    Absent {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("HAProxy socket {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("HAProxy answered {answer:?} to {command:?}")]
+    Refused { command: String, answer: String },
+}
+
+/// One interactive session on a CLI socket (`prompt` mode): commands run in
+/// order and each answer ends with the `> ` prompt.
+pub struct Session {
+    stream: UnixStream,
+    path: PathBuf,
+    buf: Vec<u8>,
+}
+
+impl Session {
+    pub fn connect(path: &Path) -> Result<Session, CliError> {
+        let stream = UnixStream::connect(path).map_err(|source| CliError::Absent {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let io = |source| CliError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .map_err(io)?;
+        stream
+            .set_write_timeout(Some(Duration::from_secs(10)))
+            .map_err(io)?;
+        let mut s = Session {
+            stream,
+            path: path.to_path_buf(),
+            buf: Vec::new(),
+        };
+        s.stream.write_all(b"prompt\n").map_err(io)?;
+        s.read_answer()?;
+        Ok(s)
+    }
+
+    fn io(&self, source: std::io::Error) -> CliError {
+        CliError::Io {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn read_answer(&mut self) -> Result<String, CliError> {
+        self.buf.clear();
+        let mut chunk = [0u8; 65536];
+        loop {
+            // The prompt follows every answer; a payload command also shows
+            // "+ " continuation prompts, which are not part of the answer.
+            if self.buf.ends_with(b"\n> ") || self.buf == b"> " {
+                let text = String::from_utf8_lossy(&self.buf[..self.buf.len() - 2]).into_owned();
+                return Ok(text);
+            }
+            let n = self.stream.read(&mut chunk).map_err(|e| self.io(e))?;
+            if n == 0 {
+                return Err(self.io(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "connection closed before the prompt",
+                )));
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Sends one command (which may carry a `<<` payload) and returns its
+    /// answer without the prompt.
+    pub fn command(&mut self, command: &str) -> Result<String, CliError> {
+        let mut line = command.to_string();
+        if !line.ends_with('\n') {
+            line.push('\n');
+        }
+        self.stream
+            .write_all(line.as_bytes())
+            .map_err(|e| self.io(e))?;
+        self.read_answer()
+    }
+
+    /// A command whose only successful answer is silence.
+    pub fn expect_silent(&mut self, command: &str) -> Result<(), CliError> {
+        let answer = self.command(command)?;
+        let rest = answer.replace("+ ", "");
+        if rest.trim().is_empty() {
+            Ok(())
+        } else {
+            Err(CliError::Refused {
+                command: short(command),
+                answer: rest.trim().to_string(),
+            })
+        }
+    }
+}
+
+fn short(command: &str) -> String {
+    let first = command.lines().next().unwrap_or_default();
+    if first.len() > 120 {
+        format!("{}…", &first[..120])
+    } else {
+        first.to_string()
+    }
+}
+
+/// The runtime API for one map file.
+pub struct MapApi<'a> {
+    session: &'a mut Session,
+    map: String,
+}
+
+/// Payload chunks stay well below HAProxy's CLI buffer (tune.bufsize, 16 kB
+/// by default), which one payload must fit in.
+const PAYLOAD_CHUNK: usize = 8 * 1024;
+
+impl<'a> MapApi<'a> {
+    pub fn new(session: &'a mut Session, map: &Path) -> MapApi<'a> {
+        MapApi {
+            session,
+            map: map.display().to_string(),
+        }
+    }
+
+    /// Upsert: `set map` fails on a missing key ("entry not found"), and
+    /// `add map` on an existing key would add a duplicate, so try `set`
+    /// first and `add` only when HAProxy says the key is missing.
+    pub fn upsert(&mut self, host: &str, entry: &Entry) -> Result<(), CliError> {
+        let value = entry.map_value();
+        let set = format!("set map {} {host} {value}", self.map);
+        let answer = self.session.command(&set)?;
+        match answer.trim() {
+            "" => Ok(()),
+            a if a.starts_with("entry not found") => self
+                .session
+                .expect_silent(&format!("add map {} {host} {value}", self.map)),
+            a => Err(CliError::Refused {
+                command: set,
+                answer: a.to_string(),
+            }),
+        }
+    }
+
+    /// Removes a host; a key that is already gone is fine.
+    pub fn remove(&mut self, host: &str) -> Result<(), CliError> {
+        let del = format!("del map {} {host}", self.map);
+        let answer = self.session.command(&del)?;
+        match answer.trim() {
+            "" => Ok(()),
+            a if a.starts_with("Key not found") => Ok(()),
+            a => Err(CliError::Refused {
+                command: del,
+                answer: a.to_string(),
+            }),
+        }
+    }
+
+    /// Replaces the whole map atomically: a new version is filled aside
+    /// (`prepare map`, `add map @ver`) and swapped in by `commit map`, so no
+    /// request ever sees a half-filled map.
+    pub fn replace_all(&mut self, map: &HostMap) -> Result<(), CliError> {
+        let prepare = format!("prepare map {}", self.map);
+        let answer = self.session.command(&prepare)?;
+        let version = answer
+            .trim()
+            .strip_prefix("New version created:")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .ok_or_else(|| CliError::Refused {
+                command: prepare.clone(),
+                answer: answer.trim().to_string(),
+            })?;
+        let mut payload = String::new();
+        for (host, entry) in map {
+            payload.push_str(host);
+            payload.push(' ');
+            payload.push_str(&entry.map_value());
+            payload.push('\n');
+            if payload.len() >= PAYLOAD_CHUNK {
+                self.add_payload(version, &payload)?;
+                payload.clear();
+            }
+        }
+        if !payload.is_empty() {
+            self.add_payload(version, &payload)?;
+        }
+        self.session
+            .expect_silent(&format!("commit map @{version} {}", self.map))
+    }
+
+    fn add_payload(&mut self, version: u64, payload: &str) -> Result<(), CliError> {
+        // A payload ends at the first empty line.
+        self.session
+            .expect_silent(&format!("add map @{version} {} <<\n{payload}\n", self.map))
+    }
+
+    /// What HAProxy routes now, for `hostyard status` and checks.
+    pub fn show(&mut self) -> Result<HostMap, CliError> {
+        let answer = self.session.command(&format!("show map {}", self.map))?;
+        if answer.starts_with("Unknown map") {
+            return Err(CliError::Refused {
+                command: format!("show map {}", self.map),
+                answer: answer.trim().to_string(),
+            });
+        }
+        Ok(parse_map(&answer))
+    }
+}
