@@ -4,8 +4,14 @@
 //! as root. An entry named `../../etc/cron.d/x` or `/etc/passwd`, or a
 //! symlink `www -> /etc` followed by an entry `www/passwd`, would write
 //! outside the site. Every entry name and link target goes through these
-//! checks first; the unpacker (hostyard-gitpull's `unpack`) also refuses to
-//! write through any symlink, so a chain of links cannot escape either.
+//! checks first; the unpacker (hostyard-fs's `unpack`) also refuses to
+//! write through any symlink.
+//!
+//! Each link alone is checked lexically ([`check_symlink_target`]), which is
+//! not enough: `a/up -> ..` and `b -> a/up/../../x` each stay inside when
+//! read alone, yet `b` resolves two levels above the archive. So once the
+//! whole tree is in place the unpacker resolves every link through the
+//! others with [`resolve_beneath`], as the kernel would.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -102,10 +108,135 @@ pub fn check_symlink_target(entry: &Path, target: &[u8]) -> Result<(), ArchivePa
     Ok(())
 }
 
+/// The most links one resolution follows: the kernel's limit (40), after
+/// which it answers `ELOOP`.
+pub const MAX_LINK_HOPS: usize = 40;
+
+/// Why a path does not resolve beneath the archive's root.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResolveError {
+    #[error("{path:?} resolves outside the archive (through the link {via:?})")]
+    Escapes { path: String, via: String },
+    #[error("{path:?} resolves through the link {via:?} to an absolute path")]
+    Absolute { path: String, via: String },
+    #[error("{path:?} goes through more than {MAX_LINK_HOPS} links (a loop?)")]
+    TooManyLinks { path: String },
+}
+
+/// Resolves `path` (relative to the archive's root; it may contain `..`)
+/// the way the kernel would, following the archive's own links, which
+/// `link_target` gives for a relative path of plain components (`None`
+/// for anything that is not a link). Returns the path it reaches, as plain
+/// components, or why it leaves the root. A name that does not exist
+/// resolves as a directory would (the lexical rule), so a dangling link is
+/// judged by what it names.
+pub fn resolve_beneath(
+    path: &Path,
+    link_target: impl Fn(&Path) -> Option<PathBuf>,
+) -> Result<PathBuf, ResolveError> {
+    use std::collections::VecDeque;
+    let shown = || path.to_string_lossy().into_owned();
+    let mut todo: VecDeque<std::ffi::OsString> = path
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect();
+    if path.is_absolute() {
+        return Err(ResolveError::Absolute {
+            path: shown(),
+            via: shown(),
+        });
+    }
+    let mut at = PathBuf::new();
+    let mut hops = 0;
+    let mut via = PathBuf::new();
+    while let Some(part) = todo.pop_front() {
+        if part == ".." {
+            if !at.pop() {
+                return Err(ResolveError::Escapes {
+                    path: shown(),
+                    via: via.to_string_lossy().into_owned(),
+                });
+            }
+            continue;
+        }
+        let next = at.join(&part);
+        match link_target(&next) {
+            None => at = next,
+            Some(target) => {
+                hops += 1;
+                if hops > MAX_LINK_HOPS {
+                    return Err(ResolveError::TooManyLinks { path: shown() });
+                }
+                if target.is_absolute() {
+                    return Err(ResolveError::Absolute {
+                        path: shown(),
+                        via: next.to_string_lossy().into_owned(),
+                    });
+                }
+                // The target replaces the link's name, relative to the
+                // directory the link is in (`at`).
+                for c in target.components().rev() {
+                    match c {
+                        Component::Normal(n) => todo.push_front(n.to_os_string()),
+                        Component::ParentDir => todo.push_front("..".into()),
+                        _ => {}
+                    }
+                }
+                via = next;
+            }
+        }
+    }
+    Ok(at)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    fn links<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&Path) -> Option<PathBuf> + 'a {
+        move |p| {
+            pairs
+                .iter()
+                .find(|(l, _)| Path::new(l) == p)
+                .map(|(_, t)| PathBuf::from(t))
+        }
+    }
+
+    #[test]
+    fn resolves_through_links_as_the_kernel_does() {
+        let tree = [
+            ("a/up", ".."),
+            ("b", "a/up/../../x"),
+            ("c", "a/up/a"),
+            ("loop", "loop"),
+        ];
+        let ok = |p: &str| resolve_beneath(Path::new(p), links(&tree));
+        assert_eq!(ok("a/x").unwrap(), Path::new("a/x"));
+        assert_eq!(ok("a/up/a/up").unwrap(), Path::new(""));
+        assert_eq!(ok("c/../a").unwrap(), Path::new("a"));
+        assert_eq!(ok("missing/../a").unwrap(), Path::new("a"));
+        // Each link alone looks fine; together they leave the root.
+        assert!(check_symlink_target(Path::new("b"), b"a/up/../../x").is_ok());
+        assert_eq!(
+            ok("b"),
+            Err(ResolveError::Escapes {
+                path: "b".into(),
+                via: "a/up".into()
+            })
+        );
+        assert!(matches!(ok("loop"), Err(ResolveError::TooManyLinks { .. })));
+        assert!(matches!(ok(".."), Err(ResolveError::Escapes { .. })));
+        let abs = [("etc", "/etc")];
+        assert!(matches!(
+            resolve_beneath(Path::new("etc/passwd"), links(&abs)),
+            Err(ResolveError::Absolute { .. })
+        ));
+    }
 
     #[test]
     fn normalises_plain_names() {

@@ -8,6 +8,9 @@
 //! - every name and link target is checked by
 //!   [`hostyard_core::archive_path`] (no `..`, no absolute paths, no links
 //!   pointing out);
+//! - once the tree is complete, every link is resolved through the others
+//!   (as the kernel would) and must stay inside: `a/up -> ..` plus
+//!   `b -> a/up/../../x` is refused although each passes alone;
 //! - nothing is written through a symlink: each parent directory of an entry
 //!   is checked to be a real directory, and files are created with
 //!   `O_EXCL` (a name that already exists is an error, not an overwrite);
@@ -15,7 +18,7 @@
 //! - modes are normalised (0755 for directories and executables, 0644 for
 //!   other files): an archive cannot make a setuid or world-writable file.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
@@ -25,7 +28,7 @@ use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use hostyard_core::archive_path::{check_entry_path, check_symlink_target};
+use hostyard_core::archive_path::{check_entry_path, check_symlink_target, resolve_beneath};
 
 /// What was written, for the log line.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +44,8 @@ struct Writer {
     root: PathBuf,
     /// Directories (relative) known to be real directories under the root.
     known_dirs: HashSet<PathBuf>,
+    /// Every link written, relative, with its target.
+    links: HashMap<PathBuf, PathBuf>,
     counts: Counts,
 }
 
@@ -56,6 +61,7 @@ impl Writer {
         Ok(Writer {
             root: root.to_path_buf(),
             known_dirs,
+            links: HashMap::new(),
             counts: Counts::default(),
         })
     }
@@ -135,8 +141,23 @@ impl Writer {
                 rel.display()
             )
         })?;
+        self.links.insert(rel.to_path_buf(), target.to_path_buf());
         self.counts.symlinks += 1;
         Ok(())
+    }
+
+    /// Resolves every link of the finished tree through the others: a link
+    /// may be written before the link it goes through, so only the whole
+    /// tree can tell.
+    fn finish(self) -> Result<Counts> {
+        let mut links: Vec<_> = self.links.iter().collect();
+        links.sort();
+        for (rel, target) in links {
+            let from = rel.parent().unwrap_or(Path::new("")).join(target);
+            resolve_beneath(&from, |p| self.links.get(p).cloned())
+                .with_context(|| format!("link {} -> {}", rel.display(), target.display()))?;
+        }
+        Ok(self.counts)
     }
 
     /// A tar hard link names an earlier entry; its content is copied, so
@@ -218,7 +239,7 @@ pub fn unpack_tar(input: impl Read, dest: &Path) -> Result<Counts> {
             );
         }
     }
-    Ok(writer.counts)
+    writer.finish()
 }
 
 /// Copies the tree at `src` into `dest` (an existing directory) with the
@@ -263,7 +284,33 @@ pub fn copy_tree(src: &Path, dest: &Path) -> Result<Counts> {
             bail!("{} is {what}; refusing the import", item.path().display());
         }
     }
-    Ok(writer.counts)
+    writer.finish()
+}
+
+/// Refuses `path` (below `root`) when any part of it below `root` is a
+/// symlink; a part that does not exist ends the check. An import's layout
+/// directories (`wordpress/`, `mysql/`, `static/www-content/`, ...) are
+/// read as root: a link there (`wordpress -> /data/domains/other`) would
+/// read another site's files, however the link is made.
+pub fn check_no_symlink_below(root: &Path, path: &Path) -> Result<()> {
+    let rel = path
+        .strip_prefix(root)
+        .with_context(|| format!("{} is not below {}", path.display(), root.display()))?;
+    let mut at = root.to_path_buf();
+    for part in rel.components() {
+        at.push(part);
+        match fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => bail!(
+                "{} is a symlink; the import's layout directories and files must be real \
+                 ones (copy the files in instead of linking them)",
+                at.display()
+            ),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", at.display())),
+        }
+    }
+    Ok(())
 }
 
 /// Opens a file that must be a regular file, never following a symlink:

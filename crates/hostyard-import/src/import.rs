@@ -16,7 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use hostyard_core::{Domain, GitUrl, ImportLayout, Layout, NodeConfig, SiteKind};
-use hostyard_fs::unpack::{copy_tree, open_regular, unpack_tar};
+use hostyard_fs::unpack::{check_no_symlink_below, copy_tree, open_regular, unpack_tar};
 use hostyard_fs::{rename_no_replace, sync_dir, sync_filesystem};
 use hostyard_git::publish;
 use nix::fcntl::{Flock, FlockArg};
@@ -202,6 +202,19 @@ fn build(
         }
     };
     let import = import_root.as_deref().map(ImportLayout::new);
+    if let Some(import) = &import {
+        for path in [
+            import.tls_pem(domain),
+            import.www_content(),
+            import.git_url(),
+            import.mysql_dump(),
+            import.mysql_env(),
+            import.wp_content(),
+            import.htaccess(),
+        ] {
+            check_no_symlink_below(import.root(), &path)?;
+        }
+    }
 
     for dir in [staged.domains_dir(), staged.domain_dir(domain)] {
         fs::DirBuilder::new()

@@ -518,6 +518,136 @@ fn hostile_tarballs_are_refused_and_change_nothing() {
     assert!(!Path::new("/tmp/hostyard-evil").exists());
 }
 
+/// The attack this pins: `a/up -> ..` and `wordpress -> a/up/../../wp...`
+/// each look inside the archive when read alone, but together resolve to
+/// another site's data, and the import used to copy that site's
+/// `wp-content` (a customer reading another customer's files).
+#[test]
+fn a_chain_of_links_out_of_the_archive_is_refused_and_reads_nothing() {
+    let s = Server::new();
+    let victim = Domain::parse("wp.example.org").unwrap();
+    let secret = s
+        .layout()
+        .wp_content_dir(&victim)
+        .join("uploads/secret.txt");
+    write(&secret, b"victim's upload");
+    let evil = Domain::parse("evil.example.org").unwrap();
+    fs::create_dir_all(s.layout().imports_dir()).unwrap();
+    let tarball = &s.layout().import_tarballs(&evil)[0];
+    // The tarball is unpacked in domains/.staging-<domain>-<pid>/unpacked:
+    // a/up is that dir, two more `..` reach domains/.
+    for (name, entries) in [
+        (
+            "two links",
+            vec![
+                ("a/up", tar::EntryType::symlink(), &b".."[..]),
+                (
+                    "wordpress",
+                    tar::EntryType::symlink(),
+                    b"a/up/../../wp.example.org",
+                ),
+            ],
+        ),
+        (
+            "link made after the link through it",
+            vec![
+                (
+                    "wordpress",
+                    tar::EntryType::symlink(),
+                    &b"a/up/../../wp.example.org"[..],
+                ),
+                ("a/up", tar::EntryType::symlink(), b".."),
+            ],
+        ),
+        (
+            "a chain inside the content",
+            vec![
+                (
+                    "wordpress/wp-content/b/c/up",
+                    tar::EntryType::symlink(),
+                    &b"../.."[..],
+                ),
+                (
+                    "wordpress/wp-content/leak",
+                    tar::EntryType::symlink(),
+                    b"b/c/up/../../../..",
+                ),
+            ],
+        ),
+    ] {
+        let bytes = tar_bytes(&entries);
+        fs::write(tarball, &bytes).unwrap();
+        let out = s.import("wordpress", evil.as_str());
+        assert_refused(&out, "outside the archive");
+        assert_no_site(&s, &evil);
+        assert_eq!(
+            fs::read(tarball).unwrap(),
+            bytes,
+            "{name}: the tarball was changed"
+        );
+    }
+    assert_eq!(fs::read(&secret).unwrap(), b"victim's upload");
+}
+
+/// A folder import whose layout directories are links (to another site's
+/// data, or anywhere) is refused: nothing is read through them.
+#[test]
+fn a_folder_import_with_linked_layout_directories_is_refused() {
+    let s = Server::new();
+    let victim = Domain::parse("wp.example.org").unwrap();
+    write(
+        &s.layout()
+            .wp_content_dir(&victim)
+            .join("uploads/secret.txt"),
+        b"victim's upload",
+    );
+    write(
+        &s.layout().domain_dir(&victim).join("dump/dump.sql"),
+        b"-- victim's database\n",
+    );
+    let victim_dir = s.layout().domain_dir(&victim);
+    type Setup<'a> = Box<dyn Fn(&ImportLayout) + 'a>;
+    let cases: Vec<(&str, Setup)> = vec![
+        (
+            "linked-wordpress",
+            Box::new(|imp| {
+                std::os::unix::fs::symlink(&victim_dir, imp.wp_content().parent().unwrap()).unwrap()
+            }),
+        ),
+        (
+            "linked-wp-content",
+            Box::new(|imp| {
+                fs::create_dir_all(imp.wp_content().parent().unwrap()).unwrap();
+                std::os::unix::fs::symlink(victim_dir.join("wp-content"), imp.wp_content()).unwrap()
+            }),
+        ),
+        (
+            "linked-mysql",
+            Box::new(|imp| {
+                std::os::unix::fs::symlink(
+                    victim_dir.join("dump"),
+                    imp.mysql_dump().parent().unwrap(),
+                )
+                .unwrap()
+            }),
+        ),
+    ];
+    for (name, setup) in cases {
+        let d = Domain::parse(&format!("{name}.example.com")).unwrap();
+        let imp = s.import_folder(&d);
+        setup(&imp);
+        let before = snapshot(imp.root());
+        let out = s.import("wordpress", d.as_str());
+        assert_refused(&out, "symlink");
+        assert_no_site(&s, &d);
+        assert_eq!(
+            snapshot(imp.root()),
+            before,
+            "{name}: the import folder was changed"
+        );
+    }
+}
+
 #[test]
 fn hostile_folders_are_refused_and_change_nothing() {
     let s = Server::new();
@@ -555,7 +685,7 @@ fn hostile_folders_are_refused_and_change_nothing() {
                 fs::create_dir_all(imp.tls_pem(d).parent().unwrap()).unwrap();
                 std::os::unix::fs::symlink("/etc/shadow", imp.tls_pem(d)).unwrap();
             }),
-            "not a symlink",
+            "is a symlink",
         ),
         (
             "badenv",
