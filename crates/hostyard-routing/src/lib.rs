@@ -20,7 +20,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 use hostyard_core::etcd::{Schema, ServiceValue, SiteDecl};
-use hostyard_core::{Domain, SiteKind};
+use hostyard_core::{Domain, SiteKind, UnitRole};
 use hostyard_haproxy::{Entry, HostMap};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -170,8 +170,10 @@ pub fn desired(
                         &schema.service_key(*other, &domain),
                         format!(
                             "{domain} is declared as {} but also registered as {other}; \
-                             this registration is ignored",
-                            decl.kind
+                             this registration is ignored (to make it a {other} site: \
+                             `systemctl stop {}`, then `hostyard site forget {domain}`)",
+                            decl.kind,
+                            decl.kind.instance_unit(UnitRole::Site, &domain)
                         ),
                     ));
                 }
@@ -453,6 +455,15 @@ mod tests {
         assert_eq!(want.map["two.example.com"], route("10.0.0.5:80"));
         assert_eq!(want.problems.len(), 1);
         assert_eq!(want.problems[0].key, "/services/static/two.example.com");
+        // A kind change: the status line names the way out.
+        assert!(
+            want.problems[0].message.contains(
+                "`systemctl stop wordpress@two.example.com.service`, then \
+                 `hostyard site forget two.example.com`"
+            ),
+            "{}",
+            want.problems[0].message
+        );
     }
 
     #[test]

@@ -4,11 +4,12 @@
 //! from the node config to unit files, [`write`] is the thin layer that puts
 //! them on disk atomically, and `main.rs` only parses flags. [`config_get`]
 //! answers `hostyard config get KEY` for scripts; [`mail`] renders postfix's
-//! config from the forward files.
+//! config from the forward files; [`site`] forgets a site's declaration.
 
 pub mod config_get;
 pub mod escape;
 pub mod mail;
+pub mod site;
 pub mod status;
 pub mod units;
 pub mod write;

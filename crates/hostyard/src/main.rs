@@ -56,10 +56,26 @@ enum Command {
         #[arg(long, default_value_t = 60, value_name = "SECS")]
         timeout: u64,
     },
+    /// Manage a site's records in etcd.
+    Site {
+        #[command(subcommand)]
+        action: SiteAction,
+    },
     /// Read the node config as hostyard parses it (for scripts).
     Config {
         #[command(subcommand)]
         action: ConfigAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum SiteAction {
+    /// Remove the site's declaration (its kind and aliases) from etcd, e.g.
+    /// before it comes back as another kind. Refused while the declared site
+    /// runs; its data is left as it is.
+    Forget {
+        /// The site's domain, as in its unit name (example.com).
+        domain: String,
     },
 }
 
@@ -126,6 +142,24 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 "{PROGRAM}: postfix answers on {address} after {} ms",
                 took.as_millis()
             );
+            Ok(0)
+        }
+        Command::Site {
+            action: SiteAction::Forget { domain },
+        } => {
+            let domain = hostyard_core::Domain::parse_instance(&domain).map_err(usage)?;
+            match hostyard::site::forget(&config, &domain).map_err(runtime)? {
+                hostyard::site::Forgot::Nothing => {
+                    println!("{domain} has no declaration; nothing changed");
+                }
+                hostyard::site::Forgot::Declaration(kind) => {
+                    let kind = kind.map_or("malformed".to_string(), |k| format!("a {k}"));
+                    println!(
+                        "forgot {domain} (declared as {kind} site); its data in {} is left as it is",
+                        config.layout().domain_dir(&domain).display()
+                    );
+                }
+            }
             Ok(0)
         }
         Command::Config {

@@ -1,0 +1,106 @@
+//! `hostyard site forget` against a real etcd: a site that changed kind
+//! stayed a 503 forever behind its old declaration, and the command the
+//! docs named did not exist.
+
+mod util;
+
+use std::fs;
+
+use hostyard_core::etcd::Schema;
+use hostyard_testsupport::Etcd;
+use util::{hostyard, stderr, stdout, TempDir};
+
+fn config(dir: &TempDir, etcd: &Etcd) -> String {
+    let path = dir.str("hostyard.yaml");
+    fs::write(
+        &path,
+        format!(
+            "data_root: {}\netcd:\n  endpoints: [\"{}\"]\n",
+            dir.str("data"),
+            etcd.endpoint()
+        ),
+    )
+    .expect("config");
+    path
+}
+
+#[test]
+fn forget_removes_a_declaration_only_once_the_declared_site_is_stopped() {
+    let etcd = Etcd::start().expect("etcd");
+    let dir = TempDir::new();
+    let config = config(&dir, &etcd);
+    // The keys as the default config (no prefix) names them.
+    let schema = Schema::new(&hostyard_core::NodeConfig::default().etcd.prefix);
+    let domain: hostyard_core::Domain = "example.com".parse().unwrap();
+    let site = &schema.site_key(&domain);
+    let static_reg = &schema.service_key(hostyard_core::SiteKind::Static, &domain);
+    let wp_reg = &schema.service_key(hostyard_core::SiteKind::Wordpress, &domain);
+    etcd.put(site, r#"{"kind":"static","aliases":[]}"#).unwrap();
+    // The old kind still runs: refused, naming the command that stops it.
+    etcd.put_with_lease(
+        static_reg,
+        r#"{"ip":"172.18.0.5","port":"80","node":"srv1"}"#,
+        60,
+    )
+    .unwrap();
+    let out = hostyard(&["--config", &config, "site", "forget", "example.com"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("on server srv1") && err.contains("systemctl stop static@example.com.service"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        etcd.get(site).unwrap().is_some(),
+        "the declaration was removed"
+    );
+
+    // The old site stopped, the new kind registered: forget works, and the
+    // new registration is untouched.
+    etcd.delete(static_reg).unwrap();
+    etcd.put_with_lease(wp_reg, r#"{"ip":"172.18.0.6","port":"80"}"#, 60)
+        .unwrap();
+    let out = hostyard(&["--config", &config, "site", "forget", "example.com"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("forgot example.com (declared as a static site)"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("is left as it is"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(etcd.get(site).unwrap(), None);
+    assert!(etcd.get(wp_reg).unwrap().is_some());
+
+    // Again: nothing to do, said so.
+    let out = hostyard(&["--config", &config, "site", "forget", "example.com"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "example.com has no declaration; nothing changed\n"
+    );
+}
+
+#[test]
+fn forget_refuses_a_name_that_is_not_a_canonical_domain_and_a_down_etcd() {
+    let etcd = Etcd::start().expect("etcd");
+    let dir = TempDir::new();
+    let config = config(&dir, &etcd);
+    for (name, want) in [
+        ("Example.com", "use \"example.com\""),
+        ("../x", "contains '/'"),
+    ] {
+        let out = hostyard(&["--config", &config, "site", "forget", name]);
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", stderr(&out));
+        assert!(stderr(&out).contains(want), "{name}: {}", stderr(&out));
+    }
+    drop(etcd);
+    let out = hostyard(&["--config", &config, "site", "forget", "example.com"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    assert!(stderr(&out).contains("etcd"), "{}", stderr(&out));
+}
