@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Makes the debian:bookworm-slim image from this machine's own Debian mirror.
+# Makes the debian:<release>-slim image from this machine's own Debian mirror.
 #
 # No container registry is reachable from these machines, so `FROM
-# debian:bookworm-slim` works only once an image of that name exists
-# locally. This builds it with debootstrap (about 40 s) and imports it;
-# it does nothing when the image is already there.
+# debian:trixie-slim` works only once an image of that name exists locally.
+# This builds it with debootstrap (about 45 s) and imports it; it does
+# nothing when the image is already there. hostyard's images are Debian 13
+# (trixie, the default); bookworm makes the Debian 12 base, which tests of
+# an upgrade from Debian 12 images build on.
 #
-# usage: scripts/base-image.sh [IMAGE]   (default debian:bookworm-slim)
+# usage: scripts/base-image.sh [RELEASE]   (a Debian code name; default trixie)
+#   makes debian:RELEASE-slim
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -15,7 +18,10 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib/apt.sh
 . "$repo/scripts/lib/apt.sh"
 
-image=${1:-debian:bookworm-slim}
+release=${1:-trixie}
+[[ $release =~ ^[a-z]+$ ]] ||
+  die "\"$release\" is not a Debian code name: pass one like trixie (the default) or bookworm"
+image=debian:$release-slim
 
 main() {
   if docker image inspect "$image" >/dev/null 2>&1; then
@@ -30,15 +36,16 @@ main() {
   local root
   root=$(mktemp -d /tmp/base-image.XXXXXX)
   # shellcheck disable=SC2064 # expand $root now: it is local to main
-  trap "rm -rf '$root'" EXIT
-  step "debootstrap bookworm from $mirror"
-  debootstrap --variant=minbase bookworm "$root" "$mirror" >"$root.log" 2>&1 ||
-    die "debootstrap failed; see $root.log"
+  trap "rm -rf '$root' '$root.log'" EXIT
+  step "debootstrap $release from $mirror"
+  debootstrap --variant=minbase "$release" "$root" "$mirror" >"$root.log" 2>&1 ||
+    die "debootstrap $release failed; see $root.log"
   # Trim what a -slim image leaves out: apt lists and caches.
   rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb
   step "importing as $image"
   tar -C "$root" -c . | docker import - "$image" >/dev/null
-  rm -f "$root.log"
+  rm -rf "$root" "$root.log"
+  trap - EXIT
   note "done: $(docker image inspect --format '{{.Size}}' "$image") bytes"
 }
 

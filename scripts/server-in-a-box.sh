@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# A hostyard server in a container, on this machine: boots a Debian 12 with
+# A hostyard server in a container, on this machine: boots a Debian 13 with
 # systemd as PID 1 (and Docker inside it), runs scripts/setup.sh in it with
 # this checkout's release binaries and images, starts two sample sites and
 # checks they answer through HAProxy, published on 127.0.0.1:8080:
 # static@example.com from an import folder, and static-git@git.example.com
 # from a sample repository that a `git daemon` on the box's loopback serves.
 #
-# On a fresh Debian 12 machine (as root) it installs the Debian packages it
-# needs itself; cargo (Rust 1.88 or newer) is the one prerequisite.
+# On a fresh Debian 12 or 13 machine (as root) it installs the Debian packages
+# it needs itself. Where cargo is missing it installs Debian 13's own (Rust
+# 1.85, the workspace's rust-version); Debian 12's is too old, so there it
+# stops and names rustup.
 #
 # Caches, reused by the next run: the systemd rootfs image (debootstrap,
 # about a minute the first time), the site images (docker build's layer cache
@@ -38,7 +40,9 @@ BOX_PORT=${BOX_PORT:-8080}
 KEEP_BOX=${KEEP_BOX:-1}
 SAMPLE_SITE=${SAMPLE_SITE:-1}
 CACHE=${CACHE:-/var/cache/hostyard-box}
-SERVER_IMAGE=hostyard/server-box:bookworm
+# The server's Debian release, the one setup.sh needs.
+SERVER_RELEASE=trixie
+SERVER_IMAGE=hostyard/server-box:$SERVER_RELEASE
 TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target}
 BINARIES=(hostyard hostyard-confd hostyard-discovery hostyard-import hostyard-gitpull)
 SAMPLE_DOMAIN=example.com
@@ -90,7 +94,7 @@ build_binaries() {
   done
 }
 
-# The server's root file system: Debian 12 with systemd, as an image. Built
+# The server's root file system: Debian 13 with systemd, as an image. Built
 # once with debootstrap from this machine's mirror (no registry needed).
 server_image() {
   if docker image inspect "$SERVER_IMAGE" >/dev/null 2>&1; then
@@ -104,8 +108,8 @@ server_image() {
   root=$(mktemp -d /tmp/server-box.XXXXXX)
   # shellcheck disable=SC2064 # expand $root now: it is local
   trap "rm -rf '$root' '$root.log'" EXIT
-  step "debootstrap bookworm with systemd from $mirror (about a minute)"
-  debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus bookworm "$root" "$mirror" \
+  step "debootstrap $SERVER_RELEASE with systemd from $mirror (about a minute)"
+  debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus "$SERVER_RELEASE" "$root" "$mirror" \
     >"$root.log" 2>&1 || die "debootstrap failed; see $root.log"
   rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb
   # A container has no consoles: gettys would only restart forever.

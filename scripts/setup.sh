@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Turns a fresh Debian 12 server into a hostyard server. Idempotent: a second
-# run finds everything in place, changes nothing and says so. Every change is
-# printed; nothing secret is.
+# Turns a fresh Debian 13 (trixie) server into a hostyard server. Idempotent:
+# a second run finds everything in place, changes nothing and says so. Every
+# change is printed; nothing secret is.
 #
 # What it does, in order:
+#   0. checks the release in /etc/os-release: on anything older than Debian
+#      13 it stops with one line naming both, before changing anything;
 #   1. /etc/hostyard/hostyard.yaml if missing (all defaults), then reads it
 #      with `hostyard config get` (the binaries' own parser);
 #   2. etcd: when every etcd.endpoints URL is on loopback (the default
@@ -25,7 +27,7 @@
 #   --binaries DIR  (or HOSTYARD_BINARIES) a directory with hostyard,
 #                   hostyard-confd, hostyard-discovery, hostyard-import and
 #                   hostyard-gitpull: `target/release` of a `cargo build
-#                   --release` of this repository (on any Debian 12 machine),
+#                   --release` of this repository (on Debian 12 or 13),
 #                   copied to the server. Without it the binaries must be in
 #                   bin_dir already.
 #   --images DIR    (or HOSTYARD_IMAGES) <kind>.tar files from
@@ -33,6 +35,8 @@
 #   HOSTYARD_CONFIG the node config (default /etc/hostyard/hostyard.yaml)
 #   ETCD_CHECK_SECS how long a joined cluster's endpoints may take to answer
 #                   (default 15)
+#   OS_RELEASE      the os-release file the release is read from (default
+#                   /etc/os-release; tests point it elsewhere)
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -49,6 +53,10 @@ IMAGES_DIR=${HOSTYARD_IMAGES:-}
 UNIT_DIR=/etc/systemd/system
 BINARIES=(hostyard hostyard-confd hostyard-discovery hostyard-import hostyard-gitpull)
 APT_PACKAGES=(ca-certificates curl docker.io iptables haproxy git)
+# The Debian release a server needs (its HAProxy 3.0, etcd 3.5, systemd 257
+# and Docker 26 are what the units and images are made for).
+NEED_VERSION=13
+NEED_RELEASE="Debian 13 (trixie)"
 START_WAIT_SECS=120
 ETCD_CHECK_SECS=${ETCD_CHECK_SECS:-15}
 # The hostyard binary that reads the config (set by find_reader).
@@ -86,6 +94,21 @@ parse_args() {
       *) usage ;;
     esac
   done
+}
+
+# check_release: stop, having changed nothing, unless this is Debian 13 or
+# newer. Debian testing and unstable have no VERSION_ID: newer, so fine.
+check_release() {
+  local id version codename found
+  id=$(os_release ID)
+  version=$(os_release VERSION_ID)
+  codename=$(os_release VERSION_CODENAME)
+  found=$(os_release PRETTY_NAME)
+  [ "$id" != debian ] || found="Debian ${version:-$codename}${codename:+ ($codename)}"
+  if [ "$id" != debian ] || { [ -n "$version" ] && ! [[ $version =~ ^[0-9]+$ && $version -ge $NEED_VERSION ]]; }; then
+    die "this server runs ${found:-an unknown system (no ${OS_RELEASE:-/etc/os-release})}; hostyard needs $NEED_RELEASE or newer:" \
+      "upgrade the release first (README, \"Setting up a server\"). Nothing was changed."
+  fi
 }
 
 # find_reader: the hostyard binary that reads the config. The config is read
@@ -276,7 +299,7 @@ images() {
       n=$((n + 1))
     elif [ -z "$have" ]; then
       [ -d "$repo/dockerfiles" ] || die "image $name missing and no $kind.tar in --images"
-      # base-image.sh needs debootstrap to make debian:bookworm-slim.
+      # base-image.sh needs debootstrap to make debian:trixie-slim.
       dpkg-query -W -f='${db:Status-Status}' debootstrap 2>/dev/null | grep -qx installed ||
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
       "$repo/scripts/images.sh" build "$kind"
@@ -352,6 +375,7 @@ services() {
 
 main() {
   parse_args "$@"
+  check_release
   need_root "set up a server"
   [ -d /run/systemd/system ] || die "systemd is not running (PID 1): hostyard needs a systemd server"
   local bin_dir data_root

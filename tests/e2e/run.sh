@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# hostyard's end-to-end suite: a real server (Debian 12, systemd as PID 1,
+# hostyard's end-to-end suite: a real server (Debian 13, systemd as PID 1,
 # Docker inside) in a container, set up by scripts/setup.sh, with real sites
 # started by `systemctl start` and checked through HAProxy from this machine.
 # Nothing is mocked. scripts/test.sh (and so CI) runs it after the
@@ -79,6 +79,26 @@ server_state() {
     for u in docker.service etcd.service haproxy-confd.service haproxy.service hostyard.target; do
       echo "$u $(systemctl is-active "$u") $(systemctl is-enabled "$u" 2>&1)"
     done'
+}
+
+# setup.sh on a Debian 12 server (its os-release, given by OS_RELEASE) and
+# with no node config yet: one line naming both releases, exit 1, and not
+# even the config it would write first.
+t_setup_on_debian_12_stops_and_changes_nothing() {
+  local before out rc=0
+  printf '%s\n' 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"' 'NAME="Debian GNU/Linux"' \
+    'VERSION_ID="12"' 'VERSION="12 (bookworm)"' 'VERSION_CODENAME=bookworm' 'ID=debian' |
+    bxi sh -c 'cat >/tmp/e2e-os-release-12'
+  before=$(server_state)
+  out=$(bx env OS_RELEASE=/tmp/e2e-os-release-12 HOSTYARD_CONFIG=/tmp/e2e-no-config/hostyard.yaml \
+    /hostyard/src/scripts/setup.sh --binaries /hostyard/bin --images /hostyard/images 2>&1) || rc=$?
+  printf '%s\n' "$out" | sed 's/^/    | /' >&2
+  expect "setup.sh's exit status" "$rc" 1
+  expect "lines of output" "$(printf '%s\n' "$out" | wc -l)" 1
+  expect "the line names the release found and the one needed" \
+    "$(printf '%s\n' "$out" | grep -c 'runs Debian 12 (bookworm); hostyard needs Debian 13 (trixie) or newer')" 1
+  expect "the node config it would have written" "$(bx test -e /tmp/e2e-no-config && echo exists || echo absent)" absent
+  expect "apt, units and services after the refusal" "$(diff <(echo "$before") <(server_state) | wc -l)" 0
 }
 
 t_setup_with_unreachable_etcd_cluster_fails_and_changes_nothing() {
@@ -367,6 +387,7 @@ t_reboot_brings_enabled_sites_back() {
 
 CHECKS=(
   t_setup_second_run_changes_nothing
+  t_setup_on_debian_12_stops_and_changes_nothing
   t_setup_with_unreachable_etcd_cluster_fails_and_changes_nothing
   t_setup_joins_a_configured_etcd_cluster
   t_static_site_answers_when_start_returns

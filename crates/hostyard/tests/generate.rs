@@ -817,7 +817,7 @@ fn systemd_image() -> &'static str {
     let lock = "/tmp/hostyard-test-systemd.lock";
     let script = format!(
         "docker image inspect {SYSTEMD_IMAGE} >/dev/null 2>&1 && exit 0; \
-         {root}/scripts/base-image.sh >&2 && docker build -q -t {SYSTEMD_IMAGE} - >&2",
+         {root}/scripts/base-image.sh bookworm >&2 && docker build -q -t {SYSTEMD_IMAGE} - >&2",
         root = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../..")
             .display()
