@@ -18,12 +18,29 @@ apt_install() {
   apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
+# apt_names PKG...: the packages as this release names them, one a line.
+# From Debian 13 on docker.io is the engine alone and its client is
+# docker-cli (only Recommended, so --no-install-recommends would leave
+# `docker` out): docker.io stands for both. Debian 12 has no docker-cli.
+apt_names() {
+  local pkg old=0
+  case $(os_release VERSION_CODENAME) in
+    buster | bullseye | bookworm) old=1 ;;
+  esac
+  for pkg in "$@"; do
+    echo "$pkg"
+    [ "$pkg" != docker.io ] || [ "$old" = 1 ] || echo docker-cli
+  done
+}
+
 # apt_ensure PKG...: install the packages that are missing, saying which
 # (root is needed only then). Leaves them in APT_INSTALLED, empty when all
 # were there, for scripts that report what they changed.
 APT_INSTALLED=()
 apt_ensure() {
-  mapfile -t APT_INSTALLED < <(apt_missing "$@")
+  local names
+  mapfile -t names < <(apt_names "$@")
+  mapfile -t APT_INSTALLED < <(apt_missing "${names[@]}")
   if [ ${#APT_INSTALLED[@]} -eq 0 ]; then
     note "all installed"
     return
