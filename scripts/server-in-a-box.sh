@@ -149,6 +149,16 @@ boot() {
   wait_for "$BOOT_WAIT_SECS" "systemd in $BOX" booted ||
     die "systemd in $BOX did not come up: $(box systemctl is-system-running 2>&1 || true)"
   note "systemd is $(box systemctl is-system-running 2>&1 || true)"
+  # The box's /proc/sys is read-only (as in every unprivileged container),
+  # so Docker 26 inside cannot switch IPv6 off on a bridge container's
+  # interface, and without this it refuses to start every container on a
+  # docker network. Box only: a real server's dockerd can write it.
+  docker exec -i "$BOX" sh -c 'mkdir -p /etc/systemd/system/docker.service.d &&
+    cat >/etc/systemd/system/docker.service.d/hostyard-box.conf' <<'EOF'
+# server-in-a-box: /proc/sys is read-only here (see scripts/server-in-a-box.sh).
+[Service]
+Environment=DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE=1
+EOF
   BOX_PORT=$(docker port "$BOX" 80/tcp | head -n 1)
   BOX_PORT=${BOX_PORT##*:}
   note "HAProxy's port 80 is published on 127.0.0.1:$BOX_PORT"
