@@ -72,7 +72,9 @@ ensure_docker() {
   command -v docker >/dev/null || die "docker not found: apt-get install docker.io iptables"
   if ! docker info >/dev/null 2>&1; then
     step "starting dockerd (log: /var/log/hostyard-box-dockerd.log)"
-    setsid dockerd >>/var/log/hostyard-box-dockerd.log 2>&1 </dev/null &
+    # DOCKER_ALLOW_...: where this machine is itself a container (read-only
+    # /proc/sys), Docker 26 would refuse the box; see boot().
+    DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE=1 setsid dockerd >>/var/log/hostyard-box-dockerd.log 2>&1 </dev/null &
     wait_for 60 "docker info" docker info || die "dockerd did not answer"
   fi
 }

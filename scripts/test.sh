@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # THE test command for hostyard (CI runs it through .ci/run).
 #
-# On a fresh Debian 12 machine as root it installs what the tests need,
+# On a fresh Debian 12 or 13 machine as root it installs what the tests need,
 # starts a Docker engine if none answers, then runs formatting, lint, the
 # shell linter and the whole test suite against real etcd, HAProxy, git and
 # Docker (HAProxy 3.0 and etcd 3.5 as on Debian 13, from scripts/test-tools.sh).
@@ -64,7 +64,9 @@ docker_answers() { docker info >/dev/null 2>&1; }
 # script, so later runs find it) and wait for `docker info`.
 start_dockerd() {
   note "starting dockerd${*:+ $*} (log: $DOCKERD_LOG)"
-  setsid dockerd "$@" >>"$DOCKERD_LOG" 2>&1 </dev/null &
+  # In a container /proc/sys is read-only: Docker 26 (Debian 13) would then
+  # refuse every bridged container, failing to switch IPv6 off in it.
+  DOCKER_ALLOW_IPV6_ON_IPV4_INTERFACE=1 setsid dockerd "$@" >>"$DOCKERD_LOG" 2>&1 </dev/null &
   local pid=$!
   local deadline=$((SECONDS + DOCKERD_WAIT_SECS))
   until docker_answers; do
