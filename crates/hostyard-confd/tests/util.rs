@@ -64,7 +64,7 @@ impl Router {
     }
 
     pub fn write_config(&self) {
-        let text = serde_yaml::to_string(&self.config).unwrap();
+        let text = serde_norway::to_string(&self.config).unwrap();
         std::fs::write(&self.config_path, text).unwrap();
     }
 

@@ -3,7 +3,7 @@
 //! Every field has a default, so an empty file (or none) is a working
 //! single-server config. Unknown fields are refused: a typo must not silently
 //! fall back to a default on a production server. Errors carry the file,
-//! line and column that serde_yaml reports.
+//! line and column that the YAML parser (serde_norway) reports.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -267,11 +267,11 @@ pub enum ConfigError {
         path: PathBuf,
         error: std::io::Error,
     },
-    /// serde_yaml's message names the field and carries line and column.
+    /// The YAML parser's message names the field and carries line and column.
     #[error("{path}: {error}")]
     Parse {
         path: PathBuf,
-        error: serde_yaml::Error,
+        error: serde_norway::Error,
     },
     #[error("{path}: {field}: {problem}")]
     Invalid {
@@ -306,7 +306,7 @@ impl NodeConfig {
         let config: NodeConfig = if text.trim().is_empty() {
             NodeConfig::default()
         } else {
-            serde_yaml::from_str(text).map_err(|error| ConfigError::Parse {
+            serde_norway::from_str(text).map_err(|error| ConfigError::Parse {
                 path: path.to_path_buf(),
                 error,
             })?

@@ -63,7 +63,7 @@ impl Node {
     pub fn write_config(&self) {
         std::fs::write(
             &self.config_path,
-            serde_yaml::to_string(&self.config).unwrap(),
+            serde_norway::to_string(&self.config).unwrap(),
         )
         .unwrap();
     }
