@@ -34,6 +34,12 @@ APT_PACKAGES=(
   systemd           # systemd-analyze verify for generated units
 )
 
+# The unused-dependency check: cargo-machete, built once per machine into
+# this cache. 0.8.0 is the newest whose locked dependencies build with
+# Debian 13's rustc 1.85 (0.9's need 1.86 and 1.88).
+MACHETE_VERSION=0.8.0
+MACHETE_ROOT=${MACHETE_ROOT:-/var/cache/hostyard-test/cargo-machete-$MACHETE_VERSION}
+
 DOCKERD_LOG=${DOCKERD_LOG:-/var/log/hostyard-test-dockerd.log}
 DOCKERD_WAIT_SECS=60
 
@@ -119,6 +125,18 @@ run_step() {
   fi
 }
 
+# unused_dependencies: fails naming every crate and dependency its sources
+# never use (cargo-machete reads them as text: no build, a few seconds).
+unused_dependencies() {
+  local bin="$MACHETE_ROOT/bin/cargo-machete"
+  if [ "$("$bin" --version 2>/dev/null)" != "$MACHETE_VERSION" ]; then
+    note "installing cargo-machete $MACHETE_VERSION into $MACHETE_ROOT (once, a few minutes)"
+    env -u CARGO_TARGET_DIR cargo install --locked --quiet --root "$MACHETE_ROOT" \
+      --version "$MACHETE_VERSION" cargo-machete || return 1
+  fi
+  "$bin" --skip-target-dir
+}
+
 shell_scripts() {
   # Tracked shell scripts: *.sh anywhere, plus extension-less files under
   # scripts/ and deploy/ whose first line names a shell.
@@ -185,6 +203,7 @@ main() {
   ensure_docker
   run_step "rustfmt" cargo fmt --all --check
   run_step "clippy" cargo clippy --workspace --all-targets -- -D warnings
+  run_step "unused dependencies" unused_dependencies
   run_step "shellcheck" check_shell
   run_step "tests" workspace_tests
   run_step "e2e" tests/e2e/run.sh
