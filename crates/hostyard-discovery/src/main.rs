@@ -141,6 +141,9 @@ mod tests {
         ] {
             assert!(parse_site(kind, domain).is_err(), "{kind} {domain:?}");
         }
-        assert!(parse_site("static-git", "Example.COM").is_ok());
+        // The instance must be the canonical name (Domain::parse_instance):
+        // another spelling would be a second unit fighting over one key.
+        assert!(parse_site("static-git", "Example.COM").is_err());
+        assert!(parse_site("static-git", "example.com").is_ok());
     }
 }
