@@ -800,10 +800,11 @@ fn example() -> hostyard_core::Domain {
     hostyard_core::Domain::parse("example.com").expect("valid")
 }
 
-/// A Debian 12 image that boots systemd 252 as PID 1, with etcd (for confd)
-/// and HAProxy (confd's `haproxy -c`). Bump the tag when the recipe changes.
-const SYSTEMD_IMAGE: &str = "hostyard-test-systemd:1";
-const SYSTEMD_DOCKERFILE: &str = "FROM debian:bookworm-slim
+/// A Debian 13 image, as servers run, that boots systemd 257 as PID 1, with
+/// etcd (for confd) and HAProxy 3.0 (confd's `haproxy -c`: the config uses
+/// 3.0's options). Bump the tag when the recipe changes.
+const SYSTEMD_IMAGE: &str = "hostyard-test-systemd:2";
+const SYSTEMD_DOCKERFILE: &str = "FROM debian:trixie-slim
 RUN apt-get update -qq \\
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \\
     systemd systemd-sysv dbus etcd-server haproxy >/dev/null \\
@@ -817,7 +818,7 @@ fn systemd_image() -> &'static str {
     let lock = "/tmp/hostyard-test-systemd.lock";
     let script = format!(
         "docker image inspect {SYSTEMD_IMAGE} >/dev/null 2>&1 && exit 0; \
-         {root}/scripts/base-image.sh bookworm >&2 && docker build -q -t {SYSTEMD_IMAGE} - >&2",
+         {root}/scripts/base-image.sh trixie >&2 && docker build -q -t {SYSTEMD_IMAGE} - >&2",
         root = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../..")
             .display()

@@ -1,0 +1,101 @@
+//! A structural reload under keep-alive: what `option idle-close-on-response`
+//! in unit-templates/haproxy.cfg is for. Without it the old worker closes
+//! idle client connections as soon as the new one takes over, and a client
+//! that sends on one then sees the connection closed instead of an answer
+//! (the confd bench's failed requests with HAProxy 2.6).
+
+// Shared with confd.rs, which uses the rest of it.
+#[allow(dead_code)]
+mod util;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use hostyard_core::SiteKind;
+use hostyard_testsupport::{wait_until, Backend, Etcd};
+use util::{Router, T};
+
+/// One response read from a keep-alive connection: status, lower-cased
+/// headers and the body (by Content-Length). `Err` says what came instead.
+fn read_response(conn: &mut TcpStream) -> Result<(u16, String, String), String> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        match conn.read(&mut chunk) {
+            Ok(0) => return Err(format!("connection closed after {} bytes", buf.len())),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => return Err(format!("read failed after {} bytes: {e}", buf.len())),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
+    let status = head
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("no status line in {head:?}"))?;
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| format!("no content-length in {head:?}"))?;
+    while buf.len() < head_end + length {
+        match conn.read(&mut chunk) {
+            Ok(0) => return Err("connection closed inside the body".into()),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => return Err(format!("read failed inside the body: {e}")),
+        }
+    }
+    let body = String::from_utf8_lossy(&buf[head_end..head_end + length]).into_owned();
+    Ok((status, head, body))
+}
+
+fn send_get(conn: &mut TcpStream, host: &str) {
+    // One write: a request in pieces would race the reload differently.
+    conn.write_all(format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
+        .expect("write the request");
+}
+
+#[test]
+fn an_idle_keep_alive_connection_gets_its_next_answer_across_a_reload() {
+    let etcd = Etcd::start().unwrap();
+    let mut r = Router::new(&etcd);
+    let b = Backend::start("steady");
+    r.register(&etcd, SiteKind::Static, "k.example.com", b.port());
+    r.start();
+    r.wait_for("k.example.com", 200, "steady");
+
+    // A keep-alive connection, answered once and idle in the current worker.
+    let mut conn = TcpStream::connect(("127.0.0.1", r.port)).unwrap();
+    conn.set_read_timeout(Some(T)).unwrap();
+    send_get(&mut conn, "k.example.com");
+    let (status, head, body) = read_response(&mut conn).unwrap();
+    assert_eq!((status, body.as_str()), (200, "steady"), "{head}");
+    assert!(!head.contains("connection: close"), "{head}");
+    let old = r.haproxy().worker_pid().unwrap();
+
+    // A structural change: confd reloads HAProxy through the master.
+    r.config.haproxy.frontend_rules = vec!["http-request set-header X-Hostyard 1".into()];
+    r.write_config();
+    r.confd.as_ref().unwrap().signal("HUP");
+    wait_until("the new worker to take over", T, || {
+        (r.haproxy().worker_pid().ok()? != old).then_some(())
+    })
+    .unwrap();
+
+    // The old worker kept the idle connection: the next request on it is
+    // answered, with "Connection: close" so the client moves to the new one.
+    send_get(&mut conn, "k.example.com");
+    let (status, head, body) = read_response(&mut conn).unwrap_or_else(|e| {
+        panic!(
+            "the request on the idle connection got no answer across the reload: {e}\n\
+             HAProxy log:\n{}",
+            std::fs::read_to_string(r.haproxy().log_path()).unwrap_or_default()
+        )
+    });
+    assert_eq!((status, body.as_str()), (200, "steady"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    // And a new connection is served by the new worker.
+    r.wait_for("k.example.com", 200, "steady");
+}
