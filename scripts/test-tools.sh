@@ -46,18 +46,32 @@ host_codename() {
   )
 }
 
-# check_versions BIN_DIR: both tools run and are the versions servers run.
+# check_versions BIN_DIR: both tools run and are the versions servers run;
+# otherwise says why and returns 1.
 check_versions() {
   local bin=$1 out
-  out=$("$bin/haproxy" -vv 2>&1) || die "$bin/haproxy -vv failed: $(head -n 3 <<<"$out")"
-  [[ $out =~ ^HAProxy\ version\ ${WANT_HAPROXY//./\\.}\. ]] ||
-    die "$bin/haproxy is not HAProxy $WANT_HAPROXY: $(head -n 1 <<<"$out")"
-  # Lua and OpenSSL are libraries of the root: -vv lists them only when they loaded.
-  grep -q 'Built with Lua' <<<"$out" || die "$bin/haproxy -vv shows no Lua: $(head -n 1 <<<"$out")"
+  if ! out=$("$bin/haproxy" -vv 2>&1); then
+    note "$bin/haproxy -vv failed: $(head -n 3 <<<"$out")"
+    return 1
+  fi
+  if ! [[ $out =~ ^HAProxy\ version\ ${WANT_HAPROXY//./\\.}\. ]]; then
+    note "$bin/haproxy is not HAProxy $WANT_HAPROXY: $(head -n 1 <<<"$out")"
+    return 1
+  fi
+  # -vv lists the libraries it loaded; Lua is one the root must provide.
+  if ! grep -q '^Built with Lua' <<<"$out"; then
+    note "$bin/haproxy -vv shows no Lua: $(head -n 1 <<<"$out")"
+    return 1
+  fi
   note "$(head -n 1 <<<"$out")"
-  out=$("$bin/etcd" --version 2>&1) || die "$bin/etcd --version failed: $(head -n 3 <<<"$out")"
-  [[ $out =~ ^etcd\ Version:\ ${WANT_ETCD//./\\.}\. ]] ||
-    die "$bin/etcd is not etcd $WANT_ETCD: $(head -n 1 <<<"$out")"
+  if ! out=$("$bin/etcd" --version 2>&1); then
+    note "$bin/etcd --version failed: $(head -n 3 <<<"$out")"
+    return 1
+  fi
+  if ! [[ $out =~ ^etcd\ Version:\ ${WANT_ETCD//./\\.}\. ]]; then
+    note "$bin/etcd is not etcd $WANT_ETCD: $(head -n 1 <<<"$out")"
+    return 1
+  fi
   note "$(head -n 1 <<<"$out")"
 }
 
@@ -69,7 +83,7 @@ native() {
   mkdir -p "$CACHE/bin"
   ln -sfn /usr/sbin/haproxy "$CACHE/bin/haproxy"
   ln -sfn /usr/bin/etcd "$CACHE/bin/etcd"
-  check_versions "$CACHE/bin"
+  check_versions "$CACHE/bin" || die "apt's haproxy or etcd-server is not what Debian 13 ships"
 }
 
 # wrapper ROOT_REL PROGRAM DYNAMIC: a wrapper script on stdout running
@@ -111,7 +125,7 @@ build() {
   tmp=$(mktemp -d "$parent/.${CACHE##*/}.XXXXXX")
   # shellcheck disable=SC2064 # expand $tmp now: it is local to build
   trap "rm -rf '$tmp'" EXIT
-  step "debootstrap $RELEASE with haproxy and etcd-server from $mirror (about a minute)"
+  step "debootstrap $RELEASE with haproxy and etcd-server from $mirror (about 30 s)"
   debootstrap --variant=minbase --include=haproxy,etcd-server "$RELEASE" "$tmp/root" "$mirror" \
     >"$tmp/debootstrap.log" 2>&1 ||
     die "debootstrap failed; its log ends with: $(tail -n 5 "$tmp/debootstrap.log" | tr '\n' ' ')"
@@ -130,7 +144,7 @@ build() {
     wrapper "$program" "$dynamic" >"$tmp/bin/$name"
     chmod 755 "$tmp/bin/$name"
   done
-  check_versions "$tmp/bin"
+  check_versions "$tmp/bin" || die "the new $RELEASE root's tools fail their check; it is removed"
   echo "$RECIPE" >"$tmp/recipe"
   chmod 755 "$tmp"
   if [ -e "$CACHE" ]; then
@@ -154,9 +168,10 @@ main() {
   flock 9
   if [ "$(host_codename)" = "$RELEASE" ]; then
     native
-  elif [ "$(cat "$CACHE/recipe" 2>/dev/null)" = "$RECIPE" ] && [ -x "$CACHE/bin/haproxy" ]; then
+  elif [ "$(cat "$CACHE/recipe" 2>/dev/null)" = "$RECIPE" ]; then
     step "Debian 13 haproxy and etcd from $CACHE"
-    check_versions "$CACHE/bin"
+    # A cache damaged since (files removed by hand) is made anew.
+    check_versions "$CACHE/bin" || build
   else
     build
   fi
