@@ -120,6 +120,11 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 struct WrkResult {
     rps: f64,
+    /// Requests without a 2xx/3xx answer: wrk's non-2xx/3xx responses plus
+    /// its socket errors (connect, read, write, timeout). wrk never retries
+    /// a request, so one sent on a connection HAProxy closes counts here; a
+    /// response with `Connection: close` (an old worker after a reload) is
+    /// an answer, and wrk opens a new connection for the next request.
     failed: u64,
 }
 
