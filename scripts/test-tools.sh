@@ -7,7 +7,7 @@
 # (Debian 12: HAProxy 2.6, etcd 3.4).
 # - On Debian 13 it installs apt's haproxy and etcd-server and links them.
 # - On an older release it makes, once, a Debian 13 root file system with
-#   debootstrap (haproxy and etcd-server in it, about a minute) and writes
+#   debootstrap (haproxy and etcd-server in it, 30 s to 2 min) and writes
 #   wrappers that run the root's binaries with the root's own dynamic loader
 #   and libraries. No chroot: the binaries see the host's files (the tests'
 #   temp dirs, configs and sockets), only their libraries are Debian 13's.
@@ -36,6 +36,8 @@ WANT_ETCD=3.5
 # The loader and library dirs of an amd64 Debian root.
 LOADER=lib64/ld-linux-x86-64.so.2
 LIBDIRS=usr/lib/x86_64-linux-gnu:lib/x86_64-linux-gnu
+# Free space build() wants beside the cache, in MB.
+NEED_MB=500
 
 # host_codename: VERSION_CODENAME of this machine's release.
 host_codename() {
@@ -122,10 +124,17 @@ build() {
   [ -n "$mirror" ] || die "$NO_MIRROR"
   parent=$(dirname "$CACHE")
   mkdir -p "$parent"
+  # debootstrap on a full disk fails with a misleading "file already
+  # exists"; say what is wrong instead. The root takes about 180 MB, twice
+  # that while a cache is replaced.
+  local free_mb
+  free_mb=$(df -Pk "$parent" | awk 'NR == 2 { print int($4 / 1024) }')
+  ((free_mb >= NEED_MB)) ||
+    die "only $free_mb MB free in $parent, the Debian 13 root needs $NEED_MB MB: free some, or set TEST_TOOLS_CACHE to a dir elsewhere"
   tmp=$(mktemp -d "$parent/.${CACHE##*/}.XXXXXX")
   # shellcheck disable=SC2064 # expand $tmp now: it is local to build
   trap "rm -rf '$tmp'" EXIT
-  step "debootstrap $RELEASE with haproxy and etcd-server from $mirror (about 30 s)"
+  step "debootstrap $RELEASE with haproxy and etcd-server from $mirror (30 s to 2 min)"
   debootstrap --variant=minbase --include=haproxy,etcd-server "$RELEASE" "$tmp/root" "$mirror" \
     >"$tmp/debootstrap.log" 2>&1 ||
     die "debootstrap failed; its log ends with: $(tail -n 5 "$tmp/debootstrap.log" | tr '\n' ' ')"
