@@ -10,6 +10,11 @@
 //! The API is synchronous: tests are plain `#[test]` functions. Where a client
 //! library is async (etcd), a private current-thread runtime drives it.
 //!
+//! etcd and HAProxy are the versions a Debian 13 server runs (3.5 and 3.0),
+//! taken from `PATH` and checked before the first start ([`etcd_binary`],
+//! [`haproxy_binary`]); `PATH="$(scripts/test-tools.sh):$PATH"` provides them
+//! on any machine.
+//!
 //! ```no_run
 //! use std::time::Duration;
 //! use hostyard_testsupport::{free_port, http_get, wait_until, Backend, Etcd, Haproxy, SocketDir};
