@@ -88,7 +88,11 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Run { .. } => {
-            let result = runtime.block_on(run::run(config, kind, domain));
+            let socket = match probe::docker_socket(std::env::var("DOCKER_HOST").ok().as_deref()) {
+                Ok(s) => s,
+                Err(e) => return cli::fail(PROGRAM, EXIT_USAGE, e),
+            };
+            let result = runtime.block_on(run::run(config, kind, domain, socket));
             // A check blocked on a hung container must not hold up the exit
             // (dropping the runtime would wait for it): the lease is revoked
             // already, so leave that thread behind.

@@ -2,27 +2,39 @@
 //!
 //! Both halves are bounded in time. The original's curl had no timeout, so a
 //! container that accepted connections and never answered stalled the whole
-//! loop; here `docker inspect` is killed after the check timeout and the HTTP
-//! request has a global deadline (connect, send and read together).
+//! loop; here the docker engine's answer and the HTTP request each have the
+//! check timeout as a deadline (connect, send and read together).
+//!
+//! The address comes from the docker engine's API over its unix socket
+//! (bollard), not from a `docker inspect` process per check: twenty sites
+//! starting at once made twenty CLI processes a second compete for two cores,
+//! and the checks timed out.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
-use std::process::Stdio;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
+use bollard::errors::Error as DockerError;
+use bollard::models::ContainerInspectResponse;
+use bollard::Docker;
 use hostyard_core::config::DiscoveryConfig;
 use hostyard_core::{Domain, NodeConfig, SiteKind};
-use serde::Deserialize;
+use tokio::sync::OnceCell;
 
 use crate::health::Outcome;
 
 /// The port every site container serves HTTP on.
 pub const SITE_PORT: u16 = 80;
 
+/// Where the docker engine listens unless `DOCKER_HOST` says otherwise
+/// (Debian's docker.socket; /var/run is a link to /run).
+pub const DEFAULT_DOCKER_SOCKET: &str = "/run/docker.sock";
+
 /// Everything one check needs, fixed at start.
 #[derive(Clone)]
 pub struct Prober {
-    docker: PathBuf,
+    docker: Arc<Engine>,
     network: String,
     container: String,
     domain: Domain,
@@ -32,31 +44,100 @@ pub struct Prober {
     agent: ureq::Agent,
 }
 
-/// The fields of `docker inspect` we read.
-#[derive(Deserialize)]
-struct Inspected {
-    running: bool,
-    paused: bool,
-    #[serde(default)]
-    networks: Option<std::collections::BTreeMap<String, Endpoint>>,
+/// The docker engine's API, connected on first use: the engine may start
+/// after discovery, and a failed first contact is retried by the next check.
+struct Engine {
+    socket: PathBuf,
+    client: OnceCell<Docker>,
 }
 
-#[derive(Deserialize)]
-struct Endpoint {
-    #[serde(rename = "IPAddress", default)]
-    ip_address: String,
+impl Engine {
+    /// The client, made on first use. bollard 0.21 sends its requests over
+    /// a unix socket without the `/v1.xx` prefix (checked with strace), so
+    /// the engine answers in its own current API version and no version
+    /// negotiation is needed: the fields read here (State.Running,
+    /// State.Paused, NetworkSettings.Networks.*.IPAddress) are the same in
+    /// every version from Docker 1.12 to 29. The discovery tests would catch
+    /// a bollard that starts asking for a version the engine refuses.
+    async fn client(&self, timeout: Duration) -> Result<&Docker, String> {
+        self.client
+            .get_or_try_init(|| async {
+                let socket = self.socket.to_str().ok_or_else(|| {
+                    format!("the docker socket path {:?} is not UTF-8", self.socket)
+                })?;
+                // bollard's own deadline (whole seconds) a second later
+                // than ours, so that ours is the one that ends a request.
+                Docker::connect_with_unix(
+                    socket,
+                    timeout.as_secs() + 1,
+                    bollard::API_DEFAULT_VERSION,
+                )
+                .map_err(|e| self.explain(&e, "connect to"))
+            })
+            .await
+    }
+
+    /// One line naming what went wrong and where to look.
+    fn explain(&self, e: &DockerError, doing: &str) -> String {
+        let socket = self.socket.display();
+        match e {
+            DockerError::SocketNotFoundError(_) => {
+                format!("no docker engine at {socket} (is docker running? DOCKER_HOST=unix:///path names another socket)")
+            }
+            DockerError::RequestTimeoutError => {
+                format!("the docker engine at {socket} did not answer in time")
+            }
+            DockerError::DockerResponseServerError {
+                status_code,
+                message,
+            } => format!("docker engine at {socket}: {message} ({status_code})"),
+            other => format!(
+                "cannot {doing} the docker engine at {socket}: {}",
+                chain(other)
+            ),
+        }
+    }
 }
 
-/// The `docker inspect --format` template: a small JSON object rather than
-/// the whole inspect document.
-const INSPECT_FORMAT: &str = r#"{"running":{{json .State.Running}},"paused":{{json .State.Paused}},"networks":{{json .NetworkSettings.Networks}}}"#;
+/// An error and its causes on one line ("client error (Connect): Permission
+/// denied (os error 13)"): bollard's own message alone hides the cause.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// The engine's socket: `DOCKER_HOST` when it names a unix socket (as the
+/// docker CLI reads it), else [`DEFAULT_DOCKER_SOCKET`].
+pub fn docker_socket(docker_host: Option<&str>) -> Result<PathBuf, String> {
+    match docker_host.filter(|h| !h.is_empty()) {
+        None => Ok(PathBuf::from(DEFAULT_DOCKER_SOCKET)),
+        Some(host) => match host.strip_prefix("unix://") {
+            Some(path) if Path::new(path).is_absolute() => Ok(PathBuf::from(path)),
+            _ => Err(format!(
+                "DOCKER_HOST={host:?} is not unix:///absolute/path (discovery reads the docker engine over its unix socket; unset DOCKER_HOST for {DEFAULT_DOCKER_SOCKET})"
+            )),
+        },
+    }
+}
 
 impl Prober {
-    pub fn new(config: &NodeConfig, kind: SiteKind, domain: &Domain) -> Prober {
+    pub fn new(config: &NodeConfig, kind: SiteKind, domain: &Domain, socket: PathBuf) -> Prober {
         let d: &DiscoveryConfig = &config.discovery;
         let timeout = Duration::from_secs(d.timeout_secs.max(1));
         Prober {
-            docker: config.docker.binary.clone(),
+            docker: Arc::new(Engine {
+                socket,
+                client: OnceCell::new(),
+            }),
             network: config.docker.network.clone(),
             container: kind.container_name(domain),
             domain: domain.clone(),
@@ -69,6 +150,10 @@ impl Prober {
 
     pub fn container(&self) -> &str {
         &self.container
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.docker.socket
     }
 
     /// Locates the container and checks it answers.
@@ -88,35 +173,29 @@ impl Prober {
         }
     }
 
-    /// The container's address on the site network, via `docker inspect`.
+    /// The container's address on the site network, from the engine's
+    /// container inspect, within the check timeout (a hung engine must not
+    /// hold the checks up for longer; bollard's own timeout is per request
+    /// and in whole seconds).
     pub async fn locate(&self) -> Result<IpAddr, String> {
-        let mut cmd = tokio::process::Command::new(&self.docker);
-        cmd.args(["inspect", "--type", "container", "--format", INSPECT_FORMAT])
-            .arg("--")
-            .arg(&self.container)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let output = match tokio::time::timeout(self.timeout * 2, cmd.output()).await {
-            Err(_) => return Err(format!("{} inspect timed out", self.docker.display())),
-            Ok(Err(e)) => {
-                return Err(format!(
-                    "cannot run {}: {e} (is docker installed? see docker.binary in the config)",
-                    self.docker.display()
-                ))
+        let inspect = async {
+            let docker = self.docker.client(self.timeout).await?;
+            match docker.inspect_container(&self.container, None).await {
+                Ok(inspected) => Ok(inspected),
+                Err(DockerError::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => Err(format!("container {} does not exist", self.container)),
+                Err(e) => Err(self.docker.explain(&e, "inspect the container through")),
             }
-            Ok(Ok(o)) => o,
         };
-        if !output.status.success() {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            let line = stderr.lines().next().unwrap_or("").trim();
-            if line.contains("No such") {
-                return Err(format!("container {} does not exist", self.container));
-            }
-            return Err(format!("docker inspect {}: {line}", self.container));
+        match tokio::time::timeout(self.timeout, inspect).await {
+            Ok(inspected) => address_on(&inspected?, &self.container, &self.network),
+            Err(_) => Err(format!(
+                "the docker engine at {} did not answer within {}s",
+                self.docker.socket.display(),
+                self.timeout.as_secs()
+            )),
         }
-        parse_inspect(&output.stdout, &self.container, &self.network)
     }
 
     /// One HTTP request to the container, blocking, bounded by the timeout.
@@ -170,32 +249,28 @@ pub fn status_is_healthy(status: u16, expect: Option<u16>) -> bool {
     }
 }
 
-fn parse_inspect(stdout: &[u8], container: &str, network: &str) -> Result<IpAddr, String> {
-    let inspected: Inspected = serde_json::from_slice(stdout).map_err(|e| {
-        format!(
-            "docker inspect {container} printed something unexpected ({e}): {:?}",
-            String::from_utf8_lossy(stdout)
-                .chars()
-                .take(120)
-                .collect::<String>()
-        )
-    })?;
-    if !inspected.running {
+/// The address on `network` of a running, unpaused container.
+fn address_on(
+    inspected: &ContainerInspectResponse,
+    container: &str,
+    network: &str,
+) -> Result<IpAddr, String> {
+    let state = inspected.state.as_ref();
+    if !state.and_then(|s| s.running).unwrap_or(false) {
         return Err(format!("container {container} is not running"));
     }
-    if inspected.paused {
+    if state.and_then(|s| s.paused).unwrap_or(false) {
         return Err(format!("container {container} is paused"));
     }
     let endpoint = inspected
-        .networks
+        .network_settings
         .as_ref()
+        .and_then(|n| n.networks.as_ref())
         .and_then(|n| n.get(network))
         .ok_or_else(|| format!("container {container} is not on the docker network {network}"))?;
-    endpoint.ip_address.parse().map_err(|_| {
-        format!(
-            "container {container} has no address on the docker network {network} ({:?})",
-            endpoint.ip_address
-        )
+    let ip = endpoint.ip_address.as_deref().unwrap_or("");
+    ip.parse().map_err(|_| {
+        format!("container {container} has no address on the docker network {network} ({ip:?})")
     })
 }
 
@@ -221,11 +296,19 @@ mod tests {
         }
     }
 
+    /// A container inspect as the engine sends it (the fields we read).
+    fn inspected(json: &str) -> ContainerInspectResponse {
+        serde_json::from_str(json).unwrap()
+    }
+
     #[test]
     fn reads_the_address_on_the_site_network() {
-        let out = br#"{"running":true,"paused":false,"networks":{"bridge":{"IPAddress":"172.17.0.2"},"hostyard":{"IPAddress":"172.18.0.5"}}}"#;
+        let out = inspected(
+            r#"{"State":{"Status":"running","Running":true,"Paused":false},
+                "NetworkSettings":{"Networks":{"bridge":{"IPAddress":"172.17.0.2"},"hostyard":{"IPAddress":"172.18.0.5"}}}}"#,
+        );
         assert_eq!(
-            parse_inspect(out, "static_example.com", "hostyard").unwrap(),
+            address_on(&out, "static_example.com", "hostyard").unwrap(),
             "172.18.0.5".parse::<IpAddr>().unwrap()
         );
     }
@@ -234,29 +317,53 @@ mod tests {
     fn inspect_problems_are_explained() {
         for (out, needle) in [
             (
-                &br#"{"running":false,"paused":false,"networks":{}}"#[..],
+                r#"{"State":{"Running":false,"Paused":false},"NetworkSettings":{"Networks":{}}}"#,
                 "not running",
             ),
+            (r#"{}"#, "not running"),
             (
-                br#"{"running":true,"paused":true,"networks":{"hostyard":{"IPAddress":"172.18.0.5"}}}"#,
+                r#"{"State":{"Running":true,"Paused":true},"NetworkSettings":{"Networks":{"hostyard":{"IPAddress":"172.18.0.5"}}}}"#,
                 "paused",
             ),
             (
-                br#"{"running":true,"paused":false,"networks":{"bridge":{"IPAddress":"172.17.0.2"}}}"#,
+                r#"{"State":{"Running":true,"Paused":false},"NetworkSettings":{"Networks":{"bridge":{"IPAddress":"172.17.0.2"}}}}"#,
                 "not on the docker network hostyard",
             ),
             (
-                br#"{"running":true,"paused":false,"networks":null}"#,
+                r#"{"State":{"Running":true,"Paused":false},"NetworkSettings":{"Networks":null}}"#,
                 "not on the docker network",
             ),
             (
-                br#"{"running":true,"paused":false,"networks":{"hostyard":{"IPAddress":""}}}"#,
+                r#"{"State":{"Running":true,"Paused":false},"NetworkSettings":{"Networks":{"hostyard":{"IPAddress":""}}}}"#,
                 "no address",
             ),
-            (b"garbage", "unexpected"),
         ] {
-            let err = parse_inspect(out, "static_example.com", "hostyard").unwrap_err();
+            let err = address_on(&inspected(out), "static_example.com", "hostyard").unwrap_err();
             assert!(err.contains(needle), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_socket_comes_from_docker_host_or_the_default() {
+        assert_eq!(
+            docker_socket(None).unwrap(),
+            PathBuf::from(DEFAULT_DOCKER_SOCKET)
+        );
+        assert_eq!(
+            docker_socket(Some("")).unwrap(),
+            PathBuf::from(DEFAULT_DOCKER_SOCKET)
+        );
+        assert_eq!(
+            docker_socket(Some("unix:///var/run/other.sock")).unwrap(),
+            PathBuf::from("/var/run/other.sock")
+        );
+        for bad in [
+            "tcp://127.0.0.1:2375",
+            "unix://relative.sock",
+            "/run/docker.sock",
+        ] {
+            let err = docker_socket(Some(bad)).unwrap_err();
+            assert!(err.contains("DOCKER_HOST") && err.contains(bad), "{err}");
         }
     }
 }

@@ -6,6 +6,7 @@
 //! run beside the loop so that a check waiting on a hung container never
 //! delays a stop: SIGTERM revokes the lease at once.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use hostyard_core::etcd::ServiceValue;
@@ -27,8 +28,8 @@ const WITHDRAW_BUDGET: Duration = Duration::from_millis(900);
 /// goes on: discovery starts beside the container and `systemctl start`
 /// waits (ExecStartPost) for the first registration, so a whole interval
 /// would be added to every start; but twenty sites started at once on two
-/// cores must not each run five `docker inspect`s a second for as long as
-/// the machine is busy. The pause is an eighth of the time waited so far,
+/// cores must not each ask the docker engine five times a second for as
+/// long as the machine is busy. The pause is an eighth of the time waited so far,
 /// at least this, at most the configured interval.
 const FIRST_ANSWER_MIN_PAUSE: Duration = Duration::from_millis(100);
 
@@ -44,9 +45,14 @@ fn probe_pause(answered_once: bool, since_start: Duration, interval: Duration) -
 /// First retry delay after an etcd failure; doubles up to a third of the TTL.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 
-pub async fn run(config: NodeConfig, kind: SiteKind, domain: Domain) -> anyhow::Result<()> {
+pub async fn run(
+    config: NodeConfig,
+    kind: SiteKind,
+    domain: Domain,
+    docker_socket: PathBuf,
+) -> anyhow::Result<()> {
     let d = &config.discovery;
-    let prober = Prober::new(&config, kind, &domain);
+    let prober = Prober::new(&config, kind, &domain, docker_socket);
     let client = registry::connect(&config).await?;
     let mut registrar = Registrar::new(client, &config, kind, &domain);
     let node = config.node_name();
@@ -58,10 +64,11 @@ pub async fn run(config: NodeConfig, kind: SiteKind, domain: Domain) -> anyhow::
     let keepalive_every = Duration::from_secs((d.ttl_secs / 3).max(1));
     let max_backoff = keepalive_every.min(Duration::from_secs(5));
     eprintln!(
-        "checking container {} on docker network {} every {}s (http path {}); \
+        "checking container {} on docker network {} (engine {}) every {}s (http path {}); \
          registering {} with a {}s lease",
         prober.container(),
         config.docker.network,
+        prober.socket().display(),
         interval.as_secs(),
         d.health_path,
         registrar.service_key(),

@@ -206,6 +206,104 @@ fn restarted_container_is_registered_at_its_new_address() {
 }
 
 #[test]
+fn paused_or_stopped_container_leaves_routing_and_comes_back() {
+    let (etcd, net, node, domain) = setup("pause");
+    let kind = SiteKind::Static;
+    let site = Container::site(kind, &domain, &net);
+    let disc = node.run(kind, &domain);
+    let key = node.schema.service_key(kind, &domain);
+    let ip = site.ip(&net);
+    wait_registered_at(&etcd, &key, ip, &disc);
+
+    docker_ok(&["pause", &site.name]);
+    wait_gone(&etcd, &key, T, &disc);
+    let log = disc.log_text();
+    assert!(
+        log.contains(&format!("container {} is paused", site.name)),
+        "{log}"
+    );
+    docker_ok(&["unpause", &site.name]);
+    wait_registered_at(&etcd, &key, ip, &disc);
+
+    docker_ok(&["stop", "-t", "0", &site.name]);
+    wait_gone(&etcd, &key, T, &disc);
+    disc.wait_for_log(&format!("container {} is not running", site.name), T);
+    docker_ok(&["start", &site.name]);
+    wait_registered_at(&etcd, &key, site.ip(&net), &disc);
+}
+
+/// The docker engine behind a socket that accepts and never answers: each
+/// check gives up after the check timeout, says so, and the next one comes.
+#[test]
+fn a_hung_docker_engine_fails_each_check_within_the_timeout() {
+    let etcd = Etcd::start().unwrap();
+    let node = Node::new(&etcd, "hostyard");
+    let domain = d(&format!("{}.example.com", unique("hungengine")));
+    let engine = HungEngine::start(&node.dir.path().join("docker.sock"));
+    let host = format!("unix://{}", engine.path.display());
+    let start = Instant::now();
+    let disc = node.run_with_env(
+        SiteKind::Static,
+        &domain,
+        &[("DOCKER_HOST", std::ffi::OsStr::new(&host))],
+    );
+    disc.wait_for_log(
+        &format!(
+            "the docker engine at {} did not answer within 1s",
+            engine.path.display()
+        ),
+        T,
+    );
+    // Checks keep coming: the engine never answers, so without the bound
+    // the first check would wait forever and no second one would connect.
+    wait_until("three checks reaching the engine", T, || {
+        (engine.connections() >= 3).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}; log:\n{}", disc.log_text()));
+    eprintln!("three checks of a hung engine took {:?}", start.elapsed());
+    assert_eq!(etcd.get_prefix("").unwrap(), vec![], "etcd was written");
+}
+
+#[test]
+fn a_missing_or_foreign_docker_engine_is_named() {
+    let etcd = Etcd::start().unwrap();
+    let node = Node::new(&etcd, "hostyard");
+    let domain = d(&format!("{}.example.com", unique("noengine")));
+    let missing = node.dir.path().join("no-docker.sock");
+    let host = format!("unix://{}", missing.display());
+    let disc = node.run_with_env(
+        SiteKind::Static,
+        &domain,
+        &[("DOCKER_HOST", std::ffi::OsStr::new(&host))],
+    );
+    disc.wait_for_log(
+        &format!(
+            "no docker engine at {} (is docker running?",
+            missing.display()
+        ),
+        T,
+    );
+    drop(disc);
+
+    // Only a unix socket is read: anything else is refused at start.
+    let out = std::process::Command::new(BIN)
+        .arg("--config")
+        .arg(&node.config_path)
+        .args(["run", "static", domain.as_str()])
+        .env("DOCKER_HOST", "tcp://127.0.0.1:2375")
+        .env_remove("NOTIFY_SOCKET")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with("hostyard-discovery: DOCKER_HOST=\"tcp://127.0.0.1:2375\"")
+            && stderr.trim_end().lines().count() == 1,
+        "{stderr:?}"
+    );
+}
+
+#[test]
 fn sigterm_takes_the_site_out_of_routing_within_a_second() {
     let (etcd, net, node, domain) = setup("stop");
     let kind = SiteKind::Wordpress;

@@ -202,7 +202,7 @@ pub fn wait_gone(etcd: &Etcd, key: &str, timeout: Duration, d: &Discovery) {
 
 // --- docker -------------------------------------------------------------
 
-fn docker_ok(args: &[&str]) -> String {
+pub fn docker_ok(args: &[&str]) -> String {
     hostyard_testsupport::docker(args).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
@@ -285,4 +285,58 @@ impl Container {
 
     /// Removes the container now (as dropping does).
     pub fn remove(self) {}
+}
+
+/// A unix socket that accepts connections and never answers, standing in
+/// for a hung docker engine. Counts the connections; stops on drop.
+pub struct HungEngine {
+    pub path: PathBuf,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HungEngine {
+    pub fn start(path: &Path) -> HungEngine {
+        use std::sync::atomic::Ordering;
+        let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+        // Non-blocking, so that the thread sees `stop` between accepts.
+        listener.set_nonblocking(true).unwrap();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = {
+            let (accepted, stop) = (accepted.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut held = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((stream, _)) => {
+                            held.push(stream);
+                            accepted.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                    }
+                }
+            })
+        };
+        HungEngine {
+            path: path.to_path_buf(),
+            accepted,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn connections(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for HungEngine {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }

@@ -572,7 +572,7 @@ impl<'a> Values<'a> {
             watchdog_secs,
             hardening: Hardening {
                 // Reads only: etcd and the container over the network,
-                // the docker socket for `docker inspect`.
+                // the docker engine's API on /run/docker.sock (AF_UNIX).
                 read_write_paths: Vec::new(),
                 mkdirs: Vec::new(),
                 address_families: NET_FAMILIES,
