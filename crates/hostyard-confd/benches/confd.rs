@@ -1,6 +1,7 @@
 //! `scripts/bench.sh confd`: hostyard-confd against real etcd, HAProxy and
 //! loopback backends. Prints medians, then one summary line:
-//! `confd: route_p50_ms=.. route_p99_ms=.. failed=.. sync_10k_s=.. rss_mb=.. proxy_ratio=..`
+//! `confd: route_p50_ms=.. route_p99_ms=.. route_10k_p50_ms=.. route_10k_p99_ms=..
+//! burst_applies=.. failed=.. sync_10k_s=.. rss_mb=.. proxy_ratio=..`
 //!
 //! Bounded: about two minutes on 2 cores.
 
@@ -24,6 +25,8 @@ use util::{d, Router};
 const LOAD_SECS: u64 = 30;
 const RATIO_SECS: u64 = 4;
 const SITES_10K: usize = 10_000;
+/// Changes sent at once in the burst measurement.
+const BURST: usize = 1_000;
 
 fn main() {
     // etcd's data dir on tmpfs: a put is acknowledged after etcd's WAL
@@ -199,45 +202,16 @@ fn run() -> anyhow::Result<()> {
 
     // 1. Route latency: put → first answer from the new backend.
     let fresh = FastBackend::start("fresh")?;
-    let mut lat = Vec::new();
-    let mut acked = Vec::new();
-    for i in 0..60 {
-        let dom = d(&format!("lat{i}.example.com"));
-        let decl = SiteDecl {
-            kind: SiteKind::Static,
-            aliases: vec![],
-        };
-        etcd.put(&r.schema.site_key(&dom), &decl.to_json())?;
-        let v = ServiceValue {
-            ip: "127.0.0.1".parse()?,
-            port: fresh.port(),
-            node: None,
-        };
-        let key = r.schema.service_key(SiteKind::Static, &dom);
-        let t0 = Instant::now();
-        etcd.put(&key, &v.to_json())?;
-        acked.push(t0.elapsed().as_secs_f64() * 1000.0);
-        loop {
-            if let Some((200, body)) = raw_get(r.port, dom.as_str()) {
-                if body == "fresh" {
-                    break;
-                }
-            }
-            anyhow::ensure!(t0.elapsed() < Duration::from_secs(10), "{dom} never routed");
-            std::thread::sleep(Duration::from_micros(200));
-        }
-        lat.push(t0.elapsed().as_secs_f64() * 1000.0);
-    }
-    lat.sort_by(f64::total_cmp);
-    acked.sort_by(f64::total_cmp);
+    let (lat, acked) = route_latency(&etcd, &r, fresh.port(), "lat", 60)?;
     let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
     println!(
         "etcd put acknowledged: p50 {:.2} ms (part of the route latency below)",
         percentile(&acked, 0.5)
     );
     println!(
-        "route latency over {} adds: p50 {p50:.2} ms, p99 {p99:.2} ms, max {:.2} ms",
+        "route latency over {} adds ({} sites): p50 {p50:.2} ms, p99 {p99:.2} ms, max {:.2} ms",
         lat.len(),
+        stable.len() + moving.len(),
         lat[lat.len() - 1]
     );
 
@@ -443,12 +417,125 @@ fn run() -> anyhow::Result<()> {
          {rss:.1} MB (peak {hwm:.1} MB)"
     );
 
+    // 5. Route latency with 10,000 sites routed: what a change costs when
+    // confd's view and HAProxy's map are big.
+    let (lat_big, _) = route_latency(&etcd, &big, fresh.port(), "lat10k", 60)?;
+    let (p50_10k, p99_10k) = (percentile(&lat_big, 0.5), percentile(&lat_big, 0.99));
     println!(
-        "confd: route_p50_ms={p50:.1} route_p99_ms={p99:.1} failed={} sync_10k_s={sync:.2} \
+        "route latency over {} adds ({SITES_10K} sites): p50 {p50_10k:.2} ms, p99 {p99_10k:.2} \
+         ms, max {:.2} ms",
+        lat_big.len(),
+        lat_big[lat_big.len() - 1]
+    );
+
+    // 6. A burst: 1,000 sites move at once (as after a reboot, every
+    // discovery registering together), sent concurrently. How many applies
+    // confd makes of it, counted from its log, and how long until HAProxy
+    // routes all of them.
+    let log_path = big.dir.path().join("confd.log");
+    let log_before = std::fs::read_to_string(&log_path)?.len();
+    let t0 = Instant::now();
+    burst(&etcd.endpoint(), &big.schema, BURST, b.port())?;
+    let moved = format!("route/127.0.0.1/{}", b.port());
+    wait_until("the burst routed", Duration::from_secs(60), || {
+        let shown = big.haproxy().runtime(&format!("show map {map}")).ok()?;
+        let n = shown.lines().filter(|l| l.contains(&moved)).count();
+        (n == BURST).then_some(())
+    })?;
+    let burst_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    let log = std::fs::read_to_string(&log_path)?;
+    let applied: Vec<usize> = log[log_before..]
+        .lines()
+        .filter_map(|l| l.strip_prefix("applied ")?.split(' ').next()?.parse().ok())
+        .collect();
+    println!(
+        "burst of {BURST} concurrent changes ({SITES_10K} sites): all routed after \
+         {burst_ms:.0} ms in {} applies of {:?} host changes",
+        applied.len(),
+        applied
+    );
+
+    println!(
+        "confd: route_p50_ms={p50:.1} route_p99_ms={p99:.1} route_10k_p50_ms={p50_10k:.1} \
+         route_10k_p99_ms={p99_10k:.1} burst_applies={} failed={} sync_10k_s={sync:.2} \
          rss_mb={rss:.1} proxy_ratio={ratio:.2}",
+        applied.len(),
         load.failed
     );
     Ok(())
+}
+
+/// Adds `n` sites one after another, each pointing at `port` (a backend
+/// answering "fresh"): for each,
+/// ms from the put of its registration to its first answer from that
+/// backend through HAProxy, and ms until etcd acknowledged the put. Sorted.
+fn route_latency(
+    etcd: &Etcd,
+    r: &Router,
+    port: u16,
+    tag: &str,
+    n: usize,
+) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
+    let mut lat = Vec::new();
+    let mut acked = Vec::new();
+    for i in 0..n {
+        let dom = d(&format!("{tag}{i}.example.com"));
+        let decl = SiteDecl {
+            kind: SiteKind::Static,
+            aliases: vec![],
+        };
+        etcd.put(&r.schema.site_key(&dom), &decl.to_json())?;
+        // Not measured: the declaration's own apply (a 503 entry) must not
+        // overlap the registration's.
+        wait_until("the declaration applied", Duration::from_secs(10), || {
+            let (status, _) = raw_get(r.port, dom.as_str())?;
+            (status == 503).then_some(())
+        })?;
+        let v = ServiceValue {
+            ip: "127.0.0.1".parse()?,
+            port,
+            node: None,
+        };
+        let key = r.schema.service_key(SiteKind::Static, &dom);
+        let t0 = Instant::now();
+        etcd.put(&key, &v.to_json())?;
+        acked.push(t0.elapsed().as_secs_f64() * 1000.0);
+        loop {
+            if let Some((200, body)) = raw_get(r.port, dom.as_str()) {
+                if body == "fresh" {
+                    break;
+                }
+            }
+            anyhow::ensure!(t0.elapsed() < Duration::from_secs(10), "{dom} never routed");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        lat.push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
+    lat.sort_by(f64::total_cmp);
+    acked.sort_by(f64::total_cmp);
+    Ok((lat, acked))
+}
+
+/// Moves sites big0..big`n` to `port` with `n` puts in flight together.
+fn burst(endpoint: &str, schema: &Schema, n: usize, port: u16) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let client = etcd_client::Client::connect([endpoint], None).await?;
+        let value = format!(r#"{{"ip":"127.0.0.1","port":"{port}"}}"#);
+        let mut puts = tokio::task::JoinSet::new();
+        for i in 0..n {
+            let mut kv = client.kv_client();
+            let key = schema.service_key(SiteKind::Static, &d(&format!("big{i}.example.com")));
+            let value = value.clone();
+            puts.spawn(async move { kv.put(key, value, None).await.map(drop) });
+        }
+        while let Some(done) = puts.join_next().await {
+            done??;
+        }
+        anyhow::Ok(())
+    })
 }
 
 /// Writes `n` declared and registered sites, 64 sites (128 puts) per txn.
