@@ -4,7 +4,6 @@
 //! Order of every apply: files first (so a HAProxy start or reload at any
 //! moment loads the newest routing), then the runtime API.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -17,19 +16,14 @@ use hostyard_routing::{self as routing, AllowedNetworks, Problem};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
+use crate::decide::{
+    self, ConfigStep, FeedNote, Gate, HoldPolicy, Now, Plan, ProblemLog, Release, Runtime,
+    Schedule, Verdict, View,
+};
 use crate::etcd_feed::{self, Feed};
 
-/// Above this many changed hosts, one atomic full replace is cheaper than
-/// one command per host.
-const INCREMENTAL_LIMIT: usize = 200;
 /// How long start-up waits for etcd before serving the last written files.
 const STARTUP_WAIT: Duration = Duration::from_secs(2);
-
-struct Hold {
-    started: Instant,
-    since_unix: u64,
-    removed: usize,
-}
 
 pub struct Daemon {
     config_path: PathBuf,
@@ -37,18 +31,14 @@ pub struct Daemon {
     layout: Layout,
     schema: Schema,
     allowed: AllowedNetworks,
-    kvs: BTreeMap<String, Vec<u8>>,
-    revision: i64,
-    have_view: bool,
-    etcd_connected: bool,
+    view: View,
     /// What HAProxy was given (files, and the runtime map when it runs).
     applied: HostMap,
     /// Whether HAProxy's runtime map is known to equal `applied`.
     runtime_synced: bool,
     haproxy_running: bool,
-    hold: Option<Hold>,
-    accept_hold: bool,
-    logged: BTreeSet<Problem>,
+    gate: Gate,
+    problem_log: ProblemLog,
     config_rejected: Option<String>,
     /// The verdicts of the last computation, for the state file.
     last_sites: Vec<routing::Site>,
@@ -96,11 +86,14 @@ impl Syncer {
     }
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
+fn now() -> Now {
+    Now {
+        instant: Instant::now(),
+        unix: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default(),
+    }
 }
 
 impl Daemon {
@@ -124,16 +117,12 @@ impl Daemon {
             layout,
             allowed,
             config,
-            kvs: BTreeMap::new(),
-            revision: 0,
-            have_view: false,
-            etcd_connected: false,
+            view: View::default(),
             applied,
             runtime_synced: false,
             haproxy_running: false,
-            hold: None,
-            accept_hold: false,
-            logged: BTreeSet::new(),
+            gate: Gate::default(),
+            problem_log: ProblemLog::default(),
             config_rejected: None,
             last_sites: Vec::new(),
             last_problems: Vec::new(),
@@ -164,31 +153,38 @@ impl Daemon {
         let cfg_path = self.layout.haproxy_cfg();
         let text = haproxy::render_cfg(&self.config)?;
         let current = std::fs::read_to_string(&cfg_path).ok();
-        if current.as_deref() == Some(text.as_str()) {
-            self.config_rejected = None;
-            return Ok(());
-        }
-        // Validate the candidate next to the real file (same directory, so
-        // every path in it resolves the same) and rename only if accepted.
+        // Validated next to the real file (same directory, so every path in
+        // it resolves the same); a rejected candidate stays there for the
+        // operator to inspect.
         let candidate = cfg_path.with_extension("cfg.candidate");
-        haproxy::FILE.write(&candidate, text.as_bytes())?;
-        let checked = haproxy::check_cfg(&self.config.haproxy.check_binary, &candidate);
-        if let Err(e) = checked {
-            // The rejected candidate stays for the operator to inspect.
-            let why = format!("{e:#}");
-            if current.is_none() {
-                anyhow::bail!("no usable HAProxy config: {why}");
+        let mut written = Ok(());
+        let check = || {
+            written = haproxy::FILE.write(&candidate, text.as_bytes());
+            written.as_ref().map_err(|e| format!("{e:#}"))?;
+            haproxy::check_cfg(&self.config.haproxy.check_binary, &candidate)
+                .map_err(|e| format!("{e:#}"))
+        };
+        let master = self.layout.haproxy_master_socket();
+        let step = decide::config_step(current.as_deref(), &text, check, master.exists());
+        written?;
+        let reload = match step {
+            ConfigStep::Unchanged => {
+                self.config_rejected = None;
+                return Ok(());
             }
-            eprintln!("config change NOT applied, HAProxy keeps its current config: {why}");
-            self.config_rejected = Some(why);
-            return Ok(());
-        }
+            ConfigStep::Unusable(why) => anyhow::bail!("no usable HAProxy config: {why}"),
+            ConfigStep::Rejected(why) => {
+                eprintln!("config change NOT applied, HAProxy keeps its current config: {why}");
+                self.config_rejected = Some(why);
+                return Ok(());
+            }
+            ConfigStep::Install { reload } => reload,
+        };
         std::fs::rename(&candidate, &cfg_path)
             .with_context(|| format!("renaming into {}", cfg_path.display()))?;
         hostyard_fs::sync_file(&cfg_path)?;
         self.config_rejected = None;
-        let master = self.layout.haproxy_master_socket();
-        if current.is_some() && master.exists() {
+        if reload {
             let started = Instant::now();
             match haproxy::reload(&master) {
                 Ok(()) => {
@@ -207,43 +203,23 @@ impl Daemon {
     }
 
     fn on_feed(&mut self, feed: Feed) {
-        match feed {
-            Feed::Snapshot { kvs, revision } => {
-                if !self.etcd_connected {
-                    eprintln!(
-                        "etcd: read {} keys at revision {revision}; watching from {}",
-                        kvs.len(),
-                        revision + 1
-                    );
-                }
-                self.kvs = kvs;
-                self.revision = revision;
-                self.have_view = true;
-                self.etcd_connected = true;
-            }
-            Feed::Changes { changes, revision } => {
-                for (key, value) in changes {
-                    match value {
-                        Some(v) => self.kvs.insert(key, v),
-                        None => self.kvs.remove(&key),
-                    };
-                }
-                self.revision = revision;
-            }
-            Feed::Lost(why) => {
-                eprintln!(
-                    "etcd unreachable ({why}); serving the last good routing ({} hosts) and retrying",
-                    self.applied.len()
-                );
-                self.etcd_connected = false;
-            }
+        match self.view.on_feed(feed) {
+            None => {}
+            Some(FeedNote::Connected { keys, revision }) => eprintln!(
+                "etcd: read {keys} keys at revision {revision}; watching from {}",
+                revision + 1
+            ),
+            Some(FeedNote::Lost(why)) => eprintln!(
+                "etcd unreachable ({why}); serving the last good routing ({} hosts) and retrying",
+                self.applied.len()
+            ),
         }
     }
 
     /// Computes the desired routing and applies it unless it is a held mass
     /// removal. Returns whether it has to be retried (HAProxy refused).
     pub fn cycle(&mut self) -> bool {
-        if !self.have_view {
+        if !self.view.have_view {
             self.save_state();
             return false;
         }
@@ -253,67 +229,48 @@ impl Daemon {
             map: desired,
             sites,
             problems,
-        } = routing::desired(&self.schema, &self.kvs, &self.allowed);
-        // Drop the previous verdicts before applying: one copy at a time.
+        } = routing::desired(&self.schema, &self.view.kvs, &self.allowed);
         self.last_sites = sites;
-        self.last_problems = problems;
-        let problems = std::mem::take(&mut self.last_problems);
-        self.log_problems(&problems);
+        let (new, resolved) = self.problem_log.update(&problems);
+        for p in new {
+            eprintln!("skipped {}: {}", p.key, p.message);
+        }
+        for key in resolved {
+            eprintln!("resolved {key}");
+        }
         self.last_problems = problems;
         let confd = &self.config.confd;
-        let mass = routing::is_mass_removal(
-            &self.applied,
-            &desired,
-            confd.hold_fraction,
-            confd.hold_min_removals,
-        );
+        let policy = HoldPolicy::from(confd);
         let mut retry = false;
-        if mass && !self.accept_hold {
-            let removed = routing::removed_routes(&self.applied, &desired);
-            let routes = self.applied.values().filter(|e| e.is_route()).count();
-            let hold_for = Duration::from_secs(confd.hold_secs);
-            match &self.hold {
-                None => {
-                    eprintln!(
-                        "HOLDING a change that would remove {removed} of {routes} routes at once \
-                         (etcd emptied or restored?); HAProxy keeps the last good routing. It is \
-                         applied if it persists for {} s, or now with: \
-                         systemctl kill -s USR1 haproxy-confd",
-                        confd.hold_secs
-                    );
-                    self.hold = Some(Hold {
-                        started: Instant::now(),
-                        since_unix: unix_now(),
-                        removed,
-                    });
-                }
-                Some(h) if h.started.elapsed() >= hold_for => {
-                    eprintln!(
+        match self.gate.judge(&self.applied, &desired, &policy, now()) {
+            Verdict::Hold {
+                new: true,
+                removed,
+                routes,
+            } => eprintln!(
+                "HOLDING a change that would remove {removed} of {routes} routes at once \
+                 (etcd emptied or restored?); HAProxy keeps the last good routing. It is \
+                 applied if it persists for {} s, or now with: \
+                 systemctl kill -s USR1 haproxy-confd",
+                confd.hold_secs
+            ),
+            Verdict::Hold { new: false, .. } => {}
+            Verdict::Apply { released } => {
+                match released {
+                    None => {}
+                    Some(Release::Accepted) => {
+                        eprintln!("held change accepted by the operator; applying it")
+                    }
+                    Some(Release::NoLongerMass) => {
+                        eprintln!("held change is no longer a mass removal; applying normally")
+                    }
+                    Some(Release::Persisted { removed }) => eprintln!(
                         "held change persisted for {} s; applying it ({removed} routes removed)",
                         confd.hold_secs
-                    );
-                    self.hold = None;
-                    retry = self.apply(desired);
+                    ),
                 }
-                Some(_) => {
-                    if let Some(h) = &mut self.hold {
-                        h.removed = removed;
-                    }
-                }
-            }
-        } else {
-            if self.hold.take().is_some() {
-                if self.accept_hold {
-                    eprintln!("held change accepted by the operator; applying it");
-                } else {
-                    eprintln!("held change is no longer a mass removal; applying normally");
-                }
-            }
-            retry = self.apply(desired);
-            // An accepted change whose apply failed is retried as accepted:
-            // resetting first would re-hold it on the retry.
-            if !retry {
-                self.accept_hold = false;
+                retry = self.apply(desired);
+                self.gate.applied(retry);
             }
         }
         self.save_state();
@@ -322,31 +279,22 @@ impl Daemon {
 
     /// When the hold ends by itself, if one is active.
     fn hold_deadline(&self) -> Option<Instant> {
-        self.hold
-            .as_ref()
-            .map(|h| h.started + Duration::from_secs(self.config.confd.hold_secs))
-    }
-
-    fn log_problems(&mut self, problems: &[Problem]) {
-        let now: BTreeSet<Problem> = problems.iter().cloned().collect();
-        for p in now.difference(&self.logged) {
-            eprintln!("skipped {}: {}", p.key, p.message);
-        }
-        for p in self.logged.difference(&now) {
-            eprintln!("resolved {}", p.key);
-        }
-        self.logged = now;
+        self.gate.deadline(&HoldPolicy::from(&self.config.confd))
     }
 
     /// Files, then the runtime API. Returns true when HAProxy has to be
     /// retried.
     fn apply(&mut self, next: HostMap) -> bool {
         let started = Instant::now();
-        let changes = diff(&self.applied, &next);
-        if changes.is_empty() && self.runtime_synced {
+        let Plan::Apply {
+            changes,
+            write_file,
+            runtime,
+        } = decide::plan(&self.applied, &next, self.runtime_synced)
+        else {
             return false;
-        }
-        if !changes.is_empty() {
+        };
+        if write_file {
             if let Err(e) =
                 haproxy::FILE.write_with(&self.layout.hosts_map(), |w| haproxy::write_map(&next, w))
             {
@@ -372,22 +320,21 @@ impl Daemon {
                 }
                 self.haproxy_running = true;
                 let mut api = MapApi::new(&mut session, &self.layout.hosts_map());
-                let r = if !self.runtime_synced || changes.len() > INCREMENTAL_LIMIT {
-                    api.replace_all(&next).map(|()| "runtime API, full map")
-                } else {
-                    changes
+                let r = match runtime {
+                    Runtime::Full => api.replace_all(&next).map(|()| "runtime API, full map"),
+                    Runtime::PerHost => changes
                         .iter()
                         .try_for_each(|(host, entry)| match entry {
                             Some(e) => api.upsert(host, e),
                             None => api.remove(host),
                         })
-                        .map(|()| "runtime API")
+                        .map(|()| "runtime API"),
                 };
                 self.runtime_synced = r.is_ok();
                 r
             }
         };
-        if !changes.is_empty() {
+        if write_file {
             // Durable only now that the change is live, and off this loop:
             // an fsync must not delay the next change.
             self.syncer.request(self.layout.hosts_map());
@@ -411,16 +358,16 @@ impl Daemon {
     }
 
     fn save_state(&self) {
-        let held = self.hold.as_ref().map(|h| Held {
+        let held = self.gate.held().map(|h| Held {
             removed_routes: h.removed,
-            current_routes: self.applied.values().filter(|e| e.is_route()).count(),
+            current_routes: decide::route_count(&self.applied),
             since_unix: h.since_unix,
             until_unix: h.since_unix + self.config.confd.hold_secs,
             accept_with: "systemctl kill -s USR1 haproxy-confd".to_string(),
         });
         let state = StateView {
-            revision: self.revision,
-            etcd_connected: self.etcd_connected,
+            revision: self.view.revision,
+            etcd_connected: self.view.etcd_connected,
             sites: &self.last_sites,
             problems: &self.last_problems,
             held,
@@ -458,22 +405,6 @@ impl Daemon {
             }
         }
     }
-}
-
-/// Host → new entry (`None`: removed), for hosts that differ.
-fn diff<'a>(current: &HostMap, next: &'a HostMap) -> Vec<(String, Option<&'a Entry>)> {
-    let mut out = Vec::new();
-    for (host, entry) in next {
-        if current.get(host) != Some(entry) {
-            out.push((host.clone(), Some(entry)));
-        }
-    }
-    for host in current.keys() {
-        if !next.contains_key(host) {
-            out.push((host.clone(), None));
-        }
-    }
-    out
 }
 
 fn log_changes(before: &HostMap, changes: &[(String, Option<&Entry>)], how: &str, took: Duration) {
@@ -518,7 +449,7 @@ pub async fn run_once(config_path: &Path, config: NodeConfig) -> anyhow::Result<
     if d.cycle() {
         anyhow::bail!("HAProxy did not take the routing (see above)");
     }
-    if d.hold.is_some() {
+    if d.gate.held().is_some() {
         anyhow::bail!("the change was held as a mass removal; nothing applied");
     }
     Ok(())
@@ -551,53 +482,49 @@ pub async fn run(config_path: &Path, config: NodeConfig) -> anyhow::Result<()> {
             d.applied.len()
         ),
     }
-    let mut retry = d.cycle();
+    let retry = d.cycle();
     notify(&[sd_notify::NotifyState::Ready]);
     eprintln!("ready");
 
     let watchdog = sd_notify::watchdog_enabled().map(|t| t / 2);
     let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
-    let debounce = Duration::from_millis(d.config.confd.debounce_ms);
-    let mut due: Option<tokio::time::Instant> =
-        retry.then(|| tokio::time::Instant::now() + Duration::from_secs(1));
+    let mut schedule = Schedule::new(Duration::from_millis(d.config.confd.debounce_ms));
+    schedule.ran(Instant::now(), retry);
     loop {
+        let due = schedule.due().map(tokio::time::Instant::from_std);
         let hold_due = d.hold_deadline().map(tokio::time::Instant::from_std);
         tokio::select! {
             f = rx.recv() => {
                 let Some(f) = f else { anyhow::bail!("the etcd feed ended") };
                 d.on_feed(f);
-                // Drain what is already queued, then wait out the debounce
-                // window from the first event (not sliding: latency stays
-                // bounded under a constant stream of changes).
+                // What is already queued goes into the same apply.
                 while let Ok(f) = rx.try_recv() {
                     d.on_feed(f);
                 }
-                if due.is_none() {
-                    due = Some(tokio::time::Instant::now() + debounce);
-                }
+                schedule.changed(Instant::now());
             }
             _ = async { tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)).await }, if due.is_some() => {
                 while let Ok(f) = rx.try_recv() {
                     d.on_feed(f);
                 }
-                retry = d.cycle();
-                due = retry.then(|| tokio::time::Instant::now() + Duration::from_secs(1));
+                let retry = d.cycle();
+                schedule.ran(Instant::now(), retry);
             }
             _ = async { tokio::time::sleep_until(hold_due.unwrap_or_else(tokio::time::Instant::now)).await }, if hold_due.is_some() => {
-                retry = d.cycle();
-                due = retry.then(|| tokio::time::Instant::now() + Duration::from_secs(1));
+                let retry = d.cycle();
+                schedule.ran(Instant::now(), retry);
             }
             _ = watchdog_tick.tick(), if watchdog.is_some() => {
                 notify(&[sd_notify::NotifyState::Watchdog]);
             }
             _ = sighup.recv() => {
                 d.reload_config();
-                due = Some(tokio::time::Instant::now());
+                schedule.set_window(Duration::from_millis(d.config.confd.debounce_ms));
+                schedule.now(Instant::now());
             }
             _ = sigusr1.recv() => {
-                if d.hold.is_some() {
-                    d.accept_hold = true;
-                    due = Some(tokio::time::Instant::now());
+                if d.gate.accept() {
+                    schedule.now(Instant::now());
                 } else {
                     eprintln!("SIGUSR1: nothing is held");
                 }

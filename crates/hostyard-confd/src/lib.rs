@@ -4,7 +4,11 @@
 //! or HAProxy and shared with `hostyard status`: the desired routing, its
 //! bad-data rules and the hold rule in `hostyard-routing`, the config, the
 //! map format and HAProxy's sockets in `hostyard-haproxy`. Here: the etcd
-//! feed ([`etcd_feed`]) and the loop that applies it ([`daemon`]).
+//! feed ([`etcd_feed`]), confd's own decisions as pure functions of
+//! (state, event) ([`decide`]: the hold state machine, what one apply
+//! sends, config installs and reloads, when to apply), and the thin loop
+//! that carries them out ([`daemon`]).
 
 pub mod daemon;
+pub mod decide;
 pub mod etcd_feed;

@@ -1,0 +1,753 @@
+//! confd's decisions, apart from the loop that carries them out: each is a
+//! function of (state, event) that returns what to do, reads no clock,
+//! touches no file or socket, and is unit-tested here without etcd or
+//! HAProxy. The daemon ([`crate::daemon`]) owns the state, passes the time
+//! in, and performs the actions.
+//!
+//! - [`View`]: what etcd holds, updated by each [`Feed`] message.
+//! - [`Gate`]: the hold state machine for mass removals (the rule itself,
+//!   [`routing::is_mass_removal`], lives with the other routing rules).
+//! - [`plan`]: what one apply sends: files and runtime API, per host or the
+//!   whole map.
+//! - [`config_step`]: what a new HAProxy config leads to (install, reload,
+//!   keep the current one).
+//! - [`Schedule`]: when the next apply runs: at once after a quiet period,
+//!   then coalescing what follows into one apply per window.
+//! - [`ProblemLog`]: which skipped keys to log, once each.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use hostyard_core::config::ConfdConfig;
+use hostyard_haproxy::{Entry, HostMap};
+use hostyard_routing::{self as routing, Problem};
+
+use crate::etcd_feed::Feed;
+
+/// Above this many changed hosts, one atomic full replace is cheaper than
+/// one command per host.
+pub const INCREMENTAL_LIMIT: usize = 200;
+/// How long after a refused apply it is tried again.
+pub const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// The time, passed in: monotonic for timers, Unix seconds for the state
+/// file.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    pub instant: Instant,
+    pub unix: u64,
+}
+
+// ---- the view of etcd --------------------------------------------------
+
+/// What etcd holds under the root prefix, as far as the feed told.
+#[derive(Debug, Default)]
+pub struct View {
+    pub kvs: BTreeMap<String, Vec<u8>>,
+    pub revision: i64,
+    /// Whether a full read ever arrived (before it, nothing is applied).
+    pub have_view: bool,
+    pub etcd_connected: bool,
+}
+
+/// What a feed message is worth a log line for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FeedNote {
+    /// A full read after start or an outage.
+    Connected { keys: usize, revision: i64 },
+    /// etcd went away; the last view is kept.
+    Lost(String),
+}
+
+impl View {
+    pub fn on_feed(&mut self, feed: Feed) -> Option<FeedNote> {
+        match feed {
+            Feed::Snapshot { kvs, revision } => {
+                let note = (!self.etcd_connected).then_some(FeedNote::Connected {
+                    keys: kvs.len(),
+                    revision,
+                });
+                self.kvs = kvs;
+                self.revision = revision;
+                self.have_view = true;
+                self.etcd_connected = true;
+                note
+            }
+            Feed::Changes { changes, revision } => {
+                for (key, value) in changes {
+                    match value {
+                        Some(v) => self.kvs.insert(key, v),
+                        None => self.kvs.remove(&key),
+                    };
+                }
+                self.revision = revision;
+                None
+            }
+            Feed::Lost(why) => {
+                self.etcd_connected = false;
+                Some(FeedNote::Lost(why))
+            }
+        }
+    }
+}
+
+// ---- the hold state machine --------------------------------------------
+
+/// When a change counts as a mass removal, and how long it is held.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HoldPolicy {
+    pub fraction: f64,
+    pub min_removals: usize,
+    pub hold: Duration,
+}
+
+impl From<&ConfdConfig> for HoldPolicy {
+    fn from(c: &ConfdConfig) -> HoldPolicy {
+        HoldPolicy {
+            fraction: c.hold_fraction,
+            min_removals: c.hold_min_removals,
+            hold: Duration::from_secs(c.hold_secs),
+        }
+    }
+}
+
+/// A mass removal kept from HAProxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hold {
+    pub started: Instant,
+    pub since_unix: u64,
+    /// Routes the held change would remove (updated as etcd changes).
+    pub removed: usize,
+}
+
+/// Holds mass removals until they persist or an operator accepts them.
+#[derive(Debug, Default)]
+pub struct Gate {
+    hold: Option<Hold>,
+    /// The operator accepted the held change (SIGUSR1).
+    accepted: bool,
+}
+
+/// Why a held change is applied after all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    /// The operator accepted it.
+    Accepted,
+    /// It persisted for the hold time.
+    Persisted { removed: usize },
+    /// etcd changed again and it is no longer a mass removal.
+    NoLongerMass,
+}
+
+/// What to do with the desired routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Apply it; `released` says why a hold ended, if one did.
+    Apply { released: Option<Release> },
+    /// Keep HAProxy as it is. `new`: the hold began with this change.
+    Hold {
+        new: bool,
+        removed: usize,
+        routes: usize,
+    },
+}
+
+impl Gate {
+    pub fn held(&self) -> Option<&Hold> {
+        self.hold.as_ref()
+    }
+
+    /// Judges a change from `applied` to `desired`.
+    pub fn judge(
+        &mut self,
+        applied: &HostMap,
+        desired: &HostMap,
+        policy: &HoldPolicy,
+        now: Now,
+    ) -> Verdict {
+        let mass = routing::is_mass_removal(applied, desired, policy.fraction, policy.min_removals);
+        if !mass || self.accepted {
+            let released = self.hold.take().map(|_| {
+                if self.accepted {
+                    Release::Accepted
+                } else {
+                    Release::NoLongerMass
+                }
+            });
+            return Verdict::Apply { released };
+        }
+        let removed = routing::removed_routes(applied, desired);
+        match &mut self.hold {
+            None => {
+                self.hold = Some(Hold {
+                    started: now.instant,
+                    since_unix: now.unix,
+                    removed,
+                });
+                Verdict::Hold {
+                    new: true,
+                    removed,
+                    routes: route_count(applied),
+                }
+            }
+            Some(h) if now.instant.saturating_duration_since(h.started) >= policy.hold => {
+                self.hold = None;
+                Verdict::Apply {
+                    released: Some(Release::Persisted { removed }),
+                }
+            }
+            Some(h) => {
+                h.removed = removed;
+                Verdict::Hold {
+                    new: false,
+                    removed,
+                    routes: route_count(applied),
+                }
+            }
+        }
+    }
+
+    /// After an apply the verdict asked for. An accepted change whose apply
+    /// failed stays accepted for the retry: resetting first would re-hold it.
+    pub fn applied(&mut self, retry: bool) {
+        if !retry {
+            self.accepted = false;
+        }
+    }
+
+    /// The operator accepts the held change; false when nothing is held.
+    pub fn accept(&mut self) -> bool {
+        if self.hold.is_some() {
+            self.accepted = true;
+        }
+        self.accepted
+    }
+
+    /// When the hold ends by itself, if one is active.
+    pub fn deadline(&self, policy: &HoldPolicy) -> Option<Instant> {
+        self.hold.as_ref().map(|h| h.started + policy.hold)
+    }
+}
+
+pub fn route_count(map: &HostMap) -> usize {
+    map.values().filter(|e| e.is_route()).count()
+}
+
+// ---- one apply ---------------------------------------------------------
+
+/// Host → new entry (`None`: removed), for hosts that differ.
+pub type Changes<'a> = Vec<(String, Option<&'a Entry>)>;
+
+/// How HAProxy's runtime map gets the change, when HAProxy runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    /// One command per changed host.
+    PerHost,
+    /// The whole map replaced atomically: when the runtime map is not known
+    /// to equal what was applied, or when that is fewer commands.
+    Full,
+}
+
+/// What one apply does.
+#[derive(Debug, PartialEq)]
+pub enum Plan<'a> {
+    /// Nothing changed and the runtime map is known to be right.
+    Nothing,
+    Apply {
+        changes: Changes<'a>,
+        /// Write the map file (first, so a HAProxy start or reload at any
+        /// moment loads the newest routing): only when something changed.
+        write_file: bool,
+        runtime: Runtime,
+    },
+}
+
+/// What to do to go from `applied` to `next`, given whether HAProxy's
+/// runtime map is known to equal `applied`.
+pub fn plan<'a>(applied: &HostMap, next: &'a HostMap, runtime_synced: bool) -> Plan<'a> {
+    let changes = diff(applied, next);
+    if changes.is_empty() && runtime_synced {
+        return Plan::Nothing;
+    }
+    let runtime = if !runtime_synced || changes.len() > INCREMENTAL_LIMIT {
+        Runtime::Full
+    } else {
+        Runtime::PerHost
+    };
+    Plan::Apply {
+        write_file: !changes.is_empty(),
+        changes,
+        runtime,
+    }
+}
+
+/// Host → new entry (`None`: removed), for hosts that differ.
+pub fn diff<'a>(current: &HostMap, next: &'a HostMap) -> Changes<'a> {
+    let mut out = Vec::new();
+    for (host, entry) in next {
+        if current.get(host) != Some(entry) {
+            out.push((host.clone(), Some(entry)));
+        }
+    }
+    for host in current.keys() {
+        if !next.contains_key(host) {
+            out.push((host.clone(), None));
+        }
+    }
+    out
+}
+
+// ---- the HAProxy config ------------------------------------------------
+
+/// What a rendered HAProxy config leads to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigStep {
+    /// It equals the file: nothing to do.
+    Unchanged,
+    /// `haproxy -c` refused it and there is no config at all: confd cannot
+    /// start.
+    Unusable(String),
+    /// `haproxy -c` refused it: the current config stays, and the reason
+    /// goes to the log and the state file.
+    Rejected(String),
+    /// Rename it into place; `reload`: HAProxy runs on the old one and gets
+    /// a hitless reload through its master socket.
+    Install { reload: bool },
+}
+
+/// `current`: the config file now (None: absent); `check`: the verdict of
+/// `haproxy -c` on the candidate, asked only when it differs;
+/// `master_running`: HAProxy's master socket exists.
+pub fn config_step(
+    current: Option<&str>,
+    candidate: &str,
+    check: impl FnOnce() -> Result<(), String>,
+    master_running: bool,
+) -> ConfigStep {
+    if current == Some(candidate) {
+        return ConfigStep::Unchanged;
+    }
+    match check() {
+        Err(why) if current.is_none() => ConfigStep::Unusable(why),
+        Err(why) => ConfigStep::Rejected(why),
+        Ok(()) => ConfigStep::Install {
+            reload: current.is_some() && master_running,
+        },
+    }
+}
+
+// ---- when to apply -----------------------------------------------------
+
+/// When the next apply runs. A change after a quiet period (no apply within
+/// the window) is applied at once; changes that follow an apply within the
+/// window wait for its end and go together, so a burst costs one apply per
+/// window however many changes it has, and an isolated change waits for
+/// nothing.
+#[derive(Debug)]
+pub struct Schedule {
+    window: Duration,
+    /// When the last apply ended.
+    last: Option<Instant>,
+    due: Option<Instant>,
+}
+
+impl Schedule {
+    pub fn new(window: Duration) -> Schedule {
+        Schedule {
+            window,
+            last: None,
+            due: None,
+        }
+    }
+
+    pub fn set_window(&mut self, window: Duration) {
+        self.window = window;
+    }
+
+    /// When the next apply is due, if one is.
+    pub fn due(&self) -> Option<Instant> {
+        self.due
+    }
+
+    /// etcd changed at `now`. An apply already due (a coalescing window, a
+    /// retry) takes the change along.
+    pub fn changed(&mut self, now: Instant) {
+        if self.due.is_some() {
+            return;
+        }
+        self.due = Some(match self.last {
+            Some(last) if now < last + self.window => last + self.window,
+            _ => now,
+        });
+    }
+
+    /// Apply at once, whatever the window (SIGHUP, an accepted hold).
+    pub fn now(&mut self, now: Instant) {
+        self.due = Some(now);
+    }
+
+    /// An apply ended at `now`; `retry`: HAProxy refused it.
+    pub fn ran(&mut self, now: Instant, retry: bool) {
+        self.last = Some(now);
+        self.due = retry.then(|| now + RETRY_AFTER);
+    }
+}
+
+// ---- logging skipped keys once -----------------------------------------
+
+/// The problems last logged, so each is logged once when it appears and
+/// once when it is resolved.
+#[derive(Debug, Default)]
+pub struct ProblemLog {
+    logged: BTreeSet<Problem>,
+}
+
+impl ProblemLog {
+    /// (new problems, keys of resolved ones), each in key order.
+    pub fn update(&mut self, problems: &[Problem]) -> (Vec<Problem>, Vec<String>) {
+        let now: BTreeSet<Problem> = problems.iter().cloned().collect();
+        let new = now.difference(&self.logged).cloned().collect();
+        let resolved = self
+            .logged
+            .difference(&now)
+            .map(|p| p.key.clone())
+            .collect();
+        self.logged = now;
+        (new, resolved)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hostyard_core::Domain;
+
+    fn route(port: u16) -> Entry {
+        Entry::Route(([10, 0, 0, 1], port).into())
+    }
+
+    /// `n` hosts h0..h(n-1), each routed.
+    fn routes(n: usize) -> HostMap {
+        (0..n)
+            .map(|i| (format!("h{i}.example.com"), route(8000 + i as u16)))
+            .collect()
+    }
+
+    fn policy() -> HoldPolicy {
+        HoldPolicy {
+            fraction: 0.5,
+            min_removals: 3,
+            hold: Duration::from_secs(300),
+        }
+    }
+
+    fn at(base: Instant, secs: u64) -> Now {
+        Now {
+            instant: base + Duration::from_secs(secs),
+            unix: 1_000_000 + secs,
+        }
+    }
+
+    #[test]
+    fn an_ordinary_change_is_applied_and_holds_nothing() {
+        let t = Instant::now();
+        let mut g = Gate::default();
+        let mut next = routes(10);
+        next.remove("h0.example.com");
+        assert_eq!(
+            g.judge(&routes(10), &next, &policy(), at(t, 0)),
+            Verdict::Apply { released: None }
+        );
+        assert!(g.held().is_none());
+        assert_eq!(g.deadline(&policy()), None);
+    }
+
+    #[test]
+    fn a_mass_removal_is_held_then_applied_when_it_persists() {
+        let t = Instant::now();
+        let mut g = Gate::default();
+        let applied = routes(10);
+        let empty = HostMap::new();
+        assert_eq!(
+            g.judge(&applied, &empty, &policy(), at(t, 0)),
+            Verdict::Hold {
+                new: true,
+                removed: 10,
+                routes: 10
+            }
+        );
+        let hold = *g.held().unwrap();
+        assert_eq!((hold.since_unix, hold.removed), (1_000_000, 10));
+        assert_eq!(g.deadline(&policy()), Some(t + Duration::from_secs(300)));
+        // Still held while etcd changes within the hold: the count follows.
+        let mut fewer = HostMap::new();
+        fewer.insert("h0.example.com".into(), route(8000));
+        assert_eq!(
+            g.judge(&applied, &fewer, &policy(), at(t, 299)),
+            Verdict::Hold {
+                new: false,
+                removed: 9,
+                routes: 10
+            }
+        );
+        assert_eq!(g.held().unwrap().removed, 9);
+        assert_eq!(g.held().unwrap().started, t, "the hold keeps its start");
+        assert_eq!(
+            g.judge(&applied, &fewer, &policy(), at(t, 300)),
+            Verdict::Apply {
+                released: Some(Release::Persisted { removed: 9 })
+            }
+        );
+        assert!(g.held().is_none());
+    }
+
+    #[test]
+    fn a_held_change_that_stops_being_a_mass_removal_is_applied_normally() {
+        let t = Instant::now();
+        let mut g = Gate::default();
+        let applied = routes(10);
+        g.judge(&applied, &HostMap::new(), &policy(), at(t, 0));
+        // etcd restored: only one route goes.
+        let mut next = routes(10);
+        next.remove("h3.example.com");
+        assert_eq!(
+            g.judge(&applied, &next, &policy(), at(t, 5)),
+            Verdict::Apply {
+                released: Some(Release::NoLongerMass)
+            }
+        );
+        assert!(g.held().is_none());
+    }
+
+    #[test]
+    fn an_accepted_hold_is_applied_and_stays_accepted_until_an_apply_succeeds() {
+        let t = Instant::now();
+        let mut g = Gate::default();
+        assert!(!g.accept(), "nothing held: nothing to accept");
+        let applied = routes(10);
+        let empty = HostMap::new();
+        g.judge(&applied, &empty, &policy(), at(t, 0));
+        assert!(g.accept());
+        assert_eq!(
+            g.judge(&applied, &empty, &policy(), at(t, 1)),
+            Verdict::Apply {
+                released: Some(Release::Accepted)
+            }
+        );
+        // HAProxy refused: the retry must not hold it again.
+        g.applied(true);
+        assert_eq!(
+            g.judge(&applied, &empty, &policy(), at(t, 2)),
+            Verdict::Apply { released: None }
+        );
+        g.applied(false);
+        // Accepted once: the next mass removal is held again.
+        assert!(matches!(
+            g.judge(&applied, &empty, &policy(), at(t, 3)),
+            Verdict::Hold { new: true, .. }
+        ));
+    }
+
+    #[test]
+    fn removing_few_routes_or_moving_many_is_never_held() {
+        let t = Instant::now();
+        let mut g = Gate::default();
+        // Two of two: below the minimum of three.
+        assert_eq!(
+            g.judge(&routes(2), &HostMap::new(), &policy(), at(t, 0)),
+            Verdict::Apply { released: None }
+        );
+        // All ten moved to other addresses: nothing removed.
+        let moved: HostMap = routes(10)
+            .into_keys()
+            .enumerate()
+            .map(|(i, h)| (h, route(9000 + i as u16)))
+            .collect();
+        assert_eq!(
+            g.judge(&routes(10), &moved, &policy(), at(t, 0)),
+            Verdict::Apply { released: None }
+        );
+    }
+
+    #[test]
+    fn the_plan_sends_changed_hosts_only_and_the_whole_map_when_unsure() {
+        let applied = routes(3);
+        assert_eq!(plan(&applied, &applied, true), Plan::Nothing);
+        // Nothing changed but the runtime map is unknown: replace it, no file.
+        assert_eq!(
+            plan(&applied, &applied, false),
+            Plan::Apply {
+                changes: vec![],
+                write_file: false,
+                runtime: Runtime::Full
+            }
+        );
+        let mut next = applied.clone();
+        next.remove("h0.example.com");
+        next.insert("h1.example.com".into(), Entry::Down);
+        let redirect = Entry::Redirect(Domain::parse("h2.example.com").unwrap());
+        next.insert("www.h2.example.com".into(), redirect.clone());
+        assert_eq!(
+            plan(&applied, &next, true),
+            Plan::Apply {
+                changes: vec![
+                    ("h1.example.com".into(), Some(&Entry::Down)),
+                    ("www.h2.example.com".into(), Some(&redirect)),
+                    ("h0.example.com".into(), None),
+                ],
+                write_file: true,
+                runtime: Runtime::PerHost
+            }
+        );
+    }
+
+    #[test]
+    fn many_changes_replace_the_whole_runtime_map() {
+        let next = routes(INCREMENTAL_LIMIT + 1);
+        let Plan::Apply { runtime, .. } = plan(&HostMap::new(), &next, true) else {
+            panic!("a change must be applied");
+        };
+        assert_eq!(runtime, Runtime::Full);
+        let next = routes(INCREMENTAL_LIMIT);
+        let Plan::Apply { runtime, .. } = plan(&HostMap::new(), &next, true) else {
+            panic!("a change must be applied");
+        };
+        assert_eq!(runtime, Runtime::PerHost);
+    }
+
+    #[test]
+    fn a_config_is_installed_reloaded_or_refused() {
+        let ok = || Ok(());
+        let bad = || Err("line 3: unknown keyword".to_string());
+        let checked_never = || -> Result<(), String> { panic!("no check of an unchanged config") };
+        assert_eq!(
+            config_step(Some("a"), "a", checked_never, true),
+            ConfigStep::Unchanged
+        );
+        assert_eq!(
+            config_step(None, "a", ok, false),
+            ConfigStep::Install { reload: false }
+        );
+        assert_eq!(
+            config_step(Some("a"), "b", ok, false),
+            ConfigStep::Install { reload: false },
+            "HAProxy not running: it loads the file when it starts"
+        );
+        assert_eq!(
+            config_step(Some("a"), "b", ok, true),
+            ConfigStep::Install { reload: true }
+        );
+        assert_eq!(
+            config_step(Some("a"), "b", bad, true),
+            ConfigStep::Rejected("line 3: unknown keyword".into())
+        );
+        assert_eq!(
+            config_step(None, "b", bad, false),
+            ConfigStep::Unusable("line 3: unknown keyword".into())
+        );
+    }
+
+    #[test]
+    fn the_first_change_after_quiet_is_applied_at_once() {
+        let t = Instant::now();
+        let w = Duration::from_millis(5);
+        let mut s = Schedule::new(w);
+        assert_eq!(s.due(), None);
+        s.changed(t);
+        assert_eq!(s.due(), Some(t));
+        s.ran(t, false);
+        assert_eq!(s.due(), None);
+        // Quiet for a window: again at once.
+        s.changed(t + w);
+        assert_eq!(s.due(), Some(t + w));
+    }
+
+    #[test]
+    fn changes_right_after_an_apply_wait_for_the_window_together() {
+        let t = Instant::now();
+        let w = Duration::from_millis(5);
+        let mut s = Schedule::new(w);
+        s.changed(t);
+        s.ran(t, false);
+        let mut applies = 1;
+        // A change every 0.1 ms for 100 ms: one apply per window.
+        for i in 1..=1000u32 {
+            let now = t + Duration::from_micros(100) * i;
+            if s.due().is_some_and(|due| due <= now) {
+                s.ran(now, false);
+                applies += 1;
+            }
+            s.changed(now);
+            assert!(
+                s.due().unwrap() <= now + w,
+                "a change waits at most a window"
+            );
+        }
+        assert!((20..=22).contains(&applies), "{applies} applies");
+    }
+
+    #[test]
+    fn a_refused_apply_is_retried_and_takes_later_changes_along() {
+        let t = Instant::now();
+        let mut s = Schedule::new(Duration::from_millis(5));
+        s.changed(t);
+        s.ran(t, true);
+        assert_eq!(s.due(), Some(t + RETRY_AFTER));
+        s.changed(t + Duration::from_millis(10));
+        assert_eq!(s.due(), Some(t + RETRY_AFTER));
+        // SIGHUP or an accepted hold: at once.
+        s.now(t + Duration::from_millis(20));
+        assert_eq!(s.due(), Some(t + Duration::from_millis(20)));
+    }
+
+    #[test]
+    fn the_view_follows_the_feed_and_reports_connections_once() {
+        let mut v = View::default();
+        assert!(!v.have_view);
+        let kvs: BTreeMap<String, Vec<u8>> = [("/a".to_string(), b"1".to_vec())].into();
+        assert_eq!(
+            v.on_feed(Feed::Snapshot { kvs, revision: 7 }),
+            Some(FeedNote::Connected {
+                keys: 1,
+                revision: 7
+            })
+        );
+        assert!(v.have_view && v.etcd_connected);
+        assert_eq!(
+            v.on_feed(Feed::Changes {
+                changes: vec![("/a".into(), None), ("/b".into(), Some(b"2".to_vec()))],
+                revision: 9
+            }),
+            None
+        );
+        assert_eq!(v.kvs, [("/b".to_string(), b"2".to_vec())].into());
+        assert_eq!(v.revision, 9);
+        assert_eq!(
+            v.on_feed(Feed::Lost("gone".into())),
+            Some(FeedNote::Lost("gone".into()))
+        );
+        assert!(!v.etcd_connected && v.have_view, "the last view is kept");
+        // The watch restarting on a live connection is not news.
+        v.etcd_connected = true;
+        let again = Feed::Snapshot {
+            kvs: BTreeMap::new(),
+            revision: 10,
+        };
+        assert_eq!(v.on_feed(again), None);
+    }
+
+    #[test]
+    fn each_problem_is_logged_once_and_its_resolution_once() {
+        let p = |k: &str| Problem {
+            key: k.into(),
+            message: "bad".into(),
+        };
+        let mut log = ProblemLog::default();
+        assert_eq!(
+            log.update(&[p("/a"), p("/b")]),
+            (vec![p("/a"), p("/b")], vec![])
+        );
+        assert_eq!(log.update(&[p("/b"), p("/a")]), (vec![], vec![]));
+        assert_eq!(log.update(&[p("/b")]), (vec![], vec!["/a".to_string()]));
+    }
+}
