@@ -25,7 +25,10 @@ pub fn parse_or_exit<P: clap::Parser>(program: &str) -> P {
             std::process::exit(0)
         }
         Err(e) => {
-            eprintln!("{program}: {}", usage_line(&e.to_string()));
+            crate::log::line(
+                crate::log::Priority::Err,
+                format_args!("{program}: {}", usage_line(&e.to_string())),
+            );
             std::process::exit(i32::from(EXIT_USAGE))
         }
     }
@@ -43,7 +46,10 @@ pub fn usage_line(text: &str) -> &str {
 /// Reports `program: error` on one line (for an `anyhow::Error`, pass it
 /// formatted with `{:#}` to get the whole chain) and returns `code`.
 pub fn fail(program: &str, code: u8, error: impl Display) -> ExitCode {
-    eprintln!("{program}: {error}");
+    crate::log::line(
+        crate::log::Priority::Err,
+        format_args!("{program}: {error}"),
+    );
     ExitCode::from(code)
 }
 

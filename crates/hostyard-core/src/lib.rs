@@ -13,6 +13,7 @@ pub mod etcd;
 pub mod giturl;
 pub mod kind;
 pub mod layout;
+pub mod log;
 pub mod mail;
 
 pub use config::{NodeConfig, DEFAULT_CONFIG_PATH};

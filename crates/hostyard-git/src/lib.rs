@@ -124,7 +124,10 @@ pub fn publish(
     touch(&tree)?;
     switch_link(&link, &Layout::current_link_target(&commit))?;
     if let Err(e) = prune(&trees, &commit, config.keep_trees) {
-        eprintln!("hostyard-gitpull: {domain}: cannot remove old trees: {e:#}");
+        hostyard_core::log::line(
+            hostyard_core::log::Priority::Warning,
+            format_args!("hostyard-gitpull: {domain}: cannot remove old trees: {e:#}"),
+        );
     }
     Ok(Outcome::Published { commit, previous })
 }

@@ -25,6 +25,10 @@ struct Cli {
     domain: String,
 }
 
+fn notice(line: std::fmt::Arguments) {
+    hostyard_core::log::line(hostyard_core::log::Priority::Notice, line);
+}
+
 fn main() -> ExitCode {
     let cli: Cli = cli::parse_or_exit(PROGRAM);
     let domain = match Domain::parse_instance(&cli.domain) {
@@ -42,8 +46,10 @@ fn main() -> ExitCode {
     match result {
         Ok(Outcome::Published { commit, previous }) => {
             match previous {
-                Some(p) => eprintln!("{PROGRAM}: {domain}: published {commit} (was {p})"),
-                None => eprintln!("{PROGRAM}: {domain}: published {commit}"),
+                Some(p) => notice(format_args!(
+                    "{PROGRAM}: {domain}: published {commit} (was {p})"
+                )),
+                None => notice(format_args!("{PROGRAM}: {domain}: published {commit}")),
             }
             ExitCode::SUCCESS
         }

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
+use hostyard_core::log::Priority;
 use hostyard_core::{Domain, GitUrl, ImportLayout, Layout, NodeConfig, SiteKind};
 use hostyard_fs::unpack::{check_no_symlink_below, copy_tree, open_regular, unpack_tar};
 use hostyard_fs::{rename_no_replace, sync_dir, sync_filesystem};
@@ -39,8 +40,19 @@ pub enum Outcome {
     Imported { from: String },
 }
 
+/// A line of the import's log, with its priority for the journal.
+pub fn log_at(priority: Priority, domain: &Domain, msg: &str) {
+    hostyard_core::log::line(priority, format_args!("hostyard-import: {domain}: {msg}"));
+}
+
+/// What the import did: a notice.
 pub fn log(domain: &Domain, msg: &str) {
-    eprintln!("hostyard-import: {domain}: {msg}");
+    log_at(Priority::Notice, domain, msg);
+}
+
+/// Something left behind that needs a look: a warning.
+pub fn warn(domain: &Domain, msg: &str) {
+    log_at(Priority::Warning, domain, msg);
 }
 
 pub fn run(config: &NodeConfig, kind: SiteKind, domain: &Domain) -> Result<Outcome> {
@@ -97,7 +109,7 @@ pub fn run(config: &NodeConfig, kind: SiteKind, domain: &Domain) -> Result<Outco
         .with_context(|| format!("cannot rename {} to {}", staged.display(), target.display()))?;
     sync_dir(&domains)?;
     if let Err(e) = fs::remove_dir_all(&staging) {
-        log(
+        warn(
             domain,
             &format!(
                 "cannot remove {} (removed on the next run): {e}",
@@ -112,7 +124,7 @@ pub fn run(config: &NodeConfig, kind: SiteKind, domain: &Domain) -> Result<Outco
     };
     if let Err(e) = move_aside(&layout, domain, &source) {
         // The site is complete; a leftover import is harmless and visible.
-        log(
+        warn(
             domain,
             &format!("imported, but the import could not be moved aside: {e:#}"),
         );
@@ -145,7 +157,7 @@ fn remove_stale_staging(layout: &Layout, domain: &Domain) -> Result<()> {
         };
         if Layout::is_staging_name(domain, &name) {
             let path = entry.path();
-            log(
+            warn(
                 domain,
                 &format!("removing {} left by an interrupted import", path.display()),
             );

@@ -47,7 +47,11 @@ fn main() -> ExitCode {
     };
     match import::run(&config, kind, &domain) {
         Ok(import::Outcome::AlreadyImported) => {
-            import::log(&domain, "already imported; nothing changed");
+            import::log_at(
+                hostyard_core::log::Priority::Info,
+                &domain,
+                "already imported; nothing changed",
+            );
             ExitCode::SUCCESS
         }
         Ok(import::Outcome::Imported { from }) => {
