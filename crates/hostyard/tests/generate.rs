@@ -34,6 +34,36 @@ fn rendered_units_for_the_default_config_match_the_goldens() {
     assert_golden_tree("units", &as_tree(&default_units()));
 }
 
+/// Every case under `tests/golden/cases/`: its `hostyard.yaml` rendered,
+/// the whole tree (units and HAProxy's config) diffed against `rendered/`.
+#[test]
+fn every_golden_case_renders_its_whole_tree() {
+    let cases_dir = golden_dir().join("cases");
+    let mut cases: Vec<_> = fs::read_dir(&cases_dir)
+        .expect("tests/golden/cases")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("hostyard.yaml").is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 2, "{cases:?}");
+    for case in cases {
+        let config_path = cases_dir.join(&case).join("hostyard.yaml");
+        let config = NodeConfig::load(&config_path)
+            .unwrap_or_else(|e| panic!("{}: {e}", config_path.display()));
+        let units = render_units(&config, Path::new(DEFAULT_CONFIG_PATH)).expect("renders");
+        let mut tree: BTreeMap<String, String> = units
+            .into_iter()
+            .map(|f| (format!("units/{}", f.name), f.contents))
+            .collect();
+        tree.insert(
+            "haproxy/haproxy.cfg".to_string(),
+            hostyard_haproxy::render_cfg(&config).expect("haproxy.cfg renders"),
+        );
+        assert_golden_tree(&format!("cases/{case}/rendered"), &tree);
+    }
+}
+
 #[test]
 fn generate_writes_what_render_units_returns() {
     // The binary and the pure function agree: the written tree is the
