@@ -3,13 +3,16 @@
 # tarballs, so a server without this checkout's build tools (or without a
 # registry, which these machines never reach) can `docker load` them.
 #
-# Images are named by kind (scripts/images.sh kinds lists them). A tarball is
-# DIR/<kind>.tar; scripts/setup.sh loads it and tags it with the name the
-# node config gives that kind.
+# Images are named by kind (scripts/images.sh kinds lists them, as
+# `hostyard names images` does). A tarball is DIR/<kind>.tar;
+# scripts/setup.sh loads it and tags it with the name the node config gives
+# that kind.
 #
 # usage: scripts/images.sh build [KIND...]      build (default: all kinds) as hostyard/<kind>
 #        scripts/images.sh save DIR [KIND...]    build, then write DIR/<kind>.tar where it changed
 #        scripts/images.sh kinds                 list the kinds
+#   HOSTYARD  the hostyard binary asked for the kinds and tarball IDs (default:
+#             hostyard on PATH, else this checkout's, built with cargo)
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -66,22 +69,28 @@ save() {
 }
 
 main() {
-  local cmd=${1:-}
+  local cmd=${1:-} kinds args=()
   [ $# -gt 0 ] && shift
   case $cmd in
+    build | save | kinds)
+      find_hostyard
+      kinds=$(image_kinds)
+      ;;
+  esac
+  case $cmd in
     build)
-      [ $# -gt 0 ] || set -- "${IMAGE_KINDS[@]}"
-      build "$@"
+      if [ $# -gt 0 ]; then args=("$@"); else mapfile -t args <<<"$kinds"; fi
+      build "${args[@]}"
       ;;
     save)
       [ $# -gt 0 ] || die "usage: images.sh save DIR [KIND...]"
       local dir=$1
       shift
-      [ $# -gt 0 ] || set -- "${IMAGE_KINDS[@]}"
-      build "$@"
-      save "$dir" "$@"
+      if [ $# -gt 0 ]; then args=("$@"); else mapfile -t args <<<"$kinds"; fi
+      build "${args[@]}"
+      save "$dir" "${args[@]}"
       ;;
-    kinds) printf '%s\n' "${IMAGE_KINDS[@]}" ;;
+    kinds) printf '%s\n' "$kinds" ;;
     *)
       printf 'usage: %s build [KIND...] | save DIR [KIND...] | kinds\n' "${0##*/}" >&2
       exit 2

@@ -44,7 +44,9 @@ CACHE=${CACHE:-/var/cache/hostyard-box}
 SERVER_RELEASE=trixie
 SERVER_IMAGE=hostyard/server-box:$SERVER_RELEASE
 TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target}
-BINARIES=(hostyard hostyard-confd hostyard-discovery hostyard-import hostyard-gitpull)
+# The binaries setup.sh installs: `hostyard names binaries` of the build,
+# set by build_binaries.
+BINARIES=()
 SAMPLE_DOMAIN=example.com
 SAMPLE_GIT_DOMAIN=git.example.com
 # The sample repository's git daemon, on the box's loopback only.
@@ -82,9 +84,14 @@ ensure_docker() {
 build_binaries() {
   ensure_cargo "$repo"
   step "building hostyard (release) into $TARGET_DIR"
-  local args=() b tmp
-  for b in "${BINARIES[@]}"; do args+=(-p "$b"); done
-  (cd "$repo" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release --quiet "${args[@]}")
+  local b tmp names
+  # Every binary of the workspace; which of them a server gets, the built
+  # hostyard says (the names have one home, in the code).
+  (cd "$repo" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release --quiet --workspace --bins)
+  # HOSTYARD_CONFIG=/dev/null (empty: all defaults) here and for images.sh:
+  # a config this machine may have is not the box's.
+  names=$(HOSTYARD_CONFIG=/dev/null "$TARGET_DIR/release/hostyard" names binaries)
+  mapfile -t BINARIES <<<"$names"
   # The box mounts a directory holding exactly the binaries setup.sh installs.
   mkdir -p "$CACHE/bin"
   for b in "${BINARIES[@]}"; do
@@ -249,7 +256,7 @@ main() {
   install_packages
   ensure_docker
   build_binaries
-  "$repo/scripts/images.sh" save "$CACHE/images"
+  HOSTYARD=$TARGET_DIR/release/hostyard HOSTYARD_CONFIG=/dev/null "$repo/scripts/images.sh" save "$CACHE/images"
   server_image
   boot
   step "running setup.sh in $BOX"

@@ -7,11 +7,14 @@
 #   0. checks the release in /etc/os-release: on anything older than Debian
 #      13 it stops with one line naming both, before changing anything;
 #   1. /etc/hostyard/hostyard.yaml if missing (all defaults), then reads it
-#      with `hostyard config get` (the binaries' own parser);
+#      with `hostyard config get` (the binaries' own parser); the names of
+#      binaries, images, units and the data layout's directories come from
+#      `hostyard names` (their one home), never from a copy here;
 #   2. etcd: when every etcd.endpoints URL is on loopback (the default
-#      http://127.0.0.1:2379) this server runs its own single member;
-#      otherwise it joins that cluster: the endpoints must answer first,
-#      or setup stops here, having changed nothing else;
+#      http://127.0.0.1:2379; `hostyard etcd placement`) this server runs its
+#      own single member; otherwise it joins that cluster: the endpoints must
+#      answer first (`hostyard etcd check`), or setup stops here, having
+#      changed nothing else;
 #   3. apt: docker.io + iptables, etcd-server (only for a local member:
 #      Debian's defaults listen on loopback), haproxy (its `haproxy -c`
 #      validates confd's configs; Debian's own haproxy.service is stopped
@@ -44,14 +47,13 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 . "$repo/scripts/lib/log.sh"
 # shellcheck source=scripts/lib/apt.sh
 . "$repo/scripts/lib/apt.sh"
-# shellcheck source=scripts/lib/images.sh
-. "$repo/scripts/lib/images.sh"
 
 CONFIG=${HOSTYARD_CONFIG:-/etc/hostyard/hostyard.yaml}
 BINARIES_DIR=${HOSTYARD_BINARIES:-}
 IMAGES_DIR=${HOSTYARD_IMAGES:-}
 UNIT_DIR=/etc/systemd/system
-BINARIES=(hostyard hostyard-confd hostyard-discovery hostyard-import hostyard-gitpull)
+# The binaries bin_dir gets (`hostyard names binaries`, set by main).
+BINARIES=()
 APT_PACKAGES=(ca-certificates curl docker.io iptables haproxy git)
 # The Debian release a server needs (its HAProxy 3.0, etcd 3.5, systemd 257
 # and Docker 26 are what the units and images are made for).
@@ -128,78 +130,43 @@ find_reader() {
     die "$READER is missing or not executable: pass --binaries DIR (see --help) with the hostyard binaries"
 }
 
-# config_get KEY: a value of the node config, one line per list item. An
-# invalid config or unknown key stops setup with hostyard's one-line error.
-config_get() {
-  "$READER" --config "$CONFIG" config get "$1" || die "cannot read $1 from $CONFIG (above)"
+# hostyard ARGS...: the reader with this run's config. Its one-line error
+# (an invalid config) stops setup.
+hostyard() {
+  "$READER" --config "$CONFIG" "$@" || die "hostyard $* failed (above)"
 }
 
-# is_loopback URL: whether the URL's host is this server's loopback.
-is_loopback() {
-  local host=${1#*://}
-  host=${host%%/*}
-  host=${host##*@}
-  case $host in
-    \[*) host=${host%%]*} host=${host#[} ;;
-    *) host=${host%:*} ;;
-  esac
-  [[ $host == localhost || $host == ::1 || $host =~ ^127\.[0-9]+\.[0-9]+\.[0-9]+$ ]]
-}
+# config_get KEY: a value of the node config, one line per list item. An
+# invalid config or unknown key stops setup with hostyard's one-line error.
+config_get() { hostyard config get "$1"; }
+
+# names WHAT: hostyard's names of binaries, images, target, services or
+# dirs, one per line (`hostyard names --help`).
+names() { hostyard names "$1"; }
 
 # read_etcd: ENDPOINTS from the config; LOCAL_ETCD=0 when any is elsewhere.
 read_etcd() {
-  local endpoints ep
+  local endpoints placement
   endpoints=$(config_get etcd.endpoints)
   mapfile -t ENDPOINTS <<<"$endpoints"
-  for ep in "${ENDPOINTS[@]}"; do
-    is_loopback "$ep" || LOCAL_ETCD=0
-  done
-}
-
-# etcd_healthy URL: the member at URL answers GET /health with health true.
-etcd_healthy() {
-  local out
-  out=$(curl -fsS --connect-timeout 3 --max-time 5 "${1%/}/health" 2>&1) || {
-    printf '%s\n' "$out"
-    return 1
-  }
-  [[ $out == *'"health":"true"'* ]] || {
-    printf 'answered %s\n' "$out"
-    return 1
-  }
+  placement=$(hostyard etcd placement)
+  [ "$placement" = local ] || LOCAL_ETCD=0
 }
 
 # check_cluster: with endpoints elsewhere this server joins an existing
 # cluster and runs no member of its own, so the cluster must answer before
-# anything else changes. Bounded by ETCD_CHECK_SECS; at least one healthy
-# endpoint is enough (the etcd client fails over between them).
+# anything else changes. `hostyard etcd check` probes them with the etcd
+# client the services use, for up to ETCD_CHECK_SECS; one that answers is
+# enough (the client fails over between them). It prints what answered,
+# or fails with one line naming each endpoint's error and the fix.
 check_cluster() {
   step "etcd: joining the cluster at ${ENDPOINTS[*]}"
-  if ! command -v curl >/dev/null; then
-    changed "installing curl to check the endpoints"
-    apt_install curl ca-certificates
+  local out line
+  if ! out=$("$READER" --config "$CONFIG" etcd check --timeout "$ETCD_CHECK_SECS" 2>&1); then
+    line=$(printf '%s\n' "$out" | tail -n 1)
+    die "${line#hostyard: } Nothing else was changed."
   fi
-  local deadline=$((SECONDS + ETCD_CHECK_SECS)) ep why healthy=() failed=()
-  while :; do
-    healthy=()
-    failed=()
-    for ep in "${ENDPOINTS[@]}"; do
-      if why=$(etcd_healthy "$ep"); then
-        healthy+=("$ep")
-      else
-        failed+=("$ep (${why//$'\n'/ })")
-      fi
-    done
-    [ ${#healthy[@]} -eq 0 ] || break
-    if ((SECONDS >= deadline)); then
-      die "no etcd endpoint of $CONFIG answers GET /health within ${ETCD_CHECK_SECS}s: ${failed[*]}." \
-        "Start or reach that cluster from this server (firewall, address), or set etcd.endpoints" \
-        "to http://127.0.0.1:2379 for a member on this server. Nothing else was changed."
-    fi
-    sleep 1
-  done
-  note "healthy: ${healthy[*]}"
-  [ ${#failed[@]} -eq 0 ] || note "not answering (the others serve meanwhile): ${failed[*]}"
+  while IFS= read -r line; do note "$line"; done <<<"$out"
   note "no local etcd member: hostyard's units use the cluster"
 }
 
@@ -265,9 +232,10 @@ EOF
 }
 
 make_layout() {
-  local root=$1 dir n=0
+  local root=$1 dir dirs n=0
   step "data layout under $root"
-  for dir in "$root" "$root/domains" "$root/import" "$root/runtime" "$root/runtime/haproxy" "$root/runtime/postfix"; do
+  dirs=$(names dirs)
+  for dir in $dirs; do
     if [ ! -d "$dir" ]; then
       mkdir -p "$dir"
       changed "created $dir"
@@ -277,19 +245,18 @@ make_layout() {
   [ "$n" -gt 0 ] || note "up to date"
 }
 
-# image_key KIND: the node config's key of a kind's image name.
-image_key() { printf 'images.%s' "${1//-/_}"; }
-
 images() {
   step "images${IMAGES_DIR:+ from $IMAGES_DIR}"
-  local kind name tar want have n=0
-  for kind in "${IMAGE_KINDS[@]}"; do
-    name=$(config_get "$(image_key "$kind")")
+  local images kind name tar want have n=0
+  # KIND NAME lines: the kind names the tarball, the config the image.
+  images=$(names images)
+  # fd 3: apt-get and docker in the loop must not read the list.
+  while read -r kind name <&3; do
     have=$(docker image inspect --format '{{.Id}}' "$name" 2>/dev/null || true)
     have=${have#sha256:}
     tar=${IMAGES_DIR:+$IMAGES_DIR/$kind.tar}
     if [ -n "$tar" ] && [ -f "$tar" ]; then
-      want=$(tar_image_id "$tar") || die "$tar holds no docker image manifest"
+      want=$(hostyard image-id "$tar")
       if [ "$have" = "$want" ]; then
         continue
       fi
@@ -302,12 +269,12 @@ images() {
       # base-image.sh needs debootstrap to make debian:trixie-slim.
       dpkg-query -W -f='${db:Status-Status}' debootstrap 2>/dev/null | grep -qx installed ||
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
-      "$repo/scripts/images.sh" build "$kind"
+      HOSTYARD=$READER "$repo/scripts/images.sh" build "$kind"
       [ "$name" = "hostyard/$kind" ] || docker tag "hostyard/$kind" "$name"
       changed "built $name"
       n=$((n + 1))
     fi
-  done
+  done 3<<<"$images"
   [ "$n" -gt 0 ] || note "up to date"
 }
 
@@ -350,27 +317,29 @@ enable_start() {
 }
 
 services() {
+  local target services unit
+  target=$(names target)
+  services=$(names services)
   enable_start docker.service
   # haproxy-confd.service is ordered After=etcd.service (ordering only, no
   # Wants= or Requires=): with no local member that unit does not exist and
   # systemd ignores the ordering, so the units are the same either way and
   # confd reaches the cluster from the endpoints in the config.
   if [ "$LOCAL_ETCD" = 1 ]; then
-    step "services: docker, etcd, hostyard.target"
+    step "services: docker, etcd, $target"
     enable_start etcd.service
   else
-    step "services: docker, hostyard.target (etcd: the cluster at ${ENDPOINTS[*]})"
+    step "services: docker, $target (etcd: the cluster at ${ENDPOINTS[*]})"
     ! systemctl is-active -q etcd.service ||
       note "a local etcd.service runs but the config uses the cluster: left as it is"
   fi
-  enable_start hostyard.target
-  # hostyard.target only Wants its units: check what it pulled in answers.
-  local unit
-  for unit in haproxy-confd.service haproxy.service postfix.service; do
+  enable_start "$target"
+  # The target only Wants its units: check what it pulled in answers.
+  for unit in $services; do
     wait_for "$START_WAIT_SECS" "$unit to be active" systemctl is-active -q "$unit" ||
       die "$unit is not active: systemctl status $unit; journalctl -u $unit"
   done
-  note "haproxy-confd.service, haproxy.service and postfix.service are active"
+  note "${services//$'\n'/, } are active"
 }
 
 main() {
@@ -385,6 +354,9 @@ main() {
   write_config
   bin_dir=$(config_get bin_dir)
   data_root=$(config_get data_root)
+  local binaries
+  binaries=$(names binaries)
+  mapfile -t BINARIES <<<"$binaries"
   read_etcd
   [ "$LOCAL_ETCD" = 1 ] || check_cluster
   install_packages

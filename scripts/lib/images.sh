@@ -1,10 +1,33 @@
 # shellcheck shell=bash
-# The image kinds hostyard builds, shared by scripts/images.sh (which builds
-# and saves them) and scripts/setup.sh (which loads them on a server).
+# hostyard's images as scripts/images.sh builds and saves them. The kinds
+# and names come from `hostyard names images` (their one home is the node
+# config's images section); the ID in a tarball from `hostyard image-id`.
 
-# Every kind that has a Dockerfile.
-# shellcheck disable=SC2034 # used by the scripts that source this file
-IMAGE_KINDS=(static static-git haproxy postfix mysql wordpress)
+# find_hostyard: set HOSTYARD to a hostyard binary that can answer: the
+# one $HOSTYARD names (setup.sh passes the one it runs, server-in-a-box.sh
+# the one it just built), else one on PATH, else this checkout's, built
+# with cargo first (a build machine has the checkout and its toolchain).
+find_hostyard() {
+  if [ -n "${HOSTYARD:-}" ]; then
+    [ -x "$HOSTYARD" ] || die "HOSTYARD=$HOSTYARD is not an executable hostyard binary"
+    return
+  fi
+  if HOSTYARD=$(command -v hostyard); then
+    return
+  fi
+  command -v cargo >/dev/null ||
+    die "no hostyard binary: set HOSTYARD=/path/to/hostyard, or install cargo to build it"
+  local target=${CARGO_TARGET_DIR:-$repo/target}
+  (cd "$repo" && cargo build --release --quiet -p hostyard) || die "cargo build -p hostyard failed"
+  HOSTYARD=$target/release/hostyard
+}
+
+# image_kinds: every image kind, one per line.
+image_kinds() {
+  local images kind _name
+  images=$("$HOSTYARD" names images) || die "$HOSTYARD names images failed (above)"
+  while read -r kind _name; do printf '%s\n' "$kind"; done <<<"$images"
+}
 
 # image_dockerfile KIND: the Dockerfile's path under dockerfiles/.
 image_dockerfile() {
@@ -15,10 +38,5 @@ image_dockerfile() {
 }
 
 # tar_image_id TAR: the image ID (hex, no "sha256:") of the image a
-# `docker save` tarball holds, read from its manifest without unpacking the
-# layers. Handles both the legacy layout ("<hex>.json") and the OCI one
-# ("blobs/sha256/<hex>").
-tar_image_id() {
-  tar -xOf "$1" manifest.json 2>/dev/null |
-    grep -o '"Config":"[^"]*"' | head -n 1 | grep -oE '[0-9a-f]{64}'
-}
+# `docker save` tarball holds, from its manifest (hostyard parses it).
+tar_image_id() { "$HOSTYARD" image-id "$1"; }

@@ -192,6 +192,11 @@ impl Default for Images {
     }
 }
 
+/// The images of the server-wide containers, named like site kinds.
+pub const MYSQL_IMAGE_KIND: &str = "mysql";
+pub const HAPROXY_IMAGE_KIND: &str = "haproxy";
+pub const POSTFIX_IMAGE_KIND: &str = "postfix";
+
 impl Images {
     pub fn for_kind(&self, kind: SiteKind) -> &str {
         match kind {
@@ -199,6 +204,28 @@ impl Images {
             SiteKind::StaticGit => &self.static_git,
             SiteKind::Wordpress => &self.wordpress,
         }
+    }
+
+    /// Every image as (kind, name): the kind is the image's slug (a site
+    /// kind's, or `mysql`, `haproxy`, `postfix`), which names its
+    /// Dockerfile, its tarball (`<kind>.tar`) and its config key
+    /// ([`Images::config_key`]). The one list scripts get from
+    /// `hostyard names images` and validation walks.
+    pub fn all(&self) -> [(&'static str, &str); 6] {
+        [
+            (SiteKind::Static.as_str(), &self.static_),
+            (SiteKind::StaticGit.as_str(), &self.static_git),
+            (SiteKind::Wordpress.as_str(), &self.wordpress),
+            (MYSQL_IMAGE_KIND, &self.mysql),
+            (HAPROXY_IMAGE_KIND, &self.haproxy),
+            (POSTFIX_IMAGE_KIND, &self.postfix),
+        ]
+    }
+
+    /// The node config's key of an image kind: `images.static_git` for
+    /// `static-git` (YAML keys use `_`, kinds `-`).
+    pub fn config_key(kind: &str) -> String {
+        format!("images.{}", kind.replace('-', "_"))
     }
 }
 
@@ -276,7 +303,8 @@ pub enum ConfigError {
     #[error("{path}: {field}: {problem}")]
     Invalid {
         path: PathBuf,
-        field: &'static str,
+        /// The dotted key, as `hostyard config get` takes it.
+        field: String,
         problem: String,
     },
 }
@@ -316,9 +344,9 @@ impl NodeConfig {
     }
 
     fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        let invalid = |field: &'static str, problem: String| ConfigError::Invalid {
+        let invalid = |field: &str, problem: String| ConfigError::Invalid {
             path: path.to_path_buf(),
-            field,
+            field: field.to_string(),
             problem,
         };
         if !self.data_root.is_absolute() {
@@ -386,20 +414,15 @@ impl NodeConfig {
                 format!("{:?} is not a docker network name", self.docker.network),
             ));
         }
-        let images = &self.images;
-        for (field, image) in [
-            ("images.static", &images.static_),
-            ("images.static_git", &images.static_git),
-            ("images.wordpress", &images.wordpress),
-            ("images.mysql", &images.mysql),
-            ("images.haproxy", &images.haproxy),
-            ("images.postfix", &images.postfix),
-        ] {
+        for (kind, image) in self.images.all() {
             if !is_image_ref(image) {
-                return Err(invalid(
-                    field,
-                    format!("{image:?} is not a docker image reference like hostyard/static:1"),
-                ));
+                return Err(ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    field: Images::config_key(kind),
+                    problem: format!(
+                        "{image:?} is not a docker image reference like hostyard/static:1"
+                    ),
+                });
             }
         }
         if !is_time_span(&self.git.poll_interval) {

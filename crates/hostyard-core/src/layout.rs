@@ -191,8 +191,29 @@ impl Layout {
         self.domains_dir().join(format!(".import-{domain}.lock"))
     }
 
+    /// `<root>/runtime`: what the server-wide services generate and keep.
+    pub fn runtime_dir(&self) -> PathBuf {
+        self.root.join("runtime")
+    }
+
+    /// The directories a server has from setup on, parents first: the
+    /// root, `domains/`, `import/` (where an operator drops imports) and
+    /// the server-wide services' runtime dirs. Everything below them is
+    /// made by the program that writes it. `hostyard names dirs` prints
+    /// these for `scripts/setup.sh`.
+    pub fn base_dirs(&self) -> [PathBuf; 6] {
+        [
+            self.root.clone(),
+            self.domains_dir(),
+            self.imports_dir(),
+            self.runtime_dir(),
+            self.runtime_haproxy(),
+            self.runtime_postfix(),
+        ]
+    }
+
     pub fn runtime_haproxy(&self) -> PathBuf {
-        self.root.join("runtime").join("haproxy")
+        self.runtime_dir().join("haproxy")
     }
 
     /// The config HAProxy runs with; written by confd, validated before use.
@@ -232,7 +253,7 @@ impl Layout {
     }
 
     pub fn runtime_postfix(&self) -> PathBuf {
-        self.root.join("runtime").join("postfix")
+        self.runtime_dir().join("postfix")
     }
 
     /// One forward file per hosted mail domain, named after the domain.
@@ -325,6 +346,19 @@ mod tests {
         assert_eq!(l.domain_dir(&d), Path::new("/data/domains/example.com"));
         assert_eq!(l.import_dir(&d), Path::new("/data/import/example.com"));
         assert_eq!(l.runtime_haproxy(), Path::new("/data/runtime/haproxy"));
+    }
+
+    #[test]
+    fn base_dirs_come_parents_first() {
+        let l = Layout::new(Path::new("/data"));
+        let dirs = l.base_dirs();
+        assert_eq!(dirs[0], Path::new("/data"));
+        for (i, dir) in dirs.iter().enumerate() {
+            assert!(dir.starts_with(l.root()), "{}", dir.display());
+            if let Some(parent) = dir.parent().filter(|_| i > 0) {
+                assert!(dirs[..i].iter().any(|d| d == parent), "{}", dir.display());
+            }
+        }
     }
 
     #[test]

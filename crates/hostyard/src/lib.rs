@@ -8,7 +8,10 @@
 
 pub mod config_get;
 pub mod escape;
+pub mod etcd_check;
+pub mod image_id;
 pub mod mail;
+pub mod names;
 pub mod site;
 pub mod status;
 pub mod units;

@@ -1,5 +1,6 @@
 //! hostyard: flags and exit codes only; the work is in the library
-//! (`units`, `write`, `status`, `config_get`).
+//! (`units`, `write`, `status`, `config_get`, `names`, `etcd_check`,
+//! `image_id`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -65,6 +66,36 @@ enum Command {
     Config {
         #[command(subcommand)]
         action: ConfigAction,
+    },
+    /// Print names scripts need, one per line, from hostyard's own
+    /// definitions (binaries, images, units, the data layout's dirs).
+    Names {
+        #[arg(value_enum)]
+        what: hostyard::names::Names,
+    },
+    /// Where the node config's etcd is, and whether it answers (for setup).
+    Etcd {
+        #[command(subcommand)]
+        action: EtcdAction,
+    },
+    /// Print the image ID (hex, no sha256:) a `docker save` tarball holds.
+    ImageId {
+        /// The tarball, e.g. static.tar of `scripts/images.sh save`.
+        tar: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum EtcdAction {
+    /// Print `local` when every etcd.endpoints URL is on this server's
+    /// loopback (it runs its own member), else `cluster`.
+    Placement,
+    /// Wait until at least one etcd.endpoints URL answers a read; print
+    /// which answered. Exit 1 if none did within the timeout.
+    Check {
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 15, value_name = "SECS")]
+        timeout: u64,
     },
 }
 
@@ -170,7 +201,53 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             }
             Ok(0)
         }
+        Command::Names { what } => {
+            for line in hostyard::names::lines(&config, what) {
+                println!("{line}");
+            }
+            Ok(0)
+        }
+        Command::Etcd {
+            action: EtcdAction::Placement,
+        } => {
+            let placement = hostyard::etcd_check::Placement::of(&config.etcd.endpoints);
+            println!("{}", placement.as_str());
+            Ok(0)
+        }
+        Command::Etcd {
+            action: EtcdAction::Check { timeout },
+        } => etcd_check(&config, &cli.config, timeout),
+        Command::ImageId { tar } => {
+            println!("{}", hostyard::image_id::image_id(&tar).map_err(runtime)?);
+            Ok(0)
+        }
     }
+}
+
+/// `hostyard etcd check`: the endpoints that answered on stdout, as
+/// setup.sh shows them; none within `timeout` is a failure naming each
+/// endpoint's error and the fix.
+fn etcd_check(config: &NodeConfig, config_path: &Path, timeout: u64) -> Result<u8, Failure> {
+    let endpoints = &config.etcd.endpoints;
+    let health = hostyard::etcd_check::check(endpoints, std::time::Duration::from_secs(timeout))
+        .map_err(runtime)?;
+    if health.healthy.is_empty() {
+        return Err(runtime(anyhow::anyhow!(
+            "no etcd endpoint of {} answers within {timeout}s: {}. Start or reach that cluster \
+             from this server (firewall, address), or set etcd.endpoints to \
+             http://127.0.0.1:2379 for a member on this server.",
+            config_path.display(),
+            health.failed_line()
+        )));
+    }
+    println!("healthy: {}", health.healthy.join(" "));
+    if !health.failed.is_empty() {
+        println!(
+            "not answering (the others serve meanwhile): {}",
+            health.failed_line()
+        );
+    }
+    Ok(0)
 }
 
 fn generate(

@@ -105,6 +105,15 @@ fn cli_help_matches_the_goldens() {
         ("hostyard-mail-wait.txt", vec!["mail-wait", "--help"]),
         ("hostyard-config.txt", vec!["config", "--help"]),
         ("hostyard-config-get.txt", vec!["config", "get", "--help"]),
+        ("hostyard-site-forget.txt", vec!["site", "forget", "--help"]),
+        ("hostyard-names.txt", vec!["names", "--help"]),
+        ("hostyard-etcd.txt", vec!["etcd", "--help"]),
+        (
+            "hostyard-etcd-placement.txt",
+            vec!["etcd", "placement", "--help"],
+        ),
+        ("hostyard-etcd-check.txt", vec!["etcd", "check", "--help"]),
+        ("hostyard-image-id.txt", vec!["image-id", "--help"]),
     ] {
         let out = hostyard(&args);
         assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));

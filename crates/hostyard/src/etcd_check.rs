@@ -1,0 +1,203 @@
+//! `hostyard etcd placement` and `hostyard etcd check`: where a server's
+//! etcd is, and whether a cluster elsewhere answers, for `scripts/setup.sh`.
+//!
+//! setup.sh used to parse the endpoint URLs and etcd's `/health` JSON in
+//! bash. The endpoints come from the node config's parser here, and a
+//! member counts as healthy when it answers a linearizable read through
+//! the same etcd client the services use: that needs a leader and a
+//! quorum, what `/health` reports, and it is exactly what confd and
+//! discovery will ask of it.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use etcd_client::GetOptions;
+
+/// Where this server's etcd member is, as `hostyard etcd placement` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// Every endpoint is on this server's loopback: it runs its own member.
+    Local,
+    /// Some endpoint is elsewhere: it joins that cluster and runs none.
+    Cluster,
+}
+
+impl Placement {
+    pub fn of(endpoints: &[String]) -> Placement {
+        if endpoints.iter().all(|e| is_loopback(e)) {
+            Placement::Local
+        } else {
+            Placement::Cluster
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Placement::Local => "local",
+            Placement::Cluster => "cluster",
+        }
+    }
+}
+
+/// Whether an endpoint URL (`http://127.0.0.1:2379`, `https://[::1]:2379`,
+/// `http://user@localhost`) names this server's loopback. Anything that
+/// does not parse is taken as elsewhere: setup then checks that it answers.
+pub fn is_loopback(url: &str) -> bool {
+    let Some((_, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((host, _)) => host,
+            None => return false,
+        },
+        None => host_port.split(':').next().unwrap_or_default(),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// How long one probe of one endpoint may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Pause between rounds while no endpoint answers.
+const ROUND_PAUSE: Duration = Duration::from_secs(1);
+
+/// What a check found: the endpoints that answered and, for each that did
+/// not, why.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Health {
+    pub healthy: Vec<String>,
+    pub failed: Vec<(String, String)>,
+}
+
+impl Health {
+    /// `URL (why) URL (why)`, as setup prints them.
+    pub fn failed_line(&self) -> String {
+        self.failed
+            .iter()
+            .map(|(url, why)| format!("{url} ({why})"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// Probes every endpoint at once, round after round, until at least one
+/// answers (the etcd client fails over between them, so one is enough) or
+/// `timeout` has passed; returns the last round's result.
+pub fn check(endpoints: &[String], timeout: Duration) -> anyhow::Result<Health> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let health = round(endpoints, deadline).await;
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !health.healthy.is_empty() || left.is_zero() {
+                return Ok(health);
+            }
+            tokio::time::sleep(left.min(ROUND_PAUSE)).await;
+        }
+    })
+}
+
+async fn round(endpoints: &[String], deadline: Instant) -> Health {
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .clamp(Duration::from_millis(500), PROBE_TIMEOUT);
+    let probes: Vec<_> = endpoints
+        .iter()
+        .map(|e| tokio::spawn(probe(e.clone(), left)))
+        .collect();
+    let mut health = Health::default();
+    for (endpoint, probe) in endpoints.iter().zip(probes) {
+        match probe.await {
+            Ok(Ok(())) => health.healthy.push(endpoint.clone()),
+            Ok(Err(why)) => health.failed.push((endpoint.clone(), why)),
+            Err(e) => health.failed.push((endpoint.clone(), e.to_string())),
+        }
+    }
+    health
+}
+
+/// One linearizable read at `endpoint` alone.
+async fn probe(endpoint: String, timeout: Duration) -> Result<(), String> {
+    let attempt = async {
+        let mut client = hostyard_routing::etcd::connect(std::slice::from_ref(&endpoint)).await?;
+        // A count-only read of one key: an answer, not data.
+        client
+            .get("/", Some(GetOptions::new().with_count_only()))
+            .await?;
+        Ok::<(), etcd_client::Error>(())
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(error_line(&e)),
+        Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+    }
+}
+
+/// An etcd client error as a short line: a gRPC status's message and the
+/// innermost cause (`tcp connect error: Connection refused (os error
+/// 111)`), not the status's whole debug form.
+fn error_line(error: &etcd_client::Error) -> String {
+    let (mut line, mut next): (String, Option<&dyn std::error::Error>) = match error {
+        etcd_client::Error::GRpcStatus(status) => (
+            status.message().to_string(),
+            std::error::Error::source(status),
+        ),
+        other => (other.to_string(), std::error::Error::source(other)),
+    };
+    let mut innermost = None;
+    while let Some(e) = next {
+        innermost = Some(e);
+        next = e.source();
+    }
+    if let Some(cause) = innermost.map(|e| e.to_string()) {
+        if !line.contains(&cause) {
+            line = format!("{line}: {cause}");
+        }
+    }
+    line.replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_endpoints() {
+        for url in [
+            "http://127.0.0.1:2379",
+            "http://127.3.4.5:2379/",
+            "https://localhost:2379",
+            "http://LOCALHOST",
+            "http://[::1]:2379",
+            "http://user:pw@127.0.0.1:2379",
+        ] {
+            assert!(is_loopback(url), "{url}");
+        }
+        for url in [
+            "http://10.0.0.5:2379",
+            "http://etcd.example:2379",
+            "http://[fd00::1]:2379",
+            "http://127.0.0.1.example:2379",
+            "http://[::1",
+            "127.0.0.1:2379",
+            "http://localhost@10.0.0.5:2379",
+        ] {
+            assert!(!is_loopback(url), "{url}");
+        }
+    }
+
+    #[test]
+    fn placement_is_local_only_when_every_endpoint_is() {
+        let local = ["http://127.0.0.1:2379".to_string()];
+        let mixed = [local[0].clone(), "http://10.0.0.5:2379".to_string()];
+        assert_eq!(Placement::of(&local), Placement::Local);
+        assert_eq!(Placement::of(&mixed), Placement::Cluster);
+    }
+}

@@ -1,0 +1,109 @@
+//! `hostyard names WHAT`: the names scripts need, from their one home.
+//!
+//! `scripts/setup.sh`, `scripts/images.sh` and the test scripts install the
+//! binaries, build and load the images, make the data layout and wait for
+//! the server-wide units. Each of those names has one home in Rust (the
+//! constants in [`crate::units`], [`hostyard_core::config::Images::all`],
+//! [`hostyard_core::Layout`]); a copy in shell would drift. So a script asks
+//! one question and reads lines back, one name (or one `KIND NAME` pair)
+//! per line.
+
+use hostyard_core::NodeConfig;
+
+use crate::units::{
+    CONFD_BIN, CONFD_UNIT, DISCOVERY_BIN, GITPULL_BIN, HAPROXY_UNIT, HOSTYARD_BIN, IMPORT_BIN,
+    POSTFIX_UNIT, TARGET_UNIT,
+};
+
+/// What a script can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Names {
+    /// The binaries installed in bin_dir, one per line.
+    Binaries,
+    /// Every image as `KIND NAME`: the kind names its Dockerfile and
+    /// tarball (`KIND.tar`), the name is the node config's (images.*).
+    Images,
+    /// The target that starts the server-wide units.
+    Target,
+    /// The server-wide services the target starts, one per line.
+    Services,
+    /// The data layout's directories setup makes, parents first.
+    Dirs,
+}
+
+/// Every binary a server needs in `bin_dir`.
+pub const BINARIES: [&str; 5] = [
+    HOSTYARD_BIN,
+    CONFD_BIN,
+    DISCOVERY_BIN,
+    IMPORT_BIN,
+    GITPULL_BIN,
+];
+
+/// The services `hostyard.target` starts (its `Wants=`).
+pub const SERVICES: [&str; 3] = [CONFD_UNIT, HAPROXY_UNIT, POSTFIX_UNIT];
+
+/// The lines `hostyard names WHAT` prints.
+pub fn lines(config: &NodeConfig, what: Names) -> Vec<String> {
+    match what {
+        Names::Binaries => BINARIES.iter().map(|b| b.to_string()).collect(),
+        Names::Images => config
+            .images
+            .all()
+            .iter()
+            .map(|(kind, name)| format!("{kind} {name}"))
+            .collect(),
+        Names::Target => vec![TARGET_UNIT.to_string()],
+        Names::Services => SERVICES.iter().map(|s| s.to_string()).collect(),
+        Names::Dirs => config
+            .layout()
+            .base_dirs()
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hostyard_core::config::Images;
+    use std::path::PathBuf;
+
+    #[test]
+    fn image_kinds_name_their_config_keys() {
+        let mut config = NodeConfig::default();
+        config.images.static_git = "registry.example/sg:2".into();
+        for line in lines(&config, Names::Images) {
+            let (kind, name) = line.split_once(' ').expect("KIND NAME");
+            assert!(!name.contains(' '), "{line}");
+            let key = Images::config_key(kind);
+            assert_eq!(
+                crate::config_get::get(&config, &key).expect("a key"),
+                [name],
+                "{key}"
+            );
+        }
+        assert!(lines(&config, Names::Images).contains(&"static-git registry.example/sg:2".into()));
+    }
+
+    #[test]
+    fn dirs_follow_data_root() {
+        let config = NodeConfig {
+            data_root: PathBuf::from("/srv/yard"),
+            ..NodeConfig::default()
+        };
+        let dirs = lines(&config, Names::Dirs);
+        assert_eq!(dirs[0], "/srv/yard");
+        assert!(dirs.contains(&"/srv/yard/runtime/haproxy".to_string()));
+    }
+
+    #[test]
+    fn binaries_are_this_workspace_s_binaries() {
+        // Each is a package of the workspace, whose binary has its name.
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        for b in BINARIES {
+            assert!(root.join(b).join("Cargo.toml").is_file(), "{b}");
+        }
+    }
+}
