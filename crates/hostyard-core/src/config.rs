@@ -5,8 +5,11 @@
 //! fall back to a default on a production server. Errors carry the file,
 //! line and column that the YAML parser (serde_norway) reports.
 
+use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -76,7 +79,7 @@ pub struct HaproxyConfig {
     pub https_port: u16,
     /// The HAProxy binary confd runs as `haproxy -c -f` before any reload.
     /// HAProxy itself runs in a container; setup installs Debian's haproxy
-    /// package on the host too (same 2.6 as the image, which is built from
+    /// package on the host too (same 3.0 as the image, which is built from
     /// the same Debian release) so validation needs no container start.
     pub check_binary: PathBuf,
     /// Extra lines for the HTTP frontend (e.g. `http-request deny if { src
@@ -89,7 +92,7 @@ pub struct HaproxyConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct GitConfig {
     /// How often static-git sites pull, as a systemd time span (`10min`).
-    pub poll_interval: String,
+    pub poll_interval: TimeSpan,
     /// Fetch timeout in seconds.
     pub fetch_timeout_secs: u64,
     /// How many published trees to keep for rollback.
@@ -244,7 +247,7 @@ impl Default for HaproxyConfig {
 impl Default for GitConfig {
     fn default() -> Self {
         GitConfig {
-            poll_interval: "10min".to_string(),
+            poll_interval: TimeSpan::from_secs(600).expect("not zero"),
             fetch_timeout_secs: 60,
             keep_trees: 3,
         }
@@ -425,15 +428,6 @@ impl NodeConfig {
                 });
             }
         }
-        if !is_time_span(&self.git.poll_interval) {
-            return Err(invalid(
-                "git.poll_interval",
-                format!(
-                    "{:?} is not a systemd time span like 10min or 1h",
-                    self.git.poll_interval
-                ),
-            ));
-        }
         if self.git.keep_trees == 0 {
             return Err(invalid(
                 "git.keep_trees",
@@ -557,31 +551,102 @@ fn is_image_ref(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '/' | ':' | '@'))
 }
 
-/// A systemd time span in the simple forms we document: `600`, `30s`,
-/// `10min`, `1h`, `1d`.
-fn is_time_span(s: &str) -> bool {
-    time_span_secs(s).is_some()
+/// A time span as the config writes it for systemd, in the simple forms
+/// the README documents: `600`, `30s`, `10min`, `1h`, `1d`. Parsed once,
+/// when the config is read (a bad one is an error naming the field, with
+/// line and column); it goes into a unit as [`TimeSpan`]'s `Display`, the
+/// largest unit that divides it (`600` is written `10min`), which systemd
+/// reads as the same span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TimeSpan {
+    secs: u64,
 }
 
-/// The seconds in a time span of the forms [`is_time_span`] accepts.
-fn time_span_secs(s: &str) -> Option<u64> {
-    let digits = s.chars().take_while(|c| c.is_ascii_digit()).count();
-    let n = s[..digits].parse::<u64>().ok().filter(|n| *n > 0)?;
-    let unit = match &s[digits..] {
-        "" | "s" | "sec" => 1,
-        "m" | "min" => 60,
-        "h" => 3600,
-        "d" => 86400,
-        _ => return None,
-    };
-    n.checked_mul(unit)
+/// A time span that is not one of the documented forms.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a systemd time span like 10min or 1h (a whole number, then s, min, h or d)")]
+pub struct BadTimeSpan(pub String);
+
+impl TimeSpan {
+    /// A span of `secs` seconds; `None` for zero, which no timer means.
+    pub fn from_secs(secs: u64) -> Option<TimeSpan> {
+        (secs > 0).then_some(TimeSpan { secs })
+    }
+
+    pub fn as_secs(self) -> u64 {
+        self.secs
+    }
+
+    pub fn as_duration(self) -> Duration {
+        Duration::from_secs(self.secs)
+    }
 }
 
-impl GitConfig {
-    /// `poll_interval` in seconds (validated at load; 600 if it is not a
-    /// span, which only a config built in code can have).
-    pub fn poll_interval_secs(&self) -> u64 {
-        time_span_secs(&self.poll_interval).unwrap_or(600)
+impl FromStr for TimeSpan {
+    type Err = BadTimeSpan;
+    fn from_str(s: &str) -> Result<TimeSpan, BadTimeSpan> {
+        let bad = || BadTimeSpan(s.to_string());
+        let digits = s.chars().take_while(|c| c.is_ascii_digit()).count();
+        let n = s[..digits].parse::<u64>().map_err(|_| bad())?;
+        let unit = match &s[digits..] {
+            "" | "s" | "sec" => 1,
+            "m" | "min" => 60,
+            "h" => 3600,
+            "d" => 86400,
+            _ => return Err(bad()),
+        };
+        n.checked_mul(unit)
+            .and_then(TimeSpan::from_secs)
+            .ok_or_else(bad)
+    }
+}
+
+impl fmt::Display for TimeSpan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (n, unit) = [(86400, "d"), (3600, "h"), (60, "min")]
+            .into_iter()
+            .find(|(unit, _)| self.secs % unit == 0)
+            .map_or((self.secs, "s"), |(unit, name)| (self.secs / unit, name));
+        write!(f, "{n}{unit}")
+    }
+}
+
+impl Serialize for TimeSpan {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for TimeSpan {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<TimeSpan, D::Error> {
+        deserializer.deserialize_any(TimeSpanVisitor)
+    }
+}
+
+/// Reads a span from a string, or from a bare number in YAML
+/// (`poll_interval: 600`), which is seconds as in systemd.
+struct TimeSpanVisitor;
+
+impl serde::de::Visitor<'_> for TimeSpanVisitor {
+    type Value = TimeSpan;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a systemd time span like 10min or 1h")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<TimeSpan, E> {
+        text.parse().map_err(E::custom)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, secs: u64) -> Result<TimeSpan, E> {
+        TimeSpan::from_secs(secs).ok_or_else(|| E::custom(BadTimeSpan(secs.to_string())))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, secs: i64) -> Result<TimeSpan, E> {
+        u64::try_from(secs)
+            .ok()
+            .and_then(TimeSpan::from_secs)
+            .ok_or_else(|| E::custom(BadTimeSpan(secs.to_string())))
     }
 }
 
@@ -594,22 +659,35 @@ mod tests {
     }
 
     #[test]
-    fn poll_interval_in_seconds() {
-        for (span, secs) in [
-            ("600", 600),
-            ("30s", 30),
-            ("10min", 600),
-            ("2h", 7200),
-            ("1d", 86400),
+    fn poll_interval_is_parsed_once_into_seconds() {
+        for (span, secs, shown) in [
+            ("600", 600, "10min"),
+            ("30s", 30, "30s"),
+            ("90", 90, "90s"),
+            ("10min", 600, "10min"),
+            ("2h", 7200, "2h"),
+            ("1d", 86400, "1d"),
         ] {
-            let git = GitConfig {
-                poll_interval: span.to_string(),
-                ..GitConfig::default()
-            };
-            assert_eq!(git.poll_interval_secs(), secs, "{span}");
+            for yaml in [
+                format!("git:\n  poll_interval: {span}\n"),
+                format!("git:\n  poll_interval: \"{span}\"\n"),
+            ] {
+                let c = parse(&yaml).unwrap();
+                assert_eq!(c.git.poll_interval.as_secs(), secs, "{yaml}");
+                assert_eq!(c.git.poll_interval.to_string(), shown, "{yaml}");
+                // What is shown reads back as the same span.
+                assert_eq!(shown.parse::<TimeSpan>().unwrap(), c.git.poll_interval);
+            }
         }
-        assert!(!is_time_span("0min"));
-        assert!(!is_time_span("99999999999999999999d"));
+        for bad in ["0min", "0", "99999999999999999999d", "10 min"] {
+            let err = parse(&format!("git:\n  poll_interval: \"{bad}\"\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("git.poll_interval") && err.contains("line 2"),
+                "{err}"
+            );
+        }
     }
 
     #[test]
@@ -624,7 +702,7 @@ mod tests {
         assert_eq!(c.node_name(), "n1");
         assert_eq!(c.haproxy.http_port, 8080);
         assert_eq!(c.haproxy.https_port, 443);
-        assert_eq!(c.git.poll_interval, "10min");
+        assert_eq!(c.git.poll_interval.to_string(), "10min");
     }
 
     #[test]
@@ -685,11 +763,12 @@ mod tests {
 
     #[test]
     fn time_spans() {
-        for ok in ["600", "30s", "10min", "1h", "2d"] {
-            assert!(is_time_span(ok), "{ok}");
+        for ok in ["600", "30s", "10min", "1h", "2d", "5sec", "3m"] {
+            assert!(ok.parse::<TimeSpan>().is_ok(), "{ok}");
         }
-        for bad in ["", "min", "0", "10 min", "10min;", "-1s", "1y"] {
-            assert!(!is_time_span(bad), "{bad}");
+        for bad in ["", "min", "0", "10 min", "10min;", "-1s", "1y", "1.5h"] {
+            let err = bad.parse::<TimeSpan>().unwrap_err().to_string();
+            assert!(err.contains(&format!("{bad:?}")), "{err}");
         }
     }
 }

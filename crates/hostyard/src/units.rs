@@ -605,12 +605,12 @@ impl<'a> Values<'a> {
     }
 
     fn puller_timer(&self, kind: SiteKind) -> PullerTimer {
-        let interval = self.config.git.poll_interval_secs();
+        let interval = self.config.git.poll_interval.as_secs();
         PullerTimer {
             kind: kind.as_str(),
             site: kind.instance_unit_in_template(UnitRole::Site),
             service: kind.instance_unit_in_template(UnitRole::Puller),
-            interval: systemd_escape(&self.config.git.poll_interval),
+            interval: systemd_escape(&self.config.git.poll_interval.to_string()),
             // Spread the pulls of many sites: a tenth of the interval, at
             // most five minutes.
             randomized_delay_secs: (interval / 10).clamp(1, 300),
