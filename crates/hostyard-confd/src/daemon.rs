@@ -4,6 +4,7 @@
 //! Order of every apply: files first (so a HAProxy start or reload at any
 //! moment loads the newest routing), then the runtime API.
 
+use hostyard_core::log;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -69,7 +70,7 @@ impl Syncer {
         let state = self.state.clone();
         let work = move || loop {
             if let Err(e) = hostyard_fs::sync_file(&path) {
-                eprintln!("{e:#}");
+                log!(Err, "{e:#}");
             }
             let Ok(mut st) = state.lock() else { return };
             if st.1 {
@@ -174,7 +175,10 @@ impl Daemon {
             }
             ConfigStep::Unusable(why) => anyhow::bail!("no usable HAProxy config: {why}"),
             ConfigStep::Rejected(why) => {
-                eprintln!("config change NOT applied, HAProxy keeps its current config: {why}");
+                log!(
+                    Err,
+                    "config change NOT applied, HAProxy keeps its current config: {why}"
+                );
                 self.config_rejected = Some(why);
                 return Ok(());
             }
@@ -189,15 +193,16 @@ impl Daemon {
             match haproxy::reload(&master) {
                 Ok(()) => {
                     // The new worker loaded the map file, which equals `applied`.
-                    eprintln!(
+                    log!(
+                        Notice,
                         "HAProxy config changed; reloaded hitlessly in {} ms",
                         started.elapsed().as_millis()
                     );
                 }
-                Err(e) => eprintln!("HAProxy config changed but the reload failed: {e:#}"),
+                Err(e) => log!(Err, "HAProxy config changed but the reload failed: {e:#}"),
             }
         } else {
-            eprintln!("wrote {}", cfg_path.display());
+            log!(Info, "wrote {}", cfg_path.display());
         }
         Ok(())
     }
@@ -205,14 +210,17 @@ impl Daemon {
     fn on_feed(&mut self, feed: Feed) {
         match self.view.on_feed(feed) {
             None => {}
-            Some(FeedNote::Connected { keys, revision }) => eprintln!(
+            Some(FeedNote::Connected { keys, revision }) => log!(
+                Info,
                 "etcd: read {keys} keys at revision {revision}; watching from {}",
                 revision + 1
             ),
-            Some(FeedNote::Lost(why)) => eprintln!(
+            Some(FeedNote::Lost(why)) => {
+                log!(Warning,
                 "etcd unreachable ({why}); serving the last good routing ({} hosts) and retrying",
                 self.applied.len()
-            ),
+            )
+            }
         }
     }
 
@@ -233,10 +241,10 @@ impl Daemon {
         self.last_sites = sites;
         let (new, resolved) = self.problem_log.update(&problems);
         for p in new {
-            eprintln!("skipped {}: {}", p.key, p.message);
+            log!(Warning, "skipped {}: {}", p.key, p.message);
         }
         for key in resolved {
-            eprintln!("resolved {key}");
+            log!(Notice, "resolved {key}");
         }
         self.last_problems = problems;
         let confd = &self.config.confd;
@@ -247,7 +255,8 @@ impl Daemon {
                 new: true,
                 removed,
                 routes,
-            } => eprintln!(
+            } => log!(
+                Warning,
                 "HOLDING a change that would remove {removed} of {routes} routes at once \
                  (etcd emptied or restored?); HAProxy keeps the last good routing. It is \
                  applied if it persists for {} s, or now with: \
@@ -259,15 +268,20 @@ impl Daemon {
                 match released {
                     None => {}
                     Some(Release::Accepted) => {
-                        eprintln!("held change accepted by the operator; applying it")
+                        log!(Notice, "held change accepted by the operator; applying it")
                     }
                     Some(Release::NoLongerMass) => {
-                        eprintln!("held change is no longer a mass removal; applying normally")
+                        log!(
+                            Notice,
+                            "held change is no longer a mass removal; applying normally"
+                        )
                     }
-                    Some(Release::Persisted { removed }) => eprintln!(
+                    Some(Release::Persisted { removed }) => {
+                        log!(Notice,
                         "held change persisted for {} s; applying it ({removed} routes removed)",
                         confd.hold_secs
-                    ),
+                    )
+                    }
                 }
                 retry = self.apply(desired);
                 self.gate.applied(retry);
@@ -300,14 +314,17 @@ impl Daemon {
             {
                 // Without the file a restart would lose the change: do not
                 // half-apply; try again shortly.
-                eprintln!("cannot write the host map: {e:#}");
+                log!(Err, "cannot write the host map: {e:#}");
                 return true;
             }
         }
         let result = match Session::connect(&self.layout.haproxy_admin_socket()) {
             Err(CliError::Absent { .. }) => {
                 if self.haproxy_running {
-                    eprintln!("HAProxy's runtime API is gone; routing goes to the files only");
+                    log!(
+                        Warning,
+                        "HAProxy's runtime API is gone; routing goes to the files only"
+                    );
                 }
                 self.haproxy_running = false;
                 self.runtime_synced = false;
@@ -316,7 +333,10 @@ impl Daemon {
             Err(e) => Err(e),
             Ok(mut session) => {
                 if !self.haproxy_running {
-                    eprintln!("HAProxy's runtime API answers; routing goes through it");
+                    log!(
+                        Notice,
+                        "HAProxy's runtime API answers; routing goes through it"
+                    );
                 }
                 self.haproxy_running = true;
                 let mut api = MapApi::new(&mut session, &self.layout.hosts_map());
@@ -347,7 +367,7 @@ impl Daemon {
                 false
             }
             Err(e) => {
-                eprintln!("HAProxy refused a routing change, retrying: {e}");
+                log!(Warning, "HAProxy refused a routing change, retrying: {e}");
                 // The file already holds `next`; the runtime map is unknown.
                 drop(changes);
                 self.applied = next;
@@ -375,16 +395,17 @@ impl Daemon {
             haproxy_running: self.haproxy_running,
         };
         if let Err(e) = state.save(&self.layout.confd_state()) {
-            eprintln!("cannot write the state file: {e:#}");
+            log!(Err, "cannot write the state file: {e:#}");
         }
     }
 
     fn reload_config(&mut self) {
         match NodeConfig::load(&self.config_path) {
-            Err(e) => eprintln!("SIGHUP: keeping the current config: {e}"),
+            Err(e) => log!(Err, "SIGHUP: keeping the current config: {e}"),
             Ok(new) => {
                 if new.etcd != self.config.etcd || new.data_root != self.config.data_root {
-                    eprintln!(
+                    log!(
+                        Warning,
                         "SIGHUP: etcd and data_root changes take effect on restart; \
                          applying the rest"
                     );
@@ -392,15 +413,15 @@ impl Daemon {
                 match AllowedNetworks::parse(&new.confd.allowed_networks) {
                     Ok(a) => self.allowed = a,
                     Err(e) => {
-                        eprintln!("SIGHUP: keeping the current config: {e}");
+                        log!(Err, "SIGHUP: keeping the current config: {e}");
                         return;
                     }
                 }
                 self.config.haproxy = new.haproxy;
                 self.config.confd = new.confd;
-                eprintln!("SIGHUP: re-read {}", self.config_path.display());
+                log!(Notice, "SIGHUP: re-read {}", self.config_path.display());
                 if let Err(e) = self.ensure_structure() {
-                    eprintln!("SIGHUP: {e:#}");
+                    log!(Err, "SIGHUP: {e:#}");
                 }
             }
         }
@@ -409,21 +430,23 @@ impl Daemon {
 
 fn log_changes(before: &HostMap, changes: &[(String, Option<&Entry>)], how: &str, took: Duration) {
     if changes.is_empty() {
-        eprintln!("routing in sync ({how})");
+        log!(Info, "routing in sync ({how})");
         return;
     }
     if changes.len() <= 20 {
         for (host, entry) in changes {
             let was = before.get(host).map(Entry::map_value);
             let now = entry.map(|e| e.map_value());
-            eprintln!(
+            log!(
+                Info,
                 "{host}: {} -> {}",
                 was.as_deref().unwrap_or("(none)"),
                 now.as_deref().unwrap_or("(none)")
             );
         }
     }
-    eprintln!(
+    log!(
+        Info,
         "applied {} host change(s) through the {how} in {} ms",
         changes.len(),
         took.as_millis()
@@ -433,7 +456,7 @@ fn log_changes(before: &HostMap, changes: &[(String, Option<&Entry>)], how: &str
 fn notify(state: &[sd_notify::NotifyState]) {
     // Outside systemd NOTIFY_SOCKET is unset and this does nothing.
     if let Err(e) = sd_notify::notify(state) {
-        eprintln!("cannot notify systemd: {e}");
+        log!(Warning, "cannot notify systemd: {e}");
     }
 }
 
@@ -476,7 +499,8 @@ pub async fn run(config_path: &Path, config: NodeConfig) -> anyhow::Result<()> {
             d.on_feed(f);
         }
         Ok(None) => anyhow::bail!("the etcd feed ended"),
-        Err(_) => eprintln!(
+        Err(_) => log!(
+            Warning,
             "etcd did not answer within {} s; serving the last written routing ({} hosts)",
             STARTUP_WAIT.as_secs(),
             d.applied.len()
@@ -484,7 +508,7 @@ pub async fn run(config_path: &Path, config: NodeConfig) -> anyhow::Result<()> {
     }
     let retry = d.cycle();
     notify(&[sd_notify::NotifyState::Ready]);
-    eprintln!("ready");
+    log!(Notice, "ready");
 
     let watchdog = sd_notify::watchdog_enabled().map(|t| t / 2);
     let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
@@ -526,7 +550,7 @@ pub async fn run(config_path: &Path, config: NodeConfig) -> anyhow::Result<()> {
                 if d.gate.accept() {
                     schedule.now(Instant::now());
                 } else {
-                    eprintln!("SIGUSR1: nothing is held");
+                    log!(Notice, "SIGUSR1: nothing is held");
                 }
             }
             _ = sigterm.recv() => break,
@@ -536,6 +560,6 @@ pub async fn run(config_path: &Path, config: NodeConfig) -> anyhow::Result<()> {
     notify(&[sd_notify::NotifyState::Stopping]);
     feed.abort();
     d.save_state();
-    eprintln!("stopping; HAProxy keeps the current routing");
+    log!(Notice, "stopping; HAProxy keeps the current routing");
     Ok(())
 }

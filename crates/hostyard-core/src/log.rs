@@ -57,6 +57,14 @@ fn format(priority: Priority, journal: bool, message: &dyn Display) -> String {
     }
 }
 
+/// `log!(Warning, "format", args...)`: one line at that [`Priority`].
+#[macro_export]
+macro_rules! log {
+    ($priority:ident, $($arg:tt)*) => {
+        $crate::log::line($crate::log::Priority::$priority, format_args!($($arg)*))
+    };
+}
+
 /// Writes one line to stderr with its priority.
 pub fn line(priority: Priority, message: impl Display) {
     eprintln!("{}", format(priority, stderr_is_journal(), &message));
