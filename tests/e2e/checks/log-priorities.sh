@@ -23,7 +23,7 @@ t_journal_priorities_filter_problems() {
   expect "routine lines among confd's warnings" \
     "$(bx journalctl -u haproxy-confd.service -p warning --no-pager -o cat | grep -c -E '^(ready|routing in sync|applied )')" 0
   expect "routine lines in confd's whole journal" \
-    "$(bx journalctl -u haproxy-confd.service --no-pager -o cat | grep -c -E '^ready$')" 1
+    "$([ "$(bx journalctl -u haproxy-confd.service --no-pager -o cat | grep -c -E '^ready$')" -ge 1 ] && echo some)" some
   bx curl -s --max-time 5 -X POST http://127.0.0.1:2379/v3/kv/deleterange \
     -d "{\"key\":\"$(printf '%s' "$key" | base64 -w0)\"}" >/dev/null
 }
