@@ -147,10 +147,20 @@ now_ms() {
     echo $((t / 1000))
 }
 
+# import_dir: where the server takes imports from (`hostyard names dirs`,
+# role import: under the config's data_root).
+import_dir() {
+    local role dir
+    while read -r role dir; do
+        [ "$role" != import ] || { printf '%s\n' "$dir"; return; }
+    done < <(hostyard names dirs)
+    die "hostyard names dirs names no import dir"
+}
+
 # import_git DOMAIN: the site's import folder, naming the sample repository.
 import_git() {
-    mkdir -p "/data/import/$1/static-git"
-    echo "$GIT_URL" >"/data/import/$1/static-git/GITURL"
+    mkdir -p "$IMPORT_DIR/$1/static-git"
+    echo "$GIT_URL" >"$IMPORT_DIR/$1/static-git/GITURL"
 }
 
 # codes DOMAIN...: "DOMAIN CODE" for each, from HAProxy, in one curl (one
@@ -272,6 +282,7 @@ memory() {
 
 start_measure() {
     local runs=$1 i d ones=() many=()
+    IMPORT_DIR=$(import_dir)
     # The images are loaded by setup.sh; one untimed start and stop reads
     # them (and the binaries) into the page cache, so the first timed start
     # is not a cold-cache outlier.

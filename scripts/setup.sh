@@ -232,16 +232,16 @@ EOF
 }
 
 make_layout() {
-  local root=$1 dir dirs n=0
+  local root=$1 dirs _role dir n=0
   step "data layout under $root"
   dirs=$(names dirs)
-  for dir in $dirs; do
+  while read -r _role dir; do
     if [ ! -d "$dir" ]; then
       mkdir -p "$dir"
       changed "created $dir"
       n=$((n + 1))
     fi
-  done
+  done <<<"$dirs"
   [ "$n" -gt 0 ] || note "up to date"
 }
 

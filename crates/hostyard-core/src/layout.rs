@@ -196,19 +196,19 @@ impl Layout {
         self.root.join("runtime")
     }
 
-    /// The directories a server has from setup on, parents first: the
-    /// root, `domains/`, `import/` (where an operator drops imports) and
-    /// the server-wide services' runtime dirs. Everything below them is
-    /// made by the program that writes it. `hostyard names dirs` prints
-    /// these for `scripts/setup.sh`.
-    pub fn base_dirs(&self) -> [PathBuf; 6] {
+    /// The directories a server has from setup on, parents first, each
+    /// with its role: the root, `domains/`, `import/` (where an operator
+    /// drops imports) and the server-wide services' runtime dirs.
+    /// Everything below them is made by the program that writes it.
+    /// `hostyard names dirs` prints these for the scripts.
+    pub fn base_dirs(&self) -> [(&'static str, PathBuf); 6] {
         [
-            self.root.clone(),
-            self.domains_dir(),
-            self.imports_dir(),
-            self.runtime_dir(),
-            self.runtime_haproxy(),
-            self.runtime_postfix(),
+            ("root", self.root.clone()),
+            ("domains", self.domains_dir()),
+            ("import", self.imports_dir()),
+            ("runtime", self.runtime_dir()),
+            ("haproxy", self.runtime_haproxy()),
+            ("postfix", self.runtime_postfix()),
         ]
     }
 
@@ -351,7 +351,7 @@ mod tests {
     #[test]
     fn base_dirs_come_parents_first() {
         let l = Layout::new(Path::new("/data"));
-        let dirs = l.base_dirs();
+        let dirs = l.base_dirs().map(|(_, d)| d);
         assert_eq!(dirs[0], Path::new("/data"));
         for (i, dir) in dirs.iter().enumerate() {
             assert!(dir.starts_with(l.root()), "{}", dir.display());

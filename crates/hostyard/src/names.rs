@@ -27,7 +27,8 @@ pub enum Names {
     Target,
     /// The server-wide services the target starts, one per line.
     Services,
-    /// The data layout's directories setup makes, parents first.
+    /// The data layout's directories setup makes, parents first, as
+    /// `ROLE PATH` (root, domains, import, runtime, haproxy, postfix).
     Dirs,
 }
 
@@ -59,7 +60,7 @@ pub fn lines(config: &NodeConfig, what: Names) -> Vec<String> {
             .layout()
             .base_dirs()
             .iter()
-            .map(|d| d.display().to_string())
+            .map(|(role, d)| format!("{role} {}", d.display()))
             .collect(),
     }
 }
@@ -94,8 +95,8 @@ mod tests {
             ..NodeConfig::default()
         };
         let dirs = lines(&config, Names::Dirs);
-        assert_eq!(dirs[0], "/srv/yard");
-        assert!(dirs.contains(&"/srv/yard/runtime/haproxy".to_string()));
+        assert_eq!(dirs[0], "root /srv/yard");
+        assert!(dirs.contains(&"import /srv/yard/import".to_string()));
     }
 
     #[test]

@@ -70,12 +70,12 @@ fn names_come_from_the_config_and_the_code() {
     assert_eq!(
         ask("dirs"),
         [
-            "/srv/yard",
-            "/srv/yard/domains",
-            "/srv/yard/import",
-            "/srv/yard/runtime",
-            "/srv/yard/runtime/haproxy",
-            "/srv/yard/runtime/postfix"
+            "root /srv/yard",
+            "domains /srv/yard/domains",
+            "import /srv/yard/import",
+            "runtime /srv/yard/runtime",
+            "haproxy /srv/yard/runtime/haproxy",
+            "postfix /srv/yard/runtime/postfix"
         ]
     );
     let out = hostyard(&["--config", &config, "names", "units"]);
