@@ -6,6 +6,7 @@
 //! run beside the loop so that a check waiting on a hung container never
 //! delays a stop: SIGTERM revokes the lease at once.
 
+use hostyard_core::log;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -63,7 +64,8 @@ pub async fn run(
     let interval = Duration::from_secs(d.interval_secs.max(1));
     let keepalive_every = Duration::from_secs((d.ttl_secs / 3).max(1));
     let max_backoff = keepalive_every.min(Duration::from_secs(5));
-    eprintln!(
+    log!(
+        Info,
         "checking container {} on docker network {} (engine {}) every {}s (http path {}); \
          registering {} with a {}s lease",
         prober.container(),
@@ -115,10 +117,10 @@ pub async fn run(
                 match tracker.observe(&outcome) {
                     Some(Change::Register(_)) | None => {}
                     Some(Change::Moved { from, to }) => {
-                        eprintln!("address changed from {from} to {to}");
+                        log!(Notice, "address changed from {from} to {to}");
                     }
                     Some(Change::Remove) => {
-                        eprintln!(
+                        log!(Warning,
                             "unhealthy {} times in a row: removing from routing",
                             tracker.consecutive_failures()
                         );
@@ -128,7 +130,7 @@ pub async fn run(
             }
             _ = keepalive.tick() => {
                 match registrar.keep_alive().await {
-                    Ok(Some(restored)) => eprintln!("{restored}"),
+                    Ok(Some(restored)) => log!(Warning, "{restored}"),
                     Ok(None) => {}
                     Err(e) => note_trouble(&mut etcd_trouble, &e),
                 }
@@ -156,7 +158,7 @@ pub async fn run(
         let result = async {
             if needs_declaring {
                 if let Declared::Conflict(why) = registrar.declare().await? {
-                    eprintln!("conflict: {why}");
+                    log!(Warning, "conflict: {why}");
                 }
                 declared = true;
             }
@@ -167,20 +169,20 @@ pub async fn run(
             Ok(()) => {
                 backoff = FIRST_BACKOFF;
                 if etcd_trouble.take().is_some() {
-                    eprintln!("etcd answers again");
+                    log!(Notice, "etcd answers again");
                 }
                 match &desired {
                     Some(_) if was_held => {}
                     Some(v) => {
                         registered_once = true;
-                        eprintln!("registered {}:{}", v.ip, v.port);
+                        log!(Notice, "registered {}:{}", v.ip, v.port);
                         status(&format!("routed at {}:{}", v.ip, v.port));
                         if !ready {
                             ready = true;
                             let _ = sd_notify::notify(&[NotifyState::Ready]);
                         }
                     }
-                    None if was_registered => eprintln!("removed from routing"),
+                    None if was_registered => log!(Notice, "removed from routing"),
                     None => {}
                 }
             }
@@ -195,9 +197,9 @@ pub async fn run(
     probe_task.abort();
     let _ = sd_notify::notify(&[NotifyState::Stopping]);
     match registrar.withdraw(WITHDRAW_BUDGET).await {
-        Ok(()) if registered_once => eprintln!("stopping: removed from routing"),
-        Ok(()) => eprintln!("stopping"),
-        Err(e) => eprintln!("stopping: {e:#}"),
+        Ok(()) if registered_once => log!(Notice, "stopping: removed from routing"),
+        Ok(()) => log!(Info, "stopping"),
+        Err(e) => log!(Warning, "stopping: {e:#}"),
     }
     Ok(())
 }
@@ -209,20 +211,21 @@ fn report_outcome(outcome: &Outcome, tracker: &Tracker, last_failure: &mut Optio
     match outcome {
         Outcome::Healthy(_) => {
             if last_failure.take().is_some() && tracker.routed().is_some() {
-                eprintln!("answering again");
+                log!(Notice, "answering again");
             }
         }
         Outcome::Failed(why) => {
             if tracker.routed().is_some() {
                 // Each step toward removal is a change of state worth a line
                 // (at most `threshold` of them per episode).
-                eprintln!(
+                log!(
+                    Warning,
                     "check failed ({} of {}): {why}",
                     tracker.consecutive_failures() + 1,
                     tracker.threshold()
                 );
             } else if last_failure.as_deref() != Some(why.as_str()) {
-                eprintln!("not answering: {why}");
+                log!(Warning, "not answering: {why}");
                 status(&format!("not answering: {why}"));
             }
             *last_failure = Some(why.clone());
@@ -234,7 +237,7 @@ fn report_outcome(outcome: &Outcome, tracker: &Tracker, last_failure: &mut Optio
 fn note_trouble(trouble: &mut Option<String>, e: &anyhow::Error) {
     let text = format!("{e:#}");
     if trouble.as_deref() != Some(text.as_str()) {
-        eprintln!("{text}; retrying");
+        log!(Warning, "{text}; retrying");
         status(&format!("etcd trouble: {text}"));
         *trouble = Some(text);
     }
