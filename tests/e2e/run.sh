@@ -479,7 +479,11 @@ main() {
   BOX=$BOX BOX_PORT=auto KEEP_BOX=1 SAMPLE_SITE=0 "$repo/scripts/server-in-a-box.sh"
   PORT=$(port)
   local name
-  for name in "${CHECKS[@]}"; do run_check "$name"; done
+  for name in "${CHECKS[@]}"; do
+    run_check "$name"
+    # A check runs in a subshell: a reboot's new port must reach the next.
+    PORT=$(port)
+  done
   step "e2e: ${#PASSED[@]} passed, ${#FAILED[@]} failed"
   for name in "${FAILED[@]}"; do note "FAILED $name"; done
   [ ${#FAILED[@]} -eq 0 ]
