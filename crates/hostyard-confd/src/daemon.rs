@@ -1,8 +1,12 @@
-//! The daemon: one loop that owns the view of etcd and what HAProxy was
-//! given, and turns feed messages, timers and signals into applies.
+//! The daemon: the thin loop around [`crate::decide`]. It owns the view of
+//! etcd and what HAProxy was given, passes feed messages, timers and
+//! signals to the decisions, and performs what they ask: files, HAProxy's
+//! runtime API and master socket, the state file, logs.
 //!
 //! Order of every apply: files first (so a HAProxy start or reload at any
-//! moment loads the newest routing), then the runtime API.
+//! moment loads the newest routing), then the runtime API. What can wait
+//! (the map's fsync, the state file) runs on blocking threads, so the next
+//! change never waits for it.
 
 use hostyard_core::log;
 use std::path::{Path, PathBuf};
@@ -12,11 +16,13 @@ use anyhow::Context;
 use hostyard_core::etcd::Schema;
 use hostyard_core::{Layout, NodeConfig};
 use hostyard_haproxy::{self as haproxy, CliError, Entry, HostMap, MapApi, Session};
-use hostyard_routing::state::{Held, StateView};
-use hostyard_routing::{self as routing, AllowedNetworks, Problem};
+use hostyard_routing::state::Held;
+use hostyard_routing::table::Changed;
+use hostyard_routing::AllowedNetworks;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 
+use crate::background::{StateJob, StateWriter, Syncer};
 use crate::decide::{
     self, ConfigStep, FeedNote, Gate, HoldPolicy, Now, Plan, ProblemLog, Release, Runtime,
     Schedule, Verdict, View,
@@ -35,56 +41,16 @@ pub struct Daemon {
     view: View,
     /// What HAProxy was given (files, and the runtime map when it runs).
     applied: HostMap,
+    /// Hosts of the desired routing that may differ from `applied`.
+    pending: Changed,
     /// Whether HAProxy's runtime map is known to equal `applied`.
     runtime_synced: bool,
     haproxy_running: bool,
     gate: Gate,
     problem_log: ProblemLog,
     config_rejected: Option<String>,
-    /// The verdicts of the last computation, for the state file.
-    last_sites: Vec<routing::Site>,
-    last_problems: Vec<Problem>,
     syncer: Syncer,
-}
-
-/// Runs fsyncs on a blocking thread, at most one at a time; requests made
-/// while one runs are folded into one more.
-#[derive(Default, Clone)]
-struct Syncer {
-    /// (running, another requested)
-    state: std::sync::Arc<std::sync::Mutex<(bool, bool)>>,
-}
-
-impl Syncer {
-    fn request(&self, path: PathBuf) {
-        {
-            let Ok(mut st) = self.state.lock() else {
-                return;
-            };
-            if st.0 {
-                st.1 = true;
-                return;
-            }
-            *st = (true, false);
-        }
-        let state = self.state.clone();
-        let work = move || loop {
-            if let Err(e) = hostyard_fs::sync_file(&path) {
-                log!(Err, "{e:#}");
-            }
-            let Ok(mut st) = state.lock() else { return };
-            if st.1 {
-                st.1 = false;
-            } else {
-                st.0 = false;
-                return;
-            }
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(h) => drop(h.spawn_blocking(work)),
-            Err(_) => work(),
-        }
-    }
+    state_writer: StateWriter,
 }
 
 fn now() -> Now {
@@ -112,22 +78,24 @@ impl Daemon {
                 return Err(e).with_context(|| format!("reading {}", layout.hosts_map().display()))
             }
         };
+        let view = View::new(Schema::new(&config.etcd.prefix), allowed.clone());
+        let state_writer = StateWriter::new(layout.confd_state());
         Ok(Daemon {
             config_path: config_path.to_path_buf(),
             schema: Schema::new(&config.etcd.prefix),
             layout,
             allowed,
             config,
-            view: View::default(),
+            view,
             applied,
+            pending: Changed::All,
             runtime_synced: false,
             haproxy_running: false,
             gate: Gate::default(),
             problem_log: ProblemLog::default(),
             config_rejected: None,
-            last_sites: Vec::new(),
-            last_problems: Vec::new(),
             syncer: Syncer::default(),
+            state_writer,
         })
     }
 
@@ -224,21 +192,16 @@ impl Daemon {
         }
     }
 
-    /// Computes the desired routing and applies it unless it is a held mass
-    /// removal. Returns whether it has to be retried (HAProxy refused).
+    /// Applies the desired routing unless it is a held mass removal.
+    /// Returns whether it has to be retried (HAProxy refused).
     pub fn cycle(&mut self) -> bool {
         if !self.view.have_view {
             self.save_state();
             return false;
         }
-        // The previous verdicts go first: one copy in memory at a time.
-        self.last_sites = Vec::new();
-        let routing::Desired {
-            map: desired,
-            sites,
-            problems,
-        } = routing::desired(&self.schema, &self.view.kvs, &self.allowed);
-        self.last_sites = sites;
+        let table = &mut self.view.table;
+        self.pending.merge(table.take_changed());
+        let problems = table.problems();
         let (new, resolved) = self.problem_log.update(&problems);
         for p in new {
             log!(Warning, "skipped {}: {}", p.key, p.message);
@@ -246,11 +209,11 @@ impl Daemon {
         for key in resolved {
             log!(Notice, "resolved {key}");
         }
-        self.last_problems = problems;
+        let removal = decide::removal(&self.applied, table.map(), &self.pending);
         let confd = &self.config.confd;
         let policy = HoldPolicy::from(confd);
         let mut retry = false;
-        match self.gate.judge(&self.applied, &desired, &policy, now()) {
+        match self.gate.judge(removal, &policy, now()) {
             Verdict::Hold {
                 new: true,
                 removed,
@@ -283,7 +246,7 @@ impl Daemon {
                     )
                     }
                 }
-                retry = self.apply(desired);
+                retry = self.apply();
                 self.gate.applied(retry);
             }
         }
@@ -298,19 +261,21 @@ impl Daemon {
 
     /// Files, then the runtime API. Returns true when HAProxy has to be
     /// retried.
-    fn apply(&mut self, next: HostMap) -> bool {
+    fn apply(&mut self) -> bool {
         let started = Instant::now();
+        let next = self.view.table.map();
         let Plan::Apply {
             changes,
             write_file,
             runtime,
-        } = decide::plan(&self.applied, &next, self.runtime_synced)
+        } = decide::plan(&self.applied, next, &self.pending, self.runtime_synced)
         else {
+            self.pending = Changed::Hosts(Default::default());
             return false;
         };
         if write_file {
             if let Err(e) =
-                haproxy::FILE.write_with(&self.layout.hosts_map(), |w| haproxy::write_map(&next, w))
+                haproxy::FILE.write_with(&self.layout.hosts_map(), |w| haproxy::write_map(next, w))
             {
                 // Without the file a restart would lose the change: do not
                 // half-apply; try again shortly.
@@ -341,7 +306,7 @@ impl Daemon {
                 self.haproxy_running = true;
                 let mut api = MapApi::new(&mut session, &self.layout.hosts_map());
                 let r = match runtime {
-                    Runtime::Full => api.replace_all(&next).map(|()| "runtime API, full map"),
+                    Runtime::Full => api.replace_all(next).map(|()| "runtime API, full map"),
                     Runtime::PerHost => changes
                         .iter()
                         .try_for_each(|(host, entry)| match entry {
@@ -359,25 +324,29 @@ impl Daemon {
             // an fsync must not delay the next change.
             self.syncer.request(self.layout.hosts_map());
         }
-        match result {
+        let retry = match result {
             Ok(how) => {
                 log_changes(&self.applied, &changes, how, started.elapsed());
-                drop(changes);
-                self.applied = next;
                 false
             }
             Err(e) => {
                 log!(Warning, "HAProxy refused a routing change, retrying: {e}");
                 // The file already holds `next`; the runtime map is unknown.
-                drop(changes);
-                self.applied = next;
                 self.runtime_synced = false;
                 true
             }
+        };
+        for (host, entry) in changes {
+            match entry {
+                Some(e) => self.applied.insert(host, e.clone()),
+                None => self.applied.remove(&host),
+            };
         }
+        self.pending = Changed::Hosts(Default::default());
+        retry
     }
 
-    fn save_state(&self) {
+    fn state_job(&self) -> StateJob {
         let held = self.gate.held().map(|h| Held {
             removed_routes: h.removed,
             current_routes: decide::route_count(&self.applied),
@@ -385,18 +354,24 @@ impl Daemon {
             until_unix: h.since_unix + self.config.confd.hold_secs,
             accept_with: "systemctl kill -s USR1 haproxy-confd".to_string(),
         });
-        let state = StateView {
+        StateJob {
             revision: self.view.revision,
             etcd_connected: self.view.etcd_connected,
-            sites: &self.last_sites,
-            problems: &self.last_problems,
+            sites: self.view.table.site_snapshot(),
+            problems: self.view.table.problems(),
             held,
-            config_rejected: self.config_rejected.as_deref(),
+            config_rejected: self.config_rejected.clone(),
             haproxy_running: self.haproxy_running,
-        };
-        if let Err(e) = state.save(&self.layout.confd_state()) {
-            log!(Err, "cannot write the state file: {e:#}");
         }
+    }
+
+    fn save_state(&self) {
+        self.state_writer.save(self.state_job());
+    }
+
+    /// At exit: the state file written before returning.
+    fn save_state_and_wait(&self) {
+        self.state_writer.save_and_wait(self.state_job());
     }
 
     fn reload_config(&mut self) {
@@ -411,7 +386,10 @@ impl Daemon {
                     );
                 }
                 match AllowedNetworks::parse(&new.confd.allowed_networks) {
-                    Ok(a) => self.allowed = a,
+                    Ok(a) => {
+                        self.view.set_allowed(a.clone());
+                        self.allowed = a;
+                    }
                     Err(e) => {
                         log!(Err, "SIGHUP: keeping the current config: {e}");
                         return;
@@ -464,12 +442,15 @@ fn notify(state: &[sd_notify::NotifyState]) {
 pub async fn run_once(config_path: &Path, config: NodeConfig) -> anyhow::Result<()> {
     let mut d = Daemon::new(config_path, config)?;
     d.prepare_files()?;
-    let mut client = routing::etcd::connect(&d.config.etcd.endpoints)
+    let mut client = hostyard_routing::etcd::connect(&d.config.etcd.endpoints)
         .await
         .context("connecting to etcd")?;
-    let (kvs, revision) = routing::etcd::read_all(&mut client, &d.schema.root_prefix()).await?;
+    let (kvs, revision) =
+        hostyard_routing::etcd::read_all(&mut client, &d.schema.root_prefix()).await?;
     d.on_feed(Feed::Snapshot { kvs, revision });
-    if d.cycle() {
+    let retry = d.cycle();
+    d.save_state_and_wait();
+    if retry {
         anyhow::bail!("HAProxy did not take the routing (see above)");
     }
     if d.gate.held().is_some() {
@@ -559,7 +540,7 @@ pub async fn run(config_path: &Path, config: NodeConfig) -> anyhow::Result<()> {
     }
     notify(&[sd_notify::NotifyState::Stopping]);
     feed.abort();
-    d.save_state();
+    d.save_state_and_wait();
     log!(Notice, "stopping; HAProxy keeps the current routing");
     Ok(())
 }

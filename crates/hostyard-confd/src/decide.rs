@@ -4,7 +4,8 @@
 //! HAProxy. The daemon ([`crate::daemon`]) owns the state, passes the time
 //! in, and performs the actions.
 //!
-//! - [`View`]: what etcd holds, updated by each [`Feed`] message.
+//! - [`View`]: what etcd holds and the routing it asks for, updated by each
+//!   [`Feed`] message, change by change ([`Table`]).
 //! - [`Gate`]: the hold state machine for mass removals (the rule itself,
 //!   [`routing::is_mass_removal`], lives with the other routing rules).
 //! - [`plan`]: what one apply sends: files and runtime API, per host or the
@@ -15,12 +16,14 @@
 //!   then coalescing what follows into one apply per window.
 //! - [`ProblemLog`]: which skipped keys to log, once each.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use hostyard_core::config::ConfdConfig;
+use hostyard_core::etcd::Schema;
 use hostyard_haproxy::{Entry, HostMap};
-use hostyard_routing::{self as routing, Problem};
+use hostyard_routing::table::{Changed, Table};
+use hostyard_routing::{self as routing, AllowedNetworks, Problem};
 
 use crate::etcd_feed::Feed;
 
@@ -40,10 +43,12 @@ pub struct Now {
 
 // ---- the view of etcd --------------------------------------------------
 
-/// What etcd holds under the root prefix, as far as the feed told.
-#[derive(Debug, Default)]
+/// The desired routing of what etcd holds under the root prefix, as far
+/// as the feed told (the table keeps every key parsed; the raw values are
+/// not kept).
+#[derive(Debug)]
 pub struct View {
-    pub kvs: BTreeMap<String, Vec<u8>>,
+    pub table: Table,
     pub revision: i64,
     /// Whether a full read ever arrived (before it, nothing is applied).
     pub have_view: bool,
@@ -60,6 +65,20 @@ pub enum FeedNote {
 }
 
 impl View {
+    pub fn new(schema: Schema, allowed: AllowedNetworks) -> View {
+        View {
+            table: Table::new(schema, allowed),
+            revision: 0,
+            have_view: false,
+            etcd_connected: false,
+        }
+    }
+
+    /// New allowed networks: every registration is judged again.
+    pub fn set_allowed(&mut self, allowed: AllowedNetworks) {
+        self.table.set_allowed(allowed);
+    }
+
     pub fn on_feed(&mut self, feed: Feed) -> Option<FeedNote> {
         match feed {
             Feed::Snapshot { kvs, revision } => {
@@ -67,19 +86,19 @@ impl View {
                     keys: kvs.len(),
                     revision,
                 });
-                self.kvs = kvs;
+                let schema = self.table.schema().clone();
+                let allowed = self.table.allowed().clone();
+                // The old table goes first: one in memory at a time.
+                self.table = Table::new(schema.clone(), allowed.clone());
+                self.table = Table::build(schema, allowed, &kvs);
                 self.revision = revision;
                 self.have_view = true;
                 self.etcd_connected = true;
                 note
             }
             Feed::Changes { changes, revision } => {
-                for (key, value) in changes {
-                    match value {
-                        Some(v) => self.kvs.insert(key, v),
-                        None => self.kvs.remove(&key),
-                    };
-                }
+                self.table
+                    .update(changes.iter().map(|(k, v)| (k.as_str(), v.as_deref())));
                 self.revision = revision;
                 None
             }
@@ -157,15 +176,11 @@ impl Gate {
         self.hold.as_ref()
     }
 
-    /// Judges a change from `applied` to `desired`.
-    pub fn judge(
-        &mut self,
-        applied: &HostMap,
-        desired: &HostMap,
-        policy: &HoldPolicy,
-        now: Now,
-    ) -> Verdict {
-        let mass = routing::is_mass_removal(applied, desired, policy.fraction, policy.min_removals);
+    /// Judges a change that would remove `removal.removed` of
+    /// `removal.routes` routes.
+    pub fn judge(&mut self, removal: Removal, policy: &HoldPolicy, now: Now) -> Verdict {
+        let Removal { routes, removed } = removal;
+        let mass = routing::is_mass(routes, removed, policy.fraction, policy.min_removals);
         if !mass || self.accepted {
             let released = self.hold.take().map(|_| {
                 if self.accepted {
@@ -176,7 +191,6 @@ impl Gate {
             });
             return Verdict::Apply { released };
         }
-        let removed = routing::removed_routes(applied, desired);
         match &mut self.hold {
             None => {
                 self.hold = Some(Hold {
@@ -187,7 +201,7 @@ impl Gate {
                 Verdict::Hold {
                     new: true,
                     removed,
-                    routes: route_count(applied),
+                    routes,
                 }
             }
             Some(h) if now.instant.saturating_duration_since(h.started) >= policy.hold => {
@@ -201,7 +215,7 @@ impl Gate {
                 Verdict::Hold {
                     new: false,
                     removed,
-                    routes: route_count(applied),
+                    routes,
                 }
             }
         }
@@ -233,6 +247,32 @@ pub fn route_count(map: &HostMap) -> usize {
     map.values().filter(|e| e.is_route()).count()
 }
 
+/// What a change would take away: `removed` of the `routes` HAProxy has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Removal {
+    pub routes: usize,
+    pub removed: usize,
+}
+
+/// The removal from `applied` to `next`, looking only at the `changed`
+/// hosts (every other host is the same in both).
+pub fn removal(applied: &HostMap, next: &HostMap, changed: &Changed) -> Removal {
+    let removed = match changed {
+        Changed::All => routing::removed_routes(applied, next),
+        Changed::Hosts(hosts) => hosts
+            .iter()
+            .filter(|h| {
+                applied.get(*h).is_some_and(Entry::is_route)
+                    && !next.get(*h).is_some_and(Entry::is_route)
+            })
+            .count(),
+    };
+    Removal {
+        routes: route_count(applied),
+        removed,
+    }
+}
+
 // ---- one apply ---------------------------------------------------------
 
 /// Host → new entry (`None`: removed), for hosts that differ.
@@ -262,10 +302,23 @@ pub enum Plan<'a> {
     },
 }
 
-/// What to do to go from `applied` to `next`, given whether HAProxy's
-/// runtime map is known to equal `applied`.
-pub fn plan<'a>(applied: &HostMap, next: &'a HostMap, runtime_synced: bool) -> Plan<'a> {
-    let changes = diff(applied, next);
+/// What to do to go from `applied` to `next`, where only the `changed`
+/// hosts can differ, given whether HAProxy's runtime map is known to equal
+/// `applied`.
+pub fn plan<'a>(
+    applied: &HostMap,
+    next: &'a HostMap,
+    changed: &Changed,
+    runtime_synced: bool,
+) -> Plan<'a> {
+    let changes = match changed {
+        Changed::All => diff(applied, next),
+        Changed::Hosts(hosts) => hosts
+            .iter()
+            .filter(|h| applied.get(*h) != next.get(*h))
+            .map(|h| (h.clone(), next.get(h)))
+            .collect(),
+    };
     if changes.is_empty() && runtime_synced {
         return Plan::Nothing;
     }
@@ -421,6 +474,7 @@ impl ProblemLog {
 mod tests {
     use super::*;
     use hostyard_core::Domain;
+    use std::collections::BTreeMap;
 
     fn route(port: u16) -> Entry {
         Entry::Route(([10, 0, 0, 1], port).into())
@@ -431,6 +485,10 @@ mod tests {
         (0..n)
             .map(|i| (format!("h{i}.example.com"), route(8000 + i as u16)))
             .collect()
+    }
+
+    fn judge(g: &mut Gate, applied: &HostMap, next: &HostMap, now: Now) -> Verdict {
+        g.judge(removal(applied, next, &Changed::All), &policy(), now)
     }
 
     fn policy() -> HoldPolicy {
@@ -455,7 +513,7 @@ mod tests {
         let mut next = routes(10);
         next.remove("h0.example.com");
         assert_eq!(
-            g.judge(&routes(10), &next, &policy(), at(t, 0)),
+            judge(&mut g, &routes(10), &next, at(t, 0)),
             Verdict::Apply { released: None }
         );
         assert!(g.held().is_none());
@@ -469,7 +527,7 @@ mod tests {
         let applied = routes(10);
         let empty = HostMap::new();
         assert_eq!(
-            g.judge(&applied, &empty, &policy(), at(t, 0)),
+            judge(&mut g, &applied, &empty, at(t, 0)),
             Verdict::Hold {
                 new: true,
                 removed: 10,
@@ -483,7 +541,7 @@ mod tests {
         let mut fewer = HostMap::new();
         fewer.insert("h0.example.com".into(), route(8000));
         assert_eq!(
-            g.judge(&applied, &fewer, &policy(), at(t, 299)),
+            judge(&mut g, &applied, &fewer, at(t, 299)),
             Verdict::Hold {
                 new: false,
                 removed: 9,
@@ -493,7 +551,7 @@ mod tests {
         assert_eq!(g.held().unwrap().removed, 9);
         assert_eq!(g.held().unwrap().started, t, "the hold keeps its start");
         assert_eq!(
-            g.judge(&applied, &fewer, &policy(), at(t, 300)),
+            judge(&mut g, &applied, &fewer, at(t, 300)),
             Verdict::Apply {
                 released: Some(Release::Persisted { removed: 9 })
             }
@@ -506,12 +564,12 @@ mod tests {
         let t = Instant::now();
         let mut g = Gate::default();
         let applied = routes(10);
-        g.judge(&applied, &HostMap::new(), &policy(), at(t, 0));
+        judge(&mut g, &applied, &HostMap::new(), at(t, 0));
         // etcd restored: only one route goes.
         let mut next = routes(10);
         next.remove("h3.example.com");
         assert_eq!(
-            g.judge(&applied, &next, &policy(), at(t, 5)),
+            judge(&mut g, &applied, &next, at(t, 5)),
             Verdict::Apply {
                 released: Some(Release::NoLongerMass)
             }
@@ -526,10 +584,10 @@ mod tests {
         assert!(!g.accept(), "nothing held: nothing to accept");
         let applied = routes(10);
         let empty = HostMap::new();
-        g.judge(&applied, &empty, &policy(), at(t, 0));
+        judge(&mut g, &applied, &empty, at(t, 0));
         assert!(g.accept());
         assert_eq!(
-            g.judge(&applied, &empty, &policy(), at(t, 1)),
+            judge(&mut g, &applied, &empty, at(t, 1)),
             Verdict::Apply {
                 released: Some(Release::Accepted)
             }
@@ -537,13 +595,13 @@ mod tests {
         // HAProxy refused: the retry must not hold it again.
         g.applied(true);
         assert_eq!(
-            g.judge(&applied, &empty, &policy(), at(t, 2)),
+            judge(&mut g, &applied, &empty, at(t, 2)),
             Verdict::Apply { released: None }
         );
         g.applied(false);
         // Accepted once: the next mass removal is held again.
         assert!(matches!(
-            g.judge(&applied, &empty, &policy(), at(t, 3)),
+            judge(&mut g, &applied, &empty, at(t, 3)),
             Verdict::Hold { new: true, .. }
         ));
     }
@@ -554,7 +612,7 @@ mod tests {
         let mut g = Gate::default();
         // Two of two: below the minimum of three.
         assert_eq!(
-            g.judge(&routes(2), &HostMap::new(), &policy(), at(t, 0)),
+            judge(&mut g, &routes(2), &HostMap::new(), at(t, 0)),
             Verdict::Apply { released: None }
         );
         // All ten moved to other addresses: nothing removed.
@@ -564,7 +622,7 @@ mod tests {
             .map(|(i, h)| (h, route(9000 + i as u16)))
             .collect();
         assert_eq!(
-            g.judge(&routes(10), &moved, &policy(), at(t, 0)),
+            judge(&mut g, &routes(10), &moved, at(t, 0)),
             Verdict::Apply { released: None }
         );
     }
@@ -572,10 +630,10 @@ mod tests {
     #[test]
     fn the_plan_sends_changed_hosts_only_and_the_whole_map_when_unsure() {
         let applied = routes(3);
-        assert_eq!(plan(&applied, &applied, true), Plan::Nothing);
+        assert_eq!(plan(&applied, &applied, &Changed::All, true), Plan::Nothing);
         // Nothing changed but the runtime map is unknown: replace it, no file.
         assert_eq!(
-            plan(&applied, &applied, false),
+            plan(&applied, &applied, &Changed::All, false),
             Plan::Apply {
                 changes: vec![],
                 write_file: false,
@@ -588,7 +646,7 @@ mod tests {
         let redirect = Entry::Redirect(Domain::parse("h2.example.com").unwrap());
         next.insert("www.h2.example.com".into(), redirect.clone());
         assert_eq!(
-            plan(&applied, &next, true),
+            plan(&applied, &next, &Changed::All, true),
             Plan::Apply {
                 changes: vec![
                     ("h1.example.com".into(), Some(&Entry::Down)),
@@ -602,14 +660,57 @@ mod tests {
     }
 
     #[test]
+    fn only_the_changed_hosts_are_compared_and_counted() {
+        let applied = routes(10);
+        let mut next = applied.clone();
+        next.remove("h1.example.com");
+        next.remove("h2.example.com");
+        next.insert("h3.example.com".into(), route(9999));
+        let hosts: BTreeSet<String> = ["h1", "h3", "h4"]
+            .iter()
+            .map(|h| format!("{h}.example.com"))
+            .collect();
+        let changed = Changed::Hosts(hosts);
+        // h2 differs too but is not reported: every other host is taken
+        // as equal, which is what keeps a change cheap with 10,000 sites.
+        assert_eq!(
+            plan(&applied, &next, &changed, true),
+            Plan::Apply {
+                changes: vec![
+                    ("h1.example.com".into(), None),
+                    ("h3.example.com".into(), Some(&route(9999))),
+                ],
+                write_file: true,
+                runtime: Runtime::PerHost
+            }
+        );
+        assert_eq!(
+            removal(&applied, &next, &changed),
+            Removal {
+                routes: 10,
+                removed: 1
+            }
+        );
+        assert_eq!(
+            removal(&applied, &next, &Changed::All),
+            Removal {
+                routes: 10,
+                removed: 2
+            }
+        );
+        let nothing = Changed::Hosts(BTreeSet::new());
+        assert_eq!(plan(&applied, &next, &nothing, true), Plan::Nothing);
+    }
+
+    #[test]
     fn many_changes_replace_the_whole_runtime_map() {
         let next = routes(INCREMENTAL_LIMIT + 1);
-        let Plan::Apply { runtime, .. } = plan(&HostMap::new(), &next, true) else {
+        let Plan::Apply { runtime, .. } = plan(&HostMap::new(), &next, &Changed::All, true) else {
             panic!("a change must be applied");
         };
         assert_eq!(runtime, Runtime::Full);
         let next = routes(INCREMENTAL_LIMIT);
-        let Plan::Apply { runtime, .. } = plan(&HostMap::new(), &next, true) else {
+        let Plan::Apply { runtime, .. } = plan(&HostMap::new(), &next, &Changed::All, true) else {
             panic!("a change must be applied");
         };
         assert_eq!(runtime, Runtime::PerHost);
@@ -702,9 +803,11 @@ mod tests {
 
     #[test]
     fn the_view_follows_the_feed_and_reports_connections_once() {
-        let mut v = View::default();
+        let allowed = AllowedNetworks::parse(&["10.0.0.0/8".into()]).unwrap();
+        let mut v = View::new(Schema::new(""), allowed);
         assert!(!v.have_view);
-        let kvs: BTreeMap<String, Vec<u8>> = [("/a".to_string(), b"1".to_vec())].into();
+        let decl = br#"{"kind":"static","aliases":[]}"#.to_vec();
+        let kvs: BTreeMap<String, Vec<u8>> = [("/sites/a.example.com".to_string(), decl)].into();
         assert_eq!(
             v.on_feed(Feed::Snapshot { kvs, revision: 7 }),
             Some(FeedNote::Connected {
@@ -715,12 +818,22 @@ mod tests {
         assert!(v.have_view && v.etcd_connected);
         assert_eq!(
             v.on_feed(Feed::Changes {
-                changes: vec![("/a".into(), None), ("/b".into(), Some(b"2".to_vec()))],
+                changes: vec![
+                    ("/sites/a.example.com".into(), None),
+                    (
+                        "/services/static/b.example.com".into(),
+                        Some(br#"{"ip":"10.0.0.5","port":"80"}"#.to_vec())
+                    )
+                ],
                 revision: 9
             }),
             None
         );
-        assert_eq!(v.kvs, [("/b".to_string(), b"2".to_vec())].into());
+        assert_eq!(v.table.map().get("a.example.com"), None);
+        assert_eq!(
+            v.table.map().get("b.example.com"),
+            Some(&Entry::Route(([10, 0, 0, 5], 80).into()))
+        );
         assert_eq!(v.revision, 9);
         assert_eq!(
             v.on_feed(Feed::Lost("gone".into())),
@@ -734,6 +847,35 @@ mod tests {
             revision: 10,
         };
         assert_eq!(v.on_feed(again), None);
+    }
+
+    #[test]
+    fn the_views_routing_follows_changes_and_new_allowed_networks() {
+        let ten = AllowedNetworks::parse(&["10.0.0.0/8".into()]).unwrap();
+        let mut v = View::new(Schema::new(""), ten);
+        let key = "/services/static/a.example.com".to_string();
+        let value = br#"{"ip":"192.168.1.5","port":"80"}"#.to_vec();
+        v.on_feed(Feed::Snapshot {
+            kvs: BTreeMap::new(),
+            revision: 1,
+        });
+        assert_eq!(v.table.take_changed(), Changed::All);
+        v.on_feed(Feed::Changes {
+            changes: vec![(key.clone(), Some(value))],
+            revision: 2,
+        });
+        assert_eq!(v.table.map().get("a.example.com"), Some(&Entry::Down));
+        let Changed::Hosts(hosts) = v.table.take_changed() else {
+            panic!("a change names its hosts");
+        };
+        assert!(hosts.contains("a.example.com"));
+        let wider = AllowedNetworks::parse(&["192.168.0.0/16".into()]).unwrap();
+        v.set_allowed(wider);
+        assert_eq!(
+            v.table.map().get("a.example.com"),
+            Some(&Entry::Route(([192, 168, 1, 5], 80).into()))
+        );
+        assert_eq!(v.table.take_changed(), Changed::All);
     }
 
     #[test]

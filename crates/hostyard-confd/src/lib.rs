@@ -6,9 +6,11 @@
 //! map format and HAProxy's sockets in `hostyard-haproxy`. Here: the etcd
 //! feed ([`etcd_feed`]), confd's own decisions as pure functions of
 //! (state, event) ([`decide`]: the hold state machine, what one apply
-//! sends, config installs and reloads, when to apply), and the thin loop
-//! that carries them out ([`daemon`]).
+//! sends, config installs and reloads, when to apply), the thin loop that
+//! carries them out ([`daemon`]), and what it leaves to blocking threads
+//! ([`background`]: the map's fsync, the state file).
 
+pub mod background;
 pub mod daemon;
 pub mod decide;
 pub mod etcd_feed;

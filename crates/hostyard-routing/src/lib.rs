@@ -6,6 +6,7 @@
 //! bad-data rules live, so that one broken key can never take routing away
 //! from the others: every key or value that cannot be used becomes a
 //! [`Problem`] naming the key, and the computation goes on with the rest.
+//! [`table::Table`] keeps the same result up to date change by change.
 //! Beside it: the hold rule for mass removals ([`is_mass_removal`]),
 //! reading the records from etcd ([`etcd`]), confd's state file ([`state`])
 //! and the status report that joins etcd, HAProxy and that file
@@ -14,6 +15,7 @@
 pub mod etcd;
 pub mod state;
 pub mod status;
+pub mod table;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -301,7 +303,16 @@ pub fn is_mass_removal(
     min_removals: usize,
 ) -> bool {
     let routes = current.values().filter(|e| e.is_route()).count();
-    let removed = removed_routes(current, next);
+    is_mass(
+        routes,
+        removed_routes(current, next),
+        fraction,
+        min_removals,
+    )
+}
+
+/// [`is_mass_removal`] from the counts: `removed` of `routes` routes.
+pub fn is_mass(routes: usize, removed: usize, fraction: f64, min_removals: usize) -> bool {
     removed >= min_removals.max(1) && removed as f64 > fraction * routes as f64
 }
 

@@ -2,6 +2,7 @@
 //! `hostyard status` (which cannot ask a running confd anything else).
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
@@ -53,19 +54,25 @@ impl ConfdState {
     }
 }
 
-/// The state file as confd writes it: borrowed, so saving 10,000 sites
-/// copies nothing. Same JSON as [`ConfdState`].
+/// The state file as confd writes it: the sites shared with confd's
+/// routing table, so saving 10,000 sites copies none. Same JSON as
+/// [`ConfdState`].
 #[derive(Serialize)]
 pub struct StateView<'a> {
     pub revision: i64,
     pub etcd_connected: bool,
-    pub sites: &'a [Site],
+    #[serde(serialize_with = "shared_sites")]
+    pub sites: &'a [Arc<Site>],
     pub problems: &'a [Problem],
     #[serde(skip_serializing_if = "Option::is_none")]
     pub held: Option<Held>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub config_rejected: Option<&'a str>,
     pub haproxy_running: bool,
+}
+
+fn shared_sites<S: serde::Serializer>(sites: &&[Arc<Site>], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(sites.iter().map(|site| &**site))
 }
 
 impl StateView<'_> {
