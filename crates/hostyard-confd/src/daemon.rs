@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use crate::background::{StateJob, StateWriter, Syncer};
 use crate::decide::{
     self, ConfigStep, FeedNote, Gate, HoldPolicy, Now, Plan, ProblemLog, Release, Runtime,
-    Schedule, Verdict, View,
+    Schedule, Throttle, Verdict, View,
 };
 use crate::etcd_feed::{self, Feed};
 
@@ -51,6 +51,7 @@ pub struct Daemon {
     config_rejected: Option<String>,
     syncer: Syncer,
     state_writer: StateWriter,
+    state_throttle: Throttle,
 }
 
 fn now() -> Now {
@@ -96,6 +97,7 @@ impl Daemon {
             config_rejected: None,
             syncer: Syncer::default(),
             state_writer,
+            state_throttle: Throttle::new(decide::STATE_EVERY),
         })
     }
 
@@ -196,7 +198,7 @@ impl Daemon {
     /// Returns whether it has to be retried (HAProxy refused).
     pub fn cycle(&mut self) -> bool {
         if !self.view.have_view {
-            self.save_state();
+            self.state_changed();
             return false;
         }
         let table = &mut self.view.table;
@@ -250,7 +252,7 @@ impl Daemon {
                 self.gate.applied(retry);
             }
         }
-        self.save_state();
+        self.state_changed();
         retry
     }
 
@@ -365,7 +367,16 @@ impl Daemon {
         }
     }
 
-    fn save_state(&self) {
+    /// Writes the state file now, or once its period ends.
+    fn state_changed(&mut self) {
+        if self.state_throttle.request(Instant::now()) {
+            self.state_writer.save(self.state_job());
+        }
+    }
+
+    /// The state file's period ended with a write due.
+    fn state_due(&mut self) {
+        self.state_throttle.ran(Instant::now());
         self.state_writer.save(self.state_job());
     }
 
@@ -498,6 +509,7 @@ pub async fn run(config_path: &Path, config: NodeConfig) -> anyhow::Result<()> {
     loop {
         let due = schedule.due().map(tokio::time::Instant::from_std);
         let hold_due = d.hold_deadline().map(tokio::time::Instant::from_std);
+        let state_due = d.state_throttle.due().map(tokio::time::Instant::from_std);
         tokio::select! {
             f = rx.recv() => {
                 let Some(f) = f else { anyhow::bail!("the etcd feed ended") };
@@ -518,6 +530,9 @@ pub async fn run(config_path: &Path, config: NodeConfig) -> anyhow::Result<()> {
             _ = async { tokio::time::sleep_until(hold_due.unwrap_or_else(tokio::time::Instant::now)).await }, if hold_due.is_some() => {
                 let retry = d.cycle();
                 schedule.ran(Instant::now(), retry);
+            }
+            _ = async { tokio::time::sleep_until(state_due.unwrap_or_else(tokio::time::Instant::now)).await }, if state_due.is_some() => {
+                d.state_due();
             }
             _ = watchdog_tick.tick(), if watchdog.is_some() => {
                 notify(&[sd_notify::NotifyState::Watchdog]);

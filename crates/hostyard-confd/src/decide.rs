@@ -14,6 +14,7 @@
 //!   keep the current one).
 //! - [`Schedule`]: when the next apply runs: at once after a quiet period,
 //!   then coalescing what follows into one apply per window.
+//! - [`Throttle`]: how often the state file is written.
 //! - [`ProblemLog`]: which skipped keys to log, once each.
 
 use std::collections::BTreeSet;
@@ -446,6 +447,60 @@ impl Schedule {
     }
 }
 
+// ---- how often the state file is written ------------------------------
+
+/// How stale the state file (`hostyard status`) may get while changes go
+/// on: with 10,000 sites each write is megabytes of JSON.
+pub const STATE_EVERY: Duration = Duration::from_millis(250);
+
+/// At most one run per period: the first request after a quiet period runs
+/// at once, the ones that follow within the period fold into one run at its
+/// end.
+#[derive(Debug)]
+pub struct Throttle {
+    every: Duration,
+    last: Option<Instant>,
+    due: Option<Instant>,
+}
+
+impl Throttle {
+    pub fn new(every: Duration) -> Throttle {
+        Throttle {
+            every,
+            last: None,
+            due: None,
+        }
+    }
+
+    /// Something changed at `now`: true to run now, else it runs at
+    /// [`Throttle::due`].
+    pub fn request(&mut self, now: Instant) -> bool {
+        if self.due.is_some() {
+            return false;
+        }
+        match self.last {
+            Some(last) if now < last + self.every => {
+                self.due = Some(last + self.every);
+                false
+            }
+            _ => {
+                self.last = Some(now);
+                true
+            }
+        }
+    }
+
+    pub fn due(&self) -> Option<Instant> {
+        self.due
+    }
+
+    /// The run that was due ran at `now`.
+    pub fn ran(&mut self, now: Instant) {
+        self.due = None;
+        self.last = Some(now);
+    }
+}
+
 // ---- logging skipped keys once -----------------------------------------
 
 /// The problems last logged, so each is logged once when it appears and
@@ -799,6 +854,23 @@ mod tests {
         // SIGHUP or an accepted hold: at once.
         s.now(t + Duration::from_millis(20));
         assert_eq!(s.due(), Some(t + Duration::from_millis(20)));
+    }
+
+    #[test]
+    fn the_state_file_is_written_at_once_after_quiet_then_once_per_period() {
+        let t = Instant::now();
+        let every = Duration::from_millis(500);
+        let mut th = Throttle::new(every);
+        assert!(th.request(t));
+        assert_eq!(th.due(), None);
+        let ms = Duration::from_millis;
+        assert!(!th.request(t + ms(10)));
+        assert_eq!(th.due(), Some(t + every));
+        assert!(!th.request(t + ms(20)), "folded into the run already due");
+        assert_eq!(th.due(), Some(t + every));
+        th.ran(t + every);
+        assert_eq!(th.due(), None);
+        assert!(th.request(t + every + every));
     }
 
     #[test]
