@@ -25,6 +25,9 @@ use util::{d, Router};
 const LOAD_SECS: u64 = 30;
 const RATIO_SECS: u64 = 4;
 const SITES_10K: usize = 10_000;
+/// Pause before each timed registration: four times confd's default
+/// coalescing window, so the registration is a change after a quiet period.
+const QUIET: Duration = Duration::from_millis(20);
 /// Changes sent at once in the burst measurement.
 const BURST: usize = 1_000;
 
@@ -466,7 +469,7 @@ fn run() -> anyhow::Result<()> {
 }
 
 /// Adds `n` sites one after another, each pointing at `port` (a backend
-/// answering "fresh"): for each,
+/// answering "fresh"), each after a quiet period: for each,
 /// ms from the put of its registration to its first answer from that
 /// backend through HAProxy, and ms until etcd acknowledged the put. Sorted.
 fn route_latency(
@@ -491,6 +494,11 @@ fn route_latency(
             let (status, _) = raw_get(r.port, dom.as_str())?;
             (status == 503).then_some(())
         })?;
+        // The registration is timed as a change after a quiet period: sent
+        // within confd's coalescing window (`confd.debounce_ms`) of the
+        // declaration's apply, it would rightly wait for the window's end
+        // and go with whatever else came meanwhile.
+        std::thread::sleep(QUIET);
         let v = ServiceValue {
             ip: "127.0.0.1".parse()?,
             port,

@@ -53,6 +53,14 @@ impl DomainKeys {
     }
 }
 
+/// One domain: its keys and what they come to (one map entry per domain,
+/// not two: with 10,000 sites every copy of the names counts).
+#[derive(Debug, Default)]
+struct DomainState {
+    keys: DomainKeys,
+    out: DomainOut,
+}
+
 /// What one domain contributes to the routing.
 #[derive(Debug, Default)]
 struct DomainOut {
@@ -61,15 +69,27 @@ struct DomainOut {
     /// Shared, so a snapshot for the state file copies pointers only.
     site: Option<Arc<Site>>,
     problems: Vec<Problem>,
-    /// Names it claims as aliases (its www name and declared aliases).
-    claims: Vec<Domain>,
 }
 
-/// What an alias name came to.
-#[derive(Debug)]
-enum AliasOut {
-    Redirect,
-    Contested(Vec<Problem>),
+impl DomainOut {
+    /// Names it claims as aliases: its www name and declared aliases (none
+    /// for a conflict). Derived, not stored: 10,000 sites would keep 10,000
+    /// more names.
+    fn claims(&self) -> Vec<Domain> {
+        let Some(site) = self.site.as_deref().filter(|_| self.entry.is_some()) else {
+            return Vec::new();
+        };
+        let mut claims: Vec<Domain> = site
+            .domain
+            .www()
+            .into_iter()
+            .chain(site.aliases.iter().cloned())
+            .filter(|a| a != &site.domain)
+            .collect();
+        claims.sort();
+        claims.dedup();
+        claims
+    }
 }
 
 /// Which hosts changed since the last [`Table::take_changed`].
@@ -99,13 +119,14 @@ impl Changed {
 pub struct Table {
     schema: Schema,
     allowed: AllowedNetworks,
-    domains: BTreeMap<Domain, DomainKeys>,
+    domains: BTreeMap<Domain, DomainState>,
     /// Problems of keys that name no domain (a bad key).
     key_problems: BTreeMap<String, Problem>,
-    outs: BTreeMap<Domain, DomainOut>,
     /// Alias name → the sites claiming it, sorted.
     claims: BTreeMap<Domain, Vec<Domain>>,
-    aliases: BTreeMap<Domain, AliasOut>,
+    /// Alias names claimed by two sites or more, with the problems that
+    /// say so. (An alias routed to its one owner is a redirect in `map`.)
+    contested: BTreeMap<Domain, Vec<Problem>>,
     map: HostMap,
     /// Each problem with the number of places reporting it.
     problems: BTreeMap<Problem, usize>,
@@ -119,9 +140,8 @@ impl Table {
             allowed,
             domains: BTreeMap::new(),
             key_problems: BTreeMap::new(),
-            outs: BTreeMap::new(),
             claims: BTreeMap::new(),
-            aliases: BTreeMap::new(),
+            contested: BTreeMap::new(),
             map: HostMap::new(),
             problems: BTreeMap::new(),
             changed: Changed::All,
@@ -154,12 +174,15 @@ impl Table {
 
     /// Every site, in domain order.
     pub fn sites(&self) -> impl Iterator<Item = &Site> {
-        self.outs.values().filter_map(|o| o.site.as_deref())
+        self.domains.values().filter_map(|d| d.out.site.as_deref())
     }
 
     /// Every site, in domain order, without copying one.
     pub fn site_snapshot(&self) -> Vec<Arc<Site>> {
-        self.outs.values().filter_map(|o| o.site.clone()).collect()
+        self.domains
+            .values()
+            .filter_map(|d| d.out.site.clone())
+            .collect()
     }
 
     /// Every problem, sorted, each once.
@@ -189,7 +212,7 @@ impl Table {
             if key.starts_with(&services) {
                 match self.schema.parse_service_key(key) {
                     Ok((kind, domain)) => {
-                        let keys = self.domains.entry(domain.clone()).or_default();
+                        let keys = &mut self.domains.entry(domain.clone()).or_default().keys;
                         let reg = value.map(|raw| {
                             let addr = ServiceValue::parse(raw)
                                 .map(|v| SocketAddr::new(v.ip, v.port))
@@ -204,7 +227,7 @@ impl Table {
             } else if key.starts_with(&sites) {
                 match self.schema.parse_site_key(key) {
                     Ok(domain) => {
-                        let keys = self.domains.entry(domain.clone()).or_default();
+                        let keys = &mut self.domains.entry(domain.clone()).or_default().keys;
                         let decl = value.map(|raw| SiteDecl::parse(raw).map_err(|e| e.to_string()));
                         set_sorted(&mut keys.sites, key, decl);
                         dirty.insert(domain);
@@ -234,39 +257,40 @@ impl Table {
         let mut affected: BTreeSet<Domain> = BTreeSet::new();
         for domain in dirty {
             let out = match self.domains.get(&domain) {
-                Some(keys) if keys.is_empty() => {
-                    self.domains.remove(&domain);
-                    DomainOut::default()
+                Some(d) if !d.keys.is_empty() => {
+                    domain_out(&self.schema, &self.allowed, &domain, &d.keys)
                 }
-                Some(keys) => domain_out(&self.schema, &self.allowed, &domain, keys),
-                None => DomainOut::default(),
+                _ => DomainOut::default(),
             };
-            if let Some(old) = self.outs.get(&domain) {
-                affected.extend(old.claims.iter().cloned());
+            if let Some(old) = self.domains.get(&domain) {
+                affected.extend(old.out.claims());
             }
-            affected.extend(out.claims.iter().cloned());
+            affected.extend(out.claims());
             affected.insert(domain.clone());
             fresh.push((domain, out));
         }
         for alias in &affected {
-            if let Some(old) = self.aliases.remove(alias) {
-                match old {
-                    AliasOut::Redirect => {
-                        self.map.remove(alias.as_str());
-                        self.touch(alias.as_str());
-                    }
-                    AliasOut::Contested(problems) => unref(&mut self.problems, &problems),
-                }
+            // A site's own entry is a route or down, never a redirect.
+            if let Some(Entry::Redirect(_)) = self.map.get(alias.as_str()) {
+                self.map.remove(alias.as_str());
+                self.touch(alias.as_str());
+            }
+            if let Some(problems) = self.contested.remove(alias) {
+                unref(&mut self.problems, &problems);
             }
         }
         for (domain, out) in fresh {
-            if let Some(old) = self.outs.remove(&domain) {
+            let old = self
+                .domains
+                .get_mut(&domain)
+                .map(|d| std::mem::take(&mut d.out));
+            if let Some(old) = old {
                 if old.entry.is_some() {
                     self.map.remove(domain.as_str());
                     self.touch(domain.as_str());
                 }
                 unref(&mut self.problems, &old.problems);
-                for alias in &old.claims {
+                for alias in &old.claims() {
                     if let Some(owners) = self.claims.get_mut(alias) {
                         owners.retain(|o| o != &domain);
                         if owners.is_empty() {
@@ -280,14 +304,18 @@ impl Table {
                 self.touch(domain.as_str());
             }
             add_ref(&mut self.problems, &out.problems);
-            for alias in &out.claims {
+            for alias in &out.claims() {
                 let owners = self.claims.entry(alias.clone()).or_default();
                 if let Err(i) = owners.binary_search(&domain) {
                     owners.insert(i, domain.clone());
                 }
             }
-            if out.site.is_some() || !out.problems.is_empty() {
-                self.outs.insert(domain, out);
+            match self.domains.get_mut(&domain) {
+                Some(d) if d.keys.is_empty() => {
+                    self.domains.remove(&domain);
+                }
+                Some(d) => d.out = out,
+                None => {}
             }
         }
         for alias in affected {
@@ -301,7 +329,11 @@ impl Table {
         let Some(owners) = self.claims.get(&alias) else {
             return;
         };
-        if self.outs.get(&alias).is_some_and(|o| o.entry.is_some()) {
+        if self
+            .domains
+            .get(&alias)
+            .is_some_and(|d| d.out.entry.is_some())
+        {
             return;
         }
         if owners.len() > 1 {
@@ -319,14 +351,13 @@ impl Table {
                 })
                 .collect();
             add_ref(&mut self.problems, &problems);
-            self.aliases.insert(alias, AliasOut::Contested(problems));
+            self.contested.insert(alias, problems);
             return;
         }
         if let Some(owner) = owners.iter().next() {
             let entry = Entry::Redirect(owner.clone());
             self.map.insert(alias.as_str().to_string(), entry);
             self.touch(alias.as_str());
-            self.aliases.insert(alias, AliasOut::Redirect);
         }
     }
 
@@ -436,7 +467,6 @@ fn domain_out(
                     detail: Some(detail),
                 })),
                 problems,
-                claims: Vec::new(),
             };
         }
         None => match by_kind.into_iter().next() {
@@ -455,14 +485,6 @@ fn domain_out(
         ),
     };
     let aliases = decl.map(|d| d.aliases.clone()).unwrap_or_default();
-    let mut claims: Vec<Domain> = domain
-        .www()
-        .into_iter()
-        .chain(aliases.iter().cloned())
-        .filter(|a| a != domain)
-        .collect();
-    claims.sort();
-    claims.dedup();
     // The same problem twice from one domain counts once, as in `desired`.
     problems.sort();
     problems.dedup();
@@ -477,7 +499,6 @@ fn domain_out(
             detail,
         })),
         problems,
-        claims,
     }
 }
 
