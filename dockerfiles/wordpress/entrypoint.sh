@@ -1,6 +1,7 @@
 #!/bin/bash
-# Prepares a hostyard WordPress site's container, then runs Apache in the
-# foreground. Never prints a secret.
+# Prepares a hostyard WordPress site's container (its wp-content, salts and
+# database upgrade), then runs Apache in the foreground. Never prints a
+# secret.
 set -euo pipefail
 
 log() { printf 'hostyard-wordpress: %s\n' "$*" >&2; }
@@ -22,6 +23,14 @@ if [ ! -d /srv/wp-content/themes ]; then
   chown www-data:www-data /srv/wp-content/uploads
   # Last, so a seed cut short is redone at the next start.
   mv /srv/wp-content/themes.tmp /srv/wp-content/themes
+fi
+
+# WordPress's own database upgrade, when the site's database is older than
+# this WordPress (a site moved from an older image), before any request can
+# see the old schema. As www-data, as PHP runs under Apache.
+if ! setpriv --reuid=www-data --regid=www-data --init-groups \
+  php /usr/local/share/hostyard/wp-upgrade.php >&2; then
+  log "starting anyway: the next start tries the upgrade again (wp-admin offers it too)"
 fi
 
 # Debian's Apache environment (run user, dirs); it reads unset variables.
