@@ -12,7 +12,7 @@
 //!     mysql/                      wordpress: MariaDB's data directory
 //!     mysql-init/dump.sql         wordpress: an imported dump, loaded by the
 //!                                 mysql container on its first start
-//!     secrets/                    mode 0700; db.env and wp-salts.php, mode 0600
+//!     secrets/                    mode 0700; db.env, wp.env and wp-salts.php, mode 0600
 //!     tls/<domain>.pem            the site's certificate, if imported
 //! <root>/import/<domain>/         data dropped for import (or <domain>.tar[.gz])
 //! <root>/import/.done/            imports that were used, kept for reference
@@ -127,9 +127,16 @@ impl Layout {
         self.domain_dir(domain).join("secrets")
     }
 
-    /// Database name, user and password as `KEY=value` lines (docker --env-file).
+    /// MariaDB's database name, user and passwords (root's too) as
+    /// `KEY=value` lines (docker --env-file).
     pub fn db_env_file(&self, domain: &Domain) -> PathBuf {
         self.secrets_dir(domain).join("db.env")
+    }
+
+    /// What the WordPress container gets: its database's name, user and
+    /// that user's password, not MariaDB's root password (docker --env-file).
+    pub fn wp_env_file(&self, domain: &Domain) -> PathBuf {
+        self.secrets_dir(domain).join("wp.env")
     }
 
     /// WordPress keys and salts, a PHP file included by wp-config.php.

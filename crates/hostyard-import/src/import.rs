@@ -80,6 +80,12 @@ pub fn run(config: &NodeConfig, kind: SiteKind, domain: &Domain) -> Result<Outco
 
     let target = layout.domain_dir(domain);
     if fs::symlink_metadata(&target).is_ok() {
+        if kind == SiteKind::Wordpress && crate::secrets::split_wordpress_env(&layout, domain)? {
+            log(
+                domain,
+                "wrote secrets/wp.env: WordPress no longer gets MariaDB's root password",
+            );
+        }
         if fs::symlink_metadata(layout.import_dir(domain)).is_ok() {
             log(
                 domain,

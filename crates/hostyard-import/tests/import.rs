@@ -178,6 +178,15 @@ fn fresh_wordpress_gets_private_random_secrets_that_are_never_printed() {
     assert_eq!(value("MARIADB_DATABASE"), value("WORDPRESS_DB_NAME"));
     let salts = fs::read_to_string(l.wp_salts_file(&d)).unwrap();
     assert_eq!(salts.matches("define('").count(), 8);
+    // WordPress gets its own user's password only: root's stays with MariaDB.
+    assert_eq!(mode(&l.wp_env_file(&d)), 0o600);
+    let wp_env = fs::read_to_string(l.wp_env_file(&d)).unwrap();
+    assert!(
+        wp_env.contains(&format!("WORDPRESS_DB_PASSWORD={password}\n")),
+        "{wp_env}"
+    );
+    assert!(!wp_env.contains("ROOT") && !wp_env.contains(&value("MARIADB_ROOT_PASSWORD")));
+    assert!(!wp_env.contains("MARIADB_"), "{wp_env}");
 
     // No secret reaches stdout or stderr (the journal).
     let printed = format!(
@@ -197,6 +206,37 @@ fn fresh_wordpress_gets_private_random_secrets_that_are_never_printed() {
     s.import_ok("wordpress", &d2);
     let env2 = fs::read_to_string(l.db_env_file(&d2)).unwrap();
     assert!(!env2.contains(&password));
+}
+
+/// Sites imported before WordPress got a file of its own have one db.env
+/// for both containers, root's password in it: the next start (the importer
+/// runs before every start) gives WordPress its own file without it.
+#[test]
+fn an_existing_site_gets_a_wordpress_env_without_the_root_password() {
+    let s = Server::new();
+    let d = Domain::parse("old.example.com").unwrap();
+    s.import_ok("wordpress", &d);
+    let l = s.layout();
+    let db_env = fs::read_to_string(l.db_env_file(&d)).unwrap();
+    fs::remove_file(l.wp_env_file(&d)).unwrap();
+    let out = s.import_ok("wordpress", &d);
+    assert!(out.contains("already imported"), "{out}");
+    assert_eq!(mode(&l.wp_env_file(&d)), 0o600);
+    let wp_env = fs::read_to_string(l.wp_env_file(&d)).unwrap();
+    let want: String = db_env
+        .lines()
+        .filter(|l| l.starts_with("WORDPRESS_"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(wp_env, want);
+    assert_eq!(fs::read_to_string(l.db_env_file(&d)).unwrap(), db_env);
+    // And it is never rewritten once there.
+    let before = fs::metadata(l.wp_env_file(&d)).unwrap().modified().unwrap();
+    s.import_ok("wordpress", &d);
+    assert_eq!(
+        fs::metadata(l.wp_env_file(&d)).unwrap().modified().unwrap(),
+        before
+    );
 }
 
 #[test]

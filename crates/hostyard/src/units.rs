@@ -454,9 +454,10 @@ impl<'a> Values<'a> {
                     "/srv/secrets/wp-salts.php",
                     true,
                 ));
+                // Its own user's password only; root's is MariaDB's alone.
                 run_options.push(format!(
                     "--env-file {}",
-                    self.site_path(Layout::db_env_file)
+                    self.site_path(Layout::wp_env_file)
                 ));
                 run_options.push(format!(
                     "--env HOSTYARD_DB_HOST={}",

@@ -460,6 +460,31 @@ fn haproxy_follows_confd_without_being_restarted_by_it_and_stops_gracefully() {
     );
 }
 
+/// `docker inspect` shows a container's environment: WordPress used to
+/// get MariaDB's root password through the shared env file.
+#[test]
+fn wordpress_gets_its_own_env_file_and_only_mariadb_gets_the_root_one() {
+    let units = default_units();
+    let env_files = |name: &str| -> Vec<String> {
+        let unit = units.iter().find(|u| u.name == name).expect(name);
+        let s = settings(&unit.contents);
+        let start = values(&s, "ExecStart");
+        start
+            .windows(2)
+            .filter(|w| w[0] == "--env-file")
+            .map(|w| w[1].to_string())
+            .collect()
+    };
+    assert_eq!(
+        env_files("wordpress@.service"),
+        ["/data/domains/%i/secrets/wp.env"]
+    );
+    assert_eq!(
+        env_files("mysql@.service"),
+        ["/data/domains/%i/secrets/db.env"]
+    );
+}
+
 #[test]
 fn no_unit_runs_a_shell() {
     for unit in default_units() {
