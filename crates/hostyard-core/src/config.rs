@@ -37,6 +37,8 @@ pub struct NodeConfig {
     pub discovery: DiscoveryConfig,
     pub confd: ConfdConfig,
     pub mail: MailConfig,
+    /// Memory, CPU and process limits per kind of container.
+    pub limits: crate::limits::Limits,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -160,6 +162,7 @@ impl Default for NodeConfig {
             discovery: DiscoveryConfig::default(),
             confd: ConfdConfig::default(),
             mail: MailConfig::default(),
+            limits: crate::limits::Limits::default(),
         }
     }
 }
@@ -713,6 +716,42 @@ mod tests {
         assert!(err.contains("http_prot"), "{err}");
         assert!(err.contains("line 3 column 3"), "{err}");
         assert!(err.starts_with("/etc/hostyard/hostyard.yaml: "), "{err}");
+    }
+
+    #[test]
+    fn limits_are_parsed_once_and_bad_ones_refused_with_their_place() {
+        let c = parse("limits:\n  wordpress:\n    memory: 1536M\n    cpus: 2\n    pids: 300\n")
+            .unwrap();
+        assert_eq!(
+            c.limits.wordpress.environment(),
+            [
+                "HOSTYARD_MEMORY=1536m",
+                "HOSTYARD_PIDS=300",
+                "HOSTYARD_CPUS=2.00"
+            ]
+        );
+        assert_eq!(c.limits.mysql, crate::limits::Limits::default().mysql);
+        for (text, want) in [
+            (
+                "limits:\n  static:\n    memory: 5m\n    cpus: 1\n    pids: 64\n",
+                "not a memory size",
+            ),
+            (
+                "limits:\n  static:\n    memory: 64m\n    cpus: -1\n    pids: 64\n",
+                "not a CPU count",
+            ),
+            (
+                "limits:\n  static:\n    memory: 64m\n    cpus: 1\n    pids: 3\n",
+                "too few",
+            ),
+            ("limits:\n  static:\n    memory: 64m\n", "missing field"),
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(
+                err.contains(want) && err.contains("line "),
+                "{text:?}: {err}"
+            );
+        }
     }
 
     #[test]

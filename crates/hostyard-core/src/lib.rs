@@ -13,6 +13,7 @@ pub mod etcd;
 pub mod giturl;
 pub mod kind;
 pub mod layout;
+pub mod limits;
 pub mod log;
 pub mod mail;
 

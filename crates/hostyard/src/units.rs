@@ -18,6 +18,7 @@ use askama::Template;
 use hostyard_core::kind::{
     mysql_container_name_in_template, mysql_unit_in_template, MYSQL_TEMPLATE_UNIT, UNIT_INSTANCE,
 };
+use hostyard_core::limits::ContainerLimits;
 use hostyard_core::{Domain, Layout, NodeConfig, SiteKind, UnitRole};
 
 use crate::escape::systemd_escape;
@@ -195,6 +196,8 @@ struct HaproxyUnit {
     master_socket: String,
     cfg: String,
     stop_grace_secs: u64,
+    /// Confinement and limits, one `docker run` option a line.
+    run_options: Vec<String>,
 }
 
 /// How long a stop of HAProxy on purpose lets requests in flight finish
@@ -225,6 +228,8 @@ struct PostfixUnit {
     wait: String,
     config_dir: String,
     queue_dir: String,
+    /// Confinement and limits, one `docker run` option a line.
+    run_options: Vec<String>,
 }
 
 /// A site container (`<kind>@.service`).
@@ -243,6 +248,9 @@ struct SiteUnit {
     network: String,
     /// `docker run` options, one per line.
     run_options: Vec<String>,
+    /// `Environment=` lines: the default limits.
+    environment: Vec<String>,
+    unit_example: String,
     image: String,
     wait: String,
     start_timeout_secs: u64,
@@ -261,6 +269,9 @@ struct MysqlUnit {
     container: String,
     network: String,
     run_options: Vec<String>,
+    /// `Environment=` lines: the default limits.
+    environment: Vec<String>,
+    unit_example: String,
     image: String,
 }
 
@@ -389,6 +400,7 @@ impl<'a> Values<'a> {
             master_socket: path_str(&self.layout.haproxy_master_socket()),
             cfg: path_str(&self.layout.haproxy_cfg()),
             stop_grace_secs: HAPROXY_STOP_GRACE_SECS,
+            run_options: server_wide_options(&HAPROXY_CAPS, &self.config.limits.haproxy),
         }
     }
 
@@ -424,6 +436,7 @@ impl<'a> Values<'a> {
             wait: self.helper_exec(HOSTYARD_BIN, &["mail-wait"]),
             config_dir: path_str(&self.layout.postfix_config_dir()),
             queue_dir: path_str(&self.layout.postfix_queue_dir()),
+            run_options: server_wide_options(&POSTFIX_CAPS, &self.config.limits.postfix),
         }
     }
 
@@ -473,8 +486,11 @@ impl<'a> Values<'a> {
             run_options.push("--tmpfs /tmp".to_string());
         }
         run_options.extend(container_security(&WEB_CAPS));
+        run_options.extend(ContainerLimits::docker_options_from_environment());
         let wait_timeout = self.config.discovery.wait_timeout_secs;
         SiteUnit {
+            environment: self.config.limits.for_kind(kind).environment(),
+            unit_example: kind.instance_unit(UnitRole::Site, &example_domain()),
             data_root: self.data_root(),
             routing: [CONFD_UNIT, HAPROXY_UNIT],
             kind: kind.as_str(),
@@ -518,7 +534,10 @@ impl<'a> Values<'a> {
             format!("--env-file {}", self.site_path(Layout::db_env_file)),
         ];
         run_options.extend(container_security(&DB_CAPS));
+        run_options.extend(ContainerLimits::docker_options_from_environment());
         MysqlUnit {
+            environment: self.config.limits.mysql.environment(),
+            unit_example: format!("mysql@{}.service", example_domain()),
             data_root: self.data_root(),
             importer: SiteKind::Wordpress.instance_unit_in_template(UnitRole::Importer),
             docker: self.docker.clone(),
@@ -621,6 +640,32 @@ impl<'a> Values<'a> {
 
 fn mkdir(dir: &str) -> String {
     format!("{MKDIR} -p {dir}")
+}
+
+/// HAProxy binds ports 80 and 443 and needs nothing else.
+const HAPROXY_CAPS: [&str; 1] = ["NET_BIND_SERVICE"];
+/// postfix's master binds port 25, switches users and owns its queue.
+const POSTFIX_CAPS: [&str; 6] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "NET_BIND_SERVICE",
+    "SETGID",
+    "SETUID",
+];
+
+/// The example site the units' comments name.
+fn example_domain() -> Domain {
+    Domain::parse("example.com").unwrap_or_else(|_| unreachable!("a valid domain"))
+}
+
+/// A server-wide container: read-only root, the site units' confinement,
+/// and its limits from the node config.
+fn server_wide_options(caps: &[&str], limits: &ContainerLimits) -> Vec<String> {
+    let mut options = vec!["--read-only".to_string()];
+    options.extend(container_security(caps));
+    options.extend(limits.docker_options());
+    options
 }
 
 /// The `docker run` options that confine a container: no capabilities but

@@ -485,6 +485,41 @@ fn wordpress_gets_its_own_env_file_and_only_mariadb_gets_the_root_one() {
     );
 }
 
+/// No container ran with a memory, CPU or process limit: one leak or fork
+/// bomb could take the server, etcd and HAProxy included.
+#[test]
+fn every_container_runs_with_memory_cpu_and_process_limits() {
+    let mut checked = 0;
+    for unit in &default_units() {
+        let s = settings(&unit.contents);
+        let start = values(&s, "ExecStart");
+        if !start.windows(2).any(|w| w == ["run", "--rm"]) {
+            continue;
+        }
+        checked += 1;
+        for flag in ["--memory", "--memory-swap", "--pids-limit", "--cpus"] {
+            let value = start
+                .windows(2)
+                .find(|w| w[0] == flag)
+                .map(|w| w[1])
+                .unwrap_or_else(|| panic!("{}: no {flag}", unit.name));
+            // Site units read them from their Environment= (a drop-in may
+            // change them); each such variable has a default there.
+            if let Some(var) = value.strip_prefix("${").and_then(|v| v.strip_suffix('}')) {
+                assert!(
+                    values(&s, "Environment")
+                        .iter()
+                        .any(|e| e.starts_with(&format!("{var}="))),
+                    "{}: {var} has no default",
+                    unit.name
+                );
+            }
+        }
+    }
+    // Three site kinds, mysql@, HAProxy and postfix.
+    assert_eq!(checked, 6);
+}
+
 #[test]
 fn no_unit_runs_a_shell() {
     for unit in default_units() {
