@@ -148,6 +148,18 @@ pub fn mysql_container_name_in_template() -> String {
     format!("mysql_{UNIT_INSTANCE}")
 }
 
+/// The network a WordPress site shares with its database and nothing else
+/// (`hostyard-db-example.com`): other sites' containers are on the sites'
+/// network only, so no site reaches another site's database.
+pub fn db_network_name(domain: &Domain) -> String {
+    format!("hostyard-db-{domain}")
+}
+
+/// [`db_network_name`] inside a unit template: `hostyard-db-%i`.
+pub fn db_network_name_in_template() -> String {
+    format!("hostyard-db-{UNIT_INSTANCE}")
+}
+
 /// The database unit of a WordPress site: `mysql@example.com.service`.
 pub fn mysql_unit(domain: &Domain) -> String {
     format!("mysql@{domain}.service")
@@ -239,6 +251,7 @@ mod tests {
             sub(mysql_container_name_in_template()),
             mysql_container_name(&dom)
         );
+        assert_eq!(sub(db_network_name_in_template()), db_network_name(&dom));
         assert_eq!(
             MYSQL_TEMPLATE_UNIT.replace('@', &format!("@{dom}")),
             mysql_unit(&dom)

@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 
 use askama::Template;
 use hostyard_core::kind::{
-    mysql_container_name_in_template, mysql_unit_in_template, MYSQL_TEMPLATE_UNIT, UNIT_INSTANCE,
+    db_network_name_in_template, mysql_container_name_in_template, mysql_unit_in_template,
+    MYSQL_TEMPLATE_UNIT, UNIT_INSTANCE,
 };
 use hostyard_core::limits::ContainerLimits;
 use hostyard_core::{Domain, Layout, NodeConfig, SiteKind, UnitRole};
@@ -461,6 +462,10 @@ impl<'a> Values<'a> {
                 run_options.push(self.site_mount(Layout::public_dir, "/srv/public", true));
             }
             SiteKind::Wordpress => {
+                // The sites' network (for HAProxy and discovery) and its
+                // database's own network (mysql@ creates it first): docker
+                // 25+ takes both at `run`.
+                run_options.push(format!("--network {}", db_network_name_in_template()));
                 run_options.push(self.site_mount(Layout::wp_content_dir, "/srv/wp-content", false));
                 run_options.push(self.site_mount(
                     Layout::wp_salts_file,
@@ -542,7 +547,7 @@ impl<'a> Values<'a> {
             importer: SiteKind::Wordpress.instance_unit_in_template(UnitRole::Importer),
             docker: self.docker.clone(),
             container: mysql_container_name_in_template(),
-            network: self.network.clone(),
+            network: db_network_name_in_template(),
             run_options,
             image: systemd_escape(&self.config.images.mysql),
         }

@@ -520,6 +520,29 @@ fn every_container_runs_with_memory_cpu_and_process_limits() {
     assert_eq!(checked, 6);
 }
 
+/// Site containers and databases shared one bridge: WordPress A could
+/// connect to `mysql_B:3306`.
+#[test]
+fn a_database_shares_a_network_with_its_own_wordpress_only() {
+    let units = default_units();
+    let networks = |name: &str| -> Vec<String> {
+        let unit = units.iter().find(|u| u.name == name).expect(name);
+        let s = settings(&unit.contents);
+        values(&s, "ExecStart")
+            .windows(2)
+            .filter(|w| w[0] == "--network")
+            .map(|w| w[1].to_string())
+            .collect()
+    };
+    assert_eq!(networks("mysql@.service"), ["hostyard-db-%i"]);
+    assert_eq!(
+        networks("wordpress@.service"),
+        ["hostyard", "hostyard-db-%i"]
+    );
+    assert_eq!(networks("static@.service"), ["hostyard"]);
+    assert_eq!(networks("static-git@.service"), ["hostyard"]);
+}
+
 #[test]
 fn no_unit_runs_a_shell() {
     for unit in default_units() {

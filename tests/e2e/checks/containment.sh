@@ -7,6 +7,7 @@
 CHECKS+=(
   t_fork_bomb_and_memory_hog_stay_in_their_site
   t_site_containers_cannot_reach_etcd_or_docker
+  t_a_site_cannot_reach_another_sites_database
 )
 
 HOG_SITE=hog.example.com
@@ -80,4 +81,18 @@ t_site_containers_cannot_reach_etcd_or_docker() {
   done
   expect "the docker socket in a site container" \
     "$(bx "${probe[@]}" "echo file_exists('/var/run/docker.sock') || file_exists('/run/docker.sock') ? 'there' : 'absent';")" absent
+}
+
+t_a_site_cannot_reach_another_sites_database() {
+  bx systemctl start "wordpress@$WP"
+  local db_ip probe=(docker run --rm --network hostyard --entrypoint php hostyard/wordpress -r)
+  db_ip=$(bx docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}' "mysql_$WP" | awk '{print $1}')
+  # Its own WordPress reaches it (by name, on their network).
+  expect "mysql_$WP:3306 from wordpress_$WP" \
+    "$(bx docker exec "wordpress_$WP" php -r "echo @fsockopen('mysql_$WP', 3306, \$e, \$s, 2) ? 'open' : 'closed';")" open
+  # Another site's container reaches it neither by name nor by address.
+  expect "mysql_$WP:3306 from another site's container" \
+    "$(bx "${probe[@]}" "echo @fsockopen('mysql_$WP', 3306, \$e, \$s, 2) ? 'open' : 'closed';")" closed
+  expect "$db_ip:3306 from another site's container" \
+    "$(bx "${probe[@]}" "echo @fsockopen('$db_ip', 3306, \$e, \$s, 2) ? 'open' : 'closed';")" closed
 }
