@@ -39,6 +39,8 @@ pub struct Daemon {
     schema: Schema,
     allowed: AllowedNetworks,
     view: View,
+    /// When `allowed` was last read from Docker.
+    allowed_resolved: Instant,
     /// What HAProxy was given (files, and the runtime map when it runs).
     applied: HostMap,
     /// Hosts of the desired routing that may differ from `applied`.
@@ -67,8 +69,7 @@ fn now() -> Now {
 impl Daemon {
     pub fn new(config_path: &Path, config: NodeConfig) -> anyhow::Result<Daemon> {
         let layout = Layout::new(&config.data_root);
-        let allowed = AllowedNetworks::parse(&config.confd.allowed_networks)
-            .map_err(|e| anyhow::anyhow!("confd.allowed_networks: {e}"))?;
+        let allowed = resolve_allowed(&config);
         // The last written map is what HAProxy serves (or will, once it
         // starts): the baseline for the hold rule and for serving while
         // etcd is unreachable.
@@ -86,6 +87,7 @@ impl Daemon {
             schema: Schema::new(&config.etcd.prefix),
             layout,
             allowed,
+            allowed_resolved: Instant::now(),
             config,
             view,
             applied,
@@ -200,6 +202,23 @@ impl Daemon {
         if !self.view.have_view {
             self.state_changed();
             return false;
+        }
+        if self.config.confd.allowed_networks.is_empty()
+            && self.allowed_resolved.elapsed() >= ALLOWED_REFRESH
+            && self
+                .view
+                .table
+                .problems()
+                .iter()
+                .any(|p| hostyard_routing::is_outside_refusal(&p.message))
+        {
+            // The sites' network may be new (the first site created it).
+            self.allowed_resolved = Instant::now();
+            let allowed = resolve_allowed(&self.config);
+            if allowed != self.allowed {
+                self.view.set_allowed(allowed.clone());
+                self.allowed = allowed;
+            }
         }
         let table = &mut self.view.table;
         self.pending.merge(table.take_changed());
@@ -396,16 +415,10 @@ impl Daemon {
                          applying the rest"
                     );
                 }
-                match AllowedNetworks::parse(&new.confd.allowed_networks) {
-                    Ok(a) => {
-                        self.view.set_allowed(a.clone());
-                        self.allowed = a;
-                    }
-                    Err(e) => {
-                        log!(Err, "SIGHUP: keeping the current config: {e}");
-                        return;
-                    }
-                }
+                let allowed = resolve_allowed(&new);
+                self.view.set_allowed(allowed.clone());
+                self.allowed = allowed;
+                self.allowed_resolved = Instant::now();
                 self.config.haproxy = new.haproxy;
                 self.config.confd = new.confd;
                 log!(Notice, "SIGHUP: re-read {}", self.config_path.display());
@@ -416,6 +429,27 @@ impl Daemon {
         }
     }
 }
+
+/// The networks registrations may point to (see
+/// [`hostyard_routing::site_network`]), logged when they change.
+fn resolve_allowed(config: &NodeConfig) -> AllowedNetworks {
+    let (allowed, trouble) = hostyard_routing::site_network::allowed_networks(config);
+    if let Some(why) = trouble {
+        log!(
+            Warning,
+            "sites' network unknown, no registration is routed until it is: {why}"
+        );
+    } else {
+        let nets: Vec<String> = allowed.networks().iter().map(|n| n.to_string()).collect();
+        log!(Info, "registrations allowed in {}", nets.join(", "));
+    }
+    allowed
+}
+
+/// How often, at most, confd asks Docker again for the sites' network
+/// while a registration is refused for being outside it (the network is
+/// made by the first site start, after confd started).
+const ALLOWED_REFRESH: Duration = Duration::from_secs(2);
 
 fn log_changes(before: &HostMap, changes: &[(String, Option<&Entry>)], how: &str, took: Duration) {
     if changes.is_empty() {

@@ -875,7 +875,7 @@ mod tests {
 
     #[test]
     fn the_view_follows_the_feed_and_reports_connections_once() {
-        let allowed = AllowedNetworks::parse(&["10.0.0.0/8".into()]).unwrap();
+        let allowed = AllowedNetworks::new(&["10.0.0.0/8".parse().unwrap()], &[], &[]);
         let mut v = View::new(Schema::new(""), allowed);
         assert!(!v.have_view);
         let decl = br#"{"kind":"static","aliases":[]}"#.to_vec();
@@ -923,7 +923,7 @@ mod tests {
 
     #[test]
     fn the_views_routing_follows_changes_and_new_allowed_networks() {
-        let ten = AllowedNetworks::parse(&["10.0.0.0/8".into()]).unwrap();
+        let ten = AllowedNetworks::new(&["10.0.0.0/8".parse().unwrap()], &[], &[]);
         let mut v = View::new(Schema::new(""), ten);
         let key = "/services/static/a.example.com".to_string();
         let value = br#"{"ip":"192.168.1.5","port":"80"}"#.to_vec();
@@ -941,7 +941,7 @@ mod tests {
             panic!("a change names its hosts");
         };
         assert!(hosts.contains("a.example.com"));
-        let wider = AllowedNetworks::parse(&["192.168.0.0/16".into()]).unwrap();
+        let wider = AllowedNetworks::new(&["192.168.0.0/16".parse().unwrap()], &[], &[]);
         v.set_allowed(wider);
         assert_eq!(
             v.table.map().get("a.example.com"),

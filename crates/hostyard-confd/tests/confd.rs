@@ -521,3 +521,96 @@ fn a_burst_of_changes_is_applied_together() {
         "{applies} applies for 10 puts:\n{log}"
     );
 }
+
+/// A docker network removed on drop.
+struct TestNetwork(String);
+
+impl Drop for TestNetwork {
+    fn drop(&mut self) {
+        let _ = hostyard_testsupport::docker(&["network", "rm", &self.0]);
+    }
+}
+
+/// The attack this pins: `etcdctl put /services/static/evil.example
+/// '{"ip":"127.0.0.1","port":"2379"}'` made etcd answer on
+/// `Host: evil.example`, because loopback was allowed by default.
+#[test]
+fn by_default_registrations_route_only_into_the_sites_docker_network() {
+    hostyard_testsupport::require_docker();
+    let etcd = Etcd::start().unwrap();
+    let net = TestNetwork(hostyard_testsupport::unique_name("hyc-net"));
+    hostyard_testsupport::docker(&["network", "create", &net.0]).unwrap();
+    let image = hostyard_testsupport::busybox_http_image().unwrap();
+    let site = hostyard_testsupport::Container::run(&["--network", &net.0, &image]).unwrap();
+    let site_ip = site.ip().unwrap();
+    let gateway = hostyard_testsupport::docker(&[
+        "network",
+        "inspect",
+        "--format",
+        "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
+        &net.0,
+    ])
+    .unwrap();
+
+    let mut r = Router::new(&etcd);
+    r.config.confd.allowed_networks = Vec::new();
+    r.config.docker.network = net.0.clone();
+    r.write_config();
+    r.start();
+    let etcd_port = etcd.endpoint().rsplit(':').next().unwrap().to_string();
+    for (domain, ip, port) in [
+        ("evil.example.com", "127.0.0.1", etcd_port.as_str()),
+        ("gateway.example.com", gateway.trim(), "80"),
+        ("metadata.example.com", "169.254.169.254", "80"),
+        ("elsewhere.example.com", "192.0.2.7", "80"),
+    ] {
+        etcd.put(
+            &format!("/services/static/{domain}"),
+            &format!(r#"{{"ip":"{ip}","port":"{port}"}}"#),
+        )
+        .unwrap();
+    }
+    etcd.put(
+        "/services/static/site.example.com",
+        &format!(r#"{{"ip":"{site_ip}","port":"80"}}"#),
+    )
+    .unwrap();
+    r.wait_for(
+        "site.example.com",
+        200,
+        hostyard_testsupport::BUSYBOX_HTTP_BODY.trim(),
+    );
+    for host in [
+        "evil.example.com",
+        "gateway.example.com",
+        "metadata.example.com",
+        "elsewhere.example.com",
+    ] {
+        assert_eq!(r.get(host).0, 503, "{host} was routed");
+    }
+    let log = r.confd_log();
+    assert!(
+        log.contains(
+            "skipped /services/static/evil.example.com: address 127.0.0.1 is the server itself"
+        ),
+        "{log}"
+    );
+    assert_eq!(
+        log.matches("skipped /services/static/evil.example.com")
+            .count(),
+        1,
+        "{log}"
+    );
+    assert!(log.contains("is not on the sites' network"), "{log}");
+    // And `hostyard status` shows why, from the same rules.
+    let report = hostyard_routing::status::report(&r.config).unwrap();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.key == "/services/static/evil.example.com"
+                && p.message.contains("the server itself")),
+        "{:?}",
+        report.problems
+    );
+}

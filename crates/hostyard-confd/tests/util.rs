@@ -47,6 +47,10 @@ impl Router {
         // confd's `haproxy -c` with the HAProxy the tests run (3.0, as on
         // Debian 13), not the default /usr/sbin/haproxy of the host.
         config.haproxy.check_binary = hostyard_testsupport::haproxy_binary().unwrap();
+        // The test backends listen on loopback, which confd refuses unless
+        // the very address is listed (a registration may not publish the
+        // server itself).
+        config.confd.allowed_networks = vec!["127.0.0.1/32".parse().unwrap()];
         let config_path = dir.path().join("hostyard.yaml");
         let layout = Layout::new(&config.data_root);
         let r = Router {

@@ -131,8 +131,10 @@ pub struct ConfdConfig {
     pub hold_min_removals: usize,
     /// Debounce window for bursts of etcd events, in milliseconds.
     pub debounce_ms: u64,
-    /// Networks a registered address may be in (CIDR).
-    pub allowed_networks: Vec<String>,
+    /// Networks a registered address may be in (CIDR); empty means the
+    /// subnet of the sites' Docker network (`docker.network`). The server's
+    /// own addresses are refused in any case unless listed one by one.
+    pub allowed_networks: Vec<ipnet::IpNet>,
 }
 
 /// postfix, which forwards mail for hosted domains (per-domain forward files
@@ -278,12 +280,7 @@ impl Default for ConfdConfig {
             hold_secs: 300,
             hold_min_removals: 3,
             debounce_ms: 5,
-            allowed_networks: vec![
-                "10.0.0.0/8".to_string(),
-                "172.16.0.0/12".to_string(),
-                "192.168.0.0/16".to_string(),
-                "127.0.0.0/8".to_string(),
-            ],
+            allowed_networks: Vec::new(),
         }
     }
 }
@@ -496,14 +493,6 @@ impl NodeConfig {
                 ),
             ));
         }
-        for net in &self.confd.allowed_networks {
-            if net.parse::<ipnet::IpNet>().is_err() {
-                return Err(invalid(
-                    "confd.allowed_networks",
-                    format!("{net:?} is not a CIDR like 172.16.0.0/12"),
-                ));
-            }
-        }
         Ok(())
     }
 
@@ -520,15 +509,6 @@ impl NodeConfig {
         std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|_| "localhost".to_string())
-    }
-
-    /// The allowed networks, parsed (validated at load).
-    pub fn allowed_networks(&self) -> Vec<ipnet::IpNet> {
-        self.confd
-            .allowed_networks
-            .iter()
-            .filter_map(|n| n.parse().ok())
-            .collect()
     }
 }
 

@@ -13,6 +13,7 @@
 //! ([`status`]).
 
 pub mod etcd;
+pub mod site_network;
 pub mod state;
 pub mod status;
 pub mod table;
@@ -77,30 +78,125 @@ pub struct Desired {
     pub map: HostMap,
     pub sites: Vec<Site>,
     pub problems: Vec<Problem>,
+    /// Registrations refused for pointing outside the allowed networks
+    /// (not at the server itself): confd asks Docker again, in case the
+    /// sites' network is new.
+    pub outside: usize,
 }
 
-/// Addresses a registration may point to (`confd.allowed_networks`).
-#[derive(Debug, Clone)]
-pub struct AllowedNetworks(Vec<IpNet>);
+/// Addresses a registration may point to.
+///
+/// A registration is a claim anyone with write access to etcd can make: an
+/// address of 127.0.0.1:2379 would publish etcd itself on every site's
+/// hostname. So only the sites' own network is allowed (the subnet of the
+/// Docker network site containers join, unless `confd.allowed_networks`
+/// names others), and never the server itself: loopback, link-local
+/// (cloud metadata services live there), the bridge gateway and the
+/// server's own addresses are refused even inside an allowed network,
+/// unless the operator lists that very address (`/32`, `/128`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AllowedNetworks {
+    nets: Vec<IpNet>,
+    denied: Vec<IpNet>,
+    exact: Vec<IpAddr>,
+}
+
+/// Never a site, whatever network is allowed.
+const ALWAYS_DENIED: [&str; 6] = [
+    "127.0.0.0/8",
+    "::1/128",
+    "169.254.0.0/16",
+    "fe80::/10",
+    "0.0.0.0/8",
+    "::/128",
+];
 
 impl AllowedNetworks {
-    /// The node config already validated each CIDR; an invalid one here is
-    /// an error all the same, never silently "allow all".
-    pub fn parse(cidrs: &[String]) -> Result<AllowedNetworks, String> {
-        cidrs
+    /// `configured` is `confd.allowed_networks`; when it is empty the
+    /// sites' network (`site_subnets`) is allowed. `server` holds the
+    /// addresses of the server itself (its interfaces, the bridge gateway).
+    pub fn new(configured: &[IpNet], site_subnets: &[IpNet], server: &[IpAddr]) -> AllowedNetworks {
+        let nets = if configured.is_empty() {
+            site_subnets.to_vec()
+        } else {
+            configured.to_vec()
+        };
+        let mut denied: Vec<IpNet> = ALWAYS_DENIED
             .iter()
-            .map(|c| c.parse().map_err(|_| format!("{c:?} is not a CIDR")))
-            .collect::<Result<_, _>>()
-            .map(AllowedNetworks)
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        denied.extend(server.iter().map(|ip| IpNet::from(canonical(*ip))));
+        let exact = configured
+            .iter()
+            .filter(|n| n.prefix_len() == n.max_prefix_len())
+            .map(|n| n.addr())
+            .collect();
+        AllowedNetworks {
+            nets,
+            denied,
+            exact,
+        }
+    }
+
+    /// Why `ip` may not be routed to, or `None` when it may.
+    pub fn refusal(&self, ip: &IpAddr) -> Option<String> {
+        let ip = canonical(*ip);
+        if self.exact.contains(&ip) {
+            return None;
+        }
+        if self.denied.iter().any(|n| n.contains(&ip)) {
+            return Some(format!(
+                "address {ip} is the server itself (loopback, link-local, the bridge gateway or \
+                 one of its addresses), never a site; list {ip}/{} in confd.allowed_networks if \
+                 it really is one",
+                if ip.is_ipv4() { 32 } else { 128 }
+            ));
+        }
+        if !self.nets.iter().any(|n| n.contains(&ip)) {
+            let allowed: Vec<String> = self.nets.iter().map(|n| n.to_string()).collect();
+            return Some(format!(
+                "address {ip} {NOT_ON_SITES_NETWORK} (allowed: {})",
+                if allowed.is_empty() {
+                    "none yet: the sites' Docker network does not exist".to_string()
+                } else {
+                    allowed.join(", ")
+                }
+            ));
+        }
+        None
     }
 
     pub fn contains(&self, ip: &IpAddr) -> bool {
-        // An IPv4-mapped IPv6 address is judged as the IPv4 address it is.
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(*ip),
-            v4 => *v4,
-        };
-        self.0.iter().any(|n| n.contains(&ip))
+        self.refusal(ip).is_none()
+    }
+
+    /// Whether `ip` is refused as the server itself.
+    pub fn is_server(&self, ip: &IpAddr) -> bool {
+        let ip = canonical(*ip);
+        !self.exact.contains(&ip) && self.denied.iter().any(|n| n.contains(&ip))
+    }
+
+    /// The allowed networks, for the log.
+    pub fn networks(&self) -> &[IpNet] {
+        &self.nets
+    }
+}
+
+/// What a refusal for an address outside the allowed networks says.
+const NOT_ON_SITES_NETWORK: &str = "is not on the sites' network";
+
+/// Whether a problem's message is a refusal of an address outside the
+/// allowed networks (not of the server itself): confd then asks Docker
+/// again, in case the sites' network is new.
+pub fn is_outside_refusal(message: &str) -> bool {
+    message.contains(NOT_ON_SITES_NETWORK)
+}
+
+/// An IPv4-mapped IPv6 address is judged as the IPv4 address it is.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
     }
 }
 
@@ -112,6 +208,7 @@ pub fn desired(
     allowed: &AllowedNetworks,
 ) -> Desired {
     let mut problems = Vec::new();
+    let mut outside = 0;
     // One entry per domain: its declaration and its registrations by kind
     // (a Vec: almost always one, and a map per domain would cost ~10x the
     // memory with 10,000 sites).
@@ -131,11 +228,13 @@ pub fn desired(
             };
             let reg = match ServiceValue::parse(raw) {
                 Err(e) => Err(e.to_string()),
-                Ok(v) if !allowed.contains(&v.ip) => Err(format!(
-                    "address {} is outside confd.allowed_networks",
-                    v.ip
-                )),
-                Ok(v) => Ok(SocketAddr::new(v.ip, v.port)),
+                Ok(v) => match allowed.refusal(&v.ip) {
+                    Some(why) => {
+                        outside += usize::from(!allowed.is_server(&v.ip));
+                        Err(why)
+                    }
+                    None => Ok(SocketAddr::new(v.ip, v.port)),
+                },
             };
             if let Err(e) = &reg {
                 problems.push(problem(key, e.clone()));
@@ -275,6 +374,7 @@ pub fn desired(
         map,
         sites: out_sites,
         problems,
+        outside,
     }
 }
 
@@ -326,7 +426,65 @@ mod tests {
     }
 
     fn allowed() -> AllowedNetworks {
-        AllowedNetworks::parse(&["10.0.0.0/8".into(), "127.0.0.0/8".into()]).unwrap()
+        AllowedNetworks::new(
+            &[
+                "10.0.0.0/8".parse().unwrap(),
+                "127.0.0.1/32".parse().unwrap(),
+            ],
+            &[],
+            &[],
+        )
+    }
+
+    fn ips(list: &[&str]) -> Vec<IpAddr> {
+        list.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    /// The attack this pins: `etcdctl put /services/static/evil.example
+    /// '{"ip":"127.0.0.1","port":"2379"}'` published etcd on the Internet.
+    #[test]
+    fn by_default_only_the_sites_network_and_never_the_server_itself() {
+        let subnet: IpNet = "172.18.0.0/16".parse().unwrap();
+        let a = AllowedNetworks::new(&[], &[subnet], &ips(&["172.18.0.1", "192.0.2.10"]));
+        for ok in ["172.18.0.5", "::ffff:172.18.0.9"] {
+            assert!(a.contains(&ok.parse().unwrap()), "{ok}");
+        }
+        for (bad, why) in [
+            ("127.0.0.1", "the server itself"),
+            ("::1", "the server itself"),
+            ("169.254.169.254", "the server itself"),
+            ("172.18.0.1", "the server itself"),
+            ("192.0.2.10", "the server itself"),
+            (
+                "10.0.0.5",
+                "not on the sites' network (allowed: 172.18.0.0/16)",
+            ),
+            ("::ffff:127.0.0.1", "the server itself"),
+        ] {
+            let got = a.refusal(&bad.parse().unwrap()).unwrap_or_default();
+            assert!(got.contains(why), "{bad}: {got}");
+        }
+        // No network yet (no site started): nothing is routed.
+        let none = AllowedNetworks::new(&[], &[], &[]);
+        assert!(none
+            .refusal(&"172.18.0.5".parse().unwrap())
+            .unwrap()
+            .contains("does not exist"));
+        // Listed networks replace the default; the server stays refused
+        // unless its very address is listed.
+        let listed = AllowedNetworks::new(
+            &[
+                "10.0.0.0/8".parse().unwrap(),
+                "127.0.0.1/32".parse().unwrap(),
+            ],
+            &[subnet],
+            &ips(&["10.0.0.1"]),
+        );
+        assert!(listed.contains(&"10.1.2.3".parse().unwrap()));
+        assert!(listed.contains(&"127.0.0.1".parse().unwrap()));
+        assert!(!listed.contains(&"127.0.0.2".parse().unwrap()));
+        assert!(!listed.contains(&"10.0.0.1".parse().unwrap()));
+        assert!(!listed.contains(&"172.18.0.5".parse().unwrap()));
     }
 
     fn kvs(pairs: &[(&str, &str)]) -> BTreeMap<String, Vec<u8>> {

@@ -16,7 +16,7 @@ use serde::Serialize;
 use hostyard_haproxy::{Entry, HostMap, MapApi, Session};
 
 use crate::state::{ConfdState, Held};
-use crate::{AllowedNetworks, Problem};
+use crate::Problem;
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -68,8 +68,7 @@ fn read_etcd(config: &NodeConfig) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
 pub fn report(config: &NodeConfig) -> anyhow::Result<Report> {
     let layout = Layout::new(&config.data_root);
     let schema = Schema::new(&config.etcd.prefix);
-    let allowed = AllowedNetworks::parse(&config.confd.allowed_networks)
-        .map_err(|e| anyhow::anyhow!("confd.allowed_networks: {e}"))?;
+    let (allowed, _) = crate::site_network::allowed_networks(config);
     let state = ConfdState::load(&layout.confd_state());
     let (confd_state, state) = match state {
         Ok(Some(s)) => ("ok".to_string(), Some(s)),

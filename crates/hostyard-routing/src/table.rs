@@ -397,10 +397,10 @@ fn domain_out(
     let mut by_kind: Vec<(SiteKind, Result<SocketAddr, String>)> = Vec::new();
     for (key, (kind, reg)) in &keys.services {
         let reg = match reg {
-            Ok(addr) if !allowed.contains(&addr.ip()) => Err(format!(
-                "address {} is outside confd.allowed_networks",
-                addr.ip()
-            )),
+            Ok(addr) => match allowed.refusal(&addr.ip()) {
+                Some(why) => Err(why),
+                None => Ok(*addr),
+            },
             other => other.clone(),
         };
         if let Err(e) = &reg {
@@ -509,7 +509,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn allowed() -> AllowedNetworks {
-        AllowedNetworks::parse(&["10.0.0.0/8".into()]).unwrap()
+        AllowedNetworks::new(&["10.0.0.0/8".parse().unwrap()], &[], &[])
     }
 
     fn same_as_desired(t: &Table, kvs: &BTreeMap<String, Vec<u8>>) -> Result<(), TestCaseError> {
