@@ -3,7 +3,7 @@
 
 mod util;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hostyard_core::SiteKind;
 use hostyard_testsupport::{http_get_with_headers, wait_until, Backend, Etcd};
@@ -613,4 +613,124 @@ fn by_default_registrations_route_only_into_the_sites_docker_network() {
         "{:?}",
         report.problems
     );
+}
+
+/// The HTTP edge as the hardening review tried it: a trailing-dot host got
+/// 404, HAProxy's own pages could not be told from a site's, there was no
+/// access log, and no site had a cap on the requests it holds at once.
+#[test]
+fn trailing_dot_hosts_route_own_pages_are_marked_and_requests_are_logged() {
+    let etcd = Etcd::start().unwrap();
+    let mut r = Router::new(&etcd);
+    let good = Backend::start("good");
+    r.start();
+    r.register(&etcd, SiteKind::Static, "good.example.com", good.port());
+    r.wait_for("good.example.com", 200, "good");
+    for host in ["good.example.com.", "GOOD.example.com.:80"] {
+        assert_eq!(r.get(host), (200, "good".to_string()), "{host}");
+    }
+    // HAProxy's pages say so; a site's answer does not.
+    let mark = |host: &str| {
+        let resp = http_get_with_headers(r.port, host, "/", &[]).unwrap();
+        (
+            resp.status,
+            resp.header("x-hostyard-page").map(str::to_string),
+        )
+    };
+    assert_eq!(mark("unknown.example.org"), (404, Some("unknown".into())));
+    etcd.put("/sites/down.example.com", r#"{"kind":"static"}"#)
+        .unwrap();
+    r.wait_for("down.example.com", 503, "");
+    assert_eq!(mark("down.example.com"), (503, Some("down".into())));
+    assert_eq!(mark("good.example.com"), (200, None));
+
+    // One line per request in the log, the path without its query string.
+    let resp =
+        http_get_with_headers(r.port, "good.example.com", "/page?token=s3cr3t-tok", &[]).unwrap();
+    assert_eq!(resp.status, 200);
+    let log_path = r.haproxy().log_path().to_path_buf();
+    wait_until("the access log line", T, || {
+        let log = std::fs::read_to_string(&log_path).ok()?;
+        log.lines()
+            .find(|l| l.contains("good.example.com GET \"/page\" 200"))
+            .map(str::to_string)
+    })
+    .unwrap();
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        !log.contains("s3cr3t-tok"),
+        "a query string reached the log"
+    );
+}
+
+/// 64 clients that send their headers one byte at a time hold site A's
+/// connections; site B keeps answering, and HAProxy cuts the slow ones at
+/// `timeout http-request` (10 s). A site over `haproxy.site_maxconn`
+/// requests at once gets a marked 503 for the extra ones.
+#[test]
+fn slow_clients_and_a_flooded_site_leave_other_sites_answering() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    let etcd = Etcd::start().unwrap();
+    let mut r = Router::new(&etcd);
+    r.config.haproxy.site_maxconn = 4;
+    r.write_config();
+    let b = Backend::start("b");
+    let hung = Backend::hung();
+    r.start();
+    r.register(&etcd, SiteKind::Static, "b.example.com", b.port());
+    r.register(&etcd, SiteKind::Static, "hung.example.com", hung.port());
+    r.wait_for("b.example.com", 200, "b");
+
+    // Slow-loris: a request line and one header byte, then nothing more.
+    let started = Instant::now();
+    let mut slow: Vec<TcpStream> = (0..64)
+        .map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.1", r.port)).unwrap();
+            s.write_all(b"GET / HTTP/1.1\r\nHost: hung.example.com\r\nX")
+                .unwrap();
+            s
+        })
+        .collect();
+    let mut times = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        assert_eq!(r.get("b.example.com"), (200, "b".to_string()));
+        times.push(t.elapsed());
+    }
+    times.sort();
+    eprintln!(
+        "b.example.com p50 {:?} while 64 slow clients wait",
+        times[10]
+    );
+    // Each slow client is answered 408 or closed within the timeout.
+    for s in &mut slow {
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut buf = [0u8; 64];
+        let n = s.read(&mut buf).unwrap_or(0);
+        let head = String::from_utf8_lossy(&buf[..n]).to_string();
+        assert!(n == 0 || head.starts_with("HTTP/1.1 408"), "{head}");
+    }
+    let cut_after = started.elapsed();
+    eprintln!("slow clients cut after {cut_after:?}");
+    assert!(cut_after < Duration::from_secs(16), "{cut_after:?}");
+
+    // A flooded site: 4 requests in flight (its backend never answers),
+    // the 5th is refused at once with HAProxy's mark; b still answers.
+    let mut held: Vec<TcpStream> = (0..4)
+        .map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.1", r.port)).unwrap();
+            s.write_all(b"GET / HTTP/1.1\r\nHost: hung.example.com\r\n\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    let busy = wait_until("a request over site_maxconn refused", T, || {
+        let resp = http_get_with_headers(r.port, "hung.example.com", "/", &[]).ok()?;
+        (resp.status == 503).then_some(resp)
+    })
+    .unwrap();
+    assert_eq!(busy.header("x-hostyard-page"), Some("busy"));
+    assert_eq!(r.get("b.example.com"), (200, "b".to_string()));
+    held.clear();
 }

@@ -88,6 +88,11 @@ pub struct HaproxyConfig {
     /// 192.0.2.7 }`), placed before the routing rules. confd validates the
     /// whole config with `haproxy -c` before using it.
     pub frontend_rules: Vec<String>,
+    /// Connections HAProxy takes at once (global `maxconn`).
+    pub maxconn: u32,
+    /// Requests of one site in flight at once; more get a 503 with
+    /// `Retry-After`.
+    pub site_maxconn: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -245,6 +250,8 @@ impl Default for HaproxyConfig {
             https_port: 443,
             check_binary: PathBuf::from("/usr/sbin/haproxy"),
             frontend_rules: Vec::new(),
+            maxconn: 4096,
+            site_maxconn: 500,
         }
     }
 }
@@ -481,6 +488,18 @@ impl NodeConfig {
                 format!(
                     "{:?} is not a host name like mail.example.org",
                     self.mail.hostname
+                ),
+            ));
+        }
+        if self.haproxy.maxconn == 0 {
+            return Err(invalid("haproxy.maxconn", "must be at least 1".to_string()));
+        }
+        if self.haproxy.site_maxconn == 0 || self.haproxy.site_maxconn > self.haproxy.maxconn {
+            return Err(invalid(
+                "haproxy.site_maxconn",
+                format!(
+                    "{} must be between 1 and haproxy.maxconn ({})",
+                    self.haproxy.site_maxconn, self.haproxy.maxconn
                 ),
             ));
         }
@@ -767,6 +786,11 @@ mod tests {
             (
                 "discovery:\n  health_path: \"x\"\n",
                 "discovery.health_path",
+            ),
+            ("haproxy:\n  site_maxconn: 0\n", "haproxy.site_maxconn"),
+            (
+                "haproxy:\n  maxconn: 10\n  site_maxconn: 11\n",
+                "haproxy.site_maxconn",
             ),
         ] {
             let err = parse(text).unwrap_err().to_string();

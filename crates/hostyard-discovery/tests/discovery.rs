@@ -116,6 +116,20 @@ fn tells_systemd_ready_only_once_registered_and_feeds_the_watchdog() {
     assert!(seen.contains("STATUS=routed at "), "{seen}");
 }
 
+/// A static site without an index.html answers 404 at `/`: it is up, and
+/// used to be never routed (health took only 200..=399).
+#[test]
+fn a_site_answering_404_is_up_and_routed() {
+    let (etcd, net, mut node, domain) = setup("notfound");
+    node.config.discovery.health_path = "/no-such-page".to_string();
+    node.write_config();
+    let kind = SiteKind::Static;
+    let site = Container::site(kind, &domain, &net);
+    let disc = node.run(kind, &domain);
+    let key = node.schema.service_key(kind, &domain);
+    wait_registered_at(&etcd, &key, site.ip(&net), &disc);
+}
+
 #[test]
 fn waits_for_a_container_that_starts_later() {
     let (etcd, net, node, domain) = setup("late");
@@ -480,8 +494,9 @@ fn hostile_arguments_are_refused_with_exit_2_and_nothing_written() {
     assert_eq!(etcd.get_prefix("").unwrap(), vec![], "etcd was written");
 }
 
-/// A HAProxy that routes `up` to a live backend, `down` to a backend without
-/// servers (503) and anything else to a 404, like confd's config does.
+/// A HAProxy that routes `up` to a live backend, `down` to HAProxy's own
+/// 503 and anything else to its own 404, both marked with
+/// `X-Hostyard-Page` like confd's config does.
 fn haproxy_for(up: &str, up_backend: &Backend, down: &str) -> (SocketDir, Haproxy, u16) {
     let sockets = SocketDir::new().unwrap();
     let port = free_port();
@@ -496,8 +511,8 @@ fn haproxy_for(up: &str, up_backend: &Backend, down: &str) -> (SocketDir, Haprox
              \x20 use_backend down if {{ hdr(host) -i {down} }}\n\
              \x20 default_backend unknown\n\
              backend site\n  server s1 {addr}\n\
-             backend down\n\
-             backend unknown\n  http-request return status 404\n",
+             backend down\n  http-request return status 503 hdr X-Hostyard-Page down\n\
+             backend unknown\n  http-request return status 404 hdr X-Hostyard-Page unknown\n",
             admin = sockets.admin_socket_path().display(),
             addr = up_backend.addr(),
         ),
@@ -576,5 +591,5 @@ fn wait_times_out_with_one_clear_line() {
     let out = node.exec(&["wait", "static", down.as_str(), "--timeout", "1"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("answers 503"), "{stderr}");
+    assert!(stderr.contains("answers its own 503 (down)"), "{stderr}");
 }

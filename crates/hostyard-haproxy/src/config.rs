@@ -21,6 +21,8 @@ struct HaproxyCfg {
     page_503: String,
     bind: String,
     frontend_rules: Vec<String>,
+    maxconn: u32,
+    site_maxconn: u32,
 }
 
 /// Renders haproxy.cfg from the node config: a pure function, so a change
@@ -37,6 +39,8 @@ pub fn render_cfg(config: &NodeConfig) -> anyhow::Result<String> {
         // HAProxy splits an IPv6 bind address from its port at the last colon.
         bind: format!("{}:{}", hp.bind_address, hp.http_port),
         frontend_rules: hp.frontend_rules.clone(),
+        maxconn: hp.maxconn,
+        site_maxconn: hp.site_maxconn,
     };
     let mut text = cfg.render().context("rendering haproxy.cfg")?;
     if !text.ends_with('\n') {
