@@ -91,7 +91,7 @@ impl View {
                 let allowed = self.table.allowed().clone();
                 // The old table goes first: one in memory at a time.
                 self.table = Table::new(schema.clone(), allowed.clone());
-                self.table = Table::build(schema, allowed, &kvs);
+                self.table = Table::build(schema, allowed, kvs);
                 self.revision = revision;
                 self.have_view = true;
                 self.etcd_connected = true;
