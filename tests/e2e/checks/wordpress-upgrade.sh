@@ -106,6 +106,19 @@ upgrade_restore_images() {
   bx docker rmi hostyard-e2e/mysql:debian12 hostyard-e2e/wordpress:debian12 >/dev/null 2>&1 || true
 }
 
+# upgrade_end STATUS UNIT...: at the check's end, its units' journals when
+# it failed; then the units stopped and the server's own images back.
+upgrade_end() {
+  local rc=$1
+  shift
+  if [ "$rc" != 0 ]; then
+    bx docker ps -a --format '{{.Names}} {{.Image}} {{.Status}}' | sed 's/^/    docker ps: /' >&2 || true
+    bx journalctl -u "$1" -u "$2" -o cat -n 60 --no-pager | sed 's/^/    journal: /' >&2 || true
+  fi
+  bx systemctl stop "$@" || true
+  upgrade_restore_images
+}
+
 t_wordpress_upgrade_from_debian12_keeps_data() {
   local kind work t0 out post upload
   local units=("wordpress@$UPGRADE_SITE" "mysql@$UPGRADE_SITE")
@@ -113,7 +126,7 @@ t_wordpress_upgrade_from_debian12_keeps_data() {
   # The check runs in a subshell of its own: whatever happens below, at its
   # end the site is stopped and the server's own images have their names.
   # shellcheck disable=SC2064 # expand now: locals are gone when it runs
-  trap "bx systemctl stop ${units[*]} || true; upgrade_restore_images; rm -rf '$work'" EXIT
+  trap "upgrade_end \$? ${units[*]}; rm -rf '$work'" EXIT
 
   upgrade_build_debian12
   for kind in mysql wordpress; do
