@@ -68,7 +68,7 @@ upgrade_logged_lines() { bx journalctl -u "$1" -o cat --no-pager | grep -cF -- "
 # upgrade_site_version: "MariaDB <x.y> WordPress <x.y>" of the running site.
 upgrade_site_version() {
   local db wp
-  db=$(bx docker exec "mysql_$UPGRADE_SITE" mariadbd --version 2>&1)
+  db=$(bx docker exec "mysql_$UPGRADE_SITE" mariadbd --version 2>&1) || db="$db, exit status $?"
   db=$(grep -oE 'Ver [0-9]+\.[0-9]+' <<<"$db" | cut -c5- || printf '? (%s)' "$db")
   wp=$(bx docker exec "wordpress_$UPGRADE_SITE" grep -oE "^\\\$wp_version = '[0-9]+\.[0-9]+" \
     /usr/share/wordpress/wp-includes/version.php | grep -oE '[0-9]+\.[0-9]+$')
