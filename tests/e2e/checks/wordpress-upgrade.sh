@@ -65,14 +65,30 @@ upgrade_rest() {
 # upgrade_logged_lines UNIT TEXT: how many of UNIT's journal lines hold TEXT.
 upgrade_logged_lines() { bx journalctl -u "$1" -o cat --no-pager | grep -cF -- "$2" || true; }
 
-# upgrade_site_version: "MariaDB <x.y> WordPress <x.y>" of the running site.
+# upgrade_db_version: x.y of the MariaDB serving mysql@'s network port, from
+# the last "Version: ... port: 3306" line it logged. Not `docker exec`: in a
+# box, exec into a process that switched to another user fails (setns).
+upgrade_db_version() {
+  bx journalctl -u "mysql@$UPGRADE_SITE" -o cat --no-pager | grep -E "^Version: '.* port: 3306" |
+    tail -n 1 | grep -oE "^Version: '[0-9]+\.[0-9]+" | cut -c11- || true
+}
+
+# upgrade_db_is X.Y: the journal says MariaDB X.Y serves the port.
+upgrade_db_is() { [ "$(upgrade_db_version)" = "$1" ]; }
+
+# upgrade_wp_upgrade_logged: WordPress's upgrade is in the journal.
+upgrade_wp_upgrade_logged() {
+  [ "$(upgrade_logged_lines "wordpress@$UPGRADE_SITE" 'WordPress database upgraded to db_version')" -ge 1 ]
+}
+
+# upgrade_site_version WANT_DB: "MariaDB <x.y> WordPress <x.y>" of the
+# running site, once the journal has the server's WANT_DB line (bounded).
 upgrade_site_version() {
-  local db wp
-  db=$(bx docker exec "mysql_$UPGRADE_SITE" mariadbd --version 2>&1) || db="$db, exit status $?"
-  db=$(grep -oE 'Ver [0-9]+\.[0-9]+' <<<"$db" | cut -c5- || printf '? (%s)' "$db")
+  local wp
+  wait_for 10 "MariaDB $1 in the journal" upgrade_db_is "$1" || true
   wp=$(bx docker exec "wordpress_$UPGRADE_SITE" grep -oE "^\\\$wp_version = '[0-9]+\.[0-9]+" \
     /usr/share/wordpress/wp-includes/version.php | grep -oE '[0-9]+\.[0-9]+$')
-  printf 'MariaDB %s WordPress %s' "$db" "$wp"
+  printf 'MariaDB %s WordPress %s' "$(upgrade_db_version)" "$wp"
 }
 
 # upgrade_site_data JAR FILE UPLOAD_PATH POST_ID: the site's data as seen
@@ -141,7 +157,7 @@ t_wordpress_upgrade_from_debian12_keeps_data() {
 
   # The site on the Debian 12 images: installed, a post, an upload, a user.
   bx systemctl start "wordpress@$UPGRADE_SITE"
-  expect "versions of the first start" "$(upgrade_site_version)" "MariaDB 10.11 WordPress 6.1"
+  expect "versions of the first start" "$(upgrade_site_version 10.11)" "MariaDB 10.11 WordPress 6.1"
   expect "POST the install form" "$(curl -s -o /dev/null -w '%{http_code}' --max-time "$UPGRADE_CURL_SECS" \
     -H "Host: $UPGRADE_SITE" --data-urlencode 'weblog_title=upgrade blog' --data-urlencode 'user_name=admin' \
     --data-urlencode "admin_password=$UPGRADE_ADMIN_PASSWORD" --data-urlencode "admin_password2=$UPGRADE_ADMIN_PASSWORD" \
@@ -169,12 +185,11 @@ t_wordpress_upgrade_from_debian12_keeps_data() {
   t0=$(now_ms)
   bx systemctl start "wordpress@$UPGRADE_SITE"
   note "upgrade start: systemctl start returned after $(($(now_ms) - t0)) ms (both upgrades)"
-  expect "versions after the switch" "$(upgrade_site_version)" "MariaDB 11.8 WordPress 6.8"
+  expect "versions after the switch" "$(upgrade_site_version 11.8)" "MariaDB 11.8 WordPress 6.8"
   upgrade_site_data "$work/jar" "$work/upload.txt" "$upload" "$post"
   # Both upgrades ran before their server answered, so they are logged by
   # now; the journal may still be writing the lines.
-  wait_for 10 "the upgrades in the journal" test "$(upgrade_logged_lines "wordpress@$UPGRADE_SITE" \
-    'WordPress database upgraded to db_version')" -ge 1 || true
+  wait_for 10 "the upgrades in the journal" upgrade_wp_upgrade_logged || true
   bx journalctl -u "mysql@$UPGRADE_SITE" -u "wordpress@$UPGRADE_SITE" -o cat --no-pager |
     grep -E '^hostyard-(mysql|wordpress): (data dir|mariadb-upgrade done|the database is|WordPress database)' |
     sed 's/^/    | /' >&2
