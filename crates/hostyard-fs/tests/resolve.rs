@@ -31,6 +31,23 @@ fn link_strategy() -> impl Strategy<Value = (usize, usize, Vec<usize>)> {
     )
 }
 
+/// `openat2` answers EAGAIN when a rename or mount anywhere on the machine
+/// raced with a `..` it resolved beneath the root (openat2(2): "the caller
+/// may choose to retry"); on a busy machine that happens, so retry, bounded.
+fn openat2_retrying(
+    root: &fs::File,
+    rel: &Path,
+    how: OpenHow,
+) -> nix::Result<std::os::fd::OwnedFd> {
+    let mut tries = 0;
+    loop {
+        match openat2(root, rel, how) {
+            Err(Errno::EAGAIN) if tries < 1000 => tries += 1,
+            other => return other,
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
 
@@ -60,7 +77,7 @@ proptest! {
             let how = OpenHow::new()
                 .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
                 .resolve(ResolveFlag::RESOLVE_BENEATH);
-            match openat2(&root_fd, rel.as_path(), how) {
+            match openat2_retrying(&root_fd, rel, how) {
                 Ok(fd) => {
                     let reached = ours.unwrap_or_else(|e| {
                         panic!("{rel:?} -> {target:?}: the kernel opens it, the resolver says {e}; links {made:?}")
