@@ -487,7 +487,7 @@ fn notify(state: &[sd_notify::NotifyState]) {
 pub async fn run_once(config_path: &Path, config: NodeConfig) -> anyhow::Result<()> {
     let mut d = Daemon::new(config_path, config)?;
     d.prepare_files()?;
-    let mut client = hostyard_routing::etcd::connect(&d.config.etcd.endpoints)
+    let mut client = hostyard_routing::etcd::connect(&d.config.etcd)
         .await
         .context("connecting to etcd")?;
     let (kvs, revision) =
@@ -513,7 +513,7 @@ pub async fn run(config_path: &Path, config: NodeConfig) -> anyhow::Result<()> {
     let mut sigusr1 = signal(SignalKind::user_defined1())?;
     let (tx, mut rx) = mpsc::channel(1024);
     let feed = tokio::spawn(etcd_feed::run(
-        d.config.etcd.endpoints.clone(),
+        d.config.etcd.clone(),
         d.schema.root_prefix(),
         tx,
     ));

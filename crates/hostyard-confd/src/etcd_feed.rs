@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use etcd_client::{EventType, WatchOptions};
+use hostyard_core::config::EtcdConfig;
 use hostyard_routing::etcd::{connect, read_all};
 use tokio::sync::mpsc;
 
@@ -28,12 +29,12 @@ pub enum Feed {
 
 /// Runs forever: sends a snapshot, then changes, then on a break `Lost` and
 /// a new snapshot once etcd answers again. Ends when the receiver is gone.
-pub async fn run(endpoints: Vec<String>, prefix: String, tx: mpsc::Sender<Feed>) {
+pub async fn run(etcd: EtcdConfig, prefix: String, tx: mpsc::Sender<Feed>) {
     let mut backoff = Duration::from_millis(100);
     let mut reported = false;
     loop {
         let mut established = false;
-        let why = match session(&endpoints, &prefix, &tx, &mut established).await {
+        let why = match session(&etcd, &prefix, &tx, &mut established).await {
             Ok(()) => return,
             Err(e) => e,
         };
@@ -56,12 +57,12 @@ pub async fn run(endpoints: Vec<String>, prefix: String, tx: mpsc::Sender<Feed>)
 
 /// One connection's life. `Ok(())` only when confd is shutting down.
 async fn session(
-    endpoints: &[String],
+    etcd: &EtcdConfig,
     prefix: &str,
     tx: &mpsc::Sender<Feed>,
     established: &mut bool,
 ) -> anyhow::Result<()> {
-    let mut client = connect(endpoints).await?;
+    let mut client = connect(etcd).await?;
     let (kvs, revision) = read_all(&mut client, prefix).await?;
     if tx.send(Feed::Snapshot { kvs, revision }).await.is_err() {
         return Ok(());

@@ -49,6 +49,15 @@ pub struct EtcdConfig {
     /// Prefix in front of `/services/...` and `/sites/...`; empty for the
     /// original layout.
     pub prefix: String,
+    /// The fleet CA's certificate (PEM) the members' certificates are
+    /// checked against; empty for plain http (a member on loopback only).
+    pub ca_file: PathBuf,
+    /// This server's client certificate (PEM); its common name is the etcd
+    /// user whose role says what the server may touch.
+    pub cert_file: PathBuf,
+    /// The certificate's private key (PEM); refused unless only its owner
+    /// may read it (mode 0600 or stricter).
+    pub key_file: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -174,11 +183,54 @@ impl Default for NodeConfig {
     }
 }
 
+/// The PEM texts of the etcd TLS files, read for one connection.
+pub struct EtcdTlsPem {
+    pub ca: Vec<u8>,
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+}
+
+impl EtcdConfig {
+    /// Reads the TLS files named by the config; `None` for plain http. The
+    /// key must be readable by its owner alone: a key others could read is
+    /// refused rather than used, since it is this server's whole identity.
+    pub fn tls_pem(&self) -> Result<Option<EtcdTlsPem>, String> {
+        if self.ca_file.as_os_str().is_empty() {
+            return Ok(None);
+        }
+        let read = |field: &str, path: &Path| {
+            std::fs::read(path).map_err(|e| format!("etcd.{field} {}: {e}", path.display()))
+        };
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&self.key_file)
+                .map_err(|e| format!("etcd.key_file {}: {e}", self.key_file.display()))?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                return Err(format!(
+                    "etcd.key_file {} may be read by others (mode {:o}); chmod 600 it",
+                    self.key_file.display(),
+                    mode & 0o777
+                ));
+            }
+        }
+        Ok(Some(EtcdTlsPem {
+            ca: read("ca_file", &self.ca_file)?,
+            cert: read("cert_file", &self.cert_file)?,
+            key: read("key_file", &self.key_file)?,
+        }))
+    }
+}
+
 impl Default for EtcdConfig {
     fn default() -> Self {
         EtcdConfig {
             endpoints: vec!["http://127.0.0.1:2379".to_string()],
             prefix: String::new(),
+            ca_file: PathBuf::new(),
+            cert_file: PathBuf::new(),
+            key_file: PathBuf::new(),
         }
     }
 }
@@ -407,6 +459,7 @@ impl NodeConfig {
                 ));
             }
         }
+        self.validate_etcd_tls(path)?;
         if !self.etcd.prefix.is_empty()
             && (!self.etcd.prefix.starts_with('/') || self.etcd.prefix.ends_with('/'))
         {
@@ -516,6 +569,52 @@ impl NodeConfig {
     }
 
     /// The data layout under `data_root`.
+    /// TLS files: all three or none; with them every endpoint is https://
+    /// (a client certificate is never offered over plain http), without
+    /// them none is.
+    fn validate_etcd_tls(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |field: &str, problem: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            field: field.to_string(),
+            problem,
+        };
+        let files = [
+            ("etcd.ca_file", &self.etcd.ca_file),
+            ("etcd.cert_file", &self.etcd.cert_file),
+            ("etcd.key_file", &self.etcd.key_file),
+        ];
+        let set = files
+            .iter()
+            .filter(|(_, p)| !p.as_os_str().is_empty())
+            .count();
+        for (field, p) in files {
+            if set != 0 && p.as_os_str().is_empty() {
+                return Err(invalid(
+                    field,
+                    "is empty while another of etcd.ca_file, cert_file, key_file is set; set all three or none".into(),
+                ));
+            }
+            if set != 0 && !p.is_absolute() {
+                return Err(invalid(field, format!("{p:?} must be an absolute path")));
+            }
+        }
+        for e in &self.etcd.endpoints {
+            if set != 0 && !e.starts_with("https://") {
+                return Err(invalid(
+                    "etcd.endpoints",
+                    format!("{e:?} is plain http while etcd.ca_file, cert_file and key_file are set; use https://"),
+                ));
+            }
+            if set == 0 && e.starts_with("https://") {
+                return Err(invalid(
+                    "etcd.endpoints",
+                    format!("{e:?} needs etcd.ca_file, cert_file and key_file (the fleet CA and this server's certificate and key)"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     pub fn layout(&self) -> Layout {
         Layout::new(&self.data_root)
     }
@@ -690,6 +789,69 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn etcd_tls_is_all_three_files_with_https_or_none_with_http() {
+        let tls = "  ca_file: /etc/hostyard/etcd/ca.pem\n  cert_file: /etc/hostyard/etcd/n1.pem\n  key_file: /etc/hostyard/etcd/n1.key\n";
+        let c = parse(&format!(
+            "etcd:\n  endpoints: [\"https://10.0.0.1:2379\", \"https://10.0.0.2:2379\"]\n{tls}"
+        ))
+        .unwrap();
+        assert_eq!(c.etcd.key_file, PathBuf::from("/etc/hostyard/etcd/n1.key"));
+        for (yaml, field, says) in [
+            (
+                format!("etcd:\n  endpoints: [\"http://10.0.0.1:2379\"]\n{tls}"),
+                "etcd.endpoints",
+                "use https://",
+            ),
+            (
+                "etcd:\n  endpoints: [\"https://10.0.0.1:2379\"]\n".to_string(),
+                "etcd.endpoints",
+                "needs etcd.ca_file",
+            ),
+            (
+                "etcd:\n  endpoints: [\"https://10.0.0.1:2379\"]\n  ca_file: /ca.pem\n  cert_file: /c.pem\n".to_string(),
+                "etcd.key_file",
+                "set all three or none",
+            ),
+            (
+                "etcd:\n  endpoints: [\"https://10.0.0.1:2379\"]\n  ca_file: ca.pem\n  cert_file: /c.pem\n  key_file: /k\n".to_string(),
+                "etcd.ca_file",
+                "absolute path",
+            ),
+        ] {
+            let err = parse(&yaml).unwrap_err().to_string();
+            assert!(err.contains(field) && err.contains(says), "{yaml}: {err}");
+        }
+    }
+
+    #[test]
+    fn etcd_tls_key_readable_by_others_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, mode: u32| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, name).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            p
+        };
+        let etcd = EtcdConfig {
+            endpoints: vec!["https://127.0.0.1:2379".into()],
+            prefix: String::new(),
+            ca_file: file("ca.pem", 0o644),
+            cert_file: file("n1.pem", 0o644),
+            key_file: file("n1.key", 0o640),
+        };
+        let err = etcd.tls_pem().err().unwrap();
+        assert!(
+            err.contains("etcd.key_file") && err.contains("chmod 600"),
+            "{err}"
+        );
+        std::fs::set_permissions(&etcd.key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let pem = etcd.tls_pem().unwrap().unwrap();
+        assert_eq!(pem.key, b"n1.key");
+        assert!(EtcdConfig::default().tls_pem().unwrap().is_none());
     }
 
     #[test]

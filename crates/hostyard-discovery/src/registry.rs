@@ -11,8 +11,8 @@
 use std::time::Duration;
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, LeaseKeepAliveStream, LeaseKeeper, PutOptions, Txn,
-    TxnOp, TxnOpResponse,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, Identity, LeaseKeepAliveStream,
+    LeaseKeeper, PutOptions, TlsOptions, Txn, TxnOp, TxnOpResponse,
 };
 use hostyard_core::etcd::{Schema, ServiceValue, SiteDecl};
 use hostyard_core::{Domain, NodeConfig, SiteKind};
@@ -30,6 +30,15 @@ pub async fn connect(config: &NodeConfig) -> anyhow::Result<Client> {
         // faster than etcd's --grpc-keepalive-min-time (5 s), which answers
         // pings more frequent than that with GOAWAY.
         .with_keep_alive(Duration::from_secs(10), CALL_TIMEOUT);
+    // The fleet CA and this server's certificate, when the config has them.
+    let options = match config.etcd.tls_pem().map_err(anyhow::Error::msg)? {
+        None => options,
+        Some(pem) => options.with_tls(
+            TlsOptions::new()
+                .ca_certificate(Certificate::from_pem(pem.ca))
+                .identity(Identity::from_pem(pem.cert, pem.key)),
+        ),
+    };
     let client = Client::connect(&config.etcd.endpoints, Some(options)).await?;
     Ok(client)
 }

@@ -5,16 +5,48 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use etcd_client::{Client, ConnectOptions, GetOptions};
+use etcd_client::{Certificate, Client, ConnectOptions, GetOptions, Identity, TlsOptions};
+use hostyard_core::config::EtcdConfig;
 
-pub async fn connect(endpoints: &[String]) -> Result<Client, etcd_client::Error> {
+/// A client of the config's cluster, with its TLS files when it has them.
+pub async fn connect(etcd: &EtcdConfig) -> Result<Client, etcd_client::Error> {
+    connect_to(etcd, &etcd.endpoints).await
+}
+
+/// A client of some of the config's endpoints (`hostyard etcd check` asks
+/// each on its own), with the config's TLS files.
+pub async fn connect_to(
+    etcd: &EtcdConfig,
+    endpoints: &[String],
+) -> Result<Client, etcd_client::Error> {
     // Keep-alive pings notice a silent network break on an idle watch;
     // no overall request timeout, which would also cut the watch stream.
     let options = ConnectOptions::new()
         .with_connect_timeout(Duration::from_secs(2))
         .with_keep_alive(Duration::from_secs(5), Duration::from_secs(5))
         .with_keep_alive_while_idle(true);
+    let options = with_tls(options, etcd)?;
     Client::connect(endpoints, Some(options)).await
+}
+
+/// Adds the config's TLS files to `options`: the fleet CA is the only root
+/// the members' certificates are checked against, and the server's own
+/// certificate is its etcd identity (etcd's --client-cert-auth takes the
+/// user from its common name).
+pub fn with_tls(
+    options: ConnectOptions,
+    etcd: &EtcdConfig,
+) -> Result<ConnectOptions, etcd_client::Error> {
+    Ok(
+        match etcd.tls_pem().map_err(etcd_client::Error::InvalidArgs)? {
+            None => options,
+            Some(pem) => options.with_tls(
+                TlsOptions::new()
+                    .ca_certificate(Certificate::from_pem(pem.ca))
+                    .identity(Identity::from_pem(pem.cert, pem.key)),
+            ),
+        },
+    )
 }
 
 /// Keys per page of a full read: bounds confd's peak memory and keeps

@@ -54,12 +54,10 @@ fn read_etcd(config: &NodeConfig) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
         .build()?;
     let schema = Schema::new(&config.etcd.prefix);
     rt.block_on(async {
-        let mut client = tokio::time::timeout(
-            Duration::from_secs(3),
-            crate::etcd::connect(&config.etcd.endpoints),
-        )
-        .await
-        .map_err(|_| anyhow::anyhow!("no answer within 3 s"))??;
+        let mut client =
+            tokio::time::timeout(Duration::from_secs(3), crate::etcd::connect(&config.etcd))
+                .await
+                .map_err(|_| anyhow::anyhow!("no answer within 3 s"))??;
         let (kvs, _) = crate::etcd::read_all(&mut client, &schema.root_prefix()).await?;
         Ok(kvs)
     })

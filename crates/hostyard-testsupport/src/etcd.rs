@@ -6,7 +6,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context;
-use etcd_client::{Client, ConnectOptions, DeleteOptions, GetOptions, PutOptions};
+use etcd_client::{
+    Certificate, Client, ConnectOptions, DeleteOptions, GetOptions, Identity, PutOptions,
+    TlsOptions,
+};
 use nix::sys::signal::Signal;
 use tempfile::TempDir;
 use tokio::runtime::Runtime;
@@ -31,12 +34,36 @@ pub struct Etcd {
     service: Option<Service>,
     rt: Runtime,
     client: Mutex<Option<Client>>,
+    tls: Option<EtcdTls>,
+}
+
+/// The files of a member that speaks TLS only and authenticates clients by
+/// their certificate (`--client-cert-auth`), and the identity the harness's
+/// own client uses (etcd's `root`, to set up users and roles).
+#[derive(Debug, Clone)]
+pub struct EtcdTls {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
 }
 
 impl Etcd {
     /// Starts etcd on free ports with a fresh data dir and waits until it is
     /// healthy.
     pub fn start() -> anyhow::Result<Etcd> {
+        Etcd::start_with(None)
+    }
+
+    /// Starts a member whose client URL is https:// and that takes the user
+    /// from each client's certificate; health is read from a plain http
+    /// metrics listener on loopback, which serves no keys.
+    pub fn start_tls(tls: EtcdTls) -> anyhow::Result<Etcd> {
+        Etcd::start_with(Some(tls))
+    }
+
+    fn start_with(tls: Option<EtcdTls>) -> anyhow::Result<Etcd> {
         let bin = etcd_binary()?;
         let dir = tempfile::Builder::new()
             .prefix("hostyard-etcd-")
@@ -51,7 +78,7 @@ impl Etcd {
         loop {
             attempt += 1;
             let (client_port, peer_port) = (try_free_port()?, try_free_port()?);
-            match launch(&bin, dir.path(), client_port, peer_port) {
+            match launch(&bin, dir.path(), client_port, peer_port, tls.as_ref()) {
                 Ok(service) => {
                     return Ok(Etcd {
                         bin,
@@ -61,6 +88,7 @@ impl Etcd {
                         service: Some(service),
                         rt,
                         client: Mutex::new(None),
+                        tls,
                     })
                 }
                 Err(e) => {
@@ -81,7 +109,8 @@ impl Etcd {
 
     /// `http://127.0.0.1:PORT`, for `--endpoints` or a node config.
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
     /// The temp dir holding `data/` and `etcd.log`.
@@ -114,6 +143,7 @@ impl Etcd {
             self.dir.path(),
             self.client_port,
             self.peer_port,
+            self.tls.as_ref(),
         )?);
         Ok(())
     }
@@ -122,6 +152,16 @@ impl Etcd {
         if let Ok(mut c) = self.client.lock() {
             *c = None;
         }
+    }
+
+    /// Runs `f` with the harness's client (etcd's root for a TLS member):
+    /// for what the helpers below do not cover, such as users and roles.
+    pub fn with_client<T, F, Fut>(&self, what: &str, f: F) -> anyhow::Result<T>
+    where
+        F: FnOnce(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        self.call(what, f)
     }
 
     /// Runs one async client call on the private runtime.
@@ -138,6 +178,22 @@ impl Etcd {
                 let opts = ConnectOptions::new()
                     .with_connect_timeout(Duration::from_secs(5))
                     .with_timeout(Duration::from_secs(10));
+                let opts = match &self.tls {
+                    None => opts,
+                    Some(tls) => {
+                        let read = |p: &PathBuf| {
+                            std::fs::read(p).with_context(|| format!("reading {}", p.display()))
+                        };
+                        opts.with_tls(
+                            TlsOptions::new()
+                                .ca_certificate(Certificate::from_pem(read(&tls.ca)?))
+                                .identity(Identity::from_pem(
+                                    read(&tls.client_cert)?,
+                                    read(&tls.client_key)?,
+                                )),
+                        )
+                    }
+                };
                 let c = self
                     .rt
                     .block_on(Client::connect([endpoint.as_str()], Some(opts)))
@@ -263,10 +319,34 @@ impl Drop for Etcd {
 
 /// Spawns etcd `bin` in `dir` on the given ports and waits until it is
 /// healthy.
-fn launch(bin: &Path, dir: &Path, client_port: u16, peer_port: u16) -> anyhow::Result<Service> {
-    let client = format!("http://127.0.0.1:{client_port}");
-    let peer = format!("http://127.0.0.1:{peer_port}");
+fn launch(
+    bin: &Path,
+    dir: &Path,
+    client_port: u16,
+    peer_port: u16,
+    tls: Option<&EtcdTls>,
+) -> anyhow::Result<Service> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let client = format!("{scheme}://127.0.0.1:{client_port}");
+    let peer = format!("{scheme}://127.0.0.1:{peer_port}");
     let mut cmd = Command::new(bin);
+    // With --client-cert-auth, /health on the client URL wants a client
+    // certificate; the metrics listener answers it over plain http on
+    // loopback, and serves no keys.
+    let mut health = format!("{client}/health");
+    if let Some(tls) = tls {
+        let metrics = try_free_port()?;
+        health = format!("http://127.0.0.1:{metrics}/health");
+        cmd.arg(format!("--listen-metrics-urls=http://127.0.0.1:{metrics}"))
+            .arg(format!("--trusted-ca-file={}", tls.ca.display()))
+            .arg(format!("--cert-file={}", tls.cert.display()))
+            .arg(format!("--key-file={}", tls.key.display()))
+            .arg("--client-cert-auth")
+            .arg(format!("--peer-trusted-ca-file={}", tls.ca.display()))
+            .arg(format!("--peer-cert-file={}", tls.cert.display()))
+            .arg(format!("--peer-key-file={}", tls.key.display()))
+            .arg("--peer-client-cert-auth");
+    }
     cmd.arg("--name=hostyard-test")
         .arg(format!("--data-dir={}", dir.join("data").display()))
         .arg(format!("--listen-client-urls={client}"))
@@ -278,7 +358,6 @@ fn launch(bin: &Path, dir: &Path, client_port: u16, peer_port: u16) -> anyhow::R
         .arg("--logger=zap")
         .arg("--log-outputs=stderr");
     let mut service = Service::spawn("etcd", cmd, &dir.join("etcd.log"))?;
-    let health = format!("{client}/health");
     let ready = wait_until("etcd /health", READY_TIMEOUT, || {
         if let Err(e) = service.check_alive() {
             return Some(Err(e));

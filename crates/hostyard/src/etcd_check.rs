@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use etcd_client::GetOptions;
+use hostyard_core::config::EtcdConfig;
 
 /// Where this server's etcd member is, as `hostyard etcd placement` says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,14 +88,14 @@ impl Health {
 /// Probes every endpoint at once, round after round, until at least one
 /// answers (the etcd client fails over between them, so one is enough) or
 /// `timeout` has passed; returns the last round's result.
-pub fn check(endpoints: &[String], timeout: Duration) -> anyhow::Result<Health> {
+pub fn check(etcd: &EtcdConfig, timeout: Duration) -> anyhow::Result<Health> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     rt.block_on(async {
         let deadline = Instant::now() + timeout;
         loop {
-            let health = round(endpoints, deadline).await;
+            let health = round(etcd, deadline).await;
             let left = deadline.saturating_duration_since(Instant::now());
             if !health.healthy.is_empty() || left.is_zero() {
                 return Ok(health);
@@ -104,13 +105,14 @@ pub fn check(endpoints: &[String], timeout: Duration) -> anyhow::Result<Health> 
     })
 }
 
-async fn round(endpoints: &[String], deadline: Instant) -> Health {
+async fn round(etcd: &EtcdConfig, deadline: Instant) -> Health {
+    let endpoints = &etcd.endpoints;
     let left = deadline
         .saturating_duration_since(Instant::now())
         .clamp(Duration::from_millis(500), PROBE_TIMEOUT);
     let probes: Vec<_> = endpoints
         .iter()
-        .map(|e| tokio::spawn(probe(e.clone(), left)))
+        .map(|e| tokio::spawn(probe(etcd.clone(), e.clone(), left)))
         .collect();
     let mut health = Health::default();
     for (endpoint, probe) in endpoints.iter().zip(probes) {
@@ -124,12 +126,19 @@ async fn round(endpoints: &[String], deadline: Instant) -> Health {
 }
 
 /// One linearizable read at `endpoint` alone.
-async fn probe(endpoint: String, timeout: Duration) -> Result<(), String> {
+async fn probe(etcd: EtcdConfig, endpoint: String, timeout: Duration) -> Result<(), String> {
     let attempt = async {
-        let mut client = hostyard_routing::etcd::connect(std::slice::from_ref(&endpoint)).await?;
-        // A count-only read of one key: an answer, not data.
+        let mut client =
+            hostyard_routing::etcd::connect_to(&etcd, std::slice::from_ref(&endpoint)).await?;
+        // A count-only read of hostyard's whole range: an answer, not data,
+        // and with etcd's RBAC a check of this server's permission too (its
+        // role grants exactly that range; a revoked user is refused here).
+        let root = hostyard_core::etcd::Schema::new(&etcd.prefix).root_prefix();
         client
-            .get("/", Some(GetOptions::new().with_count_only()))
+            .get(
+                root,
+                Some(GetOptions::new().with_prefix().with_count_only()),
+            )
             .await?;
         Ok::<(), etcd_client::Error>(())
     };

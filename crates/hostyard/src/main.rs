@@ -78,6 +78,19 @@ enum Command {
         #[command(subcommand)]
         action: EtcdAction,
     },
+    /// The fleet, from the jump box: the inventory's answers and the etcd
+    /// administration `deploy/` needs (for scripts).
+    Fleet {
+        /// The inventory; its directory also holds known_hosts and ca/.
+        #[arg(
+            long,
+            env = "HOSTYARD_INVENTORY",
+            default_value = "/etc/hostyard-fleet/fleet.yaml"
+        )]
+        inventory: PathBuf,
+        #[command(subcommand)]
+        action: FleetAction,
+    },
     /// Print the image ID (hex, no sha256:) a `docker save` tarball holds.
     ImageId {
         /// The tarball, e.g. static.tar of `scripts/images.sh save`.
@@ -97,6 +110,56 @@ enum EtcdAction {
         #[arg(long, default_value_t = 15, value_name = "SECS")]
         timeout: u64,
     },
+}
+
+#[derive(Subcommand)]
+enum FleetAction {
+    /// Check the inventory; print how many servers, members and sites.
+    Check,
+    /// Print `NAME SSH PRIVATE ROLE`, one server a line.
+    Servers,
+    /// Print `DOMAIN KIND SERVER`, one site a line.
+    Sites {
+        /// Only the sites of this server.
+        #[arg(long)]
+        server: Option<String>,
+    },
+    /// Print the node config of server NAME (its etcd endpoints and TLS files).
+    NodeConfig { name: String },
+    /// Print the etcd settings of member NAME; CLUSTER as `member-add` printed it, none for the first.
+    MemberEnv {
+        name: String,
+        #[arg(long, default_value = "")]
+        cluster: String,
+    },
+    /// Administer the cluster at ENDPOINT with the fleet's root identity (ca/root.pem).
+    Etcd {
+        /// A member's client URL, e.g. https://127.0.0.1:2379 through ssh -L.
+        #[arg(long)]
+        endpoint: String,
+        #[command(subcommand)]
+        action: FleetEtcdAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum FleetEtcdAction {
+    /// Create the root user and turn authentication on (once).
+    EnableAuth,
+    /// Create USER (a server certificate's common name) with a role that may use `PREFIX/` only.
+    Grant {
+        user: String,
+        #[arg(long, default_value = "")]
+        prefix: String,
+    },
+    /// Delete USER and its role: its certificate is refused from then on.
+    Revoke { user: String },
+    /// Print `NAME PEER-URL`, one member a line.
+    Members,
+    /// Add server NAME as a member (unless it is one); print ETCD_INITIAL_CLUSTER for its first start.
+    MemberAdd { name: String },
+    /// Remove server NAME's member, if there is one.
+    MemberRemove { name: String },
 }
 
 #[derive(Subcommand)]
@@ -217,6 +280,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Etcd {
             action: EtcdAction::Check { timeout },
         } => etcd_check(&config, &cli.config, timeout),
+        Command::Fleet { inventory, action } => fleet(&inventory, action),
         Command::ImageId { tar } => {
             println!("{}", hostyard::image_id::image_id(&tar).map_err(runtime)?);
             Ok(0)
@@ -224,17 +288,116 @@ fn run(cli: Cli) -> Result<u8, Failure> {
     }
 }
 
+fn fleet(path: &Path, action: FleetAction) -> Result<u8, Failure> {
+    use hostyard::fleet::{self, Admin, Inventory, RootIdentity};
+    let inv = Inventory::load(path).map_err(usage)?;
+    match action {
+        FleetAction::Check => println!(
+            "{} servers ({} members), {} sites",
+            inv.servers.len(),
+            inv.members().count(),
+            inv.sites.len()
+        ),
+        FleetAction::Servers => {
+            for s in &inv.servers {
+                println!("{} {} {} {}", s.name, s.ssh, s.private, s.role.as_str());
+            }
+        }
+        FleetAction::Sites { server } => {
+            if let Some(name) = &server {
+                inv.server(name).map_err(usage)?;
+            }
+            for s in inv
+                .sites
+                .iter()
+                .filter(|s| server.as_ref().is_none_or(|n| *n == s.server))
+            {
+                println!("{} {} {}", s.domain, s.kind, s.server);
+            }
+        }
+        FleetAction::NodeConfig { name } => {
+            print!("{}", fleet::node_config(&inv, &name).map_err(usage)?);
+        }
+        FleetAction::MemberEnv { name, cluster } => {
+            print!(
+                "{}",
+                fleet::member_env(&inv, &name, &cluster).map_err(usage)?
+            );
+        }
+        FleetAction::Etcd { endpoint, action } => {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            let mut admin =
+                Admin::connect(&RootIdentity::in_fleet(dir), &endpoint).map_err(runtime)?;
+            let said = |changed: bool, done: &str, already: &str| {
+                println!("{}", if changed { done } else { already });
+            };
+            match action {
+                FleetEtcdAction::EnableAuth => said(
+                    admin.enable_auth().map_err(runtime)?,
+                    "authentication enabled",
+                    "authentication was enabled already; nothing changed",
+                ),
+                FleetEtcdAction::Grant { user, prefix } => said(
+                    admin.grant(&user, &prefix).map_err(runtime)?,
+                    &format!("granted {user} {prefix}/"),
+                    &format!("{user} exists; nothing changed"),
+                ),
+                FleetEtcdAction::Revoke { user } => said(
+                    admin.revoke(&user).map_err(runtime)?,
+                    &format!("revoked {user}"),
+                    &format!("{user} does not exist; nothing changed"),
+                ),
+                FleetEtcdAction::Members => {
+                    for (_, name, urls) in admin.members().map_err(runtime)? {
+                        println!(
+                            "{} {}",
+                            if name.is_empty() { "-" } else { &name },
+                            urls.join(",")
+                        );
+                    }
+                }
+                FleetEtcdAction::MemberAdd { name } => {
+                    let server = inv.server(&name).map_err(usage)?;
+                    let (added, cluster) = admin
+                        .member_add(&name, &fleet::peer_url(server))
+                        .map_err(runtime)?;
+                    eprintln!(
+                        "{PROGRAM}: {name} {}",
+                        if added {
+                            "added as a member"
+                        } else {
+                            "is a member already; nothing changed"
+                        }
+                    );
+                    println!("{cluster}");
+                }
+                FleetEtcdAction::MemberRemove { name } => {
+                    let server = inv.server(&name).map_err(usage)?;
+                    said(
+                        admin
+                            .member_remove(&name, &fleet::peer_url(server))
+                            .map_err(runtime)?,
+                        &format!("removed member {name}"),
+                        &format!("{name} is no member; nothing changed"),
+                    );
+                }
+            }
+        }
+    }
+    Ok(0)
+}
+
 /// `hostyard etcd check`: the endpoints that answered on stdout, as
 /// setup.sh shows them; none within `timeout` is a failure naming each
 /// endpoint's error and the fix.
 fn etcd_check(config: &NodeConfig, config_path: &Path, timeout: u64) -> Result<u8, Failure> {
-    let endpoints = &config.etcd.endpoints;
-    let health = hostyard::etcd_check::check(endpoints, std::time::Duration::from_secs(timeout))
+    let health = hostyard::etcd_check::check(&config.etcd, std::time::Duration::from_secs(timeout))
         .map_err(runtime)?;
     if health.healthy.is_empty() {
         return Err(runtime(anyhow::anyhow!(
             "no etcd endpoint of {} answers within {timeout}s: {}. Start or reach that cluster \
-             from this server (firewall, address), or set etcd.endpoints to \
+             from this server (firewall, address; with TLS, a certificate of the fleet CA whose \
+             etcd user exists: `deploy/server.sh add` makes both), or set etcd.endpoints to \
              http://127.0.0.1:2379 for a member on this server.",
             config_path.display(),
             health.failed_line()

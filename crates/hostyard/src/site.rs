@@ -68,7 +68,7 @@ pub fn forget(config: &NodeConfig, domain: &Domain) -> Result<Forgot> {
     rt.block_on(async {
         let mut client = tokio::time::timeout(
             CALL_TIMEOUT,
-            hostyard_routing::etcd::connect(&config.etcd.endpoints),
+            hostyard_routing::etcd::connect(&config.etcd),
         )
         .await
         .map_err(|_| anyhow!("etcd at {}: no answer within {} s", config.etcd.endpoints.join(", "), CALL_TIMEOUT.as_secs()))??;

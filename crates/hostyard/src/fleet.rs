@@ -1,0 +1,425 @@
+//! The fleet as the jump box sees it: the inventory file (servers, sites and
+//! where each site lives) and the etcd administration `deploy/` needs, done
+//! with the fleet's root identity (users, roles, members).
+//!
+//! The inventory is YAML, parsed and checked here so that `deploy/`'s
+//! scripts only ask questions (`hostyard fleet servers`, `sites`) and never
+//! parse it in shell.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use etcd_client::{
+    Certificate, Client, ConnectOptions, Identity, Permission, TlsOptions, UserAddOptions,
+};
+use hostyard_core::{Domain, SiteKind};
+use serde::Deserialize;
+
+/// The role of a server in the fleet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Runs an etcd member (3, or 5, per fleet) besides its sites.
+    Member,
+    /// Runs sites only and uses the members' etcd over TLS.
+    Client,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Member => "member",
+            Role::Client => "client",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// A short name (letters, digits, `-`): the server's `node_name` and
+    /// its etcd member's name.
+    pub name: String,
+    /// Where ssh reaches it, `[user@]host`; its host key must be in the
+    /// pinned known_hosts next to the inventory.
+    pub ssh: String,
+    /// Its address on the fleet's private network: etcd's peer and client
+    /// traffic.
+    pub private: IpAddr,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Site {
+    pub domain: String,
+    pub kind: String,
+    /// The name of the server it lives on.
+    pub server: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Inventory {
+    pub servers: Vec<Server>,
+    #[serde(default)]
+    pub sites: Vec<Site>,
+}
+
+fn is_server_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// `[user@]host`: no option, no space, nothing ssh would read as a flag.
+fn is_ssh_destination(ssh: &str) -> bool {
+    !ssh.is_empty()
+        && !ssh.starts_with('-')
+        && ssh
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "@.-_:[]".contains(c))
+}
+
+impl Inventory {
+    pub fn load(path: &Path) -> Result<Inventory> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        Inventory::parse(&text).map_err(|e| anyhow!("{}: {e:#}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<Inventory> {
+        let inv: Inventory = serde_norway::from_str(text)?;
+        let mut names = BTreeSet::new();
+        let mut addresses = BTreeSet::new();
+        for s in &inv.servers {
+            if !is_server_name(&s.name) {
+                bail!(
+                    "servers: {:?} is not a server name; use lower-case letters, digits and -",
+                    s.name
+                );
+            }
+            if !is_ssh_destination(&s.ssh) {
+                bail!(
+                    "servers: {}: ssh {:?} is not an ssh destination like root@203.0.113.10",
+                    s.name,
+                    s.ssh
+                );
+            }
+            if !names.insert(s.name.as_str()) {
+                bail!("servers: {} is listed twice", s.name);
+            }
+            if !addresses.insert(s.private) {
+                bail!(
+                    "servers: {}: private address {} is another server's too",
+                    s.name,
+                    s.private
+                );
+            }
+        }
+        if !inv.servers.iter().any(|s| s.role == Role::Member) {
+            bail!("servers: no server has role member; etcd needs 3 (or 5) members, 1 for a test");
+        }
+        let mut domains = BTreeSet::new();
+        for site in &inv.sites {
+            let domain = Domain::parse_instance(&site.domain)
+                .map_err(|e| anyhow!("sites: {:?}: {e}", site.domain))?;
+            site.kind
+                .parse::<SiteKind>()
+                .map_err(|e| anyhow!("sites: {domain}: {e}"))?;
+            if !names.contains(site.server.as_str()) {
+                bail!(
+                    "sites: {domain}: server {:?} is not in servers; add it there first",
+                    site.server
+                );
+            }
+            if !domains.insert(domain) {
+                bail!(
+                    "sites: {} is listed twice; a site lives on one server",
+                    site.domain
+                );
+            }
+        }
+        Ok(inv)
+    }
+
+    pub fn server(&self, name: &str) -> Result<&Server> {
+        self.servers
+            .iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| anyhow!("server {name:?} is not in the inventory"))
+    }
+
+    pub fn members(&self) -> impl Iterator<Item = &Server> {
+        self.servers.iter().filter(|s| s.role == Role::Member)
+    }
+}
+
+/// Where a server keeps its etcd TLS files (written by `deploy/`).
+pub const TLS_DIR: &str = "/etc/hostyard/etcd";
+
+fn url(address: IpAddr, port: u16) -> String {
+    match address {
+        IpAddr::V4(a) => format!("https://{a}:{port}"),
+        IpAddr::V6(a) => format!("https://[{a}]:{port}"),
+    }
+}
+
+/// The etcd part of a server's node config: a member uses its own member
+/// on loopback (setup.sh then runs it), a client every member's private
+/// address.
+pub fn node_config(inv: &Inventory, name: &str) -> Result<String> {
+    let server = inv.server(name)?;
+    let endpoints: Vec<String> = match server.role {
+        Role::Member => vec!["https://127.0.0.1:2379".to_string()],
+        Role::Client => inv.members().map(|m| url(m.private, 2379)).collect(),
+    };
+    let quoted: Vec<String> = endpoints.iter().map(|e| format!("\"{e}\"")).collect();
+    Ok(format!(
+        "# Written by deploy/ from the fleet inventory; edit the inventory, not this file.\n\
+         node_name: {name}\n\
+         etcd:\n  endpoints: [{}]\n  ca_file: {TLS_DIR}/ca.pem\n  cert_file: {TLS_DIR}/server.pem\n  key_file: {TLS_DIR}/server.key\n",
+        quoted.join(", ")
+    ))
+}
+
+/// The settings of a member's etcd (an environment file for Debian's
+/// etcd.service): TLS on every listener but the loopback metrics one, the
+/// user of a client taken from its certificate, peers checked against the
+/// fleet CA. `cluster` is `name=peer-url,...` as `member add` answered, or
+/// empty for the first member (a new cluster).
+pub fn member_env(inv: &Inventory, name: &str, cluster: &str) -> Result<String> {
+    let server = inv.server(name)?;
+    if server.role != Role::Member {
+        bail!("{name} has role client; only a member runs etcd");
+    }
+    let peer = url(server.private, 2380);
+    let (initial, state) = if cluster.is_empty() {
+        (format!("{name}={peer}"), "new")
+    } else {
+        (cluster.to_string(), "existing")
+    };
+    let member_dir = "/var/lib/etcd/hostyard-tls";
+    Ok(format!(
+        "# Written by deploy/ for {name}; setup.sh hands it to etcd.service.\n\
+         ETCD_NAME={name}\n\
+         ETCD_DATA_DIR=/var/lib/etcd/hostyard\n\
+         ETCD_LISTEN_CLIENT_URLS={client},https://127.0.0.1:2379\n\
+         ETCD_ADVERTISE_CLIENT_URLS={client}\n\
+         ETCD_LISTEN_PEER_URLS={peer}\n\
+         ETCD_INITIAL_ADVERTISE_PEER_URLS={peer}\n\
+         ETCD_INITIAL_CLUSTER={initial}\n\
+         ETCD_INITIAL_CLUSTER_STATE={state}\n\
+         ETCD_INITIAL_CLUSTER_TOKEN=hostyard-fleet\n\
+         ETCD_LISTEN_METRICS_URLS=http://127.0.0.1:2381\n\
+         ETCD_CLIENT_CERT_AUTH=true\n\
+         ETCD_TRUSTED_CA_FILE={TLS_DIR}/ca.pem\n\
+         ETCD_CERT_FILE={member_dir}/member.pem\n\
+         ETCD_KEY_FILE={member_dir}/member.key\n\
+         ETCD_PEER_CLIENT_CERT_AUTH=true\n\
+         ETCD_PEER_TRUSTED_CA_FILE={TLS_DIR}/ca.pem\n\
+         ETCD_PEER_CERT_FILE={member_dir}/member.pem\n\
+         ETCD_PEER_KEY_FILE={member_dir}/member.key\n",
+        client = url(server.private, 2379),
+    ))
+}
+
+/// The fleet's root identity on the jump box: `FLEET/ca/`.
+pub struct RootIdentity {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl RootIdentity {
+    pub fn in_fleet(fleet: &Path) -> RootIdentity {
+        let ca = fleet.join("ca");
+        RootIdentity {
+            ca: ca.join("ca.pem"),
+            cert: ca.join("root.pem"),
+            key: ca.join("root.key"),
+        }
+    }
+}
+
+/// One administration step against the cluster at `endpoint`, as root.
+pub struct Admin {
+    rt: tokio::runtime::Runtime,
+    client: Client,
+}
+
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Admin {
+    pub fn connect(root: &RootIdentity, endpoint: &str) -> Result<Admin> {
+        let read =
+            |p: &Path| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
+        let tls = TlsOptions::new()
+            .ca_certificate(Certificate::from_pem(read(&root.ca)?))
+            .identity(Identity::from_pem(read(&root.cert)?, read(&root.key)?));
+        let options = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_timeout(ADMIN_TIMEOUT)
+            .with_tls(tls);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let client = rt
+            .block_on(Client::connect([endpoint], Some(options)))
+            .with_context(|| format!("etcd at {endpoint}"))?;
+        Ok(Admin { rt, client })
+    }
+
+    fn call<T, F, Fut>(&mut self, what: &str, f: F) -> Result<T>
+    where
+        F: FnOnce(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let client = self.client.clone();
+        self.rt
+            .block_on(f(client))
+            .map_err(|e| anyhow!("etcd {what}: {e}"))
+    }
+
+    /// Turns on etcd's authentication once: the root user (with the root
+    /// role, no password: the jump box's certificate is its only way in)
+    /// first, as etcd requires. Returns whether anything changed.
+    pub fn enable_auth(&mut self) -> Result<bool> {
+        let users = self.call("user list", |mut c| async move { c.user_list().await })?;
+        let changed = !users.users().iter().any(|u| u == "root");
+        if changed {
+            self.call("user add root", |mut c| async move {
+                c.user_add("root", "", Some(UserAddOptions::new().with_no_pwd()))
+                    .await
+            })?;
+            self.call("grant root", |mut c| async move {
+                c.user_grant_role("root", "root").await
+            })?;
+        }
+        // etcd ignores the request when authentication is on already; a
+        // run cut short after the root user is finished here.
+        self.call("auth enable", |mut c| async move { c.auth_enable().await })?;
+        Ok(changed)
+    }
+
+    /// The user `user` (a server's certificate's common name) with a role
+    /// of the same name that may read and write `{prefix}/` and nothing
+    /// else. Returns whether anything changed.
+    pub fn grant(&mut self, user: &str, prefix: &str) -> Result<bool> {
+        let users = self.call("user list", |mut c| async move { c.user_list().await })?;
+        if users.users().iter().any(|u| u == user) {
+            return Ok(false);
+        }
+        let (u, range) = (user.to_string(), format!("{prefix}/"));
+        self.call(&format!("role add {user}"), |mut c| async move {
+            c.role_add(u).await
+        })?;
+        let u = user.to_string();
+        self.call(&format!("grant {range} to {user}"), |mut c| async move {
+            c.role_grant_permission(u, Permission::read_write(range).with_prefix())
+                .await
+        })?;
+        let u = user.to_string();
+        self.call(&format!("user add {user}"), |mut c| async move {
+            c.user_add(u, "", Some(UserAddOptions::new().with_no_pwd()))
+                .await
+        })?;
+        let (u, r) = (user.to_string(), user.to_string());
+        self.call(&format!("user grant {user}"), |mut c| async move {
+            c.user_grant_role(u, r).await
+        })?;
+        Ok(true)
+    }
+
+    /// Deletes `user` and its role: a certificate naming it is refused from
+    /// then on. Returns whether anything changed.
+    pub fn revoke(&mut self, user: &str) -> Result<bool> {
+        let mut changed = false;
+        let users = self.call("user list", |mut c| async move { c.user_list().await })?;
+        if users.users().iter().any(|u| u == user) {
+            let u = user.to_string();
+            self.call(&format!("user delete {user}"), |mut c| async move {
+                c.user_delete(u).await
+            })?;
+            changed = true;
+        }
+        let roles = self.call("role list", |mut c| async move { c.role_list().await })?;
+        if roles.roles().iter().any(|r| r == user) {
+            let r = user.to_string();
+            self.call(&format!("role delete {user}"), |mut c| async move {
+                c.role_delete(r).await
+            })?;
+            changed = true;
+        }
+        Ok(changed)
+    }
+
+    /// The members as `name peer-url`, one each; a member added but not yet
+    /// started has an empty name.
+    pub fn members(&mut self) -> Result<Vec<(u64, String, Vec<String>)>> {
+        let list = self.call("member list", |mut c| async move { c.member_list().await })?;
+        Ok(list
+            .members()
+            .iter()
+            .map(|m| (m.id(), m.name().to_string(), m.peer_urls().to_vec()))
+            .collect())
+    }
+
+    /// Adds `name` at `peer_url` unless a member has that peer URL, and
+    /// returns the `ETCD_INITIAL_CLUSTER` value its first start needs: every
+    /// member's `name=peer-url`, itself included.
+    pub fn member_add(&mut self, name: &str, peer_url: &str) -> Result<(bool, String)> {
+        let mut members = self.members()?;
+        let known = members
+            .iter()
+            .any(|(_, _, urls)| urls.iter().any(|u| u == peer_url));
+        if !known {
+            let urls = vec![peer_url.to_string()];
+            let added = self.call(&format!("member add {name}"), |mut c| async move {
+                c.member_add(urls, None).await
+            })?;
+            members = added
+                .member_list()
+                .iter()
+                .map(|m| (m.id(), m.name().to_string(), m.peer_urls().to_vec()))
+                .collect();
+        }
+        let cluster: Vec<String> = members
+            .iter()
+            .filter_map(|(_, n, urls)| {
+                let n = if n.is_empty() { name } else { n.as_str() };
+                urls.first().map(|u| format!("{n}={u}"))
+            })
+            .collect();
+        Ok((!known, cluster.join(",")))
+    }
+
+    /// Removes the member named `name` (or with `peer_url`); returns
+    /// whether there was one.
+    pub fn member_remove(&mut self, name: &str, peer_url: &str) -> Result<bool> {
+        let members = self.members()?;
+        let Some((id, _, _)) = members
+            .iter()
+            .find(|(_, n, urls)| n == name || urls.iter().any(|u| u == peer_url))
+        else {
+            return Ok(false);
+        };
+        let id = *id;
+        self.call(&format!("member remove {name}"), |mut c| async move {
+            c.member_remove(id).await
+        })?;
+        Ok(true)
+    }
+}
+
+/// The peer URL of a member.
+pub fn peer_url(server: &Server) -> String {
+    url(server.private, 2380)
+}

@@ -1,0 +1,318 @@
+//! The fleet's secured etcd and inventory: certificates from `deploy/ca.sh`
+//! (the jump box's real CA script), a real etcd 3.5 member with TLS and
+//! client-certificate auth, and `hostyard fleet` granting and revoking the
+//! servers' etcd users.
+
+mod util;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+use hostyard_core::NodeConfig;
+use hostyard_testsupport::{Etcd, EtcdTls};
+use util::{hostyard, stderr, stdout, TempDir};
+
+const INVENTORY: &str = "\
+servers:
+  - name: n1
+    ssh: root@203.0.113.11
+    private: 127.0.0.1
+    role: member
+  - name: n2
+    ssh: root@203.0.113.12
+    private: 10.0.0.12
+    role: member
+  - name: w1
+    ssh: root@203.0.113.13
+    private: 10.0.0.13
+    role: client
+sites:
+  - domain: example.com
+    kind: static
+    server: n1
+  - domain: blog.example.org
+    kind: wordpress
+    server: w1
+";
+
+fn ca(fleet: &Path, args: &[&str]) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/ca.sh");
+    let out = Command::new(script)
+        .args(args)
+        .env("FLEET", fleet)
+        .output()
+        .expect("deploy/ca.sh runs");
+    assert!(out.status.success(), "ca.sh {args:?}: {}", stderr(&out));
+    stdout(&out).trim().to_string()
+}
+
+fn fleet(inventory: &Path, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["fleet", "--inventory", inventory.to_str().expect("utf-8")];
+    all.extend_from_slice(args);
+    hostyard(&all)
+}
+
+#[test]
+fn the_inventory_answers_the_scripts_and_refuses_mistakes_naming_them() {
+    let dir = TempDir::new();
+    let inv = dir.join("fleet.yaml");
+    fs::write(&inv, INVENTORY).expect("inventory");
+    let out = fleet(&inv, &["servers"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "n1 root@203.0.113.11 127.0.0.1 member\nn2 root@203.0.113.12 10.0.0.12 member\n\
+         w1 root@203.0.113.13 10.0.0.13 client\n"
+    );
+    let out = fleet(&inv, &["sites", "--server", "w1"]);
+    assert_eq!(stdout(&out), "blog.example.org wordpress w1\n");
+    // A member's node config uses its own member on loopback, a client
+    // every member; both parse as the servers will read them.
+    for (name, endpoints) in [
+        ("n1", vec!["https://127.0.0.1:2379"]),
+        (
+            "w1",
+            vec!["https://127.0.0.1:2379", "https://10.0.0.12:2379"],
+        ),
+    ] {
+        let out = fleet(&inv, &["node-config", name]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let config = NodeConfig::parse(&stdout(&out), Path::new("node.yaml")).expect("parses");
+        assert_eq!(config.node_name(), name);
+        assert_eq!(config.etcd.endpoints, endpoints);
+        assert_eq!(
+            config.etcd.key_file,
+            PathBuf::from("/etc/hostyard/etcd/server.key")
+        );
+    }
+    let out = fleet(
+        &inv,
+        &[
+            "member-env",
+            "n2",
+            "--cluster",
+            "n1=https://127.0.0.1:2380,n2=https://10.0.0.12:2380",
+        ],
+    );
+    let env = stdout(&out);
+    for line in [
+        "ETCD_INITIAL_CLUSTER_STATE=existing",
+        "ETCD_LISTEN_CLIENT_URLS=https://10.0.0.12:2379,https://127.0.0.1:2379",
+        "ETCD_CLIENT_CERT_AUTH=true",
+        "ETCD_PEER_CLIENT_CERT_AUTH=true",
+    ] {
+        assert!(env.lines().any(|l| l == line), "{line} in {env}");
+    }
+    // No listener of a member is plain http but the loopback metrics one.
+    for l in env.lines().filter(|l| l.contains("_URLS=")) {
+        assert!(
+            !l.contains("http://") || l == "ETCD_LISTEN_METRICS_URLS=http://127.0.0.1:2381",
+            "{l}"
+        );
+    }
+    let out = fleet(&inv, &["member-env", "w1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("only a member runs etcd"),
+        "{}",
+        stderr(&out)
+    );
+
+    for (bad, says) in [
+        (
+            INVENTORY.replace("server: w1", "server: w9"),
+            "server \"w9\" is not in servers",
+        ),
+        (
+            INVENTORY.replace("10.0.0.13", "10.0.0.12"),
+            "private address 10.0.0.12",
+        ),
+        (
+            INVENTORY.replace("kind: static", "kind: php"),
+            "example.com",
+        ),
+        (
+            INVENTORY.replace("root@203.0.113.12", "-oProxyCommand=x"),
+            "not an ssh destination",
+        ),
+        (
+            INVENTORY.replace("role: member", "role: client"),
+            "no server has role member",
+        ),
+        (
+            INVENTORY.replace("    role: client", "    role: client\n    port: 22"),
+            "unknown field `port`",
+        ),
+    ] {
+        fs::write(&inv, &bad).expect("inventory");
+        let out = fleet(&inv, &["check"]);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("fleet.yaml") && err.contains(says),
+            "{says}: {err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+}
+
+/// A client of `endpoint` that presents `identity` (certificate, key), or
+/// none.
+async fn client(
+    endpoint: &str,
+    ca: &Path,
+    identity: Option<(&Path, &Path)>,
+) -> Result<Client, etcd_client::Error> {
+    let mut tls =
+        TlsOptions::new().ca_certificate(Certificate::from_pem(fs::read(ca).expect("ca")));
+    if let Some((cert, key)) = identity {
+        tls = tls.identity(Identity::from_pem(
+            fs::read(cert).expect("cert"),
+            fs::read(key).expect("key"),
+        ));
+    }
+    let options = ConnectOptions::new()
+        .with_connect_timeout(std::time::Duration::from_secs(3))
+        .with_timeout(std::time::Duration::from_secs(5))
+        .with_tls(tls);
+    Client::connect([endpoint], Some(options)).await
+}
+
+#[test]
+fn servers_reach_etcd_by_certificate_only_within_their_prefix_until_revoked() {
+    let dir = TempDir::new();
+    let fleet_dir = dir.join("fleet");
+    fs::create_dir(&fleet_dir).expect("fleet dir");
+    let inv = fleet_dir.join("fleet.yaml");
+    fs::write(&inv, INVENTORY).expect("inventory");
+    ca(&fleet_dir, &["init"]);
+    for name in ["n1", "n2", "w1"] {
+        ca(&fleet_dir, &["issue", name, "127.0.0.1"]);
+    }
+    let certs = fleet_dir.join("ca");
+    let server = |name: &str, ext: &str| certs.join("servers").join(format!("{name}.{ext}"));
+    let etcd = Etcd::start_tls(EtcdTls {
+        ca: certs.join("ca.pem"),
+        cert: server("n1", "pem"),
+        key: server("n1", "key"),
+        client_cert: certs.join("root.pem"),
+        client_key: certs.join("root.key"),
+    })
+    .expect("etcd with TLS");
+    let endpoint = etcd.endpoint();
+    assert!(endpoint.starts_with("https://"), "{endpoint}");
+    let admin = |args: &[&str]| {
+        let mut all = vec!["etcd", "--endpoint", endpoint.as_str()];
+        all.extend_from_slice(args);
+        let out = fleet(&inv, &all);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    assert_eq!(admin(&["enable-auth"]), "authentication enabled\n");
+    assert_eq!(
+        admin(&["enable-auth"]),
+        "authentication was enabled already; nothing changed\n"
+    );
+    let user = |name: &str| ca(&fleet_dir, &["user", name]);
+    let (n1, n2) = (user("n1"), user("n2"));
+    assert!(n1.starts_with("hostyard-n1-") && n1 != n2, "{n1} {n2}");
+    assert_eq!(
+        admin(&["grant", &n1, "--prefix", "/hostyard"]),
+        format!("granted {n1} /hostyard/\n")
+    );
+    assert_eq!(
+        admin(&["grant", &n1, "--prefix", "/hostyard"]),
+        format!("{n1} exists; nothing changed\n")
+    );
+    admin(&["grant", &n2, "--prefix", "/hostyard"]);
+
+    // Each server's node config, as deploy/ writes it, with its own files.
+    let config = |name: &str| {
+        let path = dir.join(&format!("{name}.yaml"));
+        fs::write(
+            &path,
+            format!(
+                "node_name: {name}\netcd:\n  endpoints: [\"{endpoint}\"]\n  prefix: /hostyard\n  \
+                 ca_file: {}\n  cert_file: {}\n  key_file: {}\n",
+                certs.join("ca.pem").display(),
+                server(name, "pem").display(),
+                server(name, "key").display()
+            ),
+        )
+        .expect("config");
+        path
+    };
+    let check = |name: &str| {
+        let path = config(name);
+        hostyard(&[
+            "--config",
+            path.to_str().expect("utf-8"),
+            "etcd",
+            "check",
+            "--timeout",
+            "3",
+        ])
+    };
+    for name in ["n1", "n2"] {
+        let out = check(name);
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", stderr(&out));
+        assert_eq!(stdout(&out), format!("healthy: {endpoint}\n"));
+    }
+    // w1 has a certificate of the fleet CA but no etcd user: refused.
+    let out = check("w1");
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("user name not found") || stderr(&out).contains("permission denied"),
+        "{}",
+        stderr(&out)
+    );
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let mut c = client(
+            &endpoint,
+            &certs.join("ca.pem"),
+            Some((&server("n1", "pem"), &server("n1", "key"))),
+        )
+        .await
+        .expect("n1 connects");
+        c.put("/hostyard/sites/example.com", "{}", None)
+            .await
+            .expect("n1 writes its prefix");
+        let err = c
+            .put("/elsewhere", "x", None)
+            .await
+            .expect_err("outside its prefix");
+        assert!(err.to_string().contains("permission denied"), "{err}");
+        // Without a certificate there is no connection at all.
+        let bare = match client(&endpoint, &certs.join("ca.pem"), None).await {
+            Ok(mut c) => c.get("/hostyard/", None).await.map(drop),
+            Err(e) => Err(e),
+        };
+        assert!(bare.is_err(), "a client without certificate was served");
+    });
+
+    // A key others could read is refused before any connection.
+    let key = server("n1", "key");
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).expect("chmod");
+    let out = check("n1");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("chmod 600"), "{}", stderr(&out));
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).expect("chmod");
+
+    // Revoked: n2's certificate, still signed by the CA, is refused; n1 is not.
+    assert_eq!(admin(&["revoke", &n2]), format!("revoked {n2}\n"));
+    assert_eq!(
+        admin(&["revoke", &n2]),
+        format!("{n2} does not exist; nothing changed\n")
+    );
+    let out = check("n2");
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert_eq!(check("n1").status.code(), Some(0));
+}
