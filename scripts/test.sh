@@ -32,6 +32,7 @@ APT_PACKAGES=(
   debootstrap       # scripts/base-image.sh
   busybox-static    # the FROM-scratch httpd test image
   systemd           # systemd-analyze verify for generated units
+  restic            # backup and restore tests (crates/hostyard/tests/backup.rs)
 )
 
 # The unused-dependency check: cargo-machete, built once per machine into

@@ -39,6 +39,8 @@ pub struct NodeConfig {
     pub mail: MailConfig,
     /// Memory, CPU and process limits per kind of container.
     pub limits: crate::limits::Limits,
+    /// Backups of every site into a restic repository.
+    pub backup: crate::backup::BackupConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -179,6 +181,7 @@ impl Default for NodeConfig {
             confd: ConfdConfig::default(),
             mail: MailConfig::default(),
             limits: crate::limits::Limits::default(),
+            backup: crate::backup::BackupConfig::default(),
         }
     }
 }
@@ -555,6 +558,9 @@ impl NodeConfig {
                     self.haproxy.site_maxconn, self.haproxy.maxconn
                 ),
             ));
+        }
+        if let Some((field, problem)) = self.backup.problem() {
+            return Err(invalid(field, problem));
         }
         if !crate::mail::is_relayhost(&self.mail.relayhost) {
             return Err(invalid(

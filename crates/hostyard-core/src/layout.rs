@@ -27,6 +27,8 @@
 //!                                 generated from the forwards
 //! <root>/runtime/postfix/queue/   postfix's queue: mail not yet delivered
 //!                                 outlives the container
+//! <root>/runtime/backup/<domain>/ a site's export while restic stores it
+//! <root>/runtime/backup/<domain>.last.json   its last good backup
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -199,6 +201,28 @@ impl Layout {
     }
 
     /// `<root>/runtime`: what the server-wide services generate and keep.
+    /// Backups' working dir: each site's export while restic stores it,
+    /// and the record of its last good backup.
+    pub fn backup_dir(&self) -> PathBuf {
+        self.runtime_dir().join("backup")
+    }
+
+    /// Where `backup@<domain>` writes the export restic stores: always the
+    /// same path, so restic finds the previous snapshot as its parent.
+    pub fn backup_export_dir(&self, domain: &Domain) -> PathBuf {
+        self.backup_dir().join(domain.as_str())
+    }
+
+    /// The last good backup of `domain` (time and snapshot), as JSON.
+    pub fn backup_state(&self, domain: &Domain) -> PathBuf {
+        self.backup_dir().join(format!("{domain}.last.json"))
+    }
+
+    /// A restore being unpacked, beside the import dir it is renamed to.
+    pub fn restore_staging_dir(&self, domain: &Domain, pid: u32) -> PathBuf {
+        self.imports_dir().join(format!(".restore-{domain}-{pid}"))
+    }
+
     pub fn runtime_dir(&self) -> PathBuf {
         self.root.join("runtime")
     }

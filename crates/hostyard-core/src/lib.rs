@@ -6,6 +6,7 @@
 //! keys and values in etcd, and [`Layout`] for paths under the data root.
 
 pub mod archive_path;
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod domain;

@@ -96,6 +96,58 @@ enum Command {
         /// The tarball, e.g. static.tar of `scripts/images.sh save`.
         tar: PathBuf,
     },
+    /// Write a site's data into DIR in the migration layout the importer
+    /// reads (a WordPress database dumped consistently while it serves).
+    Export {
+        /// The site's domain (example.com).
+        domain: String,
+        /// Where the export goes; must not exist yet.
+        dir: PathBuf,
+    },
+    /// Bring a site back from a backup: the snapshot goes to the site's
+    /// import dir and the site's importer builds it. Refused for a site
+    /// that exists.
+    Restore {
+        /// The site's domain (example.com).
+        domain: String,
+        /// The snapshot (an ID or its prefix, from `hostyard backup ls`);
+        /// default the newest.
+        #[arg(long, value_name = "ID")]
+        snapshot: Option<String>,
+        /// Only put the import in place; do not start the site.
+        #[arg(long)]
+        no_start: bool,
+    },
+    /// Back sites up into the restic repository of backup.repository.
+    Backup {
+        #[command(subcommand)]
+        action: BackupAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum BackupAction {
+    /// Make the password file (if missing, mode 0600) and the repository.
+    Init,
+    /// Export the site and store the export as a snapshot (backup@D.service).
+    Run {
+        /// The site's domain (example.com).
+        domain: String,
+    },
+    /// List the site's snapshots with their times and sizes.
+    Ls {
+        /// The site's domain (example.com).
+        domain: String,
+    },
+    /// Apply the retention (backup.keep_*) with restic forget --prune.
+    Prune,
+    /// Check the repository and read back backup.check_percent of its data.
+    Check,
+    /// Log that a backup unit failed (its OnFailure= hook).
+    Failed {
+        /// The unit that failed.
+        unit: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -285,6 +337,163 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             println!("{}", hostyard::image_id::image_id(&tar).map_err(runtime)?);
             Ok(0)
         }
+        Command::Export { domain, dir } => {
+            let domain = hostyard_core::Domain::parse_instance(&domain).map_err(usage)?;
+            let kind = hostyard_backup::export(&config, &domain, &dir).map_err(runtime)?;
+            eprintln!(
+                "{PROGRAM}: exported {kind} site {domain} to {}",
+                dir.display()
+            );
+            Ok(0)
+        }
+        Command::Restore {
+            domain,
+            snapshot,
+            no_start,
+        } => restore(&config, &cli.config, &domain, snapshot.as_deref(), no_start),
+        Command::Backup { action } => backup(&config, &cli.config, action),
+    }
+}
+
+fn restic(
+    config: &NodeConfig,
+    config_path: &Path,
+) -> Result<hostyard_backup::restic::Restic, Failure> {
+    hostyard_backup::restic::Restic::new(&config.backup, config_path).map_err(usage)
+}
+
+/// `hostyard restore D`: the snapshot into the import dir, then the site's
+/// start, whose importer builds the site from it.
+fn restore(
+    config: &NodeConfig,
+    config_path: &Path,
+    domain: &str,
+    snapshot: Option<&str>,
+    no_start: bool,
+) -> Result<u8, Failure> {
+    let domain = hostyard_core::Domain::parse_instance(domain).map_err(usage)?;
+    let restic = restic(config, config_path)?;
+    let restored =
+        hostyard_backup::restore::restore(config, &restic, &domain, snapshot).map_err(runtime)?;
+    let unit = restored.kind.site_unit(&domain);
+    println!(
+        "restored snapshot {} of {domain} ({}, {}) to {}",
+        restored.snapshot.short_id,
+        restored.kind,
+        restored.snapshot.time,
+        restored.import_dir.display()
+    );
+    if no_start {
+        println!("start it with: systemctl start {unit}");
+        return Ok(0);
+    }
+    let status = std::process::Command::new("systemctl")
+        .args(["start", "--"])
+        .arg(&unit)
+        .status()
+        .map_err(|e| runtime(anyhow::anyhow!("cannot run systemctl: {e}")))?;
+    if !status.success() {
+        return Err(runtime(anyhow::anyhow!(
+            "systemctl start {unit} failed ({status}); the import waits in {}: see journalctl -u {}",
+            restored.import_dir.display(),
+            restored.kind.instance_unit(hostyard_core::UnitRole::Importer, &domain)
+        )));
+    }
+    println!("started {unit}");
+    Ok(0)
+}
+
+fn backup(config: &NodeConfig, config_path: &Path, action: BackupAction) -> Result<u8, Failure> {
+    match action {
+        BackupAction::Failed { unit } => {
+            // Priority 3 (err): `journalctl -p err` and any OnFailure mail
+            // hook the operator adds show it.
+            hostyard_core::log!(
+                Err,
+                "{PROGRAM}: {unit} failed: the site has no new backup; journalctl -u {unit} says why"
+            );
+            return Ok(0);
+        }
+        BackupAction::Init => {
+            let restic = restic(config, config_path)?;
+            let path = &config.backup.password_file;
+            if hostyard_backup::restic::ensure_password_file(path).map_err(runtime)? {
+                println!(
+                    "made {} (mode 0600): keep a copy elsewhere, the backups cannot be read without it",
+                    path.display()
+                );
+            }
+            if restic.check_open().is_ok() {
+                println!("the repository at {} exists and opens", restic.repository());
+                return Ok(0);
+            }
+            restic.init().map_err(runtime)?;
+            println!("created the restic repository at {}", restic.repository());
+        }
+        BackupAction::Run { domain } => {
+            let domain = hostyard_core::Domain::parse_instance(&domain).map_err(usage)?;
+            let restic = restic(config, config_path)?;
+            let (kind, summary) =
+                hostyard_backup::restore::backup(config, &restic, &domain).map_err(runtime)?;
+            println!(
+                "backed up {kind} site {domain}: snapshot {}, {} processed, {} added",
+                &summary.snapshot_id[..summary.snapshot_id.len().min(8)],
+                bytes(summary.total_bytes_processed),
+                bytes(summary.data_added)
+            );
+        }
+        BackupAction::Ls { domain } => {
+            let domain = hostyard_core::Domain::parse_instance(&domain).map_err(usage)?;
+            let restic = restic(config, config_path)?;
+            let list = restic.snapshots(&domain).map_err(runtime)?;
+            println!("{:<10} {:<26} {:<11} {:>10}", "ID", "TIME", "KIND", "SIZE");
+            for s in &list {
+                let time: String = s.time.chars().take(19).collect();
+                println!(
+                    "{:<10} {:<26} {:<11} {:>10}",
+                    s.short_id,
+                    time.replace('T', " "),
+                    s.kind().map_or("?", |k| k.as_str()),
+                    s.summary
+                        .as_ref()
+                        .map_or("-".to_string(), |x| bytes(x.total_bytes_processed))
+                );
+            }
+            if list.is_empty() {
+                eprintln!(
+                    "{PROGRAM}: no snapshot of {domain} in {}",
+                    restic.repository()
+                );
+            }
+        }
+        BackupAction::Prune => {
+            let restic = restic(config, config_path)?;
+            print!("{}", restic.forget_prune(&config.backup).map_err(runtime)?);
+        }
+        BackupAction::Check => {
+            let restic = restic(config, config_path)?;
+            print!(
+                "{}",
+                restic.check(config.backup.check_percent).map_err(runtime)?
+            );
+        }
+    }
+    Ok(0)
+}
+
+/// Bytes for people: 1.5 MiB.
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
     }
 }
 

@@ -1,0 +1,244 @@
+//! `hostyard export D DIR`: a site's data in the original migration layout.
+//!
+//! What each kind writes (beside `TLS/<domain>.pem` when the site has one):
+//!
+//! ```text
+//! static       static/www-content/          the served files
+//! static-git   static-git/GITURL            the repository URL (may hold credentials: 0600)
+//! wordpress    wordpress/wp-content/, wordpress/.htaccess
+//!              mysql/dump.sql               mariadb-dump --single-transaction
+//!              mysql/.env                   the database's names (no passwords)
+//! all          hostyard/KIND                the site's kind, so a restore knows its unit
+//! ```
+//!
+//! A WordPress export dumps the database first, then copies `wp-content/`:
+//! the dump is one consistent moment, and a file uploaded between the dump
+//! and the copy is in the export without its post (harmless: an orphan
+//! upload), while a post made in that window is not in the dump. The window
+//! is the time the copy takes.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+use hostyard_core::kind::{db_network_name, mysql_container_name};
+use hostyard_core::{Domain, ImportLayout, Layout, NodeConfig, SiteKind};
+use hostyard_fs::unpack::{copy_tree, open_regular};
+
+/// Where an export records its kind, relative to its root. The importer
+/// ignores it; `hostyard restore` reads it.
+pub const KIND_FILE: &str = "hostyard/KIND";
+
+/// The kind of the site whose data is at `domains/<domain>`, from what its
+/// importer made; `None` when the site has no data.
+pub fn site_kind(layout: &Layout, domain: &Domain) -> Result<Option<SiteKind>> {
+    let dir = layout.domain_dir(domain);
+    match fs::symlink_metadata(&dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+        Ok(m) if !m.is_dir() => bail!("{} is not a directory", dir.display()),
+        Ok(_) => {}
+    }
+    let exists = |p: &Path| fs::symlink_metadata(p).is_ok();
+    if exists(&layout.wp_content_dir(domain)) {
+        Ok(Some(SiteKind::Wordpress))
+    } else if exists(&layout.git_url_file(domain)) {
+        Ok(Some(SiteKind::StaticGit))
+    } else if exists(&layout.www_dir(domain)) {
+        Ok(Some(SiteKind::Static))
+    } else {
+        bail!(
+            "{} holds no site data hostyard knows (www/, git-url or wp-content/)",
+            dir.display()
+        )
+    }
+}
+
+/// Writes `domain`'s export into `dest`, a directory that must not exist
+/// yet (made with mode 0700: it may hold a key, a dump and credentials).
+/// On failure `dest` is removed again.
+pub fn export(config: &NodeConfig, domain: &Domain, dest: &Path) -> Result<SiteKind> {
+    let layout = config.layout();
+    let kind = site_kind(&layout, domain)?.with_context(|| {
+        format!(
+            "{domain} has no data on this server ({} does not exist)",
+            layout.domain_dir(domain).display()
+        )
+    })?;
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(dest)
+        .with_context(|| format!("cannot create {} (it must not exist yet)", dest.display()))?;
+    let written = write_export(config, &layout, kind, domain, dest);
+    if let Err(e) = written {
+        let _ = fs::remove_dir_all(dest);
+        return Err(e);
+    }
+    Ok(kind)
+}
+
+fn write_export(
+    config: &NodeConfig,
+    layout: &Layout,
+    kind: SiteKind,
+    domain: &Domain,
+    dest: &Path,
+) -> Result<()> {
+    let out = ImportLayout::new(dest);
+    write_private(&dest.join(KIND_FILE), format!("{kind}\n").as_bytes())?;
+    let pem = layout.tls_pem(domain);
+    if fs::symlink_metadata(&pem).is_ok() {
+        copy_private(&pem, &out.tls_pem(domain))?;
+    }
+    match kind {
+        SiteKind::Static => copy_dir(&layout.www_dir(domain), &out.www_content()),
+        SiteKind::StaticGit => copy_private(&layout.git_url_file(domain), &out.git_url()),
+        SiteKind::Wordpress => {
+            // The dump first: see the module's note on the window.
+            let names = db_names(layout, domain)?;
+            dump_database(config, domain, &names, &out.mysql_dump())?;
+            write_private(
+                &out.mysql_env(),
+                format!(
+                    "MARIADB_DATABASE={}\nMARIADB_USER={}\n",
+                    names.database, names.user
+                )
+                .as_bytes(),
+            )?;
+            copy_dir(&layout.wp_content_dir(domain), &out.wp_content())?;
+            let htaccess = layout.htaccess_file(domain);
+            if fs::symlink_metadata(&htaccess).is_ok() {
+                copy_private(&htaccess, &out.htaccess())?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn mkdirs(dir: &Path) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))
+}
+
+fn create_private(path: &Path) -> Result<fs::File> {
+    if let Some(parent) = path.parent() {
+        mkdirs(parent)?;
+    }
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))
+}
+
+fn write_private(path: &Path, content: &[u8]) -> Result<()> {
+    create_private(path)?
+        .write_all(content)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn copy_private(src: &Path, dest: &Path) -> Result<()> {
+    let mut input = open_regular(src)?;
+    let mut output = create_private(dest)?;
+    std::io::copy(&mut input, &mut output)
+        .with_context(|| format!("cannot copy {} to {}", src.display(), dest.display()))?;
+    Ok(())
+}
+
+fn copy_dir(src: &Path, dest: &Path) -> Result<()> {
+    mkdirs(dest)?;
+    copy_tree(src, dest).with_context(|| format!("cannot copy {}", src.display()))?;
+    Ok(())
+}
+
+/// The database's name, user and password, from the site's `secrets/db.env`.
+struct DbAccess {
+    database: String,
+    user: String,
+    password: String,
+}
+
+fn db_names(layout: &Layout, domain: &Domain) -> Result<DbAccess> {
+    let path = layout.db_env_file(domain);
+    let text =
+        fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let get = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .map(str::to_string)
+            .with_context(|| format!("{} has no {key}", path.display()))
+    };
+    Ok(DbAccess {
+        database: get("MARIADB_DATABASE")?,
+        user: get("MARIADB_USER")?,
+        password: get("MARIADB_PASSWORD")?,
+    })
+}
+
+/// `mariadb-dump --single-transaction` of the site's database, from its own
+/// MariaDB (`mysql_<domain>`, over its database network), by a throwaway
+/// container of the site's MariaDB image: `docker exec` into the running
+/// server is not used, it fails in a nested server (setns into a process
+/// that switched users). The credentials reach mariadb-dump as an option
+/// file on its stdin, never on a command line or in the environment.
+fn dump_database(config: &NodeConfig, domain: &Domain, db: &DbAccess, dest: &Path) -> Result<()> {
+    let output = create_private(dest)?;
+    let mut child = Command::new(&config.docker.binary)
+        .args(["run", "--rm", "-i", "--pull", "never", "--network"])
+        .arg(db_network_name(domain))
+        .args(["--entrypoint", "mariadb-dump", "--cap-drop", "ALL"])
+        .args(["--security-opt", "no-new-privileges"])
+        .arg(&config.images.mysql)
+        .arg("--defaults-extra-file=/dev/stdin")
+        .arg(format!("--host={}", mysql_container_name(domain)))
+        .args(["--single-transaction", "--quick", "--no-tablespaces"])
+        .arg("--")
+        .arg(&db.database)
+        .stdin(Stdio::piped())
+        .stdout(output)
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {}", config.docker.binary.display()))?;
+    let option_file = format!(
+        "[client]\nuser={}\npassword={}\n",
+        option_value(&db.user),
+        option_value(&db.password)
+    );
+    if let Some(mut stdin) = child.stdin.take() {
+        // A failed write shows as mariadb-dump's own error below.
+        let _ = stdin.write_all(option_file.as_bytes());
+    }
+    let out = child
+        .wait_with_output()
+        .context("mariadb-dump did not finish")?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let last = stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        bail!(
+            "cannot dump {domain}'s database ({}): {last} (is mysql@{domain} running?)",
+            out.status
+        );
+    }
+    let size = fs::metadata(dest).map(|m| m.len()).unwrap_or(0);
+    if size == 0 {
+        bail!("the dump of {domain}'s database is empty");
+    }
+    Ok(())
+}
+
+/// A value in a MariaDB option file, quoted (the passwords are hex, the
+/// names `[A-Za-z0-9_]`; quoting keeps anything else literal).
+fn option_value(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}

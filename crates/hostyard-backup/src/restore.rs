@@ -1,0 +1,215 @@
+//! `hostyard backup run D` and `hostyard restore D`.
+//!
+//! A restore never writes a site: it puts the snapshot's export where the
+//! importer looks (`import/<domain>/`), and the site's importer then builds
+//! the site from it like any import (staged, checked, renamed into place
+//! only when complete, never over existing data).
+
+use std::fs;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Component, Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use hostyard_core::{Domain, NodeConfig, SiteKind};
+use hostyard_fs::{rename_no_replace, sync_dir};
+
+use crate::export::{export, site_kind, KIND_FILE};
+use crate::restic::{BackupSummary, Restic, Snapshot};
+use crate::state::{self, LastBackup};
+
+/// Exports `domain` and stores the export in the repository; records the
+/// backup as the site's last good one.
+pub fn backup(
+    config: &NodeConfig,
+    restic: &Restic,
+    domain: &Domain,
+) -> Result<(SiteKind, BackupSummary)> {
+    let layout = config.layout();
+    // Before the dump: a repository that does not open fails in a second.
+    restic.check_open()?;
+    let dir = layout.backup_export_dir(domain);
+    if fs::symlink_metadata(&dir).is_ok() {
+        // Left by a backup that was killed: it is ours to remove.
+        fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+    }
+    if let Some(parent) = dir.parent() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    let kind = export(config, domain, &dir)?;
+    let stored = restic.backup(&dir, domain, kind);
+    let _ = fs::remove_dir_all(&dir);
+    let summary = stored?;
+    state::record(
+        &layout,
+        domain,
+        &LastBackup {
+            time: state::now(),
+            snapshot: summary.snapshot_id.clone(),
+        },
+    )?;
+    Ok((kind, summary))
+}
+
+/// What a restore put in place.
+#[derive(Debug, Clone)]
+pub struct Restored {
+    pub kind: SiteKind,
+    pub snapshot: Snapshot,
+    pub import_dir: PathBuf,
+}
+
+/// The snapshot to restore: `wanted` (an ID or its prefix) among the
+/// site's, or the newest.
+pub fn pick(domain: &Domain, snapshots: &[Snapshot], wanted: Option<&str>) -> Result<Snapshot> {
+    match wanted {
+        None => snapshots.last().cloned().with_context(|| {
+            format!("the repository has no snapshot of {domain} (hostyard backup ls {domain})")
+        }),
+        Some(id) => {
+            let found: Vec<&Snapshot> = snapshots
+                .iter()
+                .filter(|s| !id.is_empty() && s.id.starts_with(id))
+                .collect();
+            match found.as_slice() {
+                [one] => Ok((*one).clone()),
+                [] => bail!(
+                    "{domain} has no snapshot {id:?} (hostyard backup ls {domain} lists them)"
+                ),
+                _ => bail!("{id:?} names several snapshots of {domain}: give more of its ID"),
+            }
+        }
+    }
+}
+
+/// Refuses when `domain` has data or an import waiting: a restore never
+/// replaces a site.
+pub fn check_no_site(config: &NodeConfig, domain: &Domain) -> Result<()> {
+    let layout = config.layout();
+    if let Some(kind) = site_kind(&layout, domain).ok().flatten() {
+        let dir = layout.domain_dir(domain);
+        bail!(
+            "{domain} exists ({} has its data): a restore never overwrites a site; to replace it, \
+             systemctl stop {} and move {} aside (mv {} {}.old), then hostyard restore {domain} again",
+            dir.display(),
+            kind.site_unit(domain),
+            dir.display(),
+            dir.display(),
+            dir.display()
+        );
+    }
+    let dir = layout.domain_dir(domain);
+    if fs::symlink_metadata(&dir).is_ok() {
+        bail!(
+            "{} exists: a restore never overwrites a site; move it aside first",
+            dir.display()
+        );
+    }
+    let mut waiting = vec![layout.import_dir(domain)];
+    waiting.extend(layout.import_tarballs(domain));
+    if let Some(p) = waiting.iter().find(|p| fs::symlink_metadata(p).is_ok()) {
+        bail!(
+            "{} is already waiting to be imported: start the site to import it, or move it aside before a restore",
+            p.display()
+        );
+    }
+    Ok(())
+}
+
+/// Restores a snapshot of `domain` into `import/<domain>/`, for the site's
+/// importer. Nothing is written under `domains/`.
+pub fn restore(
+    config: &NodeConfig,
+    restic: &Restic,
+    domain: &Domain,
+    wanted: Option<&str>,
+) -> Result<Restored> {
+    check_no_site(config, domain)?;
+    let snapshots = restic.snapshots(domain)?;
+    let snapshot = pick(domain, &snapshots, wanted)?;
+    let layout = config.layout();
+    let imports = layout.imports_dir();
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(&imports)
+        .with_context(|| format!("cannot create {}", imports.display()))?;
+    let staging = layout.restore_staging_dir(domain, std::process::id());
+    if fs::symlink_metadata(&staging).is_ok() {
+        fs::remove_dir_all(&staging)
+            .with_context(|| format!("cannot remove {}", staging.display()))?;
+    }
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&staging)
+        .with_context(|| format!("cannot create {}", staging.display()))?;
+    let placed = place(
+        restic,
+        domain,
+        &snapshot,
+        &staging,
+        &layout.import_dir(domain),
+    );
+    let _ = fs::remove_dir_all(&staging);
+    let kind = placed?;
+    sync_dir(&imports)?;
+    Ok(Restored {
+        kind,
+        snapshot,
+        import_dir: layout.import_dir(domain),
+    })
+}
+
+fn place(
+    restic: &Restic,
+    domain: &Domain,
+    snapshot: &Snapshot,
+    staging: &Path,
+    import_dir: &Path,
+) -> Result<SiteKind> {
+    let [path] = snapshot.paths.as_slice() else {
+        bail!(
+            "snapshot {} holds {} paths, not one site's export",
+            snapshot.short_id,
+            snapshot.paths.len()
+        );
+    };
+    // restic restores a path below the target as it was: /x/y -> target/x/y.
+    let rel: PathBuf = Path::new(path)
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(p) => Some(Ok(p)),
+            Component::RootDir => None,
+            _ => Some(Err(())),
+        })
+        .collect::<Result<PathBuf, ()>>()
+        .map_err(|()| anyhow::anyhow!("snapshot {} has the path {path:?}", snapshot.short_id))?;
+    restic.restore(&snapshot.id, staging)?;
+    let restored = staging.join(rel);
+    let kind_file = restored.join(KIND_FILE);
+    let text = fs::read_to_string(&kind_file).with_context(|| {
+        format!(
+            "snapshot {} is not a hostyard export (no {KIND_FILE})",
+            snapshot.short_id
+        )
+    })?;
+    let kind: SiteKind = text.trim().parse()?;
+    if let Some(tagged) = snapshot.kind() {
+        if tagged != kind {
+            bail!(
+                "snapshot {} is tagged {tagged} but holds a {kind} export",
+                snapshot.short_id
+            );
+        }
+    }
+    rename_no_replace(&restored, import_dir).with_context(|| {
+        format!(
+            "cannot move the restored export to {} for {domain}'s importer",
+            import_dir.display()
+        )
+    })?;
+    Ok(kind)
+}

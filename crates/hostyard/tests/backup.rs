@@ -1,0 +1,449 @@
+//! Export, backup and restore with the real binaries and Debian's restic:
+//! an export is what the importer reads, a restore goes through the
+//! importer, and a repository that is missing, locked, damaged or has
+//! another password gives one line and changes no site.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use hostyard_core::{Domain, ImportLayout, Layout};
+
+const HOSTYARD: &str = env!("CARGO_BIN_EXE_hostyard");
+
+/// hostyard-import, built beside hostyard (`cargo test --workspace` builds it).
+fn importer() -> PathBuf {
+    let bin = Path::new(HOSTYARD).with_file_name("hostyard-import");
+    assert!(
+        bin.is_file(),
+        "{} is missing: cargo build --workspace first (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+fn restic() -> PathBuf {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("restic"))
+        .find(|p| p.is_file())
+        .expect("restic is missing: apt-get install restic (scripts/test.sh does)")
+}
+
+struct Server {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    root: PathBuf,
+    config: PathBuf,
+    repo: PathBuf,
+}
+
+impl Server {
+    /// A data root and a config whose backups go to `repo` (made by the
+    /// test), with the password in `dir/restic-password`.
+    fn new(repo: Option<&Path>) -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let root = dir.join("data");
+        fs::create_dir_all(&root).unwrap();
+        let repo = repo.map_or_else(|| dir.join("repo"), Path::to_path_buf);
+        let config = dir.join("hostyard.yaml");
+        fs::write(
+            &config,
+            format!(
+                "data_root: {}\nbackup:\n  repository: {}\n  password_file: {}\n  restic_binary: {}\n",
+                root.display(),
+                repo.display(),
+                dir.join("restic-password").display(),
+                restic().display()
+            ),
+        )
+        .unwrap();
+        Server {
+            _tmp: tmp,
+            dir,
+            root,
+            config,
+            repo,
+        }
+    }
+
+    fn layout(&self) -> Layout {
+        Layout::new(&self.root)
+    }
+
+    fn hostyard(&self, args: &[&str]) -> Output {
+        Command::new(HOSTYARD)
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .env_remove("HOSTYARD_CONFIG")
+            .env("RESTIC_CACHE_DIR", self.dir.join("cache"))
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.hostyard(args);
+        assert!(
+            out.status.success(),
+            "hostyard {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn import(&self, kind: &str, domain: &Domain) {
+        let out = Command::new(importer())
+            .arg("--config")
+            .arg(&self.config)
+            .arg(kind)
+            .arg(domain.as_str())
+            .env_remove("HOSTYARD_CONFIG")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "import failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A static site with a few files (one binary, one in a subdir) and a
+    /// certificate, made by the importer.
+    fn static_site(&self, domain: &Domain) {
+        let import = ImportLayout::new(&self.layout().import_dir(domain));
+        write(
+            &import.www_content().join("index.html"),
+            b"<h1>hello</h1>\n",
+        );
+        write(
+            &import.www_content().join("img/logo.bin"),
+            &(0..=255u8).cycle().take(70_000).collect::<Vec<_>>(),
+        );
+        write(&import.tls_pem(domain), CERT.as_bytes());
+        self.import("static", domain);
+    }
+}
+
+const CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUZm9v\nYmFy\n-----END CERTIFICATE-----\n\
+                    -----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEG\n-----END PRIVATE KEY-----\n";
+
+fn write(path: &Path, content: &[u8]) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, content).unwrap();
+}
+
+fn mode(path: &Path) -> u32 {
+    fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// Every file below `dir` with its bytes (links as their targets).
+fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let ft = e.file_type().unwrap();
+            let rel = e.path().strip_prefix(dir).unwrap().to_path_buf();
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else if ft.is_symlink() {
+                out.insert(
+                    rel,
+                    fs::read_link(e.path())
+                        .unwrap()
+                        .into_os_string()
+                        .into_encoded_bytes(),
+                );
+            } else {
+                out.insert(rel, fs::read(e.path()).unwrap());
+            }
+        }
+    }
+    out
+}
+
+fn stderr_line(out: &Output) -> String {
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(text.trim_end().lines().count(), 1, "not one line: {text}");
+    text
+}
+
+#[test]
+fn an_export_is_the_migration_layout_and_imports_as_the_same_site() {
+    let a = Server::new(None);
+    let d = Domain::parse("example.com").unwrap();
+    a.static_site(&d);
+    let out = a.dir.join("export");
+    a.ok(&["export", "example.com", out.to_str().unwrap()]);
+    let export = ImportLayout::new(&out);
+    assert_eq!(
+        tree(&export.www_content()),
+        tree(&a.layout().www_dir(&d)),
+        "static/www-content/ is the served tree"
+    );
+    assert_eq!(fs::read(export.tls_pem(&d)).unwrap(), CERT.as_bytes());
+    assert_eq!(mode(&export.tls_pem(&d)), 0o600, "the key stays private");
+    assert_eq!(mode(&out), 0o700);
+    assert_eq!(
+        fs::read_to_string(out.join("hostyard/KIND")).unwrap(),
+        "static\n"
+    );
+
+    // A second export into the same dir is refused, the first untouched.
+    let again = a.hostyard(&["export", "example.com", out.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(stderr_line(&again).contains("must not exist yet"));
+    assert!(export.www_content().join("index.html").is_file());
+
+    // Another server imports the export: the same site.
+    let b = Server::new(None);
+    fs::create_dir_all(b.layout().imports_dir()).unwrap();
+    fs::rename(&out, b.layout().import_dir(&d)).unwrap();
+    b.import("static", &d);
+    assert_eq!(tree(&b.layout().www_dir(&d)), tree(&a.layout().www_dir(&d)));
+    assert_eq!(fs::read(b.layout().tls_pem(&d)).unwrap(), CERT.as_bytes());
+}
+
+#[test]
+fn a_static_git_export_carries_its_url_privately() {
+    let a = Server::new(None);
+    let d = Domain::parse("git.example.com").unwrap();
+    let url = "https://deploy:token@git.example.org/site.git#main\n";
+    write(&a.layout().git_url_file(&d), url.as_bytes());
+    let out = a.dir.join("export");
+    a.ok(&["export", "git.example.com", out.to_str().unwrap()]);
+    let git_url = ImportLayout::new(&out).git_url();
+    assert_eq!(fs::read_to_string(&git_url).unwrap(), url);
+    assert_eq!(mode(&git_url), 0o600);
+}
+
+#[test]
+fn exporting_a_site_that_does_not_exist_says_so_and_writes_nothing() {
+    let a = Server::new(None);
+    let out = a.dir.join("export");
+    let r = a.hostyard(&["export", "nothing.example.com", out.to_str().unwrap()]);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(stderr_line(&r).contains("has no data on this server"));
+    assert!(!out.exists());
+    let bad = a.hostyard(&["export", "a..b", out.to_str().unwrap()]);
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn backup_then_restore_brings_a_destroyed_static_site_back_through_the_importer() {
+    let a = Server::new(None);
+    let d = Domain::parse("example.com").unwrap();
+    a.static_site(&d);
+    let before = tree(&a.layout().domain_dir(&d));
+    a.ok(&["backup", "init"]);
+    assert_eq!(mode(&a.dir.join("restic-password")), 0o600);
+    let first = a.ok(&["backup", "run", "example.com"]);
+    assert!(
+        first.contains("backed up static site example.com"),
+        "{first}"
+    );
+    // Nothing changed: the second snapshot adds almost nothing.
+    let second = a.ok(&["backup", "run", "example.com"]);
+    assert!(
+        second.contains("added") && !second.contains("MiB added"),
+        "an unchanged site should add almost nothing: {second}"
+    );
+    let ls = a.ok(&["backup", "ls", "example.com"]);
+    assert_eq!(ls.lines().count(), 3, "a header and two snapshots: {ls}");
+    assert!(a.layout().backup_state(&d).is_file());
+    assert!(
+        !a.layout().backup_export_dir(&d).exists(),
+        "the export is removed"
+    );
+
+    // A restore refuses a site that exists, naming what to do instead.
+    let refused = a.hostyard(&["restore", "example.com", "--no-start"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let line = stderr_line(&refused);
+    assert!(line.contains("systemctl stop static@example.com"), "{line}");
+    assert!(!a.layout().import_dir(&d).exists());
+
+    // Data lost: the restore puts the export where the importer reads it.
+    fs::remove_dir_all(a.layout().domain_dir(&d)).unwrap();
+    let first_id = ls
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let restored = a.ok(&[
+        "restore",
+        "example.com",
+        "--snapshot",
+        &first_id,
+        "--no-start",
+    ]);
+    assert!(
+        restored.contains(&format!("restored snapshot {first_id}")),
+        "{restored}"
+    );
+    assert!(
+        restored.contains("systemctl start static@example.com"),
+        "{restored}"
+    );
+    a.import("static", &d);
+    assert_eq!(
+        tree(&a.layout().domain_dir(&d)),
+        before,
+        "the same site, byte for byte"
+    );
+    let leftovers: Vec<_> = fs::read_dir(a.layout().imports_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with(".restore"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // On another server, from the same repository (its password file copied).
+    let b = Server::new(Some(&a.repo));
+    fs::copy(a.dir.join("restic-password"), b.dir.join("restic-password")).unwrap();
+    fs::set_permissions(
+        b.dir.join("restic-password"),
+        fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    b.ok(&["restore", "example.com", "--no-start"]);
+    b.import("static", &d);
+    assert_eq!(tree(&b.layout().domain_dir(&d)), before);
+}
+
+#[test]
+fn repository_failures_are_one_line_and_change_no_site() {
+    let a = Server::new(None);
+    let d = Domain::parse("example.com").unwrap();
+    a.static_site(&d);
+    let site = tree(&a.layout().domain_dir(&d));
+    let check_unchanged = |what: &str| {
+        assert_eq!(
+            tree(&a.layout().domain_dir(&d)),
+            site,
+            "{what} changed the site"
+        );
+        assert!(!a.layout().import_dir(&d).exists(), "{what} left an import");
+    };
+    write(&a.dir.join("restic-password"), b"secret\n");
+    fs::set_permissions(
+        a.dir.join("restic-password"),
+        fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+
+    // Missing.
+    let r = a.hostyard(&["backup", "run", "example.com"]);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(
+        stderr_line(&r).contains("there is no restic repository at"),
+        "{r:?}"
+    );
+    check_unchanged("a missing repository");
+
+    a.ok(&["backup", "init"]);
+    a.ok(&["backup", "run", "example.com"]);
+
+    // A password file readable by others is refused before restic runs.
+    fs::set_permissions(
+        a.dir.join("restic-password"),
+        fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let r = a.hostyard(&["backup", "ls", "example.com"]);
+    assert!(stderr_line(&r).contains("chmod 600"), "{r:?}");
+    fs::set_permissions(
+        a.dir.join("restic-password"),
+        fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+
+    // Wrong password.
+    fs::write(a.dir.join("restic-password"), b"not the password\n").unwrap();
+    for args in [
+        &["backup", "run", "example.com"][..],
+        &["backup", "ls", "example.com"],
+    ] {
+        let r = a.hostyard(args);
+        assert_eq!(r.status.code(), Some(1));
+        assert!(
+            stderr_line(&r).contains("does not open the repository"),
+            "{r:?}"
+        );
+    }
+    fs::remove_dir_all(a.layout().domain_dir(&d)).unwrap();
+    let r = a.hostyard(&["restore", "example.com", "--no-start"]);
+    assert!(
+        stderr_line(&r).contains("does not open the repository"),
+        "{r:?}"
+    );
+    assert!(!a.layout().domain_dir(&d).exists());
+    assert!(!a.layout().import_dir(&d).exists());
+    fs::write(a.dir.join("restic-password"), b"secret\n").unwrap();
+
+    // Locked: a restic that holds the repository (a backup reading its
+    // stdin) keeps forget --prune out.
+    let mut holder = Command::new(restic())
+        .args(["backup", "--stdin", "--stdin-filename", "x"])
+        .env("RESTIC_REPOSITORY", &a.repo)
+        .env("RESTIC_PASSWORD_FILE", a.dir.join("restic-password"))
+        .env("RESTIC_CACHE_DIR", a.dir.join("cache2"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while fs::read_dir(a.repo.join("locks")).unwrap().count() == 0 {
+        assert!(Instant::now() < deadline, "restic took no lock within 20 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let r = a.hostyard(&["backup", "prune"]);
+    drop(holder.stdin.take());
+    let _ = holder.wait();
+    assert_eq!(r.status.code(), Some(1));
+    assert!(
+        stderr_line(&r).contains("is locked by another restic"),
+        "{r:?}"
+    );
+
+    // Damaged: every data pack overwritten.
+    for pack in walk_files(&a.repo.join("data")) {
+        fs::set_permissions(&pack, fs::Permissions::from_mode(0o600)).unwrap();
+        fs::write(&pack, b"garbage").unwrap();
+    }
+    let r = a.hostyard(&["restore", "example.com", "--no-start"]);
+    assert_eq!(r.status.code(), Some(1), "{r:?}");
+    stderr_line(&r);
+    assert!(!a.layout().domain_dir(&d).exists());
+    assert!(
+        !a.layout().import_dir(&d).exists(),
+        "a damaged snapshot left an import"
+    );
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
