@@ -433,7 +433,7 @@ fn run() -> anyhow::Result<()> {
         lat_big[lat_big.len() - 1]
     );
     // confd's own share: its log's "applied N host change(s) through the
-    // ... in T ms" (files and runtime API; whole ms).
+    // ... in T ms" (the runtime API; whole ms).
     let log = std::fs::read_to_string(&log_path)?;
     let mut took: Vec<f64> = log[log_before..]
         .lines()
@@ -442,7 +442,7 @@ fn run() -> anyhow::Result<()> {
         .collect();
     took.sort_by(f64::total_cmp);
     println!(
-        "  of which confd's apply (map file, then runtime API), per its log: p50 {:.0} ms, \
+        "  of which confd's apply (runtime API; the map file follows off the loop), per its log: p50 {:.0} ms, \
          max {:.0} ms over {} applies",
         percentile(&took, 0.5),
         took.last().copied().unwrap_or(f64::NAN),

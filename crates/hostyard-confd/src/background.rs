@@ -1,13 +1,15 @@
 //! Work that must not delay the next change, on blocking threads: the
-//! host map's fsync and the state file (with 10,000 sites its JSON takes
-//! milliseconds). At most one of each runs at a time; what is asked
-//! meanwhile folds into one more run with the newest data.
+//! host map file (with 10,000 sites, 20,000 lines), its fsync and the state
+//! file (megabytes of JSON). At most one of each runs at a time; what is
+//! asked meanwhile folds into one more run with the newest data.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use hostyard_core::log;
+use hostyard_haproxy::{self as haproxy, HostMap};
+use tokio::sync::mpsc::UnboundedSender;
 
 /// The host map is fsynced at most this often.
 const SYNC_EVERY: Duration = Duration::from_secs(1);
@@ -142,6 +144,103 @@ impl Syncer {
                 st.1 = false;
             } else {
                 st.0 = false;
+                return;
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => drop(h.spawn_blocking(work)),
+            Err(_) => work(),
+        }
+    }
+}
+
+/// What HAProxy was given: the host map and its generation (raised with
+/// every change, see [`haproxy::GENERATION_KEY`]). The loop changes it; the
+/// map file's writer renders it.
+#[derive(Debug, Default)]
+pub struct Routing {
+    pub map: HostMap,
+    pub generation: u64,
+}
+
+pub type SharedRouting = Arc<Mutex<Routing>>;
+
+/// The routing, even if a thread panicked while holding it (a render cannot
+/// leave it half-changed).
+pub fn lock(routing: &Mutex<Routing>) -> MutexGuard<'_, Routing> {
+    routing.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Writes `hosts.map` from the shared routing: on a blocking thread after a
+/// runtime change ([`MapFile::write_later`]), so no change waits for
+/// 20,000 lines, or at once ([`MapFile::write_now`]) before confd reloads
+/// HAProxy, before READY and at exit. Writes never overlap and never put an
+/// older generation over a newer one.
+#[derive(Clone)]
+pub struct MapFile {
+    path: PathBuf,
+    routing: SharedRouting,
+    /// The generation the file holds (`None`: unknown); locked for the
+    /// whole of a write.
+    disk: Arc<Mutex<Option<u64>>>,
+    /// (a background write is running, another was asked meanwhile)
+    slot: Arc<Mutex<(bool, bool)>>,
+    syncer: Syncer,
+}
+
+impl MapFile {
+    pub fn new(path: PathBuf, routing: SharedRouting, on_disk: Option<u64>) -> MapFile {
+        MapFile {
+            path,
+            routing,
+            disk: Arc::new(Mutex::new(on_disk)),
+            slot: Arc::new(Mutex::new((false, false))),
+            syncer: Syncer::default(),
+        }
+    }
+
+    /// Writes the file unless it holds the newest routing already; returns
+    /// the generation it holds. The routing is locked only to render it in
+    /// memory, so the loop waits for no disk.
+    pub fn write_now(&self) -> anyhow::Result<u64> {
+        let mut disk = self.disk.lock().unwrap_or_else(PoisonError::into_inner);
+        let (text, generation) = {
+            let routing = lock(&self.routing);
+            if *disk == Some(routing.generation) {
+                return Ok(routing.generation);
+            }
+            let mut text = Vec::with_capacity(routing.map.len() * 48 + 128);
+            haproxy::write_map(&routing.map, routing.generation, &mut text)?;
+            (text, routing.generation)
+        };
+        haproxy::FILE.write(&self.path, &text)?;
+        *disk = Some(generation);
+        // Durable later, off every path that waits.
+        self.syncer.request(self.path.clone());
+        Ok(generation)
+    }
+
+    /// Writes the file on a blocking thread; `done` gets the outcome of
+    /// each write (the generation written, or why not).
+    pub fn write_later(&self, done: UnboundedSender<Result<u64, String>>) {
+        {
+            let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
+            if slot.0 {
+                slot.1 = true;
+                return;
+            }
+            *slot = (true, false);
+        }
+        let this = self.clone();
+        let work = move || loop {
+            let outcome = this.write_now().map_err(|e| format!("{e:#}"));
+            // The loop may be gone at exit; it writes the file itself then.
+            let _ = done.send(outcome);
+            let mut slot = this.slot.lock().unwrap_or_else(PoisonError::into_inner);
+            if slot.1 {
+                slot.1 = false;
+            } else {
+                slot.0 = false;
                 return;
             }
         };

@@ -3,10 +3,14 @@
 //! signals to the decisions, and performs what they ask: files, HAProxy's
 //! runtime API and master socket, the state file, logs.
 //!
-//! Order of every apply: files first (so a HAProxy start or reload at any
-//! moment loads the newest routing), then the runtime API. What can wait
-//! (the map's fsync, the state file) runs on blocking threads, so the next
-//! change never waits for it.
+//! Order of every apply: the runtime API first, at once, then the map file
+//! on a blocking thread, at most every [`decide::MAP_FILE_EVERY`], with the
+//! fsync and the state file: no change waits for a disk. A HAProxy reload
+//! or restart loads the file, so confd flushes it before its own reloads,
+//! before READY and at exit; and after each write it asks HAProxy for the
+//! routing's generation, and again every second, which shows whether an
+//! outside reload or restart (`systemctl reload haproxy`, a crash) loaded
+//! an older file in between: then the whole runtime map is replaced.
 
 use hostyard_core::log;
 use std::path::{Path, PathBuf};
@@ -20,9 +24,9 @@ use hostyard_routing::state::Held;
 use hostyard_routing::table::Changed;
 use hostyard_routing::AllowedNetworks;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::mpsc;
+use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 
-use crate::background::{StateJob, StateWriter, Syncer};
+use crate::background::{self, MapFile, Routing, SharedRouting, StateJob, StateWriter};
 use crate::decide::{
     self, ConfigStep, FeedNote, Gate, HoldPolicy, Now, Plan, ProblemLog, Release, Runtime,
     Schedule, Throttle, Verdict, View,
@@ -41,17 +45,23 @@ pub struct Daemon {
     view: View,
     /// When `allowed` was last read from Docker.
     allowed_resolved: Instant,
-    /// What HAProxy was given (files, and the runtime map when it runs).
-    applied: HostMap,
-    /// Hosts of the desired routing that may differ from `applied`.
+    /// What HAProxy was given (the runtime map when it runs, the file as
+    /// soon as the writer caught up), shared with the map file's writer.
+    routing: SharedRouting,
+    map_file: MapFile,
+    map_file_throttle: Throttle,
+    /// Outcomes of the map file's background writes.
+    map_written_tx: UnboundedSender<Result<u64, String>>,
+    map_written_rx: UnboundedReceiver<Result<u64, String>>,
+    map_file_failing: bool,
+    /// Hosts of the desired routing that may differ from `routing`.
     pending: Changed,
-    /// Whether HAProxy's runtime map is known to equal `applied`.
+    /// Whether HAProxy's runtime map is known to equal `routing`.
     runtime_synced: bool,
     haproxy_running: bool,
     gate: Gate,
     problem_log: ProblemLog,
     config_rejected: Option<String>,
-    syncer: Syncer,
     state_writer: StateWriter,
     state_throttle: Throttle,
 }
@@ -73,13 +83,19 @@ impl Daemon {
         // The last written map is what HAProxy serves (or will, once it
         // starts): the baseline for the hold rule and for serving while
         // etcd is unreachable.
-        let applied = match std::fs::read_to_string(layout.hosts_map()) {
-            Ok(text) => haproxy::parse_map(&text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => HostMap::new(),
+        let (map, on_disk) = match std::fs::read_to_string(layout.hosts_map()) {
+            Ok(text) => (haproxy::parse_map(&text), haproxy::parse_generation(&text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (HostMap::new(), None),
             Err(e) => {
                 return Err(e).with_context(|| format!("reading {}", layout.hosts_map().display()))
             }
         };
+        let routing = std::sync::Arc::new(std::sync::Mutex::new(Routing {
+            map,
+            generation: on_disk.unwrap_or_default(),
+        }));
+        let map_file = MapFile::new(layout.hosts_map(), routing.clone(), on_disk);
+        let (map_written_tx, map_written_rx) = mpsc::unbounded_channel();
         let view = View::new(Schema::new(&config.etcd.prefix), allowed.clone());
         let state_writer = StateWriter::new(layout.confd_state());
         Ok(Daemon {
@@ -90,14 +106,18 @@ impl Daemon {
             allowed_resolved: Instant::now(),
             config,
             view,
-            applied,
+            routing,
+            map_file,
+            map_file_throttle: Throttle::new(decide::MAP_FILE_EVERY),
+            map_written_tx,
+            map_written_rx,
+            map_file_failing: false,
             pending: Changed::All,
             runtime_synced: false,
             haproxy_running: false,
             gate: Gate::default(),
             problem_log: ProblemLog::default(),
             config_rejected: None,
-            syncer: Syncer::default(),
             state_writer,
             state_throttle: Throttle::new(decide::STATE_EVERY),
         })
@@ -114,10 +134,7 @@ impl Daemon {
             }
         }
         if !self.layout.hosts_map().exists() {
-            haproxy::FILE.write(
-                &self.layout.hosts_map(),
-                haproxy::render_map(&self.applied).as_bytes(),
-            )?;
+            self.map_file.write_now()?;
         }
         self.ensure_structure()
     }
@@ -162,9 +179,19 @@ impl Daemon {
         self.config_rejected = None;
         if reload {
             let started = Instant::now();
+            // The new worker loads the map file: it must hold every change
+            // the runtime API has.
+            if let Err(e) = self.map_file.write_now() {
+                log!(
+                    Err,
+                    "cannot write the host map before reloading HAProxy ({e:#}); \
+                     its whole runtime map is replaced after the reload"
+                );
+                self.runtime_synced = false;
+            }
             match haproxy::reload(&master) {
                 Ok(()) => {
-                    // The new worker loaded the map file, which equals `applied`.
+                    // The new worker loaded the map file, which equals the routing.
                     log!(
                         Notice,
                         "HAProxy config changed; reloaded hitlessly in {} ms",
@@ -190,7 +217,7 @@ impl Daemon {
             Some(FeedNote::Lost(why)) => {
                 log!(Warning,
                 "etcd unreachable ({why}); serving the last good routing ({} hosts) and retrying",
-                self.applied.len()
+                background::lock(&self.routing).map.len()
             )
             }
         }
@@ -230,7 +257,11 @@ impl Daemon {
         for key in resolved {
             log!(Notice, "resolved {key}");
         }
-        let removal = decide::removal(&self.applied, table.map(), &self.pending);
+        let removal = decide::removal(
+            &background::lock(&self.routing).map,
+            table.map(),
+            &self.pending,
+        );
         let confd = &self.config.confd;
         let policy = HoldPolicy::from(confd);
         let mut retry = false;
@@ -280,30 +311,23 @@ impl Daemon {
         self.gate.deadline(&HoldPolicy::from(&self.config.confd))
     }
 
-    /// Files, then the runtime API. Returns true when HAProxy has to be
-    /// retried.
+    /// The runtime API at once, then the map file off this loop. Returns
+    /// true when HAProxy has to be retried.
     fn apply(&mut self) -> bool {
         let started = Instant::now();
         let next = self.view.table.map();
+        let shared = self.routing.clone();
+        let mut routing = background::lock(&shared);
         let Plan::Apply {
             changes,
             write_file,
             runtime,
-        } = decide::plan(&self.applied, next, &self.pending, self.runtime_synced)
+        } = decide::plan(&routing.map, next, &self.pending, self.runtime_synced)
         else {
             self.pending = Changed::Hosts(Default::default());
             return false;
         };
-        if write_file {
-            if let Err(e) =
-                haproxy::FILE.write_with(&self.layout.hosts_map(), |w| haproxy::write_map(next, w))
-            {
-                // Without the file a restart would lose the change: do not
-                // half-apply; try again shortly.
-                log!(Err, "cannot write the host map: {e:#}");
-                return true;
-            }
-        }
+        let generation = routing.generation + u64::from(write_file);
         let result = match Session::connect(&self.layout.haproxy_admin_socket()) {
             Err(CliError::Absent { .. }) => {
                 if self.haproxy_running {
@@ -327,50 +351,142 @@ impl Daemon {
                 self.haproxy_running = true;
                 let mut api = MapApi::new(&mut session, &self.layout.hosts_map());
                 let r = match runtime {
-                    Runtime::Full => api.replace_all(next).map(|()| "runtime API, full map"),
+                    Runtime::Full => api
+                        .replace_all(next, generation)
+                        .map(|()| "runtime API, full map"),
                     Runtime::PerHost => changes
                         .iter()
                         .try_for_each(|(host, entry)| match entry {
                             Some(e) => api.upsert(host, e),
                             None => api.remove(host),
                         })
+                        // Last: the generation counts the changes before it.
+                        .and_then(|()| api.set_generation(generation))
                         .map(|()| "runtime API"),
                 };
                 self.runtime_synced = r.is_ok();
                 r
             }
         };
-        if write_file {
-            // Durable only now that the change is live, and off this loop:
-            // an fsync must not delay the next change.
-            self.syncer.request(self.layout.hosts_map());
-        }
         let retry = match result {
             Ok(how) => {
-                log_changes(&self.applied, &changes, how, started.elapsed());
+                log_changes(&routing.map, &changes, how, started.elapsed());
                 false
             }
             Err(e) => {
                 log!(Warning, "HAProxy refused a routing change, retrying: {e}");
-                // The file already holds `next`; the runtime map is unknown.
+                // The runtime map is unknown; the file gets `next` below.
                 self.runtime_synced = false;
                 true
             }
         };
         for (host, entry) in changes {
             match entry {
-                Some(e) => self.applied.insert(host, e.clone()),
-                None => self.applied.remove(&host),
+                Some(e) => routing.map.insert(host, e.clone()),
+                None => routing.map.remove(&host),
             };
         }
+        routing.generation = generation;
+        drop(routing);
         self.pending = Changed::Hosts(Default::default());
+        if write_file {
+            self.map_file_changed();
+        }
         retry
+    }
+
+    /// The routing changed: the map file is written at once after a quiet
+    /// period, else once the period ends.
+    fn map_file_changed(&mut self) {
+        if self.map_file_throttle.request(Instant::now()) {
+            self.map_file.write_later(self.map_written_tx.clone());
+        }
+    }
+
+    /// The map file's period ended with a write due.
+    fn map_file_due(&mut self) {
+        self.map_file_throttle.ran(Instant::now());
+        self.map_file.write_later(self.map_written_tx.clone());
+    }
+
+    /// A background write of the map file ended. Returns true when HAProxy's
+    /// whole runtime map is to be replaced at once (it reloaded or restarted
+    /// on an older file meanwhile).
+    fn map_file_written(&mut self, outcome: Result<u64, String>) -> bool {
+        let written = match outcome {
+            Ok(written) => written,
+            Err(e) => {
+                if !self.map_file_failing {
+                    log!(
+                        Err,
+                        "cannot write the host map ({e}); HAProxy has the change, but a \
+                         reload or restart would lose it until the file is written: retrying"
+                    );
+                }
+                self.map_file_failing = true;
+                self.map_file_changed();
+                return false;
+            }
+        };
+        if std::mem::take(&mut self.map_file_failing) {
+            log!(Notice, "the host map is written again");
+        }
+        let applied = background::lock(&self.routing).generation;
+        decide::check_after_write(written, applied) && self.check_runtime()
+    }
+
+    /// Asks HAProxy for the generation of its runtime map. Returns true
+    /// when that map is to be replaced whole: it reloaded or restarted on an
+    /// older map file (after a write, and every [`decide::RUNTIME_CHECK_EVERY`]:
+    /// a reload that began before a write may end after it).
+    fn check_runtime(&mut self) -> bool {
+        if !self.runtime_synced {
+            // Known already: the next apply replaces the whole map.
+            return false;
+        }
+        let applied = background::lock(&self.routing).generation;
+        let runtime = match Session::connect(&self.layout.haproxy_admin_socket()) {
+            // Not running: it loads the file when it starts, and a write
+            // still due checks again after it.
+            Err(CliError::Absent { .. }) => return false,
+            Err(e) => Err(e),
+            Ok(mut session) => MapApi::new(&mut session, &self.layout.hosts_map()).generation(),
+        };
+        match runtime {
+            Ok(runtime) if !decide::runtime_stale(runtime, applied) => false,
+            Ok(runtime) => {
+                log!(
+                    Warning,
+                    "HAProxy reloaded or restarted on an older host map (its generation {}, \
+                     confd's {applied}); replacing its runtime map",
+                    runtime.map_or("none".to_string(), |g| g.to_string())
+                );
+                self.runtime_synced = false;
+                true
+            }
+            Err(e) => {
+                log!(
+                    Warning,
+                    "cannot read HAProxy's routing generation ({e}); replacing its runtime map"
+                );
+                self.runtime_synced = false;
+                true
+            }
+        }
+    }
+
+    /// Before READY, at exit and after `--once`: the map file holds the
+    /// routing when this returns, for a HAProxy that starts or reloads.
+    fn flush_map_file(&mut self) {
+        if let Err(e) = self.map_file.write_now() {
+            log!(Err, "cannot write the host map: {e:#}");
+        }
     }
 
     fn state_job(&self) -> StateJob {
         let held = self.gate.held().map(|h| Held {
             removed_routes: h.removed,
-            current_routes: decide::route_count(&self.applied),
+            current_routes: decide::route_count(&background::lock(&self.routing).map),
             since_unix: h.since_unix,
             until_unix: h.since_unix + self.config.confd.hold_secs,
             accept_with: "systemctl kill -s USR1 haproxy-confd".to_string(),
@@ -494,6 +610,7 @@ pub async fn run_once(config_path: &Path, config: NodeConfig) -> anyhow::Result<
         hostyard_routing::etcd::read_all(&mut client, &d.schema.root_prefix()).await?;
     d.on_feed(Feed::Snapshot { kvs, revision });
     let retry = d.cycle();
+    d.flush_map_file();
     d.save_state_and_wait();
     if retry {
         anyhow::bail!("HAProxy did not take the routing (see above)");
@@ -529,21 +646,29 @@ pub async fn run(config_path: &Path, config: NodeConfig) -> anyhow::Result<()> {
             Warning,
             "etcd did not answer within {} s; serving the last written routing ({} hosts)",
             STARTUP_WAIT.as_secs(),
-            d.applied.len()
+            background::lock(&d.routing).map.len()
         ),
     }
     let retry = d.cycle();
+    // HAProxy starts after READY and loads the file.
+    d.flush_map_file();
     notify(&[sd_notify::NotifyState::Ready]);
     log!(Notice, "ready");
 
     let watchdog = sd_notify::watchdog_enabled().map(|t| t / 2);
     let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
+    let mut runtime_check = tokio::time::interval(decide::RUNTIME_CHECK_EVERY);
+    runtime_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut schedule = Schedule::new(Duration::from_millis(d.config.confd.debounce_ms));
     schedule.ran(Instant::now(), retry);
     loop {
         let due = schedule.due().map(tokio::time::Instant::from_std);
         let hold_due = d.hold_deadline().map(tokio::time::Instant::from_std);
         let state_due = d.state_throttle.due().map(tokio::time::Instant::from_std);
+        let map_file_due = d
+            .map_file_throttle
+            .due()
+            .map(tokio::time::Instant::from_std);
         tokio::select! {
             f = rx.recv() => {
                 let Some(f) = f else { anyhow::bail!("the etcd feed ended") };
@@ -568,6 +693,19 @@ pub async fn run(config_path: &Path, config: NodeConfig) -> anyhow::Result<()> {
             _ = async { tokio::time::sleep_until(state_due.unwrap_or_else(tokio::time::Instant::now)).await }, if state_due.is_some() => {
                 d.state_due();
             }
+            _ = async { tokio::time::sleep_until(map_file_due.unwrap_or_else(tokio::time::Instant::now)).await }, if map_file_due.is_some() => {
+                d.map_file_due();
+            }
+            Some(outcome) = d.map_written_rx.recv() => {
+                if d.map_file_written(outcome) {
+                    schedule.now(Instant::now());
+                }
+            }
+            _ = runtime_check.tick(), if d.haproxy_running => {
+                if d.check_runtime() {
+                    schedule.now(Instant::now());
+                }
+            }
             _ = watchdog_tick.tick(), if watchdog.is_some() => {
                 notify(&[sd_notify::NotifyState::Watchdog]);
             }
@@ -589,6 +727,7 @@ pub async fn run(config_path: &Path, config: NodeConfig) -> anyhow::Result<()> {
     }
     notify(&[sd_notify::NotifyState::Stopping]);
     feed.abort();
+    d.flush_map_file();
     d.save_state_and_wait();
     log!(Notice, "stopping; HAProxy keeps the current routing");
     Ok(())

@@ -8,8 +8,9 @@
 //!   [`Feed`] message, change by change ([`Table`]).
 //! - [`Gate`]: the hold state machine for mass removals (the rule itself,
 //!   [`routing::is_mass_removal`], lives with the other routing rules).
-//! - [`plan`]: what one apply sends: files and runtime API, per host or the
-//!   whole map.
+//! - [`plan`]: what one apply sends to the runtime API, per host or the
+//!   whole map, and whether the map file is to be rewritten after it;
+//!   [`runtime_stale`]: whether HAProxy reloaded on an older map file.
 //! - [`config_step`]: what a new HAProxy config leads to (install, reload,
 //!   keep the current one).
 //! - [`Schedule`]: when the next apply runs: at once after a quiet period,
@@ -33,6 +34,13 @@ use crate::etcd_feed::Feed;
 pub const INCREMENTAL_LIMIT: usize = 200;
 /// How long after a refused apply it is tried again.
 pub const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// The map file is rewritten at most this often (with 10,000 sites it is
+/// 20,000 lines): at once after a quiet period, then what follows together.
+pub const MAP_FILE_EVERY: Duration = Duration::from_millis(100);
+/// How often confd asks HAProxy which routing generation it holds, besides
+/// after each map file write: a reload from outside that began before a
+/// write may load the older file and end after the write's check.
+pub const RUNTIME_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// The time, passed in: monotonic for timers, Unix seconds for the state
 /// file.
@@ -296,8 +304,9 @@ pub enum Plan<'a> {
     Nothing,
     Apply {
         changes: Changes<'a>,
-        /// Write the map file (first, so a HAProxy start or reload at any
-        /// moment loads the newest routing): only when something changed.
+        /// Something changed: the routing's generation goes up and the map
+        /// file is rewritten, after the runtime API (off the path a change
+        /// waits on; see [`runtime_stale`] for a reload in between).
         write_file: bool,
         runtime: Runtime,
     },
@@ -333,6 +342,22 @@ pub fn plan<'a>(
         changes,
         runtime,
     }
+}
+
+/// After the map file was written with generation `written` (confd has
+/// applied `applied`): whether to ask HAProxy which generation its runtime
+/// map holds. Only once the file holds every change: an older write is
+/// followed by a newer one, which asks then.
+pub fn check_after_write(written: u64, applied: u64) -> bool {
+    written == applied
+}
+
+/// Whether HAProxy's runtime map, holding generation `runtime` (`None`: no
+/// generation at all), must be replaced whole: HAProxy reloaded or
+/// restarted on a map file older than what confd applied, between a
+/// runtime change and the file's write.
+pub fn runtime_stale(runtime: Option<u64>, applied: u64) -> bool {
+    runtime != Some(applied)
 }
 
 /// Host → new entry (`None`: removed), for hosts that differ.
@@ -769,6 +794,34 @@ mod tests {
             panic!("a change must be applied");
         };
         assert_eq!(runtime, Runtime::PerHost);
+    }
+
+    #[test]
+    fn only_a_file_that_caught_up_is_checked_against_haproxy() {
+        assert!(check_after_write(5, 5));
+        assert!(
+            !check_after_write(4, 5),
+            "generation 5 is still to be written, and checked then"
+        );
+        assert!(!runtime_stale(Some(5), 5));
+        // A reload between the runtime change (5) and the file's write
+        // loaded the file of generation 4.
+        assert!(runtime_stale(Some(4), 5));
+        // A map file from before generations: no generation at all.
+        assert!(runtime_stale(None, 5));
+    }
+
+    #[test]
+    fn the_map_file_is_written_at_once_after_quiet_then_once_per_period() {
+        let t = Instant::now();
+        let mut th = Throttle::new(MAP_FILE_EVERY);
+        assert!(th.request(t), "a change after quiet: written at once");
+        // A burst of 1,000 changes, one every 0.1 ms: one more write, at
+        // the period's end.
+        for i in 1..=1000u32 {
+            assert!(!th.request(t + Duration::from_micros(100) * i));
+        }
+        assert_eq!(th.due(), Some(t + MAP_FILE_EVERY));
     }
 
     #[test]

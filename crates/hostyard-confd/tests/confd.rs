@@ -34,16 +34,22 @@ fn site_is_added_moved_and_removed_without_a_reload() {
         pid,
         "HAProxy was reloaded"
     );
-    // The files hold what the runtime API holds: a restart comes back the same.
-    let file = std::fs::read_to_string(r.layout.hosts_map()).unwrap();
-    let runtime = r
-        .haproxy()
-        .runtime(&format!("show map {}", r.layout.hosts_map().display()))
-        .unwrap();
-    assert_eq!(
-        hostyard_haproxy::parse_map(&file),
-        hostyard_haproxy::parse_map(&runtime)
-    );
+    // The file, written after the runtime API, catches up with what the
+    // runtime API holds: a restart comes back the same.
+    let mut last = Default::default();
+    let same = wait_until("the map file equal to the runtime map", T, || {
+        let file = std::fs::read_to_string(r.layout.hosts_map()).ok()?;
+        let runtime = r
+            .haproxy()
+            .runtime(&format!("show map {}", r.layout.hosts_map().display()))
+            .ok()?;
+        last = (
+            hostyard_haproxy::parse_map(&file),
+            hostyard_haproxy::parse_map(&runtime),
+        );
+        (last.0 == last.1 && hostyard_haproxy::parse_generation(&file).is_some()).then_some(())
+    });
+    assert!(same.is_ok(), "file, runtime: {last:?}");
 }
 
 #[test]

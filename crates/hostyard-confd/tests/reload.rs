@@ -13,7 +13,7 @@ use std::net::TcpStream;
 
 use hostyard_core::SiteKind;
 use hostyard_testsupport::{wait_until, Backend, Etcd};
-use util::{Router, T};
+use util::{d, Router, T};
 
 /// One response read from a keep-alive connection: status, lower-cased
 /// headers and the body (by Content-Length). `Err` says what came instead.
@@ -98,4 +98,65 @@ fn an_idle_keep_alive_connection_gets_its_next_answer_across_a_reload() {
     assert!(head.contains("connection: close"), "{head}");
     // And a new connection is served by the new worker.
     r.wait_for("k.example.com", 200, "steady");
+}
+
+/// confd changes HAProxy's runtime map first and rewrites the map file
+/// after it (at most every 100 ms), so a reload from outside confd
+/// (`systemctl reload haproxy`, or a restart) can load a file without the
+/// newest change. confd then sees HAProxy's older routing generation after
+/// its write and replaces the runtime map: the change stays. Each round
+/// makes a change within the file's period of the last write and reloads
+/// at once, which in most rounds lands before the file has the change.
+#[test]
+fn a_reload_right_after_a_runtime_change_keeps_it() {
+    let etcd = Etcd::start().unwrap();
+    let mut r = Router::new(&etcd);
+    let b = Backend::start("kept");
+    r.start();
+    let map = r.layout.hosts_map();
+    for round in 0..4 {
+        let host = format!("r{round}.example.com");
+        // The site's declaration first; once the file has it, the
+        // registration comes within the file's period.
+        r.register(&etcd, SiteKind::Static, &host, b.port());
+        let in_file = format!("{host} route/");
+        let _ = etcd.delete(&r.schema.service_key(SiteKind::Static, &d(&host)));
+        wait_until("the file without the registration", T, || {
+            let text = std::fs::read_to_string(&map).ok()?;
+            (text.contains(&host) && !text.contains(&in_file)).then_some(())
+        })
+        .unwrap();
+        r.put_service(&etcd, SiteKind::Static, &d(&host), b.port());
+        wait_until("the change live through the runtime API", T, || {
+            let (status, body) = r.get(&host);
+            (status == 200 && body == "kept").then_some(())
+        })
+        .unwrap();
+        let old = r.haproxy().worker_pid().unwrap();
+        r.haproxy().master("reload").unwrap();
+        wait_until("the new worker to take over", T, || {
+            (r.haproxy().worker_pid().ok()? != old).then_some(())
+        })
+        .unwrap();
+        r.wait_for(&host, 200, "kept");
+    }
+    // The file caught up and holds what HAProxy routes.
+    wait_until("the file equal to the runtime map", T, || {
+        let file = std::fs::read_to_string(&map).ok()?;
+        let runtime = r
+            .haproxy()
+            .runtime(&format!("show map {}", map.display()))
+            .ok()?;
+        let (file, runtime) = (
+            hostyard_haproxy::parse_map(&file),
+            hostyard_haproxy::parse_map(&runtime),
+        );
+        // Four sites and their www. names.
+        (file == runtime && file.len() == 8).then_some(())
+    })
+    .unwrap();
+    eprintln!(
+        "rounds where the reload loaded an older file: {}",
+        r.confd_log().matches("on an older host map").count()
+    );
 }

@@ -10,7 +10,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::map::{parse_map, Entry, HostMap};
+use crate::map::{parse_map, Entry, HostMap, GENERATION_KEY};
 
 /// Why talking to HAProxy failed: `Absent` (not running) is normal before
 /// haproxy.service starts and means "files only".
@@ -151,7 +151,38 @@ impl<'a> MapApi<'a> {
     /// `add map` on an existing key would add a duplicate, so try `set`
     /// first and `add` only when HAProxy says the key is missing.
     pub fn upsert(&mut self, host: &str, entry: &Entry) -> Result<(), CliError> {
-        let value = entry.map_value();
+        self.upsert_value(host, &entry.map_value())
+    }
+
+    /// Sets the routing's generation ([`GENERATION_KEY`]); sent after the
+    /// changes it counts.
+    pub fn set_generation(&mut self, generation: u64) -> Result<(), CliError> {
+        self.upsert_value(GENERATION_KEY, &generation.to_string())
+    }
+
+    /// The generation of the routing HAProxy holds: `None` when its map
+    /// has none (loaded from a file written before there was one).
+    pub fn generation(&mut self) -> Result<Option<u64>, CliError> {
+        let get = format!("get map {} {GENERATION_KEY}", self.map);
+        let answer = self.session.command(&get)?;
+        // `type=str, case=sensitive, found=yes, idx=tree, key="K", value="V", type="str"`
+        // or `..., found=no`.
+        if answer.contains("found=no") {
+            return Ok(None);
+        }
+        answer
+            .split(", ")
+            .find_map(|field| field.strip_prefix("value=\""))
+            .and_then(|v| v.strip_suffix('"'))
+            .and_then(|v| v.parse().ok())
+            .map(Some)
+            .ok_or_else(|| CliError::Refused {
+                command: get,
+                answer: answer.trim().to_string(),
+            })
+    }
+
+    fn upsert_value(&mut self, host: &str, value: &str) -> Result<(), CliError> {
         let set = format!("set map {} {host} {value}", self.map);
         let answer = self.session.command(&set)?;
         match answer.trim() {
@@ -183,7 +214,8 @@ impl<'a> MapApi<'a> {
     /// Replaces the whole map atomically: a new version is filled aside
     /// (`prepare map`, `add map @ver`) and swapped in by `commit map`, so no
     /// request ever sees a half-filled map.
-    pub fn replace_all(&mut self, map: &HostMap) -> Result<(), CliError> {
+    /// `generation` goes with it ([`GENERATION_KEY`]).
+    pub fn replace_all(&mut self, map: &HostMap, generation: u64) -> Result<(), CliError> {
         let prepare = format!("prepare map {}", self.map);
         let answer = self.session.command(&prepare)?;
         let version = answer
@@ -194,7 +226,7 @@ impl<'a> MapApi<'a> {
                 command: prepare.clone(),
                 answer: answer.trim().to_string(),
             })?;
-        let mut payload = String::new();
+        let mut payload = format!("{GENERATION_KEY} {generation}\n");
         for (host, entry) in map {
             payload.push_str(host);
             payload.push(' ');
