@@ -127,6 +127,9 @@ impl Daemon {
     /// HAProxy if the config changed and passed `haproxy -c`. Fails only when
     /// there is no usable config at all.
     pub fn prepare_files(&mut self) -> anyhow::Result<()> {
+        // haproxy.cfg names the default certificate, the crt-list and the
+        // HTTPS map: they exist before the config is checked.
+        hostyard_tls::ensure_base(&self.layout)?;
         for (status, page) in [(404, haproxy::PAGE_404), (503, haproxy::PAGE_503)] {
             let path = self.layout.haproxy_error_page(status);
             if std::fs::read(&path).ok().as_deref() != Some(page.as_bytes()) {
@@ -603,6 +606,7 @@ fn notify(state: &[sd_notify::NotifyState]) {
 pub async fn run_once(config_path: &Path, config: NodeConfig) -> anyhow::Result<()> {
     let mut d = Daemon::new(config_path, config)?;
     d.prepare_files()?;
+    hostyard_tls::CertSync::new(d.layout.clone(), d.config.tls.clone()).pass()?;
     let mut client = hostyard_routing::etcd::connect(&d.config.etcd)
         .await
         .context("connecting to etcd")?;
@@ -624,6 +628,17 @@ pub async fn run_once(config_path: &Path, config: NodeConfig) -> anyhow::Result<
 pub async fn run(config_path: &Path, config: NodeConfig) -> anyhow::Result<()> {
     let mut d = Daemon::new(config_path, config)?;
     d.prepare_files()?;
+    // Certificates on a thread of their own: checking files and talking to
+    // HAProxy about them never delays a routing change. The first pass
+    // runs before READY, so HAProxy starts with today's certificates.
+    let mut certs = hostyard_tls::CertSync::new(d.layout.clone(), d.config.tls.clone());
+    if let Err(e) = certs.pass() {
+        log!(Err, "certificates: {e:#}");
+    }
+    std::thread::Builder::new()
+        .name("certificates".into())
+        .spawn(move || certs.run())
+        .context("starting the certificate thread")?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sighup = signal(SignalKind::hangup())?;

@@ -44,6 +44,7 @@ impl Router {
         config.etcd.endpoints = vec![etcd.endpoint()];
         config.haproxy.bind_address = "127.0.0.1".parse().unwrap();
         config.haproxy.http_port = port;
+        config.haproxy.https_port = free_port();
         // confd's `haproxy -c` with the HAProxy the tests run (3.0, as on
         // Debian 13), not the default /usr/sbin/haproxy of the host.
         config.haproxy.check_binary = hostyard_testsupport::haproxy_binary().unwrap();

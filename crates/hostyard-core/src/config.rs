@@ -41,6 +41,7 @@ pub struct NodeConfig {
     pub limits: crate::limits::Limits,
     /// Backups of every site into a restic repository.
     pub backup: crate::backup::BackupConfig,
+    pub tls: TlsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -166,6 +167,31 @@ pub struct MailConfig {
     pub relayhost: String,
 }
 
+/// HTTPS: which sites redirect and send HSTS, and how often confd looks
+/// for changed certificates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Sites that keep answering plain HTTP although they have a valid
+    /// certificate (every other such site redirects HTTP to HTTPS).
+    pub http_sites: Vec<Domain>,
+    /// Sites whose HTTPS answers carry `Strict-Transport-Security` (opt-in:
+    /// browsers remember it for a year, so a site must mean it).
+    pub hsts_sites: Vec<Domain>,
+    /// Seconds between two looks at the sites' certificate files.
+    pub scan_secs: u64,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            http_sites: Vec::new(),
+            hsts_sites: Vec::new(),
+            scan_secs: 2,
+        }
+    }
+}
+
 impl Default for NodeConfig {
     fn default() -> Self {
         NodeConfig {
@@ -182,6 +208,7 @@ impl Default for NodeConfig {
             mail: MailConfig::default(),
             limits: crate::limits::Limits::default(),
             backup: crate::backup::BackupConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -561,6 +588,18 @@ impl NodeConfig {
         }
         if let Some((field, problem)) = self.backup.problem() {
             return Err(invalid(field, problem));
+        }
+        if self.tls.scan_secs == 0 {
+            return Err(invalid("tls.scan_secs", "must be at least 1".to_string()));
+        }
+        if self.haproxy.https_port == self.haproxy.http_port {
+            return Err(invalid(
+                "haproxy.https_port",
+                format!(
+                    "{} is haproxy.http_port too; give HTTPS a port of its own (443)",
+                    self.haproxy.https_port
+                ),
+            ));
         }
         if !crate::mail::is_relayhost(&self.mail.relayhost) {
             return Err(invalid(

@@ -21,6 +21,11 @@
 //! <root>/domains/.import-<domain>.lock      held while an import runs
 //! <root>/runtime/haproxy/         generated HAProxy config, host map, pages/,
 //!                                 sockets, confd-state.json
+//! <root>/runtime/haproxy/certs/   mode 0700: HAProxy's certificates
+//!                                 (`<domain>.pem`, `_default.pem`, mode 0600)
+//!                                 and `certs.list`, the crt-list naming them
+//! <root>/runtime/haproxy/https.map   hosts with a valid certificate and
+//!                                 their HTTPS policy
 //! <root>/runtime/postfix/forwards/<domain>   mail forwards of a domain
 //!                                 (edited by the operator; see `mail`)
 //! <root>/runtime/postfix/etc/     postfix's main.cf, master.cf and tables,
@@ -275,6 +280,33 @@ impl Layout {
     /// The page HAProxy answers with for `status` (404: not hosted, 503: down).
     pub fn haproxy_error_page(&self, status: u16) -> PathBuf {
         self.haproxy_pages_dir().join(format!("{status}.html"))
+    }
+
+    /// HAProxy's certificates (mode 0700: they hold private keys).
+    pub fn haproxy_certs_dir(&self) -> PathBuf {
+        self.runtime_haproxy().join("certs")
+    }
+
+    /// The certificate HAProxy serves for `domain`, key included.
+    pub fn haproxy_cert(&self, domain: &Domain) -> PathBuf {
+        self.haproxy_certs_dir().join(format!("{domain}.pem"))
+    }
+
+    /// The self-signed certificate for names HAProxy has none for. `_` never
+    /// occurs in a domain, so it cannot collide with a site's file.
+    pub fn haproxy_default_cert(&self) -> PathBuf {
+        self.haproxy_certs_dir().join("_default.pem")
+    }
+
+    /// The crt-list: one line per site certificate, with the names it
+    /// serves; loaded at start, changed at run time through the runtime API.
+    pub fn haproxy_crt_list(&self) -> PathBuf {
+        self.haproxy_certs_dir().join("certs.list")
+    }
+
+    /// Host → HTTPS policy of the sites that have a valid certificate.
+    pub fn https_map(&self) -> PathBuf {
+        self.runtime_haproxy().join("https.map")
     }
 
     /// confd's view of every site and any held change, as JSON; read by

@@ -20,6 +20,11 @@ struct HaproxyCfg {
     page_404: String,
     page_503: String,
     bind: String,
+    bind_https: String,
+    default_cert: String,
+    crt_list: String,
+    https_map: String,
+    https_port_suffix: String,
     frontend_rules: Vec<String>,
     maxconn: u32,
     site_maxconn: u32,
@@ -38,6 +43,14 @@ pub fn render_cfg(config: &NodeConfig) -> anyhow::Result<String> {
         page_503: path(layout.haproxy_error_page(503)),
         // HAProxy splits an IPv6 bind address from its port at the last colon.
         bind: format!("{}:{}", hp.bind_address, hp.http_port),
+        bind_https: format!("{}:{}", hp.bind_address, hp.https_port),
+        default_cert: path(layout.haproxy_default_cert()),
+        crt_list: path(layout.haproxy_crt_list()),
+        https_map: path(layout.https_map()),
+        https_port_suffix: match hp.https_port {
+            443 => String::new(),
+            port => format!(":{port}"),
+        },
         frontend_rules: hp.frontend_rules.clone(),
         maxconn: hp.maxconn,
         site_maxconn: hp.site_maxconn,
@@ -114,8 +127,11 @@ mod tests {
             assert!(text.contains(&p.display().to_string()), "{p:?}");
         }
         assert!(text.contains("level admin expose-fd listeners"));
-        assert!(text.contains("bind 0.0.0.0:80"));
+        assert!(text.contains("bind 0.0.0.0:80\n"));
+        assert!(text.contains("bind 0.0.0.0:443 ssl crt "));
+        assert!(text.contains("alpn h2,http/1.1"));
         FILE.write(&layout.hosts_map(), b"").unwrap();
+        hostyard_tls::ensure_base(&layout).unwrap();
         FILE.write(&layout.haproxy_error_page(404), PAGE_404.as_bytes())
             .unwrap();
         FILE.write(&layout.haproxy_error_page(503), PAGE_503.as_bytes())

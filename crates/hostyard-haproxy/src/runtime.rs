@@ -262,3 +262,168 @@ impl<'a> MapApi<'a> {
         Ok(parse_map(&answer))
     }
 }
+
+impl<'a> MapApi<'a> {
+    /// Upsert of a plain value, for maps other than the host map.
+    pub fn upsert_value(&mut self, key: &str, value: &str) -> Result<(), CliError> {
+        let set = format!("set map {} {key} {value}", self.map);
+        let answer = self.session.command(&set)?;
+        match answer.trim() {
+            "" => Ok(()),
+            a if a.starts_with("entry not found") => self
+                .session
+                .expect_silent(&format!("add map {} {key} {value}", self.map)),
+            a => Err(CliError::Refused {
+                command: set,
+                answer: a.to_string(),
+            }),
+        }
+    }
+
+    /// Every key and value, for maps other than the host map.
+    pub fn show_values(&mut self) -> Result<Vec<(String, String)>, CliError> {
+        let command = format!("show map {}", self.map);
+        let answer = self.session.command(&command)?;
+        if answer.starts_with("Unknown map") {
+            return Err(CliError::Refused {
+                command,
+                answer: answer.trim().to_string(),
+            });
+        }
+        // Each line is "<entry id> <key> <value>".
+        Ok(answer
+            .lines()
+            .filter_map(|l| {
+                let mut parts = l.split_whitespace();
+                let _id = parts.next()?;
+                Some((parts.next()?.to_string(), parts.next()?.to_string()))
+            })
+            .collect())
+    }
+}
+
+/// The runtime API for certificates (HAProxy 2.2+): a certificate is
+/// loaded or replaced in a transaction (`new ssl cert`, `set ssl cert`,
+/// `commit ssl cert`) and served once its crt-list line is added, all
+/// without a reload. HAProxy names a certificate by its file path, so the
+/// file must be written first: a restart then loads the same.
+pub struct SslApi<'a> {
+    session: &'a mut Session,
+}
+
+impl<'a> SslApi<'a> {
+    pub fn new(session: &'a mut Session) -> SslApi<'a> {
+        SslApi { session }
+    }
+
+    /// The certificate files HAProxy holds in memory (`show ssl cert`).
+    pub fn loaded(&mut self) -> Result<Vec<String>, CliError> {
+        let answer = self.session.command("show ssl cert")?;
+        Ok(answer
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .map(|l| l.trim().trim_start_matches('*').to_string())
+            .collect())
+    }
+
+    /// The certificate files a crt-list serves (`show ssl crt-list`).
+    pub fn listed(&mut self, crt_list: &Path) -> Result<Vec<String>, CliError> {
+        let command = format!("show ssl crt-list {}", crt_list.display());
+        let answer = self.session.command(&command)?;
+        let mut lines = answer.lines();
+        // The first line names the list, "# <path>"; anything else is an error.
+        match lines.next() {
+            Some(l) if l.starts_with('#') => {}
+            _ => {
+                return Err(CliError::Refused {
+                    command,
+                    answer: answer.trim().to_string(),
+                })
+            }
+        }
+        Ok(lines
+            .filter_map(|l| l.split_whitespace().next())
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// Puts `pem` (certificate, chain and key, without empty lines: an
+    /// empty line ends a payload) in place of what HAProxy holds for
+    /// `cert`, or loads it as a new certificate when `new` is true, and
+    /// commits it. Connections already open keep the old one.
+    pub fn store(&mut self, cert: &Path, pem: &str, new: bool) -> Result<(), CliError> {
+        let path = cert.display().to_string();
+        if new {
+            let command = format!("new ssl cert {path}");
+            let answer = self.session.command(&command)?;
+            // "New empty certificate store '<path>'!"
+            if !answer.contains("New empty certificate store") {
+                return Err(CliError::Refused {
+                    command,
+                    answer: answer.trim().to_string(),
+                });
+            }
+        }
+        // The payload ends at the first empty line.
+        let set = format!("set ssl cert {path} <<\n{}\n\n", pem.trim_end());
+        let answer = self.session.command(&set)?;
+        // "Transaction created for certificate <path>!" or "Transaction
+        // updated for certificate <path>!"
+        if !answer.contains("Transaction") || answer.contains("rror") {
+            let _ = self.session.command(&format!("abort ssl cert {path}"));
+            return Err(CliError::Refused {
+                command: format!("set ssl cert {path}"),
+                answer: answer.replace("+ ", "").trim().to_string(),
+            });
+        }
+        let commit = format!("commit ssl cert {path}");
+        let answer = self.session.command(&commit)?;
+        if !answer.contains("Success!") {
+            let _ = self.session.command(&format!("abort ssl cert {path}"));
+            return Err(CliError::Refused {
+                command: commit,
+                answer: answer.trim().to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Adds `line` (a crt-list line: the certificate's path and its SNI
+    /// names) to the crt-list, so HAProxy serves the certificate.
+    pub fn add_to_list(&mut self, crt_list: &Path, line: &str) -> Result<(), CliError> {
+        let command = format!("add ssl crt-list {} <<\n{line}\n\n", crt_list.display());
+        let answer = self.session.command(&command)?;
+        if !answer.contains("Success!") {
+            return Err(CliError::Refused {
+                command: short(&command),
+                answer: answer.replace("+ ", "").trim().to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Stops serving `cert` and frees it: its crt-list lines go first (a
+    /// certificate still in use cannot be deleted).
+    pub fn remove(&mut self, crt_list: &Path, cert: &Path) -> Result<(), CliError> {
+        let path = cert.display().to_string();
+        let command = format!("del ssl crt-list {} {path}", crt_list.display());
+        let answer = self.session.command(&command)?;
+        // "Entry '<path>' deleted in crtlist '<list>'!"; a missing entry
+        // ("certificate '<path>' does not exist!") is fine.
+        if !answer.contains("deleted") && !answer.contains("does not exist") {
+            return Err(CliError::Refused {
+                command,
+                answer: answer.trim().to_string(),
+            });
+        }
+        let command = format!("del ssl cert {path}");
+        let answer = self.session.command(&command)?;
+        if !answer.contains("deleted") && !answer.contains("doesn't exist") {
+            return Err(CliError::Refused {
+                command,
+                answer: answer.trim().to_string(),
+            });
+        }
+        Ok(())
+    }
+}

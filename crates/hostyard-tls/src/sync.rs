@@ -1,0 +1,329 @@
+//! The certificate loop confd runs beside its routing: it looks at every
+//! site's certificate file (`domains/<domain>/tls/<domain>.pem`, what an
+//! import brings or an operator puts there), checks a changed one, and
+//! puts a good one into HAProxy without a reload: the PEM and the crt-list
+//! on disk first (a restart or reload loads the same), then the runtime
+//! API (`new`/`set`/`commit ssl cert`, `add ssl crt-list`). A bad file is
+//! refused with one line and changes nothing; a removed one stops being
+//! served. It runs on a thread of its own, so a slow file or HAProxy
+//! answer never delays a routing change.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use hostyard_core::config::TlsConfig;
+use hostyard_core::{log, Domain, Layout};
+use hostyard_haproxy::{CliError, MapApi, Session, SslApi};
+
+use crate::check::{check_bundle, MAX_BUNDLE_LEN};
+use crate::files::{crt_list_line, parse_crt_list, render_crt_list, KEY_FILE};
+
+/// What identifies a version of a source file without reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fingerprint {
+    len: u64,
+    mtime_ns: i128,
+    ino: u64,
+}
+
+pub struct CertSync {
+    layout: Layout,
+    tls: TlsConfig,
+    /// What the crt-list file holds: the sites served with their own
+    /// certificate, and their SNI names.
+    listed: BTreeMap<Domain, Vec<String>>,
+    /// Source files already judged, by version.
+    seen: HashMap<Domain, Fingerprint>,
+    /// The last refusal per site, for `hostyard status`.
+    refused: BTreeMap<Domain, String>,
+    /// Sites whose runtime change failed: tried again at the next pass.
+    pending: BTreeSet<Domain>,
+    /// Sites removed from the files whose runtime removal failed.
+    pending_removal: BTreeSet<Domain>,
+    /// The policy map file changed and HAProxy's copy has not yet.
+    policy_pending: bool,
+}
+
+impl CertSync {
+    /// Starts from what the crt-list file says is served.
+    pub fn new(layout: Layout, tls: TlsConfig) -> CertSync {
+        let listed = std::fs::read_to_string(layout.haproxy_crt_list())
+            .map(|t| parse_crt_list(&layout, &t))
+            .unwrap_or_default();
+        CertSync {
+            layout,
+            tls,
+            listed,
+            seen: HashMap::new(),
+            refused: BTreeMap::new(),
+            // After a start, HAProxy may hold older versions of the files
+            // (written while it was not answering): check them once.
+            pending: BTreeSet::new(),
+            pending_removal: BTreeSet::new(),
+            policy_pending: true,
+        }
+    }
+
+    /// The sites served with their own certificate.
+    pub fn served(&self) -> &BTreeMap<Domain, Vec<String>> {
+        &self.listed
+    }
+
+    /// The last refusal of each site whose file was refused.
+    pub fn refused(&self) -> &BTreeMap<Domain, String> {
+        &self.refused
+    }
+
+    /// Runs passes every `tls.scan_secs`, for ever (confd's thread).
+    pub fn run(mut self) {
+        let every = Duration::from_secs(self.tls.scan_secs);
+        loop {
+            if let Err(e) = self.pass() {
+                log!(Err, "certificates: {e:#}");
+            }
+            std::thread::sleep(every);
+        }
+    }
+
+    /// One look at every site's certificate file; changes go to the files,
+    /// then to HAProxy.
+    pub fn pass(&mut self) -> anyhow::Result<()> {
+        let sources = self.sources()?;
+        let mut changed: Vec<Domain> = Vec::new();
+        let mut removed: Vec<Domain> = Vec::new();
+        for (domain, fp) in &sources {
+            if self.seen.get(domain) == Some(fp) {
+                continue;
+            }
+            self.seen.insert(domain.clone(), *fp);
+            if self.judge(domain)? {
+                changed.push(domain.clone());
+            }
+        }
+        self.seen.retain(|d, _| sources.contains_key(d));
+        self.refused.retain(|d, _| sources.contains_key(d));
+        for domain in self.listed.keys() {
+            if !sources.contains_key(domain) {
+                removed.push(domain.clone());
+            }
+        }
+        for domain in &removed {
+            self.listed.remove(domain);
+        }
+        if !changed.is_empty() || !removed.is_empty() {
+            KEY_FILE.write(
+                &self.layout.haproxy_crt_list(),
+                render_crt_list(&self.layout, &self.listed).as_bytes(),
+            )?;
+            for domain in &removed {
+                let cert = self.layout.haproxy_cert(domain);
+                if let Err(e) = std::fs::remove_file(&cert) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        log!(Warning, "cannot remove {}: {e}", cert.display());
+                    }
+                }
+                log!(
+                    Notice,
+                    "{domain}: its certificate file is gone; HTTPS answers with the default certificate"
+                );
+            }
+        }
+        self.pending.extend(changed);
+        self.pending.retain(|d| self.listed.contains_key(d));
+        self.pending_removal.extend(removed);
+        let policy = self.policy_map();
+        let map_text: String = policy.iter().map(|(h, v)| format!("{h} {v}\n")).collect();
+        if std::fs::read_to_string(self.layout.https_map())
+            .ok()
+            .as_deref()
+            != Some(&map_text)
+        {
+            hostyard_haproxy::FILE.write(&self.layout.https_map(), map_text.as_bytes())?;
+            self.policy_pending = true;
+        }
+        if !self.pending.is_empty() || !self.pending_removal.is_empty() || self.policy_pending {
+            match self.apply_runtime(&policy) {
+                Ok(()) => {}
+                // Not running: it loads the files when it starts.
+                Err(CliError::Absent { .. }) => {
+                    self.pending.clear();
+                    self.pending_removal.clear();
+                    self.policy_pending = false;
+                }
+                Err(e) => log!(
+                    Err,
+                    "certificates are on disk but HAProxy did not take them (tried again in {} s): {e}",
+                    self.tls.scan_secs
+                ),
+            }
+        }
+        Ok(())
+    }
+
+    /// Every site with a certificate file, and that file's version.
+    fn sources(&self) -> anyhow::Result<BTreeMap<Domain, Fingerprint>> {
+        let mut out = BTreeMap::new();
+        let dir = self.layout.domains_dir();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+        };
+        for entry in entries {
+            let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
+            let Some(domain) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| Domain::parse(n).ok())
+            else {
+                continue;
+            };
+            let Ok(meta) = std::fs::symlink_metadata(self.layout.tls_pem(&domain)) else {
+                continue;
+            };
+            if !meta.is_file() {
+                continue;
+            }
+            out.insert(
+                domain,
+                Fingerprint {
+                    len: meta.len(),
+                    mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
+                    ino: meta.ino(),
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// Checks a changed source file; a good one is written where HAProxy
+    /// reads it. Returns whether HAProxy must be told.
+    fn judge(&mut self, domain: &Domain) -> anyhow::Result<bool> {
+        let src = self.layout.tls_pem(domain);
+        let bytes = match read_limited(&src) {
+            Ok(b) => b,
+            Err(e) => {
+                self.refuse(domain, &src, &format!("cannot be read: {e}"));
+                return Ok(false);
+            }
+        };
+        let checked = match check_bundle(&bytes, domain, SystemTime::now()) {
+            Ok(c) => c,
+            Err(why) => {
+                self.refuse(domain, &src, &why.to_string());
+                return Ok(false);
+            }
+        };
+        self.refused.remove(domain);
+        let dest = self.layout.haproxy_cert(domain);
+        let same_file = std::fs::read(&dest).ok().as_deref() == Some(checked.pem.as_bytes());
+        if same_file && self.listed.get(domain) == Some(&checked.names) {
+            return Ok(false);
+        }
+        KEY_FILE.write(&dest, checked.pem.as_bytes())?;
+        let renewed = self.listed.contains_key(domain);
+        self.listed.insert(domain.clone(), checked.names.clone());
+        log!(
+            Notice,
+            "{domain}: certificate {} from {} for {} (valid until Unix time {})",
+            if renewed { "replaced" } else { "installed" },
+            src.display(),
+            checked.names.join(", "),
+            checked.not_after
+        );
+        Ok(true)
+    }
+
+    fn refuse(&mut self, domain: &Domain, src: &Path, why: &str) {
+        let keeps = if self.listed.contains_key(domain) {
+            "keeps its current certificate"
+        } else {
+            "keeps the default certificate"
+        };
+        log!(
+            Warning,
+            "{}: refused: {why}; {domain} {keeps}",
+            src.display()
+        );
+        self.refused.insert(domain.clone(), why.to_string());
+    }
+
+    /// Host → HTTPS policy for every name served with a site certificate.
+    fn policy_map(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for (domain, names) in &self.listed {
+            let mut value = if self.tls.http_sites.contains(domain) {
+                "stay".to_string()
+            } else {
+                "redirect".to_string()
+            };
+            if self.tls.hsts_sites.contains(domain) {
+                value.push_str(",hsts");
+            }
+            for name in names {
+                out.insert(name.clone(), value.clone());
+            }
+        }
+        out
+    }
+
+    /// Brings HAProxy's memory to the files: each pending certificate
+    /// stored (new or replaced) and listed, each removed one unlisted and
+    /// freed, and the policy map equal to the file.
+    fn apply_runtime(&mut self, policy: &BTreeMap<String, String>) -> Result<(), CliError> {
+        let mut session = Session::connect(&self.layout.haproxy_admin_socket())?;
+        let crt_list = self.layout.haproxy_crt_list();
+        let mut ssl = SslApi::new(&mut session);
+        let loaded: BTreeSet<String> = ssl.loaded()?.into_iter().collect();
+        let in_list: BTreeSet<String> = ssl.listed(&crt_list)?.into_iter().collect();
+        for domain in std::mem::take(&mut self.pending_removal) {
+            let cert = self.layout.haproxy_cert(&domain);
+            if let Err(e) = ssl.remove(&crt_list, &cert) {
+                self.pending_removal.insert(domain);
+                return Err(e);
+            }
+        }
+        let pending: Vec<Domain> = self.pending.iter().cloned().collect();
+        for domain in pending {
+            let Some(names) = self.listed.get(&domain) else {
+                continue;
+            };
+            let cert = self.layout.haproxy_cert(&domain);
+            let path = cert.display().to_string();
+            let pem = std::fs::read_to_string(&cert).map_err(|source| CliError::Io {
+                path: cert.clone(),
+                source,
+            })?;
+            ssl.store(&cert, &pem, !loaded.contains(&path))?;
+            if !in_list.contains(&path) {
+                ssl.add_to_list(&crt_list, &crt_list_line(&self.layout, &domain, names))?;
+            }
+            self.pending.remove(&domain);
+        }
+        let mut map = MapApi::new(&mut session, &self.layout.https_map());
+        let now: BTreeMap<String, String> = map.show_values()?.into_iter().collect();
+        for (host, value) in policy {
+            if now.get(host) != Some(value) {
+                map.upsert_value(host, value)?;
+            }
+        }
+        for host in now.keys() {
+            if !policy.contains_key(host) {
+                map.remove(host)?;
+            }
+        }
+        self.policy_pending = false;
+        Ok(())
+    }
+}
+
+fn read_limited(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    let mut out = Vec::new();
+    file.take(MAX_BUNDLE_LEN as u64 + 1).read_to_end(&mut out)?;
+    Ok(out)
+}
