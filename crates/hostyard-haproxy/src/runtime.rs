@@ -182,7 +182,8 @@ impl<'a> MapApi<'a> {
             })
     }
 
-    fn upsert_value(&mut self, host: &str, value: &str) -> Result<(), CliError> {
+    /// Upsert of a plain value (the generation, the HTTPS policy map).
+    pub fn upsert_value(&mut self, host: &str, value: &str) -> Result<(), CliError> {
         let set = format!("set map {} {host} {value}", self.map);
         let answer = self.session.command(&set)?;
         match answer.trim() {
@@ -264,22 +265,6 @@ impl<'a> MapApi<'a> {
 }
 
 impl<'a> MapApi<'a> {
-    /// Upsert of a plain value, for maps other than the host map.
-    pub fn upsert_value(&mut self, key: &str, value: &str) -> Result<(), CliError> {
-        let set = format!("set map {} {key} {value}", self.map);
-        let answer = self.session.command(&set)?;
-        match answer.trim() {
-            "" => Ok(()),
-            a if a.starts_with("entry not found") => self
-                .session
-                .expect_silent(&format!("add map {} {key} {value}", self.map)),
-            a => Err(CliError::Refused {
-                command: set,
-                answer: a.to_string(),
-            }),
-        }
-    }
-
     /// Every key and value, for maps other than the host map.
     pub fn show_values(&mut self) -> Result<Vec<(String, String)>, CliError> {
         let command = format!("show map {}", self.map);
