@@ -18,12 +18,12 @@ pub mod state;
 pub mod status;
 pub mod table;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
-use hostyard_core::etcd::{Schema, ServiceValue, SiteDecl};
-use hostyard_core::{Domain, SiteKind, UnitRole};
+use hostyard_core::etcd::Schema;
+use hostyard_core::{Domain, SiteKind};
 use hostyard_haproxy::{Entry, HostMap};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -78,10 +78,6 @@ pub struct Desired {
     pub map: HostMap,
     pub sites: Vec<Site>,
     pub problems: Vec<Problem>,
-    /// Registrations refused for pointing outside the allowed networks
-    /// (not at the server itself): confd asks Docker again, in case the
-    /// sites' network is new.
-    pub outside: usize,
 }
 
 /// Addresses a registration may point to.
@@ -201,180 +197,19 @@ fn canonical(ip: IpAddr) -> IpAddr {
 }
 
 /// Computes the host map and site verdicts from every key under the root
-/// prefix. Keys outside `services/` and `sites/` are ignored.
+/// prefix. Keys outside `services/` and `sites/` are ignored. One home for
+/// the rules: the [`table::Table`] confd keeps up to date change by change,
+/// built from everything at once.
 pub fn desired(
     schema: &Schema,
     kvs: &BTreeMap<String, Vec<u8>>,
     allowed: &AllowedNetworks,
 ) -> Desired {
-    let mut problems = Vec::new();
-    let mut outside = 0;
-    // One entry per domain: its declaration and its registrations by kind
-    // (a Vec: almost always one, and a map per domain would cost ~10x the
-    // memory with 10,000 sites).
-    type Regs = Vec<(SiteKind, Result<SocketAddr, String>)>;
-    let mut by_domain: BTreeMap<Domain, (Option<SiteDecl>, Regs)> = BTreeMap::new();
-    let services = schema.services_prefix();
-    let sites = schema.sites_prefix();
-
-    for (key, raw) in kvs {
-        if key.starts_with(&services) {
-            let (kind, domain) = match schema.parse_service_key(key) {
-                Ok(kd) => kd,
-                Err(e) => {
-                    problems.push(problem(key, e.to_string()));
-                    continue;
-                }
-            };
-            let reg = match ServiceValue::parse(raw) {
-                Err(e) => Err(e.to_string()),
-                Ok(v) => match allowed.refusal(&v.ip) {
-                    Some(why) => {
-                        outside += usize::from(!allowed.is_server(&v.ip));
-                        Err(why)
-                    }
-                    None => Ok(SocketAddr::new(v.ip, v.port)),
-                },
-            };
-            if let Err(e) = &reg {
-                problems.push(problem(key, e.clone()));
-            }
-            let regs = &mut by_domain.entry(domain).or_default().1;
-            regs.retain(|(k, _)| *k != kind);
-            regs.push((kind, reg));
-            regs.sort_by_key(|(k, _)| *k);
-        } else if key.starts_with(&sites) {
-            let domain = match schema.parse_site_key(key) {
-                Ok(d) => d,
-                Err(e) => {
-                    problems.push(problem(key, e.to_string()));
-                    continue;
-                }
-            };
-            match SiteDecl::parse(raw) {
-                Ok(decl) => {
-                    by_domain.entry(domain).or_default().0 = Some(decl);
-                }
-                Err(e) => problems.push(problem(key, e.to_string())),
-            }
-        }
-    }
-
-    let mut map = HostMap::new();
-    let mut out_sites = Vec::new();
-    for (domain, (decl, by_kind)) in by_domain {
-        let decl = decl.as_ref();
-        let (kind, reg) = match decl {
-            Some(decl) => {
-                for (other, _) in by_kind.iter().filter(|(k, _)| *k != decl.kind) {
-                    problems.push(problem(
-                        &schema.service_key(*other, &domain),
-                        format!(
-                            "{domain} is declared as {} but also registered as {other}; \
-                             this registration is ignored (to make it a {other} site: \
-                             `systemctl stop {}`, then `hostyard site forget {domain}`)",
-                            decl.kind,
-                            decl.kind.instance_unit(UnitRole::Site, &domain)
-                        ),
-                    ));
-                }
-                let reg = by_kind
-                    .iter()
-                    .find(|(k, _)| *k == decl.kind)
-                    .map(|(_, r)| r.clone());
-                (Some(decl.kind), reg)
-            }
-            None if by_kind.len() > 1 => {
-                let kinds: Vec<&str> = by_kind.iter().map(|(k, _)| k.as_str()).collect();
-                let detail = format!(
-                    "{domain} is registered under {} kinds ({}) and has no declaration; \
-                     none is routed",
-                    kinds.len(),
-                    kinds.join(", ")
-                );
-                for (k, _) in &by_kind {
-                    problems.push(problem(&schema.service_key(*k, &domain), detail.clone()));
-                }
-                out_sites.push(Site {
-                    domain: domain.clone(),
-                    kind: None,
-                    address: None,
-                    state: SiteState::Conflict,
-                    aliases: Vec::new(),
-                    detail: Some(detail),
-                });
-                continue;
-            }
-            None => match by_kind.into_iter().next() {
-                Some((k, r)) => (Some(k), Some(r)),
-                None => (None, None),
-            },
-        };
-        let (entry, state, address, detail) = match reg {
-            Some(Ok(addr)) => (Entry::Route(addr), SiteState::Routed, Some(addr), None),
-            Some(Err(why)) => (Entry::Down, SiteState::Invalid, None, Some(why)),
-            None => (
-                Entry::Down,
-                SiteState::Down,
-                None,
-                Some("no registration".to_string()),
-            ),
-        };
-        map.insert(domain.as_str().to_string(), entry);
-        out_sites.push(Site {
-            domain: domain.clone(),
-            kind,
-            address,
-            state,
-            aliases: decl.map(|d| d.aliases.clone()).unwrap_or_default(),
-            detail,
-        });
-    }
-
-    // Aliases last: a name that is a site itself stays that site.
-    let mut alias_owner: BTreeMap<Domain, BTreeSet<Domain>> = BTreeMap::new();
-    for site in &out_sites {
-        if site.state == SiteState::Conflict {
-            continue;
-        }
-        let www = site.domain.www();
-        for alias in www.iter().chain(site.aliases.iter()) {
-            if alias != &site.domain {
-                alias_owner
-                    .entry(alias.clone())
-                    .or_default()
-                    .insert(site.domain.clone());
-            }
-        }
-    }
-    for (alias, owners) in alias_owner {
-        if map.contains_key(alias.as_str()) {
-            continue;
-        }
-        if owners.len() > 1 {
-            let names: Vec<&str> = owners.iter().map(|d| d.as_str()).collect();
-            for owner in &owners {
-                problems.push(problem(
-                    &schema.site_key(owner),
-                    format!(
-                        "alias {alias} is claimed by {}; it is not routed",
-                        names.join(", ")
-                    ),
-                ));
-            }
-            continue;
-        }
-        if let Some(owner) = owners.into_iter().next() {
-            map.insert(alias.as_str().to_string(), Entry::Redirect(owner));
-        }
-    }
-    problems.sort();
-    problems.dedup();
+    let table = table::Table::build(schema.clone(), allowed.clone(), kvs.clone());
     Desired {
-        map,
-        sites: out_sites,
-        problems,
-        outside,
+        map: table.map().clone(),
+        sites: table.sites().cloned().collect(),
+        problems: table.problems(),
     }
 }
 
@@ -420,6 +255,7 @@ pub fn is_mass(routes: usize, removed: usize, fraction: f64, min_removals: usize
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::collections::BTreeSet;
 
     fn d(s: &str) -> Domain {
         Domain::parse(s).unwrap()

@@ -399,7 +399,8 @@ fn unref(counts: &mut BTreeMap<Problem, usize>, problems: &[Problem]) {
 }
 
 /// One domain's entry, verdict, problems and alias claims from its keys:
-/// the per-domain part of [`crate::desired`].
+/// the routing rules, in one place ([`crate::desired`] is a table built
+/// from every key at once).
 fn domain_out(
     schema: &Schema,
     allowed: &AllowedNetworks,
@@ -570,7 +571,7 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
         #[test]
-        fn after_any_changes_the_table_equals_the_full_computation(
+        fn after_any_changes_the_table_equals_one_built_from_scratch(
             batches in prop::collection::vec(prop::collection::vec((key(), value()), 1..4), 1..12)
         ) {
             let mut kvs = BTreeMap::new();
@@ -598,8 +599,6 @@ mod tests {
                 }
                 before = after;
             }
-            let built = Table::build(Schema::new(""), allowed(), kvs.clone());
-            same_as_desired(&built, &kvs)?;
         }
     }
 }
