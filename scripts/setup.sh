@@ -342,6 +342,21 @@ services() {
   note "${services//$'\n'/, } are active"
 }
 
+# backups: with backup.repository set, its password file and repository
+# (hostyard backup init makes what is missing and touches nothing else).
+backups() {
+  local repository out
+  repository=$(config_get backup.repository)
+  [ -n "$repository" ] || return 0
+  step "backups: the restic repository $repository"
+  out=$(hostyard backup init) || die "hostyard backup init failed (above)"
+  if printf '%s\n' "$out" | grep -q '^made \|^created '; then
+    changed "$out"
+  else
+    note "$out"
+  fi
+}
+
 main() {
   parse_args "$@"
   check_release
@@ -364,6 +379,7 @@ main() {
   make_layout "$data_root"
   images
   generate "$bin_dir"
+  backups
   services
   if [ "$CHANGED" = 1 ]; then
     step "done: this server is set up (changes above)"

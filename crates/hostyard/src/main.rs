@@ -143,10 +143,11 @@ enum BackupAction {
     Prune,
     /// Check the repository and read back backup.check_percent of its data.
     Check,
-    /// Log that a backup unit failed (its OnFailure= hook).
+    /// Log that a backup unit failed (backup-failed@.service, their
+    /// OnFailure= hook).
     Failed {
-        /// The unit that failed.
-        unit: String,
+        /// The site whose backup failed, or prune or check.
+        job: String,
     },
 }
 
@@ -405,12 +406,20 @@ fn restore(
 
 fn backup(config: &NodeConfig, config_path: &Path, action: BackupAction) -> Result<u8, Failure> {
     match action {
-        BackupAction::Failed { unit } => {
-            // Priority 3 (err): `journalctl -p err` and any OnFailure mail
-            // hook the operator adds show it.
+        BackupAction::Failed { job } => {
+            use hostyard_core::backup::{FAILED_CHECK, FAILED_PRUNE};
+            let unit = match job.as_str() {
+                FAILED_PRUNE => hostyard_core::backup::BACKUP_PRUNE_UNIT.to_string(),
+                FAILED_CHECK => hostyard_core::backup::BACKUP_CHECK_UNIT.to_string(),
+                domain => hostyard_core::backup::backup_unit(
+                    &hostyard_core::Domain::parse_instance(domain).map_err(usage)?,
+                ),
+            };
+            // Priority 3 (err): `journalctl -p err` and any hook the
+            // operator adds to backup-failed@.service show it.
             hostyard_core::log!(
                 Err,
-                "{PROGRAM}: {unit} failed: the site has no new backup; journalctl -u {unit} says why"
+                "{PROGRAM}: {unit} failed: no new backup; journalctl -u {unit} says why"
             );
             return Ok(0);
         }

@@ -15,6 +15,11 @@
 use std::path::{Path, PathBuf};
 
 use askama::Template;
+use hostyard_core::backup::{
+    backup_failed_unit, backup_timer_in_template, BACKUP_CHECK_TIMER, BACKUP_CHECK_UNIT,
+    BACKUP_FAILED_TEMPLATE_UNIT, BACKUP_PRUNE_TIMER, BACKUP_PRUNE_UNIT, BACKUP_TEMPLATE_UNIT,
+    BACKUP_TIMER_TEMPLATE, FAILED_CHECK, FAILED_PRUNE,
+};
 use hostyard_core::kind::{
     db_network_name_in_template, mysql_container_name_in_template, mysql_unit_in_template,
     MYSQL_TEMPLATE_UNIT, UNIT_INSTANCE,
@@ -63,12 +68,22 @@ pub struct UnitFile {
 pub fn render_units(config: &NodeConfig, config_path: &Path) -> askama::Result<Vec<UnitFile>> {
     let v = Values::new(config, config_path);
     let mut files = vec![
-        file(TARGET_UNIT, target_unit().render()?),
+        file(TARGET_UNIT, target_unit(config).render()?),
         file(HAPROXY_UNIT, v.haproxy_unit().render()?),
         file(CONFD_UNIT, v.confd_unit().render()?),
         file(POSTFIX_UNIT, v.postfix_unit().render()?),
         file(MYSQL_TEMPLATE_UNIT, v.mysql_unit().render()?),
+        file(BACKUP_TEMPLATE_UNIT, v.backup_unit().render()?),
+        file(BACKUP_TIMER_TEMPLATE, v.backup_timer().render()?),
+        file(
+            BACKUP_FAILED_TEMPLATE_UNIT,
+            v.backup_failed_unit().render()?,
+        ),
     ];
+    for job in [BackupJob::Prune, BackupJob::Check] {
+        files.push(file(job.service(), v.backup_job(job).render()?));
+        files.push(file(job.timer(), v.backup_job_timer(job).render()?));
+    }
     for kind in SiteKind::ALL {
         files.push(file(
             &kind.template_unit(UnitRole::Site),
@@ -177,10 +192,109 @@ struct TargetUnit {
     wants: Vec<&'static str>,
 }
 
-fn target_unit() -> TargetUnit {
-    TargetUnit {
-        wants: vec![CONFD_UNIT, HAPROXY_UNIT, POSTFIX_UNIT],
+fn target_unit(config: &NodeConfig) -> TargetUnit {
+    let mut wants = vec![CONFD_UNIT, HAPROXY_UNIT, POSTFIX_UNIT];
+    if config.backup.enabled() {
+        wants.extend([BACKUP_PRUNE_TIMER, BACKUP_CHECK_TIMER]);
     }
+    TargetUnit { wants }
+}
+
+/// `backup@.service`.
+#[derive(Template)]
+#[template(path = "backup.service")]
+struct BackupUnit {
+    data_root: String,
+    exec: String,
+    on_failure: String,
+    /// Where the export is written and the last backup recorded.
+    backup_dir: String,
+    /// Makes `backup_dir` before the sandbox, which needs it.
+    mkdir: String,
+    /// A local repository (restic writes its locks and packs there).
+    repository_paths: Vec<String>,
+}
+
+/// `backup@.timer`.
+#[derive(Template)]
+#[template(path = "backup.timer")]
+struct BackupTimer {
+    service: String,
+    calendar: &'static str,
+    randomized_delay: String,
+}
+
+/// `backup-failed@.service`.
+#[derive(Template)]
+#[template(path = "backup-failed.service")]
+struct BackupFailedUnit {
+    exec: String,
+}
+
+/// The server-wide backup jobs: retention and the repository's check.
+#[derive(Debug, Clone, Copy)]
+enum BackupJob {
+    Prune,
+    Check,
+}
+
+impl BackupJob {
+    fn service(self) -> &'static str {
+        match self {
+            BackupJob::Prune => BACKUP_PRUNE_UNIT,
+            BackupJob::Check => BACKUP_CHECK_UNIT,
+        }
+    }
+
+    fn timer(self) -> &'static str {
+        match self {
+            BackupJob::Prune => BACKUP_PRUNE_TIMER,
+            BackupJob::Check => BACKUP_CHECK_TIMER,
+        }
+    }
+
+    /// The `hostyard backup` subcommand and `backup-failed@` instance.
+    fn instance(self) -> &'static str {
+        match self {
+            BackupJob::Prune => FAILED_PRUNE,
+            BackupJob::Check => FAILED_CHECK,
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            BackupJob::Prune => "retention (restic forget --prune)",
+            BackupJob::Check => "check reading back a sample (restic check --read-data-subset)",
+        }
+    }
+
+    /// Retention daily, so no snapshot outlives its policy by much; the
+    /// read-back weekly, since it downloads data.
+    fn calendar(self) -> &'static str {
+        match self {
+            BackupJob::Prune => "daily",
+            BackupJob::Check => "weekly",
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "backup-job.service")]
+struct BackupJobUnit {
+    what: &'static str,
+    timer: &'static str,
+    exec: String,
+    on_failure: String,
+    repository_paths: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(path = "backup-job.timer")]
+struct BackupJobTimer {
+    what: &'static str,
+    service: &'static str,
+    calendar: &'static str,
+    randomized_delay: String,
 }
 
 #[derive(Template)]
@@ -450,6 +564,9 @@ impl<'a> Values<'a> {
         if kind.has_puller() {
             wants.push(kind.puller_timer_in_template());
         }
+        if self.config.backup.enabled() {
+            wants.push(backup_timer_in_template());
+        }
         let mut run_options = Vec::new();
         match kind {
             SiteKind::Static => {
@@ -606,6 +723,59 @@ impl<'a> Values<'a> {
                 memory_deny_write_execute: "yes",
                 denied_syscalls: "@privileged @resources",
             },
+        }
+    }
+
+    fn backup_unit(&self) -> BackupUnit {
+        BackupUnit {
+            data_root: self.data_root(),
+            exec: self.helper_exec_for_instance(HOSTYARD_BIN, &["backup", "run"]),
+            on_failure: backup_failed_unit(UNIT_INSTANCE),
+            backup_dir: path_str(&self.layout.backup_dir()),
+            mkdir: format!("{MKDIR} -p -m 0700 {}", path_str(&self.layout.backup_dir())),
+            repository_paths: self.repository_paths(),
+        }
+    }
+
+    fn repository_paths(&self) -> Vec<String> {
+        self.config
+            .backup
+            .local_repository()
+            .map(path_str)
+            .into_iter()
+            .collect()
+    }
+
+    fn backup_timer(&self) -> BackupTimer {
+        BackupTimer {
+            service: format!("backup@{UNIT_INSTANCE}.service"),
+            calendar: self.config.backup.schedule.calendar(),
+            randomized_delay: systemd_escape(&self.config.backup.randomized_delay.to_string()),
+        }
+    }
+
+    fn backup_failed_unit(&self) -> BackupFailedUnit {
+        BackupFailedUnit {
+            exec: self.helper_exec_for_instance(HOSTYARD_BIN, &["backup", "failed"]),
+        }
+    }
+
+    fn backup_job(&self, job: BackupJob) -> BackupJobUnit {
+        BackupJobUnit {
+            what: job.what(),
+            timer: job.timer(),
+            exec: self.helper_exec(HOSTYARD_BIN, &["backup", job.instance()]),
+            on_failure: backup_failed_unit(job.instance()),
+            repository_paths: self.repository_paths(),
+        }
+    }
+
+    fn backup_job_timer(&self, job: BackupJob) -> BackupJobTimer {
+        BackupJobTimer {
+            what: job.what(),
+            service: job.service(),
+            calendar: job.calendar(),
+            randomized_delay: systemd_escape(&self.config.backup.randomized_delay.to_string()),
         }
     }
 

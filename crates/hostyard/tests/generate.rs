@@ -226,7 +226,7 @@ fn check_exits_1_listing_missing_and_different_files_and_writes_nothing() {
 
     let out = hostyard(&["--config", &config, "generate", "--out", &units, "--check"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert_eq!(stdout(&out).lines().count(), 16, "{}", stdout(&out));
+    assert_eq!(stdout(&out).lines().count(), 23, "{}", stdout(&out));
     assert!(stdout(&out).lines().all(|l| l.starts_with("missing ")));
     assert!(!Path::new(&units).exists(), "--check created the out dir");
 
@@ -685,7 +685,7 @@ fn every_generated_unit_passes_systemd_analyze_verify() {
         .into_keys()
         .map(|name| units.join(name.replace("@.", "@example.com.")))
         .collect();
-    assert_eq!(names.len(), 16);
+    assert_eq!(names.len(), 23);
     let out = Command::new(&analyze)
         .arg("verify")
         .arg("--man=no")
@@ -801,8 +801,9 @@ fn hostile_instance_names_are_refused_by_every_helper_before_anything_is_written
             }
         }
     }
-    // importer x3, discovery run x3, discovery wait x3 (site units), puller.
-    assert_eq!(commands, 10);
+    // importer x3, discovery run x3, discovery wait x3 (site units), puller,
+    // backup run and backup failed.
+    assert_eq!(commands, 12);
 }
 
 fn readme() -> String {
@@ -1188,4 +1189,65 @@ fn config_get_refuses_an_invalid_config_like_every_binary() {
     let out = config_get("bin_dirr: /x\n", "bin_dir");
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("bin_dirr"), "{}", stderr(&out));
+}
+
+#[test]
+fn backups_are_daily_randomized_persistent_and_loud_and_start_with_sites_once_configured() {
+    let plain =
+        render_units(&NodeConfig::default(), Path::new(DEFAULT_CONFIG_PATH)).expect("renders");
+    let units: BTreeMap<_, _> = plain
+        .iter()
+        .map(|u| (u.name.clone(), &u.contents))
+        .collect();
+    let timer = settings(units["backup@.timer"]);
+    assert_eq!(values(&timer, "OnCalendar"), ["daily"]);
+    assert_eq!(values(&timer, "Persistent"), ["true"]);
+    assert_eq!(values(&timer, "RandomizedDelaySec"), ["1h"]);
+    let service = settings(units["backup@.service"]);
+    assert_eq!(values(&service, "Type"), ["oneshot"]);
+    assert_eq!(values(&service, "OnFailure"), ["backup-failed@%i.service"]);
+    assert_eq!(
+        values(&service, "ExecStart").join(" "),
+        "/usr/local/bin/hostyard --config /etc/hostyard/hostyard.yaml backup run -- %i"
+    );
+    for (job, calendar) in [("prune", "daily"), ("check", "weekly")] {
+        let s = settings(units[&format!("backup-{job}.service")]);
+        assert_eq!(
+            values(&s, "OnFailure"),
+            [format!("backup-failed@{job}.service")]
+        );
+        let t = settings(units[&format!("backup-{job}.timer")]);
+        assert_eq!(values(&t, "OnCalendar"), [calendar]);
+        assert_eq!(values(&t, "Persistent"), ["true"]);
+    }
+    // No repository: nothing starts a backup.
+    for unit in &plain {
+        assert!(!unit.contents.contains("Wants=backup"), "{}", unit.name);
+    }
+
+    let config = NodeConfig::parse(
+        "backup:\n  repository: /srv/restic\n  schedule: weekly\n",
+        Path::new("hostyard.yaml"),
+    )
+    .expect("config");
+    let on = render_units(&config, Path::new(DEFAULT_CONFIG_PATH)).expect("renders");
+    let units: BTreeMap<_, _> = on.iter().map(|u| (u.name.clone(), &u.contents)).collect();
+    for kind in SiteKind::ALL {
+        let site = settings(units[&kind.template_unit(UnitRole::Site)]);
+        assert!(
+            values(&site, "Wants").contains(&"backup@%i.timer"),
+            "{kind}"
+        );
+    }
+    let target = settings(units["hostyard.target"]);
+    assert!(values(&target, "Wants").contains(&"backup-prune.timer"));
+    assert!(values(&target, "Wants").contains(&"backup-check.timer"));
+    assert_eq!(
+        values(&settings(units["backup@.timer"]), "OnCalendar"),
+        ["weekly"]
+    );
+    // A local repository is the one path restic writes outside its cache.
+    assert!(
+        values(&settings(units["backup@.service"]), "ReadWritePaths").contains(&"-/srv/restic")
+    );
 }
