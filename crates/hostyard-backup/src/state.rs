@@ -47,3 +47,117 @@ pub fn read(layout: &Layout, domain: &Domain) -> Result<Option<LastBackup>> {
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
 }
+
+/// How one site's backups stand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The last good backup is within twice the schedule's interval.
+    Fresh(LastBackup),
+    /// Older than that: a backup failed, or the timer does not run.
+    Stale(LastBackup),
+    /// No good backup recorded on this server.
+    Never,
+}
+
+impl Verdict {
+    pub fn needs_attention(&self) -> bool {
+        !matches!(self, Verdict::Fresh(_))
+    }
+}
+
+/// The verdict for a site last backed up at `last`, at `now`, with backups
+/// every `interval_secs`.
+pub fn judge(last: Option<LastBackup>, now: u64, interval_secs: u64) -> Verdict {
+    match last {
+        None => Verdict::Never,
+        Some(l) if now.saturating_sub(l.time) > 2 * interval_secs => Verdict::Stale(l),
+        Some(l) => Verdict::Fresh(l),
+    }
+}
+
+/// Every site with data on this server (`domains/<domain>`), sorted, with
+/// its verdict.
+pub fn report(layout: &Layout, now: u64, interval_secs: u64) -> Result<Vec<(Domain, Verdict)>> {
+    let dir = layout.domains_dir();
+    let entries = match fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
+        if !entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            continue;
+        }
+        // Staging dirs and anything else that is not a site's name.
+        let Some(domain) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| Domain::parse_instance(n).ok())
+        else {
+            continue;
+        };
+        let last = read(layout, &domain)?;
+        out.push((domain.clone(), judge(last, now, interval_secs)));
+    }
+    out.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(time: u64) -> Option<LastBackup> {
+        Some(LastBackup {
+            time,
+            snapshot: "abc".into(),
+        })
+    }
+
+    #[test]
+    fn a_backup_older_than_twice_the_interval_is_stale() {
+        let day = 86_400;
+        assert!(matches!(
+            judge(at(1000), 1000 + 2 * day, day),
+            Verdict::Fresh(_)
+        ));
+        assert!(matches!(
+            judge(at(1000), 1001 + 2 * day, day),
+            Verdict::Stale(_)
+        ));
+        assert_eq!(judge(None, 5, day), Verdict::Never);
+        assert!(judge(None, 5, day).needs_attention());
+        // A clock set back is not a stale backup.
+        assert!(matches!(judge(at(5000), 10, day), Verdict::Fresh(_)));
+    }
+
+    #[test]
+    fn the_report_lists_sites_with_data_and_skips_other_entries() {
+        let tmp =
+            std::env::temp_dir().join(format!("hostyard-backup-report-{}", std::process::id()));
+        let layout = Layout::new(&tmp);
+        let a = Domain::parse("a.example").unwrap();
+        let b = Domain::parse("b.example").unwrap();
+        for d in [&a, &b] {
+            fs::create_dir_all(layout.domain_dir(d)).unwrap();
+        }
+        fs::create_dir_all(layout.domains_dir().join(".staging-a.example-1")).unwrap();
+        record(
+            &layout,
+            &a,
+            &LastBackup {
+                time: 100,
+                snapshot: "s".into(),
+            },
+        )
+        .unwrap();
+        let r = report(&layout, 200, 3600).unwrap();
+        fs::remove_dir_all(&tmp).unwrap();
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].0, a);
+        assert!(matches!(r[0].1, Verdict::Fresh(_)));
+        assert_eq!(r[1], (b, Verdict::Never));
+    }
+}

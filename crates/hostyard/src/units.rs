@@ -918,13 +918,20 @@ mod tests {
             "wordpress-importer@.service",
             "wordpress-discovery@.service",
             "mysql@.service",
+            "backup@.service",
+            "backup@.timer",
+            "backup-failed@.service",
+            "backup-prune.service",
+            "backup-prune.timer",
+            "backup-check.service",
+            "backup-check.timer",
         ] {
             assert!(
                 names.iter().any(|n| n == expected),
                 "{expected} in {names:?}"
             );
         }
-        assert_eq!(names.len(), 16, "{names:?}");
+        assert_eq!(names.len(), 23, "{names:?}");
     }
 
     #[test]

@@ -400,18 +400,30 @@ fn repository_failures_are_one_line_and_change_no_site() {
         .env("RESTIC_CACHE_DIR", a.dir.join("cache2"))
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(fs::File::create(a.dir.join("holder.log")).unwrap())
         .spawn()
         .unwrap();
+    // restic reads its stdin only once it holds its lock (and checked
+    // that no other lock conflicts): wait until a thread of it sits in
+    // read(0, ...), /proc's syscall file "0 0x0 ..." on x86_64.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while fs::read_dir(a.repo.join("locks")).unwrap().count() == 0 {
-        assert!(Instant::now() < deadline, "restic took no lock within 20 s");
+    while !reads_stdin(holder.id()) {
+        assert!(
+            Instant::now() < deadline,
+            "restic did not lock the repository and read its stdin within 20 s"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let r = a.hostyard(&["backup", "prune"]);
+    let holder_ran = holder.try_wait().unwrap().is_none();
     drop(holder.stdin.take());
     let _ = holder.wait();
-    assert_eq!(r.status.code(), Some(1));
+    assert_eq!(
+        r.status.code(),
+        Some(1),
+        "prune ran beside a restic holding the repository (still running: {holder_ran}; its log: {})",
+        fs::read_to_string(a.dir.join("holder.log")).unwrap_or_default()
+    );
     assert!(
         stderr_line(&r).contains("is locked by another restic"),
         "{r:?}"
@@ -430,6 +442,16 @@ fn repository_failures_are_one_line_and_change_no_site() {
         !a.layout().import_dir(&d).exists(),
         "a damaged snapshot left an import"
     );
+}
+
+/// Whether a thread of process `pid` waits in read(2) on its stdin.
+fn reads_stdin(pid: u32) -> bool {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.filter_map(Result::ok).any(|t| {
+        fs::read_to_string(t.path().join("syscall")).is_ok_and(|s| s.starts_with("0 0x0 "))
+    })
 }
 
 fn walk_files(dir: &Path) -> Vec<PathBuf> {
