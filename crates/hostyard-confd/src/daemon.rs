@@ -279,7 +279,7 @@ impl Daemon {
                  (etcd emptied or restored?); HAProxy keeps the last good routing. It is \
                  applied if it persists for {} s, or now with: \
                  systemctl kill -s USR1 haproxy-confd",
-                confd.hold_secs
+                confd.hold.as_secs()
             ),
             Verdict::Hold { new: false, .. } => {}
             Verdict::Apply { released } => {
@@ -297,7 +297,7 @@ impl Daemon {
                     Some(Release::Persisted { removed }) => {
                         log!(Notice,
                         "held change persisted for {} s; applying it ({removed} routes removed)",
-                        confd.hold_secs
+                        confd.hold.as_secs()
                     )
                     }
                 }
@@ -491,7 +491,7 @@ impl Daemon {
             removed_routes: h.removed,
             current_routes: decide::route_count(&background::lock(&self.routing).map),
             since_unix: h.since_unix,
-            until_unix: h.since_unix + self.config.confd.hold_secs,
+            until_unix: h.since_unix + self.config.confd.hold.as_secs(),
             accept_with: "systemctl kill -s USR1 haproxy-confd".to_string(),
         });
         StateJob {
@@ -674,7 +674,7 @@ pub async fn run(config_path: &Path, config: NodeConfig) -> anyhow::Result<()> {
     let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
     let mut runtime_check = tokio::time::interval(decide::RUNTIME_CHECK_EVERY);
     runtime_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut schedule = Schedule::new(Duration::from_millis(d.config.confd.debounce_ms));
+    let mut schedule = Schedule::new(d.config.confd.debounce);
     schedule.ran(Instant::now(), retry);
     loop {
         let due = schedule.due().map(tokio::time::Instant::from_std);
@@ -726,7 +726,7 @@ pub async fn run(config_path: &Path, config: NodeConfig) -> anyhow::Result<()> {
             }
             _ = sighup.recv() => {
                 d.reload_config();
-                schedule.set_window(Duration::from_millis(d.config.confd.debounce_ms));
+                schedule.set_window(d.config.confd.debounce);
                 schedule.now(Instant::now());
             }
             _ = sigusr1.recv() => {

@@ -134,7 +134,7 @@ impl From<&ConfdConfig> for HoldPolicy {
         HoldPolicy {
             fraction: c.hold_fraction,
             min_removals: c.hold_min_removals,
-            hold: Duration::from_secs(c.hold_secs),
+            hold: c.hold,
         }
     }
 }

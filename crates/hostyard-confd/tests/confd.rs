@@ -273,7 +273,7 @@ fn confd_started_with_etcd_down_serves_the_last_written_routing_and_catches_up()
 fn mass_removal_is_held_until_an_operator_accepts_it() {
     let etcd = Etcd::start().unwrap();
     let mut r = Router::new(&etcd);
-    r.config.confd.hold_secs = 3600;
+    r.config.confd.hold = Duration::from_secs(3600);
     r.write_config();
     let b = Backend::start("site");
     for i in 0..6 {
@@ -312,7 +312,7 @@ fn mass_removal_is_held_until_an_operator_accepts_it() {
 fn held_mass_removal_is_applied_when_it_persists_past_the_hold_time() {
     let etcd = Etcd::start().unwrap();
     let mut r = Router::new(&etcd);
-    r.config.confd.hold_secs = 2;
+    r.config.confd.hold = Duration::from_secs(2);
     r.write_config();
     let b = Backend::start("site");
     for i in 0..4 {
@@ -426,7 +426,7 @@ fn bad_arguments_and_config_exit_2_with_one_line() {
 fn status_lists_every_site_from_etcd_and_haproxy_with_held_changes() {
     let etcd = Etcd::start().unwrap();
     let mut r = Router::new(&etcd);
-    r.config.confd.hold_secs = 3600;
+    r.config.confd.hold = Duration::from_secs(3600);
     r.write_config();
     let b = Backend::start("st");
     for i in 0..4 {
@@ -500,7 +500,7 @@ fn systemd_notify_ready_watchdog_and_clean_stop() {
 fn a_burst_of_changes_is_applied_together() {
     let etcd = Etcd::start().unwrap();
     let mut r = Router::new(&etcd);
-    r.config.confd.debounce_ms = 500;
+    r.config.confd.debounce = Duration::from_millis(500);
     r.write_config();
     let b = Backend::start("burst");
     r.start();

@@ -121,8 +121,10 @@ pub struct GitConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DiscoveryConfig {
-    /// Lease TTL of a registration; kept alive at a third of it.
-    pub ttl_secs: u64,
+    /// Lease TTL of a registration; kept alive at a third of it. Whole
+    /// seconds in the file (`ttl_secs`).
+    #[serde(rename = "ttl_secs", with = "whole_secs")]
+    pub ttl: Duration,
     /// Seconds between health checks.
     pub interval_secs: u64,
     /// Consecutive failed checks before a site leaves routing.
@@ -142,12 +144,16 @@ pub struct ConfdConfig {
     /// is held rather than applied.
     pub hold_fraction: f64,
     /// How long a held change must persist before it is applied anyway.
-    pub hold_secs: u64,
+    /// Whole seconds in the file (`hold_secs`).
+    #[serde(rename = "hold_secs", with = "whole_secs")]
+    pub hold: Duration,
     /// The hold applies only when at least this many routes would go at
     /// once: stopping one site of two must take effect at once.
     pub hold_min_removals: usize,
-    /// Debounce window for bursts of etcd events, in milliseconds.
-    pub debounce_ms: u64,
+    /// Debounce window for bursts of etcd events. Whole milliseconds in the
+    /// file (`debounce_ms`).
+    #[serde(rename = "debounce_ms", with = "whole_millis")]
+    pub debounce: Duration,
     /// Networks a registered address may be in (CIDR); empty means the
     /// subnet of the sites' Docker network (`docker.network`). The server's
     /// own addresses are refused in any case unless listed one by one.
@@ -351,7 +357,7 @@ impl Default for GitConfig {
 impl Default for DiscoveryConfig {
     fn default() -> Self {
         DiscoveryConfig {
-            ttl_secs: 60,
+            ttl: Duration::from_secs(60),
             interval_secs: 5,
             failures: 3,
             health_path: "/".to_string(),
@@ -366,9 +372,9 @@ impl Default for ConfdConfig {
     fn default() -> Self {
         ConfdConfig {
             hold_fraction: 0.5,
-            hold_secs: 300,
+            hold: Duration::from_secs(300),
             hold_min_removals: 3,
-            debounce_ms: 5,
+            debounce: Duration::from_millis(5),
             allowed_networks: Vec::new(),
         }
     }
@@ -524,7 +530,7 @@ impl NodeConfig {
                 "must be at least 1 (the tree being served)".into(),
             ));
         }
-        if self.discovery.ttl_secs < 3 {
+        if self.discovery.ttl < Duration::from_secs(3) {
             return Err(invalid(
                 "discovery.ttl_secs",
                 "must be at least 3 seconds".into(),
@@ -722,9 +728,34 @@ impl TimeSpan {
     pub fn as_secs(self) -> u64 {
         self.secs
     }
+}
 
-    pub fn as_duration(self) -> Duration {
-        Duration::from_secs(self.secs)
+/// A duration the config file writes as whole seconds: parsed into a
+/// [`Duration`] once, when the config is read.
+mod whole_secs {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_secs)
+    }
+}
+
+/// A duration the config file writes as whole milliseconds.
+mod whole_millis {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
     }
 }
 

@@ -94,7 +94,7 @@ impl Registrar {
             kind,
             site_key: schema.site_key(domain),
             service_key: schema.service_key(kind, domain),
-            ttl_secs: i64::try_from(config.discovery.ttl_secs).unwrap_or(i64::MAX),
+            ttl_secs: i64::try_from(config.discovery.ttl.as_secs()).unwrap_or(i64::MAX),
             lease: None,
             written: None,
             stale: Vec::new(),

@@ -62,7 +62,7 @@ pub async fn run(
     let mut sigint = signal(SignalKind::interrupt())?;
 
     let interval = Duration::from_secs(d.interval_secs.max(1));
-    let keepalive_every = Duration::from_secs((d.ttl_secs / 3).max(1));
+    let keepalive_every = (d.ttl / 3).max(Duration::from_secs(1));
     let max_backoff = keepalive_every.min(Duration::from_secs(5));
     log!(
         Info,
@@ -74,7 +74,7 @@ pub async fn run(
         interval.as_secs(),
         d.health_path,
         registrar.service_key(),
-        d.ttl_secs
+        d.ttl.as_secs()
     );
     status("waiting for the first good check");
 

@@ -45,7 +45,7 @@ impl Node {
         config.etcd.endpoints = vec![etcd.endpoint()];
         config.docker.binary = which_docker();
         config.docker.network = network.to_string();
-        config.discovery.ttl_secs = 6;
+        config.discovery.ttl = std::time::Duration::from_secs(6);
         config.discovery.interval_secs = 1;
         config.discovery.timeout_secs = 1;
         config.discovery.failures = 3;

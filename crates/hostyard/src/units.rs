@@ -705,7 +705,7 @@ impl<'a> Values<'a> {
     fn discovery_unit(&self, kind: SiteKind) -> DiscoveryUnit {
         // Keep-alives go out every third of the TTL; the watchdog allows a
         // whole TTL, after which the registration is gone anyway.
-        let watchdog_secs = self.config.discovery.ttl_secs.max(10);
+        let watchdog_secs = self.config.discovery.ttl.as_secs().max(10);
         DiscoveryUnit {
             kind: kind.as_str(),
             site: kind.instance_unit_in_template(UnitRole::Site),
