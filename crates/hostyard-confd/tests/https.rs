@@ -213,6 +213,11 @@ fn a_sites_certificate_is_served_replaced_and_removed_without_a_reload() {
     // Removed: back to the default certificate and plain HTTP.
     std::fs::remove_file(r.layout.tls_pem(&d("tls.example.com"))).unwrap();
     wait_https(&r, "tls.example.com", &ca2.file, false);
+    wait_until("the state file says default", T, || {
+        let state = hostyard_tls::TlsState::load(&r.layout.tls_state()).ok()??;
+        (!state.sites.contains_key("tls.example.com")).then_some(())
+    })
+    .unwrap();
     assert_eq!(curl(&r, "http", "tls.example.com", "/", None).status, 200);
     assert!(!r.layout.haproxy_cert(&d("tls.example.com")).exists());
     assert_eq!(r.haproxy().worker_pid().unwrap(), worker, "no reload");

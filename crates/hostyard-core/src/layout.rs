@@ -309,6 +309,12 @@ impl Layout {
         self.runtime_haproxy().join("https.map")
     }
 
+    /// The certificate thread's view: each site's certificate source,
+    /// expiry and last refusal, as JSON; read by `hostyard status`.
+    pub fn tls_state(&self) -> PathBuf {
+        self.runtime_haproxy().join("tls-state.json")
+    }
+
     /// confd's view of every site and any held change, as JSON; read by
     /// `hostyard status`.
     pub fn confd_state(&self) -> PathBuf {

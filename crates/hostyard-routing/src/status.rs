@@ -46,6 +46,12 @@ pub struct Row {
     /// What HAProxy's runtime map says for the domain ("" if unknown).
     pub haproxy: String,
     pub detail: String,
+    /// The certificate HTTPS serves: "imported, expires <Unix time>" or
+    /// "default" (none of its own).
+    pub certificate: String,
+    /// A refused certificate file or one within 14 days of its end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate_warning: Option<String>,
 }
 
 fn read_etcd(config: &NodeConfig) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
@@ -88,6 +94,26 @@ pub fn report(config: &NodeConfig) -> anyhow::Result<Report> {
             },
             Err(e) => (e.to_string(), None),
         };
+    let tls = hostyard_tls::TlsState::load(&layout.tls_state())
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let certificate = |domain: &str| -> (String, Option<String>) {
+        match tls.sites.get(domain) {
+            Some(t) => (
+                match t.not_after {
+                    Some(at) => format!("{}, expires {at}", t.source),
+                    None => t.source.clone(),
+                },
+                t.warning(now),
+            ),
+            None => ("default".to_string(), None),
+        }
+    };
     let held = state.as_ref().and_then(|s| s.held.clone());
     let (sites, problems) = match (&desired, &state) {
         (Some(d), _) => (d.sites.clone(), d.problems.clone()),
@@ -106,7 +132,10 @@ pub fn report(config: &NodeConfig) -> anyhow::Result<Report> {
                 state_word = if held.is_some() { "held" } else { "pending" }.to_string();
             }
         }
+        let (cert, cert_warning) = certificate(site.domain.as_str());
         rows.push(Row {
+            certificate: cert,
+            certificate_warning: cert_warning,
             domain: site.domain.to_string(),
             kind: site
                 .kind
@@ -132,6 +161,8 @@ pub fn report(config: &NodeConfig) -> anyhow::Result<Report> {
                     state: if held.is_some() { "held" } else { "pending" }.to_string(),
                     haproxy: entry.map_value(),
                     detail: "gone from etcd, still routed by HAProxy".to_string(),
+                    certificate: String::new(),
+                    certificate_warning: None,
                 });
             }
         }
@@ -158,12 +189,20 @@ impl Report {
                 .sites
                 .iter()
                 .any(|r| r.state != "routed" && r.state != "down")
+            || self.sites.iter().any(|r| r.certificate_warning.is_some())
     }
 
     pub fn table(&self) -> String {
         let mut out = String::new();
-        let header = ["DOMAIN", "KIND", "ADDRESS", "STATE", "DETAIL"];
-        let rows: Vec<[&str; 5]> = self
+        let header = [
+            "DOMAIN",
+            "KIND",
+            "ADDRESS",
+            "STATE",
+            "CERTIFICATE",
+            "DETAIL",
+        ];
+        let rows: Vec<[&str; 6]> = self
             .sites
             .iter()
             .map(|r| {
@@ -172,6 +211,7 @@ impl Report {
                     r.kind.as_str(),
                     r.address.as_str(),
                     r.state.as_str(),
+                    r.certificate.as_str(),
                     r.detail.as_str(),
                 ]
             })
@@ -211,13 +251,19 @@ impl Report {
         for p in &self.problems {
             let _ = writeln!(out, "skipped {}: {}", p.key, p.message);
         }
+        for r in &self.sites {
+            if let Some(w) = &r.certificate_warning {
+                let _ = writeln!(out, "WARNING {}: {w}", r.domain);
+            }
+        }
         out
     }
 }
 
 /// `hostyard status [--json]`: prints the report; 0 when all is well, 1
 /// when something needs attention (held change, rejected config, bad keys,
-/// conflicts, etcd unreachable).
+/// conflicts, etcd unreachable, a refused certificate file or one within 14
+/// days of its end).
 pub fn run(config: &NodeConfig, json: bool) -> anyhow::Result<i32> {
     let report = report(config)?;
     if json {

@@ -130,6 +130,13 @@ pub fn check_bundle(bytes: &[u8], domain: &Domain, now: SystemTime) -> Result<Ch
     })
 }
 
+/// The end of validity (Unix time) of the first certificate in `pem`.
+pub fn not_after(pem: &[u8]) -> Option<i64> {
+    let der = CertificateDer::pem_slice_iter(pem).next()?.ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    Some(cert.validity().not_after.timestamp())
+}
+
 /// The certificate's DNS names: its subjectAltName entries (browsers
 /// ignore the subject's CN since 2017).
 fn dns_names(cert: &X509Certificate<'_>) -> Vec<String> {

@@ -18,8 +18,9 @@ use hostyard_core::config::TlsConfig;
 use hostyard_core::{log, Domain, Layout};
 use hostyard_haproxy::{CliError, MapApi, Session, SslApi};
 
-use crate::check::{check_bundle, MAX_BUNDLE_LEN};
+use crate::check::{check_bundle, not_after, MAX_BUNDLE_LEN};
 use crate::files::{crt_list_line, parse_crt_list, render_crt_list, KEY_FILE};
+use crate::state::{SiteTls, TlsState};
 
 /// What identifies a version of a source file without reading it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +46,10 @@ pub struct CertSync {
     pending_removal: BTreeSet<Domain>,
     /// The policy map file changed and HAProxy's copy has not yet.
     policy_pending: bool,
+    /// End of validity of each served certificate, Unix time.
+    expiry: BTreeMap<Domain, i64>,
+    /// What the state file holds.
+    written: Option<TlsState>,
 }
 
 impl CertSync {
@@ -53,7 +58,16 @@ impl CertSync {
         let listed = std::fs::read_to_string(layout.haproxy_crt_list())
             .map(|t| parse_crt_list(&layout, &t))
             .unwrap_or_default();
+        let expiry = listed
+            .keys()
+            .filter_map(|d| {
+                let pem = std::fs::read(layout.haproxy_cert(d)).ok()?;
+                Some((d.clone(), not_after(&pem)?))
+            })
+            .collect();
         CertSync {
+            expiry,
+            written: None,
             layout,
             tls,
             listed,
@@ -112,6 +126,7 @@ impl CertSync {
         }
         for domain in &removed {
             self.listed.remove(domain);
+            self.expiry.remove(domain);
         }
         if !changed.is_empty() || !removed.is_empty() {
             KEY_FILE.write(
@@ -144,6 +159,7 @@ impl CertSync {
             hostyard_haproxy::FILE.write(&self.layout.https_map(), map_text.as_bytes())?;
             self.policy_pending = true;
         }
+        self.write_state(&sources)?;
         if !self.pending.is_empty() || !self.pending_removal.is_empty() || self.policy_pending {
             match self.apply_runtime(&policy) {
                 Ok(()) => {}
@@ -226,6 +242,7 @@ impl CertSync {
         KEY_FILE.write(&dest, checked.pem.as_bytes())?;
         let renewed = self.listed.contains_key(domain);
         self.listed.insert(domain.clone(), checked.names.clone());
+        self.expiry.insert(domain.clone(), checked.not_after);
         log!(
             Notice,
             "{domain}: certificate {} from {} for {} (valid until Unix time {})",
@@ -235,6 +252,28 @@ impl CertSync {
             checked.not_after
         );
         Ok(true)
+    }
+
+    /// Writes the state file for `hostyard status` when it changed.
+    fn write_state(&mut self, sources: &BTreeMap<Domain, Fingerprint>) -> anyhow::Result<()> {
+        let mut state = TlsState::default();
+        for domain in sources.keys().chain(self.listed.keys()) {
+            let served = self.listed.contains_key(domain);
+            state.sites.insert(
+                domain.to_string(),
+                SiteTls {
+                    source: if served { "imported" } else { "default" }.to_string(),
+                    not_after: self.expiry.get(domain).copied().filter(|_| served),
+                    refused: self.refused.get(domain).cloned(),
+                },
+            );
+        }
+        if self.written.as_ref() != Some(&state) {
+            let text = serde_json::to_vec_pretty(&state)?;
+            hostyard_haproxy::FILE.write(&self.layout.tls_state(), &text)?;
+            self.written = Some(state);
+        }
+        Ok(())
     }
 
     fn refuse(&mut self, domain: &Domain, src: &Path, why: &str) {

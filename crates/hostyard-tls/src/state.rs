@@ -1,0 +1,79 @@
+//! What the certificate thread reports to `hostyard status`: per site, where
+//! its certificate comes from, when it expires, and the last refusal.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+/// A certificate this close to its end is a warning in `hostyard status`.
+pub const EXPIRY_WARNING_SECS: i64 = 14 * 24 * 3600;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsState {
+    pub sites: BTreeMap<String, SiteTls>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteTls {
+    /// "imported" (the site's tls/<domain>.pem) or "default".
+    pub source: String,
+    /// End of validity of the served certificate, Unix time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<i64>,
+    /// Why the site's certificate file was last refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+}
+
+impl SiteTls {
+    /// Why an operator must act, if they must: a refused file, or a served
+    /// certificate within [`EXPIRY_WARNING_SECS`] of its end at `now`.
+    pub fn warning(&self, now: i64) -> Option<String> {
+        if let Some(why) = &self.refused {
+            return Some(format!("certificate file refused: {why}"));
+        }
+        match self.not_after {
+            Some(t) if t - now < EXPIRY_WARNING_SECS => Some(format!(
+                "certificate expires in {} days; put a renewed one in place",
+                (t - now).max(0) / 86400
+            )),
+            _ => None,
+        }
+    }
+}
+
+impl TlsState {
+    /// The state file, or `None` when confd has not written one yet.
+    pub fn load(path: &Path) -> anyhow::Result<Option<TlsState>> {
+        match std::fs::read(path) {
+            Ok(raw) => serde_json::from_slice(&raw)
+                .map(Some)
+                .with_context(|| format!("parsing {}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warnings_are_refusals_and_the_last_14_days() {
+        let now = 1_000_000_000;
+        let site = |not_after, refused: Option<&str>| SiteTls {
+            source: "imported".into(),
+            not_after,
+            refused: refused.map(str::to_string),
+        };
+        assert_eq!(site(Some(now + 30 * 86400), None).warning(now), None);
+        let w = site(Some(now + 3 * 86400), None).warning(now).unwrap();
+        assert!(w.contains("expires in 3 days"), "{w}");
+        let w = site(Some(now + 90 * 86400), Some("it expired")).warning(now);
+        assert!(w.unwrap().contains("refused: it expired"));
+        assert_eq!(site(None, None).warning(now), None);
+    }
+}
