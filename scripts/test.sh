@@ -33,6 +33,8 @@ APT_PACKAGES=(
   busybox-static    # the FROM-scratch httpd test image
   systemd           # systemd-analyze verify for generated units
   restic            # backup and restore tests (crates/hostyard/tests/backup.rs)
+  curl              # HTTPS requests in the confd tests (crates/hostyard-confd/tests/https.rs)
+  openssl           # the e2e HTTPS check makes its CA and certificate
 )
 
 # The unused-dependency check: cargo-machete, built once per machine into
