@@ -27,6 +27,9 @@
 #   KEEP_BOX=0     remove the box at the end instead of leaving it running
 #   SAMPLE_SITE=0  stop after setup.sh, no sample sites (tests/e2e starts
 #                  its own)
+#   SETUP=0        stop after the boot: no setup.sh (tests/e2e/fleet.sh sets
+#                  its servers up from a jump box)
+#   BOX_NETWORK=N  also attach the box to the docker network N (a fleet's)
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -39,6 +42,8 @@ BOX=${BOX:-hostyard-box}
 BOX_PORT=${BOX_PORT:-8080}
 KEEP_BOX=${KEEP_BOX:-1}
 SAMPLE_SITE=${SAMPLE_SITE:-1}
+SETUP=${SETUP:-1}
+BOX_NETWORK=${BOX_NETWORK:-}
 CACHE=${CACHE:-/var/cache/hostyard-box}
 # The server's Debian release, the one setup.sh needs.
 SERVER_RELEASE=trixie
@@ -153,6 +158,7 @@ boot() {
     -v "$CACHE/bin:/hostyard/bin:ro" \
     -v "$CACHE/images:/hostyard/images:ro" \
     -p "$publish" \
+    ${BOX_NETWORK:+--network "$BOX_NETWORK"} \
     "$SERVER_IMAGE" /lib/systemd/systemd >/dev/null
   # "degraded" is fine: a unit of the minimal rootfs may fail in a container.
   wait_for "$BOOT_WAIT_SECS" "systemd in $BOX" booted ||
@@ -259,6 +265,7 @@ main() {
   HOSTYARD=$TARGET_DIR/release/hostyard HOSTYARD_CONFIG=/dev/null "$repo/scripts/images.sh" save "$CACHE/images"
   server_image
   boot
+  [ "$SETUP" != 0 ] || return 0
   step "running setup.sh in $BOX"
   box /hostyard/src/scripts/setup.sh --binaries /hostyard/bin --images /hostyard/images
   [ "$SAMPLE_SITE" != 0 ] || return 0

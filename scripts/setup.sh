@@ -188,6 +188,75 @@ install_packages() {
   fi
 }
 
+# The files of a fleet member's etcd (README, "A fleet"): deploy/ puts the
+# fleet CA, this server's certificate and key (root, 0600) and member.env
+# (`hostyard fleet member-env`) in this directory.
+ETCD_TLS_DIR=/etc/hostyard/etcd
+# etcd runs as user etcd and may not read root's key: it gets a copy of its
+# own, 0600 too.
+ETCD_MEMBER_DIR=/var/lib/etcd/hostyard-tls
+ETCD_DROPIN=/etc/systemd/system/etcd.service.d/hostyard.conf
+
+# etcd_dropin: the drop-in of a fleet member's etcd.service.
+etcd_dropin() {
+  local bridge chain
+  printf '%s\n' "# Written by hostyard's setup.sh: this server is a fleet member." \
+    "[Service]" "EnvironmentFile=$ETCD_TLS_DIR/member.env"
+  # Set again before every start (iptables rules do not survive a reboot);
+  # delete first, so there is always exactly one. INPUT: this member's own
+  # ports; DOCKER-USER: the other members' (the traffic would leave
+  # masqueraded as this server, a peer). Docker rewrites FORWARD when it
+  # makes a network (a rule there was gone after the first site started);
+  # DOCKER-USER is the chain it leaves to the host and jumps to first. It
+  # is made here when etcd starts before Docker, which then uses it.
+  printf '%s\n' "ExecStartPre=-+/usr/sbin/iptables -w -N DOCKER-USER"
+  for chain in INPUT DOCKER-USER; do
+    for bridge in docker0 br-+; do
+      printf 'ExecStartPre=-+/usr/sbin/iptables -w -D %s -i %s -p tcp --dport 2379:2381 -j REJECT\n' "$chain" "$bridge"
+      printf 'ExecStartPre=+/usr/sbin/iptables -w -I %s -i %s -p tcp --dport 2379:2381 -j REJECT\n' "$chain" "$bridge"
+    done
+  done
+}
+
+# etcd_member: a fleet member's etcd (a local member with TLS files in the
+# config) gets member.env through a drop-in, its own copy of the key, and
+# a firewall rule that refuses etcd's ports to anything arriving from a
+# Docker bridge: the sites' containers cannot reach the member's listeners
+# on the private address. Restarts etcd when any of it changed (the package
+# started it with Debian's defaults).
+etcd_member() {
+  local ca
+  ca=$(config_get etcd.ca_file)
+  [ "$LOCAL_ETCD" = 1 ] && [ -n "$ca" ] || return 0
+  step "etcd member with TLS ($ETCD_TLS_DIR)"
+  local f n=0 dropin
+  for f in ca.pem server.pem server.key member.env; do
+    [ -s "$ETCD_TLS_DIR/$f" ] || die "$ETCD_TLS_DIR/$f is missing: deploy/server.sh add NAME writes it from the jump box"
+  done
+  install -d -o etcd -g etcd -m 0700 "$ETCD_MEMBER_DIR"
+  for f in server.pem:member.pem server.key:member.key; do
+    if ! cmp -s "$ETCD_TLS_DIR/${f%%:*}" "$ETCD_MEMBER_DIR/${f#*:}"; then
+      install -o etcd -g etcd -m 0600 "$ETCD_TLS_DIR/${f%%:*}" "$ETCD_MEMBER_DIR/${f#*:}"
+      changed "installed $ETCD_MEMBER_DIR/${f#*:}"
+      n=$((n + 1))
+    fi
+  done
+  dropin=$(etcd_dropin)
+  if [ "$(cat "$ETCD_DROPIN" 2>/dev/null)" != "$dropin" ]; then
+    mkdir -p "$(dirname "$ETCD_DROPIN")"
+    printf '%s\n' "$dropin" >"$ETCD_DROPIN.tmp"
+    mv "$ETCD_DROPIN.tmp" "$ETCD_DROPIN"
+    systemctl daemon-reload
+    changed "wrote $ETCD_DROPIN"
+    n=$((n + 1))
+  fi
+  if [ "$n" -gt 0 ] && systemctl is-active -q etcd.service; then
+    systemctl restart etcd.service
+    changed "restarted etcd.service with the member's settings"
+  fi
+  [ "$n" -gt 0 ] || note "up to date"
+}
+
 install_binaries() {
   local bin_dir=$1 b
   step "hostyard binaries in $bin_dir"
@@ -375,6 +444,7 @@ main() {
   read_etcd
   [ "$LOCAL_ETCD" = 1 ] || check_cluster
   install_packages
+  etcd_member
   install_binaries "$bin_dir"
   make_layout "$data_root"
   images

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use etcd_client::{
-    Certificate, Client, ConnectOptions, Identity, Permission, TlsOptions, UserAddOptions,
+    Certificate, Client, ConnectOptions, Identity, MemberAddOptions, Permission, TlsOptions,
+    UserAddOptions,
 };
 use hostyard_core::{Domain, SiteKind};
 use serde::Deserialize;
@@ -372,9 +373,33 @@ impl Admin {
             .collect())
     }
 
+    /// Promotes the learner `name` to a voting member; fails (etcd says
+    /// why) until the learner has caught up with the leader's log, so the
+    /// caller retries. Returns whether it was a learner.
+    pub fn promote(&mut self, name: &str, peer_url: &str) -> Result<bool> {
+        let list = self.call("member list", |mut c| async move { c.member_list().await })?;
+        let Some(member) = list
+            .members()
+            .iter()
+            .find(|m| m.name() == name || m.peer_urls().iter().any(|u| u == peer_url))
+        else {
+            bail!("{name} is no member; add it first");
+        };
+        if !member.is_learner() {
+            return Ok(false);
+        }
+        let id = member.id();
+        self.call(&format!("member promote {name}"), |mut c| async move {
+            c.member_promote(id).await
+        })?;
+        Ok(true)
+    }
+
     /// Adds `name` at `peer_url` unless a member has that peer URL, and
     /// returns the `ETCD_INITIAL_CLUSTER` value its first start needs: every
-    /// member's `name=peer-url`, itself included.
+    /// member's `name=peer-url`, itself included. It joins as a learner: a
+    /// member added but not yet started would count against the quorum
+    /// (two of two after the first), a learner does not until promoted.
     pub fn member_add(&mut self, name: &str, peer_url: &str) -> Result<(bool, String)> {
         let mut members = self.members()?;
         let known = members
@@ -383,7 +408,8 @@ impl Admin {
         if !known {
             let urls = vec![peer_url.to_string()];
             let added = self.call(&format!("member add {name}"), |mut c| async move {
-                c.member_add(urls, None).await
+                c.member_add(urls, Some(MemberAddOptions::new().with_is_learner()))
+                    .await
             })?;
             members = added
                 .member_list()

@@ -211,6 +211,8 @@ enum FleetEtcdAction {
     Members,
     /// Add server NAME as a member (unless it is one); print ETCD_INITIAL_CLUSTER for its first start.
     MemberAdd { name: String },
+    /// Promote the learner NAME to a voting member once it has caught up (exit 1 until then).
+    MemberPromote { name: String },
     /// Remove server NAME's member, if there is one.
     MemberRemove { name: String },
 }
@@ -588,6 +590,16 @@ fn fleet(path: &Path, action: FleetAction) -> Result<u8, Failure> {
                         }
                     );
                     println!("{cluster}");
+                }
+                FleetEtcdAction::MemberPromote { name } => {
+                    let server = inv.server(&name).map_err(usage)?;
+                    said(
+                        admin
+                            .promote(&name, &fleet::peer_url(server))
+                            .map_err(runtime)?,
+                        &format!("promoted {name} to a voting member"),
+                        &format!("{name} votes already; nothing changed"),
+                    );
                 }
                 FleetEtcdAction::MemberRemove { name } => {
                     let server = inv.server(&name).map_err(usage)?;

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Sets up or removes a server of the fleet, from the jump box.
+#
+# usage: deploy/server.sh add NAME     set it up (again): certificate, files, etcd member, setup.sh
+#        deploy/server.sh remove NAME  its etcd member and user go, its certificate is dropped
+# env: see deploy/lib/fleet.sh (FLEET, BINARIES, IMAGES, SSH_KEY)
+#
+# add, in order (each step says when it had nothing to do):
+#   1. the server's certificate from the fleet CA (deploy/ca.sh issue);
+#   2. this checkout's scripts/ and dockerfiles/, the binaries and image
+#      tarballs to /root/hostyard-deploy, only what differs;
+#   3. /etc/hostyard/etcd: the CA, its certificate, its key (0600);
+#      /etc/hostyard/hostyard.yaml from `hostyard fleet node-config`;
+#   4. a member that is not one yet: joins the running cluster as a learner
+#      (`member-add`; the first member makes a new cluster) and gets
+#      member.env from `hostyard fleet member-env`;
+#   5. scripts/setup.sh on the server (it runs the member's etcd);
+#   6. etcd's authentication on, the server's user and role (its prefix
+#      only), the learner promoted once it has caught up.
+# Members are added one at a time: run add for one, then the next.
+set -euo pipefail
+
+# shellcheck source=deploy/lib/fleet.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/fleet.sh"
+
+PROMOTE_SECS=${PROMOTE_SECS:-60}
+
+add() {
+  local name=$1 n user
+  server "$name"
+  local ssh=$S_SSH private=$S_PRIVATE role=$S_ROLE
+  step "$name ($ssh, $private, $role)"
+  "$deploy_dir/ca.sh" init
+  "$deploy_dir/ca.sh" issue "$name" "$private"
+  user=$("$deploy_dir/ca.sh" user "$name")
+
+  step "$name: files in $REMOTE"
+  local src
+  src=$(mktemp -d)
+  tar -C "$repo" -c scripts dockerfiles | tar -C "$src" -x
+  n=$(on "$ssh" "mkdir -p $REMOTE/src" && tar -C "$src" -c . | on "$ssh" "cd $REMOTE/src && tar --no-same-owner -x && echo ok")
+  rm -rf "$src"
+  [ "$n" = ok ] || die "copying the checkout to $name failed"
+  local bins=() images=()
+  [ -n "$BINARIES" ] || die "BINARIES is not set: the directory of the built binaries"
+  mapfile -t bins < <(HOSTYARD_CONFIG=/dev/null "$HOSTYARD" names binaries)
+  note "binaries: $(push "$ssh" "$BINARIES" "$REMOTE/bin" 0755 "${bins[@]}") copied"
+  if [ -n "$IMAGES" ]; then
+    mapfile -t images < <(cd "$IMAGES" && ls -- *.tar)
+    note "images: $(push "$ssh" "$IMAGES" "$REMOTE/images" 0644 "${images[@]}") copied"
+  fi
+
+  step "$name: TLS files and node config"
+  local tls
+  tls=$(umask 077 && mktemp -d)
+  cp "$FLEET/ca/ca.pem" "$tls/ca.pem"
+  cp "$FLEET/ca/servers/$name.pem" "$tls/server.pem"
+  cp "$FLEET/ca/servers/$name.key" "$tls/server.key"
+  fleet node-config "$name" >"$tls/hostyard.yaml"
+  n=$(($(push "$ssh" "$tls" /etc/hostyard/etcd 0644 ca.pem server.pem) +
+    $(push "$ssh" "$tls" /etc/hostyard/etcd 0600 server.key) +
+    $(push "$ssh" "$tls" /etc/hostyard 0644 hostyard.yaml)))
+  rm -rf "$tls"
+  note "$n files copied"
+
+  local first=""
+  if [ "$role" = member ]; then
+    if on "$ssh" test -s /etc/hostyard/etcd/member.env; then
+      note "etcd: $name has its member settings already"
+    else
+      first=$(running_member "$name")
+      local cluster=""
+      if [ -n "$first" ]; then
+        step "$name: joining the etcd cluster through $first"
+        tunnel "$first"
+        cluster=$(etcd_admin member-add "$name")
+        etcd_admin grant "$user" --prefix "$PREFIX" >/dev/null
+        untunnel
+      else
+        step "$name: the first member, a new etcd cluster"
+      fi
+      fleet member-env "$name" --cluster "$cluster" |
+        on "$ssh" "umask 077 && cat >/etc/hostyard/etcd/member.env.tmp && mv /etc/hostyard/etcd/member.env.tmp /etc/hostyard/etcd/member.env"
+      note "wrote /etc/hostyard/etcd/member.env"
+    fi
+  fi
+
+  step "$name: setup.sh"
+  on "$ssh" "$REMOTE/src/scripts/setup.sh" --binaries "$REMOTE/bin" ${IMAGES:+--images "$REMOTE/images"}
+
+  step "$name: its etcd user"
+  # Through another member: a member just added is a learner, which
+  # answers no administration until promoted. The first has only itself.
+  local via
+  via=$(running_member "$name")
+  if [ -z "$via" ]; then
+    [ "$role" = member ] || die "no running member to reach etcd through; add a member first"
+    via=$name
+  fi
+  tunnel "$via"
+  etcd_admin enable-auth | sed 's/^/    /' >&2
+  etcd_admin grant "$user" --prefix "$PREFIX" | sed 's/^/    /' >&2
+  if [ "$role" = member ]; then
+    wait_for "$PROMOTE_SECS" "$name to catch up and be promoted" etcd_admin member-promote "$name" ||
+      die "$name stays a learner: journalctl -u etcd on $name"
+    note "$name is a voting member"
+  fi
+  untunnel
+  mkdir -p "$FLEET/state"
+  touch "$FLEET/state/$name"
+  step "done: $name is set up"
+}
+
+remove() {
+  local name=$1 user via
+  server "$name"
+  local ssh=$S_SSH role=$S_ROLE
+  via=$(running_member "$name")
+  [ -n "$via" ] || die "no other running member: the last member cannot be removed this way"
+  step "removing $name through $via's etcd"
+  tunnel "$via"
+  if [ "$role" = member ]; then
+    # etcd refuses to remove a member while any member has been connected
+    # for less than a few seconds ("unhealthy cluster"): retried, bounded.
+    wait_for "$PROMOTE_SECS" "etcd to remove $name" etcd_admin member-remove "$name" ||
+      die "etcd did not remove $name: $(etcd_admin member-remove "$name" 2>&1)"
+    note "$name is no member"
+  fi
+  if [ -f "$FLEET/ca/servers/$name.pem" ]; then
+    user=$("$deploy_dir/ca.sh" user "$name")
+    etcd_admin revoke "$user" | sed 's/^/    /' >&2
+  fi
+  untunnel
+  # The server may be gone already: stopping its services is best effort.
+  if on "$ssh" true 2>/dev/null; then
+    on "$ssh" "systemctl disable --now -q etcd.service hostyard.target 2>/dev/null; rm -rf /etc/hostyard/etcd /var/lib/etcd/hostyard /var/lib/etcd/hostyard-tls" ||
+      note "could not stop $name's services"
+    note "stopped etcd and hostyard.target on $name, removed its etcd data and credentials"
+  fi
+  "$deploy_dir/ca.sh" drop "$name"
+  rm -f "$FLEET/state/$name"
+  step "done: $name is removed (its certificate is refused from now on)"
+}
+
+case ${1:-} in
+  add) [ $# = 2 ] || die "usage: deploy/server.sh add NAME"; add "$2" ;;
+  remove) [ $# = 2 ] || die "usage: deploy/server.sh remove NAME"; remove "$2" ;;
+  *) die "usage: deploy/server.sh add NAME | remove NAME" ;;
+esac

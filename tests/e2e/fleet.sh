@@ -1,0 +1,208 @@
+#!/usr/bin/env bash
+# Fleet in a box: three Debian 13 servers (systemd as PID 1, Docker inside)
+# and a jump box on one docker network. The jump box sets the servers up
+# from scratch through deploy/ (its CA, ssh with pinned host keys, one etcd
+# member at a time), adds a site on each server, and the checks below run
+# against the result. Separate from tests/e2e/run.sh: it boots four boxes
+# and sets three servers up, longer than CI's budget for one check.
+#
+# usage: tests/e2e/fleet.sh   (as root; run it under the shared lock:
+#          CACHE=/var/cache/hostyard-box-NAME flock /tmp/hostyard-e2e.lock tests/e2e/fleet.sh)
+#   KEEP_BOX=1  leave the boxes and their network for a look afterwards
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# shellcheck source=scripts/lib/log.sh
+. "$repo/scripts/lib/log.sh"
+
+RUN=hostyard-fleet-$$
+NET=$RUN
+JUMP=$RUN-jump
+SERVERS=(n1 n2 n3)
+KEEP_BOX=${KEEP_BOX:-0}
+CACHE=${CACHE:-/var/cache/hostyard-box-fleet}
+export CACHE
+declare -A IP=()
+declare -a PASSED=() FAILED=()
+FLEET=/etc/hostyard-fleet
+# What the jump box runs deploy/ with: the boxes mount the build's binaries
+# and image tarballs here (scripts/server-in-a-box.sh).
+DEPLOY_ENV=(env BINARIES=/hostyard/bin IMAGES=/hostyard/images "FLEET=$FLEET")
+
+box_of() { echo "$RUN-$1"; }
+on() { docker exec "$(box_of "$1")" "${@:2}"; }
+oni() { docker exec -i "$(box_of "$1")" "${@:2}"; }
+jump() { docker exec -i "$JUMP" "$@"; }
+deploy() { jump "${DEPLOY_ENV[@]}" "/hostyard/src/deploy/$1" "${@:2}"; }
+
+cleanup() {
+  if [ "$KEEP_BOX" = 1 ]; then
+    note "kept $JUMP and $RUN-n1..n3 on network $NET"
+    return
+  fi
+  local b
+  for b in "$JUMP" "${SERVERS[@]/#/$RUN-}"; do
+    docker rm -f "$b" >/dev/null 2>&1 || true
+    docker volume rm "$b-docker" >/dev/null 2>&1 || true
+  done
+  docker network rm "$NET" >/dev/null 2>&1 || true
+}
+
+expect() {
+  if [ "$2" != "$3" ]; then
+    printf '    FAIL %s: got "%s", want "%s"\n' "$1" "$2" "$3" >&2
+    return 1
+  fi
+  printf '    ok   %s: %s\n' "$1" "$2" >&2
+}
+
+# boot NAME: a box on the fleet's network, without setup.
+boot() {
+  BOX=$(box_of "$1") BOX_NETWORK=$NET BOX_PORT=auto SETUP=0 SAMPLE_SITE=0 KEEP_BOX=1 \
+    "$repo/scripts/server-in-a-box.sh" >/dev/null
+  IP[$1]=$(docker inspect -f "{{(index .NetworkSettings.Networks \"$NET\").IPAddress}}" "$(box_of "$1")")
+}
+
+apt_in() {
+  on "$1" sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ${*:2} >/dev/null"
+}
+
+# The machine stands in for the provider: it boots the boxes, gives the jump
+# box's public key to each server's root and reads each server's host key
+# from the server itself (the pinned known_hosts, never trust on first use).
+make_fleet() {
+  local s t0=$SECONDS
+  step "booting the jump box and ${SERVERS[*]} on $NET"
+  docker network create "$NET" >/dev/null
+  for s in jump "${SERVERS[@]}"; do boot "$s"; done
+  apt_in jump openssh-client openssl curl
+  jump sh -c 'mkdir -p /root/.ssh && ssh-keygen -q -t ed25519 -N "" -f /root/.ssh/id_ed25519'
+  jump mkdir -p "$FLEET"
+  local pub inventory="servers:"
+  pub=$(jump cat /root/.ssh/id_ed25519.pub)
+  for s in "${SERVERS[@]}"; do
+    apt_in "$s" openssh-server
+    oni "$s" sh -c "mkdir -p /root/.ssh && cat >>/root/.ssh/authorized_keys" <<<"$pub"
+    printf '%s %s\n' "${IP[$s]}" "$(on "$s" cut -d' ' -f1,2 /etc/ssh/ssh_host_ed25519_key.pub)" |
+      jump sh -c "cat >>$FLEET/known_hosts"
+    inventory+=$'\n'"  - {name: $s, ssh: root@${IP[$s]}, private: ${IP[$s]}, role: member}"
+  done
+  inventory+=$'\nsites:'
+  for s in "${SERVERS[@]}"; do
+    inventory+=$'\n'"  - {domain: site-$s.example, kind: static, server: $s}"
+  done
+  jump sh -c "cat >$FLEET/fleet.yaml" <<<"$inventory"
+  note "four boxes in $((SECONDS - t0)) s"
+}
+
+# etcd_members: `NAME PEER-URL` lines, asked as root through the jump box.
+etcd_members() {
+  jump "${DEPLOY_ENV[@]}" bash -c '. /hostyard/src/deploy/lib/fleet.sh && tunnel n1 && etcd_admin members' |
+    sort
+}
+
+t_servers_set_up_one_member_at_a_time() {
+  local s t0 took=()
+  for s in "${SERVERS[@]}"; do
+    t0=$SECONDS
+    deploy server.sh add "$s" >"/tmp/$RUN-add-$s.log" 2>&1 || {
+      tail -n 30 "/tmp/$RUN-add-$s.log" >&2
+      return 1
+    }
+    took+=("$s $((SECONDS - t0)) s")
+  done
+  note "set up from the jump box: ${took[*]}"
+  expect "members" "$(etcd_members | awk '{print $1}' | tr '\n' ' ')" "n1 n2 n3 "
+  t0=$SECONDS
+  local again
+  again=$(deploy server.sh add n2 2>&1)
+  note "add n2 again: $((SECONDS - t0)) s"
+  expect "a second add changes nothing" \
+    "$(grep -c -e 'done: nothing to change' -e 'member settings already' -e 'nothing changed' <<<"$again")" 4
+}
+
+t_sites_on_their_servers() {
+  jump mkdir -p /tmp/site/static/www-content
+  local s
+  for s in "${SERVERS[@]}"; do
+    printf 'hello from %s\n' "$s" | jump sh -c 'cat >/tmp/site/static/www-content/index.html'
+    deploy site.sh add "site-$s.example" /tmp/site >/dev/null 2>&1 || return 1
+  done
+  for s in "${SERVERS[@]}"; do
+    expect "site-$s.example through $s" \
+      "$(jump curl -s --max-time 5 -H "Host: site-$s.example" "http://${IP[$s]}/")" "hello from $s"
+  done
+  expect "the fleet's list" "$(deploy site.sh list 2>/dev/null | awk '{print $4}' | tr '\n' ' ')" "active active active "
+  expect "add again" "$(deploy site.sh add site-n1.example 2>&1 | grep -c 'nothing changed')" 1
+}
+
+# A site container on n1 reaches no etcd port: not its own server's (its
+# private address, the bridge gateway) nor another member's.
+t_site_containers_cannot_reach_etcd() {
+  local gateway probe=(docker run --rm --network hostyard --entrypoint php hostyard/wordpress -r) host port
+  gateway=$(on n1 docker network inspect -f '{{range .IPAM.Config}}{{.Gateway}}{{end}}' hostyard)
+  for host in "${IP[n1]}" "$gateway" "${IP[n2]}"; do
+    for port in 2379 2380; do
+      expect "$host:$port from a site container on n1" \
+        "$(on n1 "${probe[@]}" "echo @fsockopen('$host', $port, \$e, \$s, 2) ? 'open' : 'closed';")" closed
+    done
+  done
+  # The server itself reaches its peers (the rule is for the bridges only).
+  expect "n2's etcd from n1 itself" \
+    "$(on n1 bash -c "exec 3<>/dev/tcp/${IP[n2]}/2379 && echo open || echo closed" 2>/dev/null)" open
+}
+
+# No plaintext listener but loopback's: etcd's sockets on the members.
+t_no_plaintext_etcd_off_loopback() {
+  # An https listener answers plain http with a 400, never with data.
+  expect "health over http:// on n1's private address" \
+    "$(on n2 curl -s --max-time 3 "http://${IP[n1]}:2379/health" | grep -c '"health"')" 0
+  expect "https:// without a certificate" \
+    "$(on n2 curl -s --max-time 3 --cacert /etc/hostyard/etcd/ca.pem "https://${IP[n1]}:2379/health" >/dev/null 2>&1 && echo served || echo refused)" refused
+}
+
+t_quorum_holds_with_one_member_stopped() {
+  on n3 systemctl stop etcd.service
+  local rc=0
+  expect "n1 answers with n3's member stopped" \
+    "$(on n1 hostyard etcd check --timeout 10 | head -n 1)" "healthy: https://127.0.0.1:2379" || rc=1
+  # A write through n2: a site started there registers.
+  on n2 systemctl restart static@site-n2.example || rc=1
+  expect "site-n2.example after a restart, n3 down" \
+    "$(jump curl -s --max-time 5 -H 'Host: site-n2.example' "http://${IP[n2]}/")" "hello from n2" || rc=1
+  on n3 systemctl start etcd.service
+  return "$rc"
+}
+
+t_removed_server_is_refused() {
+  # n3's files, kept aside to try its certificate after the removal.
+  on n3 cp -a /etc/hostyard/etcd /root/old-etcd
+  deploy server.sh remove n3 >"/tmp/$RUN-remove.log" 2>&1 || {
+    tail -n 20 "/tmp/$RUN-remove.log" >&2
+    return 1
+  }
+  expect "members after removing n3" "$(etcd_members | awk '{print $1}' | tr '\n' ' ')" "n1 n2 "
+  on n3 sh -c "printf 'etcd:\n  endpoints: [\"https://${IP[n1]}:2379\"]\n  ca_file: /root/old-etcd/ca.pem\n  cert_file: /root/old-etcd/server.pem\n  key_file: /root/old-etcd/server.key\n' >/root/old.yaml"
+  local out
+  out=$(on n3 hostyard --config /root/old.yaml etcd check --timeout 3 2>&1 || true)
+  expect "n3's old certificate" "$(grep -c -e 'user name' -e 'permission denied' -e 'authentication' <<<"$out")" 1
+}
+
+main() {
+  need_root "boot the fleet's boxes"
+  trap cleanup EXIT
+  local t0=$SECONDS name
+  make_fleet
+  for name in t_servers_set_up_one_member_at_a_time t_sites_on_their_servers \
+    t_site_containers_cannot_reach_etcd t_no_plaintext_etcd_off_loopback \
+    t_quorum_holds_with_one_member_stopped t_removed_server_is_refused; do
+    step "$name"
+    if "$name"; then PASSED+=("$name"); else FAILED+=("$name"); fi
+  done
+  step "fleet: ${#PASSED[@]} passed, ${#FAILED[@]} failed, $((SECONDS - t0)) s in all"
+  local f
+  for f in "${FAILED[@]}"; do note "FAILED $f"; done
+  [ ${#FAILED[@]} -eq 0 ]
+}
+
+main "$@"
