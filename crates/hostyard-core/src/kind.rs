@@ -138,6 +138,21 @@ pub const UNIT_INSTANCE: &str = "%i";
 /// The database template unit's file name.
 pub const MYSQL_TEMPLATE_UNIT: &str = "mysql@.service";
 
+/// WordPress's cron of one site, and its timer (`DISABLE_WP_CRON`: no
+/// visitor's request runs it).
+pub const WORDPRESS_CRON_TEMPLATE_UNIT: &str = "wordpress-cron@.service";
+pub const WORDPRESS_CRON_TEMPLATE_TIMER: &str = "wordpress-cron@.timer";
+
+/// The cron timer as named inside a unit template: `wordpress-cron@%i.timer`.
+pub fn wordpress_cron_timer_in_template() -> String {
+    format!("wordpress-cron@{UNIT_INSTANCE}.timer")
+}
+
+/// The cron service as named inside a unit template.
+pub fn wordpress_cron_unit_in_template() -> String {
+    format!("wordpress-cron@{UNIT_INSTANCE}.service")
+}
+
 /// The database unit as named inside a unit template: `mysql@%i.service`.
 pub fn mysql_unit_in_template() -> String {
     format!("mysql@{UNIT_INSTANCE}.service")

@@ -12,7 +12,7 @@
 //!     mysql/                      wordpress: MariaDB's data directory
 //!     mysql-init/dump.sql         wordpress: an imported dump, loaded by the
 //!                                 mysql container on its first start
-//!     secrets/                    mode 0700; db.env, wp.env and wp-salts.php, mode 0600
+//!     secrets/                    mode 0700; db.env, wp.env, wp-admin.env and wp-salts.php, mode 0600
 //!     tls/<domain>.pem            the site's certificate, if imported
 //! <root>/import/<domain>/         data dropped for import (or <domain>.tar[.gz])
 //! <root>/import/.done/            imports that were used, kept for reference
@@ -144,6 +144,13 @@ impl Layout {
     /// that user's password, not MariaDB's root password (docker --env-file).
     pub fn wp_env_file(&self, domain: &Domain) -> PathBuf {
         self.secrets_dir(domain).join("wp.env")
+    }
+
+    /// The administrator hostyard installs a new WordPress with (and that
+    /// `hostyard wordpress reset-password` sets): `WP_ADMIN_USER=` and
+    /// `WP_ADMIN_PASSWORD=` lines.
+    pub fn wp_admin_file(&self, domain: &Domain) -> PathBuf {
+        self.secrets_dir(domain).join("wp-admin.env")
     }
 
     /// WordPress keys and salts, a PHP file included by wp-config.php.

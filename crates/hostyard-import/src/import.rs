@@ -23,7 +23,7 @@ use hostyard_git::publish;
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::pem::check_pem;
-use crate::secrets::{write_private, write_site_secrets, DbNames};
+use crate::secrets::{write_admin_file, write_private, write_site_secrets, DbNames};
 
 /// Where an import comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,11 +80,16 @@ pub fn run(config: &NodeConfig, kind: SiteKind, domain: &Domain) -> Result<Outco
 
     let target = layout.domain_dir(domain);
     if fs::symlink_metadata(&target).is_ok() {
-        if kind == SiteKind::Wordpress && crate::secrets::split_wordpress_env(&layout, domain)? {
-            log(
-                domain,
-                "wrote secrets/wp.env: WordPress no longer gets MariaDB's root password",
-            );
+        if kind == SiteKind::Wordpress {
+            if crate::secrets::split_wordpress_env(&layout, domain)? {
+                log(
+                    domain,
+                    "wrote secrets/wp.env: WordPress no longer gets MariaDB's root password",
+                );
+            }
+            for file in complete_wordpress_site(&layout, domain)? {
+                log(domain, &format!("wrote {file}, which this version needs"));
+            }
         }
         if fs::symlink_metadata(layout.import_dir(domain)).is_ok() {
             log(
@@ -364,6 +369,20 @@ fn build_static_git(
     Ok(())
 }
 
+/// A new site's `.htaccess`: WordPress's own rewrite block for a site at
+/// `/`, between the markers WordPress rewrites when its permalinks change.
+pub const DEFAULT_HTACCESS: &str = "# BEGIN WordPress\n\
+<IfModule mod_rewrite.c>\n\
+RewriteEngine On\n\
+RewriteRule .* - [E=HTTP_AUTHORIZATION:%{HTTP:Authorization}]\n\
+RewriteBase /\n\
+RewriteRule ^index\\.php$ - [L]\n\
+RewriteCond %{REQUEST_FILENAME} !-f\n\
+RewriteCond %{REQUEST_FILENAME} !-d\n\
+RewriteRule . /index.php [L]\n\
+</IfModule>\n\
+# END WordPress\n";
+
 fn build_wordpress(import: Option<&ImportLayout>, staged: &Layout, domain: &Domain) -> Result<()> {
     copy_dir_or_empty(
         import.map(ImportLayout::wp_content),
@@ -371,12 +390,15 @@ fn build_wordpress(import: Option<&ImportLayout>, staged: &Layout, domain: &Doma
     )?;
     mkdir(&staged.mysql_dir(domain), 0o755)?;
     let mut names = DbNames::default();
+    let mut htaccess_done = false;
+    let mut facts = None;
     if let Some(import) = import {
         let htaccess = import.htaccess();
         if exists(&htaccess) {
             let mut src = open_regular(&htaccess)?;
             let mut dest = fs::File::create(staged.htaccess_file(domain))?;
             std::io::copy(&mut src, &mut dest).context("cannot copy .htaccess")?;
+            htaccess_done = true;
         }
         if exists(&import.mysql_env()) {
             names = DbNames::from_env_file(&import.mysql_env())?;
@@ -384,20 +406,61 @@ fn build_wordpress(import: Option<&ImportLayout>, staged: &Layout, domain: &Doma
         let dump = import.mysql_dump();
         if exists(&dump) {
             mkdir(&staged.mysql_init_dir(domain), 0o755)?;
-            let mut src = open_regular(&dump)?;
+            let mut src = BufReader::new(open_regular(&dump)?);
             let dest_path = staged.mysql_init_dump(domain);
             // It holds the site's users and their password hashes.
-            let mut dest = fs::OpenOptions::new()
+            let dest = fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
                 .open(&dest_path)
                 .with_context(|| format!("cannot create {}", dest_path.display()))?;
-            std::io::copy(&mut src, &mut dest)
-                .with_context(|| format!("cannot copy {}", dump.display()))?;
+            let mut dest = std::io::BufWriter::new(dest);
+            // A dump that would load in part is refused here, before the
+            // site exists (the staging dir goes with it).
+            facts = Some(crate::wpdump::copy_and_check(
+                &mut src,
+                &mut dest,
+                &dump.display().to_string(),
+            )?);
         }
     }
-    write_site_secrets(staged, domain, &names)
+    if !htaccess_done {
+        write_new(&staged.htaccess_file(domain), DEFAULT_HTACCESS.as_bytes())?;
+    }
+    let prefix = facts.as_ref().map(|f| f.table_prefix.as_str());
+    write_site_secrets(staged, domain, &names, prefix)?;
+    // An imported site keeps its own administrators and their passwords;
+    // a new one is installed with a generated one.
+    write_admin_file(staged, domain, facts.is_none())
+}
+
+/// A world-readable file the site's containers read; refuses to replace one.
+fn write_new(path: &Path, content: &[u8]) -> Result<()> {
+    hostyard_fs::AtomicWrite::new(0o644)
+        .no_replace()
+        .write(path, content)
+}
+
+/// What a site imported before this version lacks: its `.htaccess` (the
+/// unit mounts it, and docker would make a missing one a directory) and
+/// its administrator file. A site whose database never started gets a
+/// generated administrator password (it is installed with it); any other
+/// keeps its users as they are.
+fn complete_wordpress_site(layout: &Layout, domain: &Domain) -> Result<Vec<&'static str>> {
+    let mut wrote = Vec::new();
+    if !exists(&layout.htaccess_file(domain)) {
+        write_new(&layout.htaccess_file(domain), DEFAULT_HTACCESS.as_bytes())?;
+        wrote.push(".htaccess");
+    }
+    if exists(&layout.secrets_dir(domain)) && !exists(&layout.wp_admin_file(domain)) {
+        let never_started = fs::read_dir(layout.mysql_dir(domain))
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(true);
+        write_admin_file(layout, domain, never_started)?;
+        wrote.push("secrets/wp-admin.env");
+    }
+    Ok(wrote)
 }
 
 /// Moves the used import to `import/.done/<domain>-<time>[.tar...]`.

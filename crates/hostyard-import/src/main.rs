@@ -8,6 +8,7 @@
 mod import;
 mod pem;
 mod secrets;
+mod wpdump;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -120,7 +120,13 @@ pub fn write_private(path: &Path, content: &[u8]) -> Result<()> {
 
 /// Writes `secrets/db.env`, `secrets/wp.env` and `secrets/wp-salts.php`
 /// for a new site.
-pub fn write_site_secrets(layout: &Layout, domain: &Domain, names: &DbNames) -> Result<()> {
+/// `table_prefix`: an imported dump's, when it is not WordPress's default.
+pub fn write_site_secrets(
+    layout: &Layout,
+    domain: &Domain,
+    names: &DbNames,
+    table_prefix: Option<&str>,
+) -> Result<()> {
     let dir = layout.secrets_dir(domain);
     fs::DirBuilder::new()
         .mode(0o700)
@@ -135,12 +141,15 @@ pub fn write_site_secrets(layout: &Layout, domain: &Domain, names: &DbNames) -> 
     // database and user on first start; WordPress connects with them and
     // gets a file of its own without root's password (`docker inspect`
     // shows a container's environment).
-    let wordpress = format!(
+    let mut wordpress = format!(
         "WORDPRESS_DB_HOST={db_host}\n\
          WORDPRESS_DB_NAME={database}\n\
          WORDPRESS_DB_USER={user}\n\
          WORDPRESS_DB_PASSWORD={password}\n"
     );
+    if let Some(prefix) = table_prefix {
+        wordpress.push_str(&format!("WORDPRESS_TABLE_PREFIX={prefix}\n"));
+    }
     let env = format!(
         "MARIADB_DATABASE={database}\n\
          MARIADB_USER={user}\n\
@@ -157,6 +166,27 @@ pub fn write_site_secrets(layout: &Layout, domain: &Domain, names: &DbNames) -> 
         php.push_str(&format!("define('{name}', '{}');\n", new_salt()?));
     }
     write_private(&layout.wp_salts_file(domain), php.as_bytes())
+}
+
+/// The administrator a new site is installed with: `secrets/wp-admin.env`,
+/// 0600, read by the WordPress container's entrypoint (root) and handed to
+/// PHP on stdin. `generate`: a new password; otherwise a file that says the
+/// site keeps its own administrators (an import), which `hostyard wordpress
+/// reset-password` fills in.
+pub fn write_admin_file(layout: &Layout, domain: &Domain, generate: bool) -> Result<()> {
+    let text = if generate {
+        format!(
+            "# The administrator hostyard installed this site with.\n\
+             WP_ADMIN_USER=admin\n\
+             WP_ADMIN_PASSWORD={}\n",
+            new_password()?
+        )
+    } else {
+        "# An imported site keeps its administrators and their passwords;\n\
+         # `hostyard wordpress reset-password` sets a new one here.\n"
+            .to_string()
+    };
+    write_private(&layout.wp_admin_file(domain), text.as_bytes())
 }
 
 /// For a site imported before WordPress had an env file of its own: writes

@@ -201,6 +201,24 @@ fn fresh_wordpress_gets_private_random_secrets_that_are_never_printed() {
         assert!(!printed.contains(salt));
     }
 
+    // The administrator it is installed with: generated, private, unprinted.
+    assert_eq!(mode(&l.wp_admin_file(&d)), 0o600);
+    let admin = fs::read_to_string(l.wp_admin_file(&d)).unwrap();
+    let admin_password = admin
+        .lines()
+        .find_map(|line| line.strip_prefix("WP_ADMIN_PASSWORD="))
+        .unwrap();
+    assert_eq!(admin_password.len(), 64);
+    assert!(admin.contains("WP_ADMIN_USER=admin\n"), "{admin}");
+    assert!(!printed.contains(admin_password));
+    // WordPress's rewrite rules, for pretty permalinks from the start.
+    let htaccess = fs::read_to_string(l.htaccess_file(&d)).unwrap();
+    assert!(htaccess.starts_with("# BEGIN WordPress\n"), "{htaccess}");
+    assert!(
+        htaccess.contains("RewriteRule . /index.php [L]\n"),
+        "{htaccess}"
+    );
+
     // A second site gets different secrets.
     let d2 = Domain::parse("blog2.example.com").unwrap();
     s.import_ok("wordpress", &d2);
@@ -299,7 +317,7 @@ fn folder_import_of_a_wordpress_site_keeps_content_dump_and_db_names() {
     let imp = s.import_folder(&d);
     write(&imp.wp_content().join("uploads/2020/a.jpg"), b"jpeg");
     write(&imp.htaccess(), b"RewriteEngine On\n");
-    write(&imp.mysql_dump(), b"CREATE TABLE wp_posts (id int);\n");
+    write(&imp.mysql_dump(), &wp_dump("blog_"));
     write(
         &imp.mysql_env(),
         b"MYSQL_DATABASE=oldblog\nMYSQL_USER=olduser\nMYSQL_PASSWORD=12345\n",
@@ -314,10 +332,18 @@ fn folder_import_of_a_wordpress_site_keeps_content_dump_and_db_names() {
         fs::read(l.htaccess_file(&d)).unwrap(),
         b"RewriteEngine On\n"
     );
-    assert_eq!(
-        fs::read(l.mysql_init_dump(&d)).unwrap(),
-        b"CREATE TABLE wp_posts (id int);\n"
+    assert_eq!(fs::read(l.mysql_init_dump(&d)).unwrap(), wp_dump("blog_"));
+    assert_eq!(mode(&l.mysql_init_dump(&d)), 0o600);
+    // The dump's table prefix reaches WordPress's config.
+    let wp_env = fs::read_to_string(l.wp_env_file(&d)).unwrap();
+    assert!(
+        wp_env.contains("WORDPRESS_TABLE_PREFIX=blog_\n"),
+        "{wp_env}"
     );
+    // An imported site keeps its administrators: no generated password.
+    let admin = fs::read_to_string(l.wp_admin_file(&d)).unwrap();
+    assert!(!admin.contains("WP_ADMIN_PASSWORD"), "{admin}");
+    assert_eq!(mode(&l.wp_admin_file(&d)), 0o600);
     let env = fs::read_to_string(l.db_env_file(&d)).unwrap();
     assert!(env.contains("MARIADB_DATABASE=oldblog\n"), "{env}");
     assert!(env.contains("MARIADB_USER=olduser\n"), "{env}");
@@ -325,6 +351,37 @@ fn folder_import_of_a_wordpress_site_keeps_content_dump_and_db_names() {
         !env.contains("=12345\n"),
         "the old $RANDOM password must not be reused"
     );
+}
+
+/// A dump as mariadb-dump writes it, of a WordPress with this prefix.
+fn wp_dump(prefix: &str) -> Vec<u8> {
+    let mut s = String::from("-- MariaDB dump 10.19  Distrib 11.8.3-MariaDB\n");
+    for t in ["options", "posts", "postmeta", "users", "usermeta"] {
+        s.push_str(&format!(
+            "DROP TABLE IF EXISTS `{prefix}{t}`;\nCREATE TABLE `{prefix}{t}` (\n  `id` int\n);\n\
+             INSERT INTO `{prefix}{t}` VALUES (1);\n"
+        ));
+    }
+    s.push_str("\n-- Dump completed on 2026-12-01 13:00:00\n");
+    s.into_bytes()
+}
+
+/// A dump cut short (a full disk, a dropped connection while it was
+/// made or copied) would load in part: it is refused with the reason, the
+/// site is not created and the import stays where it was.
+#[test]
+fn a_truncated_dump_is_refused_and_nothing_is_imported() {
+    let s = Server::new();
+    let d = Domain::parse("cut.example.com").unwrap();
+    let imp = s.import_folder(&d);
+    let full = wp_dump("wp_");
+    write(&imp.mysql_dump(), &full[..full.len() * 2 / 3]);
+    write(&imp.wp_content().join("uploads/a.jpg"), b"jpeg");
+    let before = snapshot(imp.root());
+    let out = s.import("wordpress", d.as_str());
+    assert_refused(&out, "is incomplete: it does not end with the dump tool's");
+    assert_no_site(&s, &d);
+    assert_eq!(snapshot(imp.root()), before);
 }
 
 use hostyard_testsupport::RawTarEntry;

@@ -22,7 +22,8 @@ use hostyard_core::backup::{
 };
 use hostyard_core::kind::{
     db_network_name_in_template, mysql_container_name_in_template, mysql_unit_in_template,
-    MYSQL_TEMPLATE_UNIT, UNIT_INSTANCE,
+    wordpress_cron_timer_in_template, wordpress_cron_unit_in_template, MYSQL_TEMPLATE_UNIT,
+    UNIT_INSTANCE, WORDPRESS_CRON_TEMPLATE_TIMER, WORDPRESS_CRON_TEMPLATE_UNIT,
 };
 use hostyard_core::limits::ContainerLimits;
 use hostyard_core::{Domain, Layout, NodeConfig, SiteKind, UnitRole};
@@ -78,6 +79,14 @@ pub fn render_units(config: &NodeConfig, config_path: &Path) -> askama::Result<V
         file(
             BACKUP_FAILED_TEMPLATE_UNIT,
             v.backup_failed_unit().render()?,
+        ),
+        file(
+            WORDPRESS_CRON_TEMPLATE_UNIT,
+            v.wordpress_cron_unit().render()?,
+        ),
+        file(
+            WORDPRESS_CRON_TEMPLATE_TIMER,
+            v.wordpress_cron_timer().render()?,
         ),
     ];
     for job in [BackupJob::Prune, BackupJob::Check] {
@@ -426,6 +435,23 @@ struct PullerUnit {
     hardening: Hardening,
 }
 
+/// WordPress's cron of one site: `docker exec` of the image's wp-site.php.
+#[derive(Template)]
+#[template(path = "wordpress-cron.service")]
+struct WordpressCronUnit {
+    site: String,
+    importer: String,
+    docker: String,
+    container: String,
+}
+
+#[derive(Template)]
+#[template(path = "wordpress-cron.timer")]
+struct WordpressCronTimer {
+    site: String,
+    service: String,
+}
+
 #[derive(Template)]
 #[template(path = "puller.timer")]
 struct PullerTimer {
@@ -567,6 +593,9 @@ impl<'a> Values<'a> {
         if self.config.backup.enabled() {
             wants.push(backup_timer_in_template());
         }
+        if kind == SiteKind::Wordpress {
+            wants.push(wordpress_cron_timer_in_template());
+        }
         let mut run_options = Vec::new();
         match kind {
             SiteKind::Static => {
@@ -598,6 +627,26 @@ impl<'a> Values<'a> {
                     "--env HOSTYARD_DB_HOST={}",
                     mysql_container_name_in_template()
                 ));
+                // The rewrite rules WordPress writes (Settings >
+                // Permalinks), where Debian's .htaccess link points; the
+                // importer makes sure the file exists.
+                run_options.push(self.site_mount(
+                    Layout::htaccess_file,
+                    "/etc/wordpress/htaccess",
+                    false,
+                ));
+                // The administrator a new site is installed with, before
+                // Apache starts (no open install form).
+                run_options.push(self.site_mount(
+                    Layout::wp_admin_file,
+                    "/srv/secrets/wp-admin.env",
+                    true,
+                ));
+                run_options.push(format!("--env HOSTYARD_DOMAIN={UNIT_INSTANCE}"));
+                // WordPress requests its own URL (Site Health, the REST
+                // API check, loopbacks): inside the container that is
+                // Apache itself.
+                run_options.push(format!("--add-host {UNIT_INSTANCE}:127.0.0.1"));
             }
         }
         // WordPress writes uploads, caches and sessions in places PHP
@@ -799,6 +848,22 @@ impl<'a> Values<'a> {
         }
     }
 
+    fn wordpress_cron_unit(&self) -> WordpressCronUnit {
+        WordpressCronUnit {
+            site: SiteKind::Wordpress.instance_unit_in_template(UnitRole::Site),
+            importer: SiteKind::Wordpress.instance_unit_in_template(UnitRole::Importer),
+            docker: self.docker.clone(),
+            container: SiteKind::Wordpress.container_name_in_template(),
+        }
+    }
+
+    fn wordpress_cron_timer(&self) -> WordpressCronTimer {
+        WordpressCronTimer {
+            site: SiteKind::Wordpress.instance_unit_in_template(UnitRole::Site),
+            service: wordpress_cron_unit_in_template(),
+        }
+    }
+
     fn puller_timer(&self, kind: SiteKind) -> PullerTimer {
         let interval = self.config.git.poll_interval.as_secs();
         PullerTimer {
@@ -925,13 +990,15 @@ mod tests {
             "backup-prune.timer",
             "backup-check.service",
             "backup-check.timer",
+            "wordpress-cron@.service",
+            "wordpress-cron@.timer",
         ] {
             assert!(
                 names.iter().any(|n| n == expected),
                 "{expected} in {names:?}"
             );
         }
-        assert_eq!(names.len(), 23, "{names:?}");
+        assert_eq!(names.len(), 25, "{names:?}");
     }
 
     #[test]

@@ -226,7 +226,7 @@ fn check_exits_1_listing_missing_and_different_files_and_writes_nothing() {
 
     let out = hostyard(&["--config", &config, "generate", "--out", &units, "--check"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert_eq!(stdout(&out).lines().count(), 23, "{}", stdout(&out));
+    assert_eq!(stdout(&out).lines().count(), 25, "{}", stdout(&out));
     assert!(stdout(&out).lines().all(|l| l.starts_with("missing ")));
     assert!(!Path::new(&units).exists(), "--check created the out dir");
 
@@ -372,7 +372,7 @@ fn every_unit_handing_the_instance_to_docker_requires_and_follows_its_importer()
             continue;
         }
         checked += 1;
-        let kind = if unit.name.starts_with("mysql@") {
+        let kind = if unit.name.starts_with("mysql@") || unit.name.starts_with("wordpress-cron@") {
             SiteKind::Wordpress
         } else {
             SiteKind::ALL
@@ -392,7 +392,7 @@ fn every_unit_handing_the_instance_to_docker_requires_and_follows_its_importer()
             unit.name
         );
     }
-    assert_eq!(checked, 4, "three site units and mysql@");
+    assert_eq!(checked, 5, "three site units, mysql@ and wordpress-cron@");
 }
 
 /// With `/data` on a volume that mounts late, a unit that started first
@@ -608,6 +608,15 @@ fn site_units_pull_in_their_helpers_as_the_design_says() {
     assert_eq!(values(&timer, "Persistent"), ["true"]);
     assert_eq!(values(&timer, "OnUnitActiveSec"), ["10min"]);
     assert!(!values(&timer, "RandomizedDelaySec").is_empty());
+    // WordPress's cron runs on a timer the site pulls in and stops, never
+    // on a site that is not running.
+    let wp = settings(&units["wordpress@.service"]);
+    assert!(values(&wp, "Wants").contains(&"wordpress-cron@%i.timer"));
+    let cron_timer = settings(&units["wordpress-cron@.timer"]);
+    assert_eq!(values(&cron_timer, "PartOf"), ["wordpress@%i.service"]);
+    assert_eq!(values(&cron_timer, "OnUnitActiveSec"), ["1min"]);
+    let cron = settings(&units["wordpress-cron@.service"]);
+    assert_eq!(values(&cron, "Requisite"), ["wordpress@%i.service"]);
 }
 
 /// The real helper binaries, from the target dir cargo built `hostyard`
@@ -685,7 +694,7 @@ fn every_generated_unit_passes_systemd_analyze_verify() {
         .into_keys()
         .map(|name| units.join(name.replace("@.", "@example.com.")))
         .collect();
-    assert_eq!(names.len(), 23);
+    assert_eq!(names.len(), 25);
     let out = Command::new(&analyze)
         .arg("verify")
         .arg("--man=no")
