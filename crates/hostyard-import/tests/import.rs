@@ -248,6 +248,25 @@ fn an_existing_site_gets_a_wordpress_env_without_the_root_password() {
         .collect();
     assert_eq!(wp_env, want);
     assert_eq!(fs::read_to_string(l.db_env_file(&d)).unwrap(), db_env);
+    // The files this version mounts come too: the default .htaccess and,
+    // for a site whose database never started, a generated administrator;
+    // once its database holds data, the site keeps its own administrators.
+    fs::remove_file(l.htaccess_file(&d)).unwrap();
+    fs::remove_file(l.wp_admin_file(&d)).unwrap();
+    let out = s.import_ok("wordpress", &d);
+    assert!(out.contains("wrote .htaccess"), "{out}");
+    assert!(fs::read_to_string(l.htaccess_file(&d))
+        .unwrap()
+        .contains("RewriteRule . /index.php [L]"));
+    assert!(fs::read_to_string(l.wp_admin_file(&d))
+        .unwrap()
+        .contains("WP_ADMIN_PASSWORD="));
+    fs::remove_file(l.wp_admin_file(&d)).unwrap();
+    write(&l.mysql_dir(&d).join("ibdata1"), b"database pages");
+    s.import_ok("wordpress", &d);
+    let admin = fs::read_to_string(l.wp_admin_file(&d)).unwrap();
+    assert!(!admin.contains("WP_ADMIN_PASSWORD"), "{admin}");
+    assert_eq!(mode(&l.wp_admin_file(&d)), 0o600);
     // And it is never rewritten once there.
     let before = fs::metadata(l.wp_env_file(&d)).unwrap().modified().unwrap();
     s.import_ok("wordpress", &d);

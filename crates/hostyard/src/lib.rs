@@ -16,4 +16,5 @@ pub mod names;
 pub mod site;
 pub mod status;
 pub mod units;
+pub mod wordpress;
 pub mod write;

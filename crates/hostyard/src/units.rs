@@ -443,6 +443,7 @@ struct WordpressCronUnit {
     importer: String,
     docker: String,
     container: String,
+    script: &'static str,
 }
 
 #[derive(Template)]
@@ -854,6 +855,7 @@ impl<'a> Values<'a> {
             importer: SiteKind::Wordpress.instance_unit_in_template(UnitRole::Importer),
             docker: self.docker.clone(),
             container: SiteKind::Wordpress.container_name_in_template(),
+            script: crate::wordpress::SITE_SCRIPT,
         }
     }
 

@@ -107,6 +107,14 @@ fn cli_help_matches_the_goldens() {
         ("hostyard-config-get.txt", vec!["config", "get", "--help"]),
         ("hostyard-site-forget.txt", vec!["site", "forget", "--help"]),
         ("hostyard-names.txt", vec!["names", "--help"]),
+        (
+            "hostyard-wordpress-password.txt",
+            vec!["wordpress", "password", "--help"],
+        ),
+        (
+            "hostyard-wordpress-reset-password.txt",
+            vec!["wordpress", "reset-password", "--help"],
+        ),
         ("hostyard-etcd.txt", vec!["etcd", "--help"]),
         (
             "hostyard-etcd-placement.txt",

@@ -166,5 +166,15 @@ t_wordpress_site_works_and_migrates() {
   bx cp "$old/secrets/wp-admin.env" "/data/domains/$MIG_SITE/secrets/wp-admin.env"
   mig_user_view "$jar" "$png" "$upload"
   expect "an upload on the new server" "$(mig_upload "$jar" "$png" after-move.png | grep -c 'after-move\.png$')" 1
+
+  # The operator resets the administrator's password: the new one logs
+  # in, the old one no longer does, and the command printed neither.
+  out=$(bx hostyard wordpress reset-password "$MIG_SITE")
+  expect "reset-password's output" "$(grep -c "^set a new password for admin of $MIG_SITE, stored in" <<<"$out")" 1
+  expect "the secrets file's mode" "$(bx stat -c %a "/data/domains/$MIG_SITE/secrets/wp-admin.env")" 600
+  expect "login with the new password" \
+    "$(bx hostyard wordpress password "$MIG_SITE" | sed -n 's/^password: //p' | tr -d '\n' | wp_login "$MIG_SITE" admin "$jar")" 302
+  expect "login with the old password" \
+    "$(bx sed -n 's/^WP_ADMIN_PASSWORD=//p' "$old/secrets/wp-admin.env" | tr -d '\n' | wp_login "$MIG_SITE" admin "$jar")" 200
   bx rm -rf "$old"
 }

@@ -1,0 +1,129 @@
+//! `hostyard wordpress ...`: a WordPress site's administrator password.
+//! Debian has no WP-CLI, so the work inside the site is the image's
+//! `wp-site.php`, run as the web server's user in the running container;
+//! the password reaches it on stdin, never on a command line.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+use hostyard_core::{Domain, NodeConfig, SiteKind};
+use hostyard_fs::AtomicWrite;
+
+/// The image's script for what WP-CLI would do (install, upgrade, cron,
+/// password reset); the cron unit runs it too.
+pub const SITE_SCRIPT: &str = "/usr/local/share/hostyard/wp-site.php";
+
+/// The administrator in a site's `secrets/wp-admin.env`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admin {
+    pub user: String,
+    pub password: String,
+}
+
+/// Reads `secrets/wp-admin.env`; `None` when it holds no password (an
+/// imported site keeps its own administrators until a reset).
+pub fn read_admin(config: &NodeConfig, domain: &Domain) -> Result<Option<Admin>> {
+    let path = config.layout().wp_admin_file(domain);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "cannot read {}: is {domain} a WordPress site of this server?",
+            path.display()
+        )
+    })?;
+    let value = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(str::to_string)
+    };
+    Ok(
+        match (value("WP_ADMIN_USER="), value("WP_ADMIN_PASSWORD=")) {
+            (Some(user), Some(password)) if !password.is_empty() => Some(Admin { user, password }),
+            _ => None,
+        },
+    )
+}
+
+/// 256 random bits as 64 hex digits, as the importer makes them.
+fn new_password() -> Result<String> {
+    let mut buf = [0u8; 32];
+    getrandom::fill(&mut buf)
+        .map_err(|e| anyhow::anyhow!("the OS random generator failed: {e}"))?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Sets a new generated password for `user` (or, without one, the user of
+/// the site's admin file, else its first administrator) in the running
+/// site, then stores it in `secrets/wp-admin.env` (0600). Returns the
+/// administrator.
+pub fn reset_password(config: &NodeConfig, domain: &Domain, user: Option<&str>) -> Result<Admin> {
+    let path = config.layout().wp_admin_file(domain);
+    if !path.exists() {
+        bail!(
+            "{} does not exist: {domain} is no WordPress site of this server \
+             (or it has not started since this version: systemctl start wordpress@{domain})",
+            path.display()
+        );
+    }
+    let user = match user {
+        Some(u) => u.to_string(),
+        None => read_admin(config, domain)?
+            .map(|a| a.user)
+            .unwrap_or_default(),
+    };
+    if user.contains(['\n', '\r']) {
+        bail!("the user name {user:?} has a line break");
+    }
+    let password = new_password()?;
+    let container = SiteKind::Wordpress.container_name(domain);
+    let mut child = Command::new(&config.docker.binary)
+        .args([
+            "exec",
+            "-i",
+            "--user",
+            "www-data",
+            &container,
+            "php",
+            SITE_SCRIPT,
+        ])
+        .arg("reset-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {}", config.docker.binary.display()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(format!("WP_ADMIN_USER={user}\nWP_ADMIN_PASSWORD={password}\n").as_bytes())
+            .context("cannot hand the password to the site's container")?;
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        let said = String::from_utf8_lossy(&out.stderr);
+        let said = said.trim().lines().last().unwrap_or("").trim();
+        bail!(
+            "the password was not changed ({said}); is the site running? \
+             (systemctl start wordpress@{domain})"
+        );
+    }
+    let login = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let admin = Admin {
+        user: login,
+        password,
+    };
+    let text = format!(
+        "# The administrator's password, set by hostyard wordpress reset-password.\n\
+         WP_ADMIN_USER={}\nWP_ADMIN_PASSWORD={}\n",
+        admin.user, admin.password
+    );
+    AtomicWrite::new(0o600)
+        .write(&path, text.as_bytes())
+        .with_context(|| {
+            format!(
+                "the site has the new password, but {} could not be written: \
+                 run the reset again",
+                path.display()
+            )
+        })?;
+    Ok(admin)
+}
