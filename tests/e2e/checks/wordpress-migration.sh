@@ -134,7 +134,9 @@ t_wordpress_site_works_and_migrates() {
   bx sh -c "docker run --rm --network hostyard-db-$MIG_SITE --env-file /root/e2e-dump.env --entrypoint mariadb-dump \
     $mysql_image -h mysql_$MIG_SITE -u wordpress --single-transaction wordpress >$imp/mysql/dump.sql"
   bx rm -f /root/e2e-dump.env
-  bx systemctl stop "wordpress@$MIG_SITE" "mysql@$MIG_SITE"
+  # The importer too: it stays active (RemainAfterExit) and would not run
+  # again for the next start.
+  bx systemctl stop "wordpress@$MIG_SITE" "mysql@$MIG_SITE" "wordpress-importer@$MIG_SITE"
   dir=/data/domains/$MIG_SITE
   bx cp -a "$dir/wp-content" "$dir/.htaccess" "$imp/wordpress/"
   old=/root/e2e-old-$MIG_SITE
