@@ -104,6 +104,9 @@ mod tests {
             assert!(e.contains("etcd.endpoints"), "{e}");
         }
         let e = get(&c, "etcd").unwrap_err().to_string();
-        assert!(e.contains("etcd.endpoints, etcd.prefix"), "{e}");
+        assert!(e.contains("is a section"), "{e}");
+        for key in ["etcd.endpoints", "etcd.prefix", "etcd.ca_file"] {
+            assert!(e.contains(key), "{e}");
+        }
     }
 }
