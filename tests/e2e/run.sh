@@ -41,6 +41,23 @@ cleanup() {
 bx() { docker exec "$BOX" "$@"; }
 bxi() { docker exec -i "$BOX" "$@"; }
 
+# The server's data layout, from hostyard itself in the box (`hostyard
+# names dirs`, its one home), set by layout_dirs once the box runs.
+IMPORT_DIR=""
+DOMAINS_DIR=""
+POSTFIX_DIR=""
+
+layout_dirs() {
+  local dirs
+  dirs=$(bx hostyard names dirs) || die "hostyard names dirs failed in $BOX"
+  IMPORT_DIR=$(awk '$1 == "import" { print $2 }' <<<"$dirs")
+  DOMAINS_DIR=$(awk '$1 == "domains" { print $2 }' <<<"$dirs")
+  POSTFIX_DIR=$(awk '$1 == "postfix" { print $2 }' <<<"$dirs")
+  if [ -z "$IMPORT_DIR" ] || [ -z "$DOMAINS_DIR" ] || [ -z "$POSTFIX_DIR" ]; then
+    die "hostyard names dirs lacks import, domains or postfix: $dirs"
+  fi
+}
+
 # code HOST PATH: the HTTP status HAProxy answers (000: no answer).
 code() {
   curl -s -o /dev/null -w '%{http_code}' --max-time "$CURL_SECS" --path-as-is \
@@ -73,8 +90,8 @@ now_ms() { date +%s%3N; }
 # need_static_site: $STATIC imported and routed.
 need_static_site() {
   [ "$(code "$STATIC" /)" = 200 ] && return
-  bx mkdir -p "/data/import/$STATIC/static/www-content"
-  printf 'static site %s\n' "$STATIC" | bxi sh -c "cat >/data/import/$STATIC/static/www-content/index.html"
+  bx mkdir -p "$IMPORT_DIR/$STATIC/static/www-content"
+  printf 'static site %s\n' "$STATIC" | bxi sh -c "cat >$IMPORT_DIR/$STATIC/static/www-content/index.html"
   bx systemctl start "static@$STATIC"
 }
 
@@ -82,8 +99,8 @@ need_static_site() {
 need_git_site() {
   [ "$(code "$GIT_SITE" /)" = 200 ] && return
   git_repo
-  bx mkdir -p "/data/import/$GIT_SITE/static-git"
-  echo git://127.0.0.1:9418/site.git | bxi sh -c "cat >/data/import/$GIT_SITE/static-git/GITURL"
+  bx mkdir -p "$IMPORT_DIR/$GIT_SITE/static-git"
+  echo git://127.0.0.1:9418/site.git | bxi sh -c "cat >$IMPORT_DIR/$GIT_SITE/static-git/GITURL"
   bx systemctl start "static-git@$GIT_SITE"
 }
 
@@ -174,8 +191,8 @@ t_setup_joins_a_configured_etcd_cluster() {
 }
 
 t_static_site_answers_when_start_returns() {
-  bx mkdir -p "/data/import/$STATIC/static/www-content"
-  printf 'static site %s\n' "$STATIC" | bxi sh -c "cat >/data/import/$STATIC/static/www-content/index.html"
+  bx mkdir -p "$IMPORT_DIR/$STATIC/static/www-content"
+  printf 'static site %s\n' "$STATIC" | bxi sh -c "cat >$IMPORT_DIR/$STATIC/static/www-content/index.html"
   local t0
   t0=$(now_ms)
   bx systemctl start "static@$STATIC"
@@ -230,8 +247,8 @@ EOF
 
 t_static_git_site_and_pull() {
   git_repo
-  bx mkdir -p "/data/import/$GIT_SITE/static-git"
-  echo git://127.0.0.1:9418/site.git | bxi sh -c "cat >/data/import/$GIT_SITE/static-git/GITURL"
+  bx mkdir -p "$IMPORT_DIR/$GIT_SITE/static-git"
+  echo git://127.0.0.1:9418/site.git | bxi sh -c "cat >$IMPORT_DIR/$GIT_SITE/static-git/GITURL"
   local t0
   t0=$(now_ms)
   bx systemctl start "static-git@$GIT_SITE"
@@ -320,7 +337,7 @@ need_mail_sink() {
     printf 'mail:\n  relayhost: "[127.0.0.1]:%s"\n' "$SINK_PORT" | bxi sh -c 'cat >>/etc/hostyard/hostyard.yaml'
   fi
   printf 'info  owner@mailbox.example\n*     catchall@mailbox.example\n' |
-    bxi sh -c "cat >/data/runtime/postfix/forwards/$STATIC"
+    bxi sh -c "cat >$POSTFIX_DIR/forwards/$STATIC"
   bx systemctl reload postfix.service || {
     bx journalctl -u postfix.service -n 30 --no-pager >&2
     return 1
@@ -362,7 +379,7 @@ t_mail_relay_for_other_domains_refused() {
 # mail deferred (451) until it is fixed.
 t_mail_bad_forward_file_is_skipped() {
   need_mail_sink
-  printf 'sales\n' | bxi sh -c 'cat >/data/runtime/postfix/forwards/broken.example'
+  printf 'sales\n' | bxi sh -c "cat >$POSTFIX_DIR/forwards/broken.example"
   bx systemctl restart postfix.service || {
     printf '    FAIL systemctl restart postfix failed with a bad forward file\n' >&2
     bx journalctl -u postfix.service -n 20 --no-pager >&2
@@ -375,7 +392,7 @@ t_mail_bad_forward_file_is_skipped() {
   expect "info@$STATIC still accepted" "$(smtp "info@$STATIC" >/dev/null && echo yes)" yes
   expect "mail to the broken domain deferred" \
     "$(smtp "someone@broken.example" | grep -o '451 4.3.0' | head -n 1)" "451 4.3.0"
-  bx rm /data/runtime/postfix/forwards/broken.example
+  bx rm "$POSTFIX_DIR/forwards/broken.example"
   bx systemctl reload postfix.service
 }
 
@@ -403,7 +420,7 @@ t_containers_are_confined() {
 # state: what a hostile instance must not change (site data, imports,
 # containers).
 state() {
-  bx sh -c 'find /data/domains /data/import | sort; docker ps -a --format "{{.Names}}" | sort'
+  bx sh -c "find $DOMAINS_DIR $IMPORT_DIR | sort; docker ps -a --format '{{.Names}}' | sort"
 }
 
 t_hostile_instances_fail_cleanly() {
@@ -505,6 +522,7 @@ main() {
   trap cleanup EXIT
   BOX=$BOX BOX_PORT=auto KEEP_BOX=1 SAMPLE_SITE=0 "$repo/scripts/server-in-a-box.sh"
   PORT=$(port)
+  layout_dirs
   local name
   for name in "${CHECKS[@]}"; do
     run_check "$name"

@@ -17,8 +17,8 @@ LATENCY_SAMPLES=20
 
 # start_plain_site DOMAIN: a static site with one page.
 start_plain_site() {
-  bx mkdir -p "/data/import/$1/static/www-content"
-  printf '%s\n' "$1" | bxi sh -c "cat >/data/import/$1/static/www-content/index.html"
+  bx mkdir -p "$IMPORT_DIR/$1/static/www-content"
+  printf '%s\n' "$1" | bxi sh -c "cat >$IMPORT_DIR/$1/static/www-content/index.html"
   bx systemctl start "static@$1"
 }
 

@@ -14,8 +14,8 @@ CONFD_LOAD_REQUESTS=160
 # ensure_static_site: $STATIC routed (started here when the check runs alone).
 ensure_static_site() {
   [ "$(code "$STATIC" /)" = 200 ] && return
-  bx mkdir -p "/data/import/$STATIC/static/www-content"
-  printf 'static site %s\n' "$STATIC" | bxi sh -c "cat >/data/import/$STATIC/static/www-content/index.html"
+  bx mkdir -p "$IMPORT_DIR/$STATIC/static/www-content"
+  printf 'static site %s\n' "$STATIC" | bxi sh -c "cat >$IMPORT_DIR/$STATIC/static/www-content/index.html"
   bx systemctl start "static@$STATIC"
 }
 
@@ -63,7 +63,7 @@ t_confd_restart_crash_and_watchdog_kill_leave_haproxy_serving() {
 
 t_haproxy_stop_finishes_requests_in_flight() {
   ensure_static_site
-  local file=/data/domains/$STATIC/www/e2e-big.bin got rc=0 dl
+  local file=$DOMAINS_DIR/$STATIC/www/e2e-big.bin got rc=0 dl
   # 64 MiB read at 8 MiB/s: in flight for about 8 s, and far more than the
   # kernel's socket buffers hold (HAProxy cannot have sent it all already).
   bx dd if=/dev/urandom of="$file" bs=1M count=64 status=none

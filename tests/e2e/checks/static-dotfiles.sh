@@ -7,7 +7,7 @@ CHECKS+=(t_static_sites_serve_no_dotfiles_but_well_known)
 DOT_SITE=dot.example.com
 
 t_static_sites_serve_no_dotfiles_but_well_known() {
-  local content=/data/import/$DOT_SITE/static/www-content
+  local content=$IMPORT_DIR/$DOT_SITE/static/www-content
   bx mkdir -p "$content/.well-known/.hidden" "$content/sub/.git"
   printf 'home\n' | bxi sh -c "cat >$content/index.html"
   printf 'DB_PASSWORD=x\n' | bxi sh -c "cat >$content/.env"
