@@ -277,7 +277,7 @@ wp_login() {
 
 # wp_admin_password DOMAIN: the administrator password hostyard installed
 # DOMAIN with (never printed by the check).
-wp_admin_password() { bx sed -n 's/^WP_ADMIN_PASSWORD=//p' "/data/domains/$1/secrets/wp-admin.env"; }
+wp_admin_password() { bx sed -n 's/^WP_ADMIN_PASSWORD=//p' "$DOMAINS_DIR/$1/secrets/wp-admin.env"; }
 
 # A new WordPress is installed before it is routed: its front page and post
 # answer at once, the installer is never offered, the administrator logs in

@@ -99,11 +99,11 @@ t_wordpress_site_works_and_migrates() {
   # The site before its first start: the import made, the table prefix
   # blog_ given (what the importer reads from an imported dump), a plugin.
   bx systemctl start "wordpress-importer@$MIG_SITE"
-  bx sh -c "echo WORDPRESS_TABLE_PREFIX=blog_ >>/data/domains/$MIG_SITE/secrets/wp.env"
-  bx mkdir -p "/data/domains/$MIG_SITE/wp-content/plugins/e2e-plugin"
+  bx sh -c "echo WORDPRESS_TABLE_PREFIX=blog_ >>$DOMAINS_DIR/$MIG_SITE/secrets/wp.env"
+  bx mkdir -p "$DOMAINS_DIR/$MIG_SITE/wp-content/plugins/e2e-plugin"
   printf '%s\n' '<?php' '/* Plugin Name: e2e plugin */' \
     "add_action('wp_head', function () { echo '<meta name=\"e2e-plugin\" content=\"active\">'; });" |
-    bxi sh -c "cat >/data/domains/$MIG_SITE/wp-content/plugins/e2e-plugin/e2e-plugin.php"
+    bxi sh -c "cat >$DOMAINS_DIR/$MIG_SITE/wp-content/plugins/e2e-plugin/e2e-plugin.php"
   bx systemctl start "wordpress@$MIG_SITE"
 
   missing=""
@@ -127,17 +127,17 @@ t_wordpress_site_works_and_migrates() {
 
   # Export in the original layout, the dump by the site's own database user
   # (docker exec into mariadbd fails in a box), then the site moves away.
-  imp=/data/import/$MIG_SITE
+  imp=$IMPORT_DIR/$MIG_SITE
   mysql_image=$(bx hostyard config get images.mysql)
   bx mkdir -p "$imp/mysql" "$imp/wordpress"
-  bx sh -c "sed -n 's/^WORDPRESS_DB_PASSWORD=/MYSQL_PWD=/p' /data/domains/$MIG_SITE/secrets/wp.env >/root/e2e-dump.env"
+  bx sh -c "sed -n 's/^WORDPRESS_DB_PASSWORD=/MYSQL_PWD=/p' $DOMAINS_DIR/$MIG_SITE/secrets/wp.env >/root/e2e-dump.env"
   bx sh -c "docker run --rm --network hostyard-db-$MIG_SITE --env-file /root/e2e-dump.env --entrypoint mariadb-dump \
     $mysql_image -h mysql_$MIG_SITE -u wordpress --single-transaction wordpress >$imp/mysql/dump.sql"
   bx rm -f /root/e2e-dump.env
   # The importer too: it stays active (RemainAfterExit) and would not run
   # again for the next start.
   bx systemctl stop "wordpress@$MIG_SITE" "mysql@$MIG_SITE" "wordpress-importer@$MIG_SITE"
-  dir=/data/domains/$MIG_SITE
+  dir=$DOMAINS_DIR/$MIG_SITE
   bx cp -a "$dir/wp-content" "$dir/.htaccess" "$imp/wordpress/"
   old=/root/e2e-old-$MIG_SITE
   bx rm -rf "$old"
@@ -146,26 +146,26 @@ t_wordpress_site_works_and_migrates() {
 
   # A truncated dump of another domain: refused by its importer, nothing
   # of the site made, the import left where it was.
-  bx mkdir -p "/data/import/$MIG_CUT/mysql"
-  bx sh -c "head -c \$((\$(stat -c %s $imp/mysql/dump.sql) / 2)) $imp/mysql/dump.sql >/data/import/$MIG_CUT/mysql/dump.sql"
+  bx mkdir -p "$IMPORT_DIR/$MIG_CUT/mysql"
+  bx sh -c "head -c \$((\$(stat -c %s $imp/mysql/dump.sql) / 2)) $imp/mysql/dump.sql >$IMPORT_DIR/$MIG_CUT/mysql/dump.sql"
   expect "systemctl start wordpress@$MIG_CUT with a truncated dump" \
     "$(bx systemctl start "wordpress@$MIG_CUT" 2>/dev/null && echo started || echo failed)" failed
   expect "the importer's reason" "$(bx journalctl -u "wordpress-importer@$MIG_CUT" -o cat --no-pager |
     grep -c 'import refused, nothing changed: .*dump.sql is incomplete')" 1
-  expect "$MIG_CUT's data" "$(bx test -e "/data/domains/$MIG_CUT" && echo exists || echo absent)" absent
-  expect "$MIG_CUT's import" "$(bx test -f "/data/import/$MIG_CUT/mysql/dump.sql" && echo kept || echo gone)" kept
+  expect "$MIG_CUT's data" "$(bx test -e "$DOMAINS_DIR/$MIG_CUT" && echo exists || echo absent)" absent
+  expect "$MIG_CUT's import" "$(bx test -f "$IMPORT_DIR/$MIG_CUT/mysql/dump.sql" && echo kept || echo gone)" kept
   expect "mysql@$MIG_CUT" "$(bx systemctl is-active "mysql@$MIG_CUT" || true)" inactive
   bx systemctl reset-failed "wordpress@$MIG_CUT" "wordpress-importer@$MIG_CUT" >/dev/null 2>&1 || true
-  bx rm -rf "/data/import/$MIG_CUT"
+  bx rm -rf "$IMPORT_DIR/$MIG_CUT"
 
   # The import on a fresh site under the same domain.
   t0=$(now_ms)
   bx systemctl start "wordpress@$MIG_SITE"
   note "migration: systemctl start wordpress@$MIG_SITE (import, dump load, start) took $(($(now_ms) - t0)) ms"
   expect "the table prefix read from the dump" \
-    "$(bx grep -c '^WORDPRESS_TABLE_PREFIX=blog_$' "/data/domains/$MIG_SITE/secrets/wp.env")" 1
+    "$(bx grep -c '^WORDPRESS_TABLE_PREFIX=blog_$' "$DOMAINS_DIR/$MIG_SITE/secrets/wp.env")" 1
   # The administrator's password came with the dump: the old site's file.
-  bx cp "$old/secrets/wp-admin.env" "/data/domains/$MIG_SITE/secrets/wp-admin.env"
+  bx cp "$old/secrets/wp-admin.env" "$DOMAINS_DIR/$MIG_SITE/secrets/wp-admin.env"
   mig_user_view "$jar" "$png" "$upload"
   expect "an upload on the new server" "$(mig_upload "$jar" "$png" after-move.png | grep -c 'after-move\.png$')" 1
 
@@ -173,7 +173,7 @@ t_wordpress_site_works_and_migrates() {
   # in, the old one no longer does, and the command printed neither.
   out=$(bx hostyard wordpress reset-password "$MIG_SITE")
   expect "reset-password's output" "$(grep -c "^set a new password for admin of $MIG_SITE, stored in" <<<"$out")" 1
-  expect "the secrets file's mode" "$(bx stat -c %a "/data/domains/$MIG_SITE/secrets/wp-admin.env")" 600
+  expect "the secrets file's mode" "$(bx stat -c %a "$DOMAINS_DIR/$MIG_SITE/secrets/wp-admin.env")" 600
   expect "login with the new password" \
     "$(bx hostyard wordpress password "$MIG_SITE" | sed -n 's/^password: //p' | tr -d '\n' | wp_login "$MIG_SITE" admin "$jar")" 302
   expect "login with the old password" \
