@@ -41,9 +41,9 @@ t_https_serves_an_imported_certificate_without_a_reload() {
   dir=$(mktemp -d)
   make_tls_bundle "$dir" "$TLS_SITE"
   bxi sh -c 'cat >/tmp/hostyard-e2e-ca.pem' <"$dir/ca.pem"
-  bx mkdir -p "/data/import/$TLS_SITE/static/www-content" "/data/import/$TLS_SITE/TLS"
-  printf 'tls site\n' | bxi sh -c "cat >/data/import/$TLS_SITE/static/www-content/index.html"
-  bxi sh -c "cat >/data/import/$TLS_SITE/TLS/$TLS_SITE.pem" <"$dir/bundle.pem"
+  bx mkdir -p "$IMPORT_DIR/$TLS_SITE/static/www-content" "$IMPORT_DIR/$TLS_SITE/TLS"
+  printf 'tls site\n' | bxi sh -c "cat >$IMPORT_DIR/$TLS_SITE/static/www-content/index.html"
+  bxi sh -c "cat >$IMPORT_DIR/$TLS_SITE/TLS/$TLS_SITE.pem" <"$dir/bundle.pem"
   rm -rf "$dir"
   local started reloads
   started=$(bx docker inspect -f '{{.State.StartedAt}}' hostyard_haproxy)
