@@ -1,0 +1,151 @@
+# shellcheck shell=bash
+# Restore drills: a WordPress site with a post and an uploaded image, a
+# static-git and a static site are backed up by their backup@ units, their
+# data destroyed, and restored with `hostyard restore`: the post at its
+# URL, the image's bytes, the admin's login, the same static files. A
+# repository that is missing or has another password gives one line and
+# changes no site. Sourced by tests/e2e/run.sh.
+
+BACKUP_WP=drill-wp.example.com
+BACKUP_REPO=/srv/e2e-restic
+BACKUP_ADMIN_PASSWORD=e2e-Drill-Password-1
+BACKUP_POST_TITLE="Restore drill post"
+BACKUP_CURL_SECS=60
+
+CHECKS+=(t_backup_restore_drill)
+
+# backup_url PATH: the WordPress drill site's URL through HAProxy.
+backup_url() { printf 'http://127.0.0.1:%s%s' "$PORT" "$1"; }
+
+# backup_login JAR: wp-login.php's status for admin (302: logged in).
+backup_login() {
+  rm -f "$1"
+  printf '%s' "$BACKUP_ADMIN_PASSWORD" | curl -s -o /dev/null -w '%{http_code}' --max-time "$BACKUP_CURL_SECS" \
+    -H "Host: $BACKUP_WP" -c "$1" -b 'wordpress_test_cookie=WP%20Cookie%20check' \
+    --data-urlencode 'log=admin' --data-urlencode 'pwd@-' --data-urlencode 'testcookie=1' \
+    "$(backup_url /wp-login.php)" || true
+}
+
+# backup_rest JAR ROUTE CURL_ARGS...: a REST call as JAR's user.
+backup_rest() {
+  local jar=$1 route=$2 nonce
+  shift 2
+  nonce=$(curl -s --max-time "$BACKUP_CURL_SECS" -H "Host: $BACKUP_WP" -b "$jar" \
+    "$(backup_url /wp-admin/admin-ajax.php?action=rest-nonce)")
+  curl -s --max-time "$BACKUP_CURL_SECS" -H "Host: $BACKUP_WP" -b "$jar" -H "X-WP-Nonce: $nonce" \
+    "$@" "$(backup_url "/?rest_route=$route")"
+}
+
+# backup_png FILE: a small valid PNG (WordPress checks an image's bytes).
+backup_png() {
+  python3 - "$1" <<'PY'
+import random, struct, sys, zlib
+random.seed(7)
+w = h = 64
+rows = b"".join(b"\0" + bytes(random.randrange(256) for _ in range(w * 3)) for _ in range(h))
+def chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)) \
+    + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+open(sys.argv[1], "wb").write(png)
+PY
+}
+
+# backup_configure: backups into a local repository on the box, once.
+backup_configure() {
+  if [ -z "$(bx hostyard config get backup.repository)" ]; then
+    printf 'backup:\n  repository: %s\n' "$BACKUP_REPO" | bxi sh -c 'cat >>/etc/hostyard/hostyard.yaml'
+    bx hostyard generate --out /etc/systemd/system >/dev/null
+    bx systemctl daemon-reload
+  fi
+  bx hostyard backup init >/dev/null
+}
+
+# backup_tree_sum DOMAIN DIR: one checksum of every file under the site's DIR.
+backup_tree_sum() {
+  bx sh -c "cd /data/domains/$1/$2 && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum"
+}
+
+# backup_wp_data JAR POST UPLOAD FILE: the drill site's post, image bytes
+# and login, as seen through HAProxy.
+backup_wp_data() {
+  expect "the post at its URL" \
+    "$(body "$BACKUP_WP" "/?p=$2" | grep -c "<title>$BACKUP_POST_TITLE")" 1
+  expect "the image's bytes" \
+    "$(curl -s --max-time "$BACKUP_CURL_SECS" -H "Host: $BACKUP_WP" "$(backup_url "$3")" | sha256sum)" \
+    "$(sha256sum <"$4")"
+  expect "admin's login" "$(backup_login "$1")" 302
+}
+
+t_backup_restore_drill() {
+  local work t0 out post upload static_sum git_body unit
+  work=$(mktemp -d /tmp/e2e-backup.XXXXXX)
+  backup_configure
+  need_static_site
+  need_git_site
+  bx systemctl start "wordpress@$BACKUP_WP"
+  # The WordPress site: installed, a post, an uploaded image.
+  curl -s -o /dev/null --max-time "$BACKUP_CURL_SECS" -H "Host: $BACKUP_WP" \
+    --data-urlencode 'weblog_title=drill' --data-urlencode 'user_name=admin' \
+    --data-urlencode "admin_password=$BACKUP_ADMIN_PASSWORD" --data-urlencode "admin_password2=$BACKUP_ADMIN_PASSWORD" \
+    --data-urlencode 'pw_weak=on' --data-urlencode "admin_email=admin@$BACKUP_WP" --data-urlencode 'blog_public=0' \
+    "$(backup_url '/wp-admin/install.php?step=2')" || true
+  expect "admin's login before" "$(backup_login "$work/jar")" 302
+  out=$(printf '{"title":"%s","content":"Backed up and restored.","status":"publish"}' "$BACKUP_POST_TITLE" |
+    backup_rest "$work/jar" /wp/v2/posts -H 'Content-Type: application/json' --data-binary @-)
+  post=$(grep -oE '^\{"id":[0-9]+' <<<"$out" | grep -oE '[0-9]+$' || true)
+  expect "a post id" "$([ -n "$post" ] && echo yes || echo "no: ${out:0:200}")" yes
+  backup_png "$work/drill.png"
+  out=$(backup_rest "$work/jar" /wp/v2/media -H 'Content-Type: image/png' \
+    -H 'Content-Disposition: attachment; filename=drill.png' --data-binary "@$work/drill.png")
+  upload=$(grep -oE '"source_url":"[^"]*"' <<<"$out" | head -n 1 | cut -d'"' -f4 | sed 's,\\/,/,g; s,^https\?://[^/]*,,')
+  expect "the image's path" "$(grep -cE '^/wp-content/uploads/.*/drill\.png$' <<<"$upload")" 1
+  backup_wp_data "$work/jar" "$post" "$upload" "$work/drill.png"
+  static_sum=$(backup_tree_sum "$STATIC" www)
+  git_body=$(body "$GIT_SITE" /)
+
+  # Backed up by the units, as the timers would.
+  t0=$(now_ms)
+  for site in "$STATIC" "$GIT_SITE" "$BACKUP_WP"; do
+    bx systemctl start "backup@$site.service"
+  done
+  note "three backups (backup@ units) took $(($(now_ms) - t0)) ms"
+  expect "backup ls of $BACKUP_WP" "$(bx hostyard backup ls "$BACKUP_WP" | grep -c ' wordpress ')" 1
+  expect "hostyard status: $STATIC backed up" "$(bx hostyard status | grep -cE "^$STATIC +ok ")" 1
+
+  # Failures: a missing repository and a wrong password give one line and
+  # change no site.
+  printf 'backup:\n  repository: /srv/e2e-no-repo\n' | bxi sh -c 'cat >/tmp/e2e-missing.yaml'
+  out=$(bx hostyard --config /tmp/e2e-missing.yaml backup ls "$STATIC" 2>&1 || true)
+  expect "a missing repository's error" "$(grep -c 'there is no restic repository' <<<"$out")/$(wc -l <<<"$out")" 1/1
+  bx sh -c 'head -c 16 /dev/urandom | od -An -tx1 | tr -d " \n" >/tmp/e2e-wrong-pw && chmod 600 /tmp/e2e-wrong-pw'
+  printf 'backup:\n  repository: %s\n  password_file: /tmp/e2e-wrong-pw\n' "$BACKUP_REPO" |
+    bxi sh -c 'cat >/tmp/e2e-wrong.yaml'
+  out=$(bx hostyard --config /tmp/e2e-wrong.yaml restore "$STATIC" 2>&1 || true)
+  expect "restore over a running site" "$(grep -c 'a restore never overwrites a site' <<<"$out")" 1
+  out=$(bx hostyard --config /tmp/e2e-wrong.yaml backup run "$STATIC" 2>&1 || true)
+  expect "a wrong password's error" "$(grep -c 'does not open the repository' <<<"$out")/$(wc -l <<<"$out")" 1/1
+  expect "$STATIC unchanged" "$(backup_tree_sum "$STATIC" www)" "$static_sum"
+
+  # Data lost: every site stopped and its data removed.
+  bx systemctl stop "static@$STATIC" "static-git@$GIT_SITE" "wordpress@$BACKUP_WP" "mysql@$BACKUP_WP"
+  for site in "$STATIC" "$GIT_SITE" "$BACKUP_WP"; do
+    bx rm -rf "/data/domains/$site"
+  done
+  # The importers stay active (RemainAfterExit): a start must run them again.
+  for unit in "static-importer@$STATIC" "static-git-importer@$GIT_SITE" "wordpress-importer@$BACKUP_WP"; do
+    bx systemctl stop "$unit"
+  done
+  expect "$STATIC after the loss" "$(code "$STATIC" /)" 503
+
+  t0=$(now_ms)
+  for site in "$STATIC" "$GIT_SITE" "$BACKUP_WP"; do
+    bx hostyard restore "$site"
+  done
+  note "three restores (hostyard restore, each until its site is routed) took $(($(now_ms) - t0)) ms"
+  expect "$STATIC's files" "$(backup_tree_sum "$STATIC" www)" "$static_sum"
+  expect "$GIT_SITE's page" "$(body "$GIT_SITE" /)" "$git_body"
+  wait_for 60 "the restored WordPress to answer" answers_200 "$BACKUP_WP"
+  backup_wp_data "$work/jar" "$post" "$upload" "$work/drill.png"
+  rm -rf "$work"
+}
