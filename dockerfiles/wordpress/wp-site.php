@@ -130,7 +130,8 @@ if (!is_blog_installed()) {
             'systemctl start wordpress-importer@' . $domain . ' writes one');
         exit(1);
     }
-    $email = getenv('HOSTYARD_ADMIN_EMAIL') ?: "admin@$domain";
+    /* The node config's wordpress.admin_email, written by the importer. */
+    $email = ($input['WP_ADMIN_EMAIL'] ?? '') ?: "admin@$domain";
     $t0 = microtime(true);
     /* No HTTP during the install: WordPress would probe its own URL for
      * pretty permalinks, which the rules below set anyway. */

@@ -42,6 +42,7 @@ pub struct NodeConfig {
     /// Backups of every site into a restic repository.
     pub backup: crate::backup::BackupConfig,
     pub tls: TlsConfig,
+    pub wordpress: WordpressConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -173,6 +174,26 @@ pub struct MailConfig {
     pub relayhost: String,
 }
 
+/// WordPress sites.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WordpressConfig {
+    /// The e-mail address a new site's administrator is installed with
+    /// (WordPress sends it update and password notices); `None` means
+    /// `admin@<the site's domain>`. An imported site keeps its own.
+    pub admin_email: Option<crate::mail::MailAddress>,
+}
+
+impl WordpressConfig {
+    /// The address a new WordPress site `domain` is installed with.
+    pub fn admin_email_for(&self, domain: &Domain) -> String {
+        match &self.admin_email {
+            Some(address) => address.to_string(),
+            None => format!("admin@{domain}"),
+        }
+    }
+}
+
 /// HTTPS: which sites redirect and send HSTS, and how often confd looks
 /// for changed certificates.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -215,6 +236,7 @@ impl Default for NodeConfig {
             limits: crate::limits::Limits::default(),
             backup: crate::backup::BackupConfig::default(),
             tls: TlsConfig::default(),
+            wordpress: WordpressConfig::default(),
         }
     }
 }

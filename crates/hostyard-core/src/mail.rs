@@ -68,7 +68,10 @@ fn is_atom_char(c: char) -> bool {
 }
 
 /// A full address `local@domain`, both parts validated.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
 pub struct MailAddress {
     local: LocalPart,
     domain: Domain,
@@ -87,6 +90,19 @@ impl MailAddress {
 
     pub fn domain(&self) -> &Domain {
         &self.domain
+    }
+}
+
+impl TryFrom<String> for MailAddress {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        MailAddress::parse(&s)
+    }
+}
+
+impl From<MailAddress> for String {
+    fn from(a: MailAddress) -> String {
+        a.to_string()
     }
 }
 

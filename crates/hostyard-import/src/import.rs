@@ -87,7 +87,7 @@ pub fn run(config: &NodeConfig, kind: SiteKind, domain: &Domain) -> Result<Outco
                     "wrote secrets/wp.env: WordPress no longer gets MariaDB's root password",
                 );
             }
-            for file in complete_wordpress_site(&layout, domain)? {
+            for file in complete_wordpress_site(config, &layout, domain)? {
                 log(domain, &format!("wrote {file}, which this version needs"));
             }
         }
@@ -251,7 +251,7 @@ fn build(
     match kind {
         SiteKind::Static => build_static(import.as_ref(), &staged, domain),
         SiteKind::StaticGit => build_static_git(config, import.as_ref(), &staged, domain),
-        SiteKind::Wordpress => build_wordpress(import.as_ref(), &staged, domain),
+        SiteKind::Wordpress => build_wordpress(config, import.as_ref(), &staged, domain),
     }
 }
 
@@ -383,7 +383,12 @@ RewriteRule . /index.php [L]\n\
 </IfModule>\n\
 # END WordPress\n";
 
-fn build_wordpress(import: Option<&ImportLayout>, staged: &Layout, domain: &Domain) -> Result<()> {
+fn build_wordpress(
+    config: &NodeConfig,
+    import: Option<&ImportLayout>,
+    staged: &Layout,
+    domain: &Domain,
+) -> Result<()> {
     copy_dir_or_empty(
         import.map(ImportLayout::wp_content),
         &staged.wp_content_dir(domain),
@@ -432,7 +437,12 @@ fn build_wordpress(import: Option<&ImportLayout>, staged: &Layout, domain: &Doma
     write_site_secrets(staged, domain, &names, prefix)?;
     // An imported site keeps its own administrators and their passwords;
     // a new one is installed with a generated one.
-    write_admin_file(staged, domain, facts.is_none())
+    let admin_email = config.wordpress.admin_email_for(domain);
+    write_admin_file(
+        staged,
+        domain,
+        facts.is_none().then_some(admin_email.as_str()),
+    )
 }
 
 /// A world-readable file the site's containers read; refuses to replace one.
@@ -447,7 +457,11 @@ fn write_new(path: &Path, content: &[u8]) -> Result<()> {
 /// its administrator file. A site whose database never started gets a
 /// generated administrator password (it is installed with it); any other
 /// keeps its users as they are.
-fn complete_wordpress_site(layout: &Layout, domain: &Domain) -> Result<Vec<&'static str>> {
+fn complete_wordpress_site(
+    config: &NodeConfig,
+    layout: &Layout,
+    domain: &Domain,
+) -> Result<Vec<&'static str>> {
     let mut wrote = Vec::new();
     if !exists(&layout.htaccess_file(domain)) {
         write_new(&layout.htaccess_file(domain), DEFAULT_HTACCESS.as_bytes())?;
@@ -457,7 +471,12 @@ fn complete_wordpress_site(layout: &Layout, domain: &Domain) -> Result<Vec<&'sta
         let never_started = fs::read_dir(layout.mysql_dir(domain))
             .map(|mut d| d.next().is_none())
             .unwrap_or(true);
-        write_admin_file(layout, domain, never_started)?;
+        let admin_email = config.wordpress.admin_email_for(domain);
+        write_admin_file(
+            layout,
+            domain,
+            never_started.then_some(admin_email.as_str()),
+        )?;
         wrote.push("secrets/wp-admin.env");
     }
     Ok(wrote)

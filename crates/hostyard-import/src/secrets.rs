@@ -170,21 +170,22 @@ pub fn write_site_secrets(
 
 /// The administrator a new site is installed with: `secrets/wp-admin.env`,
 /// 0600, read by the WordPress container's entrypoint (root) and handed to
-/// PHP on stdin. `generate`: a new password; otherwise a file that says the
-/// site keeps its own administrators (an import), which `hostyard wordpress
-/// reset-password` fills in.
-pub fn write_admin_file(layout: &Layout, domain: &Domain, generate: bool) -> Result<()> {
-    let text = if generate {
-        format!(
+/// PHP on stdin. `new_admin`: the e-mail address of a new site's
+/// administrator, who gets a new password; `None` writes a file that says
+/// the site keeps its own administrators (an import), which `hostyard
+/// wordpress reset-password` fills in.
+pub fn write_admin_file(layout: &Layout, domain: &Domain, new_admin: Option<&str>) -> Result<()> {
+    let text = match new_admin {
+        Some(email) => format!(
             "# The administrator hostyard installed this site with.\n\
              WP_ADMIN_USER=admin\n\
+             WP_ADMIN_EMAIL={email}\n\
              WP_ADMIN_PASSWORD={}\n",
             new_password()?
-        )
-    } else {
-        "# An imported site keeps its administrators and their passwords;\n\
-         # `hostyard wordpress reset-password` sets a new one here.\n"
-            .to_string()
+        ),
+        None => "# An imported site keeps its administrators and their passwords;\n\
+                 # `hostyard wordpress reset-password` sets a new one here.\n"
+            .to_string(),
     };
     write_private(&layout.wp_admin_file(domain), text.as_bytes())
 }

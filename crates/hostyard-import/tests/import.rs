@@ -152,6 +152,34 @@ fn assert_no_site_staging_only(s: &Server, d: &Domain) {
 }
 
 #[test]
+fn a_new_wordpress_administrator_gets_the_node_configs_email() {
+    let s = Server::new();
+    let mut config = fs::read_to_string(&s.config).unwrap();
+    config.push_str("wordpress:\n  admin_email: ops@hoster.example\n");
+    fs::write(&s.config, config).unwrap();
+    let d = Domain::parse("blog.example.com").unwrap();
+    s.import_ok("wordpress", &d);
+    let admin = fs::read_to_string(s.layout().wp_admin_file(&d)).unwrap();
+    assert!(admin.contains("WP_ADMIN_EMAIL=ops@hoster.example\n"), "{admin}");
+
+    // An address that is not one stops the import before anything exists.
+    fs::write(
+        &s.config,
+        format!(
+            "data_root: {}\nwordpress:\n  admin_email: not-an-address\n",
+            s.root.display()
+        ),
+    )
+    .unwrap();
+    let other = Domain::parse("other.example.com").unwrap();
+    let out = s.import("wordpress", other.as_str());
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not-an-address"), "{stderr}");
+    assert!(!s.layout().domain_dir(&other).exists());
+}
+
+#[test]
 fn fresh_wordpress_gets_private_random_secrets_that_are_never_printed() {
     let s = Server::new();
     let d = Domain::parse("blog.example.com").unwrap();
@@ -210,6 +238,7 @@ fn fresh_wordpress_gets_private_random_secrets_that_are_never_printed() {
         .unwrap();
     assert_eq!(admin_password.len(), 64);
     assert!(admin.contains("WP_ADMIN_USER=admin\n"), "{admin}");
+    assert!(admin.contains("WP_ADMIN_EMAIL=admin@blog.example.com\n"), "{admin}");
     assert!(!printed.contains(admin_password));
     // WordPress's rewrite rules, for pretty permalinks from the start.
     let htaccess = fs::read_to_string(l.htaccess_file(&d)).unwrap();
