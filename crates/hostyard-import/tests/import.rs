@@ -160,7 +160,10 @@ fn a_new_wordpress_administrator_gets_the_node_configs_email() {
     let d = Domain::parse("blog.example.com").unwrap();
     s.import_ok("wordpress", &d);
     let admin = fs::read_to_string(s.layout().wp_admin_file(&d)).unwrap();
-    assert!(admin.contains("WP_ADMIN_EMAIL=ops@hoster.example\n"), "{admin}");
+    assert!(
+        admin.contains("WP_ADMIN_EMAIL=ops@hoster.example\n"),
+        "{admin}"
+    );
 
     // An address that is not one stops the import before anything exists.
     fs::write(
@@ -238,7 +241,10 @@ fn fresh_wordpress_gets_private_random_secrets_that_are_never_printed() {
         .unwrap();
     assert_eq!(admin_password.len(), 64);
     assert!(admin.contains("WP_ADMIN_USER=admin\n"), "{admin}");
-    assert!(admin.contains("WP_ADMIN_EMAIL=admin@blog.example.com\n"), "{admin}");
+    assert!(
+        admin.contains("WP_ADMIN_EMAIL=admin@blog.example.com\n"),
+        "{admin}"
+    );
     assert!(!printed.contains(admin_password));
     // WordPress's rewrite rules, for pretty permalinks from the start.
     let htaccess = fs::read_to_string(l.htaccess_file(&d)).unwrap();
