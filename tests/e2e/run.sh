@@ -275,6 +275,28 @@ wp_login() {
     "http://127.0.0.1:$PORT/wp-login.php" || true
 }
 
+# wp_upload_plugin DOMAIN JAR: installs a one-file plugin through wp-admin's
+# "Upload Plugin" form as its administrator would (the box has no Internet
+# for the plugin directory: the same unpack into wp-content/plugins);
+# "installed, owner www-data" when its file is there.
+wp_upload_plugin() {
+  local site=$1 jar=$2 zip nonce
+  zip=$(mktemp /tmp/e2e-plugin.XXXXXX.zip)
+  python3 - "$zip" <<'PY'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1], "w") as z:
+    z.writestr("e2e-upload/e2e-upload.php", "<?php\n/*\nPlugin Name: e2e upload\n*/\n")
+PY
+  nonce=$(curl -s --max-time 60 -H "Host: $site" -b "$jar" \
+    "http://127.0.0.1:$PORT/wp-admin/plugin-install.php?tab=upload" |
+    sed -n 's/.*name="_wpnonce" value="\([0-9a-f]*\)".*/\1/p' | head -n 1)
+  curl -s -o /dev/null --max-time 120 -H "Host: $site" -b "$jar" -F "_wpnonce=$nonce" \
+    -F "pluginzip=@$zip;type=application/zip" -F 'install-plugin-submit=Install Now' \
+    "http://127.0.0.1:$PORT/wp-admin/update.php?action=upload-plugin" || true
+  rm -f "$zip"
+  bx stat -c 'installed, owner %U' "$DOMAINS_DIR/$site/wp-content/plugins/e2e-upload/e2e-upload.php" 2>/dev/null || true
+}
+
 # wp_admin_password DOMAIN: the administrator password hostyard installed
 # DOMAIN with (never printed by the check).
 wp_admin_password() { bx sed -n 's/^WP_ADMIN_PASSWORD=//p' "$DOMAINS_DIR/$1/secrets/wp-admin.env"; }
@@ -299,6 +321,7 @@ t_wordpress_fresh_install_survives_restart() {
   note "systemctl start wordpress@$WP to a logged-in dashboard: $(($(now_ms) - t0)) ms"
   expect "the administrator's e-mail" "$(curl -s --max-time 60 -H "Host: $WP" -b "$jar" \
     "http://127.0.0.1:$PORT/wp-admin/options-general.php" | grep -q 'value="ops@hoster.example"' && echo set)" set
+  expect "a plugin uploaded in wp-admin" "$(wp_upload_plugin "$WP" "$jar")" "installed, owner www-data"
   expect "GET / of a fresh WordPress" "$(code "$WP" /)" 200
   expect "GET the install page" "$(code "$WP" /wp-admin/install.php)" 403
   expect "GET the config wizard" "$(code "$WP" /wp-admin/setup-config.php)" 403
