@@ -12,6 +12,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use hostyard_core::secret::{new_password, random_bytes};
 use hostyard_core::{kind::mysql_container_name, Domain, Layout};
 use hostyard_fs::unpack::open_regular;
 use hostyard_fs::AtomicWrite;
@@ -83,22 +84,6 @@ impl DbNames {
 
 fn is_sql_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-}
-
-/// `n` random bytes from the OS.
-fn random_bytes(n: usize) -> Result<Vec<u8>> {
-    let mut buf = vec![0u8; n];
-    getrandom::fill(&mut buf)
-        .map_err(|e| anyhow::anyhow!("the OS random generator failed: {e}"))?;
-    Ok(buf)
-}
-
-/// 256 random bits as 64 hex digits: safe in an env file, a shell and SQL.
-fn new_password() -> Result<String> {
-    Ok(random_bytes(32)?
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
 }
 
 /// 384 random bits in 64 characters from `[A-Za-z0-9_-]`: no quote or

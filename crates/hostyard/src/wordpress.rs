@@ -7,6 +7,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
+use hostyard_core::secret::new_password;
 use hostyard_core::{Domain, NodeConfig, SiteKind};
 use hostyard_fs::AtomicWrite;
 
@@ -42,14 +43,6 @@ pub fn read_admin(config: &NodeConfig, domain: &Domain) -> Result<Option<Admin>>
             _ => None,
         },
     )
-}
-
-/// 256 random bits as 64 hex digits, as the importer makes them.
-fn new_password() -> Result<String> {
-    let mut buf = [0u8; 32];
-    getrandom::fill(&mut buf)
-        .map_err(|e| anyhow::anyhow!("the OS random generator failed: {e}"))?;
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Sets a new generated password for `user` (or, without one, the user of
