@@ -289,7 +289,7 @@ with zipfile.ZipFile(sys.argv[1], "w") as z:
 PY
   nonce=$(curl -s --max-time 60 -H "Host: $site" -b "$jar" \
     "http://127.0.0.1:$PORT/wp-admin/plugin-install.php?tab=upload" |
-    sed -n 's/.*name="_wpnonce" value="\([0-9a-f]*\)".*/\1/p' | head -n 1)
+    awk -F 'name="_wpnonce" value="' 'NF > 1 && !done { split($2, v, "\""); print v[1]; done = 1 }')
   curl -s -o /dev/null --max-time 120 -H "Host: $site" -b "$jar" -F "_wpnonce=$nonce" \
     -F "pluginzip=@$zip;type=application/zip" -F 'install-plugin-submit=Install Now' \
     "http://127.0.0.1:$PORT/wp-admin/update.php?action=upload-plugin" || true
@@ -320,7 +320,7 @@ t_wordpress_fresh_install_survives_restart() {
     grep -c '<title>Dashboard')" 1
   note "systemctl start wordpress@$WP to a logged-in dashboard: $(($(now_ms) - t0)) ms"
   expect "the administrator's e-mail" "$(curl -s --max-time 60 -H "Host: $WP" -b "$jar" \
-    "http://127.0.0.1:$PORT/wp-admin/options-general.php" | grep -q 'value="ops@hoster.example"' && echo set)" set
+    "http://127.0.0.1:$PORT/wp-admin/options-general.php" | grep -c 'value="ops@hoster.example"')" 1
   expect "a plugin uploaded in wp-admin" "$(wp_upload_plugin "$WP" "$jar")" "installed, owner www-data"
   expect "GET / of a fresh WordPress" "$(code "$WP" /)" 200
   expect "GET the install page" "$(code "$WP" /wp-admin/install.php)" 403
