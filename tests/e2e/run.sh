@@ -275,6 +275,17 @@ wp_login() {
     "http://127.0.0.1:$PORT/wp-login.php" || true
 }
 
+# wp_rest DOMAIN JAR ROUTE CURL_ARGS...: a REST API call as the login in
+# JAR's cookies, with the nonce WordPress gives that login.
+wp_rest() {
+  local site=$1 jar=$2 route=$3 nonce
+  shift 3
+  nonce=$(curl -s --max-time 60 -H "Host: $site" -b "$jar" \
+    "http://127.0.0.1:$PORT/wp-admin/admin-ajax.php?action=rest-nonce")
+  curl -s --max-time 60 -H "Host: $site" -b "$jar" -H "X-WP-Nonce: $nonce" \
+    "$@" "http://127.0.0.1:$PORT/?rest_route=$route"
+}
+
 # wp_upload_plugin DOMAIN JAR: installs a one-file plugin through wp-admin's
 # "Upload Plugin" form as its administrator would (the box has no Internet
 # for the plugin directory: the same unpack into wp-content/plugins);

@@ -17,25 +17,6 @@ CHECKS+=(t_backup_restore_drill)
 # backup_url PATH: the WordPress drill site's URL through HAProxy.
 backup_url() { printf 'http://127.0.0.1:%s%s' "$PORT" "$1"; }
 
-# backup_login JAR: wp-login.php's status for admin (302: logged in).
-backup_login() {
-  rm -f "$1"
-  printf '%s' "$BACKUP_ADMIN_PASSWORD" | curl -s -o /dev/null -w '%{http_code}' --max-time "$BACKUP_CURL_SECS" \
-    -H "Host: $BACKUP_WP" -c "$1" -b 'wordpress_test_cookie=WP%20Cookie%20check' \
-    --data-urlencode 'log=admin' --data-urlencode 'pwd@-' --data-urlencode 'testcookie=1' \
-    "$(backup_url /wp-login.php)" || true
-}
-
-# backup_rest JAR ROUTE CURL_ARGS...: a REST call as JAR's user.
-backup_rest() {
-  local jar=$1 route=$2 nonce
-  shift 2
-  nonce=$(curl -s --max-time "$BACKUP_CURL_SECS" -H "Host: $BACKUP_WP" -b "$jar" \
-    "$(backup_url /wp-admin/admin-ajax.php?action=rest-nonce)")
-  curl -s --max-time "$BACKUP_CURL_SECS" -H "Host: $BACKUP_WP" -b "$jar" -H "X-WP-Nonce: $nonce" \
-    "$@" "$(backup_url "/?rest_route=$route")"
-}
-
 # backup_png FILE: a small valid PNG (WordPress checks an image's bytes).
 backup_png() {
   python3 - "$1" <<'PY'
@@ -74,7 +55,7 @@ backup_wp_data() {
   expect "the image's bytes" \
     "$(curl -s --max-time "$BACKUP_CURL_SECS" -H "Host: $BACKUP_WP" "$(backup_url "$3")" | sha256sum)" \
     "$(sha256sum <"$4")"
-  expect "admin's login" "$(backup_login "$1")" 302
+  expect "admin's login" "$(printf '%s' "$BACKUP_ADMIN_PASSWORD" | wp_login "$BACKUP_WP" admin "$1")" 302
 }
 
 t_backup_restore_drill() {
@@ -90,13 +71,13 @@ t_backup_restore_drill() {
     --data-urlencode "admin_password=$BACKUP_ADMIN_PASSWORD" --data-urlencode "admin_password2=$BACKUP_ADMIN_PASSWORD" \
     --data-urlencode 'pw_weak=on' --data-urlencode "admin_email=admin@$BACKUP_WP" --data-urlencode 'blog_public=0' \
     "$(backup_url '/wp-admin/install.php?step=2')" || true
-  expect "admin's login before" "$(backup_login "$work/jar")" 302
+  expect "admin's login before" "$(printf '%s' "$BACKUP_ADMIN_PASSWORD" | wp_login "$BACKUP_WP" admin "$work/jar")" 302
   out=$(printf '{"title":"%s","content":"Backed up and restored.","status":"publish"}' "$BACKUP_POST_TITLE" |
-    backup_rest "$work/jar" /wp/v2/posts -H 'Content-Type: application/json' --data-binary @-)
+    wp_rest "$BACKUP_WP" "$work/jar" /wp/v2/posts -H 'Content-Type: application/json' --data-binary @-)
   post=$(grep -oE '^\{"id":[0-9]+' <<<"$out" | grep -oE '[0-9]+$' || true)
   expect "a post id" "$([ -n "$post" ] && echo yes || echo "no: ${out:0:200}")" yes
   backup_png "$work/drill.png"
-  out=$(backup_rest "$work/jar" /wp/v2/media -H 'Content-Type: image/png' \
+  out=$(wp_rest "$BACKUP_WP" "$work/jar" /wp/v2/media -H 'Content-Type: image/png' \
     -H 'Content-Disposition: attachment; filename=drill.png' --data-binary "@$work/drill.png")
   upload=$(grep -oE '"source_url":"[^"]*"' <<<"$out" | head -n 1 | cut -d'"' -f4 | sed 's,\\/,/,g; s,^https\?://[^/]*,,')
   expect "the image's path" "$(grep -cE '^/wp-content/uploads/.*/drill\.png$' <<<"$upload")" 1

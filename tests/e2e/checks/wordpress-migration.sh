@@ -26,20 +26,9 @@ CHECKS+=(t_wordpress_site_works_and_migrates)
 
 mig_url() { printf 'http://127.0.0.1:%s%s' "$PORT" "$1"; }
 
-# mig_rest JAR ROUTE CURL_ARGS...: a REST call as JAR's login, with the
-# nonce WordPress gives that login.
-mig_rest() {
-  local jar=$1 route=$2 nonce
-  shift 2
-  nonce=$(curl -s --max-time "$MIG_CURL_SECS" -H "Host: $MIG_SITE" -b "$jar" \
-    "$(mig_url /wp-admin/admin-ajax.php?action=rest-nonce)")
-  curl -s --max-time "$MIG_CURL_SECS" -H "Host: $MIG_SITE" -b "$jar" -H "X-WP-Nonce: $nonce" \
-    "$@" "$(mig_url "/wp-json$route")"
-}
-
 # mig_upload JAR FILE NAME: the uploaded file's path on the site.
 mig_upload() {
-  mig_rest "$1" /wp/v2/media -H 'Content-Type: image/png' \
+  wp_rest "$MIG_SITE" "$1" /wp/v2/media -H 'Content-Type: image/png' \
     -H "Content-Disposition: attachment; filename=$3" --data-binary "@$2" |
     grep -oE '"source_url":"[^"]*"' | head -n 1 | cut -d'"' -f4 | sed 's,\\/,/,g; s,^https\?://[^/]*,,'
 }
@@ -69,11 +58,11 @@ mig_site_health() {
   curl -s --max-time "$MIG_CURL_SECS" -H "Host: $MIG_SITE" -b "$jar" "$(mig_url /wp-admin/site-health.php)" |
     grep -F 'var SiteHealth' | grep -oE '"label":"[^"]*","status":"critical"' || true
   for test in background-updates loopback-requests https-status authorization-header page-cache; do
-    out=$(mig_rest "$jar" "/wp-site-health/v1/tests/$test")
+    out=$(wp_rest "$MIG_SITE" "$jar" "/wp-site-health/v1/tests/$test")
     grep -q '"status":"critical"' <<<"$out" && printf '%s: %s\n' "$test" "${out:0:200}"
     grep -q '"status":' <<<"$out" || printf '%s: no answer: %s\n' "$test" "${out:0:200}"
   done
-  out=$(mig_rest "$jar" /wp-site-health/v1/tests/dotorg-communication)
+  out=$(wp_rest "$MIG_SITE" "$jar" /wp-site-health/v1/tests/dotorg-communication)
   if grep -q '"status":"critical"' <<<"$out"; then
     note "Site Health: WordPress.org is not reachable from this machine (dotorg-communication critical; not counted)"
   fi
@@ -111,9 +100,9 @@ t_wordpress_site_works_and_migrates() {
   for mod in $MIG_PHP_MODULES; do grep -qx "$mod" <<<"$out" || missing="$missing $mod"; done
   expect "PHP modules Site Health asks for, missing from php -m" "$missing" ""
   expect "the administrator's login" "$(wp_admin_password "$MIG_SITE" | tr -d '\n' | wp_login "$MIG_SITE" admin "$jar")" 302
-  expect "activate the plugin (REST)" "$(mig_rest "$jar" /wp/v2/plugins/e2e-plugin/e2e-plugin -d status=active |
+  expect "activate the plugin (REST)" "$(wp_rest "$MIG_SITE" "$jar" /wp/v2/plugins/e2e-plugin/e2e-plugin -d status=active |
     grep -c '"status":"active"')" 1
-  expect "a post (REST)" "$(mig_rest "$jar" /wp/v2/posts -d 'title=Moved with its site' -d status=publish \
+  expect "a post (REST)" "$(wp_rest "$MIG_SITE" "$jar" /wp/v2/posts -d 'title=Moved with its site' -d status=publish \
     -d "slug=$MIG_SLUG" | grep -c "\"slug\":\"$MIG_SLUG\"")" 1
   upload=$(mig_upload "$jar" "$png" e2e.png)
   expect "the image's path" "$(grep -cE '^/wp-content/uploads/[0-9]{4}/[0-9]{2}/e2e\.png$' <<<"$upload")" 1

@@ -48,27 +48,6 @@ upgrade_page() {
     "http://$UPGRADE_SITE$1" || true
 }
 
-# upgrade_login USER JAR: wp-login.php's status for USER, whose password is
-# on stdin; the cookies go to JAR. 302 is a login, 200 the form again.
-upgrade_login() {
-  rm -f "$2"
-  curl -s -o /dev/null -w '%{http_code}' --max-time "$UPGRADE_CURL_SECS" -H "Host: $UPGRADE_SITE" \
-    -c "$2" -b 'wordpress_test_cookie=WP%20Cookie%20check' \
-    --data-urlencode "log=$1" --data-urlencode 'pwd@-' --data-urlencode 'testcookie=1' \
-    "$(upgrade_url /wp-login.php)" || true
-}
-
-# upgrade_rest JAR ROUTE CURL_ARGS...: a REST API call as the user of JAR's
-# cookies, with the nonce WordPress gives that login.
-upgrade_rest() {
-  local jar=$1 route=$2 nonce
-  shift 2
-  nonce=$(curl -s --max-time "$UPGRADE_CURL_SECS" -H "Host: $UPGRADE_SITE" -b "$jar" \
-    "$(upgrade_url /wp-admin/admin-ajax.php?action=rest-nonce)")
-  curl -s --max-time "$UPGRADE_CURL_SECS" -H "Host: $UPGRADE_SITE" -b "$jar" -H "X-WP-Nonce: $nonce" \
-    "$@" "$(upgrade_url "/?rest_route=$route")"
-}
-
 # upgrade_logged_lines UNIT TEXT: how many of UNIT's journal lines hold TEXT.
 upgrade_logged_lines() { bx journalctl -u "$1" -o cat --no-pager | grep -cF -- "$2" || true; }
 
@@ -109,9 +88,9 @@ upgrade_site_data() {
     "$(curl -s --max-time "$UPGRADE_CURL_SECS" -H "Host: $UPGRADE_SITE" "$(upgrade_url "$upload")" | sha256sum)" \
     "$(sha256sum <"$file")"
   expect "$UPGRADE_AUTHOR's login with the same password" \
-    "$(printf '%s' "$UPGRADE_AUTHOR_PASSWORD" | upgrade_login "$UPGRADE_AUTHOR" "$jar.author")" 302
+    "$(printf '%s' "$UPGRADE_AUTHOR_PASSWORD" | wp_login "$UPGRADE_SITE" "$UPGRADE_AUTHOR" "$jar.author")" 302
   expect "$UPGRADE_AUTHOR's login cookie" "$(grep -c wordpress_logged_in_ "$jar.author")" 1
-  expect "admin's login" "$(printf '%s' "$UPGRADE_ADMIN_PASSWORD" | upgrade_login admin "$jar")" 302
+  expect "admin's login" "$(printf '%s' "$UPGRADE_ADMIN_PASSWORD" | wp_login "$UPGRADE_SITE" admin "$jar")" 302
   expect "admin's dashboard" "$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' \
     --max-time "$UPGRADE_CURL_SECS" -H "Host: $UPGRADE_SITE" -b "$jar" "$(upgrade_url /wp-admin/)")" "200 "
 }
@@ -170,19 +149,19 @@ t_wordpress_upgrade_from_debian12_keeps_data() {
     --data-urlencode "admin_password=$UPGRADE_ADMIN_PASSWORD" --data-urlencode "admin_password2=$UPGRADE_ADMIN_PASSWORD" \
     --data-urlencode "admin_email=admin@$UPGRADE_SITE" --data-urlencode 'blog_public=0' \
     "$(upgrade_url '/wp-admin/install.php?step=2')")" 200
-  expect "admin's login" "$(printf '%s' "$UPGRADE_ADMIN_PASSWORD" | upgrade_login admin "$work/jar")" 302
+  expect "admin's login" "$(printf '%s' "$UPGRADE_ADMIN_PASSWORD" | wp_login "$UPGRADE_SITE" admin "$work/jar")" 302
   out=$(printf '{"title":"%s","content":"A post from WordPress 6.1 and MariaDB 10.11.","status":"publish"}' \
-    "$UPGRADE_POST_TITLE" | upgrade_rest "$work/jar" /wp/v2/posts -H 'Content-Type: application/json' --data-binary @-)
+    "$UPGRADE_POST_TITLE" | wp_rest "$UPGRADE_SITE" "$work/jar" /wp/v2/posts -H 'Content-Type: application/json' --data-binary @-)
   post=$(grep -oE '^\{"id":[0-9]+' <<<"$out" | grep -oE '[0-9]+$' || true)
   expect "a post id from the REST API" "$([ -n "$post" ] && echo yes || echo "no: ${out:0:200}")" yes
   head -c 3000 /dev/urandom | base64 >"$work/upload.txt"
-  out=$(upgrade_rest "$work/jar" /wp/v2/media -H 'Content-Type: text/plain' \
+  out=$(wp_rest "$UPGRADE_SITE" "$work/jar" /wp/v2/media -H 'Content-Type: text/plain' \
     -H 'Content-Disposition: attachment; filename=upgrade-proof.txt' --data-binary "@$work/upload.txt")
   upload=$(grep -oE '"source_url":"[^"]*"' <<<"$out" | head -n 1 | cut -d'"' -f4 | sed 's,\\/,/,g; s,^https\?://[^/]*,,')
   expect "the upload's path" "$(grep -cE '^/wp-content/uploads/.*/upgrade-proof\.txt$' <<<"$upload")" 1
   out=$(printf '{"username":"%s","password":"%s","email":"%s@%s","roles":["author"]}' "$UPGRADE_AUTHOR" \
     "$UPGRADE_AUTHOR_PASSWORD" "$UPGRADE_AUTHOR" "$UPGRADE_SITE" |
-    upgrade_rest "$work/jar" /wp/v2/users -H 'Content-Type: application/json' --data-binary @-)
+    wp_rest "$UPGRADE_SITE" "$work/jar" /wp/v2/users -H 'Content-Type: application/json' --data-binary @-)
   expect "$UPGRADE_AUTHOR created" "$(grep -c "\"username\":\"$UPGRADE_AUTHOR\"" <<<"$out")" 1
   upgrade_site_data "$work/jar" "$work/upload.txt" "$upload" "$post"
   bx systemctl stop "${units[@]}"
