@@ -286,6 +286,12 @@ wp_rest() {
     "$@" "http://127.0.0.1:$PORT/?rest_route=$route"
 }
 
+# wp_page DOMAIN PATH: DOMAIN's page at PATH through HAProxy, redirects
+# followed (WordPress sends /?p=ID on to the post's pretty permalink).
+wp_page() {
+  curl -sL --max-time 60 --connect-to "$1:80:127.0.0.1:$PORT" "http://$1$2" || true
+}
+
 # wp_upload_plugin DOMAIN JAR: installs a one-file plugin through wp-admin's
 # "Upload Plugin" form as its administrator would (the box has no Internet
 # for the plugin directory: the same unpack into wp-content/plugins);

@@ -53,7 +53,7 @@ backup_tree_sum() {
 # and login, as seen through HAProxy.
 backup_wp_data() {
   expect "the post at its URL" \
-    "$(body "$BACKUP_WP" "/?p=$2" | grep -c "<title>$BACKUP_POST_TITLE")" 1
+    "$(wp_page "$BACKUP_WP" "/?p=$2" | grep -c "<title>$BACKUP_POST_TITLE")" 1
   expect "the image's bytes" \
     "$(curl -s --max-time "$BACKUP_CURL_SECS" -H "Host: $BACKUP_WP" "$(backup_url "$3")" | sha256sum)" \
     "$(sha256sum <"$4")"

@@ -41,13 +41,6 @@ upgrade_build_debian12() {
 # upgrade_url PATH: the site's URL through HAProxy.
 upgrade_url() { printf 'http://127.0.0.1:%s%s' "$PORT" "$1"; }
 
-# upgrade_page PATH: the page at PATH, redirects followed (WordPress
-# redirects /?p=ID to the post's pretty permalink), all through HAProxy.
-upgrade_page() {
-  curl -sL --max-time "$UPGRADE_CURL_SECS" --connect-to "$UPGRADE_SITE:80:127.0.0.1:$PORT" \
-    "http://$UPGRADE_SITE$1" || true
-}
-
 # upgrade_logged_lines UNIT TEXT: how many of UNIT's journal lines hold TEXT.
 upgrade_logged_lines() { bx journalctl -u "$1" -o cat --no-pager | grep -cF -- "$2" || true; }
 
@@ -83,7 +76,7 @@ upgrade_site_version() {
 upgrade_site_data() {
   local jar=$1 file=$2 upload=$3 post=$4
   expect "the post through HAProxy" \
-    "$(upgrade_page "/?p=$post" | grep -c "<title>$UPGRADE_POST_TITLE")" 1
+    "$(wp_page "$UPGRADE_SITE" "/?p=$post" | grep -c "<title>$UPGRADE_POST_TITLE")" 1
   expect "the upload's bytes through HAProxy" \
     "$(curl -s --max-time "$UPGRADE_CURL_SECS" -H "Host: $UPGRADE_SITE" "$(upgrade_url "$upload")" | sha256sum)" \
     "$(sha256sum <"$file")"
@@ -186,7 +179,7 @@ t_wordpress_upgrade_from_debian12_keeps_data() {
   t0=$(now_ms)
   bx systemctl start "wordpress@$UPGRADE_SITE"
   note "normal restart: systemctl start returned after $(($(now_ms) - t0)) ms"
-  expect "the post after the restart" "$(upgrade_page "/?p=$post" | grep -c "<title>$UPGRADE_POST_TITLE")" 1
+  expect "the post after the restart" "$(wp_page "$UPGRADE_SITE" "/?p=$post" | grep -c "<title>$UPGRADE_POST_TITLE")" 1
   upgrade_expect_upgrades_logged_once
   bx systemctl stop "${units[@]}"
 }
