@@ -39,13 +39,10 @@ pub fn record(layout: &Layout, domain: &Domain, last: &LastBackup) -> Result<()>
 /// `None` when the site was never backed up here.
 pub fn read(layout: &Layout, domain: &Domain) -> Result<Option<LastBackup>> {
     let path = layout.backup_state(domain);
-    match fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .with_context(|| format!("{} is not a backup record", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
-    }
+    hostyard_fs::read_if_exists(&path)?
+        .map(|bytes| serde_json::from_slice(&bytes))
+        .transpose()
+        .with_context(|| format!("{} is not a backup record", path.display()))
 }
 
 /// How one site's backups stand.

@@ -8,6 +8,7 @@
 //!   place, so a reader sees the old file or the new one, never half;
 //! - [`sync_file`], [`sync_dir`], [`sync_filesystem`]: making a write or a
 //!   rename durable, at the moment the caller chooses;
+//! - [`read_if_exists`]: a file that may not be written yet;
 //! - [`rename_no_replace`]: a rename that fails instead of replacing;
 //! - [`temporary_sibling`], [`switch_link`], [`remove_stale_temporaries`]:
 //!   publishing a directory or a symlink by rename, and cleaning up after
@@ -22,4 +23,4 @@ mod write;
 
 pub use durable::{rename_no_replace, sync_dir, sync_file, sync_filesystem};
 pub use publish::{remove_stale_temporaries, switch_link, temporary_sibling};
-pub use write::AtomicWrite;
+pub use write::{read_if_exists, AtomicWrite};

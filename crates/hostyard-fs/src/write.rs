@@ -115,6 +115,16 @@ impl AtomicWrite {
     }
 }
 
+/// The whole file, or `None` when there is none (a state file its writer
+/// has not made yet); any other failure names the path.
+pub fn read_if_exists(path: &Path) -> anyhow::Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -44,13 +44,10 @@ pub struct Held {
 
 impl ConfdState {
     pub fn load(path: &Path) -> anyhow::Result<Option<ConfdState>> {
-        match std::fs::read(path) {
-            Ok(raw) => serde_json::from_slice(&raw)
-                .map(Some)
-                .with_context(|| format!("{} is not a confd state file", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-        }
+        hostyard_fs::read_if_exists(path)?
+            .map(|raw| serde_json::from_slice(&raw))
+            .transpose()
+            .with_context(|| format!("{} is not a confd state file", path.display()))
     }
 }
 

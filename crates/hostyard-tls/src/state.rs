@@ -47,13 +47,10 @@ impl SiteTls {
 impl TlsState {
     /// The state file, or `None` when confd has not written one yet.
     pub fn load(path: &Path) -> anyhow::Result<Option<TlsState>> {
-        match std::fs::read(path) {
-            Ok(raw) => serde_json::from_slice(&raw)
-                .map(Some)
-                .with_context(|| format!("parsing {}", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-        }
+        hostyard_fs::read_if_exists(path)?
+            .map(|raw| serde_json::from_slice(&raw))
+            .transpose()
+            .with_context(|| format!("parsing {}", path.display()))
     }
 }
 

@@ -7,7 +7,6 @@
 //! `daemon-reload` is needed only when something was written.
 
 use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -44,7 +43,7 @@ pub fn write_units(dir: &Path, files: &[UnitFile]) -> anyhow::Result<Vec<Change>
     let mut changes = Vec::new();
     for f in files {
         let path = dir.join(&f.name);
-        let change = match read_existing(&path)? {
+        let change = match hostyard_fs::read_if_exists(&path)? {
             Some(old) if old == f.contents.as_bytes() => continue,
             Some(_) => Change::Updated(path.clone()),
             None => Change::Created(path.clone()),
@@ -63,19 +62,11 @@ pub fn check_units(dir: &Path, files: &[UnitFile]) -> anyhow::Result<Vec<Differe
     let mut differences = Vec::new();
     for f in files {
         let path = dir.join(&f.name);
-        match read_existing(&path)? {
+        match hostyard_fs::read_if_exists(&path)? {
             Some(old) if old == f.contents.as_bytes() => {}
             Some(_) => differences.push(Difference::Differs(path)),
             None => differences.push(Difference::Missing(path)),
         }
     }
     Ok(differences)
-}
-
-fn read_existing(path: &Path) -> anyhow::Result<Option<Vec<u8>>> {
-    match fs::read(path) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
-    }
 }
