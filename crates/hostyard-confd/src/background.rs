@@ -45,55 +45,77 @@ impl StateJob {
     }
 }
 
+/// One job on a blocking thread, at most one run at a time: what is asked
+/// while it runs folds into one more run, which picks up the newest data.
+/// The three writers below (state file, map file, fsync) share it.
+#[derive(Clone, Default)]
+struct Folding {
+    /// (a run is going on, another was asked meanwhile)
+    slot: Arc<Mutex<(bool, bool)>>,
+}
+
+impl Folding {
+    /// Runs `work` on a blocking thread, or once more after the run going on.
+    /// Without a tokio runtime (tests, exit paths), runs it here.
+    fn request(&self, work: impl Fn() + Send + 'static) {
+        {
+            let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
+            if slot.0 {
+                slot.1 = true;
+                return;
+            }
+            *slot = (true, false);
+        }
+        let slot = self.slot.clone();
+        let job = move || loop {
+            work();
+            let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
+            if slot.1 {
+                slot.1 = false;
+            } else {
+                slot.0 = false;
+                return;
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => drop(h.spawn_blocking(job)),
+            Err(_) => job(),
+        }
+    }
+
+    fn busy(&self) -> bool {
+        self.slot.lock().unwrap_or_else(PoisonError::into_inner).0
+    }
+}
+
 /// Writes the state file on a blocking thread: with 10,000 sites its JSON
-/// takes milliseconds that must not delay the next change. At most one
-/// write runs; of the states saved meanwhile only the newest is written.
+/// takes milliseconds that must not delay the next change. Of the states
+/// saved while a write runs only the newest is written.
 #[derive(Clone)]
 pub struct StateWriter {
-    path: PathBuf,
-    /// (a write is running, the newest state waiting)
-    slot: Arc<Mutex<(bool, Option<StateJob>)>>,
+    path: Arc<PathBuf>,
+    newest: Arc<Mutex<Option<StateJob>>>,
+    runs: Folding,
 }
 
 impl StateWriter {
     pub fn new(path: PathBuf) -> StateWriter {
         StateWriter {
-            path,
-            slot: Arc::new(Mutex::new((false, None))),
+            path: Arc::new(path),
+            newest: Arc::default(),
+            runs: Folding::default(),
         }
     }
 
     pub fn save(&self, job: StateJob) {
-        {
-            let Ok(mut slot) = self.slot.lock() else {
-                return;
-            };
-            slot.1 = Some(job);
-            if slot.0 {
-                return;
+        *self.newest.lock().unwrap_or_else(PoisonError::into_inner) = Some(job);
+        let (path, newest) = (self.path.clone(), self.newest.clone());
+        self.runs.request(move || {
+            let job = newest.lock().unwrap_or_else(PoisonError::into_inner).take();
+            if let Some(job) = job {
+                job.write(&path);
             }
-            slot.0 = true;
-        }
-        let this = self.clone();
-        let work = move || loop {
-            let job = {
-                let Ok(mut slot) = this.slot.lock() else {
-                    return;
-                };
-                match slot.1.take() {
-                    Some(job) => job,
-                    None => {
-                        slot.0 = false;
-                        return;
-                    }
-                }
-            };
-            job.write(&this.path);
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(h) => drop(h.spawn_blocking(work)),
-            Err(_) => work(),
-        }
+        });
     }
 
     /// Saves `job` and returns once the file holds it (at exit).
@@ -101,7 +123,7 @@ impl StateWriter {
         self.save(job);
         // Bounded: one write of the state file.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while self.slot.lock().is_ok_and(|slot| slot.0) && Instant::now() < deadline {
+        while self.runs.busy() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
         }
     }
@@ -111,24 +133,12 @@ impl StateWriter {
 /// [`SYNC_EVERY`]; requests made meanwhile fold into one more.
 #[derive(Default, Clone)]
 pub struct Syncer {
-    /// (running, another requested)
-    state: std::sync::Arc<std::sync::Mutex<(bool, bool)>>,
+    runs: Folding,
 }
 
 impl Syncer {
     pub fn request(&self, path: PathBuf) {
-        {
-            let Ok(mut st) = self.state.lock() else {
-                return;
-            };
-            if st.0 {
-                st.1 = true;
-                return;
-            }
-            *st = (true, false);
-        }
-        let state = self.state.clone();
-        let work = move || loop {
+        self.runs.request(move || {
             let started = Instant::now();
             if let Err(e) = hostyard_fs::sync_file(&path) {
                 log!(Err, "{e:#}");
@@ -139,18 +149,7 @@ impl Syncer {
             // change already, and at start confd rewrites the file from
             // etcd, so a second's delay of durability costs nothing.
             std::thread::sleep(SYNC_EVERY.saturating_sub(started.elapsed()));
-            let Ok(mut st) = state.lock() else { return };
-            if st.1 {
-                st.1 = false;
-            } else {
-                st.0 = false;
-                return;
-            }
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(h) => drop(h.spawn_blocking(work)),
-            Err(_) => work(),
-        }
+        });
     }
 }
 
@@ -183,8 +182,7 @@ pub struct MapFile {
     /// The generation the file holds (`None`: unknown); locked for the
     /// whole of a write.
     disk: Arc<Mutex<Option<u64>>>,
-    /// (a background write is running, another was asked meanwhile)
-    slot: Arc<Mutex<(bool, bool)>>,
+    runs: Folding,
     syncer: Syncer,
 }
 
@@ -194,7 +192,7 @@ impl MapFile {
             path,
             routing,
             disk: Arc::new(Mutex::new(on_disk)),
-            slot: Arc::new(Mutex::new((false, false))),
+            runs: Folding::default(),
             syncer: Syncer::default(),
         }
     }
@@ -223,30 +221,11 @@ impl MapFile {
     /// Writes the file on a blocking thread; `done` gets the outcome of
     /// each write (the generation written, or why not).
     pub fn write_later(&self, done: UnboundedSender<Result<u64, String>>) {
-        {
-            let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
-            if slot.0 {
-                slot.1 = true;
-                return;
-            }
-            *slot = (true, false);
-        }
         let this = self.clone();
-        let work = move || loop {
+        self.runs.request(move || {
             let outcome = this.write_now().map_err(|e| format!("{e:#}"));
             // The loop may be gone at exit; it writes the file itself then.
             let _ = done.send(outcome);
-            let mut slot = this.slot.lock().unwrap_or_else(PoisonError::into_inner);
-            if slot.1 {
-                slot.1 = false;
-            } else {
-                slot.0 = false;
-                return;
-            }
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(h) => drop(h.spawn_blocking(work)),
-            Err(_) => work(),
-        }
+        });
     }
 }
