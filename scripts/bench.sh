@@ -3,6 +3,10 @@
 #   scripts/bench.sh confd   routing latency, failed requests under churn and
 #                            reloads, 10k-site sync, confd memory, proxy cost
 #                            (HAProxy and etcd from scripts/test-tools.sh)
+#   scripts/bench.sh backup  the first and second backup of 20 sites, a
+#                            WordPress site's latency during its backup and
+#                            its restore, on a server in a box (as root; see
+#                            scripts/bench/backup.sh)
 #   scripts/bench.sh start   `systemctl start static-git@D` to its first 200
 #                            through HAProxy, for one site and for 20 started
 #                            together, and the memory of a site (as root)
@@ -27,7 +31,7 @@ TWENTY=20
 GIT_URL=git://127.0.0.1:9418/site.git
 
 usage() {
-    echo "usage: scripts/bench.sh confd | start" >&2
+    echo "usage: scripts/bench.sh confd | start | backup" >&2
 }
 
 require() {
@@ -308,8 +312,13 @@ start_measure() {
     memory "${ones[@]}" "${many[@]}"
 }
 
+# shellcheck source=scripts/bench/backup.sh
+. "$repo/scripts/bench/backup.sh"
+
 main() {
     case "$*" in
+        backup) bench_backup ;;
+        backup-measure) backup_measure ;;
         confd) bench_confd ;;
         start) bench_start ;;
         # Internal: run by `start` inside the box.
