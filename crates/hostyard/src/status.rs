@@ -6,51 +6,98 @@
 //! the verdicts shown are computed by the same function confd applies.
 
 use hostyard_core::NodeConfig;
+use serde::Serialize;
 
 /// Prints the server's status as a table or JSON; returns 0 when all is
 /// well, 1 when something needs attention (a held change, a rejected
-/// config, skipped keys, conflicts, etcd unreachable).
+/// config, skipped keys, conflicts, etcd unreachable, a backup that is
+/// stale or missing).
 pub fn run(config: &NodeConfig, json: bool) -> anyhow::Result<i32> {
-    let routing = hostyard_routing::status::run(config, json)?;
-    // JSON consumers get one document: routing's. The backups' table is
-    // for the text report (and its exit status for both).
-    let backups = backups(config, !json)?;
-    Ok(routing.max(backups))
+    let backups = backups(config)?;
+    let backups_code = backups
+        .as_ref()
+        .map_or(0, |rows| i32::from(rows.iter().any(|r| r.stale)));
+    if json {
+        // One document: routing's report, plus `backups` when they are
+        // configured.
+        let report = hostyard_routing::status::report(config)?;
+        let mut doc = serde_json::to_value(&report)?;
+        if let (Some(rows), Some(map)) = (&backups, doc.as_object_mut()) {
+            map.insert("backups".into(), serde_json::to_value(rows)?);
+        }
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(i32::from(report.needs_attention()).max(backups_code));
+    }
+    let routing = hostyard_routing::status::run(config, false)?;
+    if let Some(rows) = &backups {
+        print_backups(rows);
+    }
+    Ok(routing.max(backups_code))
+}
+
+/// One site's backups, as `hostyard status` shows them (a row of the text
+/// table, an element of the JSON's `backups`).
+#[derive(Debug, Serialize)]
+struct BackupRow {
+    domain: String,
+    /// "ok", "STALE" (the last good backup is older than twice
+    /// `backup.schedule`'s interval) or "NEVER" (none recorded here).
+    state: &'static str,
+    /// Unix time the last good backup finished; null when there is none.
+    last_good: Option<u64>,
+    /// Its snapshot's ID; null when there is none.
+    snapshot: Option<String>,
+    /// STALE or NEVER: the site needs an operator (exit status 1).
+    stale: bool,
 }
 
 /// The last good backup of every site with data here, when backups are
-/// configured: a site whose last good backup is older than twice
-/// `backup.schedule`'s interval, or that has none, needs attention (1).
-fn backups(config: &NodeConfig, print: bool) -> anyhow::Result<i32> {
+/// configured (`None` otherwise).
+fn backups(config: &NodeConfig) -> anyhow::Result<Option<Vec<BackupRow>>> {
     use hostyard_backup::state::{now, report, Verdict};
     if !config.backup.enabled() {
-        return Ok(0);
+        return Ok(None);
     }
     let interval = config.backup.schedule.interval_secs();
-    let now = now();
-    let sites = report(&config.layout(), now, interval)?;
-    if print {
-        println!();
-        println!(
-            "{:<40} {:<8} {:<22} SNAPSHOT",
-            "BACKUP OF", "STATE", "LAST GOOD (UTC)"
-        );
-        for (domain, verdict) in &sites {
+    let sites = report(&config.layout(), now(), interval)?;
+    let rows = sites
+        .into_iter()
+        .map(|(domain, verdict)| {
+            let stale = verdict.needs_attention();
             let (state, last) = match verdict {
                 Verdict::Fresh(l) => ("ok", Some(l)),
                 Verdict::Stale(l) => ("STALE", Some(l)),
                 Verdict::Never => ("NEVER", None),
             };
-            println!(
-                "{:<40} {:<8} {:<22} {}",
-                domain.as_str(),
+            BackupRow {
+                domain: domain.as_str().to_string(),
                 state,
-                last.map_or("-".to_string(), |l| utc(l.time)),
-                last.map_or("-", |l| &l.snapshot[..l.snapshot.len().min(8)])
-            );
-        }
+                last_good: last.as_ref().map(|l| l.time),
+                snapshot: last.map(|l| l.snapshot),
+                stale,
+            }
+        })
+        .collect();
+    Ok(Some(rows))
+}
+
+fn print_backups(rows: &[BackupRow]) {
+    println!();
+    println!(
+        "{:<40} {:<8} {:<22} SNAPSHOT",
+        "BACKUP OF", "STATE", "LAST GOOD (UTC)"
+    );
+    for r in rows {
+        println!(
+            "{:<40} {:<8} {:<22} {}",
+            r.domain,
+            r.state,
+            r.last_good.map_or("-".to_string(), utc),
+            r.snapshot
+                .as_deref()
+                .map_or("-", |s| s.get(..8).unwrap_or(s))
+        );
     }
-    Ok(i32::from(sites.iter().any(|(_, v)| v.needs_attention())))
 }
 
 /// `2026-12-01 13:05:00` for a Unix time.

@@ -322,6 +322,76 @@ fn backup_then_restore_brings_a_destroyed_static_site_back_through_the_importer(
 }
 
 #[test]
+fn status_json_has_each_sites_last_good_backup_and_flags_stale_and_missing_ones() {
+    let a = Server::new(None);
+    // etcd on a closed port: the routing half reports it (exit 1 anyway);
+    // the backups are read from this server's own records.
+    let mut config = fs::read_to_string(&a.config).unwrap();
+    config.push_str("etcd:\n  endpoints: [\"http://127.0.0.1:1\"]\n");
+    fs::write(&a.config, config).unwrap();
+    let [fresh, old, never] =
+        ["fresh.example", "old.example", "never.example"].map(|d| Domain::parse(d).unwrap());
+    for d in [&fresh, &old, &never] {
+        a.static_site(d);
+    }
+    a.ok(&["backup", "init"]);
+    a.ok(&["backup", "run", "fresh.example"]);
+    a.ok(&["backup", "run", "old.example"]);
+    // Backed up three days ago (daily schedule: stale after two).
+    let state = a.layout().backup_state(&old);
+    let mut last: serde_json::Value = serde_json::from_slice(&fs::read(&state).unwrap()).unwrap();
+    let three_days_ago = last["time"].as_u64().unwrap() - 3 * 86_400;
+    last["time"] = three_days_ago.into();
+    fs::write(&state, serde_json::to_vec(&last).unwrap()).unwrap();
+
+    let out = a.hostyard(&["status", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not one JSON document ({e}): {out:?}"));
+    assert!(
+        doc["sites"].is_array(),
+        "routing's report is still there: {doc}"
+    );
+    let rows = doc["backups"].as_array().expect("a backups array");
+    let row = |d: &Domain| {
+        rows.iter()
+            .find(|r| r["domain"] == d.as_str())
+            .unwrap_or_else(|| panic!("no backup row for {d}: {doc}"))
+            .clone()
+    };
+    let f = row(&fresh);
+    assert_eq!(f["state"], "ok", "{f}");
+    assert_eq!(f["stale"], false, "{f}");
+    assert!(f["last_good"].as_u64().unwrap() + 600 > three_days_ago + 3 * 86_400);
+    assert!(f["snapshot"].as_str().unwrap().len() >= 8, "{f}");
+    let o = row(&old);
+    assert_eq!(
+        (&o["state"], &o["stale"]),
+        (&"STALE".into(), &true.into()),
+        "{o}"
+    );
+    assert_eq!(o["last_good"], three_days_ago, "{o}");
+    let n = row(&never);
+    assert_eq!(
+        (&n["state"], &n["stale"]),
+        (&"NEVER".into(), &true.into()),
+        "{n}"
+    );
+    assert!(n["last_good"].is_null() && n["snapshot"].is_null(), "{n}");
+    assert_eq!(rows.len(), 3, "{doc}");
+
+    // The text report has the same verdicts.
+    let text = String::from_utf8_lossy(&a.hostyard(&["status"]).stdout).into_owned();
+    for (d, state) in [(&fresh, "ok"), (&old, "STALE"), (&never, "NEVER")] {
+        assert!(
+            text.lines()
+                .any(|l| l.split_whitespace().take(2).eq([d.as_str(), state])),
+            "{d} {state} in: {text}"
+        );
+    }
+}
+
+#[test]
 fn repository_failures_are_one_line_and_change_no_site() {
     let a = Server::new(None);
     let d = Domain::parse("example.com").unwrap();
