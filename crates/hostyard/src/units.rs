@@ -229,6 +229,9 @@ struct BackupUnit {
 #[template(path = "backup.timer")]
 struct BackupTimer {
     service: String,
+    /// The site unit of every kind for the same domain: the timer stops
+    /// (and restarts) with whichever of them is the site.
+    sites: Vec<String>,
     calendar: &'static str,
     randomized_delay: String,
 }
@@ -799,6 +802,10 @@ impl<'a> Values<'a> {
     fn backup_timer(&self) -> BackupTimer {
         BackupTimer {
             service: format!("backup@{UNIT_INSTANCE}.service"),
+            sites: SiteKind::ALL
+                .iter()
+                .map(|kind| kind.instance_unit_in_template(UnitRole::Site))
+                .collect(),
             calendar: self.config.backup.schedule.calendar(),
             randomized_delay: systemd_escape(&self.config.backup.randomized_delay.to_string()),
         }

@@ -1132,6 +1132,20 @@ fn units_work_under_real_systemd() {
     let domains = ok(&["ls", "-A", "/data/domains"]);
     assert!(!domains.contains("a..b"), "{domains}");
 
+    // A site's backup timer stops with the site (it kept running, and
+    // backing up, after its site was stopped or removed).
+    ok(&["systemctl", "start", "backup@example.com.timer"]);
+    assert_eq!(
+        show(&server, "backup@example.com.timer", "ActiveState"),
+        "active"
+    );
+    ok(&["systemctl", "stop", "static@example.com"]);
+    assert_eq!(
+        show(&server, "backup@example.com.timer", "ActiveState"),
+        "inactive",
+        "backup@example.com.timer outlived its site"
+    );
+
     // confd starts in its sandbox (etcd, haproxy -c, runtime dir) and
     // reports READY.
     ok(&["systemctl", "start", "haproxy-confd.service"]);
