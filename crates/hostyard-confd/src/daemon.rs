@@ -357,14 +357,10 @@ impl Daemon {
                     Runtime::Full => api
                         .replace_all(next, generation)
                         .map(|()| "runtime API, full map"),
-                    Runtime::PerHost => changes
-                        .iter()
-                        .try_for_each(|(host, entry)| match entry {
-                            Some(e) => api.upsert(host, e),
-                            None => api.remove(host),
-                        })
-                        // Last: the generation counts the changes before it.
-                        .and_then(|()| api.set_generation(generation))
+                    // One round trip: the runtime map is known to hold
+                    // what was applied (`runtime_synced`).
+                    Runtime::PerHost => api
+                        .apply_known(&routing.map, &changes, generation)
                         .map(|()| "runtime API"),
                 };
                 self.runtime_synced = r.is_ok();

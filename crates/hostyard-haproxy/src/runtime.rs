@@ -105,6 +105,44 @@ impl Session {
         self.read_answer()
     }
 
+    /// Sends `commands` in one write and returns their answers in order:
+    /// one round trip for them all, where each is otherwise a wait for
+    /// HAProxy's CLI task. For commands without a payload whose answers
+    /// hold no line starting with `> ` (map changes, `get map`).
+    pub fn pipeline(&mut self, commands: &[String]) -> Result<Vec<String>, CliError> {
+        let mut text = String::new();
+        for c in commands {
+            debug_assert!(!c.contains('\n') && !c.contains("<<"), "{c}");
+            text.push_str(c);
+            text.push('\n');
+        }
+        self.stream
+            .write_all(text.as_bytes())
+            .map_err(|e| self.io(e))?;
+        // Every answer ends with a prompt, "\n> ".
+        let mut answers = Vec::with_capacity(commands.len());
+        let mut start = 0;
+        self.buf.clear();
+        let mut chunk = [0u8; 65536];
+        while answers.len() < commands.len() {
+            if let Some(end) = find(&self.buf[start..], b"\n> ") {
+                let answer = &self.buf[start..start + end + 1];
+                answers.push(String::from_utf8_lossy(answer).into_owned());
+                start += end + 3;
+                continue;
+            }
+            let n = self.stream.read(&mut chunk).map_err(|e| self.io(e))?;
+            if n == 0 {
+                return Err(self.io(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "connection closed before the prompt",
+                )));
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+        Ok(answers)
+    }
+
     /// A command whose only successful answer is silence.
     pub fn expect_silent(&mut self, command: &str) -> Result<(), CliError> {
         let answer = self.command(command)?;
@@ -118,6 +156,10 @@ impl Session {
             })
         }
     }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 fn short(command: &str) -> String {
@@ -139,6 +181,9 @@ pub struct MapApi<'a> {
 /// by default), which one payload must fit in.
 const PAYLOAD_CHUNK: usize = 8 * 1024;
 
+/// Commands per pipelined write of [`MapApi::apply_known`].
+const PIPELINE_BATCH: usize = 256;
+
 impl<'a> MapApi<'a> {
     pub fn new(session: &'a mut Session, map: &Path) -> MapApi<'a> {
         MapApi {
@@ -147,17 +192,44 @@ impl<'a> MapApi<'a> {
         }
     }
 
-    /// Upsert: `set map` fails on a missing key ("entry not found"), and
-    /// `add map` on an existing key would add a duplicate, so try `set`
-    /// first and `add` only when HAProxy says the key is missing.
-    pub fn upsert(&mut self, host: &str, entry: &Entry) -> Result<(), CliError> {
-        self.upsert_value(host, &entry.map_value())
-    }
-
-    /// Sets the routing's generation ([`GENERATION_KEY`]); sent after the
-    /// changes it counts.
-    pub fn set_generation(&mut self, generation: u64) -> Result<(), CliError> {
-        self.upsert_value(GENERATION_KEY, &generation.to_string())
+    /// Applies `changes` to a runtime map known to hold `held` (what confd
+    /// applied last) and then the `generation`, in one round trip: each
+    /// host gets `set map` when the map has it, `add map` when not, `del
+    /// map` when it goes. Any answer but silence is an error: the map is
+    /// then unknown, and the caller replaces it whole ([`Self::replace_all`]).
+    pub fn apply_known(
+        &mut self,
+        held: &HostMap,
+        changes: &[(String, Option<&Entry>)],
+        generation: u64,
+    ) -> Result<(), CliError> {
+        let map = &self.map;
+        let mut commands: Vec<String> = changes
+            .iter()
+            .map(|(host, entry)| match entry {
+                Some(e) if held.contains_key(host) => {
+                    format!("set map {map} {host} {}", e.map_value())
+                }
+                Some(e) => format!("add map {map} {host} {}", e.map_value()),
+                None => format!("del map {map} {host}"),
+            })
+            .collect();
+        // Last: the generation counts the changes before it.
+        commands.push(format!("set map {map} {GENERATION_KEY} {generation}"));
+        // Lines stay far below HAProxy's CLI buffer; a few hundred
+        // commands per write.
+        for batch in commands.chunks(PIPELINE_BATCH) {
+            let answers = self.session.pipeline(batch)?;
+            for (command, answer) in batch.iter().zip(answers) {
+                if !answer.trim().is_empty() {
+                    return Err(CliError::Refused {
+                        command: command.clone(),
+                        answer: answer.trim().to_string(),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The generation of the routing HAProxy holds: `None` when its map
@@ -182,7 +254,10 @@ impl<'a> MapApi<'a> {
             })
     }
 
-    /// Upsert of a plain value (the generation, the HTTPS policy map).
+    /// Upsert: `set map` fails on a missing key ("entry not found"), and
+    /// `add map` on an existing key would add a duplicate, so `set` first
+    /// and `add` only when HAProxy says the key is missing. For maps whose
+    /// runtime content is not tracked (the HTTPS policy map).
     pub fn upsert_value(&mut self, host: &str, value: &str) -> Result<(), CliError> {
         let set = format!("set map {} {host} {value}", self.map);
         let answer = self.session.command(&set)?;
