@@ -1,7 +1,7 @@
 //! `scripts/bench.sh confd`: hostyard-confd against real etcd, HAProxy and
 //! loopback backends. Prints medians, then one summary line:
 //! `confd: route_p50_ms=.. route_p99_ms=.. route_10k_p50_ms=.. route_10k_p99_ms=..
-//! burst_applies=.. failed=.. sync_10k_s=.. rss_mb=.. proxy_ratio=..`
+//! floor_10k_p50_ms=.. burst_applies=.. failed=.. sync_10k_s=.. rss_mb=.. proxy_ratio=..`
 //!
 //! Bounded: about two minutes on 2 cores.
 
@@ -424,8 +424,21 @@ fn run() -> anyhow::Result<()> {
     // confd's view and HAProxy's map are big.
     let log_path = big.dir.path().join("confd.log");
     let log_before = std::fs::read_to_string(&log_path)?.len();
-    let (lat_big, _) = route_latency(&etcd, &big, fresh.port(), "lat10k", 60)?;
+    let lat_big = route_latency(&etcd, &big, fresh.port(), "lat10k", 60)?;
+    let (lat_big, acked_big) = lat_big;
     let (p50_10k, p99_10k) = (percentile(&lat_big, 0.5), percentile(&lat_big, 0.99));
+    // The floor in the same run: etcd's acknowledgement of the put plus
+    // HAProxy taking one `add map` straight from this process and serving
+    // it, with confd not involved.
+    let direct = floor(&big, &map, fresh.port(), 60)?;
+    let floor_p50 = percentile(&acked_big, 0.5) + percentile(&direct, 0.5);
+    println!(
+        "floor with {SITES_10K} sites: etcd put acknowledged p50 {:.2} ms + `add map` by hand to \
+         first answer p50 {:.2} ms = {floor_p50:.2} ms; hostyard's route p50 is {:.1}x that",
+        percentile(&acked_big, 0.5),
+        percentile(&direct, 0.5),
+        p50_10k / floor_p50
+    );
     println!(
         "route latency over {} adds ({SITES_10K} sites): p50 {p50_10k:.2} ms, p99 {p99_10k:.2} \
          ms, max {:.2} ms",
@@ -477,8 +490,8 @@ fn run() -> anyhow::Result<()> {
 
     println!(
         "confd: route_p50_ms={p50:.1} route_p99_ms={p99:.1} route_10k_p50_ms={p50_10k:.1} \
-         route_10k_p99_ms={p99_10k:.1} burst_applies={} failed={} sync_10k_s={sync:.2} \
-         rss_mb={rss:.1} proxy_ratio={ratio:.2}",
+         route_10k_p99_ms={p99_10k:.1} floor_10k_p50_ms={floor_p50:.1} burst_applies={} \
+         failed={} sync_10k_s={sync:.2} rss_mb={rss:.1} proxy_ratio={ratio:.2}",
         applied.len(),
         load.failed
     );
@@ -539,6 +552,37 @@ fn route_latency(
     lat.sort_by(f64::total_cmp);
     acked.sort_by(f64::total_cmp);
     Ok((lat, acked))
+}
+
+/// ms from an `add map` sent straight to HAProxy's runtime API to the
+/// first answer from `port`'s backend through HAProxy, for `n` new hosts.
+/// Sorted.
+fn floor(r: &Router, map: &str, port: u16, n: usize) -> anyhow::Result<Vec<f64>> {
+    let mut lat = Vec::new();
+    for i in 0..n {
+        let host = format!("floor{i}.example.com");
+        std::thread::sleep(QUIET);
+        let t0 = Instant::now();
+        let answer = r
+            .haproxy()
+            .runtime(&format!("add map {map} {host} route/127.0.0.1/{port}"))?;
+        anyhow::ensure!(answer.trim().is_empty(), "add map {host}: {answer}");
+        loop {
+            if let Some((200, body)) = raw_get(r.port, &host) {
+                if body == "fresh" {
+                    break;
+                }
+            }
+            anyhow::ensure!(
+                t0.elapsed() < Duration::from_secs(10),
+                "{host} never routed"
+            );
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        lat.push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
+    lat.sort_by(f64::total_cmp);
+    Ok(lat)
 }
 
 /// Moves sites big0..big`n` to `port` with `n` puts in flight together.
