@@ -43,6 +43,7 @@ pub struct NodeConfig {
     pub backup: crate::backup::BackupConfig,
     pub tls: TlsConfig,
     pub wordpress: WordpressConfig,
+    pub fleet: FleetConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -194,6 +195,40 @@ impl WordpressConfig {
     }
 }
 
+/// The other servers of a fleet, for forwarding: a request for a site
+/// another server registered goes to that server's peer frontend, on its
+/// private address, with the PROXY protocol. Written by `deploy/` from the
+/// inventory (`hostyard fleet node-config`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FleetConfig {
+    /// This server's private address: the peer frontend listens there
+    /// only. `None`: a single server, no peer frontend.
+    pub private_address: Option<IpAddr>,
+    /// The peer frontend's port, the same on every server.
+    pub peer_port: u16,
+    /// The other servers, by node name. Only these are forwarded to, and
+    /// only their addresses may send the peer frontend anything.
+    pub peers: Vec<FleetPeer>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetPeer {
+    pub name: String,
+    pub address: IpAddr,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        FleetConfig {
+            private_address: None,
+            peer_port: 8405,
+            peers: Vec::new(),
+        }
+    }
+}
+
 /// HTTPS: which sites redirect and send HSTS, and how often confd looks
 /// for changed certificates.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -237,6 +272,7 @@ impl Default for NodeConfig {
             backup: crate::backup::BackupConfig::default(),
             tls: TlsConfig::default(),
             wordpress: WordpressConfig::default(),
+            fleet: FleetConfig::default(),
         }
     }
 }
@@ -629,6 +665,7 @@ impl NodeConfig {
                 ),
             ));
         }
+        self.validate_fleet(path)?;
         if !crate::mail::is_relayhost(&self.mail.relayhost) {
             return Err(invalid(
                 "mail.relayhost",
@@ -642,6 +679,69 @@ impl NodeConfig {
     }
 
     /// The data layout under `data_root`.
+    /// Peers need this server's own private address (the peer frontend
+    /// listens there), names and addresses once each, none of them this
+    /// server, and a port of the peer frontend's own.
+    fn validate_fleet(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |field: &str, problem: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            field: field.to_string(),
+            problem,
+        };
+        let f = &self.fleet;
+        if f.private_address.is_none() && !f.peers.is_empty() {
+            return Err(invalid(
+                "fleet.private_address",
+                "is null but fleet.peers lists servers; set this server's private address".into(),
+            ));
+        }
+        if f.private_address.is_some()
+            && (f.peer_port == 0
+                || f.peer_port == self.haproxy.http_port
+                || f.peer_port == self.haproxy.https_port)
+        {
+            return Err(invalid(
+                "fleet.peer_port",
+                format!(
+                    "{} must be a port of its own, not 0 or haproxy's http or https port (8405)",
+                    f.peer_port
+                ),
+            ));
+        }
+        let me = self.node_name();
+        for (i, p) in f.peers.iter().enumerate() {
+            let field = format!("fleet.peers[{i}]");
+            if p.name.is_empty() || p.name == me {
+                return Err(invalid(
+                    &field,
+                    format!("name {:?} must be another server's node_name", p.name),
+                ));
+            }
+            if Some(p.address) == f.private_address {
+                return Err(invalid(
+                    &field,
+                    format!(
+                        "address {} is this server's own fleet.private_address",
+                        p.address
+                    ),
+                ));
+            }
+            if f.peers[..i]
+                .iter()
+                .any(|q| q.name == p.name || q.address == p.address)
+            {
+                return Err(invalid(
+                    &field,
+                    format!(
+                        "{} {} is listed twice; list each server once",
+                        p.name, p.address
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// TLS files: all three or none; with them every endpoint is https://
     /// (a client certificate is never offered over plain http), without
     /// them none is.
@@ -1048,6 +1148,26 @@ mod tests {
                 "discovery.health_path",
             ),
             ("haproxy:\n  site_maxconn: 0\n", "haproxy.site_maxconn"),
+            (
+                "fleet:\n  peers: [{name: n2, address: 10.0.0.12}]\n",
+                "fleet.private_address",
+            ),
+            (
+                "node_name: n1\nfleet:\n  private_address: 10.0.0.11\n  peers: [{name: n1, address: 10.0.0.12}]\n",
+                "fleet.peers[0]",
+            ),
+            (
+                "fleet:\n  private_address: 10.0.0.11\n  peers: [{name: n2, address: 10.0.0.11}]\n",
+                "fleet.peers[0]",
+            ),
+            (
+                "fleet:\n  private_address: 10.0.0.11\n  peers: [{name: n2, address: 10.0.0.12}, {name: n2, address: 10.0.0.13}]\n",
+                "fleet.peers[1]",
+            ),
+            (
+                "fleet:\n  private_address: 10.0.0.11\n  peer_port: 80\n",
+                "fleet.peer_port",
+            ),
             (
                 "haproxy:\n  maxconn: 10\n  site_maxconn: 11\n",
                 "haproxy.site_maxconn",

@@ -28,6 +28,12 @@ struct HaproxyCfg {
     frontend_rules: Vec<String>,
     maxconn: u32,
     site_maxconn: u32,
+    /// The peer frontend's address, in a fleet.
+    peer_bind: Option<String>,
+    /// This server's private address, the source of forwarded requests.
+    peer_source: Option<String>,
+    /// The peers' addresses, space-separated; `None` when there are none.
+    peer_sources: Option<String>,
 }
 
 /// Renders haproxy.cfg from the node config: a pure function, so a change
@@ -54,6 +60,20 @@ pub fn render_cfg(config: &NodeConfig) -> anyhow::Result<String> {
         frontend_rules: hp.frontend_rules.clone(),
         maxconn: hp.maxconn,
         site_maxconn: hp.site_maxconn,
+        peer_bind: config
+            .fleet
+            .private_address
+            .map(|a| format!("{a}:{}", config.fleet.peer_port)),
+        peer_source: config.fleet.private_address.map(|a| a.to_string()),
+        peer_sources: (!config.fleet.peers.is_empty()).then(|| {
+            config
+                .fleet
+                .peers
+                .iter()
+                .map(|p| p.address.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        }),
     };
     let mut text = cfg.render().context("rendering haproxy.cfg")?;
     if !text.ends_with('\n') {
@@ -140,6 +160,41 @@ mod tests {
         // The HAProxy servers run (3.0), not whatever the host has.
         let haproxy = hostyard_testsupport::haproxy_binary().unwrap();
         check_cfg(&haproxy, &layout.haproxy_cfg()).unwrap();
+        // In a fleet: the peer frontend on the private address, PROXY only,
+        // from the peers only (none listed yet: from nobody).
+        for (peers, rule) in [
+            (
+                vec![("n2", "10.0.0.12"), ("n3", "10.0.0.13")],
+                "tcp-request connection reject unless { src 10.0.0.12 10.0.0.13 }\n",
+            ),
+            (vec![], "tcp-request connection reject\n"),
+        ] {
+            let fleet = NodeConfig {
+                node_name: "n1".into(),
+                fleet: hostyard_core::config::FleetConfig {
+                    private_address: Some("127.0.0.1".parse().unwrap()),
+                    peers: peers
+                        .iter()
+                        .map(|(n, a)| hostyard_core::config::FleetPeer {
+                            name: n.to_string(),
+                            address: a.parse().unwrap(),
+                        })
+                        .collect(),
+                    ..Default::default()
+                },
+                ..config.clone()
+            };
+            let text = render_cfg(&fleet).unwrap();
+            assert!(
+                text.contains("bind 127.0.0.1:8405 accept-proxy\n"),
+                "{text}"
+            );
+            assert!(text.contains(rule), "{text}");
+            assert!(text.contains("send-proxy-v2 source 127.0.0.1\n"), "{text}");
+            FILE.write(&layout.haproxy_cfg(), text.as_bytes()).unwrap();
+            check_cfg(&haproxy, &layout.haproxy_cfg()).unwrap();
+        }
+        assert!(!render_cfg(&config).unwrap().contains("frontend peer"));
         let bad = NodeConfig {
             haproxy: hostyard_core::config::HaproxyConfig {
                 frontend_rules: vec!["http-request no-such-action".into()],

@@ -12,6 +12,9 @@ use hostyard_core::Domain;
 pub enum Entry {
     /// Proxy to this address.
     Route(SocketAddr),
+    /// Hosted by another server of the fleet: forward to that server's
+    /// peer frontend (its private address), with the PROXY protocol.
+    Peer(SocketAddr),
     /// Hosted here but not answering: the 503 page.
     Down,
     /// An alias: 301 to this canonical domain.
@@ -25,6 +28,7 @@ impl Entry {
     pub fn map_value(&self) -> String {
         match self {
             Entry::Route(addr) => format!("route/{}/{}", addr.ip(), addr.port()),
+            Entry::Peer(addr) => format!("peer/{}/{}", addr.ip(), addr.port()),
             Entry::Down => "down".to_string(),
             Entry::Redirect(to) => format!("redirect/{to}"),
         }
@@ -34,10 +38,15 @@ impl Entry {
     pub fn parse_map_value(value: &str) -> Option<Entry> {
         let mut fields = value.split('/');
         let entry = match fields.next()? {
-            "route" => {
+            tag @ ("route" | "peer") => {
                 let ip: IpAddr = fields.next()?.parse().ok()?;
                 let port: u16 = fields.next()?.parse().ok()?;
-                Entry::Route(SocketAddr::new(ip, port))
+                let addr = SocketAddr::new(ip, port);
+                if tag == "route" {
+                    Entry::Route(addr)
+                } else {
+                    Entry::Peer(addr)
+                }
             }
             "down" => Entry::Down,
             "redirect" => Entry::Redirect(Domain::parse(fields.next()?).ok()?),
@@ -46,8 +55,17 @@ impl Entry {
         fields.next().is_none().then_some(entry)
     }
 
+    /// Served (here or through a peer), as opposed to a page or redirect.
     pub fn is_route(&self) -> bool {
-        matches!(self, Entry::Route(_))
+        matches!(self, Entry::Route(_) | Entry::Peer(_))
+    }
+
+    /// Where requests for this host go, here or on a peer.
+    pub fn address(&self) -> Option<SocketAddr> {
+        match self {
+            Entry::Route(a) | Entry::Peer(a) => Some(*a),
+            _ => None,
+        }
     }
 }
 
@@ -134,6 +152,7 @@ mod tests {
         for e in [
             route("10.0.0.1:80"),
             route("[fd00::1]:8080"),
+            Entry::Peer("10.0.0.12:8405".parse().unwrap()),
             Entry::Down,
             Entry::Redirect(d("example.com")),
         ] {
@@ -144,6 +163,7 @@ mod tests {
             "route",
             "route/x/1",
             "route/1.2.3.4/1/2",
+            "peer/1.2.3.4",
             "up",
             "redirect/a b",
         ] {

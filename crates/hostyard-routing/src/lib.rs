@@ -95,6 +95,17 @@ pub struct AllowedNetworks {
     nets: Vec<IpNet>,
     denied: Vec<IpNet>,
     exact: Vec<IpAddr>,
+    fleet: Option<Fleet>,
+}
+
+/// This server's name and its fleet peers' frontends (`fleet:` in the node
+/// config): a registration by a peer is forwarded to that peer, never to
+/// the address it names (that is on the peer's own sites' network, which
+/// this server cannot reach and may even have a container of its own at).
+#[derive(Debug, Clone, PartialEq)]
+struct Fleet {
+    node: String,
+    peers: Vec<(String, SocketAddr)>,
 }
 
 /// Never a site, whatever network is allowed.
@@ -131,6 +142,41 @@ impl AllowedNetworks {
             nets,
             denied,
             exact,
+            fleet: None,
+        }
+    }
+
+    /// With a fleet: `node` is this server's name, `peers` the other
+    /// servers' names and peer frontends. Only the config names peers, not
+    /// etcd, so a registration can send requests to no other address.
+    pub fn with_fleet(mut self, node: &str, peers: Vec<(String, SocketAddr)>) -> AllowedNetworks {
+        self.fleet = Some(Fleet {
+            node: node.to_string(),
+            peers,
+        });
+        self
+    }
+
+    /// Where a registration of `addr` by server `node` is served from: a
+    /// peer's registration goes to that peer; this server's own (or one
+    /// without a node, or any outside a fleet) to `addr`, when allowed.
+    pub fn judge(&self, addr: SocketAddr, node: Option<&str>) -> Result<Entry, String> {
+        if let (Some(fleet), Some(node)) = (&self.fleet, node) {
+            if node != fleet.node {
+                return match fleet.peers.iter().find(|(name, _)| name == node) {
+                    Some((_, peer)) => Ok(Entry::Peer(*peer)),
+                    None => Err(format!(
+                        "registered by server {node:?}, which is not in fleet.peers of this \
+                         server ({}); add it to the inventory and run deploy/server.sh add \
+                         {node}",
+                        fleet.node
+                    )),
+                };
+            }
+        }
+        match self.refusal(&addr.ip()) {
+            Some(why) => Err(why),
+            None => Ok(Entry::Route(addr)),
         }
     }
 
@@ -437,6 +483,57 @@ mod tests {
             .find(|s| s.domain.as_str() == "two.example.com")
             .unwrap();
         assert_eq!(two.state, SiteState::Conflict);
+    }
+
+    /// In a fleet, a peer's registration goes to that peer's frontend,
+    /// whatever address it names (that address is on the peer's own sites'
+    /// network, where this server may have another container); one by a
+    /// server that is no peer is refused; this server's own is judged as
+    /// ever. Without a fleet, `node` changes nothing.
+    #[test]
+    fn a_peers_registration_is_forwarded_to_that_peer_only() {
+        let s = Schema::new("");
+        let fleet = allowed().with_fleet(
+            "n1",
+            vec![("n2".into(), "192.0.2.12:8405".parse().unwrap())],
+        );
+        let keys = kvs(&[
+            (
+                "/services/static/mine.example.com",
+                r#"{"ip":"10.0.0.5","port":"80","node":"n1"}"#,
+            ),
+            (
+                "/services/static/theirs.example.com",
+                r#"{"ip":"10.0.0.5","port":"80","node":"n2"}"#,
+            ),
+            (
+                "/services/static/stray.example.com",
+                r#"{"ip":"10.0.0.5","port":"80","node":"n9"}"#,
+            ),
+            (
+                "/services/static/old.example.com",
+                r#"{"ip":"10.0.0.6","port":"80"}"#,
+            ),
+        ]);
+        let want = desired(&s, &keys, &fleet);
+        assert_eq!(want.map["mine.example.com"], route("10.0.0.5:80"));
+        assert_eq!(
+            want.map["theirs.example.com"],
+            Entry::Peer("192.0.2.12:8405".parse().unwrap())
+        );
+        assert_eq!(want.map["stray.example.com"], Entry::Down);
+        assert_eq!(want.map["old.example.com"], route("10.0.0.6:80"));
+        assert_eq!(want.problems.len(), 1, "{:?}", want.problems);
+        assert!(
+            want.problems[0]
+                .message
+                .contains("\"n9\", which is not in fleet.peers"),
+            "{:?}",
+            want.problems
+        );
+        let alone = desired(&s, &keys, &allowed());
+        assert_eq!(alone.map["theirs.example.com"], route("10.0.0.5:80"));
+        assert!(alone.problems.is_empty());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! [`AllowedNetworks`] from them, so both judge a registration alike.
 
 use std::io::Read;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -134,10 +134,25 @@ pub fn allowed_networks(config: &NodeConfig) -> (AllowedNetworks, Option<String>
         Err(e) => (Vec::new(), Some(format!("{e:#}"))),
     };
     let trouble = trouble.filter(|_| config.confd.allowed_networks.is_empty());
-    (
-        AllowedNetworks::new(&config.confd.allowed_networks, &subnets, &server),
-        trouble,
-    )
+    let allowed = AllowedNetworks::new(&config.confd.allowed_networks, &subnets, &server);
+    let allowed = match config.fleet.private_address {
+        Some(_) => allowed.with_fleet(
+            &config.node_name(),
+            config
+                .fleet
+                .peers
+                .iter()
+                .map(|p| {
+                    (
+                        p.name.clone(),
+                        SocketAddr::new(p.address, config.fleet.peer_port),
+                    )
+                })
+                .collect(),
+        ),
+        None => allowed,
+    };
+    (allowed, trouble)
 }
 
 #[cfg(test)]

@@ -154,10 +154,7 @@ pub fn report(config: &NodeConfig) -> anyhow::Result<Report> {
                 rows.push(Row {
                     domain: host.clone(),
                     kind: String::new(),
-                    address: match entry {
-                        Entry::Route(a) => a.to_string(),
-                        _ => String::new(),
-                    },
+                    address: entry.address().map(|a| a.to_string()).unwrap_or_default(),
                     state: if held.is_some() { "held" } else { "pending" }.to_string(),
                     haproxy: entry.map_value(),
                     detail: "gone from etcd, still routed by HAProxy".to_string(),

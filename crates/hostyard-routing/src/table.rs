@@ -16,8 +16,9 @@ use hostyard_haproxy::{Entry, HostMap};
 
 use crate::{problem, AllowedNetworks, Problem, Site, SiteState};
 
-/// A registration's kind and address (or why its value is unusable).
-type Registration = (SiteKind, Result<SocketAddr, String>);
+/// A registration's kind, address and server (or why its value is
+/// unusable).
+type Registration = (SiteKind, Result<(SocketAddr, Option<String>), String>);
 
 /// Every key of one domain, parsed, in key order (two keys can name the
 /// same domain and kind; as in [`crate::desired`], the last one wins).
@@ -228,7 +229,7 @@ impl Table {
                         let keys = &mut self.domains.entry(domain.clone()).or_default().keys;
                         let reg = value.map(|raw| {
                             let addr = ServiceValue::parse(raw)
-                                .map(|v| SocketAddr::new(v.ip, v.port))
+                                .map(|v| (SocketAddr::new(v.ip, v.port), v.node))
                                 .map_err(|e| e.to_string());
                             (kind, addr)
                         });
@@ -408,14 +409,11 @@ fn domain_out(
     keys: &DomainKeys,
 ) -> DomainOut {
     let mut problems = Vec::new();
-    let mut by_kind: Vec<(SiteKind, Result<SocketAddr, String>)> = Vec::new();
+    let mut by_kind: Vec<(SiteKind, Result<Entry, String>)> = Vec::new();
     for (key, (kind, reg)) in &keys.services {
         let reg = match reg {
-            Ok(addr) => match allowed.refusal(&addr.ip()) {
-                Some(why) => Err(why),
-                None => Ok(*addr),
-            },
-            other => other.clone(),
+            Ok((addr, node)) => allowed.judge(*addr, node.as_deref()),
+            Err(e) => Err(e.clone()),
         };
         if let Err(e) = &reg {
             problems.push(problem(key, e.clone()));
@@ -489,7 +487,10 @@ fn domain_out(
         },
     };
     let (entry, state, address, detail) = match reg {
-        Some(Ok(addr)) => (Entry::Route(addr), SiteState::Routed, Some(addr), None),
+        Some(Ok(entry)) => {
+            let address = entry.address();
+            (entry, SiteState::Routed, address, None)
+        }
         Some(Err(why)) => (Entry::Down, SiteState::Invalid, None, Some(why)),
         None => (
             Entry::Down,

@@ -183,11 +183,22 @@ pub fn node_config(inv: &Inventory, name: &str) -> Result<String> {
         Role::Client => inv.members().map(|m| url(m.private, 2379)).collect(),
     };
     let quoted: Vec<String> = endpoints.iter().map(|e| format!("\"{e}\"")).collect();
+    // Every other server is a peer: this one forwards requests for their
+    // sites to them and takes theirs (README "A fleet").
+    let peers: String = inv
+        .servers
+        .iter()
+        .filter(|s| s.name != name)
+        .map(|s| format!("\n    - {{name: {}, address: {}}}", s.name, s.private))
+        .collect();
     Ok(format!(
         "# Written by deploy/ from the fleet inventory; edit the inventory, not this file.\n\
          node_name: {name}\n\
-         etcd:\n  endpoints: [{}]\n  ca_file: {TLS_DIR}/ca.pem\n  cert_file: {TLS_DIR}/server.pem\n  key_file: {TLS_DIR}/server.key\n",
-        quoted.join(", ")
+         etcd:\n  endpoints: [{}]\n  ca_file: {TLS_DIR}/ca.pem\n  cert_file: {TLS_DIR}/server.pem\n  key_file: {TLS_DIR}/server.key\n\
+         fleet:\n  private_address: {}\n  peers:{}\n",
+        quoted.join(", "),
+        server.private,
+        if peers.is_empty() { " []" } else { &peers },
     ))
 }
 

@@ -87,6 +87,26 @@ fn the_inventory_answers_the_scripts_and_refuses_mistakes_naming_them() {
             config.etcd.key_file,
             PathBuf::from("/etc/hostyard/etcd/server.key")
         );
+        // Every other server is a peer, by name and private address.
+        let peers: Vec<(String, String)> = config
+            .fleet
+            .peers
+            .iter()
+            .map(|p| (p.name.clone(), p.address.to_string()))
+            .collect();
+        let all = [
+            ("n1", "127.0.0.1"),
+            ("n2", "10.0.0.12"),
+            ("w1", "10.0.0.13"),
+        ];
+        let want: Vec<(String, String)> = all
+            .iter()
+            .filter(|(n, _)| *n != name)
+            .map(|(n, a)| (n.to_string(), a.to_string()))
+            .collect();
+        assert_eq!(peers, want);
+        let own = all.iter().find(|(n, _)| *n == name).unwrap().1;
+        assert_eq!(config.fleet.private_address, Some(own.parse().unwrap()));
     }
     let out = fleet(
         &inv,
