@@ -227,19 +227,24 @@ t_stop_503_within_1s_then_start_200() {
   expect "first GET after start again" "$(code "$STATIC" /)" 200
 }
 
-# A git daemon on the server's loopback serves the site's repository.
+# A git daemon on the server's loopback serves the site's repository. The
+# daemon is a transient unit: a reboot check ends it, and a later clone
+# (a restore) needs it again.
 git_repo() {
   bxi bash -euo pipefail <<'EOF'
-[ -d /srv/git/site.git ] && exit 0
-mkdir -p /srv/git /tmp/work
-git init -q -b main /tmp/work/site
-cd /tmp/work/site
-git config user.email e2e@example.com
-git config user.name e2e
-echo 'v1' >index.html
-git add index.html
-git commit -qm v1
-git clone -q --bare /tmp/work/site /srv/git/site.git
+if [ ! -d /srv/git/site.git ]; then
+  mkdir -p /srv/git /tmp/work
+  git init -q -b main /tmp/work/site
+  cd /tmp/work/site
+  git config user.email e2e@example.com
+  git config user.name e2e
+  echo 'v1' >index.html
+  git add index.html
+  git commit -qm v1
+  git clone -q --bare /tmp/work/site /srv/git/site.git
+fi
+systemctl is-active -q e2e-git-daemon && exit 0
+systemctl reset-failed e2e-git-daemon 2>/dev/null || true
 systemd-run -q --unit e2e-git-daemon --property=Type=exec /usr/bin/git daemon --reuseaddr \
   --base-path=/srv/git --export-all --listen=127.0.0.1 --port=9418 /srv/git
 EOF

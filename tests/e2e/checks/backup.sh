@@ -66,6 +66,9 @@ t_backup_restore_drill() {
   backup_configure
   need_static_site
   need_git_site
+  # Its remote, which the restore clones again: running even after the
+  # reboot check.
+  git_repo
   bx systemctl start "wordpress@$BACKUP_WP"
   # The WordPress site (installed by its start, with the administrator of
   # its secrets): a post, an uploaded image.
