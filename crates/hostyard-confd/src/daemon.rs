@@ -688,7 +688,15 @@ pub async fn run(config_path: &Path, config: NodeConfig) -> anyhow::Result<()> {
                 while let Ok(f) = rx.try_recv() {
                     d.on_feed(f);
                 }
-                schedule.changed(Instant::now());
+                let now = Instant::now();
+                schedule.changed(now);
+                // A change after a quiet period is applied here: a timer
+                // for "now" would fire at the runtime's next millisecond
+                // tick, up to a millisecond of a change's whole latency.
+                if schedule.due().is_some_and(|due| due <= now) {
+                    let retry = d.cycle();
+                    schedule.ran(Instant::now(), retry);
+                }
             }
             _ = async { tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)).await }, if due.is_some() => {
                 while let Ok(f) = rx.try_recv() {
