@@ -420,6 +420,16 @@ fn repository_failures_are_one_line_and_change_no_site() {
         "{r:?}"
     );
     check_unchanged("a missing repository");
+    // A restore of a site that has no data here: the same line, no import.
+    let gone = Domain::parse("gone.example").unwrap();
+    let r = a.hostyard(&["restore", "gone.example", "--no-start"]);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(
+        stderr_line(&r).contains("there is no restic repository at"),
+        "{r:?}"
+    );
+    assert!(!a.layout().import_dir(&gone).exists(), "{r:?}");
+    assert!(!a.layout().domain_dir(&gone).exists(), "{r:?}");
 
     a.ok(&["backup", "init"]);
     a.ok(&["backup", "run", "example.com"]);
@@ -499,6 +509,29 @@ fn repository_failures_are_one_line_and_change_no_site() {
         "{r:?}"
     );
 
+    // Locked exclusively: a restic prune stopped while it holds the lock
+    // keeps a backup and a restore out.
+    let held = Domain::parse("held.example").unwrap();
+    a.static_site(&held);
+    let held_site = tree(&a.layout().domain_dir(&held));
+    let mut pruner = hold_exclusive_lock(&a);
+    let backup = a.hostyard(&["backup", "run", "held.example"]);
+    let restore = a.hostyard(&["restore", "gone.example", "--no-start"]);
+    let _ = Command::new("kill")
+        .args(["-CONT", &pruner.id().to_string()])
+        .status();
+    let _ = pruner.wait();
+    for (what, r) in [("backup run", &backup), ("restore", &restore)] {
+        assert_eq!(r.status.code(), Some(1), "{what}: {r:?}");
+        assert!(
+            stderr_line(r).contains("is locked by another restic"),
+            "{what}: {r:?}"
+        );
+    }
+    assert!(!a.layout().import_dir(&gone).exists());
+    assert!(!a.layout().domain_dir(&gone).exists());
+    assert_eq!(tree(&a.layout().domain_dir(&held)), held_site);
+
     // Damaged: every data pack overwritten.
     for pack in walk_files(&a.repo.join("data")) {
         fs::set_permissions(&pack, fs::Permissions::from_mode(0o600)).unwrap();
@@ -512,6 +545,67 @@ fn repository_failures_are_one_line_and_change_no_site() {
         !a.layout().import_dir(&d).exists(),
         "a damaged snapshot left an import"
     );
+}
+
+/// A `restic prune` of `a`'s repository, stopped (SIGSTOP) while it holds
+/// the exclusive lock: a live process on this host, so no restic takes its
+/// lock for stale. prune holds the lock for only a moment on a small
+/// repository, so the lock file is watched for and an attempt that missed
+/// it is made again (at most 20).
+fn hold_exclusive_lock(a: &Server) -> std::process::Child {
+    let locks = a.repo.join("locks");
+    // The lock files in place: restic writes one as `<id>-tmp-<n>` and
+    // renames it to its 64-hex-digit ID, and only that is a lock to
+    // another restic.
+    let lock_files = || -> Vec<std::ffi::OsString> {
+        fs::read_dir(&locks)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.file_name())
+                    .filter(|n| {
+                        n.to_str().is_some_and(|n| {
+                            n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit())
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // Locks of others (none should be left) are not prune's.
+    let before = lock_files();
+    let prunes_lock = || lock_files().into_iter().find(|n| !before.contains(n));
+    for _ in 0..20 {
+        let mut prune = Command::new(restic())
+            .arg("prune")
+            .env("RESTIC_REPOSITORY", &a.repo)
+            .env("RESTIC_PASSWORD_FILE", a.dir.join("restic-password"))
+            .env("RESTIC_CACHE_DIR", a.dir.join("cache3"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while prune.try_wait().unwrap().is_none() && Instant::now() < deadline {
+            if let Some(seen) = prunes_lock() {
+                let stop = Command::new("kill")
+                    .args(["-STOP", &prune.id().to_string()])
+                    .status()
+                    .unwrap();
+                assert!(stop.success());
+                // Stopped with its lock still there (not on its way out).
+                if prunes_lock() == Some(seen) {
+                    return prune;
+                }
+                let _ = Command::new("kill")
+                    .args(["-CONT", &prune.id().to_string()])
+                    .status();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let _ = prune.wait();
+    }
+    panic!("restic prune never held the lock long enough to stop it");
 }
 
 /// Whether a thread of process `pid` waits in read(2) on its stdin.
