@@ -627,7 +627,10 @@ pub async fn run(config_path: &Path, config: NodeConfig) -> anyhow::Result<()> {
     // Certificates on a thread of their own: checking files and talking to
     // HAProxy about them never delays a routing change. The first pass
     // runs before READY, so HAProxy starts with today's certificates.
-    let mut certs = hostyard_tls::CertSync::new(d.layout.clone(), d.config.tls.clone());
+    // Read before the certificate thread rewrites the state file.
+    let acme_status = hostyard_tls::acme::load_status(&d.layout);
+    let mut certs = hostyard_tls::CertSync::new(d.layout.clone(), d.config.tls.clone())
+        .with_acme(acme_status.clone());
     if let Err(e) = certs.pass() {
         log!(Err, "certificates: {e:#}");
     }
@@ -635,6 +638,7 @@ pub async fn run(config_path: &Path, config: NodeConfig) -> anyhow::Result<()> {
         .name("certificates".into())
         .spawn(move || certs.run())
         .context("starting the certificate thread")?;
+    crate::acme::spawn(&d.config, acme_status)?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sighup = signal(SignalKind::hangup())?;

@@ -8,8 +8,10 @@
 //! (state, event) ([`decide`]: the hold state machine, what one apply
 //! sends, config installs and reloads, when to apply), the thin loop that
 //! carries them out ([`daemon`]), and what it leaves to blocking threads
-//! ([`background`]: the map's fsync, the state file).
+//! ([`background`]: the map's fsync, the state file); ACME's challenges
+//! and orders on a thread of their own ([`acme`]).
 
+pub mod acme;
 pub mod background;
 pub mod daemon;
 pub mod decide;

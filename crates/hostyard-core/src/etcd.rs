@@ -1,11 +1,13 @@
 //! The etcd schema: every key and value hostyard reads or writes.
 //!
-//! Two kinds of keys, both under the configurable prefix:
+//! Every key is under the configurable prefix:
 //!
 //! | key | value | lifetime |
 //! | --- | --- | --- |
 //! | `{prefix}/services/<kind>/<domain>` | [`ServiceValue`]: where the site answers now | attached to a lease that discovery keeps alive while the site passes its health check |
 //! | `{prefix}/sites/<domain>` | [`SiteDecl`]: the site is hosted here, of this kind, with these aliases | persistent, written when a site is first registered, removed only by `hostyard site forget` |
+//! | `{prefix}/acme/challenges/<token>` | an ACME HTTP-01 key authorization | on a lease of the order that wrote it |
+//! | `{prefix}/acme/locks/<domain>` | the node ordering the domain's certificate | on a lease of that order |
 //!
 //! The service key is the original system's layout, so its values are read
 //! as the original wrote them (`"port": "80"`). The declaration key is new: it
@@ -61,6 +63,24 @@ impl Schema {
     /// `{prefix}/`: everything hostyard keeps in etcd, for one watch.
     pub fn root_prefix(&self) -> String {
         format!("{}/", self.prefix)
+    }
+
+    /// `{prefix}/acme/challenges/`: pending HTTP-01 answers, each
+    /// `<token>` → key authorization on a lease, so a forgotten one
+    /// disappears by itself. Every confd serves them (any server may
+    /// receive the CA's validation request).
+    pub fn acme_challenges_prefix(&self) -> String {
+        format!("{}/acme/challenges/", self.prefix)
+    }
+
+    pub fn acme_challenge_key(&self, token: &str) -> String {
+        format!("{}{token}", self.acme_challenges_prefix())
+    }
+
+    /// `{prefix}/acme/locks/<domain>`: held (on a lease) by whoever orders
+    /// a certificate for the domain, so one order runs at a time.
+    pub fn acme_lock_key(&self, domain: &Domain) -> String {
+        format!("{}/acme/locks/{domain}", self.prefix)
     }
 
     pub fn service_key(&self, kind: SiteKind, domain: &Domain) -> String {

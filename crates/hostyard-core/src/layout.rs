@@ -316,6 +316,29 @@ impl Layout {
         self.runtime_haproxy().join("https.map")
     }
 
+    /// ACME's HTTP-01 answers: challenge token → key authorization, kept
+    /// equal to etcd's challenge keys by confd (file and runtime API).
+    pub fn acme_map(&self) -> PathBuf {
+        self.runtime_haproxy().join("acme.map")
+    }
+
+    /// ACME's files (mode 0700): the account and obtained certificates.
+    pub fn acme_dir(&self) -> PathBuf {
+        self.root.join("acme")
+    }
+
+    /// The ACME account (its private key, 0600): made once, kept across
+    /// restarts so renewals use the same account.
+    pub fn acme_account(&self) -> PathBuf {
+        self.acme_dir().join("account.json")
+    }
+
+    /// A certificate obtained by ACME for `domain`, chain and key (0600);
+    /// served when the site has no imported certificate.
+    pub fn acme_cert(&self, domain: &Domain) -> PathBuf {
+        self.acme_dir().join("certs").join(format!("{domain}.pem"))
+    }
+
     /// The certificate thread's view: each site's certificate source,
     /// expiry and last refusal, as JSON; read by `hostyard status`.
     pub fn tls_state(&self) -> PathBuf {

@@ -24,6 +24,7 @@ struct HaproxyCfg {
     default_cert: String,
     crt_list: String,
     https_map: String,
+    acme_map: String,
     https_port_suffix: String,
     frontend_rules: Vec<String>,
     maxconn: u32,
@@ -53,6 +54,7 @@ pub fn render_cfg(config: &NodeConfig) -> anyhow::Result<String> {
         default_cert: path(layout.haproxy_default_cert()),
         crt_list: path(layout.haproxy_crt_list()),
         https_map: path(layout.https_map()),
+        acme_map: path(layout.acme_map()),
         https_port_suffix: match hp.https_port {
             443 => String::new(),
             port => format!(":{port}"),

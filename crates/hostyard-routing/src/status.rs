@@ -46,10 +46,11 @@ pub struct Row {
     /// What HAProxy's runtime map says for the domain ("" if unknown).
     pub haproxy: String,
     pub detail: String,
-    /// The certificate HTTPS serves: "imported, expires <Unix time>" or
-    /// "default" (none of its own).
+    /// The certificate HTTPS serves: "imported, expires <Unix time>",
+    /// "acme, expires <Unix time>" or "default" (none of its own).
     pub certificate: String,
-    /// A refused certificate file or one within 14 days of its end.
+    /// A refused certificate file, the last failed ACME order, or a
+    /// certificate within 14 days of its end.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub certificate_warning: Option<String>,
 }

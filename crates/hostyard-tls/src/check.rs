@@ -137,6 +137,13 @@ pub fn not_after(pem: &[u8]) -> Option<i64> {
     Some(cert.validity().not_after.timestamp())
 }
 
+/// Start of validity of the first certificate in `pem`, Unix time.
+pub fn not_before(pem: &[u8]) -> Option<i64> {
+    let der = CertificateDer::pem_slice_iter(pem).next()?.ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    Some(cert.validity().not_before.timestamp())
+}
+
 /// The certificate's DNS names: its subjectAltName entries (browsers
 /// ignore the subject's CN since 2017).
 fn dns_names(cert: &X509Certificate<'_>) -> Vec<String> {

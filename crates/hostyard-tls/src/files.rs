@@ -21,8 +21,8 @@ pub const KEY_FILE: AtomicWrite = AtomicWrite::new(0o600);
 pub const DEFAULT_CERT_NAME: &str = "hostyard-default.invalid";
 
 /// Makes what haproxy.cfg names when it is missing: the certificate
-/// directory (0700), a self-signed default certificate, an empty crt-list
-/// and an empty HTTPS policy map. Existing files are left as they are.
+/// directory (0700), a self-signed default certificate, an empty crt-list,
+/// an empty HTTPS policy map and an empty ACME challenge map. Existing files are left as they are.
 pub fn ensure_base(layout: &Layout) -> anyhow::Result<()> {
     let dir = layout.haproxy_certs_dir();
     std::fs::DirBuilder::new()
@@ -46,6 +46,9 @@ pub fn ensure_base(layout: &Layout) -> anyhow::Result<()> {
     }
     if !layout.https_map().exists() {
         hostyard_haproxy::FILE.write(&layout.https_map(), b"")?;
+    }
+    if !layout.acme_map().exists() {
+        hostyard_haproxy::FILE.write(&layout.acme_map(), b"")?;
     }
     Ok(())
 }

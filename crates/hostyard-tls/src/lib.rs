@@ -1,5 +1,9 @@
 //! hostyard-tls: a site's HTTPS certificate, from its file to HAProxy.
 //!
+//! - [`acme`]: certificates ordered from an ACME CA (HTTP-01), renewed,
+//!   backed off per domain, one order per domain under an etcd lock;
+//! - [`challenges`]: the HTTP-01 answers in etcd kept in HAProxy's
+//!   `acme.map` (file and runtime API), on every server;
 //! - [`check`]: whether a PEM bundle can serve a domain (key, dates,
 //!   names, chain), with one line naming the problem when not;
 //! - [`files`]: HAProxy's certificate files: the self-signed default, the
@@ -9,6 +13,8 @@
 //!   certificate file checked and put into HAProxy through the runtime API
 //!   (no reload), files first so a restart comes back the same.
 
+pub mod acme;
+pub mod challenges;
 pub mod check;
 pub mod files;
 pub mod state;
@@ -16,5 +22,11 @@ pub mod sync;
 
 pub use check::{check_bundle, BadCert, Checked};
 pub use files::ensure_base;
-pub use state::{SiteTls, TlsState};
+pub use state::{AcmeSite, SiteTls, TlsState};
 pub use sync::CertSync;
+
+/// Locks a mutex shared between confd's threads; a thread that panicked
+/// holding it left data that is still whole (plain maps).
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -25,6 +25,24 @@ pub struct SiteTls {
     /// Why the site's certificate file was last refused.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refused: Option<String>,
+    /// ACME's record for the site, when ACME is on and has tried it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acme: Option<AcmeSite>,
+}
+
+/// ACME's record of one site: kept across restarts so a failing site
+/// does not get an order at once after each start.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcmeSite {
+    /// Failed orders in a row.
+    #[serde(default)]
+    pub failures: u32,
+    /// No order before this Unix time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_try: Option<i64>,
+    /// Why the last order failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl SiteTls {
@@ -33,6 +51,9 @@ impl SiteTls {
     pub fn warning(&self, now: i64) -> Option<String> {
         if let Some(why) = &self.refused {
             return Some(format!("certificate file refused: {why}"));
+        }
+        if let Some(why) = self.acme.as_ref().and_then(|a| a.error.as_ref()) {
+            return Some(format!("ACME: {why}"));
         }
         match self.not_after {
             Some(t) if t - now < EXPIRY_WARNING_SECS => Some(format!(
@@ -65,6 +86,7 @@ mod tests {
             source: "imported".into(),
             not_after,
             refused: refused.map(str::to_string),
+            acme: None,
         };
         assert_eq!(site(Some(now + 30 * 86400), None).warning(now), None);
         let w = site(Some(now + 3 * 86400), None).warning(now).unwrap();

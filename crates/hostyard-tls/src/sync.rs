@@ -18,9 +18,10 @@ use hostyard_core::config::TlsConfig;
 use hostyard_core::{log, Domain, Layout};
 use hostyard_haproxy::{CliError, MapApi, Session, SslApi};
 
+use crate::acme::AcmeStatus;
 use crate::check::{check_bundle, not_after, MAX_BUNDLE_LEN};
 use crate::files::{crt_list_line, parse_crt_list, render_crt_list, KEY_FILE};
-use crate::state::{SiteTls, TlsState};
+use crate::state::{AcmeSite, SiteTls, TlsState};
 
 /// What identifies a version of a source file without reading it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +29,8 @@ struct Fingerprint {
     len: u64,
     mtime_ns: i128,
     ino: u64,
+    /// From ACME (`acme/certs/<domain>.pem`), not imported.
+    acme: bool,
 }
 
 pub struct CertSync {
@@ -50,6 +53,10 @@ pub struct CertSync {
     expiry: BTreeMap<Domain, i64>,
     /// What the state file holds.
     written: Option<TlsState>,
+    /// ACME's record of each site, written with the state.
+    acme: Option<AcmeStatus>,
+    /// Sites served with a certificate from ACME.
+    from_acme: BTreeSet<Domain>,
 }
 
 impl CertSync {
@@ -78,7 +85,15 @@ impl CertSync {
             pending: BTreeSet::new(),
             pending_removal: BTreeSet::new(),
             policy_pending: true,
+            acme: None,
+            from_acme: BTreeSet::new(),
         }
+    }
+
+    /// Reports ACME's record of each site in the state file too.
+    pub fn with_acme(mut self, status: AcmeStatus) -> CertSync {
+        self.acme = Some(status);
+        self
     }
 
     /// The sites served with their own certificate.
@@ -113,12 +128,13 @@ impl CertSync {
                 continue;
             }
             self.seen.insert(domain.clone(), *fp);
-            if self.judge(domain)? {
+            if self.judge(domain, fp.acme)? {
                 changed.push(domain.clone());
             }
         }
         self.seen.retain(|d, _| sources.contains_key(d));
         self.refused.retain(|d, _| sources.contains_key(d));
+        self.from_acme.retain(|d| sources.contains_key(d));
         for domain in self.listed.keys() {
             if !sources.contains_key(domain) {
                 removed.push(domain.clone());
@@ -197,18 +213,22 @@ impl CertSync {
             else {
                 continue;
             };
-            let Ok(meta) = std::fs::symlink_metadata(self.layout.tls_pem(&domain)) else {
-                continue;
+            // An imported certificate wins over one from ACME.
+            let file = |path: &Path| std::fs::symlink_metadata(path).ok().filter(|m| m.is_file());
+            let (meta, acme) = match file(&self.layout.tls_pem(&domain)) {
+                Some(m) => (m, false),
+                None => match file(&self.layout.acme_cert(&domain)) {
+                    Some(m) => (m, true),
+                    None => continue,
+                },
             };
-            if !meta.is_file() {
-                continue;
-            }
             out.insert(
                 domain,
                 Fingerprint {
                     len: meta.len(),
                     mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
                     ino: meta.ino(),
+                    acme,
                 },
             );
         }
@@ -217,8 +237,12 @@ impl CertSync {
 
     /// Checks a changed source file; a good one is written where HAProxy
     /// reads it. Returns whether HAProxy must be told.
-    fn judge(&mut self, domain: &Domain) -> anyhow::Result<bool> {
-        let src = self.layout.tls_pem(domain);
+    fn judge(&mut self, domain: &Domain, acme: bool) -> anyhow::Result<bool> {
+        let src = if acme {
+            self.layout.acme_cert(domain)
+        } else {
+            self.layout.tls_pem(domain)
+        };
         let bytes = match read_limited(&src) {
             Ok(b) => b,
             Err(e) => {
@@ -234,6 +258,11 @@ impl CertSync {
             }
         };
         self.refused.remove(domain);
+        if acme {
+            self.from_acme.insert(domain.clone());
+        } else {
+            self.from_acme.remove(domain);
+        }
         let dest = self.layout.haproxy_cert(domain);
         let same_file = std::fs::read(&dest).ok().as_deref() == Some(checked.pem.as_bytes());
         if same_file && self.listed.get(domain) == Some(&checked.names) {
@@ -257,14 +286,27 @@ impl CertSync {
     /// Writes the state file for `hostyard status` when it changed.
     fn write_state(&mut self, sources: &BTreeMap<Domain, Fingerprint>) -> anyhow::Result<()> {
         let mut state = TlsState::default();
-        for domain in sources.keys().chain(self.listed.keys()) {
+        let acme: BTreeMap<Domain, AcmeSite> = match &self.acme {
+            Some(status) => crate::lock(status).clone(),
+            None => BTreeMap::new(),
+        };
+        for domain in sources.keys().chain(self.listed.keys()).chain(acme.keys()) {
             let served = self.listed.contains_key(domain);
+            let source = match (served, self.from_acme.contains(domain)) {
+                (true, true) => "acme",
+                (true, false) => "imported",
+                (false, _) => "default",
+            };
             state.sites.insert(
                 domain.to_string(),
                 SiteTls {
-                    source: if served { "imported" } else { "default" }.to_string(),
+                    source: source.to_string(),
                     not_after: self.expiry.get(domain).copied().filter(|_| served),
                     refused: self.refused.get(domain).cloned(),
+                    acme: acme
+                        .get(domain)
+                        .filter(|a| **a != AcmeSite::default())
+                        .cloned(),
                 },
             );
         }

@@ -1,0 +1,331 @@
+//! ACME with a real CA: pebble on loopback validates HTTP-01 against the
+//! HAProxy under test, whose answers come from etcd through confd. A
+//! site's certificate is obtained and served (checked by curl against
+//! pebble's root, for the domain and its www. alias) without a reload,
+//! renewed, not ordered again after a restart; a failed validation backs
+//! off (persisted), two orderers make one order, and an unreachable ACME
+//! server leaves HTTP serving.
+
+// Shared with confd.rs, which uses the rest of it.
+#[allow(dead_code)]
+mod util;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use hostyard_core::config::AcmeConfig;
+use hostyard_core::SiteKind;
+use hostyard_testsupport::{free_port, wait_until, Backend, Etcd, Pebble};
+use hostyard_tls::acme::{self, Acme, Outcome};
+use util::{d, Router};
+
+/// Pebble validates at once, but two cores shared by parallel tests make
+/// an order take seconds.
+const ORDER: Duration = Duration::from_secs(60);
+
+fn acme_config(pebble: &Pebble) -> AcmeConfig {
+    AcmeConfig {
+        directory: pebble.directory_url(),
+        email: "ops@example.org".into(),
+        terms_accepted: true,
+        ca_file: pebble.server_ca(),
+        retry_secs: 1,
+    }
+}
+
+/// A router whose sites' HTTP port is what `pebble` validates against.
+fn router_with_acme(etcd: &Etcd, acme: Option<AcmeConfig>) -> (Router, u16) {
+    let mut r = Router::new(etcd);
+    if let Some(a) = acme {
+        r.config.tls.acme = a;
+    }
+    r.write_config();
+    let port = r.port;
+    (r, port)
+}
+
+fn site(r: &Router, etcd: &Etcd, domain: &str, backend: &Backend) {
+    std::fs::create_dir_all(r.layout.domain_dir(&d(domain))).unwrap();
+    r.register(etcd, SiteKind::Static, domain, backend.port());
+    r.wait_for(domain, 200, "acme site");
+}
+
+/// Whether HTTPS for `host` verifies against `ca` (curl: any answer).
+fn verifies(r: &Router, host: &str, ca: &Path) -> bool {
+    let port = r.config.haproxy.https_port;
+    Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "--max-time", "5", "--cacert"])
+        .arg(ca)
+        .arg("--resolve")
+        .arg(format!("{host}:{port}:127.0.0.1"))
+        .arg(format!("https://{host}:{port}/"))
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// The serial of the certificate HAProxy serves for `host`.
+fn served_serial(r: &Router, host: &str) -> String {
+    let port = r.config.haproxy.https_port;
+    let script = format!(
+        "openssl s_client -connect 127.0.0.1:{port} -servername {host} </dev/null 2>/dev/null | openssl x509 -noout -serial"
+    );
+    let out = Command::new("sh").arg("-c").arg(script).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn file_serial(path: &Path) -> String {
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-serial", "-in"])
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn tls_state(r: &Router) -> serde_json::Value {
+    std::fs::read(r.layout.tls_state())
+        .ok()
+        .and_then(|raw| serde_json::from_slice(&raw).ok())
+        .unwrap_or_default()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn client(etcd: &Etcd) -> etcd_client::Client {
+    etcd_client::Client::connect([etcd.endpoint()], None)
+        .await
+        .unwrap()
+}
+
+fn runner(r: &Router, config: AcmeConfig, node: &str) -> Acme {
+    Acme::new(
+        r.layout.clone(),
+        r.schema.clone(),
+        config,
+        node.to_string(),
+        acme::load_status(&r.layout),
+    )
+}
+
+#[test]
+fn a_site_gets_a_certificate_from_pebble_renews_and_a_restart_does_not_reorder() {
+    let etcd = Etcd::start().unwrap();
+    let (mut r, port) = router_with_acme(&etcd, None);
+    let pebble = Pebble::start(port).unwrap();
+    r.config.tls.acme = acme_config(&pebble);
+    r.write_config();
+    r.start();
+    let worker = r.haproxy().worker_pid().unwrap();
+    let backend = Backend::start("acme site");
+    site(&r, &etcd, "acme.example.com", &backend);
+
+    let root = pebble.root_file();
+    let res = wait_until("HTTPS from pebble's CA", ORDER, || {
+        (verifies(&r, "acme.example.com", &root) && verifies(&r, "www.acme.example.com", &root))
+            .then_some(())
+    });
+    if let Err(e) = res {
+        panic!(
+            "{e:#}\nconfd log:\n{}\npebble log:\n{}",
+            r.confd_log(),
+            std::fs::read_to_string(pebble.log_path()).unwrap_or_default()
+        );
+    }
+    let state = tls_state(&r);
+    assert_eq!(
+        state["sites"]["acme.example.com"]["source"], "acme",
+        "{state}"
+    );
+    assert!(r.confd_log().contains("ACME certificate obtained"));
+    let key = std::fs::metadata(r.layout.acme_account()).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(key.permissions().mode() & 0o777, 0o600);
+    // The order's lock and challenges went with its lease.
+    wait_until("challenges and lock gone", Duration::from_secs(10), || {
+        (etcd
+            .get_prefix(&format!("{}acme/", r.schema.root_prefix()))
+            .unwrap()
+            .is_empty()
+            && std::fs::read_to_string(r.layout.acme_map()).unwrap_or_default() == "")
+            .then_some(())
+    })
+    .unwrap();
+    let first = file_serial(&r.layout.acme_cert(&d("acme.example.com")));
+    assert_eq!(served_serial(&r, "acme.example.com"), first);
+
+    // Renewal (the path a pass takes at two thirds of the lifetime, forced
+    // here): a new certificate served without a reload.
+    let rt = runtime();
+    let mut c = rt.block_on(client(&etcd));
+    let mut a = runner(&r, acme_config(&pebble), "test-renewer");
+    let outcome = rt.block_on(a.renew(&mut c, &d("acme.example.com")));
+    assert_eq!(outcome, Outcome::Obtained, "{}", r.confd_log());
+    let second = file_serial(&r.layout.acme_cert(&d("acme.example.com")));
+    assert_ne!(first, second);
+    wait_until(
+        "the renewed certificate served",
+        Duration::from_secs(10),
+        || (served_serial(&r, "acme.example.com") == second).then_some(()),
+    )
+    .unwrap();
+    assert!(verifies(&r, "www.acme.example.com", &root));
+    assert_eq!(r.haproxy().worker_pid().unwrap(), worker, "no reload");
+
+    // A restart (a new runner on the same files) orders nothing: the
+    // certificate is within its first two thirds.
+    let mut again = runner(&r, acme_config(&pebble), "after-restart");
+    assert_eq!(rt.block_on(again.pass(&mut c)), vec![]);
+    assert_eq!(
+        file_serial(&r.layout.acme_cert(&d("acme.example.com"))),
+        second
+    );
+}
+
+#[test]
+fn a_failed_validation_backs_off_and_a_restart_keeps_the_backoff() {
+    let etcd = Etcd::start().unwrap();
+    let (mut r, _port) = router_with_acme(&etcd, None);
+    // This CA validates on a port nobody listens on: every validation fails.
+    let pebble = Pebble::start(free_port()).unwrap();
+    r.start();
+    let backend = Backend::start("acme site");
+    site(&r, &etcd, "fail.example.com", &backend);
+
+    let rt = runtime();
+    let mut c = rt.block_on(client(&etcd));
+    let mut config = acme_config(&pebble);
+    config.retry_secs = 3600;
+    let status = acme::load_status(&r.layout);
+    let mut a = Acme::new(
+        r.layout.clone(),
+        r.schema.clone(),
+        config.clone(),
+        "n1".into(),
+        status.clone(),
+    );
+    let outcomes = rt.block_on(a.pass(&mut c));
+    assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+    let Outcome::Failed(why) = &outcomes[0].1 else {
+        panic!("{outcomes:?}")
+    };
+    assert!(why.contains("validation failed"), "{why}");
+    assert!(!r.layout.acme_cert(&d("fail.example.com")).exists());
+    // At once again: nothing, the domain waits.
+    assert_eq!(rt.block_on(a.pass(&mut c)), vec![]);
+
+    // The certificate thread writes the record to tls-state.json, where a
+    // restarted confd reads it: still waiting.
+    let mut certs =
+        hostyard_tls::CertSync::new(r.layout.clone(), r.config.tls.clone()).with_acme(status);
+    certs.pass().unwrap();
+    let state = tls_state(&r);
+    let site = &state["sites"]["fail.example.com"];
+    assert_eq!(site["source"], "default", "{state}");
+    assert_eq!(site["acme"]["failures"], 1, "{state}");
+    assert!(site["acme"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("validation failed"));
+    let mut restarted = runner(&r, config, "n1");
+    assert_eq!(rt.block_on(restarted.pass(&mut c)), vec![]);
+    // HTTP keeps serving the site.
+    r.wait_for("fail.example.com", 200, "acme site");
+}
+
+#[test]
+fn two_orderers_make_one_order() {
+    let etcd = Etcd::start().unwrap();
+    let (mut r, port) = router_with_acme(&etcd, None);
+    let pebble = Pebble::start(port).unwrap();
+    r.start();
+    let backend = Backend::start("acme site");
+    site(&r, &etcd, "lock.example.com", &backend);
+
+    let rt = runtime();
+    let (mut c1, mut c2) = rt.block_on(async { (client(&etcd).await, client(&etcd).await) });
+    let mut a1 = runner(&r, acme_config(&pebble), "one");
+    let mut a2 = runner(&r, acme_config(&pebble), "two");
+    let domain = d("lock.example.com");
+    let (o1, o2) = rt
+        .block_on(async { tokio::join!(a1.obtain(&mut c1, &domain), a2.obtain(&mut c2, &domain)) });
+    let outcomes = [o1, o2];
+    let obtained = outcomes.iter().filter(|o| **o == Outcome::Obtained).count();
+    assert_eq!(obtained, 1, "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .any(|o| matches!(o, Outcome::Busy | Outcome::NotDue)),
+        "{outcomes:?}"
+    );
+    assert!(verifies_after_install(&r, "lock.example.com", &pebble));
+}
+
+/// Waits for the certificate thread to serve what an in-process order wrote.
+fn verifies_after_install(r: &Router, host: &str, pebble: &Pebble) -> bool {
+    wait_until(
+        "the ordered certificate served",
+        Duration::from_secs(10),
+        || verifies(r, host, &pebble.root_file()).then_some(()),
+    )
+    .is_ok()
+}
+
+#[test]
+fn an_unreachable_acme_server_leaves_http_serving() {
+    let etcd = Etcd::start().unwrap();
+    let nobody = free_port();
+    let (mut r, _port) = router_with_acme(
+        &etcd,
+        Some(AcmeConfig {
+            directory: format!("https://127.0.0.1:{nobody}/dir"),
+            email: "ops@example.org".into(),
+            terms_accepted: true,
+            ca_file: Default::default(),
+            retry_secs: 3600,
+        }),
+    );
+    r.start();
+    let backend = Backend::start("acme site");
+    site(&r, &etcd, "down.example.com", &backend);
+    let state = wait_until("the ACME error in the state", ORDER, || {
+        let s = tls_state(&r);
+        s["sites"]["down.example.com"]["acme"]["error"]
+            .as_str()
+            .map(str::to_string)
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", r.confd_log()));
+    assert!(state.contains("unreachable"), "{state}");
+    r.wait_for("down.example.com", 200, "acme site");
+    let log = r.confd_log();
+    let lines = log
+        .lines()
+        .filter(|l| l.contains("no ACME certificate"))
+        .count();
+    assert_eq!(lines, 1, "one line, then a backoff of an hour:\n{log}");
+}
+
+#[test]
+fn without_accepted_terms_nothing_is_ordered() {
+    let etcd = Etcd::start().unwrap();
+    let (r, port) = router_with_acme(&etcd, None);
+    let pebble = Pebble::start(port).unwrap();
+    std::fs::create_dir_all(r.layout.domain_dir(&d("terms.example.com"))).unwrap();
+    let rt = runtime();
+    let mut c = rt.block_on(client(&etcd));
+    let mut config = acme_config(&pebble);
+    config.terms_accepted = false;
+    let mut a = runner(&r, config, "n1");
+    let outcomes = rt.block_on(a.pass(&mut c));
+    let Some((_, Outcome::Failed(why))) = outcomes.first() else {
+        panic!("{outcomes:?}")
+    };
+    assert!(why.contains("terms_accepted"), "{why}");
+    assert!(!r.layout.acme_account().exists());
+}

@@ -1,0 +1,544 @@
+//! Certificates from an ACME CA (RFC 8555, HTTP-01) for the sites that
+//! have no imported certificate, through the instant-acme crate.
+//!
+//! - The account key is made once and kept in `acme/account.json` (0600),
+//!   so renewals use the same account; it is never logged.
+//! - A challenge's answer goes to etcd (`{prefix}/acme/challenges/<token>`,
+//!   on the order's lease): every confd puts what is there into HAProxy's
+//!   `acme.map`, so whichever server the CA's validation request reaches
+//!   answers it ([`crate::challenges`]).
+//! - One order per domain at a time, across processes and servers: the
+//!   order holds `{prefix}/acme/locks/<domain>`, created in a transaction
+//!   only when absent, on a lease that outlives the bounded order (a
+//!   crashed orderer's lock disappears by itself).
+//! - The certificate (chain and a new key) goes to `acme/certs/<domain>.pem`;
+//!   the certificate thread ([`crate::sync`]) checks it and puts it into
+//!   HAProxy like an imported one. A failed order writes nothing, so a
+//!   good certificate stays until a renewal succeeds.
+//! - Renewal at two thirds of the lifetime; after a failure the domain
+//!   waits `tls.acme.retry_secs`, doubled per further failure (at most a
+//!   day), persisted in `tls-state.json` so a restart does not retry at once.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp};
+use hostyard_core::config::AcmeConfig;
+use hostyard_core::etcd::Schema;
+use hostyard_core::{log, Domain, Layout};
+use instant_acme::{
+    Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount,
+    NewOrder, OrderStatus, RetryPolicy,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::check::{not_after, not_before};
+use crate::files::KEY_FILE;
+use crate::state::{AcmeSite, TlsState};
+
+/// An order's lock and challenges live on a lease this long; an order
+/// gives up well before ([`ORDER_TIMEOUT`]), so the lock never expires
+/// under a running order.
+const LEASE_SECS: i64 = 300;
+/// The longest one order may take, all steps together.
+pub const ORDER_TIMEOUT: Duration = Duration::from_secs(120);
+/// The longest wait after a failure.
+const MAX_BACKOFF_SECS: u64 = 24 * 3600;
+/// How long an order waits for this server's HAProxy to hold a challenge's
+/// answer before telling the CA to validate.
+const CHALLENGE_VISIBLE: Duration = Duration::from_secs(10);
+
+/// The ACME status of each site, shared with the certificate thread,
+/// which writes it to `tls-state.json`.
+pub type AcmeStatus = Arc<Mutex<BTreeMap<Domain, AcmeSite>>>;
+
+/// What an attempt for one domain came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A certificate was written.
+    Obtained,
+    /// Another process or server holds the domain's lock.
+    Busy,
+    /// The certificate on disk is still good (another orderer renewed it).
+    NotDue,
+    /// The order failed; the domain backs off.
+    Failed(String),
+}
+
+/// The account file: the credentials and the directory they belong to.
+#[derive(Serialize, Deserialize)]
+struct StoredAccount {
+    directory: String,
+    credentials: AccountCredentials,
+}
+
+pub struct Acme {
+    layout: Layout,
+    schema: Schema,
+    config: AcmeConfig,
+    node: String,
+    account: Option<Account>,
+    status: AcmeStatus,
+}
+
+/// When a certificate valid from `not_before` to `not_after` is renewed.
+pub fn renew_at(not_before: i64, not_after: i64) -> i64 {
+    not_before + (not_after - not_before) * 2 / 3
+}
+
+/// The wait after the `failures`-th failure in a row (1 = the first).
+pub fn backoff_secs(retry_secs: u64, failures: u32) -> u64 {
+    let doublings = failures.saturating_sub(1).min(20);
+    retry_secs
+        .saturating_mul(1u64 << doublings)
+        .min(MAX_BACKOFF_SECS)
+}
+
+/// ACME's record of each site as the last run left it in
+/// `tls-state.json`: a restart keeps every backoff.
+pub fn load_status(layout: &Layout) -> AcmeStatus {
+    let mut map = BTreeMap::new();
+    match TlsState::load(&layout.tls_state()) {
+        Ok(Some(state)) => {
+            for (name, site) in state.sites {
+                if let (Ok(domain), Some(acme)) = (Domain::parse(&name), site.acme) {
+                    map.insert(domain, acme);
+                }
+            }
+        }
+        Ok(None) => {}
+        Err(e) => log!(Warning, "ACME starts without its last backoffs: {e:#}"),
+    }
+    Arc::new(Mutex::new(map))
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+impl Acme {
+    /// `status`: from [`load_status`] in confd (the backoffs of the last run).
+    pub fn new(
+        layout: Layout,
+        schema: Schema,
+        config: AcmeConfig,
+        node: String,
+        status: AcmeStatus,
+    ) -> Acme {
+        Acme {
+            layout,
+            schema,
+            config,
+            node,
+            account: None,
+            status,
+        }
+    }
+
+    /// The sites hosted here without an imported certificate.
+    fn sites(&self) -> Vec<Domain> {
+        let Ok(entries) = std::fs::read_dir(self.layout.domains_dir()) else {
+            return Vec::new();
+        };
+        let mut out: Vec<Domain> = entries
+            .filter_map(|e| e.ok()?.file_name().to_str().map(str::to_string))
+            .filter_map(|n| Domain::parse(&n).ok())
+            .filter(|d| !self.layout.tls_pem(d).exists())
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Whether `domain` needs a certificate now: none yet, or past two
+    /// thirds of the current one's lifetime.
+    pub fn needs_certificate(&self, domain: &Domain, now: i64) -> bool {
+        let Ok(pem) = std::fs::read(self.layout.acme_cert(domain)) else {
+            return true;
+        };
+        match (not_before(&pem), not_after(&pem)) {
+            (Some(nb), Some(na)) => now >= renew_at(nb, na),
+            _ => true,
+        }
+    }
+
+    fn backing_off(&self, domain: &Domain, now: i64) -> bool {
+        crate::lock(&self.status)
+            .get(domain)
+            .and_then(|s| s.next_try)
+            .is_some_and(|t| now < t)
+    }
+
+    /// One look at every site: those that need a certificate and are not
+    /// backing off are ordered, one after the other.
+    pub async fn pass(&mut self, etcd: &mut Client) -> Vec<(Domain, Outcome)> {
+        let now = unix_now();
+        let mut out = Vec::new();
+        for domain in self.sites() {
+            if !self.needs_certificate(&domain, now) || self.backing_off(&domain, now) {
+                continue;
+            }
+            let outcome = self.obtain(etcd, &domain).await;
+            out.push((domain, outcome));
+        }
+        out
+    }
+
+    /// Orders a certificate for `domain` now, due or not (a pass, or a
+    /// forced renewal), under the domain's lock.
+    pub async fn obtain(&mut self, etcd: &mut Client, domain: &Domain) -> Outcome {
+        self.obtain_inner(etcd, domain, true).await
+    }
+
+    /// Orders a certificate for `domain` even when the one on disk is
+    /// still good: a forced renewal.
+    pub async fn renew(&mut self, etcd: &mut Client, domain: &Domain) -> Outcome {
+        self.obtain_inner(etcd, domain, false).await
+    }
+
+    async fn obtain_inner(&mut self, etcd: &mut Client, domain: &Domain, if_due: bool) -> Outcome {
+        if !self.config.terms_accepted {
+            let why = format!(
+                "not ordered: the CA's terms are not accepted; read them ({}) and set tls.acme.terms_accepted: true",
+                self.config.directory
+            );
+            return self.failed(domain, why, false);
+        }
+        let lock_key = self.schema.acme_lock_key(domain);
+        let lease = match try_lock(etcd, &lock_key, &self.node).await {
+            Ok(Some(lease)) => lease,
+            Ok(None) => return Outcome::Busy,
+            Err(e) => {
+                // etcd is confd's to report; the order waits for it.
+                log!(Warning, "{domain}: ACME order waits for etcd: {e:#}");
+                return Outcome::Busy;
+            }
+        };
+        // Another orderer may have finished while this one waited.
+        let outcome = if if_due && !self.needs_certificate(domain, unix_now()) {
+            Outcome::NotDue
+        } else {
+            match tokio::time::timeout(ORDER_TIMEOUT, self.order(etcd, lease, domain)).await {
+                Ok(Ok(pem)) => match self.install(domain, &pem) {
+                    Ok(()) => Outcome::Obtained,
+                    Err(e) => self.failed(domain, format!("{e:#}"), true),
+                },
+                Ok(Err(e)) => self.failed(domain, format!("{e:#}"), true),
+                Err(_) => self.failed(
+                    domain,
+                    format!("the order took longer than {} s", ORDER_TIMEOUT.as_secs()),
+                    true,
+                ),
+            }
+        };
+        // The lock and the challenges go with the lease.
+        if let Err(e) = etcd.lease_revoke(lease).await {
+            log!(
+                Warning,
+                "{domain}: cannot release the ACME lock (it expires within {LEASE_SECS} s): {e}"
+            );
+        }
+        outcome
+    }
+
+    /// Records a failure: one log line, the backoff, the status.
+    fn failed(&mut self, domain: &Domain, why: String, count: bool) -> Outcome {
+        let now = unix_now();
+        let mut status = crate::lock(&self.status);
+        let site = status.entry(domain.clone()).or_default();
+        let repeated = site.error.as_deref() == Some(why.as_str());
+        if count {
+            site.failures = site.failures.saturating_add(1);
+            let wait = backoff_secs(self.config.retry_secs, site.failures);
+            site.next_try = Some(now + wait as i64);
+            log!(
+                Warning,
+                "{domain}: no ACME certificate from {}: {why}; HTTP keeps serving, {}; tried again in {wait} s",
+                self.config.directory,
+                if self.layout.acme_cert(domain).exists() {
+                    "the current certificate stays"
+                } else {
+                    "HTTPS answers with the default certificate"
+                }
+            );
+        } else {
+            // Not the CA's doing: no backoff, but say it once.
+            site.next_try = Some(now + self.config.retry_secs as i64);
+            if !repeated {
+                log!(Warning, "{domain}: {why}");
+            }
+        }
+        site.error = Some(why.clone());
+        Outcome::Failed(why)
+    }
+
+    fn install(&mut self, domain: &Domain, pem: &str) -> anyhow::Result<()> {
+        let check = crate::check_bundle(pem.as_bytes(), domain, SystemTime::now())
+            .map_err(|e| anyhow::anyhow!("the CA's certificate is unusable: {e}"))?;
+        let dest = self.layout.acme_cert(domain);
+        ensure_private_dir(dest.parent().context("acme cert dir")?)?;
+        KEY_FILE.write(&dest, pem.as_bytes())?;
+        let mut status = crate::lock(&self.status);
+        status.insert(domain.clone(), AcmeSite::default());
+        log!(
+            Notice,
+            "{domain}: ACME certificate obtained from {} for {} (valid until Unix time {})",
+            self.config.directory,
+            check.names.join(", "),
+            check.not_after
+        );
+        Ok(())
+    }
+
+    /// The account: the stored one for this directory, or a new one (its
+    /// key stored 0600 before it is used).
+    async fn account(&mut self) -> anyhow::Result<Account> {
+        if let Some(a) = &self.account {
+            return Ok(a.clone());
+        }
+        let dir = &self.config.directory;
+        let builder = || -> anyhow::Result<instant_acme::AccountBuilder> {
+            Ok(if self.config.ca_file.as_os_str().is_empty() {
+                Account::builder().context("setting up the HTTPS client")?
+            } else {
+                Account::builder_with_root(&self.config.ca_file).with_context(|| {
+                    format!("reading tls.acme.ca_file {}", self.config.ca_file.display())
+                })?
+            })
+        };
+        let path = self.layout.acme_account();
+        let stored: Option<StoredAccount> = hostyard_fs::read_if_exists(&path)?
+            .map(|raw| serde_json::from_slice(&raw))
+            .transpose()
+            .with_context(|| format!("{} is not an ACME account file", path.display()))?;
+        let account = match stored {
+            Some(s) if &s.directory == dir => builder()?
+                .from_credentials(s.credentials)
+                .await
+                .with_context(|| format!("the ACME server {dir} is unreachable or refused"))?,
+            _ => {
+                let contact = format!("mailto:{}", self.config.email);
+                let (account, credentials) = builder()?
+                    .create(
+                        &NewAccount {
+                            contact: &[&contact],
+                            terms_of_service_agreed: true,
+                            only_return_existing: false,
+                        },
+                        dir.clone(),
+                        None,
+                    )
+                    .await
+                    .with_context(|| {
+                        format!("the ACME server {dir} is unreachable or refused the account")
+                    })?;
+                ensure_private_dir(&self.layout.acme_dir())?;
+                let text = serde_json::to_vec(&StoredAccount {
+                    directory: dir.clone(),
+                    credentials,
+                })?;
+                KEY_FILE.write(&path, &text)?;
+                log!(
+                    Notice,
+                    "made an ACME account with {dir} (contact {}); its key is in {}",
+                    self.config.email,
+                    path.display()
+                );
+                account
+            }
+        };
+        self.account = Some(account.clone());
+        Ok(account)
+    }
+
+    /// One order: `domain` and `www.domain` in one certificate.
+    async fn order(
+        &mut self,
+        etcd: &mut Client,
+        lease: i64,
+        domain: &Domain,
+    ) -> anyhow::Result<String> {
+        let account = self.account().await?;
+        let names = vec![domain.to_string(), format!("www.{domain}")];
+        let ids: Vec<Identifier> = names.iter().map(|n| Identifier::Dns(n.clone())).collect();
+        let mut order = account
+            .new_order(&NewOrder::new(&ids))
+            .await
+            .context("the CA refused the order")?;
+        let mut auths = order.authorizations();
+        while let Some(auth) = auths.next().await {
+            let mut auth = auth.context("reading an authorization")?;
+            match auth.status {
+                AuthorizationStatus::Pending => {}
+                AuthorizationStatus::Valid => continue,
+                other => bail!("an authorization is {other:?}"),
+            }
+            let mut challenge = auth
+                .challenge(ChallengeType::Http01)
+                .context("the CA offers no HTTP-01 challenge")?;
+            let token = challenge.token.clone();
+            if !is_token(&token) {
+                bail!("the CA sent a malformed challenge token");
+            }
+            let key_auth = challenge.key_authorization();
+            etcd.put(
+                self.schema.acme_challenge_key(&token),
+                key_auth.as_str(),
+                Some(PutOptions::new().with_lease(lease)),
+            )
+            .await
+            .context("writing the challenge to etcd")?;
+            wait_until_served(&self.layout, &token).await;
+            challenge
+                .set_ready()
+                .await
+                .context("the CA refused the challenge")?;
+        }
+        let retry = RetryPolicy::new()
+            .initial_delay(Duration::from_millis(250))
+            .timeout(Duration::from_secs(60));
+        // The CA's problem document says why (e.g. the connection it tried).
+        let status = order
+            .poll_ready(&retry)
+            .await
+            .map_err(|e| anyhow::anyhow!("validation failed: {e}"))?;
+        if status != OrderStatus::Ready {
+            let mut why = format!("the order is {status:?}");
+            let mut auths = order.authorizations();
+            while let Some(Ok(auth)) = auths.next().await {
+                for c in &auth.challenges {
+                    if let Some(e) = &c.error {
+                        why = format!("validation failed: {e}");
+                    }
+                }
+            }
+            bail!(why);
+        }
+        let key = rcgen::KeyPair::generate().context("generating the certificate key")?;
+        let mut params =
+            rcgen::CertificateParams::new(names).context("certificate request parameters")?;
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        let csr = params
+            .serialize_request(&key)
+            .context("making the certificate request")?;
+        order
+            .finalize_csr(csr.der())
+            .await
+            .context("the CA refused the certificate request")?;
+        let chain = order
+            .poll_certificate(&retry)
+            .await
+            .context("waiting for the certificate")?;
+        let mut pem = chain;
+        if !pem.ends_with('\n') {
+            pem.push('\n');
+        }
+        pem.push_str(&key.serialize_pem());
+        Ok(pem)
+    }
+}
+
+/// A token as RFC 8555 makes them: base64url, so it is safe as a map key
+/// and an etcd key segment.
+pub fn is_token(token: &str) -> bool {
+    !token.is_empty()
+        && token.len() <= 256
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Takes the domain's lock when nobody holds it: the lease's id, or `None`.
+async fn try_lock(etcd: &mut Client, key: &str, node: &str) -> anyhow::Result<Option<i64>> {
+    let lease = etcd
+        .lease_grant(LEASE_SECS, None)
+        .await
+        .context("granting a lease")?
+        .id();
+    let txn = Txn::new()
+        .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+        .and_then([TxnOp::put(
+            key,
+            node,
+            Some(PutOptions::new().with_lease(lease)),
+        )]);
+    let resp = etcd.txn(txn).await.context("taking the lock")?;
+    if resp.succeeded() {
+        return Ok(Some(lease));
+    }
+    let _ = etcd.lease_revoke(lease).await;
+    Ok(None)
+}
+
+/// Waits (bounded) until this server's HAProxy answers the token, so the
+/// CA's first try finds it; without a running HAProxy it does not wait.
+async fn wait_until_served(layout: &Layout, token: &str) {
+    let deadline = tokio::time::Instant::now() + CHALLENGE_VISIBLE;
+    loop {
+        let served = match hostyard_haproxy::Session::connect(&layout.haproxy_admin_socket()) {
+            Ok(mut s) => hostyard_haproxy::MapApi::new(&mut s, &layout.acme_map())
+                .show_values()
+                .map(|v| v.iter().any(|(k, _)| k == token))
+                .unwrap_or(false),
+            Err(_) => return,
+        };
+        if served || tokio::time::Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot set the mode of {}", dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renewal_is_at_two_thirds_of_the_lifetime() {
+        assert_eq!(renew_at(0, 90 * 86400), 60 * 86400);
+        assert_eq!(renew_at(1000, 1300), 1200);
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_a_day_and_stays_under_five_an_hour() {
+        assert_eq!(backoff_secs(300, 1), 300);
+        assert_eq!(backoff_secs(300, 2), 600);
+        assert_eq!(backoff_secs(300, 3), 1200);
+        assert_eq!(backoff_secs(300, 40), 86400);
+        // Attempts within the first hour with the default: at 0, 5, 15, 35 min.
+        let mut t = 0;
+        let mut tries = 1;
+        for f in 1.. {
+            t += backoff_secs(300, f);
+            if t >= 3600 {
+                break;
+            }
+            tries += 1;
+        }
+        assert!(tries < 5, "{tries}");
+    }
+
+    #[test]
+    fn tokens_are_base64url() {
+        assert!(is_token("LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0"));
+        assert!(!is_token(""));
+        assert!(!is_token("a b"));
+        assert!(!is_token("../x"));
+    }
+}
