@@ -1260,10 +1260,36 @@ mod tests {
                 "haproxy:\n  maxconn: 10\n  site_maxconn: 11\n",
                 "haproxy.site_maxconn",
             ),
+            (
+                "tls:\n  acme:\n    directory: http://ca.example/dir\n    email: a@b.example\n",
+                "tls.acme.directory",
+            ),
+            (
+                "tls:\n  acme:\n    directory: https://ca.example/dir\n    email: nobody\n",
+                "tls.acme.email",
+            ),
+            (
+                "tls:\n  acme:\n    directory: https://ca.example/dir\n    email: a@b.example\n    ca_file: root.pem\n",
+                "tls.acme.ca_file",
+            ),
+            ("tls:\n  acme:\n    retry_secs: 0\n", "tls.acme.retry_secs"),
         ] {
             let err = parse(text).unwrap_err().to_string();
             assert!(err.contains(field), "{text:?}: {err}");
         }
+    }
+
+    #[test]
+    fn acme_is_off_by_default_and_on_with_a_directory() {
+        assert!(!parse("").unwrap().tls.acme.enabled());
+        let c =
+            parse("tls:\n  acme:\n    directory: https://ca.example/dir\n    email: a@b.example\n")
+                .unwrap();
+        assert!(c.tls.acme.enabled());
+        assert!(
+            !c.tls.acme.terms_accepted,
+            "the operator must accept the terms"
+        );
     }
 
     #[test]

@@ -94,5 +94,13 @@ mod tests {
         let w = site(Some(now + 90 * 86400), Some("it expired")).warning(now);
         assert!(w.unwrap().contains("refused: it expired"));
         assert_eq!(site(None, None).warning(now), None);
+        let mut failing = site(Some(now + 90 * 86400), None);
+        failing.acme = Some(AcmeSite {
+            failures: 2,
+            next_try: Some(now + 600),
+            error: Some("validation failed: connection refused".into()),
+        });
+        let w = failing.warning(now).unwrap();
+        assert!(w.contains("ACME: validation failed"), "{w}");
     }
 }
