@@ -394,10 +394,12 @@ impl Acme {
             .await
             .context("writing the challenge to etcd")?;
             wait_until_served(&self.layout, &token).await;
+            // A fast CA may already have validated (and failed) in its
+            // answer to this request.
             challenge
                 .set_ready()
                 .await
-                .context("the CA refused the challenge")?;
+                .map_err(|e| anyhow::anyhow!("validation failed: {e}"))?;
         }
         let retry = RetryPolicy::new()
             .initial_delay(Duration::from_millis(250))
