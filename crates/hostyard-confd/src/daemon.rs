@@ -536,6 +536,9 @@ impl Daemon {
                 self.allowed_resolved = Instant::now();
                 self.config.haproxy = new.haproxy;
                 self.config.confd = new.confd;
+                // A server added to or removed from the fleet: its peer
+                // frontend's sources and where its sites go.
+                self.config.fleet = new.fleet;
                 log!(Notice, "SIGHUP: re-read {}", self.config_path.display());
                 if let Err(e) = self.ensure_structure() {
                     log!(Err, "SIGHUP: {e:#}");

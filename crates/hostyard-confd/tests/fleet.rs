@@ -274,6 +274,47 @@ fn every_server_serves_every_site_and_only_peers_may_forward() {
     );
 }
 
+/// Waits until this server's haproxy.cfg holds `what`.
+fn cfg_says(s: &Server, what: &str) {
+    let path = s.router.layout.haproxy_cfg();
+    wait_until(&format!("{what:?} in haproxy.cfg"), T, || {
+        std::fs::read_to_string(&path)
+            .ok()
+            .filter(|t| t.contains(what))
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", s.router.confd_log()));
+}
+
+/// A server added to the fleet later: the others learn it from their node
+/// config on SIGHUP (deploy/server.sh add sends it), and serve its sites
+/// from then on; before, its registrations are refused (503), not routed
+/// to the address they name.
+#[test]
+fn a_peer_added_to_the_node_config_is_forwarded_to_after_sighup() {
+    let etcd = Etcd::start().unwrap();
+    let (mut a, b) = fleet(&etcd);
+    a.router.config.fleet.peers.clear();
+    a.router.write_config();
+    a.router.confd.as_ref().unwrap().signal("HUP");
+    let site = EchoSite::start("on-b");
+    b.register(&etcd, "new.example.com", site.port, None);
+    b.wait_for("new.example.com", 200, "site=on-b");
+    a.wait_for("new.example.com", 503, "");
+    // And its peer frontend takes no peer's requests now.
+    cfg_says(&a, "    tcp-request connection reject\n");
+    a.router.config.fleet.peers = vec![FleetPeer {
+        name: "b".into(),
+        address: "127.0.0.3".parse().unwrap(),
+    }];
+    a.router.write_config();
+    a.router.confd.as_ref().unwrap().signal("HUP");
+    a.wait_for("new.example.com", 200, "site=on-b xff=[127.0.0.1]");
+    cfg_says(
+        &a,
+        "tcp-request connection reject unless { src 127.0.0.3 }\n",
+    );
+}
+
 /// Losing a server: its registrations expire with their lease, and its
 /// sites turn to the 503 page (not 404) on every server, within the TTL;
 /// when it registers again they come back everywhere.
