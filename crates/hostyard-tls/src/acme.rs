@@ -179,7 +179,10 @@ impl Acme {
     pub async fn pass(&mut self, etcd: &mut Client) -> Vec<(Domain, Outcome)> {
         let now = unix_now();
         let mut out = Vec::new();
-        for domain in self.sites() {
+        let sites = self.sites();
+        // A site that left (or got an imported certificate) has no record.
+        crate::lock(&self.status).retain(|d, _| sites.contains(d));
+        for domain in sites {
             if !self.needs_certificate(&domain, now) || self.backing_off(&domain, now) {
                 continue;
             }
