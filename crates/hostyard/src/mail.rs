@@ -9,6 +9,14 @@
 //! starting for every other domain (at the next boot, say). Its domain stays
 //! an accepted destination whose mail is deferred (451), so senders retry
 //! until the file is fixed instead of getting a bounce.
+//!
+//! postfix offers STARTTLS with the server name's certificate: the one
+//! HAProxy serves for that name (confd's crt-list: imported or ACME, already
+//! checked), else HAProxy's self-signed default. A copy goes into the config
+//! dir as [`TLS_PEM`] (0600, root: smtpd reads it before it drops
+//! privileges), so the container sees one key, not every site's.
+//! postfix-tls.path re-runs the comparison when the certificate directory
+//! changes and reloads postfix only when the copy is out of date.
 
 use std::fs;
 use std::io::{self, BufRead, BufReader, Write};
@@ -28,6 +36,8 @@ pub const MASTER_CF: &str = "master.cf";
 pub const VIRTUAL_DOMAINS: &str = "virtual_domains";
 pub const VIRTUAL: &str = "virtual";
 pub const DEFERRED_DOMAINS: &str = "deferred_domains";
+/// postfix's certificate and key (HAProxy's order: certificate, chain, key).
+pub const TLS_PEM: &str = "tls.pem";
 
 #[derive(Template)]
 #[template(path = "postfix/main.cf")]
@@ -36,6 +46,8 @@ struct MainCf {
     config_dir: String,
     hostname: String,
     relayhost: String,
+    /// Whether a certificate is there to offer STARTTLS with.
+    tls: bool,
 }
 
 #[derive(Template)]
@@ -187,13 +199,53 @@ pub fn mail_hostname(config: &NodeConfig, kernel_hostname: &str) -> Result<Strin
         .map_err(|_| MailError::Hostname(kernel_hostname.to_string()))
 }
 
-/// Renders postfix's config dir: pure, so it is golden-tested.
+/// The certificate postfix offers, and the file it was copied from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailCert {
+    pub source: PathBuf,
+    pub pem: Vec<u8>,
+}
+
+/// The certificate for `hostname`: the file HAProxy serves for that name
+/// (the crt-list line that names it: confd checked it before listing it),
+/// else HAProxy's self-signed default; `None` while neither exists (confd
+/// has not run yet: postfix then offers no STARTTLS until it has).
+pub fn mail_certificate(layout: &Layout, hostname: &str) -> Result<Option<MailCert>, MailError> {
+    let read = |path: PathBuf| -> Result<Option<MailCert>, MailError> {
+        match fs::read(&path) {
+            Ok(pem) => Ok(Some(MailCert { source: path, pem })),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(MailError::Read { path, source }),
+        }
+    };
+    let list = layout.haproxy_crt_list();
+    if let Some(text) = read(list)? {
+        let text = String::from_utf8_lossy(&text.pem);
+        let listed = hostyard_tls::files::parse_crt_list(layout, &text);
+        let own = listed
+            .iter()
+            .find(|(_, names)| names.iter().any(|n| n.eq_ignore_ascii_case(hostname)));
+        if let Some((domain, _)) = own {
+            // Between confd's write of the list and of the file the file
+            // may be missing for a moment: the default serves until the
+            // next change of the directory.
+            if let Some(cert) = read(layout.haproxy_cert(domain))? {
+                return Ok(Some(cert));
+            }
+        }
+    }
+    read(layout.haproxy_default_cert())
+}
+
+/// Renders postfix's config dir: pure, so it is golden-tested. `tls`: a
+/// certificate is copied beside it as [`TLS_PEM`].
 pub fn render_mail(
     layout: &Layout,
     hostname: &str,
     relayhost: &str,
     maps: &[ForwardMap],
     deferred: &[Domain],
+    tls: bool,
 ) -> askama::Result<Vec<UnitFile>> {
     let forwards_dir = path_str(&layout.postfix_forwards_dir());
     let config_dir = path_str(&layout.postfix_config_dir());
@@ -202,6 +254,7 @@ pub fn render_mail(
         config_dir,
         hostname: hostname.to_string(),
         relayhost: relayhost.to_string(),
+        tls,
     };
     let mut accepted: Vec<String> = maps
         .iter()

@@ -49,6 +49,10 @@ enum Command {
         /// Write nothing; exit 1 and list the files that differ or are missing.
         #[arg(long)]
         check: bool,
+        /// Write nothing; exit 0 when postfix's certificate copy is out of
+        /// date (postfix-tls.service's ExecCondition), 1 when it is current.
+        #[arg(long, conflicts_with = "check")]
+        certificate_changed: bool,
     },
     /// Wait until postfix answers SMTP on 127.0.0.1:25 (postfix.service's
     /// ExecStartPost).
@@ -307,7 +311,16 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let code = hostyard::status::run(&config, json).map_err(runtime)?;
             Ok(u8::try_from(code).unwrap_or(1))
         }
-        Command::Mail { check } => mail(&config, check),
+        Command::Mail {
+            check,
+            certificate_changed,
+        } => {
+            if certificate_changed {
+                mail_certificate_changed(&config)
+            } else {
+                mail(&config, check)
+            }
+        }
         Command::MailWait { timeout } => {
             let address = hostyard::mail::SMTP_ADDRESS
                 .parse()
@@ -790,15 +803,35 @@ fn mail(config: &NodeConfig, check: bool) -> Result<u8, Failure> {
     }
     let deferred = read.deferred();
     let maps = read.maps;
-    let kernel_hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default();
-    let hostname = mail::mail_hostname(config, &kernel_hostname).map_err(usage)?;
-    let files = mail::render_mail(&layout, &hostname, &config.mail.relayhost, &maps, &deferred)
-        .map_err(|e| runtime(anyhow::Error::new(e).context("cannot render postfix's config")))?;
+    let hostname = mail_hostname(config)?;
+    let cert = mail::mail_certificate(&layout, &hostname).map_err(runtime)?;
+    if cert.is_none() {
+        eprintln!(
+            "<4>{PROGRAM}: no certificate for {hostname} and no default one in {}: postfix offers no STARTTLS until haproxy-confd has made one",
+            layout.haproxy_certs_dir().display()
+        );
+    }
+    let files = mail::render_mail(
+        &layout,
+        &hostname,
+        &config.mail.relayhost,
+        &maps,
+        &deferred,
+        cert.is_some(),
+    )
+    .map_err(|e| runtime(anyhow::Error::new(e).context("cannot render postfix's config")))?;
     let out = layout.postfix_config_dir();
+    let tls_path = out.join(mail::TLS_PEM);
+    let tls_current = hostyard_fs::read_if_exists(&tls_path).map_err(runtime)?;
+    let tls_stale = tls_current.as_deref() != cert.as_ref().map(|c| c.pem.as_slice());
     if check {
-        let differences = check_units(&out, &files).map_err(runtime)?;
+        let mut differences = check_units(&out, &files).map_err(runtime)?;
+        if tls_stale {
+            differences.push(match tls_current {
+                None => Difference::Missing(tls_path.clone()),
+                Some(_) => Difference::Differs(tls_path.clone()),
+            });
+        }
         for d in &differences {
             match d {
                 Difference::Missing(p) => println!("missing {}", p.display()),
@@ -816,7 +849,28 @@ fn mail(config: &NodeConfig, check: bool) -> Result<u8, Failure> {
         std::fs::create_dir_all(dir)
             .map_err(|e| runtime(anyhow::anyhow!("cannot create {}: {e}", dir.display())))?;
     }
-    let changes = write_units(&out, &files).map_err(runtime)?;
+    let mut changes = write_units(&out, &files).map_err(runtime)?;
+    // Before postfix reads main.cf's TLS lines; a private key: 0600.
+    if tls_stale {
+        match &cert {
+            Some(c) => {
+                hostyard_tls::files::KEY_FILE
+                    .write(&tls_path, &c.pem)
+                    .map_err(runtime)?;
+                changes.push(match tls_current {
+                    None => Change::Created(tls_path.clone()),
+                    Some(_) => Change::Updated(tls_path.clone()),
+                });
+                eprintln!(
+                    "{PROGRAM}: postfix's certificate is now {}",
+                    c.source.display()
+                );
+            }
+            None => std::fs::remove_file(&tls_path).map_err(|e| {
+                runtime(anyhow::anyhow!("cannot remove {}: {e}", tls_path.display()))
+            })?,
+        }
+    }
     for c in &changes {
         match c {
             Change::Created(p) => println!("created {}", p.display()),
@@ -828,9 +882,36 @@ fn mail(config: &NodeConfig, check: bool) -> Result<u8, Failure> {
         maps.len(),
         forwards.display(),
         changes.len(),
-        files.len(),
+        files.len() + usize::from(cert.is_some()),
         out.display()
     );
+    Ok(0)
+}
+
+/// The name postfix greets with, from the config or the kernel.
+fn mail_hostname(config: &NodeConfig) -> Result<String, Failure> {
+    let kernel_hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    hostyard::mail::mail_hostname(config, &kernel_hostname).map_err(usage)
+}
+
+/// `hostyard mail --certificate-changed`: whether postfix's copy of its
+/// certificate differs from the one it should offer (exit 0: reload it; 1:
+/// nothing to do). postfix-tls.service asks this whenever HAProxy's
+/// certificate directory changes, so a renewal of another site's
+/// certificate does not reload postfix.
+fn mail_certificate_changed(config: &NodeConfig) -> Result<u8, Failure> {
+    let layout = config.layout();
+    let hostname = mail_hostname(config)?;
+    let cert = hostyard::mail::mail_certificate(&layout, &hostname).map_err(runtime)?;
+    let copy = layout.postfix_config_dir().join(hostyard::mail::TLS_PEM);
+    let current = hostyard_fs::read_if_exists(&copy).map_err(runtime)?;
+    if current.as_deref() == cert.as_ref().map(|c| c.pem.as_slice()) {
+        return Ok(1);
+    }
+    let source = cert.map_or_else(|| "none".to_string(), |c| c.source.display().to_string());
+    eprintln!("{PROGRAM}: postfix's certificate is out of date (now: {source})");
     Ok(0)
 }
 

@@ -38,6 +38,12 @@ pub const TARGET_UNIT: &str = "hostyard.target";
 pub const HAPROXY_UNIT: &str = "haproxy.service";
 pub const CONFD_UNIT: &str = "haproxy-confd.service";
 pub const POSTFIX_UNIT: &str = "postfix.service";
+/// Watches HAProxy's certificates for postfix's STARTTLS, and what it starts.
+pub const POSTFIX_TLS_PATH: &str = "postfix-tls.path";
+pub const POSTFIX_TLS_UNIT: &str = "postfix-tls.service";
+
+/// systemctl, for a unit that reloads another.
+const SYSTEMCTL: &str = "/usr/bin/systemctl";
 
 /// Container names of the server-wide containers. They contain no kind
 /// slug followed by `_`, so `SiteKind::parse_container_name` never takes them
@@ -73,6 +79,8 @@ pub fn render_units(config: &NodeConfig, config_path: &Path) -> askama::Result<V
         file(HAPROXY_UNIT, v.haproxy_unit().render()?),
         file(CONFD_UNIT, v.confd_unit().render()?),
         file(POSTFIX_UNIT, v.postfix_unit().render()?),
+        file(POSTFIX_TLS_PATH, v.postfix_tls_path().render()?),
+        file(POSTFIX_TLS_UNIT, v.postfix_tls_unit().render()?),
         file(MYSQL_TEMPLATE_UNIT, v.mysql_unit().render()?),
         file(BACKUP_TEMPLATE_UNIT, v.backup_unit().render()?),
         file(BACKUP_TIMER_TEMPLATE, v.backup_timer().render()?),
@@ -202,7 +210,7 @@ struct TargetUnit {
 }
 
 fn target_unit(config: &NodeConfig) -> TargetUnit {
-    let mut wants = vec![CONFD_UNIT, HAPROXY_UNIT, POSTFIX_UNIT];
+    let mut wants = vec![CONFD_UNIT, HAPROXY_UNIT, POSTFIX_UNIT, POSTFIX_TLS_PATH];
     if config.backup.enabled() {
         wants.extend([BACKUP_PRUNE_TIMER, BACKUP_CHECK_TIMER]);
     }
@@ -357,6 +365,24 @@ struct PostfixUnit {
     queue_dir: String,
     /// Confinement and limits, one `docker run` option a line.
     run_options: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(path = "postfix-tls.path")]
+struct PostfixTlsPath {
+    data_root: String,
+    target: &'static str,
+    service: &'static str,
+    certs_dir: String,
+}
+
+#[derive(Template)]
+#[template(path = "postfix-tls.service")]
+struct PostfixTlsUnit {
+    path_unit: &'static str,
+    changed: String,
+    systemctl: &'static str,
+    postfix_unit: &'static str,
 }
 
 /// A site container (`<kind>@.service`).
@@ -582,6 +608,24 @@ impl<'a> Values<'a> {
             config_dir: path_str(&self.layout.postfix_config_dir()),
             queue_dir: path_str(&self.layout.postfix_queue_dir()),
             run_options: server_wide_options(&POSTFIX_CAPS, &self.config.limits.postfix),
+        }
+    }
+
+    fn postfix_tls_path(&self) -> PostfixTlsPath {
+        PostfixTlsPath {
+            data_root: self.data_root(),
+            target: TARGET_UNIT,
+            service: POSTFIX_TLS_UNIT,
+            certs_dir: path_str(&self.layout.haproxy_certs_dir()),
+        }
+    }
+
+    fn postfix_tls_unit(&self) -> PostfixTlsUnit {
+        PostfixTlsUnit {
+            path_unit: POSTFIX_TLS_PATH,
+            changed: self.helper_exec(HOSTYARD_BIN, &["mail", "--certificate-changed"]),
+            systemctl: SYSTEMCTL,
+            postfix_unit: POSTFIX_UNIT,
         }
     }
 
@@ -979,6 +1023,8 @@ mod tests {
             "haproxy.service",
             "haproxy-confd.service",
             "postfix.service",
+            "postfix-tls.path",
+            "postfix-tls.service",
             "hostyard.target",
             "static@.service",
             "static-importer@.service",
@@ -1007,7 +1053,7 @@ mod tests {
                 "{expected} in {names:?}"
             );
         }
-        assert_eq!(names.len(), 25, "{names:?}");
+        assert_eq!(names.len(), 27, "{names:?}");
     }
 
     #[test]

@@ -234,7 +234,7 @@ fn check_exits_1_listing_missing_and_different_files_and_writes_nothing() {
 
     let out = hostyard(&["--config", &config, "generate", "--out", &units, "--check"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert_eq!(stdout(&out).lines().count(), 25, "{}", stdout(&out));
+    assert_eq!(stdout(&out).lines().count(), 27, "{}", stdout(&out));
     assert!(stdout(&out).lines().all(|l| l.starts_with("missing ")));
     assert!(!Path::new(&units).exists(), "--check created the out dir");
 
@@ -702,7 +702,7 @@ fn every_generated_unit_passes_systemd_analyze_verify() {
         .into_keys()
         .map(|name| units.join(name.replace("@.", "@example.com.")))
         .collect();
-    assert_eq!(names.len(), 25);
+    assert_eq!(names.len(), 27);
     let out = Command::new(&analyze)
         .arg("verify")
         .arg("--man=no")

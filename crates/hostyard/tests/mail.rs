@@ -36,6 +36,7 @@ fn rendered_mail_config_matches_the_goldens() {
         "[smtp.example.org]:587",
         &maps,
         &[domain("broken.example")],
+        true,
     )
     .expect("render");
     let tree = files.into_iter().map(|f| (f.name, f.contents)).collect();
@@ -238,4 +239,87 @@ fn relayhost_that_could_inject_settings_is_refused() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("mail.relayhost"), "{err}");
     assert!(!dir.join("data").exists(), "wrote something");
+}
+
+/// postfix's STARTTLS certificate (issue 13 item 8): the one HAProxy serves
+/// for the server name when the crt-list names it, else HAProxy's default;
+/// copied 0600 into postfix's config dir; `--certificate-changed` says when
+/// the copy is out of date (exit 0) or current (exit 1), writing nothing.
+/// Real postfix offers it over STARTTLS in the end-to-end suite
+/// (`t_mail_starttls_offers_the_server_certificate`).
+#[test]
+fn postfix_gets_the_server_names_certificate_else_the_default() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, config) = server();
+    let changed = || {
+        hostyard(&["--config", &config, "mail", "--certificate-changed"])
+            .status
+            .code()
+    };
+    let tls = etc(&dir).join("tls.pem");
+    // No certificate anywhere yet (confd has not run): no STARTTLS, said.
+    let out = hostyard(&["--config", &config, "mail"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("postfix offers no STARTTLS"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!read_tree(&etc(&dir))["main.cf"].contains("smtpd_tls"));
+    assert_eq!(changed(), Some(1));
+
+    let certs = dir.join("data/runtime/haproxy/certs");
+    fs::create_dir_all(&certs).expect("mkdir");
+    fs::write(certs.join("_default.pem"), "DEFAULT\n").expect("write");
+    assert_eq!(changed(), Some(0));
+    assert!(!tls.exists(), "--certificate-changed wrote");
+    let out = hostyard(&["--config", &config, "mail"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains(&format!("created {}", tls.display())));
+    assert_eq!(fs::read_to_string(&tls).expect("copy"), "DEFAULT\n");
+    let mode = fs::metadata(&tls).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let main_cf = &read_tree(&etc(&dir))["main.cf"];
+    assert!(
+        main_cf.contains("\nsmtpd_tls_security_level = may\n"),
+        "{main_cf}"
+    );
+    assert!(main_cf.contains(&format!("\nsmtpd_tls_cert_file = {}\n", tls.display())));
+    assert!(main_cf.contains("\nsmtpd_tls_protocols = >=TLSv1.2\n"));
+    assert_eq!(changed(), Some(1));
+
+    // Another site's certificate is not the server's.
+    let list = certs.join("certs.list");
+    let line =
+        |d: &str, names: &str| format!("{} {names}\n", certs.join(format!("{d}.pem")).display());
+    fs::write(certs.join("example.com.pem"), "SITE\n").expect("write");
+    fs::write(&list, line("example.com", "example.com www.example.com")).expect("write");
+    assert_eq!(changed(), Some(1));
+    // The server name's, once listed (its `www.`-less name or an alias).
+    fs::write(certs.join("mx.example.com.pem"), "SERVER\n").expect("write");
+    fs::write(
+        &list,
+        line("example.com", "example.com www.example.com")
+            + &line("mx.example.com", "mx.example.com"),
+    )
+    .expect("write");
+    assert_eq!(changed(), Some(0));
+    let out = hostyard(&["--config", &config, "mail"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), format!("updated {}\n", tls.display()));
+    assert_eq!(fs::read_to_string(&tls).expect("copy"), "SERVER\n");
+    // Renewed: out of date until the next render.
+    fs::write(certs.join("mx.example.com.pem"), "RENEWED\n").expect("write");
+    assert_eq!(changed(), Some(0));
+    let out = hostyard(&["--config", &config, "mail", "--check"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stdout(&out), format!("differs {}\n", tls.display()));
+    hostyard(&["--config", &config, "mail"]);
+    assert_eq!(fs::read_to_string(&tls).expect("copy"), "RENEWED\n");
+    // Taken out of the list (removed or refused): back to the default.
+    fs::write(&list, line("example.com", "example.com www.example.com")).expect("write");
+    assert_eq!(changed(), Some(0));
+    hostyard(&["--config", &config, "mail"]);
+    assert_eq!(fs::read_to_string(&tls).expect("copy"), "DEFAULT\n");
+    assert_eq!(changed(), Some(1));
 }
