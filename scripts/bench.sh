@@ -7,6 +7,10 @@
 #                            WordPress site's latency during its backup and
 #                            its restore, on a server in a box (as root; see
 #                            scripts/bench/backup.sh)
+#   scripts/bench.sh tls     HTTPS handshakes and keep-alive requests vs a
+#                            plain HAProxy, adding a certificate with 1,000
+#                            loaded, HAProxy start and memory with 1,000
+#                            (see scripts/bench/tls.sh)
 #   scripts/bench.sh start   `systemctl start static-git@D` to its first 200
 #                            through HAProxy, for one site and for 20 started
 #                            together, and the memory of a site (as root)
@@ -31,7 +35,7 @@ TWENTY=20
 GIT_URL=git://127.0.0.1:9418/site.git
 
 usage() {
-    echo "usage: scripts/bench.sh confd | start | backup" >&2
+    echo "usage: scripts/bench.sh confd | start | backup | tls" >&2
 }
 
 require() {
@@ -314,10 +318,13 @@ start_measure() {
 
 # shellcheck source=scripts/bench/backup.sh
 . "$repo/scripts/bench/backup.sh"
+# shellcheck source=scripts/bench/tls.sh
+. "$repo/scripts/bench/tls.sh"
 
 main() {
     case "$*" in
         backup) bench_backup ;;
+        tls) bench_tls ;;
         backup-measure) backup_measure ;;
         confd) bench_confd ;;
         start) bench_start ;;

@@ -10,11 +10,12 @@
 
 bench_tls() {
     local tools
+    # shellcheck disable=SC2154 # repo: set by scripts/bench.sh, which sources this
     tools=$("$repo/scripts/test-tools.sh") || die "scripts/test-tools.sh failed"
     export PATH="$tools:$PATH"
     require wrk wrk
     require curl curl
-    cd "$repo"
+    cd "$repo" || die "cannot cd to $repo"
     # Site start to its first valid HTTPS answer needs ACME (pebble), which
     # this bench does not measure yet: the summary says NA unless the
     # caller measured it and passes HOSTYARD_BENCH_START_TO_HTTPS_MS.
