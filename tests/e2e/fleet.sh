@@ -161,6 +161,46 @@ t_no_plaintext_etcd_off_loopback() {
     "$(on n2 curl -s --max-time 3 --cacert /etc/hostyard/etcd/ca.pem "https://${IP[n1]}:2379/health" >/dev/null 2>&1 && echo served || echo refused)" refused
 }
 
+# Issue 12's drill on a second server: n1 backs site-n1.example up to a
+# restic repository on n3 over sftp (root's key only, n3's host key pinned
+# in known_hosts), n1 is lost, and n2, with the same repository and
+# password file, restores the site: the same page through n2.
+t_restore_on_a_second_server() {
+  local repository="sftp:root@${IP[n3]}:/srv/fleet-restic" s key out domains rc=0
+  # n1 and n2 get a key of their own, authorized on n3 only, and n3's host
+  # key from n3 itself.
+  for s in n1 n2; do
+    on "$s" sh -c 'mkdir -p /root/.ssh && ssh-keygen -q -t ed25519 -N "" -f /root/.ssh/id_ed25519' || return 1
+    key=$(on "$s" cat /root/.ssh/id_ed25519.pub)
+    oni n3 sh -c 'cat >>/root/.ssh/authorized_keys' <<<"$key"
+    printf '%s %s\n' "${IP[n3]}" "$(on n3 cut -d' ' -f1,2 /etc/ssh/ssh_host_ed25519_key.pub)" |
+      oni "$s" sh -c 'cat >>/root/.ssh/known_hosts'
+    printf 'backup:\n  repository: %s\n' "$repository" | oni "$s" sh -c 'cat >>/etc/hostyard/hostyard.yaml'
+    on "$s" hostyard generate --out /etc/systemd/system >/dev/null || return 1
+    on "$s" systemctl daemon-reload
+  done
+  on n1 hostyard backup init >/dev/null || return 1
+  # The password file moves from n1 to n2 as the operator would, never
+  # printed.
+  on n1 cat /etc/hostyard/restic-password |
+    oni n2 sh -c 'umask 077 && cat >/etc/hostyard/restic-password'
+  # By its unit (sandboxed, as the timer runs it), over sftp.
+  on n1 systemctl start backup@site-n1.example.service || return 1
+  expect "n1's snapshot, listed from n2" "$(on n2 hostyard backup ls site-n1.example | grep -c ' static ')" 1 || rc=1
+
+  # n1 is lost: its site stopped, its data gone.
+  deploy site.sh remove site-n1.example >/dev/null 2>&1 || return 1
+  domains=$(on n1 hostyard names dirs | awk '$1 == "domains" { print $2 }')
+  on n1 rm -rf "${domains:?}/site-n1.example"
+  out=$(on n2 hostyard restore site-n1.example 2>&1) || {
+    printf '%s\n' "$out" >&2
+    return 1
+  }
+  expect "site-n1.example restored on n2" \
+    "$(jump curl -s --max-time 5 -H "Host: site-n1.example" "http://${IP[n2]}/")" "hello from n1" || rc=1
+  return "$rc"
+}
+
 t_quorum_holds_with_one_member_stopped() {
   on n3 systemctl stop etcd.service
   local rc=0
@@ -195,7 +235,7 @@ main() {
   make_fleet
   for name in t_servers_set_up_one_member_at_a_time t_sites_on_their_servers \
     t_site_containers_cannot_reach_etcd t_no_plaintext_etcd_off_loopback \
-    t_quorum_holds_with_one_member_stopped t_removed_server_is_refused; do
+    t_restore_on_a_second_server t_quorum_holds_with_one_member_stopped t_removed_server_is_refused; do
     step "$name"
     if "$name"; then PASSED+=("$name"); else FAILED+=("$name"); fi
   done
