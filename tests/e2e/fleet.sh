@@ -166,7 +166,7 @@ t_no_plaintext_etcd_off_loopback() {
 # in known_hosts), n1 is lost, and n2, with the same repository and
 # password file, restores the site: the same page through n2.
 t_restore_on_a_second_server() {
-  local repository="sftp:root@${IP[n3]}:/srv/fleet-restic" s key out domains rc=0
+  local repository="sftp:root@${IP[n3]}:/srv/fleet-restic" s key out domains rc=0 t0=$SECONDS
   # n1 and n2 get a key of their own, authorized on n3 only, and n3's host
   # key from n3 itself.
   for s in n1 n2; do
@@ -198,6 +198,7 @@ t_restore_on_a_second_server() {
   }
   expect "site-n1.example restored on n2" \
     "$(jump curl -s --max-time 5 -H "Host: site-n1.example" "http://${IP[n2]}/")" "hello from n1" || rc=1
+  note "keys, backup, listing and restore over sftp: $((SECONDS - t0)) s"
   return "$rc"
 }
 
