@@ -323,8 +323,10 @@ impl Layout {
     }
 
     /// ACME's files (mode 0700): the account and obtained certificates.
+    /// Beside HAProxy's certificates, in the one tree confd may write
+    /// (its unit's `ReadWritePaths=`).
     pub fn acme_dir(&self) -> PathBuf {
-        self.root.join("acme")
+        self.runtime_haproxy().join("acme")
     }
 
     /// The ACME account (its private key, 0600): made once, kept across
