@@ -75,7 +75,7 @@ make_fleet() {
   step "booting the jump box and ${SERVERS[*]} on $NET"
   docker network create "$NET" >/dev/null
   for s in jump "${SERVERS[@]}"; do boot "$s"; done
-  apt_in jump openssh-client openssl curl
+  apt_in jump openssh-client openssl curl wrk
   jump sh -c 'mkdir -p /root/.ssh && ssh-keygen -q -t ed25519 -N "" -f /root/.ssh/id_ed25519'
   jump mkdir -p "$FLEET"
   local pub inventory="servers:"
@@ -134,6 +134,147 @@ t_sites_on_their_servers() {
   done
   expect "the fleet's list" "$(deploy site.sh list 2>/dev/null | awk '{print $4}' | tr '\n' ' ')" "active active active "
   expect "add again" "$(deploy site.sh add site-n1.example 2>&1 | grep -c 'nothing changed')" 1
+}
+
+# until SECS CMD...: re-runs CMD until it succeeds; prints the seconds it
+# took (with a fraction), fails after SECS.
+until_ok() {
+  local limit=$1 t0 now
+  shift
+  t0=$(date +%s.%N)
+  while ! "$@" >/dev/null 2>&1; do
+    now=$(date +%s.%N)
+    if awk -v a="$t0" -v b="$now" -v l="$limit" 'BEGIN { exit !(b - a > l) }'; then
+      return 1
+    fi
+    sleep 0.05
+  done
+  now=$(date +%s.%N)
+  awk -v a="$t0" -v b="$now" 'BEGIN { printf "%.2f\n", b - a }'
+}
+
+# says SERVER DOMAIN TEXT: DOMAIN through SERVER's HAProxy answers TEXT.
+says() {
+  [ "$(jump curl -s --max-time 3 -H "Host: $2" "http://${IP[$1]}/")" = "$3" ]
+}
+
+# down SERVER DOMAIN: SERVER answers DOMAIN with its own 503 page (a
+# site hosted but down), not a 404 and not a failed forward.
+down() {
+  jump curl -s -o /dev/null -D - --max-time 3 -H "Host: $2" "http://${IP[$1]}/" |
+    tr -d '\r' | grep -qix 'x-hostyard-page: down'
+}
+
+# Issue 11 item 4: every server serves every site, the ones it hosts itself
+# and, forwarded to the peer that hosts them, the others, over HTTP and
+# HTTPS (TLS ends on the server the request reached), and the hosting
+# server logs the client, not the forwarding server.
+t_every_server_serves_every_site() {
+  local s t rc=0
+  for s in "${SERVERS[@]}"; do
+    for t in "${SERVERS[@]}"; do
+      expect "site-$s.example through $t" \
+        "$(jump curl -s --max-time 5 -H "Host: site-$s.example" "http://${IP[$t]}/")" "hello from $s" || rc=1
+    done
+  done
+  expect "site-n1.example over HTTPS through n3" \
+    "$(jump curl -sk --max-time 5 --resolve "site-n1.example:443:${IP[n3]}" https://site-n1.example/)" \
+    "hello from n1" || rc=1
+  expect "n1 logs the jump box as the client of a request through n3" \
+    "$(on n1 journalctl -u haproxy --no-pager -n 200 | grep -c "${IP[jump]} site-n1.example GET")" \
+    "$(on n1 journalctl -u haproxy --no-pager -n 200 | grep -c 'site-n1.example GET')" || rc=1
+  # The peer frontend takes nothing from the jump box, which is no server.
+  expect "n1's peer port from the jump box" \
+    "$(jump curl -s --max-time 3 -H 'Host: site-n1.example' "http://${IP[n1]}:8405/" || echo refused)" refused || rc=1
+  return "$rc"
+}
+
+# A site added on n1 is served through n3: 20 of them, each timed from the
+# start of deploy/site.sh add to its first answer through n3 (the add
+# returns once n1 routes it).
+t_site_added_on_n1_is_served_through_n3() {
+  local i d took=() lag=() t0 t1 rc=0
+  for i in $(seq -w 1 20); do
+    d=p$i.example
+    jump sh -c "printf '  - {domain: $d, kind: static, server: n1}\n' >>$FLEET/fleet.yaml"
+    jump mkdir -p "/tmp/site-$d/static/www-content"
+    printf 'hello from %s\n' "$d" | jump sh -c "cat >/tmp/site-$d/static/www-content/index.html"
+  done
+  for i in $(seq -w 1 20); do
+    d=p$i.example
+    t0=$(date +%s.%N)
+    deploy site.sh add "$d" "/tmp/site-$d" >/dev/null 2>&1 || {
+      note "adding $d failed"
+      rc=1
+      continue
+    }
+    t1=$(date +%s.%N)
+    local more
+    more=$(until_ok 30 says n3 "$d" "hello from $d") || {
+      note "$d never answered through n3"
+      rc=1
+      continue
+    }
+    took+=("$(awk -v a="$t0" -v b="$t1" -v m="$more" 'BEGIN { printf "%.2f", b - a + m }')")
+    lag+=("$more")
+  done
+  note "add on n1 to an answer through n3, p50 over ${#took[@]} sites: $(printf '%s\n' "${took[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}') s; after the add returned: p50 $(printf '%s\n' "${lag[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}') s, max $(printf '%s\n' "${lag[@]}" | sort -n | tail -n 1) s"
+  expect "sites served through n3" "${#took[@]}" 20 || rc=1
+  # Requests per second, one run each: through n3 (forwarded to n1) and
+  # through n1 itself.
+  local direct forwarded
+  direct=$(jump wrk -t1 -c16 -d5s -H 'Host: site-n1.example' "http://${IP[n1]}/" | awk '/Requests\/sec/ {print $2}')
+  forwarded=$(jump wrk -t1 -c16 -d5s -H 'Host: site-n1.example' "http://${IP[n3]}/" | awk '/Requests\/sec/ {print $2}')
+  note "req/s for site-n1.example: through n1 $direct, through n3 (forwarded) $forwarded"
+  return "$rc"
+}
+
+# cut_off SERVER on|off: SERVER's packets to and from the other servers are
+# dropped (a network partition; the server itself keeps running).
+cut_off() {
+  local op=-I t
+  [ "$2" = on ] || op=-D
+  for t in "${SERVERS[@]}"; do
+    [ "$t" != "$1" ] || continue
+    on "$1" iptables "$op" INPUT -s "${IP[$t]}" -j DROP
+    on "$1" iptables "$op" OUTPUT -d "${IP[$t]}" -j DROP
+  done
+}
+
+# Issue 11 item 6: losing a server (its box frozen: no process runs, no
+# packet is answered) or cutting it off. Its sites turn to the 503 page
+# through the others within the lease TTL; the others keep serving and
+# accepting changes; when it is back its sites return by themselves.
+t_losing_a_server_and_a_partition() {
+  local how took back rc=0 ttl
+  ttl=$(on n1 hostyard config get discovery.ttl_secs 2>/dev/null || echo 60)
+  for how in frozen cut-off; do
+    if [ "$how" = frozen ]; then docker pause "$(box_of n2)" >/dev/null; else cut_off n2 on; fi
+    took=$(until_ok $((ttl + 30)) down n1 site-n2.example) || {
+      note "site-n2.example not 503 through n1 within $((ttl + 30)) s ($how)"
+      rc=1
+    }
+    note "n2 $how: its site a 503 through n1 after ${took:-?} s (lease TTL $ttl s)"
+    expect "site-n2.example through n3, n2 $how" "$(down n3 site-n2.example && echo 503)" 503 || rc=1
+    expect "site-n1.example through n3, n2 $how" \
+      "$(jump curl -s --max-time 5 -H 'Host: site-n1.example' "http://${IP[n3]}/")" "hello from n1" || rc=1
+    # A change while n2 is gone: site-n3's registration goes and comes back.
+    on n3 systemctl restart static@site-n3.example || rc=1
+    expect "site-n3.example through n1 after a restart, n2 $how" \
+      "$(until_ok 30 says n1 site-n3.example 'hello from n3' >/dev/null && echo served)" served || rc=1
+    if [ "$how" = frozen ]; then docker unpause "$(box_of n2)" >/dev/null; else cut_off n2 off; fi
+    back=$(until_ok 120 says n1 site-n2.example 'hello from n2') || {
+      note "site-n2.example not back through n1 within 120 s ($how)"
+      rc=1
+    }
+    note "n2 back ($how): its site served through n1 again after ${back:-?} s"
+    expect "site-n2.example through n3, n2 back" \
+      "$(until_ok 30 says n3 site-n2.example 'hello from n2' >/dev/null && echo served)" served || rc=1
+  done
+  # n2's member is healthy again (the next check stops n3's).
+  expect "n2's etcd member after both" \
+    "$(until_ok 60 on n2 hostyard etcd check --timeout 3 >/dev/null && echo healthy)" healthy || rc=1
+  return "$rc"
 }
 
 # A site container on n1 reaches no etcd port: not its own server's (its
@@ -235,7 +376,8 @@ main() {
   local t0=$SECONDS name
   make_fleet
   for name in t_servers_set_up_one_member_at_a_time t_sites_on_their_servers \
-    t_site_containers_cannot_reach_etcd t_no_plaintext_etcd_off_loopback \
+    t_every_server_serves_every_site t_site_added_on_n1_is_served_through_n3 \
+    t_losing_a_server_and_a_partition t_site_containers_cannot_reach_etcd t_no_plaintext_etcd_off_loopback \
     t_restore_on_a_second_server t_quorum_holds_with_one_member_stopped t_removed_server_is_refused; do
     step "$name"
     if "$name"; then PASSED+=("$name"); else FAILED+=("$name"); fi
