@@ -3,6 +3,7 @@
 #
 # usage: deploy/server.sh add NAME     set it up (again): certificate, files, etcd member, setup.sh
 #        deploy/server.sh remove NAME  its etcd member and user go, its certificate is dropped
+#        deploy/server.sh peers        every set-up server's fleet.peers from the inventory again
 # env: see deploy/lib/fleet.sh (FLEET, BINARIES, IMAGES, SSH_KEY)
 #
 # add, in order (each step says when it had nothing to do):
@@ -17,6 +18,8 @@
 #   5. scripts/setup.sh on the server (it runs the member's etcd);
 #   6. etcd's authentication on, the server's user and role (its prefix
 #      only), the learner promoted once it has caught up.
+#   7. the other set-up servers' node configs again (fleet.peers), SIGHUP
+#      to their confd where that changed.
 # Members are added one at a time: run add for one, then the next.
 set -euo pipefail
 
@@ -108,7 +111,32 @@ add() {
   untunnel
   mkdir -p "$FLEET/state"
   touch "$FLEET/state/$name"
+  peers "$name"
   step "done: $name is set up"
+}
+
+# peers [EXCEPT]: every set-up server but EXCEPT gets its node config from
+# the inventory again, for its fleet.peers (whom it forwards to and takes
+# forwarded requests from); where that changed, confd re-reads it (SIGHUP:
+# one HAProxy reload for the peer frontend, routing unchanged).
+peers() {
+  local other f n tmp
+  for f in "$FLEET"/state/*; do
+    [ -f "$f" ] || continue
+    other=${f##*/}
+    [ "$other" != "${1:-}" ] || continue
+    server "$other"
+    tmp=$(mktemp -d)
+    fleet node-config "$other" >"$tmp/hostyard.yaml"
+    n=$(push "$S_SSH" "$tmp" /etc/hostyard 0644 hostyard.yaml)
+    rm -rf "$tmp"
+    if [ "$n" = 0 ]; then
+      note "$other: its fleet peers are up to date"
+    else
+      on "$S_SSH" systemctl kill -s HUP haproxy-confd.service
+      note "$other: new fleet peers, confd told (SIGHUP)"
+    fi
+  done
 }
 
 remove() {
@@ -139,11 +167,15 @@ remove() {
   fi
   "$deploy_dir/ca.sh" drop "$name"
   rm -f "$FLEET/state/$name"
+  # Its address stays among the others' peers while the inventory lists
+  # it (remove needs it there to find the server).
+  note "now remove $name from $INVENTORY and run deploy/server.sh peers: the others stop taking forwarded requests from its address"
   step "done: $name is removed (its certificate is refused from now on)"
 }
 
 case ${1:-} in
   add) [ $# = 2 ] || die "usage: deploy/server.sh add NAME"; add "$2" ;;
   remove) [ $# = 2 ] || die "usage: deploy/server.sh remove NAME"; remove "$2" ;;
-  *) die "usage: deploy/server.sh add NAME | remove NAME" ;;
+  peers) [ $# = 1 ] || die "usage: deploy/server.sh peers"; peers ;;
+  *) die "usage: deploy/server.sh add NAME | remove NAME | peers" ;;
 esac
