@@ -255,7 +255,8 @@ t_losing_a_server_and_a_partition() {
       rc=1
     }
     note "n2 $how: its site a 503 through n1 after ${took:-?} s (lease TTL $ttl s)"
-    expect "site-n2.example through n3, n2 $how" "$(down n3 site-n2.example && echo 503)" 503 || rc=1
+    expect "site-n2.example through n3, n2 $how" \
+      "$(until_ok 10 down n3 site-n2.example >/dev/null && echo 503)" 503 || rc=1
     expect "site-n1.example through n3, n2 $how" \
       "$(jump curl -s --max-time 5 -H 'Host: site-n1.example' "http://${IP[n3]}/")" "hello from n1" || rc=1
     # A change while n2 is gone: site-n3's registration goes and comes back.
