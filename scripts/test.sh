@@ -35,6 +35,7 @@ APT_PACKAGES=(
   restic            # backup and restore tests (crates/hostyard/tests/backup.rs)
   curl              # HTTPS requests in the confd tests (crates/hostyard-confd/tests/https.rs)
   openssl           # the e2e HTTPS check makes its CA and certificate
+  pebble            # the ACME CA of crates/hostyard-confd/tests/acme.rs (with pebble-challtestsrv)
 )
 
 # The unused-dependency check: cargo-machete, built once per machine into
