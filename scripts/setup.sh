@@ -403,6 +403,9 @@ services() {
       note "a local etcd.service runs but the config uses the cluster: left as it is"
   fi
   enable_start "$target"
+  # An active target does not start what an update made it want (such as
+  # postfix-tls.path): starting it again does, and is a no-op otherwise.
+  systemctl start "$target"
   # The target only Wants its units: check what it pulled in answers.
   for unit in $services; do
     wait_for "$START_WAIT_SECS" "$unit to be active" systemctl is-active -q "$unit" ||
