@@ -323,10 +323,12 @@ impl Layout {
     }
 
     /// ACME's files (mode 0700): the account and obtained certificates.
-    /// Beside HAProxy's certificates, in the one tree confd may write
-    /// (its unit's `ReadWritePaths=`).
+    /// Outside `runtime/haproxy`, which the HAProxy container mounts: the
+    /// Internet-facing proxy has no use for the account's key. confd's unit
+    /// lets it write here (`ReadWritePaths=`); the certificate thread copies
+    /// a certificate it accepts into HAProxy's directory.
     pub fn acme_dir(&self) -> PathBuf {
-        self.runtime_haproxy().join("acme")
+        self.runtime_dir().join("acme")
     }
 
     /// The ACME account (its private key, 0600): made once, kept across
@@ -447,6 +449,15 @@ mod tests {
         assert_eq!(l.domain_dir(&d), Path::new("/data/domains/example.com"));
         assert_eq!(l.import_dir(&d), Path::new("/data/import/example.com"));
         assert_eq!(l.runtime_haproxy(), Path::new("/data/runtime/haproxy"));
+    }
+
+    #[test]
+    fn the_acme_account_is_outside_what_the_haproxy_container_mounts() {
+        let l = Layout::new(Path::new("/data"));
+        assert!(!l.acme_account().starts_with(l.runtime_haproxy()));
+        assert!(!l
+            .acme_cert(&Domain::parse("example.com").unwrap())
+            .starts_with(l.runtime_haproxy()));
     }
 
     #[test]

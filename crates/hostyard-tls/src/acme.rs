@@ -1,7 +1,7 @@
 //! Certificates from an ACME CA (RFC 8555, HTTP-01) for the sites that
 //! have no imported certificate, through the instant-acme crate.
 //!
-//! - The account key is made once and kept in `runtime/haproxy/acme/account.json` (0600),
+//! - The account key is made once and kept in `runtime/acme/account.json` (0600),
 //!   so renewals use the same account; it is never logged.
 //! - A challenge's answer goes to etcd (`{prefix}/acme/challenges/<token>`,
 //!   on the order's lease): every confd puts what is there into HAProxy's
@@ -11,7 +11,7 @@
 //!   order holds `{prefix}/acme/locks/<domain>`, created in a transaction
 //!   only when absent, on a lease that outlives the bounded order (a
 //!   crashed orderer's lock disappears by itself).
-//! - The certificate (chain and a new key) goes to `runtime/haproxy/acme/certs/<domain>.pem`;
+//! - The certificate (chain and a new key) goes to `runtime/acme/certs/<domain>.pem`;
 //!   the certificate thread ([`crate::sync`]) checks it and puts it into
 //!   HAProxy like an imported one. A failed order writes nothing, so a
 //!   good certificate stays until a renewal succeeds.

@@ -29,7 +29,7 @@ struct Fingerprint {
     len: u64,
     mtime_ns: i128,
     ino: u64,
-    /// From ACME (`runtime/haproxy/acme/certs/<domain>.pem`), not imported.
+    /// From ACME (`runtime/acme/certs/<domain>.pem`), not imported.
     acme: bool,
 }
 

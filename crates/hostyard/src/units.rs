@@ -577,14 +577,15 @@ impl<'a> Values<'a> {
 
     fn confd_unit(&self) -> ConfdUnit {
         let runtime = path_str(&self.layout.runtime_haproxy());
+        let acme = path_str(&self.layout.acme_dir());
         ConfdUnit {
             data_root: self.data_root(),
             target: TARGET_UNIT,
             haproxy_unit: HAPROXY_UNIT,
             exec: self.helper_exec(CONFD_BIN, &[]),
             hardening: Hardening {
-                read_write_paths: vec![runtime.clone()],
-                mkdirs: vec![mkdir(&runtime)],
+                read_write_paths: vec![runtime.clone(), acme.clone()],
+                mkdirs: vec![mkdir(&runtime), mkdir(&acme)],
                 address_families: NET_FAMILIES,
                 private_network: "no",
                 capabilities: "",
