@@ -73,7 +73,6 @@ impl Session {
 
     fn read_answer(&mut self) -> Result<String, CliError> {
         self.buf.clear();
-        let mut chunk = [0u8; 65536];
         loop {
             // The prompt follows every answer; a payload command also shows
             // "+ " continuation prompts, which are not part of the answer.
@@ -81,15 +80,23 @@ impl Session {
                 let text = String::from_utf8_lossy(&self.buf[..self.buf.len() - 2]).into_owned();
                 return Ok(text);
             }
-            let n = self.stream.read(&mut chunk).map_err(|e| self.io(e))?;
-            if n == 0 {
-                return Err(self.io(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "connection closed before the prompt",
-                )));
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
+            self.read_more()?;
         }
+    }
+
+    /// Appends what HAProxy sent next to the buffer; the connection closing
+    /// before the awaited prompt is an error.
+    fn read_more(&mut self) -> Result<(), CliError> {
+        let mut chunk = [0u8; 65536];
+        let n = self.stream.read(&mut chunk).map_err(|e| self.io(e))?;
+        if n == 0 {
+            return Err(self.io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "connection closed before the prompt",
+            )));
+        }
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(())
     }
 
     /// Sends one command (which may carry a `<<` payload) and returns its
@@ -123,7 +130,6 @@ impl Session {
         let mut answers = Vec::with_capacity(commands.len());
         let mut start = 0;
         self.buf.clear();
-        let mut chunk = [0u8; 65536];
         while answers.len() < commands.len() {
             if let Some(end) = find(&self.buf[start..], b"\n> ") {
                 let answer = &self.buf[start..start + end + 1];
@@ -131,14 +137,7 @@ impl Session {
                 start += end + 3;
                 continue;
             }
-            let n = self.stream.read(&mut chunk).map_err(|e| self.io(e))?;
-            if n == 0 {
-                return Err(self.io(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "connection closed before the prompt",
-                )));
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
+            self.read_more()?;
         }
         Ok(answers)
     }
