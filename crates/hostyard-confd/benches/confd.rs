@@ -5,6 +5,8 @@
 //!
 //! Bounded: about two minutes on 2 cores.
 
+#[allow(dead_code, reason = "each bench uses a part of it")]
+mod common;
 #[path = "../tests/util.rs"]
 #[allow(dead_code)]
 mod util;
@@ -17,6 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{fast_backend, percentile, WrkResult};
 use hostyard_core::etcd::{Schema, ServiceValue, SiteDecl};
 use hostyard_core::SiteKind;
 use hostyard_testsupport::{free_port, wait_until, Etcd, Haproxy, SocketDir};
@@ -44,62 +47,6 @@ fn main() {
     }
 }
 
-/// A keep-alive HTTP backend that answers each request with one write and
-/// TCP_NODELAY: the test harness's backend writes head and body separately,
-/// which Nagle plus delayed ACKs turn into 40 ms per response, and that
-/// would be measured instead of the routing.
-struct FastBackend {
-    port: u16,
-}
-
-impl FastBackend {
-    fn start(body: &'static str) -> anyhow::Result<FastBackend> {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        let port = listener.local_addr()?.port();
-        let response = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        let response: &'static [u8] = Box::leak(response.into_bytes().into_boxed_slice());
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(mut conn) = conn else { continue };
-                std::thread::spawn(move || {
-                    let _ = conn.set_nodelay(true);
-                    let mut buf = [0u8; 8192];
-                    let mut have = 0;
-                    loop {
-                        let Ok(n) = conn.read(&mut buf[have..]) else {
-                            return;
-                        };
-                        if n == 0 {
-                            return;
-                        }
-                        have += n;
-                        // Answer every complete request head in the buffer.
-                        while let Some(end) = buf[..have].windows(4).position(|w| w == b"\r\n\r\n")
-                        {
-                            if conn.write_all(response).is_err() {
-                                return;
-                            }
-                            buf.copy_within(end + 4..have, 0);
-                            have -= end + 4;
-                        }
-                        if have == buf.len() {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        Ok(FastBackend { port })
-    }
-
-    fn port(&self) -> u16 {
-        self.port
-    }
-}
-
 /// One request on a fresh connection; (status, body).
 fn raw_get(port: u16, host: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
@@ -116,24 +63,8 @@ fn raw_get(port: u16, host: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-struct WrkResult {
-    rps: f64,
-    /// Requests without a 2xx/3xx answer: wrk's non-2xx/3xx responses plus
-    /// its socket errors (connect, read, write, timeout). wrk never retries
-    /// a request, so one sent on a connection HAProxy closes counts here; a
-    /// response with `Connection: close` (an old worker after a reload) is
-    /// an answer, and wrk opens a new connection for the next request.
-    failed: u64,
-}
-
+/// wrk against 127.0.0.1:`port`, its requests spread over `hosts` (a Lua
+/// script in `dir` sets each request's Host).
 fn wrk(
     port: u16,
     hosts: &[String],
@@ -151,61 +82,32 @@ fn wrk(
             list.join(", ")
         ),
     )?;
-    let out = Command::new("wrk")
-        .args([
-            "-t",
-            "2",
-            "-c",
-            &conns.to_string(),
-            "-d",
-            &format!("{secs}s"),
-        ])
-        .arg("-s")
+    let mut cmd = Command::new("wrk");
+    cmd.arg("-s")
         .arg(&script)
-        .arg(format!("http://127.0.0.1:{port}/"))
-        .output()?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    anyhow::ensure!(out.status.success(), "wrk failed: {text}");
-    let mut rps = 0.0;
-    let mut failed = 0;
-    for line in text.lines() {
-        let line = line.trim();
-        if let Some(v) = line.strip_prefix("Requests/sec:") {
-            rps = v.trim().parse().unwrap_or(0.0);
-        }
-        if let Some(v) = line.strip_prefix("Non-2xx or 3xx responses:") {
-            failed += v.trim().parse::<u64>().unwrap_or(0);
-        }
-        if let Some(v) = line.strip_prefix("Socket errors:") {
-            // "connect 0, read 0, write 0, timeout 0"
-            failed += v
-                .split(',')
-                .filter_map(|part| part.split_whitespace().last()?.parse::<u64>().ok())
-                .sum::<u64>();
-        }
-    }
-    Ok(WrkResult { rps, failed })
+        .arg(format!("http://127.0.0.1:{port}/"));
+    common::wrk(&mut cmd, conns, secs)
 }
 
 fn run() -> anyhow::Result<()> {
     let etcd = Etcd::start()?;
     let mut r = Router::new(&etcd);
-    let a = FastBackend::start("a")?;
-    let b = FastBackend::start("b")?;
+    let a = fast_backend("a")?;
+    let b = fast_backend("b")?;
     let stable: Vec<String> = (0..20).map(|i| format!("stable{i}.example.com")).collect();
     let moving: Vec<String> = (0..20).map(|i| format!("moving{i}.example.com")).collect();
     for h in &stable {
-        r.register(&etcd, SiteKind::Static, h, a.port());
+        r.register(&etcd, SiteKind::Static, h, a);
     }
     for h in &moving {
-        r.register(&etcd, SiteKind::Static, h, b.port());
+        r.register(&etcd, SiteKind::Static, h, b);
     }
     r.start();
     r.wait_for("moving19.example.com", 200, "b");
 
     // 1. Route latency: put → first answer from the new backend.
-    let fresh = FastBackend::start("fresh")?;
-    let (lat, acked) = route_latency(&etcd, &r, fresh.port(), "lat", 60)?;
+    let fresh = fast_backend("fresh")?;
+    let (lat, acked) = route_latency(&etcd, &r, fresh, "lat", 60)?;
     let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
     println!(
         "etcd put acknowledged: p50 {:.2} ms (part of the route latency below)",
@@ -224,7 +126,7 @@ fn run() -> anyhow::Result<()> {
         let endpoint = etcd.endpoint();
         let schema = Schema::new(&r.config.etcd.prefix);
         let moving = moving.clone();
-        let (pa, pb) = (a.port(), b.port());
+        let (pa, pb) = (a, b);
         let mut config = r.config.clone();
         let config_path = r.config_path.clone();
         let confd_pid = r.confd.as_ref().map(|c| c.child.id()).unwrap_or_default();
@@ -336,21 +238,13 @@ fn run() -> anyhow::Result<()> {
     let plain_cfg = sockets.path().join("plain.cfg");
     // The same global and defaults sections as hostyard's config (logging,
     // timeouts, forwardfor), so the difference is the routing alone.
-    let ours = std::fs::read_to_string(r.layout.haproxy_cfg())?;
-    let head = ours
-        .split("\nfrontend ")
-        .next()
-        .unwrap_or_default()
-        .replace(
-            &r.layout.haproxy_admin_socket().display().to_string(),
-            &sockets.admin_socket_path().display().to_string(),
-        );
+    let head = common::plain_head(&r, &sockets.admin_socket_path())?;
     std::fs::write(
         &plain_cfg,
         format!(
             "{head}\nfrontend http\n    bind 127.0.0.1:{plain_port}\n    default_backend one\n\
              backend one\n    server one 127.0.0.1:{}\n",
-            a.port()
+            a
         ),
     )?;
     let _plain = Haproxy::start(&plain_cfg)?;
@@ -363,7 +257,7 @@ fn run() -> anyhow::Result<()> {
         routed.push(wrk(r.port, &one_host, RATIO_SECS, 8, r.dir.path())?.rps);
         plain.push(wrk(plain_port, &one_host, RATIO_SECS, 8, r.dir.path())?.rps);
     }
-    let direct = wrk(a.port(), &one_host, RATIO_SECS, 8, r.dir.path())?.rps;
+    let direct = wrk(a, &one_host, RATIO_SECS, 8, r.dir.path())?.rps;
     routed.sort_by(f64::total_cmp);
     plain.sort_by(f64::total_cmp);
     let (routed_rps, plain_rps) = (routed[1], plain[1]);
@@ -392,7 +286,7 @@ fn run() -> anyhow::Result<()> {
         String::from_utf8_lossy(&out.stderr)
     );
     big.start_haproxy();
-    populate(&etcd.endpoint(), &big.schema, SITES_10K, a.port())?;
+    populate(&etcd.endpoint(), &big.schema, SITES_10K, a)?;
     let t0 = Instant::now();
     big.start_confd();
     let map = big.layout.hosts_map().display().to_string();
@@ -424,13 +318,13 @@ fn run() -> anyhow::Result<()> {
     // confd's view and HAProxy's map are big.
     let log_path = big.dir.path().join("confd.log");
     let log_before = std::fs::read_to_string(&log_path)?.len();
-    let lat_big = route_latency(&etcd, &big, fresh.port(), "lat10k", 60)?;
+    let lat_big = route_latency(&etcd, &big, fresh, "lat10k", 60)?;
     let (lat_big, acked_big) = lat_big;
     let (p50_10k, p99_10k) = (percentile(&lat_big, 0.5), percentile(&lat_big, 0.99));
     // The floor in the same run: etcd's acknowledgement of the put plus
     // HAProxy taking one `add map` straight from this process and serving
     // it, with confd not involved.
-    let direct = floor(&big, &map, fresh.port(), 60)?;
+    let direct = floor(&big, &map, fresh, 60)?;
     let floor_p50 = percentile(&acked_big, 0.5) + percentile(&direct, 0.5);
     println!(
         "floor with {SITES_10K} sites: etcd put acknowledged p50 {:.2} ms + `add map` by hand to \
@@ -468,8 +362,8 @@ fn run() -> anyhow::Result<()> {
     // routes all of them.
     let log_before = std::fs::read_to_string(&log_path)?.len();
     let t0 = Instant::now();
-    burst(&etcd.endpoint(), &big.schema, BURST, b.port())?;
-    let moved = format!("route/127.0.0.1/{}", b.port());
+    burst(&etcd.endpoint(), &big.schema, BURST, b)?;
+    let moved = format!("route/127.0.0.1/{}", b);
     wait_until("the burst routed", Duration::from_secs(60), || {
         let shown = big.haproxy().runtime(&format!("show map {map}")).ok()?;
         let n = shown.lines().filter(|l| l.contains(&moved)).count();

@@ -27,6 +27,8 @@
 //! `$HOSTYARD_TEST_CACHE/tls-bench` (default /var/cache/hostyard-test).
 //! About three minutes on 2 cores.
 
+#[allow(dead_code, reason = "each bench uses a part of it")]
+mod common;
 #[path = "../tests/util.rs"]
 #[allow(dead_code)]
 mod util;
@@ -38,6 +40,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{fast_backend, median};
 use hostyard_core::config::AcmeConfig;
 use hostyard_core::SiteKind;
 use hostyard_testsupport::{free_port, wait_until, Etcd, Haproxy, Pebble, SocketDir};
@@ -62,43 +65,6 @@ fn main() {
         eprintln!("bench failed: {e:#}");
         std::process::exit(1);
     }
-}
-
-/// A keep-alive HTTP backend answering each request with one write (the
-/// harness's backend writes head and body apart: Nagle plus delayed ACKs
-/// would add 40 ms per answer and be measured instead of TLS).
-fn fast_backend() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    let port = listener.local_addr()?.port();
-    const RESPONSE: &[u8] =
-        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n";
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            std::thread::spawn(move || {
-                let _ = conn.set_nodelay(true);
-                let mut buf = [0u8; 8192];
-                let mut have = 0;
-                loop {
-                    match conn.read(&mut buf[have..]) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => have += n,
-                    }
-                    while let Some(end) = buf[..have].windows(4).position(|w| w == b"\r\n\r\n") {
-                        if conn.write_all(RESPONSE).is_err() {
-                            return;
-                        }
-                        buf.copy_within(end + 4..have, 0);
-                        have -= end + 4;
-                    }
-                    if have == buf.len() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    Ok(port)
 }
 
 /// The bench's certificates: `ca.pem`, and a bundle (leaf for the name and
@@ -175,46 +141,18 @@ impl CertSet {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v[v.len() / 2]
-}
-
 /// wrk over HTTPS to 127.0.0.1:`port` for `SITE`: requests per second and
 /// requests without a 2xx answer (errors included). `close`: a new
 /// connection, so a new TLS handshake, per request.
 fn wrk(port: u16, close: bool, conns: u32) -> anyhow::Result<(f64, u64)> {
     let mut cmd = Command::new("wrk");
-    cmd.args(["-t", "2", "-c", &conns.to_string()])
-        .args(["-d", &format!("{RUN_SECS}s")])
-        .args(["-H", &format!("Host: {SITE}")]);
+    cmd.args(["-H", &format!("Host: {SITE}")]);
     if close {
         cmd.args(["-H", "Connection: close"]);
     }
-    let out = cmd.arg(format!("https://127.0.0.1:{port}/")).output()?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    anyhow::ensure!(out.status.success(), "wrk failed: {text}");
-    let mut rps = 0.0;
-    let mut failed = 0;
-    for line in text.lines().map(str::trim) {
-        if let Some(v) = line.strip_prefix("Requests/sec:") {
-            rps = v.trim().parse().unwrap_or(0.0);
-        }
-        if let Some(v) = line.strip_prefix("Non-2xx or 3xx responses:") {
-            failed += v.trim().parse::<u64>().unwrap_or(0);
-        }
-        if let Some(v) = line.strip_prefix("Socket errors:") {
-            failed += v
-                .split(',')
-                .filter_map(|p| p.split_whitespace().last()?.parse::<u64>().ok())
-                .sum::<u64>();
-        }
-    }
-    anyhow::ensure!(rps > 0.0, "wrk measured nothing: {text}");
-    Ok((rps, failed))
+    cmd.arg(format!("https://127.0.0.1:{port}/"));
+    let r = common::wrk(&mut cmd, conns, RUN_SECS)?;
+    Ok((r.rps, r.failed))
 }
 
 /// One command on a HAProxy stats socket, or None while it does not answer.
@@ -277,7 +215,7 @@ fn run() -> anyhow::Result<()> {
     let certs = CertSet::open()?;
     let etcd = Etcd::start()?;
     let mut r = Router::new(&etcd);
-    let backend = fast_backend()?;
+    let backend = fast_backend("ok\n")?;
     r.register(&etcd, SiteKind::Static, SITE, backend);
     r.start();
     r.wait_for(SITE, 200, "ok");
@@ -347,15 +285,7 @@ fn run() -> anyhow::Result<()> {
     let sockets = SocketDir::new()?;
     let plain_port = free_port();
     let plain_cfg = sockets.path().join("plain.cfg");
-    let ours = std::fs::read_to_string(r.layout.haproxy_cfg())?;
-    let head = ours
-        .split("\nfrontend ")
-        .next()
-        .unwrap_or_default()
-        .replace(
-            &r.layout.haproxy_admin_socket().display().to_string(),
-            &sockets.admin_socket_path().display().to_string(),
-        );
+    let head = common::plain_head(&r, &sockets.admin_socket_path())?;
     std::fs::write(
         &plain_cfg,
         format!(
@@ -404,6 +334,7 @@ fn run() -> anyhow::Result<()> {
     let empty_list = list.with_file_name("empty.list");
     let empty_cfg = cfg.with_file_name("haproxy-no-certs.cfg");
     std::fs::write(&empty_list, "")?;
+    let ours = std::fs::read_to_string(&cfg)?;
     std::fs::write(
         &empty_cfg,
         ours.replace(
