@@ -545,14 +545,19 @@ CHECKS=(
 
 # Checks in files of their own: every tests/e2e/checks/*.sh defines t_*
 # functions and lists them in a `CHECKS+=(...)` line; they run after the
-# ones above, file by file in name order. A check can use every helper of
-# this file (bx, code, body, expect, server_state, ...).
+# ones above, file by file in name order. A check that changes the whole
+# server for good lists itself in `LAST_CHECKS+=(...)` instead, and runs
+# after all others (ACME: once it is configured, every site gets a
+# certificate and its HTTP answers become redirects). A check can use
+# every helper of this file (bx, code, body, expect, server_state, ...).
+LAST_CHECKS=()
 for check_file in "$repo"/tests/e2e/checks/*.sh; do
   [ -e "$check_file" ] || continue
   # shellcheck source=/dev/null # which files is known only at run time
   . "$check_file"
 done
 unset check_file
+CHECKS+=("${LAST_CHECKS[@]}")
 
 run_check() {
   local name=$1 rc

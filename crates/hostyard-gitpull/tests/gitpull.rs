@@ -241,7 +241,10 @@ fn all_command_lines() -> Vec<String> {
 /// URL used to be one of git's arguments, and so readable by anyone.
 #[test]
 fn credentials_in_the_url_never_appear_on_a_command_line_or_in_the_log() {
-    let w = World::new("git:\n  fetch_timeout_secs: 3\n");
+    // Long enough for the first, good pull on a loaded machine (3 s timed
+    // it out once, with two CI runs sharing 2 cores), short enough for the
+    // silent remote's wait below.
+    let w = World::new("git:\n  fetch_timeout_secs: 8\n");
     w.commit("index.html", "good");
     w.pull_ok();
     // A remote that accepts and then says nothing: git is stuck in its

@@ -11,6 +11,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use hostyard_core::{Domain, ImportLayout, Layout};
+use nix::sys::signal::Signal;
 
 const HOSTYARD: &str = env!("CARGO_BIN_EXE_hostyard");
 
@@ -517,9 +518,7 @@ fn repository_failures_are_one_line_and_change_no_site() {
     let mut pruner = hold_exclusive_lock(&a);
     let backup = a.hostyard(&["backup", "run", "held.example"]);
     let restore = a.hostyard(&["restore", "gone.example", "--no-start"]);
-    let _ = Command::new("kill")
-        .args(["-CONT", &pruner.id().to_string()])
-        .status();
+    let _ = signal(&pruner, Signal::SIGCONT);
     let _ = pruner.wait();
     for (what, r) in [("backup run", &backup), ("restore", &restore)] {
         assert_eq!(r.status.code(), Some(1), "{what}: {r:?}");
@@ -587,18 +586,12 @@ fn hold_exclusive_lock(a: &Server) -> std::process::Child {
         let deadline = Instant::now() + Duration::from_secs(20);
         while prune.try_wait().unwrap().is_none() && Instant::now() < deadline {
             if let Some(seen) = prunes_lock() {
-                let stop = Command::new("kill")
-                    .args(["-STOP", &prune.id().to_string()])
-                    .status()
-                    .unwrap();
-                assert!(stop.success());
+                signal(&prune, Signal::SIGSTOP).unwrap();
                 // Stopped with its lock still there (not on its way out).
                 if prunes_lock() == Some(seen) {
                     return prune;
                 }
-                let _ = Command::new("kill")
-                    .args(["-CONT", &prune.id().to_string()])
-                    .status();
+                let _ = signal(&prune, Signal::SIGCONT);
                 break;
             }
             std::thread::sleep(Duration::from_millis(1));
@@ -632,4 +625,11 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// Sends `sig` to a child process: by the system call, as a fresh Debian 12
+/// has no `kill` binary (procps is not installed).
+fn signal(child: &std::process::Child, sig: Signal) -> nix::Result<()> {
+    let pid = i32::try_from(child.id()).expect("a pid fits in i32");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig)
 }

@@ -9,7 +9,9 @@
 # first valid HTTPS answer is printed (the tls bench's start_to_https_ms).
 # Sourced by tests/e2e/run.sh.
 
-CHECKS+=(t_acme_certificate_for_a_started_site_without_a_reload)
+# Last: it leaves tls.acme configured, so every site on the box gets a
+# certificate from pebble and redirects HTTP to HTTPS from then on.
+LAST_CHECKS+=(t_acme_certificate_for_a_started_site_without_a_reload)
 
 ACME_SITE=acme.example.com
 # Not under /tmp: confd's unit has a private /tmp, and it reads the CA
