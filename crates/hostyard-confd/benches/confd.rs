@@ -1,7 +1,7 @@
 //! `scripts/bench.sh confd`: hostyard-confd against real etcd, HAProxy and
 //! loopback backends. Prints medians, then one summary line:
 //! `confd: route_p50_ms=.. route_p99_ms=.. route_10k_p50_ms=.. route_10k_p99_ms=..
-//! floor_10k_p50_ms=.. burst_applies=.. failed=.. sync_10k_s=.. rss_mb=.. proxy_ratio=..`
+//! floor_10k_p50_ms=.. route_10k_vs_floor=.. burst_applies=.. failed=.. sync_10k_s=.. rss_mb=.. proxy_ratio=..`
 //!
 //! Bounded: about two minutes on 2 cores.
 
@@ -384,8 +384,10 @@ fn run() -> anyhow::Result<()> {
 
     println!(
         "confd: route_p50_ms={p50:.1} route_p99_ms={p99:.1} route_10k_p50_ms={p50_10k:.1} \
-         route_10k_p99_ms={p99_10k:.1} floor_10k_p50_ms={floor_p50:.1} burst_applies={} \
+         route_10k_p99_ms={p99_10k:.1} floor_10k_p50_ms={floor_p50:.1} \
+         route_10k_vs_floor={:.2} burst_applies={} \
          failed={} sync_10k_s={sync:.2} rss_mb={rss:.1} proxy_ratio={ratio:.2}",
+        p50_10k / floor_p50,
         applied.len(),
         load.failed
     );

@@ -35,7 +35,10 @@ pub enum CliError {
 pub struct Session {
     stream: UnixStream,
     path: PathBuf,
+    /// Received and not yet taken as an answer.
     buf: Vec<u8>,
+    /// `prompt` was sent and its answer not read yet.
+    prompt_pending: bool,
 }
 
 impl Session {
@@ -58,9 +61,11 @@ impl Session {
             stream,
             path: path.to_path_buf(),
             buf: Vec::new(),
+            prompt_pending: true,
         };
+        // Not awaited here: its answer is read before the first command's,
+        // so a routing change costs one round trip to HAProxy, not two.
         s.stream.write_all(b"prompt\n").map_err(io)?;
-        s.read_answer()?;
         Ok(s)
     }
 
@@ -71,14 +76,35 @@ impl Session {
         }
     }
 
-    fn read_answer(&mut self) -> Result<String, CliError> {
-        self.buf.clear();
+    /// The next answer, without its prompt. Each answer ends with the
+    /// prompt, `\n> `; a payload command's answer also holds `+ `
+    /// continuation prompts, which the caller removes.
+    fn next_answer(&mut self) -> Result<String, CliError> {
         loop {
-            // The prompt follows every answer; a payload command also shows
-            // "+ " continuation prompts, which are not part of the answer.
-            if self.buf.ends_with(b"\n> ") || self.buf == b"> " {
-                let text = String::from_utf8_lossy(&self.buf[..self.buf.len() - 2]).into_owned();
-                return Ok(text);
+            if self.prompt_pending {
+                // `prompt` itself answers with an empty line and the prompt.
+                let taken = [&b"\n> "[..], b"> "]
+                    .iter()
+                    .find(|p| self.buf.starts_with(p))
+                    .map(|p| p.len());
+                if let Some(n) = taken {
+                    self.buf.drain(..n);
+                    self.prompt_pending = false;
+                    continue;
+                }
+                if !(b"\n> ".starts_with(&self.buf) || b"> ".starts_with(&self.buf)) {
+                    return Err(self.io(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!(
+                            "unexpected answer to `prompt`: {:?}",
+                            String::from_utf8_lossy(&self.buf)
+                        ),
+                    )));
+                }
+            } else if let Some(end) = find(&self.buf, b"\n> ") {
+                let answer = String::from_utf8_lossy(&self.buf[..end + 1]).into_owned();
+                self.buf.drain(..end + 3);
+                return Ok(answer);
             }
             self.read_more()?;
         }
@@ -109,7 +135,7 @@ impl Session {
         self.stream
             .write_all(line.as_bytes())
             .map_err(|e| self.io(e))?;
-        self.read_answer()
+        self.next_answer()
     }
 
     /// Sends `commands` in one write and returns their answers in order:
@@ -126,20 +152,7 @@ impl Session {
         self.stream
             .write_all(text.as_bytes())
             .map_err(|e| self.io(e))?;
-        // Every answer ends with a prompt, "\n> ".
-        let mut answers = Vec::with_capacity(commands.len());
-        let mut start = 0;
-        self.buf.clear();
-        while answers.len() < commands.len() {
-            if let Some(end) = find(&self.buf[start..], b"\n> ") {
-                let answer = &self.buf[start..start + end + 1];
-                answers.push(String::from_utf8_lossy(answer).into_owned());
-                start += end + 3;
-                continue;
-            }
-            self.read_more()?;
-        }
-        Ok(answers)
+        commands.iter().map(|_| self.next_answer()).collect()
     }
 
     /// A command whose only successful answer is silence.
