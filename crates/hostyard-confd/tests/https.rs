@@ -250,6 +250,23 @@ fn hsts_and_plain_http_are_per_site_choices() {
     let c = curl(&r, "https", "plain.example.com", "/", Some(&ca.file));
     assert!(!c.text.contains("strict-transport-security"), "{c:?}");
     assert_eq!(curl(&r, "http", "plain.example.com", "/", None).status, 200);
+
+    // Down (declared, no registration): HTTP answers with the down page
+    // too, not a redirect. A redirect would say nothing of the site, and
+    // discovery's wait, which asks over HTTP, would take it for the site.
+    etcd.delete(
+        &r.schema
+            .service_key(SiteKind::Static, &d("hsts.example.com")),
+    )
+    .unwrap();
+    wait_until("hsts.example.com down over HTTPS", T, || {
+        let c = curl(&r, "https", "hsts.example.com", "/", Some(&ca.file));
+        (c.status == 503).then_some(())
+    })
+    .unwrap();
+    let c = curl(&r, "http", "hsts.example.com", "/", None);
+    assert_eq!(c.status, 503, "{c:?}");
+    assert!(c.text.contains("x-hostyard-page: down"), "{c:?}");
 }
 
 /// Certificates are added, renewed and removed while clients keep TLS
