@@ -8,6 +8,7 @@
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -17,10 +18,10 @@ use etcd_client::{
     UserAddOptions,
 };
 use hostyard_core::{Domain, SiteKind};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The role of a server in the fleet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Runs an etcd member (3, or 5, per fleet) besides its sites.
@@ -38,7 +39,7 @@ impl Role {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Server {
     /// A short name (letters, digits, `-`): the server's `node_name` and
@@ -53,7 +54,7 @@ pub struct Server {
     pub role: Role,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Site {
     pub domain: String,
@@ -62,7 +63,7 @@ pub struct Site {
     pub server: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Inventory {
     pub servers: Vec<Server>,
@@ -161,6 +162,117 @@ impl Inventory {
     pub fn members(&self) -> impl Iterator<Item = &Server> {
         self.servers.iter().filter(|s| s.role == Role::Member)
     }
+
+    /// The index of `domain`'s entry under `sites:` (compared as canonical
+    /// names, so `Example.com` finds `example.com`).
+    fn site_index(&self, domain: &str) -> Result<usize> {
+        let wanted = Domain::parse_instance(&domain.to_ascii_lowercase())
+            .map_err(|e| anyhow!("{domain:?}: {e}"))?;
+        self.sites
+            .iter()
+            .position(|s| Domain::parse_instance(&s.domain).is_ok_and(|d| d == wanted))
+            .ok_or_else(|| {
+                anyhow!("site {domain} is not in the inventory; add it under sites: first")
+            })
+    }
+}
+
+/// What [`set_site_server`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SiteServer {
+    /// The inventory named that server already; nothing was written.
+    Unchanged,
+    /// The site's entry now names the new server; it named `from`.
+    Moved { from: String },
+}
+
+/// Makes the inventory at `path` say that `domain` lives on `server`, as
+/// `deploy/site.sh move` does once the site serves there. Only that entry's
+/// `server:` value is changed in the text, so comments and layout stay; the
+/// result is parsed again and must equal the old inventory with that one
+/// change, otherwise (an unusual layout, say `server:` before `domain:`)
+/// the whole inventory is written out in plain YAML instead, checked the
+/// same way. The file is replaced atomically with its mode kept; on any
+/// error nothing is written.
+pub fn set_site_server(path: &Path, domain: &str, server: &str) -> Result<SiteServer> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let inv = Inventory::parse(&text).map_err(|e| anyhow!("{}: {e:#}", path.display()))?;
+    let index = inv.site_index(domain)?;
+    inv.server(server)
+        .map_err(|e| anyhow!("{e}; add it under servers: first"))?;
+    let from = inv.sites[index].server.clone();
+    if from == server {
+        return Ok(SiteServer::Unchanged);
+    }
+    let mut wanted = inv.clone();
+    wanted.sites[index].server = server.to_string();
+    let is_wanted = |t: &str| Inventory::parse(t).is_ok_and(|i| i == wanted);
+    let new_text = match edit_site_server(&text, &inv.sites[index].domain, server) {
+        Some(edited) if is_wanted(&edited) => edited,
+        _ => {
+            let plain = format!(
+                "# Written by `hostyard fleet set-server`, which could not change this site's\n\
+                 # entry in place (comments were not kept).\n{}",
+                serde_norway::to_string(&wanted).context("cannot write the inventory as YAML")?
+            );
+            if !is_wanted(&plain) {
+                bail!(
+                    "cannot rewrite {} so that it stays valid; nothing was written",
+                    path.display()
+                );
+            }
+            plain
+        }
+    };
+    let mode = std::fs::metadata(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .permissions()
+        .mode()
+        & 0o7777;
+    hostyard_fs::AtomicWrite::new(mode)
+        .write(path, new_text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(SiteServer::Moved { from })
+}
+
+/// `text` with the `server:` value that follows the only `domain: <domain>`
+/// replaced by `server`; `None` when there is no single such place.
+fn edit_site_server(text: &str, domain: &str, server: &str) -> Option<String> {
+    let is_word = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    // Where the domain's value ends, for each `domain: <domain>` (quoted or not).
+    let mut ends = Vec::new();
+    for (at, _) in text.match_indices(domain) {
+        let before = text[..at].trim_end_matches(['"', '\'']).trim_end();
+        let after = text[at + domain.len()..].chars().next();
+        if before.ends_with("domain:")
+            && !before[..before.len() - "domain:".len()].ends_with(is_word)
+            && !after.is_some_and(|c| is_word(c) || c == '.')
+        {
+            ends.push(at + domain.len());
+        }
+    }
+    let [end] = ends.as_slice() else {
+        return None;
+    };
+    let rest = &text[*end..];
+    let key = rest
+        .match_indices("server:")
+        .map(|(i, _)| i)
+        .find(|&i| !rest[..i].ends_with(is_word))?;
+    let value_start = key + "server:".len();
+    let value = &rest[value_start..];
+    let lead = value.len() - value.trim_start_matches([' ', '\t']).len();
+    let value = &value[lead..];
+    let quote = value.starts_with(['"', '\'']) as usize;
+    let len = value[quote..]
+        .find(|c: char| !is_word(c))
+        .unwrap_or(value.len() - quote);
+    if len == 0 {
+        return None;
+    }
+    let from = *end + value_start + lead + quote;
+    Some(format!("{}{server}{}", &text[..from], &text[from + len..]))
 }
 
 /// Where a server keeps its etcd TLS files (written by `deploy/`).

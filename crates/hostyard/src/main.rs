@@ -188,6 +188,8 @@ enum FleetAction {
     },
     /// Print the node config of server NAME (its etcd endpoints and TLS files).
     NodeConfig { name: String },
+    /// Make the inventory say that site DOMAIN lives on SERVER (deploy/site.sh move does, once it serves there).
+    SetServer { domain: String, server: String },
     /// Print the etcd settings of member NAME; CLUSTER as `member-add` printed it, none for the first.
     MemberEnv {
         name: String,
@@ -614,6 +616,19 @@ fn fleet(path: &Path, action: FleetAction) -> Result<u8, Failure> {
         }
         FleetAction::NodeConfig { name } => {
             print!("{}", fleet::node_config(&inv, &name).map_err(usage)?);
+        }
+        FleetAction::SetServer { domain, server } => {
+            match fleet::set_site_server(path, &domain, &server).map_err(usage)? {
+                fleet::SiteServer::Unchanged => {
+                    println!(
+                        "{domain} is on {server} in {} already; nothing changed",
+                        path.display()
+                    )
+                }
+                fleet::SiteServer::Moved { from } => {
+                    println!("{domain}: server {from} -> {server} in {}", path.display())
+                }
+            }
         }
         FleetAction::MemberEnv { name, cluster } => {
             print!(

@@ -201,6 +201,98 @@ async fn client(
     Client::connect([endpoint], Some(options)).await
 }
 
+/// `hostyard fleet set-server`, the inventory's side of `deploy/site.sh
+/// move`: only the site's `server:` changes (comments and layout stay, in
+/// block and flow style), the file stays valid and keeps its mode, and a
+/// mistake is one line with nothing written.
+#[test]
+fn set_server_rewrites_one_site_keeping_the_file_valid_and_refuses_mistakes() {
+    let dir = TempDir::new();
+    let inv = dir.join("fleet.yaml");
+    let commented = INVENTORY.replace(
+        "  - domain: example.com\n",
+        "  # the shop's site\n  - domain: example.com   # moved in May\n",
+    );
+    fs::write(&inv, &commented).expect("inventory");
+    fs::set_permissions(&inv, fs::Permissions::from_mode(0o640)).expect("chmod");
+    let out = fleet(&inv, &["set-server", "example.com", "n2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("server n1 -> n2"), "{}", stdout(&out));
+    let text = fs::read_to_string(&inv).expect("read");
+    assert_eq!(
+        text,
+        commented.replacen("    server: n1\n", "    server: n2\n", 1),
+        "only that line changed"
+    );
+    assert_eq!(
+        fs::metadata(&inv).unwrap().permissions().mode() & 0o777,
+        0o640
+    );
+    let out = fleet(&inv, &["sites"]);
+    assert_eq!(
+        stdout(&out),
+        "example.com static n2\nblog.example.org wordpress w1\n"
+    );
+    // Again: nothing changes, and it says so.
+    let out = fleet(&inv, &["set-server", "example.com", "n2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("nothing changed"), "{}", stdout(&out));
+    assert_eq!(fs::read_to_string(&inv).unwrap(), text);
+
+    // Flow style, as the fleet-in-a-box writes it, and a domain that is a
+    // suffix of another's: only the named entry changes.
+    let flow = "servers:\n  - {name: n1, ssh: root@10.0.0.1, private: 10.0.0.1, role: member}\n  \
+                - {name: n2, ssh: root@10.0.0.2, private: 10.0.0.2, role: member}\nsites:\n  \
+                - {domain: www.a.example, kind: static, server: n1}\n  \
+                - {domain: a.example, kind: wordpress, server: n1}\n";
+    fs::write(&inv, flow).expect("inventory");
+    let out = fleet(&inv, &["set-server", "a.example", "n2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        fs::read_to_string(&inv).unwrap(),
+        flow.replace("wordpress, server: n1", "wordpress, server: n2")
+    );
+
+    // `server:` before `domain:`: not changed in place, but the whole
+    // inventory written out, valid and with the change.
+    let odd = "servers:\n  - {name: n1, ssh: root@10.0.0.1, private: 10.0.0.1, role: member}\n  \
+               - {name: n2, ssh: root@10.0.0.2, private: 10.0.0.2, role: member}\nsites:\n  \
+               - {server: n1, kind: static, domain: a.example}\n  \
+               - {server: n1, kind: static, domain: b.example}\n";
+    fs::write(&inv, odd).expect("inventory");
+    let out = fleet(&inv, &["set-server", "a.example", "n2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = fleet(&inv, &["sites"]);
+    assert_eq!(
+        stdout(&out),
+        "a.example static n2\nb.example static n1\n",
+        "{}",
+        fs::read_to_string(&inv).unwrap()
+    );
+    assert_eq!(fleet(&inv, &["servers"]).status.code(), Some(0));
+
+    // Mistakes: exit 2, one line naming the fix, the file untouched.
+    fs::write(&inv, INVENTORY).expect("inventory");
+    for (args, names) in [
+        (
+            ["set-server", "nowhere.example", "n2"],
+            "add it under sites: first",
+        ),
+        (
+            ["set-server", "example.com", "n9"],
+            "add it under servers: first",
+        ),
+        (["set-server", "a..b", "n2"], "a..b"),
+    ] {
+        let out = fleet(&inv, &args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = stderr(&out);
+        assert!(err.contains(names), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert_eq!(fs::read_to_string(&inv).unwrap(), INVENTORY, "{args:?}");
+    }
+}
+
 #[test]
 fn servers_reach_etcd_by_certificate_only_within_their_prefix_until_revoked() {
     let dir = TempDir::new();
