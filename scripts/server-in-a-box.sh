@@ -30,6 +30,9 @@
 #   SETUP=0        stop after the boot: no setup.sh (tests/e2e/fleet.sh sets
 #                  its servers up from a jump box)
 #   BOX_NETWORK=N  also attach the box to the docker network N (a fleet's)
+#   PREPARED=1     the packages, the build and the image tarballs in CACHE
+#                  are ready (this script just ran with the same CACHE): only
+#                  boot. tests/e2e/fleet.sh boots its other boxes so, together
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -44,6 +47,7 @@ KEEP_BOX=${KEEP_BOX:-1}
 SAMPLE_SITE=${SAMPLE_SITE:-1}
 SETUP=${SETUP:-1}
 BOX_NETWORK=${BOX_NETWORK:-}
+PREPARED=${PREPARED:-0}
 CACHE=${CACHE:-/var/cache/hostyard-box}
 # The server's Debian release, the one setup.sh needs.
 SERVER_RELEASE=trixie
@@ -143,6 +147,9 @@ boot() {
   local publish=127.0.0.1:$BOX_PORT:80
   [ "$BOX_PORT" != auto ] || publish=127.0.0.1::80
   step "booting $BOX"
+  # The packages setup.sh installs, downloaded once for every box of this
+  # cache (apt locks the directory, so boxes set up at once take turns).
+  mkdir -p "$CACHE/apt-archives/partial"
   # The flags of ../shared/TESTING.md: systemd as PID 1 needs these instead
   # of --privileged; Docker inside uses overlay2 on the volume. SIGRTMIN+3
   # asks systemd for a clean shutdown, so `docker restart` is a real reboot
@@ -157,6 +164,7 @@ boot() {
     -v "$repo:/hostyard/src:ro" \
     -v "$CACHE/bin:/hostyard/bin:ro" \
     -v "$CACHE/images:/hostyard/images:ro" \
+    -v "$CACHE/apt-archives:/var/cache/apt/archives" \
     -p "$publish" \
     ${BOX_NETWORK:+--network "$BOX_NETWORK"} \
     "$SERVER_IMAGE" /lib/systemd/systemd >/dev/null
@@ -259,11 +267,16 @@ main() {
       exit 2
       ;;
   esac
-  install_packages
-  ensure_docker
-  build_binaries
-  HOSTYARD=$TARGET_DIR/release/hostyard HOSTYARD_CONFIG=/dev/null "$repo/scripts/images.sh" save "$CACHE/images"
-  server_image
+  if [ "$PREPARED" = 1 ]; then
+    docker image inspect "$SERVER_IMAGE" >/dev/null 2>&1 || die "PREPARED=1 but there is no $SERVER_IMAGE"
+    [ -x "$CACHE/bin/hostyard" ] || die "PREPARED=1 but there is no $CACHE/bin/hostyard"
+  else
+    install_packages
+    ensure_docker
+    build_binaries
+    HOSTYARD=$TARGET_DIR/release/hostyard HOSTYARD_CONFIG=/dev/null "$repo/scripts/images.sh" save "$CACHE/images"
+    server_image
+  fi
   boot
   [ "$SETUP" != 0 ] || return 0
   step "running setup.sh in $BOX"

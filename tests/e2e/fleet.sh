@@ -56,11 +56,40 @@ expect() {
   printf '    ok   %s: %s\n' "$1" "$2" >&2
 }
 
-# boot NAME: a box on the fleet's network, without setup.
+# boot NAME [PREPARED]: a box on the fleet's network, without setup; its
+# output in /tmp/$RUN-boot-NAME.log. PREPARED=1: the build and the image
+# tarballs are ready (an earlier boot made them), only boot.
 boot() {
+  local log=/tmp/$RUN-boot-$1.log
   BOX=$(box_of "$1") BOX_NETWORK=$NET BOX_PORT=auto SETUP=0 SAMPLE_SITE=0 KEEP_BOX=1 \
-    "$repo/scripts/server-in-a-box.sh" >/dev/null
-  IP[$1]=$(docker inspect -f "{{(index .NetworkSettings.Networks \"$NET\").IPAddress}}" "$(box_of "$1")")
+    PREPARED=${2:-0} "$repo/scripts/server-in-a-box.sh" >"$log" 2>&1 || {
+    tail -n 20 "$log" >&2
+    note "booting $1 failed (log: $log)"
+    return 1
+  }
+}
+
+# in_parallel CMD ARG...: CMD ARG for each ARG at once; fails if one does.
+in_parallel() {
+  local cmd=$1 pids=() p a rc=0
+  shift
+  for a in "$@"; do
+    "$cmd" "$a" &
+    pids+=($!)
+  done
+  for p in "${pids[@]}"; do wait "$p" || rc=1; done
+  return "$rc"
+}
+
+boot_prepared() { boot "$1" 1; }
+
+# ssh_packages BOX: ssh and what the checks use, from the box's Debian.
+ssh_packages() {
+  if [ "$1" = jump ]; then
+    apt_in jump openssh-client openssl curl wrk
+  else
+    apt_in "$1" openssh-server
+  fi
 }
 
 apt_in() {
@@ -74,14 +103,20 @@ make_fleet() {
   local s t0=$SECONDS
   step "booting the jump box and ${SERVERS[*]} on $NET"
   docker network create "$NET" >/dev/null
-  for s in jump "${SERVERS[@]}"; do boot "$s"; done
-  apt_in jump openssh-client openssl curl wrk
+  # The first boot builds what every box mounts; the others only boot, all
+  # at once, and their packages come at once too.
+  boot "${SERVERS[0]}" || die "booting ${SERVERS[0]} failed"
+  in_parallel boot_prepared jump "${SERVERS[@]:1}" || die "booting the boxes failed"
+  for s in jump "${SERVERS[@]}"; do
+    IP[$s]=$(docker inspect -f "{{(index .NetworkSettings.Networks \"$NET\").IPAddress}}" "$(box_of "$s")")
+  done
+  note "booted in $((SECONDS - t0)) s"
+  in_parallel ssh_packages jump "${SERVERS[@]}" || die "installing packages in the boxes failed"
   jump sh -c 'mkdir -p /root/.ssh && ssh-keygen -q -t ed25519 -N "" -f /root/.ssh/id_ed25519'
   jump mkdir -p "$FLEET"
   local pub inventory="servers:"
   pub=$(jump cat /root/.ssh/id_ed25519.pub)
   for s in "${SERVERS[@]}"; do
-    apt_in "$s" openssh-server
     oni "$s" sh -c "mkdir -p /root/.ssh && cat >>/root/.ssh/authorized_keys" <<<"$pub"
     printf '%s %s\n' "${IP[$s]}" "$(on "$s" cut -d' ' -f1,2 /etc/ssh/ssh_host_ed25519_key.pub)" |
       jump sh -c "cat >>$FLEET/known_hosts"
