@@ -4,7 +4,8 @@
 # On a fresh Debian 12 or 13 machine as root it installs what the tests need,
 # starts a Docker engine if none answers, then runs formatting, lint, the
 # shell linter and the whole test suite against real etcd, HAProxy, git and
-# Docker (HAProxy 3.0 and etcd 3.5 as on Debian 13, from scripts/test-tools.sh).
+# Docker (HAProxy 3.0 and etcd 3.5 as on Debian 13, from scripts/test-tools.sh),
+# then the end-to-end checks on a server in a box and the fleet in a box.
 # Every step runs even after an earlier one failed; a summary at the end
 # lists them all and the exit status is non-zero if any failed.
 #
@@ -211,6 +212,9 @@ main() {
   run_step "shellcheck" check_shell
   run_step "tests" workspace_tests
   run_step "e2e" tests/e2e/run.sh
+  # Three servers and a jump box, set up from scratch through deploy/; the
+  # same cache as the e2e box, so the build and images are made once.
+  run_step "fleet" env CACHE="${CACHE:-/var/cache/hostyard-box}" tests/e2e/fleet.sh
   summary
   return $FAILED
 }

@@ -3,10 +3,10 @@
 # and a jump box on one docker network. The jump box sets the servers up
 # from scratch through deploy/ (its CA, ssh with pinned host keys, one etcd
 # member at a time), adds a site on each server, and the checks below run
-# against the result. Separate from tests/e2e/run.sh: it boots four boxes
-# and sets three servers up, longer than CI's budget for one check.
+# against the result. scripts/test.sh (CI) runs it after tests/e2e/run.sh,
+# with the same CACHE; about 12 minutes on 2 cores.
 #
-# usage: tests/e2e/fleet.sh   (as root; run it under the shared lock:
+# usage: tests/e2e/fleet.sh   (as root; on a shared machine under the lock:
 #          CACHE=/var/cache/hostyard-box-NAME flock /tmp/hostyard-e2e.lock tests/e2e/fleet.sh)
 #   KEEP_BOX=1  leave the boxes and their network for a look afterwards
 set -euo pipefail
