@@ -1,8 +1,11 @@
 //! ACME in confd: one thread of its own, with its own small runtime, that
 //! (a) keeps HAProxy's `acme.map` equal to etcd's challenge keys, on every
 //! server, whether or not this one orders (the CA's validation request may
-//! reach any server of the fleet), and (b) when `tls.acme` is set, orders
-//! and renews the sites' certificates ([`hostyard_tls::acme`]).
+//! reach any server of the fleet), (b) when `tls.acme` is set, orders
+//! and renews the sites' certificates ([`hostyard_tls::acme`]), and (c) in
+//! a fleet, publishes the hosted sites' certificates to etcd and writes
+//! out those the other servers published ([`hostyard_tls::fleet`]): TLS
+//! ends on whichever server a request reaches.
 //!
 //! Why here: confd already has what ACME needs (etcd, the layout,
 //! HAProxy's runtime socket) and runs on every server; the certificate
@@ -10,23 +13,32 @@
 //! Why a thread of its own: an order waits seconds to minutes on a CA, and
 //! that must delay neither a routing change nor a certificate install.
 
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use etcd_client::{EventType, WatchOptions};
 use hostyard_core::config::EtcdConfig;
 use hostyard_core::etcd::Schema;
-use hostyard_core::{log, Layout, NodeConfig};
+use hostyard_core::{log, Domain, Layout, NodeConfig};
 use hostyard_tls::acme::{Acme, AcmeStatus, Outcome};
 use hostyard_tls::challenges::ChallengeMap;
+use hostyard_tls::fleet::{Publisher, Received, Receiver};
 
 /// Wait before a new etcd session after one broke.
 const RECONNECT: Duration = Duration::from_secs(2);
 /// How often a challenge change HAProxy did not take is tried again.
 const RETRY_RUNTIME: Duration = Duration::from_secs(1);
 
-/// Starts the ACME thread; it runs for ever.
-pub fn spawn(config: &NodeConfig, status: AcmeStatus) -> anyhow::Result<()> {
+/// Starts the ACME thread; it runs for ever. `in_fleet`: whether this
+/// server is part of a fleet now (confd changes it on SIGHUP).
+pub fn spawn(
+    config: &NodeConfig,
+    status: AcmeStatus,
+    in_fleet: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
     let layout = Layout::new(&config.data_root);
     let schema = Schema::new(&config.etcd.prefix);
     let etcd = config.etcd.clone();
@@ -40,6 +52,7 @@ pub fn spawn(config: &NodeConfig, status: AcmeStatus) -> anyhow::Result<()> {
         )
     });
     let every = Duration::from_secs(config.tls.scan_secs);
+    let publisher = Publisher::new(layout.clone(), schema.clone());
     std::thread::Builder::new()
         .name("acme".into())
         .spawn(move || {
@@ -53,10 +66,14 @@ pub fn spawn(config: &NodeConfig, status: AcmeStatus) -> anyhow::Result<()> {
                     return;
                 }
             };
+            // Sites this server hosts whose key in etcd changed to
+            // something else than what it serves: the publisher looks again.
+            let recheck = Mutex::new(BTreeSet::new());
             runtime.block_on(async {
                 tokio::join!(
                     challenges(&etcd, &schema, &layout),
-                    orders(&etcd, acme, every)
+                    certificates(&etcd, &schema, &layout, &in_fleet, &recheck),
+                    orders(&etcd, acme, publisher, &in_fleet, &recheck, every)
                 );
             });
         })
@@ -142,9 +159,17 @@ fn flush(map: &mut ChallengeMap, was_failing: bool) -> bool {
     }
 }
 
-/// Orders and renews, every `every`, when ACME is configured.
-async fn orders(etcd: &EtcdConfig, acme: Option<Acme>, every: Duration) {
-    let Some(mut acme) = acme else { return };
+/// Orders and renews when ACME is configured, and in a fleet publishes
+/// what is served, every `every`: a certificate just obtained is
+/// published in the same pass.
+async fn orders(
+    etcd: &EtcdConfig,
+    mut acme: Option<Acme>,
+    mut publisher: Publisher,
+    in_fleet: &AtomicBool,
+    recheck: &Mutex<BTreeSet<Domain>>,
+    every: Duration,
+) {
     let mut client = loop {
         match hostyard_routing::etcd::connect(etcd).await {
             Ok(c) => break c,
@@ -152,14 +177,128 @@ async fn orders(etcd: &EtcdConfig, acme: Option<Acme>, every: Duration) {
         }
     };
     loop {
-        for (domain, outcome) in acme.pass(&mut client).await {
-            if outcome == Outcome::Busy {
-                log!(
-                    Info,
-                    "{domain}: another server or process is ordering its certificate"
-                );
+        if let Some(acme) = &mut acme {
+            for (domain, outcome) in acme.pass(&mut client).await {
+                if outcome == Outcome::Busy {
+                    log!(
+                        Info,
+                        "{domain}: another server or process is ordering its certificate"
+                    );
+                }
             }
+        }
+        if in_fleet.load(Ordering::Relaxed) {
+            for domain in std::mem::take(&mut *lock(recheck)) {
+                publisher.recheck(&domain);
+            }
+            publisher.pass(&mut client).await;
+        } else {
+            publisher.reset();
         }
         tokio::time::sleep(every).await;
     }
+}
+
+/// Writes out the certificates other servers published, across broken
+/// sessions, while this server is part of a fleet.
+async fn certificates(
+    etcd: &EtcdConfig,
+    schema: &Schema,
+    layout: &Layout,
+    in_fleet: &AtomicBool,
+    recheck: &Mutex<BTreeSet<Domain>>,
+) {
+    let receiver = Receiver::new(layout.clone());
+    let mut last_error = String::new();
+    loop {
+        if !in_fleet.load(Ordering::Relaxed) {
+            tokio::time::sleep(RECONNECT).await;
+            continue;
+        }
+        let e = match certificate_session(etcd, schema, &receiver, in_fleet, recheck).await {
+            // It left the fleet; a full read when it joins again.
+            Ok(()) => continue,
+            Err(e) => format!("{e:#}"),
+        };
+        if e != last_error {
+            log!(Warning, "fleet certificates: {e}; retrying");
+            last_error = e;
+        }
+        tokio::time::sleep(RECONNECT).await;
+    }
+}
+
+/// A full read of `tls/certs/`, then the watch. `Ok(())` when the server
+/// left the fleet.
+async fn certificate_session(
+    etcd: &EtcdConfig,
+    schema: &Schema,
+    receiver: &Receiver,
+    in_fleet: &AtomicBool,
+    recheck: &Mutex<BTreeSet<Domain>>,
+) -> anyhow::Result<()> {
+    let prefix = schema.tls_certs_prefix();
+    let mut client = hostyard_routing::etcd::connect(etcd).await?;
+    let (kvs, revision) = hostyard_routing::etcd::read_all(&mut client, &prefix).await?;
+    let done = receiver.replace(
+        kvs.into_iter()
+            .filter_map(|(k, v)| Some((schema.parse_tls_cert_key(&k).ok()?, v))),
+    );
+    for (domain, received) in done {
+        note(recheck, receiver, domain, &received);
+    }
+    let options = WatchOptions::new()
+        .with_prefix()
+        .with_start_revision(revision + 1);
+    let mut stream = client.watch(prefix.as_str(), Some(options)).await?;
+    let mut tick = tokio::time::interval(RECONNECT);
+    loop {
+        let resp = tokio::select! {
+            msg = stream.message() => match msg {
+                Ok(Some(r)) => r,
+                Ok(None) => anyhow::bail!("etcd closed the watch"),
+                Err(e) => anyhow::bail!("the watch broke: {e}"),
+            },
+            _ = tick.tick() => {
+                if !in_fleet.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                continue;
+            }
+        };
+        if resp.canceled() {
+            anyhow::bail!("etcd cancelled the watch: {}", resp.cancel_reason());
+        }
+        for ev in resp.events() {
+            let Some(kv) = ev.kv() else { continue };
+            let key = String::from_utf8_lossy(kv.key());
+            // Never the value in a log line: it holds a private key.
+            let Ok(domain) = schema.parse_tls_cert_key(&key) else {
+                continue;
+            };
+            let received = match ev.event_type() {
+                EventType::Put => receiver.set(&domain, Some(kv.value())),
+                EventType::Delete => receiver.set(&domain, None),
+            };
+            note(recheck, receiver, domain, &received);
+        }
+    }
+}
+
+/// A site hosted here whose key now holds something else than what it
+/// serves goes to the publisher, which puts its own back.
+fn note(recheck: &Mutex<BTreeSet<Domain>>, receiver: &Receiver, domain: Domain, r: &Received) {
+    let worse = match r {
+        Received::OwnKept => true,
+        Received::Refused(_) => receiver.hosts(&domain),
+        Received::Stored | Received::Removed | Received::Unchanged => false,
+    };
+    if worse {
+        lock(recheck).insert(domain);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic elsewhere left a plain set, still whole.
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }

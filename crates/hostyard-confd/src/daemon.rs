@@ -14,6 +14,8 @@
 
 use hostyard_core::log;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -64,6 +66,9 @@ pub struct Daemon {
     config_rejected: Option<String>,
     state_writer: StateWriter,
     state_throttle: Throttle,
+    /// Whether `fleet.peers` lists servers, shared with the certificate
+    /// and ACME threads (a SIGHUP may change it).
+    in_fleet: Arc<AtomicBool>,
 }
 
 fn now() -> Now {
@@ -98,7 +103,9 @@ impl Daemon {
         let (map_written_tx, map_written_rx) = mpsc::unbounded_channel();
         let view = View::new(Schema::new(&config.etcd.prefix), allowed.clone());
         let state_writer = StateWriter::new(layout.confd_state());
+        let in_fleet = Arc::new(AtomicBool::new(!config.fleet.peers.is_empty()));
         Ok(Daemon {
+            in_fleet,
             config_path: config_path.to_path_buf(),
             schema: Schema::new(&config.etcd.prefix),
             layout,
@@ -539,6 +546,8 @@ impl Daemon {
                 // A server added to or removed from the fleet: its peer
                 // frontend's sources and where its sites go.
                 self.config.fleet = new.fleet;
+                self.in_fleet
+                    .store(!self.config.fleet.peers.is_empty(), Ordering::Relaxed);
                 log!(Notice, "SIGHUP: re-read {}", self.config_path.display());
                 if let Err(e) = self.ensure_structure() {
                     log!(Err, "SIGHUP: {e:#}");
@@ -605,12 +614,13 @@ fn notify(state: &[sd_notify::NotifyState]) {
 pub async fn run_once(config_path: &Path, config: NodeConfig) -> anyhow::Result<()> {
     let mut d = Daemon::new(config_path, config)?;
     d.prepare_files()?;
-    hostyard_tls::CertSync::new(d.layout.clone(), d.config.tls.clone()).pass()?;
+    hostyard_tls::CertSync::new(d.layout.clone(), d.config.tls.clone())
+        .with_fleet(d.in_fleet.clone())
+        .pass()?;
     let mut client = hostyard_routing::etcd::connect(&d.config.etcd)
         .await
         .context("connecting to etcd")?;
-    let (kvs, revision) =
-        hostyard_routing::etcd::read_all(&mut client, &d.schema.root_prefix()).await?;
+    let (kvs, revision) = hostyard_routing::etcd::read_routing(&mut client, &d.schema).await?;
     d.on_feed(Feed::Snapshot { kvs, revision });
     let retry = d.cycle();
     d.flush_map_file();
@@ -633,7 +643,8 @@ pub async fn run(config_path: &Path, config: NodeConfig) -> anyhow::Result<()> {
     // Read before the certificate thread rewrites the state file.
     let acme_status = hostyard_tls::acme::load_status(&d.layout);
     let mut certs = hostyard_tls::CertSync::new(d.layout.clone(), d.config.tls.clone())
-        .with_acme(acme_status.clone());
+        .with_acme(acme_status.clone())
+        .with_fleet(d.in_fleet.clone());
     if let Err(e) = certs.pass() {
         log!(Err, "certificates: {e:#}");
     }
@@ -641,17 +652,13 @@ pub async fn run(config_path: &Path, config: NodeConfig) -> anyhow::Result<()> {
         .name("certificates".into())
         .spawn(move || certs.run())
         .context("starting the certificate thread")?;
-    crate::acme::spawn(&d.config, acme_status)?;
+    crate::acme::spawn(&d.config, acme_status, d.in_fleet.clone())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sighup = signal(SignalKind::hangup())?;
     let mut sigusr1 = signal(SignalKind::user_defined1())?;
     let (tx, mut rx) = mpsc::channel(1024);
-    let feed = tokio::spawn(etcd_feed::run(
-        d.config.etcd.clone(),
-        d.schema.root_prefix(),
-        tx,
-    ));
+    let feed = tokio::spawn(etcd_feed::run(d.config.etcd.clone(), d.schema.clone(), tx));
 
     // Start-up: wait briefly for etcd so HAProxy starts with today's routing;
     // without it, serve what was last written.

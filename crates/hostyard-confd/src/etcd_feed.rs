@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use etcd_client::{EventType, WatchOptions};
 use hostyard_core::config::EtcdConfig;
-use hostyard_routing::etcd::{connect, read_all};
+use hostyard_core::etcd::Schema;
+use hostyard_routing::etcd::{connect, read_routing};
 use tokio::sync::mpsc;
 
 #[derive(Debug)]
@@ -29,12 +30,13 @@ pub enum Feed {
 
 /// Runs forever: sends a snapshot, then changes, then on a break `Lost` and
 /// a new snapshot once etcd answers again. Ends when the receiver is gone.
-pub async fn run(etcd: EtcdConfig, prefix: String, tx: mpsc::Sender<Feed>) {
+/// Only the keys routing depends on ([`Schema::routing_range`]).
+pub async fn run(etcd: EtcdConfig, schema: Schema, tx: mpsc::Sender<Feed>) {
     let mut backoff = Duration::from_millis(100);
     let mut reported = false;
     loop {
         let mut established = false;
-        let why = match session(&etcd, &prefix, &tx, &mut established).await {
+        let why = match session(&etcd, &schema, &tx, &mut established).await {
             Ok(()) => return,
             Err(e) => e,
         };
@@ -58,20 +60,21 @@ pub async fn run(etcd: EtcdConfig, prefix: String, tx: mpsc::Sender<Feed>) {
 /// One connection's life. `Ok(())` only when confd is shutting down.
 async fn session(
     etcd: &EtcdConfig,
-    prefix: &str,
+    schema: &Schema,
     tx: &mpsc::Sender<Feed>,
     established: &mut bool,
 ) -> anyhow::Result<()> {
     let mut client = connect(etcd).await?;
-    let (kvs, revision) = read_all(&mut client, prefix).await?;
+    let (kvs, revision) = read_routing(&mut client, schema).await?;
     if tx.send(Feed::Snapshot { kvs, revision }).await.is_err() {
         return Ok(());
     }
     *established = true;
+    let (start, end) = schema.routing_range();
     let options = WatchOptions::new()
-        .with_prefix()
+        .with_range(end)
         .with_start_revision(revision + 1);
-    let mut stream = client.watch(prefix, Some(options)).await?;
+    let mut stream = client.watch(start, Some(options)).await?;
     loop {
         let resp = match stream.message().await {
             Ok(Some(resp)) => resp,

@@ -4,7 +4,9 @@
 //! pebble's root, for the domain and its www. alias) without a reload,
 //! renewed, not ordered again after a restart; a failed validation backs
 //! off (persisted), two orderers make one order, and an unreachable ACME
-//! server leaves HTTP serving.
+//! server leaves HTTP serving. In a fleet, the certificate the hosting
+//! server obtained is served by the other servers too, without an order
+//! of theirs; a single server publishes nothing.
 
 // Shared with confd.rs, which uses the rest of it.
 #[allow(dead_code)]
@@ -14,7 +16,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use hostyard_core::config::AcmeConfig;
+use hostyard_core::config::{AcmeConfig, FleetConfig, FleetPeer};
 use hostyard_core::SiteKind;
 use hostyard_testsupport::{free_port, wait_until, Backend, Etcd, Pebble};
 use hostyard_tls::acme::{self, Acme, Outcome};
@@ -159,6 +161,15 @@ fn a_site_gets_a_certificate_from_pebble_renews_and_a_restart_does_not_reorder()
     .unwrap();
     let first = file_serial(&r.layout.acme_cert(&d("acme.example.com")));
     assert_eq!(served_serial(&r, "acme.example.com"), first);
+    // Not in a fleet: the private key stays on this server's disk (the
+    // publisher runs right after an order, before the certificate above
+    // was even served).
+    assert_eq!(
+        etcd.get_prefix(&r.schema.tls_certs_prefix()).unwrap(),
+        vec![],
+        "{}",
+        r.confd_log()
+    );
 
     // Renewal (the path a pass takes at two thirds of the lifetime, forced
     // here): a new certificate served without a reload.
@@ -328,4 +339,150 @@ fn without_accepted_terms_nothing_is_ordered() {
     };
     assert!(why.contains("terms_accepted"), "{why}");
     assert!(!r.layout.acme_account().exists());
+}
+
+/// Two servers of a fleet: HTTP and HTTPS on 127.0.0.1 (where pebble
+/// validates, at `a`'s port), peer frontends on 127.0.0.2 and .3; both
+/// order with ACME when they host a site.
+fn fleet_pair(etcd: &Etcd) -> (Router, Router, Pebble) {
+    let peer_port = free_port();
+    let names = [("a", "127.0.0.2"), ("b", "127.0.0.3")];
+    let mut routers: Vec<Router> = names.iter().map(|_| Router::new(etcd)).collect();
+    let pebble = Pebble::start(routers[0].port).unwrap();
+    for (r, (name, ip)) in routers.iter_mut().zip(names) {
+        r.config.node_name = name.to_string();
+        r.config.tls.acme = acme_config(&pebble);
+        r.config.fleet = FleetConfig {
+            private_address: Some(ip.parse().unwrap()),
+            peer_port,
+            peers: names
+                .iter()
+                .filter(|(n, _)| *n != name)
+                .map(|(n, a)| FleetPeer {
+                    name: n.to_string(),
+                    address: a.parse().unwrap(),
+                })
+                .collect(),
+        };
+        r.write_config();
+        r.start();
+    }
+    let b = routers.pop().unwrap();
+    let a = routers.pop().unwrap();
+    (a, b, pebble)
+}
+
+fn lines(log: &str, needle: &str) -> usize {
+    log.lines().filter(|l| l.contains(needle)).count()
+}
+
+#[test]
+fn in_a_fleet_the_hosting_servers_certificate_is_served_by_every_server() {
+    let etcd = Etcd::start().unwrap();
+    let (a, b, pebble) = fleet_pair(&etcd);
+    let b_worker = b.haproxy().worker_pid().unwrap();
+    let backend = Backend::start("fleet site");
+    let domain = d("fleet.example.com");
+    // Hosted by a only: its data is there. (HTTP may redirect to HTTPS
+    // before a wait for a 200 would see it: the HTTPS wait below is it.)
+    std::fs::create_dir_all(a.layout.domain_dir(&domain)).unwrap();
+    a.register(&etcd, SiteKind::Static, "fleet.example.com", backend.port());
+
+    // a orders; b serves the same certificate for the domain and its www.
+    // alias, verified against pebble's root, without a reload.
+    let root = pebble.root_file();
+    let res = wait_until("HTTPS through b from a's certificate", ORDER, || {
+        (verifies(&b, "fleet.example.com", &root) && verifies(&b, "www.fleet.example.com", &root))
+            .then_some(())
+    });
+    if let Err(e) = res {
+        panic!(
+            "{e:#}\na's confd log:\n{}\nb's confd log:\n{}",
+            a.confd_log(),
+            b.confd_log()
+        );
+    }
+    let serial = file_serial(&a.layout.acme_cert(&domain));
+    assert_eq!(served_serial(&b, "fleet.example.com"), serial);
+    assert_eq!(b.haproxy().worker_pid().unwrap(), b_worker, "no reload");
+    assert_eq!(
+        tls_state(&b)["sites"]["fleet.example.com"]["source"],
+        "fleet"
+    );
+    let published = std::fs::read(a.layout.acme_cert(&domain)).unwrap();
+    let key = a.schema.tls_cert_key(&domain);
+    assert_eq!(
+        etcd.get(&key).unwrap().unwrap().as_bytes(),
+        published.as_slice()
+    );
+    let stored = b.layout.acme_cert(&domain);
+    assert_eq!(std::fs::read(&stored).unwrap(), published);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&stored).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // One order in the fleet: a's; b, which does not host the site, made none.
+    let (alog, blog) = (a.confd_log(), b.confd_log());
+    assert_eq!(lines(&alog, "ACME certificate obtained"), 1, "{alog}");
+    assert_eq!(lines(&blog, "ACME certificate obtained"), 0, "{blog}");
+    assert!(!b.layout.acme_account().exists(), "{blog}");
+    // The key material is in no log line.
+    let pem_key = String::from_utf8_lossy(&published)
+        .lines()
+        .find(|l| !l.starts_with("-----") && l.len() > 40)
+        .map(str::to_string)
+        .unwrap();
+    assert!(!alog.contains(&pem_key) && !blog.contains(&pem_key));
+
+    // A corrupt bundle put into etcd by hand: refused on b with one line,
+    // and b keeps serving the good one; a, which hosts the site, puts its
+    // own back.
+    etcd.put(
+        &key,
+        "-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let refused = "refused the certificate the fleet's store holds";
+    wait_until(
+        "a puts its certificate back",
+        Duration::from_secs(10),
+        || {
+            (lines(&b.confd_log(), refused) > 0
+                && etcd.get(&key).unwrap().as_deref().map(str::as_bytes) == Some(&published[..]))
+            .then_some(())
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e:#}\n{}\n{}", a.confd_log(), b.confd_log()));
+    assert_eq!(lines(&b.confd_log(), refused), 1, "{}", b.confd_log());
+    // Refused before it reached the file the certificate thread reads.
+    assert_eq!(std::fs::read(&stored).unwrap(), published);
+    assert_eq!(served_serial(&b, "fleet.example.com"), serial);
+
+    // The site moves to b: b has its certificate already and orders none
+    // before renewal time.
+    std::fs::create_dir_all(b.layout.domain_dir(&domain)).unwrap();
+    std::fs::remove_dir_all(a.layout.domain_dir(&domain)).unwrap();
+    let rt = runtime();
+    let mut c = rt.block_on(client(&etcd));
+    let mut on_b = runner(&b, acme_config(&pebble), "b");
+    assert_eq!(rt.block_on(on_b.pass(&mut c)), vec![]);
+    wait_until("b serves it as its own", Duration::from_secs(10), || {
+        (verifies(&b, "fleet.example.com", &root)
+            && tls_state(&b)["sites"]["fleet.example.com"]["source"] == "acme")
+            .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", b.confd_log()));
+    assert_eq!(lines(&b.confd_log(), "ACME certificate obtained"), 0);
+
+    // The site leaves the fleet and its key is deleted: no server keeps a
+    // copy, and HTTPS answers with the default certificate.
+    std::fs::remove_dir_all(b.layout.domain_dir(&domain)).unwrap();
+    etcd.delete(&key).unwrap();
+    wait_until("the copies gone", Duration::from_secs(10), || {
+        (!stored.exists()
+            && !a.layout.acme_cert(&domain).exists()
+            && !verifies(&b, "fleet.example.com", &root)
+            && !verifies(&a, "fleet.example.com", &root))
+        .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", b.confd_log()));
 }

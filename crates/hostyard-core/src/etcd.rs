@@ -8,6 +8,7 @@
 //! | `{prefix}/sites/<domain>` | [`SiteDecl`]: the site is hosted here, of this kind, with these aliases | persistent, written when a site is first registered, removed only by `hostyard site forget` |
 //! | `{prefix}/acme/challenges/<token>` | an ACME HTTP-01 key authorization | on a lease of the order that wrote it |
 //! | `{prefix}/acme/locks/<domain>` | the node ordering the domain's certificate | on a lease of that order |
+//! | `{prefix}/tls/certs/<domain>` | the domain's certificate bundle (PEM: chain and private key), published by the server that obtained it, in a fleet only | persistent, replaced at each renewal |
 //!
 //! The service key is the original system's layout, so its values are read
 //! as the original wrote them (`"port": "80"`). The declaration key is new: it
@@ -81,6 +82,42 @@ impl Schema {
     /// a certificate for the domain, so one order runs at a time.
     pub fn acme_lock_key(&self, domain: &Domain) -> String {
         format!("{}/acme/locks/{domain}", self.prefix)
+    }
+
+    /// `{prefix}/tls/certs/`: in a fleet, each site's certificate bundle
+    /// (chain and private key) as its hosting server obtained it, so every
+    /// server can terminate TLS for it. Outside [`Schema::routing_range`]:
+    /// a few kB a site must not swell confd's routing reads.
+    pub fn tls_certs_prefix(&self) -> String {
+        format!("{}/tls/certs/", self.prefix)
+    }
+
+    pub fn tls_cert_key(&self, domain: &Domain) -> String {
+        format!("{}{domain}", self.tls_certs_prefix())
+    }
+
+    /// Inverse of [`Schema::tls_cert_key`].
+    pub fn parse_tls_cert_key(&self, key: &str) -> Result<Domain, KeyError> {
+        let expected = self.tls_certs_prefix();
+        let rest = key
+            .strip_prefix(&expected)
+            .ok_or_else(|| KeyError::WrongPrefix {
+                key: key.to_string(),
+                expected,
+            })?;
+        Domain::parse(rest).map_err(|source| KeyError::Domain {
+            key: key.to_string(),
+            source,
+        })
+    }
+
+    /// The key range routing depends on, `[start, end)`: every
+    /// `services/` and `sites/` key (they sort next to each other) and
+    /// nothing else of ours, so confd's full read and watch carry neither
+    /// certificate bundles nor ACME challenges.
+    pub fn routing_range(&self) -> (String, String) {
+        // '0' is the byte after '/': the end of everything under `sites/`.
+        (self.services_prefix(), format!("{}/sites0", self.prefix))
     }
 
     pub fn service_key(&self, kind: SiteKind, domain: &Domain) -> String {
@@ -255,6 +292,28 @@ mod tests {
             let key = s.site_key(&d("example.com"));
             assert_eq!(key, format!("{prefix}/sites/example.com"));
             assert_eq!(s.parse_site_key(&key).unwrap(), d("example.com"));
+        }
+    }
+
+    #[test]
+    fn tls_cert_keys_round_trip_and_lie_outside_the_routing_range() {
+        for prefix in ["", "/hostyard"] {
+            let s = Schema::new(prefix);
+            let key = s.tls_cert_key(&d("example.com"));
+            assert_eq!(key, format!("{prefix}/tls/certs/example.com"));
+            assert_eq!(s.parse_tls_cert_key(&key).unwrap(), d("example.com"));
+            assert!(s
+                .parse_tls_cert_key(&format!("{prefix}/tls/certs/a b"))
+                .is_err());
+            let (start, end) = s.routing_range();
+            let inside = |k: &str| start.as_str() <= k && k < end.as_str();
+            assert!(inside(&s.service_key(SiteKind::Static, &d("a.com"))));
+            assert!(inside(&s.service_key(SiteKind::Wordpress, &d("zz.com"))));
+            assert!(inside(&s.site_key(&d("a.com"))));
+            assert!(inside(&s.site_key(&d("zz-9.example"))));
+            assert!(!inside(&key));
+            assert!(!inside(&s.acme_challenge_key("token")));
+            assert!(!inside(&s.acme_lock_key(&d("a.com"))));
         }
     }
 

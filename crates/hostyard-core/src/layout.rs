@@ -337,10 +337,24 @@ impl Layout {
         self.acme_dir().join("account.json")
     }
 
+    /// The certificates obtained by ACME, and in a fleet those other
+    /// servers published (0700).
+    pub fn acme_certs_dir(&self) -> PathBuf {
+        self.acme_dir().join("certs")
+    }
+
     /// A certificate obtained by ACME for `domain`, chain and key (0600);
-    /// served when the site has no imported certificate.
+    /// served when the site has no imported certificate. In a fleet, also
+    /// where a certificate another server published lands.
     pub fn acme_cert(&self, domain: &Domain) -> PathBuf {
-        self.acme_dir().join("certs").join(format!("{domain}.pem"))
+        self.acme_certs_dir().join(format!("{domain}.pem"))
+    }
+
+    /// Inverse of [`Layout::acme_cert`]'s file name: the domain of a file
+    /// in [`Layout::acme_certs_dir`], `None` for anything else (a write's
+    /// temporary file).
+    pub fn acme_cert_domain(file_name: &str) -> Option<Domain> {
+        Domain::parse(file_name.strip_suffix(".pem")?).ok()
     }
 
     /// The certificate thread's view: each site's certificate source,
@@ -449,6 +463,18 @@ mod tests {
         assert_eq!(l.domain_dir(&d), Path::new("/data/domains/example.com"));
         assert_eq!(l.import_dir(&d), Path::new("/data/import/example.com"));
         assert_eq!(l.runtime_haproxy(), Path::new("/data/runtime/haproxy"));
+    }
+
+    #[test]
+    fn acme_cert_names_round_trip() {
+        let l = Layout::new(Path::new("/data"));
+        let domain = Domain::parse("example.com").unwrap();
+        let path = l.acme_cert(&domain);
+        assert_eq!(path.parent().unwrap(), l.acme_certs_dir());
+        let name = path.file_name().unwrap().to_str().unwrap();
+        assert_eq!(Layout::acme_cert_domain(name), Some(domain));
+        assert_eq!(Layout::acme_cert_domain(".example.com.pem.tmp"), None);
+        assert_eq!(Layout::acme_cert_domain("example.com"), None);
     }
 
     #[test]

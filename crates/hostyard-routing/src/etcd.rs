@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use etcd_client::{Certificate, Client, ConnectOptions, GetOptions, Identity, TlsOptions};
 use hostyard_core::config::EtcdConfig;
+use hostyard_core::etcd::Schema;
 
 /// A client of the config's cluster, with its TLS files when it has them.
 pub async fn connect(etcd: &EtcdConfig) -> Result<Client, etcd_client::Error> {
@@ -72,8 +73,28 @@ pub async fn read_all(
     client: &mut Client,
     prefix: &str,
 ) -> anyhow::Result<(BTreeMap<String, Vec<u8>>, i64)> {
-    let end = prefix_end(prefix);
-    let mut from = prefix.as_bytes().to_vec();
+    read_range(client, prefix, &prefix_end(prefix)).await
+}
+
+/// What routing depends on ([`Schema::routing_range`]), read like
+/// [`read_all`].
+pub async fn read_routing(
+    client: &mut Client,
+    schema: &Schema,
+) -> anyhow::Result<(BTreeMap<String, Vec<u8>>, i64)> {
+    let (start, end) = schema.routing_range();
+    read_range(client, &start, end.as_bytes()).await
+}
+
+/// Every key in `[start, end)`, page by page at one revision.
+pub async fn read_range(
+    client: &mut Client,
+    start: &str,
+    end: &[u8],
+) -> anyhow::Result<(BTreeMap<String, Vec<u8>>, i64)> {
+    let prefix = start;
+    let end = end.to_vec();
+    let mut from = start.as_bytes().to_vec();
     let mut revision = 0;
     let mut kvs = BTreeMap::new();
     loop {

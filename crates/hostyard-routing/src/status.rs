@@ -65,7 +65,7 @@ fn read_etcd(config: &NodeConfig) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
             tokio::time::timeout(Duration::from_secs(3), crate::etcd::connect(&config.etcd))
                 .await
                 .map_err(|_| anyhow::anyhow!("no answer within 3 s"))??;
-        let (kvs, _) = crate::etcd::read_all(&mut client, &schema.root_prefix()).await?;
+        let (kvs, _) = crate::etcd::read_routing(&mut client, &schema).await?;
         Ok(kvs)
     })
 }

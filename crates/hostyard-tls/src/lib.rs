@@ -6,6 +6,8 @@
 //!   `acme.map` (file and runtime API), on every server;
 //! - [`check`]: whether a PEM bundle can serve a domain (key, dates,
 //!   names, chain), with one line naming the problem when not;
+//! - [`fleet`]: in a fleet, each site's certificate published to etcd by
+//!   its hosting server and written out on every other server;
 //! - [`files`]: HAProxy's certificate files: the self-signed default, the
 //!   crt-list and the HTTPS policy map, written before HAProxy reads them;
 //! - [`state`]: what `hostyard status` reads of it;
@@ -17,6 +19,7 @@ pub mod acme;
 pub mod challenges;
 pub mod check;
 pub mod files;
+pub mod fleet;
 pub mod state;
 pub mod sync;
 

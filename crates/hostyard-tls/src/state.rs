@@ -17,7 +17,9 @@ pub struct TlsState {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SiteTls {
-    /// "imported" (the site's tls/<domain>.pem) or "default".
+    /// "imported" (the site's tls/<domain>.pem), "acme" (ordered here),
+    /// "fleet" (a site hosted elsewhere in the fleet, with the certificate
+    /// its server published) or "default".
     pub source: String,
     /// End of validity of the served certificate, Unix time.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -11,6 +11,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
@@ -29,8 +31,12 @@ struct Fingerprint {
     len: u64,
     mtime_ns: i128,
     ino: u64,
-    /// From ACME (`runtime/acme/certs/<domain>.pem`), not imported.
+    /// From `runtime/acme/certs/<domain>.pem` (ACME, or in a fleet another
+    /// server's), not imported.
     acme: bool,
+    /// A site hosted elsewhere in the fleet, served with the certificate
+    /// its server published.
+    fleet: bool,
 }
 
 pub struct CertSync {
@@ -57,6 +63,11 @@ pub struct CertSync {
     acme: Option<AcmeStatus>,
     /// Sites served with a certificate from ACME.
     from_acme: BTreeSet<Domain>,
+    /// Whether this server is part of a fleet (confd changes it on
+    /// SIGHUP): then the other servers' sites are served too.
+    in_fleet: Arc<AtomicBool>,
+    /// Sites hosted elsewhere, served with their server's certificate.
+    from_fleet: BTreeSet<Domain>,
 }
 
 impl CertSync {
@@ -87,7 +98,16 @@ impl CertSync {
             policy_pending: true,
             acme: None,
             from_acme: BTreeSet::new(),
+            in_fleet: Arc::new(AtomicBool::new(false)),
+            from_fleet: BTreeSet::new(),
         }
+    }
+
+    /// Serves, while `in_fleet` is set, the certificates other servers
+    /// published for their sites ([`crate::fleet::Receiver`] writes them).
+    pub fn with_fleet(mut self, in_fleet: Arc<AtomicBool>) -> CertSync {
+        self.in_fleet = in_fleet;
+        self
     }
 
     /// Reports ACME's record of each site in the state file too.
@@ -135,6 +155,11 @@ impl CertSync {
         self.seen.retain(|d, _| sources.contains_key(d));
         self.refused.retain(|d, _| sources.contains_key(d));
         self.from_acme.retain(|d| sources.contains_key(d));
+        self.from_fleet = sources
+            .iter()
+            .filter(|(_, fp)| fp.fleet)
+            .map(|(d, _)| d.clone())
+            .collect();
         for domain in self.listed.keys() {
             if !sources.contains_key(domain) {
                 removed.push(domain.clone());
@@ -200,11 +225,12 @@ impl CertSync {
         let mut out = BTreeMap::new();
         let dir = self.layout.domains_dir();
         let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Ok(e) => Some(e),
+            // No site here yet; in a fleet, other servers' sites may be.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
         };
-        for entry in entries {
+        for entry in entries.into_iter().flatten() {
             let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
             let Some(domain) = entry
                 .file_name()
@@ -222,17 +248,36 @@ impl CertSync {
                     None => continue,
                 },
             };
-            out.insert(
-                domain,
-                Fingerprint {
-                    len: meta.len(),
-                    mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
-                    ino: meta.ino(),
-                    acme,
-                },
-            );
+            out.insert(domain, Fingerprint::of(&meta, acme, false));
+        }
+        if self.in_fleet.load(Ordering::Relaxed) {
+            self.fleet_sources(&mut out);
         }
         Ok(out)
+    }
+
+    /// The certificates of sites hosted elsewhere in the fleet.
+    fn fleet_sources(&self, out: &mut BTreeMap<Domain, Fingerprint>) {
+        let Ok(entries) = std::fs::read_dir(self.layout.acme_certs_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let Some(domain) = entry
+                .file_name()
+                .to_str()
+                .and_then(Layout::acme_cert_domain)
+            else {
+                continue;
+            };
+            if out.contains_key(&domain) || self.layout.domain_dir(&domain).exists() {
+                continue;
+            }
+            if let Ok(meta) = std::fs::symlink_metadata(entry.path()) {
+                if meta.is_file() {
+                    out.insert(domain, Fingerprint::of(&meta, true, true));
+                }
+            }
+        }
     }
 
     /// Checks a changed source file; a good one is written where HAProxy
@@ -293,6 +338,7 @@ impl CertSync {
         for domain in sources.keys().chain(self.listed.keys()).chain(acme.keys()) {
             let served = self.listed.contains_key(domain);
             let source = match (served, self.from_acme.contains(domain)) {
+                (true, _) if self.from_fleet.contains(domain) => "fleet",
                 (true, true) => "acme",
                 (true, false) => "imported",
                 (false, _) => "default",
@@ -398,6 +444,18 @@ impl CertSync {
         }
         self.policy_pending = false;
         Ok(())
+    }
+}
+
+impl Fingerprint {
+    fn of(meta: &std::fs::Metadata, acme: bool, fleet: bool) -> Fingerprint {
+        Fingerprint {
+            len: meta.len(),
+            mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
+            ino: meta.ino(),
+            acme,
+            fleet,
+        }
     }
 }
 

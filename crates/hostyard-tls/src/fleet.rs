@@ -1,0 +1,305 @@
+//! Certificates shared across a fleet: TLS ends on whichever server a
+//! request reaches, so every server needs every site's certificate, and
+//! one order per fleet is enough.
+//!
+//! - [`Publisher`]: the hosting server puts each of its sites' served
+//!   certificate (ACME or imported, chain and private key) into etcd,
+//!   `{prefix}/tls/certs/<domain>`, when it changed; only in a fleet, so a
+//!   single server never copies a private key out of its disk.
+//! - [`Receiver`]: every server writes what etcd holds for a site it does
+//!   not host to `runtime/acme/certs/<domain>.pem` (0600, atomic), after
+//!   the same checks the certificate thread makes; the certificate thread
+//!   ([`crate::sync`]) then serves it like a certificate of its own. A
+//!   site it hosts takes etcd's only when that lasts longer than its own
+//!   (it moved here, or another server renewed it), so it is not ordered
+//!   again before renewal time.
+//!
+//! etcd keeps the bundle with the longest validity: a publisher never
+//! replaces one that lasts longer than its own, and puts its own back when
+//! etcd's changed to something worse (refused, older, deleted) while it
+//! hosts the site.
+
+use std::collections::{BTreeSet, HashMap};
+use std::os::unix::fs::MetadataExt;
+use std::time::SystemTime;
+
+use anyhow::Context;
+use etcd_client::Client;
+use hostyard_core::etcd::Schema;
+use hostyard_core::{log, Domain, Layout};
+
+use crate::check::{check_bundle, not_after};
+use crate::files::KEY_FILE;
+
+/// A version of a file, known without reading it.
+type Fingerprint = (u64, i128, u64);
+
+fn fingerprint(meta: &std::fs::Metadata) -> Fingerprint {
+    (
+        meta.len(),
+        meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
+        meta.ino(),
+    )
+}
+
+/// Whether this server hosts `domain` (its data is here).
+fn is_local(layout: &Layout, domain: &Domain) -> bool {
+    layout.domain_dir(domain).is_dir()
+}
+
+/// The certificate file a hosted site is served with: the imported one
+/// first, as the certificate thread does.
+fn served_source(layout: &Layout, domain: &Domain) -> Option<std::path::PathBuf> {
+    [layout.tls_pem(domain), layout.acme_cert(domain)]
+        .into_iter()
+        .find(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file()))
+}
+
+/// Puts the hosted sites' certificates into etcd when they change.
+pub struct Publisher {
+    layout: Layout,
+    schema: Schema,
+    /// The source file of each site, as last published (or found equal
+    /// to etcd's, or refused): looked at again only when it changes.
+    done: HashMap<Domain, Fingerprint>,
+    /// An etcd failure is logged when it starts.
+    failing: bool,
+}
+
+impl Publisher {
+    pub fn new(layout: Layout, schema: Schema) -> Publisher {
+        Publisher {
+            layout,
+            schema,
+            done: HashMap::new(),
+            failing: false,
+        }
+    }
+
+    /// Forgets what was published: after the server left a fleet and
+    /// joined one again, everything is compared with etcd once more.
+    pub fn reset(&mut self) {
+        self.done.clear();
+    }
+
+    /// Compares `domain` with etcd again at the next pass: etcd changed to
+    /// something other than what this server serves for a site it hosts
+    /// (a refused or older bundle, or none), which the next pass replaces.
+    pub fn recheck(&mut self, domain: &Domain) {
+        self.done.remove(domain);
+    }
+
+    /// One look at every hosted site; returns the domains published.
+    pub async fn pass(&mut self, etcd: &mut Client) -> Vec<Domain> {
+        let mut out = Vec::new();
+        let Ok(entries) = std::fs::read_dir(self.layout.domains_dir()) else {
+            return out;
+        };
+        let mut domains: Vec<Domain> = entries
+            .filter_map(|e| e.ok()?.file_name().to_str().map(str::to_string))
+            .filter_map(|n| Domain::parse(&n).ok())
+            .collect();
+        domains.sort();
+        let hosted: BTreeSet<&Domain> = domains.iter().collect();
+        self.done.retain(|d, _| hosted.contains(d));
+        for domain in &domains {
+            match self.publish(etcd, domain).await {
+                Ok(true) => out.push(domain.clone()),
+                Ok(false) => {}
+                Err(e) => {
+                    if !self.failing {
+                        log!(
+                            Warning,
+                            "{domain}: cannot publish its certificate to the fleet (tried again at each pass): {e:#}"
+                        );
+                    }
+                    self.failing = true;
+                    return out;
+                }
+            }
+        }
+        self.failing = false;
+        out
+    }
+
+    async fn publish(&mut self, etcd: &mut Client, domain: &Domain) -> anyhow::Result<bool> {
+        let Some(src) = served_source(&self.layout, domain) else {
+            return Ok(false);
+        };
+        let Ok(meta) = std::fs::metadata(&src) else {
+            return Ok(false);
+        };
+        let fp = fingerprint(&meta);
+        if self.done.get(domain) == Some(&fp) {
+            return Ok(false);
+        }
+        let Ok(bytes) = std::fs::read(&src) else {
+            return Ok(false);
+        };
+        // A bundle this server refuses to serve is not offered to others
+        // (the certificate thread says why).
+        let Ok(ours) = check_bundle(&bytes, domain, SystemTime::now()) else {
+            self.done.insert(domain.clone(), fp);
+            return Ok(false);
+        };
+        let key = self.schema.tls_cert_key(domain);
+        let got = etcd
+            .get(key.as_str(), None)
+            .await
+            .with_context(|| format!("reading {key}"))?;
+        if let Some(kv) = got.kvs().first() {
+            let theirs = kv.value();
+            let lasts_longer = check_bundle(theirs, domain, SystemTime::now())
+                .is_ok_and(|c| c.not_after > ours.not_after);
+            if theirs == bytes.as_slice() || lasts_longer {
+                self.done.insert(domain.clone(), fp);
+                return Ok(false);
+            }
+        }
+        etcd.put(key.as_str(), bytes, None)
+            .await
+            .with_context(|| format!("writing {key}"))?;
+        self.done.insert(domain.clone(), fp);
+        log!(
+            Notice,
+            "{domain}: certificate published to the fleet ({key}, valid until Unix time {})",
+            ours.not_after
+        );
+        Ok(true)
+    }
+}
+
+/// What the receiver did with one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// Written where the certificate thread serves it from.
+    Stored,
+    /// Removed (etcd no longer holds it and the site is not hosted here).
+    Removed,
+    /// Nothing to do (the same bundle, or nothing here to remove).
+    Unchanged,
+    /// This server hosts the site and keeps its own certificate, which
+    /// lasts at least as long (or etcd's was deleted).
+    OwnKept,
+    /// Refused: the reason, logged once.
+    Refused(String),
+}
+
+/// Writes the certificates etcd holds for other servers' sites where the
+/// certificate thread serves them.
+pub struct Receiver {
+    layout: Layout,
+}
+
+impl Receiver {
+    pub fn new(layout: Layout) -> Receiver {
+        Receiver { layout }
+    }
+
+    /// A full read of `tls/certs/`: each bundle taken, and the stored
+    /// copies of sites not hosted here that etcd no longer holds removed.
+    /// Returns what it did with each.
+    pub fn replace(
+        &self,
+        bundles: impl IntoIterator<Item = (Domain, Vec<u8>)>,
+    ) -> Vec<(Domain, Received)> {
+        let mut out = Vec::new();
+        let mut held = BTreeSet::new();
+        for (domain, bundle) in bundles {
+            out.push((domain.clone(), self.set(&domain, Some(&bundle))));
+            held.insert(domain);
+        }
+        let Ok(entries) = std::fs::read_dir(self.layout.acme_certs_dir()) else {
+            return out;
+        };
+        for entry in entries.flatten() {
+            let Some(domain) = entry
+                .file_name()
+                .to_str()
+                .and_then(Layout::acme_cert_domain)
+            else {
+                continue;
+            };
+            if !held.contains(&domain) {
+                let done = self.set(&domain, None);
+                out.push((domain, done));
+            }
+        }
+        out
+    }
+
+    /// Whether this server hosts `domain`.
+    pub fn hosts(&self, domain: &Domain) -> bool {
+        is_local(&self.layout, domain)
+    }
+
+    /// One key's change: `None` when it was deleted.
+    pub fn set(&self, domain: &Domain, bundle: Option<&[u8]>) -> Received {
+        let path = self.layout.acme_cert(domain);
+        let local = is_local(&self.layout, domain);
+        let Some(bundle) = bundle else {
+            // A hosted site keeps its own; another's goes with its key.
+            if local {
+                return Received::OwnKept;
+            }
+            return match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    log!(
+                        Notice,
+                        "{domain}: its certificate left the fleet's store; HTTPS answers with the default certificate here"
+                    );
+                    Received::Removed
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Received::Unchanged,
+                Err(e) => {
+                    log!(Warning, "cannot remove {}: {e}", path.display());
+                    Received::Unchanged
+                }
+            };
+        };
+        let checked = match check_bundle(bundle, domain, SystemTime::now()) {
+            Ok(c) => c,
+            Err(why) => {
+                let keeps = if path.exists() {
+                    "keeps its current certificate"
+                } else {
+                    "keeps the default certificate"
+                };
+                log!(
+                    Warning,
+                    "{domain}: refused the certificate the fleet's store holds: {why}; {domain} {keeps} here"
+                );
+                return Received::Refused(why.to_string());
+            }
+        };
+        let current = std::fs::read(&path).ok();
+        if current.as_deref() == Some(bundle) {
+            return Received::Unchanged;
+        }
+        if local {
+            // Its own certificate wins unless etcd's lasts longer (then it
+            // came from a renewal elsewhere, or before a move here).
+            let own = current.as_deref().and_then(not_after);
+            if self.layout.tls_pem(domain).exists() || own.is_some_and(|t| t >= checked.not_after) {
+                return Received::OwnKept;
+            }
+        }
+        let stored = crate::acme::ensure_private_dir(&self.layout.acme_certs_dir())
+            .and_then(|()| KEY_FILE.write(&path, bundle));
+        match stored {
+            Ok(()) => {
+                log!(
+                    Info,
+                    "{domain}: certificate from the fleet's store written to {} (valid until Unix time {})",
+                    path.display(),
+                    checked.not_after
+                );
+                Received::Stored
+            }
+            Err(e) => {
+                log!(Warning, "{domain}: {e:#}");
+                Received::Unchanged
+            }
+        }
+    }
+}
