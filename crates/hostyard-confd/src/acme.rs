@@ -239,7 +239,12 @@ async fn certificate_session(
 ) -> anyhow::Result<()> {
     let prefix = schema.tls_certs_prefix();
     let mut client = hostyard_routing::etcd::connect(etcd).await?;
-    let (kvs, revision) = hostyard_routing::etcd::read_all(&mut client, &prefix).await?;
+    let (kvs, revision) = hostyard_routing::etcd::read_all_paged(
+        &mut client,
+        &prefix,
+        hostyard_routing::etcd::BUNDLE_PAGE,
+    )
+    .await?;
     let done = receiver.replace(
         kvs.into_iter()
             .filter_map(|(k, v)| Some((schema.parse_tls_cert_key(&k).ok()?, v))),

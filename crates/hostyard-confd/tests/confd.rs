@@ -5,6 +5,8 @@ mod util;
 
 use std::time::{Duration, Instant};
 
+use etcd_client::{Txn, TxnOp};
+use hostyard_core::config::{FleetConfig, FleetPeer};
 use hostyard_core::SiteKind;
 use hostyard_testsupport::{http_get_with_headers, wait_until, Backend, Etcd};
 use util::{d, Router, T};
@@ -401,6 +403,80 @@ fn once_applies_one_full_read_and_exits() {
         "{map}"
     );
     assert!(map.contains("www.o.example.com redirect/o.example.com"));
+}
+
+#[test]
+fn certificate_bundles_in_etcd_stay_out_of_the_routing_reads() {
+    // A fleet's `tls/certs/`: 1,000 bundles of 5 kB. Read with the routing
+    // keys, one 1,000-key page would be 5 MB, past gRPC's 4 MB message
+    // limit: neither confd nor `hostyard status` could read etcd at all.
+    let etcd = Etcd::start().unwrap();
+    let mut r = Router::new(&etcd);
+    r.config.fleet = FleetConfig {
+        private_address: Some("127.0.0.2".parse().unwrap()),
+        peer_port: hostyard_testsupport::free_port(),
+        peers: vec![FleetPeer {
+            name: "other".into(),
+            address: "127.0.0.3".parse().unwrap(),
+        }],
+    };
+    r.write_config();
+    let b = Backend::start("beside bundles");
+    r.register(&etcd, SiteKind::Static, "o.example.com", b.port());
+    let keys: Vec<String> = (0..1000)
+        .map(|i| r.schema.tls_cert_key(&d(&format!("c{i}.example.com"))))
+        .collect();
+    let bundle = "x".repeat(5000);
+    etcd.with_client("put the bundles", |mut c| async move {
+        // etcd takes at most 128 operations and 1.5 MB per request.
+        for chunk in keys.chunks(100) {
+            let ops: Vec<TxnOp> = chunk
+                .iter()
+                .map(|k| TxnOp::put(k.as_str(), bundle.as_str(), None))
+                .collect();
+            c.txn(Txn::new().and_then(ops)).await?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hostyard-confd"))
+        .arg("--config")
+        .arg(&r.config_path)
+        .arg("--once")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let map = std::fs::read_to_string(r.layout.hosts_map()).unwrap();
+    assert!(
+        map.contains(&format!("o.example.com route/127.0.0.1/{}", b.port())),
+        "{map}"
+    );
+    let report = hostyard_routing::status::report(&r.config).unwrap();
+    assert_eq!(report.etcd, "ok");
+    assert_eq!(report.sites.len(), 1, "{}", report.table());
+
+    // The fleet's certificate reader takes them all, in smaller pages
+    // (and refuses each of these, which are not certificates).
+    r.start();
+    r.wait_for("o.example.com", 200, "beside bundles");
+    let refused = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("refused the certificate the fleet's store holds"))
+            .count()
+    };
+    wait_until("every bundle judged", T, || {
+        (refused(&r.confd_log()) == 1000).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e:#}: {} refused", refused(&r.confd_log())));
+    assert!(
+        !r.confd_log().contains("fleet certificates:"),
+        "{}",
+        r.confd_log()
+    );
 }
 
 #[test]

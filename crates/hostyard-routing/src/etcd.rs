@@ -73,7 +73,20 @@ pub async fn read_all(
     client: &mut Client,
     prefix: &str,
 ) -> anyhow::Result<(BTreeMap<String, Vec<u8>>, i64)> {
-    read_range(client, prefix, &prefix_end(prefix)).await
+    read_range(client, prefix, &prefix_end(prefix), PAGE).await
+}
+
+/// Keys per page of a read of certificate bundles (a few kB each, at
+/// most 40 kB on average for a page to stay under gRPC's 4 MB).
+pub const BUNDLE_PAGE: i64 = 100;
+
+/// [`read_all`] with `page` keys a page, for large values.
+pub async fn read_all_paged(
+    client: &mut Client,
+    prefix: &str,
+    page: i64,
+) -> anyhow::Result<(BTreeMap<String, Vec<u8>>, i64)> {
+    read_range(client, prefix, &prefix_end(prefix), page).await
 }
 
 /// What routing depends on ([`Schema::routing_range`]), read like
@@ -83,14 +96,15 @@ pub async fn read_routing(
     schema: &Schema,
 ) -> anyhow::Result<(BTreeMap<String, Vec<u8>>, i64)> {
     let (start, end) = schema.routing_range();
-    read_range(client, &start, end.as_bytes()).await
+    read_range(client, &start, end.as_bytes(), PAGE).await
 }
 
-/// Every key in `[start, end)`, page by page at one revision.
-pub async fn read_range(
+/// Every key in `[start, end)`, `page` keys at a time, at one revision.
+async fn read_range(
     client: &mut Client,
     start: &str,
     end: &[u8],
+    page: i64,
 ) -> anyhow::Result<(BTreeMap<String, Vec<u8>>, i64)> {
     let prefix = start;
     let end = end.to_vec();
@@ -98,7 +112,7 @@ pub async fn read_range(
     let mut revision = 0;
     let mut kvs = BTreeMap::new();
     loop {
-        let mut options = GetOptions::new().with_range(end.clone()).with_limit(PAGE);
+        let mut options = GetOptions::new().with_range(end.clone()).with_limit(page);
         if revision > 0 {
             options = options.with_revision(revision);
         }
