@@ -197,6 +197,25 @@ fn a_site_gets_a_certificate_from_pebble_renews_and_a_restart_does_not_reorder()
         file_serial(&r.layout.acme_cert(&d("acme.example.com"))),
         second
     );
+
+    // The server joins a fleet (its node config gains peers, then SIGHUP,
+    // as deploy/server.sh does): its certificate is published, no restart.
+    r.config.fleet = FleetConfig {
+        private_address: Some("127.0.0.2".parse().unwrap()),
+        peer_port: free_port(),
+        peers: vec![FleetPeer {
+            name: "other".into(),
+            address: "127.0.0.3".parse().unwrap(),
+        }],
+    };
+    r.write_config();
+    r.confd.as_ref().unwrap().signal("HUP");
+    let key = r.schema.tls_cert_key(&d("acme.example.com"));
+    let file = std::fs::read(r.layout.acme_cert(&d("acme.example.com"))).unwrap();
+    wait_until("published after SIGHUP", Duration::from_secs(10), || {
+        (etcd.get(&key).unwrap().as_deref().map(str::as_bytes) == Some(&file[..])).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", r.confd_log()));
 }
 
 #[test]

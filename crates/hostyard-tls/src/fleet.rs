@@ -303,3 +303,90 @@ impl Receiver {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A bundle for `example.com` from a fresh CA, valid until the year given.
+    fn bundle(until: i32) -> Vec<u8> {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name
+            .push(DnType::CommonName, "fleet test CA");
+        let ca = p.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(vec!["example.com".to_string()]).unwrap();
+        p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        p.not_after = rcgen::date_time_ymd(until, 1, 1);
+        let leaf = p.signed_by(&key, &ca, &ca_key).unwrap();
+        format!("{}{}{}", leaf.pem(), ca.pem(), key.serialize_pem()).into_bytes()
+    }
+
+    fn setup() -> (tempfile::TempDir, Layout, Domain) {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        (dir, layout, Domain::parse("example.com").unwrap())
+    }
+
+    #[test]
+    fn another_servers_site_follows_etcd_and_a_bad_bundle_changes_nothing() {
+        let (_dir, layout, domain) = setup();
+        let r = Receiver::new(layout.clone());
+        let path = layout.acme_cert(&domain);
+        let (long, short) = (bundle(2090), bundle(2080));
+        assert_eq!(r.set(&domain, Some(&long)), Received::Stored);
+        assert_eq!(std::fs::read(&path).unwrap(), long);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(r.set(&domain, Some(&long)), Received::Unchanged);
+        // Not hosted here: etcd decides, even for a shorter one.
+        assert_eq!(r.set(&domain, Some(&short)), Received::Stored);
+        let refused = r.set(&domain, Some(b"-----BEGIN CERTIFICATE-----\n"));
+        assert!(matches!(refused, Received::Refused(_)), "{refused:?}");
+        assert_eq!(std::fs::read(&path).unwrap(), short);
+        assert_eq!(r.set(&domain, None), Received::Removed);
+        assert!(!path.exists());
+        assert_eq!(r.set(&domain, None), Received::Unchanged);
+    }
+
+    #[test]
+    fn a_hosted_site_keeps_its_own_unless_etcds_lasts_longer() {
+        let (_dir, layout, domain) = setup();
+        std::fs::create_dir_all(layout.domain_dir(&domain)).unwrap();
+        let r = Receiver::new(layout.clone());
+        let path = layout.acme_cert(&domain);
+        let (long, longer) = (bundle(2080), bundle(2090));
+        // None of its own yet (it just moved here): etcd's.
+        assert_eq!(r.set(&domain, Some(&long)), Received::Stored);
+        assert_eq!(r.set(&domain, Some(&longer)), Received::Stored);
+        assert_eq!(r.set(&domain, Some(&long)), Received::OwnKept);
+        assert_eq!(r.set(&domain, None), Received::OwnKept);
+        assert_eq!(std::fs::read(&path).unwrap(), longer);
+        assert!(r.hosts(&domain));
+        // An imported certificate is never replaced from etcd.
+        std::fs::create_dir_all(layout.tls_pem(&domain).parent().unwrap()).unwrap();
+        std::fs::write(layout.tls_pem(&domain), &long).unwrap();
+        assert_eq!(r.set(&domain, Some(&bundle(2095))), Received::OwnKept);
+        assert_eq!(std::fs::read(&path).unwrap(), longer);
+    }
+
+    #[test]
+    fn a_full_read_removes_only_copies_of_other_servers_sites_etcd_lost() {
+        let (_dir, layout, domain) = setup();
+        let hosted = Domain::parse("hosted.example").unwrap();
+        std::fs::create_dir_all(layout.domain_dir(&hosted)).unwrap();
+        let r = Receiver::new(layout.clone());
+        r.set(&domain, Some(&bundle(2090)));
+        std::fs::write(layout.acme_cert(&hosted), bundle(2090)).unwrap();
+        std::fs::write(layout.acme_certs_dir().join(".hostyard-x.tmp"), "x").unwrap();
+        let done = r.replace(Vec::new());
+        assert!(!layout.acme_cert(&domain).exists());
+        assert!(layout.acme_cert(&hosted).exists());
+        assert!(done.contains(&(domain, Received::Removed)), "{done:?}");
+        assert!(done.contains(&(hosted, Received::OwnKept)), "{done:?}");
+    }
+}
