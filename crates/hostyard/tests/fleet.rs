@@ -10,7 +10,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions, WatchOptions};
+use hostyard_core::etcd::Schema;
 use hostyard_core::NodeConfig;
 use hostyard_testsupport::{Etcd, EtcdTls};
 use util::{hostyard, stderr, stdout, TempDir};
@@ -402,6 +403,40 @@ fn servers_reach_etcd_by_certificate_only_within_their_prefix_until_revoked() {
             .await
             .expect_err("outside its prefix");
         assert!(err.to_string().contains("permission denied"), "{err}");
+        // What confd reads and watches, the routing range and the fleet's
+        // certificates, lies within the grant.
+        let schema = Schema::new("/hostyard");
+        let (kvs, _) = hostyard_routing::etcd::read_routing(&mut c, &schema)
+            .await
+            .expect("n1 reads the routing range");
+        assert!(kvs.contains_key("/hostyard/sites/example.com"), "{kvs:?}");
+        let (start, end) = schema.routing_range();
+        let mut stream = c
+            .watch(start.as_str(), Some(WatchOptions::new().with_range(end)))
+            .await
+            .expect("n1 watches the routing range");
+        let cert_key = schema.tls_cert_key(&hostyard_core::Domain::parse("example.com").unwrap());
+        c.put(cert_key.as_str(), "bundle", None)
+            .await
+            .expect("n1 publishes a certificate");
+        hostyard_routing::etcd::read_all_paged(&mut c, &schema.tls_certs_prefix(), 100)
+            .await
+            .expect("n1 reads the fleet's certificates");
+        c.put("/hostyard/sites/example.org", "{}", None)
+            .await
+            .expect("n1 writes its prefix");
+        let event = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            loop {
+                let resp = stream.message().await.expect("watch").expect("watch open");
+                assert!(!resp.canceled(), "{}", resp.cancel_reason());
+                if !resp.events().is_empty() {
+                    return resp.events()[0].kv().map(|kv| kv.key().to_vec());
+                }
+            }
+        })
+        .await
+        .expect("a watch event within 5 s");
+        assert_eq!(event.as_deref(), Some(&b"/hostyard/sites/example.org"[..]));
         // Without a certificate there is no connection at all.
         let bare = match client(&endpoint, &certs.join("ca.pem"), None).await {
             Ok(mut c) => c.get("/hostyard/", None).await.map(drop),
