@@ -484,6 +484,21 @@ fn in_a_fleet_the_hosting_servers_certificate_is_served_by_every_server() {
     let mut c = rt.block_on(client(&etcd));
     let mut on_b = runner(&b, acme_config(&pebble), "b");
     assert_eq!(rt.block_on(on_b.pass(&mut c)), vec![]);
+    // Nor when its copy is not on its disk (yet): the ACME pass takes the
+    // one etcd holds instead of ordering. b's confd may be the one taking
+    // it (then this pass finds the domain locked, or done).
+    std::fs::remove_file(&stored).unwrap();
+    let outcomes = rt.block_on(on_b.pass(&mut c));
+    assert!(
+        outcomes
+            .iter()
+            .all(|(_, o)| matches!(o, Outcome::NotDue | Outcome::Busy)),
+        "{outcomes:?}"
+    );
+    wait_until("b's copy back from etcd", Duration::from_secs(10), || {
+        (std::fs::read(&stored).ok().as_deref() == Some(&published[..])).then_some(())
+    })
+    .unwrap();
     wait_until("b serves it as its own", Duration::from_secs(10), || {
         (verifies(&b, "fleet.example.com", &root)
             && tls_state(&b)["sites"]["fleet.example.com"]["source"] == "acme")

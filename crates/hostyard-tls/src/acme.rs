@@ -15,6 +15,10 @@
 //!   the certificate thread ([`crate::sync`]) checks it and puts it into
 //!   HAProxy like an imported one. A failed order writes nothing, so a
 //!   good certificate stays until a renewal succeeds.
+//! - In a fleet, before ordering, a good certificate another server
+//!   published to etcd (`{prefix}/tls/certs/<domain>`, [`crate::fleet`])
+//!   that is not due yet is taken instead: one order per fleet, even for a
+//!   site that just moved here before the certificate reached this disk.
 //! - Renewal at two thirds of the lifetime; after a failure the domain
 //!   waits `tls.acme.retry_secs`, doubled per further failure (at most a
 //!   day), persisted in `tls-state.json` so a restart does not retry at once.
@@ -222,8 +226,13 @@ impl Acme {
                 return Outcome::Busy;
             }
         };
-        // Another orderer may have finished while this one waited.
-        let outcome = if if_due && !self.needs_certificate(domain, unix_now()) {
+        // Another orderer may have finished while this one waited, or, in
+        // a fleet, another server obtained one this server has not written
+        // out yet (the site just moved here).
+        let outcome = if if_due
+            && (!self.needs_certificate(domain, unix_now())
+                || self.take_published(etcd, domain).await)
+        {
             Outcome::NotDue
         } else {
             match tokio::time::timeout(ORDER_TIMEOUT, self.order(etcd, lease, domain)).await {
@@ -247,6 +256,44 @@ impl Acme {
             );
         }
         outcome
+    }
+
+    /// Writes out the fleet's certificate for `domain` when etcd holds one
+    /// that is good and not yet due for renewal; returns whether it did.
+    async fn take_published(&mut self, etcd: &mut Client, domain: &Domain) -> bool {
+        let key = self.schema.tls_cert_key(domain);
+        let Ok(got) = etcd.get(key.as_str(), None).await else {
+            return false;
+        };
+        let Some(kv) = got.kvs().first() else {
+            return false;
+        };
+        let Ok(checked) = crate::check_bundle(kv.value(), domain, SystemTime::now()) else {
+            return false;
+        };
+        let Some(nb) = not_before(kv.value()) else {
+            return false;
+        };
+        if unix_now() >= renew_at(nb, checked.not_after) {
+            return false;
+        }
+        let dest = self.layout.acme_cert(domain);
+        let written = dest
+            .parent()
+            .context("acme cert dir")
+            .and_then(ensure_private_dir)
+            .and_then(|()| KEY_FILE.write(&dest, kv.value()));
+        if let Err(e) = written {
+            log!(Warning, "{domain}: {e:#}");
+            return false;
+        }
+        crate::lock(&self.status).insert(domain.clone(), AcmeSite::default());
+        log!(
+            Notice,
+            "{domain}: not ordered: the fleet's store ({key}) holds a certificate valid until Unix time {}; using it",
+            checked.not_after
+        );
+        true
     }
 
     /// Records a failure: one log line, the backoff, the status.
