@@ -92,8 +92,10 @@ ssh_packages() {
   fi
 }
 
+# The boxes share one apt archive (server-in-a-box.sh), whose lock apt does
+# not wait for: installs take turns on a lock of their own there.
 apt_in() {
-  on "$1" sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ${*:2} >/dev/null"
+  on "$1" sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive flock /var/cache/apt/archives/.hostyard-box.lock apt-get install -y -qq --no-install-recommends ${*:2} >/dev/null"
 }
 
 # The machine stands in for the provider: it boots the boxes, gives the jump
