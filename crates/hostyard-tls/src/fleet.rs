@@ -133,7 +133,7 @@ impl Publisher {
         if self.done.get(domain) == Some(&fp) {
             return Ok(false);
         }
-        let Ok(bytes) = std::fs::read(&src) else {
+        let Ok(bytes) = crate::sync::read_limited(&src) else {
             return Ok(false);
         };
         // A bundle this server refuses to serve is not offered to others

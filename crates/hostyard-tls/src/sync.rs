@@ -459,7 +459,9 @@ impl Fingerprint {
     }
 }
 
-fn read_limited(path: &Path) -> std::io::Result<Vec<u8>> {
+/// The file, or its first [`MAX_BUNDLE_LEN`] + 1 bytes (too long for a
+/// bundle, which the check then says).
+pub(crate) fn read_limited(path: &Path) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     let file = std::fs::File::open(path)?;
     let mut out = Vec::new();
