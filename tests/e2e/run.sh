@@ -18,6 +18,8 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 # shellcheck source=scripts/lib/log.sh
 . "$repo/scripts/lib/log.sh"
+# shellcheck source=tests/e2e/lib/tls.sh
+. "$repo/tests/e2e/lib/tls.sh"
 
 BOX=hostyard-e2e-$$
 KEEP_BOX=${KEEP_BOX:-0}

@@ -5,7 +5,7 @@
 # and after; the swap reaches postfix through postfix-tls.path without an
 # operator's reload; no TLS 1.1; the key copy is 0600; mail to a hosted
 # domain is still forwarded. Sourced by tests/e2e/run.sh (after https.sh,
-# whose make_tls_bundle it uses).
+# make_tls_bundle is in tests/e2e/lib/tls.sh).
 
 CHECKS+=(t_mail_starttls_offers_the_server_certificate)
 
