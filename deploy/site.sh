@@ -7,6 +7,11 @@
 #                                         its server's import dir first (a new site only)
 #        deploy/site.sh remove DOMAIN     stop and disable it there (its data stays)
 #        deploy/site.sh list              DOMAIN KIND SERVER STATE, every site of the inventory
+#        deploy/site.sh move DOMAIN SERVER
+#                                         move it to SERVER: its export copied while it runs,
+#                                         then stopped, the difference copied and checked by
+#                                         sha256, started on SERVER, the inventory changed,
+#                                         the old server's copy removed (README "A fleet")
 # env: see deploy/lib/fleet.sh
 set -euo pipefail
 
@@ -70,9 +75,205 @@ list() {
   done < <(fleet sites)
 }
 
+# --- move -------------------------------------------------------------------
+# The site's export (the migration layout, `hostyard export`) travels
+# source -> jump box -> target with rsync over the same pinned ssh as `on`
+# (the servers have no ssh to each other): once while the site runs (the
+# pre-copy, all of it), once more after it stopped (only what changed). The
+# export is checked on the target against a manifest made on the source
+# (every path with its type and mode, every file's sha256) before it becomes
+# the target's import dir. State lives in $FLEET/state/move/, so that a move
+# cut short can be run again.
+
+# rsh: ssh as `on` runs it (its shared connection too), for rsync's -e.
+rsh() {
+  printf 'ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile=%s -o PasswordAuthentication=no -o KbdInteractiveAuthentication=no -o ConnectTimeout=10%s%s' \
+    "$FLEET/known_hosts" "${SSH_MUX:+ -o ControlPath=$SSH_MUX/%C}" "${SSH_KEY:+ -i $SSH_KEY}"
+}
+
+# sync FROM TO: rsync the tree FROM/ to TO/ (either may be SSH:PATH),
+# deleting what FROM has not; files compared by checksum (an export's files
+# are new copies, their times say nothing), owners and modes kept.
+sync() {
+  rsync -a -c --delete --numeric-ids -e "$(rsh)" "$1/" "$2/"
+}
+
+# manifest: the shell command printing a tree's manifest in the current
+# directory; the same bytes on both servers means the same tree.
+MANIFEST="find . -mindepth 1 -printf '%y %m %P\n' | LC_ALL=C sort && find . -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum --"
+
+# seconds_since T0: seconds since T0 (date +%s.%N), two decimals.
+seconds_since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }'; }
+
+# export_on SSH DIR: the site's export, fresh, into DIR on that server. A
+# WordPress export dumps its database, so its MariaDB must run (it also runs
+# while the site is stopped: mysql@ is not part of wordpress@).
+export_on() {
+  local mysql=""
+  [ "$KIND" != wordpress ] || mysql="systemctl start mysql@$DOMAIN && "
+  on "$1" "${mysql}rm -rf $2 && mkdir -p -m 0700 ${2%/*} && hostyard export $DOMAIN $2 >/dev/null"
+}
+
+# copy_over: the export, source -> jump box -> target's staging dir.
+copy_over() {
+  sync "$FROM_SSH:$OUT" "$LOCAL"
+  sync "$LOCAL" "$TO_SSH:$STAGE"
+}
+
+# state PHASE: records how far the move is (FROM TO WAS_ACTIVE PHASE).
+state() {
+  printf '%s %s %s %s\n' "$FROM" "$TO" "$WAS_ACTIVE" "$1" >"$STATE.tmp"
+  mv "$STATE.tmp" "$STATE"
+}
+
+# SERVES: the shell test that the site's unit is active on a server and its
+# HAProxy answers it with the site's own answer (below 500: not the 503
+# page; not a 404 page).
+serves() {
+  printf '%s' "systemctl is-active -q $UNIT && code=\$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H 'Host: $DOMAIN' http://127.0.0.1/) && [ \"\$code\" -lt 500 ] && [ \"\$code\" != 404 ]"
+}
+
+# undo_target: stops the site on the target and removes what this move put
+# there (the target had no data for it before: checked at the start).
+undo_target() {
+  on "$TO_SSH" "systemctl disable --now -q $UNIT 2>/dev/null; systemctl stop '*@$DOMAIN.service' '*@$DOMAIN.timer' 2>/dev/null; rm -rf $TO_ROOT/domains/$DOMAIN $TO_ROOT/import/$DOMAIN"
+}
+
+# on_exit: a move that fails between stopping the source and the target
+# serving (ROLLBACK=1) is undone; the shared ssh connections end.
+ROLLBACK=0
+on_exit() {
+  local rc=$?
+  trap - EXIT
+  if [ "$ROLLBACK" = 1 ]; then
+    [ "$rc" != 0 ] || rc=1
+    rollback
+  fi
+  mux_close
+  exit "$rc"
+}
+
+# rollback: the target's copy goes, the source starts again.
+rollback() {
+  note "the move failed before $DOMAIN served on $TO: undoing it"
+  if undo_target && { [ "$WAS_ACTIVE" != 1 ] || on "$FROM_SSH" systemctl enable --now -q "$UNIT"; }; then
+    rm -f "$STATE"
+    printf '%s: error: moving %s to %s failed (above); %s runs on %s again and the inventory is unchanged: run the move again once the cause is fixed\n' \
+      "${0##*/}" "$DOMAIN" "$TO" "$UNIT" "$FROM" >&2
+  else
+    printf '%s: error: moving %s to %s failed and could not be undone: it is stopped on %s; run deploy/site.sh move %s %s again to finish, or start it on %s with systemctl enable --now %s\n' \
+      "${0##*/}" "$DOMAIN" "$TO" "$FROM" "$DOMAIN" "$TO" "$FROM" "$UNIT" >&2
+  fi
+}
+
+move() {
+  DOMAIN=$1 TO=$2
+  command -v rsync >/dev/null || die "rsync is not installed on this jump box: apt-get install rsync"
+  site "$DOMAIN"
+  FROM=$SERVER FROM_SSH=$HOST UNIT=$KIND@$DOMAIN
+  server "$TO"
+  TO_SSH=$S_SSH
+  local dir=$FLEET/state/move phase="" sfrom sto
+  STATE=$dir/$DOMAIN.state LOCAL=$dir/$DOMAIN WAS_ACTIVE=0
+  (umask 077 && mkdir -p "$dir")
+  if [ -f "$STATE" ]; then
+    read -r sfrom sto WAS_ACTIVE phase <"$STATE"
+    [ "$sto" = "$TO" ] || die "the move of $DOMAIN from $sfrom to $sto is unfinished: run deploy/site.sh move $DOMAIN $sto first"
+    FROM=$sfrom
+    server "$FROM"
+    FROM_SSH=$S_SSH
+    note "finishing the move of $DOMAIN from $FROM to $TO (it stopped at: $phase)"
+  elif [ "$FROM" = "$TO" ]; then
+    step "$DOMAIN is on $TO already; nothing changed"
+    return
+  fi
+  trap on_exit EXIT
+  trap 'exit 130' INT TERM
+  mux_open "$FROM_SSH" "$TO_SSH"
+  local r
+  for r in "$FROM_SSH" "$TO_SSH"; do
+    on "$r" command -v rsync >/dev/null ||
+      die "rsync is missing on $r: run deploy/server.sh add for that server again (setup.sh installs it)"
+  done
+  FROM_ROOT=$(on "$FROM_SSH" hostyard config get data_root)
+  TO_ROOT=$(on "$TO_SSH" hostyard config get data_root)
+  OUT=$FROM_ROOT/import/.move/$DOMAIN STAGE=$TO_ROOT/import/.move/$DOMAIN
+  if [ "$phase" = switched ]; then
+    finish
+    return
+  fi
+  if [ "$phase" = stopped ]; then
+    if on "$TO_SSH" "$(serves)" 2>/dev/null; then
+      state switched
+      finish
+      return
+    fi
+    undo_target
+  elif [ -z "$phase" ]; then
+    # Never over a site the target has: its importer would keep that data.
+    on "$TO_SSH" "! test -e $TO_ROOT/domains/$DOMAIN && ! test -e $TO_ROOT/import/$DOMAIN" ||
+      die "$TO has $DOMAIN's data already ($TO_ROOT/domains/$DOMAIN or $TO_ROOT/import/$DOMAIN); move it aside there first"
+    on "$FROM_SSH" test -d "$FROM_ROOT/domains/$DOMAIN" ||
+      die "$FROM has no data for $DOMAIN ($FROM_ROOT/domains/$DOMAIN); nothing to move"
+    ! on "$FROM_SSH" systemctl is-active -q "$UNIT" || WAS_ACTIVE=1
+  fi
+  state precopy
+
+  local t0 took
+  step "pre-copying $DOMAIN's export from $FROM to $TO while it runs"
+  t0=$(date +%s.%N)
+  export_on "$FROM_SSH" "$OUT" || die "cannot export $DOMAIN on $FROM (above); nothing changed"
+  (umask 077 && mkdir -p "$LOCAL")
+  on "$TO_SSH" "mkdir -p -m 0700 ${STAGE%/*}"
+  copy_over || die "cannot copy $DOMAIN's export from $FROM to $TO (above); nothing changed"
+  note "pre-copied $(on "$FROM_SSH" du -sh "$OUT" | cut -f1) in $(seconds_since "$t0") s"
+
+  step "stopping $UNIT on $FROM, copying the difference, starting it on $TO"
+  ROLLBACK=1
+  state stopped
+  t0=$(date +%s.%N)
+  # stop, not disable --now: disabling reloads systemd, which would add to
+  # the gap; finish disables it.
+  on "$FROM_SSH" systemctl stop "$UNIT"
+  local laps
+  laps="stopped $(seconds_since "$t0")"
+  export_on "$FROM_SSH" "$OUT"
+  laps+=", exported $(seconds_since "$t0")"
+  # The source's manifest is made while the export travels.
+  on "$FROM_SSH" "cd $OUT && $MANIFEST" >"$LOCAL.manifest" &
+  local manifest=$!
+  copy_over
+  wait "$manifest"
+  laps+=", copied $(seconds_since "$t0")"
+  # One call on the target: the same manifest there (sent on stdin), then
+  # the export becomes its import and the site starts from it; `start`
+  # returns once it is routed (enabled in finish, off the gap).
+  on "$TO_SSH" "cd $STAGE && [ \"\$($MANIFEST)\" = \"\$(cat)\" ] || { echo 'the export on $TO differs from the one made on $FROM (sha256 manifest)' >&2; exit 1; }
+    mv -T $STAGE $TO_ROOT/import/$DOMAIN && systemctl start $UNIT && $(serves)" <"$LOCAL.manifest"
+  took=$(seconds_since "$t0")
+  ROLLBACK=0
+  state switched
+  note "checked on $TO: $(grep -c '^f ' "$LOCAL.manifest") files, sha256 as on $FROM"
+  note "$DOMAIN served on $TO $took s after it stopped on $FROM ($laps s)"
+  finish
+}
+
+# finish: the target serves: it is enabled there (it starts at boot), the
+# inventory names it, and the source's copy (its data, its export) goes.
+finish() {
+  on "$TO_SSH" systemctl enable -q "$UNIT"
+  fleet set-server "$DOMAIN" "$TO" | while read -r l; do note "$l"; done
+  on "$FROM_SSH" "systemctl disable --now -q $UNIT 2>/dev/null; systemctl stop '*@$DOMAIN.service' '*@$DOMAIN.timer'; rm -rf $FROM_ROOT/domains/$DOMAIN $OUT" ||
+    die "$DOMAIN serves on $TO, but its copy on $FROM could not be removed (above): run the move again"
+  on "$TO_SSH" rm -rf "$STAGE"
+  rm -rf "$LOCAL" "$LOCAL.manifest" "$STATE"
+  step "done: $DOMAIN moved from $FROM to $TO (its data on $FROM removed)"
+}
+
 case ${1:-} in
   add) { [ $# = 2 ] || [ $# = 3 ]; } || die "usage: deploy/site.sh add DOMAIN [DIR]"; add "$2" "${3:-}" ;;
   remove) [ $# = 2 ] || die "usage: deploy/site.sh remove DOMAIN"; remove "$2" ;;
   list) list ;;
-  *) die "usage: deploy/site.sh add DOMAIN [DIR] | remove DOMAIN | list" ;;
+  move) [ $# = 3 ] || die "usage: deploy/site.sh move DOMAIN SERVER"; move "$2" "$3" ;;
+  *) die "usage: deploy/site.sh add DOMAIN [DIR] | remove DOMAIN | list | move DOMAIN SERVER" ;;
 esac

@@ -54,13 +54,40 @@ server() {
 
 # on SSH CMD...: run CMD on a server. Keys only, host keys from the pinned
 # known_hosts only (an unknown or changed key stops here); nothing secret
-# ever goes on a command line: secrets travel on stdin.
+# ever goes on a command line: secrets travel on stdin. With SSH_MUX (a
+# private directory, see mux_open) the calls to one server share one
+# connection instead of a handshake each.
 on() {
   local dest=$1
   shift
   ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$FLEET/known_hosts" \
     -o PasswordAuthentication=no -o KbdInteractiveAuthentication=no -o ConnectTimeout=10 \
+    ${SSH_MUX:+-o ControlPath="$SSH_MUX/%C"} \
     ${SSH_KEY:+-i "$SSH_KEY"} "$dest" -- "$@"
+}
+
+# mux_open SSH...: one master connection to each server (in SSH_MUX, a new
+# private directory) that `on` then uses; mux_close ends them.
+SSH_MUX=""
+mux_open() {
+  local dest
+  SSH_MUX=$(mktemp -d /tmp/hostyard-deploy-mux.XXXXXX)
+  for dest in "$@"; do
+    # -f: into the background once authenticated; its output goes nowhere,
+    # so a caller's $(...) does not wait for it.
+    ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$FLEET/known_hosts" \
+      -o PasswordAuthentication=no -o KbdInteractiveAuthentication=no -o ConnectTimeout=10 \
+      ${SSH_KEY:+-i "$SSH_KEY"} -o ControlPath="$SSH_MUX/%C" -M -f -N "$dest" >/dev/null 2>&1 </dev/null || true
+  done
+}
+mux_close() {
+  local s
+  [ -n "$SSH_MUX" ] || return 0
+  for s in "$SSH_MUX"/*; do
+    if [ -S "$s" ]; then ssh -o ControlPath="$s" -O exit x >/dev/null 2>&1 || true; fi
+  done
+  rm -rf "$SSH_MUX"
+  SSH_MUX=""
 }
 
 # push SSH LOCAL_DIR REMOTE_DIR MODE FILE...: copy the files whose content
