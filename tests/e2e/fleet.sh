@@ -406,11 +406,12 @@ move_and_measure() {
 # (2 s at most of 503 through n3) and a WordPress site with 100 MB of
 # uploads n2 -> n3 (through n1), with a request every 20-50 ms; never a 404
 # (the domain stays declared: a 503 while it moves). The WordPress target is
-# 10 s; on this 2-core machine the move measures 12-16 s (README "A fleet":
-# most of it is MariaDB making its data dir from the dump on the target), so
-# the check notes whether 10 s was met and fails above 30 s.
+# 10 s; on this 2-core machine, shared with other builds, two runs measured
+# 15.9 s and 8.6 s (README "A fleet": most of it is MariaDB making its data
+# dir from the dump on the target), so the check notes whether 10 s was met
+# and fails above 30 s.
 t_move_under_load() {
-  local rc=0 d=mv-static.example w=mv-wp.example h
+  local rc=0 d=mv-static.example w=mv-wp.example h t0=$SECONDS
   jump sh -c "printf '  - {domain: $d, kind: static, server: n1}\n  - {domain: $w, kind: wordpress, server: n2}\n' >>$FLEET/fleet.yaml"
   jump mkdir -p /tmp/site-mv/static/www-content
   printf 'moving %s\n' "$d" | jump sh -c 'cat >/tmp/site-mv/static/www-content/index.html'
@@ -434,6 +435,7 @@ t_move_under_load() {
     "$(jump sh -c "curl -s --max-time 10 -H 'Host: $w' http://${IP[n1]}/wp-content/uploads/2026/12/f7.bin | sha256sum | cut -d' ' -f1")" "$h" || rc=1
   expect "$w's front page through n2 after the move" \
     "$(jump curl -s -o /dev/null -w '%{http_code}' --max-time 10 -H "Host: $w" "http://${IP[n2]}/")" 200 || rc=1
+  note "the move check: $((SECONDS - t0)) s (two sites added, 100 MB written, two moves)"
   return "$rc"
 }
 
