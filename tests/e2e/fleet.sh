@@ -440,10 +440,10 @@ move_and_measure() {
 # (2 s at most of 503 through n3) and a WordPress site with 100 MB of
 # uploads n2 -> n3 (through n1), with a request every 20-50 ms; never a 404
 # (the domain stays declared: a 503 while it moves). The WordPress target is
-# 10 s; on this 2-core machine, shared with other builds, two runs measured
-# 15.9 s and 8.6 s (README "A fleet": most of it is MariaDB making its data
-# dir from the dump on the target), so the check notes whether 10 s was met
-# and fails above 30 s.
+# 10 s; on this 2-core machine, shared with other builds, three runs measured
+# 15.9 s, 8.6 s and 10.4 s (README "A fleet": most of it is MariaDB making
+# its data dir from the dump on the target), so the check notes whether 10 s
+# was met and fails above 30 s.
 t_move_under_load() {
   local rc=0 d=mv-static.example w=mv-wp.example h t0=$SECONDS
   jump sh -c "printf '  - {domain: $d, kind: static, server: n1}\n  - {domain: $w, kind: wordpress, server: n2}\n' >>$FLEET/fleet.yaml"
@@ -463,6 +463,17 @@ t_move_under_load() {
     expect "$d through $s after the move" "$(jump curl -s --max-time 5 -H "Host: $d" "http://${IP[$s]}/")" "moving $d" || rc=1
   done
   expect "moving $d to n2 again" "$(deploy site.sh move "$d" n2 2>&1 | grep -c 'nothing changed')" 1 || rc=1
+  # A move cut short while the site is stopped (TERM, as by ^C) is undone:
+  # the site serves from n2 again and the inventory is unchanged; run
+  # again, the move completes.
+  expect "a move to n3 stopped in its gap" "$(jump sh -c "${DEPLOY_ENV[*]} /hostyard/src/deploy/site.sh move $d n3 >/tmp/$RUN-cut 2>&1 & p=\$!
+      for i in \$(seq 300); do grep -q '^==> stopping' /tmp/$RUN-cut && break; sleep 0.05; done
+      kill -TERM \$p; wait \$p; echo exit \$?")" "exit 130" || rc=1
+  expect "$d through n3 after the cut-short move" \
+    "$(until_ok 10 says n3 "$d" "moving $d" >/dev/null && jump grep -c 'runs on n2 again' "/tmp/$RUN-cut")" 1 || rc=1
+  expect "the inventory after the cut-short move" "$(deploy site.sh list 2>/dev/null | awk -v d="$d" '$1 == d { print $3, $4 }')" "n2 active" || rc=1
+  deploy site.sh move "$d" n3 >/dev/null 2>&1 || rc=1
+  expect "$d through n1 after moving it to n3" "$(jump curl -s --max-time 5 -H "Host: $d" "http://${IP[n1]}/")" "moving $d" || rc=1
 
   move_and_measure "$w" n2 n3 n1 10 30 || rc=1
   expect "an upload of $w through n1 after the move" \
