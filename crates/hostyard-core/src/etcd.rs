@@ -98,17 +98,7 @@ impl Schema {
 
     /// Inverse of [`Schema::tls_cert_key`].
     pub fn parse_tls_cert_key(&self, key: &str) -> Result<Domain, KeyError> {
-        let expected = self.tls_certs_prefix();
-        let rest = key
-            .strip_prefix(&expected)
-            .ok_or_else(|| KeyError::WrongPrefix {
-                key: key.to_string(),
-                expected,
-            })?;
-        Domain::parse(rest).map_err(|source| KeyError::Domain {
-            key: key.to_string(),
-            source,
-        })
+        domain_under(key, self.tls_certs_prefix())
     }
 
     /// The key range routing depends on, `[start, end)`: every
@@ -153,18 +143,22 @@ impl Schema {
 
     /// Inverse of [`Schema::site_key`].
     pub fn parse_site_key(&self, key: &str) -> Result<Domain, KeyError> {
-        let expected = self.sites_prefix();
-        let rest = key
-            .strip_prefix(&expected)
-            .ok_or_else(|| KeyError::WrongPrefix {
-                key: key.to_string(),
-                expected,
-            })?;
-        Domain::parse(rest).map_err(|source| KeyError::Domain {
-            key: key.to_string(),
-            source,
-        })
+        domain_under(key, self.sites_prefix())
     }
+}
+
+/// The domain that is the rest of `key` after `prefix`.
+fn domain_under(key: &str, prefix: String) -> Result<Domain, KeyError> {
+    let rest = key
+        .strip_prefix(&prefix)
+        .ok_or_else(|| KeyError::WrongPrefix {
+            key: key.to_string(),
+            expected: prefix.clone(),
+        })?;
+    Domain::parse(rest).map_err(|source| KeyError::Domain {
+        key: key.to_string(),
+        source,
+    })
 }
 
 /// Where a site answers: the value of `/services/<kind>/<domain>`.
