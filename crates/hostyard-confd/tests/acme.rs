@@ -368,21 +368,10 @@ fn fleet_pair(etcd: &Etcd) -> (Router, Router, Pebble) {
     let names = [("a", "127.0.0.2"), ("b", "127.0.0.3")];
     let mut routers: Vec<Router> = names.iter().map(|_| Router::new(etcd)).collect();
     let pebble = Pebble::start(routers[0].port).unwrap();
-    for (r, (name, ip)) in routers.iter_mut().zip(names) {
+    for (r, (name, _)) in routers.iter_mut().zip(names) {
         r.config.node_name = name.to_string();
         r.config.tls.acme = acme_config(&pebble);
-        r.config.fleet = FleetConfig {
-            private_address: Some(ip.parse().unwrap()),
-            peer_port,
-            peers: names
-                .iter()
-                .filter(|(n, _)| *n != name)
-                .map(|(n, a)| FleetPeer {
-                    name: n.to_string(),
-                    address: a.parse().unwrap(),
-                })
-                .collect(),
-        };
+        r.config.fleet = util::fleet_among(&names, name, peer_port);
         r.write_config();
         r.start();
     }

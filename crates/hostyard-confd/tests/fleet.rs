@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use hostyard_core::config::{FleetConfig, FleetPeer};
+use hostyard_core::config::FleetPeer;
 use hostyard_core::etcd::ServiceValue;
 use hostyard_core::SiteKind;
 use hostyard_testsupport::{free_port, wait_until, Etcd};
@@ -151,18 +151,7 @@ fn fleet(etcd: &Etcd) -> (Server, Server) {
         let ip: IpAddr = ip.parse().unwrap();
         router.config.node_name = name.to_string();
         router.config.haproxy.bind_address = ip;
-        router.config.fleet = FleetConfig {
-            private_address: Some(ip),
-            peer_port,
-            peers: servers
-                .iter()
-                .filter(|(n, _)| *n != name)
-                .map(|(n, a)| FleetPeer {
-                    name: n.to_string(),
-                    address: a.parse().unwrap(),
-                })
-                .collect(),
-        };
+        router.config.fleet = util::fleet_among(&servers, name, peer_port);
         router.write_config();
         router.start();
         out.push(Server { name, router, ip });

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use hostyard_core::config::{FleetConfig, FleetPeer};
 use hostyard_core::etcd::{Schema, ServiceValue, SiteDecl};
 use hostyard_core::{Domain, Layout, NodeConfig, SiteKind};
 use hostyard_testsupport::{free_port, http_get, wait_until, Etcd, Haproxy};
@@ -242,5 +243,31 @@ impl Drop for Confd {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+/// The fleet settings of server `name` among `servers` (name, private
+/// address): every other one is its peer, all on `peer_port`.
+#[allow(
+    dead_code,
+    reason = "for the fleet tests; util is in every test binary"
+)]
+pub fn fleet_among(servers: &[(&str, &str)], name: &str, peer_port: u16) -> FleetConfig {
+    let address = |a: &str| a.parse().expect("a test address");
+    let own = servers
+        .iter()
+        .find(|(n, _)| *n == name)
+        .expect("name is one of servers");
+    FleetConfig {
+        private_address: Some(address(own.1)),
+        peer_port,
+        peers: servers
+            .iter()
+            .filter(|(n, _)| *n != name)
+            .map(|(n, a)| FleetPeer {
+                name: n.to_string(),
+                address: address(a),
+            })
+            .collect(),
     }
 }

@@ -209,17 +209,7 @@ impl Receiver {
             out.push((domain.clone(), self.set(&domain, Some(&bundle))));
             held.insert(domain);
         }
-        let Ok(entries) = std::fs::read_dir(self.layout.acme_certs_dir()) else {
-            return out;
-        };
-        for entry in entries.flatten() {
-            let Some(domain) = entry
-                .file_name()
-                .to_str()
-                .and_then(Layout::acme_cert_domain)
-            else {
-                continue;
-            };
+        for (domain, _) in self.layout.acme_cert_files() {
             if !held.contains(&domain) {
                 let done = self.set(&domain, None);
                 out.push((domain, done));

@@ -258,21 +258,11 @@ impl CertSync {
 
     /// The certificates of sites hosted elsewhere in the fleet.
     fn fleet_sources(&self, out: &mut BTreeMap<Domain, Fingerprint>) {
-        let Ok(entries) = std::fs::read_dir(self.layout.acme_certs_dir()) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let Some(domain) = entry
-                .file_name()
-                .to_str()
-                .and_then(Layout::acme_cert_domain)
-            else {
-                continue;
-            };
+        for (domain, path) in self.layout.acme_cert_files() {
             if out.contains_key(&domain) || self.layout.domain_dir(&domain).exists() {
                 continue;
             }
-            if let Ok(meta) = std::fs::symlink_metadata(entry.path()) {
+            if let Ok(meta) = std::fs::symlink_metadata(path) {
                 if meta.is_file() {
                     out.insert(domain, Fingerprint::of(&meta, true, true));
                 }
