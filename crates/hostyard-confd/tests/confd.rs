@@ -571,7 +571,9 @@ fn systemd_notify_ready_watchdog_and_clean_stop() {
 fn a_burst_of_changes_is_applied_together() {
     let etcd = Etcd::start().unwrap();
     let mut r = Router::new(&etcd);
-    r.config.confd.debounce = Duration::from_millis(500);
+    // Long enough that ten puts fit in one window even on a loaded machine
+    // (with 500 ms, puts slowed by two CI runs on 2 cores took 4 applies).
+    r.config.confd.debounce = Duration::from_millis(2000);
     r.write_config();
     let b = Backend::start("burst");
     r.start();
