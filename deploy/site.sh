@@ -7,11 +7,16 @@
 #                                         its server's import dir first (a new site only)
 #        deploy/site.sh remove DOMAIN     stop and disable it there (its data stays)
 #        deploy/site.sh list              DOMAIN KIND SERVER STATE, every site of the inventory
-#        deploy/site.sh move DOMAIN SERVER
-#                                         move it to SERVER: its export copied while it runs,
-#                                         then stopped, the difference copied and checked by
-#                                         sha256, started on SERVER, the inventory changed,
-#                                         the old server's copy removed (README "A fleet")
+#        deploy/site.sh move DOMAIN SERVER [--prepare]
+#                                         move it to SERVER: its export copied while it runs
+#                                         and imported there (a WordPress database started),
+#                                         then stopped, the difference copied, checked by
+#                                         sha256 and applied, started on SERVER, the inventory
+#                                         changed, the old server's copy removed (README "A
+#                                         fleet"); --prepare stops before the stop: the site
+#                                         runs on as before, and a later move is a short one
+#        deploy/site.sh move DOMAIN --cancel
+#                                         drop a prepared move: SERVER's copy removed
 # env: see deploy/lib/fleet.sh
 set -euo pipefail
 
@@ -82,8 +87,11 @@ list() {
 # pre-copy, all of it), once more after it stopped (only what changed). The
 # export is checked on the target against a manifest made on the source
 # (every path with its type and mode, every file's sha256) before it becomes
-# the target's import dir. State lives in $FLEET/state/move/, so that a move
-# cut short can be run again.
+# applied to the target's copy. The target imports the pre-copy and starts a
+# WordPress site's MariaDB (which builds its data from the dump) while the
+# site still serves on the source, so the gap holds only the difference and
+# `hostyard refresh`, never a database's initialisation. State lives in
+# $FLEET/state/move/, so that a move cut short can be run again.
 
 # rsh: ssh as `on` runs it (its shared connection too), for rsync's -e.
 rsh() {
@@ -120,6 +128,18 @@ copy_over() {
   sync "$LOCAL" "$TO_SSH:$STAGE"
 }
 
+# prepare_target: the target's copy of the site, stopped, from the staged
+# export: imported by its importer the first time (a copy of the stage: the
+# importer moves what it imported aside), refreshed from the stage after
+# that; a WordPress site's MariaDB runs, and the refresh's load of the dump
+# waits for its first initialisation. The site's own unit stays stopped.
+prepare_target() {
+  local units="$KIND-importer@$DOMAIN"
+  [ "$KIND" != wordpress ] || units+=" mysql@$DOMAIN"
+  on "$TO_SSH" "if ! test -e $TO_ROOT/domains/$DOMAIN; then rm -rf $STAGE.import && cp -a $STAGE $STAGE.import && mv -T $STAGE.import $TO_ROOT/import/$DOMAIN; fi &&
+    systemctl start $units && hostyard refresh $DOMAIN $STAGE >/dev/null"
+}
+
 # state PHASE: records how far the move is (FROM TO WAS_ACTIVE PHASE).
 state() {
   printf '%s %s %s %s\n' "$FROM" "$TO" "$WAS_ACTIVE" "$1" >"$STATE.tmp"
@@ -141,7 +161,7 @@ undo_target() {
 
 # on_exit: a move that fails between stopping the source and the target
 # serving (ROLLBACK=1) is undone; the shared ssh connections end.
-ROLLBACK=0
+ROLLBACK=0 PREPARE_ONLY=0
 on_exit() {
   local rc=$?
   trap - EXIT
@@ -202,31 +222,43 @@ move() {
     finish
     return
   fi
+  local t0 took
   if [ "$phase" = stopped ]; then
     if on "$TO_SSH" "$(serves)" 2>/dev/null; then
       state switched
       finish
       return
     fi
-    undo_target
-  elif [ -z "$phase" ]; then
-    # Never over a site the target has: its importer would keep that data.
-    on "$TO_SSH" "! test -e $TO_ROOT/domains/$DOMAIN && ! test -e $TO_ROOT/import/$DOMAIN" ||
-      die "$TO has $DOMAIN's data already ($TO_ROOT/domains/$DOMAIN or $TO_ROOT/import/$DOMAIN); move it aside there first"
-    on "$FROM_SSH" test -d "$FROM_ROOT/domains/$DOMAIN" ||
-      die "$FROM has no data for $DOMAIN ($FROM_ROOT/domains/$DOMAIN); nothing to move"
-    ! on "$FROM_SSH" systemctl is-active -q "$UNIT" || WAS_ACTIVE=1
+    # Stopped on the source, prepared on the target: only the gap's steps
+    # are left (the target's unit, if it started and failed, stops first).
+    on "$TO_SSH" systemctl stop "$UNIT"
+  else
+    if [ -z "$phase" ]; then
+      # Never over a site the target has: its importer would keep that data.
+      on "$TO_SSH" "! test -e $TO_ROOT/domains/$DOMAIN && ! test -e $TO_ROOT/import/$DOMAIN" ||
+        die "$TO has $DOMAIN's data already ($TO_ROOT/domains/$DOMAIN or $TO_ROOT/import/$DOMAIN); move it aside there first"
+      on "$FROM_SSH" test -d "$FROM_ROOT/domains/$DOMAIN" ||
+        die "$FROM has no data for $DOMAIN ($FROM_ROOT/domains/$DOMAIN); nothing to move"
+      ! on "$FROM_SSH" systemctl is-active -q "$UNIT" || WAS_ACTIVE=1
+    fi
+    state precopy
+    step "pre-copying $DOMAIN's export from $FROM to $TO while it runs"
+    t0=$(date +%s.%N)
+    export_on "$FROM_SSH" "$OUT" || die "cannot export $DOMAIN on $FROM (above); it runs there as before"
+    (umask 077 && mkdir -p "$LOCAL")
+    on "$TO_SSH" "mkdir -p -m 0700 ${STAGE%/*}"
+    copy_over || die "cannot copy $DOMAIN's export from $FROM to $TO (above); it runs on $FROM as before"
+    note "pre-copied $(on "$FROM_SSH" du -sh "$OUT" | cut -f1) in $(seconds_since "$t0") s"
+    t0=$(date +%s.%N)
+    prepare_target ||
+      die "cannot prepare $DOMAIN's copy on $TO (above); it runs on $FROM as before: run the move again, or deploy/site.sh move $DOMAIN --cancel"
+    note "prepared on $TO (stopped there) in $(seconds_since "$t0") s"
+    state prepared
+    if [ "$PREPARE_ONLY" = 1 ]; then
+      step "prepared: $DOMAIN runs on $FROM as before; deploy/site.sh move $DOMAIN $TO switches it (a short gap), deploy/site.sh move $DOMAIN --cancel drops the copy on $TO"
+      return
+    fi
   fi
-  state precopy
-
-  local t0 took
-  step "pre-copying $DOMAIN's export from $FROM to $TO while it runs"
-  t0=$(date +%s.%N)
-  export_on "$FROM_SSH" "$OUT" || die "cannot export $DOMAIN on $FROM (above); nothing changed"
-  (umask 077 && mkdir -p "$LOCAL")
-  on "$TO_SSH" "mkdir -p -m 0700 ${STAGE%/*}"
-  copy_over || die "cannot copy $DOMAIN's export from $FROM to $TO (above); nothing changed"
-  note "pre-copied $(on "$FROM_SSH" du -sh "$OUT" | cut -f1) in $(seconds_since "$t0") s"
 
   step "stopping $UNIT on $FROM, copying the difference, starting it on $TO"
   ROLLBACK=1
@@ -246,16 +278,48 @@ move() {
   wait "$manifest"
   laps+=", copied $(seconds_since "$t0")"
   # One call on the target: the same manifest there (sent on stdin), then
-  # the export becomes its import and the site starts from it; `start`
+  # the export is applied to the prepared copy and the site starts; `start`
   # returns once it is routed (enabled in finish, off the gap).
   on "$TO_SSH" "cd $STAGE && [ \"\$($MANIFEST)\" = \"\$(cat)\" ] || { echo 'the export on $TO differs from the one made on $FROM (sha256 manifest)' >&2; exit 1; }
-    mv -T $STAGE $TO_ROOT/import/$DOMAIN && systemctl start $UNIT && $(serves)" <"$LOCAL.manifest"
+    hostyard refresh $DOMAIN $STAGE >/dev/null && systemctl start $UNIT && $(serves)" <"$LOCAL.manifest"
   took=$(seconds_since "$t0")
   ROLLBACK=0
   state switched
   note "checked on $TO: $(grep -c '^f ' "$LOCAL.manifest") files, sha256 as on $FROM"
   note "$DOMAIN served on $TO $took s after it stopped on $FROM ($laps s)"
   finish
+}
+
+# cancel DOMAIN: a move that did not stop the site yet (pre-copied or
+# prepared) is dropped: the target's copy and the staged exports go, the
+# site runs on its server as it did.
+cancel() {
+  DOMAIN=$1
+  site "$DOMAIN"
+  UNIT=$KIND@$DOMAIN STATE=$FLEET/state/move/$DOMAIN.state LOCAL=$FLEET/state/move/$DOMAIN
+  if [ ! -f "$STATE" ]; then
+    step "no move of $DOMAIN is under way; nothing changed"
+    return
+  fi
+  local phase
+  read -r FROM TO WAS_ACTIVE phase <"$STATE"
+  case $phase in
+    precopy | prepared) ;;
+    *) die "the move of $DOMAIN to $TO is past the site's stop ($phase): run deploy/site.sh move $DOMAIN $TO to finish it" ;;
+  esac
+  server "$TO"
+  TO_SSH=$S_SSH
+  server "$FROM"
+  FROM_SSH=$S_SSH
+  trap mux_close EXIT
+  mux_open "$FROM_SSH" "$TO_SSH"
+  FROM_ROOT=$(on "$FROM_SSH" hostyard config get data_root)
+  TO_ROOT=$(on "$TO_SSH" hostyard config get data_root)
+  undo_target || die "cannot remove $DOMAIN's copy on $TO (above); run the cancel again"
+  on "$TO_SSH" rm -rf "$TO_ROOT/import/.move/$DOMAIN" "$TO_ROOT/import/.move/$DOMAIN.import"
+  on "$FROM_SSH" rm -rf "$FROM_ROOT/import/.move/$DOMAIN"
+  rm -rf "$LOCAL" "$LOCAL.manifest" "$STATE"
+  step "done: the move of $DOMAIN to $TO is dropped; it runs on $FROM as before"
 }
 
 # finish: the target serves: it is enabled there (it starts at boot), the
@@ -274,6 +338,15 @@ case ${1:-} in
   add) { [ $# = 2 ] || [ $# = 3 ]; } || die "usage: deploy/site.sh add DOMAIN [DIR]"; add "$2" "${3:-}" ;;
   remove) [ $# = 2 ] || die "usage: deploy/site.sh remove DOMAIN"; remove "$2" ;;
   list) list ;;
-  move) [ $# = 3 ] || die "usage: deploy/site.sh move DOMAIN SERVER"; move "$2" "$3" ;;
-  *) die "usage: deploy/site.sh add DOMAIN [DIR] | remove DOMAIN | list | move DOMAIN SERVER" ;;
+  move)
+    if [ $# = 3 ] && [ "$3" = --cancel ]; then
+      cancel "$2"
+    elif [ $# = 3 ] || { [ $# = 4 ] && [ "$4" = --prepare ]; }; then
+      [ $# = 3 ] || PREPARE_ONLY=1
+      move "$2" "$3"
+    else
+      die "usage: deploy/site.sh move DOMAIN SERVER [--prepare] | move DOMAIN --cancel"
+    fi
+    ;;
+  *) die "usage: deploy/site.sh add DOMAIN [DIR] | remove DOMAIN | list | move DOMAIN SERVER [--prepare] | move DOMAIN --cancel" ;;
 esac

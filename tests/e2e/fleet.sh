@@ -419,6 +419,15 @@ poll_stop() {
 # The issue's targets are figures to report, not limits: on 2 cores shared
 # with other builds the WordPress gap took 26.5 s, so the limits only catch
 # a move that hangs or loses the site.
+# wp_sql SERVER DOMAIN SQL: SQL in the WordPress site's database on SERVER,
+# by a throwaway client on its database network (as hostyard export
+# reaches it), the site's credentials on the client's stdin.
+wp_sql() {
+  on "$1" sh -c ". /data/domains/$2/secrets/db.env && printf '[client]\nuser=%s\npassword=%s\n' \"\$MARIADB_USER\" \"\$MARIADB_PASSWORD\" |
+    docker run --rm -i --pull never --network hostyard-db-$2 --entrypoint mariadb \$(hostyard config get images.mysql) \
+      --defaults-extra-file=/dev/stdin --host=mysql_$2 --batch --execute \"$3\" \"\$MARIADB_DATABASE\""
+}
+
 move_and_measure() {
   local domain=$1 from=$2 to=$3 through=$4 target=$5 limit=${6:-$5} log=/tmp/$RUN-poll-$1 out rc=0 t0=$SECONDS
   local gap bad n404 n
@@ -478,12 +487,36 @@ t_move_under_load() {
   expect "$d through n3 after the cut-short move" \
     "$(until_ok 10 says n3 "$d" "moving $d" >/dev/null && jump grep -c 'runs on n2 again' "/tmp/$RUN-cut")" 1 || rc=1
   expect "the inventory after the cut-short move" "$(deploy site.sh list 2>/dev/null | awk -v d="$d" '$1 == d { print $3, $4 }')" "n2 active" || rc=1
+  # A prepared move dropped: n1's copy goes, the site stays on n2.
+  deploy site.sh move "$d" n1 --prepare >/dev/null 2>&1 || rc=1
+  expect "n1's prepared copy of $d" "$(on n1 test -d "/data/domains/$d" && echo yes)" yes || rc=1
+  expect "cancelling the prepared move" "$(deploy site.sh move "$d" --cancel 2>&1 | grep -c 'runs on n2 as before')" 1 || rc=1
+  expect "n1's copy after the cancel" "$(on n1 test -e "/data/domains/$d" && echo kept || echo removed)" removed || rc=1
+  expect "the inventory after the cancel" "$(deploy site.sh list 2>/dev/null | awk -v d="$d" '$1 == d { print $3, $4 }')" "n2 active" || rc=1
   deploy site.sh move "$d" n3 >/dev/null 2>&1 || rc=1
   expect "$d through n1 after moving it to n3" "$(jump curl -s --max-time 5 -H "Host: $d" "http://${IP[n1]}/")" "moving $d" || rc=1
 
+  # Prepared ahead (--prepare: n3 imports the pre-copy and starts its
+  # MariaDB; the site serves from n2 throughout); then the site changes on
+  # n2, an upload and its title in the database; the move carries both.
+  deploy site.sh move "$w" n3 --prepare >/dev/null 2>&1 || rc=1
+  expect "$w after --prepare" "$(deploy site.sh list 2>/dev/null | awk -v d="$w" '$1 == d { print $3, $4 }')/$(
+    on n3 systemctl is-active "mysql@$w" "wordpress@$w" | tr '\n' ' ')" "n2 active/active inactive " || rc=1
+  on n2 sh -c "head -c 1M /dev/urandom >$uploads/late.bin && chown --reference=$uploads/f7.bin $uploads/late.bin" || rc=1
+  local late
+  late=$(on n2 sha256sum "$uploads/late.bin" | cut -d' ' -f1)
+  wp_sql n2 "$w" "UPDATE wp_options SET option_value = 'Changed after the pre-copy' WHERE option_name = 'blogname'" || rc=1
+  expect "$w's new title on n2" "$(jump curl -s --max-time 10 -H "Host: $w" "http://${IP[n2]}/" | grep -c '<title>Changed after the pre-copy')" 1 || rc=1
+
   move_and_measure "$w" n2 n3 n1 10 60 || rc=1
-  expect "an upload of $w through n1 after the move" \
-    "$(jump sh -c "curl -s --max-time 10 -H 'Host: $w' http://${IP[n1]}/wp-content/uploads/2026/12/f7.bin | sha256sum | cut -d' ' -f1")" "$h" || rc=1
+  local f name sum
+  for f in "f7.bin $h" "late.bin $late"; do
+    read -r name sum <<<"$f"
+    expect "upload $name of $w through n1 after the move" \
+      "$(jump sh -c "curl -s --max-time 10 -H 'Host: $w' http://${IP[n1]}/wp-content/uploads/2026/12/$name | sha256sum | cut -d' ' -f1")" "$sum" || rc=1
+  done
+  expect "$w's title (changed after the pre-copy) through n1" \
+    "$(jump curl -s --max-time 10 -H "Host: $w" "http://${IP[n1]}/" | grep -c '<title>Changed after the pre-copy')" 1 || rc=1
   expect "$w's front page through n2 after the move" \
     "$(jump curl -s -o /dev/null -w '%{http_code}' --max-time 10 -H "Host: $w" "http://${IP[n2]}/")" 200 || rc=1
   note "the move check: $((SECONDS - t0)) s (two sites added, 100 MB written, two moves)"

@@ -21,12 +21,12 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
-use hostyard_core::kind::{db_network_name, mysql_container_name};
 use hostyard_core::{Domain, ImportLayout, Layout, NodeConfig, SiteKind};
 use hostyard_fs::unpack::{copy_tree, open_regular};
+
+use crate::db::{self, DbAccess};
 
 /// Where an export records its kind, relative to its root. The importer
 /// ignores it; `hostyard restore` reads it.
@@ -98,7 +98,7 @@ fn write_export(
         SiteKind::StaticGit => copy_private(&layout.git_url_file(domain), &out.git_url()),
         SiteKind::Wordpress => {
             // The dump first: see the module's note on the window.
-            let names = db_names(layout, domain)?;
+            let names = DbAccess::of(layout, domain)?;
             dump_database(config, domain, &names, &out.mysql_dump())?;
             write_private(
                 &out.mysql_env(),
@@ -158,76 +158,21 @@ fn copy_dir(src: &Path, dest: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The database's name, user and password, from the site's `secrets/db.env`.
-struct DbAccess {
-    database: String,
-    user: String,
-    password: String,
-}
-
-fn db_names(layout: &Layout, domain: &Domain) -> Result<DbAccess> {
-    let path = layout.db_env_file(domain);
-    let text =
-        fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    let get = |key: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
-            .map(str::to_string)
-            .with_context(|| format!("{} has no {key}", path.display()))
-    };
-    Ok(DbAccess {
-        database: get("MARIADB_DATABASE")?,
-        user: get("MARIADB_USER")?,
-        password: get("MARIADB_PASSWORD")?,
-    })
-}
-
 /// `mariadb-dump --single-transaction` of the site's database, from its own
-/// MariaDB (`mysql_<domain>`, over its database network), by a throwaway
-/// container of the site's MariaDB image: `docker exec` into the running
-/// server is not used, it fails in a nested server (setns into a process
-/// that switched users). The credentials reach mariadb-dump as an option
-/// file on its stdin, never on a command line or in the environment.
+/// MariaDB, by the throwaway client of [`crate::db`].
 fn dump_database(config: &NodeConfig, domain: &Domain, db: &DbAccess, dest: &Path) -> Result<()> {
     let output = create_private(dest)?;
-    let mut child = Command::new(&config.docker.binary)
-        .args(["run", "--rm", "-i", "--pull", "never", "--network"])
-        .arg(db_network_name(domain))
-        .args(["--entrypoint", "mariadb-dump", "--cap-drop", "ALL"])
-        .args(["--security-opt", "no-new-privileges"])
-        .arg(&config.images.mysql)
-        .arg("--defaults-extra-file=/dev/stdin")
-        .arg(format!("--host={}", mysql_container_name(domain)))
-        .args(["--single-transaction", "--quick", "--no-tablespaces"])
+    let mut cmd = db::client(config, domain, "mariadb-dump", &[]);
+    cmd.args(["--single-transaction", "--quick", "--no-tablespaces"])
         .arg("--")
         .arg(&db.database)
-        .stdin(Stdio::piped())
-        .stdout(output)
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("cannot run {}", config.docker.binary.display()))?;
-    let option_file = format!(
-        "[client]\nuser={}\npassword={}\n",
-        option_value(&db.user),
-        option_value(&db.password)
-    );
-    if let Some(mut stdin) = child.stdin.take() {
-        // A failed write shows as mariadb-dump's own error below.
-        let _ = stdin.write_all(option_file.as_bytes());
-    }
-    let out = child
-        .wait_with_output()
-        .context("mariadb-dump did not finish")?;
+        .stdout(output);
+    let out = db::run(cmd, db, &config.docker.binary)?;
     if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let last = stderr
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("");
         bail!(
-            "cannot dump {domain}'s database ({}): {last} (is mysql@{domain} running?)",
-            out.status
+            "cannot dump {domain}'s database ({}): {} (is mysql@{domain} running?)",
+            out.status,
+            db::last_error(&out)
         );
     }
     let size = fs::metadata(dest).map(|m| m.len()).unwrap_or(0);
@@ -235,10 +180,4 @@ fn dump_database(config: &NodeConfig, domain: &Domain, db: &DbAccess, dest: &Pat
         bail!("the dump of {domain}'s database is empty");
     }
     Ok(())
-}
-
-/// A value in a MariaDB option file, quoted (the passwords are hex, the
-/// names `[A-Za-z0-9_]`; quoting keeps anything else literal).
-fn option_value(s: &str) -> String {
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }

@@ -7,8 +7,11 @@
 //! stored with restic, and a restore puts a snapshot's export where the
 //! importer looks for it (`import/<domain>/`), so a restored site goes
 //! through the same staged, atomic, never-overwriting import as any other.
+//! A refresh applies a newer export to a stopped site (a move's second copy).
 
+pub mod db;
 pub mod export;
+pub mod refresh;
 pub mod restic;
 pub mod restore;
 pub mod state;

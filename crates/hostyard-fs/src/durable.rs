@@ -41,6 +41,12 @@ pub fn rename_no_replace(from: &Path, to: &Path) -> std::io::Result<()> {
         .map_err(std::io::Error::from)
 }
 
+/// Swaps `a` and `b` (both must exist) in one step (`renameat2` with
+/// `RENAME_EXCHANGE`): a reader sees the one or the other, never neither.
+pub fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    renameat2(AT_FDCWD, a, AT_FDCWD, b, RenameFlags::RENAME_EXCHANGE).map_err(std::io::Error::from)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,6 +64,10 @@ mod tests {
         rename_no_replace(&a, &b).unwrap();
         assert_eq!(std::fs::read_to_string(&b).unwrap(), "new");
         assert!(!a.exists());
+        std::fs::write(&a, "other").unwrap();
+        exchange(&a, &b).unwrap();
+        assert_eq!(std::fs::read_to_string(&a).unwrap(), "new");
+        assert_eq!(std::fs::read_to_string(&b).unwrap(), "other");
         sync_file(&b).unwrap();
         sync_filesystem(dir.path()).unwrap();
     }

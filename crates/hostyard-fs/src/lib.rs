@@ -21,6 +21,6 @@ mod publish;
 pub mod unpack;
 mod write;
 
-pub use durable::{rename_no_replace, sync_dir, sync_file, sync_filesystem};
+pub use durable::{exchange, rename_no_replace, sync_dir, sync_file, sync_filesystem};
 pub use publish::{remove_stale_temporaries, switch_link, temporary_sibling};
 pub use write::{read_if_exists, AtomicWrite};

@@ -113,6 +113,20 @@ enum Command {
         /// Where the export goes; must not exist yet.
         dir: PathBuf,
     },
+    /// Bring a stopped site's data up to DIR, a newer export of the same
+    /// site (a move's second copy): its files replaced, a WordPress
+    /// database dropped and loaded from the dump into its running MariaDB.
+    /// Refused while the site runs.
+    Refresh {
+        /// The site's domain (example.com).
+        domain: String,
+        /// The export (`hostyard export` of the same site).
+        dir: PathBuf,
+        /// How long to wait for a WordPress site's MariaDB to answer (it
+        /// may still be initialising from an import).
+        #[arg(long, default_value_t = 120, value_name = "SECS")]
+        db_timeout: u64,
+    },
     /// Bring a site back from a backup: the snapshot goes to the site's
     /// import dir and the site's importer builds it. Refused for a site
     /// that exists.
@@ -425,6 +439,40 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             eprintln!(
                 "{PROGRAM}: exported {kind} site {domain} to {}",
                 dir.display()
+            );
+            Ok(0)
+        }
+        Command::Refresh {
+            domain,
+            dir,
+            db_timeout,
+        } => {
+            let domain = hostyard_core::Domain::parse_instance(&domain).map_err(usage)?;
+            let layout = config.layout();
+            let unit = hostyard_backup::site_kind(&layout, &domain)
+                .map_err(runtime)?
+                .map(|k| k.site_unit(&domain));
+            if let Some(unit) = unit.filter(|u| hostyard::site::unit_is_active(u)) {
+                return Err(runtime(anyhow::anyhow!(
+                    "{unit} runs: a refresh replaces a stopped site's data; systemctl stop {unit} first"
+                )));
+            }
+            let done = hostyard_backup::refresh::refresh(
+                &config,
+                &domain,
+                &dir,
+                std::time::Duration::from_secs(db_timeout),
+            )
+            .map_err(runtime)?;
+            println!(
+                "refreshed {} site {domain} from {}: {}",
+                done.kind,
+                dir.display(),
+                if done.parts.is_empty() {
+                    "nothing to replace".to_string()
+                } else {
+                    done.parts.join(", ")
+                }
             );
             Ok(0)
         }

@@ -52,7 +52,7 @@ fn systemd_runs_here() -> bool {
 }
 
 /// Whether `unit` is active on this machine.
-fn unit_is_active(unit: &str) -> bool {
+pub fn unit_is_active(unit: &str) -> bool {
     systemd_runs_here()
         && Command::new("systemctl")
             .args(["is-active", "--quiet", "--", unit])

@@ -212,6 +212,75 @@ fn an_export_is_the_migration_layout_and_imports_as_the_same_site() {
     assert_eq!(fs::read(b.layout().tls_pem(&d)).unwrap(), CERT.as_bytes());
 }
 
+/// A move's second copy: a newer export of the same site replaces a stopped
+/// copy's files; an export of another kind, a site that is not there, a
+/// non-export and a linked layout dir are refused and change nothing.
+#[test]
+fn a_refresh_brings_a_stopped_copy_up_to_a_newer_export() {
+    let a = Server::new(None);
+    let d = Domain::parse("example.com").unwrap();
+    a.static_site(&d);
+    let first = a.dir.join("first");
+    a.ok(&["export", "example.com", first.to_str().unwrap()]);
+    let b = Server::new(None);
+    fs::create_dir_all(b.layout().imports_dir()).unwrap();
+    fs::rename(&first, b.layout().import_dir(&d)).unwrap();
+    b.import("static", &d);
+    let www = b.layout().www_dir(&d);
+    fs::set_permissions(&www, fs::Permissions::from_mode(0o751)).unwrap();
+
+    // The site changes on a after the first copy.
+    let served = a.layout().www_dir(&d);
+    write(&served.join("index.html"), b"<h1>changed</h1>\n");
+    fs::remove_file(served.join("img/logo.bin")).unwrap();
+    write(&served.join("new/page.html"), b"new\n");
+    let second = a.dir.join("second");
+    a.ok(&["export", "example.com", second.to_str().unwrap()]);
+    let out = b.hostyard(&["refresh", "example.com", second.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("refreshed static site example.com"));
+    assert_eq!(tree(&www), tree(&served), "www/ is the newer export's");
+    assert_eq!(mode(&www), 0o751, "www/ keeps its mode");
+    let names: Vec<String> = fs::read_dir(b.layout().domain_dir(&d))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".refresh"))
+        .collect();
+    assert!(names.is_empty(), "left behind: {names:?}");
+    let before = tree(&b.layout().domain_dir(&d));
+
+    // Refused, one line each, nothing changed.
+    let git = a.dir.join("git-export");
+    write(&git.join("hostyard/KIND"), b"static-git\n");
+    write(
+        &git.join("static-git/GITURL"),
+        b"https://git.example.org/x.git\n",
+    );
+    let r = b.hostyard(&["refresh", "example.com", git.to_str().unwrap()]);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(stderr_line(&r).contains("is the export of a static-git site"));
+    let r = b.hostyard(&["refresh", "other.example.com", second.to_str().unwrap()]);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(stderr_line(&r).contains("has no data on this server"));
+    let plain = a.dir.join("plain");
+    write(&plain.join("static/www-content/index.html"), b"x\n");
+    let r = b.hostyard(&["refresh", "example.com", plain.to_str().unwrap()]);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(stderr_line(&r).contains("is not a hostyard export"));
+    let linked = a.dir.join("linked");
+    write(&linked.join("hostyard/KIND"), b"static\n");
+    fs::create_dir_all(linked.join("static")).unwrap();
+    std::os::unix::fs::symlink(&served, linked.join("static/www-content")).unwrap();
+    let r = b.hostyard(&["refresh", "example.com", linked.to_str().unwrap()]);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(stderr_line(&r).contains("is a symlink"));
+    assert_eq!(tree(&b.layout().domain_dir(&d)), before);
+}
+
 #[test]
 fn a_static_git_export_carries_its_url_privately() {
     let a = Server::new(None);
