@@ -133,11 +133,20 @@ copy_over() {
 # importer moves what it imported aside), refreshed from the stage after
 # that; a WordPress site's MariaDB runs, and the refresh's load of the dump
 # waits for its first initialisation. The site's own unit stays stopped.
+# The importer keeps what it imported in import/.done/DOMAIN-TIME; this
+# copy of the stage (with the dump and its password hashes) is the move's
+# own, so the entries made since the import began go again.
 prepare_target() {
-  local units="$KIND-importer@$DOMAIN"
+  local units="$KIND-importer@$DOMAIN" done=$TO_ROOT/import/.done
   [ "$KIND" != wordpress ] || units+=" mysql@$DOMAIN"
-  on "$TO_SSH" "if ! test -e $TO_ROOT/domains/$DOMAIN; then rm -rf $STAGE.import && cp -a $STAGE $STAGE.import && mv -T $STAGE.import $TO_ROOT/import/$DOMAIN; fi &&
-    systemctl start $units && hostyard refresh $DOMAIN $STAGE >/dev/null"
+  on "$TO_SSH" "if ! test -e $TO_ROOT/domains/$DOMAIN; then
+      t=\$(date +%s) && rm -rf $STAGE.import && cp -a $STAGE $STAGE.import && mv -T $STAGE.import $TO_ROOT/import/$DOMAIN &&
+      systemctl start $units || exit 1
+      for e in $done/$DOMAIN-*; do
+        n=\${e##*-}; case \$n in '' | *[!0-9]*) continue ;; esac
+        [ \"\$n\" -lt \"\$t\" ] || rm -rf \"\$e\"
+      done
+    fi && systemctl start $units && hostyard refresh $DOMAIN $STAGE >/dev/null"
 }
 
 # state PHASE: records how far the move is (FROM TO WAS_ACTIVE PHASE).
@@ -153,10 +162,16 @@ serves() {
   printf '%s' "systemctl is-active -q $UNIT && code=\$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H 'Host: $DOMAIN' http://127.0.0.1/) && [ \"\$code\" -lt 500 ] && [ \"\$code\" != 404 ]"
 }
 
+# drop_db_network: the shell command removing the site's database network
+# (mysql@ makes it and leaves it) once its units are stopped.
+drop_db_network() {
+  printf '{ ! docker network inspect hostyard-db-%s >/dev/null 2>&1 || docker network rm hostyard-db-%s >/dev/null; }' "$DOMAIN" "$DOMAIN"
+}
+
 # undo_target: stops the site on the target and removes what this move put
 # there (the target had no data for it before: checked at the start).
 undo_target() {
-  on "$TO_SSH" "systemctl disable --now -q $UNIT 2>/dev/null; systemctl stop '*@$DOMAIN.service' '*@$DOMAIN.timer' 2>/dev/null; rm -rf $TO_ROOT/domains/$DOMAIN $TO_ROOT/import/$DOMAIN"
+  on "$TO_SSH" "systemctl disable --now -q $UNIT 2>/dev/null; systemctl stop '*@$DOMAIN.service' '*@$DOMAIN.timer' 2>/dev/null; rm -rf $TO_ROOT/domains/$DOMAIN $TO_ROOT/import/$DOMAIN && $(drop_db_network)"
 }
 
 # on_exit: a move that fails between stopping the source and the target
@@ -323,11 +338,12 @@ cancel() {
 }
 
 # finish: the target serves: it is enabled there (it starts at boot), the
-# inventory names it, and the source's copy (its data, its export) goes.
+# inventory names it, and the source's copy (its data, its export, a
+# WordPress site's database network) goes.
 finish() {
   on "$TO_SSH" systemctl enable -q "$UNIT"
   fleet set-server "$DOMAIN" "$TO" | while read -r l; do note "$l"; done
-  on "$FROM_SSH" "systemctl disable --now -q $UNIT 2>/dev/null; systemctl stop '*@$DOMAIN.service' '*@$DOMAIN.timer'; rm -rf $FROM_ROOT/domains/$DOMAIN $OUT" ||
+  on "$FROM_SSH" "systemctl disable --now -q $UNIT 2>/dev/null; systemctl stop '*@$DOMAIN.service' '*@$DOMAIN.timer'; rm -rf $FROM_ROOT/domains/$DOMAIN $OUT && $(drop_db_network)" ||
     die "$DOMAIN serves on $TO, but its copy on $FROM could not be removed (above): run the move again"
   on "$TO_SSH" rm -rf "$STAGE"
   rm -rf "$LOCAL" "$LOCAL.manifest" "$STATE"

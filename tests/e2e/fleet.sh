@@ -515,6 +515,11 @@ t_move_under_load() {
   done
   expect "$w's title (changed after the pre-copy) through n1" \
     "$(jump curl -s --max-time 10 -H "Host: $w" "http://${IP[n1]}/" | grep -c '<title>Changed after the pre-copy')" 1 || rc=1
+  # Nothing of the move stays: no database network on n2, no copy of the
+  # import (its dump holds password hashes) kept by n3's importer.
+  expect "$w's database network on n2 after the move" \
+    "$(on n2 docker network inspect "hostyard-db-$w" >/dev/null 2>&1 && echo kept || echo removed)" removed || rc=1
+  expect "n3's import/.done entries of $w" "$(on n3 sh -c "ls -d /data/import/.done/$w-* 2>/dev/null | wc -l")" 0 || rc=1
   expect "$w's front page through n2 after the move" \
     "$(jump curl -s -o /dev/null -w '%{http_code}' --max-time 10 -H "Host: $w" "http://${IP[n2]}/")" 200 || rc=1
   note "the move check: $((SECONDS - t0)) s (two sites added, 100 MB written, two moves)"
