@@ -295,9 +295,13 @@ move() {
   # One call on the target: the same manifest there (sent on stdin), then
   # the export is applied to the prepared copy and the site starts; `start`
   # returns once it is routed (enabled in finish, off the gap).
-  on "$TO_SSH" "cd $STAGE && [ \"\$($MANIFEST)\" = \"\$(cat)\" ] || { echo 'the export on $TO differs from the one made on $FROM (sha256 manifest)' >&2; exit 1; }
-    hostyard refresh $DOMAIN $STAGE >/dev/null && systemctl start $UNIT && $(serves)" <"$LOCAL.manifest"
+  # It prints its own laps (seconds since it began, by its own clock).
+  local there
+  there=$(on "$TO_SSH" "t=\$(date +%s.%N); lap() { awk -v a=\$t -v b=\$(date +%s.%N) -v w=\$1 'BEGIN { printf \"%s %.2f, \", w, b - a }'; }
+    cd $STAGE && [ \"\$($MANIFEST)\" = \"\$(cat)\" ] || { echo 'the export on $TO differs from the one made on $FROM (sha256 manifest)' >&2; exit 1; }
+    lap checked && hostyard refresh $DOMAIN $STAGE >/dev/null && lap refreshed && systemctl start $UNIT && $(serves) && lap started" <"$LOCAL.manifest")
   took=$(seconds_since "$t0")
+  laps+="; on $TO after the copy: ${there%, }"
   ROLLBACK=0
   state switched
   note "checked on $TO: $(grep -c '^f ' "$LOCAL.manifest") files, sha256 as on $FROM"
