@@ -239,7 +239,7 @@ move() {
   fi
   local t0 took
   if [ "$phase" = stopped ]; then
-    if on "$TO_SSH" "$(serves)" 2>/dev/null; then
+    if [ "$WAS_ACTIVE" = 1 ] && on "$TO_SSH" "$(serves)" 2>/dev/null; then
       state switched
       finish
       return
@@ -275,7 +275,15 @@ move() {
     fi
   fi
 
-  step "stopping $UNIT on $FROM, copying the difference, starting it on $TO"
+  # A site that did not run moves stopped: its data only, nothing starts.
+  local start
+  start="systemctl start $UNIT && $(serves) && lap started"
+  if [ "$WAS_ACTIVE" = 1 ]; then
+    step "stopping $UNIT on $FROM, copying the difference, starting it on $TO"
+  else
+    start="systemctl stop '*@$DOMAIN.service' && lap stopped"
+    step "$UNIT is stopped on $FROM: copying the difference, leaving it stopped on $TO"
+  fi
   ROLLBACK=1
   state stopped
   t0=$(date +%s.%N)
@@ -299,13 +307,17 @@ move() {
   local there
   there=$(on "$TO_SSH" "t=\$(date +%s.%N); lap() { awk -v a=\$t -v b=\$(date +%s.%N) -v w=\$1 'BEGIN { printf \"%s %.2f, \", w, b - a }'; }
     cd $STAGE && [ \"\$($MANIFEST)\" = \"\$(cat)\" ] || { echo 'the export on $TO differs from the one made on $FROM (sha256 manifest)' >&2; exit 1; }
-    lap checked && hostyard refresh $DOMAIN $STAGE >/dev/null && lap refreshed && systemctl start $UNIT && $(serves) && lap started" <"$LOCAL.manifest")
+    lap checked && hostyard refresh $DOMAIN $STAGE >/dev/null && lap refreshed && $start" <"$LOCAL.manifest")
   took=$(seconds_since "$t0")
   laps+="; on $TO after the copy: ${there%, }"
   ROLLBACK=0
   state switched
   note "checked on $TO: $(grep -c '^f ' "$LOCAL.manifest") files, sha256 as on $FROM"
-  note "$DOMAIN served on $TO $took s after it stopped on $FROM ($laps s)"
+  if [ "$WAS_ACTIVE" = 1 ]; then
+    note "$DOMAIN served on $TO $took s after it stopped on $FROM ($laps s)"
+  else
+    note "$DOMAIN's data on $TO in $took s ($laps s)"
+  fi
   finish
 }
 
@@ -341,11 +353,11 @@ cancel() {
   step "done: the move of $DOMAIN to $TO is dropped; it runs on $FROM as before"
 }
 
-# finish: the target serves: it is enabled there (it starts at boot), the
-# inventory names it, and the source's copy (its data, its export, a
-# WordPress site's database network) goes.
+# finish: the target serves: it is enabled there (it starts at boot; a
+# site moved stopped is not), the inventory names it, and the source's
+# copy (its data, its export, a WordPress site's database network) goes.
 finish() {
-  on "$TO_SSH" systemctl enable -q "$UNIT"
+  [ "$WAS_ACTIVE" != 1 ] || on "$TO_SSH" systemctl enable -q "$UNIT"
   fleet set-server "$DOMAIN" "$TO" | while read -r l; do note "$l"; done
   on "$FROM_SSH" "systemctl disable --now -q $UNIT 2>/dev/null; systemctl stop '*@$DOMAIN.service' '*@$DOMAIN.timer'; rm -rf $FROM_ROOT/domains/$DOMAIN $OUT && $(drop_db_network)" ||
     die "$DOMAIN serves on $TO, but its copy on $FROM could not be removed (above): run the move again"

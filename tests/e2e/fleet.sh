@@ -493,6 +493,14 @@ t_move_under_load() {
   expect "the inventory after the cancel" "$(deploy site.sh list 2>/dev/null | awk -v d="$d" '$1 == d { print $3, $4 }')" "n2 active" || rc=1
   deploy site.sh move "$d" n3 >/dev/null 2>&1 || rc=1
   expect "$d through n1 after moving it to n3" "$(jump curl -s --max-time 5 -H "Host: $d" "http://${IP[n1]}/")" "moving $d" || rc=1
+  # A stopped site moves stopped: its data reaches n1, nothing starts or is
+  # enabled there; started later, it serves what it served.
+  deploy site.sh remove "$d" >/dev/null 2>&1 || rc=1
+  deploy site.sh move "$d" n1 >/dev/null 2>&1 || rc=1
+  expect "$d after moving it stopped" "$(deploy site.sh list 2>/dev/null | awk -v d="$d" '$1 == d { print $3, $4 }')/$(
+    on n1 systemctl is-enabled "static@$d")/$(on n1 cat "/data/domains/$d/www/index.html")" "n1 inactive/disabled/moving $d" || rc=1
+  deploy site.sh add "$d" >/dev/null 2>&1 || rc=1
+  expect "$d through n2 once started on n1" "$(jump curl -s --max-time 5 -H "Host: $d" "http://${IP[n2]}/")" "moving $d" || rc=1
 
   # Prepared ahead (--prepare: n3 imports the pre-copy and starts its
   # MariaDB; the site serves from n2 throughout); then the site changes on
