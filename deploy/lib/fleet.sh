@@ -67,7 +67,10 @@ on() {
 }
 
 # mux_open SSH...: one master connection to each server (in SSH_MUX, a new
-# private directory) that `on` then uses; mux_close ends them.
+# private directory) that `on` then uses; mux_close ends them. A master
+# left by a script that was killed (no mux_close) ends by itself after 10
+# minutes without a call through it (ControlPersist); a call finding no
+# master connects on its own.
 SSH_MUX=""
 mux_open() {
   local dest
@@ -77,7 +80,7 @@ mux_open() {
     # so a caller's $(...) does not wait for it.
     ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$FLEET/known_hosts" \
       -o PasswordAuthentication=no -o KbdInteractiveAuthentication=no -o ConnectTimeout=10 \
-      ${SSH_KEY:+-i "$SSH_KEY"} -o ControlPath="$SSH_MUX/%C" -M -f -N "$dest" >/dev/null 2>&1 </dev/null || true
+      ${SSH_KEY:+-i "$SSH_KEY"} -o ControlPath="$SSH_MUX/%C" -o ControlPersist=600 -M -f -N "$dest" >/dev/null 2>&1 </dev/null || true
   done
 }
 mux_close() {
