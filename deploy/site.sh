@@ -244,9 +244,20 @@ move() {
       finish
       return
     fi
-    # Stopped on the source, prepared on the target: only the gap's steps
-    # are left (the target's unit, if it started and failed, stops first).
-    on "$TO_SSH" systemctl stop "$UNIT"
+    if on "$TO_SSH" test -d "$TO_ROOT/domains/$DOMAIN"; then
+      # Stopped on the source, prepared on the target: only the gap's steps
+      # are left (the target's unit, if it started and failed, stops first).
+      on "$TO_SSH" systemctl stop "$UNIT"
+    else
+      # Undone on the target, but the source did not start again: the copy
+      # is made anew, the site still stopped (a failure undoes it again).
+      ROLLBACK=1
+      export_on "$FROM_SSH" "$OUT"
+      (umask 077 && mkdir -p "$LOCAL")
+      on "$TO_SSH" "mkdir -p -m 0700 ${STAGE%/*}"
+      copy_over
+      prepare_target
+    fi
   else
     if [ -z "$phase" ]; then
       # Never over a site the target has: its importer would keep that data.
