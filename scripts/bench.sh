@@ -14,6 +14,11 @@
 #   scripts/bench.sh start   `systemctl start static-git@D` to its first 200
 #                            through HAProxy, for one site and for 20 started
 #                            together, and the memory of a site (as root)
+#   scripts/bench.sh move    a fleet's move gap (deploy/site.sh move), static
+#                            and WordPress with 100 MB of uploads, against a
+#                            restart of the same site in the same run, RUNS
+#                            rounds (default 5), on the fleet in a box of
+#                            tests/e2e/fleet.sh (as root)
 #
 # `start` boots a server in a box (scripts/server-in-a-box.sh, under a unique
 # name), serves a sample repository from a `git daemon` on the box's
@@ -35,7 +40,7 @@ TWENTY=20
 GIT_URL=git://127.0.0.1:9418/site.git
 
 usage() {
-    echo "usage: scripts/bench.sh confd | start | backup | tls" >&2
+    echo "usage: scripts/bench.sh confd | start | backup | tls | move" >&2
 }
 
 require() {
@@ -328,6 +333,7 @@ main() {
         backup-measure) backup_measure ;;
         confd) bench_confd ;;
         start) bench_start ;;
+        move) BENCH_MOVES=${RUNS:-5} exec "$repo/tests/e2e/fleet.sh" ;;
         # Internal: run by `start` inside the box.
         start-prepare) start_prepare ;;
         "start-measure "[0-9]*) start_measure "$2" ;;

@@ -10,6 +10,7 @@
 #          CACHE=/var/cache/hostyard-box-NAME flock /tmp/hostyard-e2e.lock tests/e2e/fleet.sh)
 #   KEEP_BOX=1  leave the boxes and their network for a look afterwards
 #   CHECKS="t_a t_b"  run only these checks (after the two that set the fleet up)
+#   BENCH_MOVES=N  no checks: N rounds of the move benchmark (scripts/bench.sh move)
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -24,6 +25,7 @@ JUMP=$RUN-jump
 SERVERS=(n1 n2 n3)
 KEEP_BOX=${KEEP_BOX:-0}
 CHECKS=${CHECKS:-}
+BENCH_MOVES=${BENCH_MOVES:-}
 CACHE=${CACHE:-/var/cache/hostyard-box-fleet}
 export CACHE
 declare -A IP=()
@@ -607,11 +609,71 @@ t_removed_server_is_refused() {
   expect "n3's old certificate" "$(grep -c -e 'user name' -e 'permission denied' -e 'authentication' <<<"$out")" 1
 }
 
+# ---- scripts/bench.sh move ------------------------------------------------
+# bench_moves RUNS: the move's gap against a floor measured in the same
+# run. Each round, each site is first restarted on its server (`systemctl
+# restart`: the stop and the start every move contains, nothing copied),
+# then moved to the next server, both polled through the third server as
+# the move check does; a WordPress move is prepared first (--prepare,
+# outside the gap). Prints the medians and the ratio move / restart.
+bench_moves() {
+  local runs=$1 d=bm-static.example w=bm-wp.example i site from to through gap log=/tmp/$RUN-bench-poll
+  local -A at=([$d]=n1 [$w]=n2) kind=([$d]=static [$w]=wordpress) restart=() moved=()
+  jump sh -c "printf '  - {domain: $d, kind: static, server: n1}\n  - {domain: $w, kind: wordpress, server: n2}\n' >>$FLEET/fleet.yaml"
+  jump mkdir -p /tmp/site-bm/static/www-content
+  printf 'bench %s\n' "$d" | jump sh -c 'cat >/tmp/site-bm/static/www-content/index.html'
+  deploy site.sh add "$d" /tmp/site-bm >/dev/null 2>&1 || die "adding $d failed"
+  deploy site.sh add "$w" >/dev/null 2>&1 || die "adding $w failed"
+  local uploads=/data/domains/$w/wp-content/uploads/2026/12
+  on n2 sh -c "mkdir -p $uploads && for i in \$(seq 1 50); do head -c 2M /dev/urandom >$uploads/f\$i.bin; done &&
+    chown -R --reference=/data/domains/$w/wp-content /data/domains/$w/wp-content/uploads" || die "writing $w's uploads failed"
+  for ((i = 1; i <= runs; i++)); do
+    for site in "$d" "$w"; do
+      from=${at[$site]}
+      case $from in n1) to=n2 through=n3 ;; n2) to=n3 through=n1 ;; *) to=n1 through=n2 ;; esac
+      poll "$through" "$site" "$log" || die "polling $site through $through failed"
+      on "$from" systemctl restart "${kind[$site]}@$site" || die "restarting $site on $from failed"
+      read -r gap _ < <(poll_stop "$log")
+      restart[$site]+="$gap "
+      if [ "$site" = "$w" ]; then
+        deploy site.sh move "$site" "$to" --prepare >/dev/null 2>&1 || die "preparing $site's move to $to failed"
+      fi
+      poll "$through" "$site" "$log" || die "polling $site through $through failed"
+      deploy site.sh move "$site" "$to" >/dev/null 2>&1 || die "moving $site to $to failed"
+      read -r gap _ < <(poll_stop "$log")
+      moved[$site]+="$gap "
+      at[$site]=$to
+      note "round $i: $site restarted on $from, then moved to $to; gaps through $through: ${restart[$site]##* } / $gap s"
+    done
+  done
+  local r m
+  for site in "$d" "$w"; do
+    r=$(median_of "${restart[$site]}")
+    m=$(median_of "${moved[$site]}")
+    note "$(printf '%-9s' "${kind[$site]}") gap, median of $runs: restart $r s, move $m s, move / restart $(awk -v m="$m" -v r="$r" 'BEGIN { printf "%.2f", r > 0 ? m / r : 0 }')"
+    note "          every move: ${moved[$site]}s; every restart: ${restart[$site]}s"
+  done
+}
+
+# median_of "NUMBER...": their median (the mean of the middle two for an
+# even count).
+median_of() {
+  tr -s ' ' '\n' <<<"$1" | grep . | sort -g | awk '{ v[NR] = $1 } END {
+    if (NR % 2) printf "%.2f", v[(NR + 1) / 2]; else printf "%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
 main() {
   need_root "boot the fleet's boxes"
   trap cleanup EXIT
   local t0=$SECONDS name
   make_fleet
+  if [ -n "$BENCH_MOVES" ]; then
+    t_servers_set_up_one_member_at_a_time || die "setting the fleet up failed"
+    step "bench: $BENCH_MOVES rounds of restarts and moves, a static site and a WordPress site with 100 MB of uploads"
+    bench_moves "$BENCH_MOVES"
+    step "bench: done in $((SECONDS - t0)) s"
+    return
+  fi
   for name in t_servers_set_up_one_member_at_a_time t_sites_on_their_servers \
     t_every_server_serves_every_site t_a_certificate_is_served_by_every_server \
     t_site_added_on_n1_is_served_through_n3 \
