@@ -16,7 +16,9 @@
 //!
 //! A directory is copied beside the one it replaces and swapped with it in
 //! one rename, so the site's dir always holds a whole tree. The secrets stay
-//! the site's own: the database keeps this server's passwords.
+//! the site's own: the database keeps this server's passwords. A refresh
+//! that fails part way (the dump does not load, say) leaves the parts it
+//! did; it is meant to be run again, and a move undoes the copy instead.
 
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
@@ -58,8 +60,8 @@ pub fn refresh(
     let layout = config.layout();
     let kind = site_kind(&layout, domain)?.with_context(|| {
         format!(
-            "{domain} has no data on this server ({} does not exist): a refresh updates a site, \
-             `hostyard import` makes one",
+            "{domain} has no data on this server ({} does not exist): a refresh updates a site; \
+             to make one, put the export in its import dir and start it",
             layout.domain_dir(domain).display()
         )
     })?;
