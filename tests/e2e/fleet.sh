@@ -282,8 +282,9 @@ t_site_added_on_n1_is_served_through_n3() {
   for i in $(seq -w 1 20); do
     d=p$i.example
     t0=$(date +%s.%N)
-    deploy site.sh add "$d" "/tmp/site-$d" >/dev/null 2>&1 || {
-      note "adding $d failed"
+    local out
+    out=$(deploy site.sh add "$d" "/tmp/site-$d" 2>&1) || {
+      note "adding $d failed: $(tail -n 3 <<<"$out" | tr '\n' ' ')"
       rc=1
       continue
     }
