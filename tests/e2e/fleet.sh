@@ -636,6 +636,7 @@ bench_moves() {
       on "$from" systemctl restart "${kind[$site]}@$site" || die "restarting $site on $from failed"
       read -r gap _ < <(poll_stop "$log")
       restart[$site]+="$gap "
+      local was=$gap
       if [ "$site" = "$w" ]; then
         deploy site.sh move "$site" "$to" --prepare >/dev/null 2>&1 || die "preparing $site's move to $to failed"
       fi
@@ -644,14 +645,14 @@ bench_moves() {
       read -r gap _ < <(poll_stop "$log")
       moved[$site]+="$gap "
       at[$site]=$to
-      note "round $i: $site restarted on $from, then moved to $to; gaps through $through: ${restart[$site]##* } / $gap s"
+      note "round $i: $site restarted on $from, then moved to $to; gaps through $through: $was / $gap s"
     done
   done
   local r m
   for site in "$d" "$w"; do
     r=$(median_of "${restart[$site]}")
     m=$(median_of "${moved[$site]}")
-    note "$(printf '%-9s' "${kind[$site]}") gap, median of $runs: restart $r s, move $m s, move / restart $(awk -v m="$m" -v r="$r" 'BEGIN { printf "%.2f", r > 0 ? m / r : 0 }')"
+    note "$(printf '%-9s' "${kind[$site]}") gap, median of $runs: restart $r s, move $m s, move / restart $(awk -v m="$m" -v r="$r" 'BEGIN { printf "%.2f", (r > 0 ? m / r : 0) }')"
     note "          every move: ${moved[$site]}s; every restart: ${restart[$site]}s"
   done
 }
