@@ -16,7 +16,7 @@
 #                            together, and the memory of a site (as root)
 #   scripts/bench.sh move    a fleet's move gap (deploy/site.sh move), static
 #                            and WordPress with 100 MB of uploads, against a
-#                            restart of the same site in the same run, RUNS
+#                            stop and start of the same site in the same run, RUNS
 #                            rounds (default 5), on the fleet in a box of
 #                            tests/e2e/fleet.sh (as root)
 #
