@@ -139,14 +139,16 @@ copy_over() {
 prepare_target() {
   local units="$KIND-importer@$DOMAIN" done=$TO_ROOT/import/.done
   [ "$KIND" != wordpress ] || units+=" mysql@$DOMAIN"
-  on "$TO_SSH" "if ! test -e $TO_ROOT/domains/$DOMAIN; then
-      t=\$(date +%s) && rm -rf $STAGE.import && cp -a $STAGE $STAGE.import && mv -T $STAGE.import $TO_ROOT/import/$DOMAIN &&
-      systemctl start $units || exit 1
-      for e in $done/$DOMAIN-*; do
-        n=\${e##*-}; case \$n in '' | *[!0-9]*) continue ;; esac
-        [ \"\$n\" -lt \"\$t\" ] || rm -rf \"\$e\"
-      done
-    fi && systemctl start $units && hostyard refresh $DOMAIN $STAGE >/dev/null"
+  on "$TO_SSH" "t=''
+    if ! test -e $TO_ROOT/domains/$DOMAIN; then
+      t=\$(date +%s) && rm -rf $STAGE.import && cp -a $STAGE $STAGE.import && mv -T $STAGE.import $TO_ROOT/import/$DOMAIN || exit 1
+    fi
+    systemctl start $units || exit 1
+    for e in $done/$DOMAIN-*; do
+      n=\${e##*-}; case \$t:\$n in :* | *: | *:*[!0-9]*) continue ;; esac
+      [ \"\$n\" -lt \"\$t\" ] || rm -rf \"\$e\"
+    done
+    hostyard refresh $DOMAIN $STAGE >/dev/null"
 }
 
 # state PHASE: records how far the move is (FROM TO WAS_ACTIVE PHASE).
