@@ -22,7 +22,7 @@
 
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -183,7 +183,7 @@ fn replace_dir(root: &Path, src: &Path, dest: &Path) -> Result<()> {
     remove_if_there(&old)
 }
 
-fn remove_if_there(path: &PathBuf) -> Result<()> {
+fn remove_if_there(path: &Path) -> Result<()> {
     match fs::remove_dir_all(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             Err(e).with_context(|| format!("cannot remove {}", path.display()))
