@@ -11,7 +11,9 @@
 #   2. this checkout's scripts/ and dockerfiles/, the binaries and image
 #      tarballs to /root/hostyard-deploy, only what differs;
 #   3. /etc/hostyard/etcd: the CA, its certificate, its key (0600);
-#      /etc/hostyard/hostyard.yaml from `hostyard fleet node-config`;
+#      /etc/hostyard/hostyard.yaml.d/fleet.yaml from `hostyard fleet
+#      node-config` (the fleet's settings only: the operator's
+#      /etc/hostyard/hostyard.yaml is never written);
 #   4. a member that is not one yet: joins the running cluster as a learner
 #      (`member-add`; the first member makes a new cluster) and gets
 #      member.env from `hostyard fleet member-env`;
@@ -59,10 +61,9 @@ add() {
   cp "$FLEET/ca/ca.pem" "$tls/ca.pem"
   cp "$FLEET/ca/servers/$name.pem" "$tls/server.pem"
   cp "$FLEET/ca/servers/$name.key" "$tls/server.key"
-  fleet node-config "$name" >"$tls/hostyard.yaml"
   n=$(($(push "$ssh" "$tls" /etc/hostyard/etcd 0644 ca.pem server.pem) +
     $(push "$ssh" "$tls" /etc/hostyard/etcd 0600 server.key) +
-    $(push "$ssh" "$tls" /etc/hostyard 0644 hostyard.yaml)))
+    $(fleet_config "$name" "$ssh")))
   rm -rf "$tls"
   note "$n files copied"
 
@@ -115,6 +116,34 @@ add() {
   step "done: $name is set up"
 }
 
+# FLEET_DROP_IN: the drop-in of the node config that deploy/ owns; the
+# server's hostyard.yaml is the operator's.
+FLEET_DROP_IN=/etc/hostyard/hostyard.yaml.d
+# An earlier deploy/ wrote its settings into hostyard.yaml itself, with this
+# first line; such a file held nothing of the operator's.
+OLD_HEADER="# Written by deploy/ from the fleet inventory; edit the inventory, not this file."
+
+# fleet_config NAME SSH: NAME's fleet settings from the inventory to its
+# drop-in; prints how many files changed (0 or 1). A hostyard.yaml that an
+# earlier deploy/ wrote is emptied, or its keys would be set twice.
+fleet_config() {
+  local name=$1 ssh=$2 tmp n first
+  tmp=$(mktemp -d)
+  fleet node-config "$name" >"$tmp/fleet.yaml"
+  n=$(push "$ssh" "$tmp" "$FLEET_DROP_IN" 0644 fleet.yaml)
+  first=$(on "$ssh" "head -n 1 /etc/hostyard/hostyard.yaml 2>/dev/null || true")
+  if [ "$first" = "$OLD_HEADER" ]; then
+    printf '%s\n' "# hostyard node config: this server's own settings (every field has a" \
+      "# default). The fleet's are in $FLEET_DROP_IN/fleet.yaml, written by deploy/." \
+      '# README.md ("Config") lists every field.' >"$tmp/hostyard.yaml"
+    push "$ssh" "$tmp" /etc/hostyard 0644 hostyard.yaml >/dev/null
+    note "$name: the fleet's settings moved from hostyard.yaml to $FLEET_DROP_IN/fleet.yaml"
+    n=1
+  fi
+  rm -rf "$tmp"
+  echo "$n"
+}
+
 # peers [EXCEPT]: every set-up server but EXCEPT gets its node config from
 # the inventory again, for its fleet.peers (whom it forwards to and takes
 # forwarded requests from); where that changed, confd re-reads it (SIGHUP:
@@ -126,10 +155,7 @@ peers() {
     other=${f##*/}
     [ "$other" != "${1:-}" ] || continue
     server "$other"
-    tmp=$(mktemp -d)
-    fleet node-config "$other" >"$tmp/hostyard.yaml"
-    n=$(push "$S_SSH" "$tmp" /etc/hostyard 0644 hostyard.yaml)
-    rm -rf "$tmp"
+    n=$(fleet_config "$other" "$S_SSH")
     if [ "$n" = 0 ]; then
       note "$other: its fleet peers are up to date"
     else

@@ -144,8 +144,15 @@ etcd_members() {
     sort
 }
 
+# The operator's own settings on n1, as the README's "Config" says to set
+# them: in /etc/hostyard/hostyard.yaml, which deploy/ must never write.
+OPERATOR_SETTINGS='backup:
+  repository: /srv/n1-restic
+haproxy:
+  site_maxconn: 123'
+
 t_servers_set_up_one_member_at_a_time() {
-  local s t0 took=()
+  local s t0 took=() saved rc=0
   for s in "${SERVERS[@]}"; do
     t0=$SECONDS
     deploy server.sh add "$s" >"/tmp/$RUN-add-$s.log" 2>&1 || {
@@ -153,6 +160,10 @@ t_servers_set_up_one_member_at_a_time() {
       return 1
     }
     took+=("$s $((SECONDS - t0)) s")
+    if [ "$s" = n1 ]; then
+      saved=$(on n1 cat /etc/hostyard/hostyard.yaml)
+      printf '%s\n' "$OPERATOR_SETTINGS" | oni n1 sh -c 'cat >>/etc/hostyard/hostyard.yaml'
+    fi
   done
   note "set up from the jump box: ${took[*]}"
   expect "members" "$(etcd_members | awk '{print $1}' | tr '\n' ' ')" "n1 n2 n3 "
@@ -161,7 +172,17 @@ t_servers_set_up_one_member_at_a_time() {
   again=$(deploy server.sh add n2 2>&1)
   note "add n2 again: $((SECONDS - t0)) s"
   expect "a second add changes nothing" \
-    "$(grep -c -e 'done: nothing to change' -e 'member settings already' -e 'nothing changed' <<<"$again")" 4
+    "$(grep -c -e 'done: nothing to change' -e 'member settings already' -e 'nothing changed' <<<"$again")" 4 || rc=1
+  # Three adds (n2, n3, n2 again) after the operator's edit on n1: every
+  # setting of theirs is as they wrote it, beside the fleet's.
+  expect "n1's backup.repository after three adds" \
+    "$(on n1 hostyard config get backup.repository)" /srv/n1-restic || rc=1
+  expect "n1's haproxy.site_maxconn after three adds" \
+    "$(on n1 hostyard config get haproxy.site_maxconn)" 123 || rc=1
+  expect "n1's node_name from the fleet's drop-in" "$(on n1 hostyard config get node_name)" n1 || rc=1
+  # The later checks set their own backup repository.
+  printf '%s\n' "$saved" | oni n1 sh -c 'cat >/etc/hostyard/hostyard.yaml'
+  return "$rc"
 }
 
 t_sites_on_their_servers() {

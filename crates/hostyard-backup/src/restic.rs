@@ -93,6 +93,36 @@ impl Restic {
         &self.repository
     }
 
+    /// Refuses a local repository on a read-only file system. That is what a
+    /// sandboxed backup unit sees when it was generated before
+    /// `backup.repository` took its value (its `ReadWritePaths=` names the
+    /// old one): restic would retry its lock for hours instead of failing.
+    pub fn check_writable(&self) -> Result<()> {
+        if !self.repository.starts_with('/') {
+            return Ok(());
+        }
+        // The repository itself, or before `backup init` the nearest
+        // directory above it that exists.
+        let mut dir = Path::new(&self.repository);
+        while !dir.exists() {
+            match dir.parent() {
+                Some(parent) => dir = parent,
+                None => return Ok(()),
+            }
+        }
+        let stat = nix::sys::statvfs::statvfs(dir)
+            .with_context(|| format!("cannot stat the file system of {}", dir.display()))?;
+        if stat.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY) {
+            bail!(
+                "the repository {} is on a read-only file system here: if this is a backup unit, \
+                 it was generated for another backup.repository; run hostyard generate --out \
+                 /etc/systemd/system && systemctl daemon-reload, then start it again",
+                self.repository
+            );
+        }
+        Ok(())
+    }
+
     /// The password file must exist and be readable by its owner alone.
     fn check_password_file(&self) -> Result<()> {
         let path = &self.password_file;

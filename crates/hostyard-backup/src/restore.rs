@@ -85,6 +85,16 @@ pub fn pick(domain: &Domain, snapshots: &[Snapshot], wanted: Option<&str>) -> Re
     }
 }
 
+/// Where a replaced site's data is moved aside: hidden in `domains/`, so
+/// that nothing takes it for a site (a `D.old` is a valid domain name).
+/// The time in the name keeps a second replacement from moving into the
+/// first one's directory.
+pub fn aside(layout: &hostyard_core::Layout, domain: &Domain) -> PathBuf {
+    layout
+        .domains_dir()
+        .join(format!(".{domain}.replaced-{}", state::now()))
+}
+
 /// Refuses when `domain` has data or an import waiting: a restore never
 /// replaces a site.
 pub fn check_no_site(config: &NodeConfig, domain: &Domain) -> Result<()> {
@@ -93,12 +103,11 @@ pub fn check_no_site(config: &NodeConfig, domain: &Domain) -> Result<()> {
         let dir = layout.domain_dir(domain);
         bail!(
             "{domain} exists ({} has its data): a restore never overwrites a site; to replace it, \
-             systemctl stop {} and move {} aside (mv {} {}.old), then hostyard restore {domain} again",
+             systemctl stop {} && mv {} {}, then hostyard restore {domain} again",
             dir.display(),
-            kind.site_unit(domain),
+            kind.units_holding_data(domain).join(" "),
             dir.display(),
-            dir.display(),
-            dir.display()
+            aside(&layout, domain).display(),
         );
     }
     let dir = layout.domain_dir(domain);

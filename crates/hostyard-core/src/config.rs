@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config_layers;
 use crate::domain::Domain;
 use crate::kind::SiteKind;
 use crate::layout::Layout;
@@ -548,39 +549,120 @@ pub enum ConfigError {
         field: String,
         problem: String,
     },
+    #[error("{path}: drop-ins are read only when named *.yaml: rename it")]
+    DropInName { path: PathBuf },
 }
 
 impl NodeConfig {
-    /// Reads a config file. A missing file at the default path is the
+    /// Reads a config file and the drop-ins beside it
+    /// (`hostyard.yaml.d/*.yaml`, merged in name order; see
+    /// [`crate::config_layers`]). A missing file at the default path is the
     /// default config; a missing file named explicitly is an error.
     pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => NodeConfig::parse(&text, path),
+        let read_error = |path: &Path, error| ConfigError::Read {
+            path: path.to_path_buf(),
+            error,
+        };
+        let main = match std::fs::read_to_string(path) {
+            Ok(text) => text,
             Err(e)
                 if e.kind() == std::io::ErrorKind::NotFound
                     && path == Path::new(DEFAULT_CONFIG_PATH) =>
             {
-                Ok(NodeConfig::default())
+                String::new()
             }
-            Err(error) => Err(ConfigError::Read {
-                path: path.to_path_buf(),
-                error,
-            }),
+            Err(error) => return Err(read_error(path, error)),
+        };
+        let mut files = vec![(path.to_path_buf(), main)];
+        let dir = config_layers::drop_in_dir(path);
+        let mut names = Vec::new();
+        match std::fs::read_dir(&dir) {
+            Ok(entries) => {
+                for entry in entries {
+                    let entry = entry.map_err(|e| read_error(&dir, e))?;
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    if name.ends_with(".yml") {
+                        return Err(ConfigError::DropInName { path: entry.path() });
+                    }
+                    if config_layers::is_drop_in_name(&name) {
+                        names.push(name);
+                    }
+                }
+            }
+            // No directory, or a config named /dev/null: no drop-ins.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) => {}
+            Err(error) => return Err(read_error(&dir, error)),
         }
+        names.sort();
+        for name in names {
+            let file = dir.join(&name);
+            let text = std::fs::read_to_string(&file).map_err(|e| read_error(&file, e))?;
+            files.push((file, text));
+        }
+        NodeConfig::parse_files(&files)
     }
 
     /// Parses YAML text; `path` names the source in errors.
     pub fn parse(text: &str, path: &Path) -> Result<NodeConfig, ConfigError> {
-        // An empty document is null in YAML; treat it as "all defaults".
-        let config: NodeConfig = if text.trim().is_empty() {
+        NodeConfig::parse_files(&[(path.to_path_buf(), text.to_string())])
+    }
+
+    /// Parses the files of a node config, merged in order; each error names
+    /// the file it is in.
+    pub fn parse_files(files: &[(PathBuf, String)]) -> Result<NodeConfig, ConfigError> {
+        let mut layers = Vec::new();
+        for (path, text) in files {
+            // An empty document is null in YAML; treat it as "all defaults".
+            if text.trim().is_empty() {
+                continue;
+            }
+            let parse_error = |error| ConfigError::Parse {
+                path: path.clone(),
+                error,
+            };
+            // Each file alone first: its errors carry its line and column.
+            serde_norway::from_str::<NodeConfig>(text).map_err(parse_error)?;
+            let value = serde_norway::from_str(text).map_err(parse_error)?;
+            layers.push(config_layers::Layer {
+                path: path.clone(),
+                value,
+            });
+        }
+        let main = files
+            .first()
+            .map(|(p, _)| p.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+        let merged = config_layers::merge(&layers).map_err(|c| ConfigError::Invalid {
+            path: c.second.clone(),
+            field: c.key.clone(),
+            problem: format!(
+                "is also set in {}: keep it in one file (deploy/ owns node_name, etcd and fleet in {}/fleet.yaml)",
+                c.first.display(),
+                config_layers::drop_in_dir(&main).display(),
+            ),
+        })?;
+        let config: NodeConfig = if merged.value.is_empty() {
             NodeConfig::default()
         } else {
-            serde_norway::from_str(text).map_err(|error| ConfigError::Parse {
-                path: path.to_path_buf(),
-                error,
-            })?
+            serde_norway::from_value(serde_norway::Value::Mapping(merged.value.clone())).map_err(
+                |error| ConfigError::Parse {
+                    path: main.clone(),
+                    error,
+                },
+            )?
         };
-        config.validate(path)?;
+        config.validate(&main).map_err(|e| match e {
+            ConfigError::Invalid { field, problem, .. } => ConfigError::Invalid {
+                path: merged.owner(&field).unwrap_or(&main).to_path_buf(),
+                field,
+                problem,
+            },
+            other => other,
+        })?;
         Ok(config)
     }
 
@@ -1043,6 +1125,62 @@ mod tests {
 
     fn parse(text: &str) -> Result<NodeConfig, ConfigError> {
         NodeConfig::parse(text, Path::new("/etc/hostyard/hostyard.yaml"))
+    }
+
+    #[test]
+    fn drop_ins_merge_with_the_operators_file_and_conflicts_name_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let main = dir.path().join("hostyard.yaml");
+        let drop_ins = dir.path().join("hostyard.yaml.d");
+        std::fs::create_dir(&drop_ins).unwrap();
+        std::fs::write(
+            &main,
+            "haproxy:\n  site_maxconn: 123\nbackup:\n  repository: /srv/restic\n",
+        )
+        .unwrap();
+        std::fs::write(
+            drop_ins.join("fleet.yaml"),
+            "node_name: n1\netcd:\n  prefix: /hy\n",
+        )
+        .unwrap();
+        // Neither hidden nor other names are read.
+        std::fs::write(drop_ins.join(".fleet.yaml.tmp"), "node_name: x\n").unwrap();
+        std::fs::write(drop_ins.join("fleet.yaml~"), "node_name: y\n").unwrap();
+        let c = NodeConfig::load(&main).unwrap();
+        assert_eq!(c.node_name, "n1");
+        assert_eq!(c.etcd.prefix, "/hy");
+        assert_eq!(c.haproxy.site_maxconn, 123);
+        assert_eq!(c.backup.repository, "/srv/restic");
+
+        // A drop-in's invalid value names the drop-in.
+        std::fs::write(drop_ins.join("zz.yaml"), "etcd:\n  endpoints: []\n").unwrap();
+        let err = NodeConfig::load(&main).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!(
+                "{}: etcd.endpoints:",
+                drop_ins.join("zz.yaml").display()
+            )),
+            "{err}"
+        );
+        // So does a parse error, with its line.
+        std::fs::write(drop_ins.join("zz.yaml"), "etcd:\n  nope: 1\n").unwrap();
+        let err = NodeConfig::load(&main).unwrap_err().to_string();
+        assert!(err.contains("zz.yaml") && err.contains("line 2"), "{err}");
+        // A key in two files: both named, nothing chosen.
+        std::fs::write(drop_ins.join("zz.yaml"), "etcd:\n  prefix: /other\n").unwrap();
+        let err = NodeConfig::load(&main).unwrap_err().to_string();
+        assert!(
+            err.contains("etcd.prefix")
+                && err.contains("is also set in")
+                && err.contains("fleet.yaml")
+                && err.contains("zz.yaml"),
+            "{err}"
+        );
+        std::fs::remove_file(drop_ins.join("zz.yaml")).unwrap();
+        // A .yml drop-in is refused, not ignored.
+        std::fs::write(drop_ins.join("local.yml"), "git:\n  keep_trees: 2\n").unwrap();
+        let err = NodeConfig::load(&main).unwrap_err().to_string();
+        assert!(err.contains("local.yml") && err.contains("rename"), "{err}");
     }
 
     #[test]

@@ -49,6 +49,21 @@ impl SiteKind {
         self == SiteKind::Wordpress
     }
 
+    /// Every unit that holds a site's data open or would skip its next
+    /// import, in the order to stop them before the data is replaced: the
+    /// site, its importer (`RemainAfterExit=`: while it stays active a start
+    /// does not run it again) and its database.
+    pub fn units_holding_data(self, domain: &Domain) -> Vec<String> {
+        let mut units = vec![
+            self.site_unit(domain),
+            self.instance_unit(UnitRole::Importer, domain),
+        ];
+        if self.has_database() {
+            units.push(mysql_unit(domain));
+        }
+        units
+    }
+
     /// `static-git@example.com.service`
     pub fn site_unit(self, domain: &Domain) -> String {
         format!("{}@{domain}.service", self.as_str())
@@ -204,6 +219,26 @@ impl FromStr for SiteKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn units_holding_data_name_the_importer_and_the_database() {
+        let d = Domain::parse("example.com").unwrap();
+        assert_eq!(
+            SiteKind::Wordpress.units_holding_data(&d),
+            [
+                "wordpress@example.com.service",
+                "wordpress-importer@example.com.service",
+                "mysql@example.com.service"
+            ]
+        );
+        assert_eq!(
+            SiteKind::Static.units_holding_data(&d),
+            [
+                "static@example.com.service",
+                "static-importer@example.com.service"
+            ]
+        );
+    }
 
     fn d(s: &str) -> Domain {
         Domain::parse(s).unwrap()

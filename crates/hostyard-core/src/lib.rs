@@ -9,6 +9,7 @@ pub mod archive_path;
 pub mod backup;
 pub mod cli;
 pub mod config;
+pub mod config_layers;
 pub mod domain;
 pub mod etcd;
 pub mod giturl;

@@ -285,9 +285,10 @@ fn url(address: IpAddr, port: u16) -> String {
     }
 }
 
-/// The etcd part of a server's node config: a member uses its own member
-/// on loopback (setup.sh then runs it), a client every member's private
-/// address.
+/// The fleet's part of a server's node config (`node_name`, `etcd`,
+/// `fleet`), the drop-in `hostyard.yaml.d/fleet.yaml` that `deploy/` owns:
+/// a member uses its own member on loopback (setup.sh then runs it), a
+/// client every member's private address.
 pub fn node_config(inv: &Inventory, name: &str) -> Result<String> {
     let server = inv.server(name)?;
     let endpoints: Vec<String> = match server.role {
@@ -304,7 +305,9 @@ pub fn node_config(inv: &Inventory, name: &str) -> Result<String> {
         .map(|s| format!("\n    - {{name: {}, address: {}}}", s.name, s.private))
         .collect();
     Ok(format!(
-        "# Written by deploy/ from the fleet inventory; edit the inventory, not this file.\n\
+        "# Written by deploy/ from the fleet inventory at each `deploy/server.sh add`:\n\
+         # edit the inventory, not this file. This server's other settings go in\n\
+         # /etc/hostyard/hostyard.yaml, which deploy/ never writes.\n\
          node_name: {name}\n\
          etcd:\n  endpoints: [{}]\n  ca_file: {TLS_DIR}/ca.pem\n  cert_file: {TLS_DIR}/server.pem\n  key_file: {TLS_DIR}/server.key\n\
          fleet:\n  private_address: {}\n  peers:{}\n",

@@ -492,6 +492,38 @@ fn restic(
     hostyard_backup::restic::Restic::new(&config.backup, config_path).map_err(usage)
 }
 
+/// Where setup.sh installs the units; `backup init` checks the backup units
+/// there when hostyard's units are installed there.
+const SYSTEM_UNIT_DIR: &str = "/etc/systemd/system";
+
+/// Refuses `backup init` while the installed backup units were generated
+/// from another `backup:` (a new repository their sandbox cannot write, or
+/// none at all), naming the command that brings them up to date.
+fn installed_backup_units_current(config: &NodeConfig, config_path: &Path) -> Result<(), Failure> {
+    let dir = Path::new(SYSTEM_UNIT_DIR);
+    if !dir.join("hostyard.target").exists() {
+        return Ok(());
+    }
+    let config_path = std::path::absolute(config_path)
+        .map_err(|e| usage(anyhow::anyhow!("--config {}: {e}", config_path.display())))?;
+    let files: Vec<_> = render_units(config, &config_path)
+        .map_err(|e| runtime(anyhow::Error::new(e).context("cannot render the units")))?
+        .into_iter()
+        .filter(|f| f.name.starts_with("backup"))
+        .collect();
+    let stale = check_units(dir, &files).map_err(runtime)?;
+    if let Some(first) = stale.first() {
+        let path = match first {
+            Difference::Missing(p) | Difference::Differs(p) => p,
+        };
+        return Err(runtime(anyhow::anyhow!(
+            "{} is not generated for this backup configuration yet: run hostyard generate --out {SYSTEM_UNIT_DIR} && systemctl daemon-reload, then hostyard backup init again",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 /// `hostyard restore D`: the snapshot into the import dir, then the site's
 /// start, whose importer builds the site from it.
 fn restore(
@@ -516,6 +548,22 @@ fn restore(
     if no_start {
         println!("start it with: systemctl start {unit}");
         return Ok(0);
+    }
+    // A unit left from the replaced site would keep the new one from being
+    // built: an importer that stayed active is not run again by the start,
+    // and a database still serves the old data.
+    let stale = restored.kind.units_holding_data(&domain);
+    let stopped = std::process::Command::new("systemctl")
+        .args(["stop", "--"])
+        .args(&stale)
+        .status()
+        .map_err(|e| runtime(anyhow::anyhow!("cannot run systemctl: {e}")))?;
+    if !stopped.success() {
+        return Err(runtime(anyhow::anyhow!(
+            "systemctl stop {} failed ({stopped}); the import waits in {}: stop them, then systemctl start {unit}",
+            stale.join(" "),
+            restored.import_dir.display()
+        )));
     }
     let status = std::process::Command::new("systemctl")
         .args(["start", "--"])
@@ -554,6 +602,8 @@ fn backup(config: &NodeConfig, config_path: &Path, action: BackupAction) -> Resu
         }
         BackupAction::Init => {
             let restic = restic(config, config_path)?;
+            restic.check_writable().map_err(runtime)?;
+            installed_backup_units_current(config, config_path)?;
             let path = &config.backup.password_file;
             if hostyard_backup::restic::ensure_password_file(path).map_err(runtime)? {
                 println!(
@@ -571,6 +621,7 @@ fn backup(config: &NodeConfig, config_path: &Path, action: BackupAction) -> Resu
         BackupAction::Run { domain } => {
             let domain = hostyard_core::Domain::parse_instance(&domain).map_err(usage)?;
             let restic = restic(config, config_path)?;
+            restic.check_writable().map_err(runtime)?;
             let (kind, summary) =
                 hostyard_backup::restore::backup(config, &restic, &domain).map_err(runtime)?;
             println!(
@@ -606,10 +657,12 @@ fn backup(config: &NodeConfig, config_path: &Path, action: BackupAction) -> Resu
         }
         BackupAction::Prune => {
             let restic = restic(config, config_path)?;
+            restic.check_writable().map_err(runtime)?;
             print!("{}", restic.forget_prune(&config.backup).map_err(runtime)?);
         }
         BackupAction::Check => {
             let restic = restic(config, config_path)?;
+            restic.check_writable().map_err(runtime)?;
             print!(
                 "{}",
                 restic.check(config.backup.check_percent).map_err(runtime)?

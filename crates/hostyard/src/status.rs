@@ -14,16 +14,23 @@ use serde::Serialize;
 /// stale or missing).
 pub fn run(config: &NodeConfig, json: bool) -> anyhow::Result<i32> {
     let backups = backups(config)?;
+    let unprotected = unprotected(config)?;
     let backups_code = backups
         .as_ref()
-        .map_or(0, |rows| i32::from(rows.iter().any(|r| r.stale)));
+        .map_or(0, |rows| i32::from(rows.iter().any(|r| r.stale)))
+        .max(i32::from(unprotected.is_some()));
     if json {
         // One document: routing's report, plus `backups` when they are
-        // configured.
+        // configured, or `backups_missing` when sites have none.
         let report = hostyard_routing::status::report(config)?;
         let mut doc = serde_json::to_value(&report)?;
-        if let (Some(rows), Some(map)) = (&backups, doc.as_object_mut()) {
-            map.insert("backups".into(), serde_json::to_value(rows)?);
+        if let Some(map) = doc.as_object_mut() {
+            if let Some(rows) = &backups {
+                map.insert("backups".into(), serde_json::to_value(rows)?);
+            }
+            if let Some(warning) = &unprotected {
+                map.insert("backups_missing".into(), warning.clone().into());
+            }
         }
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(i32::from(report.needs_attention()).max(backups_code));
@@ -32,7 +39,35 @@ pub fn run(config: &NodeConfig, json: bool) -> anyhow::Result<i32> {
     if let Some(rows) = &backups {
         print_backups(rows);
     }
+    if let Some(warning) = &unprotected {
+        println!();
+        println!("WARNING: {warning}");
+    }
     Ok(routing.max(backups_code))
+}
+
+/// A warning when this server holds sites' data and no backup repository
+/// is set: their loss would be final, and nothing else says so.
+fn unprotected(config: &NodeConfig) -> anyhow::Result<Option<String>> {
+    if config.backup.enabled() {
+        return Ok(None);
+    }
+    let sites = hostyard_backup::state::report(&config.layout(), 0, 1)?.len();
+    Ok(unprotected_warning(sites))
+}
+
+fn unprotected_warning(sites: usize) -> Option<String> {
+    (sites > 0).then(|| {
+        format!(
+            "{sites} site{} on this server and no backups: set backup.repository in \
+             /etc/hostyard/hostyard.yaml, then run hostyard backup init (README \"Backups\")",
+            if sites == 1 {
+                " has data"
+            } else {
+                "s have data"
+            }
+        )
+    })
 }
 
 /// One site's backups, as `hostyard status` shows them (a row of the text
@@ -124,6 +159,21 @@ fn utc(secs: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_with_sites_and_no_backups_is_warned_about() {
+        assert_eq!(unprotected_warning(0), None);
+        let one = unprotected_warning(1).unwrap();
+        assert!(
+            one.starts_with("1 site has data on this server and no backups: set backup.repository"),
+            "{one}"
+        );
+        assert!(unprotected_warning(3)
+            .unwrap()
+            .starts_with("3 sites have data on"));
+    }
+
     #[test]
     fn utc_formats_unix_times() {
         assert_eq!(super::utc(0), "1970-01-01 00:00:00");
