@@ -53,6 +53,26 @@ pub struct Summary {
     pub data_added: u64,
 }
 
+/// Snapshots in the order of their times as instants: restic writes each
+/// with the offset of the server that made it and with as many fraction
+/// digits as it has, so the strings do not sort as the times do.
+pub fn oldest_first(list: Vec<Snapshot>) -> Result<Vec<Snapshot>> {
+    let mut timed = Vec::with_capacity(list.len());
+    for s in list {
+        let at =
+            time::OffsetDateTime::parse(&s.time, &time::format_description::well_known::Rfc3339)
+                .with_context(|| {
+                    format!(
+                        "snapshot {} has a time restic did not write: {:?}",
+                        s.short_id, s.time
+                    )
+                })?;
+        timed.push((at, s));
+    }
+    timed.sort_by_key(|(at, _)| *at);
+    Ok(timed.into_iter().map(|(_, s)| s).collect())
+}
+
 impl Snapshot {
     pub fn kind(&self) -> Option<SiteKind> {
         self.tags
@@ -253,10 +273,9 @@ impl Restic {
         let mut cmd = self.command(["snapshots", "--json", "--tag"]);
         cmd.arg(format!("{TAG},{SITE_TAG}{domain}"));
         let out = self.run("snapshots", cmd)?;
-        let mut list: Vec<Snapshot> =
+        let list: Vec<Snapshot> =
             serde_json::from_slice(&out.stdout).context("cannot read restic snapshots' JSON")?;
-        list.sort_by(|a, b| a.time.cmp(&b.time));
-        Ok(list)
+        oldest_first(list)
     }
 
     /// Restores a snapshot under `target`, which must exist: its files land
@@ -312,4 +331,43 @@ pub fn ensure_password_file(path: &Path) -> Result<bool> {
         .no_replace()
         .write(path, format!("{hex}\n").as_bytes())?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(id: &str, time: &str) -> Snapshot {
+        Snapshot {
+            id: id.into(),
+            short_id: id.into(),
+            time: time.into(),
+            paths: Vec::new(),
+            tags: Vec::new(),
+            summary: None,
+        }
+    }
+
+    #[test]
+    fn snapshots_sort_by_instant_not_by_string() {
+        let sorted = oldest_first(vec![
+            // 09:00:00.5 UTC, written by a server at +01:00.
+            snap("a", "2026-12-05T10:00:00.5+01:00"),
+            snap("b", "2026-12-05T09:30:00Z"),
+            // A whole second: its string sorts after the fraction's.
+            snap("c", "2026-12-05T09:00:00Z"),
+            snap("d", "2026-12-05T09:00:00.123456789Z"),
+        ])
+        .unwrap();
+        let ids: Vec<&str> = sorted.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["c", "d", "a", "b"]);
+    }
+
+    #[test]
+    fn a_snapshot_time_that_is_not_rfc3339_is_an_error_naming_it() {
+        let err = oldest_first(vec![snap("abc", "yesterday")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("abc") && err.contains("yesterday"), "{err}");
+    }
 }
