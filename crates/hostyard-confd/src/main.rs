@@ -27,6 +27,18 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return cli::fail(PROGRAM, EXIT_USAGE, e),
     };
+    // Under systemd (which sets INVOCATION_ID) the unit's sandbox hides some
+    // paths: a file there would fail later as "not found", or only at the
+    // next certificate order.
+    if std::env::var_os("INVOCATION_ID").is_some() {
+        if let Some(problem) = config.unit_path_problems().first() {
+            return cli::fail(
+                PROGRAM,
+                EXIT_USAGE,
+                format_args!("{}: {problem}", cli.config.display()),
+            );
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

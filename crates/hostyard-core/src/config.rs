@@ -524,6 +524,67 @@ impl Default for ConfdConfig {
     }
 }
 
+/// Why a sandboxed unit cannot read `path`, if it cannot: every hostyard
+/// unit has its own `/tmp` and `/var/tmp` (`PrivateTmp=yes`), and the
+/// daemons see no `/home`, `/root` or `/run/user` (`ProtectHome=`) when
+/// `home_hidden`. A file there exists for the operator's shell and not for
+/// the unit, which would only say "no such file".
+pub fn hidden_from_unit(path: &Path, home_hidden: bool) -> Option<&'static str> {
+    const TMP: &str = "PrivateTmp=yes gives the unit a /tmp and /var/tmp of its own";
+    const HOME: &str = "ProtectHome= hides /home, /root and /run/user from the unit";
+    [
+        ("/tmp", TMP, false),
+        ("/var/tmp", TMP, false),
+        ("/home", HOME, true),
+        ("/root", HOME, true),
+        ("/run/user", HOME, true),
+    ]
+    .into_iter()
+    .find(|(dir, _, home)| path.starts_with(dir) && (home_hidden || !home))
+    .map(|(_, why, _)| why)
+}
+
+impl NodeConfig {
+    /// Every file of the config that a sandboxed unit reads, and the unit:
+    /// one line for each that its sandbox hides (empty when all are seen).
+    pub fn unit_path_problems(&self) -> Vec<String> {
+        const ETCD_READERS: &str = "haproxy-confd.service and every discovery@ unit";
+        let daemons = [
+            ("etcd.ca_file", &self.etcd.ca_file, ETCD_READERS),
+            ("etcd.cert_file", &self.etcd.cert_file, ETCD_READERS),
+            ("etcd.key_file", &self.etcd.key_file, ETCD_READERS),
+            (
+                "tls.acme.ca_file",
+                &self.tls.acme.ca_file,
+                "haproxy-confd.service",
+            ),
+        ];
+        let mut problems = Vec::new();
+        let mut check = |field: &str, path: &Path, unit: &str, home_hidden: bool| {
+            if let Some(why) = hidden_from_unit(path, home_hidden) {
+                problems.push(format!(
+                    "{field}: {} cannot be read by {unit} ({why}): move it under /etc/hostyard and set {field} to the new path",
+                    path.display()
+                ));
+            }
+        };
+        for (field, path, unit) in daemons {
+            check(field, path, unit, true);
+        }
+        if self.backup.enabled() {
+            // The backup units keep /root readable: restic's ssh needs
+            // root's keys.
+            check(
+                "backup.password_file",
+                &self.backup.password_file,
+                "the backup units",
+                false,
+            );
+        }
+        problems
+    }
+}
+
 /// Why a node config could not be used.
 ///
 /// Each message is complete on its own, and the underlying error is not
@@ -1125,6 +1186,37 @@ mod tests {
 
     fn parse(text: &str) -> Result<NodeConfig, ConfigError> {
         NodeConfig::parse(text, Path::new("/etc/hostyard/hostyard.yaml"))
+    }
+
+    #[test]
+    fn paths_a_sandboxed_unit_cannot_see_are_named_with_the_unit() {
+        assert_eq!(
+            parse("").unwrap().unit_path_problems(),
+            Vec::<String>::new()
+        );
+        let c = parse(
+            "tls:\n  acme:\n    ca_file: /tmp/pebble.pem\netcd:\n  endpoints: [\"https://127.0.0.1:2379\"]\n  ca_file: /root/ca.pem\n  cert_file: /etc/hostyard/etcd/c.pem\n  key_file: /etc/hostyard/etcd/c.key\nbackup:\n  repository: /srv/r\n  password_file: /root/pw\n",
+        )
+        .unwrap();
+        let problems = c.unit_path_problems();
+        assert_eq!(problems.len(), 2, "{problems:#?}");
+        assert!(
+            problems[0]
+                .starts_with("etcd.ca_file: /root/ca.pem cannot be read by haproxy-confd.service")
+                && problems[0].contains("ProtectHome="),
+            "{problems:#?}"
+        );
+        assert!(
+            problems[1].starts_with(
+                "tls.acme.ca_file: /tmp/pebble.pem cannot be read by haproxy-confd.service"
+            ) && problems[1].contains("PrivateTmp=yes"),
+            "{problems:#?}"
+        );
+        // /root is readable by the backup units; /tmp is not.
+        let c = parse("backup:\n  repository: /srv/r\n  password_file: /tmp/pw\n").unwrap();
+        assert_eq!(c.unit_path_problems().len(), 1);
+        assert!(hidden_from_unit(Path::new("/tmpx/a"), true).is_none());
+        assert!(hidden_from_unit(Path::new("/var/tmp/a"), false).is_some());
     }
 
     #[test]

@@ -846,6 +846,14 @@ fn generate(
     let config_path = std::path::absolute(config_path)
         .map_err(|e| usage(anyhow::anyhow!("--config {}: {e}", config_path.display())))?;
     check_config_path(&config_path).map_err(usage)?;
+    let hidden = config.unit_path_problems();
+    if !hidden.is_empty() {
+        return Err(usage(anyhow::anyhow!(
+            "{}: {}",
+            config_path.display(),
+            hidden.join("; ")
+        )));
+    }
     let files = render_units(config, &config_path)
         .map_err(|e| runtime(anyhow::Error::new(e).context("cannot render the units")))?;
     if check {

@@ -268,6 +268,11 @@ fn bad_config_is_one_line_naming_the_field_exit_2_and_nothing_written() {
         ("docker:\n  network: \"a b\"\n", "docker.network"),
         ("bin_dir: \"/usr/local/b%in\"\n", "bin_dir"),
         ("images:\n  static: \"x;rm -rf /\"\n", "images.static"),
+        // A path the unit that reads it cannot see: refused with the unit.
+        (
+            "tls:\n  acme:\n    ca_file: /tmp/pebble.pem\n",
+            "tls.acme.ca_file: /tmp/pebble.pem cannot be read by haproxy-confd.service",
+        ),
     ] {
         let dir = TempDir::new();
         let config = dir.str("hostyard.yaml");
