@@ -194,6 +194,7 @@ on_exit() {
 rollback() {
   note "the move failed before $DOMAIN served on $TO: undoing it"
   if undo_target && { [ "$WAS_ACTIVE" != 1 ] || on "$FROM_SSH" systemctl enable --now -q "$UNIT"; }; then
+    clean_stages
     rm -f "$STATE"
     printf '%s: error: moving %s to %s failed (above); %s runs on %s again and the inventory is unchanged: run the move again once the cause is fixed\n' \
       "${0##*/}" "$DOMAIN" "$TO" "$UNIT" "$FROM" >&2
@@ -203,9 +204,38 @@ rollback() {
   fi
 }
 
+# LOCK_WAIT_SECS: how long a move or cancel waits for another one of the
+# same domain (or the ssh calls a killed one left) before it gives up.
+LOCK_WAIT_SECS=${LOCK_WAIT_SECS:-120}
+
+# lock_domain DOMAIN: one move or cancel of DOMAIN at a time on this jump
+# box, taken before anything is read, so that a second run acts on what
+# the first one left (a finished move is not rolled back by it). Held on
+# fd 9 until the script exits; ssh's master connections do not inherit it.
+lock_domain() {
+  local dir=$FLEET/state/move
+  (umask 077 && mkdir -p "$dir")
+  exec 9>"$dir/$1.lock"
+  if ! flock -n 9; then
+    note "another move of $1 is running from this jump box; waiting up to $LOCK_WAIT_SECS s for it to end"
+    flock -w "$LOCK_WAIT_SECS" 9 ||
+      die "the other move of $1 still runs after $LOCK_WAIT_SECS s (it holds $dir/$1.lock): let it end, then run this again"
+  fi
+}
+
+# clean_stages: the move's exports go from the source, the target and this
+# jump box (they hold the site's TLS key and, for WordPress, its users'
+# password hashes).
+clean_stages() {
+  on "$FROM_SSH" rm -rf "$OUT" || true
+  on "$TO_SSH" rm -rf "$STAGE" "$STAGE.import" || true
+  rm -rf "$LOCAL" "$LOCAL.manifest"
+}
+
 move() {
   DOMAIN=$1 TO=$2
   command -v rsync >/dev/null || die "rsync is not installed on this jump box: apt-get install rsync"
+  lock_domain "$DOMAIN"
   site "$DOMAIN"
   FROM=$SERVER FROM_SSH=$HOST UNIT=$KIND@$DOMAIN
   server "$TO"
@@ -339,6 +369,7 @@ move() {
 # site runs on its server as it did.
 cancel() {
   DOMAIN=$1
+  lock_domain "$DOMAIN"
   site "$DOMAIN"
   UNIT=$KIND@$DOMAIN STATE=$FLEET/state/move/$DOMAIN.state LOCAL=$FLEET/state/move/$DOMAIN
   if [ ! -f "$STATE" ]; then
@@ -360,9 +391,9 @@ cancel() {
   FROM_ROOT=$(on "$FROM_SSH" hostyard config get data_root)
   TO_ROOT=$(on "$TO_SSH" hostyard config get data_root)
   undo_target || die "cannot remove $DOMAIN's copy on $TO (above); run the cancel again"
-  on "$TO_SSH" rm -rf "$TO_ROOT/import/.move/$DOMAIN" "$TO_ROOT/import/.move/$DOMAIN.import"
-  on "$FROM_SSH" rm -rf "$FROM_ROOT/import/.move/$DOMAIN"
-  rm -rf "$LOCAL" "$LOCAL.manifest" "$STATE"
+  OUT=$FROM_ROOT/import/.move/$DOMAIN STAGE=$TO_ROOT/import/.move/$DOMAIN
+  clean_stages
+  rm -f "$STATE"
   step "done: the move of $DOMAIN to $TO is dropped; it runs on $FROM as before"
 }
 
@@ -374,8 +405,8 @@ finish() {
   fleet set-server "$DOMAIN" "$TO" | while read -r l; do note "$l"; done
   on "$FROM_SSH" "systemctl disable --now -q $UNIT 2>/dev/null; systemctl stop '*@$DOMAIN.service' '*@$DOMAIN.timer'; rm -rf $FROM_ROOT/domains/$DOMAIN $OUT && $(drop_db_network)" ||
     die "$DOMAIN serves on $TO, but its copy on $FROM could not be removed (above): run the move again"
-  on "$TO_SSH" rm -rf "$STAGE"
-  rm -rf "$LOCAL" "$LOCAL.manifest" "$STATE"
+  clean_stages
+  rm -f "$STATE"
   step "done: $DOMAIN moved from $FROM to $TO (its data on $FROM removed)"
 }
 

@@ -80,7 +80,7 @@ mux_open() {
     # so a caller's $(...) does not wait for it.
     ssh -o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile="$FLEET/known_hosts" \
       -o PasswordAuthentication=no -o KbdInteractiveAuthentication=no -o ConnectTimeout=10 \
-      ${SSH_KEY:+-i "$SSH_KEY"} -o ControlPath="$SSH_MUX/%C" -o ControlPersist=600 -M -f -N "$dest" >/dev/null 2>&1 </dev/null || true
+      ${SSH_KEY:+-i "$SSH_KEY"} -o ControlPath="$SSH_MUX/%C" -o ControlPersist=600 -M -f -N "$dest" >/dev/null 2>&1 </dev/null 9>&- || true
   done
 }
 mux_close() {

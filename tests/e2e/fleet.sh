@@ -481,6 +481,13 @@ move_and_measure() {
 # Each move notes whether the issue's target was met, and the check fails
 # above 15 s (static) and 30 s (WordPress): a loaded machine does not fail
 # the suite, a broken move does.
+# move_leftovers DOMAIN: what a move of DOMAIN left staged on n2, n3 and
+# the jump box (its lock file aside): nothing once it finished or was undone.
+move_leftovers() {
+  { on n2 ls -A /data/import/.move; on n3 ls -A /data/import/.move; jump ls -A "$FLEET/state/move"; } 2>/dev/null |
+    grep -F "$1" | grep -v '\.lock$' || true
+}
+
 t_move_under_load() {
   local rc=0 d=mv-static.example w=mv-wp.example h t0=$SECONDS
   jump sh -c "printf '  - {domain: $d, kind: static, server: n1}\n  - {domain: $w, kind: wordpress, server: n2}\n' >>$FLEET/fleet.yaml"
@@ -509,6 +516,8 @@ t_move_under_load() {
   expect "$d through n3 after the cut-short move" \
     "$(until_ok 10 says n3 "$d" "moving $d" >/dev/null && jump grep -c 'runs on n2 again' "/tmp/$RUN-cut")" 1 || rc=1
   expect "the inventory after the cut-short move" "$(deploy site.sh list 2>/dev/null | awk -v d="$d" '$1 == d { print $3, $4 }')" "n2 active" || rc=1
+  # The undone move left none of its exports (the site's key and data).
+  expect "the cut-short move's exports" "$(move_leftovers "$d")" "" || rc=1
   # A prepared move dropped: n1's copy goes, the site stays on n2.
   deploy site.sh move "$d" n1 --prepare >/dev/null 2>&1 || rc=1
   expect "n1's prepared copy of $d" "$(on n1 test -d "/data/domains/$d" && echo yes)" yes || rc=1
@@ -522,6 +531,15 @@ t_move_under_load() {
       kill -KILL \$p; wait \$p; echo exit \$?")" "exit 137" || rc=1
   expect "the killed move run again" "$(deploy site.sh move "$d" n3 2>&1 | grep -c -e '^    finishing the move' -e "^==> done: $d moved from n2 to n3")" 2 || rc=1
   expect "$d through n1 after moving it to n3" "$(jump curl -s --max-time 5 -H "Host: $d" "http://${IP[n1]}/")" "moving $d" || rc=1
+  # Two moves of one site at once: the second waits for the first, then
+  # finds the site where the first put it.
+  local both
+  both=$(jump sh -c "${DEPLOY_ENV[*]} /hostyard/src/deploy/site.sh move $d n2 >/tmp/$RUN-m1 2>&1 &
+      ${DEPLOY_ENV[*]} /hostyard/src/deploy/site.sh move $d n2 >/tmp/$RUN-m2 2>&1 & wait; cat /tmp/$RUN-m1 /tmp/$RUN-m2")
+  expect "two moves at once: one waits, one moves, one finds it done" \
+    "$(grep -c -e 'another move of .* is running' -e "^==> done: $d moved from n3 to n2" -e "^==> $d is on n2 already" <<<"$both")" 3 || rc=1
+  expect "$d through n1 after the two moves" "$(jump curl -s --max-time 5 -H "Host: $d" "http://${IP[n1]}/")" "moving $d" || rc=1
+  expect "the finished move's exports" "$(move_leftovers "$d")" "" || rc=1
   # A stopped site moves stopped: its data reaches n1, nothing starts or is
   # enabled there; started later, it serves what it served.
   deploy site.sh remove "$d" >/dev/null 2>&1 || rc=1

@@ -35,6 +35,7 @@ pub struct NodeConfig {
     pub images: Images,
     pub haproxy: HaproxyConfig,
     pub git: GitConfig,
+    pub import: ImportConfig,
     pub discovery: DiscoveryConfig,
     pub confd: ConfdConfig,
     pub mail: MailConfig,
@@ -119,6 +120,24 @@ pub struct GitConfig {
     pub fetch_timeout_secs: u64,
     /// How many published trees to keep for rollback.
     pub keep_trees: usize,
+}
+
+/// What the importers keep of the imports they used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImportConfig {
+    /// How long a used import stays in `import/.done/` (to look at or
+    /// import again) before an importer removes it: it holds the site's
+    /// TLS key and a WordPress dump with its users' password hashes.
+    pub keep_done: TimeSpan,
+}
+
+impl Default for ImportConfig {
+    fn default() -> Self {
+        ImportConfig {
+            keep_done: TimeSpan::from_secs(7 * 86400).expect("not zero"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -351,6 +370,7 @@ impl Default for NodeConfig {
             images: Images::default(),
             haproxy: HaproxyConfig::default(),
             git: GitConfig::default(),
+            import: ImportConfig::default(),
             discovery: DiscoveryConfig::default(),
             confd: ConfdConfig::default(),
             mail: MailConfig::default(),

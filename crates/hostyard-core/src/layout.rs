@@ -40,6 +40,9 @@ use std::path::{Path, PathBuf};
 
 use crate::domain::Domain;
 
+/// The endings of an import tarball: `import/<domain>.tar` and so on.
+pub const IMPORT_TARBALL_SUFFIXES: [&str; 3] = [".tar", ".tar.gz", ".tgz"];
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
     root: PathBuf,
@@ -173,12 +176,13 @@ impl Layout {
         self.imports_dir().join(domain.as_str())
     }
 
-    /// The tarball forms of an import, in the order they are looked for.
+    /// The tarball forms of an import, in the order they are looked for
+    /// (the order of [`IMPORT_TARBALL_SUFFIXES`]).
     pub fn import_tarballs(&self, domain: &Domain) -> [PathBuf; 3] {
-        ["tar", "tar.gz", "tgz"].map(|ext| self.imports_dir().join(format!("{domain}.{ext}")))
+        IMPORT_TARBALL_SUFFIXES.map(|ext| self.imports_dir().join(format!("{domain}{ext}")))
     }
 
-    /// Where used imports are moved (never deleted).
+    /// Where used imports are moved (removed `import.keep_done` later).
     pub fn import_done_dir(&self) -> PathBuf {
         self.imports_dir().join(".done")
     }
@@ -188,6 +192,38 @@ impl Layout {
     pub fn import_done_entry(&self, domain: &Domain, unix_time: u64, suffix: &str) -> PathBuf {
         self.import_done_dir()
             .join(format!("{domain}-{unix_time}{suffix}"))
+    }
+
+    /// The inverse of [`Layout::import_done_entry`] for a file name in
+    /// `.done/`: the domain and the time it was used. Anything else is
+    /// `None` (nothing an importer did not name is ever removed).
+    pub fn parse_import_done_entry(name: &str) -> Option<(Domain, u64)> {
+        let stem = IMPORT_TARBALL_SUFFIXES
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(name);
+        let (domain, time) = stem.rsplit_once('-')?;
+        if time.is_empty() || !time.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Some((Domain::parse(domain).ok()?, time.parse().ok()?))
+    }
+
+    /// Of the file names in `.done/`, those used more than `keep_secs`
+    /// before `now`: what an importer removes. Names it did not make are
+    /// never among them.
+    pub fn expired_import_done<'a>(
+        names: impl IntoIterator<Item = &'a str>,
+        now: u64,
+        keep_secs: u64,
+    ) -> Vec<&'a str> {
+        names
+            .into_iter()
+            .filter(|name| {
+                Layout::parse_import_done_entry(name)
+                    .is_some_and(|(_, used)| now.saturating_sub(used) > keep_secs)
+            })
+            .collect()
     }
 
     /// An import being built, next to its target so that the final rename
@@ -471,6 +507,48 @@ impl ImportLayout {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn used_imports_round_trip_and_expire_by_their_name() {
+        let layout = Layout::new(Path::new("/data"));
+        let d = Domain::parse("blog.example.org").unwrap();
+        for suffix in ["", ".tar", ".tar.gz", ".tgz"] {
+            let entry = layout.import_done_entry(&d, 1_700_000_000, suffix);
+            let name = entry.file_name().unwrap().to_str().unwrap();
+            assert_eq!(
+                Layout::parse_import_done_entry(name),
+                Some((d.clone(), 1_700_000_000)),
+                "{name}"
+            );
+        }
+        for other in [
+            "notes.txt",
+            "blog.example.org",
+            "blog.example.org-",
+            "blog.example.org-12a",
+            "-12",
+            ".hidden-12",
+        ] {
+            assert_eq!(Layout::parse_import_done_entry(other), None, "{other}");
+        }
+        let names = [
+            "a.example-100",
+            "b.example-150.tar.gz",
+            "c.example-199",
+            "keep-me",
+            "d.example-10x",
+        ];
+        assert_eq!(
+            Layout::expired_import_done(names, 200, 50),
+            ["a.example-100"]
+        );
+        assert_eq!(
+            Layout::expired_import_done(names, 1000, 50),
+            ["a.example-100", "b.example-150.tar.gz", "c.example-199"]
+        );
+        // A clock behind the entries expires nothing.
+        assert!(Layout::expired_import_done(names, 0, 50).is_empty());
+    }
 
     #[test]
     fn paths_stay_under_the_root() {

@@ -6,7 +6,8 @@
 //! `domains/<domain>` with `RENAME_NOREPLACE` only when complete: a crash
 //! at any point leaves no site (and a staging dir that the next run removes)
 //! or the whole site. Existing site data is never touched, and the import is
-//! moved to `import/.done/`, never deleted.
+//! moved to `import/.done/`, and removed from there `import.keep_done`
+//! later by a later import.
 
 use std::fs::{self, File};
 use std::io::{BufReader, Read};
@@ -140,6 +141,11 @@ pub fn run(config: &NodeConfig, kind: SiteKind, domain: &Domain) -> Result<Outco
             &format!("imported, but the import could not be moved aside: {e:#}"),
         );
     }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    remove_expired_done(&layout, domain, now, config.import.keep_done.as_secs());
     Ok(Outcome::Imported { from })
 }
 
@@ -189,7 +195,7 @@ fn find_source(layout: &Layout, domain: &Domain) -> Result<Source> {
         ),
         Err(_) => {}
     }
-    let suffixes = [".tar", ".tar.gz", ".tgz"];
+    let suffixes = hostyard_core::layout::IMPORT_TARBALL_SUFFIXES;
     for (path, suffix) in layout.import_tarballs(domain).into_iter().zip(suffixes) {
         if fs::symlink_metadata(&path).is_ok() {
             return Ok(Source::Tarball { path, suffix });
@@ -503,6 +509,35 @@ fn move_aside(layout: &Layout, domain: &Domain, source: &Source) -> Result<()> {
         .with_context(|| format!("cannot move {} to {}", path.display(), dest.display()))?;
     log(domain, &format!("moved the import to {}", dest.display()));
     Ok(())
+}
+
+/// Removes the used imports older than `keep_secs` from `import/.done/`
+/// (every site's: they hold TLS keys and dumps). A failure is logged, not
+/// fatal: the site was built.
+pub fn remove_expired_done(layout: &Layout, domain: &Domain, now: u64, keep_secs: u64) {
+    let dir = layout.import_done_dir();
+    let names: Vec<String> = match fs::read_dir(&dir) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect(),
+        Err(_) => return,
+    };
+    for name in Layout::expired_import_done(names.iter().map(String::as_str), now, keep_secs) {
+        let path = dir.join(name);
+        // symlink_metadata: a link is removed, never followed.
+        let removed = match fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => fs::remove_dir_all(&path),
+            Ok(_) => fs::remove_file(&path),
+            Err(e) => Err(e),
+        };
+        match removed {
+            Ok(()) => log(
+                domain,
+                &format!("removed {} (older than import.keep_done)", path.display()),
+            ),
+            Err(e) => log(domain, &format!("cannot remove {}: {e}", path.display())),
+        }
+    }
 }
 
 use std::os::unix::fs::OpenOptionsExt;

@@ -1034,3 +1034,63 @@ fn kill_9_during_an_import_leaves_no_half_site_and_the_next_run_succeeds() {
         took
     );
 }
+
+#[test]
+fn used_imports_older_than_keep_done_are_removed_by_the_next_import() {
+    let s = Server::new();
+    fs::write(
+        &s.config,
+        format!(
+            "data_root: {}\nimport:\n  keep_done: 1h\n",
+            s.root.display()
+        ),
+    )
+    .unwrap();
+    let l = s.layout();
+    let done = l.import_done_dir();
+    fs::create_dir_all(&done).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let old = Domain::parse("old.example.com").unwrap();
+    let recent = Domain::parse("recent.example.com").unwrap();
+    // An old import of another site, as a folder with a key and as a tarball.
+    let old_dir = l.import_done_entry(&old, now - 7200, "");
+    write(&old_dir.join("TLS/old.example.com.pem"), CERT.as_bytes());
+    let old_tar = l.import_done_entry(&old, now - 3700, ".tar.gz");
+    write(&old_tar, b"gz");
+    // A link is removed, never followed.
+    let outside = s.tmp.path().join("outside");
+    write(&outside.join("keep"), b"not the importer's");
+    let old_link = l.import_done_entry(&old, now - 9000, "");
+    std::os::unix::fs::symlink(&outside, &old_link).unwrap();
+    let recent_dir = l.import_done_entry(&recent, now - 60, "");
+    write(&recent_dir.join("x"), b"recent");
+    let foreign = done.join("notes.txt");
+    write(&foreign, b"the operator's");
+
+    let d = Domain::parse("new.example.com").unwrap();
+    write(
+        &s.import_folder(&d).www_content().join("index.html"),
+        b"new",
+    );
+    let log = s.import_ok("static", &d);
+
+    assert!(!old_dir.exists(), "{log}");
+    assert!(!old_tar.exists(), "{log}");
+    assert!(fs::symlink_metadata(&old_link).is_err(), "{log}");
+    assert_eq!(
+        fs::read(outside.join("keep")).unwrap(),
+        b"not the importer's"
+    );
+    assert!(recent_dir.join("x").exists());
+    assert!(foreign.exists());
+    assert!(log.contains("older than import.keep_done"), "{log}");
+    // The import just used is kept.
+    assert!(fs::read_dir(&done).unwrap().any(|e| e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .starts_with("new.example.com-")));
+}
