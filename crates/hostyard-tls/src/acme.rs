@@ -257,6 +257,7 @@ impl Acme {
         let sites = self.sites();
         // A site that left (or got an imported certificate) has no record.
         crate::lock(&self.status).retain(|d, _| sites.contains(d));
+        self.drop_stale_requests(&sites);
         for domain in sites {
             let request = self.renewal_requested(&domain);
             let outcome = if request.is_some() {
@@ -279,6 +280,26 @@ impl Acme {
             out.push((domain, outcome));
         }
         out
+    }
+
+    /// Removes the renewal requests of domains this server does not order
+    /// (the site left, or got an imported certificate, after the request).
+    fn drop_stale_requests(&self, sites: &[Domain]) {
+        let Ok(entries) = std::fs::read_dir(self.layout.acme_renew_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if Domain::parse(&name).is_ok_and(|d| sites.contains(&d)) {
+                continue;
+            }
+            if std::fs::remove_file(entry.path()).is_ok() {
+                log!(
+                    Warning,
+                    "{name}: renewal request dropped: this server orders no certificate for it (not hosted here, or it has an imported one)"
+                );
+            }
+        }
     }
 
     /// The content of `domain`'s renewal request, when there is one.
@@ -837,6 +858,27 @@ mod tests {
             &[],
             &s(&["www.www.example.com"])
         ));
+    }
+
+    #[test]
+    fn a_request_for_a_site_not_ordered_here_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        let here = Domain::parse("here.example.com").unwrap();
+        let gone = Domain::parse("gone.example.com").unwrap();
+        let kept = request_renewal(&layout, &here).unwrap();
+        let stale = request_renewal(&layout, &gone).unwrap();
+        let acme = Acme::new(
+            layout,
+            Schema::new(""),
+            AcmeConfig::default(),
+            "n1".into(),
+            Arc::default(),
+        );
+        acme.drop_stale_requests(std::slice::from_ref(&here));
+        assert!(kept.exists());
+        assert!(!stale.exists());
+        assert!(acme.renewal_requested(&here).is_some());
     }
 
     #[test]
