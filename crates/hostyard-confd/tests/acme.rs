@@ -17,8 +17,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use hostyard_core::config::{AcmeConfig, FleetConfig, FleetPeer};
+use hostyard_core::etcd::SiteDecl;
 use hostyard_core::SiteKind;
-use hostyard_testsupport::{free_port, wait_until, Backend, Etcd, Pebble};
+use hostyard_testsupport::{free_port, http_get, wait_until, Backend, Etcd, Pebble};
 use hostyard_tls::acme::{self, Acme, Outcome};
 use util::{d, Router};
 
@@ -216,6 +217,163 @@ fn a_site_gets_a_certificate_from_pebble_renews_and_a_restart_does_not_reorder()
         (etcd.get(&key).unwrap().as_deref().map(str::as_bytes) == Some(&file[..])).then_some(())
     })
     .unwrap_or_else(|e| panic!("{e:#}\n{}", r.confd_log()));
+}
+
+/// The DNS names of the certificate in `path`, sorted.
+fn file_names(path: &Path) -> Vec<String> {
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-ext", "subjectAltName", "-in"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .split([',', '\n'])
+        .filter_map(|p| p.trim().strip_prefix("DNS:").map(str::to_string))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_site_whose_www_name_does_not_resolve_gets_https_for_its_names() {
+    let etcd = Etcd::start().unwrap();
+    let (mut r, port) = router_with_acme(&etcd, None);
+    let pebble = Pebble::start(port).unwrap();
+    // The CA's DNS knows the site and its declared alias, not www.: the
+    // case of every blog.example.org.
+    pebble
+        .dns_only(&["blog.example.org", "blog.example.net"])
+        .unwrap();
+    r.config.tls.acme = acme_config(&pebble);
+    r.write_config();
+    r.start();
+    let backend = Backend::start("blog");
+    let domain = d("blog.example.org");
+    std::fs::create_dir_all(r.layout.domain_dir(&domain)).unwrap();
+    let decl = SiteDecl {
+        kind: SiteKind::Static,
+        aliases: vec![d("blog.example.net")],
+    };
+    etcd.put(&r.schema.site_key(&domain), &decl.to_json())
+        .unwrap();
+    r.put_service(&etcd, SiteKind::Static, &domain, backend.port());
+    r.wait_for("blog.example.org", 200, "blog");
+
+    let root = pebble.root_file();
+    let res = wait_until("HTTPS for the site", ORDER, || {
+        verifies(&r, "blog.example.org", &root).then_some(())
+    });
+    if let Err(e) = res {
+        panic!(
+            "{e:#}\nconfd log:\n{}\npebble log:\n{}",
+            r.confd_log(),
+            std::fs::read_to_string(pebble.log_path()).unwrap_or_default()
+        );
+    }
+    // The declared alias is in the certificate, www. is not.
+    assert_eq!(
+        file_names(&r.layout.acme_cert(&domain)),
+        vec!["blog.example.net", "blog.example.org"]
+    );
+    let log = r.confd_log();
+    assert_eq!(lines(&log, "ACME certificate obtained"), 1, "{log}");
+    assert_eq!(
+        lines(&log, "www.blog.example.org is left out of the certificate"),
+        1,
+        "{log}"
+    );
+    assert_eq!(tls_state(&r)["sites"]["blog.example.org"]["source"], "acme");
+}
+
+#[test]
+fn challenges_are_answered_only_for_declared_or_routed_hosts() {
+    let etcd = Etcd::start().unwrap();
+    // No tls.acme: every server answers challenges, whichever orders.
+    let (mut r, port) = router_with_acme(&etcd, None);
+    r.start();
+    let backend = Backend::start("acme site");
+    site(&r, &etcd, "declared.example.com", &backend);
+    let token = "LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0";
+    let answer = format!("{token}.thumbprint");
+    etcd.put(&r.schema.acme_challenge_key(token), &answer)
+        .unwrap();
+    let path = format!("/.well-known/acme-challenge/{token}");
+    let get = |host: &str| http_get(port, host, &path).unwrap_or((0, String::new()));
+    // The site, its www. name and a declared-but-down site are answered.
+    wait_until("the challenge answered", Duration::from_secs(10), || {
+        (get("declared.example.com") == (200, answer.clone())).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", r.confd_log()));
+    assert_eq!(get("www.declared.example.com"), (200, answer.clone()));
+    let down = d("down.example.com");
+    let decl = SiteDecl {
+        kind: SiteKind::Static,
+        aliases: vec![],
+    };
+    etcd.put(&r.schema.site_key(&down), &decl.to_json())
+        .unwrap();
+    r.wait_for("down.example.com", 503, "");
+    assert_eq!(get("down.example.com"), (200, answer.clone()));
+    // A name that is neither declared nor routed gets the unknown host's
+    // page: no certificate for it through this fleet.
+    for host in ["victim.example.net", "www.victim.example.net", "127.0.0.1"] {
+        let (status, body) = get(host);
+        assert_eq!(status, 404, "{host}: {body}");
+        assert!(!body.contains(&answer), "{host}: {body}");
+    }
+}
+
+/// The public key of the certificate HAProxy serves for `host` (PEM).
+fn served_public_key(r: &Router, host: &str) -> String {
+    let port = r.config.haproxy.https_port;
+    let script = format!(
+        "openssl s_client -connect 127.0.0.1:{port} -servername {host} </dev/null 2>/dev/null | openssl x509 -noout -pubkey"
+    );
+    let out = Command::new("sh").arg("-c").arg(script).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn a_renewal_request_makes_confd_serve_a_new_key_at_once() {
+    let etcd = Etcd::start().unwrap();
+    let (mut r, port) = router_with_acme(&etcd, None);
+    let pebble = Pebble::start(port).unwrap();
+    r.config.tls.acme = acme_config(&pebble);
+    r.write_config();
+    r.start();
+    let worker = r.haproxy().worker_pid().unwrap();
+    let backend = Backend::start("renew site");
+    // (HTTP may redirect to HTTPS before a wait for a 200 would see it:
+    // the HTTPS wait below is it.)
+    std::fs::create_dir_all(r.layout.domain_dir(&d("renew.example.com"))).unwrap();
+    r.register(&etcd, SiteKind::Static, "renew.example.com", backend.port());
+    let root = pebble.root_file();
+    wait_until("HTTPS from pebble's CA", ORDER, || {
+        verifies(&r, "renew.example.com", &root).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", r.confd_log()));
+    let before = served_public_key(&r, "renew.example.com");
+    assert!(before.contains("PUBLIC KEY"), "{before}");
+
+    // What `hostyard tls renew` leaves: confd orders within a pass,
+    // though the certificate is days from renewal.
+    let domain = d("renew.example.com");
+    let request = acme::request_renewal(&r.layout, &domain).unwrap();
+    let after = wait_until("a new key served", ORDER, || {
+        let now = served_public_key(&r, "renew.example.com");
+        (now.contains("PUBLIC KEY") && now != before).then_some(now)
+    })
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", r.confd_log()));
+    assert_ne!(after, before);
+    assert!(verifies(&r, "renew.example.com", &root));
+    assert_eq!(r.haproxy().worker_pid().unwrap(), worker, "no reload");
+    wait_until("the request removed", Duration::from_secs(10), || {
+        (!request.exists()).then_some(())
+    })
+    .unwrap();
+    let log = r.confd_log();
+    assert_eq!(lines(&log, "ACME certificate obtained"), 2, "{log}");
+    assert_eq!(lines(&log, "(hostyard tls renew)"), 1, "{log}");
 }
 
 #[test]

@@ -379,6 +379,17 @@ impl Layout {
         self.acme_dir().join("certs")
     }
 
+    /// `hostyard tls renew`'s requests, one file per domain.
+    pub fn acme_renew_dir(&self) -> PathBuf {
+        self.acme_dir().join("renew")
+    }
+
+    /// `hostyard tls renew D`'s request that confd's next ACME pass order
+    /// a new key and certificate for `domain`; removed once ordered.
+    pub fn acme_renew_request(&self, domain: &Domain) -> PathBuf {
+        self.acme_renew_dir().join(domain.as_str())
+    }
+
     /// A certificate obtained by ACME for `domain`, chain and key (0600);
     /// served when the site has no imported certificate. In a fleet, also
     /// where a certificate another server published lands.

@@ -23,6 +23,7 @@ pub struct Pebble {
     dir: TempDir,
     acme_port: u16,
     management_port: u16,
+    dns_management_port: u16,
     _dns: Service,
     _pebble: Service,
 }
@@ -92,6 +93,7 @@ impl Pebble {
             dir,
             acme_port,
             management_port,
+            dns_management_port: dns_management,
             _dns: dns,
             _pebble: pebble,
         };
@@ -115,6 +117,35 @@ impl Pebble {
             anyhow::bail!("{url}: {}", String::from_utf8_lossy(&out.stderr).trim());
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Makes pebble's DNS know `hosts` (each at 127.0.0.1) and nothing
+    /// else: any other name, `www.` forms included, has no address record,
+    /// as a name without DNS has for a real CA.
+    pub fn dns_only(&self, hosts: &[&str]) -> anyhow::Result<()> {
+        self.dns_post("set-default-ipv4", r#"{"ip":""}"#.to_string())?;
+        for host in hosts {
+            self.dns_post(
+                "add-a",
+                format!(r#"{{"host":"{host}","addresses":["127.0.0.1"]}}"#),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// A call to pebble-challtestsrv's management API (plain HTTP).
+    fn dns_post(&self, what: &str, body: String) -> anyhow::Result<()> {
+        let url = format!("http://127.0.0.1:{}/{what}", self.dns_management_port);
+        let out = Command::new("curl")
+            .args(["-sSf", "--max-time", "5", "-X", "POST", "-d"])
+            .arg(body)
+            .arg(&url)
+            .output()
+            .context("running curl")?;
+        if !out.status.success() {
+            anyhow::bail!("{url}: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        Ok(())
     }
 
     /// The ACME directory URL, for `tls.acme.directory`.

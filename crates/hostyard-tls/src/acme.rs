@@ -19,6 +19,18 @@
 //!   published to etcd (`{prefix}/tls/certs/<domain>`, [`crate::fleet`])
 //!   that is not due yet is taken instead: one order per fleet, even for a
 //!   site that just moved here before the certificate reached this disk.
+//! - The certificate names the domain, the aliases of its declaration
+//!   (`{prefix}/sites/<domain>`) and `www.<domain>` when the CA can
+//!   validate it ([`order_names`]): an order that failed for `www.` alone
+//!   (a name without a DNS record, or pointing elsewhere) is made again at
+//!   once without it, so a site like `blog.example.com` gets HTTPS. The
+//!   CA's own check decides rather than one from this server: the CA's
+//!   resolver and network are what count, and a check from here is fooled
+//!   by split-horizon DNS or a router without hairpin NAT. A declared
+//!   alias is always ordered: its failure is the operator's to see.
+//! - `hostyard tls renew D` leaves a request ([`request_renewal`]); the
+//!   next pass orders a new key and certificate for D at once, whatever
+//!   the current one's age, backoff and the fleet's copy.
 //! - Renewal at two thirds of the lifetime; after a failure the domain
 //!   waits `tls.acme.retry_secs`, doubled per further failure (at most a
 //!   day), persisted in `tls-state.json` so a restart does not retry at once.
@@ -28,10 +40,10 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp};
 use hostyard_core::config::AcmeConfig;
-use hostyard_core::etcd::Schema;
+use hostyard_core::etcd::{Schema, SiteDecl};
 use hostyard_core::{log, Domain, Layout};
 use instant_acme::{
     Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount,
@@ -43,11 +55,12 @@ use crate::check::{not_after, not_before};
 use crate::files::KEY_FILE;
 use crate::state::{AcmeSite, TlsState};
 
-/// An order's lock and challenges live on a lease this long; an order
-/// gives up well before ([`ORDER_TIMEOUT`]), so the lock never expires
-/// under a running order.
+/// An order's lock and challenges live on a lease this long; an attempt
+/// gives up well before (two orders of at most [`ORDER_TIMEOUT`] each, the
+/// second without `www.`), so the lock never expires under a running order.
 const LEASE_SECS: i64 = 300;
-/// The longest one order may take, all steps together.
+/// The longest one order may take, all steps together (an attempt makes
+/// at most two).
 pub const ORDER_TIMEOUT: Duration = Duration::from_secs(120);
 /// The longest wait after a failure.
 const MAX_BACKOFF_SECS: u64 = 24 * 3600;
@@ -86,6 +99,64 @@ pub struct Acme {
     node: String,
     account: Option<Account>,
     status: AcmeStatus,
+}
+
+/// The names one order asks for, the domain first: the domain, the
+/// aliases of its declaration, and `www.<domain>` when `with_www` (the
+/// first order of an attempt; the second, after [`leave_out_www`], goes
+/// without). A declared `www.` alias is in either way.
+pub fn order_names(domain: &Domain, aliases: &[Domain], with_www: bool) -> Vec<String> {
+    let www = domain.www().filter(|_| with_www);
+    let mut names = vec![domain.to_string()];
+    for name in aliases.iter().chain(www.iter()) {
+        let name = name.to_string();
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
+}
+
+/// Whether an order that failed validation for `failed` is made again
+/// without `www.<domain>`: only when that name alone failed and it is
+/// not a declared alias.
+pub fn leave_out_www(domain: &Domain, aliases: &[Domain], failed: &[String]) -> bool {
+    let Some(www) = domain.www() else {
+        return false;
+    };
+    !aliases.contains(&www) && !failed.is_empty() && failed.iter().all(|f| f == www.as_str())
+}
+
+/// Asks confd's next ACME pass (within `tls.scan_secs`) to order a new
+/// key and certificate for `domain`; returns the request's file.
+pub fn request_renewal(layout: &Layout, domain: &Domain) -> anyhow::Result<std::path::PathBuf> {
+    let path = layout.acme_renew_request(domain);
+    ensure_private_dir(path.parent().context("acme renew dir")?)?;
+    // The time makes each request distinct: one made while an order runs
+    // is not taken for the one that order answers.
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    KEY_FILE.write(&path, format!("{stamp}\n").as_bytes())?;
+    Ok(path)
+}
+
+/// Why an order did not end in a certificate.
+struct OrderError {
+    /// The names whose validation failed (empty: the failure was not a
+    /// validation, e.g. the CA was unreachable).
+    failed: Vec<String>,
+    error: anyhow::Error,
+}
+
+impl From<anyhow::Error> for OrderError {
+    fn from(error: anyhow::Error) -> OrderError {
+        OrderError {
+            failed: Vec::new(),
+            error,
+        }
+    }
 }
 
 /// When a certificate valid from `not_before` to `not_after` is renewed.
@@ -186,14 +257,75 @@ impl Acme {
         let sites = self.sites();
         // A site that left (or got an imported certificate) has no record.
         crate::lock(&self.status).retain(|d, _| sites.contains(d));
+        self.drop_stale_requests(&sites);
         for domain in sites {
-            if !self.needs_certificate(&domain, now) || self.backing_off(&domain, now) {
+            let request = self.renewal_requested(&domain);
+            let outcome = if request.is_some() {
+                log!(
+                    Notice,
+                    "{domain}: a new key and certificate are ordered (hostyard tls renew)"
+                );
+                self.renew(etcd, &domain).await
+            } else if !self.needs_certificate(&domain, now) || self.backing_off(&domain, now) {
                 continue;
+            } else {
+                self.obtain(etcd, &domain).await
+            };
+            // Done with, unless another order held the domain (tried at the
+            // next pass); a failure is in the log and the status, and is
+            // not retried at every pass.
+            if let Some(request) = request.filter(|_| outcome != Outcome::Busy) {
+                self.renewal_done(&domain, &request);
             }
-            let outcome = self.obtain(etcd, &domain).await;
             out.push((domain, outcome));
         }
         out
+    }
+
+    /// Removes the renewal requests of domains this server does not order
+    /// (the site left, or got an imported certificate, after the request).
+    fn drop_stale_requests(&self, sites: &[Domain]) {
+        let Ok(entries) = std::fs::read_dir(self.layout.acme_renew_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if Domain::parse(&name).is_ok_and(|d| sites.contains(&d)) {
+                continue;
+            }
+            if std::fs::remove_file(entry.path()).is_ok() {
+                log!(
+                    Warning,
+                    "{name}: renewal request dropped: this server orders no certificate for it (not hosted here, or it has an imported one)"
+                );
+            }
+        }
+    }
+
+    /// The content of `domain`'s renewal request, when there is one.
+    fn renewal_requested(&self, domain: &Domain) -> Option<Vec<u8>> {
+        match hostyard_fs::read_if_exists(&self.layout.acme_renew_request(domain)) {
+            Ok(found) => found,
+            Err(e) => {
+                log!(Warning, "{domain}: {e:#}");
+                None
+            }
+        }
+    }
+
+    /// Removes the request unless a new one replaced it meanwhile.
+    fn renewal_done(&self, domain: &Domain, seen: &[u8]) {
+        let path = self.layout.acme_renew_request(domain);
+        if self.renewal_requested(domain).as_deref() != Some(seen) {
+            return;
+        }
+        if let Err(e) = std::fs::remove_file(&path) {
+            log!(
+                Warning,
+                "{domain}: cannot remove {} (the renewal is ordered again): {e}",
+                path.display()
+            );
+        }
     }
 
     /// Orders a certificate for `domain` now, due or not (a pass, or a
@@ -235,17 +367,12 @@ impl Acme {
         {
             Outcome::NotDue
         } else {
-            match tokio::time::timeout(ORDER_TIMEOUT, self.order(etcd, lease, domain)).await {
-                Ok(Ok(pem)) => match self.install(domain, &pem) {
+            match self.order_with_fallback(etcd, lease, domain).await {
+                Ok(pem) => match self.install(domain, &pem) {
                     Ok(()) => Outcome::Obtained,
                     Err(e) => self.failed(domain, format!("{e:#}"), true),
                 },
-                Ok(Err(e)) => self.failed(domain, format!("{e:#}"), true),
-                Err(_) => self.failed(
-                    domain,
-                    format!("the order took longer than {} s", ORDER_TIMEOUT.as_secs()),
-                    true,
-                ),
+                Err(e) => self.failed(domain, format!("{e:#}"), true),
             }
         };
         // The lock and the challenges go with the lease.
@@ -256,6 +383,71 @@ impl Acme {
             );
         }
         outcome
+    }
+
+    /// The names of the domain's declaration, then an order for them and
+    /// `www.<domain>`, and when `www.` alone failed, one without it.
+    async fn order_with_fallback(
+        &mut self,
+        etcd: &mut Client,
+        lease: i64,
+        domain: &Domain,
+    ) -> anyhow::Result<String> {
+        let aliases = self.declared_aliases(etcd, domain).await?;
+        let names = order_names(domain, &aliases, true);
+        let first = self.bounded_order(etcd, lease, domain, names).await;
+        match first {
+            Ok(pem) => Ok(pem),
+            Err(e) if leave_out_www(domain, &aliases, &e.failed) => {
+                log!(
+                    Notice,
+                    "{domain}: www.{domain} is left out of the certificate: the CA could not validate it ({:#}); once its DNS points at this fleet, `hostyard tls renew {domain}` adds it",
+                    e.error
+                );
+                let names = order_names(domain, &aliases, false);
+                self.bounded_order(etcd, lease, domain, names)
+                    .await
+                    .map_err(|e| e.error)
+            }
+            Err(e) => Err(e.error),
+        }
+    }
+
+    async fn bounded_order(
+        &mut self,
+        etcd: &mut Client,
+        lease: i64,
+        domain: &Domain,
+        names: Vec<String>,
+    ) -> Result<String, OrderError> {
+        match tokio::time::timeout(ORDER_TIMEOUT, self.order(etcd, lease, domain, names)).await {
+            Ok(result) => result,
+            Err(_) => Err(anyhow::anyhow!(
+                "the order took longer than {} s",
+                ORDER_TIMEOUT.as_secs()
+            )
+            .into()),
+        }
+    }
+
+    /// The aliases `{prefix}/sites/<domain>` declares (none without a
+    /// declaration).
+    async fn declared_aliases(
+        &self,
+        etcd: &mut Client,
+        domain: &Domain,
+    ) -> anyhow::Result<Vec<Domain>> {
+        let key = self.schema.site_key(domain);
+        let got = etcd
+            .get(key.as_str(), None)
+            .await
+            .with_context(|| format!("reading {key}"))?;
+        match got.kvs().first() {
+            None => Ok(Vec::new()),
+            Some(kv) => SiteDecl::parse(kv.value())
+                .map(|decl| decl.aliases)
+                .with_context(|| format!("not ordered: {key} holds no usable declaration")),
+        }
     }
 
     /// Writes out the fleet's certificate for `domain` when etcd holds one
@@ -406,34 +598,49 @@ impl Acme {
         Ok(account)
     }
 
-    /// One order: `domain` and `www.domain` in one certificate.
+    /// One order: `names` in one certificate, with a new key.
     async fn order(
         &mut self,
         etcd: &mut Client,
         lease: i64,
         domain: &Domain,
-    ) -> anyhow::Result<String> {
+        names: Vec<String>,
+    ) -> Result<String, OrderError> {
         let account = self.account().await?;
-        let names = vec![domain.to_string(), format!("www.{domain}")];
+        log!(
+            Info,
+            "{domain}: ordering a certificate for {}",
+            names.join(", ")
+        );
         let ids: Vec<Identifier> = names.iter().map(|n| Identifier::Dns(n.clone())).collect();
         let mut order = account
             .new_order(&NewOrder::new(&ids))
             .await
             .context("the CA refused the order")?;
+        // Validations that failed while being answered: each name is
+        // answered all the same, so the failures are known by name.
+        let mut failed = Vec::new();
+        let mut first_error = None;
         let mut auths = order.authorizations();
         while let Some(auth) = auths.next().await {
             let mut auth = auth.context("reading an authorization")?;
+            let name = auth.identifier().to_string();
             match auth.status {
                 AuthorizationStatus::Pending => {}
                 AuthorizationStatus::Valid => continue,
-                other => bail!("an authorization is {other:?}"),
+                other => {
+                    return Err(OrderError {
+                        failed: vec![name.clone()],
+                        error: anyhow::anyhow!("the authorization of {name} is {other:?}"),
+                    })
+                }
             }
             let mut challenge = auth
                 .challenge(ChallengeType::Http01)
                 .context("the CA offers no HTTP-01 challenge")?;
             let token = challenge.token.clone();
             if !is_token(&token) {
-                bail!("the CA sent a malformed challenge token");
+                return Err(anyhow::anyhow!("the CA sent a malformed challenge token").into());
             }
             let key_auth = challenge.key_authorization();
             etcd.put(
@@ -446,30 +653,40 @@ impl Acme {
             wait_until_served(&self.layout, &token).await;
             // A fast CA may already have validated (and failed) in its
             // answer to this request.
-            challenge
-                .set_ready()
-                .await
-                .map_err(|e| anyhow::anyhow!("validation failed: {e}"))?;
+            if let Err(e) = challenge.set_ready().await {
+                first_error.get_or_insert_with(|| anyhow::anyhow!("validation failed: {e}"));
+                failed.push(name);
+            }
+        }
+        if let Some(error) = first_error {
+            return Err(OrderError { failed, error });
         }
         let retry = RetryPolicy::new()
             .initial_delay(Duration::from_millis(250))
             .timeout(Duration::from_secs(60));
-        // The CA's problem document says why (e.g. the connection it tried).
-        let status = order
-            .poll_ready(&retry)
-            .await
-            .map_err(|e| anyhow::anyhow!("validation failed: {e}"))?;
-        if status != OrderStatus::Ready {
-            let mut why = format!("the order is {status:?}");
+        // The CA's problem document says why (e.g. the connection it
+        // tried); the authorizations say for which names.
+        let status = order.poll_ready(&retry).await;
+        if !matches!(status, Ok(OrderStatus::Ready)) {
+            let mut why = match &status {
+                Ok(s) => format!("the order is {s:?}"),
+                Err(e) => format!("validation failed: {e}"),
+            };
             let mut auths = order.authorizations();
             while let Some(Ok(auth)) = auths.next().await {
+                if auth.status == AuthorizationStatus::Invalid {
+                    failed.push(auth.identifier().to_string());
+                }
                 for c in &auth.challenges {
                     if let Some(e) = &c.error {
                         why = format!("validation failed: {e}");
                     }
                 }
             }
-            bail!(why);
+            return Err(OrderError {
+                failed,
+                error: anyhow::anyhow!(why),
+            });
         }
         let key = rcgen::KeyPair::generate().context("generating the certificate key")?;
         let mut params =
@@ -584,6 +801,84 @@ mod tests {
             tries += 1;
         }
         assert!(tries < 5, "{tries}");
+    }
+
+    fn names(domain: &str, aliases: &[&str], with_www: bool) -> Vec<String> {
+        let aliases: Vec<Domain> = aliases.iter().map(|a| Domain::parse(a).unwrap()).collect();
+        order_names(&Domain::parse(domain).unwrap(), &aliases, with_www)
+    }
+
+    #[test]
+    fn an_order_names_the_domain_its_aliases_and_www_unless_left_out() {
+        assert_eq!(
+            names("example.com", &[], true),
+            ["example.com", "www.example.com"]
+        );
+        assert_eq!(names("blog.example.com", &[], false), ["blog.example.com"]);
+        assert_eq!(
+            names("blog.example.org", &["blog.example.net"], false),
+            ["blog.example.org", "blog.example.net"]
+        );
+        // A declared www. stays; no name twice, the domain not as an alias.
+        assert_eq!(
+            names("example.com", &["www.example.com", "example.com"], false),
+            ["example.com", "www.example.com"]
+        );
+        assert_eq!(
+            names("example.com", &["www.example.com"], true),
+            ["example.com", "www.example.com"]
+        );
+        // A www. site has no www.www.
+        assert_eq!(names("www.example.com", &[], true), ["www.example.com"]);
+    }
+
+    #[test]
+    fn only_a_failure_of_an_undeclared_www_alone_leaves_it_out() {
+        let d = |s: &str| Domain::parse(s).unwrap();
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let blog = d("blog.example.com");
+        assert!(leave_out_www(&blog, &[], &s(&["www.blog.example.com"])));
+        // Nothing failed by name (the CA was unreachable), or the domain
+        // failed too: the same order without www. would fail as well.
+        assert!(!leave_out_www(&blog, &[], &[]));
+        assert!(!leave_out_www(
+            &blog,
+            &[],
+            &s(&["www.blog.example.com", "blog.example.com"])
+        ));
+        assert!(!leave_out_www(&blog, &[], &s(&["blog.example.com"])));
+        // Declared: the operator wants it; the failure is theirs to see.
+        assert!(!leave_out_www(
+            &blog,
+            &[d("www.blog.example.com")],
+            &s(&["www.blog.example.com"])
+        ));
+        assert!(!leave_out_www(
+            &d("www.example.com"),
+            &[],
+            &s(&["www.www.example.com"])
+        ));
+    }
+
+    #[test]
+    fn a_request_for_a_site_not_ordered_here_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        let here = Domain::parse("here.example.com").unwrap();
+        let gone = Domain::parse("gone.example.com").unwrap();
+        let kept = request_renewal(&layout, &here).unwrap();
+        let stale = request_renewal(&layout, &gone).unwrap();
+        let acme = Acme::new(
+            layout,
+            Schema::new(""),
+            AcmeConfig::default(),
+            "n1".into(),
+            Arc::default(),
+        );
+        acme.drop_stale_requests(std::slice::from_ref(&here));
+        assert!(kept.exists());
+        assert!(!stale.exists());
+        assert!(acme.renewal_requested(&here).is_some());
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod mail;
 pub mod names;
 pub mod site;
 pub mod status;
+pub mod tls;
 pub mod units;
 pub mod wordpress;
 pub mod write;

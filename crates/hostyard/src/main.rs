@@ -146,6 +146,22 @@ enum Command {
         #[command(subcommand)]
         action: BackupAction,
     },
+    /// The sites' certificates from ACME.
+    Tls {
+        #[command(subcommand)]
+        action: TlsAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum TlsAction {
+    /// Have haproxy-confd order a new key and certificate for the site now
+    /// (a leaked key, a name that now resolves), whatever the current
+    /// one's age; it is served without a reload once the CA issues it.
+    Renew {
+        /// The site's domain (example.com), hosted on this server.
+        domain: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -482,6 +498,14 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             no_start,
         } => restore(&config, &cli.config, &domain, snapshot.as_deref(), no_start),
         Command::Backup { action } => backup(&config, &cli.config, action),
+        Command::Tls {
+            action: TlsAction::Renew { domain },
+        } => {
+            let domain = hostyard_core::Domain::parse_instance(&domain).map_err(usage)?;
+            hostyard::tls::renew(&config, &domain).map_err(runtime)?;
+            println!("{}", hostyard::tls::next_steps(&config, &domain));
+            Ok(0)
+        }
     }
 }
 

@@ -122,6 +122,8 @@ fn cli_help_matches_the_goldens() {
         ),
         ("hostyard-etcd-check.txt", vec!["etcd", "check", "--help"]),
         ("hostyard-image-id.txt", vec!["image-id", "--help"]),
+        ("hostyard-tls.txt", vec!["tls", "--help"]),
+        ("hostyard-tls-renew.txt", vec!["tls", "renew", "--help"]),
     ] {
         let out = hostyard(&args);
         assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
