@@ -247,6 +247,17 @@ pub fn unpack_tar(input: impl Read, dest: &Path) -> Result<Counts> {
 /// followed) and must point inside `src`; devices, fifos and sockets are
 /// refused.
 pub fn copy_tree(src: &Path, dest: &Path) -> Result<Counts> {
+    copy_tree_watched(src, dest, &mut |_| {})
+}
+
+/// [`copy_tree`], calling `between` with each entry's path (relative to
+/// `src`) once its type is known and before it is opened: the moment a
+/// tenant's code could swap it. Tests swap entries there.
+pub fn copy_tree_watched(
+    src: &Path,
+    dest: &Path,
+    between: &mut dyn FnMut(&Path),
+) -> Result<Counts> {
     let mut writer = Writer::new(dest)?;
     let top =
         fs::symlink_metadata(src).with_context(|| format!("cannot read {}", src.display()))?;
@@ -261,6 +272,7 @@ pub fn copy_tree(src: &Path, dest: &Path) -> Result<Counts> {
             .with_context(|| format!("{} is outside {}", item.path().display(), src.display()))?
             .to_path_buf();
         let ft = item.file_type();
+        between(&rel);
         if ft.is_dir() {
             writer.dir(&rel)?;
         } else if ft.is_file() {
@@ -458,6 +470,54 @@ mod tests {
             let want: Vec<PathBuf> = ["", "p", "p/q", "p/sentinel"].iter().map(PathBuf::from).collect();
             proptest::prop_assert_eq!(outside, want);
             proptest::prop_assert_eq!(fs::read_to_string(outer.path().join("p/sentinel")).unwrap(), "s");
+        }
+    }
+
+    /// A tenant's code swaps a directory of its tree for a symlink to a
+    /// directory outside (another site's secrets) during the copy: after
+    /// the copy listed one of its files (named like the secret), or after
+    /// it saw the directory itself and before it opened it. Nothing from
+    /// outside is copied; a swap the copy meets is refused, naming the path.
+    #[test]
+    fn a_directory_swapped_for_a_symlink_mid_copy_copies_nothing_from_outside() {
+        for swap_at in ["uploads/wp.env", "uploads"] {
+            let tmp = tempfile::tempdir().unwrap();
+            let src = tmp.path().join("wp-content");
+            let secrets = tmp.path().join("other-site/secrets");
+            fs::create_dir_all(src.join("uploads")).unwrap();
+            fs::write(src.join("index.php"), "<?php").unwrap();
+            fs::write(src.join("uploads/wp.env"), "the tenant's own").unwrap();
+            fs::create_dir_all(&secrets).unwrap();
+            fs::write(secrets.join("wp.env"), "DB_PASSWORD=SECRET").unwrap();
+            let dest = tmp.path().join("export");
+            fs::create_dir(&dest).unwrap();
+
+            let mut swapped = false;
+            let result = copy_tree_watched(&src, &dest, &mut |rel| {
+                if rel == Path::new(swap_at) && !swapped {
+                    fs::rename(src.join("uploads"), tmp.path().join("moved")).unwrap();
+                    std::os::unix::fs::symlink(&secrets, src.join("uploads")).unwrap();
+                    swapped = true;
+                }
+            });
+            assert!(swapped, "{swap_at}: the copy never reached it");
+            let copied: Vec<String> = walkdir::WalkDir::new(&dest)
+                .into_iter()
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_type().is_file())
+                .map(|e| fs::read_to_string(e.path()).unwrap_or_default())
+                .collect();
+            assert!(
+                !copied.iter().any(|c| c.contains("SECRET")),
+                "{swap_at}: the secret was copied: {copied:?}"
+            );
+            if let Err(e) = result {
+                let err = format!("{e:#}");
+                assert!(err.contains("uploads"), "{swap_at}: {err}");
+                assert_eq!(err.lines().count(), 1, "{swap_at}: {err}");
+            } else {
+                assert_eq!(swap_at, "uploads/wp.env", "the swapped directory was copied");
+            }
         }
     }
 
