@@ -464,6 +464,9 @@ fn snapshot(dir: &std::path::Path) -> Vec<(PathBuf, u32, Vec<u8>)> {
     out
 }
 
+/// Writes one bomb's files into the work tree.
+type MakeBomb = dyn Fn(&std::path::Path);
+
 /// A git bomb: commits that are small in the repository and huge once
 /// written out (a big blob of zeros, many files, a deep tree) are refused
 /// at the node's `limits.unpack` caps with one line naming the key to
@@ -477,7 +480,7 @@ fn commits_past_the_unpack_caps_are_refused_and_the_served_tree_is_unchanged() {
     let public = w.layout().public_dir(&w.domain);
     let before = snapshot(&public);
 
-    let bombs: [(&str, &dyn Fn(&std::path::Path)); 3] = [
+    let bombs: [(&str, &MakeBomb); 3] = [
         ("limits.unpack.max_bytes", &|work| {
             fs::write(work.join("zeros.bin"), vec![0u8; 8 << 20]).unwrap();
         }),
