@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use hostyard_core::{Domain, ImportLayout, Layout, NodeConfig, SiteKind};
+use hostyard_fs::beneath::open_file_beneath;
 use hostyard_fs::unpack::{check_no_symlink_below, copy_tree, open_regular};
 use hostyard_fs::AtomicWrite;
 
@@ -130,10 +131,13 @@ fn export_kind(dir: &Path) -> Result<SiteKind> {
     kind.with_context(|| format!("in {}", path.display()))
 }
 
-/// A regular file of the export, never through a symlink.
+/// A regular file of the export, opened beneath `root`: never through a
+/// symlink, whatever changes in the export meanwhile.
 fn read_checked(root: &Path, path: &Path) -> Result<Vec<u8>> {
-    check_no_symlink_below(root, path)?;
-    let mut f = open_regular(path)?;
+    let rel = path
+        .strip_prefix(root)
+        .with_context(|| format!("{} is not below {}", path.display(), root.display()))?;
+    let mut f = open_file_beneath(root, rel)?;
     let mut out = Vec::new();
     std::io::Read::read_to_end(&mut f, &mut out)
         .with_context(|| format!("cannot read {}", path.display()))?;

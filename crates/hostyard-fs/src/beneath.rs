@@ -214,3 +214,82 @@ impl Walker<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::io::Read;
+
+    #[test]
+    fn a_file_is_opened_beneath_its_root_and_never_through_a_link() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("export");
+        fs::create_dir_all(root.join("mysql")).unwrap();
+        fs::write(root.join("mysql/dump.sql"), "dump").unwrap();
+        fs::create_dir_all(tmp.path().join("outside")).unwrap();
+        fs::write(tmp.path().join("outside/key.pem"), "SECRET").unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("outside"), root.join("TLS")).unwrap();
+        std::os::unix::fs::symlink("dump.sql", root.join("mysql/link.sql")).unwrap();
+
+        let mut text = String::new();
+        open_file_beneath(&root, Path::new("mysql/dump.sql"))
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        assert_eq!(text, "dump");
+        for (rel, want) in [
+            ("TLS/key.pem", "every directory on the way"),
+            ("mysql/link.sql", "not a symlink"),
+            ("mysql/../../outside/key.pem", "not a plain relative path"),
+            ("mysql", "not a regular file"),
+            ("", "names no file"),
+        ] {
+            let err = format!(
+                "{:#}",
+                open_file_beneath(&root, Path::new(rel)).unwrap_err()
+            );
+            assert!(err.contains(want), "{rel}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_walk_lists_every_entry_once_directories_first_and_follows_no_link() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("www");
+        fs::create_dir_all(root.join("a/b")).unwrap();
+        fs::write(root.join("a/b/f"), "f").unwrap();
+        fs::create_dir_all(tmp.path().join("outside")).unwrap();
+        fs::write(tmp.path().join("outside/secret"), "SECRET").unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("outside"), root.join("l")).unwrap();
+        let mut seen = Vec::new();
+        walk(&root, &mut |rel, entry| {
+            let what = match entry {
+                Entry::Dir => "dir".to_string(),
+                Entry::File(mut f) => {
+                    let mut s = String::new();
+                    f.read_to_string(&mut s)?;
+                    format!("file {s}")
+                }
+                Entry::Symlink(t) => format!("link {}", t.display()),
+                Entry::Other(what) => what.to_string(),
+            };
+            seen.push(format!("{} {what}", rel.display()));
+            Ok(())
+        })
+        .unwrap();
+        let outside = tmp.path().join("outside");
+        assert_eq!(
+            seen,
+            [
+                "a dir".to_string(),
+                "a/b dir".to_string(),
+                "a/b/f file f".to_string(),
+                format!("l link {}", outside.display()),
+            ]
+        );
+        // The root itself must not be a link.
+        let err = walk(&root.join("l"), &mut |_, _| Ok(())).unwrap_err();
+        assert!(format!("{err:#}").contains("not a symlink"), "{err:#}");
+    }
+}
