@@ -83,23 +83,11 @@ impl Writer {
             return Ok(());
         };
         if rel.components().count() as u64 > u64::from(limits.max_depth.get()) {
-            bail!(
-                "{}",
-                limits.refusal(
-                    UnpackCap::Depth,
-                    &format!("the tree (at {})", rel.display())
-                )
-            );
+            return Err(over(limits, UnpackCap::Depth, rel));
         }
         let entries = self.counts.files + self.counts.dirs + self.counts.symlinks;
         if entries >= limits.max_files.get() {
-            bail!(
-                "{}",
-                limits.refusal(
-                    UnpackCap::Files,
-                    &format!("the tree (at {})", rel.display())
-                )
-            );
+            return Err(over(limits, UnpackCap::Files, rel));
         }
         Ok(())
     }
@@ -163,25 +151,21 @@ impl Writer {
             .mode(if executable { 0o755 } else { 0o644 })
             .open(&full)
             .with_context(|| format!("cannot create {} (a duplicate entry?)", rel.display()))?;
-        let n = match &self.limits {
-            None => io::copy(content, &mut out),
-            Some(limits) => {
-                let room = limits.max_bytes.bytes().saturating_sub(self.counts.bytes);
-                let n = io::copy(&mut Read::take(content, room.saturating_add(1)), &mut out)
-                    .with_context(|| format!("cannot write {}", full.display()))?;
-                if n > room {
-                    bail!(
-                        "{}",
-                        limits.refusal(
-                            UnpackCap::Bytes,
-                            &format!("the tree (at {})", rel.display())
-                        )
-                    );
-                }
-                Ok(n)
+        // Room left under the byte cap; one byte more is read to tell a
+        // file that fills it exactly from one that goes past.
+        let room = self
+            .limits
+            .map(|l| l.max_bytes.bytes().saturating_sub(self.counts.bytes));
+        let n = io::copy(
+            &mut Read::take(content, room.map_or(u64::MAX, |r| r.saturating_add(1))),
+            &mut out,
+        )
+        .with_context(|| format!("cannot write {}", full.display()))?;
+        if let (Some(limits), Some(room)) = (&self.limits, room) {
+            if n > room {
+                return Err(over(limits, UnpackCap::Bytes, rel));
             }
         }
-        .with_context(|| format!("cannot write {}", full.display()))?;
         self.counts.files += 1;
         self.counts.bytes += n;
         Ok(())
@@ -254,6 +238,14 @@ impl Writer {
         let executable = meta.permissions().mode() & 0o111 != 0;
         self.file(rel, executable, &mut input)
     }
+}
+
+/// The refusal when `rel` takes the tree past `cap`.
+fn over(limits: &UnpackLimits, cap: UnpackCap, rel: &Path) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{}",
+        limits.refusal(cap, &format!("the tree (at {})", rel.display()))
+    )
 }
 
 /// Unpacks a tar stream into `dest`, an existing (normally empty)
