@@ -290,7 +290,7 @@ pub struct UnpackLimits {
     pub max_bytes: ByteSize,
     /// Entries: files, directories and links together.
     pub max_files: NonZeroU64,
-    /// Levels of directories below the tree's root (`a/b/f` is 3).
+    /// Levels below the tree's root (`a/b/index.html` is 3 deep).
     pub max_depth: NonZeroU32,
 }
 
@@ -430,6 +430,17 @@ mod tests {
         for bad in ["0", "", "1x", "-1"] {
             let err = bad.parse::<ByteSize>().unwrap_err();
             assert!(err.contains("not a size"), "{bad}: {err}");
+        }
+        let l: Limits = serde_norway::from_str("unpack:\n  max_bytes: 1m\n").unwrap();
+        assert_eq!(l.unpack.max_bytes.bytes(), 1 << 20);
+        assert_eq!(l.unpack.max_files, u.max_files);
+        for bad in [
+            "unpack:\n  max_files: 0\n",
+            "unpack:\n  max_depth: 0\n",
+            "unpack:\n  max_bytes: 0\n",
+            "unpack:\n  max_size: 1g\n",
+        ] {
+            assert!(serde_norway::from_str::<Limits>(bad).is_err(), "{bad}");
         }
         let line = u.refusal(UnpackCap::Bytes, "the archive");
         assert_eq!(line.lines().count(), 1);
