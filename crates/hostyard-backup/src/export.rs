@@ -24,7 +24,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use hostyard_core::{Domain, ImportLayout, Layout, NodeConfig, SiteKind};
-use hostyard_fs::unpack::{copy_tree, open_regular};
+use hostyard_fs::unpack::{copy_tree_watched, open_regular};
 
 use crate::db::{self, DbAccess};
 
@@ -60,7 +60,25 @@ pub fn site_kind(layout: &Layout, domain: &Domain) -> Result<Option<SiteKind>> {
 /// Writes `domain`'s export into `dest`, a directory that must not exist
 /// yet (made with mode 0700: it may hold a key, a dump and credentials).
 /// On failure `dest` is removed again.
+///
+/// The site's tree (`www/`, `wp-content/`) is written by the site's own
+/// code, also while it is copied: it is read beneath its root's descriptor
+/// ([`hostyard_fs::beneath`]), so a directory swapped for a symlink is
+/// refused, naming its path, and nothing outside the tree is copied.
 pub fn export(config: &NodeConfig, domain: &Domain, dest: &Path) -> Result<SiteKind> {
+    export_watched(config, domain, dest, &mut |_| {})
+}
+
+/// [`export`], calling `between` with each entry of the site's tree
+/// (relative to `www/` or `wp-content/`) once its type is known and before
+/// it is opened: the moment the site's code could swap it. Tests swap
+/// entries there.
+pub fn export_watched(
+    config: &NodeConfig,
+    domain: &Domain,
+    dest: &Path,
+    between: &mut dyn FnMut(&Path),
+) -> Result<SiteKind> {
     let layout = config.layout();
     let kind = site_kind(&layout, domain)?.with_context(|| {
         format!(
@@ -72,7 +90,7 @@ pub fn export(config: &NodeConfig, domain: &Domain, dest: &Path) -> Result<SiteK
         .mode(0o700)
         .create(dest)
         .with_context(|| format!("cannot create {} (it must not exist yet)", dest.display()))?;
-    let written = write_export(config, &layout, kind, domain, dest);
+    let written = write_export(config, &layout, kind, domain, dest, between);
     if let Err(e) = written {
         let _ = fs::remove_dir_all(dest);
         return Err(e);
@@ -86,6 +104,7 @@ fn write_export(
     kind: SiteKind,
     domain: &Domain,
     dest: &Path,
+    between: &mut dyn FnMut(&Path),
 ) -> Result<()> {
     let out = ImportLayout::new(dest);
     write_private(&dest.join(KIND_FILE), format!("{kind}\n").as_bytes())?;
@@ -94,7 +113,7 @@ fn write_export(
         copy_private(&pem, &out.tls_pem(domain))?;
     }
     match kind {
-        SiteKind::Static => copy_dir(&layout.www_dir(domain), &out.www_content()),
+        SiteKind::Static => copy_dir(&layout.www_dir(domain), &out.www_content(), between),
         SiteKind::StaticGit => copy_private(&layout.git_url_file(domain), &out.git_url()),
         SiteKind::Wordpress => {
             // The dump first: see the module's note on the window.
@@ -108,7 +127,7 @@ fn write_export(
                 )
                 .as_bytes(),
             )?;
-            copy_dir(&layout.wp_content_dir(domain), &out.wp_content())?;
+            copy_dir(&layout.wp_content_dir(domain), &out.wp_content(), between)?;
             let htaccess = layout.htaccess_file(domain);
             if fs::symlink_metadata(&htaccess).is_ok() {
                 copy_private(&htaccess, &out.htaccess())?;
@@ -152,9 +171,11 @@ fn copy_private(src: &Path, dest: &Path) -> Result<()> {
     Ok(())
 }
 
-fn copy_dir(src: &Path, dest: &Path) -> Result<()> {
+/// No cap: an export copies what is already on disk.
+fn copy_dir(src: &Path, dest: &Path, between: &mut dyn FnMut(&Path)) -> Result<()> {
     mkdirs(dest)?;
-    copy_tree(src, dest).with_context(|| format!("cannot copy {}", src.display()))?;
+    copy_tree_watched(src, dest, None, between)
+        .with_context(|| format!("cannot copy {}", src.display()))?;
     Ok(())
 }
 

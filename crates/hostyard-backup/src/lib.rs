@@ -16,4 +16,4 @@ pub mod restic;
 pub mod restore;
 pub mod state;
 
-pub use export::{export, site_kind};
+pub use export::{export, export_watched, site_kind};

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use hostyard_core::{Domain, ImportLayout, Layout, NodeConfig, SiteKind};
+use hostyard_fs::beneath::open_file_beneath;
 use hostyard_fs::unpack::{check_no_symlink_below, copy_tree, open_regular};
 use hostyard_fs::AtomicWrite;
 
@@ -78,7 +79,7 @@ pub fn refresh(
     let mut parts = Vec::new();
     match kind {
         SiteKind::Static => {
-            replace_dir(&dir, &export.www_content(), &layout.www_dir(domain))?;
+            replace_dir(config, &dir, &export.www_content(), &layout.www_dir(domain))?;
             parts.push("www/");
         }
         SiteKind::StaticGit => {
@@ -97,7 +98,12 @@ pub fn refresh(
             let dump = export.mysql_dump();
             check_no_symlink_below(&dir, &dump)?;
             open_regular(&dump)?;
-            replace_dir(&dir, &export.wp_content(), &layout.wp_content_dir(domain))?;
+            replace_dir(
+                config,
+                &dir,
+                &export.wp_content(),
+                &layout.wp_content_dir(domain),
+            )?;
             parts.push("wp-content/");
             if fs::symlink_metadata(export.htaccess()).is_ok() {
                 let content = read_checked(&dir, &export.htaccess())?;
@@ -125,10 +131,13 @@ fn export_kind(dir: &Path) -> Result<SiteKind> {
     kind.with_context(|| format!("in {}", path.display()))
 }
 
-/// A regular file of the export, never through a symlink.
+/// A regular file of the export, opened beneath `root`: never through a
+/// symlink, whatever changes in the export meanwhile.
 fn read_checked(root: &Path, path: &Path) -> Result<Vec<u8>> {
-    check_no_symlink_below(root, path)?;
-    let mut f = open_regular(path)?;
+    let rel = path
+        .strip_prefix(root)
+        .with_context(|| format!("{} is not below {}", path.display(), root.display()))?;
+    let mut f = open_file_beneath(root, rel)?;
     let mut out = Vec::new();
     std::io::Read::read_to_end(&mut f, &mut out)
         .with_context(|| format!("cannot read {}", path.display()))?;
@@ -136,10 +145,10 @@ fn read_checked(root: &Path, path: &Path) -> Result<Vec<u8>> {
 }
 
 /// Replaces the directory `dest` by a copy of `src` (below the export
-/// `root`), keeping `dest`'s owner and mode: copied beside it, swapped in
-/// one rename, the old tree removed. A leftover of a refresh cut short is
-/// removed first.
-fn replace_dir(root: &Path, src: &Path, dest: &Path) -> Result<()> {
+/// `root`), keeping `dest`'s owner and mode: copied beside it (within
+/// `limits.unpack`), swapped in one rename, the old tree removed. A
+/// leftover of a refresh cut short is removed first.
+fn replace_dir(config: &NodeConfig, root: &Path, src: &Path, dest: &Path) -> Result<()> {
     check_no_symlink_below(root, src)?;
     let parent = dest
         .parent()
@@ -163,7 +172,7 @@ fn replace_dir(root: &Path, src: &Path, dest: &Path) -> Result<()> {
         .create(&new)
         .with_context(|| format!("cannot create {}", new.display()))?;
     let copied = if fs::symlink_metadata(src).is_ok() {
-        copy_tree(src, &new).map(|_| ())
+        copy_tree(src, &new, Some(&config.limits.unpack)).map(|_| ())
     } else {
         // The export has none: the site's becomes empty, as the importer
         // would make it.

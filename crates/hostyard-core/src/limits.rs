@@ -1,4 +1,5 @@
-//! Resource limits of the containers: memory, CPU and processes.
+//! Resource limits of the containers (memory, CPU and processes), and of
+//! the trees written into a site from outside (bytes, files and depth).
 //!
 //! Without them one leaking WordPress or a fork bomb in one site takes the
 //! whole server with it: etcd, HAProxy and every other site. Each kind of
@@ -12,6 +13,7 @@
 //! the next start.
 
 use std::fmt;
+use std::num::{NonZeroU32, NonZeroU64};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -30,28 +32,44 @@ impl MemorySize {
     }
 }
 
+/// `512m`, `1G`, `7000k`, `6291456`: a count of bytes with an optional
+/// binary unit (docker's notation); `None` when it is not one.
+fn parse_size(s: &str) -> Option<u64> {
+    let t = s.trim();
+    let (digits, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => t.split_at(i),
+        None => (t, ""),
+    };
+    let shift = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return None,
+    };
+    let n: u64 = digits.parse().ok()?;
+    n.checked_mul(1 << shift)
+}
+
+/// The largest unit that divides `bytes`, lower case, as docker takes it.
+fn show_size(bytes: u64, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    for (shift, unit) in [(30, "g"), (20, "m"), (10, "k")] {
+        if bytes % (1 << shift) == 0 {
+            return write!(f, "{}{unit}", bytes >> shift);
+        }
+    }
+    write!(f, "{bytes}b")
+}
+
 impl FromStr for MemorySize {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("{s:?} is not a memory size like 512M or 1G (at least 6M)");
-        let t = s.trim();
-        let (digits, unit) = match t.find(|c: char| !c.is_ascii_digit()) {
-            Some(i) => t.split_at(i),
-            None => (t, ""),
-        };
-        let shift = match unit.to_ascii_lowercase().as_str() {
-            "" | "b" => 0,
-            "k" | "kb" | "kib" => 10,
-            "m" | "mb" | "mib" => 20,
-            "g" | "gb" | "gib" => 30,
-            _ => return Err(bad()),
-        };
-        let n: u64 = digits.parse().map_err(|_| bad())?;
-        let bytes = n.checked_mul(1 << shift).ok_or_else(bad)?;
-        if bytes < MIN_MEMORY {
-            return Err(bad());
+        match parse_size(s) {
+            Some(bytes) if bytes >= MIN_MEMORY => Ok(MemorySize(bytes)),
+            _ => Err(format!(
+                "{s:?} is not a memory size like 512M or 1G (at least 6M)"
+            )),
         }
-        Ok(MemorySize(bytes))
     }
 }
 
@@ -63,14 +81,8 @@ impl TryFrom<String> for MemorySize {
 }
 
 impl fmt::Display for MemorySize {
-    /// The largest unit that divides the size, lower case, as docker takes it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (shift, unit) in [(30, "g"), (20, "m"), (10, "k")] {
-            if self.0 % (1 << shift) == 0 {
-                return write!(f, "{}{unit}", self.0 >> shift);
-            }
-        }
-        write!(f, "{}b", self.0)
+        show_size(self.0, f)
     }
 }
 
@@ -215,7 +227,119 @@ fn docker_options(
     ]
 }
 
-/// `limits:` of the node config: per kind of container.
+/// A size in bytes of at least one byte, written like a [`MemorySize`]
+/// (`10g`, `512m`, `1048576`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ByteSize(u64);
+
+impl ByteSize {
+    pub fn bytes(self) -> u64 {
+        self.0
+    }
+}
+
+impl FromStr for ByteSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match parse_size(s) {
+            Some(bytes) if bytes > 0 => Ok(ByteSize(bytes)),
+            _ => Err(format!(
+                "{s:?} is not a size like 10g, 512m or 1048576 (at least 1 byte)"
+            )),
+        }
+    }
+}
+
+impl TryFrom<String> for ByteSize {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        show_size(self.0, f)
+    }
+}
+
+impl From<ByteSize> for String {
+    fn from(b: ByteSize) -> String {
+        b.to_string()
+    }
+}
+
+/// `limits.unpack`: the most a tree written into a site from outside may
+/// hold: an import (folder or tarball), a refresh from an export, or a
+/// static-git publication (`git archive` of a commit). A gzip or git bomb
+/// is small on the way in and huge once written; it is refused at the cap,
+/// in its staging dir, and `/data` stays as it was.
+///
+/// The defaults are far above any small website and far below a full
+/// disk: 10 GiB (a WordPress with years of uploads is a few GiB; more is a
+/// migration to plan, with a raised cap), a million entries (such a site's
+/// uploads with every thumbnail size are a few hundred thousand files;
+/// inodes run out before bytes on a tree of empty files) and 64 levels
+/// (WordPress plugins' vendor trees reach about 20; far deeper trees only
+/// come from a bomb, and break `rm -r` and backups).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UnpackLimits {
+    /// Bytes of file content, in total.
+    pub max_bytes: ByteSize,
+    /// Entries: files, directories and links together.
+    pub max_files: NonZeroU64,
+    /// Levels below the tree's root (`a/b/index.html` is 3 deep).
+    pub max_depth: NonZeroU32,
+}
+
+impl Default for UnpackLimits {
+    fn default() -> Self {
+        UnpackLimits {
+            max_bytes: ByteSize(10 << 30),
+            max_files: NonZeroU64::new(1_000_000).unwrap_or(NonZeroU64::MIN),
+            max_depth: NonZeroU32::new(64).unwrap_or(NonZeroU32::MIN),
+        }
+    }
+}
+
+/// One cap of [`UnpackLimits`], for the refusal's message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnpackCap {
+    Bytes,
+    Files,
+    Depth,
+}
+
+impl UnpackLimits {
+    /// The node config key of `cap`.
+    pub fn key(cap: UnpackCap) -> &'static str {
+        match cap {
+            UnpackCap::Bytes => "limits.unpack.max_bytes",
+            UnpackCap::Files => "limits.unpack.max_files",
+            UnpackCap::Depth => "limits.unpack.max_depth",
+        }
+    }
+
+    /// The refusal when a tree goes past `cap` (at `what`, a path or "the
+    /// tree"): the cap, its value and the key to raise, in one line.
+    pub fn refusal(&self, cap: UnpackCap, what: &str) -> String {
+        let value = match cap {
+            UnpackCap::Bytes => format!("{} of content", self.max_bytes),
+            UnpackCap::Files => format!("{} files, directories and links", self.max_files),
+            UnpackCap::Depth => format!("{} levels of directories", self.max_depth),
+        };
+        let key = Self::key(cap);
+        format!(
+            "{what} goes past {key} ({value}); refused, nothing of it is kept (raise {key} \
+             in the node config if a tree this big is meant)"
+        )
+    }
+}
+
+/// `limits:` of the node config: per kind of container, and what a tree
+/// written into a site may hold.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
@@ -226,6 +350,7 @@ pub struct Limits {
     pub mysql: ContainerLimits,
     pub haproxy: ContainerLimits,
     pub postfix: ContainerLimits,
+    pub unpack: UnpackLimits,
 }
 
 impl Default for Limits {
@@ -242,6 +367,7 @@ impl Default for Limits {
             // Every site goes through it: generous, never CPU-capped.
             haproxy: ContainerLimits::new(1024, 0, 1024),
             postfix: ContainerLimits::new(256, 50, 256),
+            unpack: UnpackLimits::default(),
         }
     }
 }
@@ -290,6 +416,39 @@ mod tests {
             let err = bad.parse::<MemorySize>().unwrap_err();
             assert!(err.contains("not a memory size"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn unpack_caps_default_to_10g_a_million_files_and_64_levels() {
+        let u = UnpackLimits::default();
+        assert_eq!(
+            (u.max_bytes.bytes(), u.max_files.get(), u.max_depth.get()),
+            (10 << 30, 1_000_000, 64)
+        );
+        assert_eq!(u.max_bytes.to_string(), "10g");
+        assert_eq!("1m".parse::<ByteSize>().unwrap().bytes(), 1 << 20);
+        for bad in ["0", "", "1x", "-1"] {
+            let err = bad.parse::<ByteSize>().unwrap_err();
+            assert!(err.contains("not a size"), "{bad}: {err}");
+        }
+        let l: Limits = serde_norway::from_str("unpack:\n  max_bytes: 1m\n").unwrap();
+        assert_eq!(l.unpack.max_bytes.bytes(), 1 << 20);
+        assert_eq!(l.unpack.max_files, u.max_files);
+        for bad in [
+            "unpack:\n  max_files: 0\n",
+            "unpack:\n  max_depth: 0\n",
+            "unpack:\n  max_bytes: 0\n",
+            "unpack:\n  max_size: 1g\n",
+        ] {
+            assert!(serde_norway::from_str::<Limits>(bad).is_err(), "{bad}");
+        }
+        let line = u.refusal(UnpackCap::Bytes, "the archive");
+        assert_eq!(line.lines().count(), 1);
+        assert!(
+            line.contains("limits.unpack.max_bytes (10g of content)"),
+            "{line}"
+        );
+        assert!(line.contains("raise limits.unpack.max_bytes"), "{line}");
     }
 
     #[test]

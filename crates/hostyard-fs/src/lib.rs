@@ -14,8 +14,11 @@
 //!   publishing a directory or a symlink by rename, and cleaning up after
 //!   a writer that was killed half-way;
 //! - [`unpack`]: placing someone else's files (a tarball, a folder, a `git
-//!   archive`) under a root without ever leaving it.
+//!   archive`) under a root without ever leaving it, within caps;
+//! - [`beneath`]: reading a tree its owner may change meanwhile (a live
+//!   site's `wp-content/`) without ever leaving it.
 
+pub mod beneath;
 mod durable;
 mod publish;
 pub mod unpack;

@@ -15,6 +15,11 @@
 //!   is checked to be a real directory, and files are created with
 //!   `O_EXCL` (a name that already exists is an error, not an overwrite);
 //! - device files, fifos and sockets are refused;
+//! - the tree is capped in bytes, entries and depth ([`UnpackLimits`], the
+//!   node config's `limits.unpack`), so a gzip or git bomb stops at the cap
+//!   in the caller's staging dir;
+//! - a tree on disk is read by [`crate::beneath`], beneath its root's
+//!   descriptor, so its owner cannot redirect the copy by a swap;
 //! - modes are normalised (0755 for directories and executables, 0644 for
 //!   other files): an archive cannot make a setuid or world-writable file.
 
@@ -24,11 +29,14 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use hostyard_core::archive_path::{check_entry_path, check_symlink_target, resolve_beneath};
+use hostyard_core::limits::{UnpackCap, UnpackLimits};
+
+use crate::beneath::{self, Entry};
 
 /// What was written, for the log line.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -47,10 +55,11 @@ struct Writer {
     /// Every link written, relative, with its target.
     links: HashMap<PathBuf, PathBuf>,
     counts: Counts,
+    limits: Option<UnpackLimits>,
 }
 
 impl Writer {
-    fn new(root: &Path) -> Result<Writer> {
+    fn new(root: &Path, limits: Option<&UnpackLimits>) -> Result<Writer> {
         let meta = fs::symlink_metadata(root)
             .with_context(|| format!("cannot read {}", root.display()))?;
         if !meta.is_dir() {
@@ -63,7 +72,24 @@ impl Writer {
             known_dirs,
             links: HashMap::new(),
             counts: Counts::default(),
+            limits: limits.copied(),
         })
+    }
+
+    /// Refuses `rel` when it is deeper than the cap or when the tree
+    /// already holds as many entries as it may.
+    fn admit(&self, rel: &Path) -> Result<()> {
+        let Some(limits) = &self.limits else {
+            return Ok(());
+        };
+        if rel.components().count() as u64 > u64::from(limits.max_depth.get()) {
+            return Err(over(limits, UnpackCap::Depth, rel));
+        }
+        let entries = self.counts.files + self.counts.dirs + self.counts.symlinks;
+        if entries >= limits.max_files.get() {
+            return Err(over(limits, UnpackCap::Files, rel));
+        }
+        Ok(())
     }
 
     /// Makes sure every ancestor of `rel` is a real directory under the
@@ -107,6 +133,7 @@ impl Writer {
         if rel.as_os_str().is_empty() {
             return Ok(());
         }
+        self.admit(rel)?;
         self.ensure_dir(rel)
     }
 
@@ -114,6 +141,7 @@ impl Writer {
         if rel.as_os_str().is_empty() {
             bail!("a file entry names the archive root");
         }
+        self.admit(rel)?;
         self.ensure_parent(rel)?;
         let full = self.root.join(rel);
         let mut out = OpenOptions::new()
@@ -123,8 +151,21 @@ impl Writer {
             .mode(if executable { 0o755 } else { 0o644 })
             .open(&full)
             .with_context(|| format!("cannot create {} (a duplicate entry?)", rel.display()))?;
-        let n = io::copy(content, &mut out)
-            .with_context(|| format!("cannot write {}", full.display()))?;
+        // Room left under the byte cap; one byte more is read to tell a
+        // file that fills it exactly from one that goes past.
+        let room = self
+            .limits
+            .map(|l| l.max_bytes.bytes().saturating_sub(self.counts.bytes));
+        let n = io::copy(
+            &mut Read::take(content, room.map_or(u64::MAX, |r| r.saturating_add(1))),
+            &mut out,
+        )
+        .with_context(|| format!("cannot write {}", full.display()))?;
+        if let (Some(limits), Some(room)) = (&self.limits, room) {
+            if n > room {
+                return Err(over(limits, UnpackCap::Bytes, rel));
+            }
+        }
         self.counts.files += 1;
         self.counts.bytes += n;
         Ok(())
@@ -132,6 +173,7 @@ impl Writer {
 
     fn symlink(&mut self, rel: &Path, target: &[u8]) -> Result<()> {
         check_symlink_target(rel, target)?;
+        self.admit(rel)?;
         self.ensure_parent(rel)?;
         let full = self.root.join(rel);
         let target = Path::new(OsStr::from_bytes(target));
@@ -198,10 +240,19 @@ impl Writer {
     }
 }
 
+/// The refusal when `rel` takes the tree past `cap`.
+fn over(limits: &UnpackLimits, cap: UnpackCap, rel: &Path) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{}",
+        limits.refusal(cap, &format!("the tree (at {})", rel.display()))
+    )
+}
+
 /// Unpacks a tar stream into `dest`, an existing (normally empty)
-/// directory. Stops at the first refused entry; the caller discards `dest`.
-pub fn unpack_tar(input: impl Read, dest: &Path) -> Result<Counts> {
-    let mut writer = Writer::new(dest)?;
+/// directory, within `limits` (`None`: no cap). Stops at the first refused
+/// entry; the caller discards `dest`.
+pub fn unpack_tar(input: impl Read, dest: &Path, limits: Option<&UnpackLimits>) -> Result<Counts> {
+    let mut writer = Writer::new(dest, limits)?;
     let mut archive = tar::Archive::new(input);
     for entry in archive.entries().context("cannot read the tar stream")? {
         let mut entry = entry.context("cannot read the tar stream")?;
@@ -243,47 +294,36 @@ pub fn unpack_tar(input: impl Read, dest: &Path) -> Result<Counts> {
 }
 
 /// Copies the tree at `src` into `dest` (an existing directory) with the
-/// same checks as [`unpack_tar`]: symlinks are copied as links (never
-/// followed) and must point inside `src`; devices, fifos and sockets are
-/// refused.
-pub fn copy_tree(src: &Path, dest: &Path) -> Result<Counts> {
-    let mut writer = Writer::new(dest)?;
-    let top =
-        fs::symlink_metadata(src).with_context(|| format!("cannot read {}", src.display()))?;
-    if !top.is_dir() {
-        bail!("{} is not a directory", src.display());
-    }
-    for item in walkdir::WalkDir::new(src).follow_links(false).min_depth(1) {
-        let item = item.with_context(|| format!("cannot read {}", src.display()))?;
-        let rel = item
-            .path()
-            .strip_prefix(src)
-            .with_context(|| format!("{} is outside {}", item.path().display(), src.display()))?
-            .to_path_buf();
-        let ft = item.file_type();
-        if ft.is_dir() {
-            writer.dir(&rel)?;
-        } else if ft.is_file() {
-            let mut input = open_regular(item.path())?;
+/// same checks as [`unpack_tar`], within `limits` (`None`: no cap, for an
+/// export, which copies what is already on disk). `src` is read beneath its
+/// descriptor ([`crate::beneath`]): a swap of a directory for a symlink
+/// during the copy is refused, never followed. Symlinks are copied as links
+/// and must point inside `src`; devices, fifos and sockets are refused.
+pub fn copy_tree(src: &Path, dest: &Path, limits: Option<&UnpackLimits>) -> Result<Counts> {
+    copy_tree_watched(src, dest, limits, &mut |_| {})
+}
+
+/// [`copy_tree`], calling `between` with each entry's path (relative to
+/// `src`) once its type is known and before it is opened: the moment a
+/// tenant's code could swap it. Tests swap entries there.
+pub fn copy_tree_watched(
+    src: &Path,
+    dest: &Path,
+    limits: Option<&UnpackLimits>,
+    between: &mut dyn FnMut(&Path),
+) -> Result<Counts> {
+    let mut writer = Writer::new(dest, limits)?;
+    beneath::walk_watched(src, between, &mut |rel, entry| match entry {
+        Entry::Dir => writer.dir(rel),
+        Entry::File(mut input) => {
             let executable = input.metadata()?.permissions().mode() & 0o111 != 0;
-            writer.file(&rel, executable, &mut input)?;
-        } else if ft.is_symlink() {
-            let target = fs::read_link(item.path())
-                .with_context(|| format!("cannot read link {}", item.path().display()))?;
-            writer
-                .symlink(&rel, target.as_os_str().as_bytes())
-                .with_context(|| format!("in {}", src.display()))?;
-        } else {
-            let what = if ft.is_fifo() {
-                "a fifo"
-            } else if ft.is_socket() {
-                "a socket"
-            } else {
-                "a device file"
-            };
-            bail!("{} is {what}; refusing the import", item.path().display());
+            writer.file(rel, executable, &mut input)
         }
-    }
+        Entry::Symlink(target) => writer
+            .symlink(rel, target.as_os_str().as_bytes())
+            .with_context(|| format!("in {}", src.display())),
+        Entry::Other(what) => bail!("{} is {what}; refusing to copy it", src.join(rel).display()),
+    })?;
     writer.finish()
 }
 
@@ -357,7 +397,7 @@ mod tests {
             ("a/link", tar::EntryType::symlink(), "b.txt"),
             ("a/hard", tar::EntryType::hard_link(), "a/b.txt"),
         ]);
-        let counts = unpack_tar(&t[..], dir.path()).unwrap();
+        let counts = unpack_tar(&t[..], dir.path(), None).unwrap();
         assert_eq!(counts.files, 3);
         assert_eq!(
             fs::read_to_string(dir.path().join("a/link")).unwrap(),
@@ -381,7 +421,7 @@ mod tests {
             ("l", tar::EntryType::symlink(), "x"),
             ("l/f", tar::EntryType::file(), "through"),
         ]);
-        let err = format!("{:#}", unpack_tar(&t[..], dir.path()).unwrap_err());
+        let err = format!("{:#}", unpack_tar(&t[..], dir.path(), None).unwrap_err());
         assert!(err.contains("not a directory"), "{err}");
         assert!(!dir.path().join("x/f").exists());
     }
@@ -393,7 +433,7 @@ mod tests {
             ("f", tar::EntryType::file(), "one"),
             ("f", tar::EntryType::file(), "two"),
         ]);
-        assert!(unpack_tar(&t[..], dir.path()).is_err());
+        assert!(unpack_tar(&t[..], dir.path(), None).is_err());
         assert_eq!(fs::read_to_string(dir.path().join("f")).unwrap(), "one");
     }
 
@@ -441,7 +481,7 @@ mod tests {
             fs::create_dir_all(&dest).unwrap();
             fs::write(outer.path().join("p/sentinel"), "s").unwrap();
             let t = raw_tar(&entries);
-            let _ = unpack_tar(&t[..], &dest);
+            let _ = unpack_tar(&t[..], &dest, None);
             let mut outside = Vec::new();
             for e in walkdir::WalkDir::new(outer.path()) {
                 let e = e.unwrap();
@@ -461,6 +501,57 @@ mod tests {
         }
     }
 
+    /// A tenant's code swaps a directory of its tree for a symlink to a
+    /// directory outside (another site's secrets) during the copy: after
+    /// the copy listed one of its files (named like the secret), or after
+    /// it saw the directory itself and before it opened it. Nothing from
+    /// outside is copied; a swap the copy meets is refused, naming the path.
+    #[test]
+    fn a_directory_swapped_for_a_symlink_mid_copy_copies_nothing_from_outside() {
+        for swap_at in ["uploads/wp.env", "uploads"] {
+            let tmp = tempfile::tempdir().unwrap();
+            let src = tmp.path().join("wp-content");
+            let secrets = tmp.path().join("other-site/secrets");
+            fs::create_dir_all(src.join("uploads")).unwrap();
+            fs::write(src.join("index.php"), "<?php").unwrap();
+            fs::write(src.join("uploads/wp.env"), "the tenant's own").unwrap();
+            fs::create_dir_all(&secrets).unwrap();
+            fs::write(secrets.join("wp.env"), "DB_PASSWORD=SECRET").unwrap();
+            let dest = tmp.path().join("export");
+            fs::create_dir(&dest).unwrap();
+
+            let mut swapped = false;
+            let result = copy_tree_watched(&src, &dest, None, &mut |rel| {
+                if rel == Path::new(swap_at) && !swapped {
+                    fs::rename(src.join("uploads"), tmp.path().join("moved")).unwrap();
+                    std::os::unix::fs::symlink(&secrets, src.join("uploads")).unwrap();
+                    swapped = true;
+                }
+            });
+            assert!(swapped, "{swap_at}: the copy never reached it");
+            let copied: Vec<String> = walkdir::WalkDir::new(&dest)
+                .into_iter()
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_type().is_file())
+                .map(|e| fs::read_to_string(e.path()).unwrap_or_default())
+                .collect();
+            assert!(
+                !copied.iter().any(|c| c.contains("SECRET")),
+                "{swap_at}: the secret was copied: {copied:?}"
+            );
+            if let Err(e) = result {
+                let err = format!("{e:#}");
+                assert!(err.contains("uploads"), "{swap_at}: {err}");
+                assert_eq!(err.lines().count(), 1, "{swap_at}: {err}");
+            } else {
+                assert_eq!(
+                    swap_at, "uploads/wp.env",
+                    "the swapped directory was copied"
+                );
+            }
+        }
+    }
+
     #[test]
     fn refuses_escapes_devices_and_fifos() {
         for entries in [
@@ -477,7 +568,7 @@ mod tests {
         ] {
             let dir = tempfile::tempdir().unwrap();
             let t = tar_with(&entries);
-            assert!(unpack_tar(&t[..], dir.path()).is_err(), "{entries:?}");
+            assert!(unpack_tar(&t[..], dir.path(), None).is_err(), "{entries:?}");
         }
     }
 }

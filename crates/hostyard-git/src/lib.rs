@@ -29,6 +29,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context, Result};
 use hostyard_core::config::GitConfig;
+use hostyard_core::limits::UnpackLimits;
 use hostyard_core::{Domain, GitUrl, Layout};
 use hostyard_fs::unpack;
 use hostyard_fs::{remove_stale_temporaries, switch_link, sync_filesystem, temporary_sibling};
@@ -63,11 +64,14 @@ pub fn read_git_url(layout: &Layout, domain: &Domain) -> Result<GitUrl> {
 
 /// Fetches the site's branch and publishes its tip, for a site whose data
 /// lives under `layout` (the real data root, or an import's staging root).
+/// The tree is written within `limits`: a commit past them (a git bomb) is
+/// refused and `current` keeps its tree.
 pub fn publish(
     layout: &Layout,
     domain: &Domain,
     url: &GitUrl,
     config: &GitConfig,
+    limits: &UnpackLimits,
 ) -> Result<Outcome> {
     let domain_dir = layout.domain_dir(domain);
     let _lock = lock_dir(&domain_dir)?;
@@ -110,7 +114,7 @@ pub fn publish(
             .create(&tmp)
             .with_context(|| format!("cannot create {}", tmp.display()))?;
         let unpacked = local
-            .archive(&commit, |out| unpack::unpack_tar(out, &tmp))
+            .archive(&commit, |out| unpack::unpack_tar(out, &tmp, Some(limits)))
             .with_context(|| format!("cannot export commit {commit}"));
         if let Err(e) = unpacked {
             let _ = fs::remove_dir_all(&tmp);

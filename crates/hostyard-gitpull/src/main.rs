@@ -42,7 +42,7 @@ fn main() -> ExitCode {
     let layout = config.layout();
     let result = check_site(&layout, &domain)
         .and_then(|()| read_git_url(&layout, &domain))
-        .and_then(|url| publish(&layout, &domain, &url, &config.git));
+        .and_then(|url| publish(&layout, &domain, &url, &config.git, &config.limits.unpack));
     match result {
         Ok(Outcome::Published { commit, previous }) => {
             match previous {

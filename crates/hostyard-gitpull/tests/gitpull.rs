@@ -441,3 +441,84 @@ fn bad_domain_and_missing_site_are_clear_errors() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("hostyard-import static-git"));
 }
+
+/// Every path under `dir` with its mode and content (links as targets).
+fn snapshot(dir: &std::path::Path) -> Vec<(PathBuf, u32, Vec<u8>)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    for e in walkdir::WalkDir::new(dir).sort_by_file_name() {
+        let e = e.unwrap();
+        let meta = e.path().symlink_metadata().unwrap();
+        let content = if meta.is_file() {
+            fs::read(e.path()).unwrap()
+        } else if meta.file_type().is_symlink() {
+            fs::read_link(e.path())
+                .unwrap()
+                .into_os_string()
+                .into_encoded_bytes()
+        } else {
+            Vec::new()
+        };
+        out.push((e.path().to_path_buf(), meta.mode(), content));
+    }
+    out
+}
+
+/// Writes one bomb's files into the work tree.
+type MakeBomb = dyn Fn(&std::path::Path);
+
+/// A git bomb: commits that are small in the repository and huge once
+/// written out (a big blob of zeros, many files, a deep tree) are refused
+/// at the node's `limits.unpack` caps with one line naming the key to
+/// raise, and the served side of the site is byte for byte as it was.
+#[test]
+fn commits_past_the_unpack_caps_are_refused_and_the_served_tree_is_unchanged() {
+    let w =
+        World::new("limits:\n  unpack:\n    max_bytes: 1m\n    max_files: 50\n    max_depth: 8\n");
+    let a = w.commit("index.html", "good");
+    w.pull_ok();
+    let public = w.layout().public_dir(&w.domain);
+    let before = snapshot(&public);
+
+    let bombs: [(&str, &MakeBomb); 3] = [
+        ("limits.unpack.max_bytes", &|work| {
+            fs::write(work.join("zeros.bin"), vec![0u8; 8 << 20]).unwrap();
+        }),
+        ("limits.unpack.max_files", &|work| {
+            for i in 0..60 {
+                fs::write(work.join(format!("f{i}.html")), "x").unwrap();
+            }
+        }),
+        ("limits.unpack.max_depth", &|work| {
+            let deep = work.join("a/b/c/d/e/f/g/h/i/j");
+            fs::create_dir_all(&deep).unwrap();
+            fs::write(deep.join("deep.html"), "deep").unwrap();
+        }),
+    ];
+    for (key, make) in bombs {
+        git(
+            &w.work,
+            &[
+                "rm",
+                "-q",
+                "-r",
+                "--ignore-unmatch",
+                "zeros.bin",
+                "f*.html",
+                "a",
+            ],
+        );
+        make(&w.work);
+        git(&w.work, &["add", "-A"]);
+        git(&w.work, &["commit", "-q", "-m", key]);
+        let out = w.pull();
+        assert_one_line_failure(&out, key);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(&format!("raise {key}")), "{stderr}");
+        assert_eq!(w.current(), Layout::current_link_target(&a), "{key}");
+        assert!(
+            snapshot(&public) == before,
+            "{key}: the served side changed"
+        );
+    }
+}

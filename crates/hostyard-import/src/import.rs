@@ -225,7 +225,7 @@ fn build(
             } else {
                 Box::new(flate2::read::GzDecoder::new(BufReader::new(file)))
             };
-            unpack_tar(reader, &unpacked)
+            unpack_tar(reader, &unpacked, Some(&config.limits.unpack))
                 .with_context(|| format!("{} is refused", path.display()))?;
             Some(descend_wrapper(&unpacked, domain))
         }
@@ -255,7 +255,7 @@ fn build(
         import_tls(import, &staged, domain)?;
     }
     match kind {
-        SiteKind::Static => build_static(import.as_ref(), &staged, domain),
+        SiteKind::Static => build_static(config, import.as_ref(), &staged, domain),
         SiteKind::StaticGit => build_static_git(config, import.as_ref(), &staged, domain),
         SiteKind::Wordpress => build_wordpress(config, import.as_ref(), &staged, domain),
     }
@@ -312,20 +312,26 @@ fn import_tls(import: &ImportLayout, staged: &Layout, domain: &Domain) -> Result
     write_private(&dest, &pem)
 }
 
-fn copy_dir_or_empty(src: Option<PathBuf>, dest: &Path) -> Result<bool> {
+fn copy_dir_or_empty(config: &NodeConfig, src: Option<PathBuf>, dest: &Path) -> Result<bool> {
     mkdir(dest, 0o755)?;
     match src {
         Some(src) if exists(&src) => {
-            copy_tree(&src, dest).with_context(|| format!("cannot import {}", src.display()))?;
+            copy_tree(&src, dest, Some(&config.limits.unpack))
+                .with_context(|| format!("cannot import {}", src.display()))?;
             Ok(true)
         }
         _ => Ok(false),
     }
 }
 
-fn build_static(import: Option<&ImportLayout>, staged: &Layout, domain: &Domain) -> Result<()> {
+fn build_static(
+    config: &NodeConfig,
+    import: Option<&ImportLayout>,
+    staged: &Layout,
+    domain: &Domain,
+) -> Result<()> {
     let www = staged.www_dir(domain);
-    if !copy_dir_or_empty(import.map(ImportLayout::www_content), &www)? {
+    if !copy_dir_or_empty(config, import.map(ImportLayout::www_content), &www)? {
         let page = format!(
             "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{domain}</title></head>\n\
              <body><h1>{domain}</h1><p>This site is hosted by hostyard and has no content yet.</p></body></html>\n"
@@ -364,7 +370,7 @@ fn build_static_git(
     let url = GitUrl::parse(line).with_context(|| format!("{} is refused", file.display()))?;
     // Credentials may be in the URL: only root reads it.
     write_private(&staged.git_url_file(domain), format!("{url}\n").as_bytes())?;
-    let outcome = publish(staged, domain, &url, &config.git)
+    let outcome = publish(staged, domain, &url, &config.git, &config.limits.unpack)
         .with_context(|| format!("cannot publish {}", url.redacted()))?;
     if let hostyard_git::Outcome::Published { commit, .. } = outcome {
         log(
@@ -396,6 +402,7 @@ fn build_wordpress(
     domain: &Domain,
 ) -> Result<()> {
     copy_dir_or_empty(
+        config,
         import.map(ImportLayout::wp_content),
         &staged.wp_content_dir(domain),
     )?;

@@ -25,11 +25,16 @@ struct Server {
 
 impl Server {
     fn new() -> Server {
+        Server::with_config("")
+    }
+
+    /// A server whose node config has `extra` after its `data_root`.
+    fn with_config(extra: &str) -> Server {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("data");
         fs::create_dir_all(&root).unwrap();
         let config = tmp.path().join("hostyard.yaml");
-        fs::write(&config, format!("data_root: {}\n", root.display())).unwrap();
+        fs::write(&config, format!("data_root: {}\n{extra}", root.display())).unwrap();
         Server { tmp, root, config }
     }
 
@@ -1093,4 +1098,115 @@ fn used_imports_older_than_keep_done_are_removed_by_the_next_import() {
         .file_name()
         .to_string_lossy()
         .starts_with("new.example.com-")));
+}
+
+/// The data dir of every site, without the importers' lock files (an
+/// import takes its lock before it looks at anything).
+fn data_snapshot(s: &Server) -> BTreeMap<PathBuf, (u32, Vec<u8>)> {
+    let mut map = snapshot(&s.layout().domains_dir());
+    map.retain(|p, _| {
+        let name = p.to_string_lossy();
+        !(name.starts_with(".import-") && name.ends_with(".lock"))
+    });
+    map
+}
+
+/// Test-sized caps: 1 MiB, 50 entries, 8 levels.
+const SMALL_UNPACK_CAPS: &str =
+    "limits:\n  unpack:\n    max_bytes: 1m\n    max_files: 50\n    max_depth: 8\n";
+
+/// Bombs: archives and folders far smaller than what they would write are
+/// refused at the node's `limits.unpack` caps, with one line naming the
+/// cap and the key to raise; the data dir (another site included) is byte
+/// for byte as it was, and the import stays where it was for a second look.
+#[test]
+fn a_gzip_bomb_and_other_trees_past_the_caps_are_refused_and_change_nothing() {
+    let s = Server::with_config(SMALL_UNPACK_CAPS);
+    let l = s.layout();
+    let neighbour = Domain::parse("neighbour.example.com").unwrap();
+    s.import_ok("static", &neighbour);
+    fs::create_dir_all(l.imports_dir()).unwrap();
+    let file = tar::EntryType::file();
+
+    let zeros = vec![0u8; 64 << 20];
+    let many: Vec<String> = (0..60)
+        .map(|i| format!("static/www-content/f{i}"))
+        .collect();
+    let deep = format!("static/www-content/{}x.html", "d/".repeat(10));
+    let cases: Vec<(&str, Vec<RawTarEntry>)> = vec![
+        (
+            "limits.unpack.max_bytes",
+            vec![("static/www-content/zeros.bin", file, &zeros[..])],
+        ),
+        (
+            "limits.unpack.max_files",
+            many.iter().map(|n| (n.as_str(), file, &b""[..])).collect(),
+        ),
+        (
+            "limits.unpack.max_depth",
+            vec![(deep.as_str(), file, &b"x"[..])],
+        ),
+    ];
+    for (i, (key, entries)) in cases.iter().enumerate() {
+        let d = Domain::parse(&format!("bomb{i}.example.com")).unwrap();
+        let bomb = gzip(&tar_bytes(entries));
+        assert!(
+            bomb.len() < 1 << 20,
+            "{key}: the bomb is {} bytes",
+            bomb.len()
+        );
+        let tarball = &l.import_tarballs(&d)[1];
+        fs::write(tarball, &bomb).unwrap();
+        let before = data_snapshot(&s);
+        let out = s.import("static", d.as_str());
+        assert_refused(&out, key);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(&format!("raise {key}")), "{stderr}");
+        assert_no_site(&s, &d);
+        assert!(data_snapshot(&s) == before, "{key}: the data dir changed");
+        assert_eq!(fs::read(tarball).unwrap(), bomb, "{key}: the import moved");
+    }
+
+    // The same caps hold for a folder import.
+    let d = Domain::parse("folder-bomb.example.com").unwrap();
+    let imp = s.import_folder(&d);
+    write(&imp.www_content().join("zeros.bin"), &zeros[..2 << 20]);
+    let before = data_snapshot(&s);
+    assert_refused(&s.import("static", d.as_str()), "limits.unpack.max_bytes");
+    assert_no_site(&s, &d);
+    assert!(data_snapshot(&s) == before, "the data dir changed");
+}
+
+/// A git bomb given as a new static-git site's repository: its checkout is
+/// past the caps, so the import is refused and no site is made.
+#[test]
+fn a_static_git_import_whose_checkout_is_past_the_caps_is_refused() {
+    let s = Server::with_config(SMALL_UNPACK_CAPS);
+    s.import_ok("static", &Domain::parse("neighbour.example.com").unwrap());
+    let base = s.tmp.path().join("served");
+    let work = base.join("bomb");
+    fs::create_dir_all(&work).unwrap();
+    let git = |args: &[&str]| hostyard_testsupport::git(&work, args);
+    git(&["init", "-q"]);
+    for i in 0..60 {
+        fs::write(work.join(format!("page{i}.html")), "x").unwrap();
+    }
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "many"]);
+    let daemon = GitDaemon::start(&base).unwrap();
+
+    let d = Domain::parse("gitbomb.example.com").unwrap();
+    let imp = s.import_folder(&d);
+    write(
+        &imp.git_url(),
+        format!("{}\n", daemon.url("bomb")).as_bytes(),
+    );
+    let before = data_snapshot(&s);
+    let out = s.import("static-git", d.as_str());
+    assert_refused(&out, "limits.unpack.max_files");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert_no_site(&s, &d);
+    assert!(data_snapshot(&s) == before, "the data dir changed");
 }
