@@ -48,7 +48,7 @@ pub struct Daemon {
     /// The sites' Docker network as last read (a failed read keeps it).
     network: NetworkWatch,
     /// Whether a registration is refused for being outside the allowed
-    /// networks (the network is then read again, on a timer).
+    /// networks (the network is then read again: see [`NetworkWatch`]).
     refused_outside: bool,
     /// What HAProxy was given (the runtime map when it runs, the file as
     /// soon as the writer caught up), shared with the map file's writer.
@@ -732,7 +732,10 @@ pub async fn run_once(config_path: &Path, config: NodeConfig) -> anyhow::Result<
         anyhow::bail!("HAProxy did not take the routing (see above)");
     }
     if d.gate.held().is_some() {
-        anyhow::bail!("the change was held as a mass removal; nothing applied");
+        anyhow::bail!(
+            "the change was held as a mass removal; its removals were not applied \
+             (every other change was)"
+        );
     }
     Ok(())
 }
