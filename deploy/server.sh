@@ -159,8 +159,8 @@ peers() {
     if [ "$n" = 0 ]; then
       note "$other: its fleet peers are up to date"
     else
-      on "$S_SSH" systemctl kill -s HUP haproxy-confd.service
-      note "$other: new fleet peers, confd told (SIGHUP)"
+      on "$S_SSH" systemctl reload haproxy-confd.service
+      note "$other: new fleet peers, confd told (systemctl reload: SIGHUP to confd alone)"
     fi
   done
 }

@@ -635,6 +635,47 @@ t_quorum_holds_with_one_member_stopped() {
   return "$rc"
 }
 
+# Adding a server never takes another server's sites down: `server.sh add
+# n2` (again) and a reload of every server's confd (`systemctl reload
+# haproxy-confd`, what the add runs where a server's peers changed) while
+# wrk holds keep-alive connections to every server's site. Before, the
+# add's `systemctl kill -s HUP` also killed confd's `docker network
+# inspect`, and the site stayed 503 until the next etcd event.
+t_adding_a_server_keeps_every_site_served() {
+  local s secs=120 rc=0 t0 out bad
+  for s in "${SERVERS[@]}"; do
+    docker exec "$JUMP" sh -c "wrk -t1 -c4 -d${secs}s --timeout 3s -H 'Host: site-$s.example' http://${IP[$s]}/ >/tmp/$RUN-wrk-$s 2>&1" &
+  done
+  t0=$SECONDS
+  out=$(deploy server.sh add n2 2>&1) || {
+    tail -n 20 <<<"$out" >&2
+    rc=1
+  }
+  for s in "${SERVERS[@]}"; do
+    on "$s" systemctl reload haproxy-confd.service || rc=1
+  done
+  note "add n2 and the reloads took $((SECONDS - t0)) s of the ${secs} s of load"
+  [ $((SECONDS - t0)) -lt $((secs - 10)) ] || {
+    note "the add outlasted the load: raise secs"
+    rc=1
+  }
+  wait
+  for s in "${SERVERS[@]}"; do
+    # wrk counts answers other than 2xx/3xx and socket errors apart.
+    bad=$(jump cat "/tmp/$RUN-wrk-$s" | awk '
+      /Non-2xx or 3xx responses:/ { n += $NF }
+      /Socket errors:/ { gsub(/[^0-9 ]/, ""); for (i = 1; i <= NF; i++) n += $i }
+      END { print n + 0 }')
+    note "site-$s.example through $s: $(jump grep -o '[0-9]* requests in [^,]*' "/tmp/$RUN-wrk-$s")"
+    expect "failed requests to site-$s.example through $s" "$bad" 0 || rc=1
+    expect "$s's confd re-read its config" \
+      "$(on "$s" journalctl -u haproxy-confd --no-pager --since "-$((SECONDS - t0 + 30))s" | grep -c 'SIGHUP: re-read' | awk '{ print ($1 > 0) ? "yes" : "no" }')" yes || rc=1
+    expect "$s's confd forgot no network" \
+      "$(on "$s" journalctl -u haproxy-confd --no-pager --since "-$((SECONDS - t0 + 30))s" | grep -c "sites' network unknown" || true)" 0 || rc=1
+  done
+  return "$rc"
+}
+
 t_removed_server_is_refused() {
   # n3's files, kept aside to try its certificate after the removal.
   on n3 cp -a /etc/hostyard/etcd /root/old-etcd
@@ -723,7 +764,7 @@ main() {
     t_site_added_on_n1_is_served_through_n3 \
     t_losing_a_server_and_a_partition t_site_containers_cannot_reach_etcd t_no_plaintext_etcd_off_loopback \
     t_move_under_load t_restore_on_a_second_server t_quorum_holds_with_one_member_stopped \
-    t_removed_server_is_refused; do
+    t_adding_a_server_keeps_every_site_served t_removed_server_is_refused; do
     # CHECKS: only these (the set-up checks run anyway: the others need them).
     case $name in
       t_servers_set_up_one_member_at_a_time | t_sites_on_their_servers) ;;

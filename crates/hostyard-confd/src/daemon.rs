@@ -30,8 +30,8 @@ use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 
 use crate::background::{self, MapFile, Routing, SharedRouting, StateJob, StateWriter};
 use crate::decide::{
-    self, ConfigStep, FeedNote, Gate, HoldPolicy, Now, Plan, ProblemLog, Release, Runtime,
-    Schedule, Throttle, Verdict, View,
+    self, ConfigStep, FeedNote, Gate, HoldPolicy, NetworkNote, NetworkRead, NetworkWatch, Now,
+    Plan, ProblemLog, RecordedHold, Release, Runtime, Schedule, Throttle, Verdict, View,
 };
 use crate::etcd_feed::{self, Feed};
 
@@ -45,8 +45,11 @@ pub struct Daemon {
     schema: Schema,
     allowed: AllowedNetworks,
     view: View,
-    /// When `allowed` was last read from Docker.
-    allowed_resolved: Instant,
+    /// The sites' Docker network as last read (a failed read keeps it).
+    network: NetworkWatch,
+    /// Whether a registration is refused for being outside the allowed
+    /// networks (the network is then read again: see [`NetworkWatch`]).
+    refused_outside: bool,
     /// What HAProxy was given (the runtime map when it runs, the file as
     /// soon as the writer caught up), shared with the map file's writer.
     routing: SharedRouting,
@@ -84,7 +87,38 @@ fn now() -> Now {
 impl Daemon {
     pub fn new(config_path: &Path, config: NodeConfig) -> anyhow::Result<Daemon> {
         let layout = Layout::new(&config.data_root);
-        let allowed = resolve_allowed(&config);
+        let (network, note) = NetworkWatch::new(read_network(&config), Instant::now());
+        let allowed = hostyard_routing::site_network::allowed_in(&config, network.known());
+        log_network(&config, &note, &allowed);
+        // A hold running when confd stopped goes on where it was: a restart
+        // neither gives it a new hold time nor forgets an acceptance.
+        let recorded = match hostyard_routing::state::ConfdState::load(&layout.confd_state()) {
+            Ok(state) => state.and_then(|s| s.held).map(|h| RecordedHold {
+                since_unix: h.since_unix,
+                removed: h.removed_routes,
+                accepted: h.accepted,
+            }),
+            Err(e) => {
+                log!(
+                    Warning,
+                    "cannot read the state file, so no hold is resumed: {e:#}"
+                );
+                None
+            }
+        };
+        let gate = Gate::resume(recorded, &HoldPolicy::from(&config.confd), now());
+        if let Some(h) = gate.held() {
+            log!(
+                Warning,
+                "a change removing {} routes is still held since unix time {} (recorded \
+                 before this start); it is applied if it persists until unix time {}, or now \
+                 with: {}",
+                h.removed,
+                h.since_unix,
+                h.since_unix + config.confd.hold.as_secs(),
+                ACCEPT_WITH
+            );
+        }
         // The last written map is what HAProxy serves (or will, once it
         // starts): the baseline for the hold rule and for serving while
         // etcd is unreachable.
@@ -110,7 +144,8 @@ impl Daemon {
             schema: Schema::new(&config.etcd.prefix),
             layout,
             allowed,
-            allowed_resolved: Instant::now(),
+            network,
+            refused_outside: false,
             config,
             view,
             routing,
@@ -122,7 +157,7 @@ impl Daemon {
             pending: Changed::All,
             runtime_synced: false,
             haproxy_running: false,
-            gate: Gate::default(),
+            gate,
             problem_log: ProblemLog::default(),
             config_rejected: None,
             state_writer,
@@ -240,26 +275,28 @@ impl Daemon {
             self.state_changed();
             return false;
         }
-        if self.config.confd.allowed_networks.is_empty()
-            && self.allowed_resolved.elapsed() >= ALLOWED_REFRESH
-            && self
-                .view
-                .table
-                .problems()
+        let refused_outside = |problems: &[hostyard_routing::Problem]| {
+            problems
                 .iter()
                 .any(|p| hostyard_routing::is_outside_refusal(&p.message))
+        };
+        let mut problems = self.view.table.problems();
+        self.refused_outside = refused_outside(&problems);
+        let relies_on_docker = self.config.confd.allowed_networks.is_empty();
+        if self
+            .network
+            .next_read_on_change(relies_on_docker, self.refused_outside)
+            .is_some_and(|due| due <= Instant::now())
         {
             // The sites' network may be new (the first site created it).
-            self.allowed_resolved = Instant::now();
-            let allowed = resolve_allowed(&self.config);
-            if allowed != self.allowed {
-                self.view.set_allowed(allowed.clone());
-                self.allowed = allowed;
+            let config = self.config.clone();
+            if self.read_network(&config) {
+                problems = self.view.table.problems();
+                self.refused_outside = refused_outside(&problems);
             }
         }
         let table = &mut self.view.table;
         self.pending.merge(table.take_changed());
-        let problems = table.problems();
         let (new, resolved) = self.problem_log.update(&problems);
         for p in new {
             log!(Warning, "skipped {}: {}", p.key, p.message);
@@ -274,21 +311,22 @@ impl Daemon {
         );
         let confd = &self.config.confd;
         let policy = HoldPolicy::from(confd);
-        let mut retry = false;
-        match self.gate.judge(removal, &policy, now()) {
+        let retry = match self.gate.judge(removal, &policy, now()) {
             Verdict::Hold {
                 new: true,
                 removed,
                 routes,
-            } => log!(
-                Warning,
-                "HOLDING a change that would remove {removed} of {routes} routes at once \
-                 (etcd emptied or restored?); HAProxy keeps the last good routing. It is \
-                 applied if it persists for {} s, or now with: \
-                 systemctl kill -s USR1 haproxy-confd",
-                confd.hold.as_secs()
-            ),
-            Verdict::Hold { new: false, .. } => {}
+            } => {
+                log!(
+                    Warning,
+                    "HOLDING a change that would remove {removed} of {routes} routes at once \
+                     (etcd emptied or restored?); HAProxy keeps those routes, other changes \
+                     go on. It is applied if it persists for {} s, or now with: {ACCEPT_WITH}",
+                    confd.hold.as_secs()
+                );
+                self.apply_beside_hold()
+            }
+            Verdict::Hold { new: false, .. } => self.apply_beside_hold(),
             Verdict::Apply { released } => {
                 match released {
                     None => {}
@@ -308,10 +346,11 @@ impl Daemon {
                     )
                     }
                 }
-                retry = self.apply();
+                let retry = self.apply(None);
                 self.gate.applied(retry);
+                retry
             }
-        }
+        };
         self.state_changed();
         retry
     }
@@ -321,11 +360,53 @@ impl Daemon {
         self.gate.deadline(&HoldPolicy::from(&self.config.confd))
     }
 
+    /// While a mass removal is held: every other change is applied (a new
+    /// site is routed at once), the held removals wait.
+    fn apply_beside_hold(&mut self) -> bool {
+        let split = decide::during_hold(
+            &background::lock(&self.routing).map,
+            self.view.table.map(),
+            &self.pending,
+        );
+        let mut retry = false;
+        if !split.now.is_empty() || !self.runtime_synced {
+            self.pending = split.now;
+            retry = self.apply(Some(&split.target));
+        }
+        self.pending.merge(split.held);
+        retry
+    }
+
+    /// When the sites' network is to be read again, if it is.
+    fn network_due(&self) -> Option<Instant> {
+        self.network.next_read(
+            self.config.confd.allowed_networks.is_empty(),
+            self.refused_outside,
+        )
+    }
+
+    /// Reads the sites' network (at start, on SIGHUP, and on a timer while
+    /// a read failed or a registration is refused as outside it). A failed
+    /// read keeps the network known before. Returns whether what is allowed
+    /// changed.
+    fn read_network(&mut self, config: &NodeConfig) -> bool {
+        let note = self.network.on_read(read_network(config), Instant::now());
+        let allowed = hostyard_routing::site_network::allowed_in(config, self.network.known());
+        log_network(config, &note, &allowed);
+        if allowed == self.allowed {
+            return false;
+        }
+        self.view.set_allowed(allowed.clone());
+        self.allowed = allowed;
+        true
+    }
+
     /// The runtime API at once, then the map file off this loop. Returns
-    /// true when HAProxy has to be retried.
-    fn apply(&mut self) -> bool {
+    /// true when HAProxy has to be retried. `held`: the routing to apply
+    /// instead of etcd's while a mass removal is held.
+    fn apply(&mut self, held: Option<&HostMap>) -> bool {
         let started = Instant::now();
-        let next = self.view.table.map();
+        let next = held.unwrap_or(self.view.table.map());
         let shared = self.routing.clone();
         let mut routing = background::lock(&shared);
         let Plan::Apply {
@@ -495,7 +576,8 @@ impl Daemon {
             current_routes: decide::route_count(&background::lock(&self.routing).map),
             since_unix: h.since_unix,
             until_unix: h.since_unix + self.config.confd.hold.as_secs(),
-            accept_with: "systemctl kill -s USR1 haproxy-confd".to_string(),
+            accept_with: ACCEPT_WITH.to_string(),
+            accepted: self.gate.accepted(),
         });
         StateJob {
             revision: self.view.revision,
@@ -537,10 +619,8 @@ impl Daemon {
                          applying the rest"
                     );
                 }
-                let allowed = resolve_allowed(&new);
-                self.view.set_allowed(allowed.clone());
-                self.allowed = allowed;
-                self.allowed_resolved = Instant::now();
+                self.read_network(&new);
+                self.config.docker = new.docker;
                 self.config.haproxy = new.haproxy;
                 self.config.confd = new.confd;
                 // A server added to or removed from the fleet: its peer
@@ -557,26 +637,49 @@ impl Daemon {
     }
 }
 
-/// The networks registrations may point to (see
-/// [`hostyard_routing::site_network`]), logged when they change.
-fn resolve_allowed(config: &NodeConfig) -> AllowedNetworks {
-    let (allowed, trouble) = hostyard_routing::site_network::allowed_networks(config);
-    if let Some(why) = trouble {
-        log!(
-            Warning,
-            "sites' network unknown, no registration is routed until it is: {why}"
-        );
-    } else {
-        let nets: Vec<String> = allowed.networks().iter().map(|n| n.to_string()).collect();
-        log!(Info, "registrations allowed in {}", nets.join(", "));
+/// How an operator applies a held change at once: the signal to confd's
+/// main process only (not to a `docker` it may be running).
+const ACCEPT_WITH: &str = "systemctl kill --kill-who=main -s USR1 haproxy-confd";
+
+/// One read of the sites' Docker network (see
+/// [`hostyard_routing::site_network`]).
+fn read_network(config: &NodeConfig) -> NetworkRead {
+    match hostyard_routing::site_network::docker_network(config) {
+        Ok(Some(net)) => NetworkRead::Found(net),
+        Ok(None) => NetworkRead::Absent,
+        Err(e) => NetworkRead::Failed(format!("{e:#}")),
     }
-    allowed
 }
 
-/// How often, at most, confd asks Docker again for the sites' network
-/// while a registration is refused for being outside it (the network is
-/// made by the first site start, after confd started).
-const ALLOWED_REFRESH: Duration = Duration::from_secs(2);
+/// Logs what a read of the sites' network changed. Unknown networks matter
+/// only when `confd.allowed_networks` is empty (Docker's is the one used).
+fn log_network(config: &NodeConfig, note: &NetworkNote, allowed: &AllowedNetworks) {
+    let relies_on_docker = config.confd.allowed_networks.is_empty();
+    let every = decide::NETWORK_RETRY.as_secs();
+    match note {
+        NetworkNote::Same => {}
+        NetworkNote::Known => {
+            let nets: Vec<String> = allowed.networks().iter().map(|n| n.to_string()).collect();
+            log!(Info, "registrations allowed in {}", nets.join(", "));
+        }
+        _ if !relies_on_docker => {}
+        NetworkNote::Absent => log!(
+            Warning,
+            "sites' network unknown, no registration is routed until it is: {}",
+            hostyard_routing::site_network::absent(config)
+        ),
+        NetworkNote::Kept(why) => log!(
+            Warning,
+            "cannot read the sites' network ({why}); keeping the last known one and \
+             reading it again every {every} s"
+        ),
+        NetworkNote::Unknown(why) => log!(
+            Warning,
+            "sites' network unknown, no registration is routed until it is: {why}; \
+             reading it again every {every} s"
+        ),
+    }
+}
 
 fn log_changes(before: &HostMap, changes: &[(String, Option<&Entry>)], how: &str, took: Duration) {
     if changes.is_empty() {
@@ -629,7 +732,10 @@ pub async fn run_once(config_path: &Path, config: NodeConfig) -> anyhow::Result<
         anyhow::bail!("HAProxy did not take the routing (see above)");
     }
     if d.gate.held().is_some() {
-        anyhow::bail!("the change was held as a mass removal; nothing applied");
+        anyhow::bail!(
+            "the change was held as a mass removal; its removals were not applied \
+             (every other change was)"
+        );
     }
     Ok(())
 }
@@ -689,6 +795,7 @@ pub async fn run(config_path: &Path, config: NodeConfig) -> anyhow::Result<()> {
     loop {
         let due = schedule.due().map(tokio::time::Instant::from_std);
         let hold_due = d.hold_deadline().map(tokio::time::Instant::from_std);
+        let network_due = d.network_due().map(tokio::time::Instant::from_std);
         let state_due = d.state_throttle.due().map(tokio::time::Instant::from_std);
         let map_file_due = d
             .map_file_throttle
@@ -722,6 +829,14 @@ pub async fn run(config_path: &Path, config: NodeConfig) -> anyhow::Result<()> {
             _ = async { tokio::time::sleep_until(hold_due.unwrap_or_else(tokio::time::Instant::now)).await }, if hold_due.is_some() => {
                 let retry = d.cycle();
                 schedule.ran(Instant::now(), retry);
+            }
+            _ = async { tokio::time::sleep_until(network_due.unwrap_or_else(tokio::time::Instant::now)).await }, if network_due.is_some() => {
+                // No etcd event may come: the read does not wait for one.
+                let config = d.config.clone();
+                if d.read_network(&config) {
+                    let retry = d.cycle();
+                    schedule.ran(Instant::now(), retry);
+                }
             }
             _ = async { tokio::time::sleep_until(state_due.unwrap_or_else(tokio::time::Instant::now)).await }, if state_due.is_some() => {
                 d.state_due();

@@ -17,6 +17,8 @@
 //!   then coalescing what follows into one apply per window.
 //! - [`Throttle`]: how often the state file is written.
 //! - [`ProblemLog`]: which skipped keys to log, once each.
+//! - [`NetworkWatch`]: what is known of the sites' Docker network and when
+//!   to read it again.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -24,6 +26,7 @@ use std::time::{Duration, Instant};
 use hostyard_core::config::ConfdConfig;
 use hostyard_core::etcd::Schema;
 use hostyard_haproxy::{Entry, HostMap};
+use hostyard_routing::site_network::SiteNetwork;
 use hostyard_routing::table::{Changed, Table};
 use hostyard_routing::{self as routing, AllowedNetworks, Problem};
 
@@ -180,9 +183,46 @@ pub enum Verdict {
     },
 }
 
+/// A hold as the state file recorded it when confd last ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordedHold {
+    pub since_unix: u64,
+    pub removed: usize,
+    pub accepted: bool,
+}
+
 impl Gate {
+    /// The gate after a restart, from the hold confd recorded before it.
+    /// A restart neither gives a held change a new full hold time (the hold
+    /// keeps its start) nor takes back an operator's acceptance. A hold
+    /// recorded longer ago than the hold time is not resumed unless it was
+    /// accepted: confd did not run to see the change persist, so it is held
+    /// afresh if it still is a mass removal.
+    pub fn resume(recorded: Option<RecordedHold>, policy: &HoldPolicy, now: Now) -> Gate {
+        let Some(r) = recorded else {
+            return Gate::default();
+        };
+        let age = Duration::from_secs(now.unix.saturating_sub(r.since_unix));
+        if age >= policy.hold && !r.accepted {
+            return Gate::default();
+        }
+        Gate {
+            hold: Some(Hold {
+                started: now.instant.checked_sub(age).unwrap_or(now.instant),
+                since_unix: r.since_unix,
+                removed: r.removed,
+            }),
+            accepted: r.accepted,
+        }
+    }
+
     pub fn held(&self) -> Option<&Hold> {
         self.hold.as_ref()
+    }
+
+    /// Whether the operator accepted the held change (not applied yet).
+    pub fn accepted(&self) -> bool {
+        self.accepted && self.hold.is_some()
     }
 
     /// Judges a change that would remove `removal.removed` of
@@ -286,6 +326,51 @@ pub fn removal(applied: &HostMap, next: &HostMap, changed: &Changed) -> Removal 
             route_count(applied)
         },
         removed,
+    }
+}
+
+/// While a mass removal is held: what goes to HAProxy anyway, and what
+/// waits with the hold.
+#[derive(Debug, PartialEq)]
+pub struct DuringHold {
+    /// The routing HAProxy gets now: `applied` with every change but the
+    /// held removals (a new site, a move, a redirect, a site that is down
+    /// without having been routed).
+    pub target: HostMap,
+    /// The hosts that change now.
+    pub now: Changed,
+    /// The hosts whose route would go: they wait for the hold's end.
+    pub held: Changed,
+}
+
+/// Splits the `changed` hosts between `applied` and `next` into those
+/// applied at once and the removals the hold keeps (a host routed in
+/// `applied` and not in `next`): a held removal never delays an addition.
+pub fn during_hold(applied: &HostMap, next: &HostMap, changed: &Changed) -> DuringHold {
+    let hosts: Vec<String> = match changed {
+        Changed::All => diff(applied, next).into_iter().map(|(h, _)| h).collect(),
+        Changed::Hosts(hosts) => hosts.iter().cloned().collect(),
+    };
+    let mut target = applied.clone();
+    let mut now = BTreeSet::new();
+    let mut held = BTreeSet::new();
+    for host in hosts {
+        let was_route = applied.get(&host).is_some_and(Entry::is_route);
+        let will_route = next.get(&host).is_some_and(Entry::is_route);
+        if was_route && !will_route {
+            held.insert(host);
+            continue;
+        }
+        match next.get(&host) {
+            Some(e) => target.insert(host.clone(), e.clone()),
+            None => target.remove(&host),
+        };
+        now.insert(host);
+    }
+    DuringHold {
+        target,
+        now: Changed::Hosts(now),
+        held: Changed::Hosts(held),
     }
 }
 
@@ -557,6 +642,133 @@ impl ProblemLog {
     }
 }
 
+// ---- the sites' network -----------------------------------------------
+
+/// How soon the sites' network is read again while the last read failed,
+/// or while a registration is refused for being outside it (the first site
+/// start creates the network, maybe after confd read it): on a timer, not
+/// only on the next etcd event, which may never come.
+pub const NETWORK_RETRY: Duration = Duration::from_secs(2);
+
+/// One read of the sites' Docker network.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NetworkRead {
+    Found(SiteNetwork),
+    /// Docker answered that it does not exist.
+    Absent,
+    /// No answer: Docker down or slow, or the inspect killed (a signal
+    /// sent to every process of confd's unit).
+    Failed(String),
+}
+
+/// What a read leads to, for the log.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NetworkNote {
+    /// Known, for the first time, anew or again after failures.
+    Known,
+    /// Nothing new to say (the same network, the same failure again).
+    Same,
+    /// Docker says the network does not exist: nothing routes into it.
+    Absent,
+    /// The read failed; the last known network stays in use.
+    Kept(String),
+    /// The read failed and no network was ever known: nothing routes into
+    /// it until a read succeeds.
+    Unknown(String),
+}
+
+/// What confd knows of the sites' network. A failed read never forgets
+/// a known network: routing keeps going where it went, and the read is
+/// tried again every [`NETWORK_RETRY`].
+#[derive(Debug)]
+pub struct NetworkWatch {
+    known: Option<SiteNetwork>,
+    /// The last read failed, with this reason.
+    failing: Option<String>,
+    /// Docker said the network is absent at the last read.
+    absent: bool,
+    last_read: Instant,
+}
+
+impl NetworkWatch {
+    /// After the first read, at `now`.
+    pub fn new(read: NetworkRead, now: Instant) -> (NetworkWatch, NetworkNote) {
+        let mut w = NetworkWatch {
+            known: None,
+            failing: None,
+            absent: false,
+            last_read: now,
+        };
+        let note = w.on_read(read, now);
+        (w, note)
+    }
+
+    /// The network registrations are judged against (`None`: unknown).
+    pub fn known(&self) -> Option<&SiteNetwork> {
+        self.known.as_ref()
+    }
+
+    pub fn on_read(&mut self, read: NetworkRead, now: Instant) -> NetworkNote {
+        self.last_read = now;
+        match read {
+            NetworkRead::Found(net) => {
+                let recovered = self.failing.take().is_some() || std::mem::take(&mut self.absent);
+                let changed = self.known.as_ref() != Some(&net);
+                self.known = Some(net);
+                if changed || recovered {
+                    NetworkNote::Known
+                } else {
+                    NetworkNote::Same
+                }
+            }
+            NetworkRead::Absent => {
+                let again = self.absent && self.known.is_none();
+                self.failing = None;
+                self.known = None;
+                self.absent = true;
+                if again {
+                    NetworkNote::Same
+                } else {
+                    NetworkNote::Absent
+                }
+            }
+            NetworkRead::Failed(why) => {
+                let again = self.failing.as_deref() == Some(why.as_str());
+                self.failing = Some(why.clone());
+                if again {
+                    NetworkNote::Same
+                } else if self.known.is_some() {
+                    NetworkNote::Kept(why)
+                } else {
+                    NetworkNote::Unknown(why)
+                }
+            }
+        }
+    }
+
+    /// When to read again on a timer, if at all: after a failed read, or
+    /// while no network is known and a registration is refused for being
+    /// outside it (a site start created the network). Never when
+    /// `relies_on_docker` is false (`confd.allowed_networks` is set).
+    pub fn next_read(&self, relies_on_docker: bool, refused_outside: bool) -> Option<Instant> {
+        let wanted = self.failing.is_some() || (refused_outside && self.known.is_none());
+        (relies_on_docker && wanted).then_some(self.last_read + NETWORK_RETRY)
+    }
+
+    /// When an apply may read again, at most: as [`NetworkWatch::next_read`],
+    /// and also with a known network while a registration is refused (the
+    /// network may have been made anew): on etcd's changes, not a timer,
+    /// so a lasting bad registration costs no steady `docker` runs.
+    pub fn next_read_on_change(
+        &self,
+        relies_on_docker: bool,
+        refused_outside: bool,
+    ) -> Option<Instant> {
+        let wanted = self.failing.is_some() || refused_outside;
+        (relies_on_docker && wanted).then_some(self.last_read + NETWORK_RETRY)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -691,6 +903,202 @@ mod tests {
             judge(&mut g, &applied, &empty, at(t, 3)),
             Verdict::Hold { new: true, .. }
         ));
+    }
+
+    #[test]
+    fn a_held_removal_never_delays_an_addition() {
+        let t = Instant::now();
+        let mut g = Gate::default();
+        let applied = routes(10);
+        // Nine sites' registrations went (a held mass removal), one site
+        // was started meanwhile and one moved.
+        let mut next = HostMap::new();
+        next.insert("h0.example.com".into(), route(9000));
+        next.insert("new.example.com".into(), route(7000));
+        next.insert("down.example.com".into(), Entry::Down);
+        assert!(matches!(
+            judge(&mut g, &applied, &next, at(t, 0)),
+            Verdict::Hold { new: true, .. }
+        ));
+        let split = during_hold(&applied, &next, &Changed::All);
+        let hosts = |c: &Changed| match c {
+            Changed::Hosts(h) => h.iter().cloned().collect::<Vec<_>>(),
+            Changed::All => panic!("a split names its hosts"),
+        };
+        assert_eq!(
+            hosts(&split.now),
+            ["down.example.com", "h0.example.com", "new.example.com"]
+        );
+        assert_eq!(hosts(&split.held).len(), 9);
+        assert!(!hosts(&split.held).contains(&"h0.example.com".to_string()));
+        // HAProxy gets the new site, the move and the down page, and keeps
+        // every held route.
+        let mut want = routes(10);
+        want.insert("h0.example.com".into(), route(9000));
+        want.insert("new.example.com".into(), route(7000));
+        want.insert("down.example.com".into(), Entry::Down);
+        assert_eq!(split.target, want);
+        // The next judgement, over what HAProxy then has and the hosts
+        // still held, is the same hold, not a new one.
+        assert_eq!(
+            g.judge(
+                removal(&split.target, &next, &split.held),
+                &policy(),
+                at(t, 1)
+            ),
+            Verdict::Hold {
+                new: false,
+                removed: 9,
+                routes: 11
+            }
+        );
+        // Only the changed hosts are looked at.
+        let only_new = Changed::Hosts(BTreeSet::from(["new.example.com".to_string()]));
+        let split = during_hold(&applied, &next, &only_new);
+        assert_eq!(hosts(&split.now), ["new.example.com"]);
+        assert!(split.held.is_empty());
+    }
+
+    #[test]
+    fn a_restart_resumes_a_hold_without_a_new_hold_time_and_keeps_an_acceptance() {
+        let t = Instant::now() + Duration::from_secs(1000);
+        let p = policy();
+        let recorded = |since_unix, accepted| {
+            Some(RecordedHold {
+                since_unix,
+                removed: 10,
+                accepted,
+            })
+        };
+        let applied = routes(10);
+        let empty = HostMap::new();
+        // Held at unix 1,000,000; confd restarted 200 s later: 100 s left.
+        let mut g = Gate::resume(recorded(1_000_000, false), &p, at(t, 200));
+        assert_eq!(g.deadline(&p), Some(t + Duration::from_secs(300)));
+        assert_eq!(
+            judge(&mut g, &applied, &empty, at(t, 200)),
+            Verdict::Hold {
+                new: false,
+                removed: 10,
+                routes: 10
+            }
+        );
+        assert_eq!(g.held().unwrap().since_unix, 1_000_000);
+        assert_eq!(
+            judge(&mut g, &applied, &empty, at(t, 300)),
+            Verdict::Apply {
+                released: Some(Release::Persisted { removed: 10 })
+            }
+        );
+        // Accepted by the operator before the restart: applied at once.
+        let mut g = Gate::resume(recorded(1_000_000, true), &p, at(t, 10));
+        assert!(g.accepted());
+        assert_eq!(
+            judge(&mut g, &applied, &empty, at(t, 10)),
+            Verdict::Apply {
+                released: Some(Release::Accepted)
+            }
+        );
+        // So is an accepted one from long ago (its apply had failed).
+        let mut g = Gate::resume(recorded(1_000_000, true), &p, at(t, 5000));
+        assert!(matches!(
+            judge(&mut g, &applied, &empty, at(t, 5000)),
+            Verdict::Apply { .. }
+        ));
+        // A hold older than the hold time, not accepted: confd did not see
+        // it persist, so it is held afresh.
+        let mut g = Gate::resume(recorded(1_000_000, false), &p, at(t, 400));
+        assert!(g.held().is_none());
+        assert_eq!(
+            judge(&mut g, &applied, &empty, at(t, 400)),
+            Verdict::Hold {
+                new: true,
+                removed: 10,
+                routes: 10
+            }
+        );
+        // Nothing recorded: nothing held.
+        assert!(Gate::resume(None, &p, at(t, 0)).held().is_none());
+    }
+
+    fn net(subnet: &str) -> SiteNetwork {
+        SiteNetwork {
+            subnets: vec![subnet.parse().unwrap()],
+            gateways: vec![],
+        }
+    }
+
+    #[test]
+    fn a_failed_read_of_the_sites_network_keeps_the_known_one_and_reads_again_on_a_timer() {
+        let t = Instant::now();
+        let ten = net("10.5.0.0/16");
+        let (mut w, note) = NetworkWatch::new(NetworkRead::Found(ten.clone()), t);
+        assert_eq!(note, NetworkNote::Known);
+        assert_eq!(w.next_read(true, false), None, "known and fine: no read");
+        // The inspect killed by a SIGHUP sent to the whole unit.
+        let killed = "docker network inspect hostyard ended with signal: 1 (SIGHUP)".to_string();
+        let t1 = t + Duration::from_secs(60);
+        assert_eq!(
+            w.on_read(NetworkRead::Failed(killed.clone()), t1),
+            NetworkNote::Kept(killed.clone())
+        );
+        assert_eq!(w.known(), Some(&ten), "the known network stays");
+        assert_eq!(w.next_read(true, false), Some(t1 + NETWORK_RETRY));
+        // The same failure again is not logged again.
+        let t2 = t1 + NETWORK_RETRY;
+        assert_eq!(
+            w.on_read(NetworkRead::Failed(killed), t2),
+            NetworkNote::Same
+        );
+        assert_eq!(w.next_read(true, false), Some(t2 + NETWORK_RETRY));
+        // Read again: fine, and said so.
+        let t3 = t2 + NETWORK_RETRY;
+        assert_eq!(
+            w.on_read(NetworkRead::Found(ten.clone()), t3),
+            NetworkNote::Known
+        );
+        assert_eq!(w.next_read(true, false), None);
+        assert_eq!(
+            w.on_read(NetworkRead::Found(ten.clone()), t3),
+            NetworkNote::Same
+        );
+        // With `confd.allowed_networks` set, Docker is never asked again.
+        w.on_read(NetworkRead::Failed("docker is down".into()), t3);
+        assert_eq!(w.next_read(false, true), None);
+    }
+
+    #[test]
+    fn an_unknown_network_is_read_again_on_a_timer_until_it_is_known() {
+        let t = Instant::now();
+        let down = "docker network inspect hostyard ended with exit status: 1: \
+                    Cannot connect to the Docker daemon"
+            .to_string();
+        let (mut w, note) = NetworkWatch::new(NetworkRead::Failed(down.clone()), t);
+        assert_eq!(note, NetworkNote::Unknown(down));
+        assert_eq!(w.known(), None);
+        assert_eq!(w.next_read(true, false), Some(t + NETWORK_RETRY));
+        let t1 = t + NETWORK_RETRY;
+        assert_eq!(w.on_read(NetworkRead::Absent, t1), NetworkNote::Absent);
+        // Absent and nothing refused: no site started yet, nothing to read.
+        assert_eq!(w.next_read(true, false), None);
+        assert_eq!(w.on_read(NetworkRead::Absent, t1), NetworkNote::Same);
+        // A site started (it made the network) and its registration is
+        // refused as outside: read again on the timer, no etcd event needed.
+        assert_eq!(w.next_read(true, true), Some(t1 + NETWORK_RETRY));
+        let ten = net("10.5.0.0/16");
+        assert_eq!(
+            w.on_read(NetworkRead::Found(ten.clone()), t1 + NETWORK_RETRY),
+            NetworkNote::Known
+        );
+        assert_eq!(w.known(), Some(&ten));
+        // Known, and a registration refused as outside it: not on a timer,
+        // only when etcd changes.
+        assert_eq!(w.next_read(true, true), None);
+        assert_eq!(
+            w.next_read_on_change(true, true),
+            Some(t1 + NETWORK_RETRY + NETWORK_RETRY)
+        );
+        assert_eq!(w.next_read_on_change(true, false), None);
     }
 
     #[test]

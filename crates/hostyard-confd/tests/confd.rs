@@ -339,6 +339,94 @@ fn held_mass_removal_is_applied_when_it_persists_past_the_hold_time() {
     r.wait_for("h0.example.com", 503, "maintenance");
 }
 
+/// Six routed sites, then every registration gone at once: a mass
+/// removal, held for an hour.
+fn held_router(etcd: &Etcd, backend: &Backend) -> Router {
+    let mut r = Router::new(etcd);
+    r.config.confd.hold = Duration::from_secs(3600);
+    r.write_config();
+    for i in 0..6 {
+        r.register(
+            etcd,
+            SiteKind::Static,
+            &format!("m{i}.example.com"),
+            backend.port(),
+        );
+    }
+    r.start();
+    r.wait_for("m5.example.com", 200, "site");
+    etcd.delete_prefix(&r.schema.services_prefix()).unwrap();
+    wait_until("the hold to show in the state file", T, || {
+        r.state()["held"].is_object().then_some(())
+    })
+    .unwrap();
+    r
+}
+
+#[test]
+fn a_new_site_is_routed_while_a_mass_removal_is_held() {
+    let etcd = Etcd::start().unwrap();
+    let b = Backend::start("site");
+    let r = held_router(&etcd, &b);
+    let new = Backend::start("new");
+    r.register(&etcd, SiteKind::Static, "new.example.com", new.port());
+    r.wait_for("new.example.com", 200, "new");
+    // The removals are still held.
+    for i in 0..6 {
+        assert_eq!(r.get(&format!("m{i}.example.com")).0, 200, "m{i} dropped");
+    }
+    assert_eq!(r.state()["held"]["removed_routes"], 6);
+    // And go once the operator accepts them; the new site stays.
+    r.confd.as_ref().unwrap().signal("USR1");
+    r.wait_for("m0.example.com", 503, "maintenance");
+    assert_eq!(r.get("new.example.com"), (200, "new".to_string()));
+}
+
+#[test]
+fn a_restart_of_confd_resumes_a_hold_without_a_new_hold_time() {
+    let etcd = Etcd::start().unwrap();
+    let b = Backend::start("site");
+    let mut r = held_router(&etcd, &b);
+    let since = r.state()["held"]["since_unix"].as_u64().unwrap();
+    // A second later, so a hold armed again would show another start.
+    let unix = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    wait_until("the next second", T, || (unix() > since).then_some(())).unwrap();
+    let state_path = r.layout.confd_state();
+    // The state file as the stopping confd left it.
+    assert!(r.confd.take().unwrap().stop().success());
+    let before = std::fs::metadata(&state_path).unwrap().modified().unwrap();
+    r.start_confd();
+    wait_until("the state file written by the new confd", T, || {
+        let m = std::fs::metadata(&state_path).ok()?.modified().ok()?;
+        (m > before && r.state()["held"].is_object()).then_some(())
+    })
+    .unwrap();
+    let log = r.confd_log();
+    assert_eq!(
+        r.state()["held"]["since_unix"].as_u64(),
+        Some(since),
+        "the restart armed the hold again:\n{log}"
+    );
+    assert_eq!(log.matches("HOLDING").count(), 1, "{log}");
+    assert!(log.contains("still held since unix time"), "{log}");
+    assert_eq!(r.get("m0.example.com").0, 200);
+    // Accepted, then restarted: not held again.
+    r.confd.as_ref().unwrap().signal("USR1");
+    r.wait_for("m0.example.com", 503, "maintenance");
+    assert!(r.confd.take().unwrap().stop().success());
+    r.start_confd();
+    wait_until("no hold in the state file", T, || {
+        r.state()["held"].is_null().then_some(())
+    })
+    .unwrap();
+    assert_eq!(r.get("m0.example.com").0, 503);
+}
+
 #[test]
 fn config_change_failing_haproxy_check_is_never_applied() {
     let etcd = Etcd::start().unwrap();
@@ -692,6 +780,160 @@ fn by_default_registrations_route_only_into_the_sites_docker_network() {
         "{:?}",
         report.problems
     );
+}
+
+/// A `docker` for confd that fails its next run as told by the file
+/// `fail-once` next to it (`kill`: killed by SIGHUP, as a signal sent to
+/// every process of confd's unit does; `exit`: Docker's daemon
+/// unreachable), then runs the real one.
+struct FlakyDocker {
+    binary: std::path::PathBuf,
+    fail_once: std::path::PathBuf,
+}
+
+impl FlakyDocker {
+    fn new(dir: &std::path::Path) -> FlakyDocker {
+        let real = std::env::var_os("PATH")
+            .and_then(|p| {
+                std::env::split_paths(&p)
+                    .map(|d| d.join("docker"))
+                    .find(|d| d.is_file())
+            })
+            .expect("docker on PATH");
+        let binary = dir.join("flaky-docker");
+        let fail_once = dir.join("fail-once");
+        std::fs::write(
+            &binary,
+            format!(
+                "#!/bin/sh\n\
+                 if mode=$(cat '{f}' 2>/dev/null); then\n\
+                 \x20 rm -f '{f}'\n\
+                 \x20 [ \"$mode\" = kill ] && kill -HUP $$\n\
+                 \x20 echo 'Cannot connect to the Docker daemon (test)' >&2\n\
+                 \x20 exit 1\n\
+                 fi\n\
+                 exec '{real}' \"$@\"\n",
+                f = fail_once.display(),
+                real = real.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+        FlakyDocker { binary, fail_once }
+    }
+
+    fn fail_next(&self, mode: &str) {
+        std::fs::write(&self.fail_once, mode).unwrap();
+    }
+
+    fn failed(&self) -> bool {
+        !self.fail_once.exists()
+    }
+}
+
+/// A site container on its own network, routed by a confd that reads the
+/// network through `docker`.
+struct NetworkSite {
+    net: TestNetwork,
+    _site: hostyard_testsupport::Container,
+    ip: std::net::IpAddr,
+}
+
+impl NetworkSite {
+    fn start() -> NetworkSite {
+        hostyard_testsupport::require_docker();
+        let net = TestNetwork(hostyard_testsupport::unique_name("hyc-net"));
+        hostyard_testsupport::docker(&["network", "create", &net.0]).unwrap();
+        let image = hostyard_testsupport::busybox_http_image().unwrap();
+        let site = hostyard_testsupport::Container::run(&["--network", &net.0, &image]).unwrap();
+        let ip = site.ip().unwrap();
+        NetworkSite {
+            net,
+            _site: site,
+            ip,
+        }
+    }
+
+    fn router(
+        &self,
+        etcd: &Etcd,
+        docker: impl FnOnce(&std::path::Path) -> FlakyDocker,
+    ) -> (Router, FlakyDocker) {
+        let mut r = Router::new(etcd);
+        let docker = docker(r.dir.path());
+        r.config.confd.allowed_networks = Vec::new();
+        r.config.docker.network = self.net.0.clone();
+        r.config.docker.binary = docker.binary.clone();
+        r.write_config();
+        etcd.put(
+            "/services/static/site.example.com",
+            &format!(r#"{{"ip":"{}","port":"80"}}"#, self.ip),
+        )
+        .unwrap();
+        (r, docker)
+    }
+}
+
+const BUSYBOX: &str = hostyard_testsupport::BUSYBOX_HTTP_BODY;
+
+/// `systemctl kill -s HUP haproxy-confd` (the old way deploy/ told confd
+/// of new peers) also killed confd's `docker network inspect`: the site
+/// went 503 for good. A failed read keeps the network confd knows.
+#[test]
+fn an_interrupted_read_of_the_sites_network_keeps_the_site_routed() {
+    let site = NetworkSite::start();
+    let etcd = Etcd::start().unwrap();
+    let (mut r, docker) = site.router(&etcd, FlakyDocker::new);
+    r.start();
+    r.wait_for("site.example.com", 200, BUSYBOX.trim());
+    let known = r.confd_log().matches("registrations allowed in").count();
+
+    docker.fail_next("kill");
+    r.confd.as_ref().unwrap().signal("HUP");
+    wait_until("confd's read of the network", T, || {
+        docker.failed().then_some(())
+    })
+    .unwrap();
+    // Served throughout, until confd read the network again by itself
+    // (no etcd event comes).
+    let mut answers = Vec::new();
+    let read_again = wait_until("the network read again", T, || {
+        answers.push(r.get("site.example.com").0);
+        (r.confd_log().matches("registrations allowed in").count() > known).then_some(())
+    });
+    let log = r.confd_log();
+    assert!(
+        answers.iter().all(|s| *s == 200),
+        "answers after the SIGHUP: {answers:?}\n{log}"
+    );
+    read_again.unwrap_or_else(|e| panic!("{e:#}\n{log}"));
+    assert!(
+        log.contains("keeping the last known one") && log.contains("signal: 1 (SIGHUP)"),
+        "{log}"
+    );
+    assert_eq!(r.get("site.example.com").0, 200);
+}
+
+/// Docker not answering at start: the site is routed once it answers, on
+/// a timer, without an etcd event to trigger a new read.
+#[test]
+fn an_unknown_sites_network_is_read_again_without_an_etcd_event() {
+    let site = NetworkSite::start();
+    let etcd = Etcd::start().unwrap();
+    let (mut r, docker) = site.router(&etcd, |dir| {
+        let d = FlakyDocker::new(dir);
+        d.fail_next("exit");
+        d
+    });
+    r.start();
+    assert!(docker.failed());
+    let log = r.confd_log();
+    assert!(
+        log.contains("exit status: 1: Cannot connect to the Docker daemon (test)"),
+        "the reason is logged:\n{log}"
+    );
+    r.wait_for("site.example.com", 200, BUSYBOX.trim());
 }
 
 /// The HTTP edge as the hardening review tried it: a trailing-dot host got

@@ -94,9 +94,20 @@ pub fn docker_network(config: &NodeConfig) -> Result<Option<SiteNetwork>> {
         if err.to_ascii_lowercase().contains("no such network") || err.contains("not found") {
             return Ok(None);
         }
-        bail!("docker network inspect {name}: {}", err.trim());
+        bail!("{}", inspect_failure(name, &status.to_string(), &err));
     }
     parse_ipam(&out).map(Some)
+}
+
+/// Why an inspect failed: how it ended (an exit status, or the signal
+/// that ended it, which leaves stderr empty) and what it said.
+fn inspect_failure(name: &str, status: &str, stderr: &str) -> String {
+    let said = stderr.trim();
+    if said.is_empty() {
+        format!("docker network inspect {name} ended with {status} and said nothing")
+    } else {
+        format!("docker network inspect {name} ended with {status}: {said}")
+    }
 }
 
 /// Every address of this server's interfaces.
@@ -118,22 +129,34 @@ pub fn own_addresses() -> Vec<IpAddr> {
 /// the sites' Docker network; never the server itself. The second value
 /// says why the sites' network is unknown, if it is.
 pub fn allowed_networks(config: &NodeConfig) -> (AllowedNetworks, Option<String>) {
-    let mut server = own_addresses();
-    let (subnets, trouble) = match docker_network(config) {
-        Ok(Some(net)) => {
-            server.extend(net.gateways);
-            (net.subnets, None)
-        }
-        Ok(None) => (
-            Vec::new(),
-            Some(format!(
-                "docker network {} does not exist yet (the first site start creates it)",
-                config.docker.network
-            )),
-        ),
-        Err(e) => (Vec::new(), Some(format!("{e:#}"))),
+    let (net, trouble) = match docker_network(config) {
+        Ok(Some(net)) => (Some(net), None),
+        Ok(None) => (None, Some(absent(config))),
+        Err(e) => (None, Some(format!("{e:#}"))),
     };
     let trouble = trouble.filter(|_| config.confd.allowed_networks.is_empty());
+    (allowed_in(config, net.as_ref()), trouble)
+}
+
+/// Why the sites' network is unknown when Docker says it does not exist.
+pub fn absent(config: &NodeConfig) -> String {
+    format!(
+        "docker network {} does not exist yet (the first site start creates it)",
+        config.docker.network
+    )
+}
+
+/// What is allowed given the sites' network `net` (`None`: unknown, so
+/// only `confd.allowed_networks`); never the server itself.
+pub fn allowed_in(config: &NodeConfig, net: Option<&SiteNetwork>) -> AllowedNetworks {
+    let mut server = own_addresses();
+    let subnets = match net {
+        Some(net) => {
+            server.extend(net.gateways.iter().copied());
+            net.subnets.clone()
+        }
+        None => Vec::new(),
+    };
     let allowed = AllowedNetworks::new(&config.confd.allowed_networks, &subnets, &server);
     let allowed = match config.fleet.private_address {
         Some(_) => allowed.with_fleet(
@@ -152,7 +175,7 @@ pub fn allowed_networks(config: &NodeConfig) -> (AllowedNetworks, Option<String>
         ),
         None => allowed,
     };
-    (allowed, trouble)
+    allowed
 }
 
 #[cfg(test)]
@@ -171,6 +194,24 @@ mod tests {
         );
         assert_eq!(net.gateways, ["172.18.0.1".parse::<IpAddr>().unwrap()]);
         assert!(parse_ipam("172.18.0.0/33 x\n").is_err());
+    }
+
+    #[test]
+    fn a_failed_inspect_says_how_it_ended_even_when_it_said_nothing() {
+        // Killed by a signal sent to the whole unit: no stderr at all.
+        assert_eq!(
+            inspect_failure("hostyard", "signal: 1 (SIGHUP)", ""),
+            "docker network inspect hostyard ended with signal: 1 (SIGHUP) and said nothing"
+        );
+        assert_eq!(
+            inspect_failure(
+                "hostyard",
+                "exit status: 1",
+                "Cannot connect to the Docker daemon\n"
+            ),
+            "docker network inspect hostyard ended with exit status: 1: \
+             Cannot connect to the Docker daemon"
+        );
     }
 
     #[test]

@@ -40,6 +40,10 @@ pub struct Held {
     pub until_unix: u64,
     /// How an operator applies it now.
     pub accept_with: String,
+    /// The operator accepted it and its apply is still to succeed: a
+    /// restart of confd applies it rather than holding it again.
+    #[serde(default)]
+    pub accepted: bool,
 }
 
 impl ConfdState {
