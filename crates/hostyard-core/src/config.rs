@@ -515,7 +515,7 @@ impl Default for HaproxyConfig {
                 "127.0.0.0/8".parse().expect("a network"),
                 "::1/128".parse().expect("a network"),
             ],
-            max_ssl_rate: 1000,
+            max_ssl_rate: 500,
             handshake_timeout_secs: 5,
         }
     }

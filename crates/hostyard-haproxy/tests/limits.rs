@@ -667,3 +667,56 @@ fn login_paths_answer_429_past_the_rate_and_another_client_logs_in() {
     );
     assert_eq!(get(BYSTANDER, "/"), (200, None), "another client");
 }
+
+/// The figure behind `haproxy.max_ssl_rate`'s default, not a check:
+/// HAProxy's CPU time per full handshake (its worker's utime + stime over
+/// 5 s of the handshake flood, every limit lifted). Run with
+/// `cargo test -p hostyard-haproxy --test limits -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn figure_haproxy_cpu_per_full_handshake() {
+    let site = Backend::start("b");
+    let edge = Edge::start(&["a.example"], site.addr(), |c| {
+        c.haproxy.unlimited_sources = vec!["0.0.0.0/0".parse().unwrap()];
+        c.haproxy.max_ssl_rate = 1_000_000;
+    });
+    let https = edge.https();
+    let hello = Arc::new(client_hello(&tls_config(), "a.example"));
+    let pid = edge.haproxy.worker_pid().unwrap();
+    // Clock ticks of user and system time, fields 14 and 15 of stat.
+    let ticks = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    };
+    let before = ticks();
+    let done = Arc::new(AtomicU64::new(0));
+    let mut load = Load::new();
+    for _ in 0..4 {
+        let (done, hello) = (done.clone(), hello.clone());
+        load.spawn(move |stop| {
+            while !stop.load(Ordering::SeqCst) {
+                if let Ok(true) = flood_once(FLOODER, https, &hello) {
+                    done.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        });
+    }
+    thread::sleep(Duration::from_secs(5));
+    load.stop();
+    let cpu_ms = (ticks() - before) * 1000
+        / nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .unwrap()
+            .unwrap() as u64;
+    let done = done.load(Ordering::SeqCst);
+    assert!(done > 0);
+    eprintln!(
+        "{done} handshakes in 5 s, HAProxy's CPU {cpu_ms} ms: {:.2} ms each",
+        cpu_ms as f64 / done as f64
+    );
+}
