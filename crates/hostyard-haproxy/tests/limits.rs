@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use hostyard_core::config::{FleetConfig, FleetPeer};
+use hostyard_core::config::FleetPeer;
 use hostyard_core::{Layout, NodeConfig};
 use hostyard_haproxy::{render_cfg, render_map, Entry, HostMap, FILE, PAGE_404, PAGE_503};
 use hostyard_testsupport::{free_port, wait_until, Backend, Haproxy};
@@ -482,15 +482,12 @@ fn a_full_public_frontend_leaves_room_for_the_peer_frontend() {
         c.haproxy.reserved_conns = 100;
         c.haproxy.site_maxconn = 100;
         c.haproxy.unlimited_sources = vec!["127.0.0.2/32".parse().unwrap()];
-        c.fleet = FleetConfig {
-            private_address: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
-            peer_port,
-            peers: vec![FleetPeer {
-                name: "n2".into(),
-                address: IpAddr::V4(PEER),
-            }],
-            ..FleetConfig::default()
-        };
+        c.fleet.private_address = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        c.fleet.peer_port = peer_port;
+        c.fleet.peers = vec![FleetPeer {
+            name: "n2".into(),
+            address: IpAddr::V4(PEER),
+        }];
     });
     let http = edge.http();
     // More idle connections than HAProxy takes at all; they last until
