@@ -508,7 +508,7 @@ impl Default for HaproxyConfig {
             site_maxconn: 500,
             reserved_conns: 256,
             source_maxconn: 100,
-            source_conn_rate: 300,
+            source_conn_rate: 600,
             source_req_rate: 1000,
             login_rate: 20,
             unlimited_sources: vec![
