@@ -109,6 +109,29 @@ pub struct HaproxyConfig {
     /// Requests of one site in flight at once; more get a 503 with
     /// `Retry-After`.
     pub site_maxconn: u32,
+    /// Connections the public frontend leaves to the rest (the fleet's
+    /// peer frontend): it takes at most `maxconn - reserved_conns`.
+    pub reserved_conns: u32,
+    /// Connections one client address (an IPv6 /64) holds at once; more
+    /// are closed as they come.
+    pub source_maxconn: u32,
+    /// New connections of one client address in 10 seconds; more are
+    /// closed as they come, before a TLS handshake.
+    pub source_conn_rate: u32,
+    /// Requests of one client address in 10 seconds; more get a 429.
+    pub source_req_rate: u32,
+    /// Requests of one client address to `wp-login.php` or `xmlrpc.php`
+    /// (any site) in a minute; more get a 429.
+    pub login_rate: u32,
+    /// Client addresses no per-source limit applies to (by default the
+    /// server itself).
+    pub unlimited_sources: Vec<ipnet::IpNet>,
+    /// New TLS sessions HAProxy starts per second (global `maxsslrate`);
+    /// more wait in the kernel's backlog.
+    pub max_ssl_rate: u32,
+    /// Seconds a client has to finish its TLS handshake (`timeout
+    /// client-hs`).
+    pub handshake_timeout_secs: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -504,7 +527,57 @@ impl Default for HaproxyConfig {
             frontend_rules: Vec::new(),
             maxconn: 4096,
             site_maxconn: 500,
+            reserved_conns: 256,
+            source_maxconn: 100,
+            source_conn_rate: 600,
+            source_req_rate: 1000,
+            login_rate: 20,
+            unlimited_sources: vec![
+                "127.0.0.0/8".parse().expect("a network"),
+                "::1/128".parse().expect("a network"),
+            ],
+            max_ssl_rate: 500,
+            handshake_timeout_secs: 5,
         }
+    }
+}
+
+impl HaproxyConfig {
+    /// Connections the public frontend takes at once.
+    pub fn public_maxconn(&self) -> u32 {
+        self.maxconn.saturating_sub(self.reserved_conns)
+    }
+
+    /// The first limit that cannot work, as (field, problem).
+    fn limits_problem(&self) -> Option<(&'static str, String)> {
+        if self.reserved_conns >= self.maxconn {
+            return Some((
+                "haproxy.reserved_conns",
+                format!(
+                    "{} must be below haproxy.maxconn ({}): the public frontend needs connections too",
+                    self.reserved_conns, self.maxconn
+                ),
+            ));
+        }
+        for (field, value) in [
+            ("haproxy.source_maxconn", self.source_maxconn),
+            ("haproxy.source_conn_rate", self.source_conn_rate),
+            ("haproxy.source_req_rate", self.source_req_rate),
+            ("haproxy.login_rate", self.login_rate),
+            ("haproxy.max_ssl_rate", self.max_ssl_rate),
+            (
+                "haproxy.handshake_timeout_secs",
+                self.handshake_timeout_secs,
+            ),
+        ] {
+            if value == 0 {
+                return Some((
+                    field,
+                    "must be at least 1 (to lift a per-source limit for some clients, list them in haproxy.unlimited_sources)".to_string(),
+                ));
+            }
+        }
+        None
     }
 }
 
@@ -897,6 +970,9 @@ impl NodeConfig {
                     self.haproxy.site_maxconn, self.haproxy.maxconn
                 ),
             ));
+        }
+        if let Some((field, problem)) = self.haproxy.limits_problem() {
+            return Err(invalid(field, problem));
         }
         if let Some((field, problem)) = self.backup.problem() {
             return Err(invalid(field, problem));
@@ -1486,6 +1562,16 @@ mod tests {
                 "discovery.health_path",
             ),
             ("haproxy:\n  site_maxconn: 0\n", "haproxy.site_maxconn"),
+            (
+                "haproxy:\n  maxconn: 100\n  site_maxconn: 10\n  reserved_conns: 100\n",
+                "haproxy.reserved_conns",
+            ),
+            ("haproxy:\n  source_maxconn: 0\n", "haproxy.source_maxconn"),
+            ("haproxy:\n  login_rate: 0\n", "haproxy.login_rate"),
+            (
+                "haproxy:\n  unlimited_sources: [\"10.0.0.0/33\"]\n",
+                "haproxy.unlimited_sources",
+            ),
             (
                 "fleet:\n  peers: [{name: n2, address: 10.0.0.12}]\n",
                 "fleet.private_address",

@@ -29,6 +29,17 @@ struct HaproxyCfg {
     frontend_rules: Vec<String>,
     maxconn: u32,
     site_maxconn: u32,
+    /// The public frontend's maxconn: the global one less the reserve.
+    public_maxconn: u32,
+    source_maxconn: u32,
+    source_conn_rate: u32,
+    source_req_rate: u32,
+    login_rate: u32,
+    /// Addresses and networks no per-source limit applies to,
+    /// space-separated; `None` when there are none.
+    unlimited_sources: Option<String>,
+    max_ssl_rate: u32,
+    handshake_timeout_secs: u32,
     /// The peer frontend's address, in a fleet.
     peer_bind: Option<String>,
     /// This server's private address, the source of forwarded requests.
@@ -62,6 +73,20 @@ pub fn render_cfg(config: &NodeConfig) -> anyhow::Result<String> {
         frontend_rules: hp.frontend_rules.clone(),
         maxconn: hp.maxconn,
         site_maxconn: hp.site_maxconn,
+        public_maxconn: hp.public_maxconn(),
+        source_maxconn: hp.source_maxconn,
+        source_conn_rate: hp.source_conn_rate,
+        source_req_rate: hp.source_req_rate,
+        login_rate: hp.login_rate,
+        unlimited_sources: (!hp.unlimited_sources.is_empty()).then(|| {
+            hp.unlimited_sources
+                .iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        }),
+        max_ssl_rate: hp.max_ssl_rate,
+        handshake_timeout_secs: hp.handshake_timeout_secs,
         peer_bind: config
             .fleet
             .private_address
