@@ -433,9 +433,8 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         } => {
             let domain = hostyard_core::Domain::parse_instance(&domain).map_err(usage)?;
             for name in [&from, &to] {
-                hostyard_core::etcd::parse_owner(name.as_bytes()).map_err(|e| {
-                    usage(anyhow::anyhow!("server name {name:?}: {}", e.reason))
-                })?;
+                hostyard_core::etcd::parse_owner(name.as_bytes())
+                    .map_err(|e| usage(anyhow::anyhow!("server name {name:?}: {}", e.reason)))?;
             }
             let changed = hostyard::owner::transfer(&config, &domain, &from, &to, take_over)
                 .map_err(runtime)?;

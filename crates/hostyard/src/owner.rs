@@ -60,18 +60,16 @@ struct Site<'a> {
 
 impl<'a> Site<'a> {
     async fn open(config: &NodeConfig, domain: &'a Domain) -> Result<Site<'a>> {
-        let client = tokio::time::timeout(
-            CALL_TIMEOUT,
-            hostyard_routing::etcd::connect(&config.etcd),
-        )
-        .await
-        .map_err(|_| {
-            anyhow!(
-                "etcd at {}: no answer within {} s",
-                config.etcd.endpoints.join(", "),
-                CALL_TIMEOUT.as_secs()
-            )
-        })??;
+        let client =
+            tokio::time::timeout(CALL_TIMEOUT, hostyard_routing::etcd::connect(&config.etcd))
+                .await
+                .map_err(|_| {
+                    anyhow!(
+                        "etcd at {}: no answer within {} s",
+                        config.etcd.endpoints.join(", "),
+                        CALL_TIMEOUT.as_secs()
+                    )
+                })??;
         Ok(Site {
             client,
             schema: Schema::new(&config.etcd.prefix),
@@ -96,7 +94,10 @@ impl<'a> Site<'a> {
         let owner = match got.kvs().first() {
             None => None,
             Some(kv) => Some(parse_owner(kv.value()).map_err(|e| {
-                anyhow!("{key} holds {e}; set it with `hostyard site claim {} --take-over`", self.domain)
+                anyhow!(
+                    "{key} holds {e}; set it with `hostyard site claim {} --take-over`",
+                    self.domain
+                )
             })?),
         };
         let mut live = Vec::new();
@@ -174,7 +175,12 @@ pub fn claim(
     runtime()?.block_on(async {
         let mut site = Site::open(config, domain).await?;
         let facts = site.facts().await?;
-        let decision = decide_claim(&me, facts.owner.as_deref(), !facts.live.is_empty(), take_over);
+        let decision = decide_claim(
+            &me,
+            facts.owner.as_deref(),
+            !facts.live.is_empty(),
+            take_over,
+        );
         let changed = match decision {
             Claim::Refuse { owner } => return Err(refused(domain, &owner, &facts.live, again)),
             Claim::Ours => return Ok(Changed::Unchanged),

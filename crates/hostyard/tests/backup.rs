@@ -458,16 +458,27 @@ fn a_restore_refuses_a_site_another_server_serves_until_taken_over() {
             && line.contains("hostyard restore example.com --take-over"),
         "{line}"
     );
-    assert!(!b.layout().import_dir(&d).exists(), "a refused restore left an import");
-    assert_eq!(etcd.get(&schema.owner_key(&d)).unwrap().as_deref(), Some("n1"));
+    assert!(
+        !b.layout().import_dir(&d).exists(),
+        "a refused restore left an import"
+    );
+    assert_eq!(
+        etcd.get(&schema.owner_key(&d)).unwrap().as_deref(),
+        Some("n1")
+    );
 
     let taken = b.ok(&["restore", "example.com", "--no-start", "--take-over"]);
     assert!(
-        taken.contains("example.com taken over from server n1, which served it: server n2 owns it now"),
+        taken.contains(
+            "example.com taken over from server n1, which served it: server n2 owns it now"
+        ),
         "{taken}"
     );
     assert!(b.layout().import_dir(&d).is_dir());
-    assert_eq!(etcd.get(&schema.owner_key(&d)).unwrap().as_deref(), Some("n2"));
+    assert_eq!(
+        etcd.get(&schema.owner_key(&d)).unwrap().as_deref(),
+        Some("n2")
+    );
 }
 
 #[test]

@@ -107,7 +107,10 @@ fn cli_help_matches_the_goldens() {
         ("hostyard-config-get.txt", vec!["config", "get", "--help"]),
         ("hostyard-site-forget.txt", vec!["site", "forget", "--help"]),
         ("hostyard-site-claim.txt", vec!["site", "claim", "--help"]),
-        ("hostyard-site-transfer.txt", vec!["site", "transfer", "--help"]),
+        (
+            "hostyard-site-transfer.txt",
+            vec!["site", "transfer", "--help"],
+        ),
         ("hostyard-names.txt", vec!["names", "--help"]),
         (
             "hostyard-wordpress-password.txt",

@@ -133,7 +133,11 @@ fn the_owner_changes_hands_only_by_claim_transfer_or_take_over() {
     let out = run(&["claim", "example.com"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(owner().as_deref(), Some("n2"));
-    assert!(stdout(&out).contains("server n2 owns it now"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("server n2 owns it now"),
+        "{}",
+        stdout(&out)
+    );
     let out = run(&["owner", "example.com"]);
     assert_eq!(stdout(&out), "n2\n");
 
@@ -153,7 +157,11 @@ fn the_owner_changes_hands_only_by_claim_transfer_or_take_over() {
     assert_eq!(owner().as_deref(), Some("n1"));
     let out = run(&["claim", "example.com", "--take-over"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(stdout(&out).contains("taken over from server n1"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("taken over from server n1"),
+        "{}",
+        stdout(&out)
+    );
     assert_eq!(owner().as_deref(), Some("n2"));
 
     // A move's switch: from the source, even while it serves; run again,
@@ -162,20 +170,34 @@ fn the_owner_changes_hands_only_by_claim_transfer_or_take_over() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(owner().as_deref(), Some("n3"));
     let out = run(&["transfer", "example.com", "--from", "n2", "--to", "n3"]);
-    assert!(stdout(&out).contains("owned by server n3 already"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("owned by server n3 already"),
+        "{}",
+        stdout(&out)
+    );
     // Not the named source's to hand over while n3 serves it.
     let out = run(&["transfer", "example.com", "--from", "n1", "--to", "n4"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("--take-over"), "{}", stderr(&out));
     assert_eq!(owner().as_deref(), Some("n3"));
-    let out = run(&["transfer", "example.com", "--from", "n1", "--to", "bad name"]);
+    let out = run(&[
+        "transfer",
+        "example.com",
+        "--from",
+        "n1",
+        "--to",
+        "bad name",
+    ]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert_eq!(owner().as_deref(), Some("n3"));
 
     // Forgotten once stopped: the owner goes with the declaration.
     etcd.delete(reg).unwrap();
-    etcd.put(&schema.site_key(&domain), r#"{"kind":"static","aliases":[]}"#)
-        .unwrap();
+    etcd.put(
+        &schema.site_key(&domain),
+        r#"{"kind":"static","aliases":[]}"#,
+    )
+    .unwrap();
     let out = run(&["forget", "example.com"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(owner(), None);
