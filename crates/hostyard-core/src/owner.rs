@@ -121,7 +121,10 @@ mod tests {
             from: Some(o.to_string()),
         };
         // The source serves it until the switch: that is the point.
-        assert_eq!(decide_transfer(Some("n1"), "n1", "n2", true, false), from("n1"));
+        assert_eq!(
+            decide_transfer(Some("n1"), "n1", "n2", true, false),
+            from("n1")
+        );
         assert_eq!(
             decide_transfer(None, "n1", "n2", false, false),
             Transfer::Move { from: None }
@@ -134,8 +137,14 @@ mod tests {
             decide_transfer(Some("n3"), "n1", "n2", true, false),
             Transfer::Refuse { owner: "n3".into() }
         );
-        assert_eq!(decide_transfer(Some("n3"), "n1", "n2", true, true), from("n3"));
-        assert_eq!(decide_transfer(Some("n3"), "n1", "n2", false, false), from("n3"));
+        assert_eq!(
+            decide_transfer(Some("n3"), "n1", "n2", true, true),
+            from("n3")
+        );
+        assert_eq!(
+            decide_transfer(Some("n3"), "n1", "n2", false, false),
+            from("n3")
+        );
     }
 
     #[test]

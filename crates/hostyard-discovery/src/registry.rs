@@ -275,9 +275,11 @@ impl Registrar {
             None => Ok(None),
             // A value that is no node name is nobody's: refused like
             // another server's, shown as it is.
-            Some(raw) => Ok(Some(parse_owner(&raw).unwrap_or_else(|_| {
-                format!("{:?}", String::from_utf8_lossy(&raw))
-            }))),
+            Some(raw) => {
+                Ok(Some(parse_owner(&raw).unwrap_or_else(|_| {
+                    format!("{:?}", String::from_utf8_lossy(&raw))
+                })))
+            }
         }
     }
 
@@ -303,9 +305,10 @@ impl Registrar {
         let response = bounded("get", self.client.get(self.owner_key.as_str(), None)).await?;
         let owner = match response.kvs().first() {
             None => None,
-            Some(kv) => Some(parse_owner(kv.value()).unwrap_or_else(|_| {
-                format!("{:?}", String::from_utf8_lossy(kv.value()))
-            })),
+            Some(kv) => Some(
+                parse_owner(kv.value())
+                    .unwrap_or_else(|_| format!("{:?}", String::from_utf8_lossy(kv.value()))),
+            ),
         };
         self.may_write(owner.as_deref()).map(drop)
     }

@@ -67,7 +67,11 @@ pub async fn wait(
 
 /// The server that owns the site when it is not `me` (an unanswered read
 /// is no answer: the registration's own check follows).
-async fn other_owner(client: &mut etcd_client::Client, owner_key: &str, me: &str) -> Option<String> {
+async fn other_owner(
+    client: &mut etcd_client::Client,
+    owner_key: &str,
+    me: &str,
+) -> Option<String> {
     let response = tokio::time::timeout(CALL_TIMEOUT, client.get(owner_key, None))
         .await
         .ok()?

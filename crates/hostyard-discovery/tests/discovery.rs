@@ -511,7 +511,11 @@ fn a_second_server_never_takes_a_site_its_owner_registered() {
     assert_eq!(registration(&etcd, &key), Some(ours));
     assert_eq!(etcd.get(&owner_key).unwrap().as_deref(), Some("n1"));
     assert_eq!(etcd.lease_of(&owner_key).unwrap(), None);
-    assert!(!disc1.log_text().contains("owned by"), "{}", disc1.log_text());
+    assert!(
+        !disc1.log_text().contains("owned by"),
+        "{}",
+        disc1.log_text()
+    );
 }
 
 /// A take-over (`hostyard site claim D --take-over` on n2 writes the owner
@@ -533,7 +537,10 @@ fn a_taken_over_site_stops_its_old_owners_discovery() {
     etcd.put(&owner_key, "n2").unwrap();
     let status = exited_within(&mut disc1, T)
         .unwrap_or_else(|| panic!("n1 still runs; its log:\n{}", disc1.log_text()));
-    eprintln!("n1's discovery exited {:?} after the take-over", start.elapsed());
+    eprintln!(
+        "n1's discovery exited {:?} after the take-over",
+        start.elapsed()
+    );
     assert_eq!(status.code(), Some(3), "{}", disc1.log_text());
     let log1 = disc1.log_text();
     assert!(log1.contains("owned by server n2"), "{log1}");

@@ -164,9 +164,8 @@ impl Publisher {
         let owner = match got.kvs().first() {
             None => None,
             Some(kv) => Some(
-                parse_owner(kv.value()).unwrap_or_else(|_| {
-                    format!("{:?}", String::from_utf8_lossy(kv.value()))
-                }),
+                parse_owner(kv.value())
+                    .unwrap_or_else(|_| format!("{:?}", String::from_utf8_lossy(kv.value()))),
             ),
         };
         if let Err(owner) = may_write(&self.node, owner.as_deref()) {

@@ -56,7 +56,10 @@ fn only_the_owner_or_a_host_of_an_unowned_site_publishes() {
     etcd.put(&cert_key, &theirs).unwrap();
     write(&bundle("example.com"));
     assert_eq!(rt.block_on(publisher.pass(&mut client)), vec![]);
-    assert_eq!(etcd.get(&cert_key).unwrap().as_deref(), Some(theirs.as_str()));
+    assert_eq!(
+        etcd.get(&cert_key).unwrap().as_deref(),
+        Some(theirs.as_str())
+    );
 
     // Nobody owns it: the host publishes, and claims nothing.
     etcd.delete(&owner_key).unwrap();
@@ -75,5 +78,8 @@ fn only_the_owner_or_a_host_of_an_unowned_site_publishes() {
     let renewed = bundle("example.com");
     write(&renewed);
     assert_eq!(rt.block_on(publisher.pass(&mut client)), vec![domain]);
-    assert_eq!(etcd.get(&cert_key).unwrap().as_deref(), Some(renewed.as_str()));
+    assert_eq!(
+        etcd.get(&cert_key).unwrap().as_deref(),
+        Some(renewed.as_str())
+    );
 }
