@@ -291,6 +291,13 @@ pub fn parse_owner(raw: &[u8]) -> Result<String, ValueError> {
     Ok(text.to_string())
 }
 
+/// An owner value as it is shown and compared: the node name, or, when it
+/// is none, the raw text quoted (which names no server, so it is never
+/// taken for this one).
+pub fn owner_or_raw(raw: &[u8]) -> String {
+    parse_owner(raw).unwrap_or_else(|_| format!("{:?}", String::from_utf8_lossy(raw)))
+}
+
 fn port_as_string<S: Serializer>(port: &u16, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&port.to_string())
 }
@@ -390,6 +397,8 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+        assert_eq!(owner_or_raw(b"n1"), "n1");
+        assert_eq!(owner_or_raw(b"n1 "), "\"n1 \"");
     }
 
     #[test]

@@ -21,7 +21,7 @@ use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, Identity, LeaseKeepAliveStream,
     LeaseKeeper, PutOptions, TlsOptions, Txn, TxnOp, TxnOpResponse,
 };
-use hostyard_core::etcd::{parse_owner, Schema, ServiceValue, SiteDecl};
+use hostyard_core::etcd::{owner_or_raw, Schema, ServiceValue, SiteDecl};
 use hostyard_core::owner::may_write;
 use hostyard_core::{log, Domain, NodeConfig, SiteKind};
 
@@ -271,16 +271,9 @@ impl Registrar {
             TxnOpResponse::Get(get) => Some(get.kvs().first().map(|kv| kv.value().to_vec())),
             _ => None,
         });
-        match raw.flatten() {
-            None => Ok(None),
-            // A value that is no node name is nobody's: refused like
-            // another server's, shown as it is.
-            Some(raw) => {
-                Ok(Some(parse_owner(&raw).unwrap_or_else(|_| {
-                    format!("{:?}", String::from_utf8_lossy(&raw))
-                })))
-            }
-        }
+        // A value that is no node name is nobody's: refused like another
+        // server's, shown as it is.
+        Ok(raw.flatten().map(|raw| owner_or_raw(&raw)))
     }
 
     /// [`may_write`] for this server, its refusal as a [`NotOwner`] error.
@@ -303,13 +296,7 @@ impl Registrar {
     /// than when its container first answers).
     pub async fn check_owner(&mut self) -> anyhow::Result<()> {
         let response = bounded("get", self.client.get(self.owner_key.as_str(), None)).await?;
-        let owner = match response.kvs().first() {
-            None => None,
-            Some(kv) => Some(
-                parse_owner(kv.value())
-                    .unwrap_or_else(|_| format!("{:?}", String::from_utf8_lossy(kv.value()))),
-            ),
-        };
+        let owner = response.kvs().first().map(|kv| owner_or_raw(kv.value()));
         self.may_write(owner.as_deref()).map(drop)
     }
 

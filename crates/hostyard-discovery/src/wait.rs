@@ -13,7 +13,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use hostyard_core::etcd::{parse_owner, Schema, ServiceValue};
+use hostyard_core::etcd::{owner_or_raw, Schema, ServiceValue};
 use hostyard_core::{Domain, NodeConfig, SiteKind};
 use tokio::time::Instant;
 
@@ -77,7 +77,7 @@ async fn other_owner(
         .ok()?
         .ok()?;
     let raw = response.kvs().first()?.value();
-    let owner = parse_owner(raw).unwrap_or_else(|_| format!("{:?}", String::from_utf8_lossy(raw)));
+    let owner = owner_or_raw(raw);
     (owner != me).then_some(owner)
 }
 

@@ -34,7 +34,7 @@ use std::time::SystemTime;
 use anyhow::Context;
 use etcd_client::Client;
 use etcd_client::{Compare, CompareOp, Txn, TxnOp};
-use hostyard_core::etcd::{parse_owner, Schema};
+use hostyard_core::etcd::{owner_or_raw, Schema};
 use hostyard_core::owner::may_write;
 use hostyard_core::{log, Domain, Layout};
 
@@ -161,13 +161,7 @@ impl Publisher {
             .get(owner_key.as_str(), None)
             .await
             .with_context(|| format!("reading {owner_key}"))?;
-        let owner = match got.kvs().first() {
-            None => None,
-            Some(kv) => Some(
-                parse_owner(kv.value())
-                    .unwrap_or_else(|_| format!("{:?}", String::from_utf8_lossy(kv.value()))),
-            ),
-        };
+        let owner = got.kvs().first().map(|kv| owner_or_raw(kv.value()));
         if let Err(owner) = may_write(&self.node, owner.as_deref()) {
             // Looked at again when the file changes (a take-over or a move
             // here brings a new certificate or a restart).
