@@ -2,16 +2,21 @@
 # Adds, removes or lists sites on the fleet's servers, from the jump box.
 # The inventory says which server a site lives on and its kind.
 #
-# usage: deploy/site.sh add DOMAIN [DIR]  start (and enable) KIND@DOMAIN on its server;
+# usage: deploy/site.sh add DOMAIN [DIR] [--take-over]
+#                                         start (and enable) KIND@DOMAIN on its server;
 #                                         DIR, a folder in the import layout, goes to
-#                                         its server's import dir first (a new site only)
+#                                         its server's import dir first (a new site only);
+#                                         the server becomes the site's owner in etcd,
+#                                         refused while another server serves it unless
+#                                         --take-over (README "One site, one owner")
 #        deploy/site.sh remove DOMAIN     stop and disable it there (its data stays)
 #        deploy/site.sh list              DOMAIN KIND SERVER STATE, every site of the inventory
-#        deploy/site.sh move DOMAIN SERVER [--prepare]
+#        deploy/site.sh move DOMAIN SERVER [--prepare] [--take-over]
 #                                         move it to SERVER: its export copied while it runs
 #                                         and imported there (a WordPress database started),
 #                                         then stopped, the difference copied, checked by
-#                                         sha256 and applied, started on SERVER, the inventory
+#                                         sha256 and applied, its owner in etcd handed to
+#                                         SERVER, started there, the inventory
 #                                         changed, the old server's copy removed (README "A
 #                                         fleet"); --prepare stops before the stop: the site
 #                                         runs on as before, and a later move is a short one
@@ -19,6 +24,15 @@
 #                                         drop a prepared move: SERVER's copy removed
 # env: see deploy/lib/fleet.sh
 set -euo pipefail
+
+# --take-over (anywhere after the command): passed to hostyard's ownership
+# commands, which otherwise refuse a site another server serves.
+TAKE_OVER=""
+args=()
+for a in "$@"; do
+  if [ "$a" = --take-over ]; then TAKE_OVER=--take-over; else args+=("$a"); fi
+done
+set -- "${args[@]}"
 
 # shellcheck source=deploy/lib/fleet.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib/fleet.sh"
@@ -53,6 +67,11 @@ add() {
       note "copied $dir to $SERVER:$import"
     fi
   fi
+  # The owner first: a refusal (another server serves it) changes nothing.
+  local owned
+  owned=$(on "$HOST" hostyard site claim "$domain" $TAKE_OVER) ||
+    die "$domain was not started on $SERVER (above); deploy/site.sh add $domain --take-over takes it from the server that serves it"
+  note "$owned"
   step "starting $unit on $SERVER"
   on "$HOST" systemctl enable --now -q "$unit"
   step "done: $unit runs on $SERVER"
@@ -193,7 +212,10 @@ on_exit() {
 # rollback: the target's copy goes, the source starts again.
 rollback() {
   note "the move failed before $DOMAIN served on $TO: undoing it"
-  if undo_target && { [ "$WAS_ACTIVE" != 1 ] || on "$FROM_SSH" systemctl enable --now -q "$UNIT"; }; then
+  # The owner back to the source (nothing to do if the switch did not
+  # hand it over), so that its discovery registers it again.
+  if undo_target && on "$FROM_SSH" hostyard site transfer "$DOMAIN" --from "$TO" --to "$FROM" >/dev/null &&
+    { [ "$WAS_ACTIVE" != 1 ] || on "$FROM_SSH" systemctl enable --now -q "$UNIT"; }; then
     clean_stages
     rm -f "$STATE"
     printf '%s: error: moving %s to %s failed (above); %s runs on %s again and the inventory is unchanged: run the move again once the cause is fixed\n' \
@@ -297,6 +319,13 @@ move() {
         die "$TO has $DOMAIN's data already ($TO_ROOT/domains/$DOMAIN or $TO_ROOT/import/$DOMAIN); move it aside there first"
       on "$FROM_SSH" test -d "$FROM_ROOT/domains/$DOMAIN" ||
         die "$FROM has no data for $DOMAIN ($FROM_ROOT/domains/$DOMAIN); nothing to move"
+      # A third server that owns the site (a restore there) is not this
+      # move's to overrule without --take-over; the switch's transfer
+      # checks again in one transaction.
+      local owner
+      owner=$(on "$FROM_SSH" hostyard site owner "$DOMAIN")
+      [ -z "$owner" ] || [ "$owner" = "$FROM" ] || [ "$owner" = "$TO" ] || [ -n "$TAKE_OVER" ] ||
+        die "$DOMAIN is owned by server $owner in etcd (hostyard site owner $DOMAIN), not by $FROM: nothing was changed; deploy/site.sh move $DOMAIN $TO --take-over moves it anyway"
       ! on "$FROM_SSH" systemctl is-active -q "$UNIT" || WAS_ACTIVE=1
     fi
     state precopy
@@ -350,7 +379,8 @@ move() {
   local there
   there=$(on "$TO_SSH" "t=\$(date +%s.%N); lap() { awk -v a=\$t -v b=\$(date +%s.%N) -v w=\$1 'BEGIN { printf \"%s %.2f, \", w, b - a }'; }
     cd $STAGE && [ \"\$($MANIFEST)\" = \"\$(cat)\" ] || { echo 'the export on $TO differs from the one made on $FROM (sha256 manifest)' >&2; exit 1; }
-    lap checked && hostyard refresh $DOMAIN $STAGE >/dev/null && lap refreshed && $start" <"$LOCAL.manifest")
+    lap checked && hostyard refresh $DOMAIN $STAGE >/dev/null && lap refreshed &&
+    hostyard site transfer $DOMAIN --from $FROM --to $TO $TAKE_OVER >/dev/null && lap owned && $start" <"$LOCAL.manifest")
   took=$(seconds_since "$t0")
   laps+="; on $TO after the copy: ${there%, }"
   ROLLBACK=0
@@ -411,7 +441,7 @@ finish() {
 }
 
 case ${1:-} in
-  add) { [ $# = 2 ] || [ $# = 3 ]; } || die "usage: deploy/site.sh add DOMAIN [DIR]"; add "$2" "${3:-}" ;;
+  add) { [ $# = 2 ] || [ $# = 3 ]; } || die "usage: deploy/site.sh add DOMAIN [DIR] [--take-over]"; add "$2" "${3:-}" ;;
   remove) [ $# = 2 ] || die "usage: deploy/site.sh remove DOMAIN"; remove "$2" ;;
   list) list ;;
   move)
@@ -421,8 +451,8 @@ case ${1:-} in
       [ $# = 3 ] || PREPARE_ONLY=1
       move "$2" "$3"
     else
-      die "usage: deploy/site.sh move DOMAIN SERVER [--prepare] | move DOMAIN --cancel"
+      die "usage: deploy/site.sh move DOMAIN SERVER [--prepare] [--take-over] | move DOMAIN --cancel"
     fi
     ;;
-  *) die "usage: deploy/site.sh add DOMAIN [DIR] | remove DOMAIN | list | move DOMAIN SERVER [--prepare] | move DOMAIN --cancel" ;;
+  *) die "usage: deploy/site.sh add DOMAIN [DIR] [--take-over] | remove DOMAIN | list | move DOMAIN SERVER [--prepare] [--take-over] | move DOMAIN --cancel" ;;
 esac

@@ -52,7 +52,7 @@ pub fn spawn(
         )
     });
     let every = Duration::from_secs(config.tls.scan_secs);
-    let publisher = Publisher::new(layout.clone(), schema.clone());
+    let publisher = Publisher::new(layout.clone(), schema.clone(), config.node_name());
     std::thread::Builder::new()
         .name("acme".into())
         .spawn(move || {

@@ -13,6 +13,10 @@ use std::process::ExitCode;
 pub const EXIT_USAGE: u8 = 2;
 /// Exit status for a failure while doing the work.
 pub const EXIT_FAILURE: u8 = 1;
+/// Exit status of a site's discovery on a server that does not own the
+/// site: its unit fails and is not restarted (`RestartPreventExitStatus=`),
+/// as a restart cannot change the owner.
+pub const EXIT_NOT_OWNER: u8 = 3;
 
 /// Parses argv, or ends the process: 0 after `--help`/`--version`, 2 after
 /// a usage error reported on one line. Nothing has run yet at this point,

@@ -6,6 +6,7 @@
 //! | --- | --- | --- |
 //! | `{prefix}/services/<kind>/<domain>` | [`ServiceValue`]: where the site answers now | attached to a lease that discovery keeps alive while the site passes its health check |
 //! | `{prefix}/sites/<domain>` | [`SiteDecl`]: the site is hosted here, of this kind, with these aliases | persistent, written when a site is first registered, removed only by `hostyard site forget` |
+//! | `{prefix}/owners/<domain>` | the `node_name` of the one server that may register and publish the site ([`parse_owner`]) | persistent: claimed by the site's first registration when absent, moved only by `hostyard site claim --take-over`, `hostyard site transfer` (a move) or `hostyard restore`, removed by `hostyard site forget` |
 //! | `{prefix}/acme/challenges/<token>` | an ACME HTTP-01 key authorization | on a lease of the order that wrote it |
 //! | `{prefix}/acme/locks/<domain>` | the node ordering the domain's certificate | on a lease of that order |
 //! | `{prefix}/tls/certs/<domain>` | the domain's certificate bundle (PEM: chain and private key), published by the server that obtained it, in a fleet only | persistent, replaced at each renewal |
@@ -13,7 +14,11 @@
 //! The service key is the original system's layout, so its values are read
 //! as the original wrote them (`"port": "80"`). The declaration key is new: it
 //! is what lets confd tell "hosted but down" (503) from "not hosted" (404)
-//! once a lease has expired.
+//! once a lease has expired. The owner key is what keeps one site on one
+//! server: registrations and certificate publications are transactions
+//! that compare it with the writer's node name, so a second copy of a site
+//! (a restore while the first server was frozen) never takes its routing,
+//! and ownership changes hands in one transaction (`owner == from` → `to`).
 
 use std::fmt;
 use std::net::IpAddr;
@@ -64,6 +69,22 @@ impl Schema {
     /// `{prefix}/`: everything hostyard keeps in etcd, for one watch.
     pub fn root_prefix(&self) -> String {
         format!("{}/", self.prefix)
+    }
+
+    /// `{prefix}/owners/`: which server owns each site. Outside
+    /// [`Schema::routing_range`]: routing follows registrations, and the
+    /// owner only decides who may write them.
+    pub fn owners_prefix(&self) -> String {
+        format!("{}/owners/", self.prefix)
+    }
+
+    pub fn owner_key(&self, domain: &Domain) -> String {
+        format!("{}{domain}", self.owners_prefix())
+    }
+
+    /// Inverse of [`Schema::owner_key`].
+    pub fn parse_owner_key(&self, key: &str) -> Result<Domain, KeyError> {
+        domain_under(key, self.owners_prefix())
     }
 
     /// `{prefix}/acme/challenges/`: pending HTTP-01 answers, each
@@ -245,6 +266,38 @@ impl SiteDecl {
     }
 }
 
+/// The longest node name an owner value may hold (a DNS label's length).
+pub const MAX_NODE_NAME: usize = 63;
+
+/// The value of `/owners/<domain>`: a server's `node_name`, as it is
+/// (letters, digits, `.`, `_`, `-`), so that `etcdctl get` shows it plainly.
+pub fn parse_owner(raw: &[u8]) -> Result<String, ValueError> {
+    let text = std::str::from_utf8(raw).map_err(|_| ValueError::new(raw, "not UTF-8"))?;
+    if text.is_empty() || text.len() > MAX_NODE_NAME {
+        return Err(ValueError::new(
+            raw,
+            format!("a node name has 1 to {MAX_NODE_NAME} characters"),
+        ));
+    }
+    if let Some(c) = text
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(ValueError::new(
+            raw,
+            format!("{c:?} is not allowed in a node name"),
+        ));
+    }
+    Ok(text.to_string())
+}
+
+/// An owner value as it is shown and compared: the node name, or, when it
+/// is none, the raw text quoted (which names no server, so it is never
+/// taken for this one).
+pub fn owner_or_raw(raw: &[u8]) -> String {
+    parse_owner(raw).unwrap_or_else(|_| format!("{:?}", String::from_utf8_lossy(raw)))
+}
+
 fn port_as_string<S: Serializer>(port: &u16, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&port.to_string())
 }
@@ -309,6 +362,43 @@ mod tests {
             assert!(!inside(&s.acme_challenge_key("token")));
             assert!(!inside(&s.acme_lock_key(&d("a.com"))));
         }
+    }
+
+    #[test]
+    fn owner_keys_round_trip_and_lie_outside_the_routing_range() {
+        for prefix in ["", "/hostyard"] {
+            let s = Schema::new(prefix);
+            let key = s.owner_key(&d("example.com"));
+            assert_eq!(key, format!("{prefix}/owners/example.com"));
+            assert_eq!(s.parse_owner_key(&key).unwrap(), d("example.com"));
+            assert!(s.parse_owner_key(&format!("{prefix}/owners/a b")).is_err());
+            assert!(s.parse_owner_key(&s.site_key(&d("example.com"))).is_err());
+            let (start, end) = s.routing_range();
+            assert!(!(start.as_str() <= key.as_str() && key.as_str() < end.as_str()));
+        }
+    }
+
+    #[test]
+    fn owner_values_are_node_names() {
+        for ok in ["n1", "web-2.example", "srv_3"] {
+            assert_eq!(parse_owner(ok.as_bytes()).unwrap(), ok);
+        }
+        for bad in [
+            &b""[..],
+            b"n1\n",
+            b" n1",
+            b"{\"node\":\"n1\"}",
+            b"\xff",
+            "n".repeat(MAX_NODE_NAME + 1).as_bytes(),
+        ] {
+            assert!(
+                parse_owner(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert_eq!(owner_or_raw(b"n1"), "n1");
+        assert_eq!(owner_or_raw(b"n1 "), "\"n1 \"");
     }
 
     #[test]
@@ -388,6 +478,9 @@ mod tests {
         fn parsing_arbitrary_bytes_never_panics(raw in proptest::collection::vec(any::<u8>(), 0..200)) {
             let _ = ServiceValue::parse(&raw);
             let _ = SiteDecl::parse(&raw);
+            if let Ok(node) = parse_owner(&raw) {
+                prop_assert_eq!(node.as_bytes(), &raw[..]);
+            }
         }
 
         #[test]

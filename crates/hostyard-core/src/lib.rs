@@ -18,6 +18,7 @@ pub mod layout;
 pub mod limits;
 pub mod log;
 pub mod mail;
+pub mod owner;
 pub mod secret;
 
 pub use config::{NodeConfig, DEFAULT_CONFIG_PATH};

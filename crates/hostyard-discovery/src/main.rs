@@ -5,7 +5,9 @@
 //! keeps `/services/<kind>/<domain>` registered in etcd under a lease while
 //! it answers. `wait` is the site unit's `ExecStartPost=`: it returns once the
 //! site is registered and answers through HAProxy. Both refuse a bad kind or
-//! domain (exit 2) before touching anything.
+//! domain (exit 2) before touching anything. `run` exits 3 when another
+//! server owns the site (`{prefix}/owners/<domain>`): it never registers
+//! another server's site.
 
 mod health;
 mod probe;
@@ -18,7 +20,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use hostyard_core::cli::{self, EXIT_FAILURE, EXIT_USAGE};
+use hostyard_core::cli::{self, EXIT_FAILURE, EXIT_NOT_OWNER, EXIT_USAGE};
 use hostyard_core::{Domain, NodeConfig, SiteKind, DEFAULT_CONFIG_PATH};
 
 const PROGRAM: &str = "hostyard-discovery";
@@ -111,6 +113,11 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // Not restarted by systemd (RestartPreventExitStatus=): only an
+        // operator's take-over or a move changes the owner.
+        Err(e) if e.is::<registry::NotOwner>() => {
+            cli::fail(PROGRAM, EXIT_NOT_OWNER, format_args!("{e:#}"))
+        }
         Err(e) => cli::fail(PROGRAM, EXIT_FAILURE, format_args!("{e:#}")),
     }
 }

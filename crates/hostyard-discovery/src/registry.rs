@@ -7,6 +7,13 @@
 //! going away: any failed call drops the lease it knew, and the next attempt
 //! (after a backoff) grants a fresh lease and puts the value again, so a lease
 //! that expired while etcd was unreachable is never relied on.
+//!
+//! Only the site's owner registers it: every put of the registration is a
+//! transaction that compares `{prefix}/owners/<domain>` with this server's
+//! node name (or, when no server owns the site yet, creates it naming this
+//! one, in the same transaction). So a second copy of the site on another
+//! server never takes its routing, and a server that lost the site (taken
+//! over, moved) notices at its next keep-alive and stops: [`NotOwner`].
 
 use std::time::Duration;
 
@@ -14,8 +21,9 @@ use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, Identity, LeaseKeepAliveStream,
     LeaseKeeper, PutOptions, TlsOptions, Txn, TxnOp, TxnOpResponse,
 };
-use hostyard_core::etcd::{Schema, ServiceValue, SiteDecl};
-use hostyard_core::{Domain, NodeConfig, SiteKind};
+use hostyard_core::etcd::{owner_or_raw, Schema, ServiceValue, SiteDecl};
+use hostyard_core::owner::may_write;
+use hostyard_core::{log, Domain, NodeConfig, SiteKind};
 
 /// Every etcd call is bounded by this: a partitioned etcd must not stall
 /// the health loop (or a stop) for longer.
@@ -67,12 +75,32 @@ pub enum Declared {
     Conflict(String),
 }
 
+/// Another server owns the site: this one must not register it. The one
+/// line an operator reads in the unit's failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{domain} is owned by server {owner} ({owner_key}), not by this server ({me}): \
+     not registering it here. Stop it here, or to serve it from this server instead: \
+     hostyard site claim {domain} --take-over, then systemctl restart {unit}"
+)]
+pub struct NotOwner {
+    pub domain: Domain,
+    pub owner: String,
+    pub owner_key: String,
+    pub me: String,
+    pub unit: String,
+}
+
 /// The keys of one site and the lease that holds its registration.
 pub struct Registrar {
     client: Client,
     kind: SiteKind,
+    domain: Domain,
+    /// This server's node name: the owner value it writes and compares.
+    node: String,
     site_key: String,
     service_key: String,
+    owner_key: String,
     ttl_secs: i64,
     lease: Option<Lease>,
     /// The value under the current lease, once put.
@@ -92,8 +120,11 @@ impl Registrar {
         Registrar {
             client,
             kind,
+            domain: domain.clone(),
+            node: config.node_name(),
             site_key: schema.site_key(domain),
             service_key: schema.service_key(kind, domain),
+            owner_key: schema.owner_key(domain),
             ttl_secs: i64::try_from(config.discovery.ttl.as_secs()).unwrap_or(i64::MAX),
             lease: None,
             written: None,
@@ -181,17 +212,92 @@ impl Registrar {
                 granted.id()
             }
         };
-        bounded(
-            "put",
-            self.client.put(
-                self.service_key.as_str(),
-                value.to_json(),
-                Some(PutOptions::new().with_lease(id)),
-            ),
-        )
-        .await?;
+        self.put_as_owner(value, id).await?;
         self.written = Some(value.clone());
         Ok(())
+    }
+
+    /// Puts the registration under lease `id` in a transaction that holds
+    /// only while this server owns the site; claims it in the same
+    /// transaction when nobody does.
+    async fn put_as_owner(&mut self, value: &ServiceValue, id: i64) -> anyhow::Result<()> {
+        let (owner_key, service_key) = (self.owner_key.as_str(), self.service_key.as_str());
+        let put = || {
+            TxnOp::put(
+                service_key,
+                value.to_json(),
+                Some(PutOptions::new().with_lease(id)),
+            )
+        };
+        let mut claim = false;
+        // Each failed attempt reads the owner it failed on; the next one
+        // compares with that. Three rounds cover a claim racing a removal.
+        for _ in 0..3 {
+            let txn = if claim {
+                Txn::new()
+                    .when([Compare::version(owner_key, CompareOp::Equal, 0)])
+                    .and_then([TxnOp::put(owner_key, self.node.as_str(), None), put()])
+            } else {
+                Txn::new()
+                    .when([Compare::value(
+                        owner_key,
+                        CompareOp::Equal,
+                        self.node.as_str(),
+                    )])
+                    .and_then([put()])
+            }
+            .or_else([TxnOp::get(owner_key, None)]);
+            let response = bounded("put", self.client.txn(txn)).await?;
+            if response.succeeded() {
+                if claim {
+                    log!(
+                        Notice,
+                        "{} had no owner: this server ({}) owns it now ({owner_key})",
+                        self.domain,
+                        self.node
+                    );
+                }
+                return Ok(());
+            }
+            let owner = self.owner_in(&response)?;
+            claim = self.may_write(owner.as_deref())?;
+        }
+        anyhow::bail!("{owner_key} kept changing while registering; trying again")
+    }
+
+    /// The owner a transaction's `else` branch read (`None`: no owner).
+    fn owner_in(&self, response: &etcd_client::TxnResponse) -> anyhow::Result<Option<String>> {
+        let raw = response.op_responses().into_iter().find_map(|op| match op {
+            TxnOpResponse::Get(get) => Some(get.kvs().first().map(|kv| kv.value().to_vec())),
+            _ => None,
+        });
+        // A value that is no node name is nobody's: refused like another
+        // server's, shown as it is.
+        Ok(raw.flatten().map(|raw| owner_or_raw(&raw)))
+    }
+
+    /// [`may_write`] for this server, its refusal as a [`NotOwner`] error.
+    fn may_write(&self, owner: Option<&str>) -> anyhow::Result<bool> {
+        may_write(&self.node, owner).map_err(|owner| {
+            anyhow::Error::new(NotOwner {
+                domain: self.domain.clone(),
+                owner,
+                owner_key: self.owner_key.clone(),
+                me: self.node.clone(),
+                unit: self
+                    .kind
+                    .instance_unit(hostyard_core::UnitRole::Site, &self.domain),
+            })
+        })
+    }
+
+    /// Fails with [`NotOwner`] when another server owns the site (checked
+    /// at start, so that a copy on the wrong server fails at once rather
+    /// than when its container first answers).
+    pub async fn check_owner(&mut self) -> anyhow::Result<()> {
+        let response = bounded("get", self.client.get(self.owner_key.as_str(), None)).await?;
+        let owner = response.kvs().first().map(|kv| owner_or_raw(kv.value()));
+        self.may_write(owner.as_deref()).map(drop)
     }
 
     /// Makes etcd hold `desired` (or nothing), then revokes leases we lost
@@ -276,8 +382,36 @@ impl Registrar {
             return Ok(None);
         };
         let lease_id = lease.id;
-        let response = bounded("get", self.client.get(self.service_key.as_str(), None)).await?;
-        let found = response.kvs().first().map(|kv| {
+        // The key, read only while this server still owns the site: a
+        // take-over or a move ends this registration here.
+        let txn = Txn::new()
+            .when([Compare::value(
+                self.owner_key.as_str(),
+                CompareOp::Equal,
+                self.node.as_str(),
+            )])
+            .and_then([TxnOp::get(self.service_key.as_str(), None)])
+            .or_else([TxnOp::get(self.owner_key.as_str(), None)]);
+        let response = bounded("get", self.client.txn(txn)).await?;
+        if !response.succeeded() {
+            // Removed by hand: claimed again with the put below.
+            let owner = self.owner_in(&response)?;
+            self.may_write(owner.as_deref())?;
+            self.try_register(&value).await?;
+            return Ok(Some(format!(
+                "{} was removed; this server claimed it again",
+                self.owner_key
+            )));
+        }
+        let kvs = response
+            .op_responses()
+            .into_iter()
+            .find_map(|op| match op {
+                TxnOpResponse::Get(get) => Some(get.kvs().to_vec()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let found = kvs.first().map(|kv| {
             (
                 kv.lease(),
                 ServiceValue::parse(kv.value()).ok(),

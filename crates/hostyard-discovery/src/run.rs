@@ -19,7 +19,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::health::{Change, Outcome, Tracker};
 use crate::probe::{Prober, SITE_PORT};
-use crate::registry::{self, Declared, Registrar};
+use crate::registry::{self, Declared, NotOwner, Registrar};
 
 /// How long a stop may spend revoking the lease: the site must be out of
 /// routing within a second of SIGTERM.
@@ -57,6 +57,13 @@ pub async fn run(
     let client = registry::connect(&config).await?;
     let mut registrar = Registrar::new(client, &config, kind, &domain);
     let node = config.node_name();
+    // Another server's site fails here at once. An etcd that does not
+    // answer yet is not a refusal: every registration checks again.
+    if let Err(e) = registrar.check_owner().await {
+        if e.is::<NotOwner>() {
+            return Err(e);
+        }
+    }
     let mut tracker = Tracker::new(d.failures);
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -107,6 +114,8 @@ pub async fn run(
     let mut etcd_trouble: Option<String> = None;
     let mut last_failure: Option<String> = None;
     let mut registered_once = false;
+    // Set when another server owns the site: the loop ends, the lease goes.
+    let mut lost: Option<anyhow::Error> = None;
 
     loop {
         tokio::select! {
@@ -132,6 +141,10 @@ pub async fn run(
                 match registrar.keep_alive().await {
                     Ok(Some(restored)) => log!(Warning, "{restored}"),
                     Ok(None) => {}
+                    Err(e) if e.is::<NotOwner>() => {
+                        lost = Some(e);
+                        break;
+                    }
                     Err(e) => note_trouble(&mut etcd_trouble, &e),
                 }
             }
@@ -186,6 +199,10 @@ pub async fn run(
                     None => {}
                 }
             }
+            Err(e) if e.is::<NotOwner>() => {
+                lost = Some(e);
+                break;
+            }
             Err(e) => {
                 note_trouble(&mut etcd_trouble, &e);
                 retry_at = Some(Instant::now() + backoff);
@@ -201,7 +218,8 @@ pub async fn run(
         Ok(()) => log!(Info, "stopping"),
         Err(e) => log!(Warning, "stopping: {e:#}"),
     }
-    Ok(())
+    // The caller reports it (one line) and exits with its own status.
+    lost.map_or(Ok(()), Err)
 }
 
 /// Logs a check's outcome when it changes something: each failure of a

@@ -5,12 +5,15 @@
 //! in etcd, and a request through this server's HAProxy with the site's Host
 //! header is answered by the site (not HAProxy's 503 "down" or 404 "unknown"
 //! page). The wait is bounded; on timeout it says what it saw last, which is
-//! the line an operator finds in the journal.
+//! the line an operator finds in the journal. A registration is this
+//! server's only when it names this server: another server's copy of the
+//! site answering is not this start succeeding, and a site another server
+//! owns fails the wait at once (its discovery refuses to register it).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use hostyard_core::etcd::{Schema, ServiceValue};
+use hostyard_core::etcd::{owner_or_raw, Schema, ServiceValue};
 use hostyard_core::{Domain, NodeConfig, SiteKind};
 use tokio::time::Instant;
 
@@ -28,7 +31,10 @@ pub async fn wait(
     timeout: Duration,
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
-    let key = Schema::new(&config.etcd.prefix).service_key(kind, domain);
+    let schema = Schema::new(&config.etcd.prefix);
+    let key = schema.service_key(kind, domain);
+    let owner_key = schema.owner_key(domain);
+    let me = config.node_name();
     let mut client = registry::connect(config).await?;
     let frontend = SocketAddr::new(
         local_address(config.haproxy.bind_address),
@@ -37,7 +43,14 @@ pub async fn wait(
     let url = format!("http://{frontend}/");
     let agent = http_agent(CALL_TIMEOUT);
     loop {
-        let last_seen = match look(&mut client, &key, &agent, &url, domain).await {
+        if let Some(owner) = other_owner(&mut client, &owner_key, &me).await {
+            anyhow::bail!(
+                "{domain} is owned by server {owner} ({owner_key}), not by this server ({me}): \
+                 its discovery here does not register it (journalctl -u {})",
+                kind.instance_unit(hostyard_core::UnitRole::Discovery, domain)
+            );
+        }
+        let last_seen = match look(&mut client, &key, &me, &agent, &url, domain).await {
             Ok(()) => return Ok(()),
             Err(seen) => seen,
         };
@@ -52,10 +65,27 @@ pub async fn wait(
     }
 }
 
+/// The server that owns the site when it is not `me` (an unanswered read
+/// is no answer: the registration's own check follows).
+async fn other_owner(
+    client: &mut etcd_client::Client,
+    owner_key: &str,
+    me: &str,
+) -> Option<String> {
+    let response = tokio::time::timeout(CALL_TIMEOUT, client.get(owner_key, None))
+        .await
+        .ok()?
+        .ok()?;
+    let raw = response.kvs().first()?.value();
+    let owner = owner_or_raw(raw);
+    (owner != me).then_some(owner)
+}
+
 /// One look at both halves; `Err` says what is missing.
 async fn look(
     client: &mut etcd_client::Client,
     key: &str,
+    me: &str,
     agent: &ureq::Agent,
     url: &str,
     domain: &Domain,
@@ -69,8 +99,14 @@ async fn look(
     let Some(kv) = response.kvs().first() else {
         return Err(format!("{key} is not registered in etcd yet"));
     };
-    if let Err(e) = ServiceValue::parse(kv.value()) {
-        return Err(format!("{key} holds {e}"));
+    match ServiceValue::parse(kv.value()) {
+        Err(e) => return Err(format!("{key} holds {e}")),
+        Ok(ServiceValue { node: Some(n), .. }) if n != me => {
+            return Err(format!(
+                "{key} is registered by server {n}, not by this one ({me})"
+            ))
+        }
+        Ok(_) => {}
     }
     let agent = agent.clone();
     let url_owned = url.to_string();

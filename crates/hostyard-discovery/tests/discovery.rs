@@ -440,6 +440,129 @@ fn a_removed_or_replaced_registration_is_put_back_under_its_own_lease() {
     eprintln!("removed key put back after {:?}", started.elapsed());
 }
 
+/// How long a test watches a registration for flapping: five keep-alives
+/// of the tests' 6 s lease (one every 2 s), where each of two fighting
+/// discoveries put its own value back.
+const OBSERVE: Duration = Duration::from_secs(10);
+
+/// The restore-while-frozen sequence. n1 runs the site and owns it; its
+/// discovery is frozen (SIGSTOP), and n2 starts the same site, as after a
+/// restore on n2. n2 must not register (it exits 3, naming n1 and the
+/// take-over command), and once n1 resumes, the registration never shows
+/// n2's value. Both "servers" check the same real container (a docker
+/// engine has one container of a name); their registrations differ by node
+/// name and lease, which is what confd and this test see.
+#[test]
+fn a_second_server_never_takes_a_site_its_owner_registered() {
+    let (etcd, net, node1, domain) = setup("owner");
+    let node2 = Node::other(&etcd, &net.name, "n2");
+    let kind = SiteKind::Static;
+    let site = Container::site(kind, &domain, &net);
+    let key = node1.schema.service_key(kind, &domain);
+    let owner_key = node1.schema.owner_key(&domain);
+    let disc1 = node1.run(kind, &domain);
+    let ours = wait_registered_at(&etcd, &key, site.ip(&net), &disc1);
+
+    let from = etcd.revision().unwrap() + 1;
+    disc1.signal(Signal::SIGSTOP);
+    let mut disc2 = node2.run(kind, &domain);
+    // n2 either refuses (and exits) or registers over n1 (the bug).
+    let n2_outcome = wait_until("n2 to exit or to register", T, || {
+        if let Some(status) = disc2.child.try_wait().unwrap() {
+            return Some(Some(status));
+        }
+        registration(&etcd, &key)
+            .filter(|v| v.node.as_deref() == Some("n2"))
+            .map(|_| None)
+    });
+    disc1.signal(Signal::SIGCONT);
+    std::thread::sleep(OBSERVE);
+    let changes = history(&etcd, &key, from);
+    let by_n2 = changes
+        .iter()
+        .filter(|c| c.node().as_deref() == Some("n2"))
+        .count();
+    eprintln!(
+        "over {OBSERVE:?} after n2 started: {} changes of {key}, {by_n2} of them n2's: {changes:?}",
+        changes.len()
+    );
+    assert_eq!(
+        by_n2,
+        0,
+        "n2 registered over n1's site {by_n2} times ({} changes); n2's log:\n{}",
+        changes.len(),
+        disc2.log_text()
+    );
+    let status = n2_outcome
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("n2 did not exit; its log:\n{}", disc2.log_text()));
+    assert_eq!(status.code(), Some(3), "n2's log:\n{}", disc2.log_text());
+    let log2 = disc2.log_text();
+    let refusal: Vec<&str> = log2.lines().filter(|l| l.contains("owned by")).collect();
+    assert_eq!(refusal.len(), 1, "{log2}");
+    assert!(
+        refusal[0].contains("server n1")
+            && refusal[0].contains(&format!("hostyard site claim {domain} --take-over")),
+        "{log2}"
+    );
+    // n1 kept (or got back) the site under its own lease; its first
+    // registration claimed the site, persistently, and n2 changed nothing.
+    assert_eq!(registration(&etcd, &key), Some(ours));
+    assert_eq!(etcd.get(&owner_key).unwrap().as_deref(), Some("n1"));
+    assert_eq!(etcd.lease_of(&owner_key).unwrap(), None);
+    assert!(
+        !disc1.log_text().contains("owned by"),
+        "{}",
+        disc1.log_text()
+    );
+}
+
+/// A take-over (`hostyard site claim D --take-over` on n2 writes the owner
+/// key, in one transaction tested with the command) ends the old owner's
+/// registration: its discovery stops registering and exits 3, and n2's
+/// registration then stays.
+#[test]
+fn a_taken_over_site_stops_its_old_owners_discovery() {
+    let (etcd, net, node1, domain) = setup("takeover");
+    let node2 = Node::other(&etcd, &net.name, "n2");
+    let kind = SiteKind::Static;
+    let site = Container::site(kind, &domain, &net);
+    let key = node1.schema.service_key(kind, &domain);
+    let owner_key = node1.schema.owner_key(&domain);
+    let mut disc1 = node1.run(kind, &domain);
+    wait_registered_at(&etcd, &key, site.ip(&net), &disc1);
+
+    let start = Instant::now();
+    etcd.put(&owner_key, "n2").unwrap();
+    let status = exited_within(&mut disc1, T)
+        .unwrap_or_else(|| panic!("n1 still runs; its log:\n{}", disc1.log_text()));
+    eprintln!(
+        "n1's discovery exited {:?} after the take-over",
+        start.elapsed()
+    );
+    assert_eq!(status.code(), Some(3), "{}", disc1.log_text());
+    let log1 = disc1.log_text();
+    assert!(log1.contains("owned by server n2"), "{log1}");
+    // It withdrew its registration on the way out.
+    wait_gone(&etcd, &key, Duration::from_secs(1), &disc1);
+
+    let from = etcd.revision().unwrap() + 1;
+    let disc2 = node2.run(kind, &domain);
+    let theirs = wait_until("n2's registration", T, || {
+        registration(&etcd, &key).filter(|v| v.node.as_deref() == Some("n2"))
+    })
+    .unwrap_or_else(|e| panic!("{e}; n2's log:\n{}", disc2.log_text()));
+    std::thread::sleep(OBSERVE);
+    let changes = history(&etcd, &key, from);
+    assert!(
+        changes.iter().all(|c| c.node().as_deref() == Some("n2")),
+        "{changes:?}"
+    );
+    assert_eq!(registration(&etcd, &key), Some(theirs));
+    assert_eq!(etcd.get(&owner_key).unwrap().as_deref(), Some("n2"));
+}
+
 #[test]
 fn another_kinds_declaration_is_not_overwritten() {
     let (etcd, net, node, domain) = setup("clash");

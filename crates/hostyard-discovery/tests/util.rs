@@ -60,6 +60,15 @@ impl Node {
         node
     }
 
+    /// Another server of the same fleet: the same etcd and network, its
+    /// own node name (and config file).
+    pub fn other(etcd: &Etcd, network: &str, name: &str) -> Node {
+        let mut node = Node::new(etcd, network);
+        node.config.node_name = name.to_string();
+        node.write_config();
+        node
+    }
+
     pub fn write_config(&self) {
         std::fs::write(
             &self.config_path,
@@ -177,6 +186,60 @@ impl Drop for Discovery {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// One change of a key as etcd's history has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Put { value: String, lease: i64 },
+    Delete,
+}
+
+impl Change {
+    /// The server named in a put's registration value.
+    pub fn node(&self) -> Option<String> {
+        match self {
+            Change::Put { value, .. } => ServiceValue::parse(value.as_bytes()).ok()?.node,
+            Change::Delete => None,
+        }
+    }
+}
+
+/// Every change of `key` from revision `from` to now, read back with a
+/// watch from that revision: what any watcher (confd) saw, in order.
+pub fn history(etcd: &Etcd, key: &str, from: i64) -> Vec<Change> {
+    let upto = etcd.revision().unwrap();
+    etcd.with_client("watch history", |mut c| async move {
+        let options = etcd_client::WatchOptions::new().with_start_revision(from);
+        let mut stream = c.watch(key, Some(options)).await?;
+        let mut out = Vec::new();
+        // History comes at once; a second of quiet means it is all here
+        // (the bound also ends a watch that never answers).
+        'read: while let Ok(Ok(Some(resp))) =
+            tokio::time::timeout(Duration::from_secs(1), stream.message()).await
+        {
+            for event in resp.events() {
+                let Some(kv) = event.kv() else { continue };
+                if kv.mod_revision() > upto {
+                    break 'read;
+                }
+                out.push(match event.event_type() {
+                    etcd_client::EventType::Put => Change::Put {
+                        value: String::from_utf8_lossy(kv.value()).into_owned(),
+                        lease: kv.lease(),
+                    },
+                    etcd_client::EventType::Delete => Change::Delete,
+                });
+            }
+        }
+        Ok(out)
+    })
+    .unwrap()
+}
+
+/// Waits for the process to end; `None` if it still runs after `timeout`.
+pub fn exited_within(d: &mut Discovery, timeout: Duration) -> Option<ExitStatus> {
+    wait_until("discovery to exit", timeout, || d.child.try_wait().unwrap()).ok()
 }
 
 /// The registration as etcd holds it now.

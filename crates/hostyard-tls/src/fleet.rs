@@ -14,6 +14,14 @@
 //!   (it moved here, or another server renewed it), so it is not ordered
 //!   again before renewal time.
 //!
+//! Only the site's owner (`{prefix}/owners/<domain>`) publishes: each put
+//! is a transaction that compares the owner key with this server's node
+//! name, so a server holding a stale copy of a site (a restore or a move
+//! that another server took over) never replaces the owner's certificate.
+//! A site nobody owns yet (not registered since owners were recorded) is
+//! published by the server that hosts it, without claiming it: ownership is
+//! claimed by what runs the site (its registration, a restore, a move).
+//!
 //! etcd keeps the bundle with the longest validity: a publisher never
 //! replaces one that lasts longer than its own, and puts its own back when
 //! etcd's changed to something worse (refused, older, deleted) while it
@@ -25,7 +33,9 @@ use std::time::SystemTime;
 
 use anyhow::Context;
 use etcd_client::Client;
-use hostyard_core::etcd::Schema;
+use etcd_client::{Compare, CompareOp, Txn, TxnOp};
+use hostyard_core::etcd::{owner_or_raw, Schema};
+use hostyard_core::owner::may_write;
 use hostyard_core::{log, Domain, Layout};
 
 use crate::check::{check_bundle, not_after};
@@ -59,6 +69,8 @@ fn served_source(layout: &Layout, domain: &Domain) -> Option<std::path::PathBuf>
 pub struct Publisher {
     layout: Layout,
     schema: Schema,
+    /// This server's node name, compared with each site's owner.
+    node: String,
     /// The source file of each site, as last published (or found equal
     /// to etcd's, or refused): looked at again only when it changes.
     done: HashMap<Domain, Fingerprint>,
@@ -67,10 +79,11 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    pub fn new(layout: Layout, schema: Schema) -> Publisher {
+    pub fn new(layout: Layout, schema: Schema, node: String) -> Publisher {
         Publisher {
             layout,
             schema,
+            node,
             done: HashMap::new(),
             failing: false,
         }
@@ -143,6 +156,27 @@ impl Publisher {
             return Ok(false);
         };
         let key = self.schema.tls_cert_key(domain);
+        let owner_key = self.schema.owner_key(domain);
+        let got = etcd
+            .get(owner_key.as_str(), None)
+            .await
+            .with_context(|| format!("reading {owner_key}"))?;
+        let owner = got.kvs().first().map(|kv| owner_or_raw(kv.value()));
+        if let Err(owner) = may_write(&self.node, owner.as_deref()) {
+            // Looked at again when the file changes (a take-over or a move
+            // here brings a new certificate or a restart).
+            self.done.insert(domain.clone(), fp);
+            log!(
+                Info,
+                "{domain}: server {owner} owns it ({owner_key}); its certificate is that server's to publish"
+            );
+            return Ok(false);
+        }
+        // The put holds only if the owner is still what was read.
+        let owner_holds = match &owner {
+            None => Compare::version(owner_key.as_str(), CompareOp::Equal, 0),
+            Some(me) => Compare::value(owner_key.as_str(), CompareOp::Equal, me.as_str()),
+        };
         let got = etcd
             .get(key.as_str(), None)
             .await
@@ -156,9 +190,17 @@ impl Publisher {
                 return Ok(false);
             }
         }
-        etcd.put(key.as_str(), bytes, None)
+        let txn = Txn::new()
+            .when([owner_holds])
+            .and_then([TxnOp::put(key.as_str(), bytes, None)]);
+        let put = etcd
+            .txn(txn)
             .await
             .with_context(|| format!("writing {key}"))?;
+        if !put.succeeded() {
+            // The owner changed meanwhile: decided again at the next pass.
+            return Ok(false);
+        }
         self.done.insert(domain.clone(), fp);
         log!(
             Notice,

@@ -13,6 +13,7 @@ pub mod fleet;
 pub mod image_id;
 pub mod mail;
 pub mod names;
+pub mod owner;
 pub mod site;
 pub mod status;
 pub mod tls;

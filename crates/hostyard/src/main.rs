@@ -140,6 +140,11 @@ enum Command {
         /// Only put the import in place; do not start the site.
         #[arg(long)]
         no_start: bool,
+        /// Restore even though another server owns the site and serves it
+        /// now: this server becomes its owner, and the other's copy leaves
+        /// routing.
+        #[arg(long)]
+        take_over: bool,
     },
     /// Back sites up into the restic repository of backup.repository.
     Backup {
@@ -260,6 +265,36 @@ enum FleetEtcdAction {
 
 #[derive(Subcommand)]
 enum SiteAction {
+    /// Print the server that owns the site (only its discovery registers
+    /// it); nothing when no server does.
+    Owner {
+        /// The site's domain (example.com).
+        domain: String,
+    },
+    /// Make this server the site's owner. Refused while another server
+    /// owns it and serves it, unless --take-over.
+    Claim {
+        /// The site's domain (example.com).
+        domain: String,
+        /// Take it from the server that serves it now: that server's
+        /// discovery stops registering it and its unit fails.
+        #[arg(long)]
+        take_over: bool,
+    },
+    /// Hand the site from server FROM to server TO in one transaction (a
+    /// move's switch). Refused when a third server owns it and serves it,
+    /// unless --take-over.
+    Transfer {
+        /// The site's domain (example.com).
+        domain: String,
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        /// Take it from a third server that serves it now.
+        #[arg(long)]
+        take_over: bool,
+    },
     /// Remove the site's declaration (its kind and aliases) from etcd, e.g.
     /// before it comes back as another kind. Refused while the declared site
     /// runs; its data is left as it is.
@@ -384,6 +419,44 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             }
             Ok(0)
         }
+        Command::Site {
+            action: SiteAction::Owner { domain },
+        } => {
+            let domain = hostyard_core::Domain::parse_instance(&domain).map_err(usage)?;
+            if let Some(owner) = hostyard::owner::owner(&config, &domain).map_err(runtime)? {
+                println!("{owner}");
+            }
+            Ok(0)
+        }
+        Command::Site {
+            action: SiteAction::Claim { domain, take_over },
+        } => {
+            let domain = hostyard_core::Domain::parse_instance(&domain).map_err(usage)?;
+            let again = format!("hostyard site claim {domain} --take-over");
+            let changed = hostyard::owner::claim(&config, &domain, take_over, false, &again)
+                .map_err(runtime)?;
+            println!("{}", changed.describe(&domain, &config.node_name()));
+            Ok(0)
+        }
+        Command::Site {
+            action:
+                SiteAction::Transfer {
+                    domain,
+                    from,
+                    to,
+                    take_over,
+                },
+        } => {
+            let domain = hostyard_core::Domain::parse_instance(&domain).map_err(usage)?;
+            for name in [&from, &to] {
+                hostyard_core::etcd::parse_owner(name.as_bytes())
+                    .map_err(|e| usage(anyhow::anyhow!("server name {name:?}: {}", e.reason)))?;
+            }
+            let changed = hostyard::owner::transfer(&config, &domain, &from, &to, take_over)
+                .map_err(runtime)?;
+            println!("{}", changed.describe(&domain, &to));
+            Ok(0)
+        }
         Command::Wordpress {
             action: WordpressAction::Password { domain },
         } => {
@@ -496,7 +569,15 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             domain,
             snapshot,
             no_start,
-        } => restore(&config, &cli.config, &domain, snapshot.as_deref(), no_start),
+            take_over,
+        } => restore(
+            &config,
+            &cli.config,
+            &domain,
+            snapshot.as_deref(),
+            no_start,
+            take_over,
+        ),
         Command::Backup { action } => backup(&config, &cli.config, action),
         Command::Tls {
             action: TlsAction::Renew { domain },
@@ -548,19 +629,33 @@ fn installed_backup_units_current(config: &NodeConfig, config_path: &Path) -> Re
     Ok(())
 }
 
-/// `hostyard restore D`: the snapshot into the import dir, then the site's
-/// start, whose importer builds the site from it.
+/// `hostyard restore D`: the snapshot into the import dir, this server made
+/// the site's owner, then the site's start, whose importer builds the site
+/// from it.
 fn restore(
     config: &NodeConfig,
     config_path: &Path,
     domain: &str,
     snapshot: Option<&str>,
     no_start: bool,
+    take_over: bool,
 ) -> Result<u8, Failure> {
     let domain = hostyard_core::Domain::parse_instance(domain).map_err(usage)?;
     let restic = restic(config, config_path)?;
+    let again = format!("hostyard restore {domain} --take-over");
+    // Asked before anything is restored: a copy another server serves is
+    // refused at once. Claimed once the import is in place, so that a
+    // failed restore takes nothing from the owner.
+    hostyard::owner::claim(config, &domain, take_over, true, &again).map_err(runtime)?;
     let restored =
         hostyard_backup::restore::restore(config, &restic, &domain, snapshot).map_err(runtime)?;
+    let owned = hostyard::owner::claim(config, &domain, take_over, false, &again).map_err(|e| {
+        runtime(anyhow::anyhow!(
+            "{e:#}; the restored import waits in {}",
+            restored.import_dir.display()
+        ))
+    })?;
+    println!("{}", owned.describe(&domain, &config.node_name()));
     let unit = restored.kind.site_unit(&domain);
     println!(
         "restored snapshot {} of {domain} ({}, {}) to {}",

@@ -21,7 +21,7 @@ use hostyard_core::{Domain, NodeConfig, SiteKind, UnitRole};
 /// Every etcd call is bounded: a down cluster is one clear line, not a hang.
 /// 10 s, as the fleet's admin calls: on a busy server a healthy etcd took
 /// more than 3 s to answer one read (a CI run on 2 shared cores).
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What `forget` did.
 #[derive(Debug, PartialEq, Eq)]
@@ -33,7 +33,7 @@ pub enum Forgot {
     Nothing,
 }
 
-async fn bounded<T>(
+pub(crate) async fn bounded<T>(
     what: &str,
     f: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
 ) -> Result<T> {
@@ -110,7 +110,12 @@ pub fn forget(config: &NodeConfig, domain: &Domain) -> Result<Forgot> {
                 CompareOp::Equal,
                 revision,
             )])
-            .and_then([TxnOp::delete(site_key.as_str(), None)]);
+            // The owner goes with the declaration: the site is not hosted
+            // anywhere any more, and may come back on any server.
+            .and_then([
+                TxnOp::delete(site_key.as_str(), None),
+                TxnOp::delete(schema.owner_key(domain).as_str(), None),
+            ]);
         let done = bounded("delete", client.txn(txn)).await?;
         if !done.succeeded() {
             bail!("{site_key} changed while it was being forgotten; nothing was removed, run the command again");

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use hostyard_core::{Domain, ImportLayout, Layout};
+use hostyard_core::etcd::Schema;
+use hostyard_core::{Domain, ImportLayout, Layout, NodeConfig, SiteKind};
+use hostyard_testsupport::Etcd;
 use nix::sys::signal::Signal;
 
 const HOSTYARD: &str = env!("CARGO_BIN_EXE_hostyard");
@@ -71,6 +73,18 @@ impl Server {
             config,
             repo,
         }
+    }
+
+    /// This server is NAME in the fleet whose etcd is `etcd` (a restore
+    /// records which server owns the site there).
+    fn in_fleet(self, etcd: &Etcd, name: &str) -> Server {
+        let mut config = fs::read_to_string(&self.config).unwrap();
+        config.push_str(&format!(
+            "node_name: {name}\netcd:\n  endpoints: [\"{}\"]\n",
+            etcd.endpoint()
+        ));
+        fs::write(&self.config, config).unwrap();
+        self
     }
 
     fn layout(&self) -> Layout {
@@ -308,7 +322,10 @@ fn exporting_a_site_that_does_not_exist_says_so_and_writes_nothing() {
 
 #[test]
 fn backup_then_restore_brings_a_destroyed_static_site_back_through_the_importer() {
-    let a = Server::new(None);
+    let etcd = Etcd::start().unwrap();
+    let owner_key = Schema::new(&NodeConfig::default().etcd.prefix)
+        .owner_key(&Domain::parse("example.com").unwrap());
+    let a = Server::new(None).in_fleet(&etcd, "a");
     let d = Domain::parse("example.com").unwrap();
     a.static_site(&d);
     let before = tree(&a.layout().domain_dir(&d));
@@ -365,6 +382,12 @@ fn backup_then_restore_brings_a_destroyed_static_site_back_through_the_importer(
         restored.contains("systemctl start static@example.com"),
         "{restored}"
     );
+    // The restore made this server the site's owner.
+    assert!(
+        restored.contains("example.com had no owner: server a owns it now"),
+        "{restored}"
+    );
+    assert_eq!(etcd.get(&owner_key).unwrap().as_deref(), Some("a"));
     a.import("static", &d);
     assert_eq!(
         tree(&a.layout().domain_dir(&d)),
@@ -378,17 +401,84 @@ fn backup_then_restore_brings_a_destroyed_static_site_back_through_the_importer(
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 
-    // On another server, from the same repository (its password file copied).
-    let b = Server::new(Some(&a.repo));
+    // On another server, from the same repository (its password file
+    // copied): a does not serve the site (nothing registered), so the
+    // owner moves to b without a take-over.
+    let b = Server::new(Some(&a.repo)).in_fleet(&etcd, "b");
     fs::copy(a.dir.join("restic-password"), b.dir.join("restic-password")).unwrap();
     fs::set_permissions(
         b.dir.join("restic-password"),
         fs::Permissions::from_mode(0o600),
     )
     .unwrap();
-    b.ok(&["restore", "example.com", "--no-start"]);
+    let moved = b.ok(&["restore", "example.com", "--no-start"]);
+    assert!(
+        moved.contains("example.com moved from server a to server b"),
+        "{moved}"
+    );
+    assert_eq!(etcd.get(&owner_key).unwrap().as_deref(), Some("b"));
     b.import("static", &d);
     assert_eq!(tree(&b.layout().domain_dir(&d)), before);
+}
+
+/// A restore on n2 while n1 serves the site (n1 frozen, its registration
+/// still live) made two copies that took turns in routing. The restore
+/// now refuses, names the owner and the take-over, and restores nothing;
+/// `--take-over` restores and moves the owner in one transaction.
+#[test]
+fn a_restore_refuses_a_site_another_server_serves_until_taken_over() {
+    let etcd = Etcd::start().unwrap();
+    let d = Domain::parse("example.com").unwrap();
+    let schema = Schema::new(&NodeConfig::default().etcd.prefix);
+    let a = Server::new(None).in_fleet(&etcd, "n1");
+    a.static_site(&d);
+    a.ok(&["backup", "init"]);
+    a.ok(&["backup", "run", "example.com"]);
+    // n1 owns and serves it.
+    etcd.put(&schema.owner_key(&d), "n1").unwrap();
+    etcd.put_with_lease(
+        &schema.service_key(SiteKind::Static, &d),
+        r#"{"ip":"172.18.0.5","port":"80","node":"n1"}"#,
+        60,
+    )
+    .unwrap();
+
+    let b = Server::new(Some(&a.repo)).in_fleet(&etcd, "n2");
+    fs::copy(a.dir.join("restic-password"), b.dir.join("restic-password")).unwrap();
+    fs::set_permissions(
+        b.dir.join("restic-password"),
+        fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let r = b.hostyard(&["restore", "example.com", "--no-start"]);
+    assert_eq!(r.status.code(), Some(1), "{r:?}");
+    let line = stderr_line(&r);
+    assert!(
+        line.contains("owned by server n1, which serves it now")
+            && line.contains("hostyard restore example.com --take-over"),
+        "{line}"
+    );
+    assert!(
+        !b.layout().import_dir(&d).exists(),
+        "a refused restore left an import"
+    );
+    assert_eq!(
+        etcd.get(&schema.owner_key(&d)).unwrap().as_deref(),
+        Some("n1")
+    );
+
+    let taken = b.ok(&["restore", "example.com", "--no-start", "--take-over"]);
+    assert!(
+        taken.contains(
+            "example.com taken over from server n1, which served it: server n2 owns it now"
+        ),
+        "{taken}"
+    );
+    assert!(b.layout().import_dir(&d).is_dir());
+    assert_eq!(
+        etcd.get(&schema.owner_key(&d)).unwrap().as_deref(),
+        Some("n2")
+    );
 }
 
 #[test]
@@ -463,7 +553,8 @@ fn status_json_has_each_sites_last_good_backup_and_flags_stale_and_missing_ones(
 
 #[test]
 fn repository_failures_are_one_line_and_change_no_site() {
-    let a = Server::new(None);
+    let etcd = Etcd::start().unwrap();
+    let a = Server::new(None).in_fleet(&etcd, "n1");
     let d = Domain::parse("example.com").unwrap();
     a.static_site(&d);
     let site = tree(&a.layout().domain_dir(&d));

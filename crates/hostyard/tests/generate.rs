@@ -106,6 +106,11 @@ fn cli_help_matches_the_goldens() {
         ("hostyard-config.txt", vec!["config", "--help"]),
         ("hostyard-config-get.txt", vec!["config", "get", "--help"]),
         ("hostyard-site-forget.txt", vec!["site", "forget", "--help"]),
+        ("hostyard-site-claim.txt", vec!["site", "claim", "--help"]),
+        (
+            "hostyard-site-transfer.txt",
+            vec!["site", "transfer", "--help"],
+        ),
         ("hostyard-names.txt", vec!["names", "--help"]),
         (
             "hostyard-wordpress-password.txt",

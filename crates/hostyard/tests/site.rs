@@ -104,3 +104,101 @@ fn forget_refuses_a_name_that_is_not_a_canonical_domain_and_a_down_etcd() {
     assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
     assert!(stderr(&out).contains("etcd"), "{}", stderr(&out));
 }
+
+/// `site claim` and `site transfer`: the owner changes hands in one
+/// transaction; a server that serves the site yields only to --take-over;
+/// `forget` removes the owner with the declaration.
+#[test]
+fn the_owner_changes_hands_only_by_claim_transfer_or_take_over() {
+    let etcd = Etcd::start().expect("etcd");
+    let dir = TempDir::new();
+    let config = config(&dir, &etcd);
+    let mut text = fs::read_to_string(&config).unwrap();
+    text.push_str("node_name: n2\n");
+    fs::write(&config, text).unwrap();
+    let schema = Schema::new(&hostyard_core::NodeConfig::default().etcd.prefix);
+    let domain: hostyard_core::Domain = "example.com".parse().unwrap();
+    let owner_key = &schema.owner_key(&domain);
+    let reg = &schema.service_key(hostyard_core::SiteKind::Static, &domain);
+    let run = |args: &[&str]| {
+        let mut all = vec!["--config", config.as_str(), "site"];
+        all.extend_from_slice(args);
+        hostyard(&all)
+    };
+    let owner = || etcd.get(owner_key).unwrap();
+
+    // Nobody owns it: claimed.
+    let out = run(&["owner", "example.com"]);
+    assert_eq!((out.status.code(), stdout(&out)), (Some(0), String::new()));
+    let out = run(&["claim", "example.com"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(owner().as_deref(), Some("n2"));
+    assert!(
+        stdout(&out).contains("server n2 owns it now"),
+        "{}",
+        stdout(&out)
+    );
+    let out = run(&["owner", "example.com"]);
+    assert_eq!(stdout(&out), "n2\n");
+
+    // n1 owns and serves it: refused, then taken over.
+    etcd.put(owner_key, "n1").unwrap();
+    etcd.put_with_lease(reg, r#"{"ip":"172.18.0.5","port":"80","node":"n1"}"#, 60)
+        .unwrap();
+    let out = run(&["claim", "example.com"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("owned by server n1, which serves it now")
+            && stderr(&out).contains("hostyard site claim example.com --take-over"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(owner().as_deref(), Some("n1"));
+    let out = run(&["claim", "example.com", "--take-over"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("taken over from server n1"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(owner().as_deref(), Some("n2"));
+
+    // A move's switch: from the source, even while it serves; run again,
+    // nothing to do.
+    let out = run(&["transfer", "example.com", "--from", "n2", "--to", "n3"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(owner().as_deref(), Some("n3"));
+    let out = run(&["transfer", "example.com", "--from", "n2", "--to", "n3"]);
+    assert!(
+        stdout(&out).contains("owned by server n3 already"),
+        "{}",
+        stdout(&out)
+    );
+    // Not the named source's to hand over while n3 serves it.
+    let out = run(&["transfer", "example.com", "--from", "n1", "--to", "n4"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--take-over"), "{}", stderr(&out));
+    assert_eq!(owner().as_deref(), Some("n3"));
+    let out = run(&[
+        "transfer",
+        "example.com",
+        "--from",
+        "n1",
+        "--to",
+        "bad name",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(owner().as_deref(), Some("n3"));
+
+    // Forgotten once stopped: the owner goes with the declaration.
+    etcd.delete(reg).unwrap();
+    etcd.put(
+        &schema.site_key(&domain),
+        r#"{"kind":"static","aliases":[]}"#,
+    )
+    .unwrap();
+    let out = run(&["forget", "example.com"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(owner(), None);
+}
