@@ -33,6 +33,7 @@ APT_PACKAGES=(
   debootstrap       # scripts/base-image.sh
   busybox-static    # the FROM-scratch httpd test image
   systemd           # systemd-analyze verify for generated units
+  procps            # /bin/kill, which a generated unit's ExecReload= names (verify checks it exists)
   restic            # backup and restore tests (crates/hostyard/tests/backup.rs)
   curl              # HTTPS requests in the confd tests (crates/hostyard-confd/tests/https.rs)
   openssl           # the e2e HTTPS check makes its CA and certificate

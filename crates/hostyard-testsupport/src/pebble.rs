@@ -17,7 +17,8 @@ use tempfile::TempDir;
 use crate::poll::{try_free_port, wait_until_ok};
 use crate::process::Service;
 
-const READY_TIMEOUT: Duration = Duration::from_secs(20);
+// Generous: pebble makes its keys at start, slow on a loaded 2-core CI machine.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct Pebble {
     dir: TempDir,
