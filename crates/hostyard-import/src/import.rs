@@ -134,17 +134,18 @@ pub fn run(config: &NodeConfig, kind: SiteKind, domain: &Domain) -> Result<Outco
         Source::Fresh => "fresh content".to_string(),
         Source::Folder(p) | Source::Tarball { path: p, .. } => p.display().to_string(),
     };
-    if let Err(e) = move_aside(&layout, domain, &source) {
+    // One clock reading names the used import and decides what expired.
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    if let Err(e) = move_aside(&layout, domain, &source, now) {
         // The site is complete; a leftover import is harmless and visible.
         warn(
             domain,
             &format!("imported, but the import could not be moved aside: {e:#}"),
         );
     }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
     remove_expired_done(&layout, domain, now, config.import.keep_done.as_secs());
     Ok(Outcome::Imported { from })
 }
@@ -496,7 +497,7 @@ fn complete_wordpress_site(
 }
 
 /// Moves the used import to `import/.done/<domain>-<time>[.tar...]`.
-fn move_aside(layout: &Layout, domain: &Domain, source: &Source) -> Result<()> {
+fn move_aside(layout: &Layout, domain: &Domain, source: &Source, now: u64) -> Result<()> {
     let (path, suffix) = match source {
         Source::Fresh => return Ok(()),
         Source::Folder(p) => (p, ""),
@@ -507,10 +508,6 @@ fn move_aside(layout: &Layout, domain: &Domain, source: &Source) -> Result<()> {
         .recursive(true)
         .mode(0o700)
         .create(&done)?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
     let dest = layout.import_done_entry(domain, now, suffix);
     rename_no_replace(path, &dest)
         .with_context(|| format!("cannot move {} to {}", path.display(), dest.display()))?;
