@@ -38,6 +38,11 @@ pub struct Snapshot {
     /// RFC 3339, as restic writes it.
     pub time: String,
     pub paths: Vec<String>,
+    /// The server that made it (restic's host name). A restore takes a
+    /// site's snapshots from any server, since restoring on another one is
+    /// the drill for a lost server; the listing and the restore name it.
+    #[serde(default)]
+    pub hostname: String,
     #[serde(default)]
     pub tags: Vec<String>,
     /// restic 0.17 and newer record what the backup saw.
@@ -343,6 +348,7 @@ mod tests {
             short_id: id.into(),
             time: time.into(),
             paths: Vec::new(),
+            hostname: String::new(),
             tags: Vec::new(),
             summary: None,
         }

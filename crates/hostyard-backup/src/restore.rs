@@ -10,7 +10,9 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use hostyard_core::limits::UnpackLimits;
 use hostyard_core::{Domain, NodeConfig, SiteKind};
+use hostyard_fs::unpack::copy_tree;
 use hostyard_fs::{rename_no_replace, sync_dir};
 
 use crate::export::{export, site_kind, KIND_FILE};
@@ -161,6 +163,7 @@ pub fn restore(
         &snapshot,
         &staging,
         &layout.import_dir(domain),
+        &config.limits.unpack,
     );
     let _ = fs::remove_dir_all(&staging);
     let kind = placed?;
@@ -178,6 +181,7 @@ fn place(
     snapshot: &Snapshot,
     staging: &Path,
     import_dir: &Path,
+    limits: &UnpackLimits,
 ) -> Result<SiteKind> {
     let [path] = snapshot.paths.as_slice() else {
         bail!(
@@ -196,8 +200,21 @@ fn place(
         })
         .collect::<Result<PathBuf, ()>>()
         .map_err(|()| anyhow::anyhow!("snapshot {} has the path {path:?}", snapshot.short_id))?;
-    restic.restore(&snapshot.id, staging)?;
-    let restored = staging.join(rel);
+    // restic restores owners and modes as recorded, and whoever can write
+    // the repository records what they like (a setuid file, a fifo). What
+    // it restored stays in the private staging dir; the import dir gets a
+    // copy made as an import's (modes normalised, special files refused,
+    // within limits.unpack).
+    let unpacked = staging.join("restic");
+    let copied = staging.join("copy");
+    for dir in [&unpacked, &copied] {
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    restic.restore(&snapshot.id, &unpacked)?;
+    let restored = unpacked.join(rel);
     let kind_file = restored.join(KIND_FILE);
     let text = fs::read_to_string(&kind_file).with_context(|| {
         format!(
@@ -214,7 +231,13 @@ fn place(
             );
         }
     }
-    rename_no_replace(&restored, import_dir).with_context(|| {
+    copy_tree(&restored, &copied, Some(limits)).with_context(|| {
+        format!(
+            "snapshot {} (made on {}) is refused",
+            snapshot.short_id, snapshot.hostname
+        )
+    })?;
+    rename_no_replace(&copied, import_dir).with_context(|| {
         format!(
             "cannot move the restored export to {} for {domain}'s importer",
             import_dir.display()

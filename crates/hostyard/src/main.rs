@@ -658,10 +658,11 @@ fn restore(
     println!("{}", owned.describe(&domain, &config.node_name()));
     let unit = restored.kind.site_unit(&domain);
     println!(
-        "restored snapshot {} of {domain} ({}, {}) to {}",
+        "restored snapshot {} of {domain} ({}, {}, made on {}) to {}",
         restored.snapshot.short_id,
         restored.kind,
         restored.snapshot.time,
+        restored.snapshot.hostname,
         restored.import_dir.display()
     );
     if no_start {
@@ -754,17 +755,21 @@ fn backup(config: &NodeConfig, config_path: &Path, action: BackupAction) -> Resu
             let domain = hostyard_core::Domain::parse_instance(&domain).map_err(usage)?;
             let restic = restic(config, config_path)?;
             let list = restic.snapshots(&domain).map_err(runtime)?;
-            println!("{:<10} {:<26} {:<11} {:>10}", "ID", "TIME", "KIND", "SIZE");
+            println!(
+                "{:<10} {:<26} {:<11} {:>10}  HOST",
+                "ID", "TIME", "KIND", "SIZE"
+            );
             for s in &list {
                 let time: String = s.time.chars().take(19).collect();
                 println!(
-                    "{:<10} {:<26} {:<11} {:>10}",
+                    "{:<10} {:<26} {:<11} {:>10}  {}",
                     s.short_id,
                     time.replace('T', " "),
                     s.kind().map_or("?", |k| k.as_str()),
                     s.summary
                         .as_ref()
-                        .map_or("-".to_string(), |x| bytes(x.total_bytes_processed))
+                        .map_or("-".to_string(), |x| bytes(x.total_bytes_processed)),
+                    s.hostname
                 );
             }
             if list.is_empty() {

@@ -289,11 +289,17 @@ impl BackupJob {
     }
 
     /// Retention daily, so no snapshot outlives its policy by much; the
-    /// read-back weekly, since it downloads data.
+    /// read-back weekly, since it downloads data. Both at midday, twelve
+    /// hours from the daily and weekly backups (midnight plus
+    /// `backup.randomized_delay`): they lock the repository exclusively,
+    /// and a backup that meets the lock fails. restic's `--retry-lock` would
+    /// wait instead, but Debian 12's restic has none; a prune that meets a
+    /// backup's lock fails loudly and the next server's, or tomorrow's,
+    /// does the work (each prunes the whole repository).
     fn calendar(self) -> &'static str {
         match self {
-            BackupJob::Prune => "daily",
-            BackupJob::Check => "weekly",
+            BackupJob::Prune => "*-*-* 12:00:00",
+            BackupJob::Check => "Sun *-*-* 12:30:00",
         }
     }
 }

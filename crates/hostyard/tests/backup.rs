@@ -481,6 +481,73 @@ fn a_restore_refuses_a_site_another_server_serves_until_taken_over() {
     );
 }
 
+/// Whoever can write the repository can make a snapshot that is no honest
+/// export: a setuid or world-writable file, a fifo. restic restores owners
+/// and modes as they were recorded, and the restore runs as root, so its
+/// tree is copied into the import dir as an import is (modes normalised,
+/// special files refused, within `limits.unpack`), never renamed as is.
+/// The listing and the restore name the server that made the snapshot.
+#[test]
+fn a_hostile_snapshot_restores_no_setuid_file_and_no_fifo() {
+    let etcd = Etcd::start().unwrap();
+    let a = Server::new(None).in_fleet(&etcd, "a");
+    let d = Domain::parse("example.com").unwrap();
+    a.ok(&["backup", "init"]);
+    let forged = a.dir.join("forged");
+    write(&forged.join("hostyard/KIND"), b"static\n");
+    let index = forged.join("static/www-content/index.html");
+    write(&index, b"<h1>forged</h1>\n");
+    fs::set_permissions(&index, fs::Permissions::from_mode(0o4777)).unwrap();
+    let backup = |host: &str| {
+        let out = Command::new(restic())
+            .args(["-r", a.repo.to_str().unwrap(), "--password-file"])
+            .arg(a.dir.join("restic-password"))
+            .args(["backup", "--host", host, "--tag"])
+            .arg("hostyard,site=example.com,kind=static")
+            .arg(&forged)
+            .env("RESTIC_CACHE_DIR", a.dir.join("cache"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    backup("elsewhere");
+    let ls = a.ok(&["backup", "ls", "example.com"]);
+    assert!(ls.lines().nth(1).unwrap().ends_with("elsewhere"), "{ls}");
+
+    let restored = a.ok(&["restore", "example.com", "--no-start"]);
+    assert!(restored.contains("made on elsewhere"), "{restored}");
+    let placed = ImportLayout::new(&a.layout().import_dir(&d))
+        .www_content()
+        .join("index.html");
+    assert_eq!(fs::read(&placed).unwrap(), b"<h1>forged</h1>\n");
+    let m = fs::metadata(&placed).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(m & 0o7022, 0, "restored with mode {m:o}");
+
+    // A fifo in a snapshot: the restore refuses it in one line naming it,
+    // and nothing waits for the importer.
+    fs::remove_dir_all(a.layout().import_dir(&d)).unwrap();
+    nix::unistd::mkfifo(
+        &forged.join("static/www-content/pipe"),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .unwrap();
+    backup("elsewhere");
+    let refused = a.hostyard(&["restore", "example.com", "--no-start"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let line = stderr_line(&refused);
+    assert!(line.contains("pipe") && line.contains("fifo"), "{line}");
+    assert!(!a.layout().import_dir(&d).exists());
+    let leftovers: Vec<_> = fs::read_dir(a.layout().imports_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
 #[test]
 fn status_json_has_each_sites_last_good_backup_and_flags_stale_and_missing_ones() {
     let a = Server::new(None);

@@ -1253,14 +1253,16 @@ fn backups_are_daily_randomized_persistent_and_loud_and_start_with_sites_once_co
         values(&service, "ExecStart").join(" "),
         "/usr/local/bin/hostyard --config /etc/hostyard/hostyard.yaml backup run -- %i"
     );
-    for (job, calendar) in [("prune", "daily"), ("check", "weekly")] {
+    // Twelve hours from the backups: a prune or check locks the
+    // repository exclusively.
+    for (job, calendar) in [("prune", "*-*-* 12:00:00"), ("check", "Sun *-*-* 12:30:00")] {
         let s = settings(units[&format!("backup-{job}.service")]);
         assert_eq!(
             values(&s, "OnFailure"),
             [format!("backup-failed@{job}.service")]
         );
         let t = settings(units[&format!("backup-{job}.timer")]);
-        assert_eq!(values(&t, "OnCalendar"), [calendar]);
+        assert_eq!(values(&t, "OnCalendar").join(" "), calendar);
         assert_eq!(values(&t, "Persistent"), ["true"]);
     }
     // No repository: nothing starts a backup.
