@@ -120,9 +120,14 @@ rsh() {
 
 # sync FROM TO: rsync the tree FROM/ to TO/ (either may be SSH:PATH),
 # deleting what FROM has not; files compared by checksum (an export's files
-# are new copies, their times say nothing), owners and modes kept.
+# are new copies, their times say nothing). Received as root, on the jump
+# box too, so nothing a server sends is taken beyond data: no owners (root
+# receives, an export is root's), no device or special files, no setuid,
+# setgid or sticky bit and nothing writable by others. An honest export has
+# none of those (it is copied with modes normalised), so its manifest is
+# unchanged.
 sync() {
-  rsync -a -c --delete --numeric-ids -e "$(rsh)" "$1/" "$2/"
+  rsync -rlpt -c --delete --no-D --chmod=ug-s,o-t,go-w -e "$(rsh)" "$1/" "$2/"
 }
 
 # manifest: the shell command printing a tree's manifest in the current
