@@ -647,9 +647,10 @@ t_quorum_holds_with_one_member_stopped() {
 # add's `systemctl kill -s HUP` also killed confd's `docker network
 # inspect`, and the site stayed 503 until the next etcd event.
 t_adding_a_server_keeps_every_site_served() {
-  local s secs=120 rc=0 t0 out bad
+  local s secs=120 rc=0 t0 out bad served
   for s in "${SERVERS[@]}"; do
-    docker exec "$JUMP" sh -c "wrk -t1 -c4 -d${secs}s --timeout 3s -H 'Host: site-$s.example' http://${IP[$s]}/ >/tmp/$RUN-wrk-$s 2>&1" &
+    # wrk wants the port in the URL (without it, it runs nothing).
+    docker exec "$JUMP" sh -c "wrk -t1 -c4 -d${secs}s --timeout 3s -H 'Host: site-$s.example' http://${IP[$s]}:80/ >/tmp/$RUN-wrk-$s 2>&1" &
   done
   t0=$SECONDS
   out=$(deploy server.sh add n2 2>&1) || {
@@ -671,7 +672,14 @@ t_adding_a_server_keeps_every_site_served() {
       /Non-2xx or 3xx responses:/ { n += $NF }
       /Socket errors:/ { gsub(/[^0-9 ]/, ""); for (i = 1; i <= NF; i++) n += $i }
       END { print n + 0 }')
-    note "site-$s.example through $s: $(jump grep -o '[0-9]* requests in [^,]*' "/tmp/$RUN-wrk-$s")"
+    served=$(jump cat "/tmp/$RUN-wrk-$s" | awk '/ requests in / { print $1 }')
+    note "site-$s.example through $s: ${served:-no} requests in ${secs} s"
+    # A load that never ran would count no failure: it must have run.
+    expect "wrk ran against site-$s.example through $s" \
+      "$(awk '{ print ($1 > 0) ? "yes" : "no" }' <<<"${served:-0}")" yes || {
+      jump cat "/tmp/$RUN-wrk-$s" >&2
+      rc=1
+    }
     expect "failed requests to site-$s.example through $s" "$bad" 0 || rc=1
     expect "$s's confd re-read its config" \
       "$(on "$s" journalctl -u haproxy-confd --no-pager --since "-$((SECONDS - t0 + 30))s" | grep -c 'SIGHUP: re-read' | awk '{ print ($1 > 0) ? "yes" : "no" }')" yes || rc=1
