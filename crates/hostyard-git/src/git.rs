@@ -47,6 +47,8 @@ const CREDENTIAL_HELPER: &str = "!f() { test \"$1\" = get && printf 'username=%s
 pub struct Git {
     git_dir: PathBuf,
     timeout: Duration,
+    /// The largest file a fetch may write (the pack it receives).
+    file_cap: Option<u64>,
 }
 
 impl Git {
@@ -54,11 +56,32 @@ impl Git {
         Git {
             git_dir: git_dir.to_path_buf(),
             timeout,
+            file_cap: None,
         }
     }
 
+    /// A fetch keeps what it receives as one pack (never loose objects) and
+    /// may write no file past `bytes`: util-linux's `prlimit` sets
+    /// `RLIMIT_FSIZE` for git and its index-pack, so a push larger than the
+    /// node allows is cut off while it arrives instead of filling the disk.
+    pub fn with_file_cap(mut self, bytes: u64) -> Git {
+        self.file_cap = Some(bytes);
+        self
+    }
+
     fn command(&self) -> Command {
-        let mut cmd = Command::new("git");
+        let mut cmd = match self.file_cap {
+            Some(cap) => {
+                let mut cmd = Command::new("prlimit");
+                cmd.arg(format!("--fsize={cap}:{cap}"))
+                    .arg("--")
+                    .arg("git")
+                    .arg("-c")
+                    .arg("transfer.unpackLimit=1");
+                cmd
+            }
+            None => Command::new("git"),
+        };
         for var in SCRUBBED_ENV {
             cmd.env_remove(var);
         }
@@ -138,7 +161,43 @@ impl Git {
             url,
         ])
         .arg(format!("+{src}:{into}"));
-        self.run(cmd, "fetch", drain)
+        let fetched = self.run(cmd, "fetch", drain);
+        if fetched.is_err() {
+            if let Some(cap) = self.file_cap {
+                // index-pack's unfinished pack stays behind when it is cut
+                // off; it is the evidence, then it goes.
+                if self.remove_partial_packs()? >= cap {
+                    bail!(
+                        "the data fetched passes limits.unpack.max_bytes ({cap} bytes): \
+                         nothing of it is kept; make the repository smaller or raise \
+                         limits.unpack.max_bytes"
+                    );
+                }
+            }
+        }
+        fetched
+    }
+
+    /// Removes the packs a fetch left unfinished; the size of the largest.
+    fn remove_partial_packs(&self) -> Result<u64> {
+        let dir = self.git_dir.join("objects/pack");
+        let mut largest = 0;
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+        };
+        for entry in entries {
+            let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
+            if !entry.file_name().to_string_lossy().starts_with("tmp_") {
+                continue;
+            }
+            let meta = entry.metadata()?;
+            largest = largest.max(meta.len());
+            std::fs::remove_file(entry.path())
+                .with_context(|| format!("cannot remove {}", entry.path().display()))?;
+        }
+        Ok(largest)
     }
 
     /// The commit a ref names, as a hex object id.
@@ -175,7 +234,7 @@ impl Git {
     ) -> Result<T> {
         let mut child = cmd
             .spawn()
-            .context("cannot run git (is the git package installed?)")?;
+            .context("cannot run git (are the git and util-linux packages installed?)")?;
         let pgid = Pid::from_raw(
             i32::try_from(child.id()).map_err(|_| anyhow!("git's pid does not fit"))?,
         );

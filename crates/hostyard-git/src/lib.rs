@@ -82,7 +82,8 @@ pub fn publish(
     remove_stale_temporaries(&layout.public_dir(domain))?;
     remove_stale_temporaries(&domain_dir)?;
 
-    let git = Git::new(&repo, Duration::from_secs(config.fetch_timeout_secs.max(1)));
+    let git = Git::new(&repo, Duration::from_secs(config.fetch_timeout_secs.max(1)))
+        .with_file_cap(limits.max_bytes.bytes());
     if !repo.exists() {
         // Initialise under a temporary name: a crash must not leave a
         // half-made repository that every later pull trips over.

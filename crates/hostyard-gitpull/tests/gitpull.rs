@@ -522,3 +522,47 @@ fn commits_past_the_unpack_caps_are_refused_and_the_served_tree_is_unchanged() {
         );
     }
 }
+
+/// Bytes of every file below `dir`.
+fn du(dir: &std::path::Path) -> u64 {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.metadata().unwrap().len())
+        .sum()
+}
+
+/// A push of more data than the node allows is refused by the fetch
+/// itself: a pack past `limits.unpack.max_bytes` is never kept in the
+/// site's repository (before, the fetch stored it all and only the
+/// publication was refused, so a tenant's pushes filled `/data`).
+#[test]
+fn a_fetch_past_the_byte_cap_keeps_nothing_of_it() {
+    let w = World::new("limits:\n  unpack:\n    max_bytes: 1m\n");
+    let a = w.commit("index.html", "good");
+    w.pull_ok();
+    let repo = w.layout().git_repo_dir(&w.domain);
+    let before = du(&repo);
+
+    // 4 MiB that no compression shrinks.
+    let mut noise = vec![0u8; 4 << 20];
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for b in noise.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    fs::write(w.work.join("noise.bin"), &noise).unwrap();
+    git(&w.work, &["add", "-A"]);
+    git(&w.work, &["commit", "-q", "-m", "noise"]);
+    let out = w.pull();
+    assert_one_line_failure(&out, "limits.unpack.max_bytes");
+    assert_eq!(w.current(), Layout::current_link_target(&a));
+    let after = du(&repo);
+    assert!(
+        after < before + (1 << 20),
+        "the repository grew from {before} to {after} bytes"
+    );
+}
