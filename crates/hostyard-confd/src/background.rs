@@ -218,6 +218,14 @@ impl MapFile {
         Ok(generation)
     }
 
+    /// Forgets which generation the file holds, so the next write writes
+    /// it whatever it was: HAProxy loaded an older map than the one written,
+    /// and the file on disk may be that older one (put back by a restore of
+    /// the data root, or by hand).
+    pub fn forget_disk(&self) {
+        *self.disk.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
     /// Writes the file on a blocking thread; `done` gets the outcome of
     /// each write (the generation written, or why not).
     pub fn write_later(&self, done: UnboundedSender<Result<u64, String>>) {

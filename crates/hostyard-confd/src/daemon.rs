@@ -545,10 +545,12 @@ impl Daemon {
                 log!(
                     Warning,
                     "HAProxy reloaded or restarted on an older host map (its generation {}, \
-                     confd's {applied}); replacing its runtime map",
+                     confd's {applied}); replacing its runtime map and writing the file again",
                     runtime.map_or("none".to_string(), |g| g.to_string())
                 );
                 self.runtime_synced = false;
+                self.map_file.forget_disk();
+                self.map_file_changed();
                 true
             }
             Err(e) => {

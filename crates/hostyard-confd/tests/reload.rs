@@ -105,8 +105,9 @@ fn an_idle_keep_alive_connection_gets_its_next_answer_across_a_reload() {
 /// (`systemctl reload haproxy`, or a restart) can load a file without the
 /// newest change. confd then sees HAProxy's older routing generation after
 /// its write and replaces the runtime map: the change stays. Each round
-/// makes a change within the file's period of the last write and reloads
-/// at once, which in most rounds lands before the file has the change.
+/// makes the race happen, every time: once the change is live and in the
+/// file, the file is put back as it was before the change (what a reload
+/// that read the file a moment earlier would load), then HAProxy reloads.
 #[test]
 fn a_reload_right_after_a_runtime_change_keeps_it() {
     let etcd = Etcd::start().unwrap();
@@ -121,9 +122,9 @@ fn a_reload_right_after_a_runtime_change_keeps_it() {
         r.register(&etcd, SiteKind::Static, &host, b.port());
         let in_file = format!("{host} route/");
         let _ = etcd.delete(&r.schema.service_key(SiteKind::Static, &d(&host)));
-        wait_until("the file without the registration", T, || {
+        let before = wait_until("the file without the registration", T, || {
             let text = std::fs::read_to_string(&map).ok()?;
-            (text.contains(&host) && !text.contains(&in_file)).then_some(())
+            (text.contains(&host) && !text.contains(&in_file)).then_some(text)
         })
         .unwrap();
         r.put_service(&etcd, SiteKind::Static, &d(&host), b.port());
@@ -132,6 +133,14 @@ fn a_reload_right_after_a_runtime_change_keeps_it() {
             (status == 200 && body == "kept").then_some(())
         })
         .unwrap();
+        wait_until("the change in the file", T, || {
+            let text = std::fs::read_to_string(&map).ok()?;
+            text.contains(&in_file).then_some(())
+        })
+        .unwrap();
+        let older = map.with_extension("older");
+        std::fs::write(&older, &before).unwrap();
+        std::fs::rename(&older, &map).unwrap();
         let old = r.haproxy().worker_pid().unwrap();
         r.haproxy().master("reload").unwrap();
         wait_until("the new worker to take over", T, || {
@@ -155,8 +164,10 @@ fn a_reload_right_after_a_runtime_change_keeps_it() {
         (file == runtime && file.len() == 8).then_some(())
     })
     .unwrap();
-    eprintln!(
-        "rounds where the reload loaded an older file: {}",
-        r.confd_log().matches("on an older host map").count()
+    let seen = r.confd_log().matches("on an older host map").count();
+    assert!(
+        seen >= 4,
+        "confd saw an older host map after {seen} of 4 reloads; its log:\n{}",
+        r.confd_log()
     );
 }

@@ -353,8 +353,13 @@ fn sigterm_during_a_hung_check_exits_at_once() {
     let key = node.schema.service_key(kind, &domain);
     wait_registered_at(&etcd, &key, site.ip(&net), &disc);
     site.hang();
-    // Checks run every second and now each waits 10 s: one is in flight.
-    std::thread::sleep(Duration::from_millis(1500));
+    // Checks run every second and now each waits 10 s: wait until one is
+    // in flight (its connection to the frozen site is open).
+    let checked = std::net::SocketAddr::new(site.ip(&net), 80);
+    wait_until("a check in flight to the frozen site", T, || {
+        connected_to(checked).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}; log:\n{}", disc.log_text()));
     let start = Instant::now();
     disc.signal(Signal::SIGTERM);
     wait_gone(&etcd, &key, Duration::from_secs(1), &disc);

@@ -403,3 +403,32 @@ impl Drop for HungEngine {
         }
     }
 }
+
+/// Whether a TCP connection from this network namespace to `to` is
+/// established: with the site frozen, that is a check in flight. Read from
+/// `/proc/net/tcp`, whose addresses are the raw network-order words
+/// printed as native integers (so `to_ne_bytes` gives the bytes back on
+/// any architecture).
+pub fn connected_to(to: std::net::SocketAddr) -> bool {
+    let std::net::SocketAddr::V4(to) = to else {
+        panic!("{to}: only IPv4 sites here");
+    };
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table.lines().skip(1).any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (Some(remote), Some(state)) = (fields.get(2), fields.get(3)) else {
+            return false;
+        };
+        let Some((ip, port)) = remote.split_once(':') else {
+            return false;
+        };
+        let (Ok(ip), Ok(port)) = (u32::from_str_radix(ip, 16), u16::from_str_radix(port, 16))
+        else {
+            return false;
+        };
+        // 01: TCP_ESTABLISHED.
+        *state == "01"
+            && std::net::Ipv4Addr::from(ip.to_ne_bytes()) == *to.ip()
+            && port == to.port()
+    })
+}
