@@ -64,6 +64,8 @@ impl Git {
     /// may write no file past `bytes`: util-linux's `prlimit` sets
     /// `RLIMIT_FSIZE` for git and its index-pack, so a push larger than the
     /// node allows is cut off while it arrives instead of filling the disk.
+    /// Lowering a limit needs no privilege, and `prlimit64` is in systemd's
+    /// `@default` set, which the importer's and puller's filters keep.
     pub fn with_file_cap(mut self, bytes: u64) -> Git {
         self.file_cap = Some(bytes);
         self

@@ -201,11 +201,6 @@ struct Hardening {
     memory_deny_write_execute: &'static str,
     /// System call groups refused on top of `@system-service`'s allow list.
     denied_syscalls: &'static str,
-    /// System calls allowed again after the refusal: `prlimit64` where git
-    /// fetches, so `prlimit` may lower its file size limit (a lower limit
-    /// needs no privilege; a raised hard one would need a capability the
-    /// units do not have).
-    allowed_syscalls: &'static str,
 }
 
 #[derive(Template)]
@@ -604,7 +599,6 @@ impl<'a> Values<'a> {
                 // limit (@resources).
                 memory_deny_write_execute: "no",
                 denied_syscalls: "@privileged",
-                allowed_syscalls: "",
             },
         }
     }
@@ -803,7 +797,6 @@ impl<'a> Values<'a> {
                 capabilities: "CAP_CHOWN CAP_FOWNER CAP_DAC_OVERRIDE",
                 memory_deny_write_execute: "yes",
                 denied_syscalls: "@resources",
-                allowed_syscalls: if fetches { "prlimit64" } else { "" },
             },
             after: if fetches {
                 vec!["network-online.target"]
@@ -833,7 +826,6 @@ impl<'a> Values<'a> {
                 capabilities: "",
                 memory_deny_write_execute: "yes",
                 denied_syscalls: "@privileged @resources",
-                allowed_syscalls: "",
             },
         }
     }
@@ -911,7 +903,6 @@ impl<'a> Values<'a> {
                 capabilities: "",
                 memory_deny_write_execute: "yes",
                 denied_syscalls: "@privileged @resources",
-                allowed_syscalls: "prlimit64",
             },
         }
     }
