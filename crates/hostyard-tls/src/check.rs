@@ -41,6 +41,8 @@ pub enum BadCert {
     WrongName { domain: String, names: String },
     #[error("it lacks its chain: the issuer ({0}) is not in the file; append the intermediate certificates after the site's")]
     NoChain(String),
+    #[error("no CA this server trusts (the system's roots, tls.acme.ca_file) signed it ({0}); a self-signed certificate is served only from an import on the site's own server")]
+    Untrusted(String),
 }
 
 /// A bundle that can serve its domain, as HAProxy gets it.

@@ -24,6 +24,7 @@ use crate::acme::AcmeStatus;
 use crate::check::{check_bundle, not_after, MAX_BUNDLE_LEN};
 use crate::files::{crt_list_line, parse_crt_list, render_crt_list, KEY_FILE};
 use crate::state::{AcmeSite, SiteTls, TlsState};
+use crate::trust::Trust;
 
 /// What identifies a version of a source file without reading it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +69,9 @@ pub struct CertSync {
     in_fleet: Arc<AtomicBool>,
     /// Sites hosted elsewhere, served with their server's certificate.
     from_fleet: BTreeSet<Domain>,
+    /// The roots their certificates are verified against, loaded when
+    /// the first one is judged.
+    trust: Option<Trust>,
 }
 
 impl CertSync {
@@ -100,6 +104,7 @@ impl CertSync {
             from_acme: BTreeSet::new(),
             in_fleet: Arc::new(AtomicBool::new(false)),
             from_fleet: BTreeSet::new(),
+            trust: None,
         }
     }
 
@@ -148,7 +153,7 @@ impl CertSync {
                 continue;
             }
             self.seen.insert(domain.clone(), *fp);
-            if self.judge(domain, fp.acme)? {
+            if self.judge(domain, fp.acme, fp.fleet)? {
                 changed.push(domain.clone());
             }
         }
@@ -161,7 +166,11 @@ impl CertSync {
             .map(|(d, _)| d.clone())
             .collect();
         for domain in self.listed.keys() {
-            if !sources.contains_key(domain) {
+            // Another server's certificate that fails its checks is not
+            // served at all (no older copy either: it was not verified).
+            let refused_copy =
+                self.from_fleet.contains(domain) && self.refused.contains_key(domain);
+            if !sources.contains_key(domain) || refused_copy {
                 removed.push(domain.clone());
             }
         }
@@ -272,7 +281,7 @@ impl CertSync {
 
     /// Checks a changed source file; a good one is written where HAProxy
     /// reads it. Returns whether HAProxy must be told.
-    fn judge(&mut self, domain: &Domain, acme: bool) -> anyhow::Result<bool> {
+    fn judge(&mut self, domain: &Domain, acme: bool, fleet: bool) -> anyhow::Result<bool> {
         let src = if acme {
             self.layout.acme_cert(domain)
         } else {
@@ -285,7 +294,15 @@ impl CertSync {
                 return Ok(false);
             }
         };
-        let checked = match check_bundle(&bytes, domain, SystemTime::now()) {
+        let now = SystemTime::now();
+        let checked = if fleet {
+            let ca_file = &self.tls.acme.ca_file;
+            let trust = self.trust.get_or_insert_with(|| Trust::load(ca_file));
+            trust.check(&bytes, domain, now)
+        } else {
+            check_bundle(&bytes, domain, now)
+        };
+        let checked = match checked {
             Ok(c) => c,
             Err(why) => {
                 self.refuse(domain, &src, &why.to_string());
@@ -355,7 +372,8 @@ impl CertSync {
     }
 
     fn refuse(&mut self, domain: &Domain, src: &Path, why: &str) {
-        let keeps = if self.listed.contains_key(domain) {
+        // Another server's refused certificate is unlisted (see `pass`).
+        let keeps = if self.listed.contains_key(domain) && !self.from_fleet.contains(domain) {
             "keeps its current certificate"
         } else {
             "keeps the default certificate"
