@@ -28,11 +28,17 @@ use util::{d, Router};
 const ORDER: Duration = Duration::from_secs(60);
 
 fn acme_config(pebble: &Pebble) -> AcmeConfig {
+    // pebble's HTTPS root first (the ACME client's), then the root it
+    // signs certificates with (what a fleet's certificates chain to).
+    let ca_file = pebble.dir().join("acme-roots.pem");
+    let mut roots = std::fs::read(pebble.server_ca()).unwrap();
+    roots.extend(std::fs::read(pebble.root_file()).unwrap());
+    std::fs::write(&ca_file, roots).unwrap();
     AcmeConfig {
         directory: pebble.directory_url(),
         email: "ops@example.org".into(),
         terms_accepted: true,
-        ca_file: pebble.server_ca(),
+        ca_file,
         retry_secs: 1,
     }
 }

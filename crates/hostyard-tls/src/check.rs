@@ -56,6 +56,15 @@ pub struct Checked {
     pub names: Vec<String>,
     /// Its end of validity, Unix time.
     pub not_after: i64,
+    /// Every DNS name the certificate covers (wildcards as written).
+    pub dns_names: Vec<String>,
+}
+
+impl Checked {
+    /// Whether the certificate covers `host` (exactly or by a wildcard).
+    pub fn covers(&self, host: &str) -> bool {
+        self.dns_names.iter().any(|n| covers(n, host))
+    }
 }
 
 /// Checks that `bytes` can serve `domain` now: PEM with a certificate
@@ -129,6 +138,7 @@ pub fn check_bundle(bytes: &[u8], domain: &Domain, now: SystemTime) -> Result<Ch
         pem: pem_blocks(text),
         names: served,
         not_after,
+        dns_names: names,
     })
 }
 

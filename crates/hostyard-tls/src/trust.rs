@@ -1,6 +1,8 @@
 //! Whether a bundle from the fleet's store chains to a root this server
 //! trusts: the system's (`/etc/ssl/certs`, package `ca-certificates`, or
-//! `SSL_CERT_FILE`) plus `tls.acme.ca_file` (a private ACME CA's root).
+//! `SSL_CERT_FILE`) plus every certificate in `tls.acme.ca_file`: a
+//! private ACME CA's HTTPS root first (the ACME client takes that one),
+//! then the roots its certificates chain to when they differ (pebble's).
 //!
 //! Every etcd writer can put a bundle under `tls/certs/`; one that no
 //! trusted CA signed (a self-signed one pinned for years, say) would be
