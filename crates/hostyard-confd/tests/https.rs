@@ -44,9 +44,8 @@ impl Ca {
     /// A bundle for `names`, the first one its common name.
     fn bundle_for(&self, names: &[&str], years: (i32, i32)) -> String {
         let key = KeyPair::generate().unwrap();
-        let mut p =
-            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-                .unwrap();
+        let mut p = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
         p.distinguished_name.push(DnType::CommonName, names[0]);
         p.not_before = rcgen::date_time_ymd(years.0, 1, 1);
         p.not_after = rcgen::date_time_ymd(years.1, 1, 1);
