@@ -26,6 +26,7 @@ use hostyard_core::{log, Domain, Layout, NodeConfig};
 use hostyard_tls::acme::{Acme, AcmeStatus, Outcome};
 use hostyard_tls::challenges::ChallengeMap;
 use hostyard_tls::fleet::{Publisher, Received, Receiver};
+use hostyard_tls::Trust;
 
 /// Wait before a new etcd session after one broke.
 const RECONNECT: Duration = Duration::from_secs(2);
@@ -53,6 +54,7 @@ pub fn spawn(
     });
     let every = Duration::from_secs(config.tls.scan_secs);
     let publisher = Publisher::new(layout.clone(), schema.clone(), config.node_name());
+    let receiver = Receiver::new(layout.clone(), Trust::load(&config.tls.acme.ca_file));
     std::thread::Builder::new()
         .name("acme".into())
         .spawn(move || {
@@ -72,7 +74,7 @@ pub fn spawn(
             runtime.block_on(async {
                 tokio::join!(
                     challenges(&etcd, &schema, &layout),
-                    certificates(&etcd, &schema, &layout, &in_fleet, &recheck),
+                    certificates(&etcd, &schema, &receiver, &in_fleet, &recheck),
                     orders(&etcd, acme, publisher, &in_fleet, &recheck, every)
                 );
             });
@@ -204,18 +206,17 @@ async fn orders(
 async fn certificates(
     etcd: &EtcdConfig,
     schema: &Schema,
-    layout: &Layout,
+    receiver: &Receiver,
     in_fleet: &AtomicBool,
     recheck: &Mutex<BTreeSet<Domain>>,
 ) {
-    let receiver = Receiver::new(layout.clone());
     let mut last_error = String::new();
     loop {
         if !in_fleet.load(Ordering::Relaxed) {
             tokio::time::sleep(RECONNECT).await;
             continue;
         }
-        let e = match certificate_session(etcd, schema, &receiver, in_fleet, recheck).await {
+        let e = match certificate_session(etcd, schema, receiver, in_fleet, recheck).await {
             // It left the fleet; a full read when it joins again.
             Ok(()) => continue,
             Err(e) => format!("{e:#}"),

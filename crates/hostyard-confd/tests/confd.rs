@@ -517,16 +517,24 @@ fn certificate_bundles_in_etcd_stay_out_of_the_routing_reads() {
     r.write_config();
     let b = Backend::start("beside bundles");
     r.register(&etcd, SiteKind::Static, "o.example.com", b.port());
-    let keys: Vec<String> = (0..1000)
-        .map(|i| r.schema.tls_cert_key(&d(&format!("c{i}.example.com"))))
+    // Each site owned by another server: a bundle of a site neither
+    // declared nor owned would be withdrawn from etcd.
+    let keys: Vec<(String, String)> = (0..1000)
+        .map(|i| d(&format!("c{i}.example.com")))
+        .map(|domain| (r.schema.tls_cert_key(&domain), r.schema.owner_key(&domain)))
         .collect();
     let bundle = "x".repeat(5000);
     etcd.with_client("put the bundles", |mut c| async move {
         // etcd takes at most 128 operations and 1.5 MB per request.
-        for chunk in keys.chunks(100) {
+        for chunk in keys.chunks(50) {
             let ops: Vec<TxnOp> = chunk
                 .iter()
-                .map(|k| TxnOp::put(k.as_str(), bundle.as_str(), None))
+                .flat_map(|(k, owner)| {
+                    [
+                        TxnOp::put(k.as_str(), bundle.as_str(), None),
+                        TxnOp::put(owner.as_str(), "other", None),
+                    ]
+                })
                 .collect();
             c.txn(Txn::new().and_then(ops)).await?;
         }

@@ -38,10 +38,15 @@ impl Ca {
 
     /// A bundle for `domain` and `www.domain`: leaf, this CA, key.
     fn bundle(&self, domain: &str, years: (i32, i32)) -> String {
+        self.bundle_for(&[domain, &format!("www.{domain}")], years)
+    }
+
+    /// A bundle for `names`, the first one its common name.
+    fn bundle_for(&self, names: &[&str], years: (i32, i32)) -> String {
         let key = KeyPair::generate().unwrap();
-        let mut p =
-            CertificateParams::new(vec![domain.to_string(), format!("www.{domain}")]).unwrap();
-        p.distinguished_name.push(DnType::CommonName, domain);
+        let mut p = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
+        p.distinguished_name.push(DnType::CommonName, names[0]);
         p.not_before = rcgen::date_time_ymd(years.0, 1, 1);
         p.not_after = rcgen::date_time_ymd(years.1, 1, 1);
         let cert = p.signed_by(&key, &self.cert, &self.key).unwrap();
@@ -220,6 +225,49 @@ fn a_sites_certificate_is_served_replaced_and_removed_without_a_reload() {
     .unwrap();
     assert_eq!(curl(&r, "http", "tls.example.com", "/", None).status, 200);
     assert!(!r.layout.haproxy_cert(&d("tls.example.com")).exists());
+    assert_eq!(r.haproxy().worker_pid().unwrap(), worker, "no reload");
+}
+
+#[test]
+fn a_declared_alias_is_served_with_the_sites_certificate() {
+    let etcd = Etcd::start().unwrap();
+    let mut r = Router::new(&etcd);
+    r.start();
+    let backend = Backend::start("alias site");
+    r.register(&etcd, SiteKind::Static, "alias.example.com", backend.port());
+    r.wait_for("alias.example.com", 200, "alias site");
+    let ca = Ca::new(r.dir.path(), "alias-ca");
+    let names = [
+        "alias.example.com",
+        "www.alias.example.com",
+        "alias.example.org",
+    ];
+    put_cert(&r, "alias.example.com", &ca.bundle_for(&names, GOOD));
+    wait_https(&r, "alias.example.com", &ca.file, true);
+    // Not declared: the name is not served with the site's certificate,
+    // though the certificate covers it.
+    assert_eq!(
+        curl(&r, "https", "alias.example.org", "/", Some(&ca.file)).status,
+        0
+    );
+
+    // Declared as an alias (the certificate already served): its HTTPS
+    // gets the site's certificate and redirects to the canonical name.
+    let worker = r.haproxy().worker_pid().unwrap();
+    let decl = hostyard_core::etcd::SiteDecl {
+        kind: SiteKind::Static,
+        aliases: vec![d("alias.example.org")],
+    };
+    etcd.put(&r.schema.site_key(&d("alias.example.com")), &decl.to_json())
+        .unwrap();
+    wait_https(&r, "alias.example.org", &ca.file, true);
+    let c = curl(&r, "https", "alias.example.org", "/x", Some(&ca.file));
+    assert_eq!(c.status, 301, "{c:?}");
+    assert!(
+        c.text.contains("location: https://alias.example.com/x"),
+        "{c:?}"
+    );
+    wait_https(&r, "alias.example.com", &ca.file, true);
     assert_eq!(r.haproxy().worker_pid().unwrap(), worker, "no reload");
 }
 

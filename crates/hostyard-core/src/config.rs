@@ -302,6 +302,8 @@ pub struct AcmeConfig {
     pub terms_accepted: bool,
     /// A PEM file with the root the ACME server's own HTTPS certificate
     /// chains to, for a private or test CA (pebble); empty: the system's roots.
+    /// Roots that follow it (the one a private CA signs certificates with)
+    /// are trusted, beside the system's, for the fleet's certificates.
     pub ca_file: PathBuf,
     /// Seconds before the first retry after a failed order; each further
     /// failure doubles it (at most a day). 300 keeps a name under the CAs'

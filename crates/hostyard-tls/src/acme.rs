@@ -15,10 +15,13 @@
 //!   the certificate thread ([`crate::sync`]) checks it and puts it into
 //!   HAProxy like an imported one. A failed order writes nothing, so a
 //!   good certificate stays until a renewal succeeds.
-//! - In a fleet, before ordering, a good certificate another server
-//!   published to etcd (`{prefix}/tls/certs/<domain>`, [`crate::fleet`])
-//!   that is not due yet is taken instead: one order per fleet, even for a
-//!   site that just moved here before the certificate reached this disk.
+//! - In a fleet, before ordering a site that has no certificate here yet,
+//!   a good certificate another server published to etcd
+//!   (`{prefix}/tls/certs/<domain>`, [`crate::fleet`]), verified
+//!   ([`crate::trust`]) and not due yet, is taken instead: one order per
+//!   fleet, even for a site that just moved here before the certificate
+//!   reached this disk. One of its own, due, is renewed, never replaced
+//!   by etcd's.
 //! - The certificate names the domain, the aliases of its declaration
 //!   (`{prefix}/sites/<domain>`) and `www.<domain>` when the CA can
 //!   validate it ([`order_names`]): an order that failed for `www.` alone
@@ -54,6 +57,7 @@ use serde::{Deserialize, Serialize};
 use crate::check::{not_after, not_before};
 use crate::files::KEY_FILE;
 use crate::state::{AcmeSite, TlsState};
+use crate::trust::Trust;
 
 /// An order's lock and challenges live on a lease this long; an attempt
 /// gives up well before (two orders of at most [`ORDER_TIMEOUT`] each, the
@@ -99,6 +103,9 @@ pub struct Acme {
     node: String,
     account: Option<Account>,
     status: AcmeStatus,
+    /// The roots the fleet's certificates are verified against, loaded
+    /// when the first one is looked at.
+    trust: Option<Trust>,
 }
 
 /// The names one order asks for, the domain first: the domain, the
@@ -213,6 +220,7 @@ impl Acme {
             node,
             account: None,
             status,
+            trust: None,
         }
     }
 
@@ -451,8 +459,11 @@ impl Acme {
     }
 
     /// Writes out the fleet's certificate for `domain` when etcd holds one
-    /// that is good and not yet due for renewal; returns whether it did.
+    /// that is good, verified and not yet due for renewal, and this server
+    /// has no certificate of its own for it ([`crate::decide::receive`]:
+    /// the site just moved here); returns whether it did.
     async fn take_published(&mut self, etcd: &mut Client, domain: &Domain) -> bool {
+        let own = self.layout.acme_cert(domain).exists();
         let key = self.schema.tls_cert_key(domain);
         let Ok(got) = etcd.get(key.as_str(), None).await else {
             return false;
@@ -460,9 +471,23 @@ impl Acme {
         let Some(kv) = got.kvs().first() else {
             return false;
         };
-        let Ok(checked) = crate::check_bundle(kv.value(), domain, SystemTime::now()) else {
-            return false;
+        let ca_file = &self.config.ca_file;
+        let trust = self.trust.get_or_insert_with(|| Trust::load(ca_file));
+        let checked = match trust.check(kv.value(), domain, SystemTime::now()) {
+            Ok(c) => c,
+            Err(why) => {
+                log!(
+                    Warning,
+                    "{domain}: refused the certificate the fleet's store holds: {why}; ordering one"
+                );
+                return false;
+            }
         };
+        if crate::decide::receive(true, own, crate::decide::Held::Usable)
+            != crate::decide::Receive::Adopt
+        {
+            return false;
+        }
         let Some(nb) = not_before(kv.value()) else {
             return false;
         };

@@ -41,6 +41,8 @@ pub enum BadCert {
     WrongName { domain: String, names: String },
     #[error("it lacks its chain: the issuer ({0}) is not in the file; append the intermediate certificates after the site's")]
     NoChain(String),
+    #[error("no CA this server trusts (the system's roots, tls.acme.ca_file) signed it ({0}); a self-signed certificate is served only from an import on the site's own server")]
+    Untrusted(String),
 }
 
 /// A bundle that can serve its domain, as HAProxy gets it.
@@ -54,6 +56,15 @@ pub struct Checked {
     pub names: Vec<String>,
     /// Its end of validity, Unix time.
     pub not_after: i64,
+    /// Every DNS name the certificate covers (wildcards as written).
+    pub dns_names: Vec<String>,
+}
+
+impl Checked {
+    /// Whether the certificate covers `host` (exactly or by a wildcard).
+    pub fn covers(&self, host: &str) -> bool {
+        self.dns_names.iter().any(|n| covers(n, host))
+    }
 }
 
 /// Checks that `bytes` can serve `domain` now: PEM with a certificate
@@ -127,6 +138,7 @@ pub fn check_bundle(bytes: &[u8], domain: &Domain, now: SystemTime) -> Result<Ch
         pem: pem_blocks(text),
         names: served,
         not_after,
+        dns_names: names,
     })
 }
 

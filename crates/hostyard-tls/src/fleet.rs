@@ -8,11 +8,12 @@
 //!   single server never copies a private key out of its disk.
 //! - [`Receiver`]: every server writes what etcd holds for a site it does
 //!   not host to `runtime/acme/certs/<domain>.pem` (0600, atomic), after
-//!   the same checks the certificate thread makes; the certificate thread
+//!   the same checks the certificate thread makes and a verification
+//!   against the CA roots it trusts ([`Trust`]); the certificate thread
 //!   ([`crate::sync`]) then serves it like a certificate of its own. A
-//!   site it hosts takes etcd's only when that lasts longer than its own
-//!   (it moved here, or another server renewed it), so it is not ordered
-//!   again before renewal time.
+//!   site it hosts keeps its own certificate whatever etcd holds; only
+//!   one with none yet (it just moved here) takes etcd's, so it is not
+//!   ordered again ([`decide::receive`]).
 //!
 //! Only the site's owner (`{prefix}/owners/<domain>`) publishes: each put
 //! is a transaction that compares the owner key with this server's node
@@ -22,10 +23,13 @@
 //! published by the server that hosts it, without claiming it: ownership is
 //! claimed by what runs the site (its registration, a restore, a move).
 //!
-//! etcd keeps the bundle with the longest validity: a publisher never
-//! replaces one that lasts longer than its own, and puts its own back when
-//! etcd's changed to something worse (refused, older, deleted) while it
-//! hosts the site.
+//! What the owner serves now wins ([`decide::publish`]): it puts its
+//! bundle whenever etcd holds another (a shorter-lived replacement of a
+//! leaked key included) and puts it back when etcd's changed or went.
+//! A removed site's bundle (neither declared nor owned, as `hostyard site
+//! forget` leaves it) is deleted from etcd by the next pass of any
+//! server's publisher ([`Publisher::withdraw`]), and every receiver then
+//! drops its copy.
 
 use std::collections::{BTreeSet, HashMap};
 use std::os::unix::fs::MetadataExt;
@@ -33,13 +37,15 @@ use std::time::SystemTime;
 
 use anyhow::Context;
 use etcd_client::Client;
-use etcd_client::{Compare, CompareOp, Txn, TxnOp};
+use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp};
 use hostyard_core::etcd::{owner_or_raw, Schema};
 use hostyard_core::owner::may_write;
 use hostyard_core::{log, Domain, Layout};
 
-use crate::check::{check_bundle, not_after};
+use crate::check::check_bundle;
+use crate::decide::{self, Held, Owner, Receive};
 use crate::files::KEY_FILE;
+use crate::trust::Trust;
 
 /// A version of a file, known without reading it.
 type Fingerprint = (u64, i128, u64);
@@ -105,9 +111,10 @@ impl Publisher {
     /// One look at every hosted site; returns the domains published.
     pub async fn pass(&mut self, etcd: &mut Client) -> Vec<Domain> {
         let mut out = Vec::new();
-        let Ok(entries) = std::fs::read_dir(self.layout.domains_dir()) else {
-            return out;
-        };
+        // A server hosting no site still withdraws removed sites' bundles.
+        let entries = std::fs::read_dir(self.layout.domains_dir())
+            .into_iter()
+            .flatten();
         let mut domains: Vec<Domain> = entries
             .filter_map(|e| e.ok()?.file_name().to_str().map(str::to_string))
             .filter_map(|n| Domain::parse(&n).ok())
@@ -130,6 +137,16 @@ impl Publisher {
                     return out;
                 }
             }
+        }
+        if let Err(e) = self.withdraw(etcd).await {
+            if !self.failing {
+                log!(
+                    Warning,
+                    "cannot withdraw removed sites' certificates from the fleet (tried again at each pass): {e:#}"
+                );
+            }
+            self.failing = true;
+            return out;
         }
         self.failing = false;
         out
@@ -157,6 +174,7 @@ impl Publisher {
         };
         let key = self.schema.tls_cert_key(domain);
         let owner_key = self.schema.owner_key(domain);
+        let site_key = self.schema.site_key(domain);
         let got = etcd
             .get(owner_key.as_str(), None)
             .await
@@ -172,33 +190,60 @@ impl Publisher {
             );
             return Ok(false);
         }
-        // The put holds only if the owner is still what was read.
-        let owner_holds = match &owner {
-            None => Compare::version(owner_key.as_str(), CompareOp::Equal, 0),
-            Some(me) => Compare::value(owner_key.as_str(), CompareOp::Equal, me.as_str()),
-        };
+        let declared = !etcd
+            .get(site_key.as_str(), None)
+            .await
+            .with_context(|| format!("reading {site_key}"))?
+            .kvs()
+            .is_empty();
+        if !declared {
+            // Not declared yet (its discovery declares it when it first
+            // runs), or forgotten: looked at again at the next pass.
+            return Ok(false);
+        }
         let got = etcd
             .get(key.as_str(), None)
             .await
             .with_context(|| format!("reading {key}"))?;
-        if let Some(kv) = got.kvs().first() {
-            let theirs = kv.value();
-            let lasts_longer = check_bundle(theirs, domain, SystemTime::now())
-                .is_ok_and(|c| c.not_after > ours.not_after);
-            if theirs == bytes.as_slice() || lasts_longer {
-                self.done.insert(domain.clone(), fp);
-                return Ok(false);
-            }
+        let (held, revision) = match got.kvs().first() {
+            None => (Held::Nothing, None),
+            Some(kv) if kv.value() == bytes.as_slice() => (Held::Same, Some(kv.mod_revision())),
+            Some(kv) => match check_bundle(kv.value(), domain, SystemTime::now()) {
+                Ok(_) => (Held::Usable, Some(kv.mod_revision())),
+                Err(_) => (Held::Refused, Some(kv.mod_revision())),
+            },
+        };
+        let who = match &owner {
+            None => Owner::Nobody,
+            Some(_) => Owner::Me,
+        };
+        if !decide::publish(declared, who, held) {
+            self.done.insert(domain.clone(), fp);
+            return Ok(false);
         }
+        // The put holds only if the owner, the declaration and the key are
+        // still what was read.
+        let owner_holds = match &owner {
+            None => Compare::version(owner_key.as_str(), CompareOp::Equal, 0),
+            Some(me) => Compare::value(owner_key.as_str(), CompareOp::Equal, me.as_str()),
+        };
+        let key_holds = match revision {
+            None => Compare::version(key.as_str(), CompareOp::Equal, 0),
+            Some(r) => Compare::mod_revision(key.as_str(), CompareOp::Equal, r),
+        };
         let txn = Txn::new()
-            .when([owner_holds])
+            .when([
+                owner_holds,
+                key_holds,
+                Compare::version(site_key.as_str(), CompareOp::Greater, 0),
+            ])
             .and_then([TxnOp::put(key.as_str(), bytes, None)]);
         let put = etcd
             .txn(txn)
             .await
             .with_context(|| format!("writing {key}"))?;
         if !put.succeeded() {
-            // The owner changed meanwhile: decided again at the next pass.
+            // Something changed meanwhile: decided again at the next pass.
             return Ok(false);
         }
         self.done.insert(domain.clone(), fp);
@@ -209,6 +254,72 @@ impl Publisher {
         );
         Ok(true)
     }
+
+    /// Deletes from etcd the certificate of every removed site (neither
+    /// declared nor owned, [`decide::withdraw`]); every server's receiver
+    /// then drops its copy. Each delete holds only while both keys are
+    /// still absent. Returns the domains withdrawn.
+    pub async fn withdraw(&mut self, etcd: &mut Client) -> anyhow::Result<Vec<Domain>> {
+        let certs = etcd_keys(etcd, &self.schema.tls_certs_prefix()).await?;
+        if certs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sites = etcd_keys(etcd, &self.schema.sites_prefix()).await?;
+        let owners = etcd_keys(etcd, &self.schema.owners_prefix()).await?;
+        let declared: BTreeSet<Domain> = sites
+            .iter()
+            .filter_map(|k| self.schema.parse_site_key(k).ok())
+            .collect();
+        let owned: BTreeSet<Domain> = owners
+            .iter()
+            .filter_map(|k| self.schema.parse_owner_key(k).ok())
+            .collect();
+        let mut out = Vec::new();
+        for key in certs {
+            let Ok(domain) = self.schema.parse_tls_cert_key(&key) else {
+                continue;
+            };
+            if !decide::withdraw(declared.contains(&domain), owned.contains(&domain)) {
+                continue;
+            }
+            let site_key = self.schema.site_key(&domain);
+            let owner_key = self.schema.owner_key(&domain);
+            let txn = Txn::new()
+                .when([
+                    Compare::version(site_key.as_str(), CompareOp::Equal, 0),
+                    Compare::version(owner_key.as_str(), CompareOp::Equal, 0),
+                ])
+                .and_then([TxnOp::delete(key.as_str(), None)]);
+            let done = etcd
+                .txn(txn)
+                .await
+                .with_context(|| format!("deleting {key}"))?;
+            if done.succeeded() {
+                log!(
+                    Notice,
+                    "{domain}: its certificate left the fleet's store ({key}): the site is neither declared ({site_key}) nor owned ({owner_key}) any more"
+                );
+                out.push(domain);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The keys under `prefix`, without their values.
+async fn etcd_keys(etcd: &mut Client, prefix: &str) -> anyhow::Result<Vec<String>> {
+    let got = etcd
+        .get(
+            prefix,
+            Some(GetOptions::new().with_prefix().with_keys_only()),
+        )
+        .await
+        .with_context(|| format!("reading {prefix}"))?;
+    Ok(got
+        .kvs()
+        .iter()
+        .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
+        .collect())
 }
 
 /// What the receiver did with one key.
@@ -220,22 +331,23 @@ pub enum Received {
     Removed,
     /// Nothing to do (the same bundle, or nothing here to remove).
     Unchanged,
-    /// This server hosts the site and keeps its own certificate, which
-    /// lasts at least as long (or etcd's was deleted).
+    /// This server hosts the site and keeps its own certificate, whatever
+    /// etcd holds (another bundle, or none).
     OwnKept,
     /// Refused: the reason, logged once.
     Refused(String),
 }
 
 /// Writes the certificates etcd holds for other servers' sites where the
-/// certificate thread serves them.
+/// certificate thread serves them, once verified ([`Trust`]).
 pub struct Receiver {
     layout: Layout,
+    trust: Trust,
 }
 
 impl Receiver {
-    pub fn new(layout: Layout) -> Receiver {
-        Receiver { layout }
+    pub fn new(layout: Layout, trust: Trust) -> Receiver {
+        Receiver { layout, trust }
     }
 
     /// A full read of `tls/certs/`: each bundle taken, and the stored
@@ -268,13 +380,39 @@ impl Receiver {
     /// One key's change: `None` when it was deleted.
     pub fn set(&self, domain: &Domain, bundle: Option<&[u8]>) -> Received {
         let path = self.layout.acme_cert(domain);
-        let local = is_local(&self.layout, domain);
-        let Some(bundle) = bundle else {
-            // A hosted site keeps its own; another's goes with its key.
-            if local {
-                return Received::OwnKept;
-            }
-            return match std::fs::remove_file(&path) {
+        let hosted = is_local(&self.layout, domain);
+        let own = hosted && served_source(&self.layout, domain).is_some();
+        let current = std::fs::read(&path).ok();
+        let mut checked = None;
+        let held = match bundle {
+            None => Held::Nothing,
+            Some(b) if current.as_deref() == Some(b) => Held::Same,
+            Some(b) => match self.trust.check(b, domain, SystemTime::now()) {
+                Ok(c) => {
+                    checked = Some(c);
+                    Held::Usable
+                }
+                Err(why) => {
+                    let keeps = if hosted && own {
+                        "keeps its own certificate"
+                    } else if path.exists() {
+                        "keeps its current certificate"
+                    } else {
+                        "keeps the default certificate"
+                    };
+                    log!(
+                        Warning,
+                        "{domain}: refused the certificate the fleet's store holds: {why}; {domain} {keeps} here"
+                    );
+                    return Received::Refused(why.to_string());
+                }
+            },
+        };
+        match decide::receive(hosted, own, held) {
+            Receive::Leave => Received::Unchanged,
+            Receive::KeepOwn if held == Held::Same => Received::Unchanged,
+            Receive::KeepOwn => Received::OwnKept,
+            Receive::Remove => match std::fs::remove_file(&path) {
                 Ok(()) => {
                     log!(
                         Notice,
@@ -287,50 +425,28 @@ impl Receiver {
                     log!(Warning, "cannot remove {}: {e}", path.display());
                     Received::Unchanged
                 }
-            };
-        };
-        let checked = match check_bundle(bundle, domain, SystemTime::now()) {
-            Ok(c) => c,
-            Err(why) => {
-                let keeps = if path.exists() {
-                    "keeps its current certificate"
-                } else {
-                    "keeps the default certificate"
+            },
+            Receive::Adopt => {
+                let (Some(bundle), Some(checked)) = (bundle, checked) else {
+                    return Received::Unchanged;
                 };
-                log!(
-                    Warning,
-                    "{domain}: refused the certificate the fleet's store holds: {why}; {domain} {keeps} here"
-                );
-                return Received::Refused(why.to_string());
-            }
-        };
-        let current = std::fs::read(&path).ok();
-        if current.as_deref() == Some(bundle) {
-            return Received::Unchanged;
-        }
-        if local {
-            // Its own certificate wins unless etcd's lasts longer (then it
-            // came from a renewal elsewhere, or before a move here).
-            let own = current.as_deref().and_then(not_after);
-            if self.layout.tls_pem(domain).exists() || own.is_some_and(|t| t >= checked.not_after) {
-                return Received::OwnKept;
-            }
-        }
-        let stored = crate::acme::ensure_private_dir(&self.layout.acme_certs_dir())
-            .and_then(|()| KEY_FILE.write(&path, bundle));
-        match stored {
-            Ok(()) => {
-                log!(
-                    Info,
-                    "{domain}: certificate from the fleet's store written to {} (valid until Unix time {})",
-                    path.display(),
-                    checked.not_after
-                );
-                Received::Stored
-            }
-            Err(e) => {
-                log!(Warning, "{domain}: {e:#}");
-                Received::Unchanged
+                let stored = crate::acme::ensure_private_dir(&self.layout.acme_certs_dir())
+                    .and_then(|()| KEY_FILE.write(&path, bundle));
+                match stored {
+                    Ok(()) => {
+                        log!(
+                            Info,
+                            "{domain}: certificate from the fleet's store written to {} (valid until Unix time {})",
+                            path.display(),
+                            checked.not_after
+                        );
+                        Received::Stored
+                    }
+                    Err(e) => {
+                        log!(Warning, "{domain}: {e:#}");
+                        Received::Unchanged
+                    }
+                }
             }
         }
     }
@@ -341,33 +457,44 @@ mod tests {
     use super::*;
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
     use std::os::unix::fs::PermissionsExt;
+    use std::sync::OnceLock;
 
-    /// A bundle for `example.com` from a fresh CA, valid until the year given.
+    /// One CA for every test, and the trust in it.
+    fn ca() -> &'static (rcgen::Certificate, KeyPair, Trust) {
+        static CA: OnceLock<(rcgen::Certificate, KeyPair, Trust)> = OnceLock::new();
+        CA.get_or_init(|| {
+            let key = KeyPair::generate().unwrap();
+            let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            p.distinguished_name
+                .push(DnType::CommonName, "fleet test CA");
+            let cert = p.self_signed(&key).unwrap();
+            let trust = Trust::from_roots(vec![cert.der().clone()]);
+            (cert, key, trust)
+        })
+    }
+
+    /// A bundle for `example.com` from the test CA, valid until the year given.
     fn bundle(until: i32) -> Vec<u8> {
-        let ca_key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.distinguished_name
-            .push(DnType::CommonName, "fleet test CA");
-        let ca = p.self_signed(&ca_key).unwrap();
+        let (ca, ca_key, _) = ca();
         let key = KeyPair::generate().unwrap();
         let mut p = CertificateParams::new(vec!["example.com".to_string()]).unwrap();
         p.not_before = rcgen::date_time_ymd(2020, 1, 1);
         p.not_after = rcgen::date_time_ymd(until, 1, 1);
-        let leaf = p.signed_by(&key, &ca, &ca_key).unwrap();
+        let leaf = p.signed_by(&key, ca, ca_key).unwrap();
         format!("{}{}{}", leaf.pem(), ca.pem(), key.serialize_pem()).into_bytes()
     }
 
-    fn setup() -> (tempfile::TempDir, Layout, Domain) {
+    fn setup() -> (tempfile::TempDir, Layout, Domain, Receiver) {
         let dir = tempfile::tempdir().unwrap();
         let layout = Layout::new(dir.path());
-        (dir, layout, Domain::parse("example.com").unwrap())
+        let r = Receiver::new(layout.clone(), ca().2.clone());
+        (dir, layout, Domain::parse("example.com").unwrap(), r)
     }
 
     #[test]
     fn another_servers_site_follows_etcd_and_a_bad_bundle_changes_nothing() {
-        let (_dir, layout, domain) = setup();
-        let r = Receiver::new(layout.clone());
+        let (_dir, layout, domain, r) = setup();
         let path = layout.acme_cert(&domain);
         let (long, short) = (bundle(2090), bundle(2080));
         assert_eq!(r.set(&domain, Some(&long)), Received::Stored);
@@ -386,32 +513,47 @@ mod tests {
     }
 
     #[test]
-    fn a_hosted_site_keeps_its_own_unless_etcds_lasts_longer() {
-        let (_dir, layout, domain) = setup();
+    fn a_hosted_site_keeps_its_own_whatever_etcd_holds() {
+        let (_dir, layout, domain, r) = setup();
         std::fs::create_dir_all(layout.domain_dir(&domain)).unwrap();
-        let r = Receiver::new(layout.clone());
         let path = layout.acme_cert(&domain);
         let (long, longer) = (bundle(2080), bundle(2090));
         // None of its own yet (it just moved here): etcd's.
         assert_eq!(r.set(&domain, Some(&long)), Received::Stored);
-        assert_eq!(r.set(&domain, Some(&longer)), Received::Stored);
-        assert_eq!(r.set(&domain, Some(&long)), Received::OwnKept);
+        // Then its own, even against one that lasts longer.
+        assert_eq!(r.set(&domain, Some(&longer)), Received::OwnKept);
         assert_eq!(r.set(&domain, None), Received::OwnKept);
-        assert_eq!(std::fs::read(&path).unwrap(), longer);
+        assert_eq!(std::fs::read(&path).unwrap(), long);
         assert!(r.hosts(&domain));
         // An imported certificate is never replaced from etcd.
+        std::fs::remove_file(&path).unwrap();
         std::fs::create_dir_all(layout.tls_pem(&domain).parent().unwrap()).unwrap();
         std::fs::write(layout.tls_pem(&domain), &long).unwrap();
         assert_eq!(r.set(&domain, Some(&bundle(2095))), Received::OwnKept);
-        assert_eq!(std::fs::read(&path).unwrap(), longer);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_bundle_no_trusted_ca_signed_is_refused() {
+        let (_dir, layout, domain, r) = setup();
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["example.com".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let pinned = format!("{}{}", cert.pem(), key.serialize_pem());
+        match r.set(&domain, Some(pinned.as_bytes())) {
+            Received::Refused(why) => assert!(why.contains("no CA this server trusts"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(!layout.acme_cert(&domain).exists());
     }
 
     #[test]
     fn a_full_read_removes_only_copies_of_other_servers_sites_etcd_lost() {
-        let (_dir, layout, domain) = setup();
+        let (_dir, layout, domain, r) = setup();
         let hosted = Domain::parse("hosted.example").unwrap();
         std::fs::create_dir_all(layout.domain_dir(&hosted)).unwrap();
-        let r = Receiver::new(layout.clone());
         r.set(&domain, Some(&bundle(2090)));
         std::fs::write(layout.acme_cert(&hosted), bundle(2090)).unwrap();
         std::fs::write(layout.acme_certs_dir().join(".hostyard-x.tmp"), "x").unwrap();

@@ -6,11 +6,15 @@
 //!   `acme.map` (file and runtime API), on every server;
 //! - [`check`]: whether a PEM bundle can serve a domain (key, dates,
 //!   names, chain), with one line naming the problem when not;
+//! - [`decide`]: which certificate wins across a fleet, and when a
+//!   site's leaves etcd (pure decisions);
 //! - [`fleet`]: in a fleet, each site's certificate published to etcd by
 //!   its hosting server and written out on every other server;
 //! - [`files`]: HAProxy's certificate files: the self-signed default, the
 //!   crt-list and the HTTPS policy map, written before HAProxy reads them;
 //! - [`state`]: what `hostyard status` reads of it;
+//! - [`trust`]: bundles from the fleet's store verified against the
+//!   system's CA roots plus `tls.acme.ca_file`;
 //! - [`sync`]: the loop confd runs beside its routing: every site's
 //!   certificate file checked and put into HAProxy through the runtime API
 //!   (no reload), files first so a restart comes back the same.
@@ -18,15 +22,18 @@
 pub mod acme;
 pub mod challenges;
 pub mod check;
+pub mod decide;
 pub mod files;
 pub mod fleet;
 pub mod state;
 pub mod sync;
+pub mod trust;
 
 pub use check::{check_bundle, BadCert, Checked};
 pub use files::ensure_base;
 pub use state::{AcmeSite, SiteTls, TlsState};
 pub use sync::CertSync;
+pub use trust::Trust;
 
 /// Locks a mutex shared between confd's threads; a thread that panicked
 /// holding it left data that is still whole (plain maps).

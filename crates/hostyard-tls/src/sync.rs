@@ -18,12 +18,13 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 use hostyard_core::config::TlsConfig;
 use hostyard_core::{log, Domain, Layout};
-use hostyard_haproxy::{CliError, MapApi, Session, SslApi};
+use hostyard_haproxy::{CliError, Entry, MapApi, Session, SslApi};
 
 use crate::acme::AcmeStatus;
 use crate::check::{check_bundle, not_after, MAX_BUNDLE_LEN};
 use crate::files::{crt_list_line, parse_crt_list, render_crt_list, KEY_FILE};
 use crate::state::{AcmeSite, SiteTls, TlsState};
+use crate::trust::Trust;
 
 /// What identifies a version of a source file without reading it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +69,16 @@ pub struct CertSync {
     in_fleet: Arc<AtomicBool>,
     /// Sites hosted elsewhere, served with their server's certificate.
     from_fleet: BTreeSet<Domain>,
+    /// The roots their certificates are verified against, loaded when
+    /// the first one is judged.
+    trust: Option<Trust>,
+    /// The declared aliases of each site (`hosts.map`'s redirects to it,
+    /// `www.` aside), as last read: those its certificate covers are
+    /// served with it.
+    aliases: BTreeMap<Domain, Vec<String>>,
+    /// Listed sites whose names changed: HAProxy's crt-list line is
+    /// replaced, not only the certificate.
+    relist: BTreeSet<Domain>,
 }
 
 impl CertSync {
@@ -100,6 +111,9 @@ impl CertSync {
             from_acme: BTreeSet::new(),
             in_fleet: Arc::new(AtomicBool::new(false)),
             from_fleet: BTreeSet::new(),
+            trust: None,
+            aliases: BTreeMap::new(),
+            relist: BTreeSet::new(),
         }
     }
 
@@ -141,6 +155,15 @@ impl CertSync {
     /// then to HAProxy.
     pub fn pass(&mut self) -> anyhow::Result<()> {
         let sources = self.sources()?;
+        // A site whose declared aliases changed is judged again: the
+        // names its certificate is served for may have.
+        let aliases = declared_aliases(&self.layout);
+        for domain in sources.keys() {
+            if aliases.get(domain) != self.aliases.get(domain) {
+                self.seen.remove(domain);
+            }
+        }
+        self.aliases = aliases;
         let mut changed: Vec<Domain> = Vec::new();
         let mut removed: Vec<Domain> = Vec::new();
         for (domain, fp) in &sources {
@@ -148,7 +171,7 @@ impl CertSync {
                 continue;
             }
             self.seen.insert(domain.clone(), *fp);
-            if self.judge(domain, fp.acme)? {
+            if self.judge(domain, fp.acme, fp.fleet)? {
                 changed.push(domain.clone());
             }
         }
@@ -161,7 +184,11 @@ impl CertSync {
             .map(|(d, _)| d.clone())
             .collect();
         for domain in self.listed.keys() {
-            if !sources.contains_key(domain) {
+            // Another server's certificate that fails its checks is not
+            // served at all (no older copy either: it was not verified).
+            let refused_copy =
+                self.from_fleet.contains(domain) && self.refused.contains_key(domain);
+            if !sources.contains_key(domain) || refused_copy {
                 removed.push(domain.clone());
             }
         }
@@ -189,6 +216,7 @@ impl CertSync {
         }
         self.pending.extend(changed);
         self.pending.retain(|d| self.listed.contains_key(d));
+        self.relist.retain(|d| self.listed.contains_key(d));
         self.pending_removal.extend(removed);
         let policy = self.policy_map();
         let map_text: String = policy.iter().map(|(h, v)| format!("{h} {v}\n")).collect();
@@ -207,6 +235,7 @@ impl CertSync {
                 // Not running: it loads the files when it starts.
                 Err(CliError::Absent { .. }) => {
                     self.pending.clear();
+                    self.relist.clear();
                     self.pending_removal.clear();
                     self.policy_pending = false;
                 }
@@ -272,7 +301,7 @@ impl CertSync {
 
     /// Checks a changed source file; a good one is written where HAProxy
     /// reads it. Returns whether HAProxy must be told.
-    fn judge(&mut self, domain: &Domain, acme: bool) -> anyhow::Result<bool> {
+    fn judge(&mut self, domain: &Domain, acme: bool, fleet: bool) -> anyhow::Result<bool> {
         let src = if acme {
             self.layout.acme_cert(domain)
         } else {
@@ -285,7 +314,15 @@ impl CertSync {
                 return Ok(false);
             }
         };
-        let checked = match check_bundle(&bytes, domain, SystemTime::now()) {
+        let now = SystemTime::now();
+        let checked = if fleet {
+            let ca_file = &self.tls.acme.ca_file;
+            let trust = self.trust.get_or_insert_with(|| Trust::load(ca_file));
+            trust.check(&bytes, domain, now)
+        } else {
+            check_bundle(&bytes, domain, now)
+        };
+        let checked = match checked {
             Ok(c) => c,
             Err(why) => {
                 self.refuse(domain, &src, &why.to_string());
@@ -298,21 +335,30 @@ impl CertSync {
         } else {
             self.from_acme.remove(domain);
         }
+        let mut names = checked.names.clone();
+        for alias in self.aliases.get(domain).into_iter().flatten() {
+            if checked.covers(alias) && !names.contains(alias) {
+                names.push(alias.clone());
+            }
+        }
         let dest = self.layout.haproxy_cert(domain);
         let same_file = std::fs::read(&dest).ok().as_deref() == Some(checked.pem.as_bytes());
-        if same_file && self.listed.get(domain) == Some(&checked.names) {
+        if same_file && self.listed.get(domain) == Some(&names) {
             return Ok(false);
         }
         KEY_FILE.write(&dest, checked.pem.as_bytes())?;
         let renewed = self.listed.contains_key(domain);
-        self.listed.insert(domain.clone(), checked.names.clone());
+        if self.listed.get(domain).is_some_and(|n| *n != names) {
+            self.relist.insert(domain.clone());
+        }
+        self.listed.insert(domain.clone(), names.clone());
         self.expiry.insert(domain.clone(), checked.not_after);
         log!(
             Notice,
             "{domain}: certificate {} from {} for {} (valid until Unix time {})",
             if renewed { "replaced" } else { "installed" },
             src.display(),
-            checked.names.join(", "),
+            names.join(", "),
             checked.not_after
         );
         Ok(true)
@@ -355,7 +401,8 @@ impl CertSync {
     }
 
     fn refuse(&mut self, domain: &Domain, src: &Path, why: &str) {
-        let keeps = if self.listed.contains_key(domain) {
+        // Another server's refused certificate is unlisted (see `pass`).
+        let keeps = if self.listed.contains_key(domain) && !self.from_fleet.contains(domain) {
             "keeps its current certificate"
         } else {
             "keeps the default certificate"
@@ -414,10 +461,20 @@ impl CertSync {
                 path: cert.clone(),
                 source,
             })?;
-            ssl.store(&cert, &pem, !loaded.contains(&path))?;
-            if !in_list.contains(&path) {
+            let mut listed = in_list.contains(&path);
+            let mut new = !loaded.contains(&path);
+            if listed && self.relist.contains(&domain) {
+                // Its names changed: HAProxy takes a crt-list line whole,
+                // so the certificate leaves the list (and memory) and comes
+                // back with the new line.
+                ssl.remove(&crt_list, &cert)?;
+                (listed, new) = (false, true);
+            }
+            ssl.store(&cert, &pem, new)?;
+            if !listed {
                 ssl.add_to_list(&crt_list, &crt_list_line(&self.layout, &domain, names))?;
             }
+            self.relist.remove(&domain);
             self.pending.remove(&domain);
         }
         let mut map = MapApi::new(&mut session, &self.layout.https_map());
@@ -447,6 +504,24 @@ impl Fingerprint {
             fleet,
         }
     }
+}
+
+/// The declared aliases of each site, from the host map confd keeps
+/// (`<alias> redirect/<domain>`), `www.<domain>` aside (served when the
+/// certificate covers it, declared or not). Empty while confd has not
+/// written it.
+fn declared_aliases(layout: &Layout) -> BTreeMap<Domain, Vec<String>> {
+    let text = std::fs::read_to_string(layout.hosts_map()).unwrap_or_default();
+    let mut out: BTreeMap<Domain, Vec<String>> = BTreeMap::new();
+    for (host, entry) in hostyard_haproxy::parse_map(&text) {
+        if let Entry::Redirect(to) = entry {
+            if to.www().is_some_and(|w| w.as_str() == host) {
+                continue;
+            }
+            out.entry(to).or_default().push(host);
+        }
+    }
+    out
 }
 
 /// The file, or its first [`MAX_BUNDLE_LEN`] + 1 bytes (too long for a

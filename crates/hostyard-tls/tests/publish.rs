@@ -46,6 +46,9 @@ fn only_the_owner_or_a_host_of_an_unowned_site_publishes() {
         .block_on(Client::connect([etcd.endpoint()], None))
         .unwrap();
     let mut publisher = Publisher::new(layout.clone(), schema.clone(), "n2".to_string());
+    // Only a declared site's certificate is published.
+    etcd.put(&schema.site_key(&domain), r#"{"kind":"static"}"#)
+        .unwrap();
 
     // n1 owns it: n2's copy publishes nothing.
     etcd.put(&owner_key, "n1").unwrap();
