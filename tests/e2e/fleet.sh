@@ -277,6 +277,15 @@ t_a_certificate_is_served_by_every_server() {
   dir=$(mktemp -d)
   make_tls_bundle "$dir" "$d"
   jump sh -c 'cat >/tmp/fleet-ca.pem' <"$dir/ca.pem"
+  # A private CA's certificate is served by the other servers only where
+  # that CA is trusted (the README: tls.acme.ca_file in a drop-in of its
+  # own, then a restart of confd).
+  for s in "${SERVERS[@]}"; do
+    oni "$s" sh -c 'cat >/etc/hostyard/private-ca.pem' <"$dir/ca.pem"
+    printf 'tls:\n  acme:\n    ca_file: /etc/hostyard/private-ca.pem\n' |
+      oni "$s" sh -c 'cat >/etc/hostyard/hostyard.yaml.d/trust.yaml'
+    on "$s" systemctl restart haproxy-confd.service || rc=1
+  done
   jump sh -c "printf '  - {domain: $d, kind: static, server: n1}\n' >>$FLEET/fleet.yaml"
   jump mkdir -p "/tmp/site-$d/static/www-content" "/tmp/site-$d/TLS"
   printf 'hello from %s\n' "$d" | jump sh -c "cat >/tmp/site-$d/static/www-content/index.html"
