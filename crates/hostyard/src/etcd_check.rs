@@ -264,7 +264,10 @@ mod tests {
         let w = cert_warning(path, "n2", now + 5, now).expect("hours");
         assert!(w.contains("ends in less than a day"), "{w}");
         let w = cert_warning(path, "n2", now, now).expect("ended");
-        assert!(w.contains("ended at") && w.contains("etcd refuses it"), "{w}");
+        assert!(
+            w.contains("ended at") && w.contains("etcd refuses it"),
+            "{w}"
+        );
         assert!(w.contains("deploy/server.sh add n2"), "{w}");
     }
 
