@@ -73,7 +73,7 @@ end_of() { openssl x509 -in "$1" -noout -enddate | cut -d= -f2; }
 ca_warning() {
   [ -s "$CA/ca.pem" ] || return 0
   if ends_within "$CA/ca.pem" "$CA_WARN_DAYS"; then
-    printf '%s: WARNING: the fleet CA %s ends %s (within %s days): every certificate it signed is refused from then on; plan a new CA (README, "A fleet": renewing the CA)\n' \
+    printf '%s: WARNING: the fleet CA %s ends %s (within %s days): every certificate it signed is refused from then on; a new CA is a planned change of the whole fleet (README, "Renewing the fleet certificates")\n' \
       "${0##*/}" "$CA/ca.pem" "$(end_of "$CA/ca.pem")" "$CA_WARN_DAYS" >&2
   fi
 }
