@@ -108,6 +108,7 @@ add() {
   step "$name: setup.sh"
   on "$ssh" "$REMOTE/src/scripts/setup.sh" --binaries "$REMOTE/bin" ${IMAGES:+--images "$REMOTE/images"}
   [ -z "$old" ] || roll_out "$name" "$ssh"
+  [ "$role" != member ] || peers_members_only "$name" "$ssh"
 
   step "$name: its etcd user"
   # Through another member: a member just added is a learner, which
@@ -149,6 +150,31 @@ grant_first() {
   tunnel "$via"
   etcd_admin grant "$2" --prefix "$PREFIX" | sed 's/^/    /' >&2
   untunnel
+}
+
+# peers_members_only NAME SSH: a member set up before members required
+# their peers to be members gets that rule (member-env's
+# ETCD_PEER_CERT_ALLOWED_HOSTNAME; member.env is written only at the join)
+# once every set-up member's certificate names a member (its own installed
+# by setup.sh just before): before that, it
+# would refuse the others. Its etcd restarts with it (one member per add:
+# the others keep the quorum).
+peers_members_only() {
+  local name=$1 ssh=$2 line m _ssh _private role
+  line=$(fleet member-env "$name" | grep '^ETCD_PEER_CERT_ALLOWED_HOSTNAME=')
+  if on "$ssh" grep -qxF "$line" /etc/hostyard/etcd/member.env; then
+    return 0
+  fi
+  while read -r m _ssh _private role; do
+    [ "$role" = member ] || continue
+    [ "$m" = "$name" ] || [ -f "$FLEET/state/$m" ] || continue
+    if ! openssl x509 -in "$FLEET/ca/servers/$m.pem" -noout -ext subjectAltName 2>/dev/null | grep -qF "DNS:${line#*=}"; then
+      note "etcd: $name takes peers of any fleet certificate until $m has a member's certificate: run deploy/server.sh add $m, then add $name again"
+      return 0
+    fi
+  done < <(fleet servers)
+  on "$ssh" "printf '%s\n' '$line' >>/etc/hostyard/etcd/member.env && systemctl restart etcd.service"
+  note "etcd: $name takes peers with a member's certificate only (${line%%=*}), restarted"
 }
 
 # ROLLOUT_SECS: how long the server's etcd may take to answer with a new
