@@ -9,6 +9,8 @@
 #                                       issued again when it nears its end
 #        deploy/ca.sh user NAME [--old] the etcd user of NAME's current certificate; --old:
 #                                       of the one it replaced (empty when none)
+#        deploy/ca.sh due               the servers whose certificates end within RENEW_DAYS,
+#                                       `NAME END` a line: run deploy/server.sh add NAME for each
 #        deploy/ca.sh forget-old NAME   the replaced certificate's user is revoked: drop it
 #        deploy/ca.sh drop NAME         delete NAME's certificate and key (after `remove`)
 # env:   FLEET (default /etc/hostyard-fleet): CA files go to $FLEET/ca/.
@@ -184,8 +186,24 @@ user_of() {
   cn_of "$pem"
 }
 
+# due: NAME END for each server certificate within RENEW_DAYS of its end.
+due() {
+  local pem name
+  ca_warning
+  for pem in "$CA"/servers/*.pem; do
+    [ -f "$pem" ] || continue
+    name=${pem##*/}
+    name=${name%.pem}
+    case $name in *.old) continue ;; esac
+    if ends_within "$pem" "$RENEW_DAYS"; then
+      printf '%s %s\n' "$name" "$(end_of "$pem")"
+    fi
+  done
+}
+
 case ${1:-} in
   init) init ;;
+  due) [ $# = 1 ] || die "usage: deploy/ca.sh due"; due ;;
   issue)
     { [ $# = 3 ] || [ $# = 4 ]; } || die "usage: deploy/ca.sh issue NAME IP [member|client]"
     case ${4:-client} in member | client) ;; *) die "issue: role ${4} is neither member nor client" ;; esac
@@ -197,5 +215,5 @@ case ${1:-} in
     ;;
   forget-old) [ $# = 2 ] || die "usage: deploy/ca.sh forget-old NAME"; rm -f "$CA/servers/$2.old.pem" ;;
   drop) [ $# = 2 ] || die "usage: deploy/ca.sh drop NAME"; rm -f "$CA/servers/$2.pem" "$CA/servers/$2.key" "$CA/servers/$2.old.pem" ;;
-  *) die "usage: deploy/ca.sh init | issue NAME IP [ROLE] | user NAME [--old] | forget-old NAME | drop NAME" ;;
+  *) die "usage: deploy/ca.sh init | issue NAME IP [ROLE] | user NAME [--old] | due | forget-old NAME | drop NAME" ;;
 esac

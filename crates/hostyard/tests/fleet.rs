@@ -638,6 +638,10 @@ fn a_certificate_near_its_end_is_warned_about_then_issued_again_with_a_new_user(
         "{warning}"
     );
 
+    // The jump box lists it as due.
+    let due = ca(&fleet_dir, &["due"]);
+    assert!(due.starts_with("n1 ") && due.lines().count() == 1, "{due}");
+
     // The jump box's step: a new certificate and key with a new user; the
     // replaced one's user stays known until it is revoked.
     let out = ca_env(&fleet_dir, &[], &["issue", "n1", "127.0.0.1", "member"]);
@@ -650,6 +654,7 @@ fn a_certificate_near_its_end_is_warned_about_then_issued_again_with_a_new_user(
         out.contains("exists, ends"),
         "a second issue changes nothing: {out}"
     );
+    assert_eq!(ca(&fleet_dir, &["due"]), "");
     admin(&["grant", &new, "--prefix", "/hostyard"]);
     let renewed = install("new");
     let out = check(&renewed);
