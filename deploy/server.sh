@@ -7,7 +7,10 @@
 # env: see deploy/lib/fleet.sh (FLEET, BINARIES, IMAGES, SSH_KEY)
 #
 # add, in order (each step says when it had nothing to do):
-#   1. the server's certificate from the fleet CA (deploy/ca.sh issue);
+#   1. the server's certificate from the fleet CA (deploy/ca.sh issue): a
+#      new one, with a new etcd user, when it ends within RENEW_DAYS (30);
+#      for a server set up already, the new user is granted now, before
+#      the server uses it;
 #   2. this checkout's scripts/ and dockerfiles/, the binaries and image
 #      tarballs to /root/hostyard-deploy, only what differs;
 #   3. /etc/hostyard/etcd: the CA, its certificate, its key (0600);
@@ -22,6 +25,12 @@
 #      only), the learner promoted once it has caught up.
 #   7. the other set-up servers' node configs again (fleet.peers), SIGHUP
 #      to their confd where that changed.
+# A new certificate (1) is rolled out by 3 and 5 (setup.sh restarts the
+# member's etcd with it: one member at a time, so the others keep the
+# quorum) and then by restarting every other etcd client on the server
+# (confd with its certificate and ACME threads, each site's discovery);
+# once `hostyard etcd check` answers there with it, the replaced
+# certificate's user is revoked (6): that certificate is refused from then on.
 # Members are added one at a time: run add for one, then the next.
 set -euo pipefail
 
@@ -36,8 +45,15 @@ add() {
   local ssh=$S_SSH private=$S_PRIVATE role=$S_ROLE
   step "$name ($ssh, $private, $role)"
   "$deploy_dir/ca.sh" init
-  "$deploy_dir/ca.sh" issue "$name" "$private"
+  "$deploy_dir/ca.sh" issue "$name" "$private" "$role"
   user=$("$deploy_dir/ca.sh" user "$name")
+  # The user of the certificate this one replaced (empty: none), revoked
+  # once the new one is in use.
+  local old
+  old=$("$deploy_dir/ca.sh" user "$name" --old)
+  if [ -n "$old" ] && [ -f "$FLEET/state/$name" ]; then
+    grant_first "$name" "$user"
+  fi
 
   step "$name: files in $REMOTE"
   local src
@@ -91,6 +107,8 @@ add() {
 
   step "$name: setup.sh"
   on "$ssh" "$REMOTE/src/scripts/setup.sh" --binaries "$REMOTE/bin" ${IMAGES:+--images "$REMOTE/images"}
+  [ -z "$old" ] || roll_out "$name" "$ssh"
+  [ "$role" != member ] || peers_members_only "$name" "$ssh"
 
   step "$name: its etcd user"
   # Through another member: a member just added is a learner, which
@@ -104,6 +122,11 @@ add() {
   tunnel "$via"
   etcd_admin enable-auth | sed 's/^/    /' >&2
   etcd_admin grant "$user" --prefix "$PREFIX" | sed 's/^/    /' >&2
+  if [ -n "$old" ] && [ "$old" != "$user" ]; then
+    etcd_admin revoke "$old" | sed 's/^/    /' >&2
+    "$deploy_dir/ca.sh" forget-old "$name"
+    note "the replaced certificate's user $old is revoked: that certificate is refused from now on"
+  fi
   if [ "$role" = member ]; then
     wait_for "$PROMOTE_SECS" "$name to catch up and be promoted" etcd_admin member-promote "$name" ||
       die "$name stays a learner: journalctl -u etcd on $name"
@@ -114,6 +137,75 @@ add() {
   touch "$FLEET/state/$name"
   peers "$name"
   step "done: $name is set up"
+}
+
+# grant_first NAME USER: USER (of NAME's new certificate) granted through
+# any running member before NAME has the certificate, so that none of
+# NAME's etcd clients is refused while it changes over.
+grant_first() {
+  local via
+  via=$(running_member)
+  [ -n "$via" ] || die "no running member to grant $2 through; start one (systemctl start etcd on a member)"
+  step "$1: a new certificate, its user $2 first"
+  tunnel "$via"
+  etcd_admin grant "$2" --prefix "$PREFIX" | sed 's/^/    /' >&2
+  untunnel
+}
+
+# peers_members_only NAME SSH: a member set up before members required
+# their peers to be members gets that rule (member-env's
+# ETCD_PEER_CERT_ALLOWED_HOSTNAME; member.env is written only at the join)
+# once every set-up member's certificate names a member (its own installed
+# by setup.sh just before): before that, it
+# would refuse the others. Its etcd restarts with it (one member per add:
+# the others keep the quorum).
+peers_members_only() {
+  local name=$1 ssh=$2 line m _ssh _private role
+  line=$(fleet member-env "$name" | grep '^ETCD_PEER_CERT_ALLOWED_HOSTNAME=')
+  if on "$ssh" grep -qxF "$line" /etc/hostyard/etcd/member.env; then
+    return 0
+  fi
+  while read -r m _ssh _private role; do
+    [ "$role" = member ] || continue
+    [ "$m" = "$name" ] || [ -f "$FLEET/state/$m" ] || continue
+    if ! openssl x509 -in "$FLEET/ca/servers/$m.pem" -noout -ext subjectAltName 2>/dev/null | grep -qF "DNS:${line#*=}"; then
+      note "etcd: $name takes peers of any fleet certificate until $m has a member's certificate: run deploy/server.sh add $m, then add $name again"
+      return 0
+    fi
+  done < <(fleet servers)
+  on "$ssh" "printf '%s\n' '$line' >>/etc/hostyard/etcd/member.env && systemctl restart etcd.service"
+  note "etcd: $name takes peers with a member's certificate only (${line%%=*}), restarted"
+}
+
+# ROLLOUT_SECS: how long the server's etcd may take to answer with a new
+# certificate (a member's etcd restarted with it syncs with the others).
+ROLLOUT_SECS=${ROLLOUT_SECS:-60}
+
+# roll_out NAME SSH: NAME's etcd clients use its new certificate (installed
+# by then; setup.sh restarted a member's etcd with it): confd, whose
+# routing watch and certificate and ACME threads hold one connection
+# each, and every site's discovery, each restarted (a discovery restart
+# unroutes its site from its stop to its first check, a second or two;
+# HAProxy keeps serving throughout). Then NAME's etcd must answer with it.
+roll_out() {
+  local name=$1 ssh=$2 units
+  step "$name: its etcd clients to the new certificate"
+  on "$ssh" systemctl try-restart haproxy-confd.service
+  note "restarted haproxy-confd.service"
+  units=$(on "$ssh" "systemctl list-units --state=active --plain --no-legend '*-discovery@*.service' | awk '{print \$1}'")
+  if [ -n "$units" ]; then
+    # --no-block: a discovery's start lasts until its site's container
+    # answers, which may be never; its stop (the old certificate's last
+    # use: it deletes the registration) is what must end before the revoke.
+    # shellcheck disable=SC2086 # one unit name a word
+    on "$ssh" systemctl restart --no-block $units
+    wait_for 30 "$name's discovery units to stop with the old certificate" \
+      on "$ssh" "! systemctl list-units --state=deactivating --plain --no-legend '*-discovery@*.service' | grep -q ."
+  fi
+  note "restarted $(wc -w <<<"$units") discovery units"
+  wait_for "$ROLLOUT_SECS" "$name's etcd to answer with the new certificate" on "$ssh" hostyard etcd check --timeout 5 ||
+    die "$name's etcd does not answer with its new certificate: hostyard etcd check on $name; the old one still works until this add passes"
+  note "$name's etcd answers with the new certificate"
 }
 
 # FLEET_DROP_IN: the drop-in of the node config that deploy/ owns; the

@@ -712,6 +712,52 @@ t_removed_server_is_refused() {
   expect "n3's old certificate" "$(grep -c -e 'user name' -e 'permission denied' -e 'authentication' <<<"$out")" 1
 }
 
+# A certificate near its end is renewed by the README's step: n2's is
+# first replaced by one that lasts 10 days (CERT_DAYS; RENEW_DAYS=900 makes
+# the add renew the 825-day one), then `deploy/server.sh add n2`, as the
+# README says, finds it within 30 days and rolls a new one out. Each time:
+# the new certificate is what n2's etcd serves, the replaced user is gone
+# from etcd and its certificate refused, n2's site stays served, and the
+# members keep their quorum.
+t_certificates_renew_before_they_end() {
+  local rc=0 round old new out served keep=/root/renew-old t0
+  for round in short renew; do
+    t0=$SECONDS
+    old=$(jump "${DEPLOY_ENV[@]}" /hostyard/src/deploy/ca.sh user n2)
+    on n2 rm -rf "$keep"
+    on n2 cp -a /etc/hostyard/etcd "$keep"
+    if [ "$round" = short ]; then
+      out=$(jump env CERT_DAYS=10 RENEW_DAYS=900 "${DEPLOY_ENV[@]:1}" /hostyard/src/deploy/server.sh add n2 2>&1) || rc=1
+    else
+      out=$(deploy server.sh add n2 2>&1) || rc=1
+    fi
+    [ "$rc" = 0 ] || { tail -n 30 <<<"$out" >&2; return 1; }
+    new=$(jump "${DEPLOY_ENV[@]}" /hostyard/src/deploy/ca.sh user n2)
+    note "$round: $old -> $new in $((SECONDS - t0)) s (the add, rollout and revoke); $(grep -o 'a new one, .*' <<<"$out" | head -n 1)"
+    [ "$new" != "$old" ] || { note "$round: the certificate was not issued again"; return 1; }
+    # What n2's etcd serves on its private address, as a peer sees it.
+    served=$(on n1 sh -c "openssl s_client -connect ${IP[n2]}:2379 -CAfile /etc/hostyard/etcd/ca.pem </dev/null 2>/dev/null |
+      openssl x509 -noout -subject -nameopt sep_multiline" | sed -n 's/^ *CN=//p')
+    expect "$round: the certificate n2's etcd serves" "$served" "$new" || rc=1
+    expect "$round: the replaced user in etcd" \
+      "$(jump "${DEPLOY_ENV[@]}" bash -c '. /hostyard/src/deploy/lib/fleet.sh && tunnel n1 && etcd_admin users' 2>/dev/null | grep -cxF "$old" || true)" 0 || rc=1
+    on n2 sh -c "printf 'etcd:\n  endpoints: [\"https://${IP[n1]}:2379\"]\n  ca_file: $keep/ca.pem\n  cert_file: $keep/server.pem\n  key_file: $keep/server.key\n' >/root/renew-old.yaml"
+    out=$(on n2 hostyard --config /root/renew-old.yaml etcd check --timeout 3 2>&1 || true)
+    expect "$round: n2's replaced certificate" "$(grep -c -e 'user name' -e 'permission denied' -e 'authentication' <<<"$out")" 1 || rc=1
+    expect "$round: n2's etcd check with the new one" "$(on n2 hostyard etcd check --timeout 10 2>/dev/null | head -n 1)" "healthy: https://127.0.0.1:2379" || rc=1
+    if [ "$round" = short ]; then
+      expect "short: n2's etcd check warns and names the step" \
+        "$(on n2 hostyard etcd check --timeout 10 2>&1 | grep -c 'WARNING: .*deploy/server.sh add n2' || true)" 1 || rc=1
+      expect "short: n2's status warns" "$(on n2 hostyard status 2>&1 | grep -c 'WARNING: .*deploy/server.sh add n2' || true)" 1 || rc=1
+    fi
+    expect "$round: members" "$(etcd_members | awk '{print $1}' | tr '\n' ' ')" "n1 n2 n3 " || rc=1
+    expect "$round: site-n2.example through n1" \
+      "$(until_ok 30 says n1 site-n2.example 'hello from n2' >/dev/null && echo served)" served || rc=1
+  done
+  expect "n2's etcd check warns after the renewal" "$(on n2 hostyard etcd check --timeout 10 2>&1 | grep -c WARNING || true)" 0 || rc=1
+  return "$rc"
+}
+
 # ---- scripts/bench.sh move ------------------------------------------------
 # bench_moves RUNS: the move's gap against a floor measured in the same
 # run. Each round, each site is first stopped and started on its server
@@ -786,7 +832,8 @@ main() {
     t_site_added_on_n1_is_served_through_n3 \
     t_losing_a_server_and_a_partition t_site_containers_cannot_reach_etcd t_no_plaintext_etcd_off_loopback \
     t_move_under_load t_restore_on_a_second_server t_quorum_holds_with_one_member_stopped \
-    t_adding_a_server_keeps_every_site_served t_removed_server_is_refused; do
+    t_adding_a_server_keeps_every_site_served t_certificates_renew_before_they_end \
+    t_removed_server_is_refused; do
     # CHECKS: only these (the set-up checks run anyway: the others need them).
     case $name in
       t_servers_set_up_one_member_at_a_time | t_sites_on_their_servers) ;;

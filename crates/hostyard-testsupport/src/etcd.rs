@@ -35,6 +35,9 @@ pub struct Etcd {
     rt: Runtime,
     client: Mutex<Option<Client>>,
     tls: Option<EtcdTls>,
+    /// `ETCD_*` settings from the environment, as an EnvironmentFile= gives
+    /// them to a fleet member's etcd.
+    env: Vec<(String, String)>,
 }
 
 /// The files of a member that speaks TLS only and authenticates clients by
@@ -53,17 +56,23 @@ impl Etcd {
     /// Starts etcd on free ports with a fresh data dir and waits until it is
     /// healthy.
     pub fn start() -> anyhow::Result<Etcd> {
-        Etcd::start_with(None)
+        Etcd::start_with(None, Vec::new())
     }
 
     /// Starts a member whose client URL is https:// and that takes the user
     /// from each client's certificate; health is read from a plain http
     /// metrics listener on loopback, which serves no keys.
     pub fn start_tls(tls: EtcdTls) -> anyhow::Result<Etcd> {
-        Etcd::start_with(Some(tls))
+        Etcd::start_with(Some(tls), Vec::new())
     }
 
-    fn start_with(tls: Option<EtcdTls>) -> anyhow::Result<Etcd> {
+    /// [`Etcd::start_tls`] with more settings in etcd's environment
+    /// (`ETCD_PEER_CERT_ALLOWED_HOSTNAME=...`, as a member.env sets them).
+    pub fn start_tls_env(tls: EtcdTls, env: Vec<(String, String)>) -> anyhow::Result<Etcd> {
+        Etcd::start_with(Some(tls), env)
+    }
+
+    fn start_with(tls: Option<EtcdTls>, env: Vec<(String, String)>) -> anyhow::Result<Etcd> {
         let bin = etcd_binary()?;
         let dir = tempfile::Builder::new()
             .prefix("hostyard-etcd-")
@@ -78,7 +87,7 @@ impl Etcd {
         loop {
             attempt += 1;
             let (client_port, peer_port) = (try_free_port()?, try_free_port()?);
-            match launch(&bin, dir.path(), client_port, peer_port, tls.as_ref()) {
+            match launch(&bin, dir.path(), client_port, peer_port, tls.as_ref(), &env) {
                 Ok(service) => {
                     return Ok(Etcd {
                         bin,
@@ -89,6 +98,7 @@ impl Etcd {
                         rt,
                         client: Mutex::new(None),
                         tls,
+                        env,
                     })
                 }
                 Err(e) => {
@@ -111,6 +121,12 @@ impl Etcd {
     pub fn endpoint(&self) -> String {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         format!("{scheme}://127.0.0.1:{}", self.client_port)
+    }
+
+    /// The peer URL, `https://127.0.0.1:PORT` with TLS.
+    pub fn peer_endpoint(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.peer_port)
     }
 
     /// The temp dir holding `data/` and `etcd.log`.
@@ -144,6 +160,7 @@ impl Etcd {
             self.client_port,
             self.peer_port,
             self.tls.as_ref(),
+            &self.env,
         )?);
         Ok(())
     }
@@ -325,11 +342,13 @@ fn launch(
     client_port: u16,
     peer_port: u16,
     tls: Option<&EtcdTls>,
+    env: &[(String, String)],
 ) -> anyhow::Result<Service> {
     let scheme = if tls.is_some() { "https" } else { "http" };
     let client = format!("{scheme}://127.0.0.1:{client_port}");
     let peer = format!("{scheme}://127.0.0.1:{peer_port}");
     let mut cmd = Command::new(bin);
+    cmd.envs(env.iter().map(|(k, v)| (k, v)));
     // With --client-cert-auth, /health on the client URL wants a client
     // certificate; the metrics listener answers it over plain http on
     // loopback, and serves no keys.

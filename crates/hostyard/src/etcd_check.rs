@@ -9,6 +9,7 @@
 //! discovery will ask of it.
 
 use std::net::IpAddr;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use etcd_client::GetOptions;
@@ -173,9 +174,103 @@ fn error_line(error: &etcd_client::Error) -> String {
     line.replace('\n', " ")
 }
 
+/// How many days before its end this server's etcd certificate is warned
+/// about: `deploy/ca.sh` issues a new one from the same day on (its
+/// RENEW_DAYS), so the warning names the step that renews it.
+pub const CERT_WARN_DAYS: i64 = 30;
+
+/// The warning for the etcd certificate at `path` of server `node`, which
+/// ends at `not_after` (Unix time), at `now`; `None` while it lasts longer
+/// than [`CERT_WARN_DAYS`].
+pub fn cert_warning(path: &Path, node: &str, not_after: i64, now: i64) -> Option<String> {
+    let left = not_after - now;
+    if left > CERT_WARN_DAYS * 86_400 {
+        return None;
+    }
+    let when = if left > 0 {
+        let days = left / 86_400;
+        format!(
+            "ends in {}, at {} UTC",
+            if days == 0 {
+                "less than a day".to_string()
+            } else if days == 1 {
+                "1 day".to_string()
+            } else {
+                format!("{days} days")
+            },
+            crate::status::utc(not_after.max(0) as u64)
+        )
+    } else {
+        format!(
+            "ended at {} UTC: etcd refuses it",
+            crate::status::utc(not_after.max(0) as u64)
+        )
+    };
+    Some(format!(
+        "this server's etcd certificate {} {when}; on the jump box run \
+         deploy/server.sh add {node}: it issues a new one and rolls it out \
+         (README \"Renewing the fleet certificates\")",
+        path.display()
+    ))
+}
+
+/// [`cert_warning`] for the node config's `etcd.cert_file` now; `None`
+/// without one (etcd on loopback over plain http). A file that cannot be
+/// read as a certificate is warned about too: no client can use it.
+pub fn cert_warning_now(config: &hostyard_core::NodeConfig) -> Option<String> {
+    let path = &config.etcd.cert_file;
+    if path.as_os_str().is_empty() {
+        return None;
+    }
+    let not_after = match std::fs::read(path) {
+        Ok(pem) => hostyard_tls::check::not_after(&pem),
+        Err(e) => {
+            return Some(format!(
+                "cannot read this server's etcd certificate {}: {e}",
+                path.display()
+            ))
+        }
+    };
+    let Some(not_after) = not_after else {
+        return Some(format!(
+            "this server's etcd certificate {} holds no certificate that can be read; \
+             on the jump box run deploy/server.sh add {}",
+            path.display(),
+            config.node_name()
+        ));
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    cert_warning(path, &config.node_name(), not_after, now)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_certificate_is_warned_about_from_30_days_before_its_end() {
+        let path = Path::new("/etc/hostyard/etcd/server.pem");
+        let now = 1_800_000_000;
+        let day = 86_400;
+        assert_eq!(cert_warning(path, "n2", now + 31 * day, now), None);
+        assert_eq!(cert_warning(path, "n2", now + 30 * day + 1, now), None);
+        let w = cert_warning(path, "n2", now + 30 * day, now).expect("30 days");
+        assert!(w.contains("ends in 30 days"), "{w}");
+        assert!(w.contains("/etc/hostyard/etcd/server.pem"), "{w}");
+        assert!(w.contains("deploy/server.sh add n2"), "{w}");
+        let w = cert_warning(path, "n2", now + day + 5, now).expect("1 day");
+        assert!(w.contains("ends in 1 day,"), "{w}");
+        let w = cert_warning(path, "n2", now + 5, now).expect("hours");
+        assert!(w.contains("ends in less than a day"), "{w}");
+        let w = cert_warning(path, "n2", now, now).expect("ended");
+        assert!(
+            w.contains("ended at") && w.contains("etcd refuses it"),
+            "{w}"
+        );
+        assert!(w.contains("deploy/server.sh add n2"), "{w}");
+    }
 
     #[test]
     fn loopback_endpoints() {

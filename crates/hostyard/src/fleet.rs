@@ -278,6 +278,12 @@ fn edit_site_server(text: &str, domain: &str, server: &str) -> Option<String> {
 /// Where a server keeps its etcd TLS files (written by `deploy/`).
 pub const TLS_DIR: &str = "/etc/hostyard/etcd";
 
+/// The DNS name that only members' certificates carry (`deploy/ca.sh`
+/// issue NAME IP member adds it, as its MEMBER_NAME): a member takes a peer
+/// only with it, so a client's certificate, of the same CA, is refused on
+/// the peer port. The dot keeps it from being any server's name.
+pub const MEMBER_PEER_NAME: &str = "member.hostyard-fleet";
+
 fn url(address: IpAddr, port: u16) -> String {
     match address {
         IpAddr::V4(a) => format!("https://{a}:{port}"),
@@ -320,7 +326,7 @@ pub fn node_config(inv: &Inventory, name: &str) -> Result<String> {
 /// The settings of a member's etcd (an environment file for Debian's
 /// etcd.service): TLS on every listener but the loopback metrics one, the
 /// user of a client taken from its certificate, peers checked against the
-/// fleet CA. `cluster` is `name=peer-url,...` as `member add` answered, or
+/// fleet CA and required to name a member ([`MEMBER_PEER_NAME`]). `cluster` is `name=peer-url,...` as `member add` answered, or
 /// empty for the first member (a new cluster).
 pub fn member_env(inv: &Inventory, name: &str, cluster: &str) -> Result<String> {
     let server = inv.server(name)?;
@@ -353,7 +359,8 @@ pub fn member_env(inv: &Inventory, name: &str, cluster: &str) -> Result<String> 
          ETCD_PEER_CLIENT_CERT_AUTH=true\n\
          ETCD_PEER_TRUSTED_CA_FILE={TLS_DIR}/ca.pem\n\
          ETCD_PEER_CERT_FILE={member_dir}/member.pem\n\
-         ETCD_PEER_KEY_FILE={member_dir}/member.key\n",
+         ETCD_PEER_KEY_FILE={member_dir}/member.key\n\
+         ETCD_PEER_CERT_ALLOWED_HOSTNAME={MEMBER_PEER_NAME}\n",
         client = url(server.private, 2379),
     ))
 }
@@ -463,6 +470,12 @@ impl Admin {
             c.user_grant_role(u, r).await
         })?;
         Ok(true)
+    }
+
+    /// Every user etcd knows.
+    pub fn users(&mut self) -> Result<Vec<String>> {
+        let users = self.call("user list", |mut c| async move { c.user_list().await })?;
+        Ok(users.users().to_vec())
     }
 
     /// Deletes `user` and its role: a certificate naming it is refused from

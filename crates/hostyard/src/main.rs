@@ -255,6 +255,8 @@ enum FleetEtcdAction {
     Revoke { user: String },
     /// Print `NAME PEER-URL`, one member a line.
     Members,
+    /// Print etcd's users, one a line.
+    Users,
     /// Add server NAME as a member (unless it is one); print ETCD_INITIAL_CLUSTER for its first start.
     MemberAdd { name: String },
     /// Promote the learner NAME to a voting member once it has caught up (exit 1 until then).
@@ -884,6 +886,11 @@ fn fleet(path: &Path, action: FleetAction) -> Result<u8, Failure> {
                     &format!("revoked {user}"),
                     &format!("{user} does not exist; nothing changed"),
                 ),
+                FleetEtcdAction::Users => {
+                    for user in admin.users().map_err(runtime)? {
+                        println!("{user}");
+                    }
+                }
                 FleetEtcdAction::Members => {
                     for (_, name, urls) in admin.members().map_err(runtime)? {
                         println!(
@@ -938,6 +945,11 @@ fn fleet(path: &Path, action: FleetAction) -> Result<u8, Failure> {
 /// setup.sh shows them; none within `timeout` is a failure naming each
 /// endpoint's error and the fix.
 fn etcd_check(config: &NodeConfig, config_path: &Path, timeout: u64) -> Result<u8, Failure> {
+    // Before the probes: a certificate at or past its end is the likely
+    // reason when none answers.
+    if let Some(warning) = hostyard::etcd_check::cert_warning_now(config) {
+        eprintln!("{PROGRAM}: WARNING: {warning}");
+    }
     let health = hostyard::etcd_check::check(&config.etcd, std::time::Duration::from_secs(timeout))
         .map_err(runtime)?;
     if health.healthy.is_empty() {

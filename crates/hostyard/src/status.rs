@@ -11,17 +11,20 @@ use serde::Serialize;
 /// Prints the server's status as a table or JSON; returns 0 when all is
 /// well, 1 when something needs attention (a held change, a rejected
 /// config, skipped keys, conflicts, etcd unreachable, a backup that is
-/// stale or missing).
+/// stale or missing, an etcd certificate near its end).
 pub fn run(config: &NodeConfig, json: bool) -> anyhow::Result<i32> {
     let backups = backups(config)?;
     let unprotected = unprotected(config)?;
+    let etcd_cert = crate::etcd_check::cert_warning_now(config);
     let backups_code = backups
         .as_ref()
         .map_or(0, |rows| i32::from(rows.iter().any(|r| r.stale)))
-        .max(i32::from(unprotected.is_some()));
+        .max(i32::from(unprotected.is_some()))
+        .max(i32::from(etcd_cert.is_some()));
     if json {
         // One document: routing's report, plus `backups` when they are
-        // configured, or `backups_missing` when sites have none.
+        // configured, or `backups_missing` when sites have none, and
+        // `etcd_certificate` when this server's nears its end.
         let report = hostyard_routing::status::report(config)?;
         let mut doc = serde_json::to_value(&report)?;
         if let Some(map) = doc.as_object_mut() {
@@ -31,6 +34,9 @@ pub fn run(config: &NodeConfig, json: bool) -> anyhow::Result<i32> {
             if let Some(warning) = &unprotected {
                 map.insert("backups_missing".into(), warning.clone().into());
             }
+            if let Some(warning) = &etcd_cert {
+                map.insert("etcd_certificate".into(), warning.clone().into());
+            }
         }
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(i32::from(report.needs_attention()).max(backups_code));
@@ -39,7 +45,7 @@ pub fn run(config: &NodeConfig, json: bool) -> anyhow::Result<i32> {
     if let Some(rows) = &backups {
         print_backups(rows);
     }
-    if let Some(warning) = &unprotected {
+    for warning in [&unprotected, &etcd_cert].into_iter().flatten() {
         println!();
         println!("WARNING: {warning}");
     }
@@ -136,7 +142,7 @@ fn print_backups(rows: &[BackupRow]) {
 }
 
 /// `2026-12-01 13:05:00` for a Unix time.
-fn utc(secs: u64) -> String {
+pub(crate) fn utc(secs: u64) -> String {
     let days = secs / 86_400;
     let rest = secs % 86_400;
     // Days to a civil date (proleptic Gregorian), Howard Hinnant's method.

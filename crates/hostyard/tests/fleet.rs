@@ -463,3 +463,217 @@ fn servers_reach_etcd_by_certificate_only_within_their_prefix_until_revoked() {
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     assert_eq!(check("n1").status.code(), Some(0));
 }
+
+/// `deploy/ca.sh ARGS` with `env` set (RENEW_DAYS, CERT_DAYS).
+fn ca_env(fleet: &Path, env: &[(&str, &str)], args: &[&str]) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/ca.sh");
+    let out = Command::new(script)
+        .args(args)
+        .env("FLEET", fleet)
+        .envs(env.iter().copied())
+        .output()
+        .expect("deploy/ca.sh runs");
+    assert!(out.status.success(), "ca.sh {args:?}: {}", stderr(&out));
+    format!("{}{}", stdout(&out), stderr(&out))
+}
+
+/// A fleet directory with the inventory, the CA and the root identity.
+fn fleet_dir(dir: &TempDir) -> (PathBuf, PathBuf) {
+    let fleet_dir = dir.join("fleet");
+    fs::create_dir(&fleet_dir).expect("fleet dir");
+    let inv = fleet_dir.join("fleet.yaml");
+    fs::write(&inv, INVENTORY).expect("inventory");
+    ca(&fleet_dir, &["init"]);
+    (fleet_dir, inv)
+}
+
+#[test]
+fn a_member_takes_peer_connections_from_members_only() {
+    let dir = TempDir::new();
+    let (fleet_dir, inv) = fleet_dir(&dir);
+    ca(&fleet_dir, &["issue", "n1", "127.0.0.1", "member"]);
+    ca(&fleet_dir, &["issue", "n2", "127.0.0.1", "member"]);
+    ca(&fleet_dir, &["issue", "w1", "127.0.0.1", "client"]);
+    let certs = fleet_dir.join("ca");
+    let pem = |name: &str, ext: &str| certs.join("servers").join(format!("{name}.{ext}"));
+    // The peer settings of n1's member.env, as etcd.service reads them.
+    let out = fleet(&inv, &["member-env", "n1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let env = stdout(&out);
+    let peer_rules: Vec<(String, String)> = env
+        .lines()
+        .filter(|l| l.starts_with("ETCD_PEER_CERT_ALLOWED_"))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    assert!(
+        !peer_rules.is_empty(),
+        "member-env takes any certificate of the CA as a peer: {env}"
+    );
+    let etcd = Etcd::start_tls_env(
+        EtcdTls {
+            ca: certs.join("ca.pem"),
+            cert: pem("n1", "pem"),
+            key: pem("n1", "key"),
+            client_cert: certs.join("root.pem"),
+            client_key: certs.join("root.key"),
+        },
+        peer_rules,
+    )
+    .expect("etcd with the member's peer settings");
+    // A request on the peer port (etcd answers /members there to peers).
+    let peer = |cert: &Path, key: &Path| {
+        let out = Command::new("curl")
+            .args([
+                "--silent",
+                "--show-error",
+                "--fail",
+                "--http1.1",
+                "--max-time",
+                "5",
+            ])
+            .arg("--cacert")
+            .arg(certs.join("ca.pem"))
+            .arg("--cert")
+            .arg(cert)
+            .arg("--key")
+            .arg(key)
+            .arg(format!("{}/members", etcd.peer_endpoint()))
+            .output()
+            .expect("curl runs");
+        (out.status.success(), stderr(&out))
+    };
+    let (taken, why) = peer(&pem("n2", "pem"), &pem("n2", "key"));
+    assert!(taken, "another member's certificate refused: {why}");
+    let (taken, _) = peer(&pem("w1", "pem"), &pem("w1", "key"));
+    assert!(
+        !taken,
+        "a client-role server's certificate is taken as a peer"
+    );
+    let (taken, _) = peer(&certs.join("root.pem"), &certs.join("root.key"));
+    assert!(!taken, "the jump box's root identity is taken as a peer");
+    // A member's certificate is a client's once its role is: issued again.
+    let out = ca_env(&fleet_dir, &[], &["issue", "n2", "127.0.0.1", "client"]);
+    assert!(out.contains("the server is a client"), "{out}");
+    let (taken, _) = peer(&pem("n2", "pem"), &pem("n2", "key"));
+    assert!(
+        !taken,
+        "a certificate issued for a client is taken as a peer"
+    );
+}
+
+#[test]
+fn a_certificate_near_its_end_is_warned_about_then_issued_again_with_a_new_user() {
+    let dir = TempDir::new();
+    let (fleet_dir, inv) = fleet_dir(&dir);
+    let certs = fleet_dir.join("ca");
+    let pem = |name: &str, ext: &str| certs.join("servers").join(format!("{name}.{ext}"));
+    // n1's certificate lasts 5 days: within the 30 of RENEW_DAYS.
+    ca_env(
+        &fleet_dir,
+        &[("CERT_DAYS", "5")],
+        &["issue", "n1", "127.0.0.1", "member"],
+    );
+    let etcd = Etcd::start_tls(EtcdTls {
+        ca: certs.join("ca.pem"),
+        cert: pem("n1", "pem"),
+        key: pem("n1", "key"),
+        client_cert: certs.join("root.pem"),
+        client_key: certs.join("root.key"),
+    })
+    .expect("etcd with TLS");
+    let endpoint = etcd.endpoint();
+    let admin = |args: &[&str]| {
+        let mut all = vec!["etcd", "--endpoint", endpoint.as_str()];
+        all.extend_from_slice(args);
+        let out = fleet(&inv, &all);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    admin(&["enable-auth"]);
+    let old = ca(&fleet_dir, &["user", "n1"]);
+    admin(&["grant", &old, "--prefix", "/hostyard"]);
+    // n1's files as the server has them (a copy: the jump box's change).
+    let server_dir = dir.join("server");
+    fs::create_dir(&server_dir).expect("server dir");
+    let install = |to: &str| {
+        let d = server_dir.join(to);
+        fs::create_dir_all(&d).expect("dir");
+        for f in ["n1.pem", "n1.key"] {
+            fs::copy(certs.join("servers").join(f), d.join(f)).expect("copy");
+        }
+        let path = d.join("hostyard.yaml");
+        fs::write(
+            &path,
+            format!(
+                "node_name: n1\netcd:\n  endpoints: [\"{endpoint}\"]\n  prefix: /hostyard\n  \
+                 ca_file: {}\n  cert_file: {}\n  key_file: {}\n",
+                certs.join("ca.pem").display(),
+                d.join("n1.pem").display(),
+                d.join("n1.key").display()
+            ),
+        )
+        .expect("config");
+        path
+    };
+    let check = |config: &Path| {
+        hostyard(&[
+            "--config",
+            config.to_str().expect("utf-8"),
+            "etcd",
+            "check",
+            "--timeout",
+            "3",
+        ])
+    };
+    let short = install("old");
+    let out = check(&short);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), format!("healthy: {endpoint}\n"));
+    let warning = stderr(&out);
+    assert!(
+        warning.contains("WARNING: this server's etcd certificate")
+            && warning.contains("ends in 4 days")
+            && warning.contains("deploy/server.sh add n1"),
+        "{warning}"
+    );
+
+    // The jump box lists it as due.
+    let due = ca(&fleet_dir, &["due"]);
+    assert!(due.starts_with("n1 ") && due.lines().count() == 1, "{due}");
+
+    // The jump box's step: a new certificate and key with a new user; the
+    // replaced one's user stays known until it is revoked.
+    let out = ca_env(&fleet_dir, &[], &["issue", "n1", "127.0.0.1", "member"]);
+    assert!(out.contains("a new one, it ends"), "{out}");
+    let new = ca(&fleet_dir, &["user", "n1"]);
+    assert!(new.starts_with("hostyard-n1-") && new != old, "{old} {new}");
+    assert_eq!(ca(&fleet_dir, &["user", "n1", "--old"]), old);
+    let out = ca_env(&fleet_dir, &[], &["issue", "n1", "127.0.0.1", "member"]);
+    assert!(
+        out.contains("exists, ends"),
+        "a second issue changes nothing: {out}"
+    );
+    assert_eq!(ca(&fleet_dir, &["due"]), "");
+    admin(&["grant", &new, "--prefix", "/hostyard"]);
+    let renewed = install("new");
+    let out = check(&renewed);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("WARNING"), "{}", stderr(&out));
+    // Revoked once the new one works: the replaced certificate is refused.
+    admin(&["revoke", &old]);
+    ca(&fleet_dir, &["forget-old", "n1"]);
+    assert_eq!(ca(&fleet_dir, &["user", "n1", "--old"]), "");
+    let out = check(&short);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("user name not found") || stderr(&out).contains("permission denied"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !admin(&["users"]).lines().any(|u| u == old),
+        "the replaced user is still in etcd"
+    );
+    assert_eq!(check(&renewed).status.code(), Some(0));
+}
