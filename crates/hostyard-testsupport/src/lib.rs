@@ -44,6 +44,7 @@
 mod backend;
 mod docker;
 mod etcd;
+mod fleet_ca;
 mod git;
 mod haproxy;
 mod http;
@@ -54,6 +55,7 @@ mod rawtar;
 mod tools;
 
 pub use backend::Backend;
+pub use fleet_ca::{FleetCa, Issued};
 pub use docker::{
     busybox_http_image, docker, docker_available, require_docker, unique_name, Container,
     BUSYBOX_HTTP_BODY, BUSYBOX_HTTP_IMAGE,
