@@ -17,7 +17,8 @@
 #   4. a member that is not one yet: joins the running cluster as a learner
 #      (`member-add`; the first member makes a new cluster) and gets
 #      member.env from `hostyard fleet member-env`;
-#   5. scripts/setup.sh on the server (it runs the member's etcd);
+#   5. scripts/setup.sh on the server (it runs the member's etcd); SIGHUP
+#      to its confd if it ran already and step 3 copied anything;
 #   6. etcd's authentication on, the server's user and role (its prefix
 #      only), the learner promoted once it has caught up.
 #   7. the other set-up servers' node configs again (fleet.peers), SIGHUP
@@ -91,6 +92,12 @@ add() {
 
   step "$name: setup.sh"
   on "$ssh" "$REMOTE/src/scripts/setup.sh" --binaries "$REMOTE/bin" ${IMAGES:+--images "$REMOTE/images"}
+  # A confd already running reads a new certificate or node config on
+  # SIGHUP only (the peer frontend's certificate and peers).
+  if [ "$n" != 0 ] && on "$ssh" systemctl is-active -q haproxy-confd.service; then
+    on "$ssh" systemctl reload haproxy-confd.service
+    note "$name: new certificate or node config, confd told (systemctl reload)"
+  fi
 
   step "$name: its etcd user"
   # Through another member: a member just added is a learner, which
