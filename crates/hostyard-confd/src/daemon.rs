@@ -227,10 +227,7 @@ impl Daemon {
                     self.runtime_synced = false;
                 }
                 match haproxy::reload(&master) {
-                    Ok(()) => log!(
-                        Notice,
-                        "peer TLS files changed; HAProxy reloaded hitlessly"
-                    ),
+                    Ok(()) => log!(Notice, "peer TLS files changed; HAProxy reloaded hitlessly"),
                     Err(e) => log!(Err, "peer TLS files changed but the reload failed: {e:#}"),
                 }
                 return Ok(());

@@ -714,13 +714,21 @@ impl NodeConfig {
                 &self.tls.acme.ca_file,
                 "haproxy-confd.service",
             ),
-            ("fleet.ca_file", &self.fleet.ca_file, "haproxy-confd.service"),
+            (
+                "fleet.ca_file",
+                &self.fleet.ca_file,
+                "haproxy-confd.service",
+            ),
             (
                 "fleet.cert_file",
                 &self.fleet.cert_file,
                 "haproxy-confd.service",
             ),
-            ("fleet.key_file", &self.fleet.key_file, "haproxy-confd.service"),
+            (
+                "fleet.key_file",
+                &self.fleet.key_file,
+                "haproxy-confd.service",
+            ),
         ];
         let mut problems = Vec::new();
         let mut check = |field: &str, path: &Path, unit: &str, home_hidden: bool| {
@@ -1600,8 +1608,7 @@ mod tests {
             err.contains("fleet.key_file") && err.contains("chmod 600"),
             "{err}"
         );
-        std::fs::set_permissions(&fleet.key_file, std::fs::Permissions::from_mode(0o600))
-            .unwrap();
+        std::fs::set_permissions(&fleet.key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
         let pem = fleet.tls_pem().unwrap().unwrap();
         assert_eq!(pem.cert_and_key, b"CERT\nKEY\n");
         assert_eq!(pem.ca, b"CA\n");

@@ -499,7 +499,9 @@ fn a_full_public_frontend_leaves_room_for_the_peer_frontend() {
     let peer_port = free_port();
     let certs = tempfile::tempdir().unwrap();
     let ca = FleetCa::new(certs.path(), "fleet").unwrap();
-    let n1 = ca.issue_server("n1", IpAddr::V4(Ipv4Addr::LOCALHOST)).unwrap();
+    let n1 = ca
+        .issue_server("n1", IpAddr::V4(Ipv4Addr::LOCALHOST))
+        .unwrap();
     let n2 = ca.issue_server("n2", IpAddr::V4(PEER)).unwrap();
     let edge = Edge::start(&["b.example"], site.addr(), |c| {
         c.node_name = "n1".into();

@@ -86,7 +86,10 @@ impl Server {
     }
 
     fn http(&self) -> SocketAddr {
-        SocketAddr::new(self.config.haproxy.bind_address, self.config.haproxy.http_port)
+        SocketAddr::new(
+            self.config.haproxy.bind_address,
+            self.config.haproxy.http_port,
+        )
     }
 
     fn peer(&self) -> SocketAddr {

@@ -55,12 +55,12 @@ mod rawtar;
 mod tools;
 
 pub use backend::Backend;
-pub use fleet_ca::{FleetCa, Issued};
 pub use docker::{
     busybox_http_image, docker, docker_available, require_docker, unique_name, Container,
     BUSYBOX_HTTP_BODY, BUSYBOX_HTTP_IMAGE,
 };
 pub use etcd::{Etcd, EtcdTls};
+pub use fleet_ca::{FleetCa, Issued};
 pub use git::{git, GitDaemon};
 pub use haproxy::{haproxy_check, Haproxy, SocketDir};
 pub use http::{http_get, http_get_addr, http_get_with_headers, HttpResponse};
