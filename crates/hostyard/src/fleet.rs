@@ -17,6 +17,7 @@ use etcd_client::{
     Certificate, Client, ConnectOptions, Identity, MemberAddOptions, Permission, TlsOptions,
     UserAddOptions,
 };
+use hostyard_core::config::is_server_name;
 use hostyard_core::{Domain, SiteKind};
 use serde::{Deserialize, Serialize};
 
@@ -69,16 +70,6 @@ pub struct Inventory {
     pub servers: Vec<Server>,
     #[serde(default)]
     pub sites: Vec<Site>,
-}
-
-fn is_server_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 63
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
 }
 
 /// `[user@]host`: no option, no space, nothing ssh would read as a flag.
