@@ -20,7 +20,8 @@
 #   4. a member that is not one yet: joins the running cluster as a learner
 #      (`member-add`; the first member makes a new cluster) and gets
 #      member.env from `hostyard fleet member-env`;
-#   5. scripts/setup.sh on the server (it runs the member's etcd);
+#   5. scripts/setup.sh on the server (it runs the member's etcd); SIGHUP
+#      to its confd if it ran already and step 3 copied anything;
 #   6. etcd's authentication on, the server's user and role (its prefix
 #      only), the learner promoted once it has caught up.
 #   7. the other set-up servers' node configs again (fleet.peers), SIGHUP
@@ -107,7 +108,16 @@ add() {
 
   step "$name: setup.sh"
   on "$ssh" "$REMOTE/src/scripts/setup.sh" --binaries "$REMOTE/bin" ${IMAGES:+--images "$REMOTE/images"}
-  [ -z "$old" ] || roll_out "$name" "$ssh"
+  if [ -n "$old" ]; then
+    # A new certificate: every etcd client restarts with it (confd too,
+    # which then presents it on the peer frontend).
+    roll_out "$name" "$ssh"
+  elif [ "$n" != 0 ] && on "$ssh" systemctl is-active -q haproxy-confd.service; then
+    # A confd already running reads a new node config (or a certificate
+    # copied again) on SIGHUP only: the peer frontend's files and peers.
+    on "$ssh" systemctl reload haproxy-confd.service
+    note "$name: new certificate or node config, confd told (systemctl reload)"
+  fi
   [ "$role" != member ] || peers_members_only "$name" "$ssh"
 
   step "$name: its etcd user"

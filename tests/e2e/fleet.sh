@@ -409,6 +409,28 @@ t_site_containers_cannot_reach_etcd() {
     "$(on n1 bash -c "exec 3<>/dev/tcp/${IP[n2]}/2379 && echo open || echo closed" 2>/dev/null)" open
 }
 
+# A site container on n2 reaches n1's peer port masqueraded as n2, a peer;
+# the PROXY header it sends would set the client address every site on n1
+# is told. The peer frontend wants a peer's certificate first: no answer,
+# and n1 logs no request from the claimed address.
+t_a_site_container_cannot_forge_a_peers_proxy_header() {
+  local php
+  # shellcheck disable=SC2016 # PHP's variables
+  php=$(printf '$s = @fsockopen("%s", 8405, $e, $m, 3);
+if (!$s) { echo "unreachable"; exit; }
+stream_set_timeout($s, 5);
+fwrite($s, "PROXY TCP4 203.0.113.66 %s 40000 8405\r\nGET / HTTP/1.1\r\nHost: site-n1.example\r\nConnection: close\r\n\r\n");
+$a = (string) stream_get_contents($s);
+echo strncmp($a, "HTTP/", 5) == 0 ? "answered " . strtok($a, "\r\n") : "refused";' "${IP[n1]}" "${IP[n1]}")
+  expect "a forged PROXY header from a site container on n2 to n1's peer port" \
+    "$(on n2 docker run --rm --network hostyard --entrypoint php hostyard/wordpress -r "$php")" refused || return 1
+  expect "n1's access log lines of a request from the claimed client" \
+    "$(on n1 journalctl -u haproxy --no-pager | grep -c '203\.0\.113\.66 site-n1\.example GET' || true)" 0 || return 1
+  # Forwarding between servers goes on: n3 to n1, in TLS.
+  expect "site-n1.example through n3" \
+    "$(jump curl -s --max-time 5 -H "Host: site-n1.example" "http://${IP[n3]}/")" "hello from n1"
+}
+
 # No plaintext listener but loopback's: etcd's sockets on the members.
 t_no_plaintext_etcd_off_loopback() {
   # An https listener answers plain http with a 400, never with data.
@@ -830,7 +852,8 @@ main() {
   for name in t_servers_set_up_one_member_at_a_time t_sites_on_their_servers \
     t_every_server_serves_every_site t_a_certificate_is_served_by_every_server \
     t_site_added_on_n1_is_served_through_n3 \
-    t_losing_a_server_and_a_partition t_site_containers_cannot_reach_etcd t_no_plaintext_etcd_off_loopback \
+    t_losing_a_server_and_a_partition t_site_containers_cannot_reach_etcd \
+    t_a_site_container_cannot_forge_a_peers_proxy_header t_no_plaintext_etcd_off_loopback \
     t_move_under_load t_restore_on_a_second_server t_quorum_holds_with_one_member_stopped \
     t_adding_a_server_keeps_every_site_served t_certificates_renew_before_they_end \
     t_removed_server_is_refused; do

@@ -185,6 +185,18 @@ impl Daemon {
     }
 
     fn ensure_structure(&mut self) -> anyhow::Result<()> {
+        // The peer TLS files first: the config's check loads them. A
+        // certificate renewed alone (same config) takes a reload too.
+        let peer_tls_changed = match haproxy::write_peer_tls(&self.config) {
+            Ok(changed) => changed,
+            Err(e) => {
+                log!(
+                    Err,
+                    "peer TLS files NOT updated, HAProxy keeps those it has: {e:#}"
+                );
+                false
+            }
+        };
         let cfg_path = self.layout.haproxy_cfg();
         let text = haproxy::render_cfg(&self.config)?;
         let current = std::fs::read_to_string(&cfg_path).ok();
@@ -203,6 +215,23 @@ impl Daemon {
         let step = decide::config_step(current.as_deref(), &text, check, master.exists());
         written?;
         let reload = match step {
+            ConfigStep::Unchanged if peer_tls_changed && master.exists() => {
+                self.config_rejected = None;
+                // As below: the new worker loads the map file.
+                if let Err(e) = self.map_file.write_now() {
+                    log!(
+                        Err,
+                        "cannot write the host map before reloading HAProxy ({e:#}); \
+                         its whole runtime map is replaced after the reload"
+                    );
+                    self.runtime_synced = false;
+                }
+                match haproxy::reload(&master) {
+                    Ok(()) => log!(Notice, "peer TLS files changed; HAProxy reloaded hitlessly"),
+                    Err(e) => log!(Err, "peer TLS files changed but the reload failed: {e:#}"),
+                }
+                return Ok(());
+            }
             ConfigStep::Unchanged => {
                 self.config_rejected = None;
                 return Ok(());

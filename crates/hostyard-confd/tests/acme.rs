@@ -214,6 +214,7 @@ fn a_site_gets_a_certificate_from_pebble_renews_and_a_restart_does_not_reorder()
             name: "other".into(),
             address: "127.0.0.3".parse().unwrap(),
         }],
+        ..util::fleet_tls("n1", "127.0.0.2")
     };
     r.write_config();
     r.confd.as_ref().unwrap().signal("HUP");

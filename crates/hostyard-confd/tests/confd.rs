@@ -513,6 +513,7 @@ fn certificate_bundles_in_etcd_stay_out_of_the_routing_reads() {
             name: "other".into(),
             address: "127.0.0.3".parse().unwrap(),
         }],
+        ..util::fleet_tls("n1", "127.0.0.2")
     };
     r.write_config();
     let b = Backend::start("beside bundles");

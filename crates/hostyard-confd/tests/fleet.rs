@@ -331,3 +331,41 @@ fn a_lost_servers_sites_are_503_everywhere_within_the_lease_and_come_back() {
     b.register(&etcd, "lost.example.com", site.port, None);
     a.wait_for("lost.example.com", 200, "site=on-b");
 }
+
+/// A server's certificate renewed in place (same files, so the same
+/// haproxy.cfg) is what its HAProxy presents to peers after a SIGHUP, as
+/// `deploy/server.sh add` sends one: confd copies it and reloads HAProxy.
+#[test]
+fn a_peer_certificate_renewed_in_place_is_used_after_sighup() {
+    let etcd = Etcd::start().unwrap();
+    let (a, b) = fleet(&etcd);
+    let site = EchoSite::start("on-b");
+    b.register(&etcd, "renewed.example.com", site.port, None);
+    a.wait_for("renewed.example.com", 200, "site=on-b");
+    let cfg = std::fs::read_to_string(a.router.layout.haproxy_cfg()).unwrap();
+    let replace = |issued: hostyard_testsupport::Issued| {
+        let fleet = &a.router.config.fleet;
+        std::fs::write(&fleet.cert_file, issued.cert_pem).unwrap();
+        std::fs::write(&fleet.key_file, issued.key_pem).unwrap();
+        a.router.confd.as_ref().unwrap().signal("HUP");
+    };
+    // A certificate of another CA: b's peer frontend refuses a's requests.
+    let dir = tempfile::tempdir().unwrap();
+    let other = hostyard_testsupport::FleetCa::new(dir.path(), "other").unwrap();
+    replace(other.issue_server("a", a.ip).unwrap());
+    a.wait_for("renewed.example.com", 503, "");
+    // One of the fleet CA again: forwarded.
+    let renewed = util::fleet_tls("a", "127.0.0.2");
+    replace(hostyard_testsupport::Issued {
+        cert_pem: std::fs::read_to_string(&renewed.cert_file).unwrap(),
+        key_pem: std::fs::read_to_string(&renewed.key_file).unwrap(),
+        cert_file: renewed.cert_file,
+        key_file: renewed.key_file,
+    });
+    a.wait_for("renewed.example.com", 200, "site=on-b");
+    assert_eq!(
+        std::fs::read_to_string(a.router.layout.haproxy_cfg()).unwrap(),
+        cfg,
+        "the config stayed as it was: the reloads were the certificate's"
+    );
+}

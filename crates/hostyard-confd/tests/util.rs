@@ -269,5 +269,32 @@ pub fn fleet_among(servers: &[(&str, &str)], name: &str, peer_port: u16) -> Flee
                 address: address(a),
             })
             .collect(),
+        ..fleet_tls(name, own.1)
+    }
+}
+
+/// A fleet config with only the TLS files set: server `name`'s certificate
+/// (for `address`) of one fleet CA that every test of this binary shares.
+#[allow(
+    dead_code,
+    reason = "for the fleet tests; util is in every test binary"
+)]
+pub fn fleet_tls(name: &str, address: &str) -> FleetConfig {
+    static CA: std::sync::OnceLock<hostyard_testsupport::FleetCa> = std::sync::OnceLock::new();
+    let ca = CA.get_or_init(|| {
+        // In the build's dir for test files (a few small files a run): the
+        // running servers read them until the last test ends.
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("fleet-ca-{}", std::process::id()));
+        hostyard_testsupport::FleetCa::new(&dir, "fleet").expect("a test CA")
+    });
+    let issued = ca
+        .issue_server(name, address.parse().expect("a test address"))
+        .expect("a test certificate");
+    FleetConfig {
+        ca_file: ca.ca_file(),
+        cert_file: issued.cert_file,
+        key_file: issued.key_file,
+        ..FleetConfig::default()
     }
 }

@@ -253,6 +253,17 @@ pub struct FleetConfig {
     /// The other servers, by node name. Only these are forwarded to, and
     /// only their addresses may send the peer frontend anything.
     pub peers: Vec<FleetPeer>,
+    /// The fleet CA's certificate (PEM): a peer's certificate, in either
+    /// direction, must be signed by it. Needed with `private_address`.
+    pub ca_file: PathBuf,
+    /// This server's certificate from the fleet CA (PEM), for serverAuth
+    /// and clientAuth, named `hostyard-<node_name>-<hex>` as `deploy/ca.sh`
+    /// issues it: presented to the peers it forwards to and to those that
+    /// forward to it.
+    pub cert_file: PathBuf,
+    /// The certificate's private key (PEM); refused unless only its owner
+    /// may read it (mode 0600 or stricter).
+    pub key_file: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -268,6 +279,9 @@ impl Default for FleetConfig {
             private_address: None,
             peer_port: 8405,
             peers: Vec::new(),
+            ca_file: PathBuf::new(),
+            cert_file: PathBuf::new(),
+            key_file: PathBuf::new(),
         }
     }
 }
@@ -426,24 +440,73 @@ impl EtcdConfig {
         let read = |field: &str, path: &Path| {
             std::fs::read(path).map_err(|e| format!("etcd.{field} {}: {e}", path.display()))
         };
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&self.key_file)
-                .map_err(|e| format!("etcd.key_file {}: {e}", self.key_file.display()))?
-                .permissions()
-                .mode();
-            if mode & 0o077 != 0 {
-                return Err(format!(
-                    "etcd.key_file {} may be read by others (mode {:o}); chmod 600 it",
-                    self.key_file.display(),
-                    mode & 0o777
-                ));
-            }
-        }
+        private_key_mode("etcd.key_file", &self.key_file)?;
         Ok(Some(EtcdTlsPem {
             ca: read("ca_file", &self.ca_file)?,
             cert: read("cert_file", &self.cert_file)?,
             key: read("key_file", &self.key_file)?,
+        }))
+    }
+}
+
+/// Refuses a private key that others than its owner may read: it is this
+/// server's whole identity.
+fn private_key_mode(field: &str, path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .map_err(|e| format!("{field} {}: {e}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{field} {} may be read by others (mode {:o}); chmod 600 it",
+            path.display(),
+            mode & 0o777
+        ));
+    }
+    Ok(())
+}
+
+/// What HAProxy's peer frontend and peers backend need, as HAProxy reads
+/// it: this server's certificate with its key in one PEM, and the fleet CA.
+pub struct PeerTlsPem {
+    pub cert_and_key: Vec<u8>,
+    pub ca: Vec<u8>,
+}
+
+impl FleetConfig {
+    /// The common names of the peers' certificates, as one regular
+    /// expression (HAProxy's `-m reg`): `deploy/ca.sh issue` names a
+    /// server's certificate `hostyard-<name>-<hex>` (its etcd user too), the
+    /// hex new at each issue. `None` when there are no peers.
+    pub fn peer_cn_regex(&self) -> Option<String> {
+        if self.peers.is_empty() {
+            return None;
+        }
+        // Names are letters, digits and `-` (validated): nothing to escape;
+        // the hex has no `-`, so one name never matches another's.
+        let names: Vec<&str> = self.peers.iter().map(|p| p.name.as_str()).collect();
+        Some(format!("^hostyard-({})-[0-9a-f]+$", names.join("|")))
+    }
+
+    /// Reads the fleet TLS files; `None` for a single server (no
+    /// `private_address`). The key is refused when others may read it.
+    pub fn tls_pem(&self) -> Result<Option<PeerTlsPem>, String> {
+        if self.private_address.is_none() {
+            return Ok(None);
+        }
+        let read = |field: &str, path: &Path| {
+            std::fs::read(path).map_err(|e| format!("fleet.{field} {}: {e}", path.display()))
+        };
+        private_key_mode("fleet.key_file", &self.key_file)?;
+        let mut cert_and_key = read("cert_file", &self.cert_file)?;
+        if !cert_and_key.ends_with(b"\n") {
+            cert_and_key.push(b'\n');
+        }
+        cert_and_key.extend(read("key_file", &self.key_file)?);
+        Ok(Some(PeerTlsPem {
+            cert_and_key,
+            ca: read("ca_file", &self.ca_file)?,
         }))
     }
 }
@@ -651,6 +714,21 @@ impl NodeConfig {
             (
                 "tls.acme.ca_file",
                 &self.tls.acme.ca_file,
+                "haproxy-confd.service",
+            ),
+            (
+                "fleet.ca_file",
+                &self.fleet.ca_file,
+                "haproxy-confd.service",
+            ),
+            (
+                "fleet.cert_file",
+                &self.fleet.cert_file,
+                "haproxy-confd.service",
+            ),
+            (
+                "fleet.key_file",
+                &self.fleet.key_file,
                 "haproxy-confd.service",
             ),
         ];
@@ -1046,6 +1124,16 @@ impl NodeConfig {
                     format!("name {:?} must be another server's node_name", p.name),
                 ));
             }
+            // The peer frontend matches the name in its certificate.
+            if !is_server_name(&p.name) {
+                return Err(invalid(
+                    &field,
+                    format!(
+                        "name {:?} must be a server name of the inventory: lower-case letters, digits and -",
+                        p.name
+                    ),
+                ));
+            }
             if Some(p.address) == f.private_address {
                 return Err(invalid(
                     &field,
@@ -1066,6 +1154,26 @@ impl NodeConfig {
                         p.name, p.address
                     ),
                 ));
+            }
+        }
+        // Peers prove who they are with a certificate of the fleet CA: an
+        // address proves nothing (a site container's connection leaves its
+        // server masqueraded as that server's private address).
+        if f.private_address.is_some() {
+            for (field, p) in [
+                ("fleet.ca_file", &f.ca_file),
+                ("fleet.cert_file", &f.cert_file),
+                ("fleet.key_file", &f.key_file),
+            ] {
+                if p.as_os_str().is_empty() {
+                    return Err(invalid(
+                        field,
+                        "is empty while fleet.private_address is set; peers authenticate each other with the fleet CA: set fleet.ca_file, cert_file and key_file (deploy/ sets them to the files in /etc/hostyard/etcd)".into(),
+                    ));
+                }
+                if !p.is_absolute() {
+                    return Err(invalid(field, format!("{p:?} must be an absolute path")));
+                }
             }
         }
         Ok(())
@@ -1130,6 +1238,18 @@ impl NodeConfig {
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|_| "localhost".to_string())
     }
+}
+
+/// A server's name in the fleet's inventory: lower-case letters, digits
+/// and `-`, neither first nor last.
+pub fn is_server_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
 }
 
 /// Characters a path may have and still go into a unit file unquoted and
@@ -1469,6 +1589,53 @@ mod tests {
     }
 
     #[test]
+    fn fleet_tls_is_one_pem_of_certificate_and_key_and_a_shared_key_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, text: &str, mode: u32| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            p
+        };
+        let fleet = FleetConfig {
+            private_address: Some("10.0.0.11".parse().unwrap()),
+            ca_file: file("ca.pem", "CA\n", 0o644),
+            cert_file: file("n1.pem", "CERT", 0o644),
+            key_file: file("n1.key", "KEY\n", 0o640),
+            ..FleetConfig::default()
+        };
+        let err = fleet.tls_pem().err().unwrap();
+        assert!(
+            err.contains("fleet.key_file") && err.contains("chmod 600"),
+            "{err}"
+        );
+        std::fs::set_permissions(&fleet.key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let pem = fleet.tls_pem().unwrap().unwrap();
+        assert_eq!(pem.cert_and_key, b"CERT\nKEY\n");
+        assert_eq!(pem.ca, b"CA\n");
+        assert!(FleetConfig::default().tls_pem().unwrap().is_none());
+        assert_eq!(FleetConfig::default().peer_cn_regex(), None);
+        let peers = FleetConfig {
+            peers: vec![
+                FleetPeer {
+                    name: "n2".into(),
+                    address: "10.0.0.12".parse().unwrap(),
+                },
+                FleetPeer {
+                    name: "n3-b".into(),
+                    address: "10.0.0.13".parse().unwrap(),
+                },
+            ],
+            ..fleet
+        };
+        assert_eq!(
+            peers.peer_cn_regex().unwrap(),
+            "^hostyard-(n2|n3-b)-[0-9a-f]+$"
+        );
+    }
+
+    #[test]
     fn empty_file_is_the_default_config() {
         assert_eq!(parse("").unwrap(), NodeConfig::default());
         assert_eq!(parse("# nothing\n").unwrap(), NodeConfig::default());
@@ -1593,6 +1760,22 @@ mod tests {
             (
                 "fleet:\n  private_address: 10.0.0.11\n  peer_port: 80\n",
                 "fleet.peer_port",
+            ),
+            (
+                "node_name: n1\nfleet:\n  private_address: 10.0.0.11\n  peers: [{name: N2, address: 10.0.0.12}]\n",
+                "fleet.peers[0]",
+            ),
+            (
+                "fleet:\n  private_address: 10.0.0.11\n",
+                "fleet.ca_file",
+            ),
+            (
+                "fleet:\n  private_address: 10.0.0.11\n  ca_file: /ca.pem\n  cert_file: /n1.pem\n",
+                "fleet.key_file",
+            ),
+            (
+                "fleet:\n  private_address: 10.0.0.11\n  ca_file: /ca.pem\n  cert_file: n1.pem\n  key_file: /n1.key\n",
+                "fleet.cert_file",
             ),
             (
                 "haproxy:\n  maxconn: 10\n  site_maxconn: 11\n",

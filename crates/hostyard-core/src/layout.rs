@@ -341,6 +341,23 @@ impl Layout {
         self.haproxy_certs_dir().join("_default.pem")
     }
 
+    /// This server's certificate of the fleet CA, key included, and the
+    /// fleet CA, as the peer frontend and the peers backend read them
+    /// (mode 0700: the key).
+    pub fn haproxy_peer_dir(&self) -> PathBuf {
+        self.runtime_haproxy().join("peer")
+    }
+
+    /// This server's certificate for its peers, key included (0600).
+    pub fn haproxy_peer_cert(&self) -> PathBuf {
+        self.haproxy_peer_dir().join("server.pem")
+    }
+
+    /// The fleet CA a peer's certificate must be signed by.
+    pub fn haproxy_peer_ca(&self) -> PathBuf {
+        self.haproxy_peer_dir().join("ca.pem")
+    }
+
     /// The crt-list: one line per site certificate, with the names it
     /// serves; loaded at start, changed at run time through the runtime API.
     pub fn haproxy_crt_list(&self) -> PathBuf {

@@ -46,6 +46,13 @@ struct HaproxyCfg {
     peer_source: Option<String>,
     /// The peers' addresses, space-separated; `None` when there are none.
     peer_sources: Option<String>,
+    /// The peers' certificate names (a regular expression); `None` when
+    /// there are none.
+    peer_cn_regex: Option<String>,
+    /// This server's certificate for its peers, key included.
+    peer_cert: String,
+    /// The fleet CA.
+    peer_ca: String,
 }
 
 /// Renders haproxy.cfg from the node config: a pure function, so a change
@@ -101,6 +108,9 @@ pub fn render_cfg(config: &NodeConfig) -> anyhow::Result<String> {
                 .collect::<Vec<_>>()
                 .join(" ")
         }),
+        peer_cn_regex: config.fleet.peer_cn_regex(),
+        peer_cert: path(layout.haproxy_peer_cert()),
+        peer_ca: path(layout.haproxy_peer_ca()),
     };
     let mut text = cfg.render().context("rendering haproxy.cfg")?;
     if !text.ends_with('\n') {
@@ -108,6 +118,42 @@ pub fn render_cfg(config: &NodeConfig) -> anyhow::Result<String> {
     }
     Ok(text)
 }
+
+/// Puts this server's certificate with its key, and the fleet CA, where
+/// haproxy.cfg names them (HAProxy reads a certificate and its key from
+/// one file, and sees only the runtime dir in its container): in a
+/// directory and files only their owner reads, like the site keys. Returns
+/// whether a file changed (HAProxy reads them at a reload only). A single
+/// server (no `fleet.private_address`) has none: nothing is written.
+pub fn write_peer_tls(config: &NodeConfig) -> anyhow::Result<bool> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let Some(pem) = config.fleet.tls_pem().map_err(anyhow::Error::msg)? else {
+        return Ok(false);
+    };
+    let layout = Layout::new(&config.data_root);
+    let dir = layout.haproxy_peer_dir();
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot set the mode of {}", dir.display()))?;
+    let mut changed = false;
+    for (path, text) in [
+        (layout.haproxy_peer_cert(), &pem.cert_and_key),
+        (layout.haproxy_peer_ca(), &pem.ca),
+    ] {
+        if std::fs::read(&path).ok().as_ref() != Some(text) {
+            PEER_FILE.write(&path, text)?;
+            changed = true;
+        }
+    }
+    Ok(changed)
+}
+
+/// The peer TLS files: the key is in one of them.
+const PEER_FILE: AtomicWrite = AtomicWrite::new(0o600);
 
 /// Runs `haproxy -c -f FILE`; the error carries HAProxy's own explanation.
 pub fn check_cfg(binary: &Path, cfg: &Path) -> anyhow::Result<()> {
@@ -187,14 +233,20 @@ mod tests {
         // The HAProxy servers run (3.0), not whatever the host has.
         let haproxy = hostyard_testsupport::haproxy_binary().unwrap();
         check_cfg(&haproxy, &layout.haproxy_cfg()).unwrap();
-        // In a fleet: the peer frontend on the private address, PROXY only,
-        // from the peers only (none listed yet: from nobody).
-        for (peers, rule) in [
+        // In a fleet: the peer frontend on the private address, PROXY and
+        // mutual TLS only, from the peers only (none listed yet: from
+        // nobody), with a peer's certificate only.
+        let ca = hostyard_testsupport::FleetCa::new(dir.path(), "fleet").unwrap();
+        let n1 = ca.issue_server("n1", "127.0.0.1".parse().unwrap()).unwrap();
+        for (peers, rules) in [
             (
                 vec![("n2", "10.0.0.12"), ("n3", "10.0.0.13")],
-                "tcp-request connection reject unless { src 10.0.0.12 10.0.0.13 }\n",
+                vec![
+                    "tcp-request connection reject unless { src 10.0.0.12 10.0.0.13 }\n",
+                    "tcp-request session reject unless { ssl_c_s_dn(CN) -m reg '^hostyard-(n2|n3)-[0-9a-f]+$' }\n",
+                ],
             ),
-            (vec![], "tcp-request connection reject\n"),
+            (vec![], vec!["tcp-request connection reject\n"]),
         ] {
             let fleet = NodeConfig {
                 node_name: "n1".into(),
@@ -207,21 +259,51 @@ mod tests {
                             address: a.parse().unwrap(),
                         })
                         .collect(),
+                    ca_file: ca.ca_file(),
+                    cert_file: n1.cert_file.clone(),
+                    key_file: n1.key_file.clone(),
                     ..Default::default()
                 },
                 ..config.clone()
             };
             let text = render_cfg(&fleet).unwrap();
+            let (cert, ca_file) = (
+                layout.haproxy_peer_cert().display().to_string(),
+                layout.haproxy_peer_ca().display().to_string(),
+            );
             assert!(
-                text.contains("bind 127.0.0.1:8405 accept-proxy\n"),
+                text.contains(&format!(
+                    "bind 127.0.0.1:8405 accept-proxy ssl crt {cert} ca-file {ca_file} verify required\n"
+                )),
                 "{text}"
             );
-            assert!(text.contains(rule), "{text}");
-            assert!(text.contains("send-proxy-v2 source 127.0.0.1\n"), "{text}");
+            for rule in rules {
+                assert!(text.contains(rule), "{text}");
+            }
+            assert!(
+                text.contains(&format!(
+                    "send-proxy-v2 source 127.0.0.1 ssl crt {cert} ca-file {ca_file} verify required\n"
+                )),
+                "{text}"
+            );
+            write_peer_tls(&fleet).unwrap();
             FILE.write(&layout.haproxy_cfg(), text.as_bytes()).unwrap();
             check_cfg(&haproxy, &layout.haproxy_cfg()).unwrap();
         }
-        assert!(!render_cfg(&config).unwrap().contains("frontend peer"));
+        // The key is the owner's alone, in a directory that is too.
+        use std::os::unix::fs::PermissionsExt;
+        for (p, mode) in [
+            (layout.haproxy_peer_dir(), 0o700),
+            (layout.haproxy_peer_cert(), 0o600),
+        ] {
+            let m = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(m, mode, "{p:?}");
+        }
+        // A single server: no peer frontend, no TLS toward peers.
+        let single = render_cfg(&config).unwrap();
+        assert!(!single.contains("frontend peer"));
+        assert!(single.contains("    server peer 0.0.0.0:0 send-proxy-v2\n"));
+        assert!(!write_peer_tls(&config).unwrap());
         let bad = NodeConfig {
             haproxy: hostyard_core::config::HaproxyConfig {
                 frontend_rules: vec!["http-request no-such-action".into()],

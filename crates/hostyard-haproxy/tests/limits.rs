@@ -23,8 +23,10 @@ use std::time::{Duration, Instant};
 
 use hostyard_core::config::FleetPeer;
 use hostyard_core::{Layout, NodeConfig};
-use hostyard_haproxy::{render_cfg, render_map, Entry, HostMap, FILE, PAGE_404, PAGE_503};
-use hostyard_testsupport::{free_port, wait_until, Backend, Haproxy};
+use hostyard_haproxy::{
+    render_cfg, render_map, write_peer_tls, Entry, HostMap, FILE, PAGE_404, PAGE_503,
+};
+use hostyard_testsupport::{free_port, wait_until, Backend, FleetCa, Haproxy};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -88,6 +90,7 @@ impl Edge {
             .unwrap();
         FILE.write(&layout.haproxy_error_page(503), PAGE_503.as_bytes())
             .unwrap();
+        write_peer_tls(&config).unwrap();
         let cfg: PathBuf = layout.haproxy_cfg();
         FILE.write(&cfg, render_cfg(&config).unwrap().as_bytes())
             .unwrap();
@@ -175,6 +178,24 @@ fn tls_config() -> Arc<ClientConfig> {
         .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
         .with_no_client_auth();
     config.resumption = rustls::client::Resumption::disabled();
+    Arc::new(config)
+}
+
+/// A peer's TLS client: its certificate of the fleet CA.
+fn peer_tls_config(identity: &hostyard_testsupport::Issued) -> Arc<ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::PrivateKeyDer;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_client_auth_cert(
+            vec![CertificateDer::from_pem_slice(identity.cert_pem.as_bytes()).unwrap()],
+            PrivateKeyDer::from_pem_slice(identity.key_pem.as_bytes()).unwrap(),
+        )
+        .unwrap();
     Arc::new(config)
 }
 
@@ -476,6 +497,12 @@ fn a_full_public_frontend_leaves_room_for_the_peer_frontend() {
     raise_nofile(2_000);
     let site = Backend::start("b");
     let peer_port = free_port();
+    let certs = tempfile::tempdir().unwrap();
+    let ca = FleetCa::new(certs.path(), "fleet").unwrap();
+    let n1 = ca
+        .issue_server("n1", IpAddr::V4(Ipv4Addr::LOCALHOST))
+        .unwrap();
+    let n2 = ca.issue_server("n2", IpAddr::V4(PEER)).unwrap();
     let edge = Edge::start(&["b.example"], site.addr(), |c| {
         c.node_name = "n1".into();
         c.haproxy.maxconn = 300;
@@ -488,6 +515,9 @@ fn a_full_public_frontend_leaves_room_for_the_peer_frontend() {
             name: "n2".into(),
             address: IpAddr::V4(PEER),
         }];
+        c.fleet.ca_file = ca.ca_file();
+        c.fleet.cert_file = n1.cert_file.clone();
+        c.fleet.key_file = n1.key_file.clone();
     });
     let http = edge.http();
     // More idle connections than HAProxy takes at all; they last until
@@ -512,7 +542,8 @@ fn a_full_public_frontend_leaves_room_for_the_peer_frontend() {
         public.is_err(),
         "the public frontend was not full: {public:?}"
     );
-    // A peer's request, PROXY header first, is served.
+    // A peer's request, PROXY header first, then TLS with its
+    // certificate, is served.
     let mut peer = connect_from(
         PEER,
         SocketAddr::from(([127, 0, 0, 1], peer_port)),
@@ -522,7 +553,12 @@ fn a_full_public_frontend_leaves_room_for_the_peer_frontend() {
     peer.set_read_timeout(Some(REQUEST_TIMEOUT)).unwrap();
     peer.write_all(b"PROXY TCP4 198.51.100.7 127.0.0.1 40000 80\r\n")
         .unwrap();
-    let answer = exchange(peer, "b.example", "/", &[]);
+    let conn = ClientConnection::new(
+        peer_tls_config(&n2),
+        ServerName::IpAddress(Ipv4Addr::LOCALHOST.into()),
+    )
+    .unwrap();
+    let answer = exchange(StreamOwned::new(conn, peer), "b.example", "/", &[]);
     assert!(
         matches!(&answer, Ok((200, text)) if text.ends_with("\r\n\r\nb")),
         "{answer:?}"

@@ -44,6 +44,7 @@
 mod backend;
 mod docker;
 mod etcd;
+mod fleet_ca;
 mod git;
 mod haproxy;
 mod http;
@@ -59,6 +60,7 @@ pub use docker::{
     BUSYBOX_HTTP_BODY, BUSYBOX_HTTP_IMAGE,
 };
 pub use etcd::{Etcd, EtcdTls};
+pub use fleet_ca::{FleetCa, Issued};
 pub use git::{git, GitDaemon};
 pub use haproxy::{haproxy_check, Haproxy, SocketDir};
 pub use http::{http_get, http_get_addr, http_get_with_headers, HttpResponse};

@@ -17,6 +17,7 @@ use etcd_client::{
     Certificate, Client, ConnectOptions, Identity, MemberAddOptions, Permission, TlsOptions,
     UserAddOptions,
 };
+use hostyard_core::config::is_server_name;
 use hostyard_core::{Domain, SiteKind};
 use serde::{Deserialize, Serialize};
 
@@ -69,16 +70,6 @@ pub struct Inventory {
     pub servers: Vec<Server>,
     #[serde(default)]
     pub sites: Vec<Site>,
-}
-
-fn is_server_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 63
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
 }
 
 /// `[user@]host`: no option, no space, nothing ssh would read as a flag.
@@ -294,7 +285,8 @@ fn url(address: IpAddr, port: u16) -> String {
 /// The fleet's part of a server's node config (`node_name`, `etcd`,
 /// `fleet`), the drop-in `hostyard.yaml.d/fleet.yaml` that `deploy/` owns:
 /// a member uses its own member on loopback (setup.sh then runs it), a
-/// client every member's private address.
+/// client every member's private address. The server's one certificate of
+/// the fleet CA is its etcd identity and its peers' proof alike.
 pub fn node_config(inv: &Inventory, name: &str) -> Result<String> {
     let server = inv.server(name)?;
     let endpoints: Vec<String> = match server.role {
@@ -316,7 +308,7 @@ pub fn node_config(inv: &Inventory, name: &str) -> Result<String> {
          # /etc/hostyard/hostyard.yaml, which deploy/ never writes.\n\
          node_name: {name}\n\
          etcd:\n  endpoints: [{}]\n  ca_file: {TLS_DIR}/ca.pem\n  cert_file: {TLS_DIR}/server.pem\n  key_file: {TLS_DIR}/server.key\n\
-         fleet:\n  private_address: {}\n  peers:{}\n",
+         fleet:\n  private_address: {}\n  ca_file: {TLS_DIR}/ca.pem\n  cert_file: {TLS_DIR}/server.pem\n  key_file: {TLS_DIR}/server.key\n  peers:{}\n",
         quoted.join(", "),
         server.private,
         if peers.is_empty() { " []" } else { &peers },

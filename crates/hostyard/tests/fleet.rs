@@ -108,6 +108,19 @@ fn the_inventory_answers_the_scripts_and_refuses_mistakes_naming_them() {
         assert_eq!(peers, want);
         let own = all.iter().find(|(n, _)| *n == name).unwrap().1;
         assert_eq!(config.fleet.private_address, Some(own.parse().unwrap()));
+        // Peers prove themselves with the same certificate as etcd's.
+        assert_eq!(
+            (
+                &config.fleet.ca_file,
+                &config.fleet.cert_file,
+                &config.fleet.key_file
+            ),
+            (
+                &config.etcd.ca_file,
+                &config.etcd.cert_file,
+                &config.etcd.key_file
+            )
+        );
     }
     let out = fleet(
         &inv,

@@ -1,0 +1,323 @@
+//! The fleet's peer frontend against real HAProxy instances on the config
+//! [`render_cfg`] renders: only a peer's own certificate of the fleet CA
+//! gets a forwarded request in. An address that the peer frontend accepts
+//! proves nothing (a site container's connection leaves its server
+//! masqueraded as that server's private address), so a forged PROXY header
+//! from such an address is refused, in clear or with any certificate but a
+//! peer's.
+//!
+//! Each server has a loopback address of its own (Linux routes all of 127/8
+//! to `lo`) as its private address.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hostyard_core::config::FleetPeer;
+use hostyard_core::{Layout, NodeConfig};
+use hostyard_haproxy::{
+    render_cfg, render_map, write_peer_tls, Entry, HostMap, FILE, PAGE_404, PAGE_503,
+};
+use hostyard_testsupport::{free_port, Backend, FleetCa, Haproxy, Issued};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned};
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+const N1: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 11);
+const N2: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 12);
+
+/// One server of a two-server fleet (n1, n2) on its own HAProxy.
+struct Server {
+    config: NodeConfig,
+    _haproxy: Haproxy,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(name: &str, ca: &FleetCa, issued: &Issued, peer_port: u16, map: &HostMap) -> Server {
+        let (own, other, other_name) = match name {
+            "n1" => (N1, N2, "n2"),
+            _ => (N2, N1, "n1"),
+        };
+        // Under /tmp: HAProxy's socket paths must stay short.
+        let dir = tempfile::Builder::new()
+            .prefix("hyp")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let mut config = NodeConfig {
+            node_name: name.into(),
+            data_root: dir.path().join("data"),
+            ..NodeConfig::default()
+        };
+        config.haproxy.bind_address = IpAddr::V4(own);
+        config.haproxy.http_port = free_port();
+        config.haproxy.https_port = free_port();
+        config.fleet.private_address = Some(IpAddr::V4(own));
+        config.fleet.peer_port = peer_port;
+        config.fleet.peers = vec![FleetPeer {
+            name: other_name.into(),
+            address: IpAddr::V4(other),
+        }];
+        config.fleet.ca_file = ca.ca_file();
+        config.fleet.cert_file = issued.cert_file.clone();
+        config.fleet.key_file = issued.key_file.clone();
+        let layout = Layout::new(&config.data_root);
+        FILE.write(&layout.hosts_map(), render_map(map, 1).as_bytes())
+            .unwrap();
+        hostyard_tls::ensure_base(&layout).unwrap();
+        FILE.write(&layout.haproxy_error_page(404), PAGE_404.as_bytes())
+            .unwrap();
+        FILE.write(&layout.haproxy_error_page(503), PAGE_503.as_bytes())
+            .unwrap();
+        assert!(write_peer_tls(&config).unwrap(), "the peer files are new");
+        let cfg = layout.haproxy_cfg();
+        FILE.write(&cfg, render_cfg(&config).unwrap().as_bytes())
+            .unwrap();
+        let haproxy = Haproxy::start(&cfg).unwrap();
+        Server {
+            config,
+            _haproxy: haproxy,
+            _dir: dir,
+        }
+    }
+
+    fn http(&self) -> SocketAddr {
+        SocketAddr::new(
+            self.config.haproxy.bind_address,
+            self.config.haproxy.http_port,
+        )
+    }
+
+    fn peer(&self) -> SocketAddr {
+        SocketAddr::new(
+            self.config.fleet.private_address.unwrap(),
+            self.config.fleet.peer_port,
+        )
+    }
+}
+
+/// n2 hosts `b.example` (its backend answers "b"); n1 forwards it to n2.
+struct Fleet {
+    ca: FleetCa,
+    n1: Server,
+    n2: Server,
+    _site: Backend,
+    _dir: tempfile::TempDir,
+}
+
+fn fleet() -> Fleet {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = FleetCa::new(dir.path(), "fleet").unwrap();
+    let site = Backend::start("b");
+    let peer_port = free_port();
+    let n2_cert = ca.issue_server("n2", IpAddr::V4(N2)).unwrap();
+    let n2 = Server::start(
+        "n2",
+        &ca,
+        &n2_cert,
+        peer_port,
+        &HostMap::from([("b.example".to_string(), Entry::Route(site.addr()))]),
+    );
+    let n1_cert = ca.issue_server("n1", IpAddr::V4(N1)).unwrap();
+    let n1 = Server::start(
+        "n1",
+        &ca,
+        &n1_cert,
+        peer_port,
+        &HostMap::from([("b.example".to_string(), Entry::Peer(n2.peer()))]),
+    );
+    Fleet {
+        ca,
+        n1,
+        n2,
+        _site: site,
+        _dir: dir,
+    }
+}
+
+/// A TCP connection from `source` (port chosen by the kernel).
+fn connect_from(source: Ipv4Addr, to: SocketAddr) -> TcpStream {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+    s.bind(&SocketAddr::from((source, 0)).into()).unwrap();
+    s.connect_timeout(&to.into(), TIMEOUT).unwrap();
+    let s = TcpStream::from(s);
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    s.set_write_timeout(Some(TIMEOUT)).unwrap();
+    s
+}
+
+/// One request with `Connection: close`; the whole answer, or the error
+/// that ended the exchange.
+fn exchange(mut stream: impl Read + Write, host: &str) -> std::io::Result<String> {
+    let req = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream.write_all(req.as_bytes())?;
+    stream.flush()?;
+    let mut out = Vec::new();
+    match stream.read_to_end(&mut out) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !out.is_empty() => {}
+        Err(e) => return Err(e),
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// What a site container on n2 can do to n1's peer frontend: connect from
+/// n2's address (masqueraded) and claim any client in a PROXY header.
+const FORGED: &[u8] = b"PROXY TCP4 203.0.113.66 127.0.0.12 40000 8405\r\n";
+
+/// The PROXY header, then TLS with `identity` (none: no client certificate).
+fn forged_over_tls(to: SocketAddr, identity: Option<&Issued>) -> std::io::Result<String> {
+    let mut tcp = connect_from(N2, to);
+    tcp.write_all(FORGED)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)));
+    let config = match identity {
+        Some(i) => builder
+            .with_client_auth_cert(
+                vec![CertificateDer::from_pem_slice(i.cert_pem.as_bytes()).unwrap()],
+                PrivateKeyDer::from_pem_slice(i.key_pem.as_bytes()).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    let name = ServerName::IpAddress(to.ip().into());
+    let conn = ClientConnection::new(Arc::new(config), name).unwrap();
+    exchange(StreamOwned::new(conn, tcp), "b.example")
+}
+
+fn refused(answer: &std::io::Result<String>) -> bool {
+    match answer {
+        Err(_) => true,
+        Ok(text) => !text.starts_with("HTTP/"),
+    }
+}
+
+#[test]
+fn a_peer_is_served_through_its_certificate_and_a_forged_proxy_header_is_refused() {
+    let f = fleet();
+    // n1's backend peers (its certificate, n2's checked) reaches n2's site.
+    let through_n1 = exchange(connect_from(Ipv4Addr::LOCALHOST, f.n1.http()), "b.example");
+    assert!(
+        matches!(&through_n1, Ok(text) if text.starts_with("HTTP/1.1 200") && text.ends_with("\r\n\r\nb")),
+        "{through_n1:?}"
+    );
+
+    // From n2's address (a peer's, which the source check lets in): a PROXY
+    // header in clear, as the peer frontend took it before.
+    let mut clear = connect_from(N1, f.n2.peer());
+    clear.write_all(FORGED).unwrap();
+    let answer = exchange(clear, "b.example");
+    assert!(refused(&answer), "forged PROXY header in clear: {answer:?}");
+
+    // Then TLS without a client certificate.
+    let answer = forged_over_tls(f.n1.peer(), None);
+    assert!(refused(&answer), "no client certificate: {answer:?}");
+
+    // With a server certificate of another CA, in n2's name.
+    let other = FleetCa::new(f._dir.path(), "other").unwrap();
+    let impostor = other.issue_server("n2", IpAddr::V4(N2)).unwrap();
+    let answer = forged_over_tls(f.n1.peer(), Some(&impostor));
+    assert!(refused(&answer), "certificate of another CA: {answer:?}");
+
+    // With the fleet CA's root identity (clientAuth only): valid, but no
+    // server's.
+    let root = f.ca.issue_root().unwrap();
+    let answer = forged_over_tls(f.n1.peer(), Some(&root));
+    assert!(refused(&answer), "the root identity: {answer:?}");
+
+    // With n2's own certificate, n1 is a peer frontend like before (so what
+    // the others prove is the certificate, not a broken frontend).
+    let n2_cert = f.ca.issue_server("n2", IpAddr::V4(N2)).unwrap();
+    let answer = forged_over_tls(f.n1.peer(), Some(&n2_cert));
+    assert!(
+        matches!(&answer, Ok(text) if text.starts_with("HTTP/1.1 503")),
+        "n2's certificate (b.example is n2's, so n1's 503): {answer:?}"
+    );
+}
+
+/// n1 forwards to whoever answers at n2's peer address only if the fleet
+/// CA signed its certificate: an impostor there gets no request.
+#[test]
+fn a_peer_frontend_with_a_certificate_of_another_ca_gets_no_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = FleetCa::new(dir.path(), "fleet").unwrap();
+    let other = FleetCa::new(dir.path(), "other").unwrap();
+    let site = Backend::start("b");
+    let peer_port = free_port();
+    let n2 = Server::start(
+        "n2",
+        &other,
+        &other.issue_server("n2", IpAddr::V4(N2)).unwrap(),
+        peer_port,
+        &HostMap::from([("b.example".to_string(), Entry::Route(site.addr()))]),
+    );
+    let n1 = Server::start(
+        "n1",
+        &ca,
+        &ca.issue_server("n1", IpAddr::V4(N1)).unwrap(),
+        peer_port,
+        &HostMap::from([("b.example".to_string(), Entry::Peer(n2.peer()))]),
+    );
+    let answer = exchange(connect_from(Ipv4Addr::LOCALHOST, n1.http()), "b.example");
+    assert!(
+        matches!(&answer, Ok(text) if text.starts_with("HTTP/1.1 503")),
+        "{answer:?}"
+    );
+}
+
+#[derive(Debug)]
+struct AnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
