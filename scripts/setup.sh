@@ -258,6 +258,64 @@ etcd_member() {
   [ "$n" -gt 0 ] || note "up to date"
 }
 
+# The peer frontend (fleet.private_address, fleet.peer_port) takes only
+# mutual TLS from the fleet's servers; a site's container must not reach it
+# at all, on this server or another (its traffic to another server leaves
+# masqueraded as this one, a peer). The same two chains as etcd's ports,
+# for every fleet server (member or client): INPUT for this server's own
+# port, DOCKER-USER for the others'. Applied now and before every start of
+# HAProxy (iptables rules do not survive a reboot), deleted first so there
+# is always exactly one.
+PEER_DROPIN=/etc/systemd/system/haproxy.service.d/hostyard-peers.conf
+
+# peer_rules PORT ACTION: the iptables commands, one a line (ACTION -D or -I).
+peer_rules() {
+  local chain bridge
+  for chain in INPUT DOCKER-USER; do
+    for bridge in docker0 br-+; do
+      printf '/usr/sbin/iptables -w %s %s -i %s -p tcp --dport %s -j REJECT\n' "$2" "$chain" "$bridge" "$1"
+    done
+  done
+}
+
+peer_firewall() {
+  local address port dropin rule
+  address=$(config_get fleet.private_address)
+  if [ -z "$address" ]; then
+    if [ -f "$PEER_DROPIN" ]; then
+      rm -f "$PEER_DROPIN"
+      systemctl daemon-reload
+      changed "removed $PEER_DROPIN (no peer frontend)"
+    fi
+    return 0
+  fi
+  step "the peer frontend's port, closed to site containers"
+  port=$(config_get fleet.peer_port)
+  dropin=$(
+    printf '%s\n' "# Written by hostyard's setup.sh: site containers never reach the peer frontend." \
+      "[Service]" "ExecStartPre=-+/usr/sbin/iptables -w -N DOCKER-USER"
+    peer_rules "$port" -D | sed 's/^/ExecStartPre=-+/'
+    peer_rules "$port" -I | sed 's/^/ExecStartPre=+/'
+  )
+  if [ "$(cat "$PEER_DROPIN" 2>/dev/null)" != "$dropin" ]; then
+    mkdir -p "$(dirname "$PEER_DROPIN")"
+    printf '%s\n' "$dropin" >"$PEER_DROPIN.tmp"
+    mv "$PEER_DROPIN.tmp" "$PEER_DROPIN"
+    systemctl daemon-reload
+    changed "wrote $PEER_DROPIN"
+  fi
+  /usr/sbin/iptables -w -N DOCKER-USER 2>/dev/null || true
+  while read -r rule; do
+    # shellcheck disable=SC2086 # the rule's words
+    $rule 2>/dev/null || true
+  done < <(peer_rules "$port" -D)
+  while read -r rule; do
+    # shellcheck disable=SC2086 # the rule's words
+    $rule || die "cannot add the peer frontend's firewall rule: $rule"
+  done < <(peer_rules "$port" -I)
+  note "port $port refused from docker0 and br-+ (INPUT, DOCKER-USER)"
+}
+
 install_binaries() {
   local bin_dir=$1 b
   step "hostyard binaries in $bin_dir"
@@ -449,6 +507,7 @@ main() {
   [ "$LOCAL_ETCD" = 1 ] || check_cluster
   install_packages
   etcd_member
+  peer_firewall
   install_binaries "$bin_dir"
   make_layout "$data_root"
   images
