@@ -87,6 +87,7 @@ remove() {
   fi
   on "$HOST" systemctl disable --now -q "$unit"
   step "done: stopped and disabled $unit on $SERVER (its data is left as it is)"
+  note "for good: hostyard site forget $domain on $SERVER withdraws its declaration, owner and certificate from every server"
 }
 
 list() {
