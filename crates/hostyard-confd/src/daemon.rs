@@ -217,15 +217,7 @@ impl Daemon {
         let reload = match step {
             ConfigStep::Unchanged if peer_tls_changed && master.exists() => {
                 self.config_rejected = None;
-                // As below: the new worker loads the map file.
-                if let Err(e) = self.map_file.write_now() {
-                    log!(
-                        Err,
-                        "cannot write the host map before reloading HAProxy ({e:#}); \
-                         its whole runtime map is replaced after the reload"
-                    );
-                    self.runtime_synced = false;
-                }
+                self.map_file_before_reload();
                 match haproxy::reload(&master) {
                     Ok(()) => log!(Notice, "peer TLS files changed; HAProxy reloaded hitlessly"),
                     Err(e) => log!(Err, "peer TLS files changed but the reload failed: {e:#}"),
@@ -253,16 +245,7 @@ impl Daemon {
         self.config_rejected = None;
         if reload {
             let started = Instant::now();
-            // The new worker loads the map file: it must hold every change
-            // the runtime API has.
-            if let Err(e) = self.map_file.write_now() {
-                log!(
-                    Err,
-                    "cannot write the host map before reloading HAProxy ({e:#}); \
-                     its whole runtime map is replaced after the reload"
-                );
-                self.runtime_synced = false;
-            }
+            self.map_file_before_reload();
             match haproxy::reload(&master) {
                 Ok(()) => {
                     // The new worker loaded the map file, which equals the routing.
@@ -590,6 +573,20 @@ impl Daemon {
                 self.runtime_synced = false;
                 true
             }
+        }
+    }
+
+    /// Writes the map file before a reload: the new worker loads it, so it
+    /// must hold every change the runtime API has. When it cannot, the
+    /// whole runtime map is replaced after the reload instead.
+    fn map_file_before_reload(&mut self) {
+        if let Err(e) = self.map_file.write_now() {
+            log!(
+                Err,
+                "cannot write the host map before reloading HAProxy ({e:#}); \
+                 its whole runtime map is replaced after the reload"
+            );
+            self.runtime_synced = false;
         }
     }
 

@@ -115,6 +115,19 @@ impl AtomicWrite {
     }
 }
 
+/// Makes `dir` (and its parents) and leaves it 0700 whatever mode it had:
+/// a directory of private keys that only root reads.
+pub fn private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot set the mode of {}", dir.display()))
+}
+
 /// The whole file, or `None` when there is none (a state file its writer
 /// has not made yet); any other failure names the path.
 pub fn read_if_exists(path: &Path) -> anyhow::Result<Option<Vec<u8>>> {

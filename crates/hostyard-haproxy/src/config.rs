@@ -126,19 +126,12 @@ pub fn render_cfg(config: &NodeConfig) -> anyhow::Result<String> {
 /// whether a file changed (HAProxy reads them at a reload only). A single
 /// server (no `fleet.private_address`) has none: nothing is written.
 pub fn write_peer_tls(config: &NodeConfig) -> anyhow::Result<bool> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let Some(pem) = config.fleet.tls_pem().map_err(anyhow::Error::msg)? else {
         return Ok(false);
     };
     let layout = Layout::new(&config.data_root);
     let dir = layout.haproxy_peer_dir();
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)
-        .with_context(|| format!("cannot create {}", dir.display()))?;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
-        .with_context(|| format!("cannot set the mode of {}", dir.display()))?;
+    hostyard_fs::private_dir(&dir)?;
     let mut changed = false;
     for (path, text) in [
         (layout.haproxy_peer_cert(), &pem.cert_and_key),

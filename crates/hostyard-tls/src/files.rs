@@ -4,7 +4,6 @@
 //! writes the config.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 
 use anyhow::Context;
@@ -25,13 +24,7 @@ pub const DEFAULT_CERT_NAME: &str = "hostyard-default.invalid";
 /// an empty HTTPS policy map and an empty ACME challenge map. Existing files are left as they are.
 pub fn ensure_base(layout: &Layout) -> anyhow::Result<()> {
     let dir = layout.haproxy_certs_dir();
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)
-        .with_context(|| format!("cannot create {}", dir.display()))?;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
-        .with_context(|| format!("cannot set the mode of {}", dir.display()))?;
+    hostyard_fs::private_dir(&dir)?;
     let default = layout.haproxy_default_cert();
     if !default.exists() {
         KEY_FILE.write(&default, default_cert()?.as_bytes())?;
@@ -114,6 +107,7 @@ pub fn parse_crt_list(layout: &Layout, text: &str) -> BTreeMap<Domain, Vec<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn crt_list_round_trips() {
