@@ -138,13 +138,27 @@ MANIFEST="find . -mindepth 1 -printf '%y %m %P\n' | LC_ALL=C sort && find . -typ
 # seconds_since T0: seconds since T0 (date +%s.%N), two decimals.
 seconds_since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }'; }
 
-# export_on SSH DIR: the site's export, fresh, into DIR on that server. A
-# WordPress export dumps its database, so its MariaDB must run (it also runs
-# while the site is stopped: mysql@ is not part of wordpress@).
+# database_unit: the unit of the site's own database (mysql@DOMAIN), nothing
+# for a kind without one (`hostyard names kinds`).
+database_unit() {
+  local kind db
+  while read -r kind db; do
+    if [ "$kind" = "$KIND" ]; then
+      [ "$db" = - ] || echo "$db@$DOMAIN"
+      return
+    fi
+  done < <(HOSTYARD_CONFIG=/dev/null "$HOSTYARD" names kinds)
+  die "hostyard knows no site kind $KIND (the inventory's kind of $DOMAIN)"
+}
+
+# export_on SSH DIR: the site's export, fresh, into DIR on that server. An
+# export dumps the site's database, so it must run (it also runs while the
+# site is stopped: mysql@ is not part of wordpress@).
 export_on() {
-  local mysql=""
-  [ "$KIND" != wordpress ] || mysql="systemctl start mysql@$DOMAIN && "
-  on "$1" "${mysql}rm -rf $2 && mkdir -p -m 0700 ${2%/*} && hostyard export $DOMAIN $2 >/dev/null"
+  local db start=""
+  db=$(database_unit)
+  [ -z "$db" ] || start="systemctl start $db && "
+  on "$1" "${start}rm -rf $2 && mkdir -p -m 0700 ${2%/*} && hostyard export $DOMAIN $2 >/dev/null"
 }
 
 # copy_over: the export, source -> jump box -> target's staging dir.
@@ -162,8 +176,9 @@ copy_over() {
 # copy of the stage (with the dump and its password hashes) is the move's
 # own, so the entries made since the import began go again.
 prepare_target() {
-  local units="$KIND-importer@$DOMAIN" done=$TO_ROOT/import/.done
-  [ "$KIND" != wordpress ] || units+=" mysql@$DOMAIN"
+  local units="$KIND-importer@$DOMAIN" done=$TO_ROOT/import/.done db
+  db=$(database_unit)
+  [ -z "$db" ] || units+=" $db"
   on "$TO_SSH" "t=''
     if ! test -e $TO_ROOT/domains/$DOMAIN; then
       t=\$(date +%s) && rm -rf $STAGE.import && cp -a $STAGE $STAGE.import && mv -T $STAGE.import $TO_ROOT/import/$DOMAIN || exit 1

@@ -1,6 +1,7 @@
 //! `hostyard export D DIR`: a site's data in the original migration layout.
 //!
-//! What each kind writes (beside `TLS/<domain>.pem` when the site has one):
+//! What each kind writes (its spec's `parts`, beside `TLS/<domain>.pem` when
+//! the site has one):
 //!
 //! ```text
 //! static       static/www-content/          the served files
@@ -23,6 +24,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use hostyard_core::spec::Part;
 use hostyard_core::{Domain, ImportLayout, Layout, NodeConfig, SiteKind};
 use hostyard_fs::unpack::{copy_tree_watched, open_regular};
 
@@ -32,30 +34,7 @@ use crate::db::{self, DbAccess};
 /// ignores it; `hostyard restore` reads it.
 pub const KIND_FILE: &str = "hostyard/KIND";
 
-/// The kind of the site whose data is at `domains/<domain>`, from what its
-/// importer made; `None` when the site has no data.
-pub fn site_kind(layout: &Layout, domain: &Domain) -> Result<Option<SiteKind>> {
-    let dir = layout.domain_dir(domain);
-    match fs::symlink_metadata(&dir) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
-        Ok(m) if !m.is_dir() => bail!("{} is not a directory", dir.display()),
-        Ok(_) => {}
-    }
-    let exists = |p: &Path| fs::symlink_metadata(p).is_ok();
-    if exists(&layout.wp_content_dir(domain)) {
-        Ok(Some(SiteKind::Wordpress))
-    } else if exists(&layout.git_url_file(domain)) {
-        Ok(Some(SiteKind::StaticGit))
-    } else if exists(&layout.www_dir(domain)) {
-        Ok(Some(SiteKind::Static))
-    } else {
-        bail!(
-            "{} holds no site data hostyard knows (www/, git-url or wp-content/)",
-            dir.display()
-        )
-    }
-}
+pub use hostyard_fs::kind::site_kind;
 
 /// Writes `domain`'s export into `dest`, a directory that must not exist
 /// yet (made with mode 0700: it may hold a key, a dump and credentials).
@@ -112,29 +91,35 @@ fn write_export(
     if fs::symlink_metadata(&pem).is_ok() {
         copy_private(&pem, &out.tls_pem(domain))?;
     }
-    match kind {
-        SiteKind::Static => copy_dir(&layout.www_dir(domain), &out.www_content(), between),
-        SiteKind::StaticGit => copy_private(&layout.git_url_file(domain), &out.git_url()),
-        SiteKind::Wordpress => {
-            // The dump first: see the module's note on the window.
-            let names = DbAccess::of(layout, domain)?;
-            dump_database(config, domain, &names, &out.mysql_dump())?;
-            write_private(
-                &out.mysql_env(),
-                format!(
-                    "MARIADB_DATABASE={}\nMARIADB_USER={}\n",
-                    names.database, names.user
-                )
-                .as_bytes(),
-            )?;
-            copy_dir(&layout.wp_content_dir(domain), &out.wp_content(), between)?;
-            let htaccess = layout.htaccess_file(domain);
-            if fs::symlink_metadata(&htaccess).is_ok() {
-                copy_private(&htaccess, &out.htaccess())?;
+    // The parts in the kind's order: a database is dumped first (see the
+    // module's note on the window).
+    for part in kind.spec().parts {
+        match *part {
+            Part::Database => {
+                let names = DbAccess::of(layout, domain)?;
+                dump_database(config, domain, &names, &out.mysql_dump())?;
+                write_private(
+                    &out.mysql_env(),
+                    format!(
+                        "MARIADB_DATABASE={}\nMARIADB_USER={}\n",
+                        names.database, names.user
+                    )
+                    .as_bytes(),
+                )?;
             }
-            Ok(())
+            Part::Tree { data, export, .. } => {
+                copy_dir(&data(layout, domain), &export(&out), between)?;
+            }
+            Part::OptionalFile { data, export, .. } => {
+                let file = data(layout, domain);
+                if fs::symlink_metadata(&file).is_ok() {
+                    copy_private(&file, &export(&out))?;
+                }
+            }
+            Part::Source { data, export } => copy_private(&data(layout, domain), &export(&out))?,
         }
     }
+    Ok(())
 }
 
 fn mkdirs(dir: &Path) -> Result<()> {

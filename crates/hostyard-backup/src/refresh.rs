@@ -4,7 +4,7 @@
 //! its MariaDB while the site still served on the source; in the gap only
 //! the final export is applied here, so no database is initialised then.
 //!
-//! What changes, by kind:
+//! What changes, by kind (its spec's `parts`):
 //!
 //! ```text
 //! static       www/ replaced by the export's static/www-content/
@@ -26,6 +26,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use hostyard_core::spec::Part;
 use hostyard_core::{Domain, ImportLayout, Layout, NodeConfig, SiteKind};
 use hostyard_fs::beneath::open_file_beneath;
 use hostyard_fs::unpack::{check_no_symlink_below, copy_tree, open_regular};
@@ -76,43 +77,57 @@ pub fn refresh(
             dir.display()
         );
     }
+    let spec = kind.spec();
+    let database = spec.parts.iter().any(|p| matches!(p, Part::Database));
+    let dump = export.mysql_dump();
+    if database {
+        // Nothing is replaced for an export whose dump cannot be loaded.
+        check_no_symlink_below(&dir, &dump)?;
+        open_regular(&dump)?;
+    }
     let mut parts = Vec::new();
-    match kind {
-        SiteKind::Static => {
-            replace_dir(config, &dir, &export.www_content(), &layout.www_dir(domain))?;
-            parts.push("www/");
-        }
-        SiteKind::StaticGit => {
-            let theirs = read_checked(&dir, &export.git_url())?;
-            let ours = fs::read(layout.git_url_file(domain)).with_context(|| {
-                format!("cannot read {}", layout.git_url_file(domain).display())
-            })?;
-            if theirs != ours {
-                bail!(
-                    "the export's repository URL differs from {domain}'s: a refresh keeps the \
-                     repository; import the site anew to change it"
-                );
+    for part in spec.parts {
+        match *part {
+            Part::Tree {
+                data,
+                export: path,
+                label,
+            } => {
+                replace_dir(config, &dir, &path(&export), &data(&layout, domain))?;
+                parts.push(label);
             }
-        }
-        SiteKind::Wordpress => {
-            let dump = export.mysql_dump();
-            check_no_symlink_below(&dir, &dump)?;
-            open_regular(&dump)?;
-            replace_dir(
-                config,
-                &dir,
-                &export.wp_content(),
-                &layout.wp_content_dir(domain),
-            )?;
-            parts.push("wp-content/");
-            if fs::symlink_metadata(export.htaccess()).is_ok() {
-                let content = read_checked(&dir, &export.htaccess())?;
-                AtomicWrite::new(0o644).write(&layout.htaccess_file(domain), &content)?;
-                parts.push(".htaccess");
+            Part::OptionalFile {
+                data,
+                export: path,
+                label,
+            } => {
+                if fs::symlink_metadata(path(&export)).is_ok() {
+                    let content = read_checked(&dir, &path(&export))?;
+                    AtomicWrite::new(0o644).write(&data(&layout, domain), &content)?;
+                    parts.push(label);
+                }
             }
-            load_dump(config, &layout, domain, &dump, db_wait)?;
-            parts.push("database");
+            Part::Source { data, export: path } => {
+                let theirs = read_checked(&dir, &path(&export))?;
+                let file = data(&layout, domain);
+                let ours =
+                    fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+                if theirs != ours {
+                    bail!(
+                        "the export's {} differs from {domain}'s {}: a refresh keeps where a \
+                         site's content comes from; import the site anew to change it",
+                        path(&export).display(),
+                        file.display()
+                    );
+                }
+            }
+            // Loaded once every file is in place, below.
+            Part::Database => {}
         }
+    }
+    if database {
+        load_dump(config, &layout, domain, &dump, db_wait)?;
+        parts.push("database");
     }
     if fs::symlink_metadata(export.tls_pem(domain)).is_ok() {
         let pem = read_checked(&dir, &export.tls_pem(domain))?;

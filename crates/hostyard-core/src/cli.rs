@@ -68,3 +68,37 @@ mod tests {
         assert_eq!(usage_line(""), "");
     }
 }
+
+/// A site kind argument: `--help` lists every kind with its spec's line,
+/// and an unknown one is a usage error that names them on its one line.
+#[derive(Debug, Clone, Copy)]
+pub struct KindParser;
+
+impl clap::builder::TypedValueParser for KindParser {
+    type Value = crate::SiteKind;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Self::Value, clap::Error> {
+        let text = value.to_string_lossy();
+        text.parse().map_err(|e: crate::kind::UnknownKind| {
+            let name = arg.map(|a| a.get_id().to_string()).unwrap_or_default();
+            clap::Error::raw(
+                clap::error::ErrorKind::InvalidValue,
+                format!("invalid {name}: {e}\n"),
+            )
+            .with_cmd(cmd)
+        })
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(crate::SiteKind::ALL.into_iter().map(|k| {
+            clap::builder::PossibleValue::new(k.as_str()).help(k.spec().about)
+        })))
+    }
+}

@@ -11,10 +11,25 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::Domain;
 
-/// What a site is; decides its container image, its units and its data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SiteKind {
+/// Declares [`SiteKind`] and [`SiteKind::ALL`] from one list, so `ALL`
+/// cannot miss a variant.
+macro_rules! site_kinds {
+    ($($(#[$doc:meta])* $variant:ident,)+) => {
+        /// What a site is; its [`crate::spec::KindSpec`] says what follows.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "kebab-case")]
+        pub enum SiteKind {
+            $($(#[$doc])* $variant,)+
+        }
+
+        impl SiteKind {
+            /// Every kind, in declaration order.
+            pub const ALL: [SiteKind; [$(SiteKind::$variant),+].len()] = [$(SiteKind::$variant),+];
+        }
+    };
+}
+
+site_kinds! {
     /// Content uploaded or imported into the site's folder.
     Static,
     /// Content published from a git repository by `hostyard-gitpull`.
@@ -24,11 +39,14 @@ pub enum SiteKind {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown site kind {0:?}; expected one of: static, static-git, wordpress")]
+#[error("unknown site kind {0:?}; expected one of: {kinds}", kinds = SiteKind::slugs())]
 pub struct UnknownKind(pub String);
 
 impl SiteKind {
-    pub const ALL: [SiteKind; 3] = [SiteKind::Static, SiteKind::StaticGit, SiteKind::Wordpress];
+    /// Every kind's slug, comma-separated, for messages.
+    pub fn slugs() -> String {
+        SiteKind::ALL.map(SiteKind::as_str).join(", ")
+    }
 
     /// The slug used in unit names, container names and etcd keys.
     pub fn as_str(self) -> &'static str {
@@ -41,12 +59,12 @@ impl SiteKind {
 
     /// Whether sites of this kind have a git puller timer.
     pub fn has_puller(self) -> bool {
-        self == SiteKind::StaticGit
+        self.spec().puller
     }
 
     /// Whether sites of this kind need their own database container.
     pub fn has_database(self) -> bool {
-        self == SiteKind::Wordpress
+        self.spec().database
     }
 
     /// Every unit that holds a site's data open or would skip its next
@@ -76,6 +94,7 @@ impl SiteKind {
             UnitRole::Importer => format!("{}-importer", self.as_str()),
             UnitRole::Discovery => format!("{}-discovery", self.as_str()),
             UnitRole::Puller => format!("{}-puller", self.as_str()),
+            UnitRole::Cron => format!("{}-cron", self.as_str()),
         }
     }
 
@@ -112,23 +131,19 @@ impl SiteKind {
         format!("{}@{UNIT_INSTANCE}.service", self.unit_prefix(role))
     }
 
-    /// The puller's timer template file name, `static-git-puller@.timer`.
-    pub fn puller_timer_template(self) -> String {
-        format!("{}@.timer", self.unit_prefix(UnitRole::Puller))
+    /// A timer's template file name, `static-git-puller@.timer`.
+    pub fn timer_template(self, role: UnitRole) -> String {
+        format!("{}@.timer", self.unit_prefix(role))
     }
 
-    /// The puller's timer as named inside a unit template,
-    /// `static-git-puller@%i.timer`.
-    pub fn puller_timer_in_template(self) -> String {
-        format!(
-            "{}@{UNIT_INSTANCE}.timer",
-            self.unit_prefix(UnitRole::Puller)
-        )
+    /// A timer as named inside a unit template, `static-git-puller@%i.timer`.
+    pub fn timer_in_template(self, role: UnitRole) -> String {
+        format!("{}@{UNIT_INSTANCE}.timer", self.unit_prefix(role))
     }
 
-    /// The puller's timer of one site, `static-git-puller@example.com.timer`.
-    pub fn puller_timer(self, domain: &Domain) -> String {
-        format!("{}@{domain}.timer", self.unit_prefix(UnitRole::Puller))
+    /// A timer of one site, `static-git-puller@example.com.timer`.
+    pub fn timer(self, role: UnitRole, domain: &Domain) -> String {
+        format!("{}@{domain}.timer", self.unit_prefix(role))
     }
 
     /// Parses a container name made by [`SiteKind::container_name`].
@@ -145,6 +160,8 @@ pub enum UnitRole {
     Importer,
     Discovery,
     Puller,
+    /// The kind's periodic job inside its container (its spec's `cron`).
+    Cron,
 }
 
 /// systemd's specifier for the instance name (the domain) in a template unit.
@@ -152,21 +169,6 @@ pub const UNIT_INSTANCE: &str = "%i";
 
 /// The database template unit's file name.
 pub const MYSQL_TEMPLATE_UNIT: &str = "mysql@.service";
-
-/// WordPress's cron of one site, and its timer (`DISABLE_WP_CRON`: no
-/// visitor's request runs it).
-pub const WORDPRESS_CRON_TEMPLATE_UNIT: &str = "wordpress-cron@.service";
-pub const WORDPRESS_CRON_TEMPLATE_TIMER: &str = "wordpress-cron@.timer";
-
-/// The cron timer as named inside a unit template: `wordpress-cron@%i.timer`.
-pub fn wordpress_cron_timer_in_template() -> String {
-    format!("wordpress-cron@{UNIT_INSTANCE}.timer")
-}
-
-/// The cron service as named inside a unit template.
-pub fn wordpress_cron_unit_in_template() -> String {
-    format!("wordpress-cron@{UNIT_INSTANCE}.service")
-}
 
 /// The database unit as named inside a unit template: `mysql@%i.service`.
 pub fn mysql_unit_in_template() -> String {
@@ -284,17 +286,20 @@ mod tests {
                 UnitRole::Importer,
                 UnitRole::Discovery,
                 UnitRole::Puller,
+                UnitRole::Cron,
             ] {
                 assert_eq!(
                     sub(k.instance_unit_in_template(role)),
                     k.instance_unit(role, &dom)
                 );
             }
-            assert_eq!(sub(k.puller_timer_in_template()), k.puller_timer(&dom));
-            assert_eq!(
-                k.puller_timer_template().replace('@', &format!("@{dom}")),
-                k.puller_timer(&dom)
-            );
+            for role in [UnitRole::Puller, UnitRole::Cron] {
+                assert_eq!(sub(k.timer_in_template(role)), k.timer(role, &dom));
+                assert_eq!(
+                    k.timer_template(role).replace('@', &format!("@{dom}")),
+                    k.timer(role, &dom)
+                );
+            }
         }
         assert_eq!(sub(mysql_unit_in_template()), mysql_unit(&dom));
         assert_eq!(

@@ -68,6 +68,12 @@ impl Layout {
         self.domains_dir().join(domain.as_str())
     }
 
+    /// The site's kind as its importer recorded it (`static-git\n`): what
+    /// export, refresh and restore read instead of guessing from the data.
+    pub fn kind_file(&self, domain: &Domain) -> PathBuf {
+        self.domain_dir(domain).join("KIND")
+    }
+
     /// Static content served by a `static` site.
     pub fn www_dir(&self, domain: &Domain) -> PathBuf {
         self.domain_dir(domain).join("www")

@@ -20,9 +20,11 @@ pub mod log;
 pub mod mail;
 pub mod owner;
 pub mod secret;
+pub mod spec;
 
 pub use config::{NodeConfig, DEFAULT_CONFIG_PATH};
 pub use domain::{Domain, DomainError};
 pub use giturl::{GitUrl, GitUrlError};
 pub use kind::{SiteKind, UnitRole};
 pub use layout::{ImportLayout, Layout};
+pub use spec::KindSpec;

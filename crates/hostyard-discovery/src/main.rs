@@ -40,16 +40,18 @@ enum Command {
     /// Check the site's container and keep it registered while it answers
     /// (the discovery service, Type=notify).
     Run {
-        /// Site kind: static, static-git or wordpress.
-        kind: String,
+        /// The site's kind.
+        #[arg(value_parser = hostyard_core::cli::KindParser)]
+        kind: SiteKind,
         /// The site's domain.
         domain: String,
     },
     /// Wait until the site is registered and answers through HAProxy
     /// (the site unit's ExecStartPost=).
     Wait {
-        /// Site kind: static, static-git or wordpress.
-        kind: String,
+        /// The site's kind.
+        #[arg(value_parser = hostyard_core::cli::KindParser)]
+        kind: SiteKind,
         /// The site's domain.
         domain: String,
         /// Give up after this many seconds [default: discovery.wait_timeout_secs].
@@ -123,8 +125,8 @@ fn main() -> ExitCode {
 }
 
 /// Validates the arguments that become etcd keys and container names.
-fn parse_site(kind: &str, domain: &str) -> anyhow::Result<(SiteKind, Domain)> {
-    let kind: SiteKind = kind.parse()?;
+fn parse_site(kind: &SiteKind, domain: &str) -> anyhow::Result<(SiteKind, Domain)> {
+    let kind = *kind;
     let domain = Domain::parse_instance(domain)?;
     Ok((kind, domain))
 }
@@ -139,6 +141,16 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// What `run KIND DOMAIN` makes of its arguments: clap's kind, then
+    /// the domain check.
+    fn parse_run(kind: &str, domain: &str) -> anyhow::Result<(SiteKind, Domain)> {
+        let cli = Cli::try_parse_from(["hostyard-discovery", "run", kind, domain])?;
+        let Command::Run { kind, domain } = &cli.command else {
+            unreachable!("parsed as run")
+        };
+        parse_site(kind, domain)
+    }
+
     #[test]
     fn hostile_arguments_are_refused() {
         for (kind, domain) in [
@@ -150,11 +162,11 @@ mod tests {
             ("php", "example.com"),
             ("static_git", "example.com"),
         ] {
-            assert!(parse_site(kind, domain).is_err(), "{kind} {domain:?}");
+            assert!(parse_run(kind, domain).is_err(), "{kind} {domain:?}");
         }
         // The instance must be the canonical name (Domain::parse_instance):
         // another spelling would be a second unit fighting over one key.
-        assert!(parse_site("static-git", "Example.COM").is_err());
-        assert!(parse_site("static-git", "example.com").is_ok());
+        assert!(parse_run("static-git", "Example.COM").is_err());
+        assert!(parse_run("static-git", "example.com").is_ok());
     }
 }

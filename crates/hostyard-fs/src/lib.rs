@@ -15,11 +15,13 @@
 //!   a writer that was killed half-way;
 //! - [`unpack`]: placing someone else's files (a tarball, a folder, a `git
 //!   archive`) under a root without ever leaving it, within caps;
+//! - [`kind`]: the site's kind its importer recorded;
 //! - [`beneath`]: reading a tree its owner may change meanwhile (a live
 //!   site's `wp-content/`) without ever leaving it.
 
 pub mod beneath;
 mod durable;
+pub mod kind;
 mod publish;
 pub mod unpack;
 mod write;

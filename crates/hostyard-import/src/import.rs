@@ -18,6 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use hostyard_core::log::Priority;
 use hostyard_core::{Domain, GitUrl, ImportLayout, Layout, NodeConfig, SiteKind};
+use hostyard_fs::kind::{kind_from_data, record_kind, recorded_kind};
 use hostyard_fs::unpack::{check_no_symlink_below, copy_tree, open_regular, unpack_tar};
 use hostyard_fs::{rename_no_replace, sync_dir, sync_filesystem};
 use hostyard_git::publish;
@@ -81,6 +82,7 @@ pub fn run(config: &NodeConfig, kind: SiteKind, domain: &Domain) -> Result<Outco
 
     let target = layout.domain_dir(domain);
     if fs::symlink_metadata(&target).is_ok() {
+        check_kind(&layout, domain, kind)?;
         if kind == SiteKind::Wordpress {
             if crate::secrets::split_wordpress_env(&layout, domain)? {
                 log(
@@ -148,6 +150,31 @@ pub fn run(config: &NodeConfig, kind: SiteKind, domain: &Domain) -> Result<Outco
     }
     remove_expired_done(&layout, domain, now, config.import.keep_done.as_secs());
     Ok(Outcome::Imported { from })
+}
+
+/// A site's data is of one kind: starting another kind's units on it would
+/// serve (or overwrite) it wrongly. Data from before kinds were recorded
+/// gets its `KIND` here, once its kind is plain from what it holds.
+fn check_kind(layout: &Layout, domain: &Domain, kind: SiteKind) -> Result<()> {
+    let recorded = match recorded_kind(layout, domain)? {
+        Some(recorded) => recorded,
+        None => {
+            let found = kind_from_data(layout, domain)?;
+            if found == kind {
+                record_kind(layout, domain, kind)?;
+                log(domain, &format!("recorded its kind ({kind}) in KIND"));
+            }
+            found
+        }
+    };
+    if recorded != kind {
+        bail!(
+            "{domain} holds a {recorded} site, not a {kind} one: start {} instead (or stop this \
+             unit and move the data aside to make a new {kind} site)",
+            recorded.site_unit(domain)
+        );
+    }
+    Ok(())
 }
 
 fn lock(path: &Path) -> Result<Flock<File>> {
@@ -256,10 +283,11 @@ fn build(
         import_tls(import, &staged, domain)?;
     }
     match kind {
-        SiteKind::Static => build_static(config, import.as_ref(), &staged, domain),
-        SiteKind::StaticGit => build_static_git(config, import.as_ref(), &staged, domain),
-        SiteKind::Wordpress => build_wordpress(config, import.as_ref(), &staged, domain),
+        SiteKind::Static => build_static(config, import.as_ref(), &staged, domain)?,
+        SiteKind::StaticGit => build_static_git(config, import.as_ref(), &staged, domain)?,
+        SiteKind::Wordpress => build_wordpress(config, import.as_ref(), &staged, domain)?,
     }
+    record_kind(&staged, domain, kind)
 }
 
 /// A tarball made with `tar -C /data/import -c example.com` has the layout

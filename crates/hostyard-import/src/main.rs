@@ -12,7 +12,6 @@ mod wpdump;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::str::FromStr;
 
 use clap::Parser;
 use hostyard_core::cli::{self, EXIT_FAILURE, EXIT_USAGE};
@@ -26,18 +25,16 @@ struct Cli {
     /// The node config.
     #[arg(long, env = "HOSTYARD_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
     config: PathBuf,
-    /// The site's kind: static, static-git or wordpress.
-    kind: String,
+    /// The site's kind.
+    #[arg(value_parser = hostyard_core::cli::KindParser)]
+    kind: SiteKind,
     /// The site's domain.
     domain: String,
 }
 
 fn main() -> ExitCode {
     let cli: Cli = cli::parse_or_exit(PROGRAM);
-    let kind = match SiteKind::from_str(&cli.kind) {
-        Ok(k) => k,
-        Err(e) => return cli::fail(PROGRAM, EXIT_USAGE, e),
-    };
+    let kind = cli.kind;
     let domain = match Domain::parse_instance(&cli.domain) {
         Ok(d) => d,
         Err(e) => return cli::fail(PROGRAM, EXIT_USAGE, e),

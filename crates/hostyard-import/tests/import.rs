@@ -586,6 +586,50 @@ fn existing_site_data_is_left_byte_for_byte() {
 }
 
 #[test]
+fn every_import_records_its_kind_and_another_kind_is_refused_on_its_data() {
+    let s = Server::new();
+    for kind in ["static", "wordpress"] {
+        let d = Domain::parse(&format!("{kind}.kinds.example")).unwrap();
+        s.import_ok(kind, &d);
+        let recorded = fs::read_to_string(s.layout().kind_file(&d)).unwrap();
+        assert_eq!(recorded, format!("{kind}\n"));
+        let before = snapshot(&s.layout().domain_dir(&d));
+        for other in ["static", "static-git", "wordpress"] {
+            if other == kind {
+                continue;
+            }
+            let out = s.import(other, d.as_str());
+            assert_eq!(out.status.code(), Some(1), "{other} on {kind}: {out:?}");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                stderr.contains(&format!("holds a {kind} site, not a {other} one"))
+                    && stderr.contains(&format!("start {kind}@{d}.service")),
+                "{stderr}"
+            );
+            assert_eq!(snapshot(&s.layout().domain_dir(&d)), before, "{other}");
+        }
+    }
+}
+
+#[test]
+fn data_from_before_kinds_were_recorded_gets_its_kind_at_the_next_start() {
+    let s = Server::new();
+    let d = Domain::parse("old.example.com").unwrap();
+    s.import_ok("static", &d);
+    fs::remove_file(s.layout().kind_file(&d)).unwrap();
+    // The wrong kind is refused and records nothing.
+    let out = s.import("wordpress", d.as_str());
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(!s.layout().kind_file(&d).exists());
+    let stderr = s.import_ok("static", &d);
+    assert!(stderr.contains("recorded its kind (static)"), "{stderr}");
+    assert_eq!(
+        fs::read_to_string(s.layout().kind_file(&d)).unwrap(),
+        "static\n"
+    );
+}
+
+#[test]
 fn hostile_tarballs_are_refused_and_change_nothing() {
     let file = tar::EntryType::file();
     let cases: Vec<(&str, Vec<RawTarEntry>, &str)> = vec![

@@ -8,7 +8,8 @@
 //! one question and reads lines back, one name (or one `KIND NAME` pair)
 //! per line.
 
-use hostyard_core::NodeConfig;
+use hostyard_core::kind::MYSQL_TEMPLATE_UNIT;
+use hostyard_core::{NodeConfig, SiteKind};
 
 use crate::units::{
     CONFD_BIN, CONFD_UNIT, DISCOVERY_BIN, GITPULL_BIN, HAPROXY_UNIT, HOSTYARD_BIN, IMPORT_BIN,
@@ -27,6 +28,9 @@ pub enum Names {
     Target,
     /// The server-wide services the target starts, one per line.
     Services,
+    /// Every site kind as `KIND DATABASE`: the prefix of its database's
+    /// unit (`mysql` for `mysql@DOMAIN`), `-` for a kind without one.
+    Kinds,
     /// The data layout's directories setup makes, parents first, as
     /// `ROLE PATH` (root, domains, import, runtime, haproxy, postfix).
     Dirs,
@@ -54,6 +58,16 @@ pub fn lines(config: &NodeConfig, what: Names) -> Vec<String> {
             .iter()
             .map(|(kind, name)| format!("{kind} {name}"))
             .collect(),
+        Names::Kinds => SiteKind::ALL
+            .iter()
+            .map(|kind| {
+                let db = match kind.spec().database {
+                    true => MYSQL_TEMPLATE_UNIT.split('@').next().unwrap_or_default(),
+                    false => "-",
+                };
+                format!("{kind} {db}")
+            })
+            .collect(),
         Names::Target => vec![TARGET_UNIT.to_string()],
         Names::Services => SERVICES.iter().map(|s| s.to_string()).collect(),
         Names::Dirs => config
@@ -68,6 +82,14 @@ pub fn lines(config: &NodeConfig, what: Names) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kinds_name_their_database_unit() {
+        assert_eq!(
+            lines(&NodeConfig::default(), Names::Kinds),
+            ["static -", "static-git -", "wordpress mysql"]
+        );
+    }
     use hostyard_core::config::Images;
     use std::path::PathBuf;
 

@@ -22,10 +22,10 @@ use hostyard_core::backup::{
 };
 use hostyard_core::kind::{
     db_network_name_in_template, mysql_container_name_in_template, mysql_unit_in_template,
-    wordpress_cron_timer_in_template, wordpress_cron_unit_in_template, MYSQL_TEMPLATE_UNIT,
-    UNIT_INSTANCE, WORDPRESS_CRON_TEMPLATE_TIMER, WORDPRESS_CRON_TEMPLATE_UNIT,
+    MYSQL_TEMPLATE_UNIT, UNIT_INSTANCE,
 };
 use hostyard_core::limits::ContainerLimits;
+use hostyard_core::spec::Cron;
 use hostyard_core::{Domain, Layout, NodeConfig, SiteKind, UnitRole};
 
 use crate::escape::systemd_escape;
@@ -81,20 +81,11 @@ pub fn render_units(config: &NodeConfig, config_path: &Path) -> askama::Result<V
         file(POSTFIX_UNIT, v.postfix_unit().render()?),
         file(POSTFIX_TLS_PATH, v.postfix_tls_path().render()?),
         file(POSTFIX_TLS_UNIT, v.postfix_tls_unit().render()?),
-        file(MYSQL_TEMPLATE_UNIT, v.mysql_unit().render()?),
         file(BACKUP_TEMPLATE_UNIT, v.backup_unit().render()?),
         file(BACKUP_TIMER_TEMPLATE, v.backup_timer().render()?),
         file(
             BACKUP_FAILED_TEMPLATE_UNIT,
             v.backup_failed_unit().render()?,
-        ),
-        file(
-            WORDPRESS_CRON_TEMPLATE_UNIT,
-            v.wordpress_cron_unit().render()?,
-        ),
-        file(
-            WORDPRESS_CRON_TEMPLATE_TIMER,
-            v.wordpress_cron_timer().render()?,
         ),
     ];
     for job in [BackupJob::Prune, BackupJob::Check] {
@@ -114,15 +105,29 @@ pub fn render_units(config: &NodeConfig, config_path: &Path) -> askama::Result<V
             &kind.template_unit(UnitRole::Discovery),
             v.discovery_unit(kind).render()?,
         ));
-        if kind.has_puller() {
+        let spec = kind.spec();
+        if spec.puller {
             files.push(file(
                 &kind.template_unit(UnitRole::Puller),
                 v.puller_unit(kind).render()?,
             ));
             files.push(file(
-                &kind.puller_timer_template(),
+                &kind.timer_template(UnitRole::Puller),
                 v.puller_timer(kind).render()?,
             ));
+        }
+        if let Some(cron) = spec.cron {
+            files.push(file(
+                &kind.template_unit(UnitRole::Cron),
+                v.cron_unit(kind, cron).render()?,
+            ));
+            files.push(file(
+                &kind.timer_template(UnitRole::Cron),
+                v.cron_timer(kind, cron).render()?,
+            ));
+        }
+        if spec.database {
+            files.push(file(MYSQL_TEMPLATE_UNIT, v.mysql_unit(kind).render()?));
         }
     }
     files.sort_by(|a, b| a.name.cmp(&b.name));
@@ -472,18 +477,23 @@ struct PullerUnit {
 
 /// WordPress's cron of one site: `docker exec` of the image's wp-site.php.
 #[derive(Template)]
-#[template(path = "wordpress-cron.service")]
-struct WordpressCronUnit {
+#[template(path = "cron.service")]
+struct CronUnit {
+    kind: &'static str,
+    what: &'static str,
+    user: &'static str,
+    command: &'static str,
     site: String,
     importer: String,
     docker: String,
     container: String,
-    script: &'static str,
 }
 
 #[derive(Template)]
-#[template(path = "wordpress-cron.timer")]
-struct WordpressCronTimer {
+#[template(path = "cron.timer")]
+struct CronTimer {
+    kind: &'static str,
+    every: &'static str,
     site: String,
     service: String,
 }
@@ -637,76 +647,45 @@ impl<'a> Values<'a> {
     }
 
     fn site_unit(&self, kind: SiteKind) -> SiteUnit {
+        let spec = kind.spec();
         let mut requires = vec![kind.instance_unit_in_template(UnitRole::Importer)];
-        if kind.has_database() {
+        if spec.database {
             requires.push(mysql_unit_in_template());
         }
         let mut wants = vec![kind.instance_unit_in_template(UnitRole::Discovery)];
-        if kind.has_puller() {
-            wants.push(kind.puller_timer_in_template());
+        if spec.puller {
+            wants.push(kind.timer_in_template(UnitRole::Puller));
         }
         if self.config.backup.enabled() {
             wants.push(backup_timer_in_template());
         }
-        if kind == SiteKind::Wordpress {
-            wants.push(wordpress_cron_timer_in_template());
+        if spec.cron.is_some() {
+            wants.push(kind.timer_in_template(UnitRole::Cron));
         }
         let mut run_options = Vec::new();
-        match kind {
-            SiteKind::Static => {
-                run_options.push(self.site_mount(Layout::www_dir, "/srv/www", true));
-            }
-            SiteKind::StaticGit => {
-                // `current` is a relative link into `trees/`: mounting the
-                // whole public dir keeps it resolvable; the web root inside
-                // the container is /srv/public/current.
-                run_options.push(self.site_mount(Layout::public_dir, "/srv/public", true));
-            }
-            SiteKind::Wordpress => {
-                // The sites' network (for HAProxy and discovery) and its
-                // database's own network (mysql@ creates it first): docker
-                // 25+ takes both at `run`.
-                run_options.push(format!("--network {}", db_network_name_in_template()));
-                run_options.push(self.site_mount(Layout::wp_content_dir, "/srv/wp-content", false));
-                run_options.push(self.site_mount(
-                    Layout::wp_salts_file,
-                    "/srv/secrets/wp-salts.php",
-                    true,
-                ));
-                // Its own user's password only; root's is MariaDB's alone.
-                run_options.push(format!(
-                    "--env-file {}",
-                    self.site_path(Layout::wp_env_file)
-                ));
-                run_options.push(format!(
-                    "--env HOSTYARD_DB_HOST={}",
-                    mysql_container_name_in_template()
-                ));
-                // The rewrite rules WordPress writes (Settings >
-                // Permalinks), where Debian's .htaccess link points; the
-                // importer makes sure the file exists.
-                run_options.push(self.site_mount(
-                    Layout::htaccess_file,
-                    "/etc/wordpress/htaccess",
-                    false,
-                ));
-                // The administrator a new site is installed with, before
-                // Apache starts (no open install form).
-                run_options.push(self.site_mount(
-                    Layout::wp_admin_file,
-                    "/srv/secrets/wp-admin.env",
-                    true,
-                ));
-                run_options.push(format!("--env HOSTYARD_DOMAIN={UNIT_INSTANCE}"));
-                // WordPress requests its own URL (Site Health, the REST
-                // API check, loopbacks): inside the container that is
-                // Apache itself.
-                run_options.push(format!("--add-host {UNIT_INSTANCE}:127.0.0.1"));
-            }
+        if spec.database {
+            // The sites' network (for HAProxy and discovery) and its
+            // database's own network (mysql@ creates it first): docker 25+
+            // takes both at `run`.
+            run_options.push(format!("--network {}", db_network_name_in_template()));
         }
-        // WordPress writes uploads, caches and sessions in places PHP
-        // chooses; the static servers write nothing outside their tmpfs.
-        if kind != SiteKind::Wordpress {
+        for mount in spec.mounts {
+            run_options.push(self.site_mount(mount.data, mount.target, mount.read_only));
+        }
+        if let Some(env_file) = spec.env_file {
+            run_options.push(format!("--env-file {}", self.site_path(env_file)));
+        }
+        if spec.database {
+            run_options.push(format!(
+                "--env HOSTYARD_DB_HOST={}",
+                mysql_container_name_in_template()
+            ));
+        }
+        if spec.requests_itself {
+            run_options.push(format!("--env HOSTYARD_DOMAIN={UNIT_INSTANCE}"));
+            run_options.push(format!("--add-host {UNIT_INSTANCE}:127.0.0.1"));
+        }
+        if spec.read_only {
             run_options.push("--read-only".to_string());
             run_options.push("--tmpfs /run".to_string());
             run_options.push("--tmpfs /tmp".to_string());
@@ -752,7 +731,9 @@ impl<'a> Values<'a> {
         format!("--volume {}:{target}{ro}", self.site_path(path))
     }
 
-    fn mysql_unit(&self) -> MysqlUnit {
+    /// The database of the (one) kind that has one: it requires that
+    /// kind's importer, which makes its data dir and secrets.
+    fn mysql_unit(&self, kind: SiteKind) -> MysqlUnit {
         let mut run_options = vec![
             self.site_mount(Layout::mysql_dir, "/var/lib/mysql", false),
             // MariaDB's entrypoint loads these once, into an empty data dir.
@@ -765,7 +746,7 @@ impl<'a> Values<'a> {
             environment: self.config.limits.mysql.environment(),
             unit_example: format!("mysql@{}.service", example_domain()),
             data_root: self.data_root(),
-            importer: SiteKind::Wordpress.instance_unit_in_template(UnitRole::Importer),
+            importer: kind.instance_unit_in_template(UnitRole::Importer),
             docker: self.docker.clone(),
             container: mysql_container_name_in_template(),
             network: db_network_name_in_template(),
@@ -777,9 +758,7 @@ impl<'a> Values<'a> {
     fn importer_unit(&self, kind: SiteKind) -> ImporterUnit {
         let domains = path_str(&self.layout.domains_dir());
         let imports = path_str(&self.layout.imports_dir());
-        // Only a static-git import fetches (its clone); the others read
-        // local files and get no network at all.
-        let fetches = kind == SiteKind::StaticGit;
+        let fetches = kind.spec().import_fetches;
         ImporterUnit {
             data_root: self.data_root(),
             kind: kind.as_str(),
@@ -907,20 +886,25 @@ impl<'a> Values<'a> {
         }
     }
 
-    fn wordpress_cron_unit(&self) -> WordpressCronUnit {
-        WordpressCronUnit {
-            site: SiteKind::Wordpress.instance_unit_in_template(UnitRole::Site),
-            importer: SiteKind::Wordpress.instance_unit_in_template(UnitRole::Importer),
+    fn cron_unit(&self, kind: SiteKind, cron: Cron) -> CronUnit {
+        CronUnit {
+            kind: kind.as_str(),
+            what: cron.what,
+            user: cron.user,
+            command: cron.command,
+            site: kind.instance_unit_in_template(UnitRole::Site),
+            importer: kind.instance_unit_in_template(UnitRole::Importer),
             docker: self.docker.clone(),
-            container: SiteKind::Wordpress.container_name_in_template(),
-            script: crate::wordpress::SITE_SCRIPT,
+            container: kind.container_name_in_template(),
         }
     }
 
-    fn wordpress_cron_timer(&self) -> WordpressCronTimer {
-        WordpressCronTimer {
-            site: SiteKind::Wordpress.instance_unit_in_template(UnitRole::Site),
-            service: wordpress_cron_unit_in_template(),
+    fn cron_timer(&self, kind: SiteKind, cron: Cron) -> CronTimer {
+        CronTimer {
+            kind: kind.as_str(),
+            every: cron.every,
+            site: kind.instance_unit_in_template(UnitRole::Site),
+            service: kind.instance_unit_in_template(UnitRole::Cron),
         }
     }
 

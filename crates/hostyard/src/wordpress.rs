@@ -13,7 +13,7 @@ use hostyard_fs::AtomicWrite;
 
 /// The image's script for what WP-CLI would do (install, upgrade, cron,
 /// password reset); the cron unit runs it too.
-pub const SITE_SCRIPT: &str = "/usr/local/share/hostyard/wp-site.php";
+use hostyard_core::spec::WORDPRESS_SITE_SCRIPT as SITE_SCRIPT;
 
 /// The administrator in a site's `secrets/wp-admin.env`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -595,7 +595,11 @@ fn site_units_pull_in_their_helpers_as_the_design_says() {
         let discovery = kind.instance_unit_in_template(UnitRole::Discovery);
         assert!(values(&s, "Wants").contains(&discovery.as_str()));
         assert_eq!(
-            values(&s, "Wants").contains(&kind.puller_timer_in_template().as_str()),
+            values(&s, "Wants").contains(
+                &kind
+                    .timer_in_template(hostyard_core::UnitRole::Puller)
+                    .as_str()
+            ),
             kind.has_puller(),
             "{kind}"
         );
