@@ -189,7 +189,8 @@ fn every_config_block_parses_with_the_real_parser() {
                 None => {
                     node_configs += 1;
                     if let Err(e) = NodeConfig::parse(&block.text, Path::new(&at)) {
-                        problems.push(format!("{at}: not a valid node config: {e}"));
+                        // The error names `at` and the line and column within the block.
+                        problems.push(format!("not a valid node config: {e}"));
                     }
                 }
                 // A fleet inventory: `hostyard fleet check` reads it.
@@ -347,10 +348,7 @@ fn every_link_between_the_docs_resolves() {
                 let resolved = if file.is_empty() {
                     PathBuf::from(&doc.path)
                 } else {
-                    Path::new(&doc.path)
-                        .parent()
-                        .expect("a parent")
-                        .join(file)
+                    Path::new(&doc.path).parent().expect("a parent").join(file)
                 };
                 // Normalise `a/../b` without touching the disk.
                 let mut parts: Vec<String> = Vec::new();
@@ -475,8 +473,29 @@ fn every_dotted_config_key_the_docs_name_exists() {
         .collect();
     // `haproxy.cfg`, `backup.sh`, `etcd.service` are files, not keys.
     const FILE_ENDINGS: &[&str] = &[
-        "cfg", "map", "list", "pem", "json", "sh", "rs", "yaml", "yml", "md", "toml", "env",
-        "php", "tar", "txt", "service", "timer", "target", "path", "sock", "conf", "d", "sql",
+        "cfg",
+        "map",
+        "list",
+        "pem",
+        "json",
+        "sh",
+        "rs",
+        "yaml",
+        "yml",
+        "md",
+        "toml",
+        "env",
+        "php",
+        "tar",
+        "txt",
+        "service",
+        "timer",
+        "target",
+        "path",
+        "sock",
+        "conf",
+        "d",
+        "sql",
         "candidate",
     ];
     let mut problems = Vec::new();
@@ -497,11 +516,7 @@ fn every_dotted_config_key_the_docs_name_exists() {
                 continue;
             }
             checked += 1;
-            if parts
-                .iter()
-                .try_fold(&value, |v, p| v.get(p))
-                .is_none()
-            {
+            if parts.iter().try_fold(&value, |v, p| v.get(p)).is_none() {
                 problems.push(format!(
                     "{}:{line}: `{span}` is no key of the node config",
                     doc.path
@@ -516,8 +531,8 @@ fn every_dotted_config_key_the_docs_name_exists() {
 #[test]
 fn every_unit_generate_writes_is_in_the_units_reference() {
     let text = fs::read_to_string(root().join(UNITS_REFERENCE)).expect("units reference");
-    let units = render_units(&NodeConfig::default(), Path::new(DEFAULT_CONFIG_PATH))
-        .expect("renders");
+    let units =
+        render_units(&NodeConfig::default(), Path::new(DEFAULT_CONFIG_PATH)).expect("renders");
     let missing: Vec<&str> = units
         .iter()
         .map(|u| u.name.as_str())
