@@ -34,7 +34,7 @@
 # certificate also names it an etcd member (the DNS name MEMBER_NAME),
 # which members require of their peers; a client's never does. The CA
 # itself (10 years) is not renewed here: a new CA is a change of every
-# server's trust, done by hand (README, "A fleet"); every run of this
+# server's trust, done by hand (docs/fleet.md); every run of this
 # script warns from CA_WARN_DAYS before its end.
 set -euo pipefail
 
@@ -71,11 +71,11 @@ ends_within() { ! openssl x509 -in "$1" -noout -checkend $(($2 * 86400)) >/dev/n
 end_of() { openssl x509 -in "$1" -noout -enddate | cut -d= -f2; }
 
 # ca_warning: a warning when the CA nears its end (what to do is in the
-# README: a new CA needs every server's trust changed, not a re-issue).
+# docs/fleet.md: a new CA needs every server's trust changed, not a re-issue).
 ca_warning() {
   [ -s "$CA/ca.pem" ] || return 0
   if ends_within "$CA/ca.pem" "$CA_WARN_DAYS"; then
-    printf '%s: WARNING: the fleet CA %s ends %s (within %s days): every certificate it signed is refused from then on; a new CA is a planned change of the whole fleet (README, "Renewing the fleet certificates")\n' \
+    printf '%s: WARNING: the fleet CA %s ends %s (within %s days): every certificate it signed is refused from then on; a new CA is a planned change of the whole fleet (docs/fleet.md, "Renewing the fleet certificates")\n' \
       "${0##*/}" "$CA/ca.pem" "$(end_of "$CA/ca.pem")" "$CA_WARN_DAYS" >&2
   fi
 }

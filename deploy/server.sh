@@ -237,7 +237,7 @@ fleet_config() {
   if [ "$first" = "$OLD_HEADER" ]; then
     printf '%s\n' "# hostyard node config: this server's own settings (every field has a" \
       "# default). The fleet's are in $FLEET_DROP_IN/fleet.yaml, written by deploy/." \
-      '# README.md ("Config") lists every field.' >"$tmp/hostyard.yaml"
+      '# docs/reference/config.md lists every field.' >"$tmp/hostyard.yaml"
     push "$ssh" "$tmp" /etc/hostyard 0644 hostyard.yaml >/dev/null
     note "$name: the fleet's settings moved from hostyard.yaml to $FLEET_DROP_IN/fleet.yaml"
     n=1

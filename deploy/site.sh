@@ -8,7 +8,7 @@
 #                                         its server's import dir first (a new site only);
 #                                         the server becomes the site's owner in etcd,
 #                                         refused while another server serves it unless
-#                                         --take-over (README "One site, one owner")
+#                                         --take-over (docs/moving.md)
 #        deploy/site.sh remove DOMAIN     stop and disable it there (its data stays)
 #        deploy/site.sh list              DOMAIN KIND SERVER STATE, every site of the inventory
 #        deploy/site.sh move DOMAIN SERVER [--prepare] [--take-over]
@@ -17,8 +17,8 @@
 #                                         then stopped, the difference copied, checked by
 #                                         sha256 and applied, its owner in etcd handed to
 #                                         SERVER, started there, the inventory
-#                                         changed, the old server's copy removed (README "A
-#                                         fleet"); --prepare stops before the stop: the site
+#                                         changed, the old server's copy removed (docs/moving.md);
+#                                         --prepare stops before the stop: the site
 #                                         runs on as before, and a later move is a short one
 #        deploy/site.sh move DOMAIN --cancel
 #                                         drop a prepared move: SERVER's copy removed

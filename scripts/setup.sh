@@ -110,7 +110,7 @@ check_release() {
   [ "$id" != debian ] || found="Debian ${version:-$codename}${codename:+ ($codename)}"
   if [ "$id" != debian ] || { [ -n "$version" ] && ! [[ $version =~ ^[0-9]+$ && $version -ge $NEED_VERSION ]]; }; then
     die "this server runs ${found:-an unknown system (no ${OS_RELEASE:-/etc/os-release})}; hostyard needs $NEED_RELEASE or newer:" \
-      "upgrade the release first (README, \"Setting up a server\"). Nothing was changed."
+      "upgrade the release first (docs/upgrades.md). Nothing was changed."
   fi
 }
 
@@ -189,7 +189,7 @@ install_packages() {
   fi
 }
 
-# The files of a fleet member's etcd (README, "A fleet"): deploy/ puts the
+# The files of a fleet member's etcd (docs/fleet.md): deploy/ puts the
 # fleet CA, this server's certificate and key (root, 0600) and member.env
 # (`hostyard fleet member-env`) in this directory.
 ETCD_TLS_DIR=/etc/hostyard/etcd
@@ -353,7 +353,7 @@ write_config() {
   mkdir -p "$(dirname "$CONFIG")"
   cat >"$CONFIG.tmp" <<'EOF'
 # hostyard node config. Every field has a default; this file sets none, so
-# the server uses them all. README.md ("Config") lists every field.
+# the server uses them all. docs/reference/config.md lists every field.
 EOF
   mv "$CONFIG.tmp" "$CONFIG"
   changed "created with all defaults"

@@ -36,7 +36,7 @@ REMOTE=/root/hostyard-deploy
 # shellcheck disable=SC2034 # for the scripts that source this file
 PREFIX=""
 
-[ -f "$INVENTORY" ] || die "no inventory at $INVENTORY; write one (README, \"A fleet\") or set FLEET"
+[ -f "$INVENTORY" ] || die "no inventory at $INVENTORY; write one (docs/fleet.md) or set FLEET"
 [ -f "$FLEET/known_hosts" ] || die "no $FLEET/known_hosts: pin every server's host key there first"
 
 # fleet ARGS...: hostyard's answers about the inventory.

@@ -151,7 +151,7 @@ etcd_members() {
     sort
 }
 
-# The operator's own settings on n1, as the README's "Config" says to set
+# The operator's own settings on n1, as docs/reference/config.md says to set
 # them: in /etc/hostyard/hostyard.yaml, which deploy/ must never write.
 OPERATOR_SETTINGS='backup:
   repository: /srv/n1-restic'
@@ -278,7 +278,7 @@ t_a_certificate_is_served_by_every_server() {
   make_tls_bundle "$dir" "$d"
   jump sh -c 'cat >/tmp/fleet-ca.pem' <"$dir/ca.pem"
   # A private CA's certificate is served by the other servers only where
-  # that CA is trusted (the README: tls.acme.ca_file in a drop-in of its
+  # that CA is trusted (docs/fleet.md: tls.acme.ca_file in a drop-in of its
   # own, then a restart of confd).
   for s in "${SERVERS[@]}"; do
     oni "$s" sh -c 'cat >/etc/hostyard/private-ca.pem' <"$dir/ca.pem"
@@ -739,10 +739,10 @@ t_removed_server_is_refused() {
   expect "n3's old certificate" "$(grep -c -e 'user name' -e 'permission denied' -e 'authentication' <<<"$out")" 1
 }
 
-# A certificate near its end is renewed by the README's step: n2's is
+# A certificate near its end is renewed by docs/fleet.md's step: n2's is
 # first replaced by one that lasts 10 days (CERT_DAYS; RENEW_DAYS=900 makes
 # the add renew the 825-day one), then `deploy/server.sh add n2`, as the
-# README says, finds it within 30 days and rolls a new one out. Each time:
+# docs say, finds it within 30 days and rolls a new one out. Each time:
 # the new certificate is what n2's etcd serves, the replaced user is gone
 # from etcd and its certificate refused, n2's site stays served, and the
 # members keep their quorum.

@@ -1275,7 +1275,7 @@ fn is_image_ref(s: &str) -> bool {
 }
 
 /// A time span as the config writes it for systemd, in the simple forms
-/// the README documents: `600`, `30s`, `10min`, `1h`, `1d`. Parsed once,
+/// docs/reference/config.md documents: `600`, `30s`, `10min`, `1h`, `1d`. Parsed once,
 /// when the config is read (a bad one is an error naming the field, with
 /// line and column); it goes into a unit as [`TimeSpan`]'s `Display`, the
 /// largest unit that divides it (`600` is written `10min`), which systemd

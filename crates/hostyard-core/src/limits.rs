@@ -4,7 +4,7 @@
 //! Without them one leaking WordPress or a fork bomb in one site takes the
 //! whole server with it: etcd, HAProxy and every other site. Each kind of
 //! container gets defaults in the node config (`limits:`); a site can get
-//! other values through a systemd drop-in (README "Limits"), because the
+//! other values through a systemd drop-in (docs/sites.md, "Resource limits"), because the
 //! site units pass them to `docker run` as `${HOSTYARD_MEMORY}` and friends
 //! from `Environment=`.
 //!

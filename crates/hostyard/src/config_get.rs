@@ -5,7 +5,7 @@
 //! YAML again in shell would be a second parser that cannot read lists and
 //! would accept what the binaries refuse; this asks the real one
 //! ([`NodeConfig::load`], defaults and validation included). Keys are the
-//! config's own dotted names, as the README's "Config" section shows them.
+//! config's own dotted names, as docs/reference/config.md shows them.
 
 use hostyard_core::NodeConfig;
 use serde_json::Value;

@@ -209,7 +209,7 @@ pub fn cert_warning(path: &Path, node: &str, not_after: i64, now: i64) -> Option
     Some(format!(
         "this server's etcd certificate {} {when}; on the jump box run \
          deploy/server.sh add {node}: it issues a new one and rolls it out \
-         (README \"Renewing the fleet certificates\")",
+         (docs/fleet.md, \"Renewing the fleet certificates\")",
         path.display()
     ))
 }

@@ -295,7 +295,7 @@ pub fn node_config(inv: &Inventory, name: &str) -> Result<String> {
     };
     let quoted: Vec<String> = endpoints.iter().map(|e| format!("\"{e}\"")).collect();
     // Every other server is a peer: this one forwards requests for their
-    // sites to them and takes theirs (README "A fleet").
+    // sites to them and takes theirs (docs/fleet.md).
     let peers: String = inv
         .servers
         .iter()

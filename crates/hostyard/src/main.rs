@@ -333,7 +333,7 @@ enum WordpressAction {
 enum ConfigAction {
     /// Print one value: a scalar as it is, a list one item per line.
     Get {
-        /// A dotted key as in the README's config, e.g. bin_dir, etcd.endpoints, images.static_git.
+        /// A dotted key as in docs/reference/config.md, e.g. bin_dir, etcd.endpoints, images.static_git.
         key: String,
     },
 }

@@ -66,7 +66,7 @@ fn unprotected_warning(sites: usize) -> Option<String> {
     (sites > 0).then(|| {
         format!(
             "{sites} site{} on this server and no backups: set backup.repository in \
-             /etc/hostyard/hostyard.yaml, then run hostyard backup init (README \"Backups\")",
+             /etc/hostyard/hostyard.yaml, then run hostyard backup init (docs/backups.md)",
             if sites == 1 {
                 " has data"
             } else {

@@ -35,7 +35,7 @@ PY
 }
 
 # backup_configure: backups into a local repository on the box, once, as
-# the README's "Backups" says: set backup.repository, then hostyard backup
+# docs/backups.md says: set backup.repository, then hostyard backup
 # init. On a server whose units were generated before, init refuses and
 # names the command that updates them; that command is run as given.
 backup_configure() {
