@@ -886,9 +886,11 @@ mod tests {
 
     #[test]
     fn the_policy_map_follows_the_sites_choices() {
-        let mut tls = TlsConfig::default();
-        tls.http_sites = vec![d("h.example")];
-        tls.hsts_sites = vec![d("s.example")];
+        let tls = TlsConfig {
+            http_sites: vec![d("h.example")],
+            hsts_sites: vec![d("s.example")],
+            ..TlsConfig::default()
+        };
         let listed: BTreeMap<Domain, Vec<String>> = [
             (d("h.example"), vec!["h.example".to_string()]),
             (
