@@ -241,33 +241,33 @@ impl CertSync {
         };
         let layout = &self.layout;
         let path = |d: &Domain| layout.haproxy_cert(d).display().to_string();
-        for step in plan::runtime(&self.memory, &held, path) {
-            match &step {
-                Step::Remove(domain) => ssl.remove(&crt_list, &layout.haproxy_cert(domain))?,
-                Step::Serve {
-                    domain,
-                    unlist_first,
-                    new,
-                    add_to_list,
-                } => {
-                    let cert = layout.haproxy_cert(domain);
-                    let pem = std::fs::read_to_string(&cert).map_err(|source| CliError::Io {
-                        path: cert.clone(),
-                        source,
-                    })?;
-                    if *unlist_first {
-                        ssl.remove(&crt_list, &cert)?;
-                    }
-                    ssl.store(&cert, &pem, *new)?;
-                    if *add_to_list {
-                        let names = &self.memory.listed[domain];
-                        ssl.add_to_list(&crt_list, &crt_list_line(layout, domain, names))?;
-                    }
+        let steps = plan::runtime(&self.memory, &held, path);
+        self.memory.carry_out(steps, |step| match step {
+            Step::Remove(domain) => ssl.remove(&crt_list, &layout.haproxy_cert(domain)),
+            Step::Serve {
+                domain,
+                unlist_first,
+                new,
+                list_with,
+            } => {
+                let cert = layout.haproxy_cert(domain);
+                let pem = std::fs::read_to_string(&cert).map_err(|source| CliError::Io {
+                    path: cert.clone(),
+                    source,
+                })?;
+                if *unlist_first {
+                    ssl.remove(&crt_list, &cert)?;
                 }
-                Step::SetPolicy { .. } | Step::RemovePolicy { .. } => {}
+                ssl.store(&cert, &pem, *new)?;
+                match list_with {
+                    Some(names) => {
+                        ssl.add_to_list(&crt_list, &crt_list_line(layout, domain, names))
+                    }
+                    None => Ok(()),
+                }
             }
-            self.memory.runtime_done(&step);
-        }
+            Step::SetPolicy { .. } | Step::RemovePolicy { .. } => Ok(()),
+        })?;
         let policy = plan::policy_map(&self.memory.listed, &self.tls);
         let mut map = MapApi::new(&mut session, &self.layout.https_map());
         let now: BTreeMap<String, String> = map.show_values()?.into_iter().collect();

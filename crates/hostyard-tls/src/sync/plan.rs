@@ -201,6 +201,21 @@ impl Memory {
         self.policy_pending = false;
     }
 
+    /// Performs `steps` in order, each recorded once `perform` did it; the
+    /// first failure stops there and leaves it and the rest pending, for
+    /// the next pass.
+    pub fn carry_out<E>(
+        &mut self,
+        steps: Vec<Step>,
+        mut perform: impl FnMut(&Step) -> Result<(), E>,
+    ) -> Result<(), E> {
+        for step in steps {
+            perform(&step)?;
+            self.runtime_done(&step);
+        }
+        Ok(())
+    }
+
     /// Records a runtime step done.
     pub fn runtime_done(&mut self, step: &Step) {
         match step {
@@ -402,12 +417,13 @@ pub enum Step {
     Remove(Domain),
     /// Stores the certificate file's contents (`new`: as a new
     /// certificate), after unlisting it when its names changed (HAProxy
-    /// takes a crt-list line whole), then lists it when it is not.
+    /// takes a crt-list line whole), then lists it with `list_with` when
+    /// it is not listed.
     Serve {
         domain: Domain,
         unlist_first: bool,
         new: bool,
-        add_to_list: bool,
+        list_with: Option<Vec<String>>,
     },
     /// Sets a host's value in the policy map.
     SetPolicy { host: String, value: String },
@@ -425,9 +441,9 @@ pub fn runtime(memory: &Memory, held: &Held, path: impl Fn(&Domain) -> String) -
         .map(|d| Step::Remove(d.clone()))
         .collect();
     for domain in &memory.pending {
-        if !memory.listed.contains_key(domain) {
+        let Some(names) = memory.listed.get(domain) else {
             continue;
-        }
+        };
         let path = path(domain);
         let listed = held.in_list.contains(&path);
         let relist = listed && memory.relist.contains(domain);
@@ -436,7 +452,7 @@ pub fn runtime(memory: &Memory, held: &Held, path: impl Fn(&Domain) -> String) -
             unlist_first: relist,
             // Unlisting frees it too.
             new: relist || !held.loaded.contains(&path),
-            add_to_list: relist || !listed,
+            list_with: (relist || !listed).then(|| names.clone()),
         });
     }
     out
@@ -580,7 +596,7 @@ mod tests {
                 domain: d("a.example"),
                 unlist_first: false,
                 new: true,
-                add_to_list: true
+                list_with: Some(vec!["a.example".into()])
             }]
         );
         // Nothing changed: the file is not read again, nothing is written.
@@ -618,7 +634,7 @@ mod tests {
                 domain: d("a.example"),
                 unlist_first: false,
                 new: false,
-                add_to_list: false
+                list_with: None
             }]
         );
     }
@@ -784,7 +800,7 @@ mod tests {
                 domain: d("a.example"),
                 unlist_first: true,
                 new: true,
-                add_to_list: true
+                list_with: Some(vec!["a.example".into(), "shop.a.example".into()])
             }]
         );
     }
@@ -804,7 +820,11 @@ mod tests {
         let steps = runtime(&m, &Held::default(), PATH);
         assert_eq!(steps.len(), 2);
         // The first is done, the second fails: the pass stops there.
-        m.runtime_done(&steps[0]);
+        let failed = m.carry_out(steps, |step| match step {
+            Step::Serve { domain, .. } if domain.as_str() == "b.example" => Err("timeout"),
+            _ => Ok(()),
+        });
+        assert_eq!(failed, Err("timeout"));
         assert!(m.runtime_due());
         // The next pass has nothing new to write, and tries b again.
         let next = scan(
@@ -822,10 +842,11 @@ mod tests {
                 domain: d("b.example"),
                 unlist_first: false,
                 new: true,
-                add_to_list: true
+                list_with: Some(vec!["b.example".into()])
             }]
         );
-        m.runtime_done(&runtime(&m, &Held::default(), PATH)[0]);
+        m.carry_out(runtime(&m, &Held::default(), PATH), |_| Ok::<(), ()>(()))
+            .unwrap();
         m.policy_pending = false;
         assert!(!m.runtime_due());
     }
@@ -847,9 +868,15 @@ mod tests {
             steps,
             vec![Step::Remove(d("a.example")), Step::Remove(d("b.example"))]
         );
-        // The first removal fails: both are tried again.
+        // The first removal fails: neither is dropped, both are tried again.
+        assert!(m.carry_out(steps.clone(), |_| Err(())).is_err());
         assert_eq!(runtime(&m, &Held::default(), PATH), steps);
-        m.runtime_done(&steps[0]);
+        // Then the second fails: the first is done, the second is tried again.
+        let second = m.carry_out(steps, |step| match step {
+            Step::Remove(domain) if domain.as_str() == "b.example" => Err(()),
+            _ => Ok(()),
+        });
+        assert!(second.is_err());
         assert_eq!(
             runtime(&m, &Held::default(), PATH),
             vec![Step::Remove(d("b.example"))]
