@@ -13,7 +13,7 @@
 //! HAProxy's runtime API.
 
 pub mod plan;
-pub(crate) mod scan;
+pub mod scan;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
