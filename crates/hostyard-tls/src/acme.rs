@@ -134,6 +134,12 @@ pub fn leave_out_www(domain: &Domain, aliases: &[Domain], failed: &[String]) -> 
     !aliases.contains(&www) && !failed.is_empty() && failed.iter().all(|f| f == www.as_str())
 }
 
+/// Whether this server orders `domain`'s certificate: hosted here and
+/// not served with an imported one ([`crate::decide::acme_orders`]).
+pub fn orders(layout: &Layout, domain: &Domain) -> bool {
+    crate::sync::scan::acme_orders(layout, domain)
+}
+
 /// Asks confd's next ACME pass (within `tls.scan_secs`) to order a new
 /// key and certificate for `domain`; returns the request's file.
 pub fn request_renewal(layout: &Layout, domain: &Domain) -> anyhow::Result<std::path::PathBuf> {
@@ -232,7 +238,7 @@ impl Acme {
         let mut out: Vec<Domain> = entries
             .filter_map(|e| e.ok()?.file_name().to_str().map(str::to_string))
             .filter_map(|n| Domain::parse(&n).ok())
-            .filter(|d| !self.layout.tls_pem(d).exists())
+            .filter(|d| orders(&self.layout, d))
             .collect();
         out.sort();
         out
@@ -463,7 +469,7 @@ impl Acme {
     /// has no certificate of its own for it ([`crate::decide::receive`]:
     /// the site just moved here); returns whether it did.
     async fn take_published(&mut self, etcd: &mut Client, domain: &Domain) -> bool {
-        let own = self.layout.acme_cert(domain).exists();
+        let own = crate::sync::scan::own(&self.layout, domain).is_some();
         let key = self.schema.tls_cert_key(domain);
         let Ok(got) = etcd.get(key.as_str(), None).await else {
             return false;

@@ -1,5 +1,13 @@
-//! Which certificate a site is served with across a fleet, as pure
-//! decisions (the effects are in [`crate::fleet`] and [`crate::acme`]).
+//! Which certificate a site is served with, here and across a fleet, as
+//! pure decisions (the effects are in [`crate::sync`], [`crate::fleet`]
+//! and [`crate::acme`]).
+//!
+//! On one server ([`source`]): a site hosted here is served with its
+//! imported certificate (`tls/<domain>.pem`) when it has one, else with
+//! ACME's file (ordered here, or taken from the fleet when it moved here);
+//! ACME never orders for a site with an imported one ([`acme_orders`]).
+//! A site hosted elsewhere is served, in a fleet only, with the bundle its
+//! server published (the receiver writes it where ACME's file would be).
 //!
 //! What the site's hosting server serves now wins, not what lasts
 //! longest: its owner publishes whatever it serves, a shorter-lived
@@ -8,6 +16,55 @@
 //! of its own (ACME's or imported): only a site with none yet (it just
 //! moved here) takes the fleet's. A site that is neither declared nor
 //! owned any more (`hostyard site forget`) has no certificate in etcd.
+
+/// Where the certificate a site is served with on this server comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Source {
+    /// The site's own file, brought by an import or put there by an
+    /// operator.
+    Imported,
+    /// ACME's file for a site hosted here.
+    Acme,
+    /// Another server's site: the bundle its server published.
+    Fleet,
+}
+
+impl Source {
+    /// Whether it is the site's own certificate (not another server's).
+    pub fn own(self) -> bool {
+        matches!(self, Source::Imported | Source::Acme)
+    }
+
+    /// The name `hostyard status` shows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Imported => "imported",
+            Source::Acme => "acme",
+            Source::Fleet => "fleet",
+        }
+    }
+}
+
+/// The one precedence rule: which file serves a site, given whether this
+/// server hosts it, which of its files exist (`imported`: its
+/// `tls/<domain>.pem`; `acme`: `runtime/acme/certs/<domain>.pem`) and
+/// whether the server is in a fleet. `None`: the default certificate.
+pub fn source(hosted: bool, imported: bool, acme: bool, in_fleet: bool) -> Option<Source> {
+    match (hosted, imported, acme) {
+        (true, true, _) => Some(Source::Imported),
+        (true, false, true) => Some(Source::Acme),
+        (true, false, false) => None,
+        // Another server's site: only a fleet serves it.
+        (false, _, true) if in_fleet => Some(Source::Fleet),
+        (false, _, _) => None,
+    }
+}
+
+/// Whether ACME orders (and renews) a certificate for a site: hosted
+/// here, and not served with an imported one, which ACME never replaces.
+pub fn acme_orders(hosted: bool, imported: bool) -> bool {
+    hosted && source(hosted, imported, false, false) != Some(Source::Imported)
+}
 
 /// What etcd holds for a site, as this server judged it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +141,25 @@ pub fn withdraw(declared: bool, owned: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_imported_certificate_wins_over_acme_and_only_a_fleet_serves_other_servers_sites() {
+        use Source::*;
+        for in_fleet in [false, true] {
+            assert_eq!(source(true, true, true, in_fleet), Some(Imported));
+            assert_eq!(source(true, true, false, in_fleet), Some(Imported));
+            assert_eq!(source(true, false, true, in_fleet), Some(Acme));
+            assert_eq!(source(true, false, false, in_fleet), None);
+            assert_eq!(source(false, false, false, in_fleet), None);
+        }
+        assert_eq!(source(false, false, true, true), Some(Fleet));
+        assert_eq!(source(false, false, true, false), None);
+        assert!(Imported.own() && Acme.own() && !Fleet.own());
+        // ACME orders for a hosted site unless it has an imported one.
+        assert!(acme_orders(true, false));
+        assert!(!acme_orders(true, true));
+        assert!(!acme_orders(false, false));
+    }
 
     #[test]
     fn the_hosting_server_keeps_its_own_and_the_others_follow_etcd() {

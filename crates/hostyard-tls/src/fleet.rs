@@ -32,7 +32,6 @@
 //! drops its copy.
 
 use std::collections::{BTreeSet, HashMap};
-use std::os::unix::fs::MetadataExt;
 use std::time::SystemTime;
 
 use anyhow::Context;
@@ -45,31 +44,9 @@ use hostyard_core::{log, Domain, Layout};
 use crate::check::check_bundle;
 use crate::decide::{self, Held, Owner, Receive};
 use crate::files::KEY_FILE;
+use crate::sync::plan::Version;
+use crate::sync::scan;
 use crate::trust::Trust;
-
-/// A version of a file, known without reading it.
-type Fingerprint = (u64, i128, u64);
-
-fn fingerprint(meta: &std::fs::Metadata) -> Fingerprint {
-    (
-        meta.len(),
-        meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
-        meta.ino(),
-    )
-}
-
-/// Whether this server hosts `domain` (its data is here).
-fn is_local(layout: &Layout, domain: &Domain) -> bool {
-    layout.domain_dir(domain).is_dir()
-}
-
-/// The certificate file a hosted site is served with: the imported one
-/// first, as the certificate thread does.
-fn served_source(layout: &Layout, domain: &Domain) -> Option<std::path::PathBuf> {
-    [layout.tls_pem(domain), layout.acme_cert(domain)]
-        .into_iter()
-        .find(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file()))
-}
 
 /// Puts the hosted sites' certificates into etcd when they change.
 pub struct Publisher {
@@ -79,7 +56,7 @@ pub struct Publisher {
     node: String,
     /// The source file of each site, as last published (or found equal
     /// to etcd's, or refused): looked at again only when it changes.
-    done: HashMap<Domain, Fingerprint>,
+    done: HashMap<Domain, Version>,
     /// An etcd failure is logged when it starts.
     failing: bool,
 }
@@ -153,17 +130,13 @@ impl Publisher {
     }
 
     async fn publish(&mut self, etcd: &mut Client, domain: &Domain) -> anyhow::Result<bool> {
-        let Some(src) = served_source(&self.layout, domain) else {
+        let Some((src, fp)) = scan::own(&self.layout, domain) else {
             return Ok(false);
         };
-        let Ok(meta) = std::fs::metadata(&src) else {
-            return Ok(false);
-        };
-        let fp = fingerprint(&meta);
         if self.done.get(domain) == Some(&fp) {
             return Ok(false);
         }
-        let Ok(bytes) = crate::sync::read_limited(&src) else {
+        let Ok(bytes) = scan::read_limited(&src) else {
             return Ok(false);
         };
         // A bundle this server refuses to serve is not offered to others
@@ -374,14 +347,14 @@ impl Receiver {
 
     /// Whether this server hosts `domain`.
     pub fn hosts(&self, domain: &Domain) -> bool {
-        is_local(&self.layout, domain)
+        scan::hosted(&self.layout, domain)
     }
 
     /// One key's change: `None` when it was deleted.
     pub fn set(&self, domain: &Domain, bundle: Option<&[u8]>) -> Received {
         let path = self.layout.acme_cert(domain);
-        let hosted = is_local(&self.layout, domain);
-        let own = hosted && served_source(&self.layout, domain).is_some();
+        let hosted = scan::hosted(&self.layout, domain);
+        let own = scan::own(&self.layout, domain).is_some();
         let current = std::fs::read(&path).ok();
         let mut checked = None;
         let held = match bundle {

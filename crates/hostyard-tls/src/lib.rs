@@ -6,8 +6,9 @@
 //!   `acme.map` (file and runtime API), on every server;
 //! - [`check`]: whether a PEM bundle can serve a domain (key, dates,
 //!   names, chain), with one line naming the problem when not;
-//! - [`decide`]: which certificate wins across a fleet, and when a
-//!   site's leaves etcd (pure decisions);
+//! - [`decide`]: which certificate serves a site (the one precedence
+//!   rule: imported, ACME's, another server's), which wins across a
+//!   fleet, and when a site's leaves etcd (pure decisions);
 //! - [`fleet`]: in a fleet, each site's certificate published to etcd by
 //!   its hosting server and written out on every other server;
 //! - [`files`]: HAProxy's certificate files: the self-signed default, the
@@ -17,7 +18,9 @@
 //!   system's CA roots plus `tls.acme.ca_file`;
 //! - [`sync`]: the loop confd runs beside its routing: every site's
 //!   certificate file checked and put into HAProxy through the runtime API
-//!   (no reload), files first so a restart comes back the same.
+//!   (no reload), files first so a restart comes back the same; a scan
+//!   that only reads, a pure plan ([`sync::plan`]) and the steps carried
+//!   out.
 
 pub mod acme;
 pub mod challenges;

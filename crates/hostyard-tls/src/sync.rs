@@ -7,78 +7,42 @@
 //! refused with one line and changes nothing; a removed one stops being
 //! served. It runs on a thread of its own, so a slow file or HAProxy
 //! answer never delays a routing change.
+//!
+//! Each pass is a [`scan`] that only reads, a [`plan`] that decides (pure,
+//! unit tested there), and the steps carried out here on the files and
+//! HAProxy's runtime API.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+pub mod plan;
+pub mod scan;
+
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use anyhow::Context;
 use hostyard_core::config::TlsConfig;
 use hostyard_core::{log, Domain, Layout};
-use hostyard_haproxy::{CliError, Entry, MapApi, Session, SslApi};
+use hostyard_haproxy::{CliError, MapApi, Session, SslApi};
 
 use crate::acme::AcmeStatus;
-use crate::check::{check_bundle, not_after, MAX_BUNDLE_LEN};
+use crate::check::not_after;
 use crate::files::{crt_list_line, parse_crt_list, render_crt_list, KEY_FILE};
-use crate::state::{AcmeSite, SiteTls, TlsState};
 use crate::trust::Trust;
-
-/// What identifies a version of a source file without reading it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Fingerprint {
-    len: u64,
-    mtime_ns: i128,
-    ino: u64,
-    /// From `runtime/acme/certs/<domain>.pem` (ACME, or in a fleet another
-    /// server's), not imported.
-    acme: bool,
-    /// A site hosted elsewhere in the fleet, served with the certificate
-    /// its server published.
-    fleet: bool,
-}
+use plan::{Action, Held, Keeps, Memory, Observed, Step};
 
 pub struct CertSync {
     layout: Layout,
     tls: TlsConfig,
-    /// What the crt-list file holds: the sites served with their own
-    /// certificate, and their SNI names.
-    listed: BTreeMap<Domain, Vec<String>>,
-    /// Source files already judged, by version.
-    seen: HashMap<Domain, Fingerprint>,
-    /// The last refusal per site, for `hostyard status`.
-    refused: BTreeMap<Domain, String>,
-    /// Sites whose runtime change failed: tried again at the next pass.
-    pending: BTreeSet<Domain>,
-    /// Sites removed from the files whose runtime removal failed.
-    pending_removal: BTreeSet<Domain>,
-    /// The policy map file changed and HAProxy's copy has not yet.
-    policy_pending: bool,
-    /// End of validity of each served certificate, Unix time.
-    expiry: BTreeMap<Domain, i64>,
-    /// What the state file holds.
-    written: Option<TlsState>,
+    /// What the thread remembers between passes.
+    memory: Memory,
     /// ACME's record of each site, written with the state.
     acme: Option<AcmeStatus>,
-    /// Sites served with a certificate from ACME.
-    from_acme: BTreeSet<Domain>,
     /// Whether this server is part of a fleet (confd changes it on
     /// SIGHUP): then the other servers' sites are served too.
     in_fleet: Arc<AtomicBool>,
-    /// Sites hosted elsewhere, served with their server's certificate.
-    from_fleet: BTreeSet<Domain>,
-    /// The roots their certificates are verified against, loaded when
-    /// the first one is judged.
+    /// The roots other servers' certificates are verified against, loaded
+    /// when the first one is judged.
     trust: Option<Trust>,
-    /// The declared aliases of each site (`hosts.map`'s redirects to it,
-    /// `www.` aside), as last read: those its certificate covers are
-    /// served with it.
-    aliases: BTreeMap<Domain, Vec<String>>,
-    /// Listed sites whose names changed: HAProxy's crt-list line is
-    /// replaced, not only the certificate.
-    relist: BTreeSet<Domain>,
 }
 
 impl CertSync {
@@ -95,25 +59,12 @@ impl CertSync {
             })
             .collect();
         CertSync {
-            expiry,
-            written: None,
+            memory: Memory::new(listed, expiry),
             layout,
             tls,
-            listed,
-            seen: HashMap::new(),
-            refused: BTreeMap::new(),
-            // After a start, HAProxy may hold older versions of the files
-            // (written while it was not answering): check them once.
-            pending: BTreeSet::new(),
-            pending_removal: BTreeSet::new(),
-            policy_pending: true,
             acme: None,
-            from_acme: BTreeSet::new(),
             in_fleet: Arc::new(AtomicBool::new(false)),
-            from_fleet: BTreeSet::new(),
             trust: None,
-            aliases: BTreeMap::new(),
-            relist: BTreeSet::new(),
         }
     }
 
@@ -132,12 +83,12 @@ impl CertSync {
 
     /// The sites served with their own certificate.
     pub fn served(&self) -> &BTreeMap<Domain, Vec<String>> {
-        &self.listed
+        &self.memory.listed
     }
 
     /// The last refusal of each site whose file was refused.
     pub fn refused(&self) -> &BTreeMap<Domain, String> {
-        &self.refused
+        &self.memory.refused
     }
 
     /// Runs passes every `tls.scan_secs`, for ever (confd's thread).
@@ -154,54 +105,106 @@ impl CertSync {
     /// One look at every site's certificate file; changes go to the files,
     /// then to HAProxy.
     pub fn pass(&mut self) -> anyhow::Result<()> {
-        let sources = self.sources()?;
-        // A site whose declared aliases changed is judged again: the
-        // names its certificate is served for may have.
-        let aliases = declared_aliases(&self.layout);
-        for domain in sources.keys() {
-            if aliases.get(domain) != self.aliases.get(domain) {
-                self.seen.remove(domain);
+        let observed = self.scan()?;
+        let actions = plan::plan(&mut self.memory, &observed, &self.tls);
+        for action in &actions {
+            if let Err(e) = self.perform(action) {
+                self.memory.failed(action);
+                return Err(e);
+            }
+            self.memory.done(action);
+        }
+        if self.memory.runtime_due() {
+            match self.apply_runtime() {
+                Ok(()) => {}
+                // Not running: it loads the files when it starts.
+                Err(CliError::Absent { .. }) => self.memory.haproxy_absent(),
+                Err(e) => log!(
+                    Err,
+                    "certificates are on disk but HAProxy did not take them (tried again in {} s): {e}",
+                    self.tls.scan_secs
+                ),
             }
         }
-        self.aliases = aliases;
-        let mut changed: Vec<Domain> = Vec::new();
-        let mut removed: Vec<Domain> = Vec::new();
-        for (domain, fp) in &sources {
-            if self.seen.get(domain) == Some(fp) {
-                continue;
-            }
-            self.seen.insert(domain.clone(), *fp);
-            if self.judge(domain, fp.acme, fp.fleet)? {
-                changed.push(domain.clone());
-            }
+        Ok(())
+    }
+
+    /// Reads what the plan needs: the files serving each site, and those
+    /// of a new version read and checked.
+    fn scan(&mut self) -> anyhow::Result<Observed> {
+        let sources = scan::sources(&self.layout, self.in_fleet.load(Ordering::Relaxed))?;
+        let aliases = scan::declared_aliases(&self.layout);
+        let now = SystemTime::now();
+        let mut judged = BTreeMap::new();
+        for domain in self.memory.to_judge(&sources, &aliases) {
+            let verdict = scan::judge(
+                &self.layout,
+                &domain,
+                &sources[&domain],
+                &mut self.trust,
+                &self.tls.acme.ca_file,
+                now,
+            );
+            judged.insert(domain, verdict);
         }
-        self.seen.retain(|d, _| sources.contains_key(d));
-        self.refused.retain(|d, _| sources.contains_key(d));
-        self.from_acme.retain(|d| sources.contains_key(d));
-        self.from_fleet = sources
-            .iter()
-            .filter(|(_, fp)| fp.fleet)
-            .map(|(d, _)| d.clone())
-            .collect();
-        for domain in self.listed.keys() {
-            // Another server's certificate that fails its checks is not
-            // served at all (no older copy either: it was not verified).
-            let refused_copy =
-                self.from_fleet.contains(domain) && self.refused.contains_key(domain);
-            if !sources.contains_key(domain) || refused_copy {
-                removed.push(domain.clone());
+        Ok(Observed {
+            sources,
+            aliases,
+            judged,
+            policy_file: std::fs::read_to_string(self.layout.https_map()).ok(),
+            acme: match &self.acme {
+                Some(status) => crate::lock(status).clone(),
+                None => BTreeMap::new(),
+            },
+        })
+    }
+
+    /// Carries out one step on the files, with its log line.
+    fn perform(&self, action: &Action) -> anyhow::Result<()> {
+        match action {
+            Action::Refuse {
+                domain,
+                source,
+                why,
+                keeps,
+            } => {
+                let keeps = match keeps {
+                    Keeps::Current => "keeps its current certificate",
+                    Keeps::Default => "keeps the default certificate",
+                };
+                let src = scan::source_path(&self.layout, domain, *source);
+                log!(
+                    Warning,
+                    "{}: refused: {why}; {domain} {keeps}",
+                    src.display()
+                );
             }
-        }
-        for domain in &removed {
-            self.listed.remove(domain);
-            self.expiry.remove(domain);
-        }
-        if !changed.is_empty() || !removed.is_empty() {
-            KEY_FILE.write(
+            Action::Install {
+                domain,
+                source,
+                pem,
+                names,
+                not_after,
+                before,
+            } => {
+                KEY_FILE.write(&self.layout.haproxy_cert(domain), pem.as_bytes())?;
+                log!(
+                    Notice,
+                    "{domain}: certificate {} from {} for {} (valid until Unix time {not_after})",
+                    if before.is_some() {
+                        "replaced"
+                    } else {
+                        "installed"
+                    },
+                    scan::source_path(&self.layout, domain, *source).display(),
+                    names.join(", "),
+                );
+            }
+            Action::WriteCrtList => KEY_FILE.write(
                 &self.layout.haproxy_crt_list(),
-                render_crt_list(&self.layout, &self.listed).as_bytes(),
-            )?;
-            for domain in &removed {
+                render_crt_list(&self.layout, &self.memory.listed).as_bytes(),
+            )?,
+            Action::DeletePem { domain } => {
                 let cert = self.layout.haproxy_cert(domain);
                 if let Err(e) = std::fs::remove_file(&cert) {
                     if e.kind() != std::io::ErrorKind::NotFound {
@@ -213,323 +216,69 @@ impl CertSync {
                     "{domain}: its certificate file is gone; HTTPS answers with the default certificate"
                 );
             }
-        }
-        self.pending.extend(changed);
-        self.pending.retain(|d| self.listed.contains_key(d));
-        self.relist.retain(|d| self.listed.contains_key(d));
-        self.pending_removal.extend(removed);
-        let policy = self.policy_map();
-        let map_text: String = policy.iter().map(|(h, v)| format!("{h} {v}\n")).collect();
-        if std::fs::read_to_string(self.layout.https_map())
-            .ok()
-            .as_deref()
-            != Some(&map_text)
-        {
-            hostyard_haproxy::FILE.write(&self.layout.https_map(), map_text.as_bytes())?;
-            self.policy_pending = true;
-        }
-        self.write_state(&sources)?;
-        if !self.pending.is_empty() || !self.pending_removal.is_empty() || self.policy_pending {
-            match self.apply_runtime(&policy) {
-                Ok(()) => {}
-                // Not running: it loads the files when it starts.
-                Err(CliError::Absent { .. }) => {
-                    self.pending.clear();
-                    self.relist.clear();
-                    self.pending_removal.clear();
-                    self.policy_pending = false;
-                }
-                Err(e) => log!(
-                    Err,
-                    "certificates are on disk but HAProxy did not take them (tried again in {} s): {e}",
-                    self.tls.scan_secs
-                ),
+            Action::WritePolicy { text } => {
+                hostyard_haproxy::FILE.write(&self.layout.https_map(), text.as_bytes())?
+            }
+            Action::WriteState(state) => {
+                let text = serde_json::to_vec_pretty(state)?;
+                hostyard_haproxy::FILE.write(&self.layout.tls_state(), &text)?;
             }
         }
         Ok(())
     }
 
-    /// Every site with a certificate file, and that file's version.
-    fn sources(&self) -> anyhow::Result<BTreeMap<Domain, Fingerprint>> {
-        let mut out = BTreeMap::new();
-        let dir = self.layout.domains_dir();
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => Some(e),
-            // No site here yet; in a fleet, other servers' sites may be.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
-        };
-        for entry in entries.into_iter().flatten() {
-            let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
-            let Some(domain) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| Domain::parse(n).ok())
-            else {
-                continue;
-            };
-            // An imported certificate wins over one from ACME.
-            let file = |path: &Path| std::fs::symlink_metadata(path).ok().filter(|m| m.is_file());
-            let (meta, acme) = match file(&self.layout.tls_pem(&domain)) {
-                Some(m) => (m, false),
-                None => match file(&self.layout.acme_cert(&domain)) {
-                    Some(m) => (m, true),
-                    None => continue,
-                },
-            };
-            out.insert(domain, Fingerprint::of(&meta, acme, false));
-        }
-        if self.in_fleet.load(Ordering::Relaxed) {
-            self.fleet_sources(&mut out);
-        }
-        Ok(out)
-    }
-
-    /// The certificates of sites hosted elsewhere in the fleet.
-    fn fleet_sources(&self, out: &mut BTreeMap<Domain, Fingerprint>) {
-        for (domain, path) in self.layout.acme_cert_files() {
-            if out.contains_key(&domain) || self.layout.domain_dir(&domain).exists() {
-                continue;
-            }
-            if let Ok(meta) = std::fs::symlink_metadata(path) {
-                if meta.is_file() {
-                    out.insert(domain, Fingerprint::of(&meta, true, true));
-                }
-            }
-        }
-    }
-
-    /// Checks a changed source file; a good one is written where HAProxy
-    /// reads it. Returns whether HAProxy must be told.
-    fn judge(&mut self, domain: &Domain, acme: bool, fleet: bool) -> anyhow::Result<bool> {
-        let src = if acme {
-            self.layout.acme_cert(domain)
-        } else {
-            self.layout.tls_pem(domain)
-        };
-        let bytes = match read_limited(&src) {
-            Ok(b) => b,
-            Err(e) => {
-                self.refuse(domain, &src, &format!("cannot be read: {e}"));
-                return Ok(false);
-            }
-        };
-        let now = SystemTime::now();
-        let checked = if fleet {
-            let ca_file = &self.tls.acme.ca_file;
-            let trust = self.trust.get_or_insert_with(|| Trust::load(ca_file));
-            trust.check(&bytes, domain, now)
-        } else {
-            check_bundle(&bytes, domain, now)
-        };
-        let checked = match checked {
-            Ok(c) => c,
-            Err(why) => {
-                self.refuse(domain, &src, &why.to_string());
-                return Ok(false);
-            }
-        };
-        self.refused.remove(domain);
-        if acme {
-            self.from_acme.insert(domain.clone());
-        } else {
-            self.from_acme.remove(domain);
-        }
-        let mut names = checked.names.clone();
-        for alias in self.aliases.get(domain).into_iter().flatten() {
-            if checked.covers(alias) && !names.contains(alias) {
-                names.push(alias.clone());
-            }
-        }
-        let dest = self.layout.haproxy_cert(domain);
-        let same_file = std::fs::read(&dest).ok().as_deref() == Some(checked.pem.as_bytes());
-        if same_file && self.listed.get(domain) == Some(&names) {
-            return Ok(false);
-        }
-        KEY_FILE.write(&dest, checked.pem.as_bytes())?;
-        let renewed = self.listed.contains_key(domain);
-        if self.listed.get(domain).is_some_and(|n| *n != names) {
-            self.relist.insert(domain.clone());
-        }
-        self.listed.insert(domain.clone(), names.clone());
-        self.expiry.insert(domain.clone(), checked.not_after);
-        log!(
-            Notice,
-            "{domain}: certificate {} from {} for {} (valid until Unix time {})",
-            if renewed { "replaced" } else { "installed" },
-            src.display(),
-            names.join(", "),
-            checked.not_after
-        );
-        Ok(true)
-    }
-
-    /// Writes the state file for `hostyard status` when it changed.
-    fn write_state(&mut self, sources: &BTreeMap<Domain, Fingerprint>) -> anyhow::Result<()> {
-        let mut state = TlsState::default();
-        let acme: BTreeMap<Domain, AcmeSite> = match &self.acme {
-            Some(status) => crate::lock(status).clone(),
-            None => BTreeMap::new(),
-        };
-        for domain in sources.keys().chain(self.listed.keys()).chain(acme.keys()) {
-            let served = self.listed.contains_key(domain);
-            let source = match (served, self.from_acme.contains(domain)) {
-                (true, _) if self.from_fleet.contains(domain) => "fleet",
-                (true, true) => "acme",
-                (true, false) => "imported",
-                (false, _) => "default",
-            };
-            state.sites.insert(
-                domain.to_string(),
-                SiteTls {
-                    source: source.to_string(),
-                    not_after: self.expiry.get(domain).copied().filter(|_| served),
-                    refused: self.refused.get(domain).cloned(),
-                    acme: acme
-                        .get(domain)
-                        .filter(|a| **a != AcmeSite::default())
-                        .cloned(),
-                },
-            );
-        }
-        if self.written.as_ref() != Some(&state) {
-            let text = serde_json::to_vec_pretty(&state)?;
-            hostyard_haproxy::FILE.write(&self.layout.tls_state(), &text)?;
-            self.written = Some(state);
-        }
-        Ok(())
-    }
-
-    fn refuse(&mut self, domain: &Domain, src: &Path, why: &str) {
-        // Another server's refused certificate is unlisted (see `pass`).
-        let keeps = if self.listed.contains_key(domain) && !self.from_fleet.contains(domain) {
-            "keeps its current certificate"
-        } else {
-            "keeps the default certificate"
-        };
-        log!(
-            Warning,
-            "{}: refused: {why}; {domain} {keeps}",
-            src.display()
-        );
-        self.refused.insert(domain.clone(), why.to_string());
-    }
-
-    /// Host → HTTPS policy for every name served with a site certificate.
-    fn policy_map(&self) -> BTreeMap<String, String> {
-        let mut out = BTreeMap::new();
-        for (domain, names) in &self.listed {
-            let mut value = if self.tls.http_sites.contains(domain) {
-                "stay".to_string()
-            } else {
-                "redirect".to_string()
-            };
-            if self.tls.hsts_sites.contains(domain) {
-                value.push_str(",hsts");
-            }
-            for name in names {
-                out.insert(name.clone(), value.clone());
-            }
-        }
-        out
-    }
-
-    /// Brings HAProxy's memory to the files: each pending certificate
-    /// stored (new or replaced) and listed, each removed one unlisted and
-    /// freed, and the policy map equal to the file.
-    fn apply_runtime(&mut self, policy: &BTreeMap<String, String>) -> Result<(), CliError> {
+    /// Brings HAProxy's memory to the files: each removed certificate
+    /// unlisted and freed, each pending one stored (new or replaced) and
+    /// listed, and the policy map equal to the file. A step that fails
+    /// stops here; what is left is tried at the next pass.
+    fn apply_runtime(&mut self) -> Result<(), CliError> {
         let mut session = Session::connect(&self.layout.haproxy_admin_socket())?;
         let crt_list = self.layout.haproxy_crt_list();
         let mut ssl = SslApi::new(&mut session);
-        let loaded: BTreeSet<String> = ssl.loaded()?.into_iter().collect();
-        let in_list: BTreeSet<String> = ssl.listed(&crt_list)?.into_iter().collect();
-        for domain in std::mem::take(&mut self.pending_removal) {
-            let cert = self.layout.haproxy_cert(&domain);
-            if let Err(e) = ssl.remove(&crt_list, &cert) {
-                self.pending_removal.insert(domain);
-                return Err(e);
+        let held = Held {
+            loaded: ssl.loaded()?.into_iter().collect(),
+            in_list: ssl.listed(&crt_list)?.into_iter().collect(),
+        };
+        let layout = &self.layout;
+        let path = |d: &Domain| layout.haproxy_cert(d).display().to_string();
+        let steps = plan::runtime(&self.memory, &held, path);
+        self.memory.carry_out(steps, |step| match step {
+            Step::Remove(domain) => ssl.remove(&crt_list, &layout.haproxy_cert(domain)),
+            Step::Serve {
+                domain,
+                unlist_first,
+                new,
+                list_with,
+            } => {
+                let cert = layout.haproxy_cert(domain);
+                let pem = std::fs::read_to_string(&cert).map_err(|source| CliError::Io {
+                    path: cert.clone(),
+                    source,
+                })?;
+                if *unlist_first {
+                    ssl.remove(&crt_list, &cert)?;
+                }
+                ssl.store(&cert, &pem, *new)?;
+                match list_with {
+                    Some(names) => {
+                        ssl.add_to_list(&crt_list, &crt_list_line(layout, domain, names))
+                    }
+                    None => Ok(()),
+                }
             }
-        }
-        let pending: Vec<Domain> = self.pending.iter().cloned().collect();
-        for domain in pending {
-            let Some(names) = self.listed.get(&domain) else {
-                continue;
-            };
-            let cert = self.layout.haproxy_cert(&domain);
-            let path = cert.display().to_string();
-            let pem = std::fs::read_to_string(&cert).map_err(|source| CliError::Io {
-                path: cert.clone(),
-                source,
-            })?;
-            let mut listed = in_list.contains(&path);
-            let mut new = !loaded.contains(&path);
-            if listed && self.relist.contains(&domain) {
-                // Its names changed: HAProxy takes a crt-list line whole,
-                // so the certificate leaves the list (and memory) and comes
-                // back with the new line.
-                ssl.remove(&crt_list, &cert)?;
-                (listed, new) = (false, true);
-            }
-            ssl.store(&cert, &pem, new)?;
-            if !listed {
-                ssl.add_to_list(&crt_list, &crt_list_line(&self.layout, &domain, names))?;
-            }
-            self.relist.remove(&domain);
-            self.pending.remove(&domain);
-        }
+            Step::SetPolicy { .. } | Step::RemovePolicy { .. } => Ok(()),
+        })?;
+        let policy = plan::policy_map(&self.memory.listed, &self.tls);
         let mut map = MapApi::new(&mut session, &self.layout.https_map());
         let now: BTreeMap<String, String> = map.show_values()?.into_iter().collect();
-        for (host, value) in policy {
-            if now.get(host) != Some(value) {
-                map.upsert_value(host, value)?;
+        for step in plan::policy_steps(&now, &policy) {
+            match &step {
+                Step::SetPolicy { host, value } => map.upsert_value(host, value)?,
+                Step::RemovePolicy { host } => map.remove(host)?,
+                Step::Remove(_) | Step::Serve { .. } => {}
             }
         }
-        for host in now.keys() {
-            if !policy.contains_key(host) {
-                map.remove(host)?;
-            }
-        }
-        self.policy_pending = false;
+        self.memory.policy_pending = false;
         Ok(())
     }
-}
-
-impl Fingerprint {
-    fn of(meta: &std::fs::Metadata, acme: bool, fleet: bool) -> Fingerprint {
-        Fingerprint {
-            len: meta.len(),
-            mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
-            ino: meta.ino(),
-            acme,
-            fleet,
-        }
-    }
-}
-
-/// The declared aliases of each site, from the host map confd keeps
-/// (`<alias> redirect/<domain>`), `www.<domain>` aside (served when the
-/// certificate covers it, declared or not). Empty while confd has not
-/// written it.
-fn declared_aliases(layout: &Layout) -> BTreeMap<Domain, Vec<String>> {
-    let text = std::fs::read_to_string(layout.hosts_map()).unwrap_or_default();
-    let mut out: BTreeMap<Domain, Vec<String>> = BTreeMap::new();
-    for (host, entry) in hostyard_haproxy::parse_map(&text) {
-        if let Entry::Redirect(to) = entry {
-            if to.www().is_some_and(|w| w.as_str() == host) {
-                continue;
-            }
-            out.entry(to).or_default().push(host);
-        }
-    }
-    out
-}
-
-/// The file, or its first [`MAX_BUNDLE_LEN`] + 1 bytes (too long for a
-/// bundle, which the check then says).
-pub(crate) fn read_limited(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let file = std::fs::File::open(path)?;
-    let mut out = Vec::new();
-    file.take(MAX_BUNDLE_LEN as u64 + 1).read_to_end(&mut out)?;
-    Ok(out)
 }

@@ -38,7 +38,7 @@ pub fn renew(config: &NodeConfig, domain: &Domain) -> Result<Requested> {
         );
     }
     let imported = layout.tls_pem(domain);
-    if imported.exists() {
+    if !hostyard_tls::acme::orders(&layout, domain) {
         bail!(
             "{domain} serves its imported certificate {}, which ACME does not replace: put a new one there, or remove it to have ACME order one",
             imported.display()
