@@ -11,10 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::Domain;
 
-/// Declares [`SiteKind`] and [`SiteKind::ALL`] from one list, so `ALL`
-/// cannot miss a variant.
+/// Declares [`SiteKind`], [`SiteKind::ALL`] and each kind's slug from one
+/// list, so `ALL` cannot miss a variant.
 macro_rules! site_kinds {
-    ($($(#[$doc:meta])* $variant:ident,)+) => {
+    ($($(#[$doc:meta])* $variant:ident = $slug:literal,)+) => {
         /// What a site is; its [`crate::spec::KindSpec`] says what follows.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(rename_all = "kebab-case")]
@@ -25,17 +25,24 @@ macro_rules! site_kinds {
         impl SiteKind {
             /// Every kind, in declaration order.
             pub const ALL: [SiteKind; [$(SiteKind::$variant),+].len()] = [$(SiteKind::$variant),+];
+
+            /// The slug used in unit names, container names and etcd keys.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(SiteKind::$variant => $slug,)+
+                }
+            }
         }
     };
 }
 
 site_kinds! {
     /// Content uploaded or imported into the site's folder.
-    Static,
+    Static = "static",
     /// Content published from a git repository by `hostyard-gitpull`.
-    StaticGit,
+    StaticGit = "static-git",
     /// WordPress with its own MariaDB container.
-    Wordpress,
+    Wordpress = "wordpress",
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,15 +53,6 @@ impl SiteKind {
     /// Every kind's slug, comma-separated, for messages.
     pub fn slugs() -> String {
         SiteKind::ALL.map(SiteKind::as_str).join(", ")
-    }
-
-    /// The slug used in unit names, container names and etcd keys.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SiteKind::Static => "static",
-            SiteKind::StaticGit => "static-git",
-            SiteKind::Wordpress => "wordpress",
-        }
     }
 
     /// Whether sites of this kind have a git puller timer.
