@@ -2,7 +2,8 @@
 //!
 //! The generator is split the way it is tested: [`units`] is a pure function
 //! from the node config to unit files, [`write`] is the thin layer that puts
-//! them on disk atomically, and `main.rs` only parses flags. [`config_get`]
+//! them on disk atomically, and the binary only parses flags and runs one
+//! module per subcommand (`src/cmd/`). [`config_get`]
 //! answers `hostyard config get KEY` for scripts; [`mail`] renders postfix's
 //! config from the forward files; [`site`] forgets a site's declaration.
 

@@ -1,0 +1,77 @@
+//! `hostyard generate`: every unit into a directory, only what changed.
+
+use std::path::Path;
+
+use hostyard::units::{check_config_path, render_units};
+use hostyard::write::{check_units, write_units, Change, Difference};
+use hostyard_core::NodeConfig;
+
+use super::{note, runtime, usage, Failure};
+
+pub fn run(
+    config: &NodeConfig,
+    config_path: &Path,
+    out: &Path,
+    check: bool,
+) -> Result<u8, Failure> {
+    // The units name the config as an absolute path: they run from /.
+    let config_path = std::path::absolute(config_path)
+        .map_err(|e| usage(anyhow::anyhow!("--config {}: {e}", config_path.display())))?;
+    check_config_path(&config_path).map_err(usage)?;
+    let hidden = config.unit_path_problems();
+    if !hidden.is_empty() {
+        return Err(usage(anyhow::anyhow!(
+            "{}: {}",
+            config_path.display(),
+            hidden.join("; ")
+        )));
+    }
+    let files = render_units(config, &config_path)
+        .map_err(|e| runtime(anyhow::Error::new(e).context("cannot render the units")))?;
+    if check {
+        let differences = check_units(out, &files).map_err(runtime)?;
+        for d in &differences {
+            match d {
+                Difference::Missing(p) => println!("missing {}", p.display()),
+                Difference::Differs(p) => println!("differs {}", p.display()),
+            }
+        }
+        if differences.is_empty() {
+            note(format_args!(
+                "all {} units in {} are up to date",
+                files.len(),
+                out.display()
+            ));
+            return Ok(0);
+        }
+        note(format_args!(
+            "{} of {} units in {} are not up to date; run hostyard generate --out {}",
+            differences.len(),
+            files.len(),
+            out.display(),
+            out.display()
+        ));
+        return Ok(1);
+    }
+    let changes = write_units(out, &files).map_err(runtime)?;
+    for c in &changes {
+        match c {
+            Change::Created(p) => println!("created {}", p.display()),
+            Change::Updated(p) => println!("updated {}", p.display()),
+        }
+    }
+    if changes.is_empty() {
+        note(format_args!(
+            "all {} units in {} were up to date",
+            files.len(),
+            out.display()
+        ));
+    } else {
+        note(format_args!(
+            "wrote {} of {} units; run systemctl daemon-reload",
+            changes.len(),
+            files.len()
+        ));
+    }
+    Ok(0)
+}
