@@ -26,11 +26,10 @@ use hostyard_core::{Layout, NodeConfig};
 use hostyard_haproxy::{
     render_cfg, render_map, write_peer_tls, Entry, HostMap, FILE, PAGE_404, PAGE_503,
 };
+use hostyard_testsupport::client::{connect_from, exchange, tls_client};
 use hostyard_testsupport::{free_port, wait_until, Backend, FleetCa, Haproxy};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
 /// What the issue saw: a request of another client that takes longer than
 /// this has failed.
@@ -111,48 +110,6 @@ impl Edge {
     }
 }
 
-/// A TCP connection from `source` (port chosen by the kernel).
-fn connect_from(source: Ipv4Addr, to: SocketAddr, timeout: Duration) -> std::io::Result<TcpStream> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
-    s.bind(&SocketAddr::from((source, 0)).into())?;
-    s.connect_timeout(&to.into(), timeout)?;
-    let s = TcpStream::from(s);
-    s.set_nodelay(true)?;
-    Ok(s)
-}
-
-/// One HTTP/1.1 request with `Connection: close` over `stream`; returns
-/// the status and the whole answer (head and body).
-fn exchange(
-    mut stream: impl Read + Write,
-    host: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> std::io::Result<(u16, String)> {
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    stream.write_all(req.as_bytes())?;
-    stream.flush()?;
-    let mut out = Vec::new();
-    // A TLS peer may close without close_notify once it has answered.
-    match stream.read_to_end(&mut out) {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !out.is_empty() => {}
-        Err(e) => return Err(e),
-    }
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("no status line in {text:?}")))?;
-    Ok((status, text))
-}
-
 fn http_from(
     source: Ipv4Addr,
     to: SocketAddr,
@@ -164,87 +121,6 @@ fn http_from(
     s.set_read_timeout(Some(REQUEST_TIMEOUT))?;
     s.set_write_timeout(Some(REQUEST_TIMEOUT))?;
     exchange(s, host, path, headers)
-}
-
-/// A TLS client that takes any certificate (HAProxy serves its
-/// self-signed default here) and never resumes a session: each
-/// connection is a full handshake, as a flood's are.
-fn tls_config() -> Arc<ClientConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-        .with_no_client_auth();
-    config.resumption = rustls::client::Resumption::disabled();
-    Arc::new(config)
-}
-
-/// A peer's TLS client: its certificate of the fleet CA.
-fn peer_tls_config(identity: &hostyard_testsupport::Issued) -> Arc<ClientConfig> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::PrivateKeyDer;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-        .with_client_auth_cert(
-            vec![CertificateDer::from_pem_slice(identity.cert_pem.as_bytes()).unwrap()],
-            PrivateKeyDer::from_pem_slice(identity.key_pem.as_bytes()).unwrap(),
-        )
-        .unwrap();
-    Arc::new(config)
-}
-
-#[derive(Debug)]
-struct AnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 /// A TLS connection from `source` with its handshake done.
@@ -428,7 +304,7 @@ fn one_client_holding_connections_or_flooding_handshakes_leaves_another_answered
     let site = Backend::start("b");
     let edge = Edge::start(&["a.example", "b.example"], site.addr(), |_| {});
     let (http, https) = (edge.http(), edge.https());
-    let tls = tls_config();
+    let tls = tls_client(None, false);
     let (quiet_https, quiet_http) = bystander(&tls, http, https, 10).1;
 
     let mut load = Load::new();
@@ -554,7 +430,7 @@ fn a_full_public_frontend_leaves_room_for_the_peer_frontend() {
     peer.write_all(b"PROXY TCP4 198.51.100.7 127.0.0.1 40000 80\r\n")
         .unwrap();
     let conn = ClientConnection::new(
-        peer_tls_config(&n2),
+        tls_client(Some(&n2), true),
         ServerName::IpAddress(Ipv4Addr::LOCALHOST.into()),
     )
     .unwrap();
@@ -714,7 +590,7 @@ fn figure_haproxy_cpu_per_full_handshake() {
         c.haproxy.max_ssl_rate = 1_000_000;
     });
     let https = edge.https();
-    let hello = Arc::new(client_hello(&tls_config(), "a.example"));
+    let hello = Arc::new(client_hello(&tls_client(None, false), "a.example"));
     let pid = edge.haproxy.worker_pid().unwrap();
     // Clock ticks of user and system time, fields 14 and 15 of stat.
     let ticks = || {

@@ -11,7 +11,6 @@
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
-use std::sync::Arc;
 use std::time::Duration;
 
 use hostyard_core::config::FleetPeer;
@@ -19,12 +18,10 @@ use hostyard_core::{Layout, NodeConfig};
 use hostyard_haproxy::{
     render_cfg, render_map, write_peer_tls, Entry, HostMap, FILE, PAGE_404, PAGE_503,
 };
+use hostyard_testsupport::client::{connect_from, exchange, tls_client};
 use hostyard_testsupport::{free_port, Backend, FleetCa, Haproxy, Issued};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConnection, StreamOwned};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 const N1: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 11);
@@ -139,59 +136,27 @@ fn fleet() -> Fleet {
     }
 }
 
-/// A TCP connection from `source` (port chosen by the kernel).
-fn connect_from(source: Ipv4Addr, to: SocketAddr) -> TcpStream {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
-    s.bind(&SocketAddr::from((source, 0)).into()).unwrap();
-    s.connect_timeout(&to.into(), TIMEOUT).unwrap();
-    let s = TcpStream::from(s);
-    s.set_read_timeout(Some(TIMEOUT)).unwrap();
-    s.set_write_timeout(Some(TIMEOUT)).unwrap();
-    s
-}
-
-/// One request with `Connection: close`; the whole answer, or the error
-/// that ended the exchange.
-fn exchange(mut stream: impl Read + Write, host: &str) -> std::io::Result<String> {
-    let req = format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    stream.write_all(req.as_bytes())?;
-    stream.flush()?;
-    let mut out = Vec::new();
-    match stream.read_to_end(&mut out) {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !out.is_empty() => {}
-        Err(e) => return Err(e),
-    }
-    Ok(String::from_utf8_lossy(&out).into_owned())
-}
-
 /// What a site container on n2 can do to n1's peer frontend: connect from
 /// n2's address (masqueraded) and claim any client in a PROXY header.
 const FORGED: &[u8] = b"PROXY TCP4 203.0.113.66 127.0.0.12 40000 8405\r\n";
 
 /// The PROXY header, then TLS with `identity` (none: no client certificate).
 fn forged_over_tls(to: SocketAddr, identity: Option<&Issued>) -> std::io::Result<String> {
-    let mut tcp = connect_from(N2, to);
+    let mut tcp = connect(N2, to);
     tcp.write_all(FORGED)?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)));
-    let config = match identity {
-        Some(i) => builder
-            .with_client_auth_cert(
-                vec![CertificateDer::from_pem_slice(i.cert_pem.as_bytes()).unwrap()],
-                PrivateKeyDer::from_pem_slice(i.key_pem.as_bytes()).unwrap(),
-            )
-            .unwrap(),
-        None => builder.with_no_client_auth(),
-    };
     let name = ServerName::IpAddress(to.ip().into());
-    let conn = ClientConnection::new(Arc::new(config), name).unwrap();
-    exchange(StreamOwned::new(conn, tcp), "b.example")
+    let conn = ClientConnection::new(tls_client(identity, true), name).unwrap();
+    answer(StreamOwned::new(conn, tcp), "b.example")
+}
+
+/// A TCP connection from `source` that must open.
+fn connect(source: Ipv4Addr, to: SocketAddr) -> TcpStream {
+    connect_from(source, to, TIMEOUT).unwrap()
+}
+
+/// The whole answer to one request for `host`, or the error that ended it.
+fn answer(stream: impl Read + Write, host: &str) -> std::io::Result<String> {
+    exchange(stream, host, "/", &[]).map(|(_, text)| text)
 }
 
 fn refused(answer: &std::io::Result<String>) -> bool {
@@ -205,7 +170,7 @@ fn refused(answer: &std::io::Result<String>) -> bool {
 fn a_peer_is_served_through_its_certificate_and_a_forged_proxy_header_is_refused() {
     let f = fleet();
     // n1's backend peers (its certificate, n2's checked) reaches n2's site.
-    let through_n1 = exchange(connect_from(Ipv4Addr::LOCALHOST, f.n1.http()), "b.example");
+    let through_n1 = answer(connect(Ipv4Addr::LOCALHOST, f.n1.http()), "b.example");
     assert!(
         matches!(&through_n1, Ok(text) if text.starts_with("HTTP/1.1 200") && text.ends_with("\r\n\r\nb")),
         "{through_n1:?}"
@@ -213,9 +178,9 @@ fn a_peer_is_served_through_its_certificate_and_a_forged_proxy_header_is_refused
 
     // From n2's address (a peer's, which the source check lets in): a PROXY
     // header in clear, as the peer frontend took it before.
-    let mut clear = connect_from(N1, f.n2.peer());
+    let mut clear = connect(N1, f.n2.peer());
     clear.write_all(FORGED).unwrap();
-    let answer = exchange(clear, "b.example");
+    let answer = answer(clear, "b.example");
     assert!(refused(&answer), "forged PROXY header in clear: {answer:?}");
 
     // Then TLS without a client certificate.
@@ -267,57 +232,9 @@ fn a_peer_frontend_with_a_certificate_of_another_ca_gets_no_request() {
         peer_port,
         &HostMap::from([("b.example".to_string(), Entry::Peer(n2.peer()))]),
     );
-    let answer = exchange(connect_from(Ipv4Addr::LOCALHOST, n1.http()), "b.example");
+    let answer = answer(connect(Ipv4Addr::LOCALHOST, n1.http()), "b.example");
     assert!(
         matches!(&answer, Ok(text) if text.starts_with("HTTP/1.1 503")),
         "{answer:?}"
     );
-}
-
-#[derive(Debug)]
-struct AnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }

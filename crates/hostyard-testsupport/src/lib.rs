@@ -42,6 +42,7 @@
 //! ```
 
 mod backend;
+pub mod client;
 mod docker;
 mod etcd;
 mod fleet_ca;
