@@ -11,6 +11,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use anyhow::{bail, Context, Result};
+use hostyard_core::envfile::EnvFile;
 use hostyard_core::kind::{db_network_name, mysql_container_name};
 use hostyard_core::{Domain, Layout, NodeConfig};
 
@@ -26,9 +27,9 @@ impl DbAccess {
         let path = layout.db_env_file(domain);
         let text =
             fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let env = EnvFile::parse(&text);
         let get = |key: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            env.get(key)
                 .map(str::to_string)
                 .with_context(|| format!("{} has no {key}", path.display()))
         };

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod config_layers;
 pub mod domain;
+pub mod envfile;
 pub mod etcd;
 pub mod giturl;
 pub mod kind;

@@ -12,6 +12,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use hostyard_core::envfile::{EnvFile, WP_ADMIN_EMAIL, WP_ADMIN_PASSWORD, WP_ADMIN_USER};
 use hostyard_core::secret::{new_password, random_bytes};
 use hostyard_core::{kind::mysql_container_name, Domain, Layout};
 use hostyard_fs::unpack::open_regular;
@@ -126,22 +127,23 @@ pub fn write_site_secrets(
     // database and user on first start; WordPress connects with them and
     // gets a file of its own without root's password (`docker inspect`
     // shows a container's environment).
-    let mut wordpress = format!(
-        "WORDPRESS_DB_HOST={db_host}\n\
-         WORDPRESS_DB_NAME={database}\n\
-         WORDPRESS_DB_USER={user}\n\
-         WORDPRESS_DB_PASSWORD={password}\n"
-    );
+    let mut wordpress = EnvFile::new()
+        .set("WORDPRESS_DB_HOST", &db_host)?
+        .set("WORDPRESS_DB_NAME", database)?
+        .set("WORDPRESS_DB_USER", user)?
+        .set("WORDPRESS_DB_PASSWORD", &password)?;
     if let Some(prefix) = table_prefix {
-        wordpress.push_str(&format!("WORDPRESS_TABLE_PREFIX={prefix}\n"));
+        wordpress = wordpress.set("WORDPRESS_TABLE_PREFIX", prefix)?;
     }
-    let env = format!(
-        "MARIADB_DATABASE={database}\n\
-         MARIADB_USER={user}\n\
-         MARIADB_PASSWORD={password}\n\
-         MARIADB_ROOT_PASSWORD={root_password}\n\
-         {wordpress}"
-    );
+    let mut env = EnvFile::new()
+        .set("MARIADB_DATABASE", database)?
+        .set("MARIADB_USER", user)?
+        .set("MARIADB_PASSWORD", &password)?
+        .set("MARIADB_ROOT_PASSWORD", &root_password)?;
+    for (key, value) in wordpress.pairs() {
+        env = env.set(key, value)?;
+    }
+    let (env, wordpress) = (env.render(), wordpress.render());
     write_private(&layout.db_env_file(domain), env.as_bytes())?;
     write_private(&layout.wp_env_file(domain), wordpress.as_bytes())?;
 
@@ -161,17 +163,17 @@ pub fn write_site_secrets(
 /// wordpress reset-password` fills in.
 pub fn write_admin_file(layout: &Layout, domain: &Domain, new_admin: Option<&str>) -> Result<()> {
     let text = match new_admin {
-        Some(email) => format!(
-            "# The administrator hostyard installed this site with.\n\
-             WP_ADMIN_USER=admin\n\
-             WP_ADMIN_EMAIL={email}\n\
-             WP_ADMIN_PASSWORD={}\n",
-            new_password()?
+        Some(email) => EnvFile::new()
+            .comment("The administrator hostyard installed this site with.")
+            .set(WP_ADMIN_USER, "admin")?
+            .set(WP_ADMIN_EMAIL, email)?
+            .set(WP_ADMIN_PASSWORD, &new_password()?)?,
+        None => EnvFile::new().comment(
+            "An imported site keeps its administrators and their passwords;\n\
+             `hostyard wordpress reset-password` sets a new one here.",
         ),
-        None => "# An imported site keeps its administrators and their passwords;\n\
-                 # `hostyard wordpress reset-password` sets a new one here.\n"
-            .to_string(),
-    };
+    }
+    .render();
     write_private(&layout.wp_admin_file(domain), text.as_bytes())
 }
 
@@ -190,11 +192,7 @@ pub fn split_wordpress_env(layout: &Layout, domain: &Domain) -> Result<bool> {
         .take(64 * 1024)
         .read_to_string(&mut text)
         .with_context(|| format!("cannot read {} as text", db_env.display()))?;
-    let wordpress: String = text
-        .lines()
-        .filter(|l| l.starts_with("WORDPRESS_"))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let wordpress = EnvFile::parse(&text).with_prefix("WORDPRESS_").render();
     write_private(&wp_env, wordpress.as_bytes())?;
     Ok(true)
 }

@@ -7,6 +7,9 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
+use hostyard_core::envfile::{
+    EnvFile, WP_ADMIN_PASSWORD as ADMIN_PASSWORD, WP_ADMIN_USER as ADMIN_USER,
+};
 use hostyard_core::secret::new_password;
 use hostyard_core::{Domain, NodeConfig, SiteKind};
 use hostyard_fs::AtomicWrite;
@@ -32,17 +35,14 @@ pub fn read_admin(config: &NodeConfig, domain: &Domain) -> Result<Option<Admin>>
             path.display()
         )
     })?;
-    let value = |key: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key))
-            .map(str::to_string)
-    };
-    Ok(
-        match (value("WP_ADMIN_USER="), value("WP_ADMIN_PASSWORD=")) {
-            (Some(user), Some(password)) if !password.is_empty() => Some(Admin { user, password }),
-            _ => None,
-        },
-    )
+    let env = EnvFile::parse(&text);
+    Ok(match (env.get(ADMIN_USER), env.get(ADMIN_PASSWORD)) {
+        (Some(user), Some(password)) if !password.is_empty() => Some(Admin {
+            user: user.to_string(),
+            password: password.to_string(),
+        }),
+        _ => None,
+    })
 }
 
 /// Sets a new generated password for `user` (or, without one, the user of
@@ -64,10 +64,14 @@ pub fn reset_password(config: &NodeConfig, domain: &Domain, user: Option<&str>) 
             .map(|a| a.user)
             .unwrap_or_default(),
     };
-    if user.contains(['\n', '\r']) {
-        bail!("the user name {user:?} has a line break");
-    }
     let password = new_password()?;
+    // What the site's script reads on stdin; a user name with a line break
+    // is refused here, before anything runs.
+    let request = EnvFile::new()
+        .set(ADMIN_USER, &user)
+        .and_then(|f| f.set(ADMIN_PASSWORD, &password))
+        .with_context(|| format!("the user name {user:?}"))?
+        .render();
     let container = SiteKind::Wordpress.container_name(domain);
     let mut child = Command::new(&config.docker.binary)
         .args([
@@ -87,7 +91,7 @@ pub fn reset_password(config: &NodeConfig, domain: &Domain, user: Option<&str>) 
         .with_context(|| format!("cannot run {}", config.docker.binary.display()))?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin
-            .write_all(format!("WP_ADMIN_USER={user}\nWP_ADMIN_PASSWORD={password}\n").as_bytes())
+            .write_all(request.as_bytes())
             .context("cannot hand the password to the site's container")?;
     }
     let out = child.wait_with_output()?;
@@ -104,11 +108,19 @@ pub fn reset_password(config: &NodeConfig, domain: &Domain, user: Option<&str>) 
         user: login,
         password,
     };
-    let text = format!(
-        "# The administrator's password, set by hostyard wordpress reset-password.\n\
-         WP_ADMIN_USER={}\nWP_ADMIN_PASSWORD={}\n",
-        admin.user, admin.password
-    );
+    // The login comes from the site's database: one with a line break
+    // would add lines to a file the container's entrypoint reads as root.
+    let text = EnvFile::new()
+        .comment("The administrator's password, set by hostyard wordpress reset-password.")
+        .set(ADMIN_USER, &admin.user)
+        .and_then(|f| f.set(ADMIN_PASSWORD, &admin.password))
+        .with_context(|| {
+            format!(
+                "the site's script answered the login {:?}; nothing was stored",
+                admin.user
+            )
+        })?
+        .render();
     AtomicWrite::new(0o600)
         .write(&path, text.as_bytes())
         .with_context(|| {
