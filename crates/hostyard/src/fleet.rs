@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use etcd_client::{
-    Certificate, Client, ConnectOptions, Identity, MemberAddOptions, Permission, TlsOptions,
-    UserAddOptions,
+    Certificate, Client, ConnectOptions, Identity, MemberAddOptions, Permission, PermissionType,
+    TlsOptions, UserAddOptions,
 };
 use hostyard_core::config::is_server_name;
 use hostyard_core::{Domain, SiteKind};
@@ -440,10 +440,34 @@ impl Admin {
     /// else. Returns whether anything changed.
     pub fn grant(&mut self, user: &str, prefix: &str) -> Result<bool> {
         let users = self.call("user list", |mut c| async move { c.user_list().await })?;
+        let range = format!("{prefix}/");
         if users.users().iter().any(|u| u == user) {
-            return Ok(false);
+            let u = user.to_string();
+            let roles = self.call(&format!("user get {user}"), |mut c| async move {
+                c.user_get(u).await
+            })?;
+            let mut granted = Vec::new();
+            for role in roles.roles() {
+                let r = role.clone();
+                let got = self.call(&format!("role get {role}"), |mut c| async move {
+                    c.role_get(r).await
+                })?;
+                granted.extend(got.permissions().iter().map(|p| Grant {
+                    role: role.clone(),
+                    read_write: p.get_type() == PermissionType::Readwrite as i32,
+                    key: p.key().to_vec(),
+                    range_end: p.range_end().to_vec(),
+                }));
+            }
+            return match grant_differs(user, &range, &granted) {
+                None => Ok(false),
+                Some(why) => bail!(
+                    "{user} exists with other rights than read and write on {range} ({why}): \
+                     `hostyard fleet etcd revoke {user}`, then grant again"
+                ),
+            };
         }
-        let (u, range) = (user.to_string(), format!("{prefix}/"));
+        let u = user.to_string();
         self.call(&format!("role add {user}"), |mut c| async move {
             c.role_add(u).await
         })?;
@@ -579,4 +603,115 @@ impl Admin {
 /// The peer URL of a member.
 pub fn peer_url(server: &Server) -> String {
     url(server.private, 2380)
+}
+
+/// One permission an etcd user holds, through one of its roles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub role: String,
+    pub read_write: bool,
+    pub key: Vec<u8>,
+    pub range_end: Vec<u8>,
+}
+
+/// The end of etcd's range for every key that starts with `prefix`: its
+/// last byte plus one (`/hostyard/` ends before `/hostyard0`).
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // All 0xff: etcd's "to the end of the keyspace".
+    vec![0]
+}
+
+/// Why the rights `user` holds differ from what [`Admin::grant`] gives (its
+/// own role, read and write on the keys under `range`, nothing else);
+/// `None` when they are the same.
+pub fn grant_differs(user: &str, range: &str, granted: &[Grant]) -> Option<String> {
+    let wanted = Grant {
+        role: user.to_string(),
+        read_write: true,
+        key: range.as_bytes().to_vec(),
+        range_end: prefix_end(range.as_bytes()),
+    };
+    match granted {
+        [only] if *only == wanted => None,
+        [] => Some("no permission at all".to_string()),
+        _ => Some(
+            granted
+                .iter()
+                .map(|g| {
+                    format!(
+                        "role {} {} {}..{}",
+                        g.role,
+                        if g.read_write {
+                            "readwrite"
+                        } else {
+                            "read or write"
+                        },
+                        String::from_utf8_lossy(&g.key),
+                        String::from_utf8_lossy(&g.range_end)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(role: &str, key: &str, end: &str) -> Grant {
+        Grant {
+            role: role.into(),
+            read_write: true,
+            key: key.into(),
+            range_end: end.into(),
+        }
+    }
+
+    #[test]
+    fn only_the_users_own_role_on_exactly_its_prefix_matches() {
+        let user = "hostyard-n1-ab";
+        assert_eq!(
+            grant_differs(
+                user,
+                "/hostyard/",
+                &[grant(user, "/hostyard/", "/hostyard0")]
+            ),
+            None
+        );
+        for granted in [
+            vec![],
+            vec![grant(user, "/other/", "/other0")],
+            vec![grant(user, "/", "0")],
+            vec![grant("root", "/hostyard/", "/hostyard0")],
+            vec![
+                grant(user, "/hostyard/", "/hostyard0"),
+                grant(user, "/other/", "/other0"),
+            ],
+            vec![Grant {
+                read_write: false,
+                ..grant(user, "/hostyard/", "/hostyard0")
+            }],
+        ] {
+            assert!(
+                grant_differs(user, "/hostyard/", &granted).is_some(),
+                "{granted:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_prefix_ends_where_etcd_ends_it() {
+        assert_eq!(prefix_end(b"/hostyard/"), b"/hostyard0");
+        assert_eq!(prefix_end(b"a\xff"), b"b");
+        assert_eq!(prefix_end(b"\xff"), [0]);
+    }
 }

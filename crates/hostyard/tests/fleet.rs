@@ -353,6 +353,26 @@ fn servers_reach_etcd_by_certificate_only_within_their_prefix_until_revoked() {
         admin(&["grant", &n1, "--prefix", "/hostyard"]),
         format!("{n1} exists; nothing changed\n")
     );
+    // The same user under another prefix is refused, not reported as
+    // granted: its role reaches /hostyard/ and nothing else.
+    let wider = fleet(
+        &inv,
+        &[
+            "etcd",
+            "--endpoint",
+            endpoint.as_str(),
+            "grant",
+            &n1,
+            "--prefix",
+            "/other",
+        ],
+    );
+    assert_eq!(wider.status.code(), Some(1), "{}", stderr(&wider));
+    assert!(
+        stderr(&wider).contains("/hostyard/") && stderr(&wider).contains("revoke"),
+        "{}",
+        stderr(&wider)
+    );
     admin(&["grant", &n2, "--prefix", "/hostyard"]);
 
     // Each server's node config, as deploy/ writes it, with its own files.
