@@ -293,26 +293,71 @@ pub fn node_config(inv: &Inventory, name: &str) -> Result<String> {
         Role::Member => vec!["https://127.0.0.1:2379".to_string()],
         Role::Client => inv.members().map(|m| url(m.private, 2379)).collect(),
     };
-    let quoted: Vec<String> = endpoints.iter().map(|e| format!("\"{e}\"")).collect();
-    // Every other server is a peer: this one forwards requests for their
-    // sites to them and takes theirs (docs/fleet.md).
-    let peers: String = inv
-        .servers
-        .iter()
-        .filter(|s| s.name != name)
-        .map(|s| format!("\n    - {{name: {}, address: {}}}", s.name, s.private))
-        .collect();
+    let tls = |file: &str| format!("{TLS_DIR}/{file}");
+    let drop_in = DropIn {
+        node_name: name,
+        etcd: DropInEtcd {
+            endpoints,
+            ca_file: tls("ca.pem"),
+            cert_file: tls("server.pem"),
+            key_file: tls("server.key"),
+        },
+        fleet: DropInFleet {
+            private_address: server.private,
+            ca_file: tls("ca.pem"),
+            cert_file: tls("server.pem"),
+            key_file: tls("server.key"),
+            // Every other server is a peer: this one forwards requests for
+            // their sites to them and takes theirs (docs/fleet.md).
+            peers: inv
+                .servers
+                .iter()
+                .filter(|s| s.name != name)
+                .map(|s| DropInPeer {
+                    name: &s.name,
+                    address: s.private,
+                })
+                .collect(),
+        },
+    };
+    let yaml = serde_norway::to_string(&drop_in).context("cannot write the drop-in as YAML")?;
     Ok(format!(
         "# Written by deploy/ from the fleet inventory at each `deploy/server.sh add`:\n\
          # edit the inventory, not this file. This server's other settings go in\n\
-         # /etc/hostyard/hostyard.yaml, which deploy/ never writes.\n\
-         node_name: {name}\n\
-         etcd:\n  endpoints: [{}]\n  ca_file: {TLS_DIR}/ca.pem\n  cert_file: {TLS_DIR}/server.pem\n  key_file: {TLS_DIR}/server.key\n\
-         fleet:\n  private_address: {}\n  ca_file: {TLS_DIR}/ca.pem\n  cert_file: {TLS_DIR}/server.pem\n  key_file: {TLS_DIR}/server.key\n  peers:{}\n",
-        quoted.join(", "),
-        server.private,
-        if peers.is_empty() { " []" } else { &peers },
+         # /etc/hostyard/hostyard.yaml, which deploy/ never writes.\n{yaml}"
     ))
+}
+
+/// The keys of the node config the fleet's drop-in sets, named as the
+/// node config names them.
+#[derive(Serialize)]
+struct DropIn<'a> {
+    node_name: &'a str,
+    etcd: DropInEtcd,
+    fleet: DropInFleet<'a>,
+}
+
+#[derive(Serialize)]
+struct DropInEtcd {
+    endpoints: Vec<String>,
+    ca_file: String,
+    cert_file: String,
+    key_file: String,
+}
+
+#[derive(Serialize)]
+struct DropInFleet<'a> {
+    private_address: IpAddr,
+    ca_file: String,
+    cert_file: String,
+    key_file: String,
+    peers: Vec<DropInPeer<'a>>,
+}
+
+#[derive(Serialize)]
+struct DropInPeer<'a> {
+    name: &'a str,
+    address: IpAddr,
 }
 
 /// The settings of a member's etcd (an environment file for Debian's
