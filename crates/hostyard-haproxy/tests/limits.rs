@@ -32,8 +32,8 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned};
 
-/// What the issue saw: a request of another client that takes longer than
-/// this has failed.
+/// What a client would see as an outage: a request of another client that
+/// takes longer than this has failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The client addresses: attackers and the bystander each have their own.

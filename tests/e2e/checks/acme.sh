@@ -100,7 +100,7 @@ t_acme_certificate_for_a_started_site_without_a_reload() {
   local haproxy_dir
   haproxy_dir=$(bx hostyard names dirs | awk '$1 == "haproxy" { print $2 }')
   expect "its source in tls-state.json" \
-    "$(bx grep -A1 "\"$ACME_SITE\"" "$haproxy_dir/tls-state.json" | grep -o '"acme"' || true)" '"acme"'
+    "$(bx cat "$haproxy_dir/tls-state.json" | jq -r --arg d "$ACME_SITE" '.sites[$d].source')" acme
   expect "HAProxy's container not restarted" \
     "$(bx docker inspect -f '{{.State.StartedAt}}' hostyard_haproxy)" "$started"
   expect "no HAProxy reload" "$(reloads_so_far)" "$reloads"

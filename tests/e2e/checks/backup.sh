@@ -83,14 +83,14 @@ t_backup_restore_drill() {
   # its secrets): a post, an uploaded image.
   BACKUP_ADMIN_PASSWORD=$(wp_admin_password "$BACKUP_WP" | tr -d '\n')
   expect "admin's login before" "$(printf '%s' "$BACKUP_ADMIN_PASSWORD" | wp_login "$BACKUP_WP" admin "$work/jar")" 302
-  out=$(printf '{"title":"%s","content":"Backed up and restored.","status":"publish"}' "$BACKUP_POST_TITLE" |
+  out=$(jq -n --arg title "$BACKUP_POST_TITLE" '{title: $title, content: "Backed up and restored.", status: "publish"}' |
     wp_rest "$BACKUP_WP" "$work/jar" /wp/v2/posts -H 'Content-Type: application/json' --data-binary @-)
-  post=$(grep -oE '^\{"id":[0-9]+' <<<"$out" | grep -oE '[0-9]+$' || true)
+  post=$(jq -r '.id // empty' <<<"$out" 2>/dev/null || true)
   expect "a post id" "$([ -n "$post" ] && echo yes || echo "no: ${out:0:200}")" yes
   backup_png "$work/drill.png"
   out=$(wp_rest "$BACKUP_WP" "$work/jar" /wp/v2/media -H 'Content-Type: image/png' \
     -H 'Content-Disposition: attachment; filename=drill.png' --data-binary "@$work/drill.png")
-  upload=$(grep -oE '"source_url":"[^"]*"' <<<"$out" | head -n 1 | cut -d'"' -f4 | sed 's,\\/,/,g; s,^https\?://[^/]*,,')
+  upload=$(jq -r '.source_url // empty' <<<"$out" 2>/dev/null | sed 's,^https\?://[^/]*,,' || true)
   expect "the image's path" "$(grep -cE '^/wp-content/uploads/.*/drill\.png$' <<<"$upload")" 1
   backup_wp_data "$work/jar" "$post" "$upload" "$work/drill.png"
   static_sum=$(backup_tree_sum "$STATIC" www)
