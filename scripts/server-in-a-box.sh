@@ -62,11 +62,11 @@ SAMPLE_GIT_DOMAIN=git.example.com
 SAMPLE_GIT_URL=git://127.0.0.1:9418/sample.git
 BOOT_WAIT_SECS=60
 # What this script runs on the machine itself: the docker engine, debootstrap
-# for the rootfs images, curl and jq for the checks (they read JSON with jq,
-# never with grep), and what `cargo build` needs beyond Rust (a C compiler
-# and linker for ring; protoc and the well-known .proto files for
-# etcd-client).
-APT_PACKAGES=(ca-certificates curl jq debootstrap gcc libc6-dev protobuf-compiler libprotobuf-dev)
+# for the rootfs images, curl, jq and python3's YAML parser for the checks
+# (they read JSON with jq and check the YAML they write), and what `cargo
+# build` needs beyond Rust (a C compiler and linker for ring; protoc and the
+# well-known .proto files for etcd-client).
+APT_PACKAGES=(ca-certificates curl jq python3-yaml debootstrap gcc libc6-dev protobuf-compiler libprotobuf-dev)
 
 # box CMD...: run a command in the box.
 box() { docker exec "$BOX" "$@"; }

@@ -18,6 +18,8 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 . "$repo/scripts/lib/log.sh"
 # shellcheck source=tests/e2e/lib/tls.sh
 . "$repo/tests/e2e/lib/tls.sh"
+# shellcheck source=tests/e2e/lib/yaml.sh
+. "$repo/tests/e2e/lib/yaml.sh"
 
 RUN=hostyard-fleet-$$
 NET=$RUN
@@ -139,8 +141,10 @@ make_fleet() {
   # like a hoster's monitoring host, the operator lifts the per-client
   # limits for it in each server's own config, before deploy/ sets it up.
   for s in "${SERVERS[@]}"; do
-    printf 'haproxy:\n  unlimited_sources: [127.0.0.0/8, "::1/128", %s/32]\n' "${IP[jump]}" |
-      oni "$s" sh -c 'mkdir -p /etc/hostyard && cat >/etc/hostyard/hostyard.yaml'
+    yaml_checked <<YAML | oni "$s" sh -c 'mkdir -p /etc/hostyard && cat >/etc/hostyard/hostyard.yaml'
+haproxy:
+  unlimited_sources: [127.0.0.0/8, "::1/128", ${IP[jump]}/32]
+YAML
   done
   note "four boxes in $((SECONDS - t0)) s"
 }
@@ -167,7 +171,7 @@ t_servers_set_up_one_member_at_a_time() {
     took+=("$s $((SECONDS - t0)) s")
     if [ "$s" = n1 ]; then
       saved=$(on n1 cat /etc/hostyard/hostyard.yaml)
-      printf '%s\n' "$OPERATOR_SETTINGS" | oni n1 sh -c 'cat >>/etc/hostyard/hostyard.yaml'
+      yaml_checked <<<"$OPERATOR_SETTINGS" | oni n1 sh -c 'cat >>/etc/hostyard/hostyard.yaml'
     fi
   done
   note "set up from the jump box: ${took[*]}"
@@ -282,11 +286,16 @@ t_a_certificate_is_served_by_every_server() {
   # own, then a restart of confd).
   for s in "${SERVERS[@]}"; do
     oni "$s" sh -c 'cat >/etc/hostyard/private-ca.pem' <"$dir/ca.pem"
-    printf 'tls:\n  acme:\n    ca_file: /etc/hostyard/private-ca.pem\n' |
-      oni "$s" sh -c 'cat >/etc/hostyard/hostyard.yaml.d/trust.yaml'
+    yaml_checked <<'YAML' | oni "$s" sh -c 'cat >/etc/hostyard/hostyard.yaml.d/trust.yaml'
+tls:
+  acme:
+    ca_file: /etc/hostyard/private-ca.pem
+YAML
     on "$s" systemctl restart haproxy-confd.service || rc=1
   done
-  jump sh -c "printf '  - {domain: $d, kind: static, server: n1}\n' >>$FLEET/fleet.yaml"
+  yaml_checked <<YAML | jump sh -c "cat >>$FLEET/fleet.yaml"
+  - {domain: $d, kind: static, server: n1}
+YAML
   jump mkdir -p "/tmp/site-$d/static/www-content" "/tmp/site-$d/TLS"
   printf 'hello from %s\n' "$d" | jump sh -c "cat >/tmp/site-$d/static/www-content/index.html"
   jump sh -c "umask 077 && cat >/tmp/site-$d/TLS/$d.pem" <"$dir/bundle.pem"
@@ -310,7 +319,9 @@ t_site_added_on_n1_is_served_through_n3() {
   local i d took=() lag=() t0 t1 rc=0
   for i in $(seq -w 1 20); do
     d=p$i.example
-    jump sh -c "printf '  - {domain: $d, kind: static, server: n1}\n' >>$FLEET/fleet.yaml"
+    yaml_checked <<YAML | jump sh -c "cat >>$FLEET/fleet.yaml"
+  - {domain: $d, kind: static, server: n1}
+YAML
     jump mkdir -p "/tmp/site-$d/static/www-content"
     printf 'hello from %s\n' "$d" | jump sh -c "cat >/tmp/site-$d/static/www-content/index.html"
   done
@@ -531,7 +542,10 @@ move_leftovers() {
 
 t_move_under_load() {
   local rc=0 d=mv-static.example w=mv-wp.example h t0=$SECONDS
-  jump sh -c "printf '  - {domain: $d, kind: static, server: n1}\n  - {domain: $w, kind: wordpress, server: n2}\n' >>$FLEET/fleet.yaml"
+  yaml_checked <<YAML | jump sh -c "cat >>$FLEET/fleet.yaml"
+  - {domain: $d, kind: static, server: n1}
+  - {domain: $w, kind: wordpress, server: n2}
+YAML
   jump mkdir -p /tmp/site-mv/static/www-content
   printf 'moving %s\n' "$d" | jump sh -c 'cat >/tmp/site-mv/static/www-content/index.html'
   deploy site.sh add "$d" /tmp/site-mv >/dev/null 2>&1 || return 1
@@ -636,7 +650,10 @@ t_restore_on_a_second_server() {
     oni n3 sh -c 'cat >>/root/.ssh/authorized_keys' <<<"$key"
     printf '%s %s\n' "${IP[n3]}" "$(on n3 cut -d' ' -f1,2 /etc/ssh/ssh_host_ed25519_key.pub)" |
       oni "$s" sh -c 'cat >>/root/.ssh/known_hosts'
-    printf 'backup:\n  repository: %s\n' "$repository" | oni "$s" sh -c 'cat >>/etc/hostyard/hostyard.yaml'
+    yaml_checked <<YAML | oni "$s" sh -c 'cat >>/etc/hostyard/hostyard.yaml'
+backup:
+  repository: $repository
+YAML
     on "$s" hostyard generate --out /etc/systemd/system >/dev/null || return 1
     on "$s" systemctl daemon-reload
   done
@@ -733,7 +750,13 @@ t_removed_server_is_refused() {
     return 1
   }
   expect "members after removing n3" "$(etcd_members | awk '{print $1}' | tr '\n' ' ')" "n1 n2 "
-  on n3 sh -c "printf 'etcd:\n  endpoints: [\"https://${IP[n1]}:2379\"]\n  ca_file: /root/old-etcd/ca.pem\n  cert_file: /root/old-etcd/server.pem\n  key_file: /root/old-etcd/server.key\n' >/root/old.yaml"
+  yaml_checked <<YAML | oni n3 sh -c 'cat >/root/old.yaml'
+etcd:
+  endpoints: ["https://${IP[n1]}:2379"]
+  ca_file: /root/old-etcd/ca.pem
+  cert_file: /root/old-etcd/server.pem
+  key_file: /root/old-etcd/server.key
+YAML
   local out
   out=$(on n3 hostyard --config /root/old.yaml etcd check --timeout 3 2>&1 || true)
   expect "n3's old certificate" "$(grep -c -e 'user name' -e 'permission denied' -e 'authentication' <<<"$out")" 1
@@ -768,7 +791,13 @@ t_certificates_renew_before_they_end() {
     expect "$round: the certificate n2's etcd serves" "$served" "$new" || rc=1
     expect "$round: the replaced user in etcd" \
       "$(jump "${DEPLOY_ENV[@]}" bash -c '. /hostyard/src/deploy/lib/fleet.sh && tunnel n1 && etcd_admin users' 2>/dev/null | grep -cxF "$old" || true)" 0 || rc=1
-    on n2 sh -c "printf 'etcd:\n  endpoints: [\"https://${IP[n1]}:2379\"]\n  ca_file: $keep/ca.pem\n  cert_file: $keep/server.pem\n  key_file: $keep/server.key\n' >/root/renew-old.yaml"
+    yaml_checked <<YAML | oni n2 sh -c 'cat >/root/renew-old.yaml'
+etcd:
+  endpoints: ["https://${IP[n1]}:2379"]
+  ca_file: $keep/ca.pem
+  cert_file: $keep/server.pem
+  key_file: $keep/server.key
+YAML
     out=$(on n2 hostyard --config /root/renew-old.yaml etcd check --timeout 3 2>&1 || true)
     expect "$round: n2's replaced certificate" "$(grep -c -e 'user name' -e 'permission denied' -e 'authentication' <<<"$out")" 1 || rc=1
     expect "$round: n2's etcd check with the new one" "$(on n2 hostyard etcd check --timeout 10 2>/dev/null | head -n 1)" "healthy: https://127.0.0.1:2379" || rc=1
@@ -797,7 +826,10 @@ t_certificates_renew_before_they_end() {
 bench_moves() {
   local runs=$1 d=bm-static.example w=bm-wp.example i site from to through gap log=/tmp/$RUN-bench-poll
   local -A at=([$d]=n1 [$w]=n2) kind=([$d]=static [$w]=wordpress) restart=() moved=()
-  jump sh -c "printf '  - {domain: $d, kind: static, server: n1}\n  - {domain: $w, kind: wordpress, server: n2}\n' >>$FLEET/fleet.yaml"
+  yaml_checked <<YAML | jump sh -c "cat >>$FLEET/fleet.yaml"
+  - {domain: $d, kind: static, server: n1}
+  - {domain: $w, kind: wordpress, server: n2}
+YAML
   jump mkdir -p /tmp/site-bm/static/www-content
   printf 'bench %s\n' "$d" | jump sh -c 'cat >/tmp/site-bm/static/www-content/index.html'
   deploy site.sh add "$d" /tmp/site-bm >/dev/null 2>&1 || die "adding $d failed"

@@ -41,7 +41,10 @@ PY
 backup_configure() {
   local out cmd
   if [ -z "$(bx hostyard config get backup.repository)" ]; then
-    printf 'backup:\n  repository: %s\n' "$BACKUP_REPO" | bxi sh -c 'cat >>/etc/hostyard/hostyard.yaml'
+    yaml_checked <<YAML | bxi sh -c 'cat >>/etc/hostyard/hostyard.yaml'
+backup:
+  repository: $BACKUP_REPO
+YAML
     if out=$(bx hostyard backup init 2>&1); then
       printf '    FAIL backup init with units generated before the repository was set: %s\n' "$out" >&2
       return 1
@@ -107,12 +110,18 @@ t_backup_restore_drill() {
 
   # Failures: a missing repository and a wrong password give one line and
   # change no site.
-  printf 'backup:\n  repository: /srv/e2e-no-repo\n' | bxi sh -c 'cat >/tmp/e2e-missing.yaml'
+  yaml_checked <<'YAML' | bxi sh -c 'cat >/tmp/e2e-missing.yaml'
+backup:
+  repository: /srv/e2e-no-repo
+YAML
   out=$(bx hostyard --config /tmp/e2e-missing.yaml backup ls "$STATIC" 2>&1 || true)
   expect "a missing repository's error" "$(grep -c 'there is no restic repository' <<<"$out")/$(wc -l <<<"$out")" 1/1
   bx sh -c 'head -c 16 /dev/urandom | od -An -tx1 | tr -d " \n" >/tmp/e2e-wrong-pw && chmod 600 /tmp/e2e-wrong-pw'
-  printf 'backup:\n  repository: %s\n  password_file: /tmp/e2e-wrong-pw\n' "$BACKUP_REPO" |
-    bxi sh -c 'cat >/tmp/e2e-wrong.yaml'
+  yaml_checked <<YAML | bxi sh -c 'cat >/tmp/e2e-wrong.yaml'
+backup:
+  repository: $BACKUP_REPO
+  password_file: /tmp/e2e-wrong-pw
+YAML
   out=$(bx hostyard --config /tmp/e2e-wrong.yaml restore "$STATIC" 2>&1 || true)
   expect "restore over a running site" "$(grep -c 'a restore never overwrites a site' <<<"$out")" 1
   out=$(bx hostyard --config /tmp/e2e-wrong.yaml backup run "$STATIC" 2>&1 || true)
