@@ -32,7 +32,8 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib/log.sh
 . "$repo/scripts/lib/log.sh"
 
-# The figure issue 6 asks for, in ms (reported, not asserted).
+# The target for one fresh site's first 200 after systemctl start, in ms
+# (reported as ok=yes/no, not asserted: a busy machine is slower).
 TARGET_ONE_MS=3000
 # Bound of every wait for a site's first 200, in ms.
 ANSWER_BOUND_MS=60000

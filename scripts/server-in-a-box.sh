@@ -62,10 +62,11 @@ SAMPLE_GIT_DOMAIN=git.example.com
 SAMPLE_GIT_URL=git://127.0.0.1:9418/sample.git
 BOOT_WAIT_SECS=60
 # What this script runs on the machine itself: the docker engine, debootstrap
-# for the rootfs images, curl for the checks, and what `cargo build` needs
-# beyond Rust (a C compiler and linker for ring; protoc and the well-known
-# .proto files for etcd-client).
-APT_PACKAGES=(ca-certificates curl debootstrap gcc libc6-dev protobuf-compiler libprotobuf-dev)
+# for the rootfs images, curl, jq and python3's YAML parser for the checks
+# (they read JSON with jq and check the YAML they write), and what `cargo
+# build` needs beyond Rust (a C compiler and linker for ring; protoc and the
+# well-known .proto files for etcd-client).
+APT_PACKAGES=(ca-certificates curl jq python3-yaml debootstrap gcc libc6-dev protobuf-compiler libprotobuf-dev)
 
 # box CMD...: run a command in the box.
 box() { docker exec "$BOX" "$@"; }
@@ -150,10 +151,10 @@ boot() {
   # The packages setup.sh installs, downloaded once for every box of this
   # cache (apt locks the directory, so boxes set up at once take turns).
   mkdir -p "$CACHE/apt-archives/partial"
-  # The flags of ../shared/TESTING.md: systemd as PID 1 needs these instead
-  # of --privileged; Docker inside uses overlay2 on the volume. SIGRTMIN+3
-  # asks systemd for a clean shutdown, so `docker restart` is a real reboot
-  # (systemd ignores the default SIGTERM).
+  # systemd as PID 1 needs these flags instead of --privileged; Docker
+  # inside uses overlay2 on the volume. SIGRTMIN+3 asks systemd for a clean
+  # shutdown, so `docker restart` is a real reboot (systemd ignores the
+  # default SIGTERM).
   docker run -d --name "$BOX" --hostname "$BOX" \
     --cap-add SYS_ADMIN --cap-add NET_ADMIN \
     --stop-signal SIGRTMIN+3 \

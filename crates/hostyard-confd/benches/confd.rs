@@ -174,7 +174,7 @@ fn run() -> anyhow::Result<()> {
                 if with_reloads && i % 10 == 5 {
                     config.haproxy.frontend_rules =
                         vec![format!("http-request set-header X-Hostyard-Generation {i}")];
-                    std::fs::write(&config_path, serde_norway::to_string(&config)?)?;
+                    std::fs::write(&config_path, yaml_serde::to_string(&config)?)?;
                     nix::sys::signal::kill(
                         nix::unistd::Pid::from_raw(confd_pid as i32),
                         nix::sys::signal::Signal::SIGHUP,

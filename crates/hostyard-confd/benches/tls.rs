@@ -45,7 +45,7 @@ use hostyard_core::config::AcmeConfig;
 use hostyard_core::SiteKind;
 use hostyard_testsupport::{free_port, wait_until, Etcd, Haproxy, Pebble, SocketDir};
 use hostyard_tls::CertSync;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use util::{d, Router};
 
 const CERTS: usize = 1_000;
@@ -114,7 +114,7 @@ impl CertSet {
             p.distinguished_name.push(DnType::CommonName, &name);
             p.not_before = rcgen::date_time_ymd(2020, 1, 1);
             p.not_after = rcgen::date_time_ymd(2090, 1, 1);
-            let cert = p.signed_by(&key, &ca, &ca_key)?;
+            let cert = p.signed_by(&key, &Issuer::from_ca_cert_der(ca.der(), &ca_key)?)?;
             std::fs::write(
                 tmp.join(format!("{name}.pem")),
                 format!("{}{}{}", cert.pem(), ca.pem(), key.serialize_pem()),

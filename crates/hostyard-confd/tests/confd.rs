@@ -1,5 +1,6 @@
 //! hostyard-confd against real etcd, real HAProxy and real backends on
-//! loopback: every behaviour of its issue's item 8.
+//! loopback: routing without reloads, redirects, 404 and 503 pages, bad
+//! data, etcd outages, held mass removals, status and systemd's notify.
 
 mod util;
 

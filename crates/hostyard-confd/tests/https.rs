@@ -14,7 +14,7 @@ use std::process::Command;
 
 use hostyard_core::SiteKind;
 use hostyard_testsupport::{wait_until, Backend, Etcd};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use util::{d, Router, T};
 
 struct Ca {
@@ -49,7 +49,12 @@ impl Ca {
         p.distinguished_name.push(DnType::CommonName, names[0]);
         p.not_before = rcgen::date_time_ymd(years.0, 1, 1);
         p.not_after = rcgen::date_time_ymd(years.1, 1, 1);
-        let cert = p.signed_by(&key, &self.cert, &self.key).unwrap();
+        let cert = p
+            .signed_by(
+                &key,
+                &Issuer::from_ca_cert_der(self.cert.der(), &self.key).unwrap(),
+            )
+            .unwrap();
         format!("{}{}{}", cert.pem(), self.cert.pem(), key.serialize_pem())
     }
 }

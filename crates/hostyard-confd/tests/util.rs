@@ -70,7 +70,7 @@ impl Router {
     }
 
     pub fn write_config(&self) {
-        let text = serde_norway::to_string(&self.config).unwrap();
+        let text = yaml_serde::to_string(&self.config).unwrap();
         std::fs::write(&self.config_path, text).unwrap();
     }
 

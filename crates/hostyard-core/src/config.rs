@@ -3,7 +3,7 @@
 //! Every field has a default, so an empty file (or none) is a working
 //! single-server config. Unknown fields are refused: a typo must not silently
 //! fall back to a default on a production server. Errors carry the file,
-//! line and column that the YAML parser (serde_norway) reports.
+//! line and column that the YAML parser (yaml_serde) reports.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -774,7 +774,7 @@ pub enum ConfigError {
     #[error("{path}: {error}")]
     Parse {
         path: PathBuf,
-        error: serde_norway::Error,
+        error: yaml_serde::Error,
     },
     #[error("{path}: {field}: {problem}")]
     Invalid {
@@ -859,8 +859,8 @@ impl NodeConfig {
                 error,
             };
             // Each file alone first: its errors carry its line and column.
-            serde_norway::from_str::<NodeConfig>(text).map_err(parse_error)?;
-            let value = serde_norway::from_str(text).map_err(parse_error)?;
+            yaml_serde::from_str::<NodeConfig>(text).map_err(parse_error)?;
+            let value = yaml_serde::from_str(text).map_err(parse_error)?;
             layers.push(config_layers::Layer {
                 path: path.clone(),
                 value,
@@ -882,7 +882,7 @@ impl NodeConfig {
         let config: NodeConfig = if merged.value.is_empty() {
             NodeConfig::default()
         } else {
-            serde_norway::from_value(serde_norway::Value::Mapping(merged.value.clone())).map_err(
+            yaml_serde::from_value(yaml_serde::Value::Mapping(merged.value.clone())).map_err(
                 |error| ConfigError::Parse {
                     path: main.clone(),
                     error,

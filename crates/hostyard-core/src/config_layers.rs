@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde_norway::{Mapping, Value};
+use yaml_serde::{Mapping, Value};
 
 /// The drop-in directory of a node config: the config's path with `.d`
 /// appended (`/etc/hostyard/hostyard.yaml.d`).
@@ -89,7 +89,7 @@ fn merge_map(
     for (k, v) in from {
         let name = match k {
             Value::String(s) => s.clone(),
-            other => serde_norway::to_string(other)
+            other => yaml_serde::to_string(other)
                 .unwrap_or_default()
                 .trim()
                 .to_string(),
@@ -144,7 +144,7 @@ mod tests {
     fn layer(path: &str, yaml: &str) -> Layer {
         Layer {
             path: PathBuf::from(path),
-            value: serde_norway::from_str(yaml).unwrap(),
+            value: yaml_serde::from_str(yaml).unwrap(),
         }
     }
 
@@ -158,7 +158,7 @@ mod tests {
             layer("fleet", "node_name: n1\nhaproxy:\n  http_port: 8080\n"),
         ])
         .unwrap();
-        let expect: Value = serde_norway::from_str(
+        let expect: Value = yaml_serde::from_str(
             "haproxy:\n  site_maxconn: 123\n  http_port: 8080\nbackup:\n  repository: /srv/r\nnode_name: n1\n",
         )
         .unwrap();

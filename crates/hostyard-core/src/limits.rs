@@ -431,7 +431,7 @@ mod tests {
             let err = bad.parse::<ByteSize>().unwrap_err();
             assert!(err.contains("not a size"), "{bad}: {err}");
         }
-        let l: Limits = serde_norway::from_str("unpack:\n  max_bytes: 1m\n").unwrap();
+        let l: Limits = yaml_serde::from_str("unpack:\n  max_bytes: 1m\n").unwrap();
         assert_eq!(l.unpack.max_bytes.bytes(), 1 << 20);
         assert_eq!(l.unpack.max_files, u.max_files);
         for bad in [
@@ -440,7 +440,7 @@ mod tests {
             "unpack:\n  max_bytes: 0\n",
             "unpack:\n  max_size: 1g\n",
         ] {
-            assert!(serde_norway::from_str::<Limits>(bad).is_err(), "{bad}");
+            assert!(yaml_serde::from_str::<Limits>(bad).is_err(), "{bad}");
         }
         let line = u.refusal(UnpackCap::Bytes, "the archive");
         assert_eq!(line.lines().count(), 1);

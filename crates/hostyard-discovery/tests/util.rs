@@ -72,7 +72,7 @@ impl Node {
     pub fn write_config(&self) {
         std::fs::write(
             &self.config_path,
-            serde_norway::to_string(&self.config).unwrap(),
+            yaml_serde::to_string(&self.config).unwrap(),
         )
         .unwrap();
     }

@@ -31,8 +31,8 @@ use hostyard_testsupport::{free_port, wait_until, Backend, FleetCa, Haproxy};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
-/// What the issue saw: a request of another client that takes longer than
-/// this has failed.
+/// What a client would see as an outage: a request of another client that
+/// takes longer than this has failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The client addresses: attackers and the bystander each have their own.

@@ -972,7 +972,7 @@ fn bad_arguments_exit_2_and_touch_nothing() {
         ("static", "../etc", "contains '/'"),
         ("static", "a b.com", "contains ' '"),
         ("php", "ok.example.com", "unknown site kind"),
-        // Another unit name for the same site (issue: a typo'd instance
+        // Another unit name for the same site (a typo'd instance once
         // took the real site out of routing when it stopped).
         ("static", "Example.com", "use \"example.com\""),
         ("wordpress", "example.com.", "use \"example.com\""),

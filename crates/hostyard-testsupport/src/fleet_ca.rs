@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType,
 };
 
@@ -89,7 +89,7 @@ impl FleetCa {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         let key = KeyPair::generate().context("key")?;
         let cert = params
-            .signed_by(&key, &self.cert, &self.key)
+            .signed_by(&key, &Issuer::from_ca_cert_der(self.cert.der(), &self.key)?)
             .context("signing")?;
         // Files of their own: a certificate issued later (another test's,
         // on another thread) never replaces one in use.

@@ -428,7 +428,7 @@ impl Receiver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
     use std::os::unix::fs::PermissionsExt;
     use std::sync::OnceLock;
 
@@ -454,7 +454,9 @@ mod tests {
         let mut p = CertificateParams::new(vec!["example.com".to_string()]).unwrap();
         p.not_before = rcgen::date_time_ymd(2020, 1, 1);
         p.not_after = rcgen::date_time_ymd(until, 1, 1);
-        let leaf = p.signed_by(&key, ca, ca_key).unwrap();
+        let leaf = p
+            .signed_by(&key, &Issuer::from_ca_cert_der(ca.der(), ca_key).unwrap())
+            .unwrap();
         format!("{}{}{}", leaf.pem(), ca.pem(), key.serialize_pem()).into_bytes()
     }
 

@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use hostyard_core::Domain;
 use hostyard_tls::{check_bundle, BadCert};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 
 struct Ca {
     cert: rcgen::Certificate,
@@ -32,7 +32,12 @@ fn leaf(ca: &Ca, names: &[&str], years: (i32, i32)) -> (String, KeyPair) {
     p.distinguished_name.push(DnType::CommonName, names[0]);
     p.not_before = rcgen::date_time_ymd(years.0, 1, 1);
     p.not_after = rcgen::date_time_ymd(years.1, 1, 1);
-    let cert = p.signed_by(&key, &ca.cert, &ca.key).unwrap();
+    let cert = p
+        .signed_by(
+            &key,
+            &Issuer::from_ca_cert_der(ca.cert.der(), &ca.key).unwrap(),
+        )
+        .unwrap();
     (cert.pem(), key)
 }
 

@@ -20,7 +20,7 @@ use hostyard_core::{Domain, Layout, SiteKind};
 use hostyard_testsupport::Etcd;
 use hostyard_tls::fleet::{Publisher, Received, Receiver};
 use hostyard_tls::{CertSync, Trust};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 
 /// A private CA, standing for pebble's root in `tls.acme.ca_file`.
 struct Ca {
@@ -46,7 +46,12 @@ impl Ca {
         let mut p = CertificateParams::new(vec![domain.to_string()]).unwrap();
         p.not_before = rcgen::date_time_ymd(2020, 1, 1);
         p.not_after = rcgen::date_time_ymd(until, 1, 1);
-        let leaf = p.signed_by(&key, &self.cert, &self.key).unwrap();
+        let leaf = p
+            .signed_by(
+                &key,
+                &Issuer::from_ca_cert_der(self.cert.der(), &self.key).unwrap(),
+            )
+            .unwrap();
         format!("{}{}{}", leaf.pem(), self.cert.pem(), key.serialize_pem())
     }
 }

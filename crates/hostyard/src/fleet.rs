@@ -89,7 +89,7 @@ impl Inventory {
     }
 
     pub fn parse(text: &str) -> Result<Inventory> {
-        let inv: Inventory = serde_norway::from_str(text)?;
+        let inv: Inventory = yaml_serde::from_str(text)?;
         let mut names = BTreeSet::new();
         let mut addresses = BTreeSet::new();
         for s in &inv.servers {
@@ -205,7 +205,7 @@ pub fn set_site_server(path: &Path, domain: &str, server: &str) -> Result<SiteSe
             let plain = format!(
                 "# Written by `hostyard fleet set-server`, which could not change this site's\n\
                  # entry in place (comments were not kept).\n{}",
-                serde_norway::to_string(&wanted).context("cannot write the inventory as YAML")?
+                yaml_serde::to_string(&wanted).context("cannot write the inventory as YAML")?
             );
             if !is_wanted(&plain) {
                 bail!(
@@ -320,7 +320,7 @@ pub fn node_config(inv: &Inventory, name: &str) -> Result<String> {
                 .collect(),
         },
     };
-    let yaml = serde_norway::to_string(&drop_in).context("cannot write the drop-in as YAML")?;
+    let yaml = yaml_serde::to_string(&drop_in).context("cannot write the drop-in as YAML")?;
     Ok(format!(
         "# Written by deploy/ from the fleet inventory at each `deploy/server.sh add`:\n\
          # edit the inventory, not this file. This server's other settings go in\n\

@@ -713,7 +713,7 @@ fn repository_failures_are_one_line_and_change_no_site() {
         .unwrap();
     // restic reads its stdin only once it holds its lock (and checked
     // that no other lock conflicts): wait until a thread of it sits in
-    // read(0, ...), /proc's syscall file "0 0x0 ..." on x86_64.
+    // read(0, ...).
     let deadline = Instant::now() + Duration::from_secs(20);
     while !reads_stdin(holder.id()) {
         assert!(
@@ -833,9 +833,59 @@ fn reads_stdin(pid: u32) -> bool {
     let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
         return false;
     };
-    tasks.filter_map(Result::ok).any(|t| {
-        fs::read_to_string(t.path().join("syscall")).is_ok_and(|s| s.starts_with("0 0x0 "))
-    })
+    tasks
+        .filter_map(Result::ok)
+        .any(|t| fs::read_to_string(t.path().join("syscall")).is_ok_and(|s| is_read_of_stdin(&s)))
+}
+
+/// Whether a line of /proc's `syscall` file (the call's number in decimal,
+/// then its arguments in hex) is read(2) of descriptor 0. The number is
+/// the target's own: read is 0 on x86_64 and 63 on aarch64.
+fn is_read_of_stdin(syscall: &str) -> bool {
+    let mut fields = syscall.split_whitespace();
+    fields.next() == Some(nix::libc::SYS_read.to_string().as_str()) && fields.next() == Some("0x0")
+}
+
+#[test]
+fn reads_stdin_sees_a_read_of_stdin_and_nothing_else() {
+    let read = nix::libc::SYS_read;
+    assert!(is_read_of_stdin(&format!(
+        "{read} 0x0 0x7ffd 0x1000 0x0 0x0 0x0 0x7ffc 0x4a1b"
+    )));
+    assert!(!is_read_of_stdin(&format!(
+        "{read} 0x3 0x7ffd 0x1000 0x0 0x0 0x0 0x7ffc 0x4a1b"
+    )));
+    assert!(!is_read_of_stdin(&format!("{} 0x0 0x7ffd", read + 1)));
+    assert!(!is_read_of_stdin("running"));
+    assert!(!is_read_of_stdin(""));
+
+    // A real process blocked reading its stdin (a pipe nobody writes), and
+    // one that reads nothing: the check tells them apart.
+    let mut cat = Command::new("cat")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut sleeper = Command::new("sleep")
+        .arg("30")
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !reads_stdin(cat.id()) {
+        assert!(
+            Instant::now() < deadline,
+            "cat did not block in read(0, ...) within 10 s; its syscall file: {:?}",
+            fs::read_to_string(format!("/proc/{}/syscall", cat.id()))
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let sleeper_reads = reads_stdin(sleeper.id());
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    drop(cat.stdin.take());
+    let _ = cat.wait();
+    assert!(!sleeper_reads, "sleep is not reading its stdin");
 }
 
 fn walk_files(dir: &Path) -> Vec<PathBuf> {

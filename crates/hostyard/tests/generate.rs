@@ -956,7 +956,8 @@ fn units_work_under_real_systemd() {
     hostyard_testsupport::require_docker();
     let image = systemd_image();
     let name = hostyard_testsupport::unique_name("hostyard-systemd");
-    // The recipe of TESTING.md: systemd as PID 1 in a container.
+    // systemd as PID 1 in a container: the capabilities, tmpfs mounts and
+    // cgroup tree it needs, instead of --privileged.
     let server = hostyard_testsupport::Container::run(&[
         "--name",
         &name,

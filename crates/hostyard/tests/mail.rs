@@ -241,8 +241,8 @@ fn relayhost_that_could_inject_settings_is_refused() {
     assert!(!dir.join("data").exists(), "wrote something");
 }
 
-/// postfix's STARTTLS certificate (issue 13 item 8): the one HAProxy serves
-/// for the server name when the crt-list names it, else HAProxy's default;
+/// postfix's STARTTLS certificate: the one HAProxy serves for the server
+/// name when the crt-list names it, else HAProxy's default;
 /// copied 0600 into postfix's config dir; `--certificate-changed` says when
 /// the copy is out of date (exit 0) or current (exit 1), writing nothing.
 /// Real postfix offers it over STARTTLS in the end-to-end suite

@@ -79,8 +79,14 @@ t_acme_certificate_for_a_started_site_without_a_reload() {
   local config=/etc/hostyard/hostyard.yaml
   start_pebble
   bx cp "$config" "$config.before-acme"
-  printf 'tls:\n  acme:\n    directory: https://127.0.0.1:%s/dir\n    email: ops@hoster.example\n    terms_accepted: true\n    ca_file: %s/server.pem\n' \
-    "$PEBBLE_ACME_PORT" "$PEBBLE_DIR" | bxi sh -c "cat >>$config"
+  yaml_checked <<YAML | bxi sh -c "cat >>$config"
+tls:
+  acme:
+    directory: https://127.0.0.1:$PEBBLE_ACME_PORT/dir
+    email: ops@hoster.example
+    terms_accepted: true
+    ca_file: $PEBBLE_DIR/server.pem
+YAML
   # The checks before restarted confd too: its unit allows 5 starts in
   # 300 s (StartLimitBurst=), which a test's own restarts must not spend.
   bx systemctl reset-failed haproxy-confd
@@ -100,7 +106,7 @@ t_acme_certificate_for_a_started_site_without_a_reload() {
   local haproxy_dir
   haproxy_dir=$(bx hostyard names dirs | awk '$1 == "haproxy" { print $2 }')
   expect "its source in tls-state.json" \
-    "$(bx grep -A1 "\"$ACME_SITE\"" "$haproxy_dir/tls-state.json" | grep -o '"acme"' || true)" '"acme"'
+    "$(bx cat "$haproxy_dir/tls-state.json" | jq -r --arg d "$ACME_SITE" '.sites[$d].source')" acme
   expect "HAProxy's container not restarted" \
     "$(bx docker inspect -f '{{.State.StartedAt}}' hostyard_haproxy)" "$started"
   expect "no HAProxy reload" "$(reloads_so_far)" "$reloads"

@@ -41,7 +41,10 @@ PY
 backup_configure() {
   local out cmd
   if [ -z "$(bx hostyard config get backup.repository)" ]; then
-    printf 'backup:\n  repository: %s\n' "$BACKUP_REPO" | bxi sh -c 'cat >>/etc/hostyard/hostyard.yaml'
+    yaml_checked <<YAML | bxi sh -c 'cat >>/etc/hostyard/hostyard.yaml'
+backup:
+  repository: $BACKUP_REPO
+YAML
     if out=$(bx hostyard backup init 2>&1); then
       printf '    FAIL backup init with units generated before the repository was set: %s\n' "$out" >&2
       return 1
@@ -83,14 +86,14 @@ t_backup_restore_drill() {
   # its secrets): a post, an uploaded image.
   BACKUP_ADMIN_PASSWORD=$(wp_admin_password "$BACKUP_WP" | tr -d '\n')
   expect "admin's login before" "$(printf '%s' "$BACKUP_ADMIN_PASSWORD" | wp_login "$BACKUP_WP" admin "$work/jar")" 302
-  out=$(printf '{"title":"%s","content":"Backed up and restored.","status":"publish"}' "$BACKUP_POST_TITLE" |
+  out=$(jq -n --arg title "$BACKUP_POST_TITLE" '{title: $title, content: "Backed up and restored.", status: "publish"}' |
     wp_rest "$BACKUP_WP" "$work/jar" /wp/v2/posts -H 'Content-Type: application/json' --data-binary @-)
-  post=$(grep -oE '^\{"id":[0-9]+' <<<"$out" | grep -oE '[0-9]+$' || true)
+  post=$(jq -r '.id // empty' <<<"$out" 2>/dev/null || true)
   expect "a post id" "$([ -n "$post" ] && echo yes || echo "no: ${out:0:200}")" yes
   backup_png "$work/drill.png"
   out=$(wp_rest "$BACKUP_WP" "$work/jar" /wp/v2/media -H 'Content-Type: image/png' \
     -H 'Content-Disposition: attachment; filename=drill.png' --data-binary "@$work/drill.png")
-  upload=$(grep -oE '"source_url":"[^"]*"' <<<"$out" | head -n 1 | cut -d'"' -f4 | sed 's,\\/,/,g; s,^https\?://[^/]*,,')
+  upload=$(jq -r '.source_url // empty' <<<"$out" 2>/dev/null | sed 's,^https\?://[^/]*,,' || true)
   expect "the image's path" "$(grep -cE '^/wp-content/uploads/.*/drill\.png$' <<<"$upload")" 1
   backup_wp_data "$work/jar" "$post" "$upload" "$work/drill.png"
   static_sum=$(backup_tree_sum "$STATIC" www)
@@ -107,12 +110,18 @@ t_backup_restore_drill() {
 
   # Failures: a missing repository and a wrong password give one line and
   # change no site.
-  printf 'backup:\n  repository: /srv/e2e-no-repo\n' | bxi sh -c 'cat >/tmp/e2e-missing.yaml'
+  yaml_checked <<'YAML' | bxi sh -c 'cat >/tmp/e2e-missing.yaml'
+backup:
+  repository: /srv/e2e-no-repo
+YAML
   out=$(bx hostyard --config /tmp/e2e-missing.yaml backup ls "$STATIC" 2>&1 || true)
   expect "a missing repository's error" "$(grep -c 'there is no restic repository' <<<"$out")/$(wc -l <<<"$out")" 1/1
   bx sh -c 'head -c 16 /dev/urandom | od -An -tx1 | tr -d " \n" >/tmp/e2e-wrong-pw && chmod 600 /tmp/e2e-wrong-pw'
-  printf 'backup:\n  repository: %s\n  password_file: /tmp/e2e-wrong-pw\n' "$BACKUP_REPO" |
-    bxi sh -c 'cat >/tmp/e2e-wrong.yaml'
+  yaml_checked <<YAML | bxi sh -c 'cat >/tmp/e2e-wrong.yaml'
+backup:
+  repository: $BACKUP_REPO
+  password_file: /tmp/e2e-wrong-pw
+YAML
   out=$(bx hostyard --config /tmp/e2e-wrong.yaml restore "$STATIC" 2>&1 || true)
   expect "restore over a running site" "$(grep -c 'a restore never overwrites a site' <<<"$out")" 1
   out=$(bx hostyard --config /tmp/e2e-wrong.yaml backup run "$STATIC" 2>&1 || true)

@@ -45,7 +45,7 @@ hog_at_pids_limit() {
   [ "${refused#max }" -gt 0 ] 2>/dev/null
 }
 
-etcd_healthy() { bx curl -s --max-time 2 http://127.0.0.1:2379/health | grep -q '"health":"true"'; }
+etcd_healthy() { bx curl -s --max-time 2 http://127.0.0.1:2379/health | jq -e '.health == "true"' >/dev/null 2>&1; }
 
 t_fork_bomb_and_memory_hog_stay_in_their_site() {
   start_plain_site "$CALM_SITE"

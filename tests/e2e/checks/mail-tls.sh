@@ -1,10 +1,9 @@
 # shellcheck shell=bash
-# postfix's STARTTLS on the server in a box (issue 13 item 8): the server
-# name's certificate once confd serves one for that name (checked against
-# the test's CA, its name verified), HAProxy's self-signed default before
-# and after; the swap reaches postfix through postfix-tls.path without an
-# operator's reload; no TLS 1.1; the key copy is 0600; mail to a hosted
-# domain is still forwarded. Sourced by tests/e2e/run.sh (after https.sh,
+# postfix's STARTTLS on the server in a box: the server name's certificate
+# once confd serves one for that name (checked against the test's CA, its
+# name verified), HAProxy's self-signed default before and after; the swap
+# reaches postfix through postfix-tls.path without an operator's reload; no
+# TLS 1.1; the key copy is 0600; mail to a hosted domain is still forwarded. Sourced by tests/e2e/run.sh (after https.sh,
 # make_tls_bundle is in tests/e2e/lib/tls.sh).
 
 CHECKS+=(t_mail_starttls_offers_the_server_certificate)

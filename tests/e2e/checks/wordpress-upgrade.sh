@@ -143,19 +143,19 @@ t_wordpress_upgrade_from_debian12_keeps_data() {
     --data-urlencode "admin_email=admin@$UPGRADE_SITE" --data-urlencode 'blog_public=0' \
     "$(upgrade_url '/wp-admin/install.php?step=2')")" 200
   expect "admin's login" "$(printf '%s' "$UPGRADE_ADMIN_PASSWORD" | wp_login "$UPGRADE_SITE" admin "$work/jar")" 302
-  out=$(printf '{"title":"%s","content":"A post from WordPress 6.1 and MariaDB 10.11.","status":"publish"}' \
-    "$UPGRADE_POST_TITLE" | wp_rest "$UPGRADE_SITE" "$work/jar" /wp/v2/posts -H 'Content-Type: application/json' --data-binary @-)
-  post=$(grep -oE '^\{"id":[0-9]+' <<<"$out" | grep -oE '[0-9]+$' || true)
+  out=$(jq -n --arg title "$UPGRADE_POST_TITLE" \
+    '{title: $title, content: "A post from WordPress 6.1 and MariaDB 10.11.", status: "publish"}' | wp_rest "$UPGRADE_SITE" "$work/jar" /wp/v2/posts -H 'Content-Type: application/json' --data-binary @-)
+  post=$(jq -r '.id // empty' <<<"$out" 2>/dev/null || true)
   expect "a post id from the REST API" "$([ -n "$post" ] && echo yes || echo "no: ${out:0:200}")" yes
   head -c 3000 /dev/urandom | base64 >"$work/upload.txt"
   out=$(wp_rest "$UPGRADE_SITE" "$work/jar" /wp/v2/media -H 'Content-Type: text/plain' \
     -H 'Content-Disposition: attachment; filename=upgrade-proof.txt' --data-binary "@$work/upload.txt")
-  upload=$(grep -oE '"source_url":"[^"]*"' <<<"$out" | head -n 1 | cut -d'"' -f4 | sed 's,\\/,/,g; s,^https\?://[^/]*,,')
+  upload=$(jq -r '.source_url // empty' <<<"$out" 2>/dev/null | sed 's,^https\?://[^/]*,,' || true)
   expect "the upload's path" "$(grep -cE '^/wp-content/uploads/.*/upgrade-proof\.txt$' <<<"$upload")" 1
-  out=$(printf '{"username":"%s","password":"%s","email":"%s@%s","roles":["author"]}' "$UPGRADE_AUTHOR" \
-    "$UPGRADE_AUTHOR_PASSWORD" "$UPGRADE_AUTHOR" "$UPGRADE_SITE" |
+  out=$(jq -n --arg user "$UPGRADE_AUTHOR" --arg password "$UPGRADE_AUTHOR_PASSWORD" --arg site "$UPGRADE_SITE" \
+    '{username: $user, password: $password, email: "\($user)@\($site)", roles: ["author"]}' |
     wp_rest "$UPGRADE_SITE" "$work/jar" /wp/v2/users -H 'Content-Type: application/json' --data-binary @-)
-  expect "$UPGRADE_AUTHOR created" "$(grep -c "\"username\":\"$UPGRADE_AUTHOR\"" <<<"$out")" 1
+  expect "$UPGRADE_AUTHOR created" "$(jq -r '.username // empty' <<<"$out" 2>/dev/null)" "$UPGRADE_AUTHOR"
   upgrade_site_data "$work/jar" "$work/upload.txt" "$upload" "$post"
   bx systemctl stop "${units[@]}"
 
