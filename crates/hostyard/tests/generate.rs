@@ -15,7 +15,8 @@ use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use hostyard::units::{render_units, UnitFile};
-use hostyard_core::{NodeConfig, SiteKind, UnitRole, DEFAULT_CONFIG_PATH};
+use hostyard_config::{NodeConfig, DEFAULT_CONFIG_PATH};
+use hostyard_core::{SiteKind, UnitRole};
 use util::*;
 
 fn default_units() -> Vec<UnitFile> {

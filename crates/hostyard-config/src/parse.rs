@@ -1,0 +1,96 @@
+//! Parsing a node config's text, its drop-ins merged.
+
+use std::path::{Path, PathBuf};
+
+use crate::{layers, NodeConfig, DEFAULT_CONFIG_PATH};
+
+/// Why a node config could not be used.
+///
+/// Each message is complete on its own, and the underlying error is not
+/// also exposed as a `source`: callers print error chains (`{:#}`), which
+/// would otherwise repeat it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {error}")]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// The YAML parser's message names the field and carries line and column.
+    #[error("{path}: {error}")]
+    Parse {
+        path: PathBuf,
+        error: serde_norway::Error,
+    },
+    #[error("{path}: {field}: {problem}")]
+    Invalid {
+        path: PathBuf,
+        /// The dotted key, as `hostyard config get` takes it.
+        field: String,
+        problem: String,
+    },
+    #[error("{path}: drop-ins are read only when named *.yaml: rename it")]
+    DropInName { path: PathBuf },
+}
+
+impl NodeConfig {
+    /// Parses YAML text; `path` names the source in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<NodeConfig, ConfigError> {
+        NodeConfig::parse_files(&[(path.to_path_buf(), text.to_string())])
+    }
+
+    /// Parses the files of a node config, merged in order; each error names
+    /// the file it is in.
+    pub fn parse_files(files: &[(PathBuf, String)]) -> Result<NodeConfig, ConfigError> {
+        let mut layers = Vec::new();
+        for (path, text) in files {
+            // An empty document is null in YAML; treat it as "all defaults".
+            if text.trim().is_empty() {
+                continue;
+            }
+            let parse_error = |error| ConfigError::Parse {
+                path: path.clone(),
+                error,
+            };
+            // Each file alone first: its errors carry its line and column.
+            serde_norway::from_str::<NodeConfig>(text).map_err(parse_error)?;
+            let value = serde_norway::from_str(text).map_err(parse_error)?;
+            layers.push(layers::Layer {
+                path: path.clone(),
+                value,
+            });
+        }
+        let main = files
+            .first()
+            .map(|(p, _)| p.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+        let merged = layers::merge(&layers).map_err(|c| ConfigError::Invalid {
+            path: c.second.clone(),
+            field: c.key.clone(),
+            problem: format!(
+                "is also set in {}: keep it in one file (deploy/ owns node_name, etcd and fleet in {}/fleet.yaml)",
+                c.first.display(),
+                layers::drop_in_dir(&main).display(),
+            ),
+        })?;
+        let config: NodeConfig = if merged.value.is_empty() {
+            NodeConfig::default()
+        } else {
+            serde_norway::from_value(serde_norway::Value::Mapping(merged.value.clone())).map_err(
+                |error| ConfigError::Parse {
+                    path: main.clone(),
+                    error,
+                },
+            )?
+        };
+        config.validate(&main).map_err(|e| match e {
+            ConfigError::Invalid { field, problem, .. } => ConfigError::Invalid {
+                path: merged.owner(&field).unwrap_or(&main).to_path_buf(),
+                field,
+                problem,
+            },
+            other => other,
+        })?;
+        Ok(config)
+    }
+}
