@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::Problem;
+
 /// How often `backup@D.timer` fires: a systemd calendar event with a
 /// known length, so `hostyard status` can tell a stale backup (older than
 /// twice the interval).
@@ -84,17 +86,17 @@ impl BackupConfig {
             .then(|| std::path::Path::new(&self.repository))
     }
 
-    /// The problem with the section, as (field, problem), if any.
-    pub fn problem(&self) -> Option<(&'static str, String)> {
+    /// Every problem of the section.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
         let repo = &self.repository;
         if !repo.is_empty() && !repo.starts_with('/') && !repo.starts_with("sftp:") {
-            return Some((
+            problems.push(Problem::new(
                 "backup.repository",
                 format!("{repo:?} must be an absolute path or sftp:user@host:/path"),
             ));
-        }
-        if repo.chars().any(|c| c.is_control() || c.is_whitespace()) {
-            return Some((
+        } else if repo.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            problems.push(Problem::new(
                 "backup.repository",
                 format!("{repo:?} must not contain spaces or control characters"),
             ));
@@ -104,21 +106,24 @@ impl BackupConfig {
             ("backup.restic_binary", &self.restic_binary),
         ] {
             if !p.is_absolute() {
-                return Some((field, format!("{p:?} must be an absolute path")));
+                problems.push(Problem::new(
+                    field,
+                    format!("{p:?} must be an absolute path"),
+                ));
             }
         }
         if self.keep_daily + self.keep_weekly + self.keep_monthly == 0 {
-            return Some((
+            problems.push(Problem::new(
                 "backup.keep_daily",
                 "keep_daily, keep_weekly and keep_monthly are all 0: forget would remove every snapshot; keep at least one".into(),
             ));
         }
         if !(1..=100).contains(&self.check_percent) {
-            return Some((
+            problems.push(Problem::new(
                 "backup.check_percent",
                 format!("{} must be between 1 and 100", self.check_percent),
             ));
         }
-        None
+        problems
     }
 }

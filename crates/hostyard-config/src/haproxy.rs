@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::Problem;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HaproxyConfig {
@@ -81,10 +83,12 @@ impl HaproxyConfig {
         self.maxconn.saturating_sub(self.reserved_conns)
     }
 
-    /// The first limit that cannot work, as (field, problem).
-    pub(crate) fn limits_problem(&self) -> Option<(&'static str, String)> {
-        if self.reserved_conns >= self.maxconn {
-            return Some((
+    /// Every limit that cannot work.
+    pub(crate) fn limits_problems(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        // A zero maxconn is a problem of its own.
+        if self.maxconn > 0 && self.reserved_conns >= self.maxconn {
+            problems.push(Problem::new(
                 "haproxy.reserved_conns",
                 format!(
                     "{} must be below haproxy.maxconn ({}): the public frontend needs connections too",
@@ -104,12 +108,12 @@ impl HaproxyConfig {
             ),
         ] {
             if value == 0 {
-                return Some((
+                problems.push(Problem::new(
                     field,
                     "must be at least 1 (to lift a per-source limit for some clients, list them in haproxy.unlimited_sources)".to_string(),
                 ));
             }
         }
-        None
+        problems
     }
 }

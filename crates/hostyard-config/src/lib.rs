@@ -49,10 +49,10 @@ pub use images::{Images, HAPROXY_IMAGE_KIND, MYSQL_IMAGE_KIND, POSTFIX_IMAGE_KIN
 pub use import::ImportConfig;
 pub use limits::Limits;
 pub use mail::MailConfig;
-pub use parse::ConfigError;
+pub use parse::{ConfigError, FileProblem};
 pub use timespan::{BadTimeSpan, TimeSpan};
 pub use tls::{AcmeConfig, TlsConfig};
-pub use validate::is_server_name;
+pub use validate::{is_server_name, Problem};
 pub use wordpress::WordpressConfig;
 
 /// Where the node config lives on a server.
@@ -186,6 +186,7 @@ impl NodeConfig {
 }
 
 impl NodeConfig {
+    /// The data layout under `data_root`.
     pub fn layout(&self) -> Layout {
         Layout::new(&self.data_root)
     }

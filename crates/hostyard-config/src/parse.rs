@@ -1,7 +1,9 @@
 //! Parsing a node config's text, its drop-ins merged.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::validate::Problem;
 use crate::{layers, NodeConfig, DEFAULT_CONFIG_PATH};
 
 /// Why a node config could not be used.
@@ -22,15 +24,32 @@ pub enum ConfigError {
         path: PathBuf,
         error: serde_norway::Error,
     },
-    #[error("{path}: {field}: {problem}")]
-    Invalid {
-        path: PathBuf,
-        /// The dotted key, as `hostyard config get` takes it.
-        field: String,
-        problem: String,
-    },
+    /// Every problem of a config that parsed, one line each, in the order
+    /// of [`NodeConfig::validate`]. YAML syntax, an unknown key or a wrong
+    /// type is reported alone: the parser stops at the first.
+    #[error("{}", lines(.0))]
+    Invalid(Vec<FileProblem>),
     #[error("{path}: drop-ins are read only when named *.yaml: rename it")]
     DropInName { path: PathBuf },
+}
+
+/// A problem of a config and the file it is in: that file sets the key,
+/// or it is the main file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileProblem {
+    pub path: PathBuf,
+    pub problem: Problem,
+}
+
+impl fmt::Display for FileProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.problem)
+    }
+}
+
+fn lines(problems: &[FileProblem]) -> String {
+    let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    lines.join("\n")
 }
 
 impl NodeConfig {
@@ -64,14 +83,18 @@ impl NodeConfig {
             .first()
             .map(|(p, _)| p.clone())
             .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
-        let merged = layers::merge(&layers).map_err(|c| ConfigError::Invalid {
-            path: c.second.clone(),
-            field: c.key.clone(),
-            problem: format!(
-                "is also set in {}: keep it in one file (deploy/ owns node_name, etcd and fleet in {}/fleet.yaml)",
-                c.first.display(),
-                layers::drop_in_dir(&main).display(),
-            ),
+        let merged = layers::merge(&layers).map_err(|c| {
+            ConfigError::Invalid(vec![FileProblem {
+                path: c.second.clone(),
+                problem: Problem::new(
+                    &c.key,
+                    format!(
+                        "is also set in {}: keep it in one file (deploy/ owns node_name, etcd and fleet in {}/fleet.yaml)",
+                        c.first.display(),
+                        layers::drop_in_dir(&main).display(),
+                    ),
+                ),
+            }])
         })?;
         let config: NodeConfig = if merged.value.is_empty() {
             NodeConfig::default()
@@ -83,14 +106,18 @@ impl NodeConfig {
                 },
             )?
         };
-        config.validate(&main).map_err(|e| match e {
-            ConfigError::Invalid { field, problem, .. } => ConfigError::Invalid {
-                path: merged.owner(&field).unwrap_or(&main).to_path_buf(),
-                field,
-                problem,
-            },
-            other => other,
-        })?;
+        let problems = config.validate();
+        if !problems.is_empty() {
+            return Err(ConfigError::Invalid(
+                problems
+                    .into_iter()
+                    .map(|problem| FileProblem {
+                        path: merged.owner(&problem.field).unwrap_or(&main).to_path_buf(),
+                        problem,
+                    })
+                    .collect(),
+            ));
+        }
         Ok(config)
     }
 }

@@ -1,4 +1,3 @@
-
 use super::*;
 
 fn parse(text: &str) -> Result<NodeConfig, ConfigError> {
@@ -396,7 +395,80 @@ fn invalid_values_name_the_field() {
         ] {
             let err = parse(text).unwrap_err().to_string();
             assert!(err.contains(field), "{text:?}: {err}");
+            // A fixture may have other problems too (a fleet needs its
+            // TLS files): each is a line of its own, this one among them.
+            assert!(
+                err.lines().any(|l| l.contains(&format!(": {field}"))),
+                "{text:?}: {err}"
+            );
         }
+}
+
+#[test]
+fn every_problem_is_reported_at_once_one_line_each_in_a_fixed_order() {
+    // Three independent problems, written in another order than the
+    // checks run: the lines follow the checks, not the file.
+    let text = "mail:\n  relayhost: \"a b\"\nhaproxy:\n  http_port: 443\ngit:\n  keep_trees: 0\n";
+    let err = parse(text).unwrap_err();
+    let ConfigError::Invalid(problems) = &err else {
+        panic!("{err}");
+    };
+    let fields: Vec<&str> = problems.iter().map(|p| p.problem.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        ["git.keep_trees", "haproxy.https_port", "mail.relayhost"]
+    );
+    let lines: Vec<String> = err.to_string().lines().map(String::from).collect();
+    assert_eq!(
+        lines,
+        [
+            "/etc/hostyard/hostyard.yaml: git.keep_trees: must be at least 1 (the tree being served)",
+            "/etc/hostyard/hostyard.yaml: haproxy.https_port: 443 is haproxy.http_port too; give HTTPS a port of its own (443)",
+            "/etc/hostyard/hostyard.yaml: mail.relayhost: \"a b\" must be empty, a host name or IPv4 address, optionally in [] and with :port, like [smtp.example.org]:587",
+        ]
+    );
+    // The same config again: the same lines.
+    assert_eq!(parse(text).unwrap_err().to_string(), err.to_string());
+    // validate() is the list itself, without files.
+    let mut config = NodeConfig::default();
+    config.git.keep_trees = 0;
+    config.haproxy.maxconn = 0;
+    // A zero maxconn is one problem, not also site_maxconn's and
+    // reserved_conns'.
+    assert_eq!(
+        config.validate(),
+        [
+            Problem::new(
+                "git.keep_trees",
+                "must be at least 1 (the tree being served)".into()
+            ),
+            Problem::new("haproxy.maxconn", "must be at least 1".into()),
+        ]
+    );
+}
+
+#[test]
+fn each_problem_names_the_file_that_sets_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = dir.path().join("hostyard.yaml");
+    std::fs::write(&main, "git:\n  keep_trees: 0\n").unwrap();
+    let drop_ins = dir.path().join("hostyard.yaml.d");
+    std::fs::create_dir(&drop_ins).unwrap();
+    std::fs::write(drop_ins.join("fleet.yaml"), "etcd:\n  prefix: bad\n").unwrap();
+    let err = NodeConfig::load(&main).unwrap_err().to_string();
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "{}: etcd.prefix: ",
+            drop_ins.join("fleet.yaml").display()
+        )),
+        "{err}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("{}: git.keep_trees: ", main.display())),
+        "{err}"
+    );
 }
 
 #[test]

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use hostyard_core::Domain;
 use serde::{Deserialize, Serialize};
 
+use crate::Problem;
+
 /// HTTPS: which sites redirect and send HSTS, and how often confd looks
 /// for changed certificates.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,16 +64,20 @@ impl AcmeConfig {
         !self.directory.is_empty()
     }
 
-    /// The first field that is wrong, with what is wrong and the fix.
-    pub(crate) fn problem(&self) -> Option<(&'static str, String)> {
+    /// Every field that is wrong, with what is wrong and the fix.
+    pub(crate) fn problems(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
         if self.retry_secs == 0 {
-            return Some(("tls.acme.retry_secs", "must be at least 1".to_string()));
+            problems.push(Problem::new(
+                "tls.acme.retry_secs",
+                "must be at least 1".to_string(),
+            ));
         }
         if !self.enabled() {
-            return None;
+            return problems;
         }
         if !self.directory.starts_with("https://") || self.directory.len() <= "https://".len() {
-            return Some((
+            problems.push(Problem::new(
                 "tls.acme.directory",
                 format!(
                     "{:?} must be an https:// URL, like https://acme-v02.api.letsencrypt.org/directory",
@@ -85,7 +91,7 @@ impl AcmeConfig {
             .is_some_and(|(user, host)| !user.is_empty() && host.contains('.'))
             && !self.email.contains(char::is_whitespace);
         if !email_ok {
-            return Some((
+            problems.push(Problem::new(
                 "tls.acme.email",
                 format!(
                     "{:?} must be an e-mail address the CA can write to, like admin@example.org",
@@ -94,7 +100,7 @@ impl AcmeConfig {
             ));
         }
         if !self.ca_file.as_os_str().is_empty() && !self.ca_file.is_absolute() {
-            return Some((
+            problems.push(Problem::new(
                 "tls.acme.ca_file",
                 format!(
                     "{} must be an absolute path or empty",
@@ -102,7 +108,7 @@ impl AcmeConfig {
                 ),
             ));
         }
-        None
+        problems
     }
 }
 

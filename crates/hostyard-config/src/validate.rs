@@ -1,33 +1,57 @@
 //! Checks of a parsed config that serde's types cannot express.
 
-use std::path::Path;
+use std::fmt;
 use std::time::Duration;
 
 use hostyard_core::Domain;
 
-use crate::{ConfigError, Images, NodeConfig};
+use crate::{Images, NodeConfig};
 
-impl NodeConfig {
-    pub(crate) fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        let invalid = |field: &str, problem: String| ConfigError::Invalid {
-            path: path.to_path_buf(),
+/// One problem of a config: the dotted key, as `hostyard config get`
+/// takes it, and what is wrong with it, with the fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub field: String,
+    pub problem: String,
+}
+
+impl Problem {
+    pub fn new(field: &str, problem: String) -> Problem {
+        Problem {
             field: field.to_string(),
             problem,
-        };
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.problem)
+    }
+}
+
+impl NodeConfig {
+    /// Every problem of the config, in a fixed order (roughly the order
+    /// of the sections), so that an operator fixes them all in one go;
+    /// empty when the config can be used. A problem that follows from
+    /// another (`haproxy.site_maxconn` above a zero `haproxy.maxconn`) is
+    /// left out, and a key has one problem at a time.
+    pub fn validate(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
         if !self.data_root.is_absolute() {
-            return Err(invalid(
+            problems.push(Problem::new(
                 "data_root",
                 format!("{:?} must be an absolute path", self.data_root),
             ));
         }
         if !self.bin_dir.is_absolute() {
-            return Err(invalid(
+            problems.push(Problem::new(
                 "bin_dir",
                 format!("{:?} must be an absolute path", self.bin_dir),
             ));
         }
         if !self.docker.binary.is_absolute() {
-            return Err(invalid(
+            problems.push(Problem::new(
                 "docker.binary",
                 format!("{:?} must be an absolute path", self.docker.binary),
             ));
@@ -42,31 +66,31 @@ impl NodeConfig {
                 .to_str()
                 .and_then(|s| s.chars().find(|c| !is_unit_safe_path_char(*c)))
             {
-                return Err(invalid(
+                problems.push(Problem::new(
                     field,
                     format!("{p:?} contains {c:?}; use a path of letters, digits and / . _ -"),
                 ));
             }
         }
         if self.etcd.endpoints.is_empty() {
-            return Err(invalid(
+            problems.push(Problem::new(
                 "etcd.endpoints",
                 "needs at least one URL, like http://127.0.0.1:2379".into(),
             ));
         }
         for e in &self.etcd.endpoints {
             if !(e.starts_with("http://") || e.starts_with("https://")) {
-                return Err(invalid(
+                problems.push(Problem::new(
                     "etcd.endpoints",
                     format!("{e:?} must start with http:// or https://"),
                 ));
             }
         }
-        self.validate_etcd_tls(path)?;
+        problems.extend(self.validate_etcd_tls());
         if !self.etcd.prefix.is_empty()
             && (!self.etcd.prefix.starts_with('/') || self.etcd.prefix.ends_with('/'))
         {
-            return Err(invalid(
+            problems.push(Problem::new(
                 "etcd.prefix",
                 format!(
                     "{:?} must start with / and not end with /, like /hostyard",
@@ -75,36 +99,36 @@ impl NodeConfig {
             ));
         }
         if !is_docker_name(&self.docker.network) {
-            return Err(invalid(
+            problems.push(Problem::new(
                 "docker.network",
                 format!("{:?} is not a docker network name", self.docker.network),
             ));
         }
         for (kind, image) in self.images.all() {
             if !is_image_ref(image) {
-                return Err(ConfigError::Invalid {
-                    path: path.to_path_buf(),
-                    field: Images::config_key(kind),
-                    problem: format!(
-                        "{image:?} is not a docker image reference like hostyard/static:1"
-                    ),
-                });
+                problems.push(Problem::new(
+                    &Images::config_key(kind),
+                    format!("{image:?} is not a docker image reference like hostyard/static:1"),
+                ));
             }
         }
         if self.git.keep_trees == 0 {
-            return Err(invalid(
+            problems.push(Problem::new(
                 "git.keep_trees",
                 "must be at least 1 (the tree being served)".into(),
             ));
         }
         if self.discovery.ttl < Duration::from_secs(3) {
-            return Err(invalid(
+            problems.push(Problem::new(
                 "discovery.ttl_secs",
                 "must be at least 3 seconds".into(),
             ));
         }
         if self.discovery.failures == 0 {
-            return Err(invalid("discovery.failures", "must be at least 1".into()));
+            problems.push(Problem::new(
+                "discovery.failures",
+                "must be at least 1".into(),
+            ));
         }
         if !self.discovery.health_path.starts_with('/')
             || self
@@ -113,7 +137,7 @@ impl NodeConfig {
                 .chars()
                 .any(|c| c.is_whitespace() || c.is_control())
         {
-            return Err(invalid(
+            problems.push(Problem::new(
                 "discovery.health_path",
                 format!(
                     "{:?} must be a URL path starting with /",
@@ -127,19 +151,19 @@ impl NodeConfig {
             .iter()
             .find(|r| r.chars().any(|c| c.is_control()))
         {
-            return Err(invalid(
+            problems.push(Problem::new(
                 "haproxy.frontend_rules",
                 format!("{rule:?} must be one line without control characters"),
             ));
         }
         if !(self.confd.hold_fraction > 0.0 && self.confd.hold_fraction <= 1.0) {
-            return Err(invalid(
+            problems.push(Problem::new(
                 "confd.hold_fraction",
                 format!("{} must be in (0, 1]", self.confd.hold_fraction),
             ));
         }
         if !self.mail.hostname.is_empty() && Domain::parse(&self.mail.hostname).is_err() {
-            return Err(invalid(
+            problems.push(Problem::new(
                 "mail.hostname",
                 format!(
                     "{:?} is not a host name like mail.example.org",
@@ -148,10 +172,13 @@ impl NodeConfig {
             ));
         }
         if self.haproxy.maxconn == 0 {
-            return Err(invalid("haproxy.maxconn", "must be at least 1".to_string()));
-        }
-        if self.haproxy.site_maxconn == 0 || self.haproxy.site_maxconn > self.haproxy.maxconn {
-            return Err(invalid(
+            problems.push(Problem::new(
+                "haproxy.maxconn",
+                "must be at least 1".to_string(),
+            ));
+        } else if self.haproxy.site_maxconn == 0 || self.haproxy.site_maxconn > self.haproxy.maxconn
+        {
+            problems.push(Problem::new(
                 "haproxy.site_maxconn",
                 format!(
                     "{} must be between 1 and haproxy.maxconn ({})",
@@ -159,20 +186,17 @@ impl NodeConfig {
                 ),
             ));
         }
-        if let Some((field, problem)) = self.haproxy.limits_problem() {
-            return Err(invalid(field, problem));
-        }
-        if let Some((field, problem)) = self.backup.problem() {
-            return Err(invalid(field, problem));
-        }
+        problems.extend(self.haproxy.limits_problems());
+        problems.extend(self.backup.problems());
         if self.tls.scan_secs == 0 {
-            return Err(invalid("tls.scan_secs", "must be at least 1".to_string()));
+            problems.push(Problem::new(
+                "tls.scan_secs",
+                "must be at least 1".to_string(),
+            ));
         }
-        if let Some((field, problem)) = self.tls.acme.problem() {
-            return Err(invalid(field, problem));
-        }
+        problems.extend(self.tls.acme.problems());
         if self.haproxy.https_port == self.haproxy.http_port {
-            return Err(invalid(
+            problems.push(Problem::new(
                 "haproxy.https_port",
                 format!(
                     "{} is haproxy.http_port too; give HTTPS a port of its own (443)",
@@ -180,9 +204,9 @@ impl NodeConfig {
                 ),
             ));
         }
-        self.validate_fleet(path)?;
+        problems.extend(self.validate_fleet());
         if !hostyard_core::mail::is_relayhost(&self.mail.relayhost) {
-            return Err(invalid(
+            problems.push(Problem::new(
                 "mail.relayhost",
                 format!(
                     "{:?} must be empty, a host name or IPv4 address, optionally in [] and with :port, like [smtp.example.org]:587",
@@ -190,21 +214,16 @@ impl NodeConfig {
                 ),
             ));
         }
-        Ok(())
+        problems
     }
-    /// The data layout under `data_root`.
     /// Peers need this server's own private address (the peer frontend
     /// listens there), names and addresses once each, none of them this
     /// server, and a port of the peer frontend's own.
-    fn validate_fleet(&self, path: &Path) -> Result<(), ConfigError> {
-        let invalid = |field: &str, problem: String| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            field: field.to_string(),
-            problem,
-        };
+    fn validate_fleet(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
         let f = &self.fleet;
         if f.private_address.is_none() && !f.peers.is_empty() {
-            return Err(invalid(
+            problems.push(Problem::new(
                 "fleet.private_address",
                 "is null but fleet.peers lists servers; set this server's private address".into(),
             ));
@@ -214,7 +233,7 @@ impl NodeConfig {
                 || f.peer_port == self.haproxy.http_port
                 || f.peer_port == self.haproxy.https_port)
         {
-            return Err(invalid(
+            problems.push(Problem::new(
                 "fleet.peer_port",
                 format!(
                     "{} must be a port of its own, not 0 or haproxy's http or https port (8405)",
@@ -225,36 +244,34 @@ impl NodeConfig {
         let me = self.node_name();
         for (i, p) in f.peers.iter().enumerate() {
             let field = format!("fleet.peers[{i}]");
+            // One problem a peer: the first of its checks that fails.
+            // The peer frontend matches the name in its certificate.
             if p.name.is_empty() || p.name == me {
-                return Err(invalid(
+                problems.push(Problem::new(
                     &field,
                     format!("name {:?} must be another server's node_name", p.name),
                 ));
-            }
-            // The peer frontend matches the name in its certificate.
-            if !is_server_name(&p.name) {
-                return Err(invalid(
+            } else if !is_server_name(&p.name) {
+                problems.push(Problem::new(
                     &field,
                     format!(
                         "name {:?} must be a server name of the inventory: lower-case letters, digits and -",
                         p.name
                     ),
                 ));
-            }
-            if Some(p.address) == f.private_address {
-                return Err(invalid(
+            } else if Some(p.address) == f.private_address {
+                problems.push(Problem::new(
                     &field,
                     format!(
                         "address {} is this server's own fleet.private_address",
                         p.address
                     ),
                 ));
-            }
-            if f.peers[..i]
+            } else if f.peers[..i]
                 .iter()
                 .any(|q| q.name == p.name || q.address == p.address)
             {
-                return Err(invalid(
+                problems.push(Problem::new(
                     &field,
                     format!(
                         "{} {} is listed twice; list each server once",
@@ -273,28 +290,26 @@ impl NodeConfig {
                 ("fleet.key_file", &f.key_file),
             ] {
                 if p.as_os_str().is_empty() {
-                    return Err(invalid(
+                    problems.push(Problem::new(
                         field,
                         "is empty while fleet.private_address is set; peers authenticate each other with the fleet CA: set fleet.ca_file, cert_file and key_file (deploy/ sets them to the files in /etc/hostyard/etcd)".into(),
                     ));
-                }
-                if !p.is_absolute() {
-                    return Err(invalid(field, format!("{p:?} must be an absolute path")));
+                } else if !p.is_absolute() {
+                    problems.push(Problem::new(
+                        field,
+                        format!("{p:?} must be an absolute path"),
+                    ));
                 }
             }
         }
-        Ok(())
+        problems
     }
 
     /// TLS files: all three or none; with them every endpoint is https://
     /// (a client certificate is never offered over plain http), without
     /// them none is.
-    fn validate_etcd_tls(&self, path: &Path) -> Result<(), ConfigError> {
-        let invalid = |field: &str, problem: String| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            field: field.to_string(),
-            problem,
-        };
+    fn validate_etcd_tls(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
         let files = [
             ("etcd.ca_file", &self.etcd.ca_file),
             ("etcd.cert_file", &self.etcd.cert_file),
@@ -306,30 +321,32 @@ impl NodeConfig {
             .count();
         for (field, p) in files {
             if set != 0 && p.as_os_str().is_empty() {
-                return Err(invalid(
+                problems.push(Problem::new(
                     field,
                     "is empty while another of etcd.ca_file, cert_file, key_file is set; set all three or none".into(),
                 ));
-            }
-            if set != 0 && !p.is_absolute() {
-                return Err(invalid(field, format!("{p:?} must be an absolute path")));
+            } else if set != 0 && !p.is_absolute() {
+                problems.push(Problem::new(
+                    field,
+                    format!("{p:?} must be an absolute path"),
+                ));
             }
         }
         for e in &self.etcd.endpoints {
             if set != 0 && !e.starts_with("https://") {
-                return Err(invalid(
+                problems.push(Problem::new(
                     "etcd.endpoints",
                     format!("{e:?} is plain http while etcd.ca_file, cert_file and key_file are set; use https://"),
                 ));
             }
             if set == 0 && e.starts_with("https://") {
-                return Err(invalid(
+                problems.push(Problem::new(
                     "etcd.endpoints",
                     format!("{e:?} needs etcd.ca_file, cert_file and key_file (the fleet CA and this server's certificate and key)"),
                 ));
             }
         }
-        Ok(())
+        problems
     }
 }
 
