@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use hostyard::units::{check_config_path, render_units};
 use hostyard::write::{check_units, write_units, Change, Difference};
-use hostyard_config::{NodeConfig, DEFAULT_CONFIG_PATH};
+use hostyard_config::{ConfigError, NodeConfig, DEFAULT_CONFIG_PATH};
 use hostyard_core::cli;
 
 const PROGRAM: &str = "hostyard";
@@ -364,9 +364,15 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(f) => {
-            // One line, whatever the error's sources contain.
-            let message = format!("{:#}", f.error).replace('\n', " ");
-            eprintln!("{PROGRAM}: {message}");
+            // One line, whatever the error's sources contain; a config's
+            // problems one line each, with their keys.
+            let message = match f.error.downcast_ref::<ConfigError>() {
+                Some(e) => e.to_string(),
+                None => format!("{:#}", f.error).replace('\n', " "),
+            };
+            for line in message.lines() {
+                eprintln!("{PROGRAM}: {line}");
+            }
             ExitCode::from(f.code)
         }
     }
