@@ -11,9 +11,10 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use anyhow::{bail, Context, Result};
+use hostyard_config::NodeConfig;
 use hostyard_core::envfile::EnvFile;
 use hostyard_core::kind::{db_network_name, mysql_container_name};
-use hostyard_core::{Domain, Layout, NodeConfig};
+use hostyard_core::{Domain, Layout};
 
 /// The database's name, user and password, from the site's `secrets/db.env`.
 pub struct DbAccess {

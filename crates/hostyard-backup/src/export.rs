@@ -24,8 +24,9 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use hostyard_config::NodeConfig;
 use hostyard_core::spec::Part;
-use hostyard_core::{Domain, ImportLayout, Layout, NodeConfig, SiteKind};
+use hostyard_core::{Domain, ImportLayout, Layout, SiteKind};
 use hostyard_fs::unpack::{copy_tree_watched, open_regular};
 
 use crate::db::{self, DbAccess};

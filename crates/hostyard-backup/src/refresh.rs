@@ -26,8 +26,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use hostyard_config::NodeConfig;
 use hostyard_core::spec::Part;
-use hostyard_core::{Domain, ImportLayout, Layout, NodeConfig, SiteKind};
+use hostyard_core::{Domain, ImportLayout, Layout, SiteKind};
 use hostyard_fs::beneath::open_file_beneath;
 use hostyard_fs::unpack::{check_no_symlink_below, copy_tree, open_regular};
 use hostyard_fs::AtomicWrite;

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use anyhow::{bail, Context, Result};
-use hostyard_core::backup::BackupConfig;
+use hostyard_config::BackupConfig;
 use hostyard_core::{Domain, SiteKind};
 use serde::Deserialize;
 

@@ -10,8 +10,9 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use hostyard_core::limits::UnpackLimits;
-use hostyard_core::{Domain, NodeConfig, SiteKind};
+use hostyard_config::limits::UnpackLimits;
+use hostyard_config::NodeConfig;
+use hostyard_core::{Domain, SiteKind};
 use hostyard_fs::unpack::copy_tree;
 use hostyard_fs::{rename_no_replace, sync_dir};
 

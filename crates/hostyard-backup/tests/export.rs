@@ -6,7 +6,8 @@ use std::fs;
 use std::path::Path;
 
 use hostyard_backup::export_watched;
-use hostyard_core::{Domain, Layout, NodeConfig};
+use hostyard_config::NodeConfig;
+use hostyard_core::{Domain, Layout};
 
 #[test]
 fn a_directory_swapped_for_a_symlink_during_an_export_copies_nothing_from_outside() {

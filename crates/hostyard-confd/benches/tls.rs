@@ -41,7 +41,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{fast_backend, median};
-use hostyard_core::config::AcmeConfig;
+use hostyard_config::AcmeConfig;
 use hostyard_core::SiteKind;
 use hostyard_testsupport::{free_port, wait_until, Etcd, Haproxy, Pebble, SocketDir};
 use hostyard_tls::CertSync;

@@ -20,9 +20,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use etcd_client::{EventType, WatchOptions};
-use hostyard_core::config::EtcdConfig;
+use hostyard_config::EtcdConfig;
+use hostyard_config::NodeConfig;
 use hostyard_core::etcd::Schema;
-use hostyard_core::{log, Domain, Layout, NodeConfig};
+use hostyard_core::{log, Domain, Layout};
 use hostyard_tls::acme::{Acme, AcmeStatus, Outcome};
 use hostyard_tls::challenges::ChallengeMap;
 use hostyard_tls::fleet::{Publisher, Received, Receiver};

@@ -19,8 +19,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+use hostyard_config::NodeConfig;
 use hostyard_core::etcd::Schema;
-use hostyard_core::{Layout, NodeConfig};
+use hostyard_core::Layout;
 use hostyard_haproxy::{self as haproxy, CliError, Entry, HostMap, MapApi, Session};
 use hostyard_routing::state::Held;
 use hostyard_routing::table::Changed;

@@ -23,7 +23,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use hostyard_core::config::ConfdConfig;
+use hostyard_config::ConfdConfig;
 use hostyard_core::etcd::Schema;
 use hostyard_haproxy::{Entry, HostMap};
 use hostyard_routing::site_network::SiteNetwork;

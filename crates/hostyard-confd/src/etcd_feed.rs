@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use etcd_client::{EventType, WatchOptions};
-use hostyard_core::config::EtcdConfig;
+use hostyard_config::EtcdConfig;
 use hostyard_core::etcd::Schema;
 use hostyard_routing::etcd::{connect, read_routing};
 use tokio::sync::mpsc;

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use hostyard_core::config::{AcmeConfig, FleetConfig, FleetPeer};
+use hostyard_config::{AcmeConfig, FleetConfig, FleetPeer};
 use hostyard_core::etcd::SiteDecl;
 use hostyard_core::SiteKind;
 use hostyard_testsupport::{free_port, http_get, wait_until, Backend, Etcd, Pebble};

@@ -7,7 +7,7 @@ mod util;
 use std::time::{Duration, Instant};
 
 use etcd_client::{Txn, TxnOp};
-use hostyard_core::config::{FleetConfig, FleetPeer};
+use hostyard_config::{FleetConfig, FleetPeer};
 use hostyard_core::SiteKind;
 use hostyard_testsupport::{http_get_with_headers, wait_until, Backend, Etcd};
 use util::{d, Router, T};

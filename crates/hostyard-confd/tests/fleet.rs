@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use hostyard_core::config::FleetPeer;
+use hostyard_config::FleetPeer;
 use hostyard_core::etcd::ServiceValue;
 use hostyard_core::SiteKind;
 use hostyard_testsupport::{free_port, wait_until, Etcd};

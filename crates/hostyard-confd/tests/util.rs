@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use hostyard_core::config::{FleetConfig, FleetPeer};
+use hostyard_config::NodeConfig;
+use hostyard_config::{FleetConfig, FleetPeer};
 use hostyard_core::etcd::{Schema, ServiceValue, SiteDecl};
-use hostyard_core::{Domain, Layout, NodeConfig, SiteKind};
+use hostyard_core::{Domain, Layout, SiteKind};
 use hostyard_testsupport::{free_port, http_get, wait_until, Etcd, Haproxy};
 
 pub const T: Duration = Duration::from_secs(10);

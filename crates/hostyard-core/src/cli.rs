@@ -47,13 +47,14 @@ pub fn usage_line(text: &str) -> &str {
         .trim_start_matches("error: ")
 }
 
-/// Reports `program: error` on one line (for an `anyhow::Error`, pass it
-/// formatted with `{:#}` to get the whole chain) and returns `code`.
+/// Reports `program: error` (for an `anyhow::Error`, pass it formatted
+/// with `{:#}` to get the whole chain) and returns `code`. An error of
+/// several lines (a config's problems) is written a line each, each with
+/// the program and the priority, so the journal shows every one.
 pub fn fail(program: &str, code: u8, error: impl Display) -> ExitCode {
-    crate::log::line(
-        crate::log::Priority::Err,
-        format_args!("{program}: {error}"),
-    );
+    for line in error.to_string().split('\n') {
+        crate::log::line(crate::log::Priority::Err, format_args!("{program}: {line}"));
+    }
     ExitCode::from(code)
 }
 

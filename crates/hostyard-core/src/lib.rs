@@ -2,28 +2,24 @@
 //!
 //! Each name and format has one home here: [`Domain`] for site names,
 //! [`SiteKind`] for kinds and every unit/container name derived from them,
-//! [`NodeConfig`] for `/etc/hostyard/hostyard.yaml`, [`etcd::Schema`] for
-//! keys and values in etcd, and [`Layout`] for paths under the data root.
+//! [`etcd::Schema`] for keys and values in etcd, and [`Layout`] for paths
+//! under the data root. The node config is in hostyard-config.
 
 pub mod archive_path;
 pub mod backup;
 pub mod cli;
-pub mod config;
-pub mod config_layers;
 pub mod domain;
 pub mod envfile;
 pub mod etcd;
 pub mod giturl;
 pub mod kind;
 pub mod layout;
-pub mod limits;
 pub mod log;
 pub mod mail;
 pub mod owner;
 pub mod secret;
 pub mod spec;
 
-pub use config::{NodeConfig, DEFAULT_CONFIG_PATH};
 pub use domain::{Domain, DomainError};
 pub use giturl::{GitUrl, GitUrlError};
 pub use kind::{SiteKind, UnitRole};

@@ -20,8 +20,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use hostyard_config::{NodeConfig, DEFAULT_CONFIG_PATH};
 use hostyard_core::cli::{self, EXIT_FAILURE, EXIT_NOT_OWNER, EXIT_USAGE};
-use hostyard_core::{Domain, NodeConfig, SiteKind, DEFAULT_CONFIG_PATH};
+use hostyard_core::{Domain, SiteKind};
 
 const PROGRAM: &str = "hostyard-discovery";
 

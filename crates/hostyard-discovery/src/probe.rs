@@ -18,8 +18,9 @@ use std::time::Duration;
 use bollard::errors::Error as DockerError;
 use bollard::models::ContainerInspectResponse;
 use bollard::Docker;
-use hostyard_core::config::DiscoveryConfig;
-use hostyard_core::{Domain, NodeConfig, SiteKind};
+use hostyard_config::DiscoveryConfig;
+use hostyard_config::NodeConfig;
+use hostyard_core::{Domain, SiteKind};
 use tokio::sync::OnceCell;
 
 use crate::health::Outcome;

@@ -21,9 +21,10 @@ use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, Identity, LeaseKeepAliveStream,
     LeaseKeeper, PutOptions, TlsOptions, Txn, TxnOp, TxnOpResponse,
 };
+use hostyard_config::NodeConfig;
 use hostyard_core::etcd::{owner_or_raw, Schema, ServiceValue, SiteDecl};
 use hostyard_core::owner::may_write;
-use hostyard_core::{log, Domain, NodeConfig, SiteKind};
+use hostyard_core::{log, Domain, SiteKind};
 
 /// Every etcd call is bounded by this: a partitioned etcd must not stall
 /// the health loop (or a stop) for longer.

@@ -10,8 +10,9 @@ use hostyard_core::log;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use hostyard_config::NodeConfig;
 use hostyard_core::etcd::ServiceValue;
-use hostyard_core::{Domain, NodeConfig, SiteKind};
+use hostyard_core::{Domain, SiteKind};
 use sd_notify::NotifyState;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;

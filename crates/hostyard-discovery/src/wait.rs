@@ -13,8 +13,9 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
+use hostyard_config::NodeConfig;
 use hostyard_core::etcd::{owner_or_raw, Schema, ServiceValue};
-use hostyard_core::{Domain, NodeConfig, SiteKind};
+use hostyard_core::{Domain, SiteKind};
 use tokio::time::Instant;
 
 use crate::probe::http_agent;

@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use hostyard_config::NodeConfig;
 use hostyard_core::etcd::{Schema, ServiceValue};
-use hostyard_core::{Domain, NodeConfig, SiteKind};
+use hostyard_core::{Domain, SiteKind};
 use hostyard_testsupport::{busybox_http_image, unique_name, wait_until, Etcd};
 
 pub const T: Duration = Duration::from_secs(20);

@@ -33,8 +33,8 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use hostyard_config::limits::{UnpackCap, UnpackLimits};
 use hostyard_core::archive_path::{check_entry_path, check_symlink_target, resolve_beneath};
-use hostyard_core::limits::{UnpackCap, UnpackLimits};
 
 use crate::beneath::{self, Entry};
 

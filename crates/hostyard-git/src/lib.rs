@@ -28,8 +28,8 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context, Result};
-use hostyard_core::config::GitConfig;
-use hostyard_core::limits::UnpackLimits;
+use hostyard_config::limits::UnpackLimits;
+use hostyard_config::GitConfig;
 use hostyard_core::{Domain, GitUrl, Layout};
 use hostyard_fs::unpack;
 use hostyard_fs::{remove_stale_temporaries, switch_link, sync_filesystem, temporary_sibling};

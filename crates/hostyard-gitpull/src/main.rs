@@ -9,8 +9,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use hostyard_config::{NodeConfig, DEFAULT_CONFIG_PATH};
 use hostyard_core::cli::{self, EXIT_FAILURE, EXIT_USAGE};
-use hostyard_core::{Domain, NodeConfig, DEFAULT_CONFIG_PATH};
+use hostyard_core::Domain;
 use hostyard_git::{check_site, publish, read_git_url, Outcome};
 
 const PROGRAM: &str = "hostyard-gitpull";

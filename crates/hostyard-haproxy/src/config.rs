@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use askama::Template;
-use hostyard_core::{Layout, NodeConfig};
+use hostyard_config::NodeConfig;
+use hostyard_core::Layout;
 use hostyard_fs::AtomicWrite;
 
 pub const PAGE_404: &str = include_str!("../../../unit-templates/haproxy/404.html");
@@ -243,11 +244,11 @@ mod tests {
         ] {
             let fleet = NodeConfig {
                 node_name: "n1".into(),
-                fleet: hostyard_core::config::FleetConfig {
+                fleet: hostyard_config::FleetConfig {
                     private_address: Some("127.0.0.1".parse().unwrap()),
                     peers: peers
                         .iter()
-                        .map(|(n, a)| hostyard_core::config::FleetPeer {
+                        .map(|(n, a)| hostyard_config::FleetPeer {
                             name: n.to_string(),
                             address: a.parse().unwrap(),
                         })
@@ -298,7 +299,7 @@ mod tests {
         assert!(single.contains("    server peer 0.0.0.0:0 send-proxy-v2\n"));
         assert!(!write_peer_tls(&config).unwrap());
         let bad = NodeConfig {
-            haproxy: hostyard_core::config::HaproxyConfig {
+            haproxy: hostyard_config::HaproxyConfig {
                 frontend_rules: vec!["http-request no-such-action".into()],
                 ..config.haproxy.clone()
             },

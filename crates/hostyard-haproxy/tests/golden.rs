@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use hostyard_core::NodeConfig;
+use hostyard_config::NodeConfig;
 use hostyard_haproxy::render_cfg;
 
 #[test]

@@ -21,8 +21,9 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use hostyard_core::config::FleetPeer;
-use hostyard_core::{Layout, NodeConfig};
+use hostyard_config::FleetPeer;
+use hostyard_config::NodeConfig;
+use hostyard_core::Layout;
 use hostyard_haproxy::{
     render_cfg, render_map, write_peer_tls, Entry, HostMap, FILE, PAGE_404, PAGE_503,
 };

@@ -13,8 +13,9 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
-use hostyard_core::config::FleetPeer;
-use hostyard_core::{Layout, NodeConfig};
+use hostyard_config::FleetPeer;
+use hostyard_config::NodeConfig;
+use hostyard_core::Layout;
 use hostyard_haproxy::{
     render_cfg, render_map, write_peer_tls, Entry, HostMap, FILE, PAGE_404, PAGE_503,
 };

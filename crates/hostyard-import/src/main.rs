@@ -14,8 +14,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use hostyard_config::{NodeConfig, DEFAULT_CONFIG_PATH};
 use hostyard_core::cli::{self, EXIT_FAILURE, EXIT_USAGE};
-use hostyard_core::{Domain, NodeConfig, SiteKind, DEFAULT_CONFIG_PATH};
+use hostyard_core::{Domain, SiteKind};
 
 const PROGRAM: &str = "hostyard-import";
 

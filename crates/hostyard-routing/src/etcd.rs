@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use etcd_client::{Certificate, Client, ConnectOptions, GetOptions, Identity, TlsOptions};
-use hostyard_core::config::EtcdConfig;
+use hostyard_config::EtcdConfig;
 use hostyard_core::etcd::Schema;
 
 /// A client of the config's cluster, with its TLS files when it has them.

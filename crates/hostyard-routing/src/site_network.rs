@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use hostyard_core::NodeConfig;
+use hostyard_config::NodeConfig;
 use ipnet::IpNet;
 
 use crate::AllowedNetworks;

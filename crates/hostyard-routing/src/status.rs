@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use hostyard_config::NodeConfig;
 use hostyard_core::etcd::Schema;
-use hostyard_core::{Layout, NodeConfig};
+use hostyard_core::Layout;
 use serde::Serialize;
 
 use hostyard_haproxy::{Entry, HostMap, MapApi, Session};

@@ -45,7 +45,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp};
-use hostyard_core::config::AcmeConfig;
+use hostyard_config::AcmeConfig;
 use hostyard_core::etcd::{Schema, SiteDecl};
 use hostyard_core::{log, Domain, Layout};
 use instant_acme::{

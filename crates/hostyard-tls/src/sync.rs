@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use hostyard_core::config::TlsConfig;
+use hostyard_config::TlsConfig;
 use hostyard_core::{log, Domain, Layout};
 use hostyard_haproxy::{CliError, MapApi, Session, SslApi};
 

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use etcd_client::Client;
-use hostyard_core::config::TlsConfig;
+use hostyard_config::TlsConfig;
 use hostyard_core::etcd::{Schema, SiteDecl};
 use hostyard_core::{Domain, Layout, SiteKind};
 use hostyard_testsupport::Etcd;

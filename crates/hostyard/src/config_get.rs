@@ -7,7 +7,7 @@
 //! ([`NodeConfig::load`], defaults and validation included). Keys are the
 //! config's own dotted names, as docs/reference/config.md shows them.
 
-use hostyard_core::NodeConfig;
+use hostyard_config::NodeConfig;
 use serde_json::Value;
 
 /// Why a key has no printable value.

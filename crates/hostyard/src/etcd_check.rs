@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use etcd_client::GetOptions;
-use hostyard_core::config::EtcdConfig;
+use hostyard_config::EtcdConfig;
 
 /// Where this server's etcd member is, as `hostyard etcd placement` says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,7 +217,7 @@ pub fn cert_warning(path: &Path, node: &str, not_after: i64, now: i64) -> Option
 /// [`cert_warning`] for the node config's `etcd.cert_file` now; `None`
 /// without one (etcd on loopback over plain http). A file that cannot be
 /// read as a certificate is warned about too: no client can use it.
-pub fn cert_warning_now(config: &hostyard_core::NodeConfig) -> Option<String> {
+pub fn cert_warning_now(config: &hostyard_config::NodeConfig) -> Option<String> {
     let path = &config.etcd.cert_file;
     if path.as_os_str().is_empty() {
         return None;

@@ -17,7 +17,7 @@ use etcd_client::{
     Certificate, Client, ConnectOptions, Identity, MemberAddOptions, Permission, PermissionType,
     TlsOptions, UserAddOptions,
 };
-use hostyard_core::config::is_server_name;
+use hostyard_config::is_server_name;
 use hostyard_core::{Domain, SiteKind};
 use serde::{Deserialize, Serialize};
 

@@ -25,8 +25,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use askama::Template;
+use hostyard_config::NodeConfig;
 use hostyard_core::mail::ForwardMap;
-use hostyard_core::{Domain, Layout, NodeConfig};
+use hostyard_core::{Domain, Layout};
 
 use crate::units::{file, UnitFile};
 

@@ -3,13 +3,14 @@
 //! `scripts/setup.sh`, `scripts/images.sh` and the test scripts install the
 //! binaries, build and load the images, make the data layout and wait for
 //! the server-wide units. Each of those names has one home in Rust (the
-//! constants in [`crate::units`], [`hostyard_core::config::Images::all`],
+//! constants in [`crate::units`], [`hostyard_config::Images::all`],
 //! [`hostyard_core::Layout`]); a copy in shell would drift. So a script asks
 //! one question and reads lines back, one name (or one `KIND NAME` pair)
 //! per line.
 
+use hostyard_config::NodeConfig;
 use hostyard_core::kind::MYSQL_TEMPLATE_UNIT;
-use hostyard_core::{NodeConfig, SiteKind};
+use hostyard_core::SiteKind;
 
 use crate::units::{
     CONFD_BIN, CONFD_UNIT, DISCOVERY_BIN, GITPULL_BIN, HAPROXY_UNIT, HOSTYARD_BIN, IMPORT_BIN,
@@ -90,7 +91,7 @@ mod tests {
             ["static -", "static-git -", "wordpress mysql"]
         );
     }
-    use hostyard_core::config::Images;
+    use hostyard_config::Images;
     use std::path::PathBuf;
 
     #[test]

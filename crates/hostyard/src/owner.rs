@@ -10,9 +10,10 @@
 
 use anyhow::{anyhow, bail, Result};
 use etcd_client::{Client, Compare, CompareOp, Txn, TxnOp};
+use hostyard_config::NodeConfig;
 use hostyard_core::etcd::{parse_owner, Schema};
 use hostyard_core::owner::{decide_claim, decide_transfer, Claim, Transfer};
-use hostyard_core::{Domain, NodeConfig, SiteKind};
+use hostyard_core::{Domain, SiteKind};
 
 use crate::site::{bounded, CALL_TIMEOUT};
 

@@ -15,8 +15,9 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use etcd_client::{Compare, CompareOp, Txn, TxnOp};
+use hostyard_config::NodeConfig;
 use hostyard_core::etcd::{Schema, ServiceValue, SiteDecl};
-use hostyard_core::{Domain, NodeConfig, SiteKind, UnitRole};
+use hostyard_core::{Domain, SiteKind, UnitRole};
 
 /// Every etcd call is bounded: a down cluster is one clear line, not a hang.
 /// 10 s, as the fleet's admin calls: on a busy server a healthy etcd took

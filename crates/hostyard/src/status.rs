@@ -5,7 +5,7 @@
 //! The work is in `hostyard_routing::status`, next to the routing rules, so
 //! the verdicts shown are computed by the same function confd applies.
 
-use hostyard_core::NodeConfig;
+use hostyard_config::NodeConfig;
 use serde::Serialize;
 
 /// Prints the server's status as a table or JSON; returns 0 when all is

@@ -10,7 +10,8 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
-use hostyard_core::{Domain, NodeConfig};
+use hostyard_config::NodeConfig;
+use hostyard_core::Domain;
 
 use crate::units::CONFD_UNIT;
 

@@ -15,6 +15,8 @@
 use std::path::{Path, PathBuf};
 
 use askama::Template;
+use hostyard_config::limits::ContainerLimits;
+use hostyard_config::NodeConfig;
 use hostyard_core::backup::{
     backup_failed_unit, backup_timer_in_template, BACKUP_CHECK_TIMER, BACKUP_CHECK_UNIT,
     BACKUP_FAILED_TEMPLATE_UNIT, BACKUP_PRUNE_TIMER, BACKUP_PRUNE_UNIT, BACKUP_TEMPLATE_UNIT,
@@ -24,9 +26,8 @@ use hostyard_core::kind::{
     db_network_name_in_template, mysql_container_name_in_template, mysql_unit_in_template,
     MYSQL_TEMPLATE_UNIT, UNIT_INSTANCE,
 };
-use hostyard_core::limits::ContainerLimits;
 use hostyard_core::spec::Cron;
-use hostyard_core::{Domain, Layout, NodeConfig, SiteKind, UnitRole};
+use hostyard_core::{Domain, Layout, SiteKind, UnitRole};
 
 use crate::escape::systemd_escape;
 
@@ -968,7 +969,7 @@ mod tests {
     fn rendered() -> Vec<UnitFile> {
         render_units(
             &NodeConfig::default(),
-            Path::new(hostyard_core::DEFAULT_CONFIG_PATH),
+            Path::new(hostyard_config::DEFAULT_CONFIG_PATH),
         )
         .expect("renders")
     }

@@ -7,11 +7,12 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
+use hostyard_config::NodeConfig;
 use hostyard_core::envfile::{
     EnvFile, WP_ADMIN_PASSWORD as ADMIN_PASSWORD, WP_ADMIN_USER as ADMIN_USER,
 };
 use hostyard_core::secret::new_password;
-use hostyard_core::{Domain, NodeConfig, SiteKind};
+use hostyard_core::{Domain, SiteKind};
 use hostyard_fs::AtomicWrite;
 
 /// The image's script for what WP-CLI would do (install, upgrade, cron,

@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use hostyard_config::NodeConfig;
 use hostyard_core::etcd::Schema;
-use hostyard_core::{Domain, ImportLayout, Layout, NodeConfig, SiteKind};
+use hostyard_core::{Domain, ImportLayout, Layout, SiteKind};
 use hostyard_testsupport::Etcd;
 use nix::sys::signal::Signal;
 

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use hostyard::units::render_units;
-use hostyard_core::{NodeConfig, DEFAULT_CONFIG_PATH};
+use hostyard_config::{NodeConfig, DEFAULT_CONFIG_PATH};
 
 /// The node config reference, whose complete block the parser's keys are
 /// compared with.

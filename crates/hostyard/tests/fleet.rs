@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions, WatchOptions};
+use hostyard_config::NodeConfig;
 use hostyard_core::etcd::Schema;
-use hostyard_core::NodeConfig;
 use hostyard_testsupport::{Etcd, EtcdTls};
 use util::{hostyard, stderr, stdout, TempDir};
 

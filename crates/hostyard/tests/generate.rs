@@ -15,7 +15,8 @@ use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use hostyard::units::{render_units, UnitFile};
-use hostyard_core::{NodeConfig, SiteKind, UnitRole, DEFAULT_CONFIG_PATH};
+use hostyard_config::{NodeConfig, DEFAULT_CONFIG_PATH};
+use hostyard_core::{SiteKind, UnitRole};
 use util::*;
 
 fn default_units() -> Vec<UnitFile> {
@@ -295,6 +296,35 @@ fn bad_config_is_one_line_naming_the_field_exit_2_and_nothing_written() {
         assert!(!Path::new(&units).exists(), "{yaml}: wrote units");
         assert_eq!(stdout(&out), "");
     }
+}
+
+#[test]
+fn every_problem_of_a_config_is_a_line_of_its_own_with_its_key() {
+    let dir = TempDir::new();
+    let config = dir.str("hostyard.yaml");
+    fs::write(
+        &config,
+        "mail:\n  relayhost: \"a b\"\nhaproxy:\n  http_port: 443\ngit:\n  keep_trees: 0\n",
+    )
+    .expect("config");
+    let units = dir.str("units");
+    let out = hostyard(&["--config", &config, "generate", "--out", &units]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let keys: Vec<&str> = err
+        .lines()
+        .map(|l| {
+            l.strip_prefix(&format!("hostyard: {config}: "))
+                .and_then(|l| l.split(':').next())
+                .unwrap_or_else(|| panic!("{l:?} names the program and the file"))
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        ["git.keep_trees", "haproxy.https_port", "mail.relayhost"],
+        "{err}"
+    );
+    assert!(!Path::new(&units).exists(), "wrote units");
 }
 
 #[test]

@@ -30,7 +30,7 @@ fn forget_removes_a_declaration_only_once_the_declared_site_is_stopped() {
     let dir = TempDir::new();
     let config = config(&dir, &etcd);
     // The keys as the default config (no prefix) names them.
-    let schema = Schema::new(&hostyard_core::NodeConfig::default().etcd.prefix);
+    let schema = Schema::new(&hostyard_config::NodeConfig::default().etcd.prefix);
     let domain: hostyard_core::Domain = "example.com".parse().unwrap();
     let site = &schema.site_key(&domain);
     let static_reg = &schema.service_key(hostyard_core::SiteKind::Static, &domain);
@@ -116,7 +116,7 @@ fn the_owner_changes_hands_only_by_claim_transfer_or_take_over() {
     let mut text = fs::read_to_string(&config).unwrap();
     text.push_str("node_name: n2\n");
     fs::write(&config, text).unwrap();
-    let schema = Schema::new(&hostyard_core::NodeConfig::default().etcd.prefix);
+    let schema = Schema::new(&hostyard_config::NodeConfig::default().etcd.prefix);
     let domain: hostyard_core::Domain = "example.com".parse().unwrap();
     let owner_key = &schema.owner_key(&domain);
     let reg = &schema.service_key(hostyard_core::SiteKind::Static, &domain);

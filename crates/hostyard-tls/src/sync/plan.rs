@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use hostyard_core::config::TlsConfig;
+use hostyard_config::TlsConfig;
 use hostyard_core::Domain;
 
 use crate::check::Checked;

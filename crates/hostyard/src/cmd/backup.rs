@@ -6,7 +6,8 @@ use std::path::Path;
 use clap::Subcommand;
 use hostyard::units::render_units;
 use hostyard::write::{check_units, Difference};
-use hostyard_core::{Domain, NodeConfig};
+use hostyard_config::NodeConfig;
+use hostyard_core::Domain;
 
 use super::{note, runtime, usage, Failure, PROGRAM};
 

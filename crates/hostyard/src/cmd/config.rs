@@ -1,7 +1,7 @@
 //! `hostyard config`: the node config as hostyard parses it, for scripts.
 
 use clap::Subcommand;
-use hostyard_core::NodeConfig;
+use hostyard_config::NodeConfig;
 
 use super::{usage, Failure};
 

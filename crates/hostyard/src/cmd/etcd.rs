@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use clap::Subcommand;
-use hostyard_core::NodeConfig;
+use hostyard_config::NodeConfig;
 
 use super::{runtime, warn, Failure};
 

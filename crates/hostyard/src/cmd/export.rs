@@ -4,7 +4,8 @@
 
 use std::path::Path;
 
-use hostyard_core::{Domain, NodeConfig};
+use hostyard_config::NodeConfig;
+use hostyard_core::Domain;
 
 use super::{note, runtime, usage, Failure};
 

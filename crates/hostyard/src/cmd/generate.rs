@@ -4,7 +4,7 @@ use std::path::Path;
 
 use hostyard::units::{check_config_path, render_units};
 use hostyard::write::{check_units, write_units, Change, Difference};
-use hostyard_core::NodeConfig;
+use hostyard_config::NodeConfig;
 
 use super::{note, runtime, usage, Failure};
 

@@ -2,7 +2,7 @@
 //! files, its certificate, and the wait for it to answer.
 
 use hostyard::write::{check_units, write_units, Change, Difference};
-use hostyard_core::NodeConfig;
+use hostyard_config::NodeConfig;
 
 use super::{error_chain, note, runtime, usage, warn, Failure};
 

@@ -5,6 +5,7 @@
 
 use std::fmt::Display;
 
+use hostyard_config::ConfigError;
 use hostyard_core::log::{line, Priority};
 
 pub mod backup;
@@ -42,10 +43,14 @@ pub fn runtime(error: impl Into<anyhow::Error>) -> Failure {
 }
 
 impl Failure {
-    /// Reports the failure on one line, whatever its sources contain, and
-    /// gives its exit code.
+    /// Reports the failure on one line, whatever its sources contain (a
+    /// config's problems one line each, with their keys), and gives its
+    /// exit code.
     pub fn report(self) -> u8 {
-        let message = format!("{:#}", self.error).replace('\n', " ");
+        let message = match self.error.downcast_ref::<ConfigError>() {
+            Some(e) => e.to_string(),
+            None => format!("{:#}", self.error).replace('\n', " "),
+        };
         hostyard_core::cli::fail(PROGRAM, self.code, message);
         self.code
     }

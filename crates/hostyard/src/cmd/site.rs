@@ -1,7 +1,8 @@
 //! `hostyard site`: a site's records in etcd (its declaration, its owner).
 
 use clap::Subcommand;
-use hostyard_core::{Domain, NodeConfig};
+use hostyard_config::NodeConfig;
+use hostyard_core::Domain;
 
 use super::{runtime, usage, Failure};
 

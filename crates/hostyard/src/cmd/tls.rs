@@ -1,7 +1,8 @@
 //! `hostyard tls`: the sites' certificates from ACME.
 
 use clap::Subcommand;
-use hostyard_core::{Domain, NodeConfig};
+use hostyard_config::NodeConfig;
+use hostyard_core::Domain;
 
 use super::{runtime, usage, Failure};
 

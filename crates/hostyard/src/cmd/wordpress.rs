@@ -1,7 +1,8 @@
 //! `hostyard wordpress`: a WordPress site's administrator password.
 
 use clap::Subcommand;
-use hostyard_core::{Domain, NodeConfig};
+use hostyard_config::NodeConfig;
+use hostyard_core::Domain;
 
 use super::{runtime, usage, Failure};
 

@@ -373,11 +373,11 @@ impl Default for Limits {
 }
 
 impl Limits {
-    pub fn for_kind(&self, kind: crate::SiteKind) -> &ContainerLimits {
+    pub fn for_kind(&self, kind: hostyard_core::SiteKind) -> &ContainerLimits {
         match kind {
-            crate::SiteKind::Static => &self.static_,
-            crate::SiteKind::StaticGit => &self.static_git,
-            crate::SiteKind::Wordpress => &self.wordpress,
+            hostyard_core::SiteKind::Static => &self.static_,
+            hostyard_core::SiteKind::StaticGit => &self.static_git,
+            hostyard_core::SiteKind::Wordpress => &self.wordpress,
         }
     }
 }

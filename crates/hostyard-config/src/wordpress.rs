@@ -1,0 +1,24 @@
+//! The `wordpress:` section.
+
+use hostyard_core::Domain;
+use serde::{Deserialize, Serialize};
+
+/// WordPress sites.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WordpressConfig {
+    /// The e-mail address a new site's administrator is installed with
+    /// (WordPress sends it update and password notices); `None` means
+    /// `admin@<the site's domain>`. An imported site keeps its own.
+    pub admin_email: Option<hostyard_core::mail::MailAddress>,
+}
+
+impl WordpressConfig {
+    /// The address a new WordPress site `domain` is installed with.
+    pub fn admin_email_for(&self, domain: &Domain) -> String {
+        match &self.admin_email {
+            Some(address) => address.to_string(),
+            None => format!("admin@{domain}"),
+        }
+    }
+}
