@@ -5,14 +5,12 @@
 //! [`NodeConfig`] for `/etc/hostyard/hostyard.yaml`, [`etcd::Schema`] for
 //! keys and values in etcd, and [`Layout`] for paths under the data root.
 
-pub mod archive_path;
 pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod config_layers;
 pub mod domain;
 pub mod etcd;
-pub mod giturl;
 pub mod kind;
 pub mod layout;
 pub mod limits;
@@ -24,7 +22,6 @@ pub mod spec;
 
 pub use config::{NodeConfig, DEFAULT_CONFIG_PATH};
 pub use domain::{Domain, DomainError};
-pub use giturl::{GitUrl, GitUrlError};
 pub use kind::{SiteKind, UnitRole};
 pub use layout::{ImportLayout, Layout};
 pub use spec::KindSpec;

@@ -17,11 +17,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use hostyard_core::log::Priority;
-use hostyard_core::{Domain, GitUrl, ImportLayout, Layout, NodeConfig, SiteKind};
+use hostyard_core::{Domain, ImportLayout, Layout, NodeConfig, SiteKind};
 use hostyard_fs::kind::{kind_from_data, record_kind, recorded_kind};
 use hostyard_fs::unpack::{check_no_symlink_below, copy_tree, open_regular, unpack_tar};
 use hostyard_fs::{rename_no_replace, sync_dir, sync_filesystem};
 use hostyard_git::publish;
+use hostyard_git::GitUrl;
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::pem::check_pem;
