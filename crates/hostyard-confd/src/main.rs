@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use hostyard_core::cli::{self, EXIT_FAILURE, EXIT_USAGE};
+use hostyard_cli::{self as cli, EXIT_FAILURE, EXIT_USAGE};
 use hostyard_core::{NodeConfig, DEFAULT_CONFIG_PATH};
 
 const PROGRAM: &str = "hostyard-confd";

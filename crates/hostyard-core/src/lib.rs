@@ -6,7 +6,6 @@
 //! keys and values in etcd, and [`Layout`] for paths under the data root.
 
 pub mod backup;
-pub mod cli;
 pub mod config;
 pub mod config_layers;
 pub mod domain;

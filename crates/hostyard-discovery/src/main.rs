@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use hostyard_core::cli::{self, EXIT_FAILURE, EXIT_NOT_OWNER, EXIT_USAGE};
+use hostyard_cli::{self as cli, EXIT_FAILURE, EXIT_NOT_OWNER, EXIT_USAGE};
 use hostyard_core::{Domain, NodeConfig, SiteKind, DEFAULT_CONFIG_PATH};
 
 const PROGRAM: &str = "hostyard-discovery";
@@ -41,7 +41,7 @@ enum Command {
     /// (the discovery service, Type=notify).
     Run {
         /// The site's kind.
-        #[arg(value_parser = hostyard_core::cli::KindParser)]
+        #[arg(value_parser = hostyard_cli::KindParser)]
         kind: SiteKind,
         /// The site's domain.
         domain: String,
@@ -50,7 +50,7 @@ enum Command {
     /// (the site unit's ExecStartPost=).
     Wait {
         /// The site's kind.
-        #[arg(value_parser = hostyard_core::cli::KindParser)]
+        #[arg(value_parser = hostyard_cli::KindParser)]
         kind: SiteKind,
         /// The site's domain.
         domain: String,

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use hostyard_core::cli::{self, EXIT_FAILURE, EXIT_USAGE};
+use hostyard_cli::{self as cli, EXIT_FAILURE, EXIT_USAGE};
 use hostyard_core::{Domain, NodeConfig, SiteKind, DEFAULT_CONFIG_PATH};
 
 const PROGRAM: &str = "hostyard-import";
@@ -26,7 +26,7 @@ struct Cli {
     #[arg(long, env = "HOSTYARD_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
     config: PathBuf,
     /// The site's kind.
-    #[arg(value_parser = hostyard_core::cli::KindParser)]
+    #[arg(value_parser = hostyard_cli::KindParser)]
     kind: SiteKind,
     /// The site's domain.
     domain: String,

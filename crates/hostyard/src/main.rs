@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use hostyard::units::{check_config_path, render_units};
 use hostyard::write::{check_units, write_units, Change, Difference};
-use hostyard_core::cli;
+use hostyard_cli as cli;
 use hostyard_core::{NodeConfig, DEFAULT_CONFIG_PATH};
 
 const PROGRAM: &str = "hostyard";
