@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use hostyard_cli::{self as cli, EXIT_FAILURE, EXIT_USAGE};
 use hostyard_config::{NodeConfig, DEFAULT_CONFIG_PATH};
-use hostyard_core::cli::{self, EXIT_FAILURE, EXIT_USAGE};
 
 const PROGRAM: &str = "hostyard-confd";
 

@@ -548,7 +548,9 @@ fn certificate_bundles_in_etcd_stay_out_of_the_routing_reads() {
         map.contains(&format!("o.example.com route/127.0.0.1/{}", b.port())),
         "{map}"
     );
-    let report = hostyard_routing::status::report(&r.config).unwrap();
+    let report =
+        hostyard_routing::status::report(&r.config, &hostyard_routing::status::no_certificates)
+            .unwrap();
     assert_eq!(report.etcd, "ok");
     assert_eq!(report.sites.len(), 1, "{}", report.table());
 
@@ -616,7 +618,9 @@ fn status_lists_every_site_from_etcd_and_haproxy_with_held_changes() {
     r.start();
     r.wait_for("r3.example.com", 200, "st");
 
-    let report = hostyard_routing::status::report(&r.config).unwrap();
+    let report =
+        hostyard_routing::status::report(&r.config, &hostyard_routing::status::no_certificates)
+            .unwrap();
     assert_eq!(report.etcd, "ok");
     assert_eq!(report.haproxy, "running");
     let state_of = |rep: &hostyard_routing::status::Report, dom: &str| {
@@ -644,7 +648,9 @@ fn status_lists_every_site_from_etcd_and_haproxy_with_held_changes() {
         r.state()["held"].is_object().then_some(())
     })
     .unwrap();
-    let report = hostyard_routing::status::report(&r.config).unwrap();
+    let report =
+        hostyard_routing::status::report(&r.config, &hostyard_routing::status::no_certificates)
+            .unwrap();
     assert_eq!(state_of(&report, "r0.example.com").0, "held");
     assert!(report.table().contains("HELD:"), "{}", report.table());
 }
@@ -780,7 +786,9 @@ fn by_default_registrations_route_only_into_the_sites_docker_network() {
     );
     assert!(log.contains("is not on the sites' network"), "{log}");
     // And `hostyard status` shows why, from the same rules.
-    let report = hostyard_routing::status::report(&r.config).unwrap();
+    let report =
+        hostyard_routing::status::report(&r.config, &hostyard_routing::status::no_certificates)
+            .unwrap();
     assert!(
         report
             .problems

@@ -5,13 +5,10 @@
 //! [`etcd::Schema`] for keys and values in etcd, and [`Layout`] for paths
 //! under the data root. The node config is in hostyard-config.
 
-pub mod archive_path;
 pub mod backup;
-pub mod cli;
 pub mod domain;
 pub mod envfile;
 pub mod etcd;
-pub mod giturl;
 pub mod kind;
 pub mod layout;
 pub mod log;
@@ -21,7 +18,6 @@ pub mod secret;
 pub mod spec;
 
 pub use domain::{Domain, DomainError};
-pub use giturl::{GitUrl, GitUrlError};
 pub use kind::{SiteKind, UnitRole};
 pub use layout::{ImportLayout, Layout};
 pub use spec::KindSpec;

@@ -20,8 +20,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use hostyard_cli::{self as cli, EXIT_FAILURE, EXIT_NOT_OWNER, EXIT_USAGE};
 use hostyard_config::{NodeConfig, DEFAULT_CONFIG_PATH};
-use hostyard_core::cli::{self, EXIT_FAILURE, EXIT_NOT_OWNER, EXIT_USAGE};
 use hostyard_core::{Domain, SiteKind};
 
 const PROGRAM: &str = "hostyard-discovery";
@@ -42,7 +42,7 @@ enum Command {
     /// (the discovery service, Type=notify).
     Run {
         /// The site's kind.
-        #[arg(value_parser = hostyard_core::cli::KindParser)]
+        #[arg(value_parser = hostyard_cli::KindParser)]
         kind: SiteKind,
         /// The site's domain.
         domain: String,
@@ -51,7 +51,7 @@ enum Command {
     /// (the site unit's ExecStartPost=).
     Wait {
         /// The site's kind.
-        #[arg(value_parser = hostyard_core::cli::KindParser)]
+        #[arg(value_parser = hostyard_cli::KindParser)]
         kind: SiteKind,
         /// The site's domain.
         domain: String,

@@ -19,6 +19,7 @@
 //! - [`beneath`]: reading a tree its owner may change meanwhile (a live
 //!   site's `wp-content/`) without ever leaving it.
 
+pub mod archive_path;
 pub mod beneath;
 mod durable;
 pub mod kind;

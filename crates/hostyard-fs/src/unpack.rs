@@ -6,7 +6,7 @@
 //! does it:
 //!
 //! - every name and link target is checked by
-//!   [`hostyard_core::archive_path`] (no `..`, no absolute paths, no links
+//!   [`crate::archive_path`] (no `..`, no absolute paths, no links
 //!   pointing out);
 //! - once the tree is complete, every link is resolved through the others
 //!   (as the kernel would) and must stay inside: `a/up -> ..` plus
@@ -32,9 +32,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::archive_path::{check_entry_path, check_symlink_target, resolve_beneath};
 use anyhow::{bail, Context, Result};
 use hostyard_config::limits::{UnpackCap, UnpackLimits};
-use hostyard_core::archive_path::{check_entry_path, check_symlink_target, resolve_beneath};
 
 use crate::beneath::{self, Entry};
 

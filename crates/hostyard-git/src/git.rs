@@ -16,8 +16,8 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::Duration;
 
+use crate::GitUrl;
 use anyhow::{anyhow, bail, Context, Result};
-use hostyard_core::GitUrl;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 

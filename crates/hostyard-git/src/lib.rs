@@ -20,6 +20,7 @@
 //! call [`publish`].
 
 pub mod git;
+pub mod giturl;
 
 use std::fs::{self, File};
 use std::io;
@@ -30,12 +31,13 @@ use std::time::{Duration, SystemTime};
 use anyhow::{bail, Context, Result};
 use hostyard_config::limits::UnpackLimits;
 use hostyard_config::GitConfig;
-use hostyard_core::{Domain, GitUrl, Layout};
+use hostyard_core::{Domain, Layout};
 use hostyard_fs::unpack;
 use hostyard_fs::{remove_stale_temporaries, switch_link, sync_filesystem, temporary_sibling};
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::git::Git;
+pub use crate::giturl::{GitUrl, GitUrlError};
 
 /// The ref the fetched tip is stored under in the bare repository.
 const TIP_REF: &str = "refs/hostyard/tip";

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use hostyard_cli::{self as cli, EXIT_FAILURE, EXIT_USAGE};
 use hostyard_config::{NodeConfig, DEFAULT_CONFIG_PATH};
-use hostyard_core::cli::{self, EXIT_FAILURE, EXIT_USAGE};
 use hostyard_core::Domain;
 use hostyard_git::{check_site, publish, read_git_url, Outcome};
 

@@ -14,8 +14,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use hostyard_cli::{self as cli, EXIT_FAILURE, EXIT_USAGE};
 use hostyard_config::{NodeConfig, DEFAULT_CONFIG_PATH};
-use hostyard_core::cli::{self, EXIT_FAILURE, EXIT_USAGE};
 use hostyard_core::{Domain, SiteKind};
 
 const PROGRAM: &str = "hostyard-import";
@@ -27,7 +27,7 @@ struct Cli {
     #[arg(long, env = "HOSTYARD_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
     config: PathBuf,
     /// The site's kind.
-    #[arg(value_parser = hostyard_core::cli::KindParser)]
+    #[arg(value_parser = hostyard_cli::KindParser)]
     kind: SiteKind,
     /// The site's domain.
     domain: String,

@@ -71,7 +71,18 @@ fn read_etcd(config: &NodeConfig) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
     })
 }
 
-pub fn report(config: &NodeConfig) -> anyhow::Result<Report> {
+/// The certificate column of a site, given by the caller (the `hostyard`
+/// binary reads it from the TLS state, so routing does not depend on TLS):
+/// what HTTPS serves for the domain ([`Row::certificate`]) and a warning
+/// when it needs attention ([`Row::certificate_warning`]).
+pub type Certificates<'a> = &'a dyn Fn(&str) -> (String, Option<String>);
+
+/// No certificate state: every site shows "default".
+pub fn no_certificates(_domain: &str) -> (String, Option<String>) {
+    ("default".to_string(), None)
+}
+
+pub fn report(config: &NodeConfig, certificate: Certificates) -> anyhow::Result<Report> {
     let layout = Layout::new(&config.data_root);
     let schema = Schema::new(&config.etcd.prefix);
     let (allowed, _) = crate::site_network::allowed_networks(config);
@@ -96,26 +107,6 @@ pub fn report(config: &NodeConfig) -> anyhow::Result<Report> {
             },
             Err(e) => (e.to_string(), None),
         };
-    let tls = hostyard_tls::TlsState::load(&layout.tls_state())
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let certificate = |domain: &str| -> (String, Option<String>) {
-        match tls.sites.get(domain) {
-            Some(t) => (
-                match t.not_after {
-                    Some(at) => format!("{}, expires {at}", t.source),
-                    None => t.source.clone(),
-                },
-                t.warning(now),
-            ),
-            None => ("default".to_string(), None),
-        }
-    };
     let held = state.as_ref().and_then(|s| s.held.clone());
     let (sites, problems) = match (&desired, &state) {
         (Some(d), _) => (d.sites.clone(), d.problems.clone()),
@@ -263,8 +254,8 @@ impl Report {
 /// when something needs attention (held change, rejected config, bad keys,
 /// conflicts, etcd unreachable, a refused certificate file or one within 14
 /// days of its end).
-pub fn run(config: &NodeConfig, json: bool) -> anyhow::Result<i32> {
-    let report = report(config)?;
+pub fn run(config: &NodeConfig, json: bool, certificate: Certificates) -> anyhow::Result<i32> {
+    let report = report(config, certificate)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

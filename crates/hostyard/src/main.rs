@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use hostyard_cli as cli;
 use hostyard_config::{NodeConfig, DEFAULT_CONFIG_PATH};
-use hostyard_core::cli;
 
 mod cmd;
 

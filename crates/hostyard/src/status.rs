@@ -3,7 +3,9 @@
 //! confd's state file.
 //!
 //! The work is in `hostyard_routing::status`, next to the routing rules, so
-//! the verdicts shown are computed by the same function confd applies.
+//! the verdicts shown are computed by the same function confd applies; the
+//! certificate column comes from hostyard-tls's state here, so routing does
+//! not depend on TLS.
 
 use hostyard_config::NodeConfig;
 use serde::Serialize;
@@ -25,7 +27,7 @@ pub fn run(config: &NodeConfig, json: bool) -> anyhow::Result<i32> {
         // One document: routing's report, plus `backups` when they are
         // configured, or `backups_missing` when sites have none, and
         // `etcd_certificate` when this server's nears its end.
-        let report = hostyard_routing::status::report(config)?;
+        let report = hostyard_routing::status::report(config, &certificates(config))?;
         let mut doc = serde_json::to_value(&report)?;
         if let Some(map) = doc.as_object_mut() {
             if let Some(rows) = &backups {
@@ -41,7 +43,7 @@ pub fn run(config: &NodeConfig, json: bool) -> anyhow::Result<i32> {
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(i32::from(report.needs_attention()).max(backups_code));
     }
-    let routing = hostyard_routing::status::run(config, false)?;
+    let routing = hostyard_routing::status::run(config, false, &certificates(config))?;
     if let Some(rows) = &backups {
         print_backups(rows);
     }
@@ -50,6 +52,30 @@ pub fn run(config: &NodeConfig, json: bool) -> anyhow::Result<i32> {
         println!("WARNING: {warning}");
     }
     Ok(routing.max(backups_code))
+}
+
+/// Each site's certificate column from the TLS state confd keeps:
+/// "imported, expires <Unix time>", "acme, expires <Unix time>", or
+/// "default" (none of its own), with the certificate's warning.
+fn certificates(config: &NodeConfig) -> impl Fn(&str) -> (String, Option<String>) {
+    let tls = hostyard_tls::TlsState::load(&config.layout().tls_state())
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    move |domain: &str| match tls.sites.get(domain) {
+        Some(t) => (
+            match t.not_after {
+                Some(at) => format!("{}, expires {at}", t.source),
+                None => t.source.clone(),
+            },
+            t.warning(now),
+        ),
+        None => hostyard_routing::status::no_certificates(domain),
+    }
 }
 
 /// A warning when this server holds sites' data and no backup repository

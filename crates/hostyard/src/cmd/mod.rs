@@ -30,14 +30,14 @@ pub struct Failure {
 
 pub fn usage(error: impl Into<anyhow::Error>) -> Failure {
     Failure {
-        code: hostyard_core::cli::EXIT_USAGE,
+        code: hostyard_cli::EXIT_USAGE,
         error: error.into(),
     }
 }
 
 pub fn runtime(error: impl Into<anyhow::Error>) -> Failure {
     Failure {
-        code: hostyard_core::cli::EXIT_FAILURE,
+        code: hostyard_cli::EXIT_FAILURE,
         error: error.into(),
     }
 }
@@ -51,7 +51,7 @@ impl Failure {
             Some(e) => e.to_string(),
             None => format!("{:#}", self.error).replace('\n', " "),
         };
-        hostyard_core::cli::fail(PROGRAM, self.code, message);
+        hostyard_cli::fail(PROGRAM, self.code, message);
         self.code
     }
 }

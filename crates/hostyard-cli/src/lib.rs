@@ -1,4 +1,7 @@
-//! The edge every hostyard binary shares: argv parsing and failure reports.
+//! hostyard-cli: the edge every hostyard binary shares, argv parsing and
+//! failure reports. Only the programs depend on it, so no library compiles
+//! clap; the journal line format itself is `hostyard_core::log`, which the
+//! libraries write too.
 //!
 //! Units call these programs with `%i` as an argument, and operators read
 //! their failures in the journal, so all of them behave alike: a usage or
@@ -29,8 +32,8 @@ pub fn parse_or_exit<P: clap::Parser>(program: &str) -> P {
             std::process::exit(0)
         }
         Err(e) => {
-            crate::log::line(
-                crate::log::Priority::Err,
+            hostyard_core::log::line(
+                hostyard_core::log::Priority::Err,
                 format_args!("{program}: {}", usage_line(&e.to_string())),
             );
             std::process::exit(i32::from(EXIT_USAGE))
@@ -53,7 +56,10 @@ pub fn usage_line(text: &str) -> &str {
 /// the program and the priority, so the journal shows every one.
 pub fn fail(program: &str, code: u8, error: impl Display) -> ExitCode {
     for line in error.to_string().split('\n') {
-        crate::log::line(crate::log::Priority::Err, format_args!("{program}: {line}"));
+        hostyard_core::log::line(
+            hostyard_core::log::Priority::Err,
+            format_args!("{program}: {line}"),
+        );
     }
     ExitCode::from(code)
 }
@@ -76,7 +82,7 @@ mod tests {
 pub struct KindParser;
 
 impl clap::builder::TypedValueParser for KindParser {
-    type Value = crate::SiteKind;
+    type Value = hostyard_core::SiteKind;
 
     fn parse_ref(
         &self,
@@ -85,7 +91,7 @@ impl clap::builder::TypedValueParser for KindParser {
         value: &std::ffi::OsStr,
     ) -> Result<Self::Value, clap::Error> {
         let text = value.to_string_lossy();
-        text.parse().map_err(|e: crate::kind::UnknownKind| {
+        text.parse().map_err(|e: hostyard_core::kind::UnknownKind| {
             let name = arg.map(|a| a.get_id().to_string()).unwrap_or_default();
             clap::Error::raw(
                 clap::error::ErrorKind::InvalidValue,
@@ -98,8 +104,8 @@ impl clap::builder::TypedValueParser for KindParser {
     fn possible_values(
         &self,
     ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
-        Some(Box::new(crate::SiteKind::ALL.into_iter().map(|k| {
-            clap::builder::PossibleValue::new(k.as_str()).help(k.spec().about)
-        })))
+        Some(Box::new(hostyard_core::SiteKind::ALL.into_iter().map(
+            |k| clap::builder::PossibleValue::new(k.as_str()).help(k.spec().about),
+        )))
     }
 }
