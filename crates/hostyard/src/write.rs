@@ -36,6 +36,26 @@ pub enum Difference {
     Differs(PathBuf),
 }
 
+/// The line `generate` and `mail` print for a file: `created PATH`.
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Change::Created(p) => write!(f, "created {}", p.display()),
+            Change::Updated(p) => write!(f, "updated {}", p.display()),
+        }
+    }
+}
+
+/// The line `--check` prints for a file: `missing PATH`, `differs PATH`.
+impl std::fmt::Display for Difference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Difference::Missing(p) => write!(f, "missing {}", p.display()),
+            Difference::Differs(p) => write!(f, "differs {}", p.display()),
+        }
+    }
+}
+
 /// Writes `files` into `dir` (created if missing); returns the files that
 /// were created or changed, in order.
 pub fn write_units(dir: &Path, files: &[UnitFile]) -> anyhow::Result<Vec<Change>> {

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use hostyard::units::{check_config_path, render_units};
-use hostyard::write::{check_units, write_units, Change, Difference};
+use hostyard::write::{check_units, write_units};
 use hostyard_config::NodeConfig;
 
 use super::{note, runtime, usage, Failure};
@@ -31,10 +31,7 @@ pub fn run(
     if check {
         let differences = check_units(out, &files).map_err(runtime)?;
         for d in &differences {
-            match d {
-                Difference::Missing(p) => println!("missing {}", p.display()),
-                Difference::Differs(p) => println!("differs {}", p.display()),
-            }
+            println!("{d}");
         }
         if differences.is_empty() {
             note(format_args!(
@@ -55,10 +52,7 @@ pub fn run(
     }
     let changes = write_units(out, &files).map_err(runtime)?;
     for c in &changes {
-        match c {
-            Change::Created(p) => println!("created {}", p.display()),
-            Change::Updated(p) => println!("updated {}", p.display()),
-        }
+        println!("{c}");
     }
     if changes.is_empty() {
         note(format_args!(

@@ -58,10 +58,7 @@ pub fn run(config: &NodeConfig, check: bool) -> Result<u8, Failure> {
             });
         }
         for d in &differences {
-            match d {
-                Difference::Missing(p) => println!("missing {}", p.display()),
-                Difference::Differs(p) => println!("differs {}", p.display()),
-            }
+            println!("{d}");
         }
         for bad in &read.bad {
             println!("bad {}", error_chain(&bad.error));
@@ -97,10 +94,7 @@ pub fn run(config: &NodeConfig, check: bool) -> Result<u8, Failure> {
         }
     }
     for c in &changes {
-        match c {
-            Change::Created(p) => println!("created {}", p.display()),
-            Change::Updated(p) => println!("updated {}", p.display()),
-        }
+        println!("{c}");
     }
     note(format_args!(
         "mail for {} domain(s) from {}; {} of {} files in {} changed",
