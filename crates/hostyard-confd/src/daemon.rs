@@ -639,7 +639,13 @@ impl Daemon {
 
     fn reload_config(&mut self) {
         match NodeConfig::load(&self.config_path) {
-            Err(e) => log!(Err, "SIGHUP: keeping the current config: {e}"),
+            // A config's problems are one line each: every one reaches the
+            // journal at the error priority.
+            Err(e) => {
+                for problem in e.to_string().lines() {
+                    log!(Err, "SIGHUP: keeping the current config: {problem}");
+                }
+            }
             Ok(new) => {
                 if new.etcd != self.config.etcd || new.data_root != self.config.data_root {
                     log!(

@@ -1073,3 +1073,39 @@ fn slow_clients_and_a_flooded_site_leave_other_sites_answering() {
     assert_eq!(r.get("b.example.com"), (200, "b".to_string()));
     held.clear();
 }
+
+/// A config with two problems, then SIGHUP: confd keeps the one it runs
+/// with, logs each problem on a line of its own (each at the error
+/// priority in the journal), and routes on.
+#[test]
+fn a_bad_config_on_sighup_is_refused_naming_every_problem() {
+    let etcd = Etcd::start().unwrap();
+    let mut r = Router::new(&etcd);
+    r.start();
+    let one = Backend::start("one");
+    r.register(&etcd, SiteKind::Static, "a.example.com", one.port());
+    r.wait_for("a.example.com", 200, "one");
+
+    let good = std::fs::read_to_string(&r.config_path).unwrap();
+    let bad = good.replace("keep_trees: 3", "keep_trees: 0").replace(
+        &format!("https_port: {}", r.config.haproxy.https_port),
+        &format!("https_port: {}", r.config.haproxy.http_port),
+    );
+    assert_ne!(bad, good, "the test's edits found nothing to change");
+    std::fs::write(&r.config_path, bad).unwrap();
+    r.confd.as_ref().unwrap().signal("HUP");
+    let logged = wait_until("both problems logged", T, || {
+        let log = r.confd_log();
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("SIGHUP: keeping the current config"))
+            .collect();
+        (lines.iter().any(|l| l.contains("git.keep_trees"))
+            && lines.iter().any(|l| l.contains("haproxy.https_port")))
+        .then_some(())
+    });
+    assert!(logged.is_ok(), "{}", r.confd_log());
+    let two = Backend::start("two");
+    r.put_service(&etcd, SiteKind::Static, &d("a.example.com"), two.port());
+    r.wait_for("a.example.com", 200, "two");
+}
