@@ -317,8 +317,30 @@ fn port_from_either<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
     }
 }
 
+/// The end of etcd's range for every key that starts with `prefix`: the
+/// first key after all of them (its last byte plus one: `/hostyard/` ends
+/// before `/hostyard0`), as a range read and a role's permission take it.
+pub fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // All 0xff (never for our prefixes): "to the end of the keyspace".
+    vec![0]
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn prefix_end_is_the_next_key_range() {
+        assert_eq!(super::prefix_end("/services/"), b"/services0".to_vec());
+        assert_eq!(super::prefix_end("/"), b"0".to_vec());
+        assert_eq!(super::prefix_end("a\u{7f}"), b"a\x80".to_vec());
+    }
+
     use super::*;
     use proptest::prelude::*;
 

@@ -65,7 +65,7 @@ fn main() -> ExitCode {
     let cli: Cli = cli::parse_or_exit(PROGRAM);
     let (kind, domain) = match &cli.command {
         Command::Run { kind, domain } | Command::Wait { kind, domain, .. } => {
-            match parse_site(kind, domain) {
+            match parse_site(*kind, domain) {
                 Ok(site) => site,
                 Err(e) => return cli::fail(PROGRAM, EXIT_USAGE, e),
             }
@@ -126,8 +126,7 @@ fn main() -> ExitCode {
 }
 
 /// Validates the arguments that become etcd keys and container names.
-fn parse_site(kind: &SiteKind, domain: &str) -> anyhow::Result<(SiteKind, Domain)> {
-    let kind = *kind;
+fn parse_site(kind: SiteKind, domain: &str) -> anyhow::Result<(SiteKind, Domain)> {
     let domain = Domain::parse_instance(domain)?;
     Ok((kind, domain))
 }
@@ -149,7 +148,7 @@ mod tests {
         let Command::Run { kind, domain } = &cli.command else {
             unreachable!("parsed as run")
         };
-        parse_site(kind, domain)
+        parse_site(*kind, domain)
     }
 
     #[test]

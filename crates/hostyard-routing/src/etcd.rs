@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use etcd_client::{Certificate, Client, ConnectOptions, GetOptions, Identity, TlsOptions};
 use hostyard_config::EtcdConfig;
-use hostyard_core::etcd::Schema;
+use hostyard_core::etcd::{prefix_end, Schema};
 
 /// A client of the config's cluster, with its TLS files when it has them.
 pub async fn connect(etcd: &EtcdConfig) -> Result<Client, etcd_client::Error> {
@@ -53,19 +53,6 @@ pub fn with_tls(
 /// Keys per page of a full read: bounds confd's peak memory and keeps
 /// every response far below gRPC's 4 MB message limit, however many sites.
 const PAGE: i64 = 1000;
-
-/// The first key after every key starting with `prefix`.
-fn prefix_end(prefix: &str) -> Vec<u8> {
-    let mut end = prefix.as_bytes().to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    // All 0xff (never for our prefixes): "to the end of the keyspace".
-    vec![0]
-}
 
 /// One full read of `prefix`, page by page at one revision (a consistent
 /// snapshot, as a single range read would be).
@@ -144,16 +131,5 @@ async fn read_range(
             }
             _ => return Ok((kvs, revision)),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prefix_end_is_the_next_key_range() {
-        assert_eq!(prefix_end("/services/"), b"/services0".to_vec());
-        assert_eq!(prefix_end("/"), b"0".to_vec());
     }
 }

@@ -18,6 +18,7 @@ use etcd_client::{
     TlsOptions, UserAddOptions,
 };
 use hostyard_config::is_server_name;
+use hostyard_core::etcd::prefix_end;
 use hostyard_core::{Domain, SiteKind};
 use serde::{Deserialize, Serialize};
 
@@ -659,20 +660,6 @@ pub struct Grant {
     pub range_end: Vec<u8>,
 }
 
-/// The end of etcd's range for every key that starts with `prefix`: its
-/// last byte plus one (`/hostyard/` ends before `/hostyard0`).
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    // All 0xff: etcd's "to the end of the keyspace".
-    vec![0]
-}
-
 /// Why the rights `user` holds differ from what [`Admin::grant`] gives (its
 /// own role, read and write on the keys under `range`, nothing else);
 /// `None` when they are the same.
@@ -681,7 +668,7 @@ pub fn grant_differs(user: &str, range: &str, granted: &[Grant]) -> Option<Strin
         role: user.to_string(),
         read_write: true,
         key: range.as_bytes().to_vec(),
-        range_end: prefix_end(range.as_bytes()),
+        range_end: prefix_end(range),
     };
     match granted {
         [only] if *only == wanted => None,
@@ -751,12 +738,5 @@ mod tests {
                 "{granted:?}"
             );
         }
-    }
-
-    #[test]
-    fn a_prefix_ends_where_etcd_ends_it() {
-        assert_eq!(prefix_end(b"/hostyard/"), b"/hostyard0");
-        assert_eq!(prefix_end(b"a\xff"), b"b");
-        assert_eq!(prefix_end(b"\xff"), [0]);
     }
 }
