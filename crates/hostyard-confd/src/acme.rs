@@ -59,10 +59,7 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("acme".into())
         .spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
+            let runtime = match hostyard_etcd::runtime() {
                 Ok(r) => r,
                 Err(e) => {
                     log!(Err, "ACME: cannot start the runtime: {e}");
@@ -108,8 +105,8 @@ async fn challenge_session(
     map: &mut ChallengeMap,
 ) -> anyhow::Result<()> {
     let prefix = schema.acme_challenges_prefix();
-    let mut client = hostyard_routing::etcd::connect(etcd).await?;
-    let (kvs, revision) = hostyard_routing::etcd::read_all(&mut client, &prefix).await?;
+    let mut client = hostyard_etcd::connect(etcd).await?;
+    let (kvs, revision) = hostyard_etcd::read_all(&mut client, &prefix).await?;
     map.replace(
         kvs.into_iter()
             .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|t| (t.to_string(), v))),
@@ -174,7 +171,7 @@ async fn orders(
     every: Duration,
 ) {
     let mut client = loop {
-        match hostyard_routing::etcd::connect(etcd).await {
+        match hostyard_etcd::connect(etcd).await {
             Ok(c) => break c,
             Err(_) => tokio::time::sleep(RECONNECT).await,
         }
@@ -240,13 +237,9 @@ async fn certificate_session(
     recheck: &Mutex<BTreeSet<Domain>>,
 ) -> anyhow::Result<()> {
     let prefix = schema.tls_certs_prefix();
-    let mut client = hostyard_routing::etcd::connect(etcd).await?;
-    let (kvs, revision) = hostyard_routing::etcd::read_all_paged(
-        &mut client,
-        &prefix,
-        hostyard_routing::etcd::BUNDLE_PAGE,
-    )
-    .await?;
+    let mut client = hostyard_etcd::connect(etcd).await?;
+    let (kvs, revision) =
+        hostyard_etcd::read_all_paged(&mut client, &prefix, hostyard_etcd::BUNDLE_PAGE).await?;
     let done = receiver.replace(
         kvs.into_iter()
             .filter_map(|(k, v)| Some((schema.parse_tls_cert_key(&k).ok()?, v))),

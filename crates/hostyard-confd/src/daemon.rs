@@ -755,10 +755,10 @@ pub async fn run_once(config_path: &Path, config: NodeConfig) -> anyhow::Result<
     hostyard_tls::CertSync::new(d.layout.clone(), d.config.tls.clone())
         .with_fleet(d.in_fleet.clone())
         .pass()?;
-    let mut client = hostyard_routing::etcd::connect(&d.config.etcd)
+    let mut client = hostyard_etcd::connect(&d.config.etcd)
         .await
         .context("connecting to etcd")?;
-    let (kvs, revision) = hostyard_routing::etcd::read_routing(&mut client, &d.schema).await?;
+    let (kvs, revision) = hostyard_etcd::read_routing(&mut client, &d.schema).await?;
     d.on_feed(Feed::Snapshot { kvs, revision });
     let retry = d.cycle();
     d.flush_map_file();

@@ -9,7 +9,7 @@ use std::time::Duration;
 use etcd_client::{EventType, WatchOptions};
 use hostyard_config::EtcdConfig;
 use hostyard_core::etcd::Schema;
-use hostyard_routing::etcd::{connect, read_routing};
+use hostyard_etcd::{connect, read_routing};
 use tokio::sync::mpsc;
 
 #[derive(Debug)]

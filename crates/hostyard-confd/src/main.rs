@@ -39,10 +39,7 @@ fn main() -> ExitCode {
             );
         }
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match hostyard_etcd::runtime() {
         Ok(r) => r,
         Err(e) => {
             return cli::fail(

@@ -18,8 +18,8 @@
 use std::time::Duration;
 
 use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, Identity, LeaseKeepAliveStream,
-    LeaseKeeper, PutOptions, TlsOptions, Txn, TxnOp, TxnOpResponse,
+    Client, Compare, CompareOp, LeaseKeepAliveStream, LeaseKeeper, PutOptions, Txn, TxnOp,
+    TxnOpResponse,
 };
 use hostyard_config::NodeConfig;
 use hostyard_core::etcd::{owner_or_raw, Schema, ServiceValue, SiteDecl};
@@ -33,38 +33,15 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// Connects lazily: the client is made even when etcd is down, and calls
 /// fail (bounded by [`CALL_TIMEOUT`]) until it is back.
 pub async fn connect(config: &NodeConfig) -> anyhow::Result<Client> {
-    let options = ConnectOptions::new()
-        .with_connect_timeout(CALL_TIMEOUT)
-        // Notice a dead connection (etcd restarted) within seconds; not
-        // faster than etcd's --grpc-keepalive-min-time (5 s), which answers
-        // pings more frequent than that with GOAWAY.
-        .with_keep_alive(Duration::from_secs(10), CALL_TIMEOUT);
-    // The fleet CA and this server's certificate, when the config has them.
-    let options = match config.etcd.tls_pem().map_err(anyhow::Error::msg)? {
-        None => options,
-        Some(pem) => options.with_tls(
-            TlsOptions::new()
-                .ca_certificate(Certificate::from_pem(pem.ca))
-                .identity(Identity::from_pem(pem.cert, pem.key)),
-        ),
-    };
-    let client = Client::connect(&config.etcd.endpoints, Some(options)).await?;
-    Ok(client)
+    Ok(hostyard_etcd::connect(&config.etcd).await?)
 }
 
 /// Runs one etcd call with the deadline.
 async fn bounded<T>(
     what: &str,
-    f: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
+    call: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
 ) -> anyhow::Result<T> {
-    match tokio::time::timeout(CALL_TIMEOUT, f).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(anyhow::anyhow!("etcd {what}: {e}")),
-        Err(_) => Err(anyhow::anyhow!(
-            "etcd {what}: no answer within {}s",
-            CALL_TIMEOUT.as_secs()
-        )),
-    }
+    hostyard_etcd::bounded(what, CALL_TIMEOUT, call).await
 }
 
 /// What the declaration step found.

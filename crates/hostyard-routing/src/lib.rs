@@ -12,7 +12,6 @@
 //! and the status report that joins etcd, HAProxy and that file
 //! ([`status`]).
 
-pub mod etcd;
 pub mod site_network;
 pub mod state;
 pub mod status;

@@ -57,16 +57,11 @@ pub struct Row {
 }
 
 fn read_etcd(config: &NodeConfig) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     let schema = Schema::new(&config.etcd.prefix);
-    rt.block_on(async {
+    hostyard_etcd::block_on(async {
         let mut client =
-            tokio::time::timeout(Duration::from_secs(3), crate::etcd::connect(&config.etcd))
-                .await
-                .map_err(|_| anyhow::anyhow!("no answer within 3 s"))??;
-        let (kvs, _) = crate::etcd::read_routing(&mut client, &schema).await?;
+            hostyard_etcd::connect_within(&config.etcd, Duration::from_secs(3)).await?;
+        let (kvs, _) = hostyard_etcd::read_routing(&mut client, &schema).await?;
         Ok(kvs)
     })
 }

@@ -90,10 +90,7 @@ impl Health {
 /// answers (the etcd client fails over between them, so one is enough) or
 /// `timeout` has passed; returns the last round's result.
 pub fn check(etcd: &EtcdConfig, timeout: Duration) -> anyhow::Result<Health> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
+    hostyard_etcd::block_on(async {
         let deadline = Instant::now() + timeout;
         loop {
             let health = round(etcd, deadline).await;
@@ -129,8 +126,7 @@ async fn round(etcd: &EtcdConfig, deadline: Instant) -> Health {
 /// One linearizable read at `endpoint` alone.
 async fn probe(etcd: EtcdConfig, endpoint: String, timeout: Duration) -> Result<(), String> {
     let attempt = async {
-        let mut client =
-            hostyard_routing::etcd::connect_to(&etcd, std::slice::from_ref(&endpoint)).await?;
+        let mut client = hostyard_etcd::connect_to(&etcd, std::slice::from_ref(&endpoint)).await?;
         // A count-only read of hostyard's whole range: an answer, not data,
         // and with etcd's RBAC a check of this server's permission too (its
         // role grants exactly that range; a revoked user is refused here).

@@ -10,14 +10,10 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use etcd_client::{
-    Certificate, Client, ConnectOptions, Identity, MemberAddOptions, Permission, PermissionType,
-    TlsOptions, UserAddOptions,
-};
-use hostyard_config::is_server_name;
+use etcd_client::{Client, MemberAddOptions, Permission, PermissionType, UserAddOptions};
+use hostyard_config::{is_server_name, EtcdTlsPem};
 use hostyard_core::etcd::prefix_end;
 use hostyard_core::{Domain, SiteKind};
 use serde::{Deserialize, Serialize};
@@ -427,24 +423,18 @@ pub struct Admin {
     client: Client,
 }
 
-const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
-
 impl Admin {
     pub fn connect(root: &RootIdentity, endpoint: &str) -> Result<Admin> {
         let read =
             |p: &Path| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
-        let tls = TlsOptions::new()
-            .ca_certificate(Certificate::from_pem(read(&root.ca)?))
-            .identity(Identity::from_pem(read(&root.cert)?, read(&root.key)?));
-        let options = ConnectOptions::new()
-            .with_connect_timeout(Duration::from_secs(5))
-            .with_timeout(ADMIN_TIMEOUT)
-            .with_tls(tls);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
+        let identity = EtcdTlsPem {
+            ca: read(&root.ca)?,
+            cert: read(&root.cert)?,
+            key: read(&root.key)?,
+        };
+        let rt = hostyard_etcd::runtime()?;
         let client = rt
-            .block_on(Client::connect([endpoint], Some(options)))
+            .block_on(hostyard_etcd::connect_as(&[endpoint.to_string()], identity))
             .with_context(|| format!("etcd at {endpoint}"))?;
         Ok(Admin { rt, client })
     }
@@ -455,9 +445,11 @@ impl Admin {
         Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
     {
         let client = self.client.clone();
-        self.rt
-            .block_on(f(client))
-            .map_err(|e| anyhow!("etcd {what}: {e}"))
+        self.rt.block_on(hostyard_etcd::bounded(
+            what,
+            hostyard_etcd::COMMAND_TIMEOUT,
+            f(client),
+        ))
     }
 
     /// Turns on etcd's authentication once: the root user (with the root

@@ -15,7 +15,7 @@ use hostyard_core::etcd::{parse_owner, Schema};
 use hostyard_core::owner::{decide_claim, decide_transfer, Claim, Transfer};
 use hostyard_core::{Domain, SiteKind};
 
-use crate::site::{bounded, CALL_TIMEOUT};
+use crate::site::bounded;
 
 /// What a claim or a transfer did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,15 +62,7 @@ struct Site<'a> {
 impl<'a> Site<'a> {
     async fn open(config: &NodeConfig, domain: &'a Domain) -> Result<Site<'a>> {
         let client =
-            tokio::time::timeout(CALL_TIMEOUT, hostyard_routing::etcd::connect(&config.etcd))
-                .await
-                .map_err(|_| {
-                    anyhow!(
-                        "etcd at {}: no answer within {} s",
-                        config.etcd.endpoints.join(", "),
-                        CALL_TIMEOUT.as_secs()
-                    )
-                })??;
+            hostyard_etcd::connect_within(&config.etcd, hostyard_etcd::COMMAND_TIMEOUT).await?;
         Ok(Site {
             client,
             schema: Schema::new(&config.etcd.prefix),
@@ -139,15 +131,9 @@ impl<'a> Site<'a> {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?)
-}
-
 /// The server that owns `domain`, if any.
 pub fn owner(config: &NodeConfig, domain: &Domain) -> Result<Option<String>> {
-    runtime()?.block_on(async {
+    hostyard_etcd::block_on(async {
         let mut site = Site::open(config, domain).await?;
         Ok(site.facts().await?.owner)
     })
@@ -173,7 +159,7 @@ pub fn claim(
     again: &str,
 ) -> Result<Changed> {
     let me = config.node_name();
-    runtime()?.block_on(async {
+    hostyard_etcd::block_on(async {
         let mut site = Site::open(config, domain).await?;
         let facts = site.facts().await?;
         let decision = decide_claim(
@@ -211,7 +197,7 @@ pub fn transfer(
     to: &str,
     take_over: bool,
 ) -> Result<Changed> {
-    runtime()?.block_on(async {
+    hostyard_etcd::block_on(async {
         let mut site = Site::open(config, domain).await?;
         let facts = site.facts().await?;
         let live = !facts.live.is_empty();

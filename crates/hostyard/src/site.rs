@@ -11,18 +11,12 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Result};
 use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 use hostyard_config::NodeConfig;
 use hostyard_core::etcd::{Schema, ServiceValue, SiteDecl};
 use hostyard_core::{Domain, SiteKind, UnitRole};
-
-/// Every etcd call is bounded: a down cluster is one clear line, not a hang.
-/// 10 s, as the fleet's admin calls: on a busy server a healthy etcd took
-/// more than 3 s to answer one read (a CI run on 2 shared cores).
-pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What `forget` did.
 #[derive(Debug, PartialEq, Eq)]
@@ -34,17 +28,13 @@ pub enum Forgot {
     Nothing,
 }
 
+/// Every etcd call of a command is bounded: a down cluster is one clear
+/// line, not a hang.
 pub(crate) async fn bounded<T>(
     what: &str,
-    f: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
+    call: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
 ) -> Result<T> {
-    match tokio::time::timeout(CALL_TIMEOUT, f).await {
-        Ok(r) => r.with_context(|| format!("etcd {what}")),
-        Err(_) => Err(anyhow!(
-            "etcd {what}: no answer within {} s",
-            CALL_TIMEOUT.as_secs()
-        )),
-    }
+    hostyard_etcd::bounded(what, hostyard_etcd::COMMAND_TIMEOUT, call).await
 }
 
 /// Whether systemd runs this machine (sd_booted(3)'s test).
@@ -65,16 +55,9 @@ pub fn unit_is_active(unit: &str) -> bool {
 pub fn forget(config: &NodeConfig, domain: &Domain) -> Result<Forgot> {
     let schema = Schema::new(&config.etcd.prefix);
     let site_key = schema.site_key(domain);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let mut client = tokio::time::timeout(
-            CALL_TIMEOUT,
-            hostyard_routing::etcd::connect(&config.etcd),
-        )
-        .await
-        .map_err(|_| anyhow!("etcd at {}: no answer within {} s", config.etcd.endpoints.join(", "), CALL_TIMEOUT.as_secs()))??;
+    hostyard_etcd::block_on(async {
+        let mut client =
+            hostyard_etcd::connect_within(&config.etcd, hostyard_etcd::COMMAND_TIMEOUT).await?;
         let got = bounded("get", client.get(site_key.as_str(), None)).await?;
         let Some(kv) = got.kvs().first() else {
             return Ok(Forgot::Nothing);

@@ -439,7 +439,7 @@ fn servers_reach_etcd_by_certificate_only_within_their_prefix_until_revoked() {
         // What confd reads and watches, the routing range and the fleet's
         // certificates, lies within the grant.
         let schema = Schema::new("/hostyard");
-        let (kvs, _) = hostyard_routing::etcd::read_routing(&mut c, &schema)
+        let (kvs, _) = hostyard_etcd::read_routing(&mut c, &schema)
             .await
             .expect("n1 reads the routing range");
         assert!(kvs.contains_key("/hostyard/sites/example.com"), "{kvs:?}");
@@ -452,7 +452,7 @@ fn servers_reach_etcd_by_certificate_only_within_their_prefix_until_revoked() {
         c.put(cert_key.as_str(), "bundle", None)
             .await
             .expect("n1 publishes a certificate");
-        hostyard_routing::etcd::read_all_paged(&mut c, &schema.tls_certs_prefix(), 100)
+        hostyard_etcd::read_all_paged(&mut c, &schema.tls_certs_prefix(), 100)
             .await
             .expect("n1 reads the fleet's certificates");
         c.put("/hostyard/sites/example.org", "{}", None)

@@ -1,54 +1,11 @@
-//! Reading the routing records from etcd: one consistent snapshot of a
-//! prefix, page by page. confd's watch starts from it; `hostyard status`
-//! reads it once.
+//! Consistent reads of a prefix or a range: one snapshot, page by page.
+//! confd's watch starts from one; `hostyard status` reads the routing once.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use etcd_client::{Certificate, Client, ConnectOptions, GetOptions, Identity, TlsOptions};
-use hostyard_config::EtcdConfig;
+use etcd_client::{Client, GetOptions};
 use hostyard_core::etcd::{prefix_end, Schema};
-
-/// A client of the config's cluster, with its TLS files when it has them.
-pub async fn connect(etcd: &EtcdConfig) -> Result<Client, etcd_client::Error> {
-    connect_to(etcd, &etcd.endpoints).await
-}
-
-/// A client of some of the config's endpoints (`hostyard etcd check` asks
-/// each on its own), with the config's TLS files.
-pub async fn connect_to(
-    etcd: &EtcdConfig,
-    endpoints: &[String],
-) -> Result<Client, etcd_client::Error> {
-    // Keep-alive pings notice a silent network break on an idle watch;
-    // no overall request timeout, which would also cut the watch stream.
-    let options = ConnectOptions::new()
-        .with_connect_timeout(Duration::from_secs(2))
-        .with_keep_alive(Duration::from_secs(5), Duration::from_secs(5))
-        .with_keep_alive_while_idle(true);
-    let options = with_tls(options, etcd)?;
-    Client::connect(endpoints, Some(options)).await
-}
-
-/// Adds the config's TLS files to `options`: the fleet CA is the only root
-/// the members' certificates are checked against, and the server's own
-/// certificate is its etcd identity (etcd's --client-cert-auth takes the
-/// user from its common name).
-pub fn with_tls(
-    options: ConnectOptions,
-    etcd: &EtcdConfig,
-) -> Result<ConnectOptions, etcd_client::Error> {
-    Ok(
-        match etcd.tls_pem().map_err(etcd_client::Error::InvalidArgs)? {
-            None => options,
-            Some(pem) => options.with_tls(
-                TlsOptions::new()
-                    .ca_certificate(Certificate::from_pem(pem.ca))
-                    .identity(Identity::from_pem(pem.cert, pem.key)),
-            ),
-        },
-    )
-}
 
 /// Keys per page of a full read: bounds confd's peak memory and keeps
 /// every response far below gRPC's 4 MB message limit, however many sites.
