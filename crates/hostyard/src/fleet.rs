@@ -175,13 +175,14 @@ pub enum SiteServer {
 }
 
 /// Makes the inventory at `path` say that `domain` lives on `server`, as
-/// `deploy/site.sh move` does once the site serves there. Only that entry's
-/// `server:` value is changed in the text, so comments and layout stay; the
-/// result is parsed again and must equal the old inventory with that one
-/// change, otherwise (an unusual layout, say `server:` before `domain:`)
-/// the whole inventory is written out in plain YAML instead, checked the
-/// same way. The file is replaced atomically with its mode kept; on any
-/// error nothing is written.
+/// `deploy/site.sh move` does once the site serves there. The inventory is
+/// the operator's file, so it is edited through a lossless YAML syntax tree
+/// (`yaml-edit`): only that entry's `server:` value changes, and comments,
+/// order and style stay. The result is parsed again and must equal the old
+/// inventory with that one change; otherwise (a layout the editor cannot
+/// change in place, say an alias) the whole inventory is rendered from the
+/// typed [`Inventory`] instead, checked the same way. The file is replaced
+/// atomically with its mode kept; on any error nothing is written.
 pub fn set_site_server(path: &Path, domain: &str, server: &str) -> Result<SiteServer> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -196,7 +197,7 @@ pub fn set_site_server(path: &Path, domain: &str, server: &str) -> Result<SiteSe
     let mut wanted = inv.clone();
     wanted.sites[index].server = server.to_string();
     let is_wanted = |t: &str| Inventory::parse(t).is_ok_and(|i| i == wanted);
-    let new_text = match edit_site_server(&text, &inv.sites[index].domain, server) {
+    let new_text = match edit_site_server(&text, index, server) {
         Some(edited) if is_wanted(&edited) => edited,
         _ => {
             let plain = format!(
@@ -224,43 +225,16 @@ pub fn set_site_server(path: &Path, domain: &str, server: &str) -> Result<SiteSe
     Ok(SiteServer::Moved { from })
 }
 
-/// `text` with the `server:` value that follows the only `domain: <domain>`
-/// replaced by `server`; `None` when there is no single such place.
-fn edit_site_server(text: &str, domain: &str, server: &str) -> Option<String> {
-    let is_word = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
-    // Where the domain's value ends, for each `domain: <domain>` (quoted or not).
-    let mut ends = Vec::new();
-    for (at, _) in text.match_indices(domain) {
-        let before = text[..at].trim_end_matches(['"', '\'']).trim_end();
-        let after = text[at + domain.len()..].chars().next();
-        if before.ends_with("domain:")
-            && !before[..before.len() - "domain:".len()].ends_with(is_word)
-            && !after.is_some_and(|c| is_word(c) || c == '.')
-        {
-            ends.push(at + domain.len());
-        }
-    }
-    let [end] = ends.as_slice() else {
-        return None;
-    };
-    let rest = &text[*end..];
-    let key = rest
-        .match_indices("server:")
-        .map(|(i, _)| i)
-        .find(|&i| !rest[..i].ends_with(is_word))?;
-    let value_start = key + "server:".len();
-    let value = &rest[value_start..];
-    let lead = value.len() - value.trim_start_matches([' ', '\t']).len();
-    let value = &value[lead..];
-    let quote = value.starts_with(['"', '\'']) as usize;
-    let len = value[quote..]
-        .find(|c: char| !is_word(c))
-        .unwrap_or(value.len() - quote);
-    if len == 0 {
-        return None;
-    }
-    let from = *end + value_start + lead + quote;
-    Some(format!("{}{server}{}", &text[..from], &text[from + len..]))
+/// `text` with the `server:` of the `index`th entry under `sites:` set to
+/// `server`, through a lossless syntax tree; `None` when the editor cannot
+/// find that entry.
+fn edit_site_server(text: &str, index: usize, server: &str) -> Option<String> {
+    use std::str::FromStr;
+    let doc = yaml_edit::Document::from_str(text).ok()?;
+    let sites = doc.as_mapping()?.get_sequence("sites")?;
+    let site = sites.get(index)?;
+    site.as_mapping()?.set("server", server);
+    Some(doc.to_string())
 }
 
 /// Where a server keeps its etcd TLS files (written by `deploy/`).

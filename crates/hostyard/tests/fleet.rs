@@ -217,7 +217,7 @@ async fn client(
 
 /// `hostyard fleet set-server`, the inventory's side of `deploy/site.sh
 /// move`: only the site's `server:` changes (comments and layout stay, in
-/// block and flow style), the file stays valid and keeps its mode, and a
+/// block and flow style, whatever the order of the keys), the file stays valid and keeps its mode, and a
 /// mistake is one line with nothing written.
 #[test]
 fn set_server_rewrites_one_site_keeping_the_file_valid_and_refuses_mistakes() {
@@ -267,8 +267,8 @@ fn set_server_rewrites_one_site_keeping_the_file_valid_and_refuses_mistakes() {
         flow.replace("wordpress, server: n1", "wordpress, server: n2")
     );
 
-    // `server:` before `domain:`: not changed in place, but the whole
-    // inventory written out, valid and with the change.
+    // `server:` before `domain:`: changed in place all the same (the
+    // editor works on YAML's syntax tree, not on the text).
     let odd = "servers:\n  - {name: n1, ssh: root@10.0.0.1, private: 10.0.0.1, role: member}\n  \
                - {name: n2, ssh: root@10.0.0.2, private: 10.0.0.2, role: member}\nsites:\n  \
                - {server: n1, kind: static, domain: a.example}\n  \
@@ -276,6 +276,14 @@ fn set_server_rewrites_one_site_keeping_the_file_valid_and_refuses_mistakes() {
     fs::write(&inv, odd).expect("inventory");
     let out = fleet(&inv, &["set-server", "a.example", "n2"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        fs::read_to_string(&inv).unwrap(),
+        odd.replacen(
+            "{server: n1, kind: static, domain: a",
+            "{server: n2, kind: static, domain: a",
+            1
+        )
+    );
     let out = fleet(&inv, &["sites"]);
     assert_eq!(
         stdout(&out),
@@ -284,6 +292,27 @@ fn set_server_rewrites_one_site_keeping_the_file_valid_and_refuses_mistakes() {
         fs::read_to_string(&inv).unwrap()
     );
     assert_eq!(fleet(&inv, &["servers"]).status.code(), Some(0));
+
+    // A tagged entry the editor does not change in place: the whole
+    // inventory is rendered from its typed form instead, valid, with the
+    // change, and saying so at its top.
+    let tagged = odd.replace(
+        "  - {server: n1, kind: static, domain: a.example}",
+        "  - !!map {server: n1, kind: static, domain: a.example}",
+    );
+    fs::write(&inv, &tagged).expect("inventory");
+    let out = fleet(&inv, &["set-server", "a.example", "n2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = fs::read_to_string(&inv).unwrap();
+    assert!(
+        text.starts_with("# Written by `hostyard fleet set-server`"),
+        "{text}"
+    );
+    assert_eq!(
+        stdout(&fleet(&inv, &["sites"])),
+        "a.example static n2\nb.example static n1\n",
+        "{text}"
+    );
 
     // Mistakes: exit 2, one line naming the fix, the file untouched.
     fs::write(&inv, INVENTORY).expect("inventory");
