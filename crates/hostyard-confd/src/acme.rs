@@ -62,7 +62,7 @@ pub fn spawn(
             let runtime = match hostyard_etcd::runtime() {
                 Ok(r) => r,
                 Err(e) => {
-                    log!(Err, "ACME: cannot start the runtime: {e}");
+                    log!(Err, "ACME: {e:#}");
                     return;
                 }
             };
@@ -86,17 +86,23 @@ async fn challenges(etcd: &EtcdConfig, schema: &Schema, layout: &Layout) {
     let mut map = ChallengeMap::new(layout.clone());
     let mut last_error = String::new();
     loop {
-        let e = match challenge_session(etcd, schema, &mut map).await {
+        match challenge_session(etcd, schema, &mut map).await {
             Ok(()) => return,
-            Err(e) => format!("{e:#}"),
-        };
-        // confd's routing feed reports etcd's troubles; once here is enough.
-        if e != last_error {
-            log!(Warning, "ACME challenges: {e}; retrying");
-            last_error = e;
+            Err(e) => after_failure("ACME challenges", e, &mut last_error).await,
         }
-        tokio::time::sleep(RECONNECT).await;
     }
+}
+
+/// Logs a session's failure once per distinct error (confd's routing feed
+/// reports etcd's troubles; once here is enough), then waits before the
+/// next attempt.
+async fn after_failure(what: &str, error: anyhow::Error, last_error: &mut String) {
+    let e = format!("{error:#}");
+    if e != *last_error {
+        log!(Warning, "{what}: {e}; retrying");
+        *last_error = e;
+    }
+    tokio::time::sleep(RECONNECT).await;
 }
 
 async fn challenge_session(
@@ -214,16 +220,11 @@ async fn certificates(
             tokio::time::sleep(RECONNECT).await;
             continue;
         }
-        let e = match certificate_session(etcd, schema, receiver, in_fleet, recheck).await {
+        match certificate_session(etcd, schema, receiver, in_fleet, recheck).await {
             // It left the fleet; a full read when it joins again.
             Ok(()) => continue,
-            Err(e) => format!("{e:#}"),
-        };
-        if e != last_error {
-            log!(Warning, "fleet certificates: {e}; retrying");
-            last_error = e;
+            Err(e) => after_failure("fleet certificates", e, &mut last_error).await,
         }
-        tokio::time::sleep(RECONNECT).await;
     }
 }
 

@@ -41,13 +41,7 @@ fn main() -> ExitCode {
     }
     let runtime = match hostyard_etcd::runtime() {
         Ok(r) => r,
-        Err(e) => {
-            return cli::fail(
-                PROGRAM,
-                EXIT_FAILURE,
-                format_args!("cannot start the runtime: {e}"),
-            )
-        }
+        Err(e) => return cli::fail(PROGRAM, EXIT_FAILURE, format_args!("{e:#}")),
     };
     let result = runtime.block_on(async {
         if cli.once {

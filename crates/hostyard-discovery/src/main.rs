@@ -75,21 +75,9 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return cli::fail(PROGRAM, EXIT_USAGE, e),
     };
-    // One process runs per site: a single-threaded runtime keeps each small
-    // (blocking HTTP checks get a helper thread only while they run).
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .max_blocking_threads(2)
-        .build()
-    {
+    let runtime = match hostyard_etcd::per_site_runtime() {
         Ok(r) => r,
-        Err(e) => {
-            return cli::fail(
-                PROGRAM,
-                EXIT_FAILURE,
-                format_args!("cannot start the runtime: {e}"),
-            )
-        }
+        Err(e) => return cli::fail(PROGRAM, EXIT_FAILURE, format_args!("{e:#}")),
     };
     let result = match cli.command {
         Command::Run { .. } => {

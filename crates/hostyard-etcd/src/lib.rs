@@ -115,18 +115,30 @@ pub async fn bounded<T>(
     }
 }
 
-/// The runtime a one-shot command runs its etcd calls on: one thread, the
-/// caller's.
-pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
+/// The runtime a program runs its etcd calls on: one thread, the caller's.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    build(tokio::runtime::Builder::new_current_thread().enable_all())
+}
+
+/// [`runtime`] for a process that runs once per site (discovery): blocking
+/// work (an HTTP health check) gets at most two helper threads, so each
+/// process stays small.
+pub fn per_site_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    build(
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .max_blocking_threads(2),
+    )
+}
+
+fn build(builder: &mut tokio::runtime::Builder) -> anyhow::Result<tokio::runtime::Runtime> {
+    builder
         .build()
+        .map_err(|e| anyhow!("cannot start the runtime: {e}"))
 }
 
 /// Runs `work` to its end on a [`runtime`] of its own, for a command that
 /// is not async.
 pub fn block_on<T>(work: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
-    runtime()
-        .map_err(|e| anyhow!("cannot start the runtime: {e}"))?
-        .block_on(work)
+    runtime()?.block_on(work)
 }
