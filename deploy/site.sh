@@ -151,6 +151,34 @@ database_unit() {
   die "hostyard knows no site kind $KIND (the inventory's kind of $DOMAIN)"
 }
 
+# site_paths: the site's names on the source and the target, asked from
+# each server (`hostyard names site`: its data layout's one home): FROM_DATA,
+# OUT (the source's staged export), TO_DATA, TO_IMPORT, TO_DONE, STAGE (the
+# target's), DB_NETWORK.
+site_paths() {
+  local role name
+  while read -r role name; do
+    case $role in
+      data) FROM_DATA=$name ;;
+      move_stage) OUT=$name ;;
+      db_network) DB_NETWORK=$name ;;
+    esac
+  done < <(on "$FROM_SSH" hostyard names site "$DOMAIN")
+  while read -r role name; do
+    case $role in
+      data) TO_DATA=$name ;;
+      import) TO_IMPORT=$name ;;
+      import_done) TO_DONE=$name ;;
+      move_stage) STAGE=$name ;;
+    esac
+  done < <(on "$TO_SSH" hostyard names site "$DOMAIN")
+  local v
+  for v in FROM_DATA OUT DB_NETWORK TO_DATA TO_IMPORT TO_DONE STAGE; do
+    [ -n "${!v:-}" ] ||
+      die "cannot read $DOMAIN's names on $FROM and $TO (hostyard names site $DOMAIN); run deploy/server.sh add for both so they run this hostyard"
+  done
+}
+
 # export_on SSH DIR: the site's export, fresh, into DIR on that server. An
 # export dumps the site's database, so it must run (it also runs while the
 # site is stopped: mysql@ is not part of wordpress@).
@@ -176,12 +204,12 @@ copy_over() {
 # copy of the stage (with the dump and its password hashes) is the move's
 # own, so the entries made since the import began go again.
 prepare_target() {
-  local units="$KIND-importer@$DOMAIN" done=$TO_ROOT/import/.done db
+  local units="$KIND-importer@$DOMAIN" done=$TO_DONE db
   db=$(database_unit)
   [ -z "$db" ] || units+=" $db"
   on "$TO_SSH" "t=''
-    if ! test -e $TO_ROOT/domains/$DOMAIN; then
-      t=\$(date +%s) && rm -rf $STAGE.import && cp -a $STAGE $STAGE.import && mv -T $STAGE.import $TO_ROOT/import/$DOMAIN || exit 1
+    if ! test -e $TO_DATA; then
+      t=\$(date +%s) && rm -rf $STAGE.import && cp -a $STAGE $STAGE.import && mv -T $STAGE.import $TO_IMPORT || exit 1
     fi
     systemctl start $units || exit 1
     for e in $done/$DOMAIN-*; do
@@ -207,13 +235,13 @@ serves() {
 # drop_db_network: the shell command removing the site's database network
 # (mysql@ makes it and leaves it) once its units are stopped.
 drop_db_network() {
-  printf '{ ! docker network inspect hostyard-db-%s >/dev/null 2>&1 || docker network rm hostyard-db-%s >/dev/null; }' "$DOMAIN" "$DOMAIN"
+  printf '{ ! docker network inspect %s >/dev/null 2>&1 || docker network rm %s >/dev/null; }' "$DB_NETWORK" "$DB_NETWORK"
 }
 
 # undo_target: stops the site on the target and removes what this move put
 # there (the target had no data for it before: checked at the start).
 undo_target() {
-  on "$TO_SSH" "systemctl disable --now -q $UNIT 2>/dev/null; systemctl stop '*@$DOMAIN.service' '*@$DOMAIN.timer' 2>/dev/null; rm -rf $TO_ROOT/domains/$DOMAIN $TO_ROOT/import/$DOMAIN && $(drop_db_network)"
+  on "$TO_SSH" "systemctl disable --now -q $UNIT 2>/dev/null; systemctl stop '*@$DOMAIN.service' '*@$DOMAIN.timer' 2>/dev/null; rm -rf $TO_DATA $TO_IMPORT && $(drop_db_network)"
 }
 
 # on_exit: a move that fails between stopping the source and the target
@@ -305,9 +333,7 @@ move() {
     on "$r" command -v rsync >/dev/null ||
       die "rsync is missing on $r: run deploy/server.sh add for that server again (setup.sh installs it)"
   done
-  FROM_ROOT=$(on "$FROM_SSH" hostyard config get data_root)
-  TO_ROOT=$(on "$TO_SSH" hostyard config get data_root)
-  OUT=$FROM_ROOT/import/.move/$DOMAIN STAGE=$TO_ROOT/import/.move/$DOMAIN
+  site_paths
   if [ "$phase" = switched ]; then
     finish
     return
@@ -319,7 +345,7 @@ move() {
       finish
       return
     fi
-    if on "$TO_SSH" test -d "$TO_ROOT/domains/$DOMAIN"; then
+    if on "$TO_SSH" test -d "$TO_DATA"; then
       # Stopped on the source, prepared on the target: only the gap's steps
       # are left (the target's unit, if it started and failed, stops first).
       on "$TO_SSH" systemctl stop "$UNIT"
@@ -336,10 +362,10 @@ move() {
   else
     if [ -z "$phase" ]; then
       # Never over a site the target has: its importer would keep that data.
-      on "$TO_SSH" "! test -e $TO_ROOT/domains/$DOMAIN && ! test -e $TO_ROOT/import/$DOMAIN" ||
-        die "$TO has $DOMAIN's data already ($TO_ROOT/domains/$DOMAIN or $TO_ROOT/import/$DOMAIN); move it aside there first"
-      on "$FROM_SSH" test -d "$FROM_ROOT/domains/$DOMAIN" ||
-        die "$FROM has no data for $DOMAIN ($FROM_ROOT/domains/$DOMAIN); nothing to move"
+      on "$TO_SSH" "! test -e $TO_DATA && ! test -e $TO_IMPORT" ||
+        die "$TO has $DOMAIN's data already ($TO_DATA or $TO_IMPORT); move it aside there first"
+      on "$FROM_SSH" test -d "$FROM_DATA" ||
+        die "$FROM has no data for $DOMAIN ($FROM_DATA); nothing to move"
       # A third server that owns the site (a restore there) is not this
       # move's to overrule without --take-over; the switch's transfer
       # checks again in one transaction.
@@ -439,10 +465,8 @@ cancel() {
   FROM_SSH=$S_SSH
   trap mux_close EXIT
   mux_open "$FROM_SSH" "$TO_SSH"
-  FROM_ROOT=$(on "$FROM_SSH" hostyard config get data_root)
-  TO_ROOT=$(on "$TO_SSH" hostyard config get data_root)
+  site_paths
   undo_target || die "cannot remove $DOMAIN's copy on $TO (above); run the cancel again"
-  OUT=$FROM_ROOT/import/.move/$DOMAIN STAGE=$TO_ROOT/import/.move/$DOMAIN
   clean_stages
   rm -f "$STATE"
   step "done: the move of $DOMAIN to $TO is dropped; it runs on $FROM as before"
@@ -454,7 +478,7 @@ cancel() {
 finish() {
   [ "$WAS_ACTIVE" != 1 ] || on "$TO_SSH" systemctl enable -q "$UNIT"
   fleet set-server "$DOMAIN" "$TO" | while read -r l; do note "$l"; done
-  on "$FROM_SSH" "systemctl disable --now -q $UNIT 2>/dev/null; systemctl stop '*@$DOMAIN.service' '*@$DOMAIN.timer'; rm -rf $FROM_ROOT/domains/$DOMAIN $OUT && $(drop_db_network)" ||
+  on "$FROM_SSH" "systemctl disable --now -q $UNIT 2>/dev/null; systemctl stop '*@$DOMAIN.service' '*@$DOMAIN.timer'; rm -rf $FROM_DATA $OUT && $(drop_db_network)" ||
     die "$DOMAIN serves on $TO, but its copy on $FROM could not be removed (above): run the move again"
   clean_stages
   rm -f "$STATE"

@@ -188,6 +188,13 @@ impl Layout {
         IMPORT_TARBALL_SUFFIXES.map(|ext| self.imports_dir().join(format!("{domain}{ext}")))
     }
 
+    /// `<root>/import/.move/<domain>`: where a move between servers keeps
+    /// the site's export, on the source (made there) and on the target
+    /// (copied there, then imported or refreshed from).
+    pub fn move_stage_dir(&self, domain: &Domain) -> PathBuf {
+        self.imports_dir().join(".move").join(domain.as_str())
+    }
+
     /// Where used imports are moved (removed `import.keep_done` later).
     pub fn import_done_dir(&self) -> PathBuf {
         self.imports_dir().join(".done")

@@ -87,6 +87,8 @@ enum Command {
     Names {
         #[arg(value_enum)]
         what: hostyard::names::Names,
+        /// The site, for `names site`.
+        domain: Option<String>,
     },
     /// Where the node config's etcd is, and whether it answers (for setup).
     Etcd {
@@ -186,8 +188,13 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Site { action } => cmd::site::run(&config, action),
         Command::Wordpress { action } => cmd::wordpress::run(&config, action),
         Command::Config { action } => cmd::config::run(&config, action),
-        Command::Names { what } => {
-            for line in hostyard::names::lines(&config, what) {
+        Command::Names { what, domain } => {
+            let domain = domain
+                .map(|d| hostyard_core::Domain::parse_instance(&d).map_err(usage))
+                .transpose()?;
+            for line in hostyard::names::lines(&config, what, domain.as_ref())
+                .map_err(|e| usage(anyhow::Error::msg(e)))?
+            {
                 println!("{line}");
             }
             Ok(0)

@@ -8,9 +8,10 @@
 //! one question and reads lines back, one name (or one `KIND NAME` pair)
 //! per line.
 
+use clap::ValueEnum;
 use hostyard_config::NodeConfig;
-use hostyard_core::kind::MYSQL_TEMPLATE_UNIT;
-use hostyard_core::SiteKind;
+use hostyard_core::kind::{db_network_name, MYSQL_TEMPLATE_UNIT};
+use hostyard_core::{Domain, Layout, SiteKind};
 
 use crate::units::{
     CONFD_BIN, CONFD_UNIT, DISCOVERY_BIN, GITPULL_BIN, HAPROXY_UNIT, HOSTYARD_BIN, IMPORT_BIN,
@@ -35,6 +36,9 @@ pub enum Names {
     /// The data layout's directories setup makes, parents first, as
     /// `ROLE PATH` (root, domains, import, runtime, haproxy, postfix).
     Dirs,
+    /// One site's names as `ROLE NAME` (data, import, import_done,
+    /// move_stage, db_network), for `deploy/site.sh move`; needs DOMAIN.
+    Site,
 }
 
 /// Every binary a server needs in `bin_dir`.
@@ -49,9 +53,34 @@ pub const BINARIES: [&str; 5] = [
 /// The services `hostyard.target` starts (its `Wants=`).
 pub const SERVICES: [&str; 3] = [CONFD_UNIT, HAPROXY_UNIT, POSTFIX_UNIT];
 
-/// The lines `hostyard names WHAT` prints.
-pub fn lines(config: &NodeConfig, what: Names) -> Vec<String> {
-    match what {
+/// The lines `hostyard names WHAT [DOMAIN]` prints; only `site` takes a
+/// domain, and it must have one.
+pub fn lines(
+    config: &NodeConfig,
+    what: Names,
+    domain: Option<&Domain>,
+) -> Result<Vec<String>, String> {
+    if let (Names::Site, Some(domain)) = (what, domain) {
+        return Ok(site(&config.layout(), domain));
+    }
+    match (what, domain) {
+        (Names::Site, None) => {
+            return Err(
+                "names site needs the site's DOMAIN: hostyard names site example.com".into(),
+            )
+        }
+        (_, Some(domain)) => {
+            return Err(format!(
+                "names {} takes no domain ({domain}); only names site does",
+                what.to_possible_value()
+                    .map(|v| v.get_name().to_string())
+                    .unwrap_or_default()
+            ))
+        }
+        (_, None) => {}
+    }
+    Ok(match what {
+        Names::Site => unreachable!("handled above"),
         Names::Binaries => BINARIES.iter().map(|b| b.to_string()).collect(),
         Names::Images => config
             .images
@@ -77,7 +106,22 @@ pub fn lines(config: &NodeConfig, what: Names) -> Vec<String> {
             .iter()
             .map(|(role, d)| format!("{role} {}", d.display()))
             .collect(),
-    }
+    })
+}
+
+/// A site's names on this server: its data, where an import of it waits
+/// and where used ones go, a move's staged export, its database network.
+fn site(layout: &Layout, domain: &Domain) -> Vec<String> {
+    [
+        ("data", layout.domain_dir(domain)),
+        ("import", layout.import_dir(domain)),
+        ("import_done", layout.import_done_dir()),
+        ("move_stage", layout.move_stage_dir(domain)),
+    ]
+    .iter()
+    .map(|(role, path)| format!("{role} {}", path.display()))
+    .chain([format!("db_network {}", db_network_name(domain))])
+    .collect()
 }
 
 #[cfg(test)]
@@ -87,7 +131,7 @@ mod tests {
     #[test]
     fn kinds_name_their_database_unit() {
         assert_eq!(
-            lines(&NodeConfig::default(), Names::Kinds),
+            lines(&NodeConfig::default(), Names::Kinds, None).unwrap(),
             ["static -", "static-git -", "wordpress mysql"]
         );
     }
@@ -98,7 +142,7 @@ mod tests {
     fn image_kinds_name_their_config_keys() {
         let mut config = NodeConfig::default();
         config.images.static_git = "registry.example/sg:2".into();
-        for line in lines(&config, Names::Images) {
+        for line in lines(&config, Names::Images, None).unwrap() {
             let (kind, name) = line.split_once(' ').expect("KIND NAME");
             assert!(!name.contains(' '), "{line}");
             let key = Images::config_key(kind);
@@ -108,7 +152,9 @@ mod tests {
                 "{key}"
             );
         }
-        assert!(lines(&config, Names::Images).contains(&"static-git registry.example/sg:2".into()));
+        assert!(lines(&config, Names::Images, None)
+            .unwrap()
+            .contains(&"static-git registry.example/sg:2".into()));
     }
 
     #[test]
@@ -117,9 +163,35 @@ mod tests {
             data_root: PathBuf::from("/srv/yard"),
             ..NodeConfig::default()
         };
-        let dirs = lines(&config, Names::Dirs);
+        let dirs = lines(&config, Names::Dirs, None).unwrap();
         assert_eq!(dirs[0], "root /srv/yard");
         assert!(dirs.contains(&"import /srv/yard/import".to_string()));
+    }
+
+    #[test]
+    fn site_names_follow_data_root_and_need_a_domain() {
+        let config = NodeConfig {
+            data_root: PathBuf::from("/srv/yard"),
+            ..NodeConfig::default()
+        };
+        let domain = Domain::parse_instance("example.com").unwrap();
+        assert_eq!(
+            lines(&config, Names::Site, Some(&domain)).unwrap(),
+            [
+                "data /srv/yard/domains/example.com",
+                "import /srv/yard/import/example.com",
+                "import_done /srv/yard/import/.done",
+                "move_stage /srv/yard/import/.move/example.com",
+                "db_network hostyard-db-example.com"
+            ]
+        );
+        let missing = lines(&config, Names::Site, None).unwrap_err();
+        assert!(
+            missing.contains("hostyard names site example.com"),
+            "{missing}"
+        );
+        let extra = lines(&config, Names::Kinds, Some(&domain)).unwrap_err();
+        assert!(extra.contains("names kinds takes no domain"), "{extra}");
     }
 
     #[test]
