@@ -152,31 +152,23 @@ database_unit() {
 }
 
 # site_paths: the site's names on the source and the target, asked from
-# each server (`hostyard names site`: its data layout's one home): FROM_DATA,
-# OUT (the source's staged export), TO_DATA, TO_IMPORT, TO_DONE, STAGE (the
-# target's), DB_NETWORK.
+# each server (`hostyard names site`: its data layout's one home), as
+# FROM_ROLE and TO_ROLE (FROM_DATA, TO_IMPORT, TO_IMPORT_DONE...); OUT is
+# the source's staged export, STAGE the target's.
 site_paths() {
-  local role name
-  while read -r role name; do
-    case $role in
-      data) FROM_DATA=$name ;;
-      move_stage) OUT=$name ;;
-      db_network) DB_NETWORK=$name ;;
-    esac
-  done < <(on "$FROM_SSH" hostyard names site "$DOMAIN")
-  while read -r role name; do
-    case $role in
-      data) TO_DATA=$name ;;
-      import) TO_IMPORT=$name ;;
-      import_done) TO_DONE=$name ;;
-      move_stage) STAGE=$name ;;
-    esac
-  done < <(on "$TO_SSH" hostyard names site "$DOMAIN")
-  local v
-  for v in FROM_DATA OUT DB_NETWORK TO_DATA TO_IMPORT TO_DONE STAGE; do
+  local side ssh role name v
+  for side in FROM TO; do
+    ssh=${side}_SSH
+    while read -r role name; do
+      case $role in '' | *[!a-z_]*) continue ;; esac
+      printf -v "${side}_${role^^}" '%s' "$name"
+    done < <(on "${!ssh}" hostyard names site "$DOMAIN")
+  done
+  for v in FROM_DATA FROM_MOVE_STAGE TO_DATA TO_IMPORT TO_IMPORT_DONE TO_MOVE_STAGE TO_DB_NETWORK; do
     [ -n "${!v:-}" ] ||
       die "cannot read $DOMAIN's names on $FROM and $TO (hostyard names site $DOMAIN); run deploy/server.sh add for both so they run this hostyard"
   done
+  OUT=$FROM_MOVE_STAGE STAGE=$TO_MOVE_STAGE
 }
 
 # export_on SSH DIR: the site's export, fresh, into DIR on that server. An
@@ -204,7 +196,7 @@ copy_over() {
 # copy of the stage (with the dump and its password hashes) is the move's
 # own, so the entries made since the import began go again.
 prepare_target() {
-  local units="$KIND-importer@$DOMAIN" done=$TO_DONE db
+  local units="$KIND-importer@$DOMAIN" done=$TO_IMPORT_DONE db
   db=$(database_unit)
   [ -z "$db" ] || units+=" $db"
   on "$TO_SSH" "t=''
@@ -232,10 +224,11 @@ serves() {
   printf '%s' "systemctl is-active -q $UNIT && code=\$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H 'Host: $DOMAIN' http://127.0.0.1/) && [ \"\$code\" -lt 500 ] && [ \"\$code\" != 404 ]"
 }
 
-# drop_db_network: the shell command removing the site's database network
+# drop_db_network: the shell command removing the site's database network (one
+# name on every server)
 # (mysql@ makes it and leaves it) once its units are stopped.
 drop_db_network() {
-  printf '{ ! docker network inspect %s >/dev/null 2>&1 || docker network rm %s >/dev/null; }' "$DB_NETWORK" "$DB_NETWORK"
+  printf '{ ! docker network inspect %s >/dev/null 2>&1 || docker network rm %s >/dev/null; }' "$TO_DB_NETWORK" "$TO_DB_NETWORK"
 }
 
 # undo_target: stops the site on the target and removes what this move put
