@@ -224,9 +224,9 @@ serves() {
   printf '%s' "systemctl is-active -q $UNIT && code=\$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H 'Host: $DOMAIN' http://127.0.0.1/) && [ \"\$code\" -lt 500 ] && [ \"\$code\" != 404 ]"
 }
 
-# drop_db_network: the shell command removing the site's database network (one
-# name on every server)
-# (mysql@ makes it and leaves it) once its units are stopped.
+# drop_db_network: the shell command removing the site's database network
+# (one name on every server; mysql@ makes it and leaves it) once its units
+# are stopped.
 drop_db_network() {
   printf '{ ! docker network inspect %s >/dev/null 2>&1 || docker network rm %s >/dev/null; }' "$TO_DB_NETWORK" "$TO_DB_NETWORK"
 }
