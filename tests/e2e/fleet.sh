@@ -14,12 +14,8 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-# shellcheck source=scripts/lib/log.sh
-. "$repo/scripts/lib/log.sh"
-# shellcheck source=tests/e2e/lib/tls.sh
-. "$repo/tests/e2e/lib/tls.sh"
-# shellcheck source=tests/e2e/lib/yaml.sh
-. "$repo/tests/e2e/lib/yaml.sh"
+# shellcheck source=tests/e2e/lib/common.sh
+. "$repo/tests/e2e/lib/common.sh"
 
 RUN=hostyard-fleet-$$
 NET=$RUN
@@ -48,11 +44,7 @@ cleanup() {
     note "kept $JUMP and $RUN-n1..n3 on network $NET"
     return
   fi
-  local b
-  for b in "$JUMP" "${SERVERS[@]/#/$RUN-}"; do
-    docker rm -f "$b" >/dev/null 2>&1 || true
-    docker volume rm "$b-docker" >/dev/null 2>&1 || true
-  done
+  remove_boxes "$JUMP" "${SERVERS[@]/#/$RUN-}"
   docker network rm "$NET" >/dev/null 2>&1 || true
 }
 

@@ -409,7 +409,7 @@ impl Acme {
     ) -> anyhow::Result<String> {
         let aliases = self.declared_aliases(etcd, domain).await?;
         let names = order_names(domain, &aliases, true);
-        let first = self.bounded_order(etcd, lease, domain, names).await;
+        let first = bounded(self.order(etcd, lease, domain, names)).await;
         match first {
             Ok(pem) => Ok(pem),
             Err(e) if leave_out_www(domain, &aliases, &e.failed) => {
@@ -419,28 +419,11 @@ impl Acme {
                     e.error
                 );
                 let names = order_names(domain, &aliases, false);
-                self.bounded_order(etcd, lease, domain, names)
+                bounded(self.order(etcd, lease, domain, names))
                     .await
                     .map_err(|e| e.error)
             }
             Err(e) => Err(e.error),
-        }
-    }
-
-    async fn bounded_order(
-        &mut self,
-        etcd: &mut Client,
-        lease: i64,
-        domain: &Domain,
-        names: Vec<String>,
-    ) -> Result<String, OrderError> {
-        match tokio::time::timeout(ORDER_TIMEOUT, self.order(etcd, lease, domain, names)).await {
-            Ok(result) => result,
-            Err(_) => Err(anyhow::anyhow!(
-                "the order took longer than {} s",
-                ORDER_TIMEOUT.as_secs()
-            )
-            .into()),
         }
     }
 
@@ -740,6 +723,18 @@ impl Acme {
         }
         pem.push_str(&key.serialize_pem());
         Ok(pem)
+    }
+}
+
+/// One order, given up after [`ORDER_TIMEOUT`].
+async fn bounded(
+    order: impl std::future::Future<Output = Result<String, OrderError>>,
+) -> Result<String, OrderError> {
+    match tokio::time::timeout(ORDER_TIMEOUT, order).await {
+        Ok(result) => result,
+        Err(_) => {
+            Err(anyhow::anyhow!("the order took longer than {} s", ORDER_TIMEOUT.as_secs()).into())
+        }
     }
 }
 
