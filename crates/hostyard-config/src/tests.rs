@@ -158,6 +158,22 @@ fn etcd_tls_is_all_three_files_with_https_or_none_with_http() {
         }
 }
 
+/// A section's TLS files are refused while `key_file` (the setting `name`)
+/// is readable by others, and read once it is 0600; their PEM texts.
+fn refused_until_private<T>(
+    key_file: &std::path::Path,
+    name: &str,
+    tls_pem: impl Fn() -> Result<Option<T>, String>,
+) -> T {
+    use std::os::unix::fs::PermissionsExt;
+    let Err(err) = tls_pem() else {
+        panic!("{name}: a key readable by others was accepted")
+    };
+    assert!(err.contains(name) && err.contains("chmod 600"), "{err}");
+    std::fs::set_permissions(key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    tls_pem().unwrap().unwrap()
+}
+
 #[test]
 fn etcd_tls_key_readable_by_others_is_refused() {
     use std::os::unix::fs::PermissionsExt;
@@ -175,13 +191,7 @@ fn etcd_tls_key_readable_by_others_is_refused() {
         cert_file: file("n1.pem", 0o644),
         key_file: file("n1.key", 0o640),
     };
-    let err = etcd.tls_pem().err().unwrap();
-    assert!(
-        err.contains("etcd.key_file") && err.contains("chmod 600"),
-        "{err}"
-    );
-    std::fs::set_permissions(&etcd.key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let pem = etcd.tls_pem().unwrap().unwrap();
+    let pem = refused_until_private(&etcd.key_file, "etcd.key_file", || etcd.tls_pem());
     assert_eq!(pem.key, b"n1.key");
     assert!(EtcdConfig::default().tls_pem().unwrap().is_none());
 }
@@ -203,13 +213,7 @@ fn fleet_tls_is_one_pem_of_certificate_and_key_and_a_shared_key_is_refused() {
         key_file: file("n1.key", "KEY\n", 0o640),
         ..FleetConfig::default()
     };
-    let err = fleet.tls_pem().err().unwrap();
-    assert!(
-        err.contains("fleet.key_file") && err.contains("chmod 600"),
-        "{err}"
-    );
-    std::fs::set_permissions(&fleet.key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let pem = fleet.tls_pem().unwrap().unwrap();
+    let pem = refused_until_private(&fleet.key_file, "fleet.key_file", || fleet.tls_pem());
     assert_eq!(pem.cert_and_key, b"CERT\nKEY\n");
     assert_eq!(pem.ca, b"CA\n");
     assert!(FleetConfig::default().tls_pem().unwrap().is_none());
