@@ -4,6 +4,11 @@ fn parse(text: &str) -> Result<NodeConfig, ConfigError> {
     NodeConfig::parse(text, Path::new("/etc/hostyard/hostyard.yaml"))
 }
 
+/// Why `text` is refused, as the error says it.
+fn refusal(text: &str) -> String {
+    parse(text).unwrap_err().to_string()
+}
+
 #[test]
 fn paths_a_sandboxed_unit_cannot_see_are_named_with_the_unit() {
     assert_eq!(
@@ -113,9 +118,7 @@ fn poll_interval_is_parsed_once_into_seconds() {
         }
     }
     for bad in ["0min", "0", "99999999999999999999d", "10 min"] {
-        let err = parse(&format!("git:\n  poll_interval: \"{bad}\"\n"))
-            .unwrap_err()
-            .to_string();
+        let err = refusal(&format!("git:\n  poll_interval: \"{bad}\"\n"));
         assert!(
             err.contains("git.poll_interval") && err.contains("line 2"),
             "{err}"
@@ -153,7 +156,7 @@ fn etcd_tls_is_all_three_files_with_https_or_none_with_http() {
                 "absolute path",
             ),
         ] {
-            let err = parse(&yaml).unwrap_err().to_string();
+            let err = refusal(&yaml);
             assert!(err.contains(field) && err.contains(says), "{yaml}: {err}");
         }
 }
@@ -254,9 +257,7 @@ fn partial_config_keeps_other_defaults() {
 
 #[test]
 fn unknown_field_is_refused_with_line_and_column() {
-    let err = parse("node_name: n1\nhaproxy:\n  http_prot: 8080\n")
-        .unwrap_err()
-        .to_string();
+    let err = refusal("node_name: n1\nhaproxy:\n  http_prot: 8080\n");
     assert!(err.contains("http_prot"), "{err}");
     assert!(err.contains("line 3 column 3"), "{err}");
     assert!(err.starts_with("/etc/hostyard/hostyard.yaml: "), "{err}");
@@ -290,7 +291,7 @@ fn limits_are_parsed_once_and_bad_ones_refused_with_their_place() {
         ),
         ("limits:\n  static:\n    memory: 64m\n", "missing field"),
     ] {
-        let err = parse(text).unwrap_err().to_string();
+        let err = refusal(text);
         assert!(
             err.contains(want) && err.contains("line "),
             "{text:?}: {err}"
@@ -300,9 +301,7 @@ fn limits_are_parsed_once_and_bad_ones_refused_with_their_place() {
 
 #[test]
 fn wrong_type_is_refused_with_location() {
-    let err = parse("haproxy:\n  http_port: eighty\n")
-        .unwrap_err()
-        .to_string();
+    let err = refusal("haproxy:\n  http_port: eighty\n");
     assert!(err.contains("line 2"), "{err}");
 }
 
@@ -397,7 +396,7 @@ fn invalid_values_name_the_field() {
             ),
             ("tls:\n  acme:\n    retry_secs: 0\n", "tls.acme.retry_secs"),
         ] {
-            let err = parse(text).unwrap_err().to_string();
+            let err = refusal(text);
             assert!(err.contains(field), "{text:?}: {err}");
             // A fixture may have other problems too (a fleet needs its
             // TLS files): each is a line of its own, this one among them.
@@ -432,7 +431,7 @@ fn every_problem_is_reported_at_once_one_line_each_in_a_fixed_order() {
         ]
     );
     // The same config again: the same lines.
-    assert_eq!(parse(text).unwrap_err().to_string(), err.to_string());
+    assert_eq!(refusal(text), err.to_string());
     // validate() is the list itself, without files.
     let mut config = NodeConfig::default();
     config.git.keep_trees = 0;

@@ -790,12 +790,8 @@ async fn wait_until_served(layout: &Layout, token: &str) {
 }
 
 pub(crate) fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("cannot create {}", dir.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    hostyard_fs::make_dirs(dir, 0o700)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("cannot set the mode of {}", dir.display()))
 }
