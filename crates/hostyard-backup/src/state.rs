@@ -34,10 +34,7 @@ pub fn record(layout: &Layout, domain: &Domain, last: &LastBackup) -> Result<()>
 /// `None` when the site was never backed up here.
 pub fn read(layout: &Layout, domain: &Domain) -> Result<Option<LastBackup>> {
     let path = layout.backup_state(domain);
-    hostyard_fs::read_if_exists(&path)?
-        .map(|bytes| serde_json::from_slice(&bytes))
-        .transpose()
-        .with_context(|| format!("{} is not a backup record", path.display()))
+    hostyard_fs::read_json_if_exists(&path, "a backup record")
 }
 
 /// How one site's backups stand.

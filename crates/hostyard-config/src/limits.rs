@@ -424,11 +424,12 @@ mod tests {
         }
         let line = u.refusal(UnpackCap::Bytes, "the archive");
         assert_eq!(line.lines().count(), 1);
-        assert!(
-            line.contains("limits.unpack.max_bytes (10g of content)"),
-            "{line}"
-        );
-        assert!(line.contains("raise limits.unpack.max_bytes"), "{line}");
+        for says in [
+            "limits.unpack.max_bytes (10g of content)",
+            "raise limits.unpack.max_bytes",
+        ] {
+            assert!(line.contains(says), "{line}");
+        }
     }
 
     #[test]

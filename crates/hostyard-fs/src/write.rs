@@ -133,6 +133,18 @@ pub fn private_dir(dir: &Path) -> Result<()> {
         .with_context(|| format!("cannot set the mode of {}", dir.display()))
 }
 
+/// The JSON state file at `path` (`what` it is, for the error), or
+/// `None` when its writer has not made it yet.
+pub fn read_json_if_exists<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    what: &str,
+) -> anyhow::Result<Option<T>> {
+    read_if_exists(path)?
+        .map(|raw| serde_json::from_slice(&raw))
+        .transpose()
+        .with_context(|| format!("{} is not {what}", path.display()))
+}
+
 /// The whole file, or `None` when there is none (a state file its writer
 /// has not made yet); any other failure names the path.
 pub fn read_if_exists(path: &Path) -> anyhow::Result<Option<Vec<u8>>> {

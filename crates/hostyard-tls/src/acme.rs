@@ -568,10 +568,8 @@ impl Acme {
             })
         };
         let path = self.layout.acme_account();
-        let stored: Option<StoredAccount> = hostyard_fs::read_if_exists(&path)?
-            .map(|raw| serde_json::from_slice(&raw))
-            .transpose()
-            .with_context(|| format!("{} is not an ACME account file", path.display()))?;
+        let stored: Option<StoredAccount> =
+            hostyard_fs::read_json_if_exists(&path, "an ACME account file")?;
         let account = match stored {
             Some(s) if &s.directory == dir => builder()?
                 .from_credentials(s.credentials)
