@@ -31,6 +31,8 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib/log.sh
 . "$repo/scripts/lib/log.sh"
+# shellcheck source=scripts/lib/box.sh
+. "$repo/scripts/lib/box.sh"
 
 # The target for one fresh site's first 200 after systemctl start, in ms
 # (reported as ok=yes/no, not asserted: a busy machine is slower).
@@ -73,8 +75,7 @@ remove_box() {
         note "kept $BOX: docker rm -f $BOX; docker volume rm $BOX-docker"
         return
     fi
-    docker rm -f "$BOX" >/dev/null 2>&1 || true
-    docker volume rm "$BOX-docker" >/dev/null 2>&1 || true
+    remove_boxes "$BOX"
 }
 
 # median: the median of the integers on stdin (mean of the middle two for an

@@ -24,15 +24,18 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # build KIND...: docker build each kind as hostyard/<kind>. Docker's layer
 # cache makes a rebuild of an unchanged Dockerfile take a second.
 build() {
-  local kind log dockerfile release bases=()
+  local kind log dockerfile release bases=() build_args
   log=$(mktemp /tmp/hostyard-images.XXXXXX)
   # shellcheck disable=SC2064 # expand $log now: it is local
   trap "rm -f '$log'" EXIT
   for kind in "$@"; do
     dockerfile=$repo/dockerfiles/$(image_dockerfile "$kind")
+    mapfile -t build_args < <(image_build_args "$kind")
     # The base each Dockerfile names (debian:trixie-slim for hostyard's
-    # images), made from the mirror when missing: no registry to pull from.
-    release=$(sed -n 's/^FROM debian:\([a-z]*\)-slim\b.*/\1/p' "$dockerfile" | head -n 1)
+    # images), in FROM or as its ARG DEBIAN's default, made from the mirror
+    # when missing: no registry to pull from.
+    release=$(sed -n -e 's/^FROM debian:\([a-z]*\)-slim\b.*/\1/p' \
+      -e 's/^ARG DEBIAN=\([a-z]*\)$/\1/p' "$dockerfile" | head -n 1)
     if [ -n "$release" ] && [[ " ${bases[*]} " != *" $release "* ]]; then
       "$repo/scripts/base-image.sh" "$release"
       bases+=("$release")
@@ -40,7 +43,7 @@ build() {
     step "building hostyard/$kind"
     # The log is shown only on failure: the client's notice that the legacy
     # builder is deprecated (no buildx in Debian's docker.io) is noise.
-    if ! docker build -t "hostyard/$kind" -f "$dockerfile" "$repo/dockerfiles" >"$log" 2>&1; then
+    if ! docker build -t "hostyard/$kind" "${build_args[@]}" -f "$dockerfile" "$repo/dockerfiles" >"$log" 2>&1; then
       tail -n 30 "$log" >&2
       die "docker build of hostyard/$kind failed"
     fi

@@ -194,14 +194,22 @@ booted() {
   [ "$state" = running ] || [ "$state" = degraded ]
 }
 
-sample_static() {
-  step "starting static@$SAMPLE_DOMAIN from an import folder"
-  box mkdir -p "/data/import/$SAMPLE_DOMAIN/static/www-content"
-  printf '<h1>%s, served by hostyard in a box</h1>\n' "$SAMPLE_DOMAIN" |
-    docker exec -i "$BOX" sh -c "cat >/data/import/$SAMPLE_DOMAIN/static/www-content/index.html"
+# sample_site KIND DOMAIN FILE TEXT: an import folder for KIND@DOMAIN that
+# holds TEXT in FILE (below its KIND/ dir), then the site started from it.
+sample_site() {
+  local kind=$1 domain=$2 file=$3 text=$4 dir
+  step "starting $kind@$domain from an import folder"
+  dir=/data/import/$domain/$kind
+  box mkdir -p "$(dirname "$dir/$file")"
+  printf '%s\n' "$text" | docker exec -i "$BOX" sh -c "cat >$dir/$file"
   local t0=$SECONDS
-  box systemctl start "static@$SAMPLE_DOMAIN"
+  box systemctl start "$kind@$domain"
   note "systemctl start returned after $((SECONDS - t0)) s"
+}
+
+sample_static() {
+  sample_site static "$SAMPLE_DOMAIN" www-content/index.html \
+    "<h1>$SAMPLE_DOMAIN, served by hostyard in a box</h1>"
 }
 
 # The sample repository: one commit with an index.html, in a bare repository
@@ -227,13 +235,7 @@ EOF
 }
 
 sample_static_git() {
-  step "starting static-git@$SAMPLE_GIT_DOMAIN from $SAMPLE_GIT_URL"
-  box mkdir -p "/data/import/$SAMPLE_GIT_DOMAIN/static-git"
-  printf '%s\n' "$SAMPLE_GIT_URL" |
-    docker exec -i "$BOX" sh -c "cat >/data/import/$SAMPLE_GIT_DOMAIN/static-git/GITURL"
-  local t0=$SECONDS
-  box systemctl start "static-git@$SAMPLE_GIT_DOMAIN"
-  note "systemctl start returned after $((SECONDS - t0)) s"
+  sample_site static-git "$SAMPLE_GIT_DOMAIN" GITURL "$SAMPLE_GIT_URL"
 }
 
 # check DOMAIN: the site answers 200 through HAProxy on the published port.

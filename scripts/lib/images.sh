@@ -33,7 +33,16 @@ image_kinds() {
 image_dockerfile() {
   case $1 in
     haproxy | postfix) printf 'server-wide/%s/Dockerfile' "$1" ;;
+    static-git) printf 'static/Dockerfile' ;;
     *) printf '%s/Dockerfile' "$1" ;;
+  esac
+}
+
+# image_build_args KIND: the --build-arg options of its build, one a line:
+# static-git is the static image serving the tree gitpull publishes.
+image_build_args() {
+  case $1 in
+    static-git) printf '%s\n' --build-arg MOUNT=/srv/public --build-arg ROOT=/srv/public/current ;;
   esac
 }
 

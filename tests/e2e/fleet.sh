@@ -14,12 +14,8 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-# shellcheck source=scripts/lib/log.sh
-. "$repo/scripts/lib/log.sh"
-# shellcheck source=tests/e2e/lib/tls.sh
-. "$repo/tests/e2e/lib/tls.sh"
-# shellcheck source=tests/e2e/lib/yaml.sh
-. "$repo/tests/e2e/lib/yaml.sh"
+# shellcheck source=tests/e2e/lib/common.sh
+. "$repo/tests/e2e/lib/common.sh"
 
 RUN=hostyard-fleet-$$
 NET=$RUN
@@ -48,11 +44,7 @@ cleanup() {
     note "kept $JUMP and $RUN-n1..n3 on network $NET"
     return
   fi
-  local b
-  for b in "$JUMP" "${SERVERS[@]/#/$RUN-}"; do
-    docker rm -f "$b" >/dev/null 2>&1 || true
-    docker volume rm "$b-docker" >/dev/null 2>&1 || true
-  done
+  remove_boxes "$JUMP" "${SERVERS[@]/#/$RUN-}"
   docker network rm "$NET" >/dev/null 2>&1 || true
 }
 
@@ -540,20 +532,30 @@ move_leftovers() {
     grep -F "$1" | grep -v '\.lock$' || true
 }
 
-t_move_under_load() {
-  local rc=0 d=mv-static.example w=mv-wp.example h t0=$SECONDS
+# move_sites_add STATIC WP TEXT: the static site STATIC on n1 (its page
+# says "TEXT STATIC") and the WordPress site WP on n2, added to the
+# inventory and by site.sh, with 100 MB of uploads on WP, random (nothing
+# compresses), in the site's layout. Says what failed.
+move_sites_add() {
+  local d=$1 w=$2 src=/tmp/site-$1
+  local uploads=/data/domains/$w/wp-content/uploads/2026/12
   yaml_checked <<YAML | jump sh -c "cat >>$FLEET/fleet.yaml"
   - {domain: $d, kind: static, server: n1}
   - {domain: $w, kind: wordpress, server: n2}
 YAML
-  jump mkdir -p /tmp/site-mv/static/www-content
-  printf 'moving %s\n' "$d" | jump sh -c 'cat >/tmp/site-mv/static/www-content/index.html'
-  deploy site.sh add "$d" /tmp/site-mv >/dev/null 2>&1 || return 1
-  deploy site.sh add "$w" >/dev/null 2>&1 || return 1
-  # 100 MB of uploads, random (nothing compresses), in the site's layout.
-  local uploads=/data/domains/$w/wp-content/uploads/2026/12
+  jump mkdir -p "$src/static/www-content"
+  printf '%s %s\n' "$3" "$d" | jump sh -c "cat >$src/static/www-content/index.html"
+  deploy site.sh add "$d" "$src" >/dev/null 2>&1 || { note "adding $d failed"; return 1; }
+  deploy site.sh add "$w" >/dev/null 2>&1 || { note "adding $w failed"; return 1; }
   on n2 sh -c "mkdir -p $uploads && for i in \$(seq 1 50); do head -c 2M /dev/urandom >$uploads/f\$i.bin; done &&
-    chown -R --reference=/data/domains/$w/wp-content /data/domains/$w/wp-content/uploads" || return 1
+    chown -R --reference=/data/domains/$w/wp-content /data/domains/$w/wp-content/uploads" ||
+    { note "writing $w's uploads failed"; return 1; }
+}
+
+t_move_under_load() {
+  local rc=0 d=mv-static.example w=mv-wp.example h t0=$SECONDS
+  move_sites_add "$d" "$w" moving || return 1
+  local uploads=/data/domains/$w/wp-content/uploads/2026/12
   h=$(on n2 sha256sum "$uploads/f7.bin" | cut -d' ' -f1)
 
   move_and_measure "$d" n1 n2 n3 2 15 || rc=1
@@ -826,17 +828,7 @@ YAML
 bench_moves() {
   local runs=$1 d=bm-static.example w=bm-wp.example i site from to through gap log=/tmp/$RUN-bench-poll
   local -A at=([$d]=n1 [$w]=n2) kind=([$d]=static [$w]=wordpress) restart=() moved=()
-  yaml_checked <<YAML | jump sh -c "cat >>$FLEET/fleet.yaml"
-  - {domain: $d, kind: static, server: n1}
-  - {domain: $w, kind: wordpress, server: n2}
-YAML
-  jump mkdir -p /tmp/site-bm/static/www-content
-  printf 'bench %s\n' "$d" | jump sh -c 'cat >/tmp/site-bm/static/www-content/index.html'
-  deploy site.sh add "$d" /tmp/site-bm >/dev/null 2>&1 || die "adding $d failed"
-  deploy site.sh add "$w" >/dev/null 2>&1 || die "adding $w failed"
-  local uploads=/data/domains/$w/wp-content/uploads/2026/12
-  on n2 sh -c "mkdir -p $uploads && for i in \$(seq 1 50); do head -c 2M /dev/urandom >$uploads/f\$i.bin; done &&
-    chown -R --reference=/data/domains/$w/wp-content /data/domains/$w/wp-content/uploads" || die "writing $w's uploads failed"
+  move_sites_add "$d" "$w" bench || die "the sites to move could not be added (said above)"
   for ((i = 1; i <= runs; i++)); do
     for site in "$d" "$w"; do
       from=${at[$site]}

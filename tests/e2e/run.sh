@@ -16,12 +16,8 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-# shellcheck source=scripts/lib/log.sh
-. "$repo/scripts/lib/log.sh"
-# shellcheck source=tests/e2e/lib/tls.sh
-. "$repo/tests/e2e/lib/tls.sh"
-# shellcheck source=tests/e2e/lib/yaml.sh
-. "$repo/tests/e2e/lib/yaml.sh"
+# shellcheck source=tests/e2e/lib/common.sh
+. "$repo/tests/e2e/lib/common.sh"
 
 BOX=hostyard-e2e-$$
 KEEP_BOX=${KEEP_BOX:-0}
@@ -38,8 +34,7 @@ cleanup() {
     note "kept $BOX (port $PORT): docker rm -f $BOX; docker volume rm $BOX-docker"
     return
   fi
-  docker rm -f "$BOX" >/dev/null 2>&1 || true
-  docker volume rm "$BOX-docker" >/dev/null 2>&1 || true
+  remove_boxes "$BOX"
 }
 
 bx() { docker exec "$BOX" "$@"; }

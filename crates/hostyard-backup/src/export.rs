@@ -123,17 +123,9 @@ fn write_export(
     Ok(())
 }
 
-fn mkdirs(dir: &Path) -> Result<()> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("cannot create {}", dir.display()))
-}
-
 fn create_private(path: &Path) -> Result<fs::File> {
     if let Some(parent) = path.parent() {
-        mkdirs(parent)?;
+        hostyard_fs::make_dirs(parent, 0o700)?;
     }
     fs::OpenOptions::new()
         .write(true)
@@ -159,7 +151,7 @@ fn copy_private(src: &Path, dest: &Path) -> Result<()> {
 
 /// No cap: an export copies what is already on disk.
 fn copy_dir(src: &Path, dest: &Path, between: &mut dyn FnMut(&Path)) -> Result<()> {
-    mkdirs(dest)?;
+    hostyard_fs::make_dirs(dest, 0o700)?;
     copy_tree_watched(src, dest, None, between)
         .with_context(|| format!("cannot copy {}", src.display()))?;
     Ok(())

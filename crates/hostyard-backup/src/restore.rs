@@ -36,11 +36,7 @@ pub fn backup(
         fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
     }
     if let Some(parent) = dir.parent() {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
+        hostyard_fs::make_dirs(parent, 0o700)?;
     }
     let kind = export(config, domain, &dir)?;
     let stored = restic.backup(&dir, domain, kind);
@@ -144,11 +140,7 @@ pub fn restore(
     let snapshot = pick(domain, &snapshots, wanted)?;
     let layout = config.layout();
     let imports = layout.imports_dir();
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o755)
-        .create(&imports)
-        .with_context(|| format!("cannot create {}", imports.display()))?;
+    hostyard_fs::make_dirs(&imports, 0o755)?;
     let staging = layout.restore_staging_dir(domain, std::process::id());
     if fs::symlink_metadata(&staging).is_ok() {
         fs::remove_dir_all(&staging)

@@ -3,7 +3,6 @@
 //! the schedule's interval needs an operator).
 
 use std::fs;
-use std::os::unix::fs::DirBuilderExt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
@@ -27,11 +26,7 @@ pub fn now() -> u64 {
 
 pub fn record(layout: &Layout, domain: &Domain, last: &LastBackup) -> Result<()> {
     let dir = layout.backup_dir();
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)
-        .with_context(|| format!("cannot create {}", dir.display()))?;
+    hostyard_fs::make_dirs(&dir, 0o700)?;
     let text = serde_json::to_vec(last)?;
     AtomicWrite::new(0o600).write(&layout.backup_state(domain), &text)
 }
@@ -39,10 +34,7 @@ pub fn record(layout: &Layout, domain: &Domain, last: &LastBackup) -> Result<()>
 /// `None` when the site was never backed up here.
 pub fn read(layout: &Layout, domain: &Domain) -> Result<Option<LastBackup>> {
     let path = layout.backup_state(domain);
-    hostyard_fs::read_if_exists(&path)?
-        .map(|bytes| serde_json::from_slice(&bytes))
-        .transpose()
-        .with_context(|| format!("{} is not a backup record", path.display()))
+    hostyard_fs::read_json_if_exists(&path, "a backup record")
 }
 
 /// How one site's backups stand.

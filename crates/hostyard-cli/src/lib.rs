@@ -41,6 +41,19 @@ pub fn parse_or_exit<P: clap::Parser>(program: &str) -> P {
     }
 }
 
+/// The value of an argument or the config, or ends the process with a
+/// usage error: `program: problem` and exit 2, as [`fail`] reports it. Like
+/// [`parse_or_exit`], for the checks made before any work starts.
+pub fn valid_or_exit<T>(program: &str, checked: Result<T, impl Display>) -> T {
+    match checked {
+        Ok(value) => value,
+        Err(e) => {
+            fail(program, EXIT_USAGE, e);
+            std::process::exit(i32::from(EXIT_USAGE))
+        }
+    }
+}
+
 /// The first line of clap's message without its `error: ` lead: clap adds
 /// a usage block and a `--help` hint that do not belong in a journal line.
 pub fn usage_line(text: &str) -> &str {

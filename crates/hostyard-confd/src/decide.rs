@@ -775,6 +775,15 @@ mod tests {
     use hostyard_core::Domain;
     use std::collections::BTreeMap;
 
+    /// The verdict that holds a change: `new` for a hold that starts now.
+    fn hold_verdict(new: bool, removed: usize, routes: usize) -> Verdict {
+        Verdict::Hold {
+            new,
+            removed,
+            routes,
+        }
+    }
+
     fn route(port: u16) -> Entry {
         Entry::Route(([10, 0, 0, 1], port).into())
     }
@@ -827,11 +836,7 @@ mod tests {
         let empty = HostMap::new();
         assert_eq!(
             judge(&mut g, &applied, &empty, at(t, 0)),
-            Verdict::Hold {
-                new: true,
-                removed: 10,
-                routes: 10
-            }
+            hold_verdict(true, 10, 10)
         );
         let hold = *g.held().unwrap();
         assert_eq!((hold.since_unix, hold.removed), (1_000_000, 10));
@@ -841,11 +846,7 @@ mod tests {
         fewer.insert("h0.example.com".into(), route(8000));
         assert_eq!(
             judge(&mut g, &applied, &fewer, at(t, 299)),
-            Verdict::Hold {
-                new: false,
-                removed: 9,
-                routes: 10
-            }
+            hold_verdict(false, 9, 10)
         );
         assert_eq!(g.held().unwrap().removed, 9);
         assert_eq!(g.held().unwrap().started, t, "the hold keeps its start");
@@ -946,11 +947,7 @@ mod tests {
                 &policy(),
                 at(t, 1)
             ),
-            Verdict::Hold {
-                new: false,
-                removed: 9,
-                routes: 11
-            }
+            hold_verdict(false, 9, 11)
         );
         // Only the changed hosts are looked at.
         let only_new = Changed::Hosts(BTreeSet::from(["new.example.com".to_string()]));
@@ -977,11 +974,7 @@ mod tests {
         assert_eq!(g.deadline(&p), Some(t + Duration::from_secs(300)));
         assert_eq!(
             judge(&mut g, &applied, &empty, at(t, 200)),
-            Verdict::Hold {
-                new: false,
-                removed: 10,
-                routes: 10
-            }
+            hold_verdict(false, 10, 10)
         );
         assert_eq!(g.held().unwrap().since_unix, 1_000_000);
         assert_eq!(
@@ -1011,11 +1004,7 @@ mod tests {
         assert!(g.held().is_none());
         assert_eq!(
             judge(&mut g, &applied, &empty, at(t, 400)),
-            Verdict::Hold {
-                new: true,
-                removed: 10,
-                routes: 10
-            }
+            hold_verdict(true, 10, 10)
         );
         // Nothing recorded: nothing held.
         assert!(Gate::resume(None, &p, at(t, 0)).held().is_none());

@@ -4,6 +4,11 @@ fn parse(text: &str) -> Result<NodeConfig, ConfigError> {
     NodeConfig::parse(text, Path::new("/etc/hostyard/hostyard.yaml"))
 }
 
+/// Why `text` is refused, as the error says it.
+fn refusal(text: &str) -> String {
+    parse(text).unwrap_err().to_string()
+}
+
 #[test]
 fn paths_a_sandboxed_unit_cannot_see_are_named_with_the_unit() {
     assert_eq!(
@@ -113,9 +118,7 @@ fn poll_interval_is_parsed_once_into_seconds() {
         }
     }
     for bad in ["0min", "0", "99999999999999999999d", "10 min"] {
-        let err = parse(&format!("git:\n  poll_interval: \"{bad}\"\n"))
-            .unwrap_err()
-            .to_string();
+        let err = refusal(&format!("git:\n  poll_interval: \"{bad}\"\n"));
         assert!(
             err.contains("git.poll_interval") && err.contains("line 2"),
             "{err}"
@@ -153,9 +156,25 @@ fn etcd_tls_is_all_three_files_with_https_or_none_with_http() {
                 "absolute path",
             ),
         ] {
-            let err = parse(&yaml).unwrap_err().to_string();
+            let err = refusal(&yaml);
             assert!(err.contains(field) && err.contains(says), "{yaml}: {err}");
         }
+}
+
+/// A section's TLS files are refused while `key_file` (the setting `name`)
+/// is readable by others, and read once it is 0600; their PEM texts.
+fn refused_until_private<T>(
+    key_file: &std::path::Path,
+    name: &str,
+    tls_pem: impl Fn() -> Result<Option<T>, String>,
+) -> T {
+    use std::os::unix::fs::PermissionsExt;
+    let Err(err) = tls_pem() else {
+        panic!("{name}: a key readable by others was accepted")
+    };
+    assert!(err.contains(name) && err.contains("chmod 600"), "{err}");
+    std::fs::set_permissions(key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    tls_pem().unwrap().unwrap()
 }
 
 #[test]
@@ -175,13 +194,7 @@ fn etcd_tls_key_readable_by_others_is_refused() {
         cert_file: file("n1.pem", 0o644),
         key_file: file("n1.key", 0o640),
     };
-    let err = etcd.tls_pem().err().unwrap();
-    assert!(
-        err.contains("etcd.key_file") && err.contains("chmod 600"),
-        "{err}"
-    );
-    std::fs::set_permissions(&etcd.key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let pem = etcd.tls_pem().unwrap().unwrap();
+    let pem = refused_until_private(&etcd.key_file, "etcd.key_file", || etcd.tls_pem());
     assert_eq!(pem.key, b"n1.key");
     assert!(EtcdConfig::default().tls_pem().unwrap().is_none());
 }
@@ -203,13 +216,7 @@ fn fleet_tls_is_one_pem_of_certificate_and_key_and_a_shared_key_is_refused() {
         key_file: file("n1.key", "KEY\n", 0o640),
         ..FleetConfig::default()
     };
-    let err = fleet.tls_pem().err().unwrap();
-    assert!(
-        err.contains("fleet.key_file") && err.contains("chmod 600"),
-        "{err}"
-    );
-    std::fs::set_permissions(&fleet.key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let pem = fleet.tls_pem().unwrap().unwrap();
+    let pem = refused_until_private(&fleet.key_file, "fleet.key_file", || fleet.tls_pem());
     assert_eq!(pem.cert_and_key, b"CERT\nKEY\n");
     assert_eq!(pem.ca, b"CA\n");
     assert!(FleetConfig::default().tls_pem().unwrap().is_none());
@@ -250,9 +257,7 @@ fn partial_config_keeps_other_defaults() {
 
 #[test]
 fn unknown_field_is_refused_with_line_and_column() {
-    let err = parse("node_name: n1\nhaproxy:\n  http_prot: 8080\n")
-        .unwrap_err()
-        .to_string();
+    let err = refusal("node_name: n1\nhaproxy:\n  http_prot: 8080\n");
     assert!(err.contains("http_prot"), "{err}");
     assert!(err.contains("line 3 column 3"), "{err}");
     assert!(err.starts_with("/etc/hostyard/hostyard.yaml: "), "{err}");
@@ -286,7 +291,7 @@ fn limits_are_parsed_once_and_bad_ones_refused_with_their_place() {
         ),
         ("limits:\n  static:\n    memory: 64m\n", "missing field"),
     ] {
-        let err = parse(text).unwrap_err().to_string();
+        let err = refusal(text);
         assert!(
             err.contains(want) && err.contains("line "),
             "{text:?}: {err}"
@@ -296,9 +301,7 @@ fn limits_are_parsed_once_and_bad_ones_refused_with_their_place() {
 
 #[test]
 fn wrong_type_is_refused_with_location() {
-    let err = parse("haproxy:\n  http_port: eighty\n")
-        .unwrap_err()
-        .to_string();
+    let err = refusal("haproxy:\n  http_port: eighty\n");
     assert!(err.contains("line 2"), "{err}");
 }
 
@@ -393,7 +396,7 @@ fn invalid_values_name_the_field() {
             ),
             ("tls:\n  acme:\n    retry_secs: 0\n", "tls.acme.retry_secs"),
         ] {
-            let err = parse(text).unwrap_err().to_string();
+            let err = refusal(text);
             assert!(err.contains(field), "{text:?}: {err}");
             // A fixture may have other problems too (a fleet needs its
             // TLS files): each is a line of its own, this one among them.
@@ -428,7 +431,7 @@ fn every_problem_is_reported_at_once_one_line_each_in_a_fixed_order() {
         ]
     );
     // The same config again: the same lines.
-    assert_eq!(parse(text).unwrap_err().to_string(), err.to_string());
+    assert_eq!(refusal(text), err.to_string());
     // validate() is the list itself, without files.
     let mut config = NodeConfig::default();
     config.git.keep_trees = 0;

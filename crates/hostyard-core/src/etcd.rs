@@ -219,14 +219,7 @@ pub struct ValueError {
 impl ValueError {
     fn new(raw: &[u8], reason: impl fmt::Display) -> ValueError {
         let mut raw = String::from_utf8_lossy(raw).into_owned();
-        if raw.len() > 120 {
-            let mut cut = 120;
-            while !raw.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            raw.truncate(cut);
-            raw.push('…');
-        }
+        crate::log::shorten(&mut raw, 120);
         ValueError {
             raw,
             reason: reason.to_string(),

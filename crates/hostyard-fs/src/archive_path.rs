@@ -279,19 +279,13 @@ mod tests {
 
     #[test]
     fn symlink_targets_must_stay_inside() {
-        let ok = [
+        let inside: [(&str, &str); 4] = [
             ("a", "b"),
             ("a/b", "../c"),
             ("a/b/c", "../../d"),
             ("a", "./b/../c"),
         ];
-        for (entry, target) in ok {
-            assert!(
-                check_symlink_target(Path::new(entry), target.as_bytes()).is_ok(),
-                "{entry} -> {target}"
-            );
-        }
-        let bad = [
+        let escaping: [(&str, &str); 6] = [
             ("a", "/etc"),
             ("a", ".."),
             ("a", "../x"),
@@ -299,11 +293,14 @@ mod tests {
             ("a", "b/../../x"),
             ("a", ""),
         ];
-        for (entry, target) in bad {
-            assert!(
-                check_symlink_target(Path::new(entry), target.as_bytes()).is_err(),
-                "{entry} -> {target}"
-            );
+        for (ok, cases) in [(true, &inside[..]), (false, &escaping[..])] {
+            for (entry, target) in cases {
+                assert_eq!(
+                    check_symlink_target(Path::new(entry), target.as_bytes()).is_ok(),
+                    ok,
+                    "{entry} -> {target}"
+                );
+            }
         }
     }
 

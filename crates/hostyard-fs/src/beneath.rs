@@ -109,7 +109,12 @@ pub fn open_file_beneath(root: &Path, rel: &Path) -> Result<File> {
             shown.display()
         )
     })?;
-    let file = File::from(fd);
+    checked_regular(File::from(fd), &shown)
+}
+
+/// `file`, opened as `shown` without following a link, once `fstat` says
+/// it is a regular file (not a directory, a fifo or a device).
+pub(crate) fn checked_regular(file: File, shown: &Path) -> Result<File> {
     let meta = file
         .metadata()
         .with_context(|| format!("cannot read {}", shown.display()))?;
@@ -221,15 +226,36 @@ mod tests {
     use std::fs;
     use std::io::Read;
 
+    /// `tmp/<root>` holding `file` (a relative path, its text) and a
+    /// symlink `<link>` to `tmp/outside`, which holds the file `<secret>`:
+    /// what a walk or an open must never reach.
+    fn root_linked_outside(
+        tmp: &Path,
+        root: &str,
+        file: (&str, &str),
+        link: &str,
+        secret: &str,
+    ) -> PathBuf {
+        let root = tmp.join(root);
+        let (rel, text) = file;
+        fs::create_dir_all(root.join(rel).parent().unwrap()).unwrap();
+        fs::write(root.join(rel), text).unwrap();
+        fs::create_dir_all(tmp.join("outside")).unwrap();
+        fs::write(tmp.join("outside").join(secret), "SECRET").unwrap();
+        std::os::unix::fs::symlink(tmp.join("outside"), root.join(link)).unwrap();
+        root
+    }
+
     #[test]
     fn a_file_is_opened_beneath_its_root_and_never_through_a_link() {
         let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().join("export");
-        fs::create_dir_all(root.join("mysql")).unwrap();
-        fs::write(root.join("mysql/dump.sql"), "dump").unwrap();
-        fs::create_dir_all(tmp.path().join("outside")).unwrap();
-        fs::write(tmp.path().join("outside/key.pem"), "SECRET").unwrap();
-        std::os::unix::fs::symlink(tmp.path().join("outside"), root.join("TLS")).unwrap();
+        let root = root_linked_outside(
+            tmp.path(),
+            "export",
+            ("mysql/dump.sql", "dump"),
+            "TLS",
+            "key.pem",
+        );
         std::os::unix::fs::symlink("dump.sql", root.join("mysql/link.sql")).unwrap();
 
         let mut text = String::new();
@@ -256,12 +282,7 @@ mod tests {
     #[test]
     fn a_walk_lists_every_entry_once_directories_first_and_follows_no_link() {
         let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().join("www");
-        fs::create_dir_all(root.join("a/b")).unwrap();
-        fs::write(root.join("a/b/f"), "f").unwrap();
-        fs::create_dir_all(tmp.path().join("outside")).unwrap();
-        fs::write(tmp.path().join("outside/secret"), "SECRET").unwrap();
-        std::os::unix::fs::symlink(tmp.path().join("outside"), root.join("l")).unwrap();
+        let root = root_linked_outside(tmp.path(), "www", ("a/b/f", "f"), "l", "secret");
         let mut seen = Vec::new();
         walk(&root, &mut |rel, entry| {
             let what = match entry {

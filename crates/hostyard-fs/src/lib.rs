@@ -29,4 +29,4 @@ mod write;
 
 pub use durable::{exchange, rename_no_replace, sync_dir, sync_file, sync_filesystem};
 pub use publish::{remove_stale_temporaries, switch_link, temporary_sibling};
-pub use write::{private_dir, read_if_exists, AtomicWrite};
+pub use write::{make_dirs, private_dir, read_if_exists, read_json_if_exists, AtomicWrite};

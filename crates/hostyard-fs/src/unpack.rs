@@ -266,17 +266,9 @@ pub fn unpack_tar(input: impl Read, dest: &Path, limits: Option<&UnpackLimits>) 
             let mode = entry.header().mode().unwrap_or(0o644);
             writer.file(&rel, mode & 0o111 != 0, &mut entry)?;
         } else if kind.is_symlink() {
-            let target = entry
-                .link_name_bytes()
-                .with_context(|| format!("symlink {shown:?} has no target"))?
-                .into_owned();
-            writer.symlink(&rel, &target)?;
+            writer.symlink(&rel, &link_target(&entry, "symlink", &shown)?)?;
         } else if kind.is_hard_link() {
-            let target = entry
-                .link_name_bytes()
-                .with_context(|| format!("hard link {shown:?} has no target"))?
-                .into_owned();
-            writer.hard_link(&rel, &target)?;
+            writer.hard_link(&rel, &link_target(&entry, "hard link", &shown)?)?;
         } else if kind.is_character_special() || kind.is_block_special() {
             bail!("archive entry {shown:?} is a device file; refusing the archive");
         } else if kind.is_fifo() {
@@ -353,6 +345,14 @@ pub fn check_no_symlink_below(root: &Path, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The target a link entry names (`what`: symlink or hard link).
+fn link_target<R: Read>(entry: &tar::Entry<R>, what: &str, shown: &str) -> Result<Vec<u8>> {
+    Ok(entry
+        .link_name_bytes()
+        .with_context(|| format!("{what} {shown:?} has no target"))?
+        .into_owned())
+}
+
 /// Opens a file that must be a regular file, never following a symlink:
 /// an import's `GITURL` or `.pem` linked to `/etc/shadow` must not be read.
 pub fn open_regular(path: &Path) -> Result<File> {
@@ -366,13 +366,7 @@ pub fn open_regular(path: &Path) -> Result<File> {
                 path.display()
             )
         })?;
-    let meta = file
-        .metadata()
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    if !meta.is_file() {
-        bail!("{} is not a regular file", path.display());
-    }
-    Ok(file)
+    beneath::checked_regular(file, path)
 }
 
 #[cfg(test)]
@@ -387,18 +381,23 @@ mod tests {
         hostyard_testsupport::raw_tar(&raw)
     }
 
+    /// `entries` unpacked into a new directory, and what the unpack said.
+    fn unpacked(entries: &[(&str, tar::EntryType, &str)]) -> (tempfile::TempDir, Result<Counts>) {
+        let dir = tempfile::tempdir().unwrap();
+        let result = unpack_tar(&tar_with(entries)[..], dir.path(), None);
+        (dir, result)
+    }
+
     #[test]
     fn unpacks_files_dirs_and_inside_links() {
-        let dir = tempfile::tempdir().unwrap();
-        let t = tar_with(&[
+        let (dir, counts) = unpacked(&[
             ("a/", tar::EntryType::dir(), ""),
             ("a/b.txt", tar::EntryType::file(), "hello"),
             ("c/d/e.txt", tar::EntryType::file(), "deep"),
             ("a/link", tar::EntryType::symlink(), "b.txt"),
             ("a/hard", tar::EntryType::hard_link(), "a/b.txt"),
         ]);
-        let counts = unpack_tar(&t[..], dir.path(), None).unwrap();
-        assert_eq!(counts.files, 3);
+        assert_eq!(counts.unwrap().files, 3);
         assert_eq!(
             fs::read_to_string(dir.path().join("a/link")).unwrap(),
             "hello"
@@ -415,25 +414,23 @@ mod tests {
 
     #[test]
     fn refuses_writing_through_a_symlink_even_when_it_points_inside() {
-        let dir = tempfile::tempdir().unwrap();
-        let t = tar_with(&[
+        let (dir, result) = unpacked(&[
             ("x/", tar::EntryType::dir(), ""),
             ("l", tar::EntryType::symlink(), "x"),
             ("l/f", tar::EntryType::file(), "through"),
         ]);
-        let err = format!("{:#}", unpack_tar(&t[..], dir.path(), None).unwrap_err());
+        let err = format!("{:#}", result.unwrap_err());
         assert!(err.contains("not a directory"), "{err}");
         assert!(!dir.path().join("x/f").exists());
     }
 
     #[test]
     fn refuses_duplicates_instead_of_overwriting() {
-        let dir = tempfile::tempdir().unwrap();
-        let t = tar_with(&[
+        let (dir, result) = unpacked(&[
             ("f", tar::EntryType::file(), "one"),
             ("f", tar::EntryType::file(), "two"),
         ]);
-        assert!(unpack_tar(&t[..], dir.path(), None).is_err());
+        assert!(result.is_err());
         assert_eq!(fs::read_to_string(dir.path().join("f")).unwrap(), "one");
     }
 
@@ -566,9 +563,7 @@ mod tests {
             vec![("d", tar::EntryType::block_special(), "")],
             vec![("p", tar::EntryType::fifo(), "")],
         ] {
-            let dir = tempfile::tempdir().unwrap();
-            let t = tar_with(&entries);
-            assert!(unpack_tar(&t[..], dir.path(), None).is_err(), "{entries:?}");
+            assert!(unpacked(&entries).1.is_err(), "{entries:?}");
         }
     }
 }

@@ -115,17 +115,34 @@ impl AtomicWrite {
     }
 }
 
-/// Makes `dir` (and its parents) and leaves it 0700 whatever mode it had:
-/// a directory of private keys that only root reads.
-pub fn private_dir(dir: &Path) -> Result<()> {
+/// Makes `dir` and its missing parents with `mode`; an error names `dir`.
+pub fn make_dirs(dir: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     fs::DirBuilder::new()
         .recursive(true)
-        .mode(0o700)
+        .mode(mode)
         .create(dir)
-        .with_context(|| format!("cannot create {}", dir.display()))?;
+        .with_context(|| format!("cannot create {}", dir.display()))
+}
+
+/// Makes `dir` (and its parents) and leaves it 0700 whatever mode it had:
+/// a directory of private keys that only root reads.
+pub fn private_dir(dir: &Path) -> Result<()> {
+    make_dirs(dir, 0o700)?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
         .with_context(|| format!("cannot set the mode of {}", dir.display()))
+}
+
+/// The JSON state file at `path` (`what` it is, for the error), or
+/// `None` when its writer has not made it yet.
+pub fn read_json_if_exists<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    what: &str,
+) -> anyhow::Result<Option<T>> {
+    read_if_exists(path)?
+        .map(|raw| serde_json::from_slice(&raw))
+        .transpose()
+        .with_context(|| format!("{} is not {what}", path.display()))
 }
 
 /// The whole file, or `None` when there is none (a state file its writer

@@ -325,13 +325,6 @@ fn last_line(stderr: &[u8]) -> String {
         .rfind(|l| !l.is_empty())
         .unwrap_or("no message");
     let mut line: String = line.chars().filter(|c| !c.is_control()).collect();
-    if line.len() > 300 {
-        let mut cut = 300;
-        while !line.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        line.truncate(cut);
-        line.push('…');
-    }
+    hostyard_core::log::shorten(&mut line, 300);
     line
 }

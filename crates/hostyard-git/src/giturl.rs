@@ -229,25 +229,35 @@ fn check_scheme_url(input: &str, scheme: &str, rest: &str) -> Result<(), GitUrlE
     }
     let authority_end = rest.find('/').unwrap_or(rest.len());
     let (authority, path) = rest.split_at(authority_end);
-    let host_port = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            check_name_start(input, userinfo)?;
-            host
-        }
-        None => authority,
-    };
-    if host_port.is_empty() {
-        return Err(GitUrlError::NoHost {
-            input: input.to_string(),
-        });
-    }
-    check_name_start(input, host_port)?;
+    check_user_host(input, authority, check_name_start)?;
     if path.trim_start_matches('/').is_empty() {
         return Err(GitUrlError::NoPath {
             input: input.to_string(),
         });
     }
     Ok(())
+}
+
+/// `[user@]host` (of a URL, `host:port`): `check` passes the user, if
+/// any, and the host, which must not be empty.
+fn check_user_host(
+    input: &str,
+    user_host: &str,
+    check: fn(&str, &str) -> Result<(), GitUrlError>,
+) -> Result<(), GitUrlError> {
+    let host = match user_host.rsplit_once('@') {
+        Some((user, host)) => {
+            check(input, user)?;
+            host
+        }
+        None => user_host,
+    };
+    if host.is_empty() {
+        return Err(GitUrlError::NoHost {
+            input: input.to_string(),
+        });
+    }
+    check(input, host)
 }
 
 /// `[user@]host:path`; git takes this form when a `:` comes before any `/`.
@@ -264,19 +274,7 @@ fn check_scp_like(input: &str, url: &str) -> Result<(), GitUrlError> {
         }
     };
     let (user_host, path) = (&url[..colon], &url[colon + 1..]);
-    let host = match user_host.rsplit_once('@') {
-        Some((user, host)) => {
-            check_name(input, user)?;
-            host
-        }
-        None => user_host,
-    };
-    if host.is_empty() {
-        return Err(GitUrlError::NoHost {
-            input: input.to_string(),
-        });
-    }
-    check_name(input, host)?;
+    check_user_host(input, user_host, check_name)?;
     if path.is_empty() || path.starts_with('-') {
         return Err(GitUrlError::NoPath {
             input: input.to_string(),

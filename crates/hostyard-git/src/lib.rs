@@ -79,7 +79,7 @@ pub fn publish(
     let _lock = lock_dir(&domain_dir)?;
     let repo = layout.git_repo_dir(domain);
     let trees = layout.trees_dir(domain);
-    mkdir_p(&trees)?;
+    hostyard_fs::make_dirs(&trees, 0o755)?;
     remove_stale_temporaries(&trees)?;
     remove_stale_temporaries(&layout.public_dir(domain))?;
     remove_stale_temporaries(&domain_dir)?;
@@ -154,14 +154,6 @@ fn lock_dir(dir: &Path) -> Result<Flock<File>> {
             dir.display()
         )
     })
-}
-
-fn mkdir_p(dir: &Path) -> Result<()> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o755)
-        .create(dir)
-        .with_context(|| format!("cannot create {}", dir.display()))
 }
 
 /// The commit `current` points to, if it is a link made by [`publish`].

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use hostyard_cli::{self as cli, EXIT_FAILURE, EXIT_USAGE};
+use hostyard_cli::{self as cli, EXIT_FAILURE};
 use hostyard_config::{NodeConfig, DEFAULT_CONFIG_PATH};
 use hostyard_core::Domain;
 use hostyard_git::{check_site, publish, read_git_url, Outcome};
@@ -32,14 +32,8 @@ fn notice(line: std::fmt::Arguments) {
 
 fn main() -> ExitCode {
     let cli: Cli = cli::parse_or_exit(PROGRAM);
-    let domain = match Domain::parse_instance(&cli.domain) {
-        Ok(d) => d,
-        Err(e) => return cli::fail(PROGRAM, EXIT_USAGE, e),
-    };
-    let config = match NodeConfig::load(&cli.config) {
-        Ok(c) => c,
-        Err(e) => return cli::fail(PROGRAM, EXIT_USAGE, e),
-    };
+    let domain = cli::valid_or_exit(PROGRAM, Domain::parse_instance(&cli.domain));
+    let config = cli::valid_or_exit(PROGRAM, NodeConfig::load(&cli.config));
     let layout = config.layout();
     let result = check_site(&layout, &domain)
         .and_then(|()| read_git_url(&layout, &domain))
@@ -58,10 +52,7 @@ fn main() -> ExitCode {
         Err(e) => cli::fail(
             PROGRAM,
             EXIT_FAILURE,
-            format!(
-                "{:#}",
-                e.context(format!("{domain}: keeping the last good tree"))
-            ),
+            format_args!("{domain}: keeping the last good tree: {e:#}"),
         ),
     }
 }

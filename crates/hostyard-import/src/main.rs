@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use hostyard_cli::{self as cli, EXIT_FAILURE, EXIT_USAGE};
+use hostyard_cli::{self as cli, EXIT_FAILURE};
 use hostyard_config::{NodeConfig, DEFAULT_CONFIG_PATH};
 use hostyard_core::{Domain, SiteKind};
 
@@ -36,14 +36,8 @@ struct Cli {
 fn main() -> ExitCode {
     let cli: Cli = cli::parse_or_exit(PROGRAM);
     let kind = cli.kind;
-    let domain = match Domain::parse_instance(&cli.domain) {
-        Ok(d) => d,
-        Err(e) => return cli::fail(PROGRAM, EXIT_USAGE, e),
-    };
-    let config = match NodeConfig::load(&cli.config) {
-        Ok(c) => c,
-        Err(e) => return cli::fail(PROGRAM, EXIT_USAGE, e),
-    };
+    let domain = cli::valid_or_exit(PROGRAM, Domain::parse_instance(&cli.domain));
+    let config = cli::valid_or_exit(PROGRAM, NodeConfig::load(&cli.config));
     match import::run(&config, kind, &domain) {
         Ok(import::Outcome::AlreadyImported) => {
             import::log_at(
@@ -60,10 +54,7 @@ fn main() -> ExitCode {
         Err(e) => cli::fail(
             PROGRAM,
             EXIT_FAILURE,
-            format!(
-                "{:#}",
-                e.context(format!("{domain}: import refused, nothing changed"))
-            ),
+            format_args!("{domain}: import refused, nothing changed: {e:#}"),
         ),
     }
 }

@@ -202,12 +202,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn secrets_are_fresh_and_plain() {
-        let a = new_password().unwrap();
-        let b = new_password().unwrap();
-        assert_ne!(a, b);
-        assert_eq!(a.len(), 64);
-        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+    fn salts_are_plain() {
+        // Passwords are hostyard_core::secret's, tested there.
         let s = new_salt().unwrap();
         assert_eq!(s.len(), 64);
         assert!(s

@@ -368,11 +368,21 @@ mod tests {
         assert!(!listed.contains(&"172.18.0.5".parse().unwrap()));
     }
 
-    fn kvs(pairs: &[(&str, &str)]) -> BTreeMap<String, Vec<u8>> {
+    /// etcd's keys and values, each written `key => value`.
+    fn kvs(pairs: &[&str]) -> BTreeMap<String, Vec<u8>> {
         pairs
             .iter()
-            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .map(|kv| {
+                let (k, v) = kv.split_once(" => ").unwrap();
+                (k.to_string(), v.as_bytes().to_vec())
+            })
             .collect()
+    }
+
+    /// The routing table and problems of etcd's `pairs` (see [`kvs`])
+    /// under `prefix`, outside a fleet.
+    fn desired_from(prefix: &str, pairs: &[&str]) -> Desired {
+        desired(&Schema::new(prefix), &kvs(pairs), &allowed())
     }
 
     fn route(s: &str) -> Entry {
@@ -381,20 +391,12 @@ mod tests {
 
     #[test]
     fn routed_site_gets_its_address_and_a_www_redirect() {
-        let s = Schema::new("");
-        let want = desired(
-            &s,
-            &kvs(&[
-                (
-                    "/services/static/a.example.com",
-                    r#"{"ip":"10.0.0.5","port":"80"}"#,
-                ),
-                (
-                    "/sites/a.example.com",
-                    r#"{"kind":"static","aliases":["a.example.org"]}"#,
-                ),
-            ]),
-            &allowed(),
+        let want = desired_from(
+            "",
+            &[
+                r#"/services/static/a.example.com => {"ip":"10.0.0.5","port":"80"}"#,
+                r#"/sites/a.example.com => {"kind":"static","aliases":["a.example.org"]}"#,
+            ],
         );
         assert!(want.problems.is_empty(), "{:?}", want.problems);
         assert_eq!(want.map["a.example.com"], route("10.0.0.5:80"));
@@ -411,11 +413,9 @@ mod tests {
 
     #[test]
     fn declared_site_without_registration_is_down_not_unknown() {
-        let s = Schema::new("/hy");
-        let want = desired(
-            &s,
-            &kvs(&[("/hy/sites/b.example.com", r#"{"kind":"wordpress"}"#)]),
-            &allowed(),
+        let want = desired_from(
+            "/hy",
+            &[r#"/hy/sites/b.example.com => {"kind":"wordpress"}"#],
         );
         assert_eq!(want.map["b.example.com"], Entry::Down);
         assert_eq!(want.sites[0].state, SiteState::Down);
@@ -428,33 +428,15 @@ mod tests {
         let want = desired(
             &s,
             &kvs(&[
-                (
-                    "/services/static/good.example.com",
-                    r#"{"ip":"10.0.0.1","port":80}"#,
-                ),
-                ("/services/static/bad.example.com", "not json"),
-                (
-                    "/services/static/far.example.com",
-                    r#"{"ip":"8.8.8.8","port":80}"#,
-                ),
-                (
-                    "/services/static/Bad Domain",
-                    r#"{"ip":"10.0.0.2","port":80}"#,
-                ),
-                (
-                    "/services/php/x.example.com",
-                    r#"{"ip":"10.0.0.3","port":80}"#,
-                ),
-                (
-                    "/services/static/two.example.com",
-                    r#"{"ip":"10.0.0.4","port":80}"#,
-                ),
-                (
-                    "/services/wordpress/two.example.com",
-                    r#"{"ip":"10.0.0.5","port":80}"#,
-                ),
-                ("/sites/junk.example.com", "{"),
-                ("/unrelated", "x"),
+                r#"/services/static/good.example.com => {"ip":"10.0.0.1","port":80}"#,
+                r#"/services/static/bad.example.com => not json"#,
+                r#"/services/static/far.example.com => {"ip":"8.8.8.8","port":80}"#,
+                r#"/services/static/Bad Domain => {"ip":"10.0.0.2","port":80}"#,
+                r#"/services/php/x.example.com => {"ip":"10.0.0.3","port":80}"#,
+                r#"/services/static/two.example.com => {"ip":"10.0.0.4","port":80}"#,
+                r#"/services/wordpress/two.example.com => {"ip":"10.0.0.5","port":80}"#,
+                r#"/sites/junk.example.com => {"#,
+                r#"/unrelated => x"#,
             ]),
             &allowed(),
         );
@@ -497,22 +479,10 @@ mod tests {
             vec![("n2".into(), "192.0.2.12:8405".parse().unwrap())],
         );
         let keys = kvs(&[
-            (
-                "/services/static/mine.example.com",
-                r#"{"ip":"10.0.0.5","port":"80","node":"n1"}"#,
-            ),
-            (
-                "/services/static/theirs.example.com",
-                r#"{"ip":"10.0.0.5","port":"80","node":"n2"}"#,
-            ),
-            (
-                "/services/static/stray.example.com",
-                r#"{"ip":"10.0.0.5","port":"80","node":"n9"}"#,
-            ),
-            (
-                "/services/static/old.example.com",
-                r#"{"ip":"10.0.0.6","port":"80"}"#,
-            ),
+            r#"/services/static/mine.example.com => {"ip":"10.0.0.5","port":"80","node":"n1"}"#,
+            r#"/services/static/theirs.example.com => {"ip":"10.0.0.5","port":"80","node":"n2"}"#,
+            r#"/services/static/stray.example.com => {"ip":"10.0.0.5","port":"80","node":"n9"}"#,
+            r#"/services/static/old.example.com => {"ip":"10.0.0.6","port":"80"}"#,
         ]);
         let want = desired(&s, &keys, &fleet);
         assert_eq!(want.map["mine.example.com"], route("10.0.0.5:80"));
@@ -537,21 +507,13 @@ mod tests {
 
     #[test]
     fn declaration_settles_a_kind_conflict() {
-        let s = Schema::new("");
-        let want = desired(
-            &s,
-            &kvs(&[
-                (
-                    "/services/static/two.example.com",
-                    r#"{"ip":"10.0.0.4","port":80}"#,
-                ),
-                (
-                    "/services/wordpress/two.example.com",
-                    r#"{"ip":"10.0.0.5","port":80}"#,
-                ),
-                ("/sites/two.example.com", r#"{"kind":"wordpress"}"#),
-            ]),
-            &allowed(),
+        let want = desired_from(
+            "",
+            &[
+                r#"/services/static/two.example.com => {"ip":"10.0.0.4","port":80}"#,
+                r#"/services/wordpress/two.example.com => {"ip":"10.0.0.5","port":80}"#,
+                r#"/sites/two.example.com => {"kind":"wordpress"}"#,
+            ],
         );
         assert_eq!(want.map["two.example.com"], route("10.0.0.5:80"));
         assert_eq!(want.problems.len(), 1);
@@ -569,28 +531,14 @@ mod tests {
 
     #[test]
     fn a_site_named_like_an_alias_wins_and_shared_aliases_are_skipped() {
-        let s = Schema::new("");
-        let want = desired(
-            &s,
-            &kvs(&[
-                (
-                    "/services/static/example.com",
-                    r#"{"ip":"10.0.0.1","port":80}"#,
-                ),
-                (
-                    "/services/static/www.example.com",
-                    r#"{"ip":"10.0.0.2","port":80}"#,
-                ),
-                (
-                    "/sites/a.example.net",
-                    r#"{"kind":"static","aliases":["shared.example.net"]}"#,
-                ),
-                (
-                    "/sites/b.example.net",
-                    r#"{"kind":"static","aliases":["shared.example.net"]}"#,
-                ),
-            ]),
-            &allowed(),
+        let want = desired_from(
+            "",
+            &[
+                r#"/services/static/example.com => {"ip":"10.0.0.1","port":80}"#,
+                r#"/services/static/www.example.com => {"ip":"10.0.0.2","port":80}"#,
+                r#"/sites/a.example.net => {"kind":"static","aliases":["shared.example.net"]}"#,
+                r#"/sites/b.example.net => {"kind":"static","aliases":["shared.example.net"]}"#,
+            ],
         );
         assert_eq!(want.map["www.example.com"], route("10.0.0.2:80"));
         assert!(!want.map.contains_key("shared.example.net"));

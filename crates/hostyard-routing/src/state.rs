@@ -48,10 +48,7 @@ pub struct Held {
 
 impl ConfdState {
     pub fn load(path: &Path) -> anyhow::Result<Option<ConfdState>> {
-        hostyard_fs::read_if_exists(path)?
-            .map(|raw| serde_json::from_slice(&raw))
-            .transpose()
-            .with_context(|| format!("{} is not a confd state file", path.display()))
+        hostyard_fs::read_json_if_exists(path, "a confd state file")
     }
 }
 

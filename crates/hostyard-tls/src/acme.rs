@@ -409,7 +409,7 @@ impl Acme {
     ) -> anyhow::Result<String> {
         let aliases = self.declared_aliases(etcd, domain).await?;
         let names = order_names(domain, &aliases, true);
-        let first = self.bounded_order(etcd, lease, domain, names).await;
+        let first = bounded(self.order(etcd, lease, domain, names)).await;
         match first {
             Ok(pem) => Ok(pem),
             Err(e) if leave_out_www(domain, &aliases, &e.failed) => {
@@ -419,28 +419,11 @@ impl Acme {
                     e.error
                 );
                 let names = order_names(domain, &aliases, false);
-                self.bounded_order(etcd, lease, domain, names)
+                bounded(self.order(etcd, lease, domain, names))
                     .await
                     .map_err(|e| e.error)
             }
             Err(e) => Err(e.error),
-        }
-    }
-
-    async fn bounded_order(
-        &mut self,
-        etcd: &mut Client,
-        lease: i64,
-        domain: &Domain,
-        names: Vec<String>,
-    ) -> Result<String, OrderError> {
-        match tokio::time::timeout(ORDER_TIMEOUT, self.order(etcd, lease, domain, names)).await {
-            Ok(result) => result,
-            Err(_) => Err(anyhow::anyhow!(
-                "the order took longer than {} s",
-                ORDER_TIMEOUT.as_secs()
-            )
-            .into()),
         }
     }
 
@@ -585,10 +568,8 @@ impl Acme {
             })
         };
         let path = self.layout.acme_account();
-        let stored: Option<StoredAccount> = hostyard_fs::read_if_exists(&path)?
-            .map(|raw| serde_json::from_slice(&raw))
-            .transpose()
-            .with_context(|| format!("{} is not an ACME account file", path.display()))?;
+        let stored: Option<StoredAccount> =
+            hostyard_fs::read_json_if_exists(&path, "an ACME account file")?;
         let account = match stored {
             Some(s) if &s.directory == dir => builder()?
                 .from_credentials(s.credentials)
@@ -743,6 +724,18 @@ impl Acme {
     }
 }
 
+/// One order, given up after [`ORDER_TIMEOUT`].
+async fn bounded(
+    order: impl std::future::Future<Output = Result<String, OrderError>>,
+) -> Result<String, OrderError> {
+    match tokio::time::timeout(ORDER_TIMEOUT, order).await {
+        Ok(result) => result,
+        Err(_) => {
+            Err(anyhow::anyhow!("the order took longer than {} s", ORDER_TIMEOUT.as_secs()).into())
+        }
+    }
+}
+
 /// A token as RFC 8555 makes them: base64url, so it is safe as a map key
 /// and an etcd key segment.
 pub fn is_token(token: &str) -> bool {
@@ -795,12 +788,8 @@ async fn wait_until_served(layout: &Layout, token: &str) {
 }
 
 pub(crate) fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("cannot create {}", dir.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    hostyard_fs::make_dirs(dir, 0o700)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
         .with_context(|| format!("cannot set the mode of {}", dir.display()))
 }

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 /// A certificate this close to its end is a warning in `hostyard status`.
@@ -70,10 +69,7 @@ impl SiteTls {
 impl TlsState {
     /// The state file, or `None` when confd has not written one yet.
     pub fn load(path: &Path) -> anyhow::Result<Option<TlsState>> {
-        hostyard_fs::read_if_exists(path)?
-            .map(|raw| serde_json::from_slice(&raw))
-            .transpose()
-            .with_context(|| format!("parsing {}", path.display()))
+        hostyard_fs::read_json_if_exists(path, "a TLS state file")
     }
 }
 

@@ -1,6 +1,7 @@
 # shellcheck shell=bash disable=SC2154 # repo and PORT: set by tests/e2e/run.sh
 # A WordPress site moves from the Debian 12 images (MariaDB 10.11, WordPress
-# 6.1, frozen in tests/e2e/debian12/) to the Debian 13 ones and keeps its
+# 6.1, frozen in tests/e2e/debian12/; MariaDB's Dockerfile is today's on
+# Debian 12) to the Debian 13 ones and keeps its
 # data: its post, its upload's bytes and a user's login, with MariaDB's and
 # WordPress's database upgrades each run once, logged, and not again on the
 # next restart. Sourced by tests/e2e/run.sh, which provides bx, bxi, code,
@@ -24,11 +25,17 @@ CHECKS+=(t_wordpress_upgrade_from_debian12_keeps_data)
 # upgrade_build_debian12: the Debian 12 images, on this machine, as
 # hostyard-e2e/<kind>:debian12 (docker's layer cache makes a rebuild quick).
 upgrade_build_debian12() {
-  local kind log
+  local kind log dockerfile build_args
   "$repo/scripts/base-image.sh" bookworm
   log=$(mktemp /tmp/e2e-debian12-build.XXXXXX)
+  # MariaDB's Dockerfile is today's on Debian 12; the context gives it the
+  # Debian 12 image's entrypoint.
   for kind in mysql wordpress; do
-    if ! docker build -t "hostyard-e2e/$kind:debian12" -f "$repo/tests/e2e/debian12/$kind/Dockerfile" \
+    dockerfile=$repo/tests/e2e/debian12/$kind/Dockerfile build_args=()
+    if [ "$kind" = mysql ]; then
+      dockerfile=$repo/dockerfiles/mysql/Dockerfile build_args=(--build-arg DEBIAN=bookworm)
+    fi
+    if ! docker build -t "hostyard-e2e/$kind:debian12" "${build_args[@]}" -f "$dockerfile" \
       "$repo/tests/e2e/debian12" >"$log" 2>&1; then
       tail -n 30 "$log" >&2
       rm -f "$log"

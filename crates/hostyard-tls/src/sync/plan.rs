@@ -570,6 +570,28 @@ mod tests {
 
     const PATH: fn(&Domain) -> String = |d| format!("/certs/{d}.pem");
 
+    /// A memory after one pass that took `domain`'s first file from
+    /// `source` (certificate `pem`, good until `not_after`), and that
+    /// pass's observation.
+    fn served(domain: &str, source: Source, pem: &str, not_after: i64) -> (Memory, Observed) {
+        let mut m = Memory::new(BTreeMap::new(), BTreeMap::new());
+        let seen = scan(&m, &[(domain, found(source, 1))], |_| {
+            good(domain, pem, not_after)
+        });
+        pass(&mut m, &seen);
+        (m, seen)
+    }
+
+    /// The runtime step that serves `domain`.
+    fn serve(domain: &str, unlist_first: bool, new: bool, list_with: Option<&[&str]>) -> Step {
+        Step::Serve {
+            domain: d(domain),
+            unlist_first,
+            new,
+            list_with: list_with.map(|names| names.iter().map(|n| n.to_string()).collect()),
+        }
+    }
+
     #[test]
     fn a_new_site_is_written_listed_then_given_to_haproxy() {
         let mut m = Memory::new(BTreeMap::new(), BTreeMap::new());
@@ -592,12 +614,7 @@ mod tests {
         // HAProxy holds nothing of it: stored as new, then listed.
         assert_eq!(
             runtime(&m, &Held::default(), PATH),
-            vec![Step::Serve {
-                domain: d("a.example"),
-                unlist_first: false,
-                new: true,
-                list_with: Some(vec!["a.example".into()])
-            }]
+            vec![serve("a.example", false, true, Some(&["a.example"]))]
         );
         // Nothing changed: the file is not read again, nothing is written.
         let again = scan(&m, &[("a.example", found(Source::Imported, 1))], |_| {
@@ -608,11 +625,7 @@ mod tests {
 
     #[test]
     fn a_changed_file_replaces_the_certificate_in_place() {
-        let mut m = Memory::new(BTreeMap::new(), BTreeMap::new());
-        let one = scan(&m, &[("a.example", found(Source::Imported, 1))], |_| {
-            good("a.example", "A1", 100)
-        });
-        pass(&mut m, &one);
+        let (mut m, _) = served("a.example", Source::Imported, "A1", 100);
         m.pending.clear();
         let two = scan(&m, &[("a.example", found(Source::Imported, 2))], |_| {
             good("a.example", "A2", 200)
@@ -630,22 +643,13 @@ mod tests {
         };
         assert_eq!(
             runtime(&m, &held, PATH),
-            vec![Step::Serve {
-                domain: d("a.example"),
-                unlist_first: false,
-                new: false,
-                list_with: None
-            }]
+            vec![serve("a.example", false, false, None)]
         );
     }
 
     #[test]
     fn a_bad_file_is_refused_and_changes_nothing() {
-        let mut m = Memory::new(BTreeMap::new(), BTreeMap::new());
-        let one = scan(&m, &[("a.example", found(Source::Imported, 1))], |_| {
-            good("a.example", "A1", 100)
-        });
-        pass(&mut m, &one);
+        let (mut m, _) = served("a.example", Source::Imported, "A1", 100);
         m.pending.clear();
         let listed = m.listed.clone();
         let bad = scan(&m, &[("a.example", found(Source::Imported, 2))], |_| {
@@ -687,11 +691,7 @@ mod tests {
 
     #[test]
     fn a_removed_file_stops_being_served() {
-        let mut m = Memory::new(BTreeMap::new(), BTreeMap::new());
-        let one = scan(&m, &[("a.example", found(Source::Imported, 1))], |_| {
-            good("a.example", "A1", 100)
-        });
-        pass(&mut m, &one);
+        let (mut m, _) = served("a.example", Source::Imported, "A1", 100);
         m.pending.clear();
         let gone = scan(&m, &[], |_| panic!("nothing to read"));
         let actions = pass(&mut m, &gone);
@@ -740,11 +740,7 @@ mod tests {
 
     #[test]
     fn another_servers_refused_copy_is_not_served_at_all() {
-        let mut m = Memory::new(BTreeMap::new(), BTreeMap::new());
-        let one = scan(&m, &[("f.example", found(Source::Fleet, 1))], |_| {
-            good("f.example", "F1", 100)
-        });
-        pass(&mut m, &one);
+        let (mut m, one) = served("f.example", Source::Fleet, "F1", 100);
         assert_eq!(status(&m, &one, "f.example").source, "fleet");
         m.pending.clear();
         let bad = scan(&m, &[("f.example", found(Source::Fleet, 2))], |_| {
@@ -767,11 +763,7 @@ mod tests {
 
     #[test]
     fn a_declared_alias_the_certificate_covers_is_served_and_relisted() {
-        let mut m = Memory::new(BTreeMap::new(), BTreeMap::new());
-        let mut one = scan(&m, &[("a.example", found(Source::Acme, 1))], |_| {
-            good("a.example", "A1", 100)
-        });
-        pass(&mut m, &one);
+        let (mut m, mut one) = served("a.example", Source::Acme, "A1", 100);
         m.pending.clear();
         // An alias appears: judged again though the file did not change.
         one.aliases = [(
@@ -796,12 +788,12 @@ mod tests {
         };
         assert_eq!(
             runtime(&m, &held, PATH),
-            vec![Step::Serve {
-                domain: d("a.example"),
-                unlist_first: true,
-                new: true,
-                list_with: Some(vec!["a.example".into(), "shop.a.example".into()])
-            }]
+            vec![serve(
+                "a.example",
+                true,
+                true,
+                Some(&["a.example", "shop.a.example"])
+            )]
         );
     }
 
@@ -838,12 +830,7 @@ mod tests {
         assert!(pass(&mut m, &next).is_empty());
         assert_eq!(
             runtime(&m, &Held::default(), PATH),
-            vec![Step::Serve {
-                domain: d("b.example"),
-                unlist_first: false,
-                new: true,
-                list_with: Some(vec!["b.example".into()])
-            }]
+            vec![serve("b.example", false, true, Some(&["b.example"]))]
         );
         m.carry_out(runtime(&m, &Held::default(), PATH), |_| Ok::<(), ()>(()))
             .unwrap();

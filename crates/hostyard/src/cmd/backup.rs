@@ -120,11 +120,7 @@ pub fn restore(
     // built: an importer that stayed active is not run again by the start,
     // and a database still serves the old data.
     let stale = restored.kind.units_holding_data(&domain);
-    let stopped = std::process::Command::new("systemctl")
-        .args(["stop", "--"])
-        .args(&stale)
-        .status()
-        .map_err(|e| runtime(anyhow::anyhow!("cannot run systemctl: {e}")))?;
+    let stopped = systemctl("stop", &stale)?;
     if !stopped.success() {
         return Err(runtime(anyhow::anyhow!(
             "systemctl stop {} failed ({stopped}); the import waits in {}: stop them, then systemctl start {unit}",
@@ -132,11 +128,7 @@ pub fn restore(
             restored.import_dir.display()
         )));
     }
-    let status = std::process::Command::new("systemctl")
-        .args(["start", "--"])
-        .arg(&unit)
-        .status()
-        .map_err(|e| runtime(anyhow::anyhow!("cannot run systemctl: {e}")))?;
+    let status = systemctl("start", std::slice::from_ref(&unit))?;
     if !status.success() {
         return Err(runtime(anyhow::anyhow!(
             "systemctl start {unit} failed ({status}); the import waits in {}: see journalctl -u {}",
@@ -257,4 +249,13 @@ fn bytes(n: u64) -> String {
     } else {
         format!("{value:.1} {}", UNITS[unit])
     }
+}
+
+/// `systemctl <verb> -- <units>`, its exit status.
+fn systemctl(verb: &str, units: &[String]) -> Result<std::process::ExitStatus, Failure> {
+    std::process::Command::new("systemctl")
+        .args([verb, "--"])
+        .args(units)
+        .status()
+        .map_err(|e| runtime(anyhow::anyhow!("cannot run systemctl: {e}")))
 }

@@ -30,15 +30,7 @@ pub fn run(
         .map_err(|e| runtime(anyhow::Error::new(e).context("cannot render the units")))?;
     if check {
         let differences = check_units(out, &files).map_err(runtime)?;
-        for d in &differences {
-            println!("{d}");
-        }
-        if differences.is_empty() {
-            note(format_args!(
-                "all {} units in {} are up to date",
-                files.len(),
-                out.display()
-            ));
+        if print_lines(&differences, files.len(), out, "are") {
             return Ok(0);
         }
         note(format_args!(
@@ -51,16 +43,7 @@ pub fn run(
         return Ok(1);
     }
     let changes = write_units(out, &files).map_err(runtime)?;
-    for c in &changes {
-        println!("{c}");
-    }
-    if changes.is_empty() {
-        note(format_args!(
-            "all {} units in {} were up to date",
-            files.len(),
-            out.display()
-        ));
-    } else {
+    if !print_lines(&changes, files.len(), out, "were") {
         note(format_args!(
             "wrote {} of {} units; run systemctl daemon-reload",
             changes.len(),
@@ -68,4 +51,19 @@ pub fn run(
         ));
     }
     Ok(0)
+}
+
+/// Prints a line for each written or differing file; with none, notes that
+/// all `total` units in `out` `are` (or `were`) up to date and says so.
+fn print_lines(lines: &[impl std::fmt::Display], total: usize, out: &Path, are: &str) -> bool {
+    for line in lines {
+        println!("{line}");
+    }
+    if lines.is_empty() {
+        note(format_args!(
+            "all {total} units in {} {are} up to date",
+            out.display()
+        ));
+    }
+    lines.is_empty()
 }
