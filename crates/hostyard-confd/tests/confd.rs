@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use etcd_client::{Txn, TxnOp};
 use hostyard_config::{FleetConfig, FleetPeer};
+use hostyard_core::etcd::Schema;
 use hostyard_core::SiteKind;
 use hostyard_testsupport::{http_get_with_headers, wait_until, Backend, Etcd};
 use util::{d, Router, T};
@@ -275,27 +276,9 @@ fn confd_started_with_etcd_down_serves_the_last_written_routing_and_catches_up()
 #[test]
 fn mass_removal_is_held_until_an_operator_accepts_it() {
     let etcd = Etcd::start().unwrap();
-    let mut r = Router::new(&etcd);
-    r.config.confd.hold = Duration::from_secs(3600);
-    r.write_config();
     let b = Backend::start("site");
-    for i in 0..6 {
-        r.register(
-            &etcd,
-            SiteKind::Static,
-            &format!("m{i}.example.com"),
-            b.port(),
-        );
-    }
-    r.start();
-    r.wait_for("m5.example.com", 200, "site");
-
     // etcd emptied: every route would go at once.
-    etcd.delete_prefix(&r.schema.root_prefix()).unwrap();
-    wait_until("the hold to show in the state file", T, || {
-        r.state()["held"].is_object().then_some(())
-    })
-    .unwrap();
+    let r = held_router(&etcd, &b, Duration::from_secs(3600), Schema::root_prefix);
     for i in 0..6 {
         assert_eq!(r.get(&format!("m{i}.example.com")).0, 200, "m{i} dropped");
     }
@@ -305,46 +288,35 @@ fn mass_removal_is_held_until_an_operator_accepts_it() {
     r.confd.as_ref().unwrap().signal("USR1");
     r.wait_for("m0.example.com", 404, "not found");
     // The state file is written after the apply that HAProxy already shows.
-    wait_until("the hold to leave the state file", T, || {
-        r.state()["held"].is_null().then_some(())
-    })
-    .unwrap();
+    r.wait_state(
+        "the hold to leave the state file",
+        "held",
+        serde_json::Value::is_null,
+    );
 }
 
 #[test]
 fn held_mass_removal_is_applied_when_it_persists_past_the_hold_time() {
     let etcd = Etcd::start().unwrap();
-    let mut r = Router::new(&etcd);
-    r.config.confd.hold = Duration::from_secs(2);
-    r.write_config();
     let b = Backend::start("site");
-    for i in 0..4 {
-        r.register(
-            &etcd,
-            SiteKind::Static,
-            &format!("h{i}.example.com"),
-            b.port(),
-        );
-    }
-    r.start();
-    r.wait_for("h3.example.com", 200, "site");
     // All registrations at once (one etcd revision), as when leases are
     // lost together.
-    etcd.delete_prefix(&r.schema.services_prefix()).unwrap();
-    wait_until("the hold", T, || {
-        r.state()["held"].is_object().then_some(())
-    })
-    .unwrap();
-    assert_eq!(r.get("h0.example.com").0, 200);
+    let r = held_router(&etcd, &b, Duration::from_secs(2), Schema::services_prefix);
+    assert_eq!(r.get("m0.example.com").0, 200);
     // Declared sites whose registrations all went: 503 after the hold.
-    r.wait_for("h0.example.com", 503, "maintenance");
+    r.wait_for("m0.example.com", 503, "maintenance");
 }
 
-/// Six routed sites, then every registration gone at once: a mass
-/// removal, held for an hour.
-fn held_router(etcd: &Etcd, backend: &Backend) -> Router {
+/// Six routed sites (m0 to m5), then every key under `removed` deleted
+/// in one revision: a mass removal, held for `hold`.
+fn held_router(
+    etcd: &Etcd,
+    backend: &Backend,
+    hold: Duration,
+    removed: fn(&Schema) -> String,
+) -> Router {
     let mut r = Router::new(etcd);
-    r.config.confd.hold = Duration::from_secs(3600);
+    r.config.confd.hold = hold;
     r.write_config();
     for i in 0..6 {
         r.register(
@@ -356,11 +328,12 @@ fn held_router(etcd: &Etcd, backend: &Backend) -> Router {
     }
     r.start();
     r.wait_for("m5.example.com", 200, "site");
-    etcd.delete_prefix(&r.schema.services_prefix()).unwrap();
-    wait_until("the hold to show in the state file", T, || {
-        r.state()["held"].is_object().then_some(())
-    })
-    .unwrap();
+    etcd.delete_prefix(&removed(&r.schema)).unwrap();
+    r.wait_state(
+        "the hold to show in the state file",
+        "held",
+        serde_json::Value::is_object,
+    );
     r
 }
 
@@ -368,7 +341,12 @@ fn held_router(etcd: &Etcd, backend: &Backend) -> Router {
 fn a_new_site_is_routed_while_a_mass_removal_is_held() {
     let etcd = Etcd::start().unwrap();
     let b = Backend::start("site");
-    let r = held_router(&etcd, &b);
+    let r = held_router(
+        &etcd,
+        &b,
+        Duration::from_secs(3600),
+        Schema::services_prefix,
+    );
     let new = Backend::start("new");
     r.register(&etcd, SiteKind::Static, "new.example.com", new.port());
     r.wait_for("new.example.com", 200, "new");
@@ -387,7 +365,12 @@ fn a_new_site_is_routed_while_a_mass_removal_is_held() {
 fn a_restart_of_confd_resumes_a_hold_without_a_new_hold_time() {
     let etcd = Etcd::start().unwrap();
     let b = Backend::start("site");
-    let mut r = held_router(&etcd, &b);
+    let mut r = held_router(
+        &etcd,
+        &b,
+        Duration::from_secs(3600),
+        Schema::services_prefix,
+    );
     let since = r.state()["held"]["since_unix"].as_u64().unwrap();
     // A second later, so a hold armed again would show another start.
     let unix = || {
@@ -421,10 +404,11 @@ fn a_restart_of_confd_resumes_a_hold_without_a_new_hold_time() {
     r.wait_for("m0.example.com", 503, "maintenance");
     assert!(r.confd.take().unwrap().stop().success());
     r.start_confd();
-    wait_until("no hold in the state file", T, || {
-        r.state()["held"].is_null().then_some(())
-    })
-    .unwrap();
+    r.wait_state(
+        "no hold in the state file",
+        "held",
+        serde_json::Value::is_null,
+    );
     assert_eq!(r.get("m0.example.com").0, 503);
 }
 
@@ -442,10 +426,11 @@ fn config_change_failing_haproxy_check_is_never_applied() {
     r.config.haproxy.frontend_rules = vec!["http-request no-such-action".into()];
     r.write_config();
     r.confd.as_ref().unwrap().signal("HUP");
-    wait_until("the rejection in the state file", T, || {
-        r.state()["config_rejected"].is_string().then_some(())
-    })
-    .unwrap();
+    r.wait_state(
+        "the rejection in the state file",
+        "config_rejected",
+        serde_json::Value::is_string,
+    );
     assert!(r.confd_log().contains("config change NOT applied"));
     assert_eq!(
         std::fs::read_to_string(r.layout.haproxy_cfg()).unwrap(),
@@ -463,10 +448,11 @@ fn config_change_failing_haproxy_check_is_never_applied() {
     })
     .unwrap();
     r.wait_for("s.example.com", 200, "steady");
-    wait_until("the rejection to clear", T, || {
-        r.state()["config_rejected"].is_null().then_some(())
-    })
-    .unwrap();
+    r.wait_state(
+        "the rejection to clear",
+        "config_rejected",
+        serde_json::Value::is_null,
+    );
 }
 
 /// `hostyard-confd --once` on `r`'s config, which must succeed: the host
@@ -644,10 +630,7 @@ fn status_lists_every_site_from_etcd_and_haproxy_with_held_changes() {
     // All registrations at once (one etcd revision), as when leases are
     // lost together.
     etcd.delete_prefix(&r.schema.services_prefix()).unwrap();
-    wait_until("the hold", T, || {
-        r.state()["held"].is_object().then_some(())
-    })
-    .unwrap();
+    r.wait_state("the hold", "held", serde_json::Value::is_object);
     let report =
         hostyard_routing::status::report(&r.config, &hostyard_routing::status::no_certificates)
             .unwrap();

@@ -122,6 +122,12 @@ impl Router {
         std::fs::read_to_string(self.dir.path().join("confd.log")).unwrap_or_default()
     }
 
+    /// Waits until the state file's `key` passes `test` (e.g.
+    /// `Value::is_null`: not there).
+    pub fn wait_state(&self, what: &str, key: &str, test: fn(&serde_json::Value) -> bool) {
+        wait_until(what, T, || test(&self.state()[key]).then_some(())).unwrap();
+    }
+
     pub fn state(&self) -> serde_json::Value {
         let raw = std::fs::read(self.layout.confd_state()).unwrap();
         serde_json::from_slice(&raw).unwrap()
