@@ -53,6 +53,7 @@ mod pebble;
 mod poll;
 mod process;
 mod rawtar;
+mod site_ca;
 mod tools;
 
 pub use backend::Backend;
@@ -69,4 +70,5 @@ pub use pebble::Pebble;
 pub use poll::{free_port, wait_until, wait_until_ok};
 pub use process::process_alive;
 pub use rawtar::{raw_tar, RawTarEntry};
+pub use site_ca::SiteCa;
 pub use tools::{etcd_binary, haproxy_binary};
