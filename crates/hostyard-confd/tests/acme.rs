@@ -216,8 +216,7 @@ fn a_site_gets_a_certificate_from_pebble_renews_and_a_restart_does_not_reorder()
         }],
         ..util::fleet_tls("n1", "127.0.0.2")
     };
-    r.write_config();
-    r.confd.as_ref().unwrap().signal("HUP");
+    r.apply_config();
     let key = r.schema.tls_cert_key(&d("acme.example.com"));
     let file = std::fs::read(r.layout.acme_cert(&d("acme.example.com"))).unwrap();
     wait_until("published after SIGHUP", Duration::from_secs(10), || {

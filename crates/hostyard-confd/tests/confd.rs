@@ -59,11 +59,7 @@ fn site_is_added_moved_and_removed_without_a_reload() {
 #[test]
 fn host_header_port_and_case_do_not_matter() {
     let etcd = Etcd::start().unwrap();
-    let mut r = Router::new(&etcd);
-    let b = Backend::start("ported");
-    r.register(&etcd, SiteKind::Static, "p.example.com", b.port());
-    r.start();
-    r.wait_for("p.example.com", 200, "ported");
+    let (r, _b) = Router::routed_from_start(&etcd, "p.example.com", "ported");
     for host in ["p.example.com:80", "P.Example.COM", "P.EXAMPLE.com:8080"] {
         assert_eq!(r.get(host), (200, "ported".to_string()), "{host}");
     }
@@ -415,17 +411,12 @@ fn a_restart_of_confd_resumes_a_hold_without_a_new_hold_time() {
 #[test]
 fn config_change_failing_haproxy_check_is_never_applied() {
     let etcd = Etcd::start().unwrap();
-    let mut r = Router::new(&etcd);
-    let b = Backend::start("steady");
-    r.register(&etcd, SiteKind::Static, "s.example.com", b.port());
-    r.start();
-    r.wait_for("s.example.com", 200, "steady");
+    let (mut r, _b) = Router::routed_from_start(&etcd, "s.example.com", "steady");
     let cfg_before = std::fs::read_to_string(r.layout.haproxy_cfg()).unwrap();
     let pid = r.haproxy().worker_pid().unwrap();
 
     r.config.haproxy.frontend_rules = vec!["http-request no-such-action".into()];
-    r.write_config();
-    r.confd.as_ref().unwrap().signal("HUP");
+    r.apply_config();
     r.wait_state(
         "the rejection in the state file",
         "config_rejected",
@@ -441,12 +432,8 @@ fn config_change_failing_haproxy_check_is_never_applied() {
 
     // A valid structural change is reloaded hitlessly and keeps routing.
     r.config.haproxy.frontend_rules = vec!["http-request set-header X-Hostyard 1".into()];
-    r.write_config();
-    r.confd.as_ref().unwrap().signal("HUP");
-    wait_until("a reload", T, || {
-        (r.haproxy().worker_pid().ok()? != pid).then_some(())
-    })
-    .unwrap();
+    r.apply_config();
+    r.wait_new_worker("a reload", pid);
     r.wait_for("s.example.com", 200, "steady");
     r.wait_state(
         "the rejection to clear",
@@ -1063,11 +1050,7 @@ fn slow_clients_and_a_flooded_site_leave_other_sites_answering() {
 #[test]
 fn a_bad_config_on_sighup_is_refused_naming_every_problem() {
     let etcd = Etcd::start().unwrap();
-    let mut r = Router::new(&etcd);
-    r.start();
-    let one = Backend::start("one");
-    r.register(&etcd, SiteKind::Static, "a.example.com", one.port());
-    r.wait_for("a.example.com", 200, "one");
+    let (r, _one) = Router::routed(&etcd, "a.example.com", "one");
 
     let good = std::fs::read_to_string(&r.config_path).unwrap();
     let bad = good.replace("keep_trees: 3", "keep_trees: 0").replace(

@@ -110,11 +110,7 @@ fn wait_https(r: &Router, host: &str, ca: &Path, ok: bool) {
 #[test]
 fn a_sites_certificate_is_served_replaced_and_removed_without_a_reload() {
     let etcd = Etcd::start().unwrap();
-    let mut r = Router::new(&etcd);
-    r.start();
-    let backend = Backend::start("tls site");
-    r.register(&etcd, SiteKind::Static, "tls.example.com", backend.port());
-    r.wait_for("tls.example.com", 200, "tls site");
+    let (r, _backend) = Router::routed(&etcd, "tls.example.com", "tls site");
     let worker = r.haproxy().worker_pid().unwrap();
     let ca1 = Ca::new(r.dir.path(), "ca1");
     let ca2 = Ca::new(r.dir.path(), "ca2");
@@ -218,11 +214,7 @@ fn a_sites_certificate_is_served_replaced_and_removed_without_a_reload() {
 #[test]
 fn a_declared_alias_is_served_with_the_sites_certificate() {
     let etcd = Etcd::start().unwrap();
-    let mut r = Router::new(&etcd);
-    r.start();
-    let backend = Backend::start("alias site");
-    r.register(&etcd, SiteKind::Static, "alias.example.com", backend.port());
-    r.wait_for("alias.example.com", 200, "alias site");
+    let (r, _backend) = Router::routed(&etcd, "alias.example.com", "alias site");
     let ca = Ca::new(r.dir.path(), "alias-ca");
     let names = [
         "alias.example.com",
