@@ -14,7 +14,7 @@ use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions, Wat
 use hostyard_config::NodeConfig;
 use hostyard_core::etcd::Schema;
 use hostyard_testsupport::{Etcd, EtcdTls};
-use util::{hostyard, stderr, stdout, TempDir};
+use util::{assert_exit_saying, assert_stderr_has, hostyard, stderr, stdout, TempDir};
 
 const INVENTORY: &str = "\
 servers:
@@ -149,11 +149,7 @@ fn the_inventory_answers_the_scripts_and_refuses_mistakes_naming_them() {
     }
     let out = fleet(&inv, &["member-env", "w1"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("only a member runs etcd"),
-        "{}",
-        stderr(&out)
-    );
+    assert_stderr_has(&out, "only a member runs etcd");
 
     for (bad, says) in [
         (
@@ -367,12 +363,8 @@ fn servers_reach_etcd_by_certificate_only_within_their_prefix_until_revoked() {
             "/other",
         ],
     );
-    assert_eq!(wider.status.code(), Some(1), "{}", stderr(&wider));
-    assert!(
-        stderr(&wider).contains("/hostyard/") && stderr(&wider).contains("revoke"),
-        "{}",
-        stderr(&wider)
-    );
+    assert_exit_saying(&wider, 1, "/hostyard/");
+    assert_stderr_has(&wider, "revoke");
     admin(&["grant", &n2, "--prefix", "/hostyard"]);
 
     // Each server's node config, as deploy/ writes it, with its own files.
@@ -410,10 +402,10 @@ fn servers_reach_etcd_by_certificate_only_within_their_prefix_until_revoked() {
     // w1 has a certificate of the fleet CA but no etcd user: refused.
     let out = check("w1");
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
     assert!(
-        stderr(&out).contains("user name not found") || stderr(&out).contains("permission denied"),
-        "{}",
-        stderr(&out)
+        err.contains("user name not found") || err.contains("permission denied"),
+        "{err}"
     );
 
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -701,10 +693,10 @@ fn a_certificate_near_its_end_is_warned_about_then_issued_again_with_a_new_user(
     assert_eq!(ca(&fleet_dir, &["user", "n1", "--old"]), "");
     let out = check(&short);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
     assert!(
-        stderr(&out).contains("user name not found") || stderr(&out).contains("permission denied"),
-        "{}",
-        stderr(&out)
+        err.contains("user name not found") || err.contains("permission denied"),
+        "{err}"
     );
     assert!(
         !admin(&["users"]).lines().any(|u| u == old),

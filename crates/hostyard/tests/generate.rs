@@ -785,11 +785,7 @@ fn systemd_analyze_verify_catches_a_broken_unit() {
         .output()
         .expect("systemd-analyze runs");
     assert!(!out.status.success(), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("/nonexistent/program"),
-        "{}",
-        stderr(&out)
-    );
+    assert_stderr_has(&out, "/nonexistent/program");
 }
 
 /// Instance names systemd accepts that are not domains. systemd hands `%i`

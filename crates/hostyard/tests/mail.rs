@@ -14,7 +14,10 @@ use std::path::Path;
 use hostyard::mail::render_mail;
 use hostyard_core::mail::ForwardMap;
 use hostyard_core::{Domain, Layout};
-use util::{assert_golden_tree, hostyard, read_tree, stderr, stdout, TempDir};
+use util::{
+    assert_exit_saying, assert_golden_tree, assert_stdout_has, hostyard, read_tree, stderr, stdout,
+    TempDir,
+};
 
 fn domain(name: &str) -> Domain {
     Domain::parse(name).expect("test domain")
@@ -206,11 +209,7 @@ fn a_bad_forward_file_is_reported_and_skipped_and_its_domain_deferred() {
         // --check says the forwards need fixing.
         let out = hostyard(&["--config", &config, "mail", "--check"]);
         assert_eq!(out.status.code(), Some(1), "{text:?}: {}", stderr(&out));
-        assert!(
-            stdout(&out).contains(&format!("bad {}", path.display())),
-            "{}",
-            stdout(&out)
-        );
+        assert_stdout_has(&out, &format!("bad {}", path.display()));
         fs::remove_file(&path).expect("remove");
     }
     let out = hostyard(&["--config", &config, "mail"]);
@@ -259,12 +258,7 @@ fn postfix_gets_the_server_names_certificate_else_the_default() {
     let tls = etc(&dir).join("tls.pem");
     // No certificate anywhere yet (confd has not run): no STARTTLS, said.
     let out = hostyard(&["--config", &config, "mail"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("postfix offers no STARTTLS"),
-        "{}",
-        stderr(&out)
-    );
+    assert_exit_saying(&out, 0, "postfix offers no STARTTLS");
     assert!(!read_tree(&etc(&dir))["main.cf"].contains("smtpd_tls"));
     assert_eq!(changed(), Some(1));
 
