@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use hostyard_config::NodeConfig;
 use hostyard_core::etcd::Schema;
 use hostyard_core::{Domain, ImportLayout, Layout, SiteKind};
-use hostyard_testsupport::Etcd;
+use hostyard_testsupport::{wait_until, Etcd};
 use nix::sys::signal::Signal;
 
 const HOSTYARD: &str = env!("CARGO_BIN_EXE_hostyard");
@@ -715,14 +715,11 @@ fn repository_failures_are_one_line_and_change_no_site() {
     // restic reads its stdin only once it holds its lock (and checked
     // that no other lock conflicts): wait until a thread of it sits in
     // read(0, ...).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !reads_stdin(holder.id()) {
-        assert!(
-            Instant::now() < deadline,
-            "restic did not lock the repository and read its stdin within 20 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_reading_stdin(
+        "restic to lock the repository and read its stdin",
+        holder.id(),
+        Duration::from_secs(20),
+    );
     let r = a.hostyard(&["backup", "prune"]);
     let holder_ran = holder.try_wait().unwrap().is_none();
     drop(holder.stdin.take());
@@ -829,6 +826,15 @@ fn hold_exclusive_lock(a: &Server) -> std::process::Child {
     panic!("restic prune never held the lock long enough to stop it");
 }
 
+/// Waits until process `pid` sits in read(0, ...); after `timeout`, fails
+/// the test naming `what` and showing the process's syscall file.
+fn wait_reading_stdin(what: &str, pid: u32, timeout: Duration) {
+    wait_until(what, timeout, || reads_stdin(pid).then_some(())).unwrap_or_else(|e| {
+        let syscall = fs::read_to_string(format!("/proc/{pid}/syscall"));
+        panic!("{e}; its syscall file: {syscall:?}")
+    });
+}
+
 /// Whether a thread of process `pid` waits in read(2) on its stdin.
 fn reads_stdin(pid: u32) -> bool {
     let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
@@ -872,15 +878,11 @@ fn reads_stdin_sees_a_read_of_stdin_and_nothing_else() {
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !reads_stdin(cat.id()) {
-        assert!(
-            Instant::now() < deadline,
-            "cat did not block in read(0, ...) within 10 s; its syscall file: {:?}",
-            fs::read_to_string(format!("/proc/{}/syscall", cat.id()))
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_reading_stdin(
+        "cat to block in read(0, ...)",
+        cat.id(),
+        Duration::from_secs(10),
+    );
     let sleeper_reads = reads_stdin(sleeper.id());
     let _ = sleeper.kill();
     let _ = sleeper.wait();
