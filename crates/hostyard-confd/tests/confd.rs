@@ -445,16 +445,11 @@ fn config_change_failing_haproxy_check_is_never_applied() {
 /// `hostyard-confd --once` on `r`'s config, which must succeed: the host
 /// map it wrote.
 fn run_once(r: &Router) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hostyard-confd"))
-        .arg("--config")
-        .arg(&r.config_path)
-        .arg("--once")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    hostyard_testsupport::output_ok(
+        std::process::Command::new(env!("CARGO_BIN_EXE_hostyard-confd"))
+            .arg("--config")
+            .arg(&r.config_path)
+            .arg("--once"),
     );
     std::fs::read_to_string(r.layout.hosts_map()).unwrap()
 }

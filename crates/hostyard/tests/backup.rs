@@ -114,18 +114,13 @@ impl Server {
     }
 
     fn import(&self, kind: &str, domain: &Domain) {
-        let out = Command::new(importer())
-            .arg("--config")
-            .arg(&self.config)
-            .arg(kind)
-            .arg(domain.as_str())
-            .env_remove("HOSTYARD_CONFIG")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "import failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+        hostyard_testsupport::output_ok(
+            Command::new(importer())
+                .arg("--config")
+                .arg(&self.config)
+                .arg(kind)
+                .arg(domain.as_str())
+                .env_remove("HOSTYARD_CONFIG"),
         );
     }
 
@@ -500,19 +495,14 @@ fn a_hostile_snapshot_restores_no_setuid_file_and_no_fifo() {
     write(&index, b"<h1>forged</h1>\n");
     fs::set_permissions(&index, fs::Permissions::from_mode(0o4777)).unwrap();
     let backup = |host: &str| {
-        let out = Command::new(restic())
-            .args(["-r", a.repo.to_str().unwrap(), "--password-file"])
-            .arg(a.dir.join("restic-password"))
-            .args(["backup", "--host", host, "--tag"])
-            .arg("hostyard,site=example.com,kind=static")
-            .arg(&forged)
-            .env("RESTIC_CACHE_DIR", a.dir.join("cache"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        hostyard_testsupport::output_ok(
+            Command::new(restic())
+                .args(["-r", a.repo.to_str().unwrap(), "--password-file"])
+                .arg(a.dir.join("restic-password"))
+                .args(["backup", "--host", host, "--tag"])
+                .arg("hostyard,site=example.com,kind=static")
+                .arg(&forged)
+                .env("RESTIC_CACHE_DIR", a.dir.join("cache")),
         );
     };
     backup("elsewhere");
