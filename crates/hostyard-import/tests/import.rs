@@ -126,6 +126,30 @@ fn assert_no_site(server: &Server, domain: &Domain) {
     }
 }
 
+/// Case `name`: the import of `name.example.com` as `kind`, its folder
+/// made by `setup`, is refused naming `want`, makes no site and leaves
+/// the import folder as it was.
+fn assert_folder_refused(
+    s: &Server,
+    name: &str,
+    kind: &str,
+    setup: impl Fn(&ImportLayout, &Domain),
+    want: &str,
+) {
+    let d = Domain::parse(&format!("{name}.example.com")).unwrap();
+    let imp = s.import_folder(&d);
+    setup(&imp, &d);
+    let before = snapshot(imp.root());
+    let out = s.import(kind, d.as_str());
+    assert_refused(&out, want);
+    assert_no_site(s, &d);
+    assert_eq!(
+        snapshot(imp.root()),
+        before,
+        "{name}: the import folder was changed"
+    );
+}
+
 fn assert_refused(out: &Output, want: &str) {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -833,18 +857,7 @@ fn a_folder_import_with_linked_layout_directories_is_refused() {
         ),
     ];
     for (name, setup) in cases {
-        let d = Domain::parse(&format!("{name}.example.com")).unwrap();
-        let imp = s.import_folder(&d);
-        setup(&imp);
-        let before = snapshot(imp.root());
-        let out = s.import("wordpress", d.as_str());
-        assert_refused(&out, "symlink");
-        assert_no_site(&s, &d);
-        assert_eq!(
-            snapshot(imp.root()),
-            before,
-            "{name}: the import folder was changed"
-        );
+        assert_folder_refused(&s, name, "wordpress", |imp, _| setup(imp), "symlink");
     }
 }
 
@@ -895,18 +908,7 @@ fn hostile_folders_are_refused_and_change_nothing() {
         ),
     ];
     for (name, kind, setup, want) in cases {
-        let d = Domain::parse(&format!("{name}.example.com")).unwrap();
-        let imp = s.import_folder(&d);
-        setup(&imp, &d);
-        let before = snapshot(imp.root());
-        let out = s.import(kind, d.as_str());
-        assert_refused(&out, want);
-        assert_no_site(&s, &d);
-        assert_eq!(
-            snapshot(imp.root()),
-            before,
-            "{name}: the import folder was changed"
-        );
+        assert_folder_refused(&s, name, kind, setup, want);
     }
 }
 
