@@ -4,13 +4,13 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use hostyard_core::{Domain, ImportLayout, Layout};
-use hostyard_testsupport::{wait_until, GitDaemon};
+use hostyard_testsupport::{snapshot, wait_until, GitDaemon};
 
 const BIN: &str = env!("CARGO_BIN_EXE_hostyard-import");
 
@@ -78,33 +78,6 @@ fn write(path: &Path, content: &[u8]) {
 
 fn mode(path: &Path) -> u32 {
     fs::symlink_metadata(path).unwrap().permissions().mode() & 0o7777
-}
-
-/// Every path under `dir` with its type, mode and content (or link target).
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (u32, Vec<u8>)> {
-    let mut map = BTreeMap::new();
-    if !dir.exists() {
-        return map;
-    }
-    for entry in walkdir::WalkDir::new(dir) {
-        let entry = entry.unwrap();
-        let meta = entry.path().symlink_metadata().unwrap();
-        let content = if meta.is_file() {
-            fs::read(entry.path()).unwrap()
-        } else if meta.file_type().is_symlink() {
-            fs::read_link(entry.path())
-                .unwrap()
-                .into_os_string()
-                .into_encoded_bytes()
-        } else {
-            Vec::new()
-        };
-        map.insert(
-            entry.path().strip_prefix(dir).unwrap().to_path_buf(),
-            (meta.mode(), content),
-        );
-    }
-    map
 }
 
 /// Nothing of the site exists and no staging dir is left.

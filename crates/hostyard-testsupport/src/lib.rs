@@ -55,6 +55,7 @@ mod process;
 mod rawtar;
 mod site_ca;
 mod tools;
+mod tree;
 
 pub use backend::Backend;
 pub use docker::{
@@ -72,3 +73,4 @@ pub use process::{output_ok, process_alive};
 pub use rawtar::{raw_tar, RawTarEntry};
 pub use site_ca::SiteCa;
 pub use tools::{etcd_binary, haproxy_binary};
+pub use tree::snapshot;
