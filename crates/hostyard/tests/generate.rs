@@ -235,9 +235,7 @@ fn generate_into_an_existing_dir_rewrites_only_what_changed() {
 
 #[test]
 fn check_exits_1_listing_missing_and_different_files_and_writes_nothing() {
-    let dir = TempDir::new();
-    let config = dir.str("hostyard.yaml");
-    fs::write(&config, "").expect("config");
+    let (dir, config) = dir_with_config("");
     let units = dir.str("units");
 
     let out = hostyard(&["--config", &config, "generate", "--out", &units, "--check"]);
@@ -282,9 +280,7 @@ fn bad_config_is_one_line_naming_the_field_exit_2_and_nothing_written() {
             "tls.acme.ca_file: /tmp/pebble.pem cannot be read by haproxy-confd.service",
         ),
     ] {
-        let dir = TempDir::new();
-        let config = dir.str("hostyard.yaml");
-        fs::write(&config, yaml).expect("config");
+        let (dir, config) = dir_with_config(yaml);
         let units = dir.str("units");
         let out = hostyard(&["--config", &config, "generate", "--out", &units]);
         let err = stderr(&out);
@@ -300,13 +296,9 @@ fn bad_config_is_one_line_naming_the_field_exit_2_and_nothing_written() {
 
 #[test]
 fn every_problem_of_a_config_is_a_line_of_its_own_with_its_key() {
-    let dir = TempDir::new();
-    let config = dir.str("hostyard.yaml");
-    fs::write(
-        &config,
+    let (dir, config) = dir_with_config(
         "mail:\n  relayhost: \"a b\"\nhaproxy:\n  http_port: 443\ngit:\n  keep_trees: 0\n",
-    )
-    .expect("config");
+    );
     let units = dir.str("units");
     let out = hostyard(&["--config", &config, "generate", "--out", &units]);
     let err = stderr(&out);

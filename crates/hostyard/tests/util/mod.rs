@@ -61,6 +61,20 @@ pub fn assert_exit_saying(o: &Output, code: i32, says: &str) {
     assert_stderr_has(o, says);
 }
 
+/// Writes `yaml` to `dir`'s hostyard.yaml; the file's path.
+pub fn write_config(dir: &TempDir, yaml: &str) -> String {
+    let config = dir.str("hostyard.yaml");
+    fs::write(&config, yaml).expect("config");
+    config
+}
+
+/// A new temp dir whose hostyard.yaml holds `yaml`; the file's path.
+pub fn dir_with_config(yaml: &str) -> (TempDir, String) {
+    let dir = TempDir::new();
+    let config = write_config(&dir, yaml);
+    (dir, config)
+}
+
 /// A temp dir removed on drop (kept, with its path printed, if the test
 /// panics, so the failure can be looked at).
 pub struct TempDir(Option<tempfile::TempDir>);
