@@ -78,6 +78,16 @@ impl Server {
 
     /// This server is NAME in the fleet whose etcd is `etcd` (a restore
     /// records which server owns the site there).
+    /// Another server `name` of this one's fleet, backing up to the same
+    /// repository (its password file copied).
+    fn another_in_fleet(&self, etcd: &Etcd, name: &str) -> Server {
+        let other = Server::new(Some(&self.repo)).in_fleet(etcd, name);
+        let password = other.dir.join("restic-password");
+        fs::copy(self.dir.join("restic-password"), &password).unwrap();
+        fs::set_permissions(&password, fs::Permissions::from_mode(0o600)).unwrap();
+        other
+    }
+
     fn in_fleet(self, etcd: &Etcd, name: &str) -> Server {
         let mut config = fs::read_to_string(&self.config).unwrap();
         config.push_str(&format!(
@@ -111,6 +121,14 @@ impl Server {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Imports the static site `domain` from the export at `export`
+    /// (moved into this server's import folder).
+    fn import_from(&self, export: &Path, domain: &Domain) {
+        fs::create_dir_all(self.layout().imports_dir()).unwrap();
+        fs::rename(export, self.layout().import_dir(domain)).unwrap();
+        self.import("static", domain);
     }
 
     fn import(&self, kind: &str, domain: &Domain) {
@@ -180,6 +198,16 @@ fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     out
 }
 
+/// Server a with the static site example.com, exported to `a.dir/name`.
+fn exported_static_site(name: &str) -> (Server, Domain, PathBuf) {
+    let a = Server::new(None);
+    let d = Domain::parse("example.com").unwrap();
+    a.static_site(&d);
+    let out = a.dir.join(name);
+    a.ok(&["export", "example.com", out.to_str().unwrap()]);
+    (a, d, out)
+}
+
 fn stderr_line(out: &Output) -> String {
     let text = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(text.trim_end().lines().count(), 1, "not one line: {text}");
@@ -188,11 +216,7 @@ fn stderr_line(out: &Output) -> String {
 
 #[test]
 fn an_export_is_the_migration_layout_and_imports_as_the_same_site() {
-    let a = Server::new(None);
-    let d = Domain::parse("example.com").unwrap();
-    a.static_site(&d);
-    let out = a.dir.join("export");
-    a.ok(&["export", "example.com", out.to_str().unwrap()]);
+    let (a, d, out) = exported_static_site("export");
     let export = ImportLayout::new(&out);
     assert_eq!(
         tree(&export.www_content()),
@@ -215,9 +239,7 @@ fn an_export_is_the_migration_layout_and_imports_as_the_same_site() {
 
     // Another server imports the export: the same site.
     let b = Server::new(None);
-    fs::create_dir_all(b.layout().imports_dir()).unwrap();
-    fs::rename(&out, b.layout().import_dir(&d)).unwrap();
-    b.import("static", &d);
+    b.import_from(&out, &d);
     assert_eq!(tree(&b.layout().www_dir(&d)), tree(&a.layout().www_dir(&d)));
     assert_eq!(fs::read(b.layout().tls_pem(&d)).unwrap(), CERT.as_bytes());
 }
@@ -227,15 +249,9 @@ fn an_export_is_the_migration_layout_and_imports_as_the_same_site() {
 /// non-export and a linked layout dir are refused and change nothing.
 #[test]
 fn a_refresh_brings_a_stopped_copy_up_to_a_newer_export() {
-    let a = Server::new(None);
-    let d = Domain::parse("example.com").unwrap();
-    a.static_site(&d);
-    let first = a.dir.join("first");
-    a.ok(&["export", "example.com", first.to_str().unwrap()]);
+    let (a, d, first) = exported_static_site("first");
     let b = Server::new(None);
-    fs::create_dir_all(b.layout().imports_dir()).unwrap();
-    fs::rename(&first, b.layout().import_dir(&d)).unwrap();
-    b.import("static", &d);
+    b.import_from(&first, &d);
     let www = b.layout().www_dir(&d);
     fs::set_permissions(&www, fs::Permissions::from_mode(0o751)).unwrap();
 
@@ -400,13 +416,7 @@ fn backup_then_restore_brings_a_destroyed_static_site_back_through_the_importer(
     // On another server, from the same repository (its password file
     // copied): a does not serve the site (nothing registered), so the
     // owner moves to b without a take-over.
-    let b = Server::new(Some(&a.repo)).in_fleet(&etcd, "b");
-    fs::copy(a.dir.join("restic-password"), b.dir.join("restic-password")).unwrap();
-    fs::set_permissions(
-        b.dir.join("restic-password"),
-        fs::Permissions::from_mode(0o600),
-    )
-    .unwrap();
+    let b = a.another_in_fleet(&etcd, "b");
     let moved = b.ok(&["restore", "example.com", "--no-start"]);
     assert!(
         moved.contains("example.com moved from server a to server b"),
@@ -439,13 +449,7 @@ fn a_restore_refuses_a_site_another_server_serves_until_taken_over() {
     )
     .unwrap();
 
-    let b = Server::new(Some(&a.repo)).in_fleet(&etcd, "n2");
-    fs::copy(a.dir.join("restic-password"), b.dir.join("restic-password")).unwrap();
-    fs::set_permissions(
-        b.dir.join("restic-password"),
-        fs::Permissions::from_mode(0o600),
-    )
-    .unwrap();
+    let b = a.another_in_fleet(&etcd, "n2");
     let r = b.hostyard(&["restore", "example.com", "--no-start"]);
     assert_eq!(r.status.code(), Some(1), "{r:?}");
     let line = stderr_line(&r);
