@@ -74,16 +74,7 @@ fn site(r: &Router, etcd: &Etcd, domain: &str, backend: &Backend) {
 
 /// Whether HTTPS for `host` verifies against `ca` (curl: any answer).
 fn verifies(r: &Router, host: &str, ca: &Path) -> bool {
-    let port = r.config.haproxy.https_port;
-    Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "--max-time", "5", "--cacert"])
-        .arg(ca)
-        .arg("--resolve")
-        .arg(format!("{host}:{port}:127.0.0.1"))
-        .arg(format!("https://{host}:{port}/"))
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
+    r.https_verifies(host, ca)
 }
 
 /// Waits until HTTPS for each of `hosts` verifies against pebble's root;

@@ -122,6 +122,22 @@ impl Router {
         std::fs::read_to_string(self.dir.path().join("confd.log")).unwrap_or_default()
     }
 
+    /// Whether HTTPS for `host` through this router's HAProxy verifies
+    /// against `ca` (curl: any answer).
+    #[allow(dead_code, reason = "for acme.rs and the tls bench, not confd.rs")]
+    pub fn https_verifies(&self, host: &str, ca: &Path) -> bool {
+        let port = self.config.haproxy.https_port;
+        Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "--max-time", "5", "--cacert"])
+            .arg(ca)
+            .arg("--resolve")
+            .arg(format!("{host}:{port}:127.0.0.1"))
+            .arg(format!("https://{host}:{port}/"))
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+
     /// Writes the config and has the running confd read it (SIGHUP).
     pub fn apply_config(&self) {
         self.write_config();
