@@ -16,8 +16,7 @@ use util::{d, Router, T};
 #[test]
 fn site_is_added_moved_and_removed_without_a_reload() {
     let etcd = Etcd::start().unwrap();
-    let mut r = Router::new(&etcd);
-    r.start();
+    let r = Router::started(&etcd);
     let pid = r.haproxy().worker_pid().unwrap();
     let one = Backend::start("one");
     let two = Backend::start("two");
@@ -92,8 +91,7 @@ fn www_and_aliases_redirect_301_to_the_canonical_domain() {
 #[test]
 fn unknown_host_gets_404_and_expired_registration_gets_503_never_404() {
     let etcd = Etcd::start().unwrap();
-    let mut r = Router::new(&etcd);
-    r.start();
+    let r = Router::started(&etcd);
     let (status, body) = r.get("nobody.example.com");
     assert_eq!(status, 404);
     assert!(body.contains("Site not found"), "{body}");
@@ -123,10 +121,9 @@ fn unknown_host_gets_404_and_expired_registration_gets_503_never_404() {
 #[test]
 fn malformed_data_is_logged_once_and_skipped_while_others_route() {
     let etcd = Etcd::start().unwrap();
-    let mut r = Router::new(&etcd);
     let good = Backend::start("good");
     let other = Backend::start("other");
-    r.start();
+    let r = Router::started(&etcd);
     r.register(&etcd, SiteKind::Static, "good.example.com", good.port());
     r.wait_for("good.example.com", 200, "good");
 
@@ -222,9 +219,8 @@ fn etcd_restart_while_confd_runs_then_new_keys_are_routed() {
 #[test]
 fn compaction_does_not_disturb_routing() {
     let etcd = Etcd::start().unwrap();
-    let mut r = Router::new(&etcd);
     let b = Backend::start("compacted");
-    r.start();
+    let r = Router::started(&etcd);
     // Many revisions, then a compaction: the watch itself keeps working
     // (it is past the compacted revision), and routing stays exact.
     for i in 0..20 {
@@ -925,9 +921,8 @@ fn an_unknown_sites_network_is_read_again_without_an_etcd_event() {
 #[test]
 fn trailing_dot_hosts_route_own_pages_are_marked_and_requests_are_logged() {
     let etcd = Etcd::start().unwrap();
-    let mut r = Router::new(&etcd);
     let good = Backend::start("good");
-    r.start();
+    let r = Router::started(&etcd);
     r.register(&etcd, SiteKind::Static, "good.example.com", good.port());
     r.wait_for("good.example.com", 200, "good");
     for host in ["good.example.com.", "GOOD.example.com.:80"] {

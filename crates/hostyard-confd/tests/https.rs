@@ -301,8 +301,7 @@ fn hsts_and_plain_http_are_per_site_choices() {
 #[test]
 fn certificates_change_under_keep_alive_tls_load_with_no_failed_request() {
     let etcd = Etcd::start().unwrap();
-    let mut r = Router::new(&etcd);
-    r.start();
+    let r = Router::started(&etcd);
     let backend = Backend::start("loaded");
     let ca = Ca::new(r.dir.path(), "ca");
     r.register(&etcd, SiteKind::Static, "load.example.com", backend.port());

@@ -103,9 +103,8 @@ fn an_idle_keep_alive_connection_gets_its_next_answer_across_a_reload() {
 #[test]
 fn a_reload_right_after_a_runtime_change_keeps_it() {
     let etcd = Etcd::start().unwrap();
-    let mut r = Router::new(&etcd);
     let b = Backend::start("kept");
-    r.start();
+    let r = Router::started(&etcd);
     let map = r.layout.hosts_map();
     for round in 0..4 {
         let host = format!("r{round}.example.com");

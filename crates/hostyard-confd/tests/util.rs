@@ -152,6 +152,13 @@ impl Router {
         .unwrap();
     }
 
+    /// A router, started.
+    pub fn started(etcd: &Etcd) -> Router {
+        let mut r = Router::new(etcd);
+        r.start();
+        r
+    }
+
     /// A started router with one static site, `domain`, registered after
     /// the start (routed from a watch event) to a new backend answering
     /// `body`.
