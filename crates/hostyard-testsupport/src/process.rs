@@ -123,6 +123,20 @@ impl Service {
         )
     }
 
+    /// Gives up on a service that did not become ready: the error naming
+    /// `what` and its log, the process stopped, and `dir` (which holds the
+    /// log) kept for a look.
+    pub(crate) fn give_up(
+        self,
+        dir: tempfile::TempDir,
+        what: impl std::fmt::Display,
+    ) -> anyhow::Error {
+        let err = self.failure(what);
+        drop(self);
+        let _kept = dir.keep();
+        err
+    }
+
     /// `Err` if the process has already exited (so waits can stop early).
     pub(crate) fn check_alive(&mut self) -> anyhow::Result<()> {
         let Some(child) = self.child.as_mut() else {
