@@ -56,6 +56,30 @@ fn fleet(inventory: &Path, args: &[&str]) -> std::process::Output {
     hostyard(&all)
 }
 
+/// etcd serving n1's certificate from the fleet CA in `certs`, with root's
+/// certificate as its client's.
+fn etcd_as_n1(certs: &Path) -> Etcd {
+    let n1 = |ext: &str| certs.join("servers").join(format!("n1.{ext}"));
+    Etcd::start_tls(EtcdTls {
+        ca: certs.join("ca.pem"),
+        cert: n1("pem"),
+        key: n1("key"),
+        client_cert: certs.join("root.pem"),
+        client_key: certs.join("root.key"),
+    })
+    .expect("etcd with TLS")
+}
+
+/// `hostyard fleet etcd --endpoint ENDPOINT ARGS`, which must succeed: what
+/// it printed.
+fn etcd_admin(inv: &Path, endpoint: &str, args: &[&str]) -> String {
+    let mut all = vec!["etcd", "--endpoint", endpoint];
+    all.extend_from_slice(args);
+    let out = fleet(inv, &all);
+    assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+    stdout(&out)
+}
+
 #[test]
 fn the_inventory_answers_the_scripts_and_refuses_mistakes_naming_them() {
     let dir = TempDir::new();
@@ -151,32 +175,29 @@ fn the_inventory_answers_the_scripts_and_refuses_mistakes_naming_them() {
     assert_eq!(out.status.code(), Some(2));
     assert_stderr_has(&out, "only a member runs etcd");
 
-    for (bad, says) in [
+    // Each case: the inventory with `from` replaced by `to`, and what the
+    // refusal says.
+    for (from, to, says) in [
         (
-            INVENTORY.replace("server: w1", "server: w9"),
+            "server: w1",
+            "server: w9",
             "server \"w9\" is not in servers",
         ),
+        ("10.0.0.13", "10.0.0.12", "private address 10.0.0.12"),
+        ("kind: static", "kind: php", "example.com"),
         (
-            INVENTORY.replace("10.0.0.13", "10.0.0.12"),
-            "private address 10.0.0.12",
-        ),
-        (
-            INVENTORY.replace("kind: static", "kind: php"),
-            "example.com",
-        ),
-        (
-            INVENTORY.replace("root@203.0.113.12", "-oProxyCommand=x"),
+            "root@203.0.113.12",
+            "-oProxyCommand=x",
             "not an ssh destination",
         ),
+        ("role: member", "role: client", "no server has role member"),
         (
-            INVENTORY.replace("role: member", "role: client"),
-            "no server has role member",
-        ),
-        (
-            INVENTORY.replace("    role: client", "    role: client\n    port: 22"),
+            "    role: client",
+            "    role: client\n    port: 22",
             "unknown field `port`",
         ),
     ] {
+        let bad = INVENTORY.replace(from, to);
         fs::write(&inv, &bad).expect("inventory");
         let out = fleet(&inv, &["check"]);
         assert_eq!(out.status.code(), Some(2), "{bad}");
@@ -316,23 +337,10 @@ fn servers_reach_etcd_by_certificate_only_within_their_prefix_until_revoked() {
     }
     let certs = fleet_dir.join("ca");
     let server = |name: &str, ext: &str| certs.join("servers").join(format!("{name}.{ext}"));
-    let etcd = Etcd::start_tls(EtcdTls {
-        ca: certs.join("ca.pem"),
-        cert: server("n1", "pem"),
-        key: server("n1", "key"),
-        client_cert: certs.join("root.pem"),
-        client_key: certs.join("root.key"),
-    })
-    .expect("etcd with TLS");
+    let etcd = etcd_as_n1(&certs);
     let endpoint = etcd.endpoint();
     assert!(endpoint.starts_with("https://"), "{endpoint}");
-    let admin = |args: &[&str]| {
-        let mut all = vec!["etcd", "--endpoint", endpoint.as_str()];
-        all.extend_from_slice(args);
-        let out = fleet(&inv, &all);
-        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
-        stdout(&out)
-    };
+    let admin = |args: &[&str]| etcd_admin(&inv, &endpoint, args);
     assert_eq!(admin(&["enable-auth"]), "authentication enabled\n");
     assert_eq!(
         admin(&["enable-auth"]),
@@ -592,29 +600,15 @@ fn a_certificate_near_its_end_is_warned_about_then_issued_again_with_a_new_user(
     let dir = TempDir::new();
     let (fleet_dir, inv) = fleet_dir(&dir);
     let certs = fleet_dir.join("ca");
-    let pem = |name: &str, ext: &str| certs.join("servers").join(format!("{name}.{ext}"));
     // n1's certificate lasts 5 days: within the 30 of RENEW_DAYS.
     ca_env(
         &fleet_dir,
         &[("CERT_DAYS", "5")],
         &["issue", "n1", "127.0.0.1", "member"],
     );
-    let etcd = Etcd::start_tls(EtcdTls {
-        ca: certs.join("ca.pem"),
-        cert: pem("n1", "pem"),
-        key: pem("n1", "key"),
-        client_cert: certs.join("root.pem"),
-        client_key: certs.join("root.key"),
-    })
-    .expect("etcd with TLS");
+    let etcd = etcd_as_n1(&certs);
     let endpoint = etcd.endpoint();
-    let admin = |args: &[&str]| {
-        let mut all = vec!["etcd", "--endpoint", endpoint.as_str()];
-        all.extend_from_slice(args);
-        let out = fleet(&inv, &all);
-        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
-        stdout(&out)
-    };
+    let admin = |args: &[&str]| etcd_admin(&inv, &endpoint, args);
     admin(&["enable-auth"]);
     let old = ca(&fleet_dir, &["user", "n1"]);
     admin(&["grant", &old, "--prefix", "/hostyard"]);
