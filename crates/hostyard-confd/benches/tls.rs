@@ -395,18 +395,7 @@ fn start_to_https(etcd: &Etcd, backend: u16) -> anyhow::Result<f64> {
     r.write_config();
     r.start();
     let root = pebble.root_file();
-    let https_port = r.config.haproxy.https_port;
-    let verifies = |host: &str| {
-        Command::new("curl")
-            .args(["-s", "-o", "/dev/null", "--max-time", "5", "--cacert"])
-            .arg(&root)
-            .arg("--resolve")
-            .arg(format!("{host}:{https_port}:127.0.0.1"))
-            .arg(format!("https://{host}:{https_port}/"))
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
-    };
+    let verifies = |host: &str| r.https_verifies(host, &root);
     let mut took = Vec::new();
     for i in 0..ACME_SITES {
         let host = format!("acme{i}.example.com");

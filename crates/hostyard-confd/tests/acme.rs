@@ -54,6 +54,18 @@ fn router_with_acme(etcd: &Etcd, acme: Option<AcmeConfig>) -> (Router, u16) {
     (r, port)
 }
 
+/// A started router that orders from a new pebble (on the router's HTTP
+/// port); HAProxy's worker at the start.
+fn started_with_pebble(etcd: &Etcd) -> (Router, Pebble, u32) {
+    let (mut r, port) = router_with_acme(etcd, None);
+    let pebble = Pebble::start(port).unwrap();
+    r.config.tls.acme = acme_config(&pebble);
+    r.write_config();
+    r.start();
+    let worker = r.haproxy().worker_pid().unwrap();
+    (r, pebble, worker)
+}
+
 fn site(r: &Router, etcd: &Etcd, domain: &str, backend: &Backend) {
     std::fs::create_dir_all(r.layout.domain_dir(&d(domain))).unwrap();
     r.register(etcd, SiteKind::Static, domain, backend.port());
@@ -62,23 +74,46 @@ fn site(r: &Router, etcd: &Etcd, domain: &str, backend: &Backend) {
 
 /// Whether HTTPS for `host` verifies against `ca` (curl: any answer).
 fn verifies(r: &Router, host: &str, ca: &Path) -> bool {
-    let port = r.config.haproxy.https_port;
-    Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "--max-time", "5", "--cacert"])
-        .arg(ca)
-        .arg("--resolve")
-        .arg(format!("{host}:{port}:127.0.0.1"))
-        .arg(format!("https://{host}:{port}/"))
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
+    r.https_verifies(host, ca)
+}
+
+/// Waits until HTTPS for each of `hosts` verifies against pebble's root;
+/// on a time-out, panics with confd's and pebble's logs.
+fn wait_https_from_pebble(r: &Router, pebble: &Pebble, what: &str, hosts: &[&str]) {
+    let root = pebble.root_file();
+    let res = wait_until(what, ORDER, || {
+        hosts.iter().all(|h| verifies(r, h, &root)).then_some(())
+    });
+    if let Err(e) = res {
+        panic!(
+            "{e:#}\nconfd log:\n{}\npebble log:\n{}",
+            r.confd_log(),
+            std::fs::read_to_string(pebble.log_path()).unwrap_or_default()
+        );
+    }
+}
+
+/// Whether HTTPS for `domain` and for its `www.` alias verifies against `ca`.
+fn verifies_with_www(r: &Router, domain: &str, ca: &Path) -> bool {
+    verifies(r, domain, ca) && verifies(r, &format!("www.{domain}"), ca)
 }
 
 /// The serial of the certificate HAProxy serves for `host`.
 fn served_serial(r: &Router, host: &str) -> String {
+    served(r, host, "-serial")
+}
+
+/// The public key of the certificate HAProxy serves for `host` (PEM).
+fn served_public_key(r: &Router, host: &str) -> String {
+    served(r, host, "-pubkey")
+}
+
+/// What `openssl x509 -noout <part>` prints of the certificate HAProxy
+/// serves for `host`.
+fn served(r: &Router, host: &str, part: &str) -> String {
     let port = r.config.haproxy.https_port;
     let script = format!(
-        "openssl s_client -connect 127.0.0.1:{port} -servername {host} </dev/null 2>/dev/null | openssl x509 -noout -serial"
+        "openssl s_client -connect 127.0.0.1:{port} -servername {host} </dev/null 2>/dev/null | openssl x509 -noout {part}"
     );
     let out = Command::new("sh").arg("-c").arg(script).output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
@@ -126,27 +161,17 @@ fn runner(r: &Router, config: AcmeConfig, node: &str) -> Acme {
 #[test]
 fn a_site_gets_a_certificate_from_pebble_renews_and_a_restart_does_not_reorder() {
     let etcd = Etcd::start().unwrap();
-    let (mut r, port) = router_with_acme(&etcd, None);
-    let pebble = Pebble::start(port).unwrap();
-    r.config.tls.acme = acme_config(&pebble);
-    r.write_config();
-    r.start();
-    let worker = r.haproxy().worker_pid().unwrap();
+    let (mut r, pebble, worker) = started_with_pebble(&etcd);
     let backend = Backend::start("acme site");
     site(&r, &etcd, "acme.example.com", &backend);
 
     let root = pebble.root_file();
-    let res = wait_until("HTTPS from pebble's CA", ORDER, || {
-        (verifies(&r, "acme.example.com", &root) && verifies(&r, "www.acme.example.com", &root))
-            .then_some(())
-    });
-    if let Err(e) = res {
-        panic!(
-            "{e:#}\nconfd log:\n{}\npebble log:\n{}",
-            r.confd_log(),
-            std::fs::read_to_string(pebble.log_path()).unwrap_or_default()
-        );
-    }
+    wait_https_from_pebble(
+        &r,
+        &pebble,
+        "HTTPS from pebble's CA",
+        &["acme.example.com", "www.acme.example.com"],
+    );
     let state = tls_state(&r);
     assert_eq!(
         state["sites"]["acme.example.com"]["source"], "acme",
@@ -216,8 +241,7 @@ fn a_site_gets_a_certificate_from_pebble_renews_and_a_restart_does_not_reorder()
         }],
         ..util::fleet_tls("n1", "127.0.0.2")
     };
-    r.write_config();
-    r.confd.as_ref().unwrap().signal("HUP");
+    r.apply_config();
     let key = r.schema.tls_cert_key(&d("acme.example.com"));
     let file = std::fs::read(r.layout.acme_cert(&d("acme.example.com"))).unwrap();
     wait_until("published after SIGHUP", Duration::from_secs(10), || {
@@ -266,17 +290,7 @@ fn a_site_whose_www_name_does_not_resolve_gets_https_for_its_names() {
     r.put_service(&etcd, SiteKind::Static, &domain, backend.port());
     r.wait_for("blog.example.org", 200, "blog");
 
-    let root = pebble.root_file();
-    let res = wait_until("HTTPS for the site", ORDER, || {
-        verifies(&r, "blog.example.org", &root).then_some(())
-    });
-    if let Err(e) = res {
-        panic!(
-            "{e:#}\nconfd log:\n{}\npebble log:\n{}",
-            r.confd_log(),
-            std::fs::read_to_string(pebble.log_path()).unwrap_or_default()
-        );
-    }
+    wait_https_from_pebble(&r, &pebble, "HTTPS for the site", &["blog.example.org"]);
     // The declared alias is in the certificate, www. is not.
     assert_eq!(
         file_names(&r.layout.acme_cert(&domain)),
@@ -330,25 +344,10 @@ fn challenges_are_answered_only_for_declared_or_routed_hosts() {
     }
 }
 
-/// The public key of the certificate HAProxy serves for `host` (PEM).
-fn served_public_key(r: &Router, host: &str) -> String {
-    let port = r.config.haproxy.https_port;
-    let script = format!(
-        "openssl s_client -connect 127.0.0.1:{port} -servername {host} </dev/null 2>/dev/null | openssl x509 -noout -pubkey"
-    );
-    let out = Command::new("sh").arg("-c").arg(script).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 #[test]
 fn a_renewal_request_makes_confd_serve_a_new_key_at_once() {
     let etcd = Etcd::start().unwrap();
-    let (mut r, port) = router_with_acme(&etcd, None);
-    let pebble = Pebble::start(port).unwrap();
-    r.config.tls.acme = acme_config(&pebble);
-    r.write_config();
-    r.start();
-    let worker = r.haproxy().worker_pid().unwrap();
+    let (r, pebble, worker) = started_with_pebble(&etcd);
     let backend = Backend::start("renew site");
     // (HTTP may redirect to HTTPS before a wait for a 200 would see it:
     // the HTTPS wait below is it.)
@@ -565,8 +564,7 @@ fn in_a_fleet_the_hosting_servers_certificate_is_served_by_every_server() {
     // alias, verified against pebble's root, without a reload.
     let root = pebble.root_file();
     let res = wait_until("HTTPS through b from a's certificate", ORDER, || {
-        (verifies(&b, "fleet.example.com", &root) && verifies(&b, "www.fleet.example.com", &root))
-            .then_some(())
+        verifies_with_www(&b, "fleet.example.com", &root).then_some(())
     });
     if let Err(e) = res {
         panic!(

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use etcd_client::{Txn, TxnOp};
 use hostyard_config::{FleetConfig, FleetPeer};
+use hostyard_core::etcd::Schema;
 use hostyard_core::SiteKind;
 use hostyard_testsupport::{http_get_with_headers, wait_until, Backend, Etcd};
 use util::{d, Router, T};
@@ -15,8 +16,7 @@ use util::{d, Router, T};
 #[test]
 fn site_is_added_moved_and_removed_without_a_reload() {
     let etcd = Etcd::start().unwrap();
-    let mut r = Router::new(&etcd);
-    r.start();
+    let r = Router::started(&etcd);
     let pid = r.haproxy().worker_pid().unwrap();
     let one = Backend::start("one");
     let two = Backend::start("two");
@@ -58,11 +58,7 @@ fn site_is_added_moved_and_removed_without_a_reload() {
 #[test]
 fn host_header_port_and_case_do_not_matter() {
     let etcd = Etcd::start().unwrap();
-    let mut r = Router::new(&etcd);
-    let b = Backend::start("ported");
-    r.register(&etcd, SiteKind::Static, "p.example.com", b.port());
-    r.start();
-    r.wait_for("p.example.com", 200, "ported");
+    let (r, _b) = Router::routed_from_start(&etcd, "p.example.com", "ported");
     for host in ["p.example.com:80", "P.Example.COM", "P.EXAMPLE.com:8080"] {
         assert_eq!(r.get(host), (200, "ported".to_string()), "{host}");
     }
@@ -95,8 +91,7 @@ fn www_and_aliases_redirect_301_to_the_canonical_domain() {
 #[test]
 fn unknown_host_gets_404_and_expired_registration_gets_503_never_404() {
     let etcd = Etcd::start().unwrap();
-    let mut r = Router::new(&etcd);
-    r.start();
+    let r = Router::started(&etcd);
     let (status, body) = r.get("nobody.example.com");
     assert_eq!(status, 404);
     assert!(body.contains("Site not found"), "{body}");
@@ -126,10 +121,9 @@ fn unknown_host_gets_404_and_expired_registration_gets_503_never_404() {
 #[test]
 fn malformed_data_is_logged_once_and_skipped_while_others_route() {
     let etcd = Etcd::start().unwrap();
-    let mut r = Router::new(&etcd);
     let good = Backend::start("good");
     let other = Backend::start("other");
-    r.start();
+    let r = Router::started(&etcd);
     r.register(&etcd, SiteKind::Static, "good.example.com", good.port());
     r.wait_for("good.example.com", 200, "good");
 
@@ -225,9 +219,8 @@ fn etcd_restart_while_confd_runs_then_new_keys_are_routed() {
 #[test]
 fn compaction_does_not_disturb_routing() {
     let etcd = Etcd::start().unwrap();
-    let mut r = Router::new(&etcd);
     let b = Backend::start("compacted");
-    r.start();
+    let r = Router::started(&etcd);
     // Many revisions, then a compaction: the watch itself keeps working
     // (it is past the compacted revision), and routing stays exact.
     for i in 0..20 {
@@ -275,27 +268,9 @@ fn confd_started_with_etcd_down_serves_the_last_written_routing_and_catches_up()
 #[test]
 fn mass_removal_is_held_until_an_operator_accepts_it() {
     let etcd = Etcd::start().unwrap();
-    let mut r = Router::new(&etcd);
-    r.config.confd.hold = Duration::from_secs(3600);
-    r.write_config();
     let b = Backend::start("site");
-    for i in 0..6 {
-        r.register(
-            &etcd,
-            SiteKind::Static,
-            &format!("m{i}.example.com"),
-            b.port(),
-        );
-    }
-    r.start();
-    r.wait_for("m5.example.com", 200, "site");
-
     // etcd emptied: every route would go at once.
-    etcd.delete_prefix(&r.schema.root_prefix()).unwrap();
-    wait_until("the hold to show in the state file", T, || {
-        r.state()["held"].is_object().then_some(())
-    })
-    .unwrap();
+    let r = held_router(&etcd, &b, Duration::from_secs(3600), Schema::root_prefix);
     for i in 0..6 {
         assert_eq!(r.get(&format!("m{i}.example.com")).0, 200, "m{i} dropped");
     }
@@ -305,46 +280,35 @@ fn mass_removal_is_held_until_an_operator_accepts_it() {
     r.confd.as_ref().unwrap().signal("USR1");
     r.wait_for("m0.example.com", 404, "not found");
     // The state file is written after the apply that HAProxy already shows.
-    wait_until("the hold to leave the state file", T, || {
-        r.state()["held"].is_null().then_some(())
-    })
-    .unwrap();
+    r.wait_state(
+        "the hold to leave the state file",
+        "held",
+        serde_json::Value::is_null,
+    );
 }
 
 #[test]
 fn held_mass_removal_is_applied_when_it_persists_past_the_hold_time() {
     let etcd = Etcd::start().unwrap();
-    let mut r = Router::new(&etcd);
-    r.config.confd.hold = Duration::from_secs(2);
-    r.write_config();
     let b = Backend::start("site");
-    for i in 0..4 {
-        r.register(
-            &etcd,
-            SiteKind::Static,
-            &format!("h{i}.example.com"),
-            b.port(),
-        );
-    }
-    r.start();
-    r.wait_for("h3.example.com", 200, "site");
     // All registrations at once (one etcd revision), as when leases are
     // lost together.
-    etcd.delete_prefix(&r.schema.services_prefix()).unwrap();
-    wait_until("the hold", T, || {
-        r.state()["held"].is_object().then_some(())
-    })
-    .unwrap();
-    assert_eq!(r.get("h0.example.com").0, 200);
+    let r = held_router(&etcd, &b, Duration::from_secs(2), Schema::services_prefix);
+    assert_eq!(r.get("m0.example.com").0, 200);
     // Declared sites whose registrations all went: 503 after the hold.
-    r.wait_for("h0.example.com", 503, "maintenance");
+    r.wait_for("m0.example.com", 503, "maintenance");
 }
 
-/// Six routed sites, then every registration gone at once: a mass
-/// removal, held for an hour.
-fn held_router(etcd: &Etcd, backend: &Backend) -> Router {
+/// Six routed sites (m0 to m5), then every key under `removed` deleted
+/// in one revision: a mass removal, held for `hold`.
+fn held_router(
+    etcd: &Etcd,
+    backend: &Backend,
+    hold: Duration,
+    removed: fn(&Schema) -> String,
+) -> Router {
     let mut r = Router::new(etcd);
-    r.config.confd.hold = Duration::from_secs(3600);
+    r.config.confd.hold = hold;
     r.write_config();
     for i in 0..6 {
         r.register(
@@ -356,11 +320,12 @@ fn held_router(etcd: &Etcd, backend: &Backend) -> Router {
     }
     r.start();
     r.wait_for("m5.example.com", 200, "site");
-    etcd.delete_prefix(&r.schema.services_prefix()).unwrap();
-    wait_until("the hold to show in the state file", T, || {
-        r.state()["held"].is_object().then_some(())
-    })
-    .unwrap();
+    etcd.delete_prefix(&removed(&r.schema)).unwrap();
+    r.wait_state(
+        "the hold to show in the state file",
+        "held",
+        serde_json::Value::is_object,
+    );
     r
 }
 
@@ -368,7 +333,12 @@ fn held_router(etcd: &Etcd, backend: &Backend) -> Router {
 fn a_new_site_is_routed_while_a_mass_removal_is_held() {
     let etcd = Etcd::start().unwrap();
     let b = Backend::start("site");
-    let r = held_router(&etcd, &b);
+    let r = held_router(
+        &etcd,
+        &b,
+        Duration::from_secs(3600),
+        Schema::services_prefix,
+    );
     let new = Backend::start("new");
     r.register(&etcd, SiteKind::Static, "new.example.com", new.port());
     r.wait_for("new.example.com", 200, "new");
@@ -387,7 +357,12 @@ fn a_new_site_is_routed_while_a_mass_removal_is_held() {
 fn a_restart_of_confd_resumes_a_hold_without_a_new_hold_time() {
     let etcd = Etcd::start().unwrap();
     let b = Backend::start("site");
-    let mut r = held_router(&etcd, &b);
+    let mut r = held_router(
+        &etcd,
+        &b,
+        Duration::from_secs(3600),
+        Schema::services_prefix,
+    );
     let since = r.state()["held"]["since_unix"].as_u64().unwrap();
     // A second later, so a hold armed again would show another start.
     let unix = || {
@@ -421,31 +396,28 @@ fn a_restart_of_confd_resumes_a_hold_without_a_new_hold_time() {
     r.wait_for("m0.example.com", 503, "maintenance");
     assert!(r.confd.take().unwrap().stop().success());
     r.start_confd();
-    wait_until("no hold in the state file", T, || {
-        r.state()["held"].is_null().then_some(())
-    })
-    .unwrap();
+    r.wait_state(
+        "no hold in the state file",
+        "held",
+        serde_json::Value::is_null,
+    );
     assert_eq!(r.get("m0.example.com").0, 503);
 }
 
 #[test]
 fn config_change_failing_haproxy_check_is_never_applied() {
     let etcd = Etcd::start().unwrap();
-    let mut r = Router::new(&etcd);
-    let b = Backend::start("steady");
-    r.register(&etcd, SiteKind::Static, "s.example.com", b.port());
-    r.start();
-    r.wait_for("s.example.com", 200, "steady");
+    let (mut r, _b) = Router::routed_from_start(&etcd, "s.example.com", "steady");
     let cfg_before = std::fs::read_to_string(r.layout.haproxy_cfg()).unwrap();
     let pid = r.haproxy().worker_pid().unwrap();
 
     r.config.haproxy.frontend_rules = vec!["http-request no-such-action".into()];
-    r.write_config();
-    r.confd.as_ref().unwrap().signal("HUP");
-    wait_until("the rejection in the state file", T, || {
-        r.state()["config_rejected"].is_string().then_some(())
-    })
-    .unwrap();
+    r.apply_config();
+    r.wait_state(
+        "the rejection in the state file",
+        "config_rejected",
+        serde_json::Value::is_string,
+    );
     assert!(r.confd_log().contains("config change NOT applied"));
     assert_eq!(
         std::fs::read_to_string(r.layout.haproxy_cfg()).unwrap(),
@@ -456,32 +428,24 @@ fn config_change_failing_haproxy_check_is_never_applied() {
 
     // A valid structural change is reloaded hitlessly and keeps routing.
     r.config.haproxy.frontend_rules = vec!["http-request set-header X-Hostyard 1".into()];
-    r.write_config();
-    r.confd.as_ref().unwrap().signal("HUP");
-    wait_until("a reload", T, || {
-        (r.haproxy().worker_pid().ok()? != pid).then_some(())
-    })
-    .unwrap();
+    r.apply_config();
+    r.wait_new_worker("a reload", pid);
     r.wait_for("s.example.com", 200, "steady");
-    wait_until("the rejection to clear", T, || {
-        r.state()["config_rejected"].is_null().then_some(())
-    })
-    .unwrap();
+    r.wait_state(
+        "the rejection to clear",
+        "config_rejected",
+        serde_json::Value::is_null,
+    );
 }
 
 /// `hostyard-confd --once` on `r`'s config, which must succeed: the host
 /// map it wrote.
 fn run_once(r: &Router) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hostyard-confd"))
-        .arg("--config")
-        .arg(&r.config_path)
-        .arg("--once")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    hostyard_testsupport::output_ok(
+        std::process::Command::new(env!("CARGO_BIN_EXE_hostyard-confd"))
+            .arg("--config")
+            .arg(&r.config_path)
+            .arg("--once"),
     );
     std::fs::read_to_string(r.layout.hosts_map()).unwrap()
 }
@@ -644,10 +608,7 @@ fn status_lists_every_site_from_etcd_and_haproxy_with_held_changes() {
     // All registrations at once (one etcd revision), as when leases are
     // lost together.
     etcd.delete_prefix(&r.schema.services_prefix()).unwrap();
-    wait_until("the hold", T, || {
-        r.state()["held"].is_object().then_some(())
-    })
-    .unwrap();
+    r.wait_state("the hold", "held", serde_json::Value::is_object);
     let report =
         hostyard_routing::status::report(&r.config, &hostyard_routing::status::no_certificates)
             .unwrap();
@@ -960,9 +921,8 @@ fn an_unknown_sites_network_is_read_again_without_an_etcd_event() {
 #[test]
 fn trailing_dot_hosts_route_own_pages_are_marked_and_requests_are_logged() {
     let etcd = Etcd::start().unwrap();
-    let mut r = Router::new(&etcd);
     let good = Backend::start("good");
-    r.start();
+    let r = Router::started(&etcd);
     r.register(&etcd, SiteKind::Static, "good.example.com", good.port());
     r.wait_for("good.example.com", 200, "good");
     for host in ["good.example.com.", "GOOD.example.com.:80"] {
@@ -1080,11 +1040,7 @@ fn slow_clients_and_a_flooded_site_leave_other_sites_answering() {
 #[test]
 fn a_bad_config_on_sighup_is_refused_naming_every_problem() {
     let etcd = Etcd::start().unwrap();
-    let mut r = Router::new(&etcd);
-    r.start();
-    let one = Backend::start("one");
-    r.register(&etcd, SiteKind::Static, "a.example.com", one.port());
-    r.wait_for("a.example.com", 200, "one");
+    let (r, _one) = Router::routed(&etcd, "a.example.com", "one");
 
     let good = std::fs::read_to_string(&r.config_path).unwrap();
     let bad = good.replace("keep_trees: 3", "keep_trees: 0").replace(

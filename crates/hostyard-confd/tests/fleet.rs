@@ -283,8 +283,7 @@ fn a_peer_added_to_the_node_config_is_forwarded_to_after_sighup() {
     let etcd = Etcd::start().unwrap();
     let (mut a, b) = fleet(&etcd);
     a.router.config.fleet.peers.clear();
-    a.router.write_config();
-    a.router.confd.as_ref().unwrap().signal("HUP");
+    a.router.apply_config();
     let site = EchoSite::start("on-b");
     b.register(&etcd, "new.example.com", site.port, None);
     b.wait_for("new.example.com", 200, "site=on-b");
@@ -295,8 +294,7 @@ fn a_peer_added_to_the_node_config_is_forwarded_to_after_sighup() {
         name: "b".into(),
         address: "127.0.0.3".parse().unwrap(),
     }];
-    a.router.write_config();
-    a.router.confd.as_ref().unwrap().signal("HUP");
+    a.router.apply_config();
     a.wait_for("new.example.com", 200, "site=on-b xff=[127.0.0.1]");
     cfg_says(
         &a,

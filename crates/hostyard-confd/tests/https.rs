@@ -13,27 +13,21 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use hostyard_core::SiteKind;
-use hostyard_testsupport::{wait_until, Backend, Etcd};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use hostyard_testsupport::{wait_until, Backend, Etcd, SiteCa};
 use util::{d, Router, T};
 
 struct Ca {
-    cert: rcgen::Certificate,
-    key: KeyPair,
+    ca: SiteCa,
     /// The CA's certificate, for curl --cacert.
     file: PathBuf,
 }
 
 impl Ca {
     fn new(dir: &Path, name: &str) -> Ca {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.distinguished_name.push(DnType::CommonName, name);
-        let cert = p.self_signed(&key).unwrap();
+        let ca = SiteCa::new(name);
         let file = dir.join(format!("{name}.pem"));
-        std::fs::write(&file, cert.pem()).unwrap();
-        Ca { cert, key, file }
+        std::fs::write(&file, ca.pem()).unwrap();
+        Ca { ca, file }
     }
 
     /// A bundle for `domain` and `www.domain`: leaf, this CA, key.
@@ -43,19 +37,7 @@ impl Ca {
 
     /// A bundle for `names`, the first one its common name.
     fn bundle_for(&self, names: &[&str], years: (i32, i32)) -> String {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-            .unwrap();
-        p.distinguished_name.push(DnType::CommonName, names[0]);
-        p.not_before = rcgen::date_time_ymd(years.0, 1, 1);
-        p.not_after = rcgen::date_time_ymd(years.1, 1, 1);
-        let cert = p
-            .signed_by(
-                &key,
-                &Issuer::from_ca_cert_der(self.cert.der(), &self.key).unwrap(),
-            )
-            .unwrap();
-        format!("{}{}{}", cert.pem(), self.cert.pem(), key.serialize_pem())
+        self.ca.bundle(names, years)
     }
 }
 
@@ -128,11 +110,7 @@ fn wait_https(r: &Router, host: &str, ca: &Path, ok: bool) {
 #[test]
 fn a_sites_certificate_is_served_replaced_and_removed_without_a_reload() {
     let etcd = Etcd::start().unwrap();
-    let mut r = Router::new(&etcd);
-    r.start();
-    let backend = Backend::start("tls site");
-    r.register(&etcd, SiteKind::Static, "tls.example.com", backend.port());
-    r.wait_for("tls.example.com", 200, "tls site");
+    let (r, _backend) = Router::routed(&etcd, "tls.example.com", "tls site");
     let worker = r.haproxy().worker_pid().unwrap();
     let ca1 = Ca::new(r.dir.path(), "ca1");
     let ca2 = Ca::new(r.dir.path(), "ca2");
@@ -191,7 +169,7 @@ fn a_sites_certificate_is_served_replaced_and_removed_without_a_reload() {
         ),
         (
             ca2.bundle("tls.example.com", GOOD)
-                .replace(&ca2.cert.pem(), ""),
+                .replace(&ca2.ca.pem(), ""),
             "lacks its chain",
         ),
     ] {
@@ -236,11 +214,7 @@ fn a_sites_certificate_is_served_replaced_and_removed_without_a_reload() {
 #[test]
 fn a_declared_alias_is_served_with_the_sites_certificate() {
     let etcd = Etcd::start().unwrap();
-    let mut r = Router::new(&etcd);
-    r.start();
-    let backend = Backend::start("alias site");
-    r.register(&etcd, SiteKind::Static, "alias.example.com", backend.port());
-    r.wait_for("alias.example.com", 200, "alias site");
+    let (r, _backend) = Router::routed(&etcd, "alias.example.com", "alias site");
     let ca = Ca::new(r.dir.path(), "alias-ca");
     let names = [
         "alias.example.com",
@@ -327,8 +301,7 @@ fn hsts_and_plain_http_are_per_site_choices() {
 #[test]
 fn certificates_change_under_keep_alive_tls_load_with_no_failed_request() {
     let etcd = Etcd::start().unwrap();
-    let mut r = Router::new(&etcd);
-    r.start();
+    let r = Router::started(&etcd);
     let backend = Backend::start("loaded");
     let ca = Ca::new(r.dir.path(), "ca");
     r.register(&etcd, SiteKind::Static, "load.example.com", backend.port());

@@ -60,11 +60,7 @@ fn send_get(conn: &mut TcpStream, host: &str) {
 #[test]
 fn an_idle_keep_alive_connection_gets_its_next_answer_across_a_reload() {
     let etcd = Etcd::start().unwrap();
-    let mut r = Router::new(&etcd);
-    let b = Backend::start("steady");
-    r.register(&etcd, SiteKind::Static, "k.example.com", b.port());
-    r.start();
-    r.wait_for("k.example.com", 200, "steady");
+    let (mut r, _b) = Router::routed_from_start(&etcd, "k.example.com", "steady");
 
     // A keep-alive connection, answered once and idle in the current worker.
     let mut conn = TcpStream::connect(("127.0.0.1", r.port)).unwrap();
@@ -77,12 +73,8 @@ fn an_idle_keep_alive_connection_gets_its_next_answer_across_a_reload() {
 
     // A structural change: confd reloads HAProxy through the master.
     r.config.haproxy.frontend_rules = vec!["http-request set-header X-Hostyard 1".into()];
-    r.write_config();
-    r.confd.as_ref().unwrap().signal("HUP");
-    wait_until("the new worker to take over", T, || {
-        (r.haproxy().worker_pid().ok()? != old).then_some(())
-    })
-    .unwrap();
+    r.apply_config();
+    r.wait_new_worker("the new worker to take over", old);
 
     // The old worker kept the idle connection: the next request on it is
     // answered, with "Connection: close" so the client moves to the new one.
@@ -111,9 +103,8 @@ fn an_idle_keep_alive_connection_gets_its_next_answer_across_a_reload() {
 #[test]
 fn a_reload_right_after_a_runtime_change_keeps_it() {
     let etcd = Etcd::start().unwrap();
-    let mut r = Router::new(&etcd);
     let b = Backend::start("kept");
-    r.start();
+    let r = Router::started(&etcd);
     let map = r.layout.hosts_map();
     for round in 0..4 {
         let host = format!("r{round}.example.com");
@@ -143,10 +134,7 @@ fn a_reload_right_after_a_runtime_change_keeps_it() {
         std::fs::rename(&older, &map).unwrap();
         let old = r.haproxy().worker_pid().unwrap();
         r.haproxy().master("reload").unwrap();
-        wait_until("the new worker to take over", T, || {
-            (r.haproxy().worker_pid().ok()? != old).then_some(())
-        })
-        .unwrap();
+        r.wait_new_worker("the new worker to take over", old);
         r.wait_for(&host, 200, "kept");
     }
     // The file caught up and holds what HAProxy routes.

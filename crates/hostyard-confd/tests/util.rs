@@ -11,7 +11,7 @@ use hostyard_config::NodeConfig;
 use hostyard_config::{FleetConfig, FleetPeer};
 use hostyard_core::etcd::{Schema, ServiceValue, SiteDecl};
 use hostyard_core::{Domain, Layout, SiteKind};
-use hostyard_testsupport::{free_port, http_get, wait_until, Etcd, Haproxy};
+use hostyard_testsupport::{free_port, http_get, wait_until, Backend, Etcd, Haproxy};
 
 pub const T: Duration = Duration::from_secs(10);
 
@@ -120,6 +120,76 @@ impl Router {
 
     pub fn confd_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("confd.log")).unwrap_or_default()
+    }
+
+    /// Whether HTTPS for `host` through this router's HAProxy verifies
+    /// against `ca` (curl: any answer).
+    #[allow(dead_code, reason = "for acme.rs and the tls bench, not confd.rs")]
+    pub fn https_verifies(&self, host: &str, ca: &Path) -> bool {
+        let port = self.config.haproxy.https_port;
+        Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "--max-time", "5", "--cacert"])
+            .arg(ca)
+            .arg("--resolve")
+            .arg(format!("{host}:{port}:127.0.0.1"))
+            .arg(format!("https://{host}:{port}/"))
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+
+    /// Writes the config and has the running confd read it (SIGHUP).
+    pub fn apply_config(&self) {
+        self.write_config();
+        self.confd.as_ref().unwrap().signal("HUP");
+    }
+
+    /// Waits until HAProxy's worker is another than `old` (a reload).
+    pub fn wait_new_worker(&self, what: &str, old: u32) {
+        wait_until(what, T, || {
+            (self.haproxy().worker_pid().ok()? != old).then_some(())
+        })
+        .unwrap();
+    }
+
+    /// A router, started.
+    pub fn started(etcd: &Etcd) -> Router {
+        let mut r = Router::new(etcd);
+        r.start();
+        r
+    }
+
+    /// A started router with one static site, `domain`, registered after
+    /// the start (routed from a watch event) to a new backend answering
+    /// `body`.
+    pub fn routed(etcd: &Etcd, domain: &str, body: &str) -> (Router, Backend) {
+        Router::routed_site(etcd, domain, body, false)
+    }
+
+    /// As [`Router::routed`], the site registered before the start (routed
+    /// from confd's first full read).
+    pub fn routed_from_start(etcd: &Etcd, domain: &str, body: &str) -> (Router, Backend) {
+        Router::routed_site(etcd, domain, body, true)
+    }
+
+    fn routed_site(etcd: &Etcd, domain: &str, body: &str, before: bool) -> (Router, Backend) {
+        let mut r = Router::new(etcd);
+        let backend = Backend::start(body);
+        if !before {
+            r.start();
+        }
+        r.register(etcd, SiteKind::Static, domain, backend.port());
+        if before {
+            r.start();
+        }
+        r.wait_for(domain, 200, body);
+        (r, backend)
+    }
+
+    /// Waits until the state file's `key` passes `test` (e.g.
+    /// `Value::is_null`: not there).
+    pub fn wait_state(&self, what: &str, key: &str, test: fn(&serde_json::Value) -> bool) {
+        wait_until(what, T, || test(&self.state()[key]).then_some(())).unwrap();
     }
 
     pub fn state(&self) -> serde_json::Value {

@@ -3,15 +3,16 @@
 
 mod util;
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use hostyard_core::etcd::{ServiceValue, SiteDecl};
-use hostyard_core::SiteKind;
+use hostyard_core::{Domain, SiteKind};
 use hostyard_testsupport::{free_port, wait_until, Backend, Etcd, Haproxy, SocketDir};
 use nix::sys::signal::Signal;
 use util::*;
 
-fn setup(prefix: &str) -> (Etcd, Network, Node, hostyard_core::Domain) {
+fn setup(prefix: &str) -> (Etcd, Network, Node, Domain) {
     hostyard_testsupport::require_docker();
     let etcd = Etcd::start().unwrap();
     let net = Network::create();
@@ -20,19 +21,33 @@ fn setup(prefix: &str) -> (Etcd, Network, Node, hostyard_core::Domain) {
     (etcd, net, node, domain)
 }
 
+/// A site's container, its discovery, its service key, the container's
+/// address and the registration, once the site is registered at that
+/// address. Bound in this order, the discovery is dropped first.
+fn run_site(
+    etcd: &Etcd,
+    net: &Network,
+    node: &Node,
+    domain: &Domain,
+    kind: SiteKind,
+) -> (Container, Discovery, String, IpAddr, ServiceValue) {
+    let site = Container::site(kind, domain, net);
+    let disc = node.run(kind, domain);
+    let key = node.schema.service_key(kind, domain);
+    let ip = site.ip(net);
+    let value = wait_registered_at(etcd, &key, ip, &disc);
+    (site, disc, key, ip, value)
+}
+
 #[test]
 fn registers_the_container_under_a_lease_with_a_declaration() {
     let (etcd, net, node, domain) = setup("reg");
     let kind = SiteKind::Static;
-    let site = Container::site(kind, &domain, &net);
-    let disc = node.run(kind, &domain);
-    let key = node.schema.service_key(kind, &domain);
-
-    let value = wait_registered_at(&etcd, &key, site.ip(&net), &disc);
+    let (_site, disc, key, ip, value) = run_site(&etcd, &net, &node, &domain, kind);
     assert_eq!(
         value,
         ServiceValue {
-            ip: site.ip(&net),
+            ip,
             port: 80,
             node: Some("n1".into())
         }
@@ -123,11 +138,7 @@ fn a_site_answering_404_is_up_and_routed() {
     let (etcd, net, mut node, domain) = setup("notfound");
     node.config.discovery.health_path = "/no-such-page".to_string();
     node.write_config();
-    let kind = SiteKind::Static;
-    let site = Container::site(kind, &domain, &net);
-    let disc = node.run(kind, &domain);
-    let key = node.schema.service_key(kind, &domain);
-    wait_registered_at(&etcd, &key, site.ip(&net), &disc);
+    run_site(&etcd, &net, &node, &domain, SiteKind::Static);
 }
 
 #[test]
@@ -145,12 +156,7 @@ fn waits_for_a_container_that_starts_later() {
 #[test]
 fn hung_container_leaves_routing_after_n_failures_and_not_before() {
     let (etcd, net, node, domain) = setup("hang");
-    let kind = SiteKind::Static;
-    let site = Container::site(kind, &domain, &net);
-    let disc = node.run(kind, &domain);
-    let key = node.schema.service_key(kind, &domain);
-    let ip = site.ip(&net);
-    wait_registered_at(&etcd, &key, ip, &disc);
+    let (site, disc, key, ip, _) = run_site(&etcd, &net, &node, &domain, SiteKind::Static);
     let lease = etcd.lease_of(&key).unwrap();
 
     // Accepts connections, never answers: only the check's timeout ends it.
@@ -185,12 +191,7 @@ fn hung_container_leaves_routing_after_n_failures_and_not_before() {
 #[test]
 fn a_single_failure_does_not_remove_the_site() {
     let (etcd, net, node, domain) = setup("blip");
-    let kind = SiteKind::Static;
-    let site = Container::site(kind, &domain, &net);
-    let disc = node.run(kind, &domain);
-    let key = node.schema.service_key(kind, &domain);
-    let ip = site.ip(&net);
-    wait_registered_at(&etcd, &key, ip, &disc);
+    let (site, disc, key, ip, _) = run_site(&etcd, &net, &node, &domain, SiteKind::Static);
     site.hang();
     disc.wait_for_log("check failed (1 of 3)", T);
     site.resume();
@@ -203,11 +204,7 @@ fn a_single_failure_does_not_remove_the_site() {
 fn restarted_container_is_registered_at_its_new_address() {
     let (etcd, net, node, domain) = setup("move");
     let kind = SiteKind::Static;
-    let site = Container::site(kind, &domain, &net);
-    let disc = node.run(kind, &domain);
-    let key = node.schema.service_key(kind, &domain);
-    let old_ip = site.ip(&net);
-    wait_registered_at(&etcd, &key, old_ip, &disc);
+    let (site, disc, key, old_ip, _) = run_site(&etcd, &net, &node, &domain, kind);
 
     // Replace the container; a filler started in between takes the freed
     // address if docker would hand it out again.
@@ -222,12 +219,7 @@ fn restarted_container_is_registered_at_its_new_address() {
 #[test]
 fn paused_or_stopped_container_leaves_routing_and_comes_back() {
     let (etcd, net, node, domain) = setup("pause");
-    let kind = SiteKind::Static;
-    let site = Container::site(kind, &domain, &net);
-    let disc = node.run(kind, &domain);
-    let key = node.schema.service_key(kind, &domain);
-    let ip = site.ip(&net);
-    wait_registered_at(&etcd, &key, ip, &disc);
+    let (site, disc, key, ip, _) = run_site(&etcd, &net, &node, &domain, SiteKind::Static);
 
     docker_ok(&["pause", &site.name]);
     wait_gone(&etcd, &key, T, &disc);
@@ -246,6 +238,16 @@ fn paused_or_stopped_container_leaves_routing_and_comes_back() {
     wait_registered_at(&etcd, &key, site.ip(&net), &disc);
 }
 
+/// A static site's discovery that asks the docker engine at `socket`.
+fn run_with_docker_at(node: &Node, domain: &Domain, socket: &std::path::Path) -> Discovery {
+    let host = format!("unix://{}", socket.display());
+    node.run_with_env(
+        SiteKind::Static,
+        domain,
+        &[("DOCKER_HOST", std::ffi::OsStr::new(&host))],
+    )
+}
+
 /// The docker engine behind a socket that accepts and never answers: each
 /// check gives up after the check timeout, says so, and the next one comes.
 #[test]
@@ -254,18 +256,11 @@ fn a_hung_docker_engine_fails_each_check_within_the_timeout() {
     let node = Node::new(&etcd, "hostyard");
     let domain = d(&format!("{}.example.com", unique("hungengine")));
     let engine = HungEngine::start(&node.dir.path().join("docker.sock"));
-    let host = format!("unix://{}", engine.path.display());
     let start = Instant::now();
-    let disc = node.run_with_env(
-        SiteKind::Static,
-        &domain,
-        &[("DOCKER_HOST", std::ffi::OsStr::new(&host))],
-    );
+    let disc = run_with_docker_at(&node, &domain, &engine.path);
+    let engine_at = engine.path.display();
     disc.wait_for_log(
-        &format!(
-            "the docker engine at {} did not answer within 1s",
-            engine.path.display()
-        ),
+        &format!("the docker engine at {engine_at} did not answer within 1s"),
         T,
     );
     // Checks keep coming: the engine never answers, so without the bound
@@ -284,17 +279,10 @@ fn a_missing_or_foreign_docker_engine_is_named() {
     let node = Node::new(&etcd, "hostyard");
     let domain = d(&format!("{}.example.com", unique("noengine")));
     let missing = node.dir.path().join("no-docker.sock");
-    let host = format!("unix://{}", missing.display());
-    let disc = node.run_with_env(
-        SiteKind::Static,
-        &domain,
-        &[("DOCKER_HOST", std::ffi::OsStr::new(&host))],
-    );
+    let disc = run_with_docker_at(&node, &domain, &missing);
+    let engine_at = missing.display();
     disc.wait_for_log(
-        &format!(
-            "no docker engine at {} (is docker running?",
-            missing.display()
-        ),
+        &format!("no docker engine at {engine_at} (is docker running?"),
         T,
     );
     drop(disc);
@@ -320,11 +308,7 @@ fn a_missing_or_foreign_docker_engine_is_named() {
 #[test]
 fn sigterm_takes_the_site_out_of_routing_within_a_second() {
     let (etcd, net, node, domain) = setup("stop");
-    let kind = SiteKind::Wordpress;
-    let site = Container::site(kind, &domain, &net);
-    let mut disc = node.run(kind, &domain);
-    let key = node.schema.service_key(kind, &domain);
-    wait_registered_at(&etcd, &key, site.ip(&net), &disc);
+    let (_site, mut disc, key, _, _) = run_site(&etcd, &net, &node, &domain, SiteKind::Wordpress);
 
     let start = Instant::now();
     disc.signal(Signal::SIGTERM);
@@ -347,15 +331,11 @@ fn sigterm_during_a_hung_check_exits_at_once() {
     // A long check timeout: the stop must not wait for it.
     node.config.discovery.timeout_secs = 10;
     node.write_config();
-    let kind = SiteKind::Static;
-    let site = Container::site(kind, &domain, &net);
-    let mut disc = node.run(kind, &domain);
-    let key = node.schema.service_key(kind, &domain);
-    wait_registered_at(&etcd, &key, site.ip(&net), &disc);
+    let (site, mut disc, key, ip, _) = run_site(&etcd, &net, &node, &domain, SiteKind::Static);
     site.hang();
     // Checks run every second and now each waits 10 s: wait until one is
     // in flight (its connection to the frozen site is open).
-    let checked = std::net::SocketAddr::new(site.ip(&net), 80);
+    let checked = std::net::SocketAddr::new(ip, 80);
     wait_until("a check in flight to the frozen site", T, || {
         connected_to(checked).then_some(())
     })
@@ -380,12 +360,7 @@ fn sigterm_during_a_hung_check_exits_at_once() {
 #[test]
 fn registration_comes_back_with_a_new_lease_after_an_etcd_restart() {
     let (mut etcd, net, node, domain) = setup("etcd");
-    let kind = SiteKind::Static;
-    let site = Container::site(kind, &domain, &net);
-    let disc = node.run(kind, &domain);
-    let key = node.schema.service_key(kind, &domain);
-    let ip = site.ip(&net);
-    wait_registered_at(&etcd, &key, ip, &disc);
+    let (_site, disc, key, ip, _) = run_site(&etcd, &net, &node, &domain, SiteKind::Static);
     let old_lease = etcd.lease_of(&key).unwrap().unwrap();
 
     etcd.stop();
@@ -409,39 +384,33 @@ fn registration_comes_back_with_a_new_lease_after_an_etcd_restart() {
 #[test]
 fn a_removed_or_replaced_registration_is_put_back_under_its_own_lease() {
     let (etcd, net, node, domain) = setup("putback");
-    let kind = SiteKind::Static;
-    let site = Container::site(kind, &domain, &net);
-    let disc = node.run(kind, &domain);
-    let key = node.schema.service_key(kind, &domain);
-    let ours = wait_registered_at(&etcd, &key, site.ip(&net), &disc);
+    let (_site, disc, key, _, ours) = run_site(&etcd, &net, &node, &domain, SiteKind::Static);
     let lease = etcd
         .lease_of(&key)
         .unwrap()
         .expect("registered under a lease");
+    let wait_ours_back = |what: &str| {
+        wait_until(what, T, || {
+            (registration(&etcd, &key).as_ref() == Some(&ours)
+                && etcd.lease_of(&key).unwrap() == Some(lease))
+            .then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{e}; discovery log:\n{}", disc.log_text()))
+    };
 
     // Replaced by someone else's value under someone else's lease.
     let other = r#"{"ip":"192.0.2.9","port":"80"}"#;
     let started = Instant::now();
     let other_lease = etcd.put_with_lease(&key, other, 60).unwrap();
     assert_ne!(other_lease, lease);
-    wait_until("our value under our lease again", T, || {
-        (registration(&etcd, &key).as_ref() == Some(&ours)
-            && etcd.lease_of(&key).unwrap() == Some(lease))
-        .then_some(())
-    })
-    .unwrap_or_else(|e| panic!("{e}; discovery log:\n{}", disc.log_text()));
+    wait_ours_back("our value under our lease again");
     eprintln!("replaced key put back after {:?}", started.elapsed());
     disc.wait_for_log("put it back", T);
 
     // Removed outright (the typo'd unit's lease revoked).
     let started = Instant::now();
     etcd.delete(&key).unwrap();
-    wait_until("the removed key back", T, || {
-        (registration(&etcd, &key).as_ref() == Some(&ours)
-            && etcd.lease_of(&key).unwrap() == Some(lease))
-        .then_some(())
-    })
-    .unwrap_or_else(|e| panic!("{e}; discovery log:\n{}", disc.log_text()));
+    wait_ours_back("the removed key back");
     eprintln!("removed key put back after {:?}", started.elapsed());
 }
 
@@ -462,11 +431,8 @@ fn a_second_server_never_takes_a_site_its_owner_registered() {
     let (etcd, net, node1, domain) = setup("owner");
     let node2 = Node::other(&etcd, &net.name, "n2");
     let kind = SiteKind::Static;
-    let site = Container::site(kind, &domain, &net);
-    let key = node1.schema.service_key(kind, &domain);
+    let (_site, disc1, key, _, ours) = run_site(&etcd, &net, &node1, &domain, kind);
     let owner_key = node1.schema.owner_key(&domain);
-    let disc1 = node1.run(kind, &domain);
-    let ours = wait_registered_at(&etcd, &key, site.ip(&net), &disc1);
 
     let from = etcd.revision().unwrap() + 1;
     disc1.signal(Signal::SIGSTOP);
@@ -516,11 +482,8 @@ fn a_second_server_never_takes_a_site_its_owner_registered() {
     assert_eq!(registration(&etcd, &key), Some(ours));
     assert_eq!(etcd.get(&owner_key).unwrap().as_deref(), Some("n1"));
     assert_eq!(etcd.lease_of(&owner_key).unwrap(), None);
-    assert!(
-        !disc1.log_text().contains("owned by"),
-        "{}",
-        disc1.log_text()
-    );
+    let log1 = disc1.log_text();
+    assert!(!log1.contains("owned by"), "{log1}");
 }
 
 /// A take-over (`hostyard site claim D --take-over` on n2 writes the owner
@@ -532,11 +495,8 @@ fn a_taken_over_site_stops_its_old_owners_discovery() {
     let (etcd, net, node1, domain) = setup("takeover");
     let node2 = Node::other(&etcd, &net.name, "n2");
     let kind = SiteKind::Static;
-    let site = Container::site(kind, &domain, &net);
-    let key = node1.schema.service_key(kind, &domain);
+    let (_site, mut disc1, key, _, _) = run_site(&etcd, &net, &node1, &domain, kind);
     let owner_key = node1.schema.owner_key(&domain);
-    let mut disc1 = node1.run(kind, &domain);
-    wait_registered_at(&etcd, &key, site.ip(&net), &disc1);
 
     let start = Instant::now();
     etcd.put(&owner_key, "n2").unwrap();
@@ -577,15 +537,7 @@ fn another_kinds_declaration_is_not_overwritten() {
         aliases: vec![d("www2.example.org")],
     };
     etcd.put(&site_key, &theirs.to_json()).unwrap();
-    let kind = SiteKind::Static;
-    let site = Container::site(kind, &domain, &net);
-    let disc = node.run(kind, &domain);
-    wait_registered_at(
-        &etcd,
-        &node.schema.service_key(kind, &domain),
-        site.ip(&net),
-        &disc,
-    );
+    let (_site, disc, ..) = run_site(&etcd, &net, &node, &domain, SiteKind::Static);
     disc.wait_for_log("conflict: ", T);
     let now = etcd.get(&site_key).unwrap().unwrap();
     assert_eq!(SiteDecl::parse(now.as_bytes()).unwrap(), theirs);
@@ -622,6 +574,20 @@ fn hostile_arguments_are_refused_with_exit_2_and_nothing_written() {
     assert_eq!(etcd.get_prefix("").unwrap(), vec![], "etcd was written");
 }
 
+/// What `hostyard-discovery wait` talks to: etcd, and HAProxy routing
+/// the domain `up` to a live backend and `down` to its own 503.
+fn wait_setup() -> (Etcd, Node, Domain, Domain, Backend, (Haproxy, SocketDir)) {
+    let etcd = Etcd::start().unwrap();
+    let mut node = Node::new(&etcd, "hostyard");
+    let up = d(&format!("{}.example.com", unique("up")));
+    let down = d(&format!("{}.example.com", unique("down")));
+    let backend = Backend::start("the site");
+    let (sockets, haproxy, port) = haproxy_for(up.as_str(), &backend, down.as_str());
+    node.config.haproxy.http_port = port;
+    node.write_config();
+    (etcd, node, up, down, backend, (haproxy, sockets))
+}
+
 /// A HAProxy that routes `up` to a live backend, `down` to HAProxy's own
 /// 503 and anything else to its own 404, both marked with
 /// `X-Hostyard-Page` like confd's config does.
@@ -652,14 +618,7 @@ fn haproxy_for(up: &str, up_backend: &Backend, down: &str) -> (SocketDir, Haprox
 
 #[test]
 fn wait_returns_once_registered_and_answering_through_haproxy() {
-    let etcd = Etcd::start().unwrap();
-    let mut node = Node::new(&etcd, "hostyard");
-    let up = d(&format!("{}.example.com", unique("up")));
-    let down = d(&format!("{}.example.com", unique("down")));
-    let backend = Backend::start("the site");
-    let (_sockets, _haproxy, port) = haproxy_for(up.as_str(), &backend, down.as_str());
-    node.config.haproxy.http_port = port;
-    node.write_config();
+    let (etcd, node, up, _down, backend, _haproxy) = wait_setup();
 
     let kind = SiteKind::Static;
     let value = ServiceValue {
@@ -682,14 +641,7 @@ fn wait_returns_once_registered_and_answering_through_haproxy() {
 
 #[test]
 fn wait_times_out_with_one_clear_line() {
-    let etcd = Etcd::start().unwrap();
-    let mut node = Node::new(&etcd, "hostyard");
-    let up = d(&format!("{}.example.com", unique("up")));
-    let down = d(&format!("{}.example.com", unique("down")));
-    let backend = Backend::start("the site");
-    let (_sockets, _haproxy, port) = haproxy_for(up.as_str(), &backend, down.as_str());
-    node.config.haproxy.http_port = port;
-    node.write_config();
+    let (etcd, node, _up, down, _backend, _haproxy) = wait_setup();
 
     // Not registered at all.
     let start = Instant::now();

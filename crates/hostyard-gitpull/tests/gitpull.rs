@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use hostyard_core::{Domain, Layout};
-use hostyard_testsupport::{git, GitDaemon};
+use hostyard_testsupport::{git, snapshot, GitDaemon};
 
 const BIN: &str = env!("CARGO_BIN_EXE_hostyard-gitpull");
 
@@ -70,10 +70,15 @@ impl World {
     }
 
     fn pull(&self) -> Output {
+        self.pull_named(self.domain.as_str())
+    }
+
+    /// The puller run for the site named `name` (as a timer's unit names it).
+    fn pull_named(&self, name: &str) -> Output {
         Command::new(BIN)
             .arg("--config")
             .arg(&self.config)
-            .arg(self.domain.as_str())
+            .arg(name)
             .env_remove("HOSTYARD_CONFIG")
             .output()
             .unwrap()
@@ -202,14 +207,21 @@ fn broken_remote_keeps_the_last_good_tree() {
     assert_eq!(w.served("index.html"), "good");
 }
 
-#[test]
-fn a_remote_that_never_answers_is_cut_off_at_the_fetch_timeout() {
-    let w = World::new("git:\n  fetch_timeout_secs: 2\n");
+/// A site pulled once ("good" at index.html), with a git fetch timeout of
+/// `timeout_secs`, and a remote on the returned port that accepts
+/// connections (the kernel does) but never says anything.
+fn served_with_a_silent_remote(timeout_secs: u32) -> (World, TcpListener, u16) {
+    let w = World::new(&format!("git:\n  fetch_timeout_secs: {timeout_secs}\n"));
     w.commit("index.html", "good");
     w.pull_ok();
-    // Accepts connections (the kernel does) but never says anything.
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port();
+    (w, silent, port)
+}
+
+#[test]
+fn a_remote_that_never_answers_is_cut_off_at_the_fetch_timeout() {
+    let (w, silent, port) = served_with_a_silent_remote(2);
     w.set_url(&format!("git://127.0.0.1:{port}/site"));
     let start = Instant::now();
     let out = w.pull();
@@ -244,13 +256,9 @@ fn credentials_in_the_url_never_appear_on_a_command_line_or_in_the_log() {
     // Long enough for the first, good pull on a loaded machine (3 s timed
     // it out once, with two CI runs sharing 2 cores), short enough for the
     // silent remote's wait below.
-    let w = World::new("git:\n  fetch_timeout_secs: 8\n");
-    w.commit("index.html", "good");
-    w.pull_ok();
-    // A remote that accepts and then says nothing: git is stuck in its
-    // fetch for the whole timeout, long enough to be seen in /proc.
-    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = silent.local_addr().unwrap().port();
+    // git is stuck in its fetch from the silent remote for the whole
+    // timeout, long enough to be seen in /proc.
+    let (w, silent, port) = served_with_a_silent_remote(8);
     let token = "tok-4f9a1c77e2";
     w.set_url(&format!("http://deploy:{token}@127.0.0.1:{port}/site.git"));
     let mut child = Command::new(BIN)
@@ -409,22 +417,12 @@ fn hostile_stored_url_is_refused_before_git_runs() {
 #[test]
 fn bad_domain_and_missing_site_are_clear_errors() {
     let w = World::new("");
-    let out = Command::new(BIN)
-        .arg("--config")
-        .arg(&w.config)
-        .arg("../etc")
-        .output()
-        .unwrap();
+    let out = w.pull_named("../etc");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("contains '/'"));
     // A timer of another unit name for the same site must not pull it.
     for name in [w.domain.as_str().to_uppercase(), format!("{}.", w.domain)] {
-        let out = Command::new(BIN)
-            .arg("--config")
-            .arg(&w.config)
-            .arg(&name)
-            .output()
-            .unwrap();
+        let out = w.pull_named(&name);
         assert_eq!(out.status.code(), Some(2), "{name}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -432,36 +430,9 @@ fn bad_domain_and_missing_site_are_clear_errors() {
             "{name}: {stderr}"
         );
     }
-    let out = Command::new(BIN)
-        .arg("--config")
-        .arg(&w.config)
-        .arg("not-imported.example.com")
-        .output()
-        .unwrap();
+    let out = w.pull_named("not-imported.example.com");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("hostyard-import static-git"));
-}
-
-/// Every path under `dir` with its mode and content (links as targets).
-fn snapshot(dir: &std::path::Path) -> Vec<(PathBuf, u32, Vec<u8>)> {
-    use std::os::unix::fs::MetadataExt;
-    let mut out = Vec::new();
-    for e in walkdir::WalkDir::new(dir).sort_by_file_name() {
-        let e = e.unwrap();
-        let meta = e.path().symlink_metadata().unwrap();
-        let content = if meta.is_file() {
-            fs::read(e.path()).unwrap()
-        } else if meta.file_type().is_symlink() {
-            fs::read_link(e.path())
-                .unwrap()
-                .into_os_string()
-                .into_encoded_bytes()
-        } else {
-            Vec::new()
-        };
-        out.push((e.path().to_path_buf(), meta.mode(), content));
-    }
-    out
 }
 
 /// Writes one bomb's files into the work tree.

@@ -13,9 +13,10 @@
 //! configured before the limits; the tests then fail, and print the
 //! figures to compare.
 
+mod util;
+
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -23,14 +24,12 @@ use std::time::{Duration, Instant};
 
 use hostyard_config::FleetPeer;
 use hostyard_config::NodeConfig;
-use hostyard_core::Layout;
-use hostyard_haproxy::{
-    render_cfg, render_map, write_peer_tls, Entry, HostMap, FILE, PAGE_404, PAGE_503,
-};
+use hostyard_haproxy::{Entry, HostMap};
 use hostyard_testsupport::client::{connect_from, exchange, tls_client};
 use hostyard_testsupport::{free_port, wait_until, Backend, FleetCa, Haproxy};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
+use util::start_haproxy;
 
 /// What a client would see as an outage: a request of another client that
 /// takes longer than this has failed.
@@ -78,23 +77,11 @@ impl Edge {
             hp.handshake_timeout_secs = 60;
             hp.max_ssl_rate = 1_000_000;
         }
-        let layout = Layout::new(&config.data_root);
         let map: HostMap = hosts
             .iter()
             .map(|h| (h.to_string(), Entry::Route(backend)))
             .collect();
-        FILE.write(&layout.hosts_map(), render_map(&map, 1).as_bytes())
-            .unwrap();
-        hostyard_tls::ensure_base(&layout).unwrap();
-        FILE.write(&layout.haproxy_error_page(404), PAGE_404.as_bytes())
-            .unwrap();
-        FILE.write(&layout.haproxy_error_page(503), PAGE_503.as_bytes())
-            .unwrap();
-        write_peer_tls(&config).unwrap();
-        let cfg: PathBuf = layout.haproxy_cfg();
-        FILE.write(&cfg, render_cfg(&config).unwrap().as_bytes())
-            .unwrap();
-        let haproxy = Haproxy::start(&cfg).unwrap();
+        let (haproxy, _) = start_haproxy(&config, &map);
         Edge {
             config,
             haproxy,

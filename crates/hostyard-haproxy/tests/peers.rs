@@ -9,20 +9,20 @@
 //! Each server has a loopback address of its own (Linux routes all of 127/8
 //! to `lo`) as its private address.
 
+mod util;
+
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use hostyard_config::FleetPeer;
 use hostyard_config::NodeConfig;
-use hostyard_core::Layout;
-use hostyard_haproxy::{
-    render_cfg, render_map, write_peer_tls, Entry, HostMap, FILE, PAGE_404, PAGE_503,
-};
+use hostyard_haproxy::{Entry, HostMap};
 use hostyard_testsupport::client::{connect_from, exchange, tls_client};
 use hostyard_testsupport::{free_port, Backend, FleetCa, Haproxy, Issued};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, StreamOwned};
+use util::start_haproxy;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 const N1: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 11);
@@ -63,19 +63,8 @@ impl Server {
         config.fleet.ca_file = ca.ca_file();
         config.fleet.cert_file = issued.cert_file.clone();
         config.fleet.key_file = issued.key_file.clone();
-        let layout = Layout::new(&config.data_root);
-        FILE.write(&layout.hosts_map(), render_map(map, 1).as_bytes())
-            .unwrap();
-        hostyard_tls::ensure_base(&layout).unwrap();
-        FILE.write(&layout.haproxy_error_page(404), PAGE_404.as_bytes())
-            .unwrap();
-        FILE.write(&layout.haproxy_error_page(503), PAGE_503.as_bytes())
-            .unwrap();
-        assert!(write_peer_tls(&config).unwrap(), "the peer files are new");
-        let cfg = layout.haproxy_cfg();
-        FILE.write(&cfg, render_cfg(&config).unwrap().as_bytes())
-            .unwrap();
-        let haproxy = Haproxy::start(&cfg).unwrap();
+        let (haproxy, peer_files_new) = start_haproxy(&config, map);
+        assert!(peer_files_new, "the peer files are new");
         Server {
             config,
             _haproxy: haproxy,
@@ -107,27 +96,21 @@ struct Fleet {
     _dir: tempfile::TempDir,
 }
 
+/// Server `name` at `address`, its certificate from `ca`, routing
+/// b.example to `entry`.
+fn server(name: &str, address: Ipv4Addr, ca: &FleetCa, peer_port: u16, entry: Entry) -> Server {
+    let cert = ca.issue_server(name, IpAddr::V4(address)).unwrap();
+    let map = HostMap::from([("b.example".to_string(), entry)]);
+    Server::start(name, ca, &cert, peer_port, &map)
+}
+
 fn fleet() -> Fleet {
     let dir = tempfile::tempdir().unwrap();
     let ca = FleetCa::new(dir.path(), "fleet").unwrap();
     let site = Backend::start("b");
     let peer_port = free_port();
-    let n2_cert = ca.issue_server("n2", IpAddr::V4(N2)).unwrap();
-    let n2 = Server::start(
-        "n2",
-        &ca,
-        &n2_cert,
-        peer_port,
-        &HostMap::from([("b.example".to_string(), Entry::Route(site.addr()))]),
-    );
-    let n1_cert = ca.issue_server("n1", IpAddr::V4(N1)).unwrap();
-    let n1 = Server::start(
-        "n1",
-        &ca,
-        &n1_cert,
-        peer_port,
-        &HostMap::from([("b.example".to_string(), Entry::Peer(n2.peer()))]),
-    );
+    let n2 = server("n2", N2, &ca, peer_port, Entry::Route(site.addr()));
+    let n1 = server("n1", N1, &ca, peer_port, Entry::Peer(n2.peer()));
     Fleet {
         ca,
         n1,
@@ -219,20 +202,8 @@ fn a_peer_frontend_with_a_certificate_of_another_ca_gets_no_request() {
     let other = FleetCa::new(dir.path(), "other").unwrap();
     let site = Backend::start("b");
     let peer_port = free_port();
-    let n2 = Server::start(
-        "n2",
-        &other,
-        &other.issue_server("n2", IpAddr::V4(N2)).unwrap(),
-        peer_port,
-        &HostMap::from([("b.example".to_string(), Entry::Route(site.addr()))]),
-    );
-    let n1 = Server::start(
-        "n1",
-        &ca,
-        &ca.issue_server("n1", IpAddr::V4(N1)).unwrap(),
-        peer_port,
-        &HostMap::from([("b.example".to_string(), Entry::Peer(n2.peer()))]),
-    );
+    let n2 = server("n2", N2, &other, peer_port, Entry::Route(site.addr()));
+    let n1 = server("n1", N1, &ca, peer_port, Entry::Peer(n2.peer()));
     let answer = answer(connect(Ipv4Addr::LOCALHOST, n1.http()), "b.example");
     assert!(
         matches!(&answer, Ok(text) if text.starts_with("HTTP/1.1 503")),

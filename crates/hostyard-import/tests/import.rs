@@ -4,13 +4,13 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use hostyard_core::{Domain, ImportLayout, Layout};
-use hostyard_testsupport::{wait_until, GitDaemon};
+use hostyard_testsupport::{snapshot, wait_until, GitDaemon};
 
 const BIN: &str = env!("CARGO_BIN_EXE_hostyard-import");
 
@@ -80,33 +80,6 @@ fn mode(path: &Path) -> u32 {
     fs::symlink_metadata(path).unwrap().permissions().mode() & 0o7777
 }
 
-/// Every path under `dir` with its type, mode and content (or link target).
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (u32, Vec<u8>)> {
-    let mut map = BTreeMap::new();
-    if !dir.exists() {
-        return map;
-    }
-    for entry in walkdir::WalkDir::new(dir) {
-        let entry = entry.unwrap();
-        let meta = entry.path().symlink_metadata().unwrap();
-        let content = if meta.is_file() {
-            fs::read(entry.path()).unwrap()
-        } else if meta.file_type().is_symlink() {
-            fs::read_link(entry.path())
-                .unwrap()
-                .into_os_string()
-                .into_encoded_bytes()
-        } else {
-            Vec::new()
-        };
-        map.insert(
-            entry.path().strip_prefix(dir).unwrap().to_path_buf(),
-            (meta.mode(), content),
-        );
-    }
-    map
-}
-
 /// Nothing of the site exists and no staging dir is left.
 fn assert_no_site(server: &Server, domain: &Domain) {
     let layout = server.layout();
@@ -124,6 +97,30 @@ fn assert_no_site(server: &Server, domain: &Domain) {
             );
         }
     }
+}
+
+/// Case `name`: the import of `name.example.com` as `kind`, its folder
+/// made by `setup`, is refused naming `want`, makes no site and leaves
+/// the import folder as it was.
+fn assert_folder_refused(
+    s: &Server,
+    name: &str,
+    kind: &str,
+    setup: impl Fn(&ImportLayout, &Domain),
+    want: &str,
+) {
+    let d = Domain::parse(&format!("{name}.example.com")).unwrap();
+    let imp = s.import_folder(&d);
+    setup(&imp, &d);
+    let before = snapshot(imp.root());
+    let out = s.import(kind, d.as_str());
+    assert_refused(&out, want);
+    assert_no_site(s, &d);
+    assert_eq!(
+        snapshot(imp.root()),
+        before,
+        "{name}: the import folder was changed"
+    );
 }
 
 fn assert_refused(out: &Output, want: &str) {
@@ -833,18 +830,7 @@ fn a_folder_import_with_linked_layout_directories_is_refused() {
         ),
     ];
     for (name, setup) in cases {
-        let d = Domain::parse(&format!("{name}.example.com")).unwrap();
-        let imp = s.import_folder(&d);
-        setup(&imp);
-        let before = snapshot(imp.root());
-        let out = s.import("wordpress", d.as_str());
-        assert_refused(&out, "symlink");
-        assert_no_site(&s, &d);
-        assert_eq!(
-            snapshot(imp.root()),
-            before,
-            "{name}: the import folder was changed"
-        );
+        assert_folder_refused(&s, name, "wordpress", |imp, _| setup(imp), "symlink");
     }
 }
 
@@ -895,18 +881,7 @@ fn hostile_folders_are_refused_and_change_nothing() {
         ),
     ];
     for (name, kind, setup, want) in cases {
-        let d = Domain::parse(&format!("{name}.example.com")).unwrap();
-        let imp = s.import_folder(&d);
-        setup(&imp, &d);
-        let before = snapshot(imp.root());
-        let out = s.import(kind, d.as_str());
-        assert_refused(&out, want);
-        assert_no_site(&s, &d);
-        assert_eq!(
-            snapshot(imp.root()),
-            before,
-            "{name}: the import folder was changed"
-        );
+        assert_folder_refused(&s, name, kind, setup, want);
     }
 }
 

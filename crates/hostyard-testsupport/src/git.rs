@@ -53,10 +53,7 @@ impl GitDaemon {
         })
         .and_then(|r| r);
         if let Err(e) = ready {
-            let err = service.failure(format!("did not start on port {port}: {e:#}"));
-            drop(service);
-            let _kept = dir.keep();
-            return Err(err);
+            return Err(service.give_up(dir, format!("did not start on port {port}: {e:#}")));
         }
         Ok(GitDaemon {
             port,

@@ -129,10 +129,7 @@ impl Haproxy {
         })
         .and_then(|r| r);
         if let Err(e) = ready {
-            let err = service.failure(format!("did not become ready: {e:#}"));
-            drop(service);
-            let _kept = dir.keep();
-            return Err(err);
+            return Err(service.give_up(dir, format!("did not become ready: {e:#}")));
         }
         Ok(Haproxy {
             service,

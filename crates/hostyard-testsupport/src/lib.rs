@@ -53,7 +53,9 @@ mod pebble;
 mod poll;
 mod process;
 mod rawtar;
+mod site_ca;
 mod tools;
+mod tree;
 
 pub use backend::Backend;
 pub use docker::{
@@ -67,6 +69,8 @@ pub use haproxy::{haproxy_check, Haproxy, SocketDir};
 pub use http::{http_get, http_get_addr, http_get_with_headers, HttpResponse};
 pub use pebble::Pebble;
 pub use poll::{free_port, wait_until, wait_until_ok};
-pub use process::process_alive;
+pub use process::{output_ok, process_alive};
 pub use rawtar::{raw_tar, RawTarEntry};
+pub use site_ca::SiteCa;
 pub use tools::{etcd_binary, haproxy_binary};
+pub use tree::snapshot;

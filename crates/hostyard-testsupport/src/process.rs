@@ -9,7 +9,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read, Seek, SeekFrom};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
@@ -123,6 +123,20 @@ impl Service {
         )
     }
 
+    /// Gives up on a service that did not become ready: the error naming
+    /// `what` and its log, the process stopped, and `dir` (which holds the
+    /// log) kept for a look.
+    pub(crate) fn give_up(
+        self,
+        dir: tempfile::TempDir,
+        what: impl std::fmt::Display,
+    ) -> anyhow::Error {
+        let err = self.failure(what);
+        drop(self);
+        let _kept = dir.keep();
+        err
+    }
+
     /// `Err` if the process has already exited (so waits can stop early).
     pub(crate) fn check_alive(&mut self) -> anyhow::Result<()> {
         let Some(child) = self.child.as_mut() else {
@@ -187,6 +201,22 @@ pub fn process_alive(pid: u32) -> bool {
             .is_some_and(|state| state != "Z" && state != "X"),
         Err(_) => false,
     }
+}
+
+/// Runs `cmd` to its end and returns its output; fails the test, naming
+/// the program and showing its stderr, unless it exits 0.
+pub fn output_ok(cmd: &mut Command) -> Output {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{program} did not run: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 #[cfg(test)]

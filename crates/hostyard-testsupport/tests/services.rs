@@ -1,5 +1,6 @@
 //! The harness against the real services it starts.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use hostyard_testsupport::{
@@ -71,6 +72,18 @@ fn etcd_process_is_gone_after_drop() {
 
 /// A config routing every request to `backend`, with the admin socket in
 /// `sockets`.
+/// A started HAProxy routing every host on `port` to a backend answering
+/// "one", and its config file.
+fn haproxy_to_one() -> (SocketDir, PathBuf, u16, Backend, Haproxy) {
+    let sockets = SocketDir::new().expect("socket dir");
+    let backend = Backend::start("one");
+    let port = free_port();
+    let cfg = sockets.path().join("haproxy.cfg");
+    std::fs::write(&cfg, haproxy_config(&sockets, port, &backend)).expect("write");
+    let haproxy = Haproxy::start(&cfg).expect("haproxy starts");
+    (sockets, cfg, port, backend, haproxy)
+}
+
 fn haproxy_config(sockets: &SocketDir, port: u16, backend: &Backend) -> String {
     format!(
         "global\n\
@@ -113,12 +126,7 @@ fn haproxy_check_accepts_a_good_config_and_rejects_a_broken_one() {
 
 #[test]
 fn haproxy_routes_to_a_backend_answers_show_info_and_keeps_serving_across_reload() {
-    let sockets = SocketDir::new().expect("socket dir");
-    let backend = Backend::start("one");
-    let port = free_port();
-    let cfg = sockets.path().join("haproxy.cfg");
-    std::fs::write(&cfg, haproxy_config(&sockets, port, &backend)).expect("write");
-    let haproxy = Haproxy::start(&cfg).expect("haproxy starts");
+    let (sockets, cfg, port, _backend, haproxy) = haproxy_to_one();
 
     let info = haproxy.runtime("show info").expect("show info");
     assert!(info.contains("Name: HAProxy"), "{info}");
@@ -149,12 +157,7 @@ fn haproxy_routes_to_a_backend_answers_show_info_and_keeps_serving_across_reload
 
 #[test]
 fn haproxy_processes_are_gone_after_drop() {
-    let sockets = SocketDir::new().expect("socket dir");
-    let backend = Backend::start("one");
-    let port = free_port();
-    let cfg = sockets.path().join("haproxy.cfg");
-    std::fs::write(&cfg, haproxy_config(&sockets, port, &backend)).expect("write");
-    let haproxy = Haproxy::start(&cfg).expect("haproxy starts");
+    let (_sockets, _cfg, port, _backend, haproxy) = haproxy_to_one();
     let master = haproxy.pid();
     let worker = haproxy.worker_pid().expect("worker pid");
     drop(haproxy);

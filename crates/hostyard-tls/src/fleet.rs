@@ -428,42 +428,30 @@ impl Receiver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    use hostyard_testsupport::SiteCa;
+    use rcgen::{CertificateParams, KeyPair};
     use std::os::unix::fs::PermissionsExt;
     use std::sync::OnceLock;
 
     /// One CA for every test, and the trust in it.
-    fn ca() -> &'static (rcgen::Certificate, KeyPair, Trust) {
-        static CA: OnceLock<(rcgen::Certificate, KeyPair, Trust)> = OnceLock::new();
+    fn ca() -> &'static (SiteCa, Trust) {
+        static CA: OnceLock<(SiteCa, Trust)> = OnceLock::new();
         CA.get_or_init(|| {
-            let key = KeyPair::generate().unwrap();
-            let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            p.distinguished_name
-                .push(DnType::CommonName, "fleet test CA");
-            let cert = p.self_signed(&key).unwrap();
-            let trust = Trust::from_roots(vec![cert.der().clone()]);
-            (cert, key, trust)
+            let ca = SiteCa::new("fleet test CA");
+            let trust = Trust::from_roots(vec![ca.der().clone()]);
+            (ca, trust)
         })
     }
 
     /// A bundle for `example.com` from the test CA, valid until the year given.
     fn bundle(until: i32) -> Vec<u8> {
-        let (ca, ca_key, _) = ca();
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(vec!["example.com".to_string()]).unwrap();
-        p.not_before = rcgen::date_time_ymd(2020, 1, 1);
-        p.not_after = rcgen::date_time_ymd(until, 1, 1);
-        let leaf = p
-            .signed_by(&key, &Issuer::from_ca_cert_der(ca.der(), ca_key).unwrap())
-            .unwrap();
-        format!("{}{}{}", leaf.pem(), ca.pem(), key.serialize_pem()).into_bytes()
+        ca().0.bundle(&["example.com"], (2020, until)).into_bytes()
     }
 
     fn setup() -> (tempfile::TempDir, Layout, Domain, Receiver) {
         let dir = tempfile::tempdir().unwrap();
         let layout = Layout::new(dir.path());
-        let r = Receiver::new(layout.clone(), ca().2.clone());
+        let r = Receiver::new(layout.clone(), ca().1.clone());
         (dir, layout, Domain::parse("example.com").unwrap(), r)
     }
 

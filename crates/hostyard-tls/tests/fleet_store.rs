@@ -17,44 +17,10 @@ use etcd_client::Client;
 use hostyard_config::TlsConfig;
 use hostyard_core::etcd::{Schema, SiteDecl};
 use hostyard_core::{Domain, Layout, SiteKind};
-use hostyard_testsupport::Etcd;
+use hostyard_testsupport::{Etcd, SiteCa};
 use hostyard_tls::fleet::{Publisher, Received, Receiver};
 use hostyard_tls::{CertSync, Trust};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-
-/// A private CA, standing for pebble's root in `tls.acme.ca_file`.
-struct Ca {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-}
-
-impl Ca {
-    fn new() -> Ca {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        p.distinguished_name
-            .push(DnType::CommonName, "store test CA");
-        let cert = p.self_signed(&key).unwrap();
-        Ca { cert, key }
-    }
-
-    /// A bundle for `domain` (certificate, chain, a new key), valid until
-    /// January 1st of `until`.
-    fn bundle(&self, domain: &str, until: i32) -> String {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(vec![domain.to_string()]).unwrap();
-        p.not_before = rcgen::date_time_ymd(2020, 1, 1);
-        p.not_after = rcgen::date_time_ymd(until, 1, 1);
-        let leaf = p
-            .signed_by(
-                &key,
-                &Issuer::from_ca_cert_der(self.cert.der(), &self.key).unwrap(),
-            )
-            .unwrap();
-        format!("{}{}{}", leaf.pem(), self.cert.pem(), key.serialize_pem())
-    }
-}
+use rcgen::{CertificateParams, KeyPair};
 
 /// A self-signed bundle for `domain`, valid until `until`.
 fn self_signed(domain: &str, until: i32) -> String {
@@ -124,7 +90,7 @@ struct Fleet {
     client: Client,
     schema: Schema,
     domain: Domain,
-    ca: Ca,
+    ca: SiteCa,
     _ca_dir: tempfile::TempDir,
     n1: Server,
     n2: Server,
@@ -144,10 +110,10 @@ impl Fleet {
             .unwrap();
         let schema = Schema::new("/hostyard");
         let domain = Domain::parse("example.com").unwrap();
-        let ca = Ca::new();
+        let ca = SiteCa::new("store test CA");
         let ca_dir = tempfile::tempdir().unwrap();
         let ca_file = ca_dir.path().join("ca.pem");
-        std::fs::write(&ca_file, ca.cert.pem()).unwrap();
+        std::fs::write(&ca_file, ca.pem()).unwrap();
         let (n1, n2) = (Server::new(&ca_file), Server::new(&ca_file));
         std::fs::create_dir_all(n1.layout.domain_dir(&domain)).unwrap();
         let decl = SiteDecl {
@@ -196,7 +162,7 @@ impl Fleet {
 fn a_shorter_lived_replacement_reaches_every_server() {
     let mut f = Fleet::new();
     let domain = f.domain.clone();
-    let long = f.ca.bundle("example.com", 2090);
+    let long = f.ca.bundle(&["example.com"], (2020, 2090));
     f.n1_obtains(&long);
     assert_eq!(f.publish(), vec![domain.clone()]);
     f.n1.receive(&f.etcd, &f.schema);
@@ -205,7 +171,7 @@ fn a_shorter_lived_replacement_reaches_every_server() {
     assert_eq!(f.n2.served(&domain), Some(leaf(&long)));
 
     // The key leaked: n1 serves a new one, which lasts less long.
-    let short = f.ca.bundle("example.com", 2080);
+    let short = f.ca.bundle(&["example.com"], (2020, 2080));
     f.n1_obtains(&short);
     assert_eq!(f.publish(), vec![domain.clone()]);
     assert_eq!(f.in_etcd().as_deref(), Some(short.as_str()));
@@ -259,7 +225,7 @@ fn a_pinned_self_signed_bundle_is_refused_and_served_only_from_an_import() {
     assert!(f.n2.sync.refused().contains_key(&domain));
 
     // The hosting server publishes its own over it, and n2 takes that.
-    let good = f.ca.bundle("example.com", 2080);
+    let good = f.ca.bundle(&["example.com"], (2020, 2080));
     f.n1_obtains(&good);
     assert_eq!(f.publish(), vec![domain.clone()]);
     f.n2.receive(&f.etcd, &f.schema);
@@ -278,7 +244,7 @@ fn a_removed_sites_key_is_gone_everywhere() {
     let mut f = Fleet::new();
     let domain = f.domain.clone();
     let key = f.schema.tls_cert_key(&domain);
-    let pem = f.ca.bundle("example.com", 2090);
+    let pem = f.ca.bundle(&["example.com"], (2020, 2090));
     f.n1_obtains(&pem);
     assert_eq!(f.publish(), vec![domain.clone()]);
     f.n2.receive(&f.etcd, &f.schema);
@@ -286,7 +252,7 @@ fn a_removed_sites_key_is_gone_everywhere() {
 
     // Another site, declared and owned, stays.
     let other = Domain::parse("other.example").unwrap();
-    let other_pem = f.ca.bundle("other.example", 2090);
+    let other_pem = f.ca.bundle(&["other.example"], (2020, 2090));
     f.etcd
         .put(&f.schema.site_key(&other), r#"{"kind":"static"}"#)
         .unwrap();
@@ -333,13 +299,13 @@ fn a_removed_sites_key_is_gone_everywhere() {
 
 #[test]
 fn verification_cost_per_bundle() {
-    let ca = Ca::new();
+    let ca = SiteCa::new("store test CA");
     let dir = tempfile::tempdir().unwrap();
     let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, ca.cert.pem()).unwrap();
+    std::fs::write(&ca_file, ca.pem()).unwrap();
     let trust = Trust::load(&ca_file);
     let domain = Domain::parse("example.com").unwrap();
-    let pem = ca.bundle("example.com", 2090);
+    let pem = ca.bundle(&["example.com"], (2020, 2090));
     let mut times = Vec::new();
     for _ in 0..200 {
         let t = Instant::now();

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use hostyard_config::NodeConfig;
 use hostyard_core::etcd::Schema;
 use hostyard_core::{Domain, ImportLayout, Layout, SiteKind};
-use hostyard_testsupport::Etcd;
+use hostyard_testsupport::{wait_until, Etcd};
 use nix::sys::signal::Signal;
 
 const HOSTYARD: &str = env!("CARGO_BIN_EXE_hostyard");
@@ -78,6 +78,16 @@ impl Server {
 
     /// This server is NAME in the fleet whose etcd is `etcd` (a restore
     /// records which server owns the site there).
+    /// Another server `name` of this one's fleet, backing up to the same
+    /// repository (its password file copied).
+    fn another_in_fleet(&self, etcd: &Etcd, name: &str) -> Server {
+        let other = Server::new(Some(&self.repo)).in_fleet(etcd, name);
+        let password = other.dir.join("restic-password");
+        fs::copy(self.dir.join("restic-password"), &password).unwrap();
+        fs::set_permissions(&password, fs::Permissions::from_mode(0o600)).unwrap();
+        other
+    }
+
     fn in_fleet(self, etcd: &Etcd, name: &str) -> Server {
         let mut config = fs::read_to_string(&self.config).unwrap();
         config.push_str(&format!(
@@ -113,19 +123,22 @@ impl Server {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Imports the static site `domain` from the export at `export`
+    /// (moved into this server's import folder).
+    fn import_from(&self, export: &Path, domain: &Domain) {
+        fs::create_dir_all(self.layout().imports_dir()).unwrap();
+        fs::rename(export, self.layout().import_dir(domain)).unwrap();
+        self.import("static", domain);
+    }
+
     fn import(&self, kind: &str, domain: &Domain) {
-        let out = Command::new(importer())
-            .arg("--config")
-            .arg(&self.config)
-            .arg(kind)
-            .arg(domain.as_str())
-            .env_remove("HOSTYARD_CONFIG")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "import failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+        hostyard_testsupport::output_ok(
+            Command::new(importer())
+                .arg("--config")
+                .arg(&self.config)
+                .arg(kind)
+                .arg(domain.as_str())
+                .env_remove("HOSTYARD_CONFIG"),
         );
     }
 
@@ -185,6 +198,16 @@ fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     out
 }
 
+/// Server a with the static site example.com, exported to `a.dir/name`.
+fn exported_static_site(name: &str) -> (Server, Domain, PathBuf) {
+    let a = Server::new(None);
+    let d = Domain::parse("example.com").unwrap();
+    a.static_site(&d);
+    let out = a.dir.join(name);
+    a.ok(&["export", "example.com", out.to_str().unwrap()]);
+    (a, d, out)
+}
+
 fn stderr_line(out: &Output) -> String {
     let text = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(text.trim_end().lines().count(), 1, "not one line: {text}");
@@ -193,11 +216,7 @@ fn stderr_line(out: &Output) -> String {
 
 #[test]
 fn an_export_is_the_migration_layout_and_imports_as_the_same_site() {
-    let a = Server::new(None);
-    let d = Domain::parse("example.com").unwrap();
-    a.static_site(&d);
-    let out = a.dir.join("export");
-    a.ok(&["export", "example.com", out.to_str().unwrap()]);
+    let (a, d, out) = exported_static_site("export");
     let export = ImportLayout::new(&out);
     assert_eq!(
         tree(&export.www_content()),
@@ -220,9 +239,7 @@ fn an_export_is_the_migration_layout_and_imports_as_the_same_site() {
 
     // Another server imports the export: the same site.
     let b = Server::new(None);
-    fs::create_dir_all(b.layout().imports_dir()).unwrap();
-    fs::rename(&out, b.layout().import_dir(&d)).unwrap();
-    b.import("static", &d);
+    b.import_from(&out, &d);
     assert_eq!(tree(&b.layout().www_dir(&d)), tree(&a.layout().www_dir(&d)));
     assert_eq!(fs::read(b.layout().tls_pem(&d)).unwrap(), CERT.as_bytes());
 }
@@ -232,15 +249,9 @@ fn an_export_is_the_migration_layout_and_imports_as_the_same_site() {
 /// non-export and a linked layout dir are refused and change nothing.
 #[test]
 fn a_refresh_brings_a_stopped_copy_up_to_a_newer_export() {
-    let a = Server::new(None);
-    let d = Domain::parse("example.com").unwrap();
-    a.static_site(&d);
-    let first = a.dir.join("first");
-    a.ok(&["export", "example.com", first.to_str().unwrap()]);
+    let (a, d, first) = exported_static_site("first");
     let b = Server::new(None);
-    fs::create_dir_all(b.layout().imports_dir()).unwrap();
-    fs::rename(&first, b.layout().import_dir(&d)).unwrap();
-    b.import("static", &d);
+    b.import_from(&first, &d);
     let www = b.layout().www_dir(&d);
     fs::set_permissions(&www, fs::Permissions::from_mode(0o751)).unwrap();
 
@@ -405,13 +416,7 @@ fn backup_then_restore_brings_a_destroyed_static_site_back_through_the_importer(
     // On another server, from the same repository (its password file
     // copied): a does not serve the site (nothing registered), so the
     // owner moves to b without a take-over.
-    let b = Server::new(Some(&a.repo)).in_fleet(&etcd, "b");
-    fs::copy(a.dir.join("restic-password"), b.dir.join("restic-password")).unwrap();
-    fs::set_permissions(
-        b.dir.join("restic-password"),
-        fs::Permissions::from_mode(0o600),
-    )
-    .unwrap();
+    let b = a.another_in_fleet(&etcd, "b");
     let moved = b.ok(&["restore", "example.com", "--no-start"]);
     assert!(
         moved.contains("example.com moved from server a to server b"),
@@ -444,13 +449,7 @@ fn a_restore_refuses_a_site_another_server_serves_until_taken_over() {
     )
     .unwrap();
 
-    let b = Server::new(Some(&a.repo)).in_fleet(&etcd, "n2");
-    fs::copy(a.dir.join("restic-password"), b.dir.join("restic-password")).unwrap();
-    fs::set_permissions(
-        b.dir.join("restic-password"),
-        fs::Permissions::from_mode(0o600),
-    )
-    .unwrap();
+    let b = a.another_in_fleet(&etcd, "n2");
     let r = b.hostyard(&["restore", "example.com", "--no-start"]);
     assert_eq!(r.status.code(), Some(1), "{r:?}");
     let line = stderr_line(&r);
@@ -500,19 +499,14 @@ fn a_hostile_snapshot_restores_no_setuid_file_and_no_fifo() {
     write(&index, b"<h1>forged</h1>\n");
     fs::set_permissions(&index, fs::Permissions::from_mode(0o4777)).unwrap();
     let backup = |host: &str| {
-        let out = Command::new(restic())
-            .args(["-r", a.repo.to_str().unwrap(), "--password-file"])
-            .arg(a.dir.join("restic-password"))
-            .args(["backup", "--host", host, "--tag"])
-            .arg("hostyard,site=example.com,kind=static")
-            .arg(&forged)
-            .env("RESTIC_CACHE_DIR", a.dir.join("cache"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        hostyard_testsupport::output_ok(
+            Command::new(restic())
+                .args(["-r", a.repo.to_str().unwrap(), "--password-file"])
+                .arg(a.dir.join("restic-password"))
+                .args(["backup", "--host", host, "--tag"])
+                .arg("hostyard,site=example.com,kind=static")
+                .arg(&forged)
+                .env("RESTIC_CACHE_DIR", a.dir.join("cache")),
         );
     };
     backup("elsewhere");
@@ -715,14 +709,11 @@ fn repository_failures_are_one_line_and_change_no_site() {
     // restic reads its stdin only once it holds its lock (and checked
     // that no other lock conflicts): wait until a thread of it sits in
     // read(0, ...).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !reads_stdin(holder.id()) {
-        assert!(
-            Instant::now() < deadline,
-            "restic did not lock the repository and read its stdin within 20 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_reading_stdin(
+        "restic to lock the repository and read its stdin",
+        holder.id(),
+        Duration::from_secs(20),
+    );
     let r = a.hostyard(&["backup", "prune"]);
     let holder_ran = holder.try_wait().unwrap().is_none();
     drop(holder.stdin.take());
@@ -829,6 +820,15 @@ fn hold_exclusive_lock(a: &Server) -> std::process::Child {
     panic!("restic prune never held the lock long enough to stop it");
 }
 
+/// Waits until process `pid` sits in read(0, ...); after `timeout`, fails
+/// the test naming `what` and showing the process's syscall file.
+fn wait_reading_stdin(what: &str, pid: u32, timeout: Duration) {
+    wait_until(what, timeout, || reads_stdin(pid).then_some(())).unwrap_or_else(|e| {
+        let syscall = fs::read_to_string(format!("/proc/{pid}/syscall"));
+        panic!("{e}; its syscall file: {syscall:?}")
+    });
+}
+
 /// Whether a thread of process `pid` waits in read(2) on its stdin.
 fn reads_stdin(pid: u32) -> bool {
     let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
@@ -872,15 +872,11 @@ fn reads_stdin_sees_a_read_of_stdin_and_nothing_else() {
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !reads_stdin(cat.id()) {
-        assert!(
-            Instant::now() < deadline,
-            "cat did not block in read(0, ...) within 10 s; its syscall file: {:?}",
-            fs::read_to_string(format!("/proc/{}/syscall", cat.id()))
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_reading_stdin(
+        "cat to block in read(0, ...)",
+        cat.id(),
+        Duration::from_secs(10),
+    );
     let sleeper_reads = reads_stdin(sleeper.id());
     let _ = sleeper.kill();
     let _ = sleeper.wait();

@@ -14,7 +14,7 @@ use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions, Wat
 use hostyard_config::NodeConfig;
 use hostyard_core::etcd::Schema;
 use hostyard_testsupport::{Etcd, EtcdTls};
-use util::{hostyard, stderr, stdout, TempDir};
+use util::{assert_exit_saying, assert_stderr_has, hostyard, stderr, stdout, TempDir};
 
 const INVENTORY: &str = "\
 servers:
@@ -54,6 +54,30 @@ fn fleet(inventory: &Path, args: &[&str]) -> std::process::Output {
     let mut all = vec!["fleet", "--inventory", inventory.to_str().expect("utf-8")];
     all.extend_from_slice(args);
     hostyard(&all)
+}
+
+/// etcd serving n1's certificate from the fleet CA in `certs`, with root's
+/// certificate as its client's.
+fn etcd_as_n1(certs: &Path) -> Etcd {
+    let n1 = |ext: &str| certs.join("servers").join(format!("n1.{ext}"));
+    Etcd::start_tls(EtcdTls {
+        ca: certs.join("ca.pem"),
+        cert: n1("pem"),
+        key: n1("key"),
+        client_cert: certs.join("root.pem"),
+        client_key: certs.join("root.key"),
+    })
+    .expect("etcd with TLS")
+}
+
+/// `hostyard fleet etcd --endpoint ENDPOINT ARGS`, which must succeed: what
+/// it printed.
+fn etcd_admin(inv: &Path, endpoint: &str, args: &[&str]) -> String {
+    let mut all = vec!["etcd", "--endpoint", endpoint];
+    all.extend_from_slice(args);
+    let out = fleet(inv, &all);
+    assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+    stdout(&out)
 }
 
 #[test]
@@ -149,38 +173,31 @@ fn the_inventory_answers_the_scripts_and_refuses_mistakes_naming_them() {
     }
     let out = fleet(&inv, &["member-env", "w1"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("only a member runs etcd"),
-        "{}",
-        stderr(&out)
-    );
+    assert_stderr_has(&out, "only a member runs etcd");
 
-    for (bad, says) in [
+    // Each case: the inventory with `from` replaced by `to`, and what the
+    // refusal says.
+    for (from, to, says) in [
         (
-            INVENTORY.replace("server: w1", "server: w9"),
+            "server: w1",
+            "server: w9",
             "server \"w9\" is not in servers",
         ),
+        ("10.0.0.13", "10.0.0.12", "private address 10.0.0.12"),
+        ("kind: static", "kind: php", "example.com"),
         (
-            INVENTORY.replace("10.0.0.13", "10.0.0.12"),
-            "private address 10.0.0.12",
-        ),
-        (
-            INVENTORY.replace("kind: static", "kind: php"),
-            "example.com",
-        ),
-        (
-            INVENTORY.replace("root@203.0.113.12", "-oProxyCommand=x"),
+            "root@203.0.113.12",
+            "-oProxyCommand=x",
             "not an ssh destination",
         ),
+        ("role: member", "role: client", "no server has role member"),
         (
-            INVENTORY.replace("role: member", "role: client"),
-            "no server has role member",
-        ),
-        (
-            INVENTORY.replace("    role: client", "    role: client\n    port: 22"),
+            "    role: client",
+            "    role: client\n    port: 22",
             "unknown field `port`",
         ),
     ] {
+        let bad = INVENTORY.replace(from, to);
         fs::write(&inv, &bad).expect("inventory");
         let out = fleet(&inv, &["check"]);
         assert_eq!(out.status.code(), Some(2), "{bad}");
@@ -349,23 +366,10 @@ fn servers_reach_etcd_by_certificate_only_within_their_prefix_until_revoked() {
     }
     let certs = fleet_dir.join("ca");
     let server = |name: &str, ext: &str| certs.join("servers").join(format!("{name}.{ext}"));
-    let etcd = Etcd::start_tls(EtcdTls {
-        ca: certs.join("ca.pem"),
-        cert: server("n1", "pem"),
-        key: server("n1", "key"),
-        client_cert: certs.join("root.pem"),
-        client_key: certs.join("root.key"),
-    })
-    .expect("etcd with TLS");
+    let etcd = etcd_as_n1(&certs);
     let endpoint = etcd.endpoint();
     assert!(endpoint.starts_with("https://"), "{endpoint}");
-    let admin = |args: &[&str]| {
-        let mut all = vec!["etcd", "--endpoint", endpoint.as_str()];
-        all.extend_from_slice(args);
-        let out = fleet(&inv, &all);
-        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
-        stdout(&out)
-    };
+    let admin = |args: &[&str]| etcd_admin(&inv, &endpoint, args);
     assert_eq!(admin(&["enable-auth"]), "authentication enabled\n");
     assert_eq!(
         admin(&["enable-auth"]),
@@ -396,12 +400,8 @@ fn servers_reach_etcd_by_certificate_only_within_their_prefix_until_revoked() {
             "/other",
         ],
     );
-    assert_eq!(wider.status.code(), Some(1), "{}", stderr(&wider));
-    assert!(
-        stderr(&wider).contains("/hostyard/") && stderr(&wider).contains("revoke"),
-        "{}",
-        stderr(&wider)
-    );
+    assert_exit_saying(&wider, 1, "/hostyard/");
+    assert_stderr_has(&wider, "revoke");
     admin(&["grant", &n2, "--prefix", "/hostyard"]);
 
     // Each server's node config, as deploy/ writes it, with its own files.
@@ -439,10 +439,10 @@ fn servers_reach_etcd_by_certificate_only_within_their_prefix_until_revoked() {
     // w1 has a certificate of the fleet CA but no etcd user: refused.
     let out = check("w1");
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
     assert!(
-        stderr(&out).contains("user name not found") || stderr(&out).contains("permission denied"),
-        "{}",
-        stderr(&out)
+        err.contains("user name not found") || err.contains("permission denied"),
+        "{err}"
     );
 
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -629,29 +629,15 @@ fn a_certificate_near_its_end_is_warned_about_then_issued_again_with_a_new_user(
     let dir = TempDir::new();
     let (fleet_dir, inv) = fleet_dir(&dir);
     let certs = fleet_dir.join("ca");
-    let pem = |name: &str, ext: &str| certs.join("servers").join(format!("{name}.{ext}"));
     // n1's certificate lasts 5 days: within the 30 of RENEW_DAYS.
     ca_env(
         &fleet_dir,
         &[("CERT_DAYS", "5")],
         &["issue", "n1", "127.0.0.1", "member"],
     );
-    let etcd = Etcd::start_tls(EtcdTls {
-        ca: certs.join("ca.pem"),
-        cert: pem("n1", "pem"),
-        key: pem("n1", "key"),
-        client_cert: certs.join("root.pem"),
-        client_key: certs.join("root.key"),
-    })
-    .expect("etcd with TLS");
+    let etcd = etcd_as_n1(&certs);
     let endpoint = etcd.endpoint();
-    let admin = |args: &[&str]| {
-        let mut all = vec!["etcd", "--endpoint", endpoint.as_str()];
-        all.extend_from_slice(args);
-        let out = fleet(&inv, &all);
-        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
-        stdout(&out)
-    };
+    let admin = |args: &[&str]| etcd_admin(&inv, &endpoint, args);
     admin(&["enable-auth"]);
     let old = ca(&fleet_dir, &["user", "n1"]);
     admin(&["grant", &old, "--prefix", "/hostyard"]);
@@ -730,10 +716,10 @@ fn a_certificate_near_its_end_is_warned_about_then_issued_again_with_a_new_user(
     assert_eq!(ca(&fleet_dir, &["user", "n1", "--old"]), "");
     let out = check(&short);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
     assert!(
-        stderr(&out).contains("user name not found") || stderr(&out).contains("permission denied"),
-        "{}",
-        stderr(&out)
+        err.contains("user name not found") || err.contains("permission denied"),
+        "{err}"
     );
     assert!(
         !admin(&["users"]).lines().any(|u| u == old),

@@ -30,6 +30,22 @@ fn as_tree(files: &[UnitFile]) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Asserts that `out` succeeded and listed what it wrote: a line for each
+/// verb and file of `lines`.
+fn assert_wrote(out: &std::process::Output, lines: &[(&str, &Path)]) {
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(out));
+    let listed: String = lines
+        .iter()
+        .map(|(verb, file)| format!("{verb} {}\n", file.display()))
+        .collect();
+    assert_eq!(stdout(out), listed);
+}
+
+/// `hostyard --config CONFIG generate --out OUT`.
+fn generate(config: &str, out: &str) -> std::process::Output {
+    hostyard(&["--config", config, "generate", "--out", out])
+}
+
 #[test]
 fn rendered_units_for_the_default_config_match_the_goldens() {
     assert_golden_tree("units", &as_tree(&default_units()));
@@ -71,13 +87,7 @@ fn generate_writes_what_render_units_returns() {
     // rendered one (with this test's config path).
     let dir = TempDir::new();
     fs::write(dir.join("hostyard.yaml"), "").expect("config");
-    let out = hostyard(&[
-        "--config",
-        &dir.str("hostyard.yaml"),
-        "generate",
-        "--out",
-        &dir.str("units"),
-    ]);
+    let out = generate(&dir.str("hostyard.yaml"), &dir.str("units"));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let expected =
         render_units(&NodeConfig::default(), &dir.join("hostyard.yaml")).expect("renders");
@@ -190,15 +200,7 @@ fn generate_into_an_existing_dir_rewrites_only_what_changed() {
     fs::write(&stray, "[Unit]\n").expect("stray");
 
     let out = run(&[]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(
-        stdout(&out),
-        format!(
-            "created {}\nupdated {}\n",
-            removed.display(),
-            edited.display()
-        )
-    );
+    assert_wrote(&out, &[("created", &removed), ("updated", &edited)]);
     for name in &names {
         let path = units.join(name);
         if path == edited || path == removed {
@@ -218,13 +220,9 @@ fn generate_into_an_existing_dir_rewrites_only_what_changed() {
     // A config change rewrites exactly the units it affects.
     fs::write(&config, "git:\n  poll_interval: 1h\n").expect("config");
     let out = run(&[]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(
-        stdout(&out),
-        format!(
-            "updated {}\n",
-            units.join("static-git-puller@.timer").display()
-        )
+    assert_wrote(
+        &out,
+        &[("updated", &units.join("static-git-puller@.timer"))],
     );
 
     // Nothing to do: nothing written, nothing listed.
@@ -235,9 +233,7 @@ fn generate_into_an_existing_dir_rewrites_only_what_changed() {
 
 #[test]
 fn check_exits_1_listing_missing_and_different_files_and_writes_nothing() {
-    let dir = TempDir::new();
-    let config = dir.str("hostyard.yaml");
-    fs::write(&config, "").expect("config");
+    let (dir, config) = dir_with_config("");
     let units = dir.str("units");
 
     let out = hostyard(&["--config", &config, "generate", "--out", &units, "--check"]);
@@ -246,7 +242,7 @@ fn check_exits_1_listing_missing_and_different_files_and_writes_nothing() {
     assert!(stdout(&out).lines().all(|l| l.starts_with("missing ")));
     assert!(!Path::new(&units).exists(), "--check created the out dir");
 
-    let out = hostyard(&["--config", &config, "generate", "--out", &units]);
+    let out = generate(&config, &units);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let out = hostyard(&["--config", &config, "generate", "--out", &units, "--check"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -282,11 +278,9 @@ fn bad_config_is_one_line_naming_the_field_exit_2_and_nothing_written() {
             "tls.acme.ca_file: /tmp/pebble.pem cannot be read by haproxy-confd.service",
         ),
     ] {
-        let dir = TempDir::new();
-        let config = dir.str("hostyard.yaml");
-        fs::write(&config, yaml).expect("config");
+        let (dir, config) = dir_with_config(yaml);
         let units = dir.str("units");
-        let out = hostyard(&["--config", &config, "generate", "--out", &units]);
+        let out = generate(&config, &units);
         let err = stderr(&out);
         assert_eq!(out.status.code(), Some(2), "{yaml}: {err}");
         assert_eq!(err.lines().count(), 1, "{yaml}: {err}");
@@ -300,15 +294,11 @@ fn bad_config_is_one_line_naming_the_field_exit_2_and_nothing_written() {
 
 #[test]
 fn every_problem_of_a_config_is_a_line_of_its_own_with_its_key() {
-    let dir = TempDir::new();
-    let config = dir.str("hostyard.yaml");
-    fs::write(
-        &config,
+    let (dir, config) = dir_with_config(
         "mail:\n  relayhost: \"a b\"\nhaproxy:\n  http_port: 443\ngit:\n  keep_trees: 0\n",
-    )
-    .expect("config");
+    );
     let units = dir.str("units");
-    let out = hostyard(&["--config", &config, "generate", "--out", &units]);
+    let out = generate(&config, &units);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     let keys: Vec<&str> = err
@@ -330,13 +320,7 @@ fn every_problem_of_a_config_is_a_line_of_its_own_with_its_key() {
 #[test]
 fn missing_config_named_explicitly_is_an_error() {
     let dir = TempDir::new();
-    let out = hostyard(&[
-        "--config",
-        &dir.str("nope.yaml"),
-        "generate",
-        "--out",
-        &dir.str("units"),
-    ]);
+    let out = generate(&dir.str("nope.yaml"), &dir.str("units"));
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("nope.yaml"), "{}", stderr(&out));
     assert!(!dir.join("units").exists());
@@ -347,7 +331,7 @@ fn config_path_that_cannot_go_into_a_unit_is_refused() {
     let dir = TempDir::new();
     let config = dir.str("host yard.yaml");
     fs::write(&config, "").expect("config");
-    let out = hostyard(&["--config", &config, "generate", "--out", &dir.str("units")]);
+    let out = generate(&config, &dir.str("units"));
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
     assert!(stderr(&out).contains("--config"), "{}", stderr(&out));
@@ -396,6 +380,12 @@ fn settings(contents: &str) -> Vec<(String, String)> {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
         })
         .collect()
+}
+
+/// The settings of the unit `name` among `units`.
+fn settings_of(units: &[UnitFile], name: &str) -> Vec<(String, String)> {
+    let unit = units.iter().find(|u| u.name == name).expect(name);
+    settings(&unit.contents)
 }
 
 fn values<'a>(s: &'a [(String, String)], key: &str) -> Vec<&'a str> {
@@ -516,8 +506,7 @@ fn haproxy_follows_confd_without_being_restarted_by_it_and_stops_gracefully() {
 fn wordpress_gets_its_own_env_file_and_only_mariadb_gets_the_root_one() {
     let units = default_units();
     let env_files = |name: &str| -> Vec<String> {
-        let unit = units.iter().find(|u| u.name == name).expect(name);
-        let s = settings(&unit.contents);
+        let s = settings_of(&units, name);
         let start = values(&s, "ExecStart");
         start
             .windows(2)
@@ -576,8 +565,7 @@ fn every_container_runs_with_memory_cpu_and_process_limits() {
 fn a_database_shares_a_network_with_its_own_wordpress_only() {
     let units = default_units();
     let networks = |name: &str| -> Vec<String> {
-        let unit = units.iter().find(|u| u.name == name).expect(name);
-        let s = settings(&unit.contents);
+        let s = settings_of(&units, name);
         values(&s, "ExecStart")
             .windows(2)
             .filter(|w| w[0] == "--network")
@@ -733,13 +721,10 @@ fn every_generated_unit_passes_systemd_analyze_verify() {
     // verify checks that every Exec program exists and is executable.
     let config = config_with_real_programs(&dir);
     let units = dir.join("units");
-    let out = hostyard(&[
-        "--config",
+    let out = generate(
         config.to_str().expect("utf-8"),
-        "generate",
-        "--out",
         units.to_str().expect("utf-8"),
-    ]);
+    );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 
     // Templates are verified as instances, the way systemd loads them;
@@ -785,11 +770,7 @@ fn systemd_analyze_verify_catches_a_broken_unit() {
         .output()
         .expect("systemd-analyze runs");
     assert!(!out.status.success(), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("/nonexistent/program"),
-        "{}",
-        stderr(&out)
-    );
+    assert_stderr_has(&out, "/nonexistent/program");
 }
 
 /// Instance names systemd accepts that are not domains. systemd hands `%i`

@@ -14,7 +14,10 @@ use std::path::Path;
 use hostyard::mail::render_mail;
 use hostyard_core::mail::ForwardMap;
 use hostyard_core::{Domain, Layout};
-use util::{assert_golden_tree, hostyard, read_tree, stderr, stdout, TempDir};
+use util::{
+    assert_exit_saying, assert_golden_tree, assert_stdout_has, hostyard, read_tree, stderr, stdout,
+    write_config, TempDir,
+};
 
 fn domain(name: &str) -> Domain {
     Domain::parse(name).expect("test domain")
@@ -43,18 +46,27 @@ fn rendered_mail_config_matches_the_goldens() {
     assert_golden_tree("mail", &tree);
 }
 
+/// What `hostyard mail` says of both maps under `etc_dir`: `verb` and
+/// each file, a line each.
+fn both_maps(verb: &str, etc_dir: &Path) -> String {
+    let file = |name: &str| etc_dir.join(name).display().to_string();
+    format!(
+        "{verb} {}\n{verb} {}\n",
+        file("virtual"),
+        file("virtual_domains")
+    )
+}
+
 /// A data root and a config naming it, with a fixed mail host name.
 fn server() -> (TempDir, String) {
+    server_with_mail("  hostname: mx.example.com\n")
+}
+
+/// A data root and a config naming it, `mail` its mail section.
+fn server_with_mail(mail: &str) -> (TempDir, String) {
     let dir = TempDir::new();
-    let config = dir.str("hostyard.yaml");
-    fs::write(
-        &config,
-        format!(
-            "data_root: {}\nmail:\n  hostname: mx.example.com\n",
-            dir.str("data")
-        ),
-    )
-    .expect("config");
+    let yaml = format!("data_root: {}\nmail:\n{mail}", dir.str("data"));
+    let config = write_config(&dir, &yaml);
     (dir, config)
 }
 
@@ -92,24 +104,10 @@ fn mail_writes_the_config_then_only_what_changed() {
     let out = hostyard(&["--config", &config, "mail", "--check"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let etc_dir = etc(&dir);
-    assert_eq!(
-        stdout(&out),
-        format!(
-            "differs {}\ndiffers {}\n",
-            etc_dir.join("virtual").display(),
-            etc_dir.join("virtual_domains").display()
-        )
-    );
+    assert_eq!(stdout(&out), both_maps("differs", &etc_dir));
     let out = hostyard(&["--config", &config, "mail"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(
-        stdout(&out),
-        format!(
-            "updated {}\nupdated {}\n",
-            etc_dir.join("virtual").display(),
-            etc_dir.join("virtual_domains").display()
-        )
-    );
+    assert_eq!(stdout(&out), both_maps("updated", &etc_dir));
     assert!(read_tree(&etc_dir)["virtual"].contains("\ninfo@example.com alice@example.org\n"));
     let out = hostyard(&["--config", &config, "mail", "--check"]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
@@ -206,11 +204,7 @@ fn a_bad_forward_file_is_reported_and_skipped_and_its_domain_deferred() {
         // --check says the forwards need fixing.
         let out = hostyard(&["--config", &config, "mail", "--check"]);
         assert_eq!(out.status.code(), Some(1), "{text:?}: {}", stderr(&out));
-        assert!(
-            stdout(&out).contains(&format!("bad {}", path.display())),
-            "{}",
-            stdout(&out)
-        );
+        assert_stdout_has(&out, &format!("bad {}", path.display()));
         fs::remove_file(&path).expect("remove");
     }
     let out = hostyard(&["--config", &config, "mail"]);
@@ -224,16 +218,7 @@ fn a_bad_forward_file_is_reported_and_skipped_and_its_domain_deferred() {
 
 #[test]
 fn relayhost_that_could_inject_settings_is_refused() {
-    let dir = TempDir::new();
-    let config = dir.str("hostyard.yaml");
-    fs::write(
-        &config,
-        format!(
-            "data_root: {}\nmail:\n  relayhost: \"x.org\\nmynetworks = 0.0.0.0/0\"\n",
-            dir.str("data")
-        ),
-    )
-    .expect("config");
+    let (dir, config) = server_with_mail("  relayhost: \"x.org\\nmynetworks = 0.0.0.0/0\"\n");
     let out = hostyard(&["--config", &config, "mail"]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
@@ -259,12 +244,7 @@ fn postfix_gets_the_server_names_certificate_else_the_default() {
     let tls = etc(&dir).join("tls.pem");
     // No certificate anywhere yet (confd has not run): no STARTTLS, said.
     let out = hostyard(&["--config", &config, "mail"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("postfix offers no STARTTLS"),
-        "{}",
-        stderr(&out)
-    );
+    assert_exit_saying(&out, 0, "postfix offers no STARTTLS");
     assert!(!read_tree(&etc(&dir))["main.cf"].contains("smtpd_tls"));
     assert_eq!(changed(), Some(1));
 

@@ -9,13 +9,7 @@ use std::fs;
 use std::time::{Duration, Instant};
 
 use hostyard_testsupport::Etcd;
-use util::{hostyard, stderr, stdout, TempDir};
-
-fn config(dir: &TempDir, text: &str) -> String {
-    let path = dir.str("hostyard.yaml");
-    fs::write(&path, text).expect("config");
-    path
-}
+use util::{dir_with_config, hostyard, stderr, stdout, write_config, TempDir};
 
 fn lines(out: &std::process::Output) -> Vec<String> {
     stdout(out).lines().map(str::to_string).collect()
@@ -23,11 +17,8 @@ fn lines(out: &std::process::Output) -> Vec<String> {
 
 #[test]
 fn names_come_from_the_config_and_the_code() {
-    let dir = TempDir::new();
-    let config = config(
-        &dir,
-        "data_root: /srv/yard\nimages:\n  static_git: registry.example/sg:2\n",
-    );
+    let (_dir, config) =
+        dir_with_config("data_root: /srv/yard\nimages:\n  static_git: registry.example/sg:2\n");
     let ask = |what: &str| {
         let out = hostyard(&["--config", &config, "names", what]);
         assert_eq!(out.status.code(), Some(0), "{what}: {}", stderr(&out));
@@ -102,7 +93,7 @@ fn placement_is_local_only_when_every_endpoint_is_on_loopback() {
         } else {
             ""
         };
-        let config = config(&dir, &format!("etcd:\n  endpoints: {endpoints}\n{tls}"));
+        let config = write_config(&dir, &format!("etcd:\n  endpoints: {endpoints}\n{tls}"));
         let out = hostyard(&["--config", &config, "etcd", "placement"]);
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         assert_eq!(lines(&out), [want], "{endpoints}");
@@ -115,7 +106,7 @@ fn etcd_check_names_what_answers_and_what_does_not() {
     let dir = TempDir::new();
     // Port 1 on loopback: nothing listens, the connection is refused.
     let down = "http://127.0.0.1:1";
-    let config = config(
+    let config = write_config(
         &dir,
         &format!(
             "etcd:\n  endpoints: [\"{}\", \"{down}\"]\n",
@@ -140,8 +131,7 @@ fn etcd_check_without_an_answer_fails_within_its_timeout_naming_the_fix() {
     let mut etcd = Etcd::start().expect("etcd");
     let endpoint = etcd.endpoint();
     etcd.stop();
-    let dir = TempDir::new();
-    let config = config(&dir, &format!("etcd:\n  endpoints: [\"{endpoint}\"]\n"));
+    let (_dir, config) = dir_with_config(&format!("etcd:\n  endpoints: [\"{endpoint}\"]\n"));
     let t0 = Instant::now();
     let out = hostyard(&["--config", &config, "etcd", "check", "--timeout", "2"]);
     let took = t0.elapsed();

@@ -8,7 +8,7 @@ use std::fs;
 
 use hostyard_core::etcd::Schema;
 use hostyard_testsupport::Etcd;
-use util::{hostyard, stderr, stdout, TempDir};
+use util::{assert_stdout_has, hostyard, stderr, stdout, TempDir};
 
 fn config(dir: &TempDir, etcd: &Etcd) -> String {
     let path = dir.str("hostyard.yaml");
@@ -63,16 +63,8 @@ fn forget_removes_a_declaration_only_once_the_declared_site_is_stopped() {
         .unwrap();
     let out = hostyard(&["--config", &config, "site", "forget", "example.com"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(
-        stdout(&out).contains("forgot example.com (declared as a static site)"),
-        "{}",
-        stdout(&out)
-    );
-    assert!(
-        stdout(&out).contains("is left as it is"),
-        "{}",
-        stdout(&out)
-    );
+    assert_stdout_has(&out, "forgot example.com (declared as a static site)");
+    assert_stdout_has(&out, "is left as it is");
     assert_eq!(etcd.get(site).unwrap(), None);
     assert!(etcd.get(wp_reg).unwrap().is_some());
 
@@ -133,11 +125,7 @@ fn the_owner_changes_hands_only_by_claim_transfer_or_take_over() {
     let out = run(&["claim", "example.com"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(owner().as_deref(), Some("n2"));
-    assert!(
-        stdout(&out).contains("server n2 owns it now"),
-        "{}",
-        stdout(&out)
-    );
+    assert_stdout_has(&out, "server n2 owns it now");
     let out = run(&["owner", "example.com"]);
     assert_eq!(stdout(&out), "n2\n");
 
@@ -157,11 +145,7 @@ fn the_owner_changes_hands_only_by_claim_transfer_or_take_over() {
     assert_eq!(owner().as_deref(), Some("n1"));
     let out = run(&["claim", "example.com", "--take-over"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(
-        stdout(&out).contains("taken over from server n1"),
-        "{}",
-        stdout(&out)
-    );
+    assert_stdout_has(&out, "taken over from server n1");
     assert_eq!(owner().as_deref(), Some("n2"));
 
     // A move's switch: from the source, even while it serves; run again,
@@ -170,11 +154,7 @@ fn the_owner_changes_hands_only_by_claim_transfer_or_take_over() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(owner().as_deref(), Some("n3"));
     let out = run(&["transfer", "example.com", "--from", "n2", "--to", "n3"]);
-    assert!(
-        stdout(&out).contains("owned by server n3 already"),
-        "{}",
-        stdout(&out)
-    );
+    assert_stdout_has(&out, "owned by server n3 already");
     // Not the named source's to hand over while n3 serves it.
     let out = run(&["transfer", "example.com", "--from", "n1", "--to", "n4"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));

@@ -7,7 +7,7 @@ mod util;
 
 use std::fs;
 
-use util::{hostyard, stderr, stdout, TempDir};
+use util::{assert_exit_saying, hostyard, stderr, stdout, TempDir};
 
 fn config(dir: &TempDir, acme: bool) -> String {
     let path = dir.str("hostyard.yaml");
@@ -29,12 +29,7 @@ fn renew_leaves_a_request_for_a_site_hosted_here_and_refuses_otherwise() {
 
     // Not hosted here: refused, naming where to run it.
     let out = hostyard(&["--config", &config, "tls", "renew", "blog.example.org"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("not hosted on this server"),
-        "{}",
-        stderr(&out)
-    );
+    assert_exit_saying(&out, 1, "not hosted on this server");
     assert!(!request.exists());
 
     fs::create_dir_all(dir.join("data/domains/blog.example.org")).unwrap();
@@ -54,12 +49,7 @@ fn renew_leaves_a_request_for_a_site_hosted_here_and_refuses_otherwise() {
     let imported = dir.join("data/domains/shop.example.org/tls/shop.example.org.pem");
     fs::write(&imported, "x").unwrap();
     let out = hostyard(&["--config", &config, "tls", "renew", "shop.example.org"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("imported certificate"),
-        "{}",
-        stderr(&out)
-    );
+    assert_exit_saying(&out, 1, "imported certificate");
     assert!(!dir
         .join("data/runtime/acme/renew/shop.example.org")
         .exists());
@@ -69,12 +59,7 @@ fn renew_leaves_a_request_for_a_site_hosted_here_and_refuses_otherwise() {
     let config = self::config(&plain, false);
     fs::create_dir_all(plain.join("data/domains/blog.example.org")).unwrap();
     let out = hostyard(&["--config", &config, "tls", "renew", "blog.example.org"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("tls.acme is not set"),
-        "{}",
-        stderr(&out)
-    );
+    assert_exit_saying(&out, 1, "tls.acme is not set");
     assert!(!plain.join("data/runtime/acme").exists());
 
     // Not a domain: a usage error.

@@ -43,6 +43,38 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Asserts that `o`'s stderr contains `says`, showing all of it if not.
+pub fn assert_stderr_has(o: &Output, says: &str) {
+    let err = stderr(o);
+    assert!(err.contains(says), "{says:?} not in:\n{err}");
+}
+
+/// Asserts that `o`'s stdout contains `says`, showing all of it if not.
+pub fn assert_stdout_has(o: &Output, says: &str) {
+    let out = stdout(o);
+    assert!(out.contains(says), "{says:?} not in:\n{out}");
+}
+
+/// Asserts that `o` exited with `code` and its stderr contains `says`.
+pub fn assert_exit_saying(o: &Output, code: i32, says: &str) {
+    assert_eq!(o.status.code(), Some(code), "{}", stderr(o));
+    assert_stderr_has(o, says);
+}
+
+/// Writes `yaml` to `dir`'s hostyard.yaml; the file's path.
+pub fn write_config(dir: &TempDir, yaml: &str) -> String {
+    let config = dir.str("hostyard.yaml");
+    fs::write(&config, yaml).expect("config");
+    config
+}
+
+/// A new temp dir whose hostyard.yaml holds `yaml`; the file's path.
+pub fn dir_with_config(yaml: &str) -> (TempDir, String) {
+    let dir = TempDir::new();
+    let config = write_config(&dir, yaml);
+    (dir, config)
+}
+
 /// A temp dir removed on drop (kept, with its path printed, if the test
 /// panics, so the failure can be looked at).
 pub struct TempDir(Option<tempfile::TempDir>);
