@@ -1,6 +1,6 @@
 //! hostyard-cli: the edge every hostyard binary shares, argv parsing and
 //! failure reports. Only the programs depend on it, so no library compiles
-//! clap; the journal line format itself is `hostyard_core::log`, which the
+//! clap; the journal line format itself is `hostyard_log`, which the
 //! libraries write too.
 //!
 //! Units call these programs with `%i` as an argument, and operators read
@@ -32,8 +32,8 @@ pub fn parse_or_exit<P: clap::Parser>(program: &str) -> P {
             std::process::exit(0)
         }
         Err(e) => {
-            hostyard_core::log::line(
-                hostyard_core::log::Priority::Err,
+            hostyard_log::line(
+                hostyard_log::Priority::Err,
                 format_args!("{program}: {}", usage_line(&e.to_string())),
             );
             std::process::exit(i32::from(EXIT_USAGE))
@@ -69,8 +69,8 @@ pub fn usage_line(text: &str) -> &str {
 /// the program and the priority, so the journal shows every one.
 pub fn fail(program: &str, code: u8, error: impl Display) -> ExitCode {
     for line in error.to_string().split('\n') {
-        hostyard_core::log::line(
-            hostyard_core::log::Priority::Err,
+        hostyard_log::line(
+            hostyard_log::Priority::Err,
             format_args!("{program}: {line}"),
         );
     }

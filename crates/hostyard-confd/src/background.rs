@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use hostyard_core::log;
 use hostyard_haproxy::{self as haproxy, HostMap};
+use hostyard_log::log;
 use tokio::sync::mpsc::UnboundedSender;
 
 /// The host map is fsynced at most this often.

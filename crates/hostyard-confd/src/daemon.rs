@@ -12,7 +12,7 @@
 //! outside reload or restart (`systemctl reload haproxy`, a crash) loaded
 //! an older file in between: then the whole runtime map is replaced.
 
-use hostyard_core::log;
+use hostyard_log::log;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

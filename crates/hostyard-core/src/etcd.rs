@@ -219,7 +219,7 @@ pub struct ValueError {
 impl ValueError {
     fn new(raw: &[u8], reason: impl fmt::Display) -> ValueError {
         let mut raw = String::from_utf8_lossy(raw).into_owned();
-        crate::log::shorten(&mut raw, 120);
+        crate::text::shorten(&mut raw, 120);
         ValueError {
             raw,
             reason: reason.to_string(),

@@ -434,22 +434,6 @@ impl Layout {
         Domain::parse(file_name.strip_suffix(".pem")?).ok()
     }
 
-    /// Every certificate file in [`Layout::acme_certs_dir`] with its
-    /// domain; none when the directory is missing. Other files (a write's
-    /// temporary one) are skipped.
-    pub fn acme_cert_files(&self) -> Vec<(Domain, PathBuf)> {
-        let Ok(entries) = std::fs::read_dir(self.acme_certs_dir()) else {
-            return Vec::new();
-        };
-        entries
-            .flatten()
-            .filter_map(|e| {
-                let domain = e.file_name().to_str().and_then(Layout::acme_cert_domain)?;
-                Some((domain, e.path()))
-            })
-            .collect()
-    }
-
     /// The certificate thread's view: each site's certificate source,
     /// expiry and last refusal, as JSON; read by `hostyard status`.
     pub fn tls_state(&self) -> PathBuf {

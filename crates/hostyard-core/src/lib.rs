@@ -11,11 +11,11 @@ pub mod envfile;
 pub mod etcd;
 pub mod kind;
 pub mod layout;
-pub mod log;
 pub mod mail;
 pub mod owner;
 pub mod secret;
 pub mod spec;
+pub mod text;
 
 pub use domain::{Domain, DomainError};
 pub use kind::{SiteKind, UnitRole};

@@ -24,7 +24,8 @@ use etcd_client::{
 use hostyard_config::NodeConfig;
 use hostyard_core::etcd::{owner_or_raw, Schema, ServiceValue, SiteDecl};
 use hostyard_core::owner::may_write;
-use hostyard_core::{log, Domain, SiteKind};
+use hostyard_core::{Domain, SiteKind};
+use hostyard_log::log;
 
 /// Every etcd call is bounded by this: a partitioned etcd must not stall
 /// the health loop (or a stop) for longer.

@@ -6,7 +6,7 @@
 //! run beside the loop so that a check waiting on a hung container never
 //! delays a stop: SIGTERM revokes the lease at once.
 
-use hostyard_core::log;
+use hostyard_log::log;
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -325,6 +325,6 @@ fn last_line(stderr: &[u8]) -> String {
         .rfind(|l| !l.is_empty())
         .unwrap_or("no message");
     let mut line: String = line.chars().filter(|c| !c.is_control()).collect();
-    hostyard_core::log::shorten(&mut line, 300);
+    hostyard_core::text::shorten(&mut line, 300);
     line
 }

@@ -131,8 +131,8 @@ pub fn publish(
     touch(&tree)?;
     switch_link(&link, &Layout::current_link_target(&commit))?;
     if let Err(e) = prune(&trees, &commit, config.keep_trees) {
-        hostyard_core::log::line(
-            hostyard_core::log::Priority::Warning,
+        hostyard_log::line(
+            hostyard_log::Priority::Warning,
             format_args!("hostyard-gitpull: {domain}: cannot remove old trees: {e:#}"),
         );
     }

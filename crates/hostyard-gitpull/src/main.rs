@@ -27,7 +27,7 @@ struct Cli {
 }
 
 fn notice(line: std::fmt::Arguments) {
-    hostyard_core::log::line(hostyard_core::log::Priority::Notice, line);
+    hostyard_log::line(hostyard_log::Priority::Notice, line);
 }
 
 fn main() -> ExitCode {

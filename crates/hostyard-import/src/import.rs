@@ -17,13 +17,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use hostyard_config::NodeConfig;
-use hostyard_core::log::Priority;
 use hostyard_core::{Domain, ImportLayout, Layout, SiteKind};
 use hostyard_fs::kind::{kind_from_data, record_kind, recorded_kind};
 use hostyard_fs::unpack::{check_no_symlink_below, copy_tree, open_regular, unpack_tar};
 use hostyard_fs::{rename_no_replace, sync_dir, sync_filesystem};
 use hostyard_git::publish;
 use hostyard_git::GitUrl;
+use hostyard_log::Priority;
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::pem::check_pem;
@@ -46,7 +46,7 @@ pub enum Outcome {
 
 /// A line of the import's log, with its priority for the journal.
 pub fn log_at(priority: Priority, domain: &Domain, msg: &str) {
-    hostyard_core::log::line(priority, format_args!("hostyard-import: {domain}: {msg}"));
+    hostyard_log::line(priority, format_args!("hostyard-import: {domain}: {msg}"));
 }
 
 /// What the import did: a notice.

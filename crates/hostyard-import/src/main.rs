@@ -41,7 +41,7 @@ fn main() -> ExitCode {
     match import::run(&config, kind, &domain) {
         Ok(import::Outcome::AlreadyImported) => {
             import::log_at(
-                hostyard_core::log::Priority::Info,
+                hostyard_log::Priority::Info,
                 &domain,
                 "already imported; nothing changed",
             );

@@ -47,7 +47,8 @@ use anyhow::Context;
 use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp};
 use hostyard_config::AcmeConfig;
 use hostyard_core::etcd::{Schema, SiteDecl};
-use hostyard_core::{log, Domain, Layout};
+use hostyard_core::{Domain, Layout};
+use hostyard_log::log;
 use instant_acme::{
     Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount,
     NewOrder, OrderStatus, RetryPolicy,

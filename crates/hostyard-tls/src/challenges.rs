@@ -8,8 +8,9 @@
 
 use std::collections::BTreeMap;
 
-use hostyard_core::{log, Layout};
+use hostyard_core::Layout;
 use hostyard_haproxy::{CliError, MapApi, Session};
+use hostyard_log::log;
 
 use crate::acme::is_token;
 

@@ -19,6 +19,19 @@ pub const KEY_FILE: AtomicWrite = AtomicWrite::new(0o600);
 /// this server has no certificate for.
 pub const DEFAULT_CERT_NAME: &str = "hostyard-default.invalid";
 
+/// The domains of the certificate files in [`Layout::acme_certs_dir`];
+/// none when the directory is missing. Other files (a write's temporary
+/// one) are skipped.
+pub fn acme_cert_domains(layout: &Layout) -> Vec<Domain> {
+    let Ok(entries) = std::fs::read_dir(layout.acme_certs_dir()) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(Layout::acme_cert_domain))
+        .collect()
+}
+
 /// Makes what haproxy.cfg names when it is missing: the certificate
 /// directory (0700), a self-signed default certificate, an empty crt-list,
 /// an empty HTTPS policy map and an empty ACME challenge map. Existing files are left as they are.
@@ -28,7 +41,7 @@ pub fn ensure_base(layout: &Layout) -> anyhow::Result<()> {
     let default = layout.haproxy_default_cert();
     if !default.exists() {
         KEY_FILE.write(&default, default_cert()?.as_bytes())?;
-        hostyard_core::log!(
+        hostyard_log::log!(
             Notice,
             "made the self-signed default certificate {}",
             default.display()

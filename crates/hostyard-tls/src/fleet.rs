@@ -39,7 +39,8 @@ use etcd_client::Client;
 use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp};
 use hostyard_core::etcd::{owner_or_raw, Schema};
 use hostyard_core::owner::may_write;
-use hostyard_core::{log, Domain, Layout};
+use hostyard_core::{Domain, Layout};
+use hostyard_log::log;
 
 use crate::check::check_bundle;
 use crate::decide::{self, Held, Owner, Receive};
@@ -336,7 +337,7 @@ impl Receiver {
             out.push((domain.clone(), self.set(&domain, Some(&bundle))));
             held.insert(domain);
         }
-        for (domain, _) in self.layout.acme_cert_files() {
+        for domain in crate::files::acme_cert_domains(&self.layout) {
             if !held.contains(&domain) {
                 let done = self.set(&domain, None);
                 out.push((domain, done));

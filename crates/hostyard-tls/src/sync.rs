@@ -21,8 +21,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use hostyard_config::TlsConfig;
-use hostyard_core::{log, Domain, Layout};
+use hostyard_core::{Domain, Layout};
 use hostyard_haproxy::{CliError, MapApi, Session, SslApi};
+use hostyard_log::log;
 
 use crate::acme::AcmeStatus;
 use crate::check::not_after;

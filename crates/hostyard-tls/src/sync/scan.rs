@@ -121,7 +121,7 @@ pub fn sources(layout: &Layout, in_fleet: bool) -> anyhow::Result<BTreeMap<Domai
         }
     }
     if in_fleet {
-        for (domain, _) in layout.acme_cert_files() {
+        for domain in crate::files::acme_cert_domains(layout) {
             if out.contains_key(&domain) || hosted(layout, &domain) {
                 continue;
             }

@@ -153,7 +153,7 @@ pub fn run(config: &NodeConfig, config_path: &Path, action: BackupAction) -> Res
             };
             // Priority 3 (err): `journalctl -p err` and any hook the
             // operator adds to backup-failed@.service show it.
-            hostyard_core::log!(
+            hostyard_log::log!(
                 Err,
                 "{PROGRAM}: {unit} failed: no new backup; journalctl -u {unit} says why"
             );

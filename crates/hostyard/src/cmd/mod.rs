@@ -6,7 +6,7 @@
 use std::fmt::Display;
 
 use hostyard_config::ConfigError;
-use hostyard_core::log::{line, Priority};
+use hostyard_log::{line, Priority};
 
 pub mod backup;
 pub mod config;

@@ -1,4 +1,4 @@
-//! Log lines an operator can filter: every line a hostyard program writes
+//! hostyard-log: log lines an operator can filter: every line a hostyard program writes
 //! to stderr carries a syslog priority when stderr is the journal.
 //!
 //! journald reads a `<N>` prefix on a line as its priority (sd-daemon(3)),
@@ -61,26 +61,13 @@ fn format(priority: Priority, journal: bool, message: &dyn Display) -> String {
 #[macro_export]
 macro_rules! log {
     ($priority:ident, $($arg:tt)*) => {
-        $crate::log::line($crate::log::Priority::$priority, format_args!($($arg)*))
+        $crate::line($crate::Priority::$priority, format_args!($($arg)*))
     };
 }
 
 /// Writes one line to stderr with its priority.
 pub fn line(priority: Priority, message: impl Display) {
     eprintln!("{}", format(priority, stderr_is_journal(), &message));
-}
-
-/// Cuts `text` to at most `max` bytes (at a character boundary) and marks
-/// the cut with `…`: foreign text quoted in a log line or error stays short.
-pub fn shorten(text: &mut String, max: usize) {
-    if text.len() > max {
-        let mut cut = max;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-        text.push('…');
-    }
 }
 
 #[cfg(test)]
@@ -92,18 +79,6 @@ mod tests {
         assert_eq!(format(Priority::Warning, true, &"held"), "<4>held");
         assert_eq!(format(Priority::Err, true, &"x: y"), "<3>x: y");
         assert_eq!(format(Priority::Warning, false, &"held"), "held");
-    }
-
-    #[test]
-    fn shorten_cuts_at_a_character_boundary_and_marks_the_cut() {
-        let shortened = |text: &str, max| {
-            let mut t = text.to_string();
-            shorten(&mut t, max);
-            t
-        };
-        assert_eq!(shortened("short", 10), "short");
-        assert_eq!(shortened("abcdef", 3), "abc…");
-        assert_eq!(shortened("aéb", 2), "a…");
     }
 
     #[test]
