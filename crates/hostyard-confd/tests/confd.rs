@@ -667,13 +667,6 @@ fn a_burst_of_changes_is_applied_together() {
 }
 
 /// A docker network removed on drop.
-struct TestNetwork(String);
-
-impl Drop for TestNetwork {
-    fn drop(&mut self) {
-        let _ = hostyard_testsupport::docker(&["network", "rm", &self.0]);
-    }
-}
 
 /// The attack this pins: `etcdctl put /services/static/evil.example
 /// '{"ip":"127.0.0.1","port":"2379"}'` made etcd answer on
@@ -682,23 +675,22 @@ impl Drop for TestNetwork {
 fn by_default_registrations_route_only_into_the_sites_docker_network() {
     hostyard_testsupport::require_docker();
     let etcd = Etcd::start().unwrap();
-    let net = TestNetwork(hostyard_testsupport::unique_name("hyc-net"));
-    hostyard_testsupport::docker(&["network", "create", &net.0]).unwrap();
+    let net = hostyard_testsupport::Network::create("hyc-net").unwrap();
     let image = hostyard_testsupport::busybox_http_image().unwrap();
-    let site = hostyard_testsupport::Container::run(&["--network", &net.0, &image]).unwrap();
+    let site = hostyard_testsupport::Container::run(&["--network", &net.name, &image]).unwrap();
     let site_ip = site.ip().unwrap();
     let gateway = hostyard_testsupport::docker(&[
         "network",
         "inspect",
         "--format",
         "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
-        &net.0,
+        &net.name,
     ])
     .unwrap();
 
     let mut r = Router::new(&etcd);
     r.config.confd.allowed_networks = Vec::new();
-    r.config.docker.network = net.0.clone();
+    r.config.docker.network = net.name.clone();
     r.write_config();
     r.start();
     let etcd_port = etcd.endpoint().rsplit(':').next().unwrap().to_string();
@@ -814,7 +806,7 @@ impl FlakyDocker {
 /// A site container on its own network, routed by a confd that reads the
 /// network through `docker`.
 struct NetworkSite {
-    net: TestNetwork,
+    net: hostyard_testsupport::Network,
     _site: hostyard_testsupport::Container,
     ip: std::net::IpAddr,
 }
@@ -822,10 +814,9 @@ struct NetworkSite {
 impl NetworkSite {
     fn start() -> NetworkSite {
         hostyard_testsupport::require_docker();
-        let net = TestNetwork(hostyard_testsupport::unique_name("hyc-net"));
-        hostyard_testsupport::docker(&["network", "create", &net.0]).unwrap();
+        let net = hostyard_testsupport::Network::create("hyc-net").unwrap();
         let image = hostyard_testsupport::busybox_http_image().unwrap();
-        let site = hostyard_testsupport::Container::run(&["--network", &net.0, &image]).unwrap();
+        let site = hostyard_testsupport::Container::run(&["--network", &net.name, &image]).unwrap();
         let ip = site.ip().unwrap();
         NetworkSite {
             net,
@@ -842,7 +833,7 @@ impl NetworkSite {
         let mut r = Router::new(etcd);
         let docker = docker(r.dir.path());
         r.config.confd.allowed_networks = Vec::new();
-        r.config.docker.network = self.net.0.clone();
+        r.config.docker.network = self.net.name.clone();
         r.config.docker.binary = docker.binary.clone();
         r.write_config();
         etcd.put(

@@ -15,7 +15,7 @@ use util::*;
 fn setup(prefix: &str) -> (Etcd, Network, Node, Domain) {
     hostyard_testsupport::require_docker();
     let etcd = Etcd::start().unwrap();
-    let net = Network::create();
+    let net = Network::create("hyd-net").unwrap();
     let node = Node::new(&etcd, &net.name);
     let domain = d(&format!("{}.example.com", unique(prefix)));
     (etcd, net, node, domain)

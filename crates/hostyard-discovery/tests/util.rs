@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use hostyard_config::NodeConfig;
 use hostyard_core::etcd::{Schema, ServiceValue};
 use hostyard_core::{Domain, SiteKind};
+pub use hostyard_testsupport::Network;
 use hostyard_testsupport::{busybox_http_image, unique_name, wait_until, Etcd};
 
 pub const T: Duration = Duration::from_secs(20);
@@ -268,25 +269,6 @@ pub fn wait_gone(etcd: &Etcd, key: &str, timeout: Duration, d: &Discovery) {
 
 pub fn docker_ok(args: &[&str]) -> String {
     hostyard_testsupport::docker(args).unwrap_or_else(|e| panic!("{e:#}"))
-}
-
-/// A docker network of its own, removed on drop.
-pub struct Network {
-    pub name: String,
-}
-
-impl Network {
-    pub fn create() -> Network {
-        let name = unique_name("hyd-net");
-        docker_ok(&["network", "create", &name]);
-        Network { name }
-    }
-}
-
-impl Drop for Network {
-    fn drop(&mut self) {
-        let _ = hostyard_testsupport::docker(&["network", "rm", &self.name]);
-    }
 }
 
 /// A busybox httpd container on a test network (the harness's guard

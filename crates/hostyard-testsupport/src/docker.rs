@@ -221,6 +221,40 @@ impl Drop for Container {
     }
 }
 
+/// A docker network of its own (`PREFIX-PID-N`), removed on drop.
+pub struct Network {
+    pub name: String,
+}
+
+impl Network {
+    pub fn create(prefix: &str) -> anyhow::Result<Network> {
+        let name = unique_name(prefix);
+        docker(&["network", "create", &name])?;
+        Ok(Network { name })
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        // A container still attached (its guard dropped after this one, or
+        // never, after a panic) makes `network rm` fail and the network
+        // leak; enough leaked networks exhaust docker's address pools and
+        // every later test that makes one fails.
+        if let Ok(ids) = docker(&[
+            "network",
+            "inspect",
+            "--format",
+            "{{range $id, $c := .Containers}}{{$id}} {{end}}",
+            &self.name,
+        ]) {
+            for id in ids.split_whitespace() {
+                let _ = docker(&["rm", "-f", "-v", id]);
+            }
+        }
+        let _ = docker(&["network", "rm", &self.name]);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

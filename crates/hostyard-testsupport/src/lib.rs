@@ -59,7 +59,7 @@ mod tree;
 
 pub use backend::Backend;
 pub use docker::{
-    busybox_http_image, docker, docker_available, require_docker, unique_name, Container,
+    busybox_http_image, docker, docker_available, require_docker, unique_name, Container, Network,
     BUSYBOX_HTTP_BODY, BUSYBOX_HTTP_IMAGE,
 };
 pub use etcd::{Etcd, EtcdTls};

@@ -39,15 +39,30 @@ fn names_come_from_the_config_and_the_code() {
     assert_eq!(images.len(), 6, "{images:?}");
     assert!(images.contains(&"static-git registry.example/sg:2".to_string()));
     assert!(images.contains(&"haproxy hostyard/haproxy".to_string()));
-    // Each kind has its Dockerfile in the checkout (images.sh builds it).
-    let dockerfiles = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../dockerfiles");
+    // Each kind has its Dockerfile in the checkout, where images.sh looks.
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     for line in &images {
         let kind = line.split(' ').next().expect("kind");
-        let file = match kind {
-            "haproxy" | "postfix" => dockerfiles.join("server-wide").join(kind),
-            _ => dockerfiles.join(kind),
-        };
-        assert!(file.join("Dockerfile").is_file(), "{kind}");
+        let out = std::process::Command::new("bash")
+            .args([
+                "-c",
+                "source scripts/lib/images.sh && image_dockerfile \"$1\"",
+                "-",
+                kind,
+            ])
+            .current_dir(&repo)
+            .output()
+            .expect("bash");
+        let file = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success() && !file.is_empty(),
+            "{kind}: {}",
+            stderr(&out)
+        );
+        assert!(
+            repo.join("dockerfiles").join(&file).is_file(),
+            "{kind}: {file}"
+        );
     }
     assert_eq!(ask("target"), ["hostyard.target"]);
     assert_eq!(
