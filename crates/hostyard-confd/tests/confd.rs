@@ -666,8 +666,6 @@ fn a_burst_of_changes_is_applied_together() {
     );
 }
 
-/// A docker network removed on drop.
-
 /// The attack this pins: `etcdctl put /services/static/evil.example
 /// '{"ip":"127.0.0.1","port":"2379"}'` made etcd answer on
 /// `Host: evil.example`, because loopback was allowed by default.
