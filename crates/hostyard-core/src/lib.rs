@@ -5,6 +5,7 @@
 //! [`etcd::Schema`] for keys and values in etcd, and [`Layout`] for paths
 //! under the data root. The node config is in hostyard-config.
 
+pub mod aliases;
 pub mod backup;
 pub mod domain;
 pub mod envfile;

@@ -23,14 +23,16 @@
 //!   reached this disk. One of its own, due, is renewed, never replaced
 //!   by etcd's.
 //! - The certificate names the domain, the aliases of its declaration
-//!   (`{prefix}/sites/<domain>`) and `www.<domain>` when the CA can
-//!   validate it ([`order_names`]): an order that failed for `www.` alone
-//!   (a name without a DNS record, or pointing elsewhere) is made again at
-//!   once without it, so a site like `blog.example.com` gets HTTPS. The
-//!   CA's own check decides rather than one from this server: the CA's
-//!   resolver and network are what count, and a check from here is fooled
-//!   by split-horizon DNS or a router without hairpin NAT. A declared
-//!   alias is always ordered: its failure is the operator's to see.
+//!   (`{prefix}/sites/<domain>`) and `www.<domain>`, those the CA can
+//!   validate ([`order_names`], [`left_out`]): an order that failed for
+//!   some of them (a name without a DNS record yet, or pointing
+//!   elsewhere) is made again at once without them, so a site like
+//!   `blog.example.com` gets HTTPS and an alias added before its DNS
+//!   moved costs nothing but that name. The CA's own check decides rather
+//!   than one from this server: the CA's resolver and network are what
+//!   count, and a check from here is fooled by split-horizon DNS or a
+//!   router without hairpin NAT. What was left out is logged with the
+//!   command that adds it once it resolves.
 //! - `hostyard tls renew D` leaves a request ([`request_renewal`]); the
 //!   next pass orders a new key and certificate for D at once, whatever
 //!   the current one's age, backoff and the fleet's copy.
@@ -110,13 +112,10 @@ pub struct Acme {
 }
 
 /// The names one order asks for, the domain first: the domain, the
-/// aliases of its declaration, and `www.<domain>` when `with_www` (the
-/// first order of an attempt; the second, after [`leave_out_www`], goes
-/// without). A declared `www.` alias is in either way.
-pub fn order_names(domain: &Domain, aliases: &[Domain], with_www: bool) -> Vec<String> {
-    let www = domain.www().filter(|_| with_www);
+/// aliases of its declaration and `www.<domain>`, each once.
+pub fn order_names(domain: &Domain, aliases: &[Domain]) -> Vec<String> {
     let mut names = vec![domain.to_string()];
-    for name in aliases.iter().chain(www.iter()) {
+    for name in aliases.iter().chain(domain.www().iter()) {
         let name = name.to_string();
         if !names.contains(&name) {
             names.push(name);
@@ -125,14 +124,21 @@ pub fn order_names(domain: &Domain, aliases: &[Domain], with_www: bool) -> Vec<S
     names
 }
 
-/// Whether an order that failed validation for `failed` is made again
-/// without `www.<domain>`: only when that name alone failed and it is
-/// not a declared alias.
-pub fn leave_out_www(domain: &Domain, aliases: &[Domain], failed: &[String]) -> bool {
-    let Some(www) = domain.www() else {
-        return false;
-    };
-    !aliases.contains(&www) && !failed.is_empty() && failed.iter().all(|f| f == www.as_str())
+/// The names to order again after an order of `names` failed validation
+/// for `failed`: the others, when the domain itself is not among the
+/// failed (without it there is no certificate for the site) and something
+/// is left out (nothing failed by name when the CA was unreachable, and
+/// the same order would fail again).
+pub fn left_out(domain: &Domain, names: &[String], failed: &[String]) -> Option<Vec<String>> {
+    if failed.iter().any(|f| f == domain.as_str()) {
+        return None;
+    }
+    let kept: Vec<String> = names
+        .iter()
+        .filter(|n| !failed.contains(n))
+        .cloned()
+        .collect();
+    (kept.len() < names.len()).then_some(kept)
 }
 
 /// Whether this server orders `domain`'s certificate: hosted here and
@@ -400,8 +406,12 @@ impl Acme {
         outcome
     }
 
-    /// The names of the domain's declaration, then an order for them and
-    /// `www.<domain>`, and when `www.` alone failed, one without it.
+    /// An order for the names of the domain's declaration and
+    /// `www.<domain>`, then, while some of them failed and not the domain,
+    /// one without those ([`left_out`]). Each round leaves one name out at
+    /// least, so there are at most as many as names; more than one when a
+    /// CA stops the order at its first invalid name while others are still
+    /// being validated.
     async fn order_with_fallback(
         &mut self,
         etcd: &mut Client,
@@ -409,22 +419,28 @@ impl Acme {
         domain: &Domain,
     ) -> anyhow::Result<String> {
         let aliases = self.declared_aliases(etcd, domain).await?;
-        let names = order_names(domain, &aliases, true);
-        let first = bounded(self.order(etcd, lease, domain, names)).await;
-        match first {
-            Ok(pem) => Ok(pem),
-            Err(e) if leave_out_www(domain, &aliases, &e.failed) => {
-                log!(
-                    Notice,
-                    "{domain}: www.{domain} is left out of the certificate: the CA could not validate it ({:#}); once its DNS points at this fleet, `hostyard tls renew {domain}` adds it",
-                    e.error
-                );
-                let names = order_names(domain, &aliases, false);
-                bounded(self.order(etcd, lease, domain, names))
-                    .await
-                    .map_err(|e| e.error)
-            }
-            Err(e) => Err(e.error),
+        let mut names = order_names(domain, &aliases);
+        loop {
+            let e = match bounded(self.order(etcd, lease, domain, names.clone())).await {
+                Ok(pem) => return Ok(pem),
+                Err(e) => e,
+            };
+            let Some(kept) = left_out(domain, &names, &e.failed) else {
+                return Err(e.error);
+            };
+            let out: Vec<&str> = names
+                .iter()
+                .filter(|n| !kept.contains(n))
+                .map(String::as_str)
+                .collect();
+            let them = if out.len() == 1 { "it" } else { "them" };
+            log!(
+                Warning,
+                "{domain}: {} left out of the certificate: the CA could not validate {them} ({:#}); once the DNS points at this fleet, `hostyard tls renew {domain}` adds {them}",
+                out.join(", "),
+                e.error,
+            );
+            names = kept;
         }
     }
 
@@ -824,61 +840,68 @@ mod tests {
         assert!(tries < 5, "{tries}");
     }
 
-    fn names(domain: &str, aliases: &[&str], with_www: bool) -> Vec<String> {
+    fn names(domain: &str, aliases: &[&str]) -> Vec<String> {
         let aliases: Vec<Domain> = aliases.iter().map(|a| Domain::parse(a).unwrap()).collect();
-        order_names(&Domain::parse(domain).unwrap(), &aliases, with_www)
+        order_names(&Domain::parse(domain).unwrap(), &aliases)
     }
 
     #[test]
-    fn an_order_names_the_domain_its_aliases_and_www_unless_left_out() {
+    fn an_order_names_the_domain_its_aliases_and_www() {
         assert_eq!(
-            names("example.com", &[], true),
-            ["example.com", "www.example.com"]
-        );
-        assert_eq!(names("blog.example.com", &[], false), ["blog.example.com"]);
-        assert_eq!(
-            names("blog.example.org", &["blog.example.net"], false),
-            ["blog.example.org", "blog.example.net"]
-        );
-        // A declared www. stays; no name twice, the domain not as an alias.
-        assert_eq!(
-            names("example.com", &["www.example.com", "example.com"], false),
+            names("example.com", &[]),
             ["example.com", "www.example.com"]
         );
         assert_eq!(
-            names("example.com", &["www.example.com"], true),
+            names("blog.example.org", &["blog.example.net"]),
+            [
+                "blog.example.org",
+                "blog.example.net",
+                "www.blog.example.org"
+            ]
+        );
+        // No name twice, the domain not as an alias.
+        assert_eq!(
+            names("example.com", &["www.example.com", "example.com"]),
             ["example.com", "www.example.com"]
         );
         // A www. site has no www.www.
-        assert_eq!(names("www.example.com", &[], true), ["www.example.com"]);
+        assert_eq!(names("www.example.com", &[]), ["www.example.com"]);
     }
 
     #[test]
-    fn only_a_failure_of_an_undeclared_www_alone_leaves_it_out() {
-        let d = |s: &str| Domain::parse(s).unwrap();
+    fn a_failed_name_is_left_out_unless_it_is_the_domain() {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        let blog = d("blog.example.com");
-        assert!(leave_out_www(&blog, &[], &s(&["www.blog.example.com"])));
+        let blog = Domain::parse("blog.example.com").unwrap();
+        let all = s(&[
+            "blog.example.com",
+            "old.example.net",
+            "www.blog.example.com",
+        ]);
+        assert_eq!(
+            left_out(&blog, &all, &s(&["www.blog.example.com"])),
+            Some(s(&["blog.example.com", "old.example.net"]))
+        );
+        assert_eq!(
+            left_out(
+                &blog,
+                &all,
+                &s(&["old.example.net", "www.blog.example.com"])
+            ),
+            Some(s(&["blog.example.com"]))
+        );
         // Nothing failed by name (the CA was unreachable), or the domain
-        // failed too: the same order without www. would fail as well.
-        assert!(!leave_out_www(&blog, &[], &[]));
-        assert!(!leave_out_www(
-            &blog,
-            &[],
-            &s(&["www.blog.example.com", "blog.example.com"])
-        ));
-        assert!(!leave_out_www(&blog, &[], &s(&["blog.example.com"])));
-        // Declared: the operator wants it; the failure is theirs to see.
-        assert!(!leave_out_www(
-            &blog,
-            &[d("www.blog.example.com")],
-            &s(&["www.blog.example.com"])
-        ));
-        assert!(!leave_out_www(
-            &d("www.example.com"),
-            &[],
-            &s(&["www.www.example.com"])
-        ));
+        // failed too: the same order without the others would fail as well.
+        assert_eq!(left_out(&blog, &all, &[]), None);
+        assert_eq!(
+            left_out(
+                &blog,
+                &all,
+                &s(&["www.blog.example.com", "blog.example.com"])
+            ),
+            None
+        );
+        // A name the order did not hold changes nothing.
+        assert_eq!(left_out(&blog, &all, &s(&["other.example.org"])), None);
     }
 
     #[test]

@@ -107,3 +107,151 @@ pub fn forget(config: &NodeConfig, domain: &Domain) -> Result<Forgot> {
         Ok(Forgot::Declaration(kind))
     })
 }
+
+/// What `hostyard site show` prints: the declaration and the owner.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Shown {
+    pub kind: SiteKind,
+    pub aliases: Vec<Domain>,
+    pub owner: Option<String>,
+}
+
+/// `domain`'s declaration and owner, or why there is none.
+pub fn show(config: &NodeConfig, domain: &Domain) -> Result<Shown> {
+    let schema = Schema::new(&config.etcd.prefix);
+    hostyard_etcd::block_on(async {
+        let mut client =
+            hostyard_etcd::connect_within(&config.etcd, hostyard_etcd::COMMAND_TIMEOUT).await?;
+        let decl = declaration(&mut client, &schema, domain).await?;
+        let owner = owner_of(&mut client, &schema, domain).await?;
+        Ok(Shown {
+            kind: decl.kind,
+            aliases: decl.aliases,
+            owner,
+        })
+    })
+}
+
+/// What `set_aliases` did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AliasesSet {
+    Unchanged(Vec<Domain>),
+    Changed(Vec<Domain>),
+}
+
+/// Adds and removes aliases of `domain`'s declaration, on this server
+/// only when it owns the site (or nobody does yet), in one transaction on
+/// everything read: the declaration, the owner and every other site's
+/// declaration (so two sites cannot take one alias at once).
+pub fn set_aliases(
+    config: &NodeConfig,
+    domain: &Domain,
+    add: &[Domain],
+    remove: &[Domain],
+) -> Result<AliasesSet> {
+    let schema = Schema::new(&config.etcd.prefix);
+    let node = config.node_name();
+    hostyard_etcd::block_on(async {
+        let mut client =
+            hostyard_etcd::connect_within(&config.etcd, hostyard_etcd::COMMAND_TIMEOUT).await?;
+        let mut decl = declaration(&mut client, &schema, domain).await?;
+        let owner = owner_of(&mut client, &schema, domain).await?;
+        if let Some(owner) = owner.as_ref().filter(|o| **o != node) {
+            bail!(
+                "{domain} is owned by server {owner}, not this one ({node}): change it there, \
+                 where its certificate is ordered"
+            );
+        }
+        let prefix = schema.sites_prefix();
+        let (sites, revision) = hostyard_etcd::read_all(&mut client, &prefix).await?;
+        let mut claims = std::collections::BTreeMap::new();
+        for (key, value) in &sites {
+            let (Ok(site), Ok(other)) = (schema.parse_site_key(key), SiteDecl::parse(value)) else {
+                continue;
+            };
+            if &site == domain {
+                // Read again at the revision every compare below holds.
+                decl = other;
+                continue;
+            }
+            for alias in site.www().into_iter().chain(other.aliases) {
+                claims.entry(alias).or_insert_with(|| site.clone());
+            }
+        }
+        let taken = |name: &Domain| {
+            if sites.contains_key(&schema.site_key(name)) {
+                Some(hostyard_core::aliases::Taken::Site)
+            } else {
+                claims
+                    .get(name)
+                    .map(|s: &Domain| hostyard_core::aliases::Taken::AliasOf(s.clone()))
+            }
+        };
+        let next = hostyard_core::aliases::decide(domain, &decl.aliases, add, remove, taken)
+            .map_err(|problems| anyhow::anyhow!("nothing changed: {}", problems.join("; ")))?;
+        if next == decl.aliases {
+            return Ok(AliasesSet::Unchanged(next));
+        }
+        decl.aliases = next.clone();
+        let owner_key = schema.owner_key(domain);
+        let txn = Txn::new()
+            .when([
+                Compare::mod_revision(prefix.as_str(), CompareOp::Less, revision + 1).with_prefix(),
+                match &owner {
+                    None => Compare::version(owner_key.as_str(), CompareOp::Equal, 0),
+                    Some(owner) => {
+                        Compare::value(owner_key.as_str(), CompareOp::Equal, owner.as_str())
+                    }
+                },
+            ])
+            .and_then([TxnOp::put(schema.site_key(domain), decl.to_json(), None)]);
+        let done = bounded("txn", client.txn(txn)).await?;
+        if !done.succeeded() {
+            bail!(
+                "a site's declaration or {domain}'s owner changed meanwhile; nothing was \
+                 changed: run the command again"
+            );
+        }
+        Ok(AliasesSet::Changed(next))
+    })
+}
+
+/// `domain`'s declaration; an error that says how a site gets one when
+/// it has none.
+async fn declaration(
+    client: &mut etcd_client::Client,
+    schema: &Schema,
+    domain: &Domain,
+) -> Result<SiteDecl> {
+    let key = schema.site_key(domain);
+    let got = bounded("get", client.get(key.as_str(), None)).await?;
+    let Some(kv) = got.kvs().first() else {
+        bail!(
+            "{domain} is not declared: start it first (`systemctl start KIND@{domain}`, KIND one \
+             of {}); its discovery declares it",
+            SiteKind::ALL
+                .iter()
+                .map(|k| k.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    };
+    let decl = SiteDecl::parse(kv.value()).map_err(|e| {
+        anyhow::anyhow!("{key} holds {e}; `hostyard site forget {domain}` and start the site again")
+    })?;
+    Ok(decl)
+}
+
+/// The server that owns `domain`, if any.
+async fn owner_of(
+    client: &mut etcd_client::Client,
+    schema: &Schema,
+    domain: &Domain,
+) -> Result<Option<String>> {
+    let key = schema.owner_key(domain);
+    let got = bounded("get", client.get(key.as_str(), None)).await?;
+    Ok(got
+        .kvs()
+        .first()
+        .map(|kv| hostyard_core::etcd::owner_or_raw(kv.value())))
+}

@@ -8,7 +8,9 @@ use std::fs;
 
 use hostyard_core::etcd::Schema;
 use hostyard_testsupport::Etcd;
-use util::{assert_stdout_has, hostyard, stderr, stdout, TempDir};
+use util::{
+    assert_exit_saying, assert_stderr_has, assert_stdout_has, hostyard, stderr, stdout, TempDir,
+};
 
 fn config(dir: &TempDir, etcd: &Etcd) -> String {
     let path = dir.str("hostyard.yaml");
@@ -181,4 +183,125 @@ fn the_owner_changes_hands_only_by_claim_transfer_or_take_over() {
     let out = run(&["forget", "example.com"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(owner(), None);
+}
+
+#[test]
+fn set_changes_aliases_only_on_the_owner_and_never_to_a_taken_name() {
+    let etcd = Etcd::start().expect("etcd");
+    let dir = TempDir::new();
+    let config = dir.str("hostyard.yaml");
+    fs::write(
+        &config,
+        format!(
+            "data_root: {}\nnode_name: srv1\netcd:\n  endpoints: [\"{}\"]\n",
+            dir.str("data"),
+            etcd.endpoint()
+        ),
+    )
+    .expect("config");
+    let schema = Schema::new(&hostyard_config::NodeConfig::default().etcd.prefix);
+    let key = |d: &str| schema.site_key(&d.parse().unwrap());
+    let owner = schema.owner_key(&"example.com".parse().unwrap());
+    let set = |args: &[&str]| {
+        let mut all = vec!["--config", &config, "site", "set", "example.com"];
+        all.extend_from_slice(args);
+        hostyard(&all)
+    };
+
+    // Not declared yet: the message says how a site gets a declaration.
+    let out = set(&["--add-alias", "a.example.org"]);
+    assert_exit_saying(&out, 1, "example.com is not declared: start it first");
+    assert_eq!(etcd.get(&key("example.com")).unwrap(), None);
+
+    etcd.put(&key("example.com"), r#"{"kind":"static","aliases":[]}"#)
+        .unwrap();
+    etcd.put(
+        &key("other.example"),
+        r#"{"kind":"wordpress","aliases":["old.example.org"]}"#,
+    )
+    .unwrap();
+    etcd.put(&key("shop.example.org"), r#"{"kind":"static"}"#)
+        .unwrap();
+    let before = etcd.get(&key("example.com")).unwrap();
+
+    // Names other sites hold, and the site's own www name: every problem
+    // in one refusal, nothing written.
+    let out = set(&[
+        "--add-alias",
+        "a.example.org",
+        "--add-alias",
+        "old.example.org",
+        "--add-alias",
+        "shop.example.org",
+        "--add-alias",
+        "www.other.example",
+    ]);
+    assert_exit_saying(&out, 1, "nothing changed");
+    for says in [
+        "old.example.org already points at other.example",
+        "www.other.example already points at other.example",
+        "shop.example.org is a site of its own",
+    ] {
+        assert_stderr_has(&out, says);
+    }
+    assert_eq!(etcd.get(&key("example.com")).unwrap(), before);
+
+    // Bad input is a usage error naming it.
+    assert_exit_saying(&set(&[]), 2, "nothing to set");
+    assert_exit_saying(&set(&["--add-alias", "A.example.org"]), 2, "a.example.org");
+
+    // Added: the kind stays, routing reads the new alias.
+    let out = set(&[
+        "--add-alias",
+        "a.example.org",
+        "--add-alias",
+        "b.example.org",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_stdout_has(
+        &out,
+        "example.com's aliases are now a.example.org, b.example.org",
+    );
+    let decl = etcd.get(&key("example.com")).unwrap().unwrap();
+    let decl = hostyard_core::etcd::SiteDecl::parse(decl.as_bytes()).unwrap();
+    assert_eq!(decl.kind, hostyard_core::SiteKind::Static);
+    assert_eq!(decl.aliases.len(), 2);
+    let out = set(&["--add-alias", "a.example.org"]);
+    assert_stdout_has(&out, "nothing changed");
+
+    let show = hostyard(&["--config", &config, "site", "show", "example.com"]);
+    assert_eq!(
+        stdout(&show),
+        "kind: static\naliases: a.example.org, b.example.org\nowner: none\n"
+    );
+
+    // Another server owns it: refused here, naming the owner.
+    etcd.put(&owner, "srv2").unwrap();
+    let before = etcd.get(&key("example.com")).unwrap();
+    let out = set(&["--remove-alias", "a.example.org"]);
+    assert_exit_saying(
+        &out,
+        1,
+        "example.com is owned by server srv2, not this one (srv1)",
+    );
+    assert_eq!(etcd.get(&key("example.com")).unwrap(), before);
+
+    // This server owns it: removed.
+    etcd.put(&owner, "srv1").unwrap();
+    let out = set(&[
+        "--remove-alias",
+        "a.example.org",
+        "--remove-alias",
+        "b.example.org",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_stdout_has(&out, "example.com's aliases are now none");
+    let show = hostyard(&["--config", &config, "site", "show", "example.com"]);
+    assert_stdout_has(&show, "aliases: none\nowner: srv1\n");
+    let out = set(&["--remove-alias", "a.example.org"]);
+    assert_exit_saying(
+        &out,
+        1,
+        "a.example.org is not an alias of example.com (its aliases: none)",
+    );
 }

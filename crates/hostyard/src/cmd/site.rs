@@ -2,6 +2,7 @@
 
 use clap::Subcommand;
 use hostyard_config::NodeConfig;
+use hostyard_core::aliases::listed;
 use hostyard_core::Domain;
 
 use super::{runtime, usage, Failure};
@@ -38,6 +39,28 @@ pub enum SiteAction {
         #[arg(long)]
         take_over: bool,
     },
+    /// Print the site's declaration: its kind, its aliases and the server
+    /// that owns it.
+    Show {
+        /// The site's domain (example.com).
+        domain: String,
+    },
+    /// Change the site's aliases: other names that answer with a 301 to
+    /// it (its www. name always does). Routing follows at once; the site's
+    /// ACME certificate is ordered again to cover them. Run it on the
+    /// server that owns the site.
+    Set {
+        /// The site's domain (example.com).
+        domain: String,
+        /// A name to add (repeat for more). Its DNS should point at the
+        /// fleet: a name the CA cannot validate is left off the
+        /// certificate.
+        #[arg(long = "add-alias", value_name = "NAME")]
+        add: Vec<String>,
+        /// A name to remove (repeat for more).
+        #[arg(long = "remove-alias", value_name = "NAME")]
+        remove: Vec<String>,
+    },
     /// Remove the site's declaration (its kind and aliases) from etcd, e.g.
     /// before it comes back as another kind. Refused while the declared site
     /// runs; its data is left as it is.
@@ -61,6 +84,52 @@ pub fn run(config: &NodeConfig, action: SiteAction) -> Result<u8, Failure> {
                         "forgot {domain} (declared as {kind} site); its data in {} is left as it is",
                         config.layout().domain_dir(&domain).display()
                     );
+                }
+            }
+        }
+        SiteAction::Show { domain } => {
+            let domain = Domain::parse_instance(&domain).map_err(usage)?;
+            let shown = hostyard::site::show(config, &domain).map_err(runtime)?;
+            println!("kind: {}", shown.kind);
+            println!("aliases: {}", listed(&shown.aliases));
+            println!("owner: {}", shown.owner.as_deref().unwrap_or("none"));
+        }
+        SiteAction::Set {
+            domain,
+            add,
+            remove,
+        } => {
+            let domain = Domain::parse_instance(&domain).map_err(usage)?;
+            let names = |list: Vec<String>| -> Result<Vec<Domain>, Failure> {
+                list.iter()
+                    .map(|n| Domain::parse_instance(n).map_err(usage))
+                    .collect()
+            };
+            let (add, remove) = (names(add)?, names(remove)?);
+            if add.is_empty() && remove.is_empty() {
+                return Err(usage(anyhow::anyhow!(
+                    "nothing to set: name --add-alias NAME or --remove-alias NAME"
+                )));
+            }
+            match hostyard::site::set_aliases(config, &domain, &add, &remove).map_err(runtime)? {
+                hostyard::site::AliasesSet::Unchanged(now) => {
+                    println!(
+                        "{domain}'s aliases are {} already; nothing changed",
+                        listed(&now)
+                    );
+                }
+                hostyard::site::AliasesSet::Changed(now) => {
+                    println!("{domain}'s aliases are now {}", listed(&now));
+                    // A certificate this server orders is ordered again
+                    // for the new names; an imported one is the operator's.
+                    let layout = config.layout();
+                    if config.tls.acme.enabled()
+                        && layout.domain_dir(&domain).is_dir()
+                        && hostyard_tls::acme::orders(&layout, &domain)
+                    {
+                        hostyard::tls::renew(config, &domain).map_err(runtime)?;
+                        println!("{}", hostyard::tls::next_steps(config, &domain));
+                    }
                 }
             }
         }
