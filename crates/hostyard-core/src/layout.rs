@@ -99,6 +99,13 @@ impl Layout {
         self.public_dir(domain).join("current")
     }
 
+    /// The remote commit a rollback holds back (`hostyard site rollback`):
+    /// pulls publish nothing while the remote's tip is still that commit.
+    /// Beside `public/`, never served.
+    pub fn rollback_hold(&self, domain: &Domain) -> PathBuf {
+        self.domain_dir(domain).join("rollback-hold")
+    }
+
     pub fn trees_dir(&self, domain: &Domain) -> PathBuf {
         self.public_dir(domain).join("trees")
     }

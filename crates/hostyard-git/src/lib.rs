@@ -52,6 +52,16 @@ pub enum Outcome {
     },
     /// `current` already pointed to the remote's tip.
     UpToDate { commit: String },
+    /// The remote's tip is the commit a rollback moved away from: nothing
+    /// is published until a new commit arrives.
+    Held { commit: String },
+}
+
+/// What a rollback did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RolledBack {
+    pub from: String,
+    pub to: String,
 }
 
 /// Reads the site's stored URL ([`Layout::git_url_file`]).
@@ -104,10 +114,16 @@ pub fn publish(
     let local = Git::new(&repo, git_timeout_local());
     let commit = local.resolve_commit(TIP_REF)?;
 
+    let hold = layout.rollback_hold(domain);
+    let held = hostyard_fs::read_if_exists(&hold)?;
+    if held.as_deref() == Some(commit.as_bytes()) {
+        return Ok(Outcome::Held { commit });
+    }
     let link = layout.current_link(domain);
     let previous = current_commit(&link);
     let tree = layout.tree_dir(domain, &commit);
     if previous.as_deref() == Some(commit.as_str()) && tree.is_dir() {
+        release(&hold, held.is_some())?;
         return Ok(Outcome::UpToDate { commit });
     }
     if !tree.is_dir() {
@@ -130,6 +146,7 @@ pub fn publish(
     // The newest publication is the last to be pruned, whatever its age.
     touch(&tree)?;
     switch_link(&link, &Layout::current_link_target(&commit))?;
+    release(&hold, held.is_some())?;
     if let Err(e) = prune(&trees, &commit, config.keep_trees) {
         hostyard_log::line(
             hostyard_log::Priority::Warning,
@@ -137,6 +154,58 @@ pub fn publish(
         );
     }
     Ok(Outcome::Published { commit, previous })
+}
+
+/// Removes a rollback's hold once a new commit is published.
+fn release(hold: &Path, held: bool) -> Result<()> {
+    if held {
+        fs::remove_file(hold).with_context(|| format!("cannot remove {}", hold.display()))?;
+    }
+    Ok(())
+}
+
+/// Serves the tree published before the current one again, at once (the
+/// same atomic switch as a publication), and holds the remote's tip back:
+/// pulls publish nothing until a new commit is pushed. The tree rolled back
+/// from is made the oldest, so a second rollback goes further back and
+/// pruning removes it first.
+pub fn rollback(layout: &Layout, domain: &Domain) -> Result<RolledBack> {
+    let _lock = lock_dir(&layout.domain_dir(domain))?;
+    let link = layout.current_link(domain);
+    let Some(from) = current_commit(&link) else {
+        bail!(
+            "{} names no published tree: {domain} is not a static-git site that has been published",
+            link.display()
+        );
+    };
+    let trees = layout.trees_dir(domain);
+    let mut others = Vec::new();
+    for entry in fs::read_dir(&trees).with_context(|| format!("cannot read {}", trees.display()))? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || name == from || !entry.file_type()?.is_dir() {
+            continue;
+        }
+        others.push((entry.metadata()?.modified()?, name));
+    }
+    let Some((_, to)) = others.into_iter().max() else {
+        bail!(
+            "{domain} keeps no tree older than {from} (git.keep_trees in the node config says how              many are kept): nothing to roll back to"
+        );
+    };
+    // What a pull would publish again is the remote's tip, which may be
+    // newer than what serves (a failed pull): that is what is held.
+    let repo = layout.git_repo_dir(domain);
+    let tip = Git::new(&repo, git_timeout_local())
+        .resolve_commit(TIP_REF)
+        .unwrap_or_else(|_| from.clone());
+    hostyard_fs::AtomicWrite::new(0o644).write(&layout.rollback_hold(domain), tip.as_bytes())?;
+    switch_link(&link, &Layout::current_link_target(&to))?;
+    let old = layout.tree_dir(domain, &from);
+    File::open(&old)
+        .and_then(|f| f.set_modified(SystemTime::UNIX_EPOCH))
+        .with_context(|| format!("cannot update the time of {}", old.display()))?;
+    Ok(RolledBack { from, to })
 }
 
 /// Local git work (rev-parse, archive) is bounded too, generously.

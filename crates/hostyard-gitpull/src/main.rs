@@ -49,6 +49,12 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Outcome::UpToDate { .. }) => ExitCode::SUCCESS,
+        Ok(Outcome::Held { commit }) => {
+            notice(format_args!(
+                "{PROGRAM}: {domain}: {commit} is held back by a rollback; the next pushed commit is published"
+            ));
+            ExitCode::SUCCESS
+        }
         Err(e) => cli::fail(
             PROGRAM,
             EXIT_FAILURE,

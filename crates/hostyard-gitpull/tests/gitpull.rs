@@ -537,3 +537,64 @@ fn a_fetch_past_the_byte_cap_keeps_nothing_of_it() {
         "the repository grew from {before} to {after} bytes"
     );
 }
+
+#[test]
+fn a_rollback_serves_the_previous_tree_until_a_new_commit_is_pushed() {
+    let w = World::new("git:\n  keep_trees: 5\n");
+    let a = w.commit("index.html", "v1");
+    w.pull_ok();
+    let b = w.commit("index.html", "v2");
+    w.pull_ok();
+    let c = w.commit("index.html", "v3");
+    w.pull_ok();
+
+    let back = hostyard_git::rollback(&w.layout(), &w.domain).unwrap();
+    assert_eq!(
+        (back.from.as_str(), back.to.as_str()),
+        (c.as_str(), b.as_str())
+    );
+    assert_eq!(w.served("index.html"), "v2");
+    // Again: further back, not back to the bad tree.
+    let back = hostyard_git::rollback(&w.layout(), &w.domain).unwrap();
+    assert_eq!(
+        (back.from.as_str(), back.to.as_str()),
+        (b.as_str(), a.as_str())
+    );
+    assert_eq!(w.served("index.html"), "v1");
+
+    // The remote's tip is still the commit rolled back from: the pull
+    // publishes nothing and says why.
+    let out = w.pull();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("{c} is held back by a rollback")),
+        "{out:?}"
+    );
+    assert_eq!(w.current(), Layout::current_link_target(&a));
+
+    // A new commit is published, and the hold goes with it.
+    let d = w.commit("index.html", "v4");
+    w.pull_ok();
+    assert_eq!(w.current(), Layout::current_link_target(&d));
+    assert!(!w.layout().rollback_hold(&w.domain).exists());
+    w.pull_ok();
+    assert_eq!(w.served("index.html"), "v4");
+}
+
+#[test]
+fn a_rollback_with_no_older_tree_changes_nothing() {
+    let w = World::new("git:\n  keep_trees: 1\n");
+    let a = w.commit("index.html", "v1");
+    w.pull_ok();
+    w.commit("index.html", "v2");
+    w.pull_ok();
+    let before = w.current();
+    let err = hostyard_git::rollback(&w.layout(), &w.domain).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("keeps no tree older than"),
+        "{err:#}"
+    );
+    assert_eq!(w.current(), before);
+    assert_ne!(before, Layout::current_link_target(&a));
+    assert!(!w.layout().rollback_hold(&w.domain).exists());
+}

@@ -1,6 +1,6 @@
-//! `hostyard site forget` against a real etcd: a site that changed kind
+//! `hostyard site` against a real etcd: forget (a site that changed kind
 //! stayed a 503 forever behind its old declaration, and the command the
-//! docs named did not exist.
+//! docs named did not exist), the owner's commands, set and show.
 
 mod util;
 
@@ -9,7 +9,8 @@ use std::fs;
 use hostyard_core::etcd::Schema;
 use hostyard_testsupport::Etcd;
 use util::{
-    assert_exit_saying, assert_stderr_has, assert_stdout_has, hostyard, stderr, stdout, TempDir,
+    assert_exit_saying, assert_stderr_has, assert_stdout_has, hostyard, stderr, stdout,
+    write_config, TempDir,
 };
 
 fn config(dir: &TempDir, etcd: &Etcd) -> String {
@@ -304,4 +305,15 @@ fn set_changes_aliases_only_on_the_owner_and_never_to_a_taken_name() {
         1,
         "a.example.org is not an alias of example.com (its aliases: none)",
     );
+}
+
+#[test]
+fn rollback_names_what_it_needs_for_a_site_without_a_repository() {
+    let dir = TempDir::new();
+    let config = write_config(&dir, &format!("data_root: {}\n", dir.str("data")));
+    let out = hostyard(&["--config", &config, "site", "rollback", "example.com"]);
+    assert_exit_saying(&out, 1, "example.com has no repository here (");
+    assert_stderr_has(&out, "only a static-git site hosted on this server");
+    let out = hostyard(&["--config", &config, "site", "rollback", "Example.com"]);
+    assert_exit_saying(&out, 2, "example.com");
 }

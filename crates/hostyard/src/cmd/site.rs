@@ -61,6 +61,13 @@ pub enum SiteAction {
         #[arg(long = "remove-alias", value_name = "NAME")]
         remove: Vec<String>,
     },
+    /// Serve a static-git site's previously published tree again, at once,
+    /// and publish nothing until a new commit is pushed (a bad deploy's
+    /// undo). Run it again to go further back.
+    Rollback {
+        /// The site's domain (example.com), hosted on this server.
+        domain: String,
+    },
     /// Remove the site's declaration (its kind and aliases) from etcd, e.g.
     /// before it comes back as another kind. Refused while the declared site
     /// runs; its data is left as it is.
@@ -132,6 +139,22 @@ pub fn run(config: &NodeConfig, action: SiteAction) -> Result<u8, Failure> {
                     }
                 }
             }
+        }
+        SiteAction::Rollback { domain } => {
+            let domain = Domain::parse_instance(&domain).map_err(usage)?;
+            let layout = config.layout();
+            if !layout.git_repo_dir(&domain).is_dir() {
+                return Err(runtime(anyhow::anyhow!(
+                    "{domain} has no repository here ({}): only a static-git site hosted on this \
+                     server has published trees to roll back to",
+                    layout.git_repo_dir(&domain).display()
+                )));
+            }
+            let done = hostyard_git::rollback(&layout, &domain).map_err(runtime)?;
+            println!(
+                "{domain} serves {} again (was {}); pulls publish nothing until a new commit is pushed",
+                done.to, done.from
+            );
         }
         SiteAction::Owner { domain } => {
             let domain = Domain::parse_instance(&domain).map_err(usage)?;
