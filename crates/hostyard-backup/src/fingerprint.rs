@@ -215,10 +215,17 @@ mod tests {
             if (m.ctime(), m.ctime_nsec()) != (before_s, before) {
                 break;
             }
-            assert!(std::time::Instant::now() < deadline, "the ctime never moved");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the ctime never moved"
+            );
         }
         let m = fs::metadata(&file).unwrap();
-        assert_eq!((m.len(), m.modified().unwrap()), (4, mtime), "size and mtime kept");
+        assert_eq!(
+            (m.len(), m.modified().unwrap()),
+            (4, mtime),
+            "size and mtime kept"
+        );
         assert_ne!(fp(&layout, &d), first);
     }
 

@@ -311,7 +311,11 @@ impl Restic {
         };
         for entry in entries {
             let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
-            if entry.file_name().as_encoded_bytes().starts_with(id.as_bytes()) {
+            if entry
+                .file_name()
+                .as_encoded_bytes()
+                .starts_with(id.as_bytes())
+            {
                 return Ok(true);
             }
         }

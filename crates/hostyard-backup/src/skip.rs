@@ -236,10 +236,7 @@ mod tests {
             time: 17 * DAY,
             ..now()
         };
-        assert_eq!(
-            decide(Some(&last), &at),
-            Decision::Snapshot(Reason::MaxAge)
-        );
+        assert_eq!(decide(Some(&last), &at), Decision::Snapshot(Reason::MaxAge));
         // A clock set back before the snapshot.
         let back = Now {
             time: 9 * DAY,

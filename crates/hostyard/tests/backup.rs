@@ -636,9 +636,10 @@ fn an_unchanged_site_is_skipped_until_it_changes_loses_its_snapshot_ages_or_is_f
     )
     .unwrap();
     fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
-    let config = fs::read_to_string(&a.config)
-        .unwrap()
-        .replace(&restic().display().to_string(), &wrapper.display().to_string());
+    let config = fs::read_to_string(&a.config).unwrap().replace(
+        &restic().display().to_string(),
+        &wrapper.display().to_string(),
+    );
     // etcd on a closed port: status reports routing as unreachable, and
     // the backups from this server's records.
     fs::write(
@@ -663,7 +664,12 @@ fn an_unchanged_site_is_skipped_until_it_changes_loses_its_snapshot_ages_or_is_f
             .map(|s| s["id"].as_str().unwrap().to_string())
             .collect()
     };
-    let calls_now = || fs::read_to_string(&calls).unwrap_or_default().lines().count();
+    let calls_now = || {
+        fs::read_to_string(&calls)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
     let record = || -> serde_json::Value {
         serde_json::from_slice(&fs::read(a.layout().backup_state(&d)).unwrap()).unwrap()
     };
@@ -681,7 +687,11 @@ fn an_unchanged_site_is_skipped_until_it_changes_loses_its_snapshot_ages_or_is_f
     let three_days_ago = last["time"].as_u64().unwrap() - 3 * 86_400;
     last["time"] = three_days_ago.into();
     last["snapshot_time"] = three_days_ago.into();
-    fs::write(a.layout().backup_state(&d), serde_json::to_vec(&last).unwrap()).unwrap();
+    fs::write(
+        a.layout().backup_state(&d),
+        serde_json::to_vec(&last).unwrap(),
+    )
+    .unwrap();
     let before = calls_now();
     run(&[], "is unchanged since snapshot");
     assert_eq!(calls_now(), before, "restic ran for an unchanged site");
@@ -711,7 +721,10 @@ fn an_unchanged_site_is_skipped_until_it_changes_loses_its_snapshot_ages_or_is_f
         .set_modified(meta.modified().unwrap())
         .unwrap();
     let now = fs::metadata(&index).unwrap();
-    assert_eq!((now.len(), now.modified().unwrap()), (meta.len(), meta.modified().unwrap()));
+    assert_eq!(
+        (now.len(), now.modified().unwrap()),
+        (meta.len(), meta.modified().unwrap())
+    );
     run(&[], "(changed)");
     let list = snapshots();
     assert_eq!(list.len(), 2);
@@ -737,7 +750,11 @@ fn an_unchanged_site_is_skipped_until_it_changes_loses_its_snapshot_ages_or_is_f
     // The snapshot reaches backup.unchanged_max_age (7 days by default).
     let mut last = record();
     last["snapshot_time"] = (last["snapshot_time"].as_u64().unwrap() - 7 * 86_400).into();
-    fs::write(a.layout().backup_state(&d), serde_json::to_vec(&last).unwrap()).unwrap();
+    fs::write(
+        a.layout().backup_state(&d),
+        serde_json::to_vec(&last).unwrap(),
+    )
+    .unwrap();
     run(&[], "(the last snapshot reached backup.unchanged_max_age)");
     assert_eq!(snapshots().len(), 3);
     run(&[], "is unchanged since snapshot");
