@@ -2,9 +2,10 @@
 # scripts/bench.sh backup: backups and a restore on a server in a box, with
 # Debian 13's restic into a local repository on the box, timed from inside
 # the box (its clock, its curl against HAProxy on 127.0.0.1:80):
-#   - the first and the second (unchanged) backup of 20 static sites (each
-#     BACKUP_SITE_MB of random files), one `systemctl start backup@D` after
-#     another as their timers would run them: time and repository growth;
+#   - the first and the second (unchanged: each skipped, nothing stored)
+#     backup of 20 static sites (each BACKUP_SITE_MB of random files), one
+#     `systemctl start backup@D` after another as their timers would run
+#     them: time, time a site, and repository growth;
 #   - a WordPress site with BACKUP_WP_MB of uploads: the p50 latency of its
 #     front page while its own backup@ unit runs, over the p50 when idle,
 #     measured in the same run;
@@ -40,7 +41,7 @@ bench_backup() {
 backup_report() {
     local r=$1
     step "figures (box clock; repository sizes by du)"
-    note "$BACKUP_SITES static sites of $BACKUP_SITE_MB MB, backed up one after another: first $(field first 2 <<<"$r") s, second (unchanged) $(field second 2 <<<"$r") s"
+    note "$BACKUP_SITES static sites of $BACKUP_SITE_MB MB, backed up one after another: first $(field first 2 <<<"$r") s, second (unchanged) $(field second 2 <<<"$r") s ($(field second 3 <<<"$r") s a site)"
     note "repository: $(field repo 2 <<<"$r") MB before, $(field repo 3 <<<"$r") MB after the first round, $(field repo 4 <<<"$r") MB after the second"
     note "WordPress front page p50: idle $(field latency 2 <<<"$r") ms ($(field latency 4 <<<"$r") requests), during its own backup $(field latency 3 <<<"$r") ms ($(field latency 5 <<<"$r") requests; the backup took $(field latency 6 <<<"$r") s)"
     note "restore of WordPress with $BACKUP_WP_MB MB of uploads: hostyard restore returned after $(field restore 3 <<<"$r") s, first 200 after $(field restore 2 <<<"$r") s"
@@ -49,8 +50,9 @@ backup_report() {
         $1 == "repo" { growth = $4 - $3 }
         $1 == "restore" { restore = $2 }
         $1 == "latency" { ratio = ($2 > 0) ? $3 / $2 : 0 }
-        END { printf "backup: first_20_s=%.1f second_20_s=%.1f growth_second_mb=%.1f restore_wp_%smb_s=%.1f p50_during_vs_idle=%.2f\n",
-            first, second, growth, wp, restore, ratio }' <<<"$r"
+        $1 == "second" { per_site = $3 }
+        END { printf "backup: first_20_s=%.1f second_20_s=%.1f unchanged_site_s=%.3f growth_second_mb=%.1f restore_wp_%smb_s=%.1f p50_during_vs_idle=%.2f\n",
+            first, second, per_site, growth, wp, restore, ratio }' <<<"$r"
 }
 
 # ---- backup: inside the box (bench.sh is mounted at /hostyard/src) ---------
@@ -118,7 +120,12 @@ backup_measure() {
     r1=$(repo_mb)
     t0=$(now_ms)
     backup_units "${sites[@]}"
-    echo "second $(secs_since "$t0")"
+    echo "second $(secs_since "$t0") $(awk -v ms=$(($(now_ms) - t0)) -v n="$BACKUP_SITES" 'BEGIN { printf "%.3f\n", ms / 1000 / n }')"
+    # Each of them skipped: its unit's last line says so.
+    for d in "${sites[@]}"; do
+        journalctl -u "backup@$d.service" -n 5 -o cat | grep -q 'is unchanged since snapshot' ||
+            die "the second backup of $d was not skipped: journalctl -u backup@$d.service"
+    done
     echo "repo $r0 $r1 $(repo_mb)"
 
     # WordPress, installed by its start, with uploads as its own user.

@@ -11,9 +11,11 @@
 
 pub mod db;
 pub mod export;
+pub mod fingerprint;
 pub mod refresh;
 pub mod restic;
 pub mod restore;
+pub mod skip;
 pub mod state;
 
 pub use export::{export, export_watched, site_kind};

@@ -283,6 +283,45 @@ impl Restic {
         oldest_first(list)
     }
 
+    /// Whether the repository still has the site's snapshot `id` (its full
+    /// ID or a prefix, as `restic backup --json` printed it). A local
+    /// repository is asked without restic: each snapshot is a file
+    /// `snapshots/<ID>` there (restic's repository layout), and opening the
+    /// repository costs restic a key derivation tuned to take half a
+    /// second. Elsewhere (sftp) restic lists the site's snapshots.
+    pub fn has_snapshot(&self, domain: &Domain, id: &str) -> Result<bool> {
+        if id.is_empty() {
+            return Ok(false);
+        }
+        if !self.repository.starts_with('/') {
+            return Ok(self.snapshots(domain)?.iter().any(|s| s.id.starts_with(id)));
+        }
+        let dir = Path::new(&self.repository).join("snapshots");
+        if id.len() == 64 {
+            return match std::fs::symlink_metadata(dir.join(id)) {
+                Ok(_) => Ok(true),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(e).with_context(|| format!("cannot read {}", dir.display())),
+            };
+        }
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+        };
+        for entry in entries {
+            let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
+            if entry
+                .file_name()
+                .as_encoded_bytes()
+                .starts_with(id.as_bytes())
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Restores a snapshot under `target`, which must exist: its files land
     /// at `target/<the snapshot's path>`.
     pub fn restore(&self, snapshot: &str, target: &Path) -> Result<()> {

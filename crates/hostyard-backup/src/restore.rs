@@ -18,16 +18,61 @@ use hostyard_fs::{rename_no_replace, sync_dir};
 
 use crate::export::{export, site_kind, KIND_FILE};
 use crate::restic::{BackupSummary, Restic, Snapshot};
+use crate::skip::{self, Decision, Reason};
 use crate::state::{self, LastBackup};
 
-/// Exports `domain` and stores the export in the repository; records the
-/// backup as the site's last good one.
+/// What one `hostyard backup run` did.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Exported and stored, for this reason.
+    Stored(BackupSummary, Reason),
+    /// Unchanged since this snapshot, which the repository still has:
+    /// neither exported nor stored again.
+    Unchanged(LastBackup),
+}
+
+/// Exports `domain` and stores the export in the repository, unless the
+/// site is unchanged since its last snapshot ([`crate::skip`]; `force`
+/// stores one regardless); records the backup as the site's last good one
+/// either way.
 pub fn backup(
     config: &NodeConfig,
     restic: &Restic,
     domain: &Domain,
-) -> Result<(SiteKind, BackupSummary)> {
+    force: bool,
+) -> Result<(SiteKind, Outcome)> {
     let layout = config.layout();
+    let kind = site_kind(&layout, domain)?.with_context(|| {
+        format!(
+            "{domain} has no data on this server ({} does not exist)",
+            layout.domain_dir(domain).display()
+        )
+    })?;
+    // Taken before the export: a change made while it copies shows in the
+    // next backup's fingerprint. One that cannot be taken (the tree is
+    // being swapped) is no reason to skip: the export decides.
+    let fingerprint = crate::fingerprint::site(&layout, domain, kind).unwrap_or(None);
+    let repository = crate::fingerprint::repository(&config.backup)?;
+    let last = state::read(&layout, domain)?;
+    let now = skip::Now {
+        force,
+        fingerprint: fingerprint.as_deref(),
+        repository: &repository,
+        time: state::now(),
+        max_age_secs: config.backup.unchanged_max_age.as_secs(),
+    };
+    let reason = match skip::decide(last.as_ref(), &now) {
+        Decision::Snapshot(reason) => reason,
+        Decision::SkipIfPresent(id) => match skip::confirm(restic.has_snapshot(domain, &id)?) {
+            Some(reason) => reason,
+            None => {
+                let last = last.as_ref().expect("decide skips only with a record");
+                let record = skip::skipped(last, now.time);
+                state::record(&layout, domain, &record)?;
+                return Ok((kind, Outcome::Unchanged(record)));
+            }
+        },
+    };
     // Before the dump: a repository that does not open fails in a second.
     restic.check_open()?;
     let dir = layout.backup_export_dir(domain);
@@ -42,15 +87,19 @@ pub fn backup(
     let stored = restic.backup(&dir, domain, kind);
     let _ = fs::remove_dir_all(&dir);
     let summary = stored?;
+    let time = state::now();
     state::record(
         &layout,
         domain,
         &LastBackup {
-            time: state::now(),
+            time,
             snapshot: summary.snapshot_id.clone(),
+            snapshot_time: Some(time),
+            fingerprint,
+            repository: Some(repository),
         },
     )?;
-    Ok((kind, summary))
+    Ok((kind, Outcome::Stored(summary, reason)))
 }
 
 /// What a restore put in place.

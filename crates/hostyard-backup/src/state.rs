@@ -1,6 +1,8 @@
-//! The last good backup of each site, written after restic stored it, read
-//! by `hostyard status` (a site whose last good backup is older than twice
-//! the schedule's interval needs an operator).
+//! The last good backup of each site, written after restic stored it (or
+//! after a backup found the site unchanged since that snapshot, which is
+//! still in the repository), read by `hostyard status` (a site whose last
+//! good backup is older than twice the schedule's interval needs an
+//! operator) and by the next backup, which skips an unchanged site.
 
 use std::fs;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -12,9 +14,23 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LastBackup {
-    /// Unix time the backup finished.
+    /// Unix time the backup finished: the snapshot was stored, or the site
+    /// was found unchanged since `snapshot`, which the repository still had.
     pub time: u64,
     pub snapshot: String,
+    /// Unix time `snapshot` was stored. Absent in records written before
+    /// backups skipped unchanged sites: those take a snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_time: Option<u64>,
+    /// The site's fingerprint ([`crate::fingerprint`]) taken just before
+    /// the export `snapshot` stores; absent for a site that is always
+    /// backed up (one with a database).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// The repository's fingerprint (its address and password file) when
+    /// `snapshot` was stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
 }
 
 pub fn now() -> u64 {
@@ -102,6 +118,9 @@ mod tests {
         Some(LastBackup {
             time,
             snapshot: "abc".into(),
+            snapshot_time: None,
+            fingerprint: None,
+            repository: None,
         })
     }
 
@@ -139,6 +158,9 @@ mod tests {
             &LastBackup {
                 time: 100,
                 snapshot: "s".into(),
+                snapshot_time: Some(100),
+                fingerprint: None,
+                repository: None,
             },
         )
         .unwrap();

@@ -55,6 +55,10 @@ pub struct BackupConfig {
     pub keep_monthly: u32,
     /// Share of the repository's data the weekly check reads back (1-100).
     pub check_percent: u8,
+    /// A site whose data has not changed since its last snapshot is not
+    /// exported again, until that snapshot is this old: retention then
+    /// still finds a recent snapshot of every site.
+    pub unchanged_max_age: crate::TimeSpan,
 }
 
 impl Default for BackupConfig {
@@ -69,6 +73,7 @@ impl Default for BackupConfig {
             keep_weekly: 4,
             keep_monthly: 6,
             check_percent: 5,
+            unchanged_max_age: crate::TimeSpan::from_secs(7 * 86_400).expect("not zero"),
         }
     }
 }

@@ -348,8 +348,11 @@ fn backup_then_restore_brings_a_destroyed_static_site_back_through_the_importer(
         first.contains("backed up static site example.com"),
         "{first}"
     );
-    // Nothing changed: the second snapshot adds almost nothing.
-    let second = a.ok(&["backup", "run", "example.com"]);
+    // Nothing changed: skipped; a forced second snapshot adds almost
+    // nothing.
+    let skipped = a.ok(&["backup", "run", "example.com"]);
+    assert!(skipped.contains("is unchanged since snapshot"), "{skipped}");
+    let second = a.ok(&["backup", "run", "--force", "example.com"]);
     assert!(
         second.contains("added") && !second.contains("MiB added"),
         "an unchanged site should add almost nothing: {second}"
@@ -611,6 +614,154 @@ fn status_json_has_each_sites_last_good_backup_and_flags_stale_and_missing_ones(
             "{d} {state} in: {text}"
         );
     }
+}
+
+/// A backup of an unchanged site runs no restic and stores nothing (restic
+/// is a wrapper that logs each call, then runs Debian's); a changed file
+/// (same size, its old mtime put back), a snapshot removed by the operator,
+/// a snapshot older than backup.unchanged_max_age and --force each store
+/// one. A skip counts as a good backup for `hostyard status`.
+#[test]
+fn an_unchanged_site_is_skipped_until_it_changes_loses_its_snapshot_ages_or_is_forced() {
+    let a = Server::new(None);
+    let calls = a.dir.join("restic-calls");
+    let wrapper = a.dir.join("restic-logged");
+    fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$1\" >>'{}'\nexec '{}' \"$@\"\n",
+            calls.display(),
+            restic().display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+    let config = fs::read_to_string(&a.config).unwrap().replace(
+        &restic().display().to_string(),
+        &wrapper.display().to_string(),
+    );
+    // etcd on a closed port: status reports routing as unreachable, and
+    // the backups from this server's records.
+    fs::write(
+        &a.config,
+        format!("{config}etcd:\n  endpoints: [\"http://127.0.0.1:1\"]\n"),
+    )
+    .unwrap();
+    let d = Domain::parse("example.com").unwrap();
+    a.static_site(&d);
+    a.ok(&["backup", "init"]);
+    let snapshots = || -> Vec<String> {
+        let out = Command::new(restic())
+            .args(["snapshots", "--json", "--tag", "site=example.com"])
+            .env("RESTIC_REPOSITORY", &a.repo)
+            .env("RESTIC_PASSWORD_FILE", a.dir.join("restic-password"))
+            .env("RESTIC_CACHE_DIR", a.dir.join("cache-list"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let list: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+        list.iter()
+            .map(|s| s["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let calls_now = || {
+        fs::read_to_string(&calls)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let record = || -> serde_json::Value {
+        serde_json::from_slice(&fs::read(a.layout().backup_state(&d)).unwrap()).unwrap()
+    };
+    let run = |args: &[&str], expect: &str| {
+        let out = a.ok(&[&["backup", "run"][..], args, &["example.com"]].concat());
+        assert!(out.contains(expect), "expected {expect:?} in: {out}");
+    };
+
+    run(&[], "(no earlier backup recorded)");
+    assert_eq!(snapshots().len(), 1);
+
+    // Unchanged: no restic at all, no snapshot, the same one recorded.
+    // Made stale for status first: the skip is a good backup now.
+    let mut last = record();
+    let three_days_ago = last["time"].as_u64().unwrap() - 3 * 86_400;
+    last["time"] = three_days_ago.into();
+    last["snapshot_time"] = three_days_ago.into();
+    fs::write(
+        a.layout().backup_state(&d),
+        serde_json::to_vec(&last).unwrap(),
+    )
+    .unwrap();
+    let before = calls_now();
+    run(&[], "is unchanged since snapshot");
+    assert_eq!(calls_now(), before, "restic ran for an unchanged site");
+    assert_eq!(snapshots().len(), 1);
+    assert!(!a.layout().backup_export_dir(&d).exists());
+    let skipped = record();
+    assert_eq!(skipped["snapshot"], last["snapshot"]);
+    assert_eq!(skipped["snapshot_time"], three_days_ago, "{skipped}");
+    assert!(skipped["time"].as_u64().unwrap() > three_days_ago + 2 * 86_400);
+    let status = a.hostyard(&["status", "--json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&status.stdout)
+        .unwrap_or_else(|e| panic!("not one JSON document ({e}): {status:?}"));
+    assert_eq!(doc["backups"][0]["state"], "ok", "{doc}");
+
+    // The same size and the old mtime, other content: only the ctime
+    // shows it, and that is enough.
+    let index = a.layout().www_dir(&d).join("index.html");
+    let meta = fs::metadata(&index).unwrap();
+    let content = fs::read(&index).unwrap();
+    let changed: Vec<u8> = content.iter().map(|b| b.to_ascii_uppercase()).collect();
+    assert_ne!(changed, content);
+    fs::write(&index, &changed).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&index)
+        .unwrap()
+        .set_modified(meta.modified().unwrap())
+        .unwrap();
+    let now = fs::metadata(&index).unwrap();
+    assert_eq!(
+        (now.len(), now.modified().unwrap()),
+        (meta.len(), meta.modified().unwrap())
+    );
+    run(&[], "(changed)");
+    let list = snapshots();
+    assert_eq!(list.len(), 2);
+    run(&[], "is unchanged since snapshot");
+    assert_eq!(snapshots().len(), 2);
+
+    // The operator forgets the newest snapshot: the next backup stores one.
+    let newest = record()["snapshot"].as_str().unwrap().to_string();
+    let gone = list.iter().find(|id| id.starts_with(&newest)).unwrap();
+    let forget = Command::new(restic())
+        .args(["forget", gone])
+        .env("RESTIC_REPOSITORY", &a.repo)
+        .env("RESTIC_PASSWORD_FILE", a.dir.join("restic-password"))
+        .env("RESTIC_CACHE_DIR", a.dir.join("cache-list"))
+        .output()
+        .unwrap();
+    assert!(forget.status.success(), "{forget:?}");
+    assert_eq!(snapshots().len(), 1);
+    run(&[], "(the last snapshot is gone from the repository)");
+    assert_eq!(snapshots().len(), 2);
+    run(&[], "is unchanged since snapshot");
+
+    // The snapshot reaches backup.unchanged_max_age (7 days by default).
+    let mut last = record();
+    last["snapshot_time"] = (last["snapshot_time"].as_u64().unwrap() - 7 * 86_400).into();
+    fs::write(
+        a.layout().backup_state(&d),
+        serde_json::to_vec(&last).unwrap(),
+    )
+    .unwrap();
+    run(&[], "(the last snapshot reached backup.unchanged_max_age)");
+    assert_eq!(snapshots().len(), 3);
+    run(&[], "is unchanged since snapshot");
+
+    // Forced.
+    run(&["--force"], "(forced)");
+    assert_eq!(snapshots().len(), 4);
 }
 
 #[test]

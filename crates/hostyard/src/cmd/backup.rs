@@ -15,8 +15,12 @@ use super::{note, runtime, usage, Failure, PROGRAM};
 pub enum BackupAction {
     /// Make the password file (if missing, mode 0600) and the repository.
     Init,
-    /// Export the site and store the export as a snapshot (backup@D.service).
+    /// Export the site and store the export as a snapshot (backup@D.service),
+    /// unless it is unchanged since its last snapshot.
     Run {
+        /// Store a snapshot even when the site is unchanged.
+        #[arg(long)]
+        force: bool,
         /// The site's domain (example.com).
         domain: String,
     },
@@ -177,18 +181,26 @@ pub fn run(config: &NodeConfig, config_path: &Path, action: BackupAction) -> Res
             restic.init().map_err(runtime)?;
             println!("created the restic repository at {}", restic.repository());
         }
-        BackupAction::Run { domain } => {
+        BackupAction::Run { force, domain } => {
+            use hostyard_backup::restore::Outcome;
             let domain = Domain::parse_instance(&domain).map_err(usage)?;
             let restic = restic(config, config_path)?;
             restic.check_writable().map_err(runtime)?;
-            let (kind, summary) =
-                hostyard_backup::restore::backup(config, &restic, &domain).map_err(runtime)?;
-            println!(
-                "backed up {kind} site {domain}: snapshot {}, {} processed, {} added",
-                &summary.snapshot_id[..summary.snapshot_id.len().min(8)],
-                bytes(summary.total_bytes_processed),
-                bytes(summary.data_added)
-            );
+            let (kind, outcome) = hostyard_backup::restore::backup(config, &restic, &domain, force)
+                .map_err(runtime)?;
+            match outcome {
+                Outcome::Stored(summary, reason) => println!(
+                    "backed up {kind} site {domain} ({}): snapshot {}, {} processed, {} added",
+                    reason.describe(),
+                    short(&summary.snapshot_id),
+                    bytes(summary.total_bytes_processed),
+                    bytes(summary.data_added)
+                ),
+                Outcome::Unchanged(last) => println!(
+                    "{kind} site {domain} is unchanged since snapshot {}, which the repository still has: nothing stored",
+                    short(&last.snapshot)
+                ),
+            }
         }
         BackupAction::Ls { domain } => {
             let domain = Domain::parse_instance(&domain).map_err(usage)?;
@@ -233,6 +245,11 @@ pub fn run(config: &NodeConfig, config_path: &Path, action: BackupAction) -> Res
         }
     }
     Ok(0)
+}
+
+/// A snapshot's ID as restic shows it short.
+fn short(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
 }
 
 /// Bytes for people: 1.5 MiB.
