@@ -79,7 +79,7 @@ pub fn spawn(
             runtime.block_on(async {
                 tokio::join!(
                     challenges(&etcd, &schema, &layout),
-                    certificates(&etcd, &schema, &receiver, &in_fleet, &recheck),
+                    certificates(&etcd, &schema, &receiver, &in_fleet, &recheck, &installed),
                     orders(
                         &etcd,
                         acme,
@@ -273,6 +273,7 @@ async fn certificates(
     receiver: &Receiver,
     in_fleet: &AtomicBool,
     recheck: &Mutex<BTreeSet<Domain>>,
+    installed: &Wake,
 ) {
     let mut last_error = String::new();
     loop {
@@ -280,7 +281,7 @@ async fn certificates(
             tokio::time::sleep(RECONNECT).await;
             continue;
         }
-        match certificate_session(etcd, schema, receiver, in_fleet, recheck).await {
+        match certificate_session(etcd, schema, receiver, in_fleet, recheck, installed).await {
             // It left the fleet; a full read when it joins again.
             Ok(()) => continue,
             Err(e) => after_failure("fleet certificates", e, &mut last_error).await,
@@ -296,6 +297,7 @@ async fn certificate_session(
     receiver: &Receiver,
     in_fleet: &AtomicBool,
     recheck: &Mutex<BTreeSet<Domain>>,
+    installed: &Wake,
 ) -> anyhow::Result<()> {
     let prefix = schema.tls_certs_prefix();
     let mut client = hostyard_etcd::connect(etcd).await?;
@@ -306,7 +308,7 @@ async fn certificate_session(
             .filter_map(|(k, v)| Some((schema.parse_tls_cert_key(&k).ok()?, v))),
     );
     for (domain, received) in done {
-        note(recheck, receiver, domain, &received);
+        note(recheck, receiver, installed, domain, &received);
     }
     let options = WatchOptions::new()
         .with_prefix()
@@ -341,14 +343,24 @@ async fn certificate_session(
                 EventType::Put => receiver.set(&domain, Some(kv.value())),
                 EventType::Delete => receiver.set(&domain, None),
             };
-            note(recheck, receiver, domain, &received);
+            note(recheck, receiver, installed, domain, &received);
         }
     }
 }
 
 /// A site hosted here whose key now holds something else than what it
-/// serves goes to the publisher, which puts its own back.
-fn note(recheck: &Mutex<BTreeSet<Domain>>, receiver: &Receiver, domain: Domain, r: &Received) {
+/// serves goes to the publisher, which puts its own back; a file written
+/// or removed wakes the certificate thread, which serves the change now.
+fn note(
+    recheck: &Mutex<BTreeSet<Domain>>,
+    receiver: &Receiver,
+    installed: &Wake,
+    domain: Domain,
+    r: &Received,
+) {
+    if matches!(r, Received::Stored | Received::Removed) {
+        installed.wake([domain.clone()]);
+    }
     let worse = match r {
         Received::OwnKept => true,
         Received::Refused(_) => receiver.hosts(&domain),

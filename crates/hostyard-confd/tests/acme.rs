@@ -484,7 +484,10 @@ fn a_flapping_site_is_ordered_no_more_often_than_its_backoff() {
     r.write_config();
     r.start();
     let failed = |r: &Router, domain: &str| {
-        lines(&r.confd_log(), &format!("{domain}: no ACME certificate from"))
+        lines(
+            &r.confd_log(),
+            &format!("{domain}: no ACME certificate from"),
+        )
     };
     let backend = Backend::start("acme site");
     site(&r, &etcd, "flap.example.com", &backend);
