@@ -28,6 +28,7 @@ use hostyard_log::log;
 use hostyard_tls::acme::{Acme, AcmeStatus, Outcome};
 use hostyard_tls::challenges::ChallengeMap;
 use hostyard_tls::fleet::{Publisher, Received, Receiver};
+use hostyard_tls::wake::Wake;
 use hostyard_tls::Trust;
 
 /// Wait before a new etcd session after one broke.
@@ -36,11 +37,16 @@ const RECONNECT: Duration = Duration::from_secs(2);
 const RETRY_RUNTIME: Duration = Duration::from_secs(1);
 
 /// Starts the ACME thread; it runs for ever. `in_fleet`: whether this
-/// server is part of a fleet now (confd changes it on SIGHUP).
+/// server is part of a fleet now (confd changes it on SIGHUP). `wake`:
+/// woken by the routing feed with the sites whose registration appeared,
+/// ordered at once; `installed`: woken here when a certificate file was
+/// written, so the certificate thread installs it at once.
 pub fn spawn(
     config: &NodeConfig,
     status: AcmeStatus,
     in_fleet: Arc<AtomicBool>,
+    wake: Arc<Wake>,
+    installed: Arc<Wake>,
 ) -> anyhow::Result<()> {
     let layout = Layout::new(&config.data_root);
     let schema = Schema::new(&config.etcd.prefix);
@@ -73,8 +79,19 @@ pub fn spawn(
             runtime.block_on(async {
                 tokio::join!(
                     challenges(&etcd, &schema, &layout),
-                    certificates(&etcd, &schema, &receiver, &in_fleet, &recheck),
-                    orders(&etcd, acme, publisher, &in_fleet, &recheck, every)
+                    certificates(&etcd, &schema, &receiver, &in_fleet, &recheck, &installed),
+                    orders(
+                        &etcd,
+                        acme,
+                        publisher,
+                        &in_fleet,
+                        &recheck,
+                        Passes {
+                            every,
+                            wake: &wake,
+                            installed: &installed
+                        }
+                    )
                 );
             });
         })
@@ -166,16 +183,25 @@ fn flush(map: &mut ChallengeMap, was_failing: bool) -> bool {
     }
 }
 
+/// When the ACME thread looks: every `every` at every site (renewals, a
+/// site whose registration came while etcd was away), and at once at the
+/// sites `wake` names; `installed` is woken when a pass wrote a file.
+struct Passes<'a> {
+    every: Duration,
+    wake: &'a Wake,
+    installed: &'a Wake,
+}
+
 /// Orders and renews when ACME is configured, and in a fleet publishes
-/// what is served, every `every`: a certificate just obtained is
-/// published in the same pass.
+/// what is served, every `every` and when woken: a certificate just
+/// obtained is published in the same pass.
 async fn orders(
     etcd: &EtcdConfig,
     mut acme: Option<Acme>,
     mut publisher: Publisher,
     in_fleet: &AtomicBool,
     recheck: &Mutex<BTreeSet<Domain>>,
-    every: Duration,
+    passes: Passes<'_>,
 ) {
     let mut client = loop {
         match hostyard_etcd::connect(etcd).await {
@@ -184,26 +210,59 @@ async fn orders(
         }
     };
     loop {
-        if let Some(acme) = &mut acme {
-            for (domain, outcome) in acme.pass(&mut client).await {
-                if outcome == Outcome::Busy {
-                    log!(
-                        Info,
-                        "{domain}: another server or process is ordering its certificate"
-                    );
+        // The full pass; then woken passes until the next one is due.
+        let next = tokio::time::Instant::now() + passes.every;
+        let mut woken = None;
+        loop {
+            let obtained = match (&mut acme, &woken) {
+                (None, _) => false,
+                (Some(acme), None) => report(acme.pass(&mut client).await, passes.installed),
+                (Some(acme), Some(domains)) => {
+                    report(acme.pass_for(&mut client, domains).await, passes.installed)
+                }
+            };
+            if woken.is_none() || obtained {
+                if in_fleet.load(Ordering::Relaxed) {
+                    for domain in std::mem::take(&mut *lock(recheck)) {
+                        publisher.recheck(&domain);
+                    }
+                    publisher.pass(&mut client).await;
+                } else {
+                    publisher.reset();
                 }
             }
+            let left = next.saturating_duration_since(tokio::time::Instant::now());
+            // A wake that came during the pass is kept: this wait returns
+            // at once with it.
+            woken = match passes.wake.wait(left).await {
+                Some(domains) if !left.is_zero() => Some(domains),
+                // Due: the full pass looks at the woken sites too.
+                _ => break,
+            };
         }
-        if in_fleet.load(Ordering::Relaxed) {
-            for domain in std::mem::take(&mut *lock(recheck)) {
-                publisher.recheck(&domain);
-            }
-            publisher.pass(&mut client).await;
-        } else {
-            publisher.reset();
-        }
-        tokio::time::sleep(every).await;
     }
+}
+
+/// Logs what a pass came to; wakes `installed` for the files it wrote.
+/// Returns whether it obtained a certificate.
+fn report(outcomes: Vec<(Domain, Outcome)>, installed: &Wake) -> bool {
+    let mut written = Vec::new();
+    for (domain, outcome) in outcomes {
+        match outcome {
+            Outcome::Busy => log!(
+                Info,
+                "{domain}: another server or process is ordering its certificate"
+            ),
+            // NotDue may have written the fleet's certificate.
+            Outcome::Obtained | Outcome::NotDue => written.push(domain),
+            Outcome::Failed(_) => {}
+        }
+    }
+    let obtained = !written.is_empty();
+    if obtained {
+        installed.wake(written);
+    }
+    obtained
 }
 
 /// Writes out the certificates other servers published, across broken
@@ -214,6 +273,7 @@ async fn certificates(
     receiver: &Receiver,
     in_fleet: &AtomicBool,
     recheck: &Mutex<BTreeSet<Domain>>,
+    installed: &Wake,
 ) {
     let mut last_error = String::new();
     loop {
@@ -221,7 +281,7 @@ async fn certificates(
             tokio::time::sleep(RECONNECT).await;
             continue;
         }
-        match certificate_session(etcd, schema, receiver, in_fleet, recheck).await {
+        match certificate_session(etcd, schema, receiver, in_fleet, recheck, installed).await {
             // It left the fleet; a full read when it joins again.
             Ok(()) => continue,
             Err(e) => after_failure("fleet certificates", e, &mut last_error).await,
@@ -237,6 +297,7 @@ async fn certificate_session(
     receiver: &Receiver,
     in_fleet: &AtomicBool,
     recheck: &Mutex<BTreeSet<Domain>>,
+    installed: &Wake,
 ) -> anyhow::Result<()> {
     let prefix = schema.tls_certs_prefix();
     let mut client = hostyard_etcd::connect(etcd).await?;
@@ -247,7 +308,7 @@ async fn certificate_session(
             .filter_map(|(k, v)| Some((schema.parse_tls_cert_key(&k).ok()?, v))),
     );
     for (domain, received) in done {
-        note(recheck, receiver, domain, &received);
+        note(recheck, receiver, installed, domain, &received);
     }
     let options = WatchOptions::new()
         .with_prefix()
@@ -282,14 +343,24 @@ async fn certificate_session(
                 EventType::Put => receiver.set(&domain, Some(kv.value())),
                 EventType::Delete => receiver.set(&domain, None),
             };
-            note(recheck, receiver, domain, &received);
+            note(recheck, receiver, installed, domain, &received);
         }
     }
 }
 
 /// A site hosted here whose key now holds something else than what it
-/// serves goes to the publisher, which puts its own back.
-fn note(recheck: &Mutex<BTreeSet<Domain>>, receiver: &Receiver, domain: Domain, r: &Received) {
+/// serves goes to the publisher, which puts its own back; a file written
+/// or removed wakes the certificate thread, which serves the change now.
+fn note(
+    recheck: &Mutex<BTreeSet<Domain>>,
+    receiver: &Receiver,
+    installed: &Wake,
+    domain: Domain,
+    r: &Received,
+) {
+    if matches!(r, Received::Stored | Received::Removed) {
+        installed.wake([domain.clone()]);
+    }
     let worse = match r {
         Received::OwnKept => true,
         Received::Refused(_) => receiver.hosts(&domain),

@@ -26,6 +26,7 @@ use hostyard_haproxy::{self as haproxy, CliError, Entry, HostMap, MapApi, Sessio
 use hostyard_routing::state::Held;
 use hostyard_routing::table::Changed;
 use hostyard_routing::AllowedNetworks;
+use hostyard_tls::wake::Wake;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 
@@ -73,6 +74,9 @@ pub struct Daemon {
     /// Whether `fleet.peers` lists servers, shared with the certificate
     /// and ACME threads (a SIGHUP may change it).
     in_fleet: Arc<AtomicBool>,
+    /// Woken with the sites whose registration appeared: the ACME thread
+    /// orders their certificates now.
+    acme_wake: Arc<Wake>,
 }
 
 fn now() -> Now {
@@ -141,6 +145,7 @@ impl Daemon {
         let in_fleet = Arc::new(AtomicBool::new(!config.fleet.peers.is_empty()));
         Ok(Daemon {
             in_fleet,
+            acme_wake: Arc::default(),
             config_path: config_path.to_path_buf(),
             schema: Schema::new(&config.etcd.prefix),
             layout,
@@ -265,6 +270,12 @@ impl Daemon {
     }
 
     fn on_feed(&mut self, feed: Feed) {
+        if let Feed::Changes { changes, .. } = &feed {
+            let started = decide::acme_wakes(&self.schema, changes);
+            if !started.is_empty() {
+                self.acme_wake.wake(started);
+            }
+        }
         match self.view.on_feed(feed) {
             None => {}
             Some(FeedNote::Connected { keys, revision }) => log!(
@@ -783,9 +794,13 @@ pub async fn run(config_path: &Path, config: NodeConfig) -> anyhow::Result<()> {
     // runs before READY, so HAProxy starts with today's certificates.
     // Read before the certificate thread rewrites the state file.
     let acme_status = hostyard_tls::acme::load_status(&d.layout);
+    // Woken by the ACME thread when it wrote a certificate file: installed
+    // at once, not at the next look.
+    let installed = Arc::new(Wake::default());
     let mut certs = hostyard_tls::CertSync::new(d.layout.clone(), d.config.tls.clone())
         .with_acme(acme_status.clone())
-        .with_fleet(d.in_fleet.clone());
+        .with_fleet(d.in_fleet.clone())
+        .with_wake(installed.clone());
     if let Err(e) = certs.pass() {
         log!(Err, "certificates: {e:#}");
     }
@@ -793,7 +808,13 @@ pub async fn run(config_path: &Path, config: NodeConfig) -> anyhow::Result<()> {
         .name("certificates".into())
         .spawn(move || certs.run())
         .context("starting the certificate thread")?;
-    crate::acme::spawn(&d.config, acme_status, d.in_fleet.clone())?;
+    crate::acme::spawn(
+        &d.config,
+        acme_status,
+        d.in_fleet.clone(),
+        d.acme_wake.clone(),
+        installed,
+    )?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sighup = signal(SignalKind::hangup())?;

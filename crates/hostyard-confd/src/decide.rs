@@ -19,12 +19,15 @@
 //! - [`ProblemLog`]: which skipped keys to log, once each.
 //! - [`NetworkWatch`]: what is known of the sites' Docker network and when
 //!   to read it again.
+//! - [`acme_wakes`]: which sites the ACME thread looks at now, rather than
+//!   at its next periodic pass.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use hostyard_config::ConfdConfig;
 use hostyard_core::etcd::Schema;
+use hostyard_core::Domain;
 use hostyard_haproxy::{Entry, HostMap};
 use hostyard_routing::site_network::SiteNetwork;
 use hostyard_routing::table::{Changed, Table};
@@ -769,10 +772,24 @@ impl NetworkWatch {
     }
 }
 
+/// The sites whose registration one watch response put (a site that
+/// started, or came back): the ACME thread orders their certificates now
+/// rather than at its next periodic pass. A removal wakes nothing: the
+/// certificate stays for the site's return. Whether one is ordered is the
+/// ACME thread's rule ([`hostyard_tls::acme::due`]): a site that comes and
+/// goes is not ordered more often than its backoff allows.
+pub fn acme_wakes(schema: &Schema, changes: &[(String, Option<Vec<u8>>)]) -> BTreeSet<Domain> {
+    changes
+        .iter()
+        .filter(|(_, value)| value.is_some())
+        .filter_map(|(key, _)| schema.parse_service_key(key).ok())
+        .map(|(_, domain)| domain)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hostyard_core::Domain;
     use std::collections::BTreeMap;
 
     /// The verdict that holds a change: `new` for a hold that starts now.
@@ -1430,5 +1447,32 @@ mod tests {
         );
         assert_eq!(log.update(&[p("/b"), p("/a")]), (vec![], vec![]));
         assert_eq!(log.update(&[p("/b")]), (vec![], vec!["/a".to_string()]));
+    }
+
+    #[test]
+    fn a_registration_put_wakes_acme_for_its_site_and_nothing_else_does() {
+        use hostyard_core::SiteKind;
+        let schema = Schema::new("/hy");
+        let a = Domain::parse("a.example").unwrap();
+        let b = Domain::parse("b.example").unwrap();
+        let c = Domain::parse("c.example").unwrap();
+        let changes = vec![
+            (
+                schema.service_key(SiteKind::Static, &a),
+                Some(b"{}".to_vec()),
+            ),
+            // Gone: nothing to order.
+            (schema.service_key(SiteKind::Static, &b), None),
+            // A declaration alone is no running site.
+            (schema.site_key(&c), Some(b"{}".to_vec())),
+            ("/hy/elsewhere".to_string(), Some(b"x".to_vec())),
+            // The same site twice in one response: one look.
+            (
+                schema.service_key(SiteKind::Wordpress, &a),
+                Some(b"{}".to_vec()),
+            ),
+        ];
+        assert_eq!(acme_wakes(&schema, &changes), BTreeSet::from([a]));
+        assert!(acme_wakes(&schema, &[]).is_empty());
     }
 }

@@ -438,6 +438,87 @@ fn a_failed_validation_backs_off_and_a_restart_keeps_the_backoff() {
     r.wait_for("fail.example.com", 200, "acme site");
 }
 
+/// With the periodic looks an hour apart, only the reaction to the
+/// registration (the ACME thread woken by the routing watch) and to the
+/// file it wrote (the certificate thread woken by the ACME thread) can
+/// serve a new site's certificate within the wait.
+#[test]
+fn a_new_registration_gets_its_certificate_served_without_waiting_for_a_scan() {
+    let etcd = Etcd::start().unwrap();
+    let (mut r, port) = router_with_acme(&etcd, None);
+    let pebble = Pebble::start(port).unwrap();
+    r.config.tls.acme = acme_config(&pebble);
+    r.config.tls.scan_secs = 3600;
+    r.write_config();
+    r.start();
+    // Both threads made their first look at the start (no site yet): the
+    // next ones are an hour away.
+    let backend = Backend::start("acme site");
+    site(&r, &etcd, "woken.example.com", &backend);
+    wait_https_from_pebble(
+        &r,
+        &pebble,
+        "HTTPS from pebble's CA with looks an hour apart",
+        &["woken.example.com"],
+    );
+    // A second site while the first is served: a wake after the threads
+    // went back to their hour-long wait.
+    let other = Backend::start("second acme site");
+    site(&r, &etcd, "second.example.com", &other);
+    wait_https_from_pebble(
+        &r,
+        &pebble,
+        "the second site's HTTPS from pebble's CA",
+        &["second.example.com"],
+    );
+}
+
+/// A site whose order fails and that comes and goes (each registration
+/// wakes the ACME thread) is not ordered again before its backoff ends:
+/// the CA's rate limits.
+#[test]
+fn a_flapping_site_is_ordered_no_more_often_than_its_backoff() {
+    let etcd = Etcd::start().unwrap();
+    let (mut r, _port) = router_with_acme(&etcd, None);
+    // This CA validates on a port nobody listens on: every validation fails.
+    let pebble = Pebble::start(free_port()).unwrap();
+    let mut config = acme_config(&pebble);
+    config.retry_secs = 3600;
+    r.config.tls.acme = config;
+    r.config.tls.scan_secs = 3600;
+    r.write_config();
+    r.start();
+    let failed = |r: &Router, domain: &str| {
+        lines(
+            &r.confd_log(),
+            &format!("{domain}: no ACME certificate from"),
+        )
+    };
+    let backend = Backend::start("acme site");
+    site(&r, &etcd, "flap.example.com", &backend);
+    wait_until("the first order failed", ORDER, || {
+        (failed(&r, "flap.example.com") == 1).then_some(())
+    })
+    .unwrap();
+    let domain = d("flap.example.com");
+    for _ in 0..5 {
+        etcd.delete(&r.schema.service_key(SiteKind::Static, &domain))
+            .unwrap();
+        r.put_service(&etcd, SiteKind::Static, &domain, backend.port());
+    }
+    // Another site's registration after the flaps: once its order ran,
+    // the wakes of the flaps (earlier in the same watch) were looked at.
+    let other = Backend::start("second acme site");
+    site(&r, &etcd, "after.example.com", &other);
+    wait_until("the other site's order failed", ORDER, || {
+        (failed(&r, "after.example.com") == 1).then_some(())
+    })
+    .unwrap();
+    assert_eq!(failed(&r, "flap.example.com"), 1, "{}", r.confd_log());
+    // HTTP keeps serving the site.
+    r.wait_for("flap.example.com", 200, "acme site");
+}
+
 #[test]
 fn two_orderers_make_one_order() {
     let etcd = Etcd::start().unwrap();

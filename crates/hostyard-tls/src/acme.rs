@@ -40,7 +40,7 @@
 //!   waits `tls.acme.retry_secs`, doubled per further failure (at most a
 //!   day), persisted in `tls-state.json` so a restart does not retry at once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -192,6 +192,31 @@ pub fn backoff_secs(retry_secs: u64, failures: u32) -> u64 {
         .min(MAX_BACKOFF_SECS)
 }
 
+/// What a pass does for one site.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Due {
+    /// `hostyard tls renew` asked: a new key and certificate now.
+    Renew,
+    /// No certificate yet, or one past two thirds of its life.
+    Order,
+    /// Nothing: the certificate is good, or the site backs off after a
+    /// failure (however often it is looked at: the CA's rate limits).
+    Not,
+}
+
+/// The one rule of every pass, periodic or woken by a registration:
+/// an operator's request first, else an order when one is needed and the
+/// site does not back off.
+pub fn due(renewal_requested: bool, needs_certificate: bool, backing_off: bool) -> Due {
+    if renewal_requested {
+        Due::Renew
+    } else if needs_certificate && !backing_off {
+        Due::Order
+    } else {
+        Due::Not
+    }
+}
+
 /// ACME's record of each site as the last run left it in
 /// `tls-state.json`: a restart keeps every backoff.
 pub fn load_status(layout: &Layout) -> AcmeStatus {
@@ -273,24 +298,50 @@ impl Acme {
     /// One look at every site: those that need a certificate and are not
     /// backing off are ordered, one after the other.
     pub async fn pass(&mut self, etcd: &mut Client) -> Vec<(Domain, Outcome)> {
-        let now = unix_now();
-        let mut out = Vec::new();
         let sites = self.sites();
         // A site that left (or got an imported certificate) has no record.
         crate::lock(&self.status).retain(|d, _| sites.contains(d));
         self.drop_stale_requests(&sites);
+        self.pass_over(etcd, sites).await
+    }
+
+    /// One look at `domains` alone (their registration just appeared):
+    /// those this server orders, that need a certificate and are not
+    /// backing off are ordered, by the same rule as [`Acme::pass`], so a
+    /// site that comes and goes is ordered no more often than its backoff
+    /// allows. A burst of new sites is one call.
+    pub async fn pass_for(
+        &mut self,
+        etcd: &mut Client,
+        domains: &BTreeSet<Domain>,
+    ) -> Vec<(Domain, Outcome)> {
+        let sites = domains
+            .iter()
+            .filter(|d| orders(&self.layout, d))
+            .cloned()
+            .collect();
+        self.pass_over(etcd, sites).await
+    }
+
+    async fn pass_over(&mut self, etcd: &mut Client, sites: Vec<Domain>) -> Vec<(Domain, Outcome)> {
+        let now = unix_now();
+        let mut out = Vec::new();
         for domain in sites {
             let request = self.renewal_requested(&domain);
-            let outcome = if request.is_some() {
-                log!(
-                    Notice,
-                    "{domain}: a new key and certificate are ordered (hostyard tls renew)"
-                );
-                self.renew(etcd, &domain).await
-            } else if !self.needs_certificate(&domain, now) || self.backing_off(&domain, now) {
-                continue;
-            } else {
-                self.obtain(etcd, &domain).await
+            let outcome = match due(
+                request.is_some(),
+                self.needs_certificate(&domain, now),
+                self.backing_off(&domain, now),
+            ) {
+                Due::Renew => {
+                    log!(
+                        Notice,
+                        "{domain}: a new key and certificate are ordered (hostyard tls renew)"
+                    );
+                    self.renew(etcd, &domain).await
+                }
+                Due::Order => self.obtain(etcd, &domain).await,
+                Due::Not => continue,
             };
             // Done with, unless another order held the domain (tried at the
             // next pass); a failure is in the log and the status, and is
@@ -814,6 +865,21 @@ pub(crate) fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_site_backing_off_is_not_ordered_however_often_it_is_looked_at() {
+        // A site that flaps wakes a pass at each registration: the backoff
+        // decides, as in the periodic pass.
+        for _ in 0..100 {
+            assert_eq!(due(false, true, true), Due::Not);
+        }
+        assert_eq!(due(false, true, false), Due::Order);
+        // A good certificate: nothing, backing off or not.
+        assert_eq!(due(false, false, false), Due::Not);
+        assert_eq!(due(false, false, true), Due::Not);
+        // The operator's request goes past both.
+        assert_eq!(due(true, false, true), Due::Renew);
+    }
 
     #[test]
     fn renewal_is_at_two_thirds_of_the_lifetime() {

@@ -20,7 +20,9 @@
 //!   certificate file checked and put into HAProxy through the runtime API
 //!   (no reload), files first so a restart comes back the same; a scan
 //!   that only reads, a pure plan ([`sync::plan`]) and the steps carried
-//!   out.
+//!   out;
+//! - [`wake`]: how the ACME and certificate threads are woken between
+//!   their periodic looks (a new registration, a file ACME wrote).
 
 pub mod acme;
 pub mod challenges;
@@ -31,6 +33,7 @@ pub mod fleet;
 pub mod state;
 pub mod sync;
 pub mod trust;
+pub mod wake;
 
 pub use check::{check_bundle, BadCert, Checked};
 pub use files::ensure_base;

@@ -29,6 +29,7 @@ use crate::acme::AcmeStatus;
 use crate::check::not_after;
 use crate::files::{crt_list_line, parse_crt_list, render_crt_list, KEY_FILE};
 use crate::trust::Trust;
+use crate::wake::Wake;
 use plan::{Action, Held, Keeps, Memory, Observed, Step};
 
 pub struct CertSync {
@@ -44,6 +45,9 @@ pub struct CertSync {
     /// The roots other servers' certificates are verified against, loaded
     /// when the first one is judged.
     trust: Option<Trust>,
+    /// Makes the next pass come now (ACME wrote a file) rather than after
+    /// `tls.scan_secs`.
+    wake: Arc<Wake>,
 }
 
 impl CertSync {
@@ -66,7 +70,15 @@ impl CertSync {
             acme: None,
             in_fleet: Arc::new(AtomicBool::new(false)),
             trust: None,
+            wake: Arc::default(),
         }
+    }
+
+    /// Passes come at once when `wake` is woken, besides every
+    /// `tls.scan_secs`.
+    pub fn with_wake(mut self, wake: Arc<Wake>) -> CertSync {
+        self.wake = wake;
+        self
     }
 
     /// Serves, while `in_fleet` is set, the certificates other servers
@@ -92,14 +104,15 @@ impl CertSync {
         &self.memory.refused
     }
 
-    /// Runs passes every `tls.scan_secs`, for ever (confd's thread).
+    /// Runs passes every `tls.scan_secs` and whenever woken, for ever
+    /// (confd's thread). A wake during a pass brings the next one at once.
     pub fn run(mut self) {
         let every = Duration::from_secs(self.tls.scan_secs);
         loop {
             if let Err(e) = self.pass() {
                 log!(Err, "certificates: {e:#}");
             }
-            std::thread::sleep(every);
+            self.wake.wait_blocking(every);
         }
     }
 
