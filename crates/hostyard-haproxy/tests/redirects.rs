@@ -1,7 +1,8 @@
 //! Every canonical redirect of haproxy.cfg against a real HAProxy on the
 //! config [`render_cfg`] renders: over HTTP and HTTPS, to the canonical
 //! name, `www.` and another alias, of a site with a valid certificate (in
-//! the HTTPS policy map, as tls-sync writes it) and one without, with and
+//! the crt-list and the HTTPS policy map, as tls-sync writes them; the
+//! final HTTPS answer is checked against its CA) and one without, with and
 //! without a path and query. Each answer is a route or one permanent
 //! redirect (301 or 308, never 302 or 307) to the canonical name, path and
 //! query kept, whose target is no redirect itself.
@@ -9,15 +10,16 @@
 mod util;
 
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hostyard_config::NodeConfig;
 use hostyard_core::{Domain, Layout};
 use hostyard_haproxy::{Entry, HostMap, FILE};
 use hostyard_testsupport::client::{exchange, tls_client};
-use hostyard_testsupport::{free_port, Backend};
+use hostyard_testsupport::{free_port, Backend, SiteCa};
 use rustls::pki_types::ServerName;
-use rustls::{ClientConnection, StreamOwned};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 use util::start_haproxy;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -27,8 +29,29 @@ struct Ports {
     https: u16,
 }
 
-/// One request; the status and the Location, if any.
-fn ask(ports: &Ports, scheme: &str, host: &str, path_query: &str) -> (u16, Option<String>) {
+/// A TLS client that trusts `ca` only.
+fn trusting(ca: &SiteCa) -> Arc<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    roots.add(ca.der().clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Arc::new(
+        ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+/// One request; the status and the Location, if any. HTTPS takes any
+/// certificate unless `tls` is given.
+fn ask(
+    ports: &Ports,
+    scheme: &str,
+    host: &str,
+    path_query: &str,
+    tls: Option<Arc<ClientConfig>>,
+) -> (u16, Option<String>) {
     let port = if scheme == "https" {
         ports.https
     } else {
@@ -40,7 +63,8 @@ fn ask(ports: &Ports, scheme: &str, host: &str, path_query: &str) -> (u16, Optio
     tcp.set_write_timeout(Some(TIMEOUT)).unwrap();
     let (status, text) = if scheme == "https" {
         let name = ServerName::try_from(host.to_string()).unwrap();
-        let conn = ClientConnection::new(tls_client(None, true), name).unwrap();
+        let conn =
+            ClientConnection::new(tls.unwrap_or_else(|| tls_client(None, true)), name).unwrap();
         exchange(StreamOwned::new(conn, tcp), host, path_query, &[])
     } else {
         exchange(tcp, host, path_query, &[])
@@ -99,10 +123,22 @@ fn every_canonical_redirect_is_one_permanent_hop() {
             map.insert(alias, Entry::Redirect(canonical.clone()));
         }
     }
-    for host in ["secure.example", "www.secure.example"] {
+    let ca = SiteCa::new("redirects test CA");
+    let secure = Domain::parse("secure.example").unwrap();
+    let cert = layout.haproxy_cert(&secure);
+    let names = ["secure.example", "www.secure.example"];
+    hostyard_tls::ensure_base(&layout).unwrap();
+    std::fs::write(&cert, ca.bundle(&names, (2020, 2099))).unwrap();
+    std::fs::write(
+        layout.haproxy_crt_list(),
+        format!("{} {}\n", cert.display(), names.join(" ")),
+    )
+    .unwrap();
+    for host in names {
         policy.push_str(&format!("{host} redirect\n"));
     }
     FILE.write(&layout.https_map(), policy.as_bytes()).unwrap();
+    let verified = trusting(&ca);
     let (_haproxy, _) = start_haproxy(&config, &map);
 
     let mut checked = 0;
@@ -116,7 +152,15 @@ fn every_canonical_redirect_is_one_permanent_hop() {
                 for path in ["/", "/x/y?q=1&r=a%20b"] {
                     let what = format!("{scheme}://{host}{path}");
                     let want_scheme = if has_cert { "https" } else { scheme };
-                    let (status, location) = ask(&ports, scheme, &host, path);
+                    // The final answer of a site with a certificate is
+                    // served with it.
+                    let final_tls = (has_cert && want_scheme == "https").then(|| verified.clone());
+                    let first_tls = if host == site {
+                        final_tls.clone()
+                    } else {
+                        None
+                    };
+                    let (status, location) = ask(&ports, scheme, &host, path, first_tls);
                     if host == site && scheme == want_scheme {
                         assert_eq!(status, 200, "{what} is served");
                         checked += 1;
@@ -139,7 +183,7 @@ fn every_canonical_redirect_is_one_permanent_hop() {
                         ports.http
                     };
                     assert_eq!(to_port, Some(want_port), "{what} -> {location}");
-                    let (second, again) = ask(&ports, &to_scheme, &to_host, &to_path);
+                    let (second, again) = ask(&ports, &to_scheme, &to_host, &to_path, final_tls);
                     assert_eq!(
                         second, 200,
                         "{what} -> {location} -> {second} {again:?}: two hops"
