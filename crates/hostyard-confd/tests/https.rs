@@ -134,17 +134,19 @@ fn a_sites_certificate_is_served_replaced_and_removed_without_a_reload() {
         !c.text.contains("strict-transport-security"),
         "HSTS is opt-in: {c:?}"
     );
-    // www. is in the same certificate and redirects to the canonical name.
+    // www. is in the same certificate and redirects to the canonical name
+    // (on HAProxy's HTTPS port, which is not 443 here).
     let c = curl(&r, "https", "www.tls.example.com", "/x", Some(&ca1.file));
     assert_eq!(c.status, 301, "{c:?}");
+    let https_port = r.config.haproxy.https_port;
     assert!(
-        c.text.contains("location: https://tls.example.com/x"),
+        c.text
+            .contains(&format!("location: https://tls.example.com:{https_port}/x")),
         "{c:?}"
     );
     // HTTP now redirects to HTTPS, but not ACME's challenges.
     let c = curl(&r, "http", "tls.example.com", "/a?b=1", None);
     assert_eq!(c.status, 301, "{c:?}");
-    let https_port = r.config.haproxy.https_port;
     assert!(
         c.text.contains(&format!(
             "location: https://tls.example.com:{https_port}/a?b=1"
@@ -243,7 +245,10 @@ fn a_declared_alias_is_served_with_the_sites_certificate() {
     let c = curl(&r, "https", "alias.example.org", "/x", Some(&ca.file));
     assert_eq!(c.status, 301, "{c:?}");
     assert!(
-        c.text.contains("location: https://alias.example.com/x"),
+        c.text.contains(&format!(
+            "location: https://alias.example.com:{}/x",
+            r.config.haproxy.https_port
+        )),
         "{c:?}"
     );
     wait_https(&r, "alias.example.com", &ca.file, true);

@@ -44,7 +44,7 @@ pub use docker::DockerConfig;
 pub use etcd::{EtcdConfig, EtcdTlsPem};
 pub use fleet::{FleetConfig, FleetPeer, PeerTlsPem};
 pub use git::GitConfig;
-pub use haproxy::HaproxyConfig;
+pub use haproxy::{BindV6, HaproxyConfig};
 pub use images::{Images, HAPROXY_IMAGE_KIND, MYSQL_IMAGE_KIND, POSTFIX_IMAGE_KIND};
 pub use import::ImportConfig;
 pub use limits::Limits;
