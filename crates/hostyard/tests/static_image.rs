@@ -160,6 +160,7 @@ fn static_sites_are_served_compressed_cacheable_and_in_ranges() {
         b"console.log('fingerprinted');\n",
     );
     write(root, "img/photo.png", b"\x89PNG not really");
+    write(root, "img/photo-20240101.jpg", b"not a hash");
     // A precompressed file beside its original: the .gz is what is sent.
     write(root, "big.txt", &b"original ".repeat(500));
     write(root, "big.txt.gz", &gzip(b"precompressed"));
@@ -268,6 +269,7 @@ fn static_sites_are_served_compressed_cacheable_and_in_ranges() {
         ("/css/style.css", "public, max-age=3600"),
         ("/img/photo.png", "public, max-age=3600"),
         ("/js/app.3f9a2c1b.js", "public, max-age=31536000, immutable"),
+        ("/img/photo-20240101.jpg", "public, max-age=3600"),
         ("/big.txt", "no-cache"),
     ] {
         let a = get(ip, path, &[]).unwrap();
