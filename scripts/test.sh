@@ -116,6 +116,26 @@ ensure_docker() {
   start_dockerd --iptables=false || die "cannot start dockerd; see $DOCKERD_LOG"
 }
 
+# HAProxy's IPv6 listening is tested on ::1. A container without IPv6
+# (Docker disables it on networks without an IPv6 subnet) has no ::1: turn
+# it on for the loopback, through a writable /proc/sys when it is mounted
+# read-only. If that is refused, the test says what is missing and fails.
+ensure_ipv6_loopback() {
+  local knob=/proc/sys/net/ipv6/conf/lo/disable_ipv6
+  [ -e "$knob" ] && [ "$(cat "$knob")" = 1 ] || return 0
+  step "enabling IPv6 on the loopback (::1) for the IPv6 tests"
+  if ! { echo 0 >"$knob"; } 2>/dev/null; then
+    mount -o remount,rw /proc/sys 2>/dev/null &&
+      { echo 0 >"$knob"; } 2>/dev/null
+    mount -o remount,ro /proc/sys 2>/dev/null || true
+  fi
+  if [ "$(cat "$knob")" = 1 ]; then
+    note "could not enable it (no CAP_SYS_ADMIN?): the IPv6 test will fail"
+  else
+    note "::1 is up"
+  fi
+}
+
 # run_step NAME COMMAND...: run one check, record its result and time.
 run_step() {
   local name=$1; shift
@@ -207,6 +227,7 @@ main() {
   install_packages
   use_server_tools
   ensure_docker
+  ensure_ipv6_loopback
   run_step "rustfmt" cargo fmt --all --check
   run_step "clippy" cargo clippy --workspace --all-targets -- -D warnings
   run_step "unused dependencies" unused_dependencies
