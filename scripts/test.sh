@@ -125,9 +125,12 @@ ensure_ipv6_loopback() {
   [ -e "$knob" ] && [ "$(cat "$knob")" = 1 ] || return 0
   step "enabling IPv6 on the loopback (::1) for the IPv6 tests"
   if ! { echo 0 >"$knob"; } 2>/dev/null; then
-    mount -o remount,rw /proc/sys 2>/dev/null &&
+    # "bind": this mount point's flags only. A plain remount changes the
+    # flags of proc itself (util-linux before 2.39 does), and a read-only
+    # /proc stops dockerd from setting its shims' OOM scores.
+    mount -o remount,bind,rw /proc/sys 2>/dev/null &&
       { echo 0 >"$knob"; } 2>/dev/null
-    mount -o remount,ro /proc/sys 2>/dev/null || true
+    mount -o remount,bind,ro /proc/sys 2>/dev/null || true
   fi
   if [ "$(cat "$knob")" = 1 ]; then
     note "could not enable it (no CAP_SYS_ADMIN?): the IPv6 test will fail"
