@@ -17,6 +17,8 @@
 //! time, so a captured request verifies again later: all it can do is make
 //! the site pull, which publishes nothing new.
 
+pub mod request;
+
 use ring::hmac;
 
 /// Which forge a verified request came from, by the header that proved it.
