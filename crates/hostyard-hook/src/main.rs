@@ -13,15 +13,12 @@ use std::path::Path;
 use std::process::{Command, ExitCode};
 
 use hostyard_config::{NodeConfig, DEFAULT_CONFIG_PATH};
-use hostyard_core::{Domain, SiteKind, UnitRole};
+use hostyard_core::{Domain, SiteKind, UnitRole, HOOK_PATH};
 use hostyard_hook::request::{self, Request};
 use hostyard_hook::{verify, Event};
 use hostyard_log::{line, Priority};
 
 const PROGRAM: &str = "hostyard-hook";
-
-/// The one path a hook answers on.
-pub const HOOK_PATH: &str = "/.well-known/hostyard/deploy";
 
 fn main() -> ExitCode {
     let path = std::env::var_os("HOSTYARD_CONFIG").unwrap_or(DEFAULT_CONFIG_PATH.into());
