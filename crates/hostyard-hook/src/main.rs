@@ -9,9 +9,11 @@
 //! line a request, never with the secret.
 
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+use clap::Parser;
+use hostyard_cli as cli;
 use hostyard_config::{NodeConfig, DEFAULT_CONFIG_PATH};
 use hostyard_core::{Domain, SiteKind, UnitRole, HOOK_PATH};
 use hostyard_hook::request::{self, Request};
@@ -20,9 +22,20 @@ use hostyard_log::{line, Priority};
 
 const PROGRAM: &str = "hostyard-hook";
 
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Answer one deploy hook request on stdin/stdout (hostyard-hook.socket's connection)"
+)]
+struct Cli {
+    /// The node config.
+    #[arg(long, env = "HOSTYARD_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+}
+
 fn main() -> ExitCode {
-    let path = std::env::var_os("HOSTYARD_CONFIG").unwrap_or(DEFAULT_CONFIG_PATH.into());
-    let (status, text) = match NodeConfig::load(Path::new(&path)) {
+    let args: Cli = cli::parse_or_exit(PROGRAM);
+    let (status, text) = match NodeConfig::load(&args.config) {
         Ok(config) => handle(&config, &mut std::io::stdin().lock()),
         Err(e) => (500, format!("the node config: {e}")),
     };
