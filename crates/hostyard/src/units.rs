@@ -1098,6 +1098,8 @@ mod tests {
             "backup-check.timer",
             "wordpress-cron@.service",
             "wordpress-cron@.timer",
+            "hostyard-hook.socket",
+            "hostyard-hook@.service",
         ] {
             assert!(
                 names.iter().any(|n| n == expected),
