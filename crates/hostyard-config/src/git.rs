@@ -13,6 +13,9 @@ pub struct GitConfig {
     pub fetch_timeout_secs: u64,
     /// How many published trees to keep for rollback.
     pub keep_trees: usize,
+    /// The loopback port HAProxy hands deploy hooks to (hostyard-hook's
+    /// socket).
+    pub hook_port: u16,
 }
 
 impl Default for GitConfig {
@@ -21,6 +24,7 @@ impl Default for GitConfig {
             poll_interval: TimeSpan::from_secs(600).expect("not zero"),
             fetch_timeout_secs: 60,
             keep_trees: 3,
+            hook_port: 8406,
         }
     }
 }

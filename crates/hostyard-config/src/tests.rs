@@ -362,6 +362,8 @@ fn invalid_values_name_the_field() {
                 "fleet:\n  private_address: 10.0.0.11\n  peer_port: 80\n",
                 "fleet.peer_port",
             ),
+            ("git:\n  hook_port: 8405\n", "git.hook_port"),
+            ("git:\n  hook_port: 0\n", "git.hook_port"),
             (
                 "node_name: n1\nfleet:\n  private_address: 10.0.0.11\n  peers: [{name: N2, address: 10.0.0.12}]\n",
                 "fleet.peers[0]",

@@ -118,6 +118,22 @@ impl NodeConfig {
                 "must be at least 1 (the tree being served)".into(),
             ));
         }
+        let taken = [
+            ("haproxy.http_port", self.haproxy.http_port),
+            ("haproxy.https_port", self.haproxy.https_port),
+            ("fleet.peer_port", self.fleet.peer_port),
+        ];
+        if self.git.hook_port == 0 {
+            problems.push(Problem::new("git.hook_port", "port 0 is not a port".into()));
+        } else if let Some((key, _)) = taken.iter().find(|(_, p)| *p == self.git.hook_port) {
+            problems.push(Problem::new(
+                "git.hook_port",
+                format!(
+                    "{} is {key} already; choose another port",
+                    self.git.hook_port
+                ),
+            ));
+        }
         if self.discovery.ttl < Duration::from_secs(3) {
             problems.push(Problem::new(
                 "discovery.ttl_secs",

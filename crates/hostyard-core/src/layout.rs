@@ -150,6 +150,12 @@ impl Layout {
         self.domain_dir(domain).join("secrets")
     }
 
+    /// A static-git site's deploy hook secret (one line, hex), which the
+    /// forge signs its requests with (`hostyard site hook D`).
+    pub fn hook_secret(&self, domain: &Domain) -> PathBuf {
+        self.secrets_dir(domain).join("hook.secret")
+    }
+
     /// MariaDB's database name, user and passwords (root's too) as
     /// `KEY=value` lines (docker --env-file).
     pub fn db_env_file(&self, domain: &Domain) -> PathBuf {

@@ -19,6 +19,10 @@ pub mod spec;
 pub mod text;
 
 pub use domain::{Domain, DomainError};
+
+/// The path a static-git site's deploy hook answers on, under the site's
+/// own name: HAProxy sends it to hostyard-hook, not to the site.
+pub const HOOK_PATH: &str = "/.well-known/hostyard/deploy";
 pub use kind::{SiteKind, UnitRole};
 pub use layout::{ImportLayout, Layout};
 pub use spec::KindSpec;

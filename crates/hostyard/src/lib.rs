@@ -11,6 +11,7 @@ pub mod config_get;
 pub mod escape;
 pub mod etcd_check;
 pub mod fleet;
+pub mod hook;
 pub mod image_id;
 pub mod mail;
 pub mod names;

@@ -14,8 +14,8 @@ use hostyard_core::kind::{db_network_name, MYSQL_TEMPLATE_UNIT};
 use hostyard_core::{Domain, Layout, SiteKind};
 
 use crate::units::{
-    CONFD_BIN, CONFD_UNIT, DISCOVERY_BIN, GITPULL_BIN, HAPROXY_UNIT, HOSTYARD_BIN, IMPORT_BIN,
-    POSTFIX_UNIT, TARGET_UNIT,
+    CONFD_BIN, CONFD_UNIT, DISCOVERY_BIN, GITPULL_BIN, HAPROXY_UNIT, HOOK_BIN, HOSTYARD_BIN,
+    IMPORT_BIN, POSTFIX_UNIT, TARGET_UNIT,
 };
 
 /// What a script can ask for.
@@ -42,12 +42,13 @@ pub enum Names {
 }
 
 /// Every binary a server needs in `bin_dir`.
-pub const BINARIES: [&str; 5] = [
+pub const BINARIES: [&str; 6] = [
     HOSTYARD_BIN,
     CONFD_BIN,
     DISCOVERY_BIN,
     IMPORT_BIN,
     GITPULL_BIN,
+    HOOK_BIN,
 ];
 
 /// The services `hostyard.target` starts (its `Wants=`).

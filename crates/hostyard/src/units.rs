@@ -58,6 +58,12 @@ pub const CONFD_BIN: &str = "hostyard-confd";
 pub const DISCOVERY_BIN: &str = "hostyard-discovery";
 pub const IMPORT_BIN: &str = "hostyard-import";
 pub const GITPULL_BIN: &str = "hostyard-gitpull";
+pub const HOOK_BIN: &str = "hostyard-hook";
+
+/// Deploy hooks: the socket HAProxy hands them to, and the service one
+/// connection starts.
+pub const HOOK_SOCKET: &str = "hostyard-hook.socket";
+pub const HOOK_TEMPLATE_UNIT: &str = "hostyard-hook@.service";
 
 /// Used by `ExecStartPre=+` to create a data directory before the sandbox of
 /// the main process needs it: `ReadWritePaths=` refuses to start a unit
@@ -82,6 +88,8 @@ pub fn render_units(config: &NodeConfig, config_path: &Path) -> askama::Result<V
         file(POSTFIX_UNIT, v.postfix_unit().render()?),
         file(POSTFIX_TLS_PATH, v.postfix_tls_path().render()?),
         file(POSTFIX_TLS_UNIT, v.postfix_tls_unit().render()?),
+        file(HOOK_SOCKET, v.hook_socket().render()?),
+        file(HOOK_TEMPLATE_UNIT, v.hook_unit().render()?),
         file(BACKUP_TEMPLATE_UNIT, v.backup_unit().render()?),
         file(BACKUP_TIMER_TEMPLATE, v.backup_timer().render()?),
         file(
@@ -216,7 +224,13 @@ struct TargetUnit {
 }
 
 fn target_unit(config: &NodeConfig) -> TargetUnit {
-    let mut wants = vec![CONFD_UNIT, HAPROXY_UNIT, POSTFIX_UNIT, POSTFIX_TLS_PATH];
+    let mut wants = vec![
+        CONFD_UNIT,
+        HAPROXY_UNIT,
+        POSTFIX_UNIT,
+        POSTFIX_TLS_PATH,
+        HOOK_SOCKET,
+    ];
     if config.backup.enabled() {
         wants.extend([BACKUP_PRUNE_TIMER, BACKUP_CHECK_TIMER]);
     }
@@ -395,6 +409,23 @@ struct PostfixTlsUnit {
     changed: String,
     systemctl: &'static str,
     postfix_unit: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "hook.socket")]
+struct HookSocket {
+    path: &'static str,
+    service: &'static str,
+    target: &'static str,
+    listen: String,
+}
+
+#[derive(Template)]
+#[template(path = "hook.service")]
+struct HookUnit {
+    socket: &'static str,
+    exec: String,
+    hardening: Hardening,
 }
 
 /// A site container (`<kind>@.service`).
@@ -644,6 +675,34 @@ impl<'a> Values<'a> {
             changed: self.helper_exec(HOSTYARD_BIN, &["mail", "--certificate-changed"]),
             systemctl: SYSTEMCTL,
             postfix_unit: POSTFIX_UNIT,
+        }
+    }
+
+    fn hook_socket(&self) -> HookSocket {
+        HookSocket {
+            path: hostyard_core::HOOK_PATH,
+            service: HOOK_TEMPLATE_UNIT,
+            target: TARGET_UNIT,
+            listen: format!("127.0.0.1:{}", self.config.git.hook_port),
+        }
+    }
+
+    fn hook_unit(&self) -> HookUnit {
+        HookUnit {
+            socket: HOOK_SOCKET,
+            exec: self.helper_exec(HOOK_BIN, &[]),
+            hardening: Hardening {
+                // Reads a site's secret; writes nothing.
+                read_write_paths: Vec::new(),
+                mkdirs: Vec::new(),
+                // systemd's socket for `systemctl start`; the connection
+                // itself is handed over, not opened.
+                address_families: "AF_UNIX",
+                private_network: "yes",
+                capabilities: "",
+                memory_deny_write_execute: "yes",
+                denied_syscalls: "@privileged @resources",
+            },
         }
     }
 
@@ -1039,6 +1098,8 @@ mod tests {
             "backup-check.timer",
             "wordpress-cron@.service",
             "wordpress-cron@.timer",
+            "hostyard-hook.socket",
+            "hostyard-hook@.service",
         ] {
             assert!(
                 names.iter().any(|n| n == expected),

@@ -238,7 +238,7 @@ fn check_exits_1_listing_missing_and_different_files_and_writes_nothing() {
 
     let out = hostyard(&["--config", &config, "generate", "--out", &units, "--check"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert_eq!(stdout(&out).lines().count(), 27, "{}", stdout(&out));
+    assert_eq!(stdout(&out).lines().count(), 29, "{}", stdout(&out));
     assert!(stdout(&out).lines().all(|l| l.starts_with("missing ")));
     assert!(!Path::new(&units).exists(), "--check created the out dir");
 
@@ -662,15 +662,17 @@ fn site_units_pull_in_their_helpers_as_the_design_says() {
 }
 
 /// The real helper binaries, from the target dir cargo built `hostyard`
+/// The binaries beside `hostyard` the units run.
+fn helpers() -> impl Iterator<Item = &'static str> {
+    hostyard::names::BINARIES
+        .into_iter()
+        .filter(|b| *b != hostyard::units::HOSTYARD_BIN)
+}
+
 /// into. `cargo test --workspace` (what scripts/test.sh runs) builds them.
 fn helper_bins() -> PathBuf {
     let dir = hostyard_bin().parent().expect("target dir").to_path_buf();
-    for helper in [
-        "hostyard-confd",
-        "hostyard-discovery",
-        "hostyard-import",
-        "hostyard-gitpull",
-    ] {
+    for helper in helpers() {
         assert!(
             dir.join(helper).is_file(),
             "{} is missing: build the helpers first (cargo build --workspace, or \
@@ -690,13 +692,7 @@ fn config_with_real_programs(dir: &TempDir) -> PathBuf {
     let bin = dir.join("bin");
     fs::create_dir(&bin).expect("bin dir");
     let built = helper_bins();
-    for helper in [
-        "hostyard",
-        "hostyard-confd",
-        "hostyard-discovery",
-        "hostyard-import",
-        "hostyard-gitpull",
-    ] {
+    for helper in hostyard::names::BINARIES {
         std::os::unix::fs::symlink(built.join(helper), bin.join(helper)).expect("link");
     }
     let config = dir.join("hostyard.yaml");
@@ -733,7 +729,7 @@ fn every_generated_unit_passes_systemd_analyze_verify() {
         .into_keys()
         .map(|name| units.join(name.replace("@.", "@example.com.")))
         .collect();
-    assert_eq!(names.len(), 27);
+    assert_eq!(names.len(), 29);
     let out = Command::new(&analyze)
         .arg("verify")
         .arg("--man=no")
@@ -1014,12 +1010,7 @@ fn units_work_under_real_systemd() {
         .expect("copy unit");
     }
     let built = helper_bins();
-    for helper in [
-        "hostyard-confd",
-        "hostyard-discovery",
-        "hostyard-import",
-        "hostyard-gitpull",
-    ] {
+    for helper in helpers() {
         hostyard_testsupport::docker(&[
             "cp",
             built.join(helper).to_str().expect("utf-8"),

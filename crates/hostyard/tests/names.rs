@@ -32,7 +32,8 @@ fn names_come_from_the_config_and_the_code() {
             "hostyard-confd",
             "hostyard-discovery",
             "hostyard-import",
-            "hostyard-gitpull"
+            "hostyard-gitpull",
+            "hostyard-hook"
         ]
     );
     let images = ask("images");

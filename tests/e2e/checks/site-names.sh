@@ -64,3 +64,49 @@ t_a_bad_push_is_rolled_back_by_command() {
   bx systemctl start "static-git-puller@$GIT_SITE.service"
   expect "after a new push" "$(body "$GIT_SITE" /)" fixed
 }
+
+CHECKS+=(t_a_signed_push_hook_publishes_the_site)
+
+# hook_post SIGNATURE BODY: the status of a Gitea-style push hook to
+# $GIT_SITE through the box's HAProxy.
+hook_post() {
+  curl -s -o /dev/null -w '%{http_code}' --max-time "$CURL_SECS" -H "Host: $GIT_SITE" \
+    -H 'Content-Type: application/json' -H 'X-Gitea-Event: push' \
+    -H "X-Gitea-Signature: $1" --data-binary "$2" \
+    "http://127.0.0.1:$PORT/.well-known/hostyard/deploy" || true
+}
+
+# hmac SECRET BODY: the hex HMAC-SHA256 a forge signs BODY with.
+hmac() {
+  python3 -c 'import hashlib, hmac, sys; print(hmac.new(sys.argv[1].encode(), sys.argv[2].encode(), hashlib.sha256).hexdigest())' "$1" "$2"
+}
+
+# puller_started: when the site's puller last started (monotonic), which
+# a start changes.
+puller_started() {
+  bx systemctl show -p ExecMainStartTimestampMonotonic --value "static-git-puller@$GIT_SITE.service"
+}
+
+t_a_signed_push_hook_publishes_the_site() {
+  need_git_site
+  local secret body sig t0 got before
+  # As docs/sites.md says: the URL and, with --print, the secret last.
+  secret=$(bx hostyard site hook "$GIT_SITE" --print | tail -n 1)
+  [ "${#secret}" = 64 ] || { echo "    FAIL hostyard site hook printed no secret" >&2; return 1; }
+  body='{"ref":"refs/heads/main"}'
+  push hooked
+  # A signature of another secret: refused, the puller not started.
+  before=$(puller_started)
+  sig=$(hmac not-the-secret "$body")
+  expect "a hook signed with another secret" "$(hook_post "$sig" "$body")" 403
+  expect "the puller after a refused hook" "$(puller_started)" "$before"
+  sig=$(hmac "$secret" "$body")
+  t0=$(now_ms)
+  expect "a hook signed with the site's secret" "$(hook_post "$sig" "$body")" 202
+  until got=$(body "$GIT_SITE" /) && [ "$got" = hooked ]; do
+    (($(now_ms) - t0 < 10000)) || break
+    sleep 0.05
+  done
+  note "served the pushed commit $(($(now_ms) - t0)) ms after the hook was sent"
+  expect "after the hook" "$got" hooked
+}

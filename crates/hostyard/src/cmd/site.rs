@@ -68,6 +68,19 @@ pub enum SiteAction {
         /// The site's domain (example.com), hosted on this server.
         domain: String,
     },
+    /// A static-git site's deploy hook: print the URL a forge (GitHub,
+    /// GitLab, Gitea, Forgejo) calls on every push and where its secret is,
+    /// made the first time. The secret is printed only with --print.
+    Hook {
+        /// The site's domain (example.com), hosted on this server.
+        domain: String,
+        /// Replace the secret (the forge needs the new one).
+        #[arg(long)]
+        rotate: bool,
+        /// Print the secret too, for the forge's hook settings.
+        #[arg(long)]
+        print: bool,
+    },
     /// Remove the site's declaration (its kind and aliases) from etcd, e.g.
     /// before it comes back as another kind. Refused while the declared site
     /// runs; its data is left as it is.
@@ -155,6 +168,28 @@ pub fn run(config: &NodeConfig, action: SiteAction) -> Result<u8, Failure> {
                 "{domain} serves {} again (was {}); pulls publish nothing until a new commit is pushed",
                 done.to, done.from
             );
+        }
+        SiteAction::Hook {
+            domain,
+            rotate,
+            print,
+        } => {
+            let domain = Domain::parse_instance(&domain).map_err(usage)?;
+            let hook = hostyard::hook::ensure(config, &domain, rotate).map_err(runtime)?;
+            println!("url: {}", hook.url);
+            println!("content type: application/json");
+            println!(
+                "secret: {}{}",
+                hook.secret_file.display(),
+                if hook.new {
+                    " (new: give it to the forge)"
+                } else {
+                    ""
+                }
+            );
+            if print {
+                println!("{}", hostyard::hook::secret(&hook).map_err(runtime)?);
+            }
         }
         SiteAction::Owner { domain } => {
             let domain = Domain::parse_instance(&domain).map_err(usage)?;
