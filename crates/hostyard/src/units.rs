@@ -1106,7 +1106,7 @@ mod tests {
                 "{expected} in {names:?}"
             );
         }
-        assert_eq!(names.len(), 27, "{names:?}");
+        assert_eq!(names.len(), 29, "{names:?}");
     }
 
     #[test]
