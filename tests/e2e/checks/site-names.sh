@@ -36,9 +36,18 @@ t_an_alias_by_command_redirects_to_the_site() {
   expect "$ALIAS once removed" "$got" 404
 }
 
-# push CONTENT: a commit of index.html pushed to the site's repository.
+# push CONTENT: a commit of index.html pushed to the site's repository,
+# from a working clone made again when a reboot emptied /tmp; the git
+# daemon (a transient unit) started again too.
 push() {
+  git_repo
   bxi bash -euo pipefail -s "$1" <<'EOF2'
+if [ ! -d /tmp/work/site ]; then
+  mkdir -p /tmp/work
+  git clone -q /srv/git/site.git /tmp/work/site
+  git -C /tmp/work/site config user.email e2e@example.com
+  git -C /tmp/work/site config user.name e2e
+fi
 cd /tmp/work/site
 echo "$1" >index.html
 git commit -qam "$1"
