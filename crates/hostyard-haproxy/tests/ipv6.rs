@@ -9,13 +9,13 @@ mod util;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
-use hostyard_config::{BindV6, NodeConfig};
+use hostyard_config::BindV6;
 use hostyard_haproxy::{Entry, HostMap};
 use hostyard_testsupport::client::{exchange, tls_client};
-use hostyard_testsupport::{free_port, Backend};
+use hostyard_testsupport::Backend;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, StreamOwned};
-use util::start_haproxy;
+use util::{loopback_config, start_haproxy};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -42,18 +42,8 @@ fn the_frontends_answer_on_ipv4_and_ipv6() {
         "this machine has no ::1 on its loopback; run this test where it has (ip -6 addr show lo)"
     );
     let backend = Backend::start("over both");
-    let dir = tempfile::Builder::new()
-        .prefix("hy6")
-        .tempdir_in("/tmp")
-        .unwrap();
-    let mut config = NodeConfig {
-        data_root: dir.path().join("data"),
-        ..NodeConfig::default()
-    };
-    config.haproxy.bind_address = "127.0.0.1".parse().unwrap();
+    let (_dir, mut config) = loopback_config("hy6");
     config.haproxy.bind_address_v6 = BindV6::Address(Ipv6Addr::LOCALHOST);
-    config.haproxy.http_port = free_port();
-    config.haproxy.https_port = free_port();
     let mut map = HostMap::new();
     map.insert("v6.example".into(), Entry::Route(backend.addr()));
     let (_haproxy, _) = start_haproxy(&config, &map);

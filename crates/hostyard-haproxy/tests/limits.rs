@@ -29,7 +29,7 @@ use hostyard_testsupport::client::{connect_from, exchange, tls_client};
 use hostyard_testsupport::{free_port, wait_until, Backend, FleetCa, Haproxy};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
-use util::start_haproxy;
+use util::{loopback_config, start_haproxy};
 
 /// What a client would see as an outage: a request of another client that
 /// takes longer than this has failed.
@@ -55,18 +55,7 @@ struct Edge {
 
 impl Edge {
     fn start(hosts: &[&str], backend: SocketAddr, tweak: impl FnOnce(&mut NodeConfig)) -> Edge {
-        // Under /tmp: HAProxy's socket paths must stay short.
-        let dir = tempfile::Builder::new()
-            .prefix("hyl")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let mut config = NodeConfig {
-            data_root: dir.path().join("data"),
-            ..NodeConfig::default()
-        };
-        config.haproxy.bind_address = "127.0.0.1".parse().unwrap();
-        config.haproxy.http_port = free_port();
-        config.haproxy.https_port = free_port();
+        let (dir, mut config) = loopback_config("hyl");
         // Every client here is on loopback, which the default exempts.
         config.haproxy.unlimited_sources = vec![];
         tweak(&mut config);

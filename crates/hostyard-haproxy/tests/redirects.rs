@@ -13,14 +13,13 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hostyard_config::NodeConfig;
 use hostyard_core::{Domain, Layout};
 use hostyard_haproxy::{Entry, HostMap, FILE};
 use hostyard_testsupport::client::{exchange, tls_client};
-use hostyard_testsupport::{free_port, Backend, SiteCa};
+use hostyard_testsupport::{Backend, SiteCa};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
-use util::start_haproxy;
+use util::{loopback_config, start_haproxy};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -96,17 +95,7 @@ fn split_url(url: &str) -> (String, String, Option<u16>, String) {
 #[test]
 fn every_canonical_redirect_is_one_permanent_hop() {
     let backend = Backend::start("site");
-    let dir = tempfile::Builder::new()
-        .prefix("hyr")
-        .tempdir_in("/tmp")
-        .unwrap();
-    let mut config = NodeConfig {
-        data_root: dir.path().join("data"),
-        ..NodeConfig::default()
-    };
-    config.haproxy.bind_address = "127.0.0.1".parse().unwrap();
-    config.haproxy.http_port = free_port();
-    config.haproxy.https_port = free_port();
+    let (_dir, config) = loopback_config("hyr");
     let ports = Ports {
         http: config.haproxy.http_port,
         https: config.haproxy.https_port,
