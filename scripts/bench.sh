@@ -14,6 +14,11 @@
 #   scripts/bench.sh start   `systemctl start static-git@D` to its first 200
 #                            through HAProxy, for one site and for 20 started
 #                            together, and the memory of a site (as root)
+#   scripts/bench.sh hook    a static-git site published by its signed push
+#                            hook 20 times (PUSHES), hook to new commit
+#                            served p50/p99, under a keep-alive load whose
+#                            failed requests are counted (as root; see
+#                            scripts/bench/hook.sh)
 #   scripts/bench.sh move    a fleet's move gap (deploy/site.sh move), static
 #                            and WordPress with 100 MB of uploads, against a
 #                            stop and start of the same site in the same run, RUNS
@@ -43,7 +48,7 @@ TWENTY=20
 GIT_URL=git://127.0.0.1:9418/site.git
 
 usage() {
-    echo "usage: scripts/bench.sh confd | start | backup | tls | move" >&2
+    echo "usage: scripts/bench.sh confd | start | backup | tls | hook | move" >&2
 }
 
 require() {
@@ -327,6 +332,8 @@ start_measure() {
 . "$repo/scripts/bench/backup.sh"
 # shellcheck source=scripts/bench/tls.sh
 . "$repo/scripts/bench/tls.sh"
+# shellcheck source=scripts/bench/hook.sh
+. "$repo/scripts/bench/hook.sh"
 
 main() {
     case "$*" in
@@ -335,10 +342,12 @@ main() {
         backup-measure) backup_measure ;;
         confd) bench_confd ;;
         start) bench_start ;;
+        hook) bench_hook ;;
         move) BENCH_MOVES=${RUNS:-5} exec "$repo/tests/e2e/fleet.sh" ;;
         # Internal: run by `start` inside the box.
         start-prepare) start_prepare ;;
         "start-measure "[0-9]*) start_measure "$2" ;;
+        "hook-measure "[0-9]*) hook_measure "$2" ;;
         *)
             usage
             exit 2

@@ -347,6 +347,50 @@ YAML
   return "$rc"
 }
 
+# A static-git site's push hook, sent to a server that does not host the
+# site, publishes it on the one that does, as docs/sites.md sets it up: the
+# secret from `hostyard site hook` on the owner, the URL on the site's
+# name. The repository is served by a git daemon on n2, standing in for
+# the forge.
+t_a_push_hook_through_another_server_publishes_on_the_owner() {
+  local d=hook-n1.example secret body sig status t0 took
+  on n2 sh -c 'rm -rf /srv/forge /tmp/forge && git init -q -b main /tmp/forge &&
+    echo first >/tmp/forge/index.html && git -C /tmp/forge add index.html &&
+    git -C /tmp/forge -c user.email=e2e@example.com -c user.name=e2e commit -qm first &&
+    mkdir -p /srv/forge && git clone -q --bare /tmp/forge /srv/forge/site.git'
+  on n2 systemd-run -q --unit fleet-forge --property=Type=exec /usr/bin/git daemon --reuseaddr \
+    --base-path=/srv/forge --export-all "--listen=${IP[n2]}" --port=9418 /srv/forge
+  yaml_checked <<YAML | jump sh -c "cat >>$FLEET/fleet.yaml"
+  - {domain: $d, kind: static-git, server: n1}
+YAML
+  jump mkdir -p "/tmp/site-$d/static-git"
+  echo "git://${IP[n2]}:9418/site.git" | jump sh -c "cat >/tmp/site-$d/static-git/GITURL"
+  deploy site.sh add "$d" "/tmp/site-$d" >/dev/null 2>&1 || { note "adding $d failed"; return 1; }
+  until_ok 60 says n3 "$d" first >/dev/null || { note "$d never answered through n3"; return 1; }
+  # On the owner, as the docs say: the secret is the last line.
+  secret=$(on n1 hostyard site hook "$d" --print | tail -n 1)
+  on n2 sh -c 'cd /tmp/forge && echo second >index.html &&
+    git -c user.email=e2e@example.com -c user.name=e2e commit -qam second && git push -q /srv/forge/site.git main'
+  body='{"ref":"refs/heads/main"}'
+  sig=$(python3 -c 'import hashlib, hmac, sys; print(hmac.new(b"another secret", sys.argv[1].encode(), hashlib.sha256).hexdigest())' "$body")
+  expect "a hook with another secret's signature through n3" "$(fleet_hook n3 "$d" "$sig" "$body")" 403 || return 1
+  sig=$(python3 -c 'import hashlib, hmac, sys; print(hmac.new(sys.stdin.readline().strip().encode(), sys.argv[1].encode(), hashlib.sha256).hexdigest())' "$body" <<<"$secret")
+  t0=$(date +%s.%N)
+  status=$(fleet_hook n3 "$d" "$sig" "$body")
+  expect "the signed hook through n3" "$status" 202 || return 1
+  took=$(until_ok 20 says n3 "$d" second) || { note "the pushed commit was never served through n3"; return 1; }
+  note "the pushed commit served through n3 $took s after the hook's answer ($(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }') s after it was sent)"
+  on n2 systemctl stop fleet-forge >/dev/null 2>&1 || true
+}
+
+# fleet_hook SERVER DOMAIN SIGNATURE BODY: the status of a Gitea-style
+# push hook for DOMAIN sent to SERVER from the jump box.
+fleet_hook() {
+  jump curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H "Host: $2" \
+    -H 'Content-Type: application/json' -H 'X-Gitea-Event: push' -H "X-Gitea-Signature: $3" \
+    --data-binary "$4" "http://${IP[$1]}/.well-known/hostyard/deploy" || true
+}
+
 # cut_off SERVER on|off: SERVER's packets to and from the other servers are
 # dropped (a network partition; the server itself keeps running).
 cut_off() {
@@ -880,7 +924,7 @@ main() {
   fi
   for name in t_servers_set_up_one_member_at_a_time t_sites_on_their_servers \
     t_every_server_serves_every_site t_a_certificate_is_served_by_every_server \
-    t_site_added_on_n1_is_served_through_n3 \
+    t_site_added_on_n1_is_served_through_n3 t_a_push_hook_through_another_server_publishes_on_the_owner \
     t_losing_a_server_and_a_partition t_site_containers_cannot_reach_etcd \
     t_a_site_container_cannot_forge_a_peers_proxy_header t_no_plaintext_etcd_off_loopback \
     t_move_under_load t_restore_on_a_second_server t_quorum_holds_with_one_member_stopped \

@@ -175,10 +175,43 @@ pub fn sign(secret: &[u8], body: &[u8]) -> String {
     hex::encode(hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, secret), body))
 }
 
+/// What a verified push does with the site's puller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pull {
+    /// Start it: no run is under way, so the one started fetches after
+    /// the push.
+    Start,
+    /// Wait for the run under way to end, then start another. That run
+    /// may have fetched before the push reached the repository, and
+    /// systemd merges a start into the start job that runs: without the
+    /// second run the push would wait for the timer.
+    AfterTheRunningOne,
+}
+
+/// The pull for a push, from the puller unit's `ActiveState` (a oneshot:
+/// `activating` while it runs). Any other state takes a start as a new run,
+/// a stop under way (`deactivating`) included: systemd queues the start
+/// behind it.
+pub fn pull_for_push(active_state: &str) -> Pull {
+    if active_state.trim() == "activating" {
+        Pull::AfterTheRunningOne
+    } else {
+        Pull::Start
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_push_during_a_pull_waits_for_it_then_pulls_again() {
+        assert_eq!(pull_for_push("activating\n"), Pull::AfterTheRunningOne);
+        for state in ["inactive", "failed", "deactivating", "active", ""] {
+            assert_eq!(pull_for_push(state), Pull::Start, "{state}");
+        }
+    }
 
     fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs

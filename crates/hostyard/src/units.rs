@@ -425,6 +425,7 @@ struct HookSocket {
 struct HookUnit {
     socket: &'static str,
     exec: String,
+    runtime_max_secs: u64,
     hardening: Hardening,
 }
 
@@ -691,6 +692,9 @@ impl<'a> Values<'a> {
         HookUnit {
             socket: HOOK_SOCKET,
             exec: self.helper_exec(HOOK_BIN, &[]),
+            // A push may wait for the pull under way: the puller's
+            // TimeoutStartSec, and a minute more.
+            runtime_max_secs: self.puller_timeout_secs() + 60,
             hardening: Hardening {
                 // Reads a site's secret; writes nothing.
                 read_write_paths: Vec::new(),
@@ -926,13 +930,18 @@ impl<'a> Values<'a> {
         }
     }
 
+    /// A pull's bound: its fetch's, and two minutes to publish.
+    fn puller_timeout_secs(&self) -> u64 {
+        self.config.git.fetch_timeout_secs + 120
+    }
+
     fn puller_unit(&self, kind: SiteKind) -> PullerUnit {
         PullerUnit {
             data_root: self.data_root(),
             kind: kind.as_str(),
             importer: kind.instance_unit_in_template(UnitRole::Importer),
             exec: self.helper_exec_for_instance(GITPULL_BIN, &[]),
-            timeout_secs: self.config.git.fetch_timeout_secs + 120,
+            timeout_secs: self.puller_timeout_secs(),
             hardening: Hardening {
                 // Its own site's clone and published trees, nothing else.
                 read_write_paths: vec![self.site_path(Layout::domain_dir)],

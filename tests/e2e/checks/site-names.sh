@@ -85,9 +85,10 @@ hook_post() {
     "http://127.0.0.1:$PORT/.well-known/hostyard/deploy" || true
 }
 
-# hmac SECRET BODY: the hex HMAC-SHA256 a forge signs BODY with.
+# hmac SECRET BODY: the hex HMAC-SHA256 a forge signs BODY with (the
+# secret to python on stdin, not on its command line).
 hmac() {
-  python3 -c 'import hashlib, hmac, sys; print(hmac.new(sys.argv[1].encode(), sys.argv[2].encode(), hashlib.sha256).hexdigest())' "$1" "$2"
+  python3 -c 'import hashlib, hmac, sys; print(hmac.new(sys.stdin.readline().strip().encode(), sys.argv[1].encode(), hashlib.sha256).hexdigest())' "$2" <<<"$1"
 }
 
 # puller_started: when the site's puller last started (monotonic), which
@@ -118,4 +119,75 @@ t_a_signed_push_hook_publishes_the_site() {
   done
   note "served the pushed commit $(($(now_ms) - t0)) ms after the hook was sent"
   expect "after the hook" "$got" hooked
+}
+
+CHECKS+=(t_a_push_hooked_while_the_puller_runs_is_published)
+
+# A push whose hook comes while the site's puller is still running (it
+# fetched the tip before this push) is published too, not left for the
+# timer: systemd merges a start into a running start job. The git daemon's
+# pack-objects is held (a system-wide uploadpack.packObjectsHook that waits
+# while /run/e2e-hold-pack exists), so the puller is deterministically
+# inside its fetch of the first push when the second one's hook comes.
+t_a_push_hooked_while_the_puller_runs_is_published() {
+  need_git_site
+  local secret body t0 got rc=0
+  secret=$(bx hostyard site hook "$GIT_SITE" --print | tail -n 1)
+  body='{"ref":"refs/heads/main"}'
+  bxi sh -c 'cat >/usr/local/bin/e2e-hold-pack && chmod 755 /usr/local/bin/e2e-hold-pack' <<'EOF2'
+#!/bin/sh
+# Test only: hold a fetch's pack while /run/e2e-hold-pack exists (30 s at most).
+touch /run/e2e-pack-held
+i=0
+while [ -e /run/e2e-hold-pack ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i + 1)); done
+exec "$@"
+EOF2
+  bx git config --system uploadpack.packObjectsHook /usr/local/bin/e2e-hold-pack
+  bx rm -f /run/e2e-pack-held
+  bx touch /run/e2e-hold-pack
+  push first-of-two
+  expect "the first push's hook" "$(hook_post "$(hmac "$secret" "$body")" "$body")" 202 || rc=1
+  t0=$(now_ms)
+  until bx test -e /run/e2e-pack-held; do
+    (($(now_ms) - t0 < 10000)) || break
+    sleep 0.05
+  done
+  expect "the puller inside its fetch" "$(bx systemctl is-active "static-git-puller@$GIT_SITE.service" || true)" activating || rc=1
+  push second-of-two
+  expect "the second push's hook" "$(hook_post "$(hmac "$secret" "$body")" "$body")" 202 || rc=1
+  bx rm -f /run/e2e-hold-pack
+  t0=$(now_ms)
+  until got=$(body "$GIT_SITE" /) && [ "$got" = second-of-two ]; do
+    (($(now_ms) - t0 < 20000)) || break
+    sleep 0.05
+  done
+  note "the second push served $(($(now_ms) - t0)) ms after the held fetch was let go"
+  bx git config --system --unset uploadpack.packObjectsHook
+  expect "after both hooks" "$got" second-of-two || rc=1
+  return "$rc"
+}
+
+CHECKS+=(t_pushes_in_quick_succession_are_each_published)
+
+# Pushes hooked one after the other are each published, however many come
+# in a few seconds: five pulls right before them bring the puller to
+# systemd's default start limit (5 in 10 s), which would refuse the next
+# start and leave the push for the timer.
+t_pushes_in_quick_succession_are_each_published() {
+  need_git_site
+  local secret body i t0 got rc=0
+  secret=$(bx hostyard site hook "$GIT_SITE" --print | tail -n 1)
+  body='{"ref":"refs/heads/main"}'
+  for i in 1 2 3 4 5; do bx systemctl start "static-git-puller@$GIT_SITE.service" || true; done
+  for i in 1 2; do
+    push "quick-$i"
+    expect "hook $i" "$(hook_post "$(hmac "$secret" "$body")" "$body")" 202 || rc=1
+    t0=$(now_ms)
+    until got=$(body "$GIT_SITE" /) && [ "$got" = "quick-$i" ]; do
+      (($(now_ms) - t0 < 20000)) || break
+      sleep 0.05
+    done
+    expect "push $i served" "$got" "quick-$i" || rc=1
+  done
+  return "$rc"
 }
