@@ -3,6 +3,10 @@
 #   scripts/bench.sh confd   routing latency, failed requests under churn and
 #                            reloads, 10k-site sync, confd memory, proxy cost
 #                            (HAProxy and etcd from scripts/test-tools.sh)
+#   scripts/bench.sh redirects  throughput of a site with 1,000 path
+#                            redirects against the same HAProxy without
+#                            them, in one run (HAProxy and etcd from
+#                            scripts/test-tools.sh)
 #   scripts/bench.sh backup  the first and second backup of 20 sites, a
 #                            WordPress site's latency during its backup and
 #                            its restore, on a server in a box (as root; see
@@ -48,7 +52,7 @@ TWENTY=20
 GIT_URL=git://127.0.0.1:9418/site.git
 
 usage() {
-    echo "usage: scripts/bench.sh confd | start | backup | tls | hook | move" >&2
+    echo "usage: scripts/bench.sh confd | redirects | start | backup | tls | hook | move" >&2
 }
 
 require() {
@@ -69,6 +73,16 @@ bench_confd() {
     cd "$repo"
     # The bench binary prints its figures and ends with the summary line.
     cargo bench -p hostyard-confd --bench confd
+}
+
+bench_redirects() {
+    local tools
+    tools=$("$repo/scripts/test-tools.sh") || die "scripts/test-tools.sh failed"
+    export PATH="$tools:$PATH"
+    require wrk wrk
+    cd "$repo"
+    # Prints each run and ends with the summary line (the ratio).
+    cargo bench -p hostyard-confd --bench redirects
 }
 
 # ---- start: on this machine ------------------------------------------------
@@ -341,6 +355,7 @@ main() {
         tls) bench_tls ;;
         backup-measure) backup_measure ;;
         confd) bench_confd ;;
+        redirects) bench_redirects ;;
         start) bench_start ;;
         hook) bench_hook ;;
         move) BENCH_MOVES=${RUNS:-5} exec "$repo/tests/e2e/fleet.sh" ;;

@@ -412,6 +412,7 @@ fn route_latency(
         let decl = SiteDecl {
             kind: SiteKind::Static,
             aliases: vec![],
+            edge: Default::default(),
         };
         etcd.put(&r.schema.site_key(&dom), &decl.to_json())?;
         // Not measured: the declaration's own apply (a 503 entry) must not
@@ -514,6 +515,7 @@ fn populate(endpoint: &str, schema: &Schema, n: usize, port: u16) -> anyhow::Res
         let decl = SiteDecl {
             kind: SiteKind::Static,
             aliases: vec![],
+            edge: Default::default(),
         }
         .to_json();
         let value = format!(r#"{{"ip":"127.0.0.1","port":"{port}"}}"#);

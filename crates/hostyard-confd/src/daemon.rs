@@ -815,6 +815,7 @@ pub async fn run(config_path: &Path, config: NodeConfig) -> anyhow::Result<()> {
         d.acme_wake.clone(),
         installed,
     )?;
+    crate::edge::spawn(&d.config.etcd, &d.schema, &d.layout)?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sighup = signal(SignalKind::hangup())?;

@@ -9,10 +9,12 @@
 //! sends, config installs and reloads, when to apply), the thin loop that
 //! carries them out ([`daemon`]), and what it leaves to blocking threads
 //! ([`background`]: the map's fsync, the state file); ACME's challenges
-//! and orders on a thread of their own ([`acme`]).
+//! and orders on a thread of their own ([`acme`]); the sites' path
+//! redirects on another ([`edge`]).
 
 pub mod acme;
 pub mod background;
 pub mod daemon;
 pub mod decide;
+pub mod edge;
 pub mod etcd_feed;

@@ -284,6 +284,7 @@ fn a_site_gets_https_for_the_names_the_ca_can_validate() {
     let decl = SiteDecl {
         kind: SiteKind::Static,
         aliases: vec![d("blog.example.net"), d("old.example.com")],
+        edge: Default::default(),
     };
     etcd.put(&r.schema.site_key(&domain), &decl.to_json())
         .unwrap();
@@ -335,6 +336,7 @@ fn challenges_are_answered_only_for_declared_or_routed_hosts() {
     let decl = SiteDecl {
         kind: SiteKind::Static,
         aliases: vec![],
+        edge: Default::default(),
     };
     etcd.put(&r.schema.site_key(&down), &decl.to_json())
         .unwrap();

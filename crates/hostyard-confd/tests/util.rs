@@ -202,6 +202,7 @@ impl Router {
         let decl = SiteDecl {
             kind,
             aliases: vec![],
+            edge: Default::default(),
         };
         etcd.put(&self.schema.site_key(&domain), &decl.to_json())
             .unwrap();

@@ -26,6 +26,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::domain::{Domain, DomainError};
+use crate::edge::EdgeRules;
 use crate::kind::{SiteKind, UnknownKind};
 
 /// The key layout under one prefix (`etcd.prefix` of the node config).
@@ -205,6 +206,10 @@ pub struct SiteDecl {
     /// Other names that redirect (301) to the domain; `www.<domain>` always does.
     #[serde(default)]
     pub aliases: Vec<Domain>,
+    /// Path redirects and the other rules HAProxy applies for the site's
+    /// names ([`crate::edge`]); absent when there are none.
+    #[serde(default, skip_serializing_if = "EdgeRules::is_empty")]
+    pub edge: EdgeRules,
 }
 
 /// Why a value read from etcd is unusable. Carries the raw text (cut short)
@@ -251,7 +256,15 @@ impl ServiceValue {
 
 impl SiteDecl {
     pub fn parse(raw: &[u8]) -> Result<SiteDecl, ValueError> {
-        serde_json::from_slice(raw).map_err(|e| ValueError::new(raw, e))
+        let decl: SiteDecl = serde_json::from_slice(raw).map_err(|e| ValueError::new(raw, e))?;
+        // The rules as `hostyard site set` checks them: a hand-written
+        // value that would put a space or a loop into HAProxy's maps is
+        // refused whole.
+        if !decl.edge.redirects.is_empty() {
+            crate::edge::decide_redirects(&[], &decl.edge.redirects, &[])
+                .map_err(|problems| ValueError::new(raw, problems.join("; ")))?;
+        }
+        Ok(decl)
     }
 
     pub fn to_json(&self) -> String {
@@ -482,8 +495,19 @@ mod tests {
         let decl = SiteDecl {
             kind: SiteKind::Wordpress,
             aliases: vec![d("example.org")],
+            edge: EdgeRules::default(),
         };
         assert_eq!(SiteDecl::parse(decl.to_json().as_bytes()).unwrap(), decl);
+        assert!(!decl.to_json().contains("edge"), "no rules, no field");
+        let mut with = decl.clone();
+        with.edge.redirects = vec![crate::edge::PathRedirect::parse("308:/a=/b", false).unwrap()];
+        assert_eq!(SiteDecl::parse(with.to_json().as_bytes()).unwrap(), with);
+        let looped =
+            br#"{"kind":"static","edge":{"redirects":[{"from":"/a","to":"/a","code":301}]}}"#;
+        assert!(SiteDecl::parse(looped).is_err());
+        let temporary =
+            br#"{"kind":"static","edge":{"redirects":[{"from":"/a","to":"/b","code":302}]}}"#;
+        assert!(SiteDecl::parse(temporary).is_err());
         assert!(SiteDecl::parse(br#"{"kind":"static","aliases":["../x"]}"#).is_err());
         assert!(SiteDecl::parse(br#"{"kind":"php"}"#).is_err());
     }

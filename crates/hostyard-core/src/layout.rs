@@ -401,6 +401,18 @@ impl Layout {
         self.runtime_haproxy().join("acme.map")
     }
 
+    /// The sites' exact path redirects: `<domain><path>` →
+    /// `<status>/<length>/<target>` ([`crate::edge::redirect_entries`]),
+    /// kept equal to the sites' declarations by confd (file and runtime API).
+    pub fn redirect_exact_map(&self) -> PathBuf {
+        self.runtime_haproxy().join("redirect-exact.map")
+    }
+
+    /// The sites' prefix path redirects, as [`Layout::redirect_exact_map`].
+    pub fn redirect_prefix_map(&self) -> PathBuf {
+        self.runtime_haproxy().join("redirect-prefix.map")
+    }
+
     /// ACME's files (mode 0700): the account and obtained certificates.
     /// Outside `runtime/haproxy`, which the HAProxy container mounts: the
     /// Internet-facing proxy has no use for the account's key. confd's unit

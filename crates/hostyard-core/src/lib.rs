@@ -8,6 +8,7 @@
 pub mod aliases;
 pub mod backup;
 pub mod domain;
+pub mod edge;
 pub mod envfile;
 pub mod etcd;
 pub mod kind;

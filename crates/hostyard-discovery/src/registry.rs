@@ -132,6 +132,7 @@ impl Registrar {
         let decl = SiteDecl {
             kind: self.kind,
             aliases: Vec::new(),
+            edge: Default::default(),
         };
         let txn = Txn::new()
             .when([Compare::version(

@@ -61,7 +61,8 @@ fn registers_the_container_under_a_lease_with_a_declaration() {
         SiteDecl::parse(decl.as_bytes()).unwrap(),
         SiteDecl {
             kind,
-            aliases: vec![]
+            aliases: vec![],
+            edge: Default::default(),
         }
     );
     assert_eq!(
@@ -535,6 +536,7 @@ fn another_kinds_declaration_is_not_overwritten() {
     let theirs = SiteDecl {
         kind: SiteKind::Wordpress,
         aliases: vec![d("www2.example.org")],
+        edge: Default::default(),
     };
     etcd.put(&site_key, &theirs.to_json()).unwrap();
     let (_site, disc, ..) = run_site(&etcd, &net, &node, &domain, SiteKind::Static);

@@ -29,6 +29,8 @@ struct HaproxyCfg {
     crt_list: String,
     https_map: String,
     acme_map: String,
+    redirect_exact_map: String,
+    redirect_prefix_map: String,
     https_port_suffix: String,
     http_port_suffix: String,
     hook_path: &'static str,
@@ -82,6 +84,8 @@ pub fn render_cfg(config: &NodeConfig) -> anyhow::Result<String> {
         crt_list: path(layout.haproxy_crt_list()),
         https_map: path(layout.https_map()),
         acme_map: path(layout.acme_map()),
+        redirect_exact_map: path(layout.redirect_exact_map()),
+        redirect_prefix_map: path(layout.redirect_prefix_map()),
         https_port_suffix: match hp.https_port {
             443 => String::new(),
             port => format!(":{port}"),

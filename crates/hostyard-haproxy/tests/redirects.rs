@@ -13,6 +13,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
+use hostyard_core::edge::{redirect_entries, PathRedirect};
 use hostyard_core::{Domain, Layout};
 use hostyard_haproxy::{Entry, HostMap, FILE};
 use hostyard_testsupport::client::{exchange, tls_client};
@@ -92,10 +93,21 @@ fn split_url(url: &str) -> (String, String, Option<u16>, String) {
     (scheme.into(), host.into(), port, path.into())
 }
 
-#[test]
-fn every_canonical_redirect_is_one_permanent_hop() {
+/// What every test here runs against: a HAProxy with secure.example (a
+/// valid certificate, HTTP goes to HTTPS) and plain.example (none), each
+/// with its www. name and an alias, and `rules` as each site's path
+/// redirects.
+struct Setup {
+    ports: Ports,
+    verified: Arc<ClientConfig>,
+    _backend: Backend,
+    _dir: tempfile::TempDir,
+    _haproxy: hostyard_testsupport::Haproxy,
+}
+
+fn setup(prefix: &str, rules: &[PathRedirect]) -> Setup {
     let backend = Backend::start("site");
-    let (_dir, config) = loopback_config("hyr");
+    let (dir, config) = loopback_config(prefix);
     let ports = Ports {
         http: config.haproxy.http_port,
         https: config.haproxy.https_port,
@@ -128,8 +140,34 @@ fn every_canonical_redirect_is_one_permanent_hop() {
     }
     FILE.write(&layout.https_map(), policy.as_bytes()).unwrap();
     let verified = trusting(&ca);
-    let (_haproxy, _) = start_haproxy(&config, &map);
+    let (mut exact, mut by_prefix) = (String::new(), String::new());
+    for site in ["secure.example", "plain.example"] {
+        let (e, p) = redirect_entries(&Domain::parse(site).unwrap(), rules);
+        for (k, v) in e {
+            exact.push_str(&format!("{k} {v}\n"));
+        }
+        for (k, v) in p {
+            by_prefix.push_str(&format!("{k} {v}\n"));
+        }
+    }
+    FILE.write(&layout.redirect_exact_map(), exact.as_bytes())
+        .unwrap();
+    FILE.write(&layout.redirect_prefix_map(), by_prefix.as_bytes())
+        .unwrap();
+    let (haproxy, _) = start_haproxy(&config, &map);
+    Setup {
+        ports,
+        verified,
+        _backend: backend,
+        _dir: dir,
+        _haproxy: haproxy,
+    }
+}
 
+#[test]
+fn every_canonical_redirect_is_one_permanent_hop() {
+    let s = setup("hyr", &[]);
+    let (ports, verified) = (&s.ports, s.verified.clone());
     let mut checked = 0;
     for (site, has_cert) in [("secure.example", true), ("plain.example", false)] {
         for host in [
@@ -149,7 +187,7 @@ fn every_canonical_redirect_is_one_permanent_hop() {
                     } else {
                         None
                     };
-                    let (status, location) = ask(&ports, scheme, &host, path, first_tls);
+                    let (status, location) = ask(ports, scheme, &host, path, first_tls);
                     if host == site && scheme == want_scheme {
                         assert_eq!(status, 200, "{what} is served");
                         checked += 1;
@@ -172,7 +210,7 @@ fn every_canonical_redirect_is_one_permanent_hop() {
                         ports.http
                     };
                     assert_eq!(to_port, Some(want_port), "{what} -> {location}");
-                    let (second, again) = ask(&ports, &to_scheme, &to_host, &to_path, final_tls);
+                    let (second, again) = ask(ports, &to_scheme, &to_host, &to_path, final_tls);
                     assert_eq!(
                         second, 200,
                         "{what} -> {location} -> {second} {again:?}: two hops"
@@ -183,4 +221,88 @@ fn every_canonical_redirect_is_one_permanent_hop() {
         }
     }
     assert_eq!(checked, 2 * 3 * 2 * 2);
+}
+
+/// The path redirects of `hostyard site set --redirect` and
+/// `--redirect-prefix` over the same matrix of names, schemes and queries:
+/// each is one 301 or 308, the status its rule chose, to the rule's target
+/// with the rest of a prefix and the query kept; a target on the site is
+/// served at once (never a second hop through HTTPS or the canonical name).
+#[test]
+fn every_path_redirect_is_one_permanent_hop_keeping_the_query() {
+    let rule = |spec: &str, prefix: bool| PathRedirect::parse(spec, prefix).unwrap();
+    let rules = [
+        rule("/old=/new", false),
+        rule("308:/api=/v2/api", false),
+        rule("/blog/=https://blog.example.org/", true),
+        rule("/docs/=/manual/", true),
+        // Longer than /docs/: wins for what it covers.
+        rule("308:/docs/v1/=/manual/legacy/", true),
+        // An exact rule wins over every prefix.
+        rule("/docs/index.html=/manual/", false),
+    ];
+    let s = setup("hyp", &rules);
+    let (ports, verified) = (&s.ports, s.verified.clone());
+    let cases: [(&str, u16, &str); 6] = [
+        ("/old", 301, "/new"),
+        ("/api", 308, "/v2/api"),
+        (
+            "/blog/2020/post.html",
+            301,
+            "https://blog.example.org/2020/post.html",
+        ),
+        ("/docs/a/b", 301, "/manual/a/b"),
+        ("/docs/v1/x", 308, "/manual/legacy/x"),
+        ("/docs/index.html", 301, "/manual/"),
+    ];
+    let mut checked = 0;
+    for (site, has_cert) in [("secure.example", true), ("plain.example", false)] {
+        for host in [
+            site.to_string(),
+            format!("www.{site}"),
+            format!("old-{site}"),
+        ] {
+            for scheme in ["http", "https"] {
+                for (path, code, target) in cases {
+                    for query in ["", "?q=1&r=a%20b"] {
+                        let what = format!("{scheme}://{host}{path}{query}");
+                        let (status, location) =
+                            ask(ports, scheme, &host, &format!("{path}{query}"), None);
+                        assert_eq!(status, code, "{what}: {status} {location:?}");
+                        let location = location.unwrap_or_else(|| panic!("{what}: no Location"));
+                        if target.starts_with("https://") {
+                            assert_eq!(location, format!("{target}{query}"), "{what}");
+                            checked += 1;
+                            continue;
+                        }
+                        let want_scheme = if has_cert { "https" } else { scheme };
+                        let want_port = if want_scheme == "https" {
+                            ports.https
+                        } else {
+                            ports.http
+                        };
+                        assert_eq!(
+                            location,
+                            format!("{want_scheme}://{site}:{want_port}{target}{query}"),
+                            "{what}"
+                        );
+                        let (to_scheme, to_host, _, to_path) = split_url(&location);
+                        let tls = (to_scheme == "https" && has_cert).then(|| verified.clone());
+                        let (second, again) = ask(ports, &to_scheme, &to_host, &to_path, tls);
+                        assert_eq!(
+                            second, 200,
+                            "{what} -> {location} -> {second} {again:?}: two hops"
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 2 * 3 * 2 * cases.len() * 2);
+    // A path no rule takes is served, or redirected as before.
+    let (status, _) = ask(ports, "https", "secure.example", "/olds", Some(verified));
+    assert_eq!(status, 200);
+    let (status, _) = ask(ports, "http", "plain.example", "/old/", None);
+    assert_eq!(status, 200);
 }

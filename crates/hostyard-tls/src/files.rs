@@ -56,6 +56,12 @@ pub fn ensure_base(layout: &Layout) -> anyhow::Result<()> {
     if !layout.acme_map().exists() {
         hostyard_haproxy::FILE.write(&layout.acme_map(), b"")?;
     }
+    // haproxy.cfg names them: HAProxy does not start without them.
+    for map in [layout.redirect_exact_map(), layout.redirect_prefix_map()] {
+        if !map.exists() {
+            hostyard_haproxy::FILE.write(&map, b"")?;
+        }
+    }
     Ok(())
 }
 

@@ -119,6 +119,7 @@ impl Fleet {
         let decl = SiteDecl {
             kind: SiteKind::Static,
             aliases: Vec::new(),
+            edge: Default::default(),
         };
         etcd.put(&schema.site_key(&domain), &decl.to_json())
             .unwrap();

@@ -15,6 +15,7 @@ use std::process::Command;
 use anyhow::{bail, Result};
 use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 use hostyard_config::NodeConfig;
+use hostyard_core::edge::PathRedirect;
 use hostyard_core::etcd::{Schema, ServiceValue, SiteDecl};
 use hostyard_core::{Domain, SiteKind, UnitRole};
 
@@ -113,6 +114,7 @@ pub fn forget(config: &NodeConfig, domain: &Domain) -> Result<Forgot> {
 pub struct Shown {
     pub kind: SiteKind,
     pub aliases: Vec<Domain>,
+    pub redirects: Vec<PathRedirect>,
     pub owner: Option<String>,
 }
 
@@ -127,28 +129,44 @@ pub fn show(config: &NodeConfig, domain: &Domain) -> Result<Shown> {
         Ok(Shown {
             kind: decl.kind,
             aliases: decl.aliases,
+            redirects: decl.edge.redirects,
             owner,
         })
     })
 }
 
-/// What `set_aliases` did.
-#[derive(Debug, PartialEq, Eq)]
-pub enum AliasesSet {
-    Unchanged(Vec<Domain>),
-    Changed(Vec<Domain>),
+/// What `hostyard site set` changes: aliases and path redirects.
+#[derive(Debug, Default)]
+pub struct SiteChange {
+    pub add_aliases: Vec<Domain>,
+    pub remove_aliases: Vec<Domain>,
+    pub add_redirects: Vec<PathRedirect>,
+    /// The `from` paths of the redirects to remove.
+    pub remove_redirects: Vec<String>,
 }
 
-/// Adds and removes aliases of `domain`'s declaration, on this server
-/// only when it owns the site (or nobody does yet), in one transaction on
-/// everything read: the declaration, the owner and every other site's
-/// declaration (so two sites cannot take one alias at once).
-pub fn set_aliases(
-    config: &NodeConfig,
-    domain: &Domain,
-    add: &[Domain],
-    remove: &[Domain],
-) -> Result<AliasesSet> {
+impl SiteChange {
+    pub fn is_empty(&self) -> bool {
+        self.add_aliases.is_empty()
+            && self.remove_aliases.is_empty()
+            && self.add_redirects.is_empty()
+            && self.remove_redirects.is_empty()
+    }
+}
+
+/// What `set` did: the declaration after it, and whether it changed.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SiteSet {
+    pub decl: SiteDecl,
+    pub changed: bool,
+}
+
+/// Changes `domain`'s declaration, on this server only when it owns the
+/// site (or nobody does yet), in one transaction on everything read: the
+/// declaration, the owner and every other site's declaration (so two
+/// sites cannot take one alias at once). Every problem of the change is
+/// reported at once and nothing is changed.
+pub fn set(config: &NodeConfig, domain: &Domain, change: &SiteChange) -> Result<SiteSet> {
     let schema = Schema::new(&config.etcd.prefix);
     let node = config.node_name();
     hostyard_etcd::block_on(async {
@@ -187,12 +205,35 @@ pub fn set_aliases(
                     .map(|s: &Domain| hostyard_core::aliases::Taken::AliasOf(s.clone()))
             }
         };
-        let next = hostyard_core::aliases::decide(domain, &decl.aliases, add, remove, taken)
-            .map_err(|problems| anyhow::anyhow!("nothing changed: {}", problems.join("; ")))?;
-        if next == decl.aliases {
-            return Ok(AliasesSet::Unchanged(next));
+        let mut problems = Vec::new();
+        let mut next = decl.clone();
+        match hostyard_core::aliases::decide(
+            domain,
+            &decl.aliases,
+            &change.add_aliases,
+            &change.remove_aliases,
+            taken,
+        ) {
+            Ok(aliases) => next.aliases = aliases,
+            Err(p) => problems.extend(p),
         }
-        decl.aliases = next.clone();
+        match hostyard_core::edge::decide_redirects(
+            &decl.edge.redirects,
+            &change.add_redirects,
+            &change.remove_redirects,
+        ) {
+            Ok(redirects) => next.edge.redirects = redirects,
+            Err(p) => problems.extend(p),
+        }
+        if !problems.is_empty() {
+            bail!("nothing changed: {}", problems.join("; "));
+        }
+        if next == decl {
+            return Ok(SiteSet {
+                decl,
+                changed: false,
+            });
+        }
         let owner_key = schema.owner_key(domain);
         let txn = Txn::new()
             .when([
@@ -204,7 +245,7 @@ pub fn set_aliases(
                     }
                 },
             ])
-            .and_then([TxnOp::put(schema.site_key(domain), decl.to_json(), None)]);
+            .and_then([TxnOp::put(schema.site_key(domain), next.to_json(), None)]);
         let done = bounded("txn", client.txn(txn)).await?;
         if !done.succeeded() {
             bail!(
@@ -212,7 +253,10 @@ pub fn set_aliases(
                  changed: run the command again"
             );
         }
-        Ok(AliasesSet::Changed(next))
+        Ok(SiteSet {
+            decl: next,
+            changed: true,
+        })
     })
 }
 

@@ -261,7 +261,7 @@ fn set_changes_aliases_only_on_the_owner_and_never_to_a_taken_name() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_stdout_has(
         &out,
-        "example.com's aliases are now a.example.org, b.example.org",
+        "example.com is now:\naliases: a.example.org, b.example.org\n",
     );
     let decl = etcd.get(&key("example.com")).unwrap().unwrap();
     let decl = hostyard_core::etcd::SiteDecl::parse(decl.as_bytes()).unwrap();
@@ -296,7 +296,7 @@ fn set_changes_aliases_only_on_the_owner_and_never_to_a_taken_name() {
         "b.example.org",
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_stdout_has(&out, "example.com's aliases are now none");
+    assert_stdout_has(&out, "example.com is now:\naliases: none\n");
     let show = hostyard(&["--config", &config, "site", "show", "example.com"]);
     assert_stdout_has(&show, "aliases: none\nowner: srv1\n");
     let out = set(&["--remove-alias", "a.example.org"]);
@@ -304,6 +304,39 @@ fn set_changes_aliases_only_on_the_owner_and_never_to_a_taken_name() {
         &out,
         1,
         "a.example.org is not an alias of example.com (its aliases: none)",
+    );
+
+    // Path redirects: 301 unless 308 is asked for, shown as they are set.
+    let out = set(&[
+        "--redirect",
+        "/old=/new",
+        "--redirect",
+        "308:/api=https://api.example.org/v2",
+        "--redirect-prefix",
+        "/blog/=https://blog.example.org/",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let show = hostyard(&["--config", &config, "site", "show", "example.com"]);
+    assert_eq!(
+        stdout(&show),
+        "kind: static\naliases: none\nredirect: 308:/api=https://api.example.org/v2\n\
+         redirect: 301:/old=/new\nredirect-prefix: 301:/blog/=https://blog.example.org/\n\
+         owner: srv1\n"
+    );
+    let before = etcd.get(&key("example.com")).unwrap();
+    // A temporary status, a second hop and a path that is none: a usage
+    // error or one refusal naming each, nothing written.
+    assert_exit_saying(&set(&["--redirect", "302:/a=/b"]), 2, "302 is no permanent");
+    let out = set(&["--redirect", "/x=/old", "--remove-redirect", "/nothing"]);
+    assert_exit_saying(&out, 1, "nothing changed");
+    assert_stderr_has(&out, "/x -> /old is redirected again by /old -> /new");
+    assert_stderr_has(&out, "no redirect from /nothing");
+    assert_eq!(etcd.get(&key("example.com")).unwrap(), before);
+    let out = set(&["--remove-redirect", "/old", "--remove-redirect", "/api"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_stdout_has(
+        &out,
+        "aliases: none\nredirect-prefix: 301:/blog/=https://blog.example.org/\n",
     );
 }
 

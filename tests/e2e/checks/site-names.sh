@@ -2,7 +2,7 @@
 # A site's other names and a static-git deploy's undo, each by the commands
 # docs/sites.md gives the operator. Sourced by tests/e2e/run.sh.
 
-CHECKS+=(t_an_alias_by_command_redirects_to_the_site t_a_bad_push_is_rolled_back_by_command)
+CHECKS+=(t_an_alias_by_command_redirects_to_the_site t_path_redirects_by_command_are_one_hop t_a_bad_push_is_rolled_back_by_command)
 
 ALIAS=alias.example.net
 
@@ -34,6 +34,31 @@ t_an_alias_by_command_redirects_to_the_site() {
     sleep 0.1
   done
   expect "$ALIAS once removed" "$got" 404
+}
+
+t_path_redirects_by_command_are_one_hop() {
+  need_static_site
+  bx hostyard site set "$STATIC" --redirect /old-page=/new-page \
+    --redirect-prefix 308:/blog/=https://blog.example.org/
+  expect "site show" "$(bx hostyard site show "$STATIC" | grep -c '^redirect')" 2
+  # confd's edge thread follows the declaration: bounded wait.
+  local t0 got
+  t0=$(now_ms)
+  until got=$(location "$STATIC" '/old-page?y=1') && [ "${got%% *}" = 301 ]; do
+    (($(now_ms) - t0 < 10000)) || break
+    sleep 0.1
+  done
+  note "/old-page redirected $(($(now_ms) - t0)) ms after hostyard site set returned"
+  expect "$STATIC/old-page?y=1" "$got" "301 http://$STATIC/new-page?y=1"
+  expect "$STATIC/blog/a?b=1" "$(location "$STATIC" '/blog/a?b=1')" \
+    "308 https://blog.example.org/a?b=1"
+  bx hostyard site set "$STATIC" --remove-redirect /old-page --remove-redirect /blog/
+  t0=$(now_ms)
+  until got=$(location "$STATIC" /old-page) && [ "${got%% *}" != 301 ]; do
+    (($(now_ms) - t0 < 10000)) || break
+    sleep 0.1
+  done
+  expect "$STATIC/old-page once removed" "${got%% *}" 404
 }
 
 # push CONTENT: a commit of index.html pushed to the site's repository,

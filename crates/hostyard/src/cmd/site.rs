@@ -3,6 +3,7 @@
 use clap::Subcommand;
 use hostyard_config::NodeConfig;
 use hostyard_core::aliases::listed;
+use hostyard_core::edge::PathRedirect;
 use hostyard_core::Domain;
 
 use super::{runtime, usage, Failure};
@@ -39,16 +40,16 @@ pub enum SiteAction {
         #[arg(long)]
         take_over: bool,
     },
-    /// Print the site's declaration: its kind, its aliases and the server
-    /// that owns it.
+    /// Print the site's declaration: its kind, its aliases, its path
+    /// redirects and the server that owns it.
     Show {
         /// The site's domain (example.com).
         domain: String,
     },
-    /// Change the site's aliases: other names that answer with a 301 to
-    /// it (its www. name always does). Routing follows at once; the site's
-    /// ACME certificate is ordered again to cover them. Run it on the
-    /// server that owns the site.
+    /// Change the site's aliases (other names that answer with a 301 to
+    /// it; its www. name always does) and path redirects. HAProxy follows
+    /// at once, without a reload; the site's ACME certificate is ordered
+    /// again to cover new aliases. Run it on the server that owns the site.
     Set {
         /// The site's domain (example.com).
         domain: String,
@@ -60,6 +61,18 @@ pub enum SiteAction {
         /// A name to remove (repeat for more).
         #[arg(long = "remove-alias", value_name = "NAME")]
         remove: Vec<String>,
+        /// A path that redirects: [301:|308:]FROM=TO, e.g. /old=/new or
+        /// 308:/api=https://api.example.org/v2 (301 unless 308 is given;
+        /// the query string is kept). Replaces a rule of the same path.
+        #[arg(long = "redirect", value_name = "RULE")]
+        redirect: Vec<String>,
+        /// Every path under a prefix: [301:|308:]PREFIX=TO, what follows
+        /// the prefix appended to TO, e.g. /blog/=https://blog.example.org/.
+        #[arg(long = "redirect-prefix", value_name = "RULE")]
+        redirect_prefix: Vec<String>,
+        /// Remove the redirect (exact or prefix) of this path.
+        #[arg(long = "remove-redirect", value_name = "FROM")]
+        remove_redirect: Vec<String>,
     },
     /// Serve a static-git site's previously published tree again, at once,
     /// and publish nothing until a new commit is pushed (a bad deploy's
@@ -111,13 +124,16 @@ pub fn run(config: &NodeConfig, action: SiteAction) -> Result<u8, Failure> {
             let domain = Domain::parse_instance(&domain).map_err(usage)?;
             let shown = hostyard::site::show(config, &domain).map_err(runtime)?;
             println!("kind: {}", shown.kind);
-            println!("aliases: {}", listed(&shown.aliases));
+            print_decl(&shown.aliases, &shown.redirects);
             println!("owner: {}", shown.owner.as_deref().unwrap_or("none"));
         }
         SiteAction::Set {
             domain,
             add,
             remove,
+            redirect,
+            redirect_prefix,
+            remove_redirect,
         } => {
             let domain = Domain::parse_instance(&domain).map_err(usage)?;
             let names = |list: Vec<String>| -> Result<Vec<Domain>, Failure> {
@@ -125,32 +141,44 @@ pub fn run(config: &NodeConfig, action: SiteAction) -> Result<u8, Failure> {
                     .map(|n| Domain::parse_instance(n).map_err(usage))
                     .collect()
             };
-            let (add, remove) = (names(add)?, names(remove)?);
-            if add.is_empty() && remove.is_empty() {
+            let rules = |list: Vec<String>, prefix: bool| -> Result<Vec<PathRedirect>, Failure> {
+                list.iter()
+                    .map(|r| PathRedirect::parse(r, prefix).map_err(|e| usage(anyhow::anyhow!(e))))
+                    .collect()
+            };
+            let mut add_redirects = rules(redirect, false)?;
+            add_redirects.extend(rules(redirect_prefix, true)?);
+            let change = hostyard::site::SiteChange {
+                add_aliases: names(add)?,
+                remove_aliases: names(remove)?,
+                add_redirects,
+                remove_redirects: remove_redirect,
+            };
+            if change.is_empty() {
                 return Err(usage(anyhow::anyhow!(
-                    "nothing to set: name --add-alias NAME or --remove-alias NAME"
+                    "nothing to set: name --add-alias NAME, --remove-alias NAME, --redirect \
+                     FROM=TO, --redirect-prefix FROM=TO or --remove-redirect FROM"
                 )));
             }
-            match hostyard::site::set_aliases(config, &domain, &add, &remove).map_err(runtime)? {
-                hostyard::site::AliasesSet::Unchanged(now) => {
-                    println!(
-                        "{domain}'s aliases are {} already; nothing changed",
-                        listed(&now)
-                    );
-                }
-                hostyard::site::AliasesSet::Changed(now) => {
-                    println!("{domain}'s aliases are now {}", listed(&now));
-                    // A certificate this server orders is ordered again
-                    // for the new names; an imported one is the operator's.
-                    let layout = config.layout();
-                    if config.tls.acme.enabled()
-                        && layout.domain_dir(&domain).is_dir()
-                        && hostyard_tls::acme::orders(&layout, &domain)
-                    {
-                        hostyard::tls::renew(config, &domain).map_err(runtime)?;
-                        println!("{}", hostyard::tls::next_steps(config, &domain));
-                    }
-                }
+            let before_aliases = change.add_aliases.len() + change.remove_aliases.len();
+            let set = hostyard::site::set(config, &domain, &change).map_err(runtime)?;
+            if !set.changed {
+                println!("{domain} is set so already; nothing changed");
+                print_decl(&set.decl.aliases, &set.decl.edge.redirects);
+                return Ok(0);
+            }
+            println!("{domain} is now:");
+            print_decl(&set.decl.aliases, &set.decl.edge.redirects);
+            // A certificate this server orders is ordered again for the
+            // new names; an imported one is the operator's.
+            let layout = config.layout();
+            if before_aliases > 0
+                && config.tls.acme.enabled()
+                && layout.domain_dir(&domain).is_dir()
+                && hostyard_tls::acme::orders(&layout, &domain)
+            {
+                hostyard::tls::renew(config, &domain).map_err(runtime)?;
+                println!("{}", hostyard::tls::next_steps(config, &domain));
             }
         }
         SiteAction::Rollback { domain } => {
@@ -221,4 +249,19 @@ pub fn run(config: &NodeConfig, action: SiteAction) -> Result<u8, Failure> {
         }
     }
     Ok(0)
+}
+
+/// The settable part of a declaration, one line per setting: `aliases:`
+/// and one `redirect:` or `redirect-prefix:` line per rule, as
+/// `hostyard site set` takes it back.
+fn print_decl(aliases: &[Domain], redirects: &[PathRedirect]) {
+    println!("aliases: {}", listed(aliases));
+    for r in redirects {
+        let what = if r.prefix {
+            "redirect-prefix"
+        } else {
+            "redirect"
+        };
+        println!("{what}: {}", r.spec());
+    }
 }
