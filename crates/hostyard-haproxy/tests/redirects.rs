@@ -306,3 +306,28 @@ fn every_path_redirect_is_one_permanent_hop_keeping_the_query() {
     let (status, _) = ask(ports, "http", "plain.example", "/old/", None);
     assert_eq!(status, 200);
 }
+
+/// A rule on the whole site (`--redirect-prefix /=...`) leaves ACME's
+/// challenges and the deploy hook where they are: a moved site still gets
+/// its certificate renewed and its pushes published.
+#[test]
+fn a_redirect_of_the_whole_site_leaves_acme_and_the_deploy_hook_alone() {
+    let rules = [PathRedirect::parse("/=https://moved.example.org/", true).unwrap()];
+    let s = setup("hyq", &rules);
+    let ports = &s.ports;
+    let (status, location) = ask(ports, "http", "plain.example", "/x?y=1", None);
+    assert_eq!(
+        (status, location.as_deref()),
+        (301, Some("https://moved.example.org/x?y=1"))
+    );
+    for path in [
+        hostyard_core::HOOK_PATH,
+        "/.well-known/acme-challenge/unknown-token",
+    ] {
+        let (status, location) = ask(ports, "http", "plain.example", path, None);
+        assert!(
+            status != 301 && status != 308,
+            "{path}: redirected ({status} {location:?})"
+        );
+    }
+}
