@@ -170,6 +170,14 @@ pub fn next(seen: &Seen, want: Want, domain: &str, to: &str) -> Step {
     }
 }
 
+/// Whether a new move from `from` to `to` may begin while `owner` owns
+/// the site: a third server that owns it (a restore there) is not this
+/// move's to overrule without `take_over`. The hand-over checks again, in
+/// the transaction that changes the owner.
+pub fn may_begin(owner: Option<&str>, from: &str, to: &str, take_over: bool) -> bool {
+    take_over || owner.is_none_or(|o| o == from || o == to)
+}
+
 /// What a failure of a step leaves to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnFailure {
@@ -389,11 +397,23 @@ mod tests {
         for p in [Phase::Stopped, Phase::Switched] {
             match next(&seen(Some(p)), Want::Cancel, D, TO) {
                 Step::Refuse(why) => {
-                    assert!(why.contains("deploy/site.sh move example.com web2"), "{why}")
+                    assert!(
+                        why.contains("deploy/site.sh move example.com web2"),
+                        "{why}"
+                    )
                 }
                 other => panic!("{p}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_third_owner_holds_a_new_move_back_unless_taken_over() {
+        assert!(may_begin(None, "web1", TO, false));
+        assert!(may_begin(Some("web1"), "web1", TO, false));
+        assert!(may_begin(Some(TO), "web1", TO, false));
+        assert!(!may_begin(Some("web3"), "web1", TO, false));
+        assert!(may_begin(Some("web3"), "web1", TO, true));
     }
 
     #[test]
