@@ -14,6 +14,7 @@ pub mod etcd;
 pub mod kind;
 pub mod layout;
 pub mod mail;
+pub mod moving;
 pub mod owner;
 pub mod secret;
 pub mod spec;

@@ -14,6 +14,7 @@ pub mod fleet;
 pub mod hook;
 pub mod image_id;
 pub mod mail;
+pub mod moving;
 pub mod names;
 pub mod owner;
 pub mod site;

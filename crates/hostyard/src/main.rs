@@ -14,6 +14,7 @@ use cmd::backup::BackupAction;
 use cmd::config::ConfigAction;
 use cmd::etcd::EtcdAction;
 use cmd::fleet::FleetAction;
+use cmd::moving::MoveAction;
 use cmd::site::SiteAction;
 use cmd::tls::TlsAction;
 use cmd::wordpress::WordpressAction;
@@ -154,6 +155,12 @@ enum Command {
         #[arg(long)]
         take_over: bool,
     },
+    /// A site's move between servers, one step at a time on the server it
+    /// concerns (`deploy/site.sh move` runs them).
+    Move {
+        #[command(subcommand)]
+        action: MoveAction,
+    },
     /// Back sites up into the restic repository of backup.repository.
     Backup {
         #[command(subcommand)]
@@ -224,6 +231,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             no_start,
             take_over,
         ),
+        Command::Move { action } => cmd::moving::run(&config, action),
         Command::Backup { action } => cmd::backup::run(&config, &cli.config, action),
         Command::Tls { action } => cmd::tls::run(&config, action),
     }

@@ -15,6 +15,7 @@ pub mod export;
 pub mod fleet;
 pub mod generate;
 pub mod mail;
+pub mod moving;
 pub mod site;
 pub mod tls;
 pub mod wordpress;
