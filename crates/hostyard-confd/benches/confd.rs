@@ -541,7 +541,10 @@ fn fleet(etcd: &Etcd, n: usize, runs: usize, ports: Ports) -> anyhow::Result<Fig
     let t0 = Instant::now();
     populate(&etcd.endpoint(), &r.schema, n, ports.a)?;
     let load_s = t0.elapsed().as_secs_f64();
-    println!("{n} sites written to etcd in {load_s:.1} s ({} keys, transactions of {TXN_SITES} sites)", 2 * n);
+    println!(
+        "{n} sites written to etcd in {load_s:.1} s ({} keys, transactions of {TXN_SITES} sites)",
+        2 * n
+    );
 
     // Sync: confd's start to its full apply (every domain and its www
     // name) in HAProxy's runtime map, per confd's log.
@@ -551,7 +554,10 @@ fn fleet(etcd: &Etcd, n: usize, runs: usize, ports: Ports) -> anyhow::Result<Fig
     let applied = wait_applied(&log, 0, 2 * n, "the full sync")?;
     let sync_s = t0.elapsed().as_secs_f64();
     let (routes, _) = routes_in_haproxy(&r, ports.a)?;
-    anyhow::ensure!(routes == n, "HAProxy routes {routes} hosts of {n} after the sync");
+    anyhow::ensure!(
+        routes == n,
+        "HAProxy routes {routes} hosts of {n} after the sync"
+    );
     let haproxy_map_mb = proc_mb(worker, "VmRSS:")? - haproxy_before;
     println!(
         "sync: confd start to all {n} routed in HAProxy {sync_s:.2} s ({} applies); \
@@ -620,7 +626,10 @@ fn fleet(etcd: &Etcd, n: usize, runs: usize, ports: Ports) -> anyhow::Result<Fig
         burst_s = t0.elapsed().as_secs_f64();
         burst_applies = applied.len();
         let (_, moved) = routes_in_haproxy(&r, ports.b)?;
-        anyhow::ensure!(moved == burst_n, "HAProxy routes {moved} of the burst's {burst_n}");
+        anyhow::ensure!(
+            moved == burst_n,
+            "HAProxy routes {moved} of the burst's {burst_n}"
+        );
         println!(
             "burst of {burst_n} concurrent changes: etcd acknowledged all after {burst_acked_s:.2} s, \
              all routed after {burst_s:.2} s in {} applies of {:?} host changes",

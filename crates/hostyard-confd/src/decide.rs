@@ -1254,7 +1254,9 @@ mod tests {
         };
         for (n, want) in [(20_000, Runtime::PerHost), (20_001, Runtime::Full)] {
             let next = moved(n);
-            let Plan::Apply { runtime, changes, .. } = plan(&applied, &next, &Changed::All, true)
+            let Plan::Apply {
+                runtime, changes, ..
+            } = plan(&applied, &next, &Changed::All, true)
             else {
                 panic!("a change must be applied");
             };
