@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Benchmarks against real etcd, HAProxy, Docker and systemd.
-#   scripts/bench.sh confd   routing latency, failed requests under churn and
-#                            reloads, 10k-site sync, confd memory, proxy cost
-#                            (HAProxy and etcd from scripts/test-tools.sh)
+#   scripts/bench.sh confd   for fleets of 40, 10,000 and 100,000 sites (SIZES,
+#                            comma-separated): route latency against its floor
+#                            in RUNS rounds (default 3), confd's sync and
+#                            memory, `hostyard status`, a burst, HAProxy's
+#                            map memory; then failed requests under churn
+#                            and reloads, proxy cost (HAProxy and etcd from
+#                            scripts/test-tools.sh; about 6 min on 2 cores
+#                            after the build; LOAD=0: the sizes only)
 #   scripts/bench.sh redirects  throughput of a site with 1,000 path
 #                            redirects against the same HAProxy without
 #                            them, in one run (HAProxy and etcd from
@@ -71,8 +76,12 @@ bench_confd() {
     export PATH="$tools:$PATH"
     require wrk wrk
     cd "$repo"
-    # The bench binary prints its figures and ends with the summary line.
-    cargo bench -p hostyard-confd --bench confd
+    # `hostyard status` is timed at each fleet size.
+    cargo build --release -q -p hostyard --bin hostyard
+    # The bench binary prints its figures and ends with the summary lines.
+    HOSTYARD_BIN="${CARGO_TARGET_DIR:-$repo/target}/release/hostyard" \
+        HOSTYARD_BENCH_SIZES=${SIZES:-40,10000,100000} HOSTYARD_BENCH_RUNS=${RUNS:-3} \
+        HOSTYARD_BENCH_LOAD=${LOAD:-1} cargo bench -p hostyard-confd --bench confd
 }
 
 bench_redirects() {

@@ -36,8 +36,19 @@ use hostyard_routing::{self as routing, AllowedNetworks, Problem};
 use crate::etcd_feed::Feed;
 
 /// Above this many changed hosts, one atomic full replace is cheaper than
-/// one command per host.
+/// one command per host, in a small map (see [`full_replace_above`]).
 pub const INCREMENTAL_LIMIT: usize = 200;
+/// A full replace costs HAProxy work for every entry of the map (parsed and
+/// indexed again: about 0.8 s of its CPU for 200,000 entries), a command
+/// per host about ten times one entry's share of it: per host is cheaper
+/// up to a tenth of the map.
+pub const FULL_REPLACE_SHARE: usize = 10;
+
+/// Above how many changed hosts the whole runtime map of `hosts` entries
+/// is replaced rather than changed host by host.
+pub fn full_replace_above(hosts: usize) -> usize {
+    INCREMENTAL_LIMIT.max(hosts / FULL_REPLACE_SHARE)
+}
 /// How long after a refused apply it is tried again.
 pub const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// The map file is rewritten at most this often (with 10,000 sites it is
@@ -427,7 +438,7 @@ pub fn plan<'a>(
     if changes.is_empty() && runtime_synced {
         return Plan::Nothing;
     }
-    let runtime = if !runtime_synced || changes.len() > INCREMENTAL_LIMIT {
+    let runtime = if !runtime_synced || changes.len() > full_replace_above(next.len()) {
         Runtime::Full
     } else {
         Runtime::PerHost
@@ -1225,6 +1236,34 @@ mod tests {
             panic!("a change must be applied");
         };
         assert_eq!(runtime, Runtime::PerHost);
+    }
+
+    #[test]
+    fn a_burst_in_a_big_map_goes_host_by_host() {
+        // 100,000 sites (a route and a www redirect each): a tenth of the
+        // map changes per host, more is a full replace.
+        let applied: HostMap = (0..200_000)
+            .map(|i| (format!("h{i}.example.com"), route(8000)))
+            .collect();
+        let moved = |n: usize| -> HostMap {
+            let mut next = applied.clone();
+            for (_, entry) in next.iter_mut().take(n) {
+                *entry = route(9999);
+            }
+            next
+        };
+        for (n, want) in [(20_000, Runtime::PerHost), (20_001, Runtime::Full)] {
+            let next = moved(n);
+            let Plan::Apply {
+                runtime, changes, ..
+            } = plan(&applied, &next, &Changed::All, true)
+            else {
+                panic!("a change must be applied");
+            };
+            assert_eq!(changes.len(), n);
+            assert_eq!(runtime, want, "{n} changes");
+        }
+        assert_eq!(full_replace_above(40), INCREMENTAL_LIMIT);
     }
 
     #[test]

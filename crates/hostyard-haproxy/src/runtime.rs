@@ -155,6 +155,18 @@ impl Session {
         commands.iter().map(|_| self.next_answer()).collect()
     }
 
+    /// Sends payload commands (each `... <<` with its lines and the empty
+    /// line that ends it) in one write and returns their answers in order.
+    /// Their answers are a few bytes each, so HAProxy never waits for this
+    /// side to read while it writes.
+    fn pipeline_payloads(&mut self, commands: &[String]) -> Result<Vec<String>, CliError> {
+        let text: String = commands.concat();
+        self.stream
+            .write_all(text.as_bytes())
+            .map_err(|e| self.io(e))?;
+        commands.iter().map(|_| self.next_answer()).collect()
+    }
+
     /// A command whose only successful answer is silence.
     pub fn expect_silent(&mut self, command: &str) -> Result<(), CliError> {
         let answer = self.command(command)?;
@@ -192,6 +204,9 @@ pub struct MapApi<'a> {
 /// Payload chunks stay well below HAProxy's CLI buffer (tune.bufsize, 16 kB
 /// by default), which one payload must fit in.
 const PAYLOAD_CHUNK: usize = 8 * 1024;
+
+/// Payloads per pipelined write of [`MapApi::replace_all`] (128 kB).
+const PAYLOAD_PIPELINE: usize = 16;
 
 /// Commands per pipelined write of [`MapApi::apply_known`].
 const PIPELINE_BATCH: usize = 256;
@@ -315,27 +330,50 @@ impl<'a> MapApi<'a> {
                 answer: answer.trim().to_string(),
             })?;
         let mut payload = format!("{GENERATION_KEY} {generation}\n");
+        let mut batch = Vec::new();
         for (host, entry) in map {
             payload.push_str(host);
             payload.push(' ');
             payload.push_str(&entry.map_value());
             payload.push('\n');
             if payload.len() >= PAYLOAD_CHUNK {
-                self.add_payload(version, &payload)?;
+                batch.push(self.payload_command(version, &payload));
                 payload.clear();
+                if batch.len() == PAYLOAD_PIPELINE {
+                    self.send_payloads(&batch)?;
+                    batch.clear();
+                }
             }
         }
         if !payload.is_empty() {
-            self.add_payload(version, &payload)?;
+            batch.push(self.payload_command(version, &payload));
         }
+        self.send_payloads(&batch)?;
         self.session
             .expect_silent(&format!("commit map @{version} {}", self.map))
     }
 
-    fn add_payload(&mut self, version: u64, payload: &str) -> Result<(), CliError> {
-        // A payload ends at the first empty line.
-        self.session
-            .expect_silent(&format!("add map @{version} {} <<\n{payload}\n", self.map))
+    /// `add map @version` with `payload` (its lines), ended by the empty
+    /// line that ends a payload.
+    fn payload_command(&self, version: u64, payload: &str) -> String {
+        format!("add map @{version} {} <<\n{payload}\n", self.map)
+    }
+
+    /// Sends payload commands in one write, then reads their answers: with
+    /// 100,000 sites a full map is a thousand payloads, and one round trip
+    /// each would double its time. Each answer must be silence.
+    fn send_payloads(&mut self, commands: &[String]) -> Result<(), CliError> {
+        let answers = self.session.pipeline_payloads(commands)?;
+        for (command, answer) in commands.iter().zip(answers) {
+            let rest = answer.replace("+ ", "");
+            if !rest.trim().is_empty() {
+                return Err(CliError::Refused {
+                    command: short(command),
+                    answer: rest.trim().to_string(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// What HAProxy routes now, for `hostyard status` and checks.
