@@ -11,8 +11,8 @@ mod util;
 use std::fs;
 use std::path::Path;
 
-use hostyard::mail::render_mail;
-use hostyard_core::mail::ForwardMap;
+use hostyard::mail::{render_mail, MailSite};
+use hostyard_core::mail::{ForwardMap, Selector};
 use hostyard_core::{Domain, Layout};
 use util::{
     assert_exit_saying, assert_golden_tree, assert_stdout_has, hostyard, read_tree, stderr, stdout,
@@ -39,6 +39,16 @@ fn rendered_mail_config_matches_the_goldens() {
         "[smtp.example.org]:587",
         &maps,
         &[domain("broken.example")],
+        &[
+            MailSite {
+                domain: domain("blog.example.net"),
+                selector: Selector::first(),
+            },
+            MailSite {
+                domain: domain("shop.example"),
+                selector: Selector::first().next(),
+            },
+        ],
         true,
     )
     .expect("render");
