@@ -96,7 +96,7 @@ fn mail_writes_the_config_then_only_what_changed() {
     // The first run creates the operator's directory and the queue.
     assert!(forwards(&dir).is_dir());
     assert!(dir.join("data/runtime/postfix/queue").is_dir());
-    assert_eq!(stdout(&out).lines().count(), 5, "{}", stdout(&out));
+    assert_eq!(stdout(&out).lines().count(), 9, "{}", stdout(&out));
     let tree = read_tree(&etc(&dir));
     assert_eq!(
         tree["virtual_domains"]
