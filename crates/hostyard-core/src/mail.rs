@@ -306,9 +306,7 @@ pub fn dkim_txt_value(zone_line: &str) -> Result<String, String> {
     let mut rest = zone_line;
     while let Some(start) = rest.find('"') {
         let after = &rest[start + 1..];
-        let end = after
-            .find('"')
-            .ok_or("an unterminated quoted string")?;
+        let end = after.find('"').ok_or("an unterminated quoted string")?;
         value.push_str(&after[..end]);
         rest = &after[end + 1..];
     }
@@ -332,7 +330,10 @@ pub fn dns_records(
     dkim_value: &str,
 ) -> Vec<(String, String)> {
     vec![
-        (format!("{domain}."), format!("v=spf1 a:{mail_hostname} ~all")),
+        (
+            format!("{domain}."),
+            format!("v=spf1 a:{mail_hostname} ~all"),
+        ),
         (
             format!("{selector}._domainkey.{domain}."),
             dkim_value.to_string(),
@@ -449,8 +450,16 @@ mod tests {
         );
         assert!(dkim_txt_value("nothing here").is_err());
         assert!(dkim_txt_value("\"v=DKIM1; p=abc").is_err());
-        let records = dns_records(&domain(), "mx.example.net", &Selector::first(), "v=DKIM1; p=x");
-        assert_eq!(records[0], ("example.com.".into(), "v=spf1 a:mx.example.net ~all".into()));
+        let records = dns_records(
+            &domain(),
+            "mx.example.net",
+            &Selector::first(),
+            "v=DKIM1; p=x",
+        );
+        assert_eq!(
+            records[0],
+            ("example.com.".into(), "v=spf1 a:mx.example.net ~all".into())
+        );
         assert_eq!(records[1].0, "hy1._domainkey.example.com.");
         assert_eq!(records[2].0, "_dmarc.example.com.");
     }

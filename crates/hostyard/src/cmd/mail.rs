@@ -47,8 +47,11 @@ pub fn action(config: &NodeConfig, action: MailAction) -> Result<u8, Failure> {
         MailAction::Dns { domain } => {
             let domain = parse(&domain)?;
             sends(&domain)?;
-            let selector = mail::read_selector(&layout, &domain).map_err(|e| runtime(anyhow::anyhow!(e)))?;
-            let txt = layout.dkim_domain_dir(&domain).join(format!("{selector}.txt"));
+            let selector =
+                mail::read_selector(&layout, &domain).map_err(|e| runtime(anyhow::anyhow!(e)))?;
+            let txt = layout
+                .dkim_domain_dir(&domain)
+                .join(format!("{selector}.txt"));
             let text = std::fs::read_to_string(&txt).map_err(|e| {
                 runtime(anyhow::anyhow!(
                     "cannot read {}: {e} (postfix makes the key when it starts or reloads: systemctl reload postfix)",
@@ -58,7 +61,9 @@ pub fn action(config: &NodeConfig, action: MailAction) -> Result<u8, Failure> {
             let dkim = hostyard_core::mail::dkim_txt_value(&text)
                 .map_err(|e| runtime(anyhow::anyhow!("{}: {e}", txt.display())))?;
             let hostname = mail_hostname(config)?;
-            for (name, value) in hostyard_core::mail::dns_records(&domain, &hostname, &selector, &dkim) {
+            for (name, value) in
+                hostyard_core::mail::dns_records(&domain, &hostname, &selector, &dkim)
+            {
                 println!("{name} IN TXT {}", mail::zone_txt(&value));
             }
             Ok(0)
@@ -66,7 +71,8 @@ pub fn action(config: &NodeConfig, action: MailAction) -> Result<u8, Failure> {
         MailAction::RotateDkim { domain } => {
             let domain = parse(&domain)?;
             sends(&domain)?;
-            let current = mail::read_selector(&layout, &domain).map_err(|e| runtime(anyhow::anyhow!(e)))?;
+            let current =
+                mail::read_selector(&layout, &domain).map_err(|e| runtime(anyhow::anyhow!(e)))?;
             let next = current.next();
             let path = mail::selector_file(&layout, &domain);
             hostyard_fs::AtomicWrite::new(0o644)
@@ -146,7 +152,11 @@ pub fn run(config: &NodeConfig, check: bool) -> Result<u8, Failure> {
     }
     // The operator's directory and postfix's queue exist from the first
     // render on, so there is an obvious place to put a forward file.
-    let mut dirs = vec![forwards.clone(), layout.postfix_queue_dir(), layout.dkim_dir()];
+    let mut dirs = vec![
+        forwards.clone(),
+        layout.postfix_queue_dir(),
+        layout.dkim_dir(),
+    ];
     dirs.extend(sites.iter().map(|s| layout.dkim_domain_dir(&s.domain)));
     for dir in &dirs {
         std::fs::create_dir_all(dir)
