@@ -34,6 +34,24 @@ find /srv/wp-content -xdev ! -user www-data -exec chown -h www-data:www-data {} 
 # any Apache host (Settings > Permalinks).
 chown www-data:www-data /etc/wordpress/htaccess
 
+# PHP's mail() (sendmail_path: msmtp) submits to postfix's socket for this
+# site, mounted at /run/hostyard/mail: the container's one way to send. The
+# envelope sender is wordpress@ the site's domain, the one postfix takes
+# from this socket; a plugin's -f of another domain is refused there.
+if [[ "${HOSTYARD_DOMAIN:-}" =~ ^[a-z0-9.-]+$ ]]; then
+  cat >/etc/msmtprc <<MSMTP
+# Written by hostyard-wordpress at start; do not edit.
+account default
+socket /run/hostyard/mail/smtp
+host localhost
+domain $HOSTYARD_DOMAIN
+from wordpress@$HOSTYARD_DOMAIN
+auth off
+tls off
+syslog off
+MSMTP
+fi
+
 # Install a new site, or upgrade an older database, before Apache serves
 # anything: WordPress's install form is never offered. As www-data, as PHP
 # runs under Apache; the administrator's password reaches it on stdin.

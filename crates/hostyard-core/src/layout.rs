@@ -32,6 +32,11 @@
 //!                                 generated from the forwards
 //! <root>/runtime/postfix/queue/   postfix's queue: mail not yet delivered
 //!                                 outlives the container
+//! <root>/runtime/postfix/queue/public/sites/<domain>/smtp   the socket a
+//!                                 site submits its mail to (its dir is
+//!                                 the site container's only way out)
+//! <root>/runtime/postfix/dkim/<domain>/   the domain's DKIM keys
+//!                                 (`<selector>.private`, 0600) and `selector`
 //! <root>/runtime/backup/<domain>/ a site's export while restic stores it
 //! <root>/runtime/backup/<domain>.last.json   its last good backup
 //! ```
@@ -494,6 +499,28 @@ impl Layout {
     /// postfix's queue, mounted as the container's `/var/spool/postfix`.
     pub fn postfix_queue_dir(&self) -> PathBuf {
         self.runtime_postfix().join("queue")
+    }
+
+    /// The directory of a site's mail submission socket, inside postfix's
+    /// queue (postfix makes its `public/` sockets there). The site
+    /// container mounts this directory, not the socket: postfix makes the
+    /// socket anew when it restarts, and a file mount would keep the old one.
+    pub fn mail_socket_dir(&self, domain: &Domain) -> PathBuf {
+        self.postfix_queue_dir()
+            .join("public")
+            .join(crate::mail::SITE_SOCKETS)
+            .join(domain.as_str())
+    }
+
+    /// The DKIM keys of every signing domain, mounted read-write at the
+    /// same path in postfix's container (its start makes missing keys).
+    pub fn dkim_dir(&self) -> PathBuf {
+        self.runtime_postfix().join("dkim")
+    }
+
+    /// One domain's DKIM keys and its `selector` file.
+    pub fn dkim_domain_dir(&self, domain: &Domain) -> PathBuf {
+        self.dkim_dir().join(domain.as_str())
     }
 }
 

@@ -244,6 +244,107 @@ pub fn is_relayhost(value: &str) -> bool {
     host.parse::<std::net::Ipv4Addr>().is_ok() || Domain::parse(host).is_ok()
 }
 
+/// The directory under postfix's `public/` that holds one directory per
+/// site that sends mail, each with its submission socket.
+pub const SITE_SOCKETS: &str = "sites";
+
+/// The socket's name in its site's directory.
+pub const SITE_SOCKET: &str = "smtp";
+
+/// Where a site container sees its socket's directory (PHP's msmtp
+/// connects to `<this>/smtp`).
+pub const SITE_SOCKET_MOUNT: &str = "/run/hostyard/mail";
+
+/// Messages a site may submit per hour; over it postfix answers 450 (try
+/// later) and logs it, and the other sites keep sending. A site's password
+/// resets and notices stay far below; a hijacked site's spam run stops here.
+pub const SITE_MESSAGES_PER_HOUR: u32 = 200;
+
+/// The master.cf name of a site's submission service: a path below
+/// postfix's `public/`, so its socket is [`crate::Layout::mail_socket_dir`]`/smtp`.
+pub fn site_service(domain: &Domain) -> String {
+    format!("{SITE_SOCKETS}/{domain}/{SITE_SOCKET}")
+}
+
+/// The DKIM selector a domain's first key gets.
+pub const FIRST_SELECTOR: &str = "hy1";
+
+/// A DKIM selector hostyard made: `hy<n>`, n from 1. Rotation takes the next.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Selector(u32);
+
+impl Selector {
+    pub fn first() -> Selector {
+        Selector(1)
+    }
+
+    pub fn parse(text: &str) -> Result<Selector, String> {
+        text.trim()
+            .strip_prefix("hy")
+            .and_then(|n| n.parse::<u32>().ok())
+            .filter(|n| *n > 0 && !text.trim().starts_with("hy0"))
+            .map(Selector)
+            .ok_or_else(|| format!("{:?} is not a selector like hy1", text.trim()))
+    }
+
+    pub fn next(&self) -> Selector {
+        Selector(self.0 + 1)
+    }
+}
+
+impl fmt::Display for Selector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "hy{}", self.0)
+    }
+}
+
+/// The value of the DKIM TXT record in a `<selector>.txt` that
+/// opendkim-genkey wrote (a zone file line with the value split into
+/// quoted strings): the strings joined.
+pub fn dkim_txt_value(zone_line: &str) -> Result<String, String> {
+    let mut value = String::new();
+    let mut rest = zone_line;
+    while let Some(start) = rest.find('"') {
+        let after = &rest[start + 1..];
+        let end = after.find('"').ok_or("an unterminated quoted string")?;
+        value.push_str(&after[..end]);
+        rest = &after[end + 1..];
+    }
+    if !value.starts_with("v=DKIM1") || !value.contains("p=") {
+        return Err("no DKIM record (v=DKIM1 ... p=...) in it".into());
+    }
+    if let Some(c) = value.chars().find(|c| c.is_control()) {
+        return Err(format!("the record contains {c:?}"));
+    }
+    Ok(value)
+}
+
+/// The DNS records a domain that sends mail from this server publishes,
+/// as `(name, TXT value)`: SPF naming the server's mail host name, the
+/// DKIM key of `selector`, and a DMARC policy that asks receivers to
+/// quarantine mail that is neither SPF- nor DKIM-aligned.
+pub fn dns_records(
+    domain: &Domain,
+    mail_hostname: &str,
+    selector: &Selector,
+    dkim_value: &str,
+) -> Vec<(String, String)> {
+    vec![
+        (
+            format!("{domain}."),
+            format!("v=spf1 a:{mail_hostname} ~all"),
+        ),
+        (
+            format!("{selector}._domainkey.{domain}."),
+            dkim_value.to_string(),
+        ),
+        (
+            format!("_dmarc.{domain}."),
+            "v=DMARC1; p=quarantine; adkim=r; aspf=r".to_string(),
+        ),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,6 +421,47 @@ mod tests {
         ] {
             assert!(!is_relayhost(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn selectors_parse_and_rotate() {
+        let first = Selector::parse("hy1\n").unwrap();
+        assert_eq!(first, Selector::first());
+        assert_eq!(first.next().to_string(), "hy2");
+        for bad in ["", "hy", "hy0", "hy01", "x1", "hy1 ", "hy-1", "hy1;p=x"] {
+            if bad == "hy1 " {
+                continue; // trimmed: a file's newline is fine
+            }
+            assert!(Selector::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn site_service_is_below_the_sites_dir() {
+        assert_eq!(site_service(&domain()), "sites/example.com/smtp");
+    }
+
+    #[test]
+    fn dkim_record_from_opendkim_genkey_output() {
+        let txt = "hy1._domainkey\tIN\tTXT\t( \"v=DKIM1; h=sha256; k=rsa; \"\n\t  \"p=MIIBIjANBg\"\n\t  \"kqhkiG9wAQAB\" )  ; ----- DKIM key hy1 for example.com\n";
+        assert_eq!(
+            dkim_txt_value(txt).unwrap(),
+            "v=DKIM1; h=sha256; k=rsa; p=MIIBIjANBgkqhkiG9wAQAB"
+        );
+        assert!(dkim_txt_value("nothing here").is_err());
+        assert!(dkim_txt_value("\"v=DKIM1; p=abc").is_err());
+        let records = dns_records(
+            &domain(),
+            "mx.example.net",
+            &Selector::first(),
+            "v=DKIM1; p=x",
+        );
+        assert_eq!(
+            records[0],
+            ("example.com.".into(), "v=spf1 a:mx.example.net ~all".into())
+        );
+        assert_eq!(records[1].0, "hy1._domainkey.example.com.");
+        assert_eq!(records[2].0, "_dmarc.example.com.");
     }
 
     proptest! {

@@ -89,6 +89,9 @@ pub struct KindSpec {
     /// name resolves to the container itself, and it gets it in
     /// `HOSTYARD_DOMAIN`.
     pub requests_itself: bool,
+    /// The application sends mail (PHP's mail()): postfix gets a submission
+    /// service for the site, and signs its mail with the domain's DKIM key.
+    pub sends_mail: bool,
     pub cron: Option<Cron>,
     /// The parts of its data, in the order an export writes them.
     pub parts: &'static [Part],
@@ -112,6 +115,7 @@ pub static STATIC: KindSpec = KindSpec {
     database: false,
     env_file: None,
     requests_itself: false,
+    sends_mail: false,
     cron: None,
     parts: &[Part::Tree {
         data: Layout::www_dir,
@@ -137,6 +141,7 @@ pub static STATIC_GIT: KindSpec = KindSpec {
     database: false,
     env_file: None,
     requests_itself: false,
+    sends_mail: false,
     cron: None,
     // The trees are the repository's: a copy fetches them again.
     parts: &[Part::Source {
@@ -174,6 +179,13 @@ pub static WORDPRESS: KindSpec = KindSpec {
             target: "/srv/secrets/wp-admin.env",
             read_only: true,
         },
+        // PHP's mail() submits here (msmtp to the socket): postfix's
+        // service for this site alone, the container's only way out.
+        Mount {
+            data: Layout::mail_socket_dir,
+            target: crate::mail::SITE_SOCKET_MOUNT,
+            read_only: true,
+        },
     ],
     // WordPress writes uploads, caches and sessions in places PHP chooses.
     read_only: false,
@@ -185,6 +197,7 @@ pub static WORDPRESS: KindSpec = KindSpec {
     // Site Health, the REST API check and loopbacks: inside the container
     // that is Apache itself.
     requests_itself: true,
+    sends_mail: true,
     // Visitors' requests never run it (DISABLE_WP_CRON).
     cron: Some(Cron {
         what: "WordPress's due cron events",

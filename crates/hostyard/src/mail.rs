@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use askama::Template;
 use hostyard_config::NodeConfig;
-use hostyard_core::mail::ForwardMap;
+use hostyard_core::mail::{ForwardMap, Selector};
 use hostyard_core::{Domain, Layout};
 
 use crate::units::{file, UnitFile};
@@ -39,6 +39,70 @@ pub const VIRTUAL: &str = "virtual";
 pub const DEFERRED_DOMAINS: &str = "deferred_domains";
 /// postfix's certificate and key (HAProxy's order: certificate, chain, key).
 pub const TLS_PEM: &str = "tls.pem";
+pub const OPENDKIM_CONF: &str = "opendkim.conf";
+pub const DKIM_KEY_TABLE: &str = "dkim_key_table";
+pub const DKIM_SIGNING_TABLE: &str = "dkim_signing_table";
+/// `domain selector dir` per line: the keys the container's start makes
+/// when they are missing.
+pub const DKIM_KEYS: &str = "dkim_keys";
+/// opendkim's milter socket, inside postfix's container (a tmpfs).
+pub const MILTER_SOCKET: &str = "/var/lib/postfix/opendkim/opendkim.sock";
+
+/// A site that sends mail: its domain and its DKIM key's selector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailSite {
+    pub domain: Domain,
+    pub selector: Selector,
+}
+
+struct MailSiteView {
+    domain: String,
+    service: String,
+}
+
+struct DkimKeyView {
+    domain: String,
+    selector: String,
+    dir: String,
+}
+
+#[derive(Template)]
+#[template(path = "postfix/senders", escape = "none")]
+struct Senders {
+    domain: String,
+}
+
+#[derive(Template)]
+#[template(path = "postfix/from", escape = "none")]
+struct FromChecks {
+    domain: String,
+    pattern: String,
+}
+
+#[derive(Template)]
+#[template(path = "postfix/opendkim.conf", escape = "none")]
+struct OpendkimConf {
+    config_dir: String,
+    milter_socket: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "postfix/dkim_key_table", escape = "none")]
+struct KeyTable<'a> {
+    keys: &'a [DkimKeyView],
+}
+
+#[derive(Template)]
+#[template(path = "postfix/dkim_signing_table", escape = "none")]
+struct SigningTable<'a> {
+    keys: &'a [DkimKeyView],
+}
+
+#[derive(Template)]
+#[template(path = "postfix/dkim_keys", escape = "none")]
+struct DkimKeys<'a> {
+    keys: &'a [DkimKeyView],
+}
 
 #[derive(Template)]
 #[template(path = "postfix/main.cf")]
@@ -53,7 +117,12 @@ struct MainCf {
 
 #[derive(Template)]
 #[template(path = "postfix/master.cf")]
-struct MasterCf;
+struct MasterCf {
+    config_dir: String,
+    milter_socket: &'static str,
+    cap: u32,
+    sites: Vec<MailSiteView>,
+}
 
 #[derive(Template)]
 #[template(path = "postfix/virtual_domains", escape = "none")]
@@ -181,6 +250,68 @@ pub fn read_forwards(dir: &Path) -> Result<Forwards, MailError> {
     Ok(forwards)
 }
 
+/// The sites on this server whose kind sends mail (their data's `KIND`),
+/// sorted, each with its DKIM selector (`dkim/<domain>/selector`, else the
+/// first). A site whose kind or selector cannot be read is reported in
+/// `bad` and left out: the others keep sending.
+pub fn mail_sites(layout: &Layout) -> Result<(Vec<MailSite>, Vec<String>), MailError> {
+    let dir = layout.domains_dir();
+    let entries = match fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), Vec::new())),
+        Err(source) => return Err(MailError::Read { path: dir, source }),
+    };
+    let mut sites = Vec::new();
+    let mut bad = Vec::new();
+    for entry in entries.flatten() {
+        // Import staging dirs and locks start with a dot: not domains.
+        let Ok(domain) = Domain::parse(&entry.file_name().to_string_lossy()) else {
+            continue;
+        };
+        match hostyard_fs::kind::site_kind(layout, &domain) {
+            Ok(Some(kind)) if kind.spec().sends_mail => {}
+            Ok(_) => continue,
+            Err(e) => {
+                bad.push(format!("{domain}: {e:#}"));
+                continue;
+            }
+        }
+        match read_selector(layout, &domain) {
+            Ok(selector) => sites.push(MailSite { domain, selector }),
+            Err(e) => bad.push(format!("{domain}: {e}")),
+        }
+    }
+    sites.sort_by(|a, b| a.domain.cmp(&b.domain));
+    bad.sort();
+    Ok((sites, bad))
+}
+
+/// The file naming a domain's DKIM selector in use.
+pub fn selector_file(layout: &Layout, domain: &Domain) -> PathBuf {
+    layout.dkim_domain_dir(domain).join("selector")
+}
+
+/// A domain's selector in use: its `selector` file, else the first.
+pub fn read_selector(layout: &Layout, domain: &Domain) -> Result<Selector, String> {
+    let path = selector_file(layout, domain);
+    match fs::read_to_string(&path) {
+        Ok(text) => Selector::parse(&text).map_err(|e| format!("{}: {e}", path.display())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Selector::first()),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// A TXT value as zone file text: quoted strings of at most 255 bytes
+/// (DNS's limit per string), a DKIM key being longer.
+pub fn zone_txt(value: &str) -> String {
+    value
+        .as_bytes()
+        .chunks(255)
+        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The name postfix uses for itself: `mail.hostname`, or `kernel_hostname`
 /// (with `.localdomain` added to a single label).
 pub fn mail_hostname(config: &NodeConfig, kernel_hostname: &str) -> Result<String, MailError> {
@@ -246,6 +377,7 @@ pub fn render_mail(
     relayhost: &str,
     maps: &[ForwardMap],
     deferred: &[Domain],
+    sites: &[MailSite],
     tls: bool,
 ) -> askama::Result<Vec<UnitFile>> {
     let forwards_dir = path_str(&layout.postfix_forwards_dir());
@@ -277,13 +409,66 @@ pub fn render_mail(
         forwards_dir,
         entries: maps.iter().flat_map(ForwardMap::virtual_entries).collect(),
     };
+    let config_dir = path_str(&layout.postfix_config_dir());
+    let keys: Vec<DkimKeyView> = sites
+        .iter()
+        .map(|s| DkimKeyView {
+            domain: s.domain.to_string(),
+            selector: s.selector.to_string(),
+            dir: path_str(&layout.dkim_domain_dir(&s.domain)),
+        })
+        .collect();
+    let master = MasterCf {
+        config_dir: config_dir.clone(),
+        milter_socket: MILTER_SOCKET,
+        cap: hostyard_core::mail::SITE_MESSAGES_PER_HOUR,
+        sites: sites
+            .iter()
+            .map(|s| MailSiteView {
+                domain: s.domain.to_string(),
+                service: hostyard_core::mail::site_service(&s.domain),
+            })
+            .collect(),
+    };
+    let mut per_site = Vec::new();
+    for site in sites {
+        let domain = site.domain.to_string();
+        per_site.push(file(
+            &format!("senders.{domain}"),
+            Senders {
+                domain: domain.clone(),
+            }
+            .render()?,
+        ));
+        per_site.push(file(
+            &format!("from.{domain}"),
+            FromChecks {
+                // A domain is letters, digits, `-` and `.`: only the dot
+                // means something in a regular expression.
+                pattern: domain.replace('.', "\\."),
+                domain,
+            }
+            .render()?,
+        ));
+    }
+    let opendkim = OpendkimConf {
+        config_dir,
+        milter_socket: MILTER_SOCKET,
+    };
     Ok(vec![
         file(MAIN_CF, main.render()?),
-        file(MASTER_CF, MasterCf.render()?),
+        file(MASTER_CF, master.render()?),
+        file(OPENDKIM_CONF, opendkim.render()?),
+        file(DKIM_KEY_TABLE, KeyTable { keys: &keys }.render()?),
+        file(DKIM_SIGNING_TABLE, SigningTable { keys: &keys }.render()?),
+        file(DKIM_KEYS, DkimKeys { keys: &keys }.render()?),
         file(VIRTUAL, table.render()?),
         file(VIRTUAL_DOMAINS, domains.render()?),
         file(DEFERRED_DOMAINS, deferred.render()?),
-    ])
+    ]
+    .into_iter()
+    .chain(per_site)
+    .collect())
 }
 
 /// Where postfix.service's readiness is checked: master.cf's `smtp inet`

@@ -60,6 +60,8 @@ enum Command {
         /// date (postfix-tls.service's ExecCondition), 1 when it is current.
         #[arg(long, conflicts_with = "check")]
         certificate_changed: bool,
+        #[command(subcommand)]
+        action: Option<cmd::mail::MailAction>,
     },
     /// Wait until postfix answers SMTP on 127.0.0.1:25 (postfix.service's
     /// ExecStartPost).
@@ -186,6 +188,10 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let code = hostyard::status::run(&config, json).map_err(runtime)?;
             Ok(u8::try_from(code).unwrap_or(1))
         }
+        Command::Mail {
+            action: Some(action),
+            ..
+        } => cmd::mail::action(&config, action),
         Command::Mail {
             certificate_changed: true,
             ..

@@ -389,6 +389,7 @@ struct PostfixUnit {
     wait: String,
     config_dir: String,
     queue_dir: String,
+    dkim_dir: String,
     /// Confinement and limits, one `docker run` option a line.
     run_options: Vec<String>,
 }
@@ -453,6 +454,8 @@ struct SiteUnit {
     start_timeout_secs: u64,
     /// The units that route sites; ordering only.
     routing: [&'static str; 2],
+    /// Commands run before the container starts, after the importer.
+    start_pre: Vec<String>,
 }
 
 /// A site's database container (`mysql@.service`).
@@ -657,6 +660,7 @@ impl<'a> Values<'a> {
             wait: self.helper_exec(HOSTYARD_BIN, &["mail-wait"]),
             config_dir: path_str(&self.layout.postfix_config_dir()),
             queue_dir: path_str(&self.layout.postfix_queue_dir()),
+            dkim_dir: path_str(&self.layout.dkim_dir()),
             run_options: server_wide_options(&POSTFIX_CAPS, &self.config.limits.postfix),
         }
     }
@@ -782,6 +786,15 @@ impl<'a> Values<'a> {
             // The container start (image already local) plus the bounded
             // wait for routing.
             start_timeout_secs: wait_timeout + 60,
+            // A site that sends mail needs its submission service in
+            // postfix: the reload renders it (and its DKIM key) once the
+            // importer has recorded the site's kind. `-`: a site without
+            // mail still serves; postfix not running does nothing.
+            start_pre: if spec.sends_mail {
+                vec![format!("-{SYSTEMCTL} try-reload-or-restart {POSTFIX_UNIT}")]
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -997,11 +1010,13 @@ fn mkdir(dir: &str) -> String {
 
 /// HAProxy binds ports 80 and 443 and needs nothing else.
 const HAPROXY_CAPS: [&str; 1] = ["NET_BIND_SERVICE"];
-/// postfix's master binds port 25, switches users and owns its queue.
-const POSTFIX_CAPS: [&str; 6] = [
+/// postfix's master binds port 25, switches users and owns its queue; the
+/// entrypoint (root) restarts opendkim, which runs as its own user.
+const POSTFIX_CAPS: [&str; 7] = [
     "CHOWN",
     "DAC_OVERRIDE",
     "FOWNER",
+    "KILL",
     "NET_BIND_SERVICE",
     "SETGID",
     "SETUID",

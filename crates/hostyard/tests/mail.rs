@@ -11,8 +11,8 @@ mod util;
 use std::fs;
 use std::path::Path;
 
-use hostyard::mail::render_mail;
-use hostyard_core::mail::ForwardMap;
+use hostyard::mail::{render_mail, MailSite};
+use hostyard_core::mail::{ForwardMap, Selector};
 use hostyard_core::{Domain, Layout};
 use util::{
     assert_exit_saying, assert_golden_tree, assert_stdout_has, hostyard, read_tree, stderr, stdout,
@@ -39,6 +39,16 @@ fn rendered_mail_config_matches_the_goldens() {
         "[smtp.example.org]:587",
         &maps,
         &[domain("broken.example")],
+        &[
+            MailSite {
+                domain: domain("blog.example.net"),
+                selector: Selector::first(),
+            },
+            MailSite {
+                domain: domain("shop.example"),
+                selector: Selector::first().next(),
+            },
+        ],
         true,
     )
     .expect("render");
@@ -86,7 +96,7 @@ fn mail_writes_the_config_then_only_what_changed() {
     // The first run creates the operator's directory and the queue.
     assert!(forwards(&dir).is_dir());
     assert!(dir.join("data/runtime/postfix/queue").is_dir());
-    assert_eq!(stdout(&out).lines().count(), 5, "{}", stdout(&out));
+    assert_eq!(stdout(&out).lines().count(), 9, "{}", stdout(&out));
     let tree = read_tree(&etc(&dir));
     assert_eq!(
         tree["virtual_domains"]

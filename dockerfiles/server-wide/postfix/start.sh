@@ -1,13 +1,80 @@
 #!/bin/sh
-# Entrypoint of hostyard/postfix: runs postfix in the foreground with the
-# config dir given as the one argument.
+# Entrypoint of hostyard/postfix: runs postfix (in the foreground) and
+# opendkim beside it, with the config dir given as the one argument. On
+# SIGHUP (postfix.service's reload, after `hostyard mail` re-rendered the
+# config) it makes missing DKIM keys, restarts opendkim and reloads postfix.
 set -eu
 config_dir=${1:?usage: hostyard-postfix CONFIG_DIR}
 [ -f "$config_dir/main.cf" ] || {
   echo "hostyard-postfix: $config_dir/main.cf is missing: run hostyard mail" >&2
   exit 1
 }
+spool=/var/spool/postfix
 # /var/lib/postfix is a fresh tmpfs owned by root; postfix keeps its lock
-# and caches there and wants to own it.
+# and caches there and wants to own it. opendkim's socket is there too,
+# reachable by postfix (in opendkim's group) only.
 chown postfix:postfix /var/lib/postfix
-exec /usr/sbin/postfix -c "$config_dir" start-fg
+install -d -o opendkim -g opendkim -m 750 /var/lib/postfix/opendkim
+
+# prepare_sites: for each site that sends mail (dkim_keys: domain selector
+# dir), its DKIM key when missing (2048-bit RSA, 0600, opendkim's), its
+# socket's directory, postfix's (docker makes it as root when the site
+# starts first), and the directory of its service's lock file.
+prepare_sites() {
+  [ -d "$spool/public" ] || install -d -o postfix -g postdrop -m 710 "$spool/public"
+  install -d -o postfix -g root -m 755 "$spool/public/sites"
+  [ -f "$config_dir/dkim_keys" ] || return 0
+  while read -r domain selector dir; do
+    [ -n "$domain" ] || continue
+    install -d -o postfix -g root -m 755 "$spool/public/sites/$domain"
+    # Each service process locks pid/unix.<service name>: its dir too.
+    install -d -m 755 "$spool/pid/unix.sites/$domain"
+    if [ ! -f "$dir/$selector.private" ]; then
+      mkdir -p "$dir"
+      if opendkim-genkey -b 2048 -h sha256 -d "$domain" -s "$selector" -D "$dir"; then
+        echo "hostyard-postfix: made the DKIM key $selector for $domain" >&2
+      else
+        echo "hostyard-postfix: warning: could not make the DKIM key $selector for $domain" >&2
+        continue
+      fi
+    fi
+    chown opendkim:opendkim "$dir/$selector.private"
+    chmod 600 "$dir/$selector.private"
+  done <"$config_dir/dkim_keys"
+}
+
+opendkim_pid=
+start_opendkim() {
+  rm -f /var/lib/postfix/opendkim/opendkim.sock
+  opendkim -f -x "$config_dir/opendkim.conf" &
+  opendkim_pid=$!
+}
+stop_opendkim() {
+  if [ -n "$opendkim_pid" ]; then
+    kill "$opendkim_pid" 2>/dev/null || true
+    wait "$opendkim_pid" 2>/dev/null || true
+  fi
+}
+
+reload() {
+  prepare_sites || true
+  stop_opendkim
+  start_opendkim
+  /usr/sbin/postfix -c "$config_dir" reload || true
+}
+
+stop() {
+  /usr/sbin/postfix -c "$config_dir" stop || true
+  stop_opendkim
+}
+
+prepare_sites
+start_opendkim
+trap reload HUP
+trap stop TERM INT
+/usr/sbin/postfix -c "$config_dir" start-fg &
+master=$!
+# wait returns early for every trapped signal: go on until postfix is gone.
+while kill -0 "$master" 2>/dev/null; do
+  wait "$master" || true
+done

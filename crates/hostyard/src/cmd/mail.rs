@@ -6,6 +6,86 @@ use hostyard_config::NodeConfig;
 
 use super::{error_chain, note, runtime, usage, warn, Failure};
 
+/// `hostyard mail dns|rotate-dkim D`.
+#[derive(clap::Subcommand)]
+pub enum MailAction {
+    /// Print the SPF, DKIM and DMARC records DOMAIN publishes for the mail
+    /// its site sends from this server (zone file lines).
+    Dns {
+        /// The site's domain (example.com).
+        domain: String,
+    },
+    /// Give DOMAIN a new DKIM key (the next selector) at the next
+    /// `systemctl reload postfix`; the old key stays on disk. Publish the
+    /// new record (`hostyard mail dns DOMAIN`) before removing the old one.
+    RotateDkim {
+        /// The site's domain (example.com).
+        domain: String,
+    },
+}
+
+/// `hostyard mail dns D` and `hostyard mail rotate-dkim D`.
+pub fn action(config: &NodeConfig, action: MailAction) -> Result<u8, Failure> {
+    use hostyard::mail;
+    use hostyard_core::Domain;
+    let layout = config.layout();
+    let parse = |d: &str| {
+        Domain::parse(d).map_err(|e| usage(anyhow::anyhow!("{d:?} is not a domain: {e}")))
+    };
+    let sends = |domain: &Domain| -> Result<(), Failure> {
+        let (sites, _) = mail::mail_sites(&layout).map_err(runtime)?;
+        if sites.iter().any(|s| &s.domain == domain) {
+            Ok(())
+        } else {
+            Err(usage(anyhow::anyhow!(
+                "{domain} is no site on this server that sends mail (a WordPress site's data in {})",
+                layout.domains_dir().display()
+            )))
+        }
+    };
+    match action {
+        MailAction::Dns { domain } => {
+            let domain = parse(&domain)?;
+            sends(&domain)?;
+            let selector =
+                mail::read_selector(&layout, &domain).map_err(|e| runtime(anyhow::anyhow!(e)))?;
+            let txt = layout
+                .dkim_domain_dir(&domain)
+                .join(format!("{selector}.txt"));
+            let text = std::fs::read_to_string(&txt).map_err(|e| {
+                runtime(anyhow::anyhow!(
+                    "cannot read {}: {e} (postfix makes the key when it starts or reloads: systemctl reload postfix)",
+                    txt.display()
+                ))
+            })?;
+            let dkim = hostyard_core::mail::dkim_txt_value(&text)
+                .map_err(|e| runtime(anyhow::anyhow!("{}: {e}", txt.display())))?;
+            let hostname = mail_hostname(config)?;
+            for (name, value) in
+                hostyard_core::mail::dns_records(&domain, &hostname, &selector, &dkim)
+            {
+                println!("{name} IN TXT {}", mail::zone_txt(&value));
+            }
+            Ok(0)
+        }
+        MailAction::RotateDkim { domain } => {
+            let domain = parse(&domain)?;
+            sends(&domain)?;
+            let current =
+                mail::read_selector(&layout, &domain).map_err(|e| runtime(anyhow::anyhow!(e)))?;
+            let next = current.next();
+            let path = mail::selector_file(&layout, &domain);
+            hostyard_fs::AtomicWrite::new(0o644)
+                .write(&path, format!("{next}\n").as_bytes())
+                .map_err(runtime)?;
+            note(format_args!(
+                "{domain} signs with the new key {next} after `systemctl reload postfix`; publish it (hostyard mail dns {domain}) and keep {current}'s record for a week"
+            ));
+            Ok(0)
+        }
+    }
+}
+
 /// `hostyard mail`: validate every forward file, then write postfix's config
 /// dir (only files that changed). A bad forward file is reported, one line
 /// each, and skipped (its domain deferred): postfix.service runs this before
@@ -28,6 +108,10 @@ pub fn run(config: &NodeConfig, check: bool) -> Result<u8, Failure> {
     }
     let deferred = read.deferred();
     let maps = read.maps;
+    let (sites, bad_sites) = mail::mail_sites(&layout).map_err(runtime)?;
+    for bad in &bad_sites {
+        warn(format_args!("no mail submission for {bad}"));
+    }
     let hostname = mail_hostname(config)?;
     let cert = mail::mail_certificate(&layout, &hostname).map_err(runtime)?;
     if cert.is_none() {
@@ -42,6 +126,7 @@ pub fn run(config: &NodeConfig, check: bool) -> Result<u8, Failure> {
         &config.mail.relayhost,
         &maps,
         &deferred,
+        &sites,
         cert.is_some(),
     )
     .map_err(|e| runtime(anyhow::Error::new(e).context("cannot render postfix's config")))?;
@@ -67,7 +152,13 @@ pub fn run(config: &NodeConfig, check: bool) -> Result<u8, Failure> {
     }
     // The operator's directory and postfix's queue exist from the first
     // render on, so there is an obvious place to put a forward file.
-    for dir in [&forwards, &layout.postfix_queue_dir()] {
+    let mut dirs = vec![
+        forwards.clone(),
+        layout.postfix_queue_dir(),
+        layout.dkim_dir(),
+    ];
+    dirs.extend(sites.iter().map(|s| layout.dkim_domain_dir(&s.domain)));
+    for dir in &dirs {
         std::fs::create_dir_all(dir)
             .map_err(|e| runtime(anyhow::anyhow!("cannot create {}: {e}", dir.display())))?;
     }

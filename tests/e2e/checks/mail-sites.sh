@@ -1,0 +1,97 @@
+# shellcheck shell=bash
+# Outgoing mail from a WordPress site: WordPress's real lost-password flow
+# sends through PHP's mail() (msmtp), the site's own postfix socket and
+# opendkim to postfix's smtp-sink (the relay host of need_mail_sink); the
+# mail arrives within 5 s, DKIM-signed for the site's domain, and a real
+# verifier (dkimpy) passes it against the record `hostyard mail dns`
+# prints. Then what the site must not do: send as another domain (envelope
+# or From:), see another site's socket. Sourced by tests/e2e/run.sh.
+
+CHECKS+=(t_wordpress_lost_password_mail_arrives_dkim_signed t_site_mail_cannot_pose_as_another_domain)
+
+# sink_file TEXT: the newest file in the sink holding TEXT (empty if none).
+sink_file() {
+  # shellcheck disable=SC2016 # expanded by the box's shell
+  bx sh -c 'grep -lsF -- "$1" "$2"/* | xargs -r ls -t | head -n 1' sink "$1" "$SINK_DIR"
+}
+sink_has() { [ -n "$(sink_file "$1")" ]; }
+
+# need_dkim_verifier: Debian's dkimpy in the box (a real verifier, given
+# the public key instead of a DNS lookup).
+need_dkim_verifier() {
+  bx python3 -c 'import dkim' 2>/dev/null && return
+  bx sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-dkim >/dev/null'
+}
+
+# dkim_verify FILE RECORD_LINE: "pass" when FILE's DKIM signature verifies
+# against the zone line's key (the d= and s= printed too).
+dkim_verify() {
+  bx python3 - "$1" "$2" <<'PY'
+import re, sys, dkim
+msg = open(sys.argv[1], "rb").read().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+record = "".join(re.findall(r'"([^"]*)"', sys.argv[2])).encode()
+sig = re.search(rb"^DKIM-Signature:(.*?)\r\n(?![ \t])", msg, re.M | re.S)
+tags = dict(t.strip().split("=", 1) for t in sig.group(1).decode().replace("\r\n", "").split(";") if "=" in t) if sig else {}
+ok = dkim.verify(msg, dnsfunc=lambda name, timeout=5: record)
+print(("pass" if ok else "fail") + " d=" + tags.get("d", "").strip() + " s=" + tags.get("s", "").strip())
+PY
+}
+
+t_wordpress_lost_password_mail_arrives_dkim_signed() {
+  need_mail_sink
+  need_wordpress
+  need_dkim_verifier
+  expect "the site's socket in its container" \
+    "$(bx docker exec "wordpress_$WP" sh -c 'test -S /run/hostyard/mail/smtp && echo socket')" socket
+  local t0 status file took record
+  t0=$(now_ms)
+  status=$(curl -s -o /dev/null -w '%{http_code}' --max-time 30 -H "Host: $WP" \
+    --data-urlencode 'user_login=admin' --data-urlencode 'redirect_to=' \
+    --data-urlencode 'wp-submit=Get New Password' \
+    "http://127.0.0.1:$PORT/wp-login.php?action=lostpassword" || true)
+  # WordPress redirects to "check your email" once wp_mail() returned true;
+  # it answers the form again with "could not be sent" otherwise.
+  expect "POST wp-login.php?action=lostpassword" "$status" 302
+  wait_for 5 "the password reset mail in the sink" sink_has "Password Reset" || true
+  took=$(($(now_ms) - t0))
+  file=$(sink_file "Password Reset")
+  expect "the password reset mail reached the sink" "$([ -n "$file" ] && echo yes)" yes
+  note "lost-password POST to the mail in the sink: $took ms"
+  expect "its envelope sender" "$(bx grep -m1 '^X-Mail-Args:' "$file" | grep -o "<wordpress@$WP>")" "<wordpress@$WP>"
+  record=$(bx hostyard mail dns "$WP" | grep "_domainkey.$WP. ")
+  expect "hostyard mail dns prints SPF and DMARC" \
+    "$(bx hostyard mail dns "$WP" | grep -c -e "^$WP\. IN TXT \"v=spf1 " -e "^_dmarc\.$WP\. IN TXT \"v=DMARC1; ")" 2
+  expect "its DKIM signature (dkimpy)" "$(dkim_verify "$file" "$record")" "pass d=$WP s=hy1"
+  expect "the domain's private key" "$(bx stat -c '%a' "$POSTFIX_DIR/dkim/$WP/hy1.private")" 600
+}
+
+# site_send FROM_HEADER [MSMTP_OPTION...]: a mail from inside $WP's
+# container through its socket, as a plugin could send it: msmtp's words,
+# then "exit N".
+site_send() {
+  local from=$1 rc=0 out
+  shift
+  out=$(printf 'From: %s\nTo: owner@mailbox.example\nSubject: e2e pose %s\n\nbody\n' "$from" "$from" |
+    bx docker exec -i -u www-data "wordpress_$WP" msmtp "$@" -t 2>&1) || rc=$?
+  printf '%s\nexit %s\n' "$out" "$rc"
+}
+
+t_site_mail_cannot_pose_as_another_domain() {
+  need_mail_sink
+  need_wordpress
+  expect "the container sees its own socket only" \
+    "$(bx docker exec "wordpress_$WP" ls /run/hostyard/mail)" smtp
+  expect "the sites' socket dir is not mounted" \
+    "$(bx docker exec "wordpress_$WP" sh -c 'ls /run/hostyard/mail/.. ; test -e /var/spool/postfix/public && echo spool' | grep -c -e spool -e sites)" 0
+  expect "envelope sender of $STATIC refused" \
+    "$(site_send "wordpress@$WP" -f "info@$STATIC" | grep -o 'Access denied\|Sender address rejected' | head -n 1)" \
+    "Access denied"
+  expect "envelope sender of a subdomain refused" \
+    "$(site_send "wordpress@$WP" -f "x@sub.$WP" | grep -o 'Access denied' | head -n 1)" "Access denied"
+  expect "From: of $STATIC refused" \
+    "$(site_send "Boss <boss@$STATIC>" | grep -o 'From: address must be of' | head -n 1)" "From: address must be of"
+  expect "its own mail still taken" "$(site_send "WordPress <wordpress@$WP>" | tail -n 1)" "exit 0"
+  wait_for 5 "the site's own mail in the sink" sink_has "e2e pose WordPress <wordpress@$WP>" || true
+  expect "its own mail in the sink" "$(sink_has "e2e pose WordPress <wordpress@$WP>" && echo yes)" yes
+  expect "no posing mail in the sink" "$(sink_has "e2e pose Boss" && echo yes)" ""
+}
