@@ -19,14 +19,15 @@ sink_has() { [ -n "$(sink_file "$1")" ]; }
 # need_dkim_verifier: Debian's dkimpy in the box (a real verifier, given
 # the public key instead of a DNS lookup).
 need_dkim_verifier() {
-  bx python3 -c 'import dkim' 2>/dev/null && return
-  bx sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-dkim >/dev/null'
+  bx python3 -c 'import dkim' >/dev/null 2>&1 && return
+  bx sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-dkim >/dev/null'
+  bx python3 -c 'import dkim' || echo "    FAIL python3-dkim could not be installed in the box" >&2
 }
 
 # dkim_verify FILE RECORD_LINE: "pass" when FILE's DKIM signature verifies
 # against the zone line's key (the d= and s= printed too).
 dkim_verify() {
-  bx python3 - "$1" "$2" <<'PY'
+  bxi python3 - "$1" "$2" <<'PY'
 import re, sys, dkim
 msg = open(sys.argv[1], "rb").read().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 record = "".join(re.findall(r'"([^"]*)"', sys.argv[2])).encode()
@@ -72,30 +73,41 @@ site_send() {
   local from=$1 rc=0 out
   shift
   out=$(printf 'From: %s\nTo: owner@mailbox.example\nSubject: e2e pose %s\n\nbody\n' "$from" "$from" |
-    bx docker exec -i -u www-data "wordpress_$WP" msmtp "$@" -t 2>&1) || rc=$?
+    bxi docker exec -i -u www-data "wordpress_$WP" msmtp "$@" -t 2>&1) || rc=$?
   printf '%s\nexit %s\n' "$out" "$rc"
 }
 
+# refused WHAT TEXT FROM_HEADER [MSMTP_OPTION...]: site_send's mail is
+# refused with TEXT in postfix's answer (msmtp's words shown otherwise).
+refused() {
+  local what=$1 text=$2 out
+  shift 2
+  out=$(site_send "$@")
+  if grep -qF -- "$text" <<<"$out" && ! grep -qx 'exit 0' <<<"$out"; then
+    echo "    ok   $what refused: $text"
+    return
+  fi
+  echo "    FAIL $what not refused with \"$text\": $(tr '\n' ' ' <<<"$out")" >&2
+  return 1
+}
+
 t_site_mail_cannot_pose_as_another_domain() {
+  local rc=0
   need_mail_sink
   need_wordpress
   expect "the container sees its own socket only" \
     "$(bx docker exec "wordpress_$WP" ls /run/hostyard/mail)" smtp
   expect "the sites' socket dir is not mounted" \
     "$(bx docker exec "wordpress_$WP" sh -c 'ls /run/hostyard/mail/.. ; test -e /var/spool/postfix/public && echo spool' | grep -c -e spool -e sites)" 0
-  expect "envelope sender of $STATIC refused" \
-    "$(site_send "wordpress@$WP" -f "info@$STATIC" | grep -o 'Access denied\|Sender address rejected' | head -n 1)" \
-    "Access denied"
-  expect "envelope sender of a subdomain refused" \
-    "$(site_send "wordpress@$WP" -f "x@sub.$WP" | grep -o 'Access denied' | head -n 1)" "Access denied"
-  expect "From: of $STATIC refused" \
-    "$(site_send "Boss <boss@$STATIC>" | grep -o 'From: address must be' | head -n 1)" "From: address must be"
+  refused "envelope sender of $STATIC" 'Sender address rejected' "wordpress@$WP" -f "info@$STATIC" || rc=1
+  refused "envelope sender of a subdomain" 'Sender address rejected' "wordpress@$WP" -f "x@sub.$WP" || rc=1
+  refused "From: of $STATIC" 'From: address must be' "Boss <boss@$STATIC>" || rc=1
   # opendkim would sign by the first address: a second one of this site
   # must not make it sign as $STATIC.
-  expect "From: of $STATIC and of the site refused" \
-    "$(site_send "boss@$STATIC, wordpress@$WP" | grep -o 'From: address must be' | head -n 1)" "From: address must be"
+  refused "From: of $STATIC and of the site" 'From: address must be' "boss@$STATIC, wordpress@$WP" || rc=1
   expect "its own mail still taken" "$(site_send "WordPress <wordpress@$WP>" | tail -n 1)" "exit 0"
   wait_for 5 "the site's own mail in the sink" sink_has "e2e pose WordPress <wordpress@$WP>" || true
   expect "its own mail in the sink" "$(sink_has "e2e pose WordPress <wordpress@$WP>" && echo yes)" yes
-  expect "no posing mail in the sink" "$(sink_has "e2e pose Boss" && echo yes)" ""
+  expect "no posing mail in the sink" "$(sink_has "e2e pose Boss" && echo yes)" "" || rc=1
+  return "$rc"
 }
