@@ -477,7 +477,7 @@ t_containers_are_confined() {
   expect "hostyard_haproxy" "$(confinement hostyard_haproxy)" \
     "true drop=[ALL] add=[NET_BIND_SERVICE] [no-new-privileges] host"
   expect "hostyard_postfix" "$(confinement hostyard_postfix)" \
-    "true drop=[ALL] add=[CHOWN DAC_OVERRIDE FOWNER NET_BIND_SERVICE SETGID SETUID] [no-new-privileges] host"
+    "true drop=[ALL] add=[CHOWN DAC_OVERRIDE FOWNER KILL NET_BIND_SERVICE SETGID SETUID] [no-new-privileges] host"
 }
 
 # state: what a hostile instance must not change (site data, imports,

@@ -2,7 +2,9 @@
 # Entrypoint of hostyard/postfix: runs postfix (in the foreground) and
 # opendkim beside it, with the config dir given as the one argument. On
 # SIGHUP (postfix.service's reload, after `hostyard mail` re-rendered the
-# config) it makes missing DKIM keys, restarts opendkim and reloads postfix.
+# config) it makes missing DKIM keys, has opendkim re-read its config and
+# tables (SIGUSR1: its socket stays, so no mail is refused meanwhile) and
+# reloads postfix.
 set -eu
 config_dir=${1:?usage: hostyard-postfix CONFIG_DIR}
 [ -f "$config_dir/main.cf" ] || {
@@ -44,10 +46,19 @@ prepare_sites() {
 }
 
 opendkim_pid=
+socket=/var/lib/postfix/opendkim/opendkim.sock
+# start_opendkim: opendkim, and a bounded wait (10 s) for its socket: postfix
+# answers a site's mail 451 while the milter is not there.
 start_opendkim() {
-  rm -f /var/lib/postfix/opendkim/opendkim.sock
+  rm -f "$socket"
   opendkim -f -x "$config_dir/opendkim.conf" &
   opendkim_pid=$!
+  i=0
+  while [ ! -S "$socket" ] && [ $i -lt 100 ] && kill -0 "$opendkim_pid" 2>/dev/null; do
+    sleep 0.1
+    i=$((i + 1))
+  done
+  [ -S "$socket" ] || echo "hostyard-postfix: warning: opendkim's socket is not there; the sites' mail is answered 451 until it is" >&2
 }
 stop_opendkim() {
   if [ -n "$opendkim_pid" ]; then
@@ -58,8 +69,13 @@ stop_opendkim() {
 
 reload() {
   prepare_sites || true
-  stop_opendkim
-  start_opendkim
+  # A new site's key and table lines are read at opendkim's next
+  # connection after SIGUSR1; an opendkim that died is started again.
+  if [ -n "$opendkim_pid" ] && kill -USR1 "$opendkim_pid" 2>/dev/null; then
+    :
+  else
+    start_opendkim
+  fi
   /usr/sbin/postfix -c "$config_dir" reload || true
 }
 
