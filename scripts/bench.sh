@@ -68,14 +68,19 @@ require() {
     fi
 }
 
-bench_confd() {
+# bench_tools: HAProxy 3.0 and etcd 3.5 first in PATH, as servers run
+# (Debian 13; the harness refuses others), wrk, and the checkout as the
+# working directory.
+bench_tools() {
     local tools
-    # HAProxy 3.0 and etcd 3.5, as servers run (Debian 13); the harness
-    # refuses others.
     tools=$("$repo/scripts/test-tools.sh") || die "scripts/test-tools.sh failed"
     export PATH="$tools:$PATH"
     require wrk wrk
     cd "$repo"
+}
+
+bench_confd() {
+    bench_tools
     # `hostyard status` is timed at each fleet size.
     cargo build --release -q -p hostyard --bin hostyard
     # The bench binary prints its figures and ends with the summary lines.
@@ -85,11 +90,7 @@ bench_confd() {
 }
 
 bench_redirects() {
-    local tools
-    tools=$("$repo/scripts/test-tools.sh") || die "scripts/test-tools.sh failed"
-    export PATH="$tools:$PATH"
-    require wrk wrk
-    cd "$repo"
+    bench_tools
     # Prints each run and ends with the summary line (the ratio).
     cargo bench -p hostyard-confd --bench redirects
 }
@@ -122,9 +123,9 @@ mb() {
     if [ "$1" = none ]; then echo none; else awk -v k="$1" 'BEGIN { printf "%.1f\n", k / 1024 }'; fi
 }
 
-bench_start() {
-    need_root "boot a systemd container"
-    local runs=${RUNS:-5} records failed
+# boot_bench_box: a server in a box under $BOX (removed on exit unless
+# KEEP_BOX=1), with curl and a git daemon serving the sample repository.
+boot_bench_box() {
     trap remove_box EXIT
     # Sourced by a new bash, which reads the whole file before running it:
     # bash runs a script file as it reads it, so an edit of the checkout
@@ -132,6 +133,12 @@ bench_start() {
     BOX=$BOX BOX_PORT=auto KEEP_BOX=1 SAMPLE_SITE=0 bash -c '. "$0"' "$repo/scripts/server-in-a-box.sh"
     step "curl and a git daemon with a sample repository in $BOX"
     docker exec "$BOX" /hostyard/src/scripts/bench.sh start-prepare
+}
+
+bench_start() {
+    need_root "boot a systemd container"
+    local runs=${RUNS:-5} records failed
+    boot_bench_box
     step "timing in $BOX ($runs single starts, a warm restart of each, then $TWENTY together)"
     # The box prints records on stdout and progress on stderr.
     records=$(docker exec "$BOX" /hostyard/src/scripts/bench.sh start-measure "$runs")

@@ -7,7 +7,7 @@
 # commit (curl every 10 ms). A steady keep-alive load on the site runs the
 # whole time and counts every answer that is not a 200. Ends with the
 # summary line `hook: ...`. Sourced by scripts/bench.sh, which has the box
-# and the helpers (start_prepare, import_git, median, ...).
+# and the helpers (boot_bench_box, import_git, median, ...).
 
 # The goal for the time from the hook to the new commit served, p50, in ms
 # (reported as ok=yes/no, not asserted: a busy machine is slower).
@@ -17,11 +17,7 @@ HOOK_SITE=hook.bench.example.com
 bench_hook() {
     need_root "boot a systemd container"
     local pushes=${PUSHES:-20} records
-    trap remove_box EXIT
-    # shellcheck disable=SC2154 # repo: set by scripts/bench.sh, which sources this
-    BOX=$BOX BOX_PORT=auto KEEP_BOX=1 SAMPLE_SITE=0 bash -c '. "$0"' "$repo/scripts/server-in-a-box.sh"
-    step "curl and a git daemon with a sample repository in $BOX"
-    docker exec "$BOX" /hostyard/src/scripts/bench.sh start-prepare
+    boot_bench_box
     step "$pushes pushes, each published by its hook, under a keep-alive load"
     records=$(docker exec "$BOX" /hostyard/src/scripts/bench.sh hook-measure "$pushes")
     hook_report "$records"
