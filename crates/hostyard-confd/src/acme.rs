@@ -33,8 +33,6 @@ use hostyard_tls::Trust;
 
 /// Wait before a new etcd session after one broke.
 const RECONNECT: Duration = Duration::from_secs(2);
-/// How often a challenge change HAProxy did not take is tried again.
-const RETRY_RUNTIME: Duration = Duration::from_secs(1);
 
 /// Starts the ACME thread; it runs for ever. `in_fleet`: whether this
 /// server is part of a fleet now (confd changes it on SIGHUP). `wake`:
@@ -130,43 +128,37 @@ async fn challenge_session(
 ) -> anyhow::Result<()> {
     let prefix = schema.acme_challenges_prefix();
     let mut client = hostyard_etcd::connect(etcd).await?;
-    let (kvs, revision) = hostyard_etcd::read_all(&mut client, &prefix).await?;
-    map.replace(
-        kvs.into_iter()
-            .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|t| (t.to_string(), v))),
-    );
-    let mut failing = flush(map, false);
-    let options = WatchOptions::new()
-        .with_prefix()
-        .with_start_revision(revision + 1);
-    let mut stream = client.watch(prefix.as_str(), Some(options)).await?;
-    let mut tick = tokio::time::interval(RETRY_RUNTIME);
-    loop {
-        tokio::select! {
-            msg = stream.message() => {
-                let resp = match msg {
-                    Ok(Some(r)) => r,
-                    Ok(None) => anyhow::bail!("etcd closed the watch"),
-                    Err(e) => anyhow::bail!("the watch broke: {e}"),
-                };
-                if resp.canceled() {
-                    anyhow::bail!("etcd cancelled the watch: {}", resp.cancel_reason());
-                }
-                for ev in resp.events() {
-                    let Some(kv) = ev.kv() else { continue };
-                    let key = String::from_utf8_lossy(kv.key());
-                    let Some(token) = key.strip_prefix(&prefix) else { continue };
-                    match ev.event_type() {
-                        EventType::Put => map.set(token, Some(kv.value())),
-                        EventType::Delete => map.set(token, None),
-                    }
-                }
-                failing = flush(map, failing);
-            }
-            _ = tick.tick(), if failing => {
-                failing = flush(map, failing);
-            }
+    let mut challenges = Challenges {
+        prefix: &prefix,
+        map,
+    };
+    crate::follow::follow(&mut client, &prefix, &mut challenges).await
+}
+
+/// etcd's challenge keys followed into HAProxy's challenge map (token ->
+/// key authorization).
+struct Challenges<'a> {
+    prefix: &'a str,
+    map: &'a mut ChallengeMap,
+}
+
+impl crate::follow::Follower for Challenges<'_> {
+    fn load(&mut self, kvs: std::collections::BTreeMap<String, Vec<u8>>) {
+        let prefix = self.prefix;
+        self.map.replace(
+            kvs.into_iter()
+                .filter_map(|(k, v)| k.strip_prefix(prefix).map(|t| (t.to_string(), v))),
+        );
+    }
+
+    fn change(&mut self, key: &str, value: Option<&[u8]>) {
+        if let Some(token) = key.strip_prefix(self.prefix) {
+            self.map.set(token, value);
         }
+    }
+
+    fn apply(&mut self, was_failing: bool) -> bool {
+        flush(self.map, was_failing)
     }
 }
 

@@ -13,7 +13,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use etcd_client::{EventType, WatchOptions};
 use hostyard_config::EtcdConfig;
 use hostyard_core::edge::{redirect_entries, PathRedirect};
 use hostyard_core::etcd::{Schema, SiteDecl};
@@ -23,8 +22,6 @@ use hostyard_log::log;
 
 /// Wait before a new etcd session after one broke.
 const RECONNECT: Duration = Duration::from_secs(2);
-/// How often a change HAProxy did not take is tried again.
-const RETRY_RUNTIME: Duration = Duration::from_secs(1);
 
 /// Each site's rules, as etcd holds them (a malformed declaration has none).
 #[derive(Debug, Default)]
@@ -167,45 +164,37 @@ async fn session(
 ) -> anyhow::Result<()> {
     let prefix = schema.sites_prefix();
     let mut client = hostyard_etcd::connect(etcd).await?;
-    let (kvs, revision) = hostyard_etcd::read_all(&mut client, &prefix).await?;
-    let mut rules = Rules::default();
-    for (key, value) in &kvs {
-        if let Ok(domain) = schema.parse_site_key(key) {
-            rules.set(domain, Some(value));
+    let mut edge = Edge {
+        schema,
+        rules: Rules::default(),
+        maps,
+    };
+    crate::follow::follow(&mut client, &prefix, &mut edge).await
+}
+
+/// The sites' declarations followed into the two redirect maps.
+struct Edge<'a> {
+    schema: &'a Schema,
+    rules: Rules,
+    maps: &'a mut [SyncedMap; 2],
+}
+
+impl crate::follow::Follower for Edge<'_> {
+    fn load(&mut self, kvs: BTreeMap<String, Vec<u8>>) {
+        self.rules = Rules::default();
+        for (key, value) in &kvs {
+            self.change(key, Some(value));
         }
     }
-    let mut failing = flush(&rules, maps, false);
-    let options = WatchOptions::new()
-        .with_prefix()
-        .with_start_revision(revision + 1);
-    let mut stream = client.watch(prefix.as_str(), Some(options)).await?;
-    let mut tick = tokio::time::interval(RETRY_RUNTIME);
-    loop {
-        tokio::select! {
-            msg = stream.message() => {
-                let resp = match msg {
-                    Ok(Some(r)) => r,
-                    Ok(None) => anyhow::bail!("etcd closed the watch"),
-                    Err(e) => anyhow::bail!("the watch broke: {e}"),
-                };
-                if resp.canceled() {
-                    anyhow::bail!("etcd cancelled the watch: {}", resp.cancel_reason());
-                }
-                for ev in resp.events() {
-                    let Some(kv) = ev.kv() else { continue };
-                    let key = String::from_utf8_lossy(kv.key());
-                    let Ok(domain) = schema.parse_site_key(&key) else { continue };
-                    match ev.event_type() {
-                        EventType::Put => rules.set(domain, Some(kv.value())),
-                        EventType::Delete => rules.set(domain, None),
-                    }
-                }
-                failing = flush(&rules, maps, failing);
-            }
-            _ = tick.tick(), if failing => {
-                failing = flush(&rules, maps, failing);
-            }
+
+    fn change(&mut self, key: &str, value: Option<&[u8]>) {
+        if let Ok(domain) = self.schema.parse_site_key(key) {
+            self.rules.set(domain, value);
         }
+    }
+
+    fn apply(&mut self, was_failing: bool) -> bool {
+        flush(&self.rules, self.maps, was_failing)
     }
 }
 

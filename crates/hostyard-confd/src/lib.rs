@@ -18,3 +18,4 @@ pub mod daemon;
 pub mod decide;
 pub mod edge;
 pub mod etcd_feed;
+mod follow;
