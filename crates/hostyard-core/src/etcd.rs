@@ -264,6 +264,9 @@ impl SiteDecl {
             crate::edge::decide_redirects(&[], &decl.edge.redirects, &[])
                 .map_err(|problems| ValueError::new(raw, problems.join("; ")))?;
         }
+        if let Some(auth) = &decl.edge.basic_auth {
+            auth.check().map_err(|e| ValueError::new(raw, e))?;
+        }
         Ok(decl)
     }
 
