@@ -501,7 +501,8 @@ fn a_preview_asks_for_its_password_and_only_the_right_one_passes() {
     let right = authorization("boss", password);
     let wrong_password = authorization("boss", "a long preview passworD");
     let wrong_user = authorization("bass", password);
-    let cases: [(&str, Vec<(&str, &str)>, u16); 5] = [
+    type Headers<'a> = Vec<(&'a str, &'a str)>;
+    let cases: [(&str, Headers, u16); 5] = [
         ("no header", vec![], 401),
         (
             "a wrong password",
