@@ -72,15 +72,17 @@ impl Rules {
 /// One map file kept equal to its wanted content, file then runtime.
 struct SyncedMap {
     path: PathBuf,
+    file: hostyard_fs::AtomicWrite,
     admin_socket: PathBuf,
     written: Option<MapContent>,
     runtime_pending: bool,
 }
 
 impl SyncedMap {
-    fn new(path: PathBuf, admin_socket: PathBuf) -> SyncedMap {
+    fn new(path: PathBuf, file: hostyard_fs::AtomicWrite, admin_socket: PathBuf) -> SyncedMap {
         SyncedMap {
             path,
+            file,
             admin_socket,
             written: None,
             runtime_pending: true,
@@ -90,7 +92,7 @@ impl SyncedMap {
     fn flush(&mut self, wanted: &MapContent) -> anyhow::Result<()> {
         if self.written.as_ref() != Some(wanted) {
             let text: String = wanted.iter().map(|(k, v)| format!("{k} {v}\n")).collect();
-            hostyard_haproxy::FILE
+            self.file
                 .write(&self.path, text.as_bytes())
                 .with_context(|| format!("writing {}", self.path.display()))?;
             self.written = Some(wanted.clone());
@@ -134,9 +136,15 @@ impl SyncedMap {
 pub fn spawn(etcd: &EtcdConfig, schema: &Schema, layout: &Layout) -> anyhow::Result<()> {
     let (etcd, schema) = (etcd.clone(), schema.clone());
     let socket = layout.haproxy_admin_socket();
-    let mut maps = layout
-        .edge_maps()
-        .map(|path| SyncedMap::new(path, socket.clone()));
+    let mut maps = layout.edge_maps().map(|path| {
+        // The basic auth hashes for root only.
+        let file = if path == layout.basic_auth_map() {
+            hostyard_haproxy::SECRET_FILE
+        } else {
+            hostyard_haproxy::FILE
+        };
+        SyncedMap::new(path, file, socket.clone())
+    });
     std::thread::Builder::new()
         .name("edge".into())
         .spawn(move || {

@@ -240,6 +240,10 @@ pub fn check_cfg(binary: &Path, cfg: &Path) -> anyhow::Result<()> {
 /// follows once the change is live.
 pub const FILE: AtomicWrite = AtomicWrite::new(0o644).unsynced();
 
+/// A map that holds secrets' hashes (the sites' basic auth): as [`FILE`],
+/// but for root only. HAProxy reads its maps as root, when it starts.
+pub const SECRET_FILE: AtomicWrite = AtomicWrite::new(0o600).unsynced();
+
 #[cfg(test)]
 mod tests {
     use super::*;
