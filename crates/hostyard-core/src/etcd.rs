@@ -203,7 +203,7 @@ pub struct ServiceValue {
 #[serde(deny_unknown_fields)]
 pub struct SiteDecl {
     pub kind: SiteKind,
-    /// Other names that redirect (301) to the domain; `www.<domain>` always does.
+    /// Other names that redirect (301) to the domain; `www.<domain>` does too (or is served, `edge.canonical`).
     #[serde(default)]
     pub aliases: Vec<Domain>,
     /// Path redirects and the other rules HAProxy applies for the site's

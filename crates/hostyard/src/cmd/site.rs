@@ -48,8 +48,8 @@ pub enum SiteAction {
         domain: String,
     },
     /// Change the site's aliases (other names that answer with a 301 to
-    /// it; its www. name always does), path redirects, canonical name,
-    /// basic auth and security headers. HAProxy follows
+    /// it, as its www. name does unless --canonical www), path redirects,
+    /// canonical name, basic auth and security headers. HAProxy follows
     /// at once, without a reload; the site's ACME certificate is ordered
     /// again to cover new aliases. Run it on the server that owns the site.
     Set {
