@@ -11,7 +11,8 @@
 #   scripts/bench.sh redirects  throughput of a site with 1,000 path
 #                            redirects against the same HAProxy without
 #                            them, in one run (HAProxy and etcd from
-#                            scripts/test-tools.sh)
+#                            scripts/test-tools.sh; EDGE=1: with a preview
+#                            password and the strict headers as well)
 #   scripts/bench.sh backup  the first and second backup of 20 sites, a
 #                            WordPress site's latency during its backup and
 #                            its restore, on a server in a box (as root; see
@@ -92,7 +93,8 @@ bench_confd() {
 bench_redirects() {
     bench_tools
     # Prints each run and ends with the summary line (the ratio).
-    cargo bench -p hostyard-confd --bench redirects
+    # EDGE=1: with a preview password and the strict headers as well.
+    HOSTYARD_BENCH_EDGE=${EDGE:-0} cargo bench -p hostyard-confd --bench redirects
 }
 
 # ---- start: on this machine ------------------------------------------------

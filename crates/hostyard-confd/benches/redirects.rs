@@ -7,6 +7,11 @@
 //! between runs (applied by confd through the runtime API). Prints its
 //! figures, then one summary line:
 //! `redirects: rules=1000 rps_without=.. rps_with=.. ratio=.. failed=..`
+//!
+//! `HOSTYARD_BENCH_EDGE=1`: the site with rules also has a preview
+//! password (every request carries the right `Authorization` header, so
+//! HAProxy hashes it each time) and the strict headers preset: the cost of
+//! all of a site's edge rules at once (`edge=1` in the summary).
 
 #[allow(dead_code, reason = "each bench uses a part of it")]
 mod common;
@@ -56,6 +61,16 @@ fn main() -> anyhow::Result<()> {
             .map_err(anyhow::Error::msg)?,
         );
     }
+    let edge = std::env::var_os("HOSTYARD_BENCH_EDGE").is_some_and(|v| v == "1");
+    let password = "a long preview password";
+    if edge {
+        ruled.edge.basic_auth = Some(
+            hostyard_core::edge::BasicAuth::new("bench", password, [9; 16])
+                .map_err(anyhow::Error::msg)?,
+        );
+        ruled.edge.headers = hostyard_core::edge::HeadersPreset::Strict;
+    }
+    let authorization = hostyard_core::edge::authorization("bench", password);
     // As `hostyard site set` would store it: checked, sorted.
     ruled.edge.redirects = hostyard_core::edge::decide_redirects(&[], &ruled.edge.redirects, &[])
         .map_err(|p| anyhow::anyhow!(p.join("; ")))?;
@@ -73,7 +88,11 @@ fn main() -> anyhow::Result<()> {
             etcd.put(&key, &decl.to_json())?;
             probe(want)?;
             let mut cmd = Command::new("wrk");
-            cmd.args(["-H", &format!("Host: {SITE}")]).arg(format!(
+            cmd.args(["-H", &format!("Host: {SITE}")]);
+            // The same request to both: the header costs the site without
+            // a password only its bytes.
+            cmd.args(["-H", &format!("Authorization: {authorization}")]);
+            cmd.arg(format!(
                 "http://127.0.0.1:{}/articles/2024/hello.html?x=1",
                 r.port
             ));
@@ -90,7 +109,8 @@ fn main() -> anyhow::Result<()> {
     }
     let (a, b) = (median(without), median(with));
     println!(
-        "redirects: rules={RULES} rps_without={a:.0} rps_with={b:.0} ratio={:.3} failed={failed}",
+        "redirects: rules={RULES} edge={} rps_without={a:.0} rps_with={b:.0} ratio={:.3} failed={failed}",
+        u8::from(edge),
         b / a
     );
     Ok(())

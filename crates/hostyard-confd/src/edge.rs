@@ -1,5 +1,7 @@
 //! The sites' edge rules in HAProxy: every site declaration's path
-//! redirects ([`hostyard_core::edge`]) kept equal to the two redirect maps,
+//! redirects, canonical name, basic auth and headers preset
+//! ([`hostyard_core::edge`]) kept equal to the edge maps
+//! ([`Layout::edge_maps`]),
 //! the file first (a reload or restart loads the same), then HAProxy's
 //! memory through the runtime API, without a reload. On every server: a
 //! request may reach any of them.
@@ -14,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use hostyard_config::EtcdConfig;
-use hostyard_core::edge::{redirect_entries, PathRedirect};
+use hostyard_core::edge::{redirect_entries, site_entries, EdgeRules};
 use hostyard_core::etcd::{Schema, SiteDecl};
 use hostyard_core::{Domain, Layout};
 use hostyard_haproxy::{CliError, MapApi, Session};
@@ -26,8 +28,11 @@ const RECONNECT: Duration = Duration::from_secs(2);
 /// Each site's rules, as etcd holds them (a malformed declaration has none).
 #[derive(Debug, Default)]
 pub struct Rules {
-    sites: BTreeMap<Domain, Vec<PathRedirect>>,
+    sites: BTreeMap<Domain, EdgeRules>,
 }
+
+/// How many maps the edge rules keep.
+const EDGE_MAPS: usize = 5;
 
 /// One map's wanted content: key → value.
 pub type MapContent = BTreeMap<String, String>;
@@ -36,9 +41,9 @@ impl Rules {
     /// One site's declaration changed (`None`: removed).
     pub fn set(&mut self, domain: Domain, value: Option<&[u8]>) {
         let rules = match value.map(SiteDecl::parse) {
-            Some(Ok(decl)) => decl.edge.redirects,
+            Some(Ok(decl)) => decl.edge,
             // The routing feed logs a malformed declaration.
-            Some(Err(_)) | None => Vec::new(),
+            Some(Err(_)) | None => EdgeRules::default(),
         };
         if rules.is_empty() {
             self.sites.remove(&domain);
@@ -47,31 +52,37 @@ impl Rules {
         }
     }
 
-    /// The exact and the prefix map's content.
-    pub fn maps(&self) -> (MapContent, MapContent) {
-        let mut exact = MapContent::new();
-        let mut prefix = MapContent::new();
+    /// Each edge map's content, in the order of [`Layout::edge_maps`]:
+    /// exact and prefix redirects, canonical names, basic auth, headers.
+    pub fn maps(&self) -> [MapContent; EDGE_MAPS] {
+        let mut maps: [MapContent; EDGE_MAPS] = Default::default();
         for (domain, rules) in &self.sites {
-            let (e, p) = redirect_entries(domain, rules);
-            exact.extend(e);
-            prefix.extend(p);
+            let (e, p) = redirect_entries(domain, &rules.redirects);
+            maps[0].extend(e);
+            maps[1].extend(p);
+            let s = site_entries(domain, rules);
+            maps[2].extend(s.canonical);
+            maps[3].extend(s.basic_auth);
+            maps[4].extend(s.headers);
         }
-        (exact, prefix)
+        maps
     }
 }
 
 /// One map file kept equal to its wanted content, file then runtime.
 struct SyncedMap {
     path: PathBuf,
+    file: hostyard_fs::AtomicWrite,
     admin_socket: PathBuf,
     written: Option<MapContent>,
     runtime_pending: bool,
 }
 
 impl SyncedMap {
-    fn new(path: PathBuf, admin_socket: PathBuf) -> SyncedMap {
+    fn new(path: PathBuf, file: hostyard_fs::AtomicWrite, admin_socket: PathBuf) -> SyncedMap {
         SyncedMap {
             path,
+            file,
             admin_socket,
             written: None,
             runtime_pending: true,
@@ -81,7 +92,7 @@ impl SyncedMap {
     fn flush(&mut self, wanted: &MapContent) -> anyhow::Result<()> {
         if self.written.as_ref() != Some(wanted) {
             let text: String = wanted.iter().map(|(k, v)| format!("{k} {v}\n")).collect();
-            hostyard_haproxy::FILE
+            self.file
                 .write(&self.path, text.as_bytes())
                 .with_context(|| format!("writing {}", self.path.display()))?;
             self.written = Some(wanted.clone());
@@ -125,10 +136,15 @@ impl SyncedMap {
 pub fn spawn(etcd: &EtcdConfig, schema: &Schema, layout: &Layout) -> anyhow::Result<()> {
     let (etcd, schema) = (etcd.clone(), schema.clone());
     let socket = layout.haproxy_admin_socket();
-    let mut maps = [
-        SyncedMap::new(layout.redirect_exact_map(), socket.clone()),
-        SyncedMap::new(layout.redirect_prefix_map(), socket),
-    ];
+    let mut maps = layout.edge_maps().map(|path| {
+        // The basic auth hashes for root only.
+        let file = if path == layout.basic_auth_map() {
+            hostyard_haproxy::SECRET_FILE
+        } else {
+            hostyard_haproxy::FILE
+        };
+        SyncedMap::new(path, file, socket.clone())
+    });
     std::thread::Builder::new()
         .name("edge".into())
         .spawn(move || {
@@ -160,7 +176,7 @@ pub fn spawn(etcd: &EtcdConfig, schema: &Schema, layout: &Layout) -> anyhow::Res
 async fn session(
     etcd: &EtcdConfig,
     schema: &Schema,
-    maps: &mut [SyncedMap; 2],
+    maps: &mut [SyncedMap; EDGE_MAPS],
 ) -> anyhow::Result<()> {
     let prefix = schema.sites_prefix();
     let mut client = hostyard_etcd::connect(etcd).await?;
@@ -172,11 +188,11 @@ async fn session(
     crate::follow::follow(&mut client, &prefix, &mut edge).await
 }
 
-/// The sites' declarations followed into the two redirect maps.
+/// The sites' declarations followed into the edge maps.
 struct Edge<'a> {
     schema: &'a Schema,
     rules: Rules,
-    maps: &'a mut [SyncedMap; 2],
+    maps: &'a mut [SyncedMap; EDGE_MAPS],
 }
 
 impl crate::follow::Follower for Edge<'_> {
@@ -198,11 +214,14 @@ impl crate::follow::Follower for Edge<'_> {
     }
 }
 
-/// Flushes both maps; logs a failure when it starts. Returns whether it
+/// Flushes every map; logs a failure when it starts. Returns whether it
 /// fails.
-fn flush(rules: &Rules, maps: &mut [SyncedMap; 2], was_failing: bool) -> bool {
-    let (exact, prefix) = rules.maps();
-    let outcome = maps[0].flush(&exact).and_then(|()| maps[1].flush(&prefix));
+fn flush(rules: &Rules, maps: &mut [SyncedMap; EDGE_MAPS], was_failing: bool) -> bool {
+    let wanted = rules.maps();
+    let outcome = maps
+        .iter_mut()
+        .zip(&wanted)
+        .try_for_each(|(map, content)| map.flush(content));
     match outcome {
         Ok(()) => false,
         Err(e) => {
@@ -217,6 +236,7 @@ fn flush(rules: &Rules, maps: &mut [SyncedMap; 2], was_failing: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hostyard_core::edge::PathRedirect;
 
     #[test]
     fn each_sites_rules_become_map_lines_and_go_with_the_site() {
@@ -233,7 +253,7 @@ mod tests {
             b.clone(),
             Some(&with("308:/blog/=https://blog.example/", true)),
         );
-        let (exact, prefix) = rules.maps();
+        let [exact, prefix, ..] = rules.maps();
         assert_eq!(
             exact,
             MapContent::from([("a.example/old".into(), "301/4//new".into())])
@@ -247,7 +267,6 @@ mod tests {
         );
         rules.set(a, None);
         rules.set(b, Some(b"{not json"));
-        let (exact, prefix) = rules.maps();
-        assert!(exact.is_empty() && prefix.is_empty());
+        assert!(rules.maps().iter().all(MapContent::is_empty));
     }
 }

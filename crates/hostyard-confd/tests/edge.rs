@@ -79,3 +79,59 @@ fn path_redirects_follow_the_declaration_without_a_reload() {
         ""
     );
 }
+
+#[test]
+fn canonical_name_basic_auth_and_headers_follow_the_declaration_without_a_reload() {
+    use hostyard_core::edge::{authorization, BasicAuth, Canonical, HeadersPreset};
+    let etcd = Etcd::start().unwrap();
+    let (r, _backend) = Router::routed(&etcd, "preview.example.com", "site");
+    let worker = r.haproxy().worker_pid().unwrap();
+    let key = r.schema.site_key(&d("preview.example.com"));
+    let port = r.port;
+    let mut decl = SiteDecl {
+        kind: SiteKind::Static,
+        aliases: vec![],
+        edge: Default::default(),
+    };
+    decl.edge.canonical = Canonical::Www;
+    decl.edge.basic_auth =
+        Some(BasicAuth::new("boss", "a long preview password", [3; 16]).unwrap());
+    decl.edge.headers = HeadersPreset::Basic;
+    etcd.put(&key, &decl.to_json()).unwrap();
+    wait_answer(
+        &r,
+        "preview.example.com",
+        "/x?y",
+        (
+            301,
+            Some(format!("http://www.preview.example.com:{port}/x?y")),
+        ),
+    );
+    // www. is served, behind the password, with the preset's headers.
+    wait_answer(&r, "www.preview.example.com", "/", (401, None));
+    let right = authorization("boss", "a long preview password");
+    let resp = http_get_with_headers(
+        port,
+        "www.preview.example.com",
+        "/",
+        &[("Authorization", &right)],
+    )
+    .unwrap();
+    assert_eq!(resp.status, 200, "{resp:?}");
+    assert_eq!(resp.header("x-content-type-options"), Some("nosniff"));
+
+    // All three go back to the defaults: the maps empty, the same worker.
+    decl.edge = Default::default();
+    etcd.put(&key, &decl.to_json()).unwrap();
+    wait_answer(&r, "preview.example.com", "/", (200, None));
+    let resp = http_get_with_headers(port, "preview.example.com", "/", &[]).unwrap();
+    assert_eq!(resp.header("x-content-type-options"), None);
+    assert_eq!(r.haproxy().worker_pid().unwrap(), worker, "no reload");
+    for map in [
+        r.layout.canonical_map(),
+        r.layout.basic_auth_map(),
+        r.layout.headers_map(),
+    ] {
+        assert_eq!(std::fs::read_to_string(&map).unwrap(), "", "{map:?}");
+    }
+}

@@ -2,10 +2,11 @@
 //! what etcd holds, without I/O.
 //!
 //! An alias is another name that answers with a 301 to the site (its
-//! `www.` name always does). Routing skips a name two sites claim and
-//! lets a site's own name win over an alias, so a change that would make
-//! either happen is refused here, with the command that clears the way,
-//! instead of leaving a name that silently goes nowhere.
+//! `www.` name does, unless the site is served under it). Routing skips a
+//! name two sites claim and lets a site's own name win over an alias, so
+//! a change that would make either happen is refused here, with the
+//! command that clears the way, instead of leaving a name that silently
+//! goes nowhere.
 
 use std::collections::BTreeSet;
 

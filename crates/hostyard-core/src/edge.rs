@@ -1,9 +1,10 @@
 //! A site's edge rules: what HAProxy does for the site's names before the
 //! site sees a request, set by `hostyard site set` and kept in the site's
-//! declaration ([`crate::etcd::SiteDecl`]). Today: path redirects. The
-//! decision on a change is a pure function here; confd turns the rules into
-//! HAProxy map entries ([`redirect_entries`]) and the runtime API applies
-//! them without a reload.
+//! declaration ([`crate::etcd::SiteDecl`]): path redirects, the canonical
+//! name (`D` or `www.D`), HTTP basic auth for a preview and the security
+//! headers preset. The decision on a change is a pure function here; confd
+//! turns the rules into HAProxy map entries ([`redirect_entries`],
+//! [`site_entries`]) and the runtime API applies them without a reload.
 //!
 //! A redirect is always permanent: 301 (the method may become GET, as
 //! browsers do for a moved page) or 308 (the method and body are kept, for
@@ -31,6 +32,15 @@ pub struct EdgeRules {
     /// Path redirects, sorted by kind and `from`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub redirects: Vec<PathRedirect>,
+    /// The name the site is served under; the other one redirects to it.
+    #[serde(default, skip_serializing_if = "Canonical::is_bare")]
+    pub canonical: Canonical,
+    /// A password in front of the site (a preview).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<BasicAuth>,
+    /// Security headers added to the site's responses.
+    #[serde(default, skip_serializing_if = "HeadersPreset::is_none")]
+    pub headers: HeadersPreset,
 }
 
 impl EdgeRules {
@@ -313,6 +323,317 @@ pub fn redirect_entries(domain: &Domain, rules: &[PathRedirect]) -> (MapEntries,
     (exact, prefix)
 }
 
+/// The name a site is served under: `D` (the default; `www.D` redirects
+/// to it) or `www.D` (`D` redirects to it). Either way one 301 reaches it
+/// from the other name and from every alias.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Canonical {
+    #[default]
+    Bare,
+    Www,
+}
+
+impl Canonical {
+    /// `--canonical bare|www`.
+    pub fn parse(s: &str) -> Result<Canonical, String> {
+        match s {
+            "bare" => Ok(Canonical::Bare),
+            "www" => Ok(Canonical::Www),
+            _ => Err(format!(
+                "--canonical {s:?}: write bare (serve D, www.D redirects to it) or www (serve \
+                 www.D, D redirects to it)"
+            )),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Canonical::Bare => "bare",
+            Canonical::Www => "www",
+        }
+    }
+
+    fn is_bare(&self) -> bool {
+        *self == Canonical::Bare
+    }
+
+    /// The name `domain` is served under with this choice; refused for a
+    /// domain that has no `www.` name of its own (it is one, or too long).
+    pub fn name(self, domain: &Domain) -> Result<Domain, String> {
+        match self {
+            Canonical::Bare => Ok(domain.clone()),
+            Canonical::Www => domain.www().ok_or_else(|| {
+                format!(
+                    "{domain} has no www. name of its own to serve under (it is a www. name or \
+                     too long); keep --canonical bare"
+                )
+            }),
+        }
+    }
+}
+
+/// The shortest preview password: the map holds a fast salted hash
+/// (SHA-256, as HAProxy computes it per request), which only a long
+/// password makes hopeless to guess offline.
+pub const MIN_PASSWORD_LEN: usize = 16;
+
+/// The longest preview password or user name, in bytes.
+pub const MAX_CREDENTIAL_LEN: usize = 256;
+
+/// HTTP basic auth in front of a site: the user and a salted hash, never
+/// the password.
+///
+/// HAProxy's own check (`http_auth` with a `userlist`) lives in the
+/// configuration file, which changes only with a reload; the runtime API
+/// changes maps. So the map holds `<salt>/<hash>` per site and HAProxy
+/// compares `sha2(256)` of the salt followed by the request's
+/// `Authorization` header with the hash (`secure_memcmp`, constant time).
+/// The salt is random per setting: one password on two sites, or set
+/// twice, gives two hashes, and no table of precomputed hashes applies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    pub user: String,
+    /// 16 random bytes, lower-case hex.
+    pub salt: String,
+    /// SHA-256 of the salt's text followed by `Basic <base64(user:password)>`,
+    /// upper-case hex as HAProxy's `hex` converter writes it.
+    pub sha256: String,
+}
+
+impl BasicAuth {
+    /// The setting for `user` and `password` with this salt (16 random
+    /// bytes the caller draws), or why the credentials are refused.
+    pub fn new(user: &str, password: &str, salt: [u8; 16]) -> Result<BasicAuth, String> {
+        check_user(user)?;
+        if password.chars().count() < MIN_PASSWORD_LEN {
+            return Err(format!(
+                "the password has {} characters; a preview password has at least \
+                 {MIN_PASSWORD_LEN} (for example `openssl rand -base64 18`)",
+                password.chars().count()
+            ));
+        }
+        if password.len() > MAX_CREDENTIAL_LEN {
+            return Err(format!(
+                "the password is longer than {MAX_CREDENTIAL_LEN} bytes"
+            ));
+        }
+        if password.chars().any(char::is_control) {
+            return Err(
+                "the password holds a control character (a tab or a second line?); \
+                 give one line"
+                    .to_string(),
+            );
+        }
+        let salt = hex::encode(salt);
+        let sha256 = hash(&salt, &authorization(user, password));
+        Ok(BasicAuth {
+            user: user.to_string(),
+            salt,
+            sha256,
+        })
+    }
+
+    /// Whether a request's `Authorization` header value passes, as
+    /// HAProxy decides it.
+    pub fn accepts(&self, header: &str) -> bool {
+        hash(&self.salt, header) == self.sha256
+    }
+
+    /// A setting read from etcd: well-formed parts, so no map value holds
+    /// a space or a `/` out of place.
+    pub fn check(&self) -> Result<(), String> {
+        check_user(&self.user)?;
+        let hex_of = |s: &str, len: usize, upper: bool| {
+            s.len() == len
+                && s.chars().all(|c| {
+                    c.is_ascii_digit()
+                        || if upper {
+                            ('A'..='F').contains(&c)
+                        } else {
+                            ('a'..='f').contains(&c)
+                        }
+                })
+        };
+        if !hex_of(&self.salt, 32, false) || !hex_of(&self.sha256, 64, true) {
+            return Err(format!(
+                "basic auth of user {}: the salt or hash is malformed; set it again with \
+                 --basic-auth",
+                self.user
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The `Authorization` header value a browser sends (RFC 7617, UTF-8).
+pub fn authorization(user: &str, password: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+fn hash(salt: &str, header: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, format!("{salt}{header}").as_bytes());
+    hex::encode_upper(digest.as_ref())
+}
+
+fn check_user(user: &str) -> Result<(), String> {
+    if user.is_empty() || user.len() > 64 {
+        return Err(format!(
+            "--basic-auth {user:?}: a user name has 1 to 64 characters"
+        ));
+    }
+    if let Some(c) = user.chars().find(|c| !c.is_ascii_graphic() || *c == ':') {
+        return Err(format!(
+            "--basic-auth {user:?}: {c:?} is not allowed in a user name (letters, digits and \
+             punctuation other than ':')"
+        ));
+    }
+    Ok(())
+}
+
+/// Security headers HAProxy adds to a site's responses, unless the site
+/// sends the header itself (its own choice wins).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HeadersPreset {
+    /// None added.
+    #[default]
+    None,
+    /// Harmless for any site: no MIME sniffing, no full URL sent to other
+    /// sites, no framing by other sites.
+    Basic,
+    /// Basic, plus HSTS over HTTPS and no access to the camera,
+    /// microphone, location, payment or USB APIs.
+    Strict,
+}
+
+impl HeadersPreset {
+    pub const ALL: [HeadersPreset; 3] = [
+        HeadersPreset::None,
+        HeadersPreset::Basic,
+        HeadersPreset::Strict,
+    ];
+
+    /// `--headers none|basic|strict`.
+    pub fn parse(s: &str) -> Result<HeadersPreset, String> {
+        HeadersPreset::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| {
+                format!("--headers {s:?}: write none, basic (nosniff, referrer policy, same-origin frames) or strict (basic, HSTS and a permissions policy)")
+            })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HeadersPreset::None => "none",
+            HeadersPreset::Basic => "basic",
+            HeadersPreset::Strict => "strict",
+        }
+    }
+
+    fn is_none(&self) -> bool {
+        *self == HeadersPreset::None
+    }
+
+    /// The headers a response gets with this preset (`https`: it is
+    /// served over HTTPS).
+    pub fn headers(self, https: bool) -> Vec<(&'static str, &'static str)> {
+        SECURITY_HEADERS
+            .iter()
+            .filter(|h| match self {
+                HeadersPreset::None => false,
+                HeadersPreset::Basic => !h.strict_only,
+                HeadersPreset::Strict => !h.https_only || https,
+            })
+            .map(|h| (h.name, h.value))
+            .collect()
+    }
+}
+
+/// One header of the presets; haproxy.cfg has one rule each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SecurityHeader {
+    pub name: &'static str,
+    pub value: &'static str,
+    /// Only in the strict preset.
+    pub strict_only: bool,
+    /// Only on a response over HTTPS (HSTS means nothing over HTTP).
+    pub https_only: bool,
+}
+
+/// Every header of the presets.
+pub const SECURITY_HEADERS: &[SecurityHeader] = &[
+    SecurityHeader {
+        name: "X-Content-Type-Options",
+        value: "nosniff",
+        strict_only: false,
+        https_only: false,
+    },
+    SecurityHeader {
+        name: "Referrer-Policy",
+        value: "strict-origin-when-cross-origin",
+        strict_only: false,
+        https_only: false,
+    },
+    SecurityHeader {
+        name: "X-Frame-Options",
+        value: "SAMEORIGIN",
+        strict_only: false,
+        https_only: false,
+    },
+    // A year, the site's own name only: includeSubDomains or preload
+    // would bind names this site does not control.
+    SecurityHeader {
+        name: "Strict-Transport-Security",
+        value: "max-age=31536000",
+        strict_only: true,
+        https_only: true,
+    },
+    SecurityHeader {
+        name: "Permissions-Policy",
+        value: "camera=(), microphone=(), geolocation=(), payment=(), usb=()",
+        strict_only: true,
+        https_only: false,
+    },
+];
+
+/// One site's entries in the per-site maps (`None`: no line in that map).
+/// Each map is keyed by the declared domain, which haproxy.cfg finds for
+/// the site's every name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SiteEntries {
+    /// `D` → `www.D` when the site is served under `www.D`.
+    pub canonical: Option<(String, String)>,
+    /// `D` → `<salt>/<hash>` ([`BasicAuth`]).
+    pub basic_auth: Option<(String, String)>,
+    /// `D` → `basic` or `strict`.
+    pub headers: Option<(String, String)>,
+}
+
+pub fn site_entries(domain: &Domain, rules: &EdgeRules) -> SiteEntries {
+    let key = domain.to_string();
+    SiteEntries {
+        canonical: rules
+            .canonical
+            .name(domain)
+            .ok()
+            .filter(|name| name != domain)
+            .map(|name| (key.clone(), name.to_string())),
+        basic_auth: rules
+            .basic_auth
+            .as_ref()
+            .map(|a| (key.clone(), format!("{}/{}", a.salt, a.sha256))),
+        headers: (!rules.headers.is_none())
+            .then(|| (key.clone(), rules.headers.as_str().to_string())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -467,5 +788,108 @@ mod tests {
     fn empty_rules_leave_the_declaration_as_it_was() {
         let json = serde_json::to_string(&EdgeRules::default()).unwrap();
         assert_eq!(json, "{}");
+    }
+
+    #[test]
+    fn the_canonical_name_is_the_domain_or_its_www_name() {
+        let d = Domain::parse("example.com").unwrap();
+        assert_eq!(Canonical::Bare.name(&d).unwrap(), d);
+        assert_eq!(Canonical::Www.name(&d).unwrap().as_str(), "www.example.com");
+        let www = Domain::parse("www.example.com").unwrap();
+        assert!(Canonical::Www
+            .name(&www)
+            .unwrap_err()
+            .contains("keep --canonical bare"));
+        for c in [Canonical::Bare, Canonical::Www] {
+            assert_eq!(Canonical::parse(c.as_str()).unwrap(), c);
+        }
+        assert!(Canonical::parse("apex").unwrap_err().contains("bare"));
+    }
+
+    #[test]
+    fn basic_auth_keeps_a_salted_hash_that_accepts_only_the_right_header() {
+        let a = BasicAuth::new("preview", "correct horse battery", [7; 16]).unwrap();
+        a.check().unwrap();
+        assert!(!serde_json::to_string(&a).unwrap().contains("horse"));
+        assert!(a.accepts(&authorization("preview", "correct horse battery")));
+        assert!(!a.accepts(&authorization("preview", "correct horse batterY")));
+        assert!(!a.accepts(&authorization("other", "correct horse battery")));
+        assert!(!a.accepts(""));
+        // Another salt, another hash for the same password.
+        let b = BasicAuth::new("preview", "correct horse battery", [8; 16]).unwrap();
+        assert_ne!(a.sha256, b.sha256);
+        assert_eq!(
+            authorization("preview", "correct horse battery"),
+            "Basic cHJldmlldzpjb3JyZWN0IGhvcnNlIGJhdHRlcnk="
+        );
+        for (user, password, says) in [
+            ("", "0123456789abcdef", "1 to 64"),
+            ("a:b", "0123456789abcdef", "':' is not allowed"),
+            ("a b", "0123456789abcdef", "' ' is not allowed"),
+            ("u", "short", "at least 16"),
+            ("u", "0123456789abcdef\nx", "control character"),
+        ] {
+            let e = BasicAuth::new(user, password, [0; 16]).unwrap_err();
+            assert!(e.contains(says), "{user:?} {password:?}: {e}");
+        }
+        let mut bad = a.clone();
+        bad.sha256 = bad.sha256.to_lowercase();
+        assert!(bad.check().is_err());
+        bad.sha256 = "A B".into();
+        assert!(bad.check().is_err());
+    }
+
+    #[test]
+    fn presets_add_their_headers_and_hsts_only_over_https() {
+        let names = |p: HeadersPreset, https| -> Vec<&str> {
+            p.headers(https).into_iter().map(|(n, _)| n).collect()
+        };
+        assert!(names(HeadersPreset::None, true).is_empty());
+        let basic = [
+            "X-Content-Type-Options",
+            "Referrer-Policy",
+            "X-Frame-Options",
+        ];
+        assert_eq!(names(HeadersPreset::Basic, true), basic);
+        assert_eq!(
+            names(HeadersPreset::Strict, false),
+            [&basic[..], &["Permissions-Policy"]].concat()
+        );
+        assert!(names(HeadersPreset::Strict, true).contains(&"Strict-Transport-Security"));
+        for p in HeadersPreset::ALL {
+            assert_eq!(HeadersPreset::parse(p.as_str()).unwrap(), p);
+        }
+        assert!(HeadersPreset::parse("max").is_err());
+    }
+
+    #[test]
+    fn site_entries_hold_only_what_differs_from_the_default() {
+        let d = Domain::parse("example.com").unwrap();
+        assert_eq!(
+            site_entries(&d, &EdgeRules::default()),
+            SiteEntries::default()
+        );
+        let rules = EdgeRules {
+            canonical: Canonical::Www,
+            basic_auth: Some(BasicAuth::new("u", "0123456789abcdef", [1; 16]).unwrap()),
+            headers: HeadersPreset::Strict,
+            ..EdgeRules::default()
+        };
+        let e = site_entries(&d, &rules);
+        assert_eq!(
+            e.canonical,
+            Some(("example.com".into(), "www.example.com".into()))
+        );
+        let (_, auth) = e.basic_auth.unwrap();
+        assert!(auth.starts_with("01010101010101010101010101010101/") && !auth.contains(' '));
+        assert_eq!(e.headers, Some(("example.com".into(), "strict".into())));
+        // Old declarations (no such fields) read as the defaults, and the
+        // defaults write no field.
+        let json = serde_json::to_string(&rules).unwrap();
+        assert_eq!(serde_json::from_str::<EdgeRules>(&json).unwrap(), rules);
+        assert_eq!(
+            serde_json::from_str::<EdgeRules>("{}").unwrap(),
+            EdgeRules::default()
+        );
     }
 }

@@ -203,7 +203,7 @@ pub struct ServiceValue {
 #[serde(deny_unknown_fields)]
 pub struct SiteDecl {
     pub kind: SiteKind,
-    /// Other names that redirect (301) to the domain; `www.<domain>` always does.
+    /// Other names that redirect (301) to the domain; `www.<domain>` does too (or is served, `edge.canonical`).
     #[serde(default)]
     pub aliases: Vec<Domain>,
     /// Path redirects and the other rules HAProxy applies for the site's
@@ -263,6 +263,9 @@ impl SiteDecl {
         if !decl.edge.redirects.is_empty() {
             crate::edge::decide_redirects(&[], &decl.edge.redirects, &[])
                 .map_err(|problems| ValueError::new(raw, problems.join("; ")))?;
+        }
+        if let Some(auth) = &decl.edge.basic_auth {
+            auth.check().map_err(|e| ValueError::new(raw, e))?;
         }
         Ok(decl)
     }

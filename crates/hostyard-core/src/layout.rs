@@ -418,6 +418,36 @@ impl Layout {
         self.runtime_haproxy().join("redirect-prefix.map")
     }
 
+    /// The sites served under their `www.` name: `<domain>` → `www.<domain>`
+    /// ([`crate::edge::site_entries`]), kept by confd like the redirects.
+    pub fn canonical_map(&self) -> PathBuf {
+        self.runtime_haproxy().join("canonical.map")
+    }
+
+    /// The sites behind a password: `<domain>` → `<salt>/<hash>`
+    /// ([`crate::edge::BasicAuth`]), kept by confd like the redirects.
+    pub fn basic_auth_map(&self) -> PathBuf {
+        self.runtime_haproxy().join("basic-auth.map")
+    }
+
+    /// The sites' security headers preset: `<domain>` → `basic`|`strict`,
+    /// kept by confd like the redirects.
+    pub fn headers_map(&self) -> PathBuf {
+        self.runtime_haproxy().join("headers.map")
+    }
+
+    /// Every map confd's edge rules keep, each created empty before
+    /// HAProxy starts (haproxy.cfg names them all).
+    pub fn edge_maps(&self) -> [PathBuf; 5] {
+        [
+            self.redirect_exact_map(),
+            self.redirect_prefix_map(),
+            self.canonical_map(),
+            self.basic_auth_map(),
+            self.headers_map(),
+        ]
+    }
+
     /// ACME's files (mode 0700): the account and obtained certificates.
     /// Outside `runtime/haproxy`, which the HAProxy container mounts: the
     /// Internet-facing proxy has no use for the account's key. confd's unit

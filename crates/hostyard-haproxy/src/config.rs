@@ -31,6 +31,10 @@ struct HaproxyCfg {
     acme_map: String,
     redirect_exact_map: String,
     redirect_prefix_map: String,
+    canonical_map: String,
+    basic_auth_map: String,
+    headers_map: String,
+    security_headers: Vec<SecurityHeaderRule>,
     https_port_suffix: String,
     http_port_suffix: String,
     hook_path: &'static str,
@@ -64,6 +68,15 @@ struct HaproxyCfg {
     peer_ca: String,
 }
 
+/// One `http-response set-header` rule of the security headers presets.
+struct SecurityHeaderRule {
+    name: &'static str,
+    value: &'static str,
+    /// The presets that add it, space-separated (`-m str` takes any).
+    presets: &'static str,
+    https_only: bool,
+}
+
 /// Renders haproxy.cfg from the node config: a pure function, so a change
 /// of the file means a change of the structure.
 pub fn render_cfg(config: &NodeConfig) -> anyhow::Result<String> {
@@ -86,6 +99,22 @@ pub fn render_cfg(config: &NodeConfig) -> anyhow::Result<String> {
         acme_map: path(layout.acme_map()),
         redirect_exact_map: path(layout.redirect_exact_map()),
         redirect_prefix_map: path(layout.redirect_prefix_map()),
+        canonical_map: path(layout.canonical_map()),
+        basic_auth_map: path(layout.basic_auth_map()),
+        headers_map: path(layout.headers_map()),
+        security_headers: hostyard_core::edge::SECURITY_HEADERS
+            .iter()
+            .map(|h| SecurityHeaderRule {
+                name: h.name,
+                value: h.value,
+                presets: if h.strict_only {
+                    "strict"
+                } else {
+                    "basic strict"
+                },
+                https_only: h.https_only,
+            })
+            .collect(),
         https_port_suffix: match hp.https_port {
             443 => String::new(),
             port => format!(":{port}"),
@@ -211,6 +240,10 @@ pub fn check_cfg(binary: &Path, cfg: &Path) -> anyhow::Result<()> {
 /// follows once the change is live.
 pub const FILE: AtomicWrite = AtomicWrite::new(0o644).unsynced();
 
+/// A map that holds secrets' hashes (the sites' basic auth): as [`FILE`],
+/// but for root only. HAProxy reads its maps as root, when it starts.
+pub const SECRET_FILE: AtomicWrite = AtomicWrite::new(0o600).unsynced();
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,7 +261,10 @@ mod tests {
             layout.haproxy_admin_socket(),
             layout.hosts_map(),
             layout.haproxy_error_page(404),
-        ] {
+        ]
+        .into_iter()
+        .chain(layout.edge_maps())
+        {
             assert!(text.contains(&p.display().to_string()), "{p:?}");
         }
         assert!(text.contains("level admin expose-fd listeners"));

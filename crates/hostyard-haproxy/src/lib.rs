@@ -14,7 +14,7 @@ pub mod map;
 pub mod master;
 pub mod runtime;
 
-pub use config::{check_cfg, render_cfg, write_peer_tls, FILE, PAGE_404, PAGE_503};
+pub use config::{check_cfg, render_cfg, write_peer_tls, FILE, PAGE_404, PAGE_503, SECRET_FILE};
 pub use map::{parse_generation, parse_map, render_map, write_map, Entry, HostMap, GENERATION_KEY};
 pub use master::reload;
 pub use runtime::{CliError, MapApi, Session, SslApi};

@@ -100,7 +100,13 @@ struct Fleet {
 /// b.example to `entry`.
 fn server(name: &str, address: Ipv4Addr, ca: &FleetCa, peer_port: u16, entry: Entry) -> Server {
     let cert = ca.issue_server(name, IpAddr::V4(address)).unwrap();
-    let map = HostMap::from([("b.example".to_string(), entry)]);
+    let map = HostMap::from([
+        ("b.example".to_string(), entry),
+        (
+            "www.b.example".to_string(),
+            Entry::Redirect("b.example".parse().unwrap()),
+        ),
+    ]);
     Server::start(name, ca, &cert, peer_port, &map)
 }
 
@@ -208,5 +214,35 @@ fn a_peer_frontend_with_a_certificate_of_another_ca_gets_no_request() {
     assert!(
         matches!(&answer, Ok(text) if text.starts_with("HTTP/1.1 503")),
         "{answer:?}"
+    );
+}
+
+/// A site served under its www. name (`--canonical www`, the canonical map
+/// on every server) is served as www.b.example through the peer, whose
+/// host map has it as an alias too; b.example gets one 301 to it.
+#[test]
+fn a_site_served_under_www_is_served_through_its_peer() {
+    let f = fleet();
+    for server in [&f.n1, &f.n2] {
+        let layout = hostyard_core::Layout::new(&server.config.data_root);
+        let mut session =
+            hostyard_haproxy::Session::connect(&layout.haproxy_admin_socket()).unwrap();
+        hostyard_haproxy::MapApi::new(&mut session, &layout.canonical_map())
+            .upsert_value("b.example", "www.b.example")
+            .unwrap();
+    }
+    let through_n1 = answer(connect(Ipv4Addr::LOCALHOST, f.n1.http()), "www.b.example");
+    assert!(
+        matches!(&through_n1, Ok(text) if text.starts_with("HTTP/1.1 200") && text.ends_with("\r\n\r\nb")),
+        "{through_n1:?}"
+    );
+    let bare = answer(connect(Ipv4Addr::LOCALHOST, f.n1.http()), "b.example").unwrap();
+    let want = format!(
+        "location: http://www.b.example:{}/\r\n",
+        f.n1.config.haproxy.http_port
+    );
+    assert!(
+        bare.starts_with("HTTP/1.1 301") && bare.to_ascii_lowercase().contains(&want),
+        "{bare}"
     );
 }

@@ -57,9 +57,14 @@ pub fn ensure_base(layout: &Layout) -> anyhow::Result<()> {
         hostyard_haproxy::FILE.write(&layout.acme_map(), b"")?;
     }
     // haproxy.cfg names them: HAProxy does not start without them.
-    for map in [layout.redirect_exact_map(), layout.redirect_prefix_map()] {
+    for map in layout.edge_maps() {
         if !map.exists() {
-            hostyard_haproxy::FILE.write(&map, b"")?;
+            let file = if map == layout.basic_auth_map() {
+                hostyard_haproxy::SECRET_FILE
+            } else {
+                hostyard_haproxy::FILE
+            };
+            file.write(&map, b"")?;
         }
     }
     Ok(())

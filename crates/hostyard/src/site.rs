@@ -15,7 +15,7 @@ use std::process::Command;
 use anyhow::{bail, Result};
 use etcd_client::{Compare, CompareOp, Txn, TxnOp};
 use hostyard_config::NodeConfig;
-use hostyard_core::edge::PathRedirect;
+use hostyard_core::edge::{BasicAuth, Canonical, EdgeRules, HeadersPreset, PathRedirect};
 use hostyard_core::etcd::{Schema, ServiceValue, SiteDecl};
 use hostyard_core::{Domain, SiteKind, UnitRole};
 
@@ -115,6 +115,8 @@ pub struct Shown {
     pub kind: SiteKind,
     pub aliases: Vec<Domain>,
     pub redirects: Vec<PathRedirect>,
+    /// The whole edge rules (canonical name, basic auth, headers too).
+    pub edge: EdgeRules,
     pub owner: Option<String>,
 }
 
@@ -129,7 +131,8 @@ pub fn show(config: &NodeConfig, domain: &Domain) -> Result<Shown> {
         Ok(Shown {
             kind: decl.kind,
             aliases: decl.aliases,
-            redirects: decl.edge.redirects,
+            redirects: decl.edge.redirects.clone(),
+            edge: decl.edge,
             owner,
         })
     })
@@ -143,6 +146,11 @@ pub struct SiteChange {
     pub add_redirects: Vec<PathRedirect>,
     /// The `from` paths of the redirects to remove.
     pub remove_redirects: Vec<String>,
+    /// The name to serve the site under.
+    pub canonical: Option<Canonical>,
+    /// Basic auth to set (`Some(Some(_))`) or remove (`Some(None)`).
+    pub basic_auth: Option<Option<BasicAuth>>,
+    pub headers: Option<HeadersPreset>,
 }
 
 impl SiteChange {
@@ -151,6 +159,9 @@ impl SiteChange {
             && self.remove_aliases.is_empty()
             && self.add_redirects.is_empty()
             && self.remove_redirects.is_empty()
+            && self.canonical.is_none()
+            && self.basic_auth.is_none()
+            && self.headers.is_none()
     }
 }
 
@@ -224,6 +235,25 @@ pub fn set(config: &NodeConfig, domain: &Domain, change: &SiteChange) -> Result<
         ) {
             Ok(redirects) => next.edge.redirects = redirects,
             Err(p) => problems.extend(p),
+        }
+        if let Some(canonical) = change.canonical {
+            match canonical.name(domain) {
+                Ok(_) => next.edge.canonical = canonical,
+                Err(p) => problems.push(p),
+            }
+        }
+        match &change.basic_auth {
+            // A new salt each time: setting the same password again is a
+            // change too.
+            Some(Some(auth)) => next.edge.basic_auth = Some(auth.clone()),
+            Some(None) if decl.edge.basic_auth.is_none() => {
+                problems.push(format!("{domain} has no basic auth to remove"))
+            }
+            Some(None) => next.edge.basic_auth = None,
+            None => {}
+        }
+        if let Some(headers) = change.headers {
+            next.edge.headers = headers;
         }
         if !problems.is_empty() {
             bail!("nothing changed: {}", problems.join("; "));

@@ -273,7 +273,7 @@ fn set_changes_aliases_only_on_the_owner_and_never_to_a_taken_name() {
     let show = hostyard(&["--config", &config, "site", "show", "example.com"]);
     assert_eq!(
         stdout(&show),
-        "kind: static\naliases: a.example.org, b.example.org\nowner: none\n"
+        "kind: static\naliases: a.example.org, b.example.org\ncanonical: bare\nbasic-auth: none\nheaders: none\nowner: none\n"
     );
 
     // Another server owns it: refused here, naming the owner.
@@ -298,7 +298,10 @@ fn set_changes_aliases_only_on_the_owner_and_never_to_a_taken_name() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_stdout_has(&out, "example.com is now:\naliases: none\n");
     let show = hostyard(&["--config", &config, "site", "show", "example.com"]);
-    assert_stdout_has(&show, "aliases: none\nowner: srv1\n");
+    assert_stdout_has(
+        &show,
+        "aliases: none\ncanonical: bare\nbasic-auth: none\nheaders: none\nowner: srv1\n",
+    );
     let out = set(&["--remove-alias", "a.example.org"]);
     assert_exit_saying(
         &out,
@@ -321,7 +324,7 @@ fn set_changes_aliases_only_on_the_owner_and_never_to_a_taken_name() {
         stdout(&show),
         "kind: static\naliases: none\nredirect: 308:/api=https://api.example.org/v2\n\
          redirect: 301:/old=/new\nredirect-prefix: 301:/blog/=https://blog.example.org/\n\
-         owner: srv1\n"
+         canonical: bare\nbasic-auth: none\nheaders: none\nowner: srv1\n"
     );
     let before = etcd.get(&key("example.com")).unwrap();
     // A temporary status, a second hop and a path that is none: a usage
@@ -349,4 +352,123 @@ fn rollback_names_what_it_needs_for_a_site_without_a_repository() {
     assert_stderr_has(&out, "only a static-git site hosted on this server");
     let out = hostyard(&["--config", &config, "site", "rollback", "Example.com"]);
     assert_exit_saying(&out, 2, "example.com");
+}
+
+#[test]
+fn set_chooses_the_canonical_name_a_preview_password_and_the_headers_preset() {
+    use hostyard_core::edge::{authorization, Canonical, HeadersPreset};
+    use hostyard_core::etcd::SiteDecl;
+    let etcd = Etcd::start().expect("etcd");
+    let dir = TempDir::new();
+    let config = dir.str("hostyard.yaml");
+    fs::write(
+        &config,
+        format!(
+            "data_root: {}\nnode_name: srv1\netcd:\n  endpoints: [\"{}\"]\n",
+            dir.str("data"),
+            etcd.endpoint()
+        ),
+    )
+    .expect("config");
+    let schema = Schema::new(&hostyard_config::NodeConfig::default().etcd.prefix);
+    let key = schema.site_key(&"example.com".parse().unwrap());
+    etcd.put(&key, r#"{"kind":"static","aliases":[]}"#).unwrap();
+    let password = "a long preview password";
+    let set = |args: &[&str], input: &str| {
+        let mut all = vec!["--config", &config, "site", "set", "example.com"];
+        all.extend_from_slice(args);
+        util::hostyard_with_stdin(&all, input)
+    };
+    let decl = || SiteDecl::parse(etcd.get(&key).unwrap().unwrap().as_bytes()).unwrap();
+
+    // Bad input: a usage error naming it, nothing written.
+    let before = etcd.get(&key).unwrap();
+    assert_exit_saying(&set(&["--canonical", "apex"], ""), 2, "write bare");
+    assert_exit_saying(&set(&["--headers", "max"], ""), 2, "write none, basic");
+    assert_exit_saying(&set(&["--basic-auth", "boss"], "short\n"), 2, "at least 16");
+    assert_exit_saying(
+        &set(&["--basic-auth", "a:b"], "0123456789abcdefg\n"),
+        2,
+        "':'",
+    );
+    assert_exit_saying(
+        &set(&["--remove-basic-auth"], ""),
+        1,
+        "no basic auth to remove",
+    );
+    assert_eq!(etcd.get(&key).unwrap(), before);
+
+    // All three in one change; the password is nowhere in etcd or the output.
+    let out = set(
+        &[
+            "--canonical",
+            "www",
+            "--basic-auth",
+            "boss",
+            "--headers",
+            "strict",
+        ],
+        &format!("{password}\n"),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    for says in ["canonical: www", "basic-auth: boss", "headers: strict"] {
+        assert_stdout_has(&out, says);
+    }
+    let raw = etcd.get(&key).unwrap().unwrap();
+    assert!(!raw.contains(password) && !stdout(&out).contains(password));
+    let d = decl();
+    assert_eq!(d.edge.canonical, Canonical::Www);
+    assert_eq!(d.edge.headers, HeadersPreset::Strict);
+    let auth = d.edge.basic_auth.expect("basic auth");
+    assert!(auth.accepts(&authorization("boss", password)));
+    assert!(!auth.accepts(&authorization("boss", "another long password")));
+
+    // show prints them; the hash never.
+    let out = hostyard(&["--config", &config, "site", "show", "example.com"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_stdout_has(&out, "canonical: www\nbasic-auth: boss\nheaders: strict\n");
+    assert!(!stdout(&out).contains(&auth.sha256));
+
+    // Another server does not own it: refused there.
+    etcd.put(&schema.owner_key(&"example.com".parse().unwrap()), "srv2")
+        .unwrap();
+    assert_exit_saying(&set(&["--headers", "none"], ""), 1, "owned by server srv2");
+    etcd.put(&schema.owner_key(&"example.com".parse().unwrap()), "srv1")
+        .unwrap();
+
+    // Back to the defaults: the declaration as an old server wrote it.
+    let out = set(
+        &[
+            "--canonical",
+            "bare",
+            "--remove-basic-auth",
+            "--headers",
+            "none",
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        etcd.get(&key).unwrap().unwrap(),
+        r#"{"kind":"static","aliases":[]}"#
+    );
+    // A www. name has no www. name of its own to serve under.
+    etcd.put(
+        &schema.site_key(&"www.example.net".parse().unwrap()),
+        r#"{"kind":"static"}"#,
+    )
+    .unwrap();
+    let out = util::hostyard_with_stdin(
+        &[
+            "--config",
+            &config,
+            "site",
+            "set",
+            "www.example.net",
+            "--canonical",
+            "www",
+        ],
+        "",
+    );
+    assert_exit_saying(&out, 1, "keep --canonical bare");
 }

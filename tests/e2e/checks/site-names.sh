@@ -3,6 +3,7 @@
 # docs/sites.md gives the operator. Sourced by tests/e2e/run.sh.
 
 CHECKS+=(t_an_alias_by_command_redirects_to_the_site t_path_redirects_by_command_are_one_hop t_a_bad_push_is_rolled_back_by_command)
+CHECKS+=(t_www_a_preview_password_and_headers_by_command)
 
 ALIAS=alias.example.net
 
@@ -78,6 +79,52 @@ echo "$1" >index.html
 git commit -qam "$1"
 git push -q /srv/git/site.git main
 EOF2
+}
+
+# headers HOST PATH [CURL ARGS...]: the status line and headers of one answer.
+headers() {
+  local host=$1 path=$2
+  shift 2
+  curl -s -o /dev/null -D - --max-time "$CURL_SECS" -H "Host: $host" "$@" \
+    "http://127.0.0.1:$PORT$path" | tr -d '\r' || true
+}
+
+# docs/sites.md, "The canonical name, a preview password, security headers".
+t_www_a_preview_password_and_headers_by_command() {
+  need_static_site
+  bx hostyard site set "$STATIC" --canonical www
+  bx sh -c 'cd /root && openssl rand -base64 18 > preview.pass &&
+    hostyard site set '"$STATIC"' --basic-auth preview < preview.pass'
+  bx hostyard site set "$STATIC" --headers strict
+  expect "site show" "$(bx hostyard site show "$STATIC" | grep -E '^(canonical|basic-auth|headers):' | tr '\n' ' ')" \
+    "canonical: www basic-auth: preview headers: strict "
+  # confd's edge thread follows the declaration: bounded wait.
+  local t0 got pass
+  t0=$(now_ms)
+  until got=$(location "$STATIC" '/x?y=1') && [ "$got" = "301 http://www.$STATIC/x?y=1" ]; do
+    (($(now_ms) - t0 < 10000)) || break
+    sleep 0.1
+  done
+  note "$STATIC redirected to www. $(($(now_ms) - t0)) ms after the last hostyard site set returned"
+  expect "$STATIC/x?y=1" "$got" "301 http://www.$STATIC/x?y=1"
+  expect "www.$STATIC without the password" "$(code "www.$STATIC" /)" 401
+  expect "www.$STATIC with a wrong one" \
+    "$(headers "www.$STATIC" / -u preview:not-the-password-at-all | head -1)" "HTTP/1.1 401 Unauthorized"
+  pass=$(bx cat /root/preview.pass)
+  got=$(headers "www.$STATIC" / -u "preview:$pass")
+  expect "www.$STATIC with the password" "$(head -1 <<<"$got")" "HTTP/1.1 200 OK"
+  expect "nosniff" "$(grep -ci '^x-content-type-options: nosniff' <<<"$got")" 1
+  expect "permissions policy" "$(grep -ci '^permissions-policy:' <<<"$got")" 1
+  expect "no HSTS over HTTP" "$(grep -ci '^strict-transport-security:' <<<"$got")" 0
+  bx hostyard site set "$STATIC" --canonical bare --remove-basic-auth --headers none
+  bx rm -f /root/preview.pass
+  t0=$(now_ms)
+  until got=$(code "$STATIC" /) && [ "$got" = 200 ]; do
+    (($(now_ms) - t0 < 10000)) || break
+    sleep 0.1
+  done
+  expect "$STATIC once all three are back" "$got" 200
+  expect "www.$STATIC once all three are back" "$(location "www.$STATIC" /)" "301 http://$STATIC/"
 }
 
 t_a_bad_push_is_rolled_back_by_command() {

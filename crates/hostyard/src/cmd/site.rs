@@ -3,7 +3,7 @@
 use clap::Subcommand;
 use hostyard_config::NodeConfig;
 use hostyard_core::aliases::listed;
-use hostyard_core::edge::PathRedirect;
+use hostyard_core::edge::{BasicAuth, Canonical, EdgeRules, HeadersPreset, PathRedirect};
 use hostyard_core::Domain;
 
 use super::{runtime, usage, Failure};
@@ -41,13 +41,15 @@ pub enum SiteAction {
         take_over: bool,
     },
     /// Print the site's declaration: its kind, its aliases, its path
-    /// redirects and the server that owns it.
+    /// redirects, canonical name, basic auth user, headers preset and the
+    /// server that owns it.
     Show {
         /// The site's domain (example.com).
         domain: String,
     },
     /// Change the site's aliases (other names that answer with a 301 to
-    /// it; its www. name always does) and path redirects. HAProxy follows
+    /// it, as its www. name does unless --canonical www), path redirects,
+    /// canonical name, basic auth and security headers. HAProxy follows
     /// at once, without a reload; the site's ACME certificate is ordered
     /// again to cover new aliases. Run it on the server that owns the site.
     Set {
@@ -73,6 +75,27 @@ pub enum SiteAction {
         /// Remove the redirect (exact or prefix) of this path.
         #[arg(long = "remove-redirect", value_name = "FROM")]
         remove_redirect: Vec<String>,
+        /// The name the site is served under: bare (D; www.D redirects to
+        /// it) or www (www.D; D redirects to it).
+        #[arg(long, value_name = "bare|www")]
+        canonical: Option<String>,
+        /// Put the site behind a password (a preview) for USER; the
+        /// password is read from stdin (one line, at least 16 characters),
+        /// never from the command line, and only a salted hash is kept.
+        #[arg(
+            long = "basic-auth",
+            value_name = "USER",
+            conflicts_with = "remove_basic_auth"
+        )]
+        basic_auth: Option<String>,
+        /// Remove the password.
+        #[arg(long = "remove-basic-auth")]
+        remove_basic_auth: bool,
+        /// Security headers on the site's responses: none, basic
+        /// (nosniff, referrer policy, same-origin frames) or strict (basic,
+        /// HSTS over HTTPS and a permissions policy).
+        #[arg(long, value_name = "none|basic|strict")]
+        headers: Option<String>,
     },
     /// Serve a static-git site's previously published tree again, at once,
     /// and publish nothing until a new commit is pushed (a bad deploy's
@@ -125,6 +148,7 @@ pub fn run(config: &NodeConfig, action: SiteAction) -> Result<u8, Failure> {
             let shown = hostyard::site::show(config, &domain).map_err(runtime)?;
             println!("kind: {}", shown.kind);
             print_decl(&shown.aliases, &shown.redirects);
+            print_edge(&shown.edge);
             println!("owner: {}", shown.owner.as_deref().unwrap_or("none"));
         }
         SiteAction::Set {
@@ -134,6 +158,10 @@ pub fn run(config: &NodeConfig, action: SiteAction) -> Result<u8, Failure> {
             redirect,
             redirect_prefix,
             remove_redirect,
+            canonical,
+            basic_auth,
+            remove_basic_auth,
+            headers,
         } => {
             let domain = Domain::parse_instance(&domain).map_err(usage)?;
             let names = |list: Vec<String>| -> Result<Vec<Domain>, Failure> {
@@ -153,11 +181,23 @@ pub fn run(config: &NodeConfig, action: SiteAction) -> Result<u8, Failure> {
                 remove_aliases: names(remove)?,
                 add_redirects,
                 remove_redirects: remove_redirect,
+                canonical: canonical
+                    .map(|c| Canonical::parse(&c).map_err(|e| usage(anyhow::anyhow!(e))))
+                    .transpose()?,
+                basic_auth: match (basic_auth, remove_basic_auth) {
+                    (Some(user), _) => Some(Some(read_basic_auth(&user)?)),
+                    (None, true) => Some(None),
+                    (None, false) => None,
+                },
+                headers: headers
+                    .map(|h| HeadersPreset::parse(&h).map_err(|e| usage(anyhow::anyhow!(e))))
+                    .transpose()?,
             };
             if change.is_empty() {
                 return Err(usage(anyhow::anyhow!(
                     "nothing to set: name --add-alias NAME, --remove-alias NAME, --redirect \
-                     FROM=TO, --redirect-prefix FROM=TO or --remove-redirect FROM"
+                     FROM=TO, --redirect-prefix FROM=TO, --remove-redirect FROM, --canonical \
+                     bare|www, --basic-auth USER, --remove-basic-auth or --headers PRESET"
                 )));
             }
             let before_aliases = change.add_aliases.len() + change.remove_aliases.len();
@@ -165,10 +205,12 @@ pub fn run(config: &NodeConfig, action: SiteAction) -> Result<u8, Failure> {
             if !set.changed {
                 println!("{domain} is set so already; nothing changed");
                 print_decl(&set.decl.aliases, &set.decl.edge.redirects);
+                print_edge(&set.decl.edge);
                 return Ok(0);
             }
             println!("{domain} is now:");
             print_decl(&set.decl.aliases, &set.decl.edge.redirects);
+            print_edge(&set.decl.edge);
             // A certificate this server orders is ordered again for the
             // new names; an imported one is the operator's.
             let layout = config.layout();
@@ -264,4 +306,41 @@ fn print_decl(aliases: &[Domain], redirects: &[PathRedirect]) {
         };
         println!("{what}: {}", r.spec());
     }
+}
+
+/// The canonical name, basic auth (its user only) and headers preset, one
+/// line each, as `hostyard site set` takes them.
+fn print_edge(edge: &EdgeRules) {
+    println!("canonical: {}", edge.canonical.as_str());
+    println!(
+        "basic-auth: {}",
+        edge.basic_auth.as_ref().map_or("none", |a| a.user.as_str())
+    );
+    println!("headers: {}", edge.headers.as_str());
+}
+
+/// `--basic-auth USER`: the password is the first line of stdin, which
+/// must not be a terminal (it would echo the password); a new random salt.
+fn read_basic_auth(user: &str) -> Result<BasicAuth, Failure> {
+    use std::io::{BufRead, IsTerminal};
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return Err(usage(anyhow::anyhow!(
+            "--basic-auth reads the password from stdin, which is a terminal here: give it \
+             from a file, e.g. `openssl rand -base64 18 > preview.pass` then \
+             `hostyard site set D --basic-auth {user} < preview.pass`"
+        )));
+    }
+    let mut line = String::new();
+    stdin
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| usage(anyhow::anyhow!("reading the password from stdin: {e}")))?;
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    let salt: [u8; 16] = hostyard_core::secret::random_bytes(16)
+        .map_err(|e| runtime(anyhow::anyhow!(e)))?
+        .try_into()
+        .map_err(|_| runtime(anyhow::anyhow!("16 random bytes were not 16")))?;
+    BasicAuth::new(user, password, salt).map_err(|e| usage(anyhow::anyhow!(e)))
 }

@@ -35,6 +35,24 @@ pub fn hostyard(args: &[&str]) -> Output {
         .expect("hostyard runs")
 }
 
+/// [`hostyard`] with `input` on its stdin.
+pub fn hostyard_with_stdin(args: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(hostyard_bin())
+        .args(args)
+        .env_remove("HOSTYARD_CONFIG")
+        .env_remove("RUST_BACKTRACE")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("hostyard runs");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(input.as_bytes()).expect("writes stdin");
+    drop(stdin);
+    child.wait_with_output().expect("hostyard runs")
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
