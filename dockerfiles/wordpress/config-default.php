@@ -21,3 +21,16 @@ define('DISALLOW_FILE_EDIT', true);
  * (wordpress-cron@<domain>.timer), not on visitors' requests. */
 define('DISABLE_WP_CRON', true);
 require '/run/hostyard/wp-salts.php';
+/* A site served under its www. name (`hostyard site set D --canonical
+ * www`): HAProxy redirects D and every alias to www.D, so a request for
+ * www.D is the only kind that reaches here. WordPress's home URL says
+ * http://D (its install), and its own canonical redirect would send the
+ * visitor back to D: a loop. Served under www.D, its links and redirects
+ * name www.D. A site served under D keeps its home URL as it is. */
+$hostyard_domain = getenv('HOSTYARD_DOMAIN');
+$hostyard_host = strtolower(preg_replace('/:.*/', '', $_SERVER['HTTP_HOST'] ?? ''));
+if ($hostyard_domain && $hostyard_host === 'www.' . $hostyard_domain) {
+    $hostyard_scheme = ($_SERVER['HTTP_X_FORWARDED_PROTO'] ?? '') === 'https' ? 'https' : 'http';
+    define('WP_HOME', $hostyard_scheme . '://' . $hostyard_host);
+    define('WP_SITEURL', $hostyard_scheme . '://' . $hostyard_host);
+}

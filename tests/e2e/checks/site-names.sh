@@ -3,7 +3,7 @@
 # docs/sites.md gives the operator. Sourced by tests/e2e/run.sh.
 
 CHECKS+=(t_an_alias_by_command_redirects_to_the_site t_path_redirects_by_command_are_one_hop t_a_bad_push_is_rolled_back_by_command)
-CHECKS+=(t_www_a_preview_password_and_headers_by_command)
+CHECKS+=(t_www_a_preview_password_and_headers_by_command t_a_wordpress_site_served_under_www_has_no_loop)
 
 ALIAS=alias.example.net
 
@@ -125,6 +125,33 @@ t_www_a_preview_password_and_headers_by_command() {
   done
   expect "$STATIC once all three are back" "$got" 200
   expect "www.$STATIC once all three are back" "$(location "www.$STATIC" /)" "301 http://$STATIC/"
+}
+
+# WordPress builds its links and its own canonical redirect on its home
+# URL (http://D from the install): served under www.D it must answer there,
+# not send the visitor back to D, which HAProxy sends to www.D again.
+t_a_wordpress_site_served_under_www_has_no_loop() {
+  need_wordpress
+  bx hostyard site set "$WP" --canonical www
+  local t0 got
+  t0=$(now_ms)
+  until got=$(location "$WP" '/?p=1') && [ "$got" = "301 http://www.$WP/?p=1" ]; do
+    (($(now_ms) - t0 < 10000)) || break
+    sleep 0.1
+  done
+  expect "$WP/?p=1" "$got" "301 http://www.$WP/?p=1"
+  got=$(location "www.$WP" '/?p=1')
+  expect "www.$WP/?p=1: WordPress's permalink on www." "$got" "301 http://www.$WP/hello-world/"
+  expect "www.$WP/hello-world/" "$(location "www.$WP" /hello-world/)" "200 "
+  expect "www.$WP's links" "$(body "www.$WP" /hello-world/ | grep -c "href=\"http://$WP/")" 0
+  bx hostyard site set "$WP" --canonical bare
+  t0=$(now_ms)
+  until got=$(location "www.$WP" /) && [ "$got" = "301 http://$WP/" ]; do
+    (($(now_ms) - t0 < 10000)) || break
+    sleep 0.1
+  done
+  expect "www.$WP once bare again" "$got" "301 http://$WP/"
+  expect "$WP/hello-world/ once bare again" "$(location "$WP" /hello-world/)" "200 "
 }
 
 t_a_bad_push_is_rolled_back_by_command() {
