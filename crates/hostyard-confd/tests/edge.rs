@@ -41,6 +41,7 @@ fn path_redirects_follow_the_declaration_without_a_reload() {
         kind: SiteKind::Static,
         aliases: vec![],
         edge: Default::default(),
+        php: Default::default(),
     };
     decl.edge.redirects = vec![
         PathRedirect::parse("/old=/new", false).unwrap(),
