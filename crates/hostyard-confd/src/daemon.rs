@@ -816,6 +816,7 @@ pub async fn run(config_path: &Path, config: NodeConfig) -> anyhow::Result<()> {
         installed,
     )?;
     crate::edge::spawn(&d.config.etcd, &d.schema, &d.layout)?;
+    crate::php::spawn(&d.config, &d.schema, &d.layout)?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sighup = signal(SignalKind::hangup())?;

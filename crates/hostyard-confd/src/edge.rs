@@ -61,7 +61,7 @@ impl Rules {
 }
 
 /// One map file kept equal to its wanted content, file then runtime.
-struct SyncedMap {
+pub(crate) struct SyncedMap {
     path: PathBuf,
     admin_socket: PathBuf,
     written: Option<MapContent>,
@@ -69,7 +69,7 @@ struct SyncedMap {
 }
 
 impl SyncedMap {
-    fn new(path: PathBuf, admin_socket: PathBuf) -> SyncedMap {
+    pub(crate) fn new(path: PathBuf, admin_socket: PathBuf) -> SyncedMap {
         SyncedMap {
             path,
             admin_socket,
@@ -78,7 +78,7 @@ impl SyncedMap {
         }
     }
 
-    fn flush(&mut self, wanted: &MapContent) -> anyhow::Result<()> {
+    pub(crate) fn flush(&mut self, wanted: &MapContent) -> anyhow::Result<()> {
         if self.written.as_ref() != Some(wanted) {
             let text: String = wanted.iter().map(|(k, v)| format!("{k} {v}\n")).collect();
             hostyard_haproxy::FILE

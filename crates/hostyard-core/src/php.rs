@@ -5,8 +5,8 @@
 //! change and what each setting becomes (the site's Apache directives,
 //! HAProxy's body limit and server timeout) are pure functions here.
 //!
-//! The container gets them as `php_admin_value` directives in a file of
-//! the site's data ([`apache_conf`]): Apache reads them at a graceful
+//! The container gets them as `php_admin_value` directives in files of
+//! the site's data ([`defaults_conf`], [`site_conf`]): Apache reads them at a graceful
 //! restart (no request lost), and, unlike php.ini values, neither a
 //! tenant's `.htaccess` (`php_value`) nor the site's PHP (`ini_set`,
 //! `set_time_limit`) can raise them. mod_php reads no `.user.ini`.
@@ -339,23 +339,50 @@ impl Effective {
     }
 }
 
-/// The site's Apache directives, the file its container includes in its
-/// virtual host (`/etc/hostyard/php/limits.conf`). `php_admin_value`: no
-/// `.htaccess` or `ini_set` of the site raises them.
-pub fn apache_conf(e: &Effective) -> String {
-    format!(
-        "# Written by hostyard site set; do not edit (hostyard site set DOMAIN --php-...).\n\
-         <IfModule php_module>\n\
-         \x20   php_admin_value upload_max_filesize {upload}\n\
-         \x20   php_admin_value post_max_size {upload}\n\
-         \x20   php_admin_value memory_limit {memory}\n\
-         \x20   php_admin_value max_execution_time {time}\n\
-         \x20   php_admin_value max_input_time {time}\n\
-         </IfModule>\n",
-        upload = e.upload,
-        memory = e.memory,
-        time = e.time.0,
+/// Where the site's container finds its PHP limits (the site's
+/// `php/` dir, read-only): the image's Apache includes every `*.conf` in
+/// its virtual host, in name order.
+pub const CONTAINER_DIR: &str = "/etc/hostyard/php";
+
+/// The node config's defaults, `defaults.conf` (the importer writes it at
+/// every start of the site, so a changed default reaches it then).
+pub fn defaults_conf(bounds: &PhpBounds) -> String {
+    directives(
+        "the importer, from wordpress.php_limits of the node config",
+        &effective(&PhpLimits::default(), bounds),
+        &PhpLimits {
+            upload: Some(bounds.upload.default),
+            memory: Some(bounds.memory.default),
+            time: Some(bounds.time.default),
+        },
     )
+}
+
+/// The site's own settings, `site.conf` (`hostyard site set` writes it),
+/// read after `defaults.conf`: only what the site sets, never over a bound.
+pub fn site_conf(limits: &PhpLimits, bounds: &PhpBounds) -> String {
+    directives("hostyard site set", &effective(limits, bounds), limits)
+}
+
+/// `php_admin_value`: no `.htaccess` (`php_value`) and no `ini_set` or
+/// `set_time_limit` of the site's PHP raises them.
+fn directives(writer: &str, e: &Effective, which: &PhpLimits) -> String {
+    let mut text = format!(
+        "# Written by {writer}; do not edit (hostyard site set DOMAIN --php-...).\n\
+         <IfModule php_module>\n"
+    );
+    if which.upload.is_some() {
+        text += &format!("    php_admin_value upload_max_filesize {}\n", e.upload);
+        text += &format!("    php_admin_value post_max_size {}\n", e.upload);
+    }
+    if which.memory.is_some() {
+        text += &format!("    php_admin_value memory_limit {}\n", e.memory);
+    }
+    if which.time.is_some() {
+        text += &format!("    php_admin_value max_execution_time {}\n", e.time.0);
+        text += &format!("    php_admin_value max_input_time {}\n", e.time.0);
+    }
+    text + "</IfModule>\n"
 }
 
 #[cfg(test)]
@@ -477,16 +504,22 @@ mod tests {
         b.upload.max = Size(100 * M);
         assert_eq!(effective(&site, &b).upload, Size(100 * M));
         assert_eq!(e.map_value(), format!("{}/65000", 400 * M + BODY_MARGIN));
-        let conf = apache_conf(&e);
+        let conf = defaults_conf(&b);
         for line in [
-            "php_admin_value upload_max_filesize 400M\n",
-            "php_admin_value post_max_size 400M\n",
+            "php_admin_value upload_max_filesize 64M\n",
+            "php_admin_value post_max_size 64M\n",
             "php_admin_value memory_limit 256M\n",
             "php_admin_value max_execution_time 60\n",
             "php_admin_value max_input_time 60\n",
         ] {
             assert!(conf.contains(line), "{conf}");
         }
+        // The site's file: only what it sets, clamped to the bound.
+        let conf = site_conf(&site, &b);
+        assert!(conf.contains("php_admin_value upload_max_filesize 100M\n"), "{conf}");
+        assert!(conf.contains("php_admin_value post_max_size 100M\n"), "{conf}");
+        assert!(!conf.contains("memory_limit"), "{conf}");
+        assert!(!conf.contains("max_execution_time"), "{conf}");
     }
 
     #[test]

@@ -31,6 +31,7 @@ struct HaproxyCfg {
     acme_map: String,
     redirect_exact_map: String,
     redirect_prefix_map: String,
+    php_limits_map: String,
     https_port_suffix: String,
     http_port_suffix: String,
     hook_path: &'static str,
@@ -86,6 +87,7 @@ pub fn render_cfg(config: &NodeConfig) -> anyhow::Result<String> {
         acme_map: path(layout.acme_map()),
         redirect_exact_map: path(layout.redirect_exact_map()),
         redirect_prefix_map: path(layout.redirect_prefix_map()),
+        php_limits_map: path(layout.php_limits_map()),
         https_port_suffix: match hp.https_port {
             443 => String::new(),
             port => format!(":{port}"),

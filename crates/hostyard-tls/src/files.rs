@@ -57,7 +57,11 @@ pub fn ensure_base(layout: &Layout) -> anyhow::Result<()> {
         hostyard_haproxy::FILE.write(&layout.acme_map(), b"")?;
     }
     // haproxy.cfg names them: HAProxy does not start without them.
-    for map in [layout.redirect_exact_map(), layout.redirect_prefix_map()] {
+    for map in [
+        layout.redirect_exact_map(),
+        layout.redirect_prefix_map(),
+        layout.php_limits_map(),
+    ] {
         if !map.exists() {
             hostyard_haproxy::FILE.write(&map, b"")?;
         }

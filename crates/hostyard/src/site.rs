@@ -115,6 +115,7 @@ pub struct Shown {
     pub kind: SiteKind,
     pub aliases: Vec<Domain>,
     pub redirects: Vec<PathRedirect>,
+    pub php: hostyard_core::php::PhpLimits,
     pub owner: Option<String>,
 }
 
@@ -130,6 +131,7 @@ pub fn show(config: &NodeConfig, domain: &Domain) -> Result<Shown> {
             kind: decl.kind,
             aliases: decl.aliases,
             redirects: decl.edge.redirects,
+            php: decl.php,
             owner,
         })
     })
@@ -143,6 +145,8 @@ pub struct SiteChange {
     pub add_redirects: Vec<PathRedirect>,
     /// The `from` paths of the redirects to remove.
     pub remove_redirects: Vec<String>,
+    /// A WordPress site's PHP limits ([`crate::php`]).
+    pub php: hostyard_core::php::PhpChange,
 }
 
 impl SiteChange {
@@ -151,6 +155,7 @@ impl SiteChange {
             && self.remove_aliases.is_empty()
             && self.add_redirects.is_empty()
             && self.remove_redirects.is_empty()
+            && self.php.is_empty()
     }
 }
 
@@ -224,6 +229,9 @@ pub fn set(config: &NodeConfig, domain: &Domain, change: &SiteChange) -> Result<
         ) {
             Ok(redirects) => next.edge.redirects = redirects,
             Err(p) => problems.extend(p),
+        }
+        if let Err(p) = crate::php::decide(config, domain, &decl, &change.php, &mut next) {
+            problems.extend(p);
         }
         if !problems.is_empty() {
             bail!("nothing changed: {}", problems.join("; "));
