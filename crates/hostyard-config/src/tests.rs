@@ -518,7 +518,9 @@ fn php_limits_bounds_parse_as_php_sizes_and_a_default_over_its_max_is_refused() 
     assert_eq!(b.memory, hostyard_core::php::PhpBounds::default().memory);
     let e = refusal("wordpress:\n  php_limits:\n    upload: {default: 1G, max: 512M}\n");
     assert!(
-        e.contains("wordpress.php_limits.upload.default 1G is over wordpress.php_limits.upload.max 512M"),
+        e.contains(
+            "wordpress.php_limits.upload.default 1G is over wordpress.php_limits.upload.max 512M"
+        ),
         "{e}"
     );
     let e = refusal("wordpress:\n  php_limits:\n    upload: {default: lots, max: 512M}\n");

@@ -88,9 +88,9 @@ impl Seconds {
         } else {
             (t, 1)
         };
-        let n: u32 = digits.parse().map_err(|_| {
-            format!("{text:?} is not a time: seconds (120s) or minutes (2m)")
-        })?;
+        let n: u32 = digits
+            .parse()
+            .map_err(|_| format!("{text:?} is not a time: seconds (120s) or minutes (2m)"))?;
         match n.checked_mul(factor) {
             Some(0) => Err(format!("{text:?}: 0 s is no limit to set")),
             // A day: beyond it a request is no request.
@@ -406,7 +406,17 @@ mod tests {
             assert_eq!(s.to_string(), shown);
             assert_eq!(Size::parse(shown).unwrap(), s);
         }
-        for bad in ["", "0", "0M", "M", "-1M", "1.5M", "10T", "64 MiB", "99999999999G"] {
+        for bad in [
+            "",
+            "0",
+            "0M",
+            "M",
+            "-1M",
+            "1.5M",
+            "10T",
+            "64 MiB",
+            "99999999999G",
+        ] {
             assert!(Size::parse(bad).is_err(), "{bad}");
         }
         for (text, secs) in [("120s", 120), ("120", 120), ("2m", 120)] {
@@ -429,6 +439,19 @@ mod tests {
             format!("max_execution_time = {}", e.time.0),
         ] {
             assert!(ini.contains(&line), "{line}");
+        }
+        // The image's Apache floor (a site without php/ files) says the same.
+        for apache in [
+            include_str!("../../../dockerfiles/wordpress/apache.conf"),
+            include_str!("../../../tests/e2e/debian12/wordpress/apache.conf"),
+        ] {
+            for line in defaults_conf(&PhpBounds::default())
+                .lines()
+                .filter(|l| l.contains("php_admin_value"))
+            {
+                assert!(apache.contains(&format!("    {line}\n")), "{line}");
+            }
+            assert!(apache.contains("IncludeOptional /etc/hostyard/php/*.conf\n"));
         }
         assert!(PhpBounds::default().check().is_empty());
     }
@@ -516,8 +539,14 @@ mod tests {
         }
         // The site's file: only what it sets, clamped to the bound.
         let conf = site_conf(&site, &b);
-        assert!(conf.contains("php_admin_value upload_max_filesize 100M\n"), "{conf}");
-        assert!(conf.contains("php_admin_value post_max_size 100M\n"), "{conf}");
+        assert!(
+            conf.contains("php_admin_value upload_max_filesize 100M\n"),
+            "{conf}"
+        );
+        assert!(
+            conf.contains("php_admin_value post_max_size 100M\n"),
+            "{conf}"
+        );
         assert!(!conf.contains("memory_limit"), "{conf}");
         assert!(!conf.contains("max_execution_time"), "{conf}");
     }
@@ -529,7 +558,10 @@ mod tests {
         b.memory.default = Size(16 * M);
         let text = b.check().join("\n");
         assert!(text.contains("wordpress.php_limits.upload.default 1G is over wordpress.php_limits.upload.max 512M"), "{text}");
-        assert!(text.contains("wordpress.php_limits.memory.default 16M is below"), "{text}");
+        assert!(
+            text.contains("wordpress.php_limits.memory.default 16M is below"),
+            "{text}"
+        );
     }
 
     #[test]

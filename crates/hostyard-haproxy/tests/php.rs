@@ -56,8 +56,10 @@ fn post(port: u16, host: &str, len: u64, send: u64) -> u16 {
 fn get_status(port: u16, host: &str) -> u16 {
     let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    tcp.write_all(format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())
-        .unwrap();
+    tcp.write_all(
+        format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
     let mut answer = Vec::new();
     let _ = tcp.read_to_end(&mut answer);
     String::from_utf8_lossy(&answer)

@@ -371,9 +371,13 @@ fn php_limits_are_set_within_the_node_configs_bounds_for_wordpress_only() {
     let wp: hostyard_core::Domain = "wp.example".parse().unwrap();
     let site = &schema.site_key(&wp);
     // A declaration from before: no php field.
-    etcd.put(site, r#"{"kind":"wordpress","aliases":[]}"#).unwrap();
-    etcd.put(&schema.site_key(&"static.example".parse().unwrap()), r#"{"kind":"static"}"#)
+    etcd.put(site, r#"{"kind":"wordpress","aliases":[]}"#)
         .unwrap();
+    etcd.put(
+        &schema.site_key(&"static.example".parse().unwrap()),
+        r#"{"kind":"static"}"#,
+    )
+    .unwrap();
     let layout = hostyard_core::Layout::new(std::path::Path::new(&dir.str("data")));
     fs::create_dir_all(layout.domain_dir(&wp)).unwrap();
     let run = |args: &[&str]| {
@@ -387,7 +391,10 @@ fn php_limits_are_set_within_the_node_configs_bounds_for_wordpress_only() {
     assert_stdout_has(&out, "php: upload 2M, memory 256M (default), time 120s\n");
     assert_stdout_has(&out, "wp.example does not run here: it starts with them");
     let decl = etcd.get(site).unwrap().unwrap();
-    assert!(decl.contains(r#""php":{"upload":"2M","time":"120s"}"#), "{decl}");
+    assert!(
+        decl.contains(r#""php":{"upload":"2M","time":"120s"}"#),
+        "{decl}"
+    );
     let conf = fs::read_to_string(layout.php_site_conf(&wp)).unwrap();
     for line in [
         "php_admin_value upload_max_filesize 2M\n",
@@ -425,7 +432,10 @@ fn php_limits_are_set_within_the_node_configs_bounds_for_wordpress_only() {
 
     let out = run(&["wp.example", "--php-reset"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_stdout_has(&out, "php: upload 64M (default), memory 256M (default), time 60s (default)\n");
+    assert_stdout_has(
+        &out,
+        "php: upload 64M (default), memory 256M (default), time 60s (default)\n",
+    );
     assert!(!etcd.get(site).unwrap().unwrap().contains("php"));
     assert!(!fs::read_to_string(layout.php_site_conf(&wp))
         .unwrap()
