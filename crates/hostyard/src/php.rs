@@ -53,11 +53,7 @@ pub fn apply(config: &NodeConfig, domain: &Domain, limits: &PhpLimits) -> Result
     if !layout.domain_dir(domain).is_dir() {
         return Ok(Applied::NotHere);
     }
-    let dir = layout.php_dir(domain);
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let path = layout.php_site_conf(domain);
-    let text = site_conf(limits, &config.wordpress.php_limits);
-    hostyard_fs::AtomicWrite::new(0o644).write(&path, text.as_bytes())?;
+    let path = write_site_conf(config, domain, limits)?;
     let container = SiteKind::Wordpress.container_name(domain);
     let docker = &config.docker.binary;
     let running = Command::new(docker)
@@ -85,6 +81,30 @@ pub fn apply(config: &NodeConfig, domain: &Domain, limits: &PhpLimits) -> Result
         );
     }
     Ok(Applied::Reloaded)
+}
+
+/// Writes `domain`'s `php/site.conf`; its path.
+fn write_site_conf(
+    config: &NodeConfig,
+    domain: &Domain,
+    limits: &PhpLimits,
+) -> Result<std::path::PathBuf> {
+    let layout = config.layout();
+    let dir = layout.php_dir(domain);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = layout.php_site_conf(domain);
+    let text = site_conf(limits, &config.wordpress.php_limits);
+    hostyard_fs::AtomicWrite::new(0o644).write(&path, text.as_bytes())?;
+    Ok(path)
+}
+
+/// A moved site's `php/site.conf` on its new server, before it starts:
+/// the export carries the site's data, its settings are in its
+/// declaration.
+pub fn write_declared(config: &NodeConfig, domain: &Domain) -> Result<()> {
+    let shown = crate::site::show(config, domain)?;
+    write_site_conf(config, domain, &shown.php)?;
+    Ok(())
 }
 
 /// The limits as `hostyard site show` and `set` print them: each with its
