@@ -691,6 +691,7 @@ fn route_latency(
             kind: SiteKind::Static,
             aliases: vec![],
             edge: Default::default(),
+            php: Default::default(),
         };
         etcd.put(&r.schema.site_key(&dom), &decl.to_json())?;
         // Not measured: the declaration's own apply (a 503 entry) must not
@@ -801,6 +802,7 @@ fn populate(endpoint: &str, schema: &Schema, n: usize, port: u16) -> anyhow::Res
             kind: SiteKind::Static,
             aliases: vec![],
             edge: Default::default(),
+            php: Default::default(),
         }
         .to_json();
         let value = format!(r#"{{"ip":"127.0.0.1","port":"{port}"}}"#);

@@ -46,6 +46,7 @@ fn main() -> anyhow::Result<()> {
         kind: SiteKind::Static,
         aliases: vec![],
         edge: Default::default(),
+        php: Default::default(),
     };
     let mut ruled = plain.clone();
     for i in 0..RULES / 2 {

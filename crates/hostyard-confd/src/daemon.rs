@@ -815,7 +815,12 @@ pub async fn run(config_path: &Path, config: NodeConfig) -> anyhow::Result<()> {
         d.acme_wake.clone(),
         installed,
     )?;
-    crate::edge::spawn(&d.config.etcd, &d.schema, &d.layout)?;
+    crate::edge::spawn(
+        &d.config.etcd,
+        &d.schema,
+        &d.layout,
+        d.config.wordpress.php_limits,
+    )?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sighup = signal(SignalKind::hangup())?;

@@ -1,6 +1,7 @@
 //! The sites' edge rules in HAProxy: every site declaration's path
 //! redirects, canonical name, basic auth and headers preset
-//! ([`hostyard_core::edge`]) kept equal to the edge maps
+//! ([`hostyard_core::edge`]), and the WordPress sites' PHP limits
+//! ([`crate::php`]), kept equal to the edge maps
 //! ([`Layout::edge_maps`]),
 //! the file first (a reload or restart loads the same), then HAProxy's
 //! memory through the runtime API, without a reload. On every server: a
@@ -18,9 +19,12 @@ use anyhow::Context;
 use hostyard_config::EtcdConfig;
 use hostyard_core::edge::{redirect_entries, site_entries, EdgeRules};
 use hostyard_core::etcd::{Schema, SiteDecl};
+use hostyard_core::php::PhpBounds;
 use hostyard_core::{Domain, Layout};
 use hostyard_haproxy::{CliError, MapApi, Session};
 use hostyard_log::log;
+
+use crate::php::Limits;
 
 /// Wait before a new etcd session after one broke.
 const RECONNECT: Duration = Duration::from_secs(2);
@@ -32,7 +36,7 @@ pub struct Rules {
 }
 
 /// How many maps the edge rules keep.
-const EDGE_MAPS: usize = 5;
+const EDGE_MAPS: usize = 6;
 
 /// One map's wanted content: key → value.
 pub type MapContent = BTreeMap<String, String>;
@@ -53,7 +57,8 @@ impl Rules {
     }
 
     /// Each edge map's content, in the order of [`Layout::edge_maps`]:
-    /// exact and prefix redirects, canonical names, basic auth, headers.
+    /// exact and prefix redirects, canonical names, basic auth, headers
+    /// (the PHP map comes from [`crate::php::Limits`]).
     pub fn maps(&self) -> [MapContent; EDGE_MAPS] {
         let mut maps: [MapContent; EDGE_MAPS] = Default::default();
         for (domain, rules) in &self.sites {
@@ -70,7 +75,7 @@ impl Rules {
 }
 
 /// One map file kept equal to its wanted content, file then runtime.
-struct SyncedMap {
+pub(crate) struct SyncedMap {
     path: PathBuf,
     file: hostyard_fs::AtomicWrite,
     admin_socket: PathBuf,
@@ -79,7 +84,11 @@ struct SyncedMap {
 }
 
 impl SyncedMap {
-    fn new(path: PathBuf, file: hostyard_fs::AtomicWrite, admin_socket: PathBuf) -> SyncedMap {
+    pub(crate) fn new(
+        path: PathBuf,
+        file: hostyard_fs::AtomicWrite,
+        admin_socket: PathBuf,
+    ) -> SyncedMap {
         SyncedMap {
             path,
             file,
@@ -89,7 +98,7 @@ impl SyncedMap {
         }
     }
 
-    fn flush(&mut self, wanted: &MapContent) -> anyhow::Result<()> {
+    pub(crate) fn flush(&mut self, wanted: &MapContent) -> anyhow::Result<()> {
         if self.written.as_ref() != Some(wanted) {
             let text: String = wanted.iter().map(|(k, v)| format!("{k} {v}\n")).collect();
             self.file
@@ -133,7 +142,12 @@ impl SyncedMap {
 }
 
 /// Starts the edge rules' thread; it runs for ever.
-pub fn spawn(etcd: &EtcdConfig, schema: &Schema, layout: &Layout) -> anyhow::Result<()> {
+pub fn spawn(
+    etcd: &EtcdConfig,
+    schema: &Schema,
+    layout: &Layout,
+    bounds: PhpBounds,
+) -> anyhow::Result<()> {
     let (etcd, schema) = (etcd.clone(), schema.clone());
     let socket = layout.haproxy_admin_socket();
     let mut maps = layout.edge_maps().map(|path| {
@@ -158,7 +172,7 @@ pub fn spawn(etcd: &EtcdConfig, schema: &Schema, layout: &Layout) -> anyhow::Res
             runtime.block_on(async {
                 let mut last_error = String::new();
                 loop {
-                    if let Err(e) = session(&etcd, &schema, &mut maps).await {
+                    if let Err(e) = session(&etcd, &schema, bounds, &mut maps).await {
                         let e = format!("{e:#}");
                         if e != last_error {
                             log!(Warning, "edge rules: {e}; retrying");
@@ -176,6 +190,7 @@ pub fn spawn(etcd: &EtcdConfig, schema: &Schema, layout: &Layout) -> anyhow::Res
 async fn session(
     etcd: &EtcdConfig,
     schema: &Schema,
+    bounds: PhpBounds,
     maps: &mut [SyncedMap; EDGE_MAPS],
 ) -> anyhow::Result<()> {
     let prefix = schema.sites_prefix();
@@ -183,6 +198,7 @@ async fn session(
     let mut edge = Edge {
         schema,
         rules: Rules::default(),
+        php: Limits::new(bounds),
         maps,
     };
     crate::follow::follow(&mut client, &prefix, &mut edge).await
@@ -192,12 +208,14 @@ async fn session(
 struct Edge<'a> {
     schema: &'a Schema,
     rules: Rules,
+    php: Limits,
     maps: &'a mut [SyncedMap; EDGE_MAPS],
 }
 
 impl crate::follow::Follower for Edge<'_> {
     fn load(&mut self, kvs: BTreeMap<String, Vec<u8>>) {
         self.rules = Rules::default();
+        self.php = Limits::new(self.php.bounds());
         for (key, value) in &kvs {
             self.change(key, Some(value));
         }
@@ -205,19 +223,26 @@ impl crate::follow::Follower for Edge<'_> {
 
     fn change(&mut self, key: &str, value: Option<&[u8]>) {
         if let Ok(domain) = self.schema.parse_site_key(key) {
+            self.php.set(domain.clone(), value);
             self.rules.set(domain, value);
         }
     }
 
     fn apply(&mut self, was_failing: bool) -> bool {
-        flush(&self.rules, self.maps, was_failing)
+        flush(&self.rules, &self.php, self.maps, was_failing)
     }
 }
 
 /// Flushes every map; logs a failure when it starts. Returns whether it
 /// fails.
-fn flush(rules: &Rules, maps: &mut [SyncedMap; EDGE_MAPS], was_failing: bool) -> bool {
-    let wanted = rules.maps();
+fn flush(
+    rules: &Rules,
+    php: &Limits,
+    maps: &mut [SyncedMap; EDGE_MAPS],
+    was_failing: bool,
+) -> bool {
+    let mut wanted = rules.maps();
+    wanted[EDGE_MAPS - 1] = php.map();
     let outcome = maps
         .iter_mut()
         .zip(&wanted)

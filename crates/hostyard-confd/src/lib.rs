@@ -10,7 +10,8 @@
 //! carries them out ([`daemon`]), and what it leaves to blocking threads
 //! ([`background`]: the map's fsync, the state file); ACME's challenges
 //! and orders on a thread of their own ([`acme`]); the sites' path
-//! redirects on another ([`edge`]).
+//! redirects on another ([`edge`]), the WordPress sites' PHP limits on a
+//! third ([`php`]).
 
 pub mod acme;
 pub mod background;
@@ -19,3 +20,4 @@ pub mod decide;
 pub mod edge;
 pub mod etcd_feed;
 mod follow;
+pub mod php;

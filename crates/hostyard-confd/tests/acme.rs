@@ -285,6 +285,7 @@ fn a_site_gets_https_for_the_names_the_ca_can_validate() {
         kind: SiteKind::Static,
         aliases: vec![d("blog.example.net"), d("old.example.com")],
         edge: Default::default(),
+        php: Default::default(),
     };
     etcd.put(&r.schema.site_key(&domain), &decl.to_json())
         .unwrap();
@@ -337,6 +338,7 @@ fn challenges_are_answered_only_for_declared_or_routed_hosts() {
         kind: SiteKind::Static,
         aliases: vec![],
         edge: Default::default(),
+        php: Default::default(),
     };
     etcd.put(&r.schema.site_key(&down), &decl.to_json())
         .unwrap();

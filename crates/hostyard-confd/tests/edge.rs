@@ -41,6 +41,7 @@ fn path_redirects_follow_the_declaration_without_a_reload() {
         kind: SiteKind::Static,
         aliases: vec![],
         edge: Default::default(),
+        php: Default::default(),
     };
     decl.edge.redirects = vec![
         PathRedirect::parse("/old=/new", false).unwrap(),
@@ -92,6 +93,7 @@ fn canonical_name_basic_auth_and_headers_follow_the_declaration_without_a_reload
         kind: SiteKind::Static,
         aliases: vec![],
         edge: Default::default(),
+        php: Default::default(),
     };
     decl.edge.canonical = Canonical::Www;
     decl.edge.basic_auth =

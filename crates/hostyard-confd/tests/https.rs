@@ -239,6 +239,7 @@ fn a_declared_alias_is_served_with_the_sites_certificate() {
         kind: SiteKind::Static,
         aliases: vec![d("alias.example.org")],
         edge: Default::default(),
+        php: Default::default(),
     };
     etcd.put(&r.schema.site_key(&d("alias.example.com")), &decl.to_json())
         .unwrap();

@@ -203,6 +203,7 @@ impl Router {
             kind,
             aliases: vec![],
             edge: Default::default(),
+            php: Default::default(),
         };
         etcd.put(&self.schema.site_key(&domain), &decl.to_json())
             .unwrap();

@@ -504,3 +504,25 @@ fn time_spans() {
         assert!(err.contains(&format!("{bad:?}")), "{err}");
     }
 }
+
+#[test]
+fn php_limits_bounds_parse_as_php_sizes_and_a_default_over_its_max_is_refused() {
+    let c = parse(
+        "wordpress:\n  php_limits:\n    upload: {default: 32m, max: 2G}\n    time: {default: 90s, max: 10m}\n",
+    )
+    .unwrap();
+    let b = c.wordpress.php_limits;
+    assert_eq!(b.upload.max.to_string(), "2G");
+    assert_eq!(b.time.max.to_string(), "600s");
+    // Not given: the image's values.
+    assert_eq!(b.memory, hostyard_core::php::PhpBounds::default().memory);
+    let e = refusal("wordpress:\n  php_limits:\n    upload: {default: 1G, max: 512M}\n");
+    assert!(
+        e.contains(
+            "wordpress.php_limits.upload.default 1G is over wordpress.php_limits.upload.max 512M"
+        ),
+        "{e}"
+    );
+    let e = refusal("wordpress:\n  php_limits:\n    upload: {default: lots, max: 512M}\n");
+    assert!(e.contains("\"lots\" is not a size"), "{e}");
+}

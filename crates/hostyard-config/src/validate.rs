@@ -230,6 +230,9 @@ impl NodeConfig {
                 ),
             ));
         }
+        for problem in self.wordpress.php_limits.check() {
+            problems.push(Problem::new("wordpress.php_limits", problem));
+        }
         problems
     }
     /// Peers need this server's own private address (the peer frontend

@@ -11,6 +11,9 @@ pub struct WordpressConfig {
     /// (WordPress sends it update and password notices); `None` means
     /// `admin@<the site's domain>`. An imported site keeps its own.
     pub admin_email: Option<hostyard_core::mail::MailAddress>,
+    /// Each PHP limit's default and the most `hostyard site set D
+    /// --php-...` may give a site: upload, memory, time.
+    pub php_limits: hostyard_core::php::PhpBounds,
 }
 
 impl WordpressConfig {

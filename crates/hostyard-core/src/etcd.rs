@@ -210,6 +210,10 @@ pub struct SiteDecl {
     /// names ([`crate::edge`]); absent when there are none.
     #[serde(default, skip_serializing_if = "EdgeRules::is_empty")]
     pub edge: EdgeRules,
+    /// A WordPress site's PHP limits ([`crate::php`]); absent when it has
+    /// the node config's defaults.
+    #[serde(default, skip_serializing_if = "crate::php::PhpLimits::is_empty")]
+    pub php: crate::php::PhpLimits,
 }
 
 /// Why a value read from etcd is unusable. Carries the raw text (cut short)
@@ -499,6 +503,7 @@ mod tests {
             kind: SiteKind::Wordpress,
             aliases: vec![d("example.org")],
             edge: EdgeRules::default(),
+            php: Default::default(),
         };
         assert_eq!(SiteDecl::parse(decl.to_json().as_bytes()).unwrap(), decl);
         assert!(!decl.to_json().contains("edge"), "no rules, no field");

@@ -135,6 +135,22 @@ impl Layout {
         self.domain_dir(domain).join(".htaccess")
     }
 
+    /// A WordPress site's PHP limits, Apache directives its container
+    /// reads ([`crate::php`]): `defaults.conf` and `site.conf`.
+    pub fn php_dir(&self, domain: &Domain) -> PathBuf {
+        self.domain_dir(domain).join("php")
+    }
+
+    /// The node config's defaults, written by the importer.
+    pub fn php_defaults_conf(&self, domain: &Domain) -> PathBuf {
+        self.php_dir(domain).join("defaults.conf")
+    }
+
+    /// The site's own limits, written by `hostyard site set`.
+    pub fn php_site_conf(&self, domain: &Domain) -> PathBuf {
+        self.php_dir(domain).join("site.conf")
+    }
+
     pub fn mysql_dir(&self, domain: &Domain) -> PathBuf {
         self.domain_dir(domain).join("mysql")
     }
@@ -438,14 +454,22 @@ impl Layout {
 
     /// Every map confd's edge rules keep, each created empty before
     /// HAProxy starts (haproxy.cfg names them all).
-    pub fn edge_maps(&self) -> [PathBuf; 5] {
+    pub fn edge_maps(&self) -> [PathBuf; 6] {
         [
             self.redirect_exact_map(),
             self.redirect_prefix_map(),
             self.canonical_map(),
             self.basic_auth_map(),
             self.headers_map(),
+            self.php_limits_map(),
         ]
+    }
+
+    /// Each WordPress site's request body limit and server timeout:
+    /// `<domain>` → `<bytes>/<ms>` ([`crate::php::Effective::map_value`]),
+    /// kept by confd like the redirect maps.
+    pub fn php_limits_map(&self) -> PathBuf {
+        self.runtime_haproxy().join("php-limits.map")
     }
 
     /// ACME's files (mode 0700): the account and obtained certificates.

@@ -16,6 +16,7 @@ pub mod layout;
 pub mod mail;
 pub mod moving;
 pub mod owner;
+pub mod php;
 pub mod secret;
 pub mod spec;
 pub mod text;

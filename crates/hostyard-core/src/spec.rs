@@ -186,6 +186,13 @@ pub static WORDPRESS: KindSpec = KindSpec {
             target: crate::mail::SITE_SOCKET_MOUNT,
             read_only: true,
         },
+        // Its PHP limits (the node config's defaults, the site's own),
+        // which Apache reads: the site cannot change them.
+        Mount {
+            data: Layout::php_dir,
+            target: crate::php::CONTAINER_DIR,
+            read_only: true,
+        },
     ],
     // WordPress writes uploads, caches and sessions in places PHP chooses.
     read_only: false,

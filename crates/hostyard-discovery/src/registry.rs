@@ -133,6 +133,7 @@ impl Registrar {
             kind: self.kind,
             aliases: Vec::new(),
             edge: Default::default(),
+            php: Default::default(),
         };
         let txn = Txn::new()
             .when([Compare::version(

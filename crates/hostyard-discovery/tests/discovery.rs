@@ -63,6 +63,7 @@ fn registers_the_container_under_a_lease_with_a_declaration() {
             kind,
             aliases: vec![],
             edge: Default::default(),
+            php: Default::default(),
         }
     );
     assert_eq!(
@@ -537,6 +538,7 @@ fn another_kinds_declaration_is_not_overwritten() {
         kind: SiteKind::Wordpress,
         aliases: vec![d("www2.example.org")],
         edge: Default::default(),
+        php: Default::default(),
     };
     etcd.put(&site_key, &theirs.to_json()).unwrap();
     let (_site, disc, ..) = run_site(&etcd, &net, &node, &domain, SiteKind::Static);

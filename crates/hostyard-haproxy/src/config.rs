@@ -35,6 +35,7 @@ struct HaproxyCfg {
     basic_auth_map: String,
     headers_map: String,
     security_headers: Vec<SecurityHeaderRule>,
+    php_limits_map: String,
     https_port_suffix: String,
     http_port_suffix: String,
     hook_path: &'static str,
@@ -115,6 +116,7 @@ pub fn render_cfg(config: &NodeConfig) -> anyhow::Result<String> {
                 https_only: h.https_only,
             })
             .collect(),
+        php_limits_map: path(layout.php_limits_map()),
         https_port_suffix: match hp.https_port {
             443 => String::new(),
             port => format!(":{port}"),

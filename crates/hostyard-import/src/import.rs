@@ -477,6 +477,7 @@ fn build_wordpress(
     if !htaccess_done {
         write_new(&staged.htaccess_file(domain), DEFAULT_HTACCESS.as_bytes())?;
     }
+    write_php_defaults(config, staged, domain)?;
     let prefix = facts.as_ref().map(|f| f.table_prefix.as_str());
     write_site_secrets(staged, domain, &names, prefix)?;
     // An imported site keeps its own administrators and their passwords;
@@ -487,6 +488,23 @@ fn build_wordpress(
         domain,
         facts.is_none().then_some(admin_email.as_str()),
     )
+}
+
+/// The node config's PHP defaults where the site's Apache reads them
+/// (`php/defaults.conf`), written again at a start when they differ: a
+/// changed `wordpress.php_limits` reaches the site when it restarts.
+/// Returns whether it wrote.
+fn write_php_defaults(config: &NodeConfig, layout: &Layout, domain: &Domain) -> Result<bool> {
+    let path = layout.php_defaults_conf(domain);
+    let text = hostyard_core::php::defaults_conf(&config.wordpress.php_limits);
+    if fs::read(&path).ok().as_deref() == Some(text.as_bytes()) {
+        return Ok(false);
+    }
+    if !exists(&layout.php_dir(domain)) {
+        mkdir(&layout.php_dir(domain), 0o755)?;
+    }
+    hostyard_fs::AtomicWrite::new(0o644).write(&path, text.as_bytes())?;
+    Ok(true)
 }
 
 /// A world-readable file the site's containers read; refuses to replace one.
@@ -522,6 +540,9 @@ fn complete_wordpress_site(
             never_started.then_some(admin_email.as_str()),
         )?;
         wrote.push("secrets/wp-admin.env");
+    }
+    if write_php_defaults(config, layout, domain)? {
+        wrote.push("php/defaults.conf");
     }
     Ok(wrote)
 }

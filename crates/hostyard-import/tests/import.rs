@@ -1229,3 +1229,32 @@ fn a_static_git_import_whose_checkout_is_past_the_caps_is_refused() {
     assert_no_site(&s, &d);
     assert!(data_snapshot(&s) == before, "the data dir changed");
 }
+
+/// The node config's PHP defaults reach a WordPress site's Apache as
+/// `php/defaults.conf`: written at the import, and again at a start once
+/// `wordpress.php_limits` changed (the importer runs before every start).
+#[test]
+fn wordpress_gets_the_node_configs_php_defaults_at_every_start() {
+    let s = Server::new();
+    let d = Domain::parse("blog.example.com").unwrap();
+    s.import_ok("wordpress", &d);
+    let l = s.layout();
+    let conf = fs::read_to_string(l.php_defaults_conf(&d)).unwrap();
+    assert!(
+        conf.contains("php_admin_value upload_max_filesize 64M\n"),
+        "{conf}"
+    );
+    let out = s.import_ok("wordpress", &d);
+    assert!(!out.contains("php/defaults.conf"), "{out}");
+    let mut config = fs::read_to_string(&s.config).unwrap();
+    config
+        .push_str("wordpress:\n  php_limits:\n    upload:\n      default: 16M\n      max: 512M\n");
+    fs::write(&s.config, config).unwrap();
+    let out = s.import_ok("wordpress", &d);
+    assert!(out.contains("wrote php/defaults.conf"), "{out}");
+    let conf = fs::read_to_string(l.php_defaults_conf(&d)).unwrap();
+    assert!(
+        conf.contains("php_admin_value upload_max_filesize 16M\n"),
+        "{conf}"
+    );
+}

@@ -120,6 +120,7 @@ impl Fleet {
             kind: SiteKind::Static,
             aliases: Vec::new(),
             edge: Default::default(),
+            php: Default::default(),
         };
         etcd.put(&schema.site_key(&domain), &decl.to_json())
             .unwrap();

@@ -17,6 +17,7 @@ pub mod mail;
 pub mod moving;
 pub mod names;
 pub mod owner;
+pub mod php;
 pub mod site;
 pub mod status;
 pub mod tls;

@@ -282,6 +282,9 @@ pub fn hand_over(
     laps.lap("refreshed", t0);
     owner::transfer(config, domain, from, &me, take_over)?;
     laps.lap("owned", t0);
+    if kind == SiteKind::Wordpress {
+        crate::php::write_declared(config, domain)?;
+    }
     if start {
         systemctl(&["start"], std::slice::from_ref(&unit))?;
         if !serves(config, domain, kind) {

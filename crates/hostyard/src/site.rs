@@ -117,6 +117,7 @@ pub struct Shown {
     pub redirects: Vec<PathRedirect>,
     /// The whole edge rules (canonical name, basic auth, headers too).
     pub edge: EdgeRules,
+    pub php: hostyard_core::php::PhpLimits,
     pub owner: Option<String>,
 }
 
@@ -133,6 +134,7 @@ pub fn show(config: &NodeConfig, domain: &Domain) -> Result<Shown> {
             aliases: decl.aliases,
             redirects: decl.edge.redirects.clone(),
             edge: decl.edge,
+            php: decl.php,
             owner,
         })
     })
@@ -151,6 +153,8 @@ pub struct SiteChange {
     /// Basic auth to set (`Some(Some(_))`) or remove (`Some(None)`).
     pub basic_auth: Option<Option<BasicAuth>>,
     pub headers: Option<HeadersPreset>,
+    /// A WordPress site's PHP limits ([`crate::php`]).
+    pub php: hostyard_core::php::PhpChange,
 }
 
 impl SiteChange {
@@ -162,6 +166,7 @@ impl SiteChange {
             && self.canonical.is_none()
             && self.basic_auth.is_none()
             && self.headers.is_none()
+            && self.php.is_empty()
     }
 }
 
@@ -254,6 +259,9 @@ pub fn set(config: &NodeConfig, domain: &Domain, change: &SiteChange) -> Result<
         }
         if let Some(headers) = change.headers {
             next.edge.headers = headers;
+        }
+        if let Err(p) = crate::php::decide(config, domain, &decl, &change.php, &mut next) {
+            problems.extend(p);
         }
         if !problems.is_empty() {
             bail!("nothing changed: {}", problems.join("; "));

@@ -472,3 +472,94 @@ fn set_chooses_the_canonical_name_a_preview_password_and_the_headers_preset() {
     );
     assert_exit_saying(&out, 1, "keep --canonical bare");
 }
+
+/// `site set --php-...`: a WordPress site's PHP limits go into its
+/// declaration and its `php/site.conf`, within the node config's bounds;
+/// a value over a bound and a site of another kind are refused, naming
+/// the bound and its key, and nothing changes; --php-reset goes back to
+/// the defaults.
+#[test]
+fn php_limits_are_set_within_the_node_configs_bounds_for_wordpress_only() {
+    let etcd = Etcd::start().expect("etcd");
+    let dir = TempDir::new();
+    let config = config(&dir, &etcd);
+    let mut text = fs::read_to_string(&config).unwrap();
+    // No container runs here: the docker call says so.
+    text.push_str(
+        "docker:\n  binary: /bin/false\nwordpress:\n  php_limits:\n    upload: {default: 64M, max: 128M}\n",
+    );
+    fs::write(&config, text).unwrap();
+    let schema = Schema::new(&hostyard_config::NodeConfig::default().etcd.prefix);
+    let wp: hostyard_core::Domain = "wp.example".parse().unwrap();
+    let site = &schema.site_key(&wp);
+    // A declaration from before: no php field.
+    etcd.put(site, r#"{"kind":"wordpress","aliases":[]}"#)
+        .unwrap();
+    etcd.put(
+        &schema.site_key(&"static.example".parse().unwrap()),
+        r#"{"kind":"static"}"#,
+    )
+    .unwrap();
+    let layout = hostyard_core::Layout::new(std::path::Path::new(&dir.str("data")));
+    fs::create_dir_all(layout.domain_dir(&wp)).unwrap();
+    let run = |args: &[&str]| {
+        let mut all = vec!["--config", config.as_str(), "site", "set"];
+        all.extend_from_slice(args);
+        hostyard(&all)
+    };
+
+    let out = run(&["wp.example", "--php-upload", "2m", "--php-time", "120s"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_stdout_has(&out, "php: upload 2M, memory 256M (default), time 120s\n");
+    assert_stdout_has(&out, "wp.example does not run here: it starts with them");
+    let decl = etcd.get(site).unwrap().unwrap();
+    assert!(
+        decl.contains(r#""php":{"upload":"2M","time":"120s"}"#),
+        "{decl}"
+    );
+    let conf = fs::read_to_string(layout.php_site_conf(&wp)).unwrap();
+    for line in [
+        "php_admin_value upload_max_filesize 2M\n",
+        "php_admin_value post_max_size 2M\n",
+        "php_admin_value max_execution_time 120\n",
+    ] {
+        assert!(conf.contains(line), "{conf}");
+    }
+    assert!(!conf.contains("memory_limit"), "{conf}");
+
+    // Over the bound of this node config: refused, naming it; nothing changed.
+    let out = run(&["wp.example", "--php-upload", "256m", "--php-memory", "512m"]);
+    assert_exit_saying(
+        &out,
+        1,
+        "--php-upload 256M is over the bound 128M (wordpress.php_limits.upload.max in the node config",
+    );
+    assert_eq!(etcd.get(site).unwrap().unwrap(), decl);
+    assert_eq!(fs::read_to_string(layout.php_site_conf(&wp)).unwrap(), conf);
+    // Not a size: a usage error.
+    let out = run(&["wp.example", "--php-memory", "lots"]);
+    assert_exit_saying(&out, 2, "--php-memory: \"lots\" is not a size");
+    // Not WordPress.
+    let out = run(&["static.example", "--php-upload", "2m"]);
+    assert_exit_saying(&out, 1, "static.example is a static site: --php-upload");
+    assert_eq!(
+        etcd.get(&schema.site_key(&"static.example".parse().unwrap()))
+            .unwrap()
+            .unwrap(),
+        r#"{"kind":"static"}"#
+    );
+
+    let out = hostyard(&["--config", &config, "site", "show", "wp.example"]);
+    assert_stdout_has(&out, "php: upload 2M, memory 256M (default), time 120s\n");
+
+    let out = run(&["wp.example", "--php-reset"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_stdout_has(
+        &out,
+        "php: upload 64M (default), memory 256M (default), time 60s (default)\n",
+    );
+    assert!(!etcd.get(site).unwrap().unwrap().contains("php"));
+    assert!(!fs::read_to_string(layout.php_site_conf(&wp))
+        .unwrap()
+        .contains("php_admin_value"));
+}

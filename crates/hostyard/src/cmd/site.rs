@@ -96,6 +96,24 @@ pub enum SiteAction {
         /// HSTS over HTTPS and a permissions policy).
         #[arg(long, value_name = "none|basic|strict")]
         headers: Option<String>,
+        /// WordPress: the largest upload (PHP's upload_max_filesize and
+        /// post_max_size; HAProxy refuses a larger body with 413), e.g.
+        /// 128M, at most wordpress.php_limits.upload.max.
+        #[arg(long = "php-upload", value_name = "SIZE")]
+        php_upload: Option<String>,
+        /// WordPress: PHP's memory per request (memory_limit), e.g. 512M,
+        /// at most wordpress.php_limits.memory.max.
+        #[arg(long = "php-memory", value_name = "SIZE")]
+        php_memory: Option<String>,
+        /// WordPress: PHP's time per request (max_execution_time; HAProxy
+        /// waits for the response that long and 5 s more), e.g. 120s, at
+        /// most wordpress.php_limits.time.max.
+        #[arg(long = "php-time", value_name = "TIME")]
+        php_time: Option<String>,
+        /// WordPress: the node config's default PHP limits again (a
+        /// --php-... given beside it is kept).
+        #[arg(long = "php-reset")]
+        php_reset: bool,
     },
     /// Serve a static-git site's previously published tree again, at once,
     /// and publish nothing until a new commit is pushed (a bad deploy's
@@ -149,6 +167,9 @@ pub fn run(config: &NodeConfig, action: SiteAction) -> Result<u8, Failure> {
             println!("kind: {}", shown.kind);
             print_decl(&shown.aliases, &shown.redirects);
             print_edge(&shown.edge);
+            if shown.kind == hostyard_core::SiteKind::Wordpress {
+                println!("{}", hostyard::php::describe(config, &shown.php));
+            }
             println!("owner: {}", shown.owner.as_deref().unwrap_or("none"));
         }
         SiteAction::Set {
@@ -162,6 +183,10 @@ pub fn run(config: &NodeConfig, action: SiteAction) -> Result<u8, Failure> {
             basic_auth,
             remove_basic_auth,
             headers,
+            php_upload,
+            php_memory,
+            php_time,
+            php_reset,
         } => {
             let domain = Domain::parse_instance(&domain).map_err(usage)?;
             let names = |list: Vec<String>| -> Result<Vec<Domain>, Failure> {
@@ -192,12 +217,14 @@ pub fn run(config: &NodeConfig, action: SiteAction) -> Result<u8, Failure> {
                 headers: headers
                     .map(|h| HeadersPreset::parse(&h).map_err(|e| usage(anyhow::anyhow!(e))))
                     .transpose()?,
+                php: php_change(php_upload, php_memory, php_time, php_reset)?,
             };
             if change.is_empty() {
                 return Err(usage(anyhow::anyhow!(
                     "nothing to set: name --add-alias NAME, --remove-alias NAME, --redirect \
                      FROM=TO, --redirect-prefix FROM=TO, --remove-redirect FROM, --canonical \
-                     bare|www, --basic-auth USER, --remove-basic-auth or --headers PRESET"
+                     bare|www, --basic-auth USER, --remove-basic-auth, --headers PRESET, \
+                     --php-upload SIZE, --php-memory SIZE, --php-time TIME or --php-reset"
                 )));
             }
             let before_aliases = change.add_aliases.len() + change.remove_aliases.len();
@@ -206,11 +233,13 @@ pub fn run(config: &NodeConfig, action: SiteAction) -> Result<u8, Failure> {
                 println!("{domain} is set so already; nothing changed");
                 print_decl(&set.decl.aliases, &set.decl.edge.redirects);
                 print_edge(&set.decl.edge);
+                print_php(config, &domain, &set.decl, &change.php)?;
                 return Ok(0);
             }
             println!("{domain} is now:");
             print_decl(&set.decl.aliases, &set.decl.edge.redirects);
             print_edge(&set.decl.edge);
+            print_php(config, &domain, &set.decl, &change.php)?;
             // A certificate this server orders is ordered again for the
             // new names; an imported one is the operator's.
             let layout = config.layout();
@@ -291,6 +320,61 @@ pub fn run(config: &NodeConfig, action: SiteAction) -> Result<u8, Failure> {
         }
     }
     Ok(0)
+}
+
+/// `--php-...` as given, each parsed.
+fn php_change(
+    upload: Option<String>,
+    memory: Option<String>,
+    time: Option<String>,
+    reset: bool,
+) -> Result<hostyard_core::php::PhpChange, Failure> {
+    use hostyard_core::php::{Seconds, Size};
+    let flag = |name: &str, e: String| usage(anyhow::anyhow!("--{name}: {e}"));
+    Ok(hostyard_core::php::PhpChange {
+        reset,
+        upload: upload
+            .map(|t| Size::parse(&t).map_err(|e| flag("php-upload", e)))
+            .transpose()?,
+        memory: memory
+            .map(|t| Size::parse(&t).map_err(|e| flag("php-memory", e)))
+            .transpose()?,
+        time: time
+            .map(|t| Seconds::parse(&t).map_err(|e| flag("php-time", e)))
+            .transpose()?,
+    })
+}
+
+/// A change of the PHP limits: printed, and applied to the site's Apache
+/// here (also when the declaration held them already: a site.conf lost
+/// or a signal missed is made good by running the command again).
+fn print_php(
+    config: &NodeConfig,
+    domain: &Domain,
+    decl: &hostyard_core::etcd::SiteDecl,
+    change: &hostyard_core::php::PhpChange,
+) -> Result<(), Failure> {
+    if change.is_empty() {
+        return Ok(());
+    }
+    println!("{}", hostyard::php::describe(config, &decl.php));
+    let container = decl.kind.container_name(domain);
+    match hostyard::php::apply(config, domain, &decl.php).map_err(runtime)? {
+        hostyard::php::Applied::Reloaded => println!(
+            "{container}'s Apache restarted gracefully with them (no request lost); HAProxy \
+             follows at once"
+        ),
+        hostyard::php::Applied::NotRunning => println!(
+            "{domain} does not run here: it starts with them (`systemctl start {}`)",
+            decl.kind
+                .instance_unit(hostyard_core::UnitRole::Site, domain)
+        ),
+        hostyard::php::Applied::NotHere => println!(
+            "{domain}'s data is not on this server: the server that hosts it applies them \
+             there with the same command"
+        ),
+    }
+    Ok(())
 }
 
 /// The settable part of a declaration, one line per setting: `aliases:`
