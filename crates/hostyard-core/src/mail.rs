@@ -255,10 +255,31 @@ pub const SITE_SOCKET: &str = "smtp";
 /// connects to `<this>/smtp`).
 pub const SITE_SOCKET_MOUNT: &str = "/run/hostyard/mail";
 
-/// Messages a site may submit per hour; over it postfix answers 450 (try
-/// later) and logs it, and the other sites keep sending. A site's password
-/// resets and notices stay far below; a hijacked site's spam run stops here.
+/// Messages a site's mail may leave with per hour by default
+/// (`mail.site_hourly_cap`); the rest waits, deferred, in postfix's queue,
+/// and the other sites keep sending. A site's password resets and notices
+/// stay far below; a hijacked site's spam run stops here.
 pub const SITE_MESSAGES_PER_HOUR: u32 = 200;
+
+/// The directory under postfix's `public/` that holds one directory per
+/// site with its capped service's socket: the second step of the site's
+/// mail, which only postfix's own pipe reaches (no site container mounts
+/// it).
+pub const CAPPED_SOCKETS: &str = "capped";
+
+/// The master.cf name of a site's capped service: the smtpd that counts
+/// the site's messages (anvil, per service) and signs them. A site's
+/// socket only queues its mail; the site's pipe transport hands it here.
+pub fn capped_service(domain: &Domain) -> String {
+    format!("{CAPPED_SOCKETS}/{domain}/{SITE_SOCKET}")
+}
+
+/// The master.cf name of a site's pipe transport, from its queue to its
+/// capped service: its deliveries are deferred (and retried) while the
+/// site is over its cap, logged as `postfix/site/<domain>/pipe`.
+pub fn site_transport(domain: &Domain) -> String {
+    format!("send-{domain}")
+}
 
 /// The master.cf name of a site's submission service: a path below
 /// postfix's `public/`, so its socket is [`crate::Layout::mail_socket_dir`]`/smtp`.
@@ -439,6 +460,11 @@ mod tests {
     #[test]
     fn site_service_is_below_the_sites_dir() {
         assert_eq!(site_service(&domain()), "sites/example.com/smtp");
+        // Never below the sites' dir: a site container mounts its own
+        // directory there, and must not reach past the cap.
+        assert_eq!(capped_service(&domain()), "capped/example.com/smtp");
+        assert_ne!(CAPPED_SOCKETS, SITE_SOCKETS);
+        assert_eq!(site_transport(&domain()), "send-example.com");
     }
 
     #[test]

@@ -47,6 +47,12 @@ pub const DKIM_SIGNING_TABLE: &str = "dkim_signing_table";
 pub const DKIM_KEYS: &str = "dkim_keys";
 /// opendkim's milter socket, inside postfix's container (a tmpfs).
 pub const MILTER_SOCKET: &str = "/var/lib/postfix/opendkim/opendkim.sock";
+/// postfix's queue inside its container (main.cf's queue_directory).
+pub const SPOOL: &str = "/var/spool/postfix";
+/// The user the sites' pipe transports run msmtp as: made by postfix's
+/// image, in postdrop (to reach `public/`), neither root nor postfix (pipe
+/// refuses both).
+pub const PIPE_USER: &str = "hostyard-send";
 
 /// A site that sends mail: its domain and its DKIM key's selector.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +64,8 @@ pub struct MailSite {
 struct MailSiteView {
     domain: String,
     service: String,
+    transport: String,
+    capped: String,
 }
 
 struct DkimKeyView {
@@ -120,6 +128,9 @@ struct MainCf {
 struct MasterCf {
     config_dir: String,
     milter_socket: &'static str,
+    spool: &'static str,
+    pipe_user: &'static str,
+    hostname: String,
     cap: u32,
     sites: Vec<MailSiteView>,
 }
@@ -369,8 +380,9 @@ pub fn mail_certificate(layout: &Layout, hostname: &str) -> Result<Option<MailCe
     read(layout.haproxy_default_cert())
 }
 
-/// Renders postfix's config dir: pure, so it is golden-tested. `tls`: a
-/// certificate is copied beside it as [`TLS_PEM`].
+/// Renders postfix's config dir: pure, so it is golden-tested. `cap`: the
+/// messages a site's mail leaves with per hour. `tls`: a certificate is
+/// copied beside it as [`TLS_PEM`].
 pub fn render_mail(
     layout: &Layout,
     hostname: &str,
@@ -378,6 +390,7 @@ pub fn render_mail(
     maps: &[ForwardMap],
     deferred: &[Domain],
     sites: &[MailSite],
+    cap: u32,
     tls: bool,
 ) -> askama::Result<Vec<UnitFile>> {
     let forwards_dir = path_str(&layout.postfix_forwards_dir());
@@ -421,12 +434,17 @@ pub fn render_mail(
     let master = MasterCf {
         config_dir: config_dir.clone(),
         milter_socket: MILTER_SOCKET,
-        cap: hostyard_core::mail::SITE_MESSAGES_PER_HOUR,
+        spool: SPOOL,
+        pipe_user: PIPE_USER,
+        hostname: hostname.to_string(),
+        cap,
         sites: sites
             .iter()
             .map(|s| MailSiteView {
                 domain: s.domain.to_string(),
                 service: hostyard_core::mail::site_service(&s.domain),
+                transport: hostyard_core::mail::site_transport(&s.domain),
+                capped: hostyard_core::mail::capped_service(&s.domain),
             })
             .collect(),
     };

@@ -49,6 +49,7 @@ fn rendered_mail_config_matches_the_goldens() {
                 selector: Selector::first().next(),
             },
         ],
+        hostyard_core::mail::SITE_MESSAGES_PER_HOUR,
         true,
     )
     .expect("render");

@@ -127,6 +127,7 @@ pub fn run(config: &NodeConfig, check: bool) -> Result<u8, Failure> {
         &maps,
         &deferred,
         &sites,
+        config.mail.site_hourly_cap,
         cert.is_some(),
     )
     .map_err(|e| runtime(anyhow::Error::new(e).context("cannot render postfix's config")))?;
