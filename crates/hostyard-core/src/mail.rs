@@ -319,6 +319,76 @@ impl fmt::Display for Selector {
     }
 }
 
+/// Where a domain's DKIM key rotation stands: the selector that signs, and
+/// the next one while a rotation is under way (its key is made at the next
+/// reload of postfix, and signs only once the rotation is finished).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotation {
+    pub signing: Selector,
+    pub pending: Option<Selector>,
+    /// Whether the pending selector's key exists (its record can be
+    /// printed, and so published).
+    pub pending_key_made: bool,
+}
+
+/// What `hostyard mail rotate-dkim` does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RotationStep {
+    /// Start: `next` gets its key at the next reload; signing stays.
+    Start { next: Selector },
+    /// A rotation to `next` is under way already: nothing changes.
+    Started { next: Selector },
+    /// Finish: `next` signs from the next reload on.
+    Switch { from: Selector, to: Selector },
+}
+
+/// Why a rotation step cannot be taken (the message says what to do).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RotationError {
+    #[error("no rotation is under way: start one with `hostyard mail rotate-dkim {0}`")]
+    NotStarted(Domain),
+    #[error("{next}'s key is not made yet: run `systemctl reload postfix`, publish the record `hostyard mail dns {domain}` prints for {next}, then finish")]
+    KeyMissing { domain: Domain, next: Selector },
+}
+
+/// The two-step rotation of a domain's DKIM key: the first step makes the
+/// next key while the old one keeps signing, so its record can be
+/// published and reach resolvers' caches before any mail is signed with
+/// it; the second (`finish`) switches signing, and only once that key
+/// exists.
+pub fn rotation_step(
+    domain: &Domain,
+    now: &Rotation,
+    finish: bool,
+) -> Result<RotationStep, RotationError> {
+    match (&now.pending, finish) {
+        (None, false) => Ok(RotationStep::Start {
+            next: now.signing.next(),
+        }),
+        (Some(next), false) => Ok(RotationStep::Started { next: next.clone() }),
+        (None, true) => Err(RotationError::NotStarted(domain.clone())),
+        (Some(next), true) if !now.pending_key_made => Err(RotationError::KeyMissing {
+            domain: domain.clone(),
+            next: next.clone(),
+        }),
+        (Some(next), true) => Ok(RotationStep::Switch {
+            from: now.signing.clone(),
+            to: next.clone(),
+        }),
+    }
+}
+
+/// The selectors whose DKIM records `hostyard mail dns` prints: the one
+/// that signs, and during a rotation the next one once its key exists
+/// (published ahead of the switch).
+pub fn published_selectors(now: &Rotation) -> Vec<Selector> {
+    let mut selectors = vec![now.signing.clone()];
+    if let Some(next) = now.pending.as_ref().filter(|_| now.pending_key_made) {
+        selectors.push(next.clone());
+    }
+    selectors
+}
+
 /// The value of the DKIM TXT record in a `<selector>.txt` that
 /// opendkim-genkey wrote (a zone file line with the value split into
 /// quoted strings): the strings joined.
@@ -455,6 +525,46 @@ mod tests {
             }
             assert!(Selector::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn rotation_makes_the_next_key_before_it_signs() {
+        let hy = |n: u32| Selector(n);
+        let at = |signing, pending, made| Rotation {
+            signing,
+            pending,
+            pending_key_made: made,
+        };
+        // Step one: the next selector, signing stays; printed once made.
+        let idle = at(hy(1), None, false);
+        assert_eq!(
+            rotation_step(&domain(), &idle, false),
+            Ok(RotationStep::Start { next: hy(2) })
+        );
+        assert_eq!(published_selectors(&idle), vec![hy(1)]);
+        let started = at(hy(1), Some(hy(2)), false);
+        assert_eq!(published_selectors(&started), vec![hy(1)]);
+        // Again: nothing changes (no hy3 behind the operator's back).
+        assert_eq!(
+            rotation_step(&domain(), &started, false),
+            Ok(RotationStep::Started { next: hy(2) })
+        );
+        // Finishing before the key exists is refused, naming the steps.
+        let err = rotation_step(&domain(), &started, true).unwrap_err();
+        assert!(err.to_string().contains("systemctl reload postfix"), "{err}");
+        let made = at(hy(1), Some(hy(2)), true);
+        assert_eq!(published_selectors(&made), vec![hy(1), hy(2)]);
+        assert_eq!(
+            rotation_step(&domain(), &made, true),
+            Ok(RotationStep::Switch {
+                from: hy(1),
+                to: hy(2)
+            })
+        );
+        // Finishing with none under way says how to start one.
+        let err = rotation_step(&domain(), &idle, true).unwrap_err();
+        assert_eq!(err, RotationError::NotStarted(domain()));
+        assert!(err.to_string().contains("rotate-dkim example.com"), "{err}");
     }
 
     #[test]

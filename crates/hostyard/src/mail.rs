@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use askama::Template;
 use hostyard_config::NodeConfig;
-use hostyard_core::mail::{ForwardMap, Selector};
+use hostyard_core::mail::{ForwardMap, Rotation, Selector};
 use hostyard_core::{Domain, Layout};
 
 use crate::units::{file, UnitFile};
@@ -54,11 +54,14 @@ pub const SPOOL: &str = "/var/spool/postfix";
 /// refuses both).
 pub const PIPE_USER: &str = "hostyard-send";
 
-/// A site that sends mail: its domain and its DKIM key's selector.
+/// A site that sends mail: its domain, its DKIM key's selector, and the
+/// next one while a key rotation is under way (its key is made, but does
+/// not sign).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MailSite {
     pub domain: Domain,
     pub selector: Selector,
+    pub pending: Option<Selector>,
 }
 
 struct MailSiteView {
@@ -287,8 +290,12 @@ pub fn mail_sites(layout: &Layout) -> Result<(Vec<MailSite>, Vec<String>), MailE
                 continue;
             }
         }
-        match read_selector(layout, &domain) {
-            Ok(selector) => sites.push(MailSite { domain, selector }),
+        match read_rotation(layout, &domain) {
+            Ok(rotation) => sites.push(MailSite {
+                domain,
+                selector: rotation.signing,
+                pending: rotation.pending,
+            }),
             Err(e) => bad.push(format!("{domain}: {e}")),
         }
     }
@@ -302,14 +309,46 @@ pub fn selector_file(layout: &Layout, domain: &Domain) -> PathBuf {
     layout.dkim_domain_dir(domain).join("selector")
 }
 
+/// The file naming the selector a rotation under way moves to.
+pub fn pending_file(layout: &Layout, domain: &Domain) -> PathBuf {
+    layout.dkim_domain_dir(domain).join("next")
+}
+
+/// The DNS record file opendkim-genkey writes beside a selector's key.
+pub fn record_file(layout: &Layout, domain: &Domain, selector: &Selector) -> PathBuf {
+    layout
+        .dkim_domain_dir(domain)
+        .join(format!("{selector}.txt"))
+}
+
 /// A domain's selector in use: its `selector` file, else the first.
 pub fn read_selector(layout: &Layout, domain: &Domain) -> Result<Selector, String> {
-    let path = selector_file(layout, domain);
-    match fs::read_to_string(&path) {
-        Ok(text) => Selector::parse(&text).map_err(|e| format!("{}: {e}", path.display())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Selector::first()),
+    Ok(read_selector_file(&selector_file(layout, domain))?.unwrap_or_else(Selector::first))
+}
+
+fn read_selector_file(path: &Path) -> Result<Option<Selector>, String> {
+    match fs::read_to_string(path) {
+        Ok(text) => Selector::parse(&text)
+            .map(Some)
+            .map_err(|e| format!("{}: {e}", path.display())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(format!("cannot read {}: {e}", path.display())),
     }
+}
+
+/// Where a domain's key rotation stands, from its files: `selector`,
+/// `next` (a rotation under way) and whether the next key's record exists.
+pub fn read_rotation(layout: &Layout, domain: &Domain) -> Result<Rotation, String> {
+    let signing = read_selector(layout, domain)?;
+    let pending = read_selector_file(&pending_file(layout, domain))?;
+    let pending_key_made = pending
+        .as_ref()
+        .is_some_and(|next| record_file(layout, domain, next).is_file());
+    Ok(Rotation {
+        signing,
+        pending,
+        pending_key_made,
+    })
 }
 
 /// A TXT value as zone file text: quoted strings of at most 255 bytes
@@ -423,13 +462,17 @@ pub fn render_mail(
         entries: maps.iter().flat_map(ForwardMap::virtual_entries).collect(),
     };
     let config_dir = path_str(&layout.postfix_config_dir());
-    let keys: Vec<DkimKeyView> = sites
+    let key = |s: &MailSite, selector: &Selector| DkimKeyView {
+        domain: s.domain.to_string(),
+        selector: selector.to_string(),
+        dir: path_str(&layout.dkim_domain_dir(&s.domain)),
+    };
+    let keys: Vec<DkimKeyView> = sites.iter().map(|s| key(s, &s.selector)).collect();
+    // The keys to make: those that sign, and the next ones of rotations
+    // under way (made now, published, and signing only once finished).
+    let made: Vec<DkimKeyView> = sites
         .iter()
-        .map(|s| DkimKeyView {
-            domain: s.domain.to_string(),
-            selector: s.selector.to_string(),
-            dir: path_str(&layout.dkim_domain_dir(&s.domain)),
-        })
+        .flat_map(|s| std::iter::once(&s.selector).chain(&s.pending).map(|k| key(s, k)))
         .collect();
     let master = MasterCf {
         config_dir: config_dir.clone(),
@@ -479,7 +522,7 @@ pub fn render_mail(
         file(OPENDKIM_CONF, opendkim.render()?),
         file(DKIM_KEY_TABLE, KeyTable { keys: &keys }.render()?),
         file(DKIM_SIGNING_TABLE, SigningTable { keys: &keys }.render()?),
-        file(DKIM_KEYS, DkimKeys { keys: &keys }.render()?),
+        file(DKIM_KEYS, DkimKeys { keys: &made }.render()?),
         file(VIRTUAL, table.render()?),
         file(VIRTUAL_DOMAINS, domains.render()?),
         file(DEFERRED_DOMAINS, deferred.render()?),
