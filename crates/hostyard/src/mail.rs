@@ -50,8 +50,8 @@ pub const MILTER_SOCKET: &str = "/var/lib/postfix/opendkim/opendkim.sock";
 /// postfix's queue inside its container (main.cf's queue_directory).
 pub const SPOOL: &str = "/var/spool/postfix";
 /// The user the sites' pipe transports run msmtp as: made by postfix's
-/// image, in postdrop (to reach `public/`), neither root nor postfix (pipe
-/// refuses both).
+/// image, whose group alone reaches the capped services' sockets; neither
+/// root nor postfix, nor in postdrop (pipe refuses those).
 pub const PIPE_USER: &str = "hostyard-send";
 
 /// A site that sends mail: its domain, its DKIM key's selector, and the
@@ -62,6 +62,9 @@ pub struct MailSite {
     pub domain: Domain,
     pub selector: Selector,
     pub pending: Option<Selector>,
+    /// The domains its mail may be sent as, its own first
+    /// ([`hostyard_core::mail::sender_domains`]).
+    pub senders: Vec<Domain>,
 }
 
 struct MailSiteView {
@@ -73,6 +76,8 @@ struct MailSiteView {
 
 struct DkimKeyView {
     domain: String,
+    /// The From: domains signed with this key (d= the site's domain).
+    senders: Vec<String>,
     selector: String,
     dir: String,
 }
@@ -81,6 +86,7 @@ struct DkimKeyView {
 #[template(path = "postfix/senders", escape = "none")]
 struct Senders {
     domain: String,
+    senders: Vec<String>,
 }
 
 #[derive(Template)]
@@ -277,11 +283,12 @@ pub fn mail_sites(layout: &Layout) -> Result<(Vec<MailSite>, Vec<String>), MailE
     };
     let mut sites = Vec::new();
     let mut bad = Vec::new();
-    for entry in entries.flatten() {
-        // Import staging dirs and locks start with a dot: not domains.
-        let Ok(domain) = Domain::parse(&entry.file_name().to_string_lossy()) else {
-            continue;
-        };
+    // Import staging dirs and locks start with a dot: not domains.
+    let domains: Vec<Domain> = entries
+        .flatten()
+        .filter_map(|e| Domain::parse(&e.file_name().to_string_lossy()).ok())
+        .collect();
+    for domain in domains.iter().cloned() {
         match hostyard_fs::kind::site_kind(layout, &domain) {
             Ok(Some(kind)) if kind.spec().sends_mail => {}
             Ok(_) => continue,
@@ -292,6 +299,7 @@ pub fn mail_sites(layout: &Layout) -> Result<(Vec<MailSite>, Vec<String>), MailE
         }
         match read_rotation(layout, &domain) {
             Ok(rotation) => sites.push(MailSite {
+                senders: hostyard_core::mail::sender_domains(&domain, &domains),
                 domain,
                 selector: rotation.signing,
                 pending: rotation.pending,
@@ -349,6 +357,158 @@ pub fn read_rotation(layout: &Layout, domain: &Domain) -> Result<Rotation, Strin
         pending,
         pending_key_made,
     })
+}
+
+/// The records `hostyard mail dns` prints for `domain`, as (name, TXT
+/// value): SPF, each published DKIM key (the signing one, and during a
+/// rotation the next one ahead of the switch), DMARC.
+pub fn expected_records(
+    layout: &Layout,
+    hostname: &str,
+    domain: &Domain,
+) -> Result<Vec<(String, String)>, String> {
+    let rotation = read_rotation(layout, domain)?;
+    let (mut head, mut dkim, mut tail) = (None, Vec::new(), None);
+    for selector in hostyard_core::mail::published_selectors(&rotation) {
+        let txt = record_file(layout, domain, &selector);
+        let text = fs::read_to_string(&txt).map_err(|e| {
+            format!(
+                "cannot read {}: {e} (postfix makes the key when it starts or reloads: systemctl reload postfix)",
+                txt.display()
+            )
+        })?;
+        let value = hostyard_core::mail::dkim_txt_value(&text)
+            .map_err(|e| format!("{}: {e}", txt.display()))?;
+        let mut records =
+            hostyard_core::mail::dns_records(domain, hostname, &selector, &value).into_iter();
+        head = records.next();
+        dkim.extend(records.next());
+        tail = records.next();
+    }
+    Ok(head.into_iter().chain(dkim).chain(tail).collect())
+}
+
+/// How long `hostyard status` waits for DNS, for all its mail lookups
+/// together (they run in parallel).
+pub const DNS_CHECK_BOUND: Duration = Duration::from_secs(4);
+
+/// At most this many lookups at once.
+const DNS_LOOKUPS_AT_ONCE: usize = 16;
+
+/// The published TXT records at `name` (`dig +short`: the machine's
+/// resolver, 2 s, one try), or why DNS could not be asked.
+fn lookup_txt(name: &str) -> Result<Vec<String>, String> {
+    let out = std::process::Command::new("dig")
+        .args(["+short", "+time=2", "+tries=1", "TXT", name])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                "dig is not installed (apt-get install bind9-dnsutils)".to_string()
+            } else {
+                format!("cannot run dig: {e}")
+            }
+        })?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() || text.starts_with(";;") {
+        let why = text
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches(';')
+            .trim();
+        return Err(format!("no DNS answer ({why})"));
+    }
+    Ok(hostyard_core::mail::txt_records(&text))
+}
+
+/// `hostyard status`'s warnings about the mail records of this server's
+/// sites: each one missing or different from what `hostyard mail dns`
+/// prints, or one line when DNS cannot be asked at all. Bounded by
+/// [`DNS_CHECK_BOUND`] whatever the number of sites.
+pub fn dns_warnings(layout: &Layout, hostname: &str) -> Vec<String> {
+    use hostyard_core::mail::{compare_record, RecordCheck};
+    let Ok((sites, _)) = mail_sites(layout) else {
+        return Vec::new();
+    };
+    let mut warnings = Vec::new();
+    let mut checks = Vec::new();
+    for site in &sites {
+        // No key yet (Err): `hostyard mail dns` says so; nothing to check.
+        if let Ok(records) = expected_records(layout, hostname, &site.domain) {
+            checks.extend(records.into_iter().map(|r| (site.domain.clone(), r)));
+        }
+    }
+    if checks.is_empty() {
+        return warnings;
+    }
+    let deadline = Instant::now() + DNS_CHECK_BOUND;
+    let (send, receive) = std::sync::mpsc::channel();
+    let names: Vec<String> = checks.iter().map(|(_, (name, _))| name.clone()).collect();
+    let queue = std::sync::Arc::new(std::sync::Mutex::new(names.into_iter().enumerate()));
+    for _ in 0..DNS_LOOKUPS_AT_ONCE.min(checks.len()) {
+        let (send, queue) = (send.clone(), queue.clone());
+        // Detached: a lookup still running at the deadline is left to dig's
+        // own timeout, and never holds status up.
+        std::thread::spawn(move || loop {
+            let next = queue.lock().ok().and_then(|mut q| q.next());
+            let Some((i, name)) = next else { break };
+            if Instant::now() >= deadline || send.send((i, lookup_txt(&name))).is_err() {
+                break;
+            }
+        });
+    }
+    drop(send);
+    let mut answers: Vec<Option<Result<Vec<String>, String>>> = vec![None; checks.len()];
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match receive.recv_timeout(left) {
+            Ok((i, answer)) => answers[i] = Some(answer),
+            Err(_) => break,
+        }
+    }
+    let failures: Vec<&String> = answers
+        .iter()
+        .filter_map(|a| match a {
+            Some(Err(e)) => Some(e),
+            _ => None,
+        })
+        .collect();
+    if answers.iter().all(|a| !matches!(a, Some(Ok(_)))) {
+        let why = failures.first().map_or_else(
+            || format!("no answer within {} s", DNS_CHECK_BOUND.as_secs()),
+            |e| e.to_string(),
+        );
+        warnings.push(format!(
+            "DNS cannot be asked here ({why}): the sites' mail records (hostyard mail dns D) are not checked"
+        ));
+        return warnings;
+    }
+    // Lookups the bound cut off: one line, however many sites there are.
+    let late = answers.iter().filter(|a| a.is_none()).count();
+    if late > 0 {
+        warnings.push(format!(
+            "{late} of {} mail records not checked: no answer within {} s",
+            checks.len(),
+            DNS_CHECK_BOUND.as_secs()
+        ));
+    }
+    for ((domain, (name, expected)), answer) in checks.iter().zip(answers) {
+        let verdict = match answer {
+            Some(Ok(published)) => compare_record(expected, &published),
+            Some(Err(e)) => RecordCheck::Differs(format!("not checked: {e}")),
+            None => continue,
+        };
+        match verdict {
+            RecordCheck::Matches => {}
+            RecordCheck::Missing => warnings.push(format!(
+                "{domain}: {name} TXT is not published (hostyard mail dns {domain})"
+            )),
+            RecordCheck::Differs(how) => warnings.push(format!(
+                "{domain}: {name} TXT: {how} (hostyard mail dns {domain})"
+            )),
+        }
+    }
+    warnings
 }
 
 /// A TXT value as zone file text: quoted strings of at most 255 bytes
@@ -422,6 +582,10 @@ pub fn mail_certificate(layout: &Layout, hostname: &str) -> Result<Option<MailCe
 /// Renders postfix's config dir: pure, so it is golden-tested. `cap`: the
 /// messages a site's mail leaves with per hour. `tls`: a certificate is
 /// copied beside it as [`TLS_PEM`].
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one pure render of postfix's whole config, each input named"
+)]
 pub fn render_mail(
     layout: &Layout,
     hostname: &str,
@@ -462,8 +626,18 @@ pub fn render_mail(
         entries: maps.iter().flat_map(ForwardMap::virtual_entries).collect(),
     };
     let config_dir = path_str(&layout.postfix_config_dir());
+    // A domain with forwards is someone's here too: no other site sends
+    // as it (see sender_domains).
+    let senders = |s: &MailSite| -> Vec<String> {
+        s.senders
+            .iter()
+            .filter(|d| *d == &s.domain || !maps.iter().any(|m| &m.domain == *d))
+            .map(|d| d.to_string())
+            .collect()
+    };
     let key = |s: &MailSite, selector: &Selector| DkimKeyView {
         domain: s.domain.to_string(),
+        senders: senders(s),
         selector: selector.to_string(),
         dir: path_str(&layout.dkim_domain_dir(&s.domain)),
     };
@@ -472,7 +646,11 @@ pub fn render_mail(
     // under way (made now, published, and signing only once finished).
     let made: Vec<DkimKeyView> = sites
         .iter()
-        .flat_map(|s| std::iter::once(&s.selector).chain(&s.pending).map(|k| key(s, k)))
+        .flat_map(|s| {
+            std::iter::once(&s.selector)
+                .chain(&s.pending)
+                .map(|k| key(s, k))
+        })
         .collect();
     let master = MasterCf {
         config_dir: config_dir.clone(),
@@ -498,6 +676,7 @@ pub fn render_mail(
             &format!("senders.{domain}"),
             Senders {
                 domain: domain.clone(),
+                senders: senders(site),
             }
             .render()?,
         ));
@@ -506,7 +685,14 @@ pub fn render_mail(
             FromChecks {
                 // A domain is letters, digits, `-` and `.`: only the dot
                 // means something in a regular expression.
-                pattern: domain.replace('.', "\\."),
+                pattern: format!(
+                    "({})",
+                    senders(site)
+                        .iter()
+                        .map(|d| d.replace('.', "\\."))
+                        .collect::<Vec<_>>()
+                        .join("|")
+                ),
                 domain,
             }
             .render()?,

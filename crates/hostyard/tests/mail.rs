@@ -44,12 +44,28 @@ fn rendered_mail_config_matches_the_goldens() {
                 domain: domain("blog.example.net"),
                 selector: Selector::first(),
                 pending: None,
+                senders: vec![domain("blog.example.net")],
             },
             MailSite {
                 domain: domain("shop.example"),
                 selector: Selector::first().next(),
                 // A rotation under way: hy3's key is made, hy2 signs.
                 pending: Some(Selector::first().next().next()),
+                senders: vec![domain("shop.example")],
+            },
+            // WordPress's default sender for www.c.example is
+            // wordpress@c.example; b.example has forwards (someone's).
+            MailSite {
+                domain: domain("www.c.example"),
+                selector: Selector::first(),
+                pending: None,
+                senders: vec![domain("www.c.example"), domain("c.example")],
+            },
+            MailSite {
+                domain: domain("www.b.example"),
+                selector: Selector::first(),
+                pending: None,
+                senders: vec![domain("www.b.example"), domain("b.example")],
             },
         ],
         hostyard_core::mail::SITE_MESSAGES_PER_HOUR,
@@ -360,7 +376,13 @@ fn dkim_rotation_publishes_the_next_key_before_it_signs() {
         stdout(&out)
     };
     let rotate = |finish: bool| {
-        let mut args = vec!["--config", &config, "mail", "rotate-dkim", "blog.example.net"];
+        let mut args = vec![
+            "--config",
+            &config,
+            "mail",
+            "rotate-dkim",
+            "blog.example.net",
+        ];
         if finish {
             args.push("--finish");
         }
@@ -382,16 +404,37 @@ fn dkim_rotation_publishes_the_next_key_before_it_signs() {
     // 3. hostyard mail dns prints both keys (publish hy2).
     let printed = dns();
     assert_eq!(printed.lines().count(), 4, "{printed}");
-    assert!(printed.contains("hy1._domainkey.blog.example.net. IN TXT \"v=DKIM1; h=sha256; k=rsa; p=KEYhy1\""), "{printed}");
-    assert!(printed.contains("hy2._domainkey.blog.example.net. IN TXT \"v=DKIM1; h=sha256; k=rsa; p=KEYhy2\""), "{printed}");
+    assert!(
+        printed.contains(
+            "hy1._domainkey.blog.example.net. IN TXT \"v=DKIM1; h=sha256; k=rsa; p=KEYhy1\""
+        ),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(
+            "hy2._domainkey.blog.example.net. IN TXT \"v=DKIM1; h=sha256; k=rsa; p=KEYhy2\""
+        ),
+        "{printed}"
+    );
     // Asking again starts nothing new.
     assert_exit_saying(&rotate(false), 0, "under way already");
     // 4. hostyard mail rotate-dkim blog.example.net --finish
-    assert_exit_saying(&rotate(true), 0, "signs with hy2 after `systemctl reload postfix`");
+    assert_exit_saying(
+        &rotate(true),
+        0,
+        "signs with hy2 after `systemctl reload postfix`",
+    );
     // 5. systemctl reload postfix: hy2 signs; only its record is printed.
     reload_postfix(&dir, &config);
-    assert!(signs().contains("hy2._domainkey.blog.example.net"), "{}", signs());
+    assert!(
+        signs().contains("hy2._domainkey.blog.example.net"),
+        "{}",
+        signs()
+    );
     let printed = dns();
     assert_eq!(printed.lines().count(), 3, "{printed}");
-    assert!(printed.contains("hy2._domainkey") && !printed.contains("hy1._domainkey"), "{printed}");
+    assert!(
+        printed.contains("hy2._domainkey") && !printed.contains("hy1._domainkey"),
+        "{printed}"
+    );
 }

@@ -53,33 +53,11 @@ pub fn action(config: &NodeConfig, action: MailAction) -> Result<u8, Failure> {
         MailAction::Dns { domain } => {
             let domain = parse(&domain)?;
             sends(&domain)?;
-            let rotation =
-                mail::read_rotation(&layout, &domain).map_err(|e| runtime(anyhow::anyhow!(e)))?;
             let hostname = mail_hostname(config)?;
-            // SPF, each published DKIM key (during a rotation the next one
-            // too, ahead of the switch), DMARC.
-            let (mut head, mut dkim, mut tail) = (None, Vec::new(), None);
-            for selector in hostyard_core::mail::published_selectors(&rotation) {
-                let txt = mail::record_file(&layout, &domain, &selector);
-                let text = std::fs::read_to_string(&txt).map_err(|e| {
-                    runtime(anyhow::anyhow!(
-                        "cannot read {}: {e} (postfix makes the key when it starts or reloads: systemctl reload postfix)",
-                        txt.display()
-                    ))
-                })?;
-                let value = hostyard_core::mail::dkim_txt_value(&text)
-                    .map_err(|e| runtime(anyhow::anyhow!("{}: {e}", txt.display())))?;
-                let line = |(name, value): &(String, String)| {
-                    format!("{name} IN TXT {}", mail::zone_txt(value))
-                };
-                let records =
-                    hostyard_core::mail::dns_records(&domain, &hostname, &selector, &value);
-                head = Some(line(&records[0]));
-                dkim.push(line(&records[1]));
-                tail = Some(line(&records[2]));
-            }
-            for line in head.into_iter().chain(dkim).chain(tail) {
-                println!("{line}");
+            let records = mail::expected_records(&layout, &hostname, &domain)
+                .map_err(|e| runtime(anyhow::anyhow!(e)))?;
+            for (name, value) in records {
+                println!("{name} IN TXT {}", mail::zone_txt(&value));
             }
             Ok(0)
         }
