@@ -427,6 +427,16 @@ fn lookup_txt(name: &str) -> Result<Vec<String>, String> {
 /// prints, or one line when DNS cannot be asked at all. Bounded by
 /// [`DNS_CHECK_BOUND`] whatever the number of sites.
 pub fn dns_warnings(layout: &Layout, hostname: &str) -> Vec<String> {
+    dns_warnings_with(layout, hostname, DNS_CHECK_BOUND, lookup_txt)
+}
+
+/// [`dns_warnings`] with the lookup and the bound given (tests).
+fn dns_warnings_with(
+    layout: &Layout,
+    hostname: &str,
+    bound: Duration,
+    lookup: fn(&str) -> Result<Vec<String>, String>,
+) -> Vec<String> {
     use hostyard_core::mail::{compare_record, RecordCheck};
     let Ok((sites, _)) = mail_sites(layout) else {
         return Vec::new();
@@ -442,7 +452,7 @@ pub fn dns_warnings(layout: &Layout, hostname: &str) -> Vec<String> {
     if checks.is_empty() {
         return warnings;
     }
-    let deadline = Instant::now() + DNS_CHECK_BOUND;
+    let deadline = Instant::now() + bound;
     let (send, receive) = std::sync::mpsc::channel();
     let names: Vec<String> = checks.iter().map(|(_, (name, _))| name.clone()).collect();
     let queue = std::sync::Arc::new(std::sync::Mutex::new(names.into_iter().enumerate()));
@@ -453,7 +463,7 @@ pub fn dns_warnings(layout: &Layout, hostname: &str) -> Vec<String> {
         std::thread::spawn(move || loop {
             let next = queue.lock().ok().and_then(|mut q| q.next());
             let Some((i, name)) = next else { break };
-            if Instant::now() >= deadline || send.send((i, lookup_txt(&name))).is_err() {
+            if Instant::now() >= deadline || send.send((i, lookup(&name))).is_err() {
                 break;
             }
         });
@@ -474,10 +484,9 @@ pub fn dns_warnings(layout: &Layout, hostname: &str) -> Vec<String> {
         })
         .collect();
     if answers.iter().all(|a| !matches!(a, Some(Ok(_)))) {
-        let why = failures.first().map_or_else(
-            || format!("no answer within {} s", DNS_CHECK_BOUND.as_secs()),
-            |e| e.to_string(),
-        );
+        let why = failures
+            .first()
+            .map_or_else(|| format!("no answer within {bound:?}"), |e| e.to_string());
         warnings.push(format!(
             "DNS cannot be asked here ({why}): the sites' mail records (hostyard mail dns D) are not checked"
         ));
@@ -487,9 +496,8 @@ pub fn dns_warnings(layout: &Layout, hostname: &str) -> Vec<String> {
     let late = answers.iter().filter(|a| a.is_none()).count();
     if late > 0 {
         warnings.push(format!(
-            "{late} of {} mail records not checked: no answer within {} s",
+            "{late} of {} mail records not checked: no answer within {bound:?}",
             checks.len(),
-            DNS_CHECK_BOUND.as_secs()
         ));
     }
     for ((domain, (name, expected)), answer) in checks.iter().zip(answers) {
@@ -783,6 +791,74 @@ mod tests {
         // Nothing listens there any more: bounded failure naming the address.
         let err = wait_for_smtp(address, Duration::from_millis(300)).unwrap_err();
         assert!(err.contains(&address.to_string()), "{err}");
+    }
+
+    /// A data root with two WordPress sites that have keys (hy1 records as
+    /// opendkim-genkey writes them).
+    fn two_mail_sites() -> (tempfile::TempDir, Layout) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let layout = Layout::new(dir.path());
+        for site in ["a.example", "b.example"] {
+            let domain = Domain::parse(site).expect("domain");
+            fs::create_dir_all(layout.domain_dir(&domain)).expect("mkdir");
+            fs::write(layout.kind_file(&domain), "wordpress\n").expect("KIND");
+            let keys = layout.dkim_domain_dir(&domain);
+            fs::create_dir_all(&keys).expect("mkdir");
+            fs::write(
+                keys.join("hy1.txt"),
+                "hy1._domainkey IN TXT ( \"v=DKIM1; k=rsa; \" \"p=KEY\" )\n",
+            )
+            .expect("record");
+        }
+        (dir, layout)
+    }
+
+    #[test]
+    fn dns_check_says_once_when_dns_cannot_be_asked() {
+        let (_dir, layout) = two_mail_sites();
+        let warnings = dns_warnings_with(&layout, "mx.example.net", Duration::from_secs(2), |_| {
+            Err("dig is not installed (apt-get install bind9-dnsutils)".into())
+        });
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with("DNS cannot be asked here (dig is not installed"),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn dns_check_is_bounded_and_names_each_record_that_differs() {
+        let (_dir, layout) = two_mail_sites();
+        // a.example publishes everything; b.example's DKIM key is not
+        // there and its DMARC lookup hangs past the bound.
+        let start = Instant::now();
+        let warnings = dns_warnings_with(
+            &layout,
+            "mx.example.net",
+            Duration::from_millis(800),
+            |name| match name {
+                "a.example." | "b.example." => Ok(vec!["v=spf1 a:mx.example.net ~all".into()]),
+                "hy1._domainkey.a.example." => Ok(vec!["v=DKIM1; k=rsa; p=KEY".into()]),
+                "_dmarc.a.example." => Ok(vec!["v=DMARC1; p=none".into()]),
+                "_dmarc.b.example." => {
+                    std::thread::sleep(Duration::from_secs(5));
+                    Ok(Vec::new())
+                }
+                _ => Ok(Vec::new()),
+            },
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(
+            warnings,
+            vec![
+                "1 of 6 mail records not checked: no answer within 800ms".to_string(),
+                "b.example: hy1._domainkey.b.example. TXT is not published (hostyard mail dns b.example)".to_string(),
+            ]
+        );
     }
 
     #[test]
