@@ -55,7 +55,9 @@ UNIT_DIR=/etc/systemd/system
 # The binaries bin_dir gets (`hostyard names binaries`, set by main).
 BINARIES=()
 # procps: /bin/kill, which haproxy-confd.service's ExecReload= runs.
-APT_PACKAGES=(ca-certificates curl docker.io iptables haproxy git restic rsync procps)
+# bind9-dnsutils: dig, with which `hostyard status` compares the sites'
+# published mail records with what `hostyard mail dns` prints.
+APT_PACKAGES=(ca-certificates curl docker.io iptables haproxy git restic rsync procps bind9-dnsutils)
 # The Debian release a server needs (its HAProxy 3.0, etcd 3.5, systemd 257
 # and Docker 26 are what the units and images are made for).
 NEED_VERSION=13

@@ -233,6 +233,13 @@ impl NodeConfig {
         for problem in self.wordpress.php_limits.check() {
             problems.push(Problem::new("wordpress.php_limits", problem));
         }
+        if self.mail.site_hourly_cap == 0 {
+            problems.push(Problem::new(
+                "mail.site_hourly_cap",
+                "must be at least 1 (messages a site's mail may leave with per hour; 200 by default)"
+                    .to_string(),
+            ));
+        }
         problems
     }
     /// Peers need this server's own private address (the peer frontend

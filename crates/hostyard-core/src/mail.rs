@@ -255,10 +255,31 @@ pub const SITE_SOCKET: &str = "smtp";
 /// connects to `<this>/smtp`).
 pub const SITE_SOCKET_MOUNT: &str = "/run/hostyard/mail";
 
-/// Messages a site may submit per hour; over it postfix answers 450 (try
-/// later) and logs it, and the other sites keep sending. A site's password
-/// resets and notices stay far below; a hijacked site's spam run stops here.
+/// Messages a site's mail may leave with per hour by default
+/// (`mail.site_hourly_cap`); the rest waits, deferred, in postfix's queue,
+/// and the other sites keep sending. A site's password resets and notices
+/// stay far below; a hijacked site's spam run stops here.
 pub const SITE_MESSAGES_PER_HOUR: u32 = 200;
+
+/// The directory under postfix's `public/` that holds one directory per
+/// site with its capped service's socket: the second step of the site's
+/// mail, which only postfix's own pipe reaches (no site container mounts
+/// it).
+pub const CAPPED_SOCKETS: &str = "capped";
+
+/// The master.cf name of a site's capped service: the smtpd that counts
+/// the site's messages (anvil, per service) and signs them. A site's
+/// socket only queues its mail; the site's pipe transport hands it here.
+pub fn capped_service(domain: &Domain) -> String {
+    format!("{CAPPED_SOCKETS}/{domain}/{SITE_SOCKET}")
+}
+
+/// The master.cf name of a site's pipe transport, from its queue to its
+/// capped service: its deliveries are deferred (and retried) while the
+/// site is over its cap, logged as `postfix/site/<domain>/pipe`.
+pub fn site_transport(domain: &Domain) -> String {
+    format!("send-{domain}")
+}
 
 /// The master.cf name of a site's submission service: a path below
 /// postfix's `public/`, so its socket is [`crate::Layout::mail_socket_dir`]`/smtp`.
@@ -296,6 +317,190 @@ impl fmt::Display for Selector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "hy{}", self.0)
     }
+}
+
+/// Where a domain's DKIM key rotation stands: the selector that signs, and
+/// the next one while a rotation is under way (its key is made at the next
+/// reload of postfix, and signs only once the rotation is finished).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotation {
+    pub signing: Selector,
+    pub pending: Option<Selector>,
+    /// Whether the pending selector's key exists (its record can be
+    /// printed, and so published).
+    pub pending_key_made: bool,
+}
+
+/// What `hostyard mail rotate-dkim` does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RotationStep {
+    /// Start: `next` gets its key at the next reload; signing stays.
+    Start { next: Selector },
+    /// A rotation to `next` is under way already: nothing changes.
+    Started { next: Selector },
+    /// Finish: `next` signs from the next reload on.
+    Switch { from: Selector, to: Selector },
+}
+
+/// Why a rotation step cannot be taken (the message says what to do).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RotationError {
+    #[error("no rotation is under way: start one with `hostyard mail rotate-dkim {0}`")]
+    NotStarted(Domain),
+    #[error("{next}'s key is not made yet: run `systemctl reload postfix`, publish the record `hostyard mail dns {domain}` prints for {next}, then finish")]
+    KeyMissing { domain: Domain, next: Selector },
+}
+
+/// The two-step rotation of a domain's DKIM key: the first step makes the
+/// next key while the old one keeps signing, so its record can be
+/// published and reach resolvers' caches before any mail is signed with
+/// it; the second (`finish`) switches signing, and only once that key
+/// exists.
+pub fn rotation_step(
+    domain: &Domain,
+    now: &Rotation,
+    finish: bool,
+) -> Result<RotationStep, RotationError> {
+    match (&now.pending, finish) {
+        (None, false) => Ok(RotationStep::Start {
+            next: now.signing.next(),
+        }),
+        (Some(next), false) => Ok(RotationStep::Started { next: next.clone() }),
+        (None, true) => Err(RotationError::NotStarted(domain.clone())),
+        (Some(next), true) if !now.pending_key_made => Err(RotationError::KeyMissing {
+            domain: domain.clone(),
+            next: next.clone(),
+        }),
+        (Some(next), true) => Ok(RotationStep::Switch {
+            from: now.signing.clone(),
+            to: next.clone(),
+        }),
+    }
+}
+
+/// The selectors whose DKIM records `hostyard mail dns` prints: the one
+/// that signs, and during a rotation the next one once its key exists
+/// (published ahead of the switch).
+pub fn published_selectors(now: &Rotation) -> Vec<Selector> {
+    let mut selectors = vec![now.signing.clone()];
+    if let Some(next) = now.pending.as_ref().filter(|_| now.pending_key_made) {
+        selectors.push(next.clone());
+    }
+    selectors
+}
+
+/// The domains a site's mail may be sent as (envelope sender and `From:`):
+/// its own, and for a site whose domain is `www.D` also `D`, which is what
+/// WordPress sends as by default (`wordpress@` and the home URL's host
+/// without a leading `www.`), unless `D` is in `others`, the domains this
+/// server knows as someone's (another site, a domain with forwards): `D`
+/// may then be another tenant's, and the site sends as `www.D` only.
+pub fn sender_domains(site: &Domain, others: &[Domain]) -> Vec<Domain> {
+    let mut domains = vec![site.clone()];
+    let bare = site
+        .as_str()
+        .strip_prefix("www.")
+        // Domain::parse refuses a single label: `www.com` never sends as `com`.
+        .and_then(|rest| Domain::parse(rest).ok())
+        .filter(|bare| !others.contains(bare));
+    domains.extend(bare);
+    domains
+}
+
+/// How one record that `hostyard mail dns` prints stands in DNS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordCheck {
+    /// Published as printed (for SPF: with this server's mechanism).
+    Matches,
+    /// No such record at that name.
+    Missing,
+    /// There, but not as printed; says how.
+    Differs(String),
+}
+
+/// Compares the TXT records published at a name (`published`: each
+/// record's strings joined, as resolvers hand them) with the `expected`
+/// value `hostyard mail dns` prints there. SPF matches when the one SPF
+/// record holds this server's mechanisms (an operator merges them into a
+/// record of their own); DKIM when a record's `p=` is the key, whitespace
+/// and string splits aside; DMARC when there is a DMARC record at all (the
+/// policy is the domain owner's choice).
+pub fn compare_record(expected: &str, published: &[String]) -> RecordCheck {
+    let starts = |value: &str, tag: &str| {
+        value
+            .get(..tag.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(tag))
+    };
+    let tag = expected.split([' ', ';']).next().unwrap_or_default();
+    let found: Vec<&String> = published.iter().filter(|v| starts(v.trim(), tag)).collect();
+    if found.is_empty() {
+        return RecordCheck::Missing;
+    }
+    if starts(expected, "v=spf1") {
+        if found.len() > 1 {
+            return RecordCheck::Differs(format!(
+                "{} SPF records; a domain has one (merge them)",
+                found.len()
+            ));
+        }
+        let terms: Vec<String> = found[0]
+            .split_whitespace()
+            .map(str::to_ascii_lowercase)
+            .collect();
+        let lacking: Vec<&str> = expected
+            .split_whitespace()
+            .skip(1)
+            .filter(|t| !t.ends_with("all"))
+            .filter(|t| !terms.contains(&t.to_ascii_lowercase()))
+            .collect();
+        return if lacking.is_empty() {
+            RecordCheck::Matches
+        } else {
+            RecordCheck::Differs(format!("the SPF record lacks {}", lacking.join(" ")))
+        };
+    }
+    if starts(expected, "v=DKIM1") {
+        let key = |value: &str| -> Option<String> {
+            value.split(';').find_map(|t| {
+                let t = t.trim();
+                t.strip_prefix("p=")
+                    .map(|p| p.chars().filter(|c| !c.is_whitespace()).collect())
+            })
+        };
+        let want = key(expected);
+        return if found.iter().any(|v| key(v) == want) {
+            RecordCheck::Matches
+        } else {
+            RecordCheck::Differs("its key (p=) is not this server's".into())
+        };
+    }
+    RecordCheck::Matches
+}
+
+/// The TXT records in `dig +short TXT` output, a line each, each record's
+/// quoted strings joined (`"v=DKIM1; " "p=MII..."`).
+pub fn txt_records(dig_output: &str) -> Vec<String> {
+    dig_output
+        .lines()
+        .filter(|l| l.trim_start().starts_with('"'))
+        .map(|line| {
+            let mut value = String::new();
+            let mut inside = false;
+            let mut escaped = false;
+            for c in line.chars() {
+                match (inside, escaped, c) {
+                    (true, false, '\\') => escaped = true,
+                    (true, false, '"') | (false, _, '"') => inside = !inside,
+                    (true, _, c) => {
+                        value.push(c);
+                        escaped = false;
+                    }
+                    (false, _, _) => {}
+                }
+            }
+            value
+        })
+        .collect()
 }
 
 /// The value of the DKIM TXT record in a `<selector>.txt` that
@@ -437,8 +642,147 @@ mod tests {
     }
 
     #[test]
+    fn rotation_makes_the_next_key_before_it_signs() {
+        let hy = |n: u32| Selector(n);
+        let at = |signing, pending, made| Rotation {
+            signing,
+            pending,
+            pending_key_made: made,
+        };
+        // Step one: the next selector, signing stays; printed once made.
+        let idle = at(hy(1), None, false);
+        assert_eq!(
+            rotation_step(&domain(), &idle, false),
+            Ok(RotationStep::Start { next: hy(2) })
+        );
+        assert_eq!(published_selectors(&idle), vec![hy(1)]);
+        let started = at(hy(1), Some(hy(2)), false);
+        assert_eq!(published_selectors(&started), vec![hy(1)]);
+        // Again: nothing changes (no hy3 behind the operator's back).
+        assert_eq!(
+            rotation_step(&domain(), &started, false),
+            Ok(RotationStep::Started { next: hy(2) })
+        );
+        // Finishing before the key exists is refused, naming the steps.
+        let err = rotation_step(&domain(), &started, true).unwrap_err();
+        assert!(
+            err.to_string().contains("systemctl reload postfix"),
+            "{err}"
+        );
+        let made = at(hy(1), Some(hy(2)), true);
+        assert_eq!(published_selectors(&made), vec![hy(1), hy(2)]);
+        assert_eq!(
+            rotation_step(&domain(), &made, true),
+            Ok(RotationStep::Switch {
+                from: hy(1),
+                to: hy(2)
+            })
+        );
+        // Finishing with none under way says how to start one.
+        let err = rotation_step(&domain(), &idle, true).unwrap_err();
+        assert_eq!(err, RotationError::NotStarted(domain()));
+        assert!(err.to_string().contains("rotate-dkim example.com"), "{err}");
+    }
+
+    #[test]
+    fn www_site_sends_as_its_bare_domain_unless_that_is_someone_elses() {
+        let d = |s: &str| Domain::parse(s).unwrap();
+        // WordPress's default sender for www.example.com is
+        // wordpress@example.com.
+        assert_eq!(
+            sender_domains(&d("www.example.com"), &[d("other.example")]),
+            vec![d("www.example.com"), d("example.com")]
+        );
+        // example.com is another site here (another tenant's, maybe).
+        assert_eq!(
+            sender_domains(&d("www.example.com"), &[d("example.com")]),
+            vec![d("www.example.com")]
+        );
+        // Only www. is stripped, and never down to a single label.
+        assert_eq!(
+            sender_domains(&d("example.com"), &[]),
+            vec![d("example.com")]
+        );
+        assert_eq!(sender_domains(&d("www.com"), &[]), vec![d("www.com")]);
+        assert_eq!(
+            sender_domains(&d("wwwx.example.com"), &[]),
+            vec![d("wwwx.example.com")]
+        );
+        assert_eq!(
+            sender_domains(&d("shop.www.example.com"), &[]),
+            vec![d("shop.www.example.com")]
+        );
+    }
+
+    #[test]
+    fn published_records_compare_with_the_printed_ones() {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let spf = "v=spf1 a:mx.example.net ~all";
+        assert_eq!(compare_record(spf, &v(&[spf])), RecordCheck::Matches);
+        // Merged into the domain's own record: fine.
+        assert_eq!(
+            compare_record(
+                spf,
+                &v(&[
+                    "v=spf1 include:_spf.google.com A:MX.example.net -all",
+                    "google-site-verification=x"
+                ])
+            ),
+            RecordCheck::Matches
+        );
+        assert_eq!(
+            compare_record(spf, &v(&["google-site-verification=x"])),
+            RecordCheck::Missing
+        );
+        assert_eq!(
+            compare_record(spf, &v(&["v=spf1 ip4:192.0.2.1 ~all"])),
+            RecordCheck::Differs("the SPF record lacks a:mx.example.net".into())
+        );
+        assert!(
+            matches!(compare_record(spf, &v(&[spf, spf])), RecordCheck::Differs(m) if m.contains("2 SPF records"))
+        );
+        let dkim = "v=DKIM1; h=sha256; k=rsa; p=MIIBIjANBgkq";
+        // A resolver's joined strings, split anywhere, spaces inside p=.
+        for published in [
+            "v=DKIM1; h=sha256; k=rsa; p=MIIBIjANBgkq",
+            "v=DKIM1; k=rsa; p=MIIBIj ANBgkq",
+            "v=DKIM1;p=MIIBIjANBgkq;",
+        ] {
+            assert_eq!(
+                compare_record(dkim, &v(&[published])),
+                RecordCheck::Matches,
+                "{published}"
+            );
+        }
+        assert_eq!(compare_record(dkim, &[]), RecordCheck::Missing);
+        assert!(matches!(
+            compare_record(dkim, &v(&["v=DKIM1; p=OTHER"])),
+            RecordCheck::Differs(_)
+        ));
+        let dmarc = "v=DMARC1; p=quarantine; adkim=r; aspf=r";
+        assert_eq!(
+            compare_record(dmarc, &v(&["v=DMARC1; p=reject"])),
+            RecordCheck::Matches
+        );
+        assert_eq!(
+            compare_record(dmarc, &v(&["v=spf1 -all"])),
+            RecordCheck::Missing
+        );
+        // dig +short's form: quoted strings per record, joined.
+        assert_eq!(
+            txt_records("\"v=DKIM1; k=rsa; \" \"p=MIIB\"\n\"v=spf1 -all\"\n"),
+            v(&["v=DKIM1; k=rsa; p=MIIB", "v=spf1 -all"])
+        );
+    }
+
+    #[test]
     fn site_service_is_below_the_sites_dir() {
         assert_eq!(site_service(&domain()), "sites/example.com/smtp");
+        // Never below the sites' dir: a site container mounts its own
+        // directory there, and must not reach past the cap.
+        assert_eq!(capped_service(&domain()), "capped/example.com/smtp");
+        assert_ne!(CAPPED_SOCKETS, SITE_SOCKETS);
+        assert_eq!(site_transport(&domain()), "send-example.com");
     }
 
     #[test]

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use askama::Template;
 use hostyard_config::NodeConfig;
-use hostyard_core::mail::{ForwardMap, Selector};
+use hostyard_core::mail::{ForwardMap, Rotation, Selector};
 use hostyard_core::{Domain, Layout};
 
 use crate::units::{file, UnitFile};
@@ -47,21 +47,37 @@ pub const DKIM_SIGNING_TABLE: &str = "dkim_signing_table";
 pub const DKIM_KEYS: &str = "dkim_keys";
 /// opendkim's milter socket, inside postfix's container (a tmpfs).
 pub const MILTER_SOCKET: &str = "/var/lib/postfix/opendkim/opendkim.sock";
+/// postfix's queue inside its container (main.cf's queue_directory).
+pub const SPOOL: &str = "/var/spool/postfix";
+/// The user the sites' pipe transports run msmtp as: made by postfix's
+/// image, whose group alone reaches the capped services' sockets; neither
+/// root nor postfix, nor in postdrop (pipe refuses those).
+pub const PIPE_USER: &str = "hostyard-send";
 
-/// A site that sends mail: its domain and its DKIM key's selector.
+/// A site that sends mail: its domain, its DKIM key's selector, and the
+/// next one while a key rotation is under way (its key is made, but does
+/// not sign).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MailSite {
     pub domain: Domain,
     pub selector: Selector,
+    pub pending: Option<Selector>,
+    /// The domains its mail may be sent as, its own first
+    /// ([`hostyard_core::mail::sender_domains`]).
+    pub senders: Vec<Domain>,
 }
 
 struct MailSiteView {
     domain: String,
     service: String,
+    transport: String,
+    capped: String,
 }
 
 struct DkimKeyView {
     domain: String,
+    /// The From: domains signed with this key (d= the site's domain).
+    senders: Vec<String>,
     selector: String,
     dir: String,
 }
@@ -70,6 +86,7 @@ struct DkimKeyView {
 #[template(path = "postfix/senders", escape = "none")]
 struct Senders {
     domain: String,
+    senders: Vec<String>,
 }
 
 #[derive(Template)]
@@ -120,6 +137,9 @@ struct MainCf {
 struct MasterCf {
     config_dir: String,
     milter_socket: &'static str,
+    spool: &'static str,
+    pipe_user: &'static str,
+    hostname: String,
     cap: u32,
     sites: Vec<MailSiteView>,
 }
@@ -263,11 +283,12 @@ pub fn mail_sites(layout: &Layout) -> Result<(Vec<MailSite>, Vec<String>), MailE
     };
     let mut sites = Vec::new();
     let mut bad = Vec::new();
-    for entry in entries.flatten() {
-        // Import staging dirs and locks start with a dot: not domains.
-        let Ok(domain) = Domain::parse(&entry.file_name().to_string_lossy()) else {
-            continue;
-        };
+    // Import staging dirs and locks start with a dot: not domains.
+    let domains: Vec<Domain> = entries
+        .flatten()
+        .filter_map(|e| Domain::parse(&e.file_name().to_string_lossy()).ok())
+        .collect();
+    for domain in domains.iter().cloned() {
         match hostyard_fs::kind::site_kind(layout, &domain) {
             Ok(Some(kind)) if kind.spec().sends_mail => {}
             Ok(_) => continue,
@@ -276,8 +297,13 @@ pub fn mail_sites(layout: &Layout) -> Result<(Vec<MailSite>, Vec<String>), MailE
                 continue;
             }
         }
-        match read_selector(layout, &domain) {
-            Ok(selector) => sites.push(MailSite { domain, selector }),
+        match read_rotation(layout, &domain) {
+            Ok(rotation) => sites.push(MailSite {
+                senders: hostyard_core::mail::sender_domains(&domain, &domains),
+                domain,
+                selector: rotation.signing,
+                pending: rotation.pending,
+            }),
             Err(e) => bad.push(format!("{domain}: {e}")),
         }
     }
@@ -291,14 +317,206 @@ pub fn selector_file(layout: &Layout, domain: &Domain) -> PathBuf {
     layout.dkim_domain_dir(domain).join("selector")
 }
 
+/// The file naming the selector a rotation under way moves to.
+pub fn pending_file(layout: &Layout, domain: &Domain) -> PathBuf {
+    layout.dkim_domain_dir(domain).join("next")
+}
+
+/// The DNS record file opendkim-genkey writes beside a selector's key.
+pub fn record_file(layout: &Layout, domain: &Domain, selector: &Selector) -> PathBuf {
+    layout
+        .dkim_domain_dir(domain)
+        .join(format!("{selector}.txt"))
+}
+
 /// A domain's selector in use: its `selector` file, else the first.
 pub fn read_selector(layout: &Layout, domain: &Domain) -> Result<Selector, String> {
-    let path = selector_file(layout, domain);
-    match fs::read_to_string(&path) {
-        Ok(text) => Selector::parse(&text).map_err(|e| format!("{}: {e}", path.display())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Selector::first()),
+    Ok(read_selector_file(&selector_file(layout, domain))?.unwrap_or_else(Selector::first))
+}
+
+fn read_selector_file(path: &Path) -> Result<Option<Selector>, String> {
+    match fs::read_to_string(path) {
+        Ok(text) => Selector::parse(&text)
+            .map(Some)
+            .map_err(|e| format!("{}: {e}", path.display())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(format!("cannot read {}: {e}", path.display())),
     }
+}
+
+/// Where a domain's key rotation stands, from its files: `selector`,
+/// `next` (a rotation under way) and whether the next key's record exists.
+pub fn read_rotation(layout: &Layout, domain: &Domain) -> Result<Rotation, String> {
+    let signing = read_selector(layout, domain)?;
+    let pending = read_selector_file(&pending_file(layout, domain))?;
+    let pending_key_made = pending
+        .as_ref()
+        .is_some_and(|next| record_file(layout, domain, next).is_file());
+    Ok(Rotation {
+        signing,
+        pending,
+        pending_key_made,
+    })
+}
+
+/// The records `hostyard mail dns` prints for `domain`, as (name, TXT
+/// value): SPF, each published DKIM key (the signing one, and during a
+/// rotation the next one ahead of the switch), DMARC.
+pub fn expected_records(
+    layout: &Layout,
+    hostname: &str,
+    domain: &Domain,
+) -> Result<Vec<(String, String)>, String> {
+    let rotation = read_rotation(layout, domain)?;
+    let (mut head, mut dkim, mut tail) = (None, Vec::new(), None);
+    for selector in hostyard_core::mail::published_selectors(&rotation) {
+        let txt = record_file(layout, domain, &selector);
+        let text = fs::read_to_string(&txt).map_err(|e| {
+            format!(
+                "cannot read {}: {e} (postfix makes the key when it starts or reloads: systemctl reload postfix)",
+                txt.display()
+            )
+        })?;
+        let value = hostyard_core::mail::dkim_txt_value(&text)
+            .map_err(|e| format!("{}: {e}", txt.display()))?;
+        let mut records =
+            hostyard_core::mail::dns_records(domain, hostname, &selector, &value).into_iter();
+        head = records.next();
+        dkim.extend(records.next());
+        tail = records.next();
+    }
+    Ok(head.into_iter().chain(dkim).chain(tail).collect())
+}
+
+/// How long `hostyard status` waits for DNS, for all its mail lookups
+/// together (they run in parallel).
+pub const DNS_CHECK_BOUND: Duration = Duration::from_secs(4);
+
+/// At most this many lookups at once.
+const DNS_LOOKUPS_AT_ONCE: usize = 16;
+
+/// The published TXT records at `name` (`dig +short`: the machine's
+/// resolver, 2 s, one try), or why DNS could not be asked.
+fn lookup_txt(name: &str) -> Result<Vec<String>, String> {
+    let out = std::process::Command::new("dig")
+        .args(["+short", "+time=2", "+tries=1", "TXT", name])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                "dig is not installed (apt-get install bind9-dnsutils)".to_string()
+            } else {
+                format!("cannot run dig: {e}")
+            }
+        })?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() || text.starts_with(";;") {
+        let why = text
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches(';')
+            .trim();
+        return Err(format!("no DNS answer ({why})"));
+    }
+    Ok(hostyard_core::mail::txt_records(&text))
+}
+
+/// `hostyard status`'s warnings about the mail records of this server's
+/// sites: each one missing or different from what `hostyard mail dns`
+/// prints, or one line when DNS cannot be asked at all. Bounded by
+/// [`DNS_CHECK_BOUND`] whatever the number of sites.
+pub fn dns_warnings(layout: &Layout, hostname: &str) -> Vec<String> {
+    dns_warnings_with(layout, hostname, DNS_CHECK_BOUND, lookup_txt)
+}
+
+/// [`dns_warnings`] with the lookup and the bound given (tests).
+fn dns_warnings_with(
+    layout: &Layout,
+    hostname: &str,
+    bound: Duration,
+    lookup: fn(&str) -> Result<Vec<String>, String>,
+) -> Vec<String> {
+    use hostyard_core::mail::{compare_record, RecordCheck};
+    let Ok((sites, _)) = mail_sites(layout) else {
+        return Vec::new();
+    };
+    let mut warnings = Vec::new();
+    let mut checks = Vec::new();
+    for site in &sites {
+        // No key yet (Err): `hostyard mail dns` says so; nothing to check.
+        if let Ok(records) = expected_records(layout, hostname, &site.domain) {
+            checks.extend(records.into_iter().map(|r| (site.domain.clone(), r)));
+        }
+    }
+    if checks.is_empty() {
+        return warnings;
+    }
+    let deadline = Instant::now() + bound;
+    let (send, receive) = std::sync::mpsc::channel();
+    let names: Vec<String> = checks.iter().map(|(_, (name, _))| name.clone()).collect();
+    let queue = std::sync::Arc::new(std::sync::Mutex::new(names.into_iter().enumerate()));
+    for _ in 0..DNS_LOOKUPS_AT_ONCE.min(checks.len()) {
+        let (send, queue) = (send.clone(), queue.clone());
+        // Detached: a lookup still running at the deadline is left to dig's
+        // own timeout, and never holds status up.
+        std::thread::spawn(move || loop {
+            let next = queue.lock().ok().and_then(|mut q| q.next());
+            let Some((i, name)) = next else { break };
+            if Instant::now() >= deadline || send.send((i, lookup(&name))).is_err() {
+                break;
+            }
+        });
+    }
+    drop(send);
+    let mut answers: Vec<Option<Result<Vec<String>, String>>> = vec![None; checks.len()];
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match receive.recv_timeout(left) {
+            Ok((i, answer)) => answers[i] = Some(answer),
+            Err(_) => break,
+        }
+    }
+    let failures: Vec<&String> = answers
+        .iter()
+        .filter_map(|a| match a {
+            Some(Err(e)) => Some(e),
+            _ => None,
+        })
+        .collect();
+    if answers.iter().all(|a| !matches!(a, Some(Ok(_)))) {
+        let why = failures
+            .first()
+            .map_or_else(|| format!("no answer within {bound:?}"), |e| e.to_string());
+        warnings.push(format!(
+            "DNS cannot be asked here ({why}): the sites' mail records (hostyard mail dns D) are not checked"
+        ));
+        return warnings;
+    }
+    // Lookups the bound cut off: one line, however many sites there are.
+    let late = answers.iter().filter(|a| a.is_none()).count();
+    if late > 0 {
+        warnings.push(format!(
+            "{late} of {} mail records not checked: no answer within {bound:?}",
+            checks.len(),
+        ));
+    }
+    for ((domain, (name, expected)), answer) in checks.iter().zip(answers) {
+        let verdict = match answer {
+            Some(Ok(published)) => compare_record(expected, &published),
+            Some(Err(e)) => RecordCheck::Differs(format!("not checked: {e}")),
+            None => continue,
+        };
+        match verdict {
+            RecordCheck::Matches => {}
+            RecordCheck::Missing => warnings.push(format!(
+                "{domain}: {name} TXT is not published (hostyard mail dns {domain})"
+            )),
+            RecordCheck::Differs(how) => warnings.push(format!(
+                "{domain}: {name} TXT: {how} (hostyard mail dns {domain})"
+            )),
+        }
+    }
+    warnings
 }
 
 /// A TXT value as zone file text: quoted strings of at most 255 bytes
@@ -369,8 +587,13 @@ pub fn mail_certificate(layout: &Layout, hostname: &str) -> Result<Option<MailCe
     read(layout.haproxy_default_cert())
 }
 
-/// Renders postfix's config dir: pure, so it is golden-tested. `tls`: a
-/// certificate is copied beside it as [`TLS_PEM`].
+/// Renders postfix's config dir: pure, so it is golden-tested. `cap`: the
+/// messages a site's mail leaves with per hour. `tls`: a certificate is
+/// copied beside it as [`TLS_PEM`].
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one pure render of postfix's whole config, each input named"
+)]
 pub fn render_mail(
     layout: &Layout,
     hostname: &str,
@@ -378,6 +601,7 @@ pub fn render_mail(
     maps: &[ForwardMap],
     deferred: &[Domain],
     sites: &[MailSite],
+    cap: u32,
     tls: bool,
 ) -> askama::Result<Vec<UnitFile>> {
     let forwards_dir = path_str(&layout.postfix_forwards_dir());
@@ -410,23 +634,46 @@ pub fn render_mail(
         entries: maps.iter().flat_map(ForwardMap::virtual_entries).collect(),
     };
     let config_dir = path_str(&layout.postfix_config_dir());
-    let keys: Vec<DkimKeyView> = sites
+    // A domain with forwards is someone's here too: no other site sends
+    // as it (see sender_domains).
+    let senders = |s: &MailSite| -> Vec<String> {
+        s.senders
+            .iter()
+            .filter(|d| *d == &s.domain || !maps.iter().any(|m| &m.domain == *d))
+            .map(|d| d.to_string())
+            .collect()
+    };
+    let key = |s: &MailSite, selector: &Selector| DkimKeyView {
+        domain: s.domain.to_string(),
+        senders: senders(s),
+        selector: selector.to_string(),
+        dir: path_str(&layout.dkim_domain_dir(&s.domain)),
+    };
+    let keys: Vec<DkimKeyView> = sites.iter().map(|s| key(s, &s.selector)).collect();
+    // The keys to make: those that sign, and the next ones of rotations
+    // under way (made now, published, and signing only once finished).
+    let made: Vec<DkimKeyView> = sites
         .iter()
-        .map(|s| DkimKeyView {
-            domain: s.domain.to_string(),
-            selector: s.selector.to_string(),
-            dir: path_str(&layout.dkim_domain_dir(&s.domain)),
+        .flat_map(|s| {
+            std::iter::once(&s.selector)
+                .chain(&s.pending)
+                .map(|k| key(s, k))
         })
         .collect();
     let master = MasterCf {
         config_dir: config_dir.clone(),
         milter_socket: MILTER_SOCKET,
-        cap: hostyard_core::mail::SITE_MESSAGES_PER_HOUR,
+        spool: SPOOL,
+        pipe_user: PIPE_USER,
+        hostname: hostname.to_string(),
+        cap,
         sites: sites
             .iter()
             .map(|s| MailSiteView {
                 domain: s.domain.to_string(),
                 service: hostyard_core::mail::site_service(&s.domain),
+                transport: hostyard_core::mail::site_transport(&s.domain),
+                capped: hostyard_core::mail::capped_service(&s.domain),
             })
             .collect(),
     };
@@ -437,6 +684,7 @@ pub fn render_mail(
             &format!("senders.{domain}"),
             Senders {
                 domain: domain.clone(),
+                senders: senders(site),
             }
             .render()?,
         ));
@@ -445,7 +693,14 @@ pub fn render_mail(
             FromChecks {
                 // A domain is letters, digits, `-` and `.`: only the dot
                 // means something in a regular expression.
-                pattern: domain.replace('.', "\\."),
+                pattern: format!(
+                    "({})",
+                    senders(site)
+                        .iter()
+                        .map(|d| d.replace('.', "\\."))
+                        .collect::<Vec<_>>()
+                        .join("|")
+                ),
                 domain,
             }
             .render()?,
@@ -461,7 +716,7 @@ pub fn render_mail(
         file(OPENDKIM_CONF, opendkim.render()?),
         file(DKIM_KEY_TABLE, KeyTable { keys: &keys }.render()?),
         file(DKIM_SIGNING_TABLE, SigningTable { keys: &keys }.render()?),
-        file(DKIM_KEYS, DkimKeys { keys: &keys }.render()?),
+        file(DKIM_KEYS, DkimKeys { keys: &made }.render()?),
         file(VIRTUAL, table.render()?),
         file(VIRTUAL_DOMAINS, domains.render()?),
         file(DEFERRED_DOMAINS, deferred.render()?),
@@ -536,6 +791,74 @@ mod tests {
         // Nothing listens there any more: bounded failure naming the address.
         let err = wait_for_smtp(address, Duration::from_millis(300)).unwrap_err();
         assert!(err.contains(&address.to_string()), "{err}");
+    }
+
+    /// A data root with two WordPress sites that have keys (hy1 records as
+    /// opendkim-genkey writes them).
+    fn two_mail_sites() -> (tempfile::TempDir, Layout) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let layout = Layout::new(dir.path());
+        for site in ["a.example", "b.example"] {
+            let domain = Domain::parse(site).expect("domain");
+            fs::create_dir_all(layout.domain_dir(&domain)).expect("mkdir");
+            fs::write(layout.kind_file(&domain), "wordpress\n").expect("KIND");
+            let keys = layout.dkim_domain_dir(&domain);
+            fs::create_dir_all(&keys).expect("mkdir");
+            fs::write(
+                keys.join("hy1.txt"),
+                "hy1._domainkey IN TXT ( \"v=DKIM1; k=rsa; \" \"p=KEY\" )\n",
+            )
+            .expect("record");
+        }
+        (dir, layout)
+    }
+
+    #[test]
+    fn dns_check_says_once_when_dns_cannot_be_asked() {
+        let (_dir, layout) = two_mail_sites();
+        let warnings = dns_warnings_with(&layout, "mx.example.net", Duration::from_secs(2), |_| {
+            Err("dig is not installed (apt-get install bind9-dnsutils)".into())
+        });
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with("DNS cannot be asked here (dig is not installed"),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
+    fn dns_check_is_bounded_and_names_each_record_that_differs() {
+        let (_dir, layout) = two_mail_sites();
+        // a.example publishes everything; b.example's DKIM key is not
+        // there and its DMARC lookup hangs past the bound.
+        let start = Instant::now();
+        let warnings = dns_warnings_with(
+            &layout,
+            "mx.example.net",
+            Duration::from_millis(800),
+            |name| match name {
+                "a.example." | "b.example." => Ok(vec!["v=spf1 a:mx.example.net ~all".into()]),
+                "hy1._domainkey.a.example." => Ok(vec!["v=DKIM1; k=rsa; p=KEY".into()]),
+                "_dmarc.a.example." => Ok(vec!["v=DMARC1; p=none".into()]),
+                "_dmarc.b.example." => {
+                    std::thread::sleep(Duration::from_secs(5));
+                    Ok(Vec::new())
+                }
+                _ => Ok(Vec::new()),
+            },
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(
+            warnings,
+            vec![
+                "1 of 6 mail records not checked: no answer within 800ms".to_string(),
+                "b.example: hy1._domainkey.b.example. TXT is not published (hostyard mail dns b.example)".to_string(),
+            ]
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub fn run(config: &NodeConfig, json: bool) -> anyhow::Result<i32> {
     let backups = backups(config)?;
     let unprotected = unprotected(config)?;
     let etcd_cert = crate::etcd_check::cert_warning_now(config);
+    let mail_dns = mail_dns_warnings(config);
     let backups_code = backups
         .as_ref()
         .map_or(0, |rows| i32::from(rows.iter().any(|r| r.stale)))
@@ -39,6 +40,9 @@ pub fn run(config: &NodeConfig, json: bool) -> anyhow::Result<i32> {
             if let Some(warning) = &etcd_cert {
                 map.insert("etcd_certificate".into(), warning.clone().into());
             }
+            if !mail_dns.is_empty() {
+                map.insert("mail_dns".into(), serde_json::to_value(&mail_dns)?);
+            }
         }
         println!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(i32::from(report.needs_attention()).max(backups_code));
@@ -51,7 +55,25 @@ pub fn run(config: &NodeConfig, json: bool) -> anyhow::Result<i32> {
         println!();
         println!("WARNING: {warning}");
     }
+    if !mail_dns.is_empty() {
+        println!();
+        for warning in &mail_dns {
+            println!("WARNING: mail DNS: {warning}");
+        }
+    }
     Ok(routing.max(backups_code))
+}
+
+/// The mail records of this server's sites that DNS lacks or holds
+/// otherwise than `hostyard mail dns` prints (bounded in time; a warning
+/// of its own when DNS cannot be asked). Informative: the exit status
+/// stays, since a domain's DNS is often its owner's to change.
+fn mail_dns_warnings(config: &NodeConfig) -> Vec<String> {
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let Ok(hostname) = crate::mail::mail_hostname(config, kernel.trim()) else {
+        return Vec::new();
+    };
+    crate::mail::dns_warnings(&config.layout(), &hostname)
 }
 
 /// Each site's certificate column from the TLS state confd keeps:

@@ -43,12 +43,32 @@ fn rendered_mail_config_matches_the_goldens() {
             MailSite {
                 domain: domain("blog.example.net"),
                 selector: Selector::first(),
+                pending: None,
+                senders: vec![domain("blog.example.net")],
             },
             MailSite {
                 domain: domain("shop.example"),
                 selector: Selector::first().next(),
+                // A rotation under way: hy3's key is made, hy2 signs.
+                pending: Some(Selector::first().next().next()),
+                senders: vec![domain("shop.example")],
+            },
+            // WordPress's default sender for www.c.example is
+            // wordpress@c.example; b.example has forwards (someone's).
+            MailSite {
+                domain: domain("www.c.example"),
+                selector: Selector::first(),
+                pending: None,
+                senders: vec![domain("www.c.example"), domain("c.example")],
+            },
+            MailSite {
+                domain: domain("www.b.example"),
+                selector: Selector::first(),
+                pending: None,
+                senders: vec![domain("www.b.example"), domain("b.example")],
             },
         ],
+        hostyard_core::mail::SITE_MESSAGES_PER_HOUR,
         true,
     )
     .expect("render");
@@ -312,4 +332,109 @@ fn postfix_gets_the_server_names_certificate_else_the_default() {
     hostyard(&["--config", &config, "mail"]);
     assert_eq!(fs::read_to_string(&tls).expect("copy"), "DEFAULT\n");
     assert_eq!(changed(), Some(1));
+}
+
+/// `systemctl reload postfix` as far as hostyard's files go: `hostyard
+/// mail` (its first step), then the keys the container's start makes for
+/// the lines of `dkim_keys` that have none (as opendkim-genkey writes
+/// them: `<selector>.private` and the record in `<selector>.txt`).
+fn reload_postfix(dir: &TempDir, config: &str) {
+    let out = hostyard(&["--config", config, "mail"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let keys = fs::read_to_string(etc(dir).join("dkim_keys")).expect("dkim_keys");
+    for line in keys.lines().filter(|l| !l.trim().is_empty()) {
+        let [domain, selector, key_dir] = line.split(' ').collect::<Vec<_>>()[..] else {
+            panic!("dkim_keys line {line:?}");
+        };
+        let key_dir = Path::new(key_dir);
+        if !key_dir.join(format!("{selector}.txt")).exists() {
+            fs::create_dir_all(key_dir).expect("mkdir");
+            fs::write(key_dir.join(format!("{selector}.private")), "key").expect("key");
+            fs::write(
+                key_dir.join(format!("{selector}.txt")),
+                format!("{selector}._domainkey\tIN\tTXT\t( \"v=DKIM1; h=sha256; k=rsa; \"\n\t  \"p=KEY{selector}\" )  ; ----- DKIM key {selector} for {domain}\n"),
+            )
+            .expect("record");
+        }
+    }
+}
+
+/// The two-step rotation exactly as docs/mail.md tells the operator: the
+/// next key is made and printed while the old one signs; the switch is a
+/// second command, refused until the new key exists.
+#[test]
+fn dkim_rotation_publishes_the_next_key_before_it_signs() {
+    let (dir, config) = server();
+    // A WordPress site sends mail (its data's KIND).
+    let site = dir.join("data/domains/blog.example.net");
+    fs::create_dir_all(&site).expect("mkdir");
+    fs::write(site.join("KIND"), "wordpress\n").expect("KIND");
+    let signs = || fs::read_to_string(etc(&dir).join("dkim_signing_table")).expect("table");
+    let dns = || {
+        let out = hostyard(&["--config", &config, "mail", "dns", "blog.example.net"]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        stdout(&out)
+    };
+    let rotate = |finish: bool| {
+        let mut args = vec![
+            "--config",
+            &config,
+            "mail",
+            "rotate-dkim",
+            "blog.example.net",
+        ];
+        if finish {
+            args.push("--finish");
+        }
+        hostyard(&args)
+    };
+    reload_postfix(&dir, &config);
+    assert!(signs().contains("hy1._domainkey.blog.example.net"));
+    assert_eq!(dns().lines().count(), 3, "{}", dns());
+
+    // 1. hostyard mail rotate-dkim blog.example.net
+    let out = rotate(false);
+    assert_exit_saying(&out, 0, "hy2 is the next key; hy1 keeps signing");
+    // Finishing before the key is made is refused, naming the steps.
+    assert_exit_saying(&rotate(true), 2, "hy2's key is not made yet");
+    // 2. systemctl reload postfix: hy2's key is made, hy1 still signs.
+    reload_postfix(&dir, &config);
+    assert!(signs().contains("hy1._domainkey"), "{}", signs());
+    assert!(!signs().contains("hy2"), "{}", signs());
+    // 3. hostyard mail dns prints both keys (publish hy2).
+    let printed = dns();
+    assert_eq!(printed.lines().count(), 4, "{printed}");
+    assert!(
+        printed.contains(
+            "hy1._domainkey.blog.example.net. IN TXT \"v=DKIM1; h=sha256; k=rsa; p=KEYhy1\""
+        ),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(
+            "hy2._domainkey.blog.example.net. IN TXT \"v=DKIM1; h=sha256; k=rsa; p=KEYhy2\""
+        ),
+        "{printed}"
+    );
+    // Asking again starts nothing new.
+    assert_exit_saying(&rotate(false), 0, "under way already");
+    // 4. hostyard mail rotate-dkim blog.example.net --finish
+    assert_exit_saying(
+        &rotate(true),
+        0,
+        "signs with hy2 after `systemctl reload postfix`",
+    );
+    // 5. systemctl reload postfix: hy2 signs; only its record is printed.
+    reload_postfix(&dir, &config);
+    assert!(
+        signs().contains("hy2._domainkey.blog.example.net"),
+        "{}",
+        signs()
+    );
+    let printed = dns();
+    assert_eq!(printed.lines().count(), 3, "{printed}");
+    assert!(
+        printed.contains("hy2._domainkey") && !printed.contains("hy1._domainkey"),
+        "{printed}"
+    );
 }

@@ -21,16 +21,23 @@ install -d -o opendkim -g opendkim -m 750 /var/lib/postfix/opendkim
 # prepare_sites: for each site that sends mail (dkim_keys: domain selector
 # dir), its DKIM key when missing (2048-bit RSA, 0600, opendkim's), its
 # socket's directory, postfix's (docker makes it as root when the site
-# starts first), and the directory of its service's lock file.
+# starts first), its capped service's socket directory (hostyard-send's
+# group: the pipe's user reaches it, the sites never see it), and the
+# directories of its services' lock files. public/ may be passed through
+# by others (711, not listed): pipe refuses postdrop as the pipe user's
+# group, and the sockets that matter are in directories of their own.
 prepare_sites() {
-  [ -d "$spool/public" ] || install -d -o postfix -g postdrop -m 710 "$spool/public"
+  [ -d "$spool/public" ] || install -d -o postfix -g postdrop -m 711 "$spool/public"
+  chmod 711 "$spool/public"
   install -d -o postfix -g root -m 755 "$spool/public/sites"
+  install -d -o postfix -g hostyard-send -m 750 "$spool/public/capped"
   [ -f "$config_dir/dkim_keys" ] || return 0
   while read -r domain selector dir; do
     [ -n "$domain" ] || continue
     install -d -o postfix -g root -m 755 "$spool/public/sites/$domain"
     # Each service process locks pid/unix.<service name>: its dir too.
-    install -d -m 755 "$spool/pid/unix.sites/$domain"
+    install -d -o postfix -g hostyard-send -m 750 "$spool/public/capped/$domain"
+    install -d -m 755 "$spool/pid/unix.sites/$domain" "$spool/pid/unix.capped/$domain"
     if [ ! -f "$dir/$selector.private" ]; then
       mkdir -p "$dir"
       if opendkim-genkey -b 2048 -h sha256 -d "$domain" -s "$selector" -D "$dir"; then

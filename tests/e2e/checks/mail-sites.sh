@@ -7,7 +7,11 @@
 # prints. Then what the site must not do: send as another domain (envelope
 # or From:), see another site's socket. Sourced by tests/e2e/run.sh.
 
-CHECKS+=(t_wordpress_lost_password_mail_arrives_dkim_signed t_site_mail_cannot_pose_as_another_domain)
+CHECKS+=(t_wordpress_lost_password_mail_arrives_dkim_signed t_site_mail_cannot_pose_as_another_domain
+  t_site_mail_over_the_hourly_cap_waits_in_the_queue)
+
+# A second WordPress site, whose mail must keep flowing while $WP's waits.
+WP2=wp2.example.com
 
 # sink_file TEXT: the newest file in the sink holding TEXT (empty if none).
 sink_file() {
@@ -109,5 +113,78 @@ t_site_mail_cannot_pose_as_another_domain() {
   wait_for 5 "the site's own mail in the sink" sink_has "e2e pose WordPress <wordpress@$WP>" || true
   expect "its own mail in the sink" "$(sink_has "e2e pose WordPress <wordpress@$WP>" && echo yes)" yes
   expect "no posing mail in the sink" "$(sink_has "e2e pose Boss" && echo yes)" "" || rc=1
+  return "$rc"
+}
+
+# sink_count TEXT: how many files in the sink hold TEXT.
+sink_count() {
+  # shellcheck disable=SC2016 # expanded by the box's shell
+  bx sh -c 'grep -lsF -- "$1" "$2"/* | wc -l' sink "$1" "$SINK_DIR"
+}
+sink_count_is() { [ "$(sink_count "$1")" = "$2" ]; }
+
+# cap_send SITE TAG: one mail from SITE's container through its socket,
+# as PHP's mail() sends it (msmtp -t, as www-data); "exit N", msmtp's.
+cap_send() {
+  local rc=0
+  printf 'From: wordpress@%s\nTo: owner@mailbox.example\nSubject: e2e cap %s %s\n\nbody\n' "$1" "$1" "$2" |
+    bxi docker exec -i -u www-data "wordpress_$1" msmtp -t >/dev/null 2>&1 || rc=$?
+  echo "exit $rc"
+}
+
+# set_site_hourly_cap N: mail.site_hourly_cap in the node config ("" for
+# the default), then postfix restarted, so its counts start from zero.
+set_site_hourly_cap() {
+  bx sed -i '/^  site_hourly_cap:/d' /etc/hostyard/hostyard.yaml
+  if [ -n "$1" ]; then
+    bx sed -i "s/^mail:\$/mail:\n  site_hourly_cap: $1/" /etc/hostyard/hostyard.yaml
+  fi
+  bx systemctl restart postfix.service
+}
+
+# postfix_queue: postfix's queue listing (postqueue -p, in its container).
+postfix_queue() { bx docker exec hostyard_postfix postqueue -c "$POSTFIX_DIR/etc" -p; }
+
+# Over its hourly cap a site's mail is taken (mail() does not fail), waits
+# in the queue, deferred and logged under the site's name, while another
+# site's mail still goes out; it leaves once the count allows (here: a
+# fresh count after a restart, and a flush instead of the retry's wait).
+t_site_mail_over_the_hourly_cap_waits_in_the_queue() {
+  local rc=0 cap=3 run i t0 since log
+  need_mail_sink
+  need_wordpress
+  bx systemctl start "wordpress@$WP2"
+  since=$(bx date '+%Y-%m-%d %H:%M:%S')
+  set_site_hourly_cap "$cap"
+  expect "mail.site_hourly_cap" "$(bx hostyard config get mail.site_hourly_cap)" "$cap" || rc=1
+  run=$(now_ms)
+  for i in $(seq 1 $((cap + 1))); do
+    expect "mail $i of $WP taken" "$(cap_send "$WP" "$run-$i")" "exit 0" || rc=1
+  done
+  wait_for 10 "$cap mails of $WP in the sink" sink_count_is "e2e cap $WP $run-" "$cap" || true
+  wait_for 10 "the deferral in postfix's journal" \
+    sh -c "docker exec $BOX journalctl -u postfix.service --since '$since' --no-pager | grep -q 'postfix/site/$WP/pipe.*status=deferred'" || true
+  expect "$WP's mails in the sink (the cap)" "$(sink_count "e2e cap $WP $run-")" "$cap" || rc=1
+  log=$(bx journalctl -u postfix.service --since "$since" --no-pager -o cat |
+    grep -e "postfix/site/$WP/pipe.*status=deferred" -e "postfix/site/$WP/smtpd.*rate limit exceeded" | tail -n 2 || true)
+  note "postfix's journal: $log"
+  expect "the extra mail deferred, logged under postfix/site/$WP" \
+    "$(grep -c "postfix/site/$WP/pipe.*status=deferred" <<<"$log")" 1 || rc=1
+  # A queue entry's first line: ID, size, date, sender (the reason line
+  # below it names the sender too).
+  expect "the extra mail waits in the queue" "$(postfix_queue | grep -cE "^[0-9A-F]+[*!]? .* wordpress@$WP\$" || true)" 1 || rc=1
+  t0=$(now_ms)
+  expect "a mail of $WP2 taken" "$(cap_send "$WP2" "$run-other")" "exit 0" || rc=1
+  wait_for 5 "$WP2's mail in the sink" sink_has "e2e cap $WP2 $run-other" || true
+  expect "$WP2's mail in the sink meanwhile" "$(sink_has "e2e cap $WP2 $run-other" && echo yes)" yes || rc=1
+  note "$WP2's mail to the sink while $WP is over its cap: $(($(now_ms) - t0)) ms"
+  set_site_hourly_cap ""
+  bx docker exec hostyard_postfix postqueue -c "$POSTFIX_DIR/etc" -f
+  wait_for 10 "$WP's waiting mail in the sink" sink_count_is "e2e cap $WP $run-" $((cap + 1)) || true
+  expect "$WP's waiting mail delivered once the count allows" "$(sink_count "e2e cap $WP $run-")" $((cap + 1)) || rc=1
+  expect "no mail bounced" "$(sink_count "Undelivered Mail Returned to Sender")" 0 || rc=1
+  if [ "$rc" != 0 ]; then
+    bx journalctl -u postfix.service --since "$since" --no-pager -o cat | grep "postfix/site/$WP/" | tail -n 30 >&2 || true
+  fi
   return "$rc"
 }

@@ -15,12 +15,18 @@ pub enum MailAction {
         /// The site's domain (example.com).
         domain: String,
     },
-    /// Give DOMAIN a new DKIM key (the next selector) at the next
-    /// `systemctl reload postfix`; the old key stays on disk. Publish the
-    /// new record (`hostyard mail dns DOMAIN`) before removing the old one.
+    /// Rotate DOMAIN's DKIM key in two steps: first a new key (the next
+    /// selector) made at the next `systemctl reload postfix` while the old
+    /// one keeps signing (`hostyard mail dns DOMAIN` prints both records:
+    /// publish the new one); then, with --finish, the new key signs from
+    /// the next reload on.
     RotateDkim {
         /// The site's domain (example.com).
         domain: String,
+        /// The second step: sign with the new key (refused until it is
+        /// made).
+        #[arg(long)]
+        finish: bool,
     },
 }
 
@@ -47,40 +53,56 @@ pub fn action(config: &NodeConfig, action: MailAction) -> Result<u8, Failure> {
         MailAction::Dns { domain } => {
             let domain = parse(&domain)?;
             sends(&domain)?;
-            let selector =
-                mail::read_selector(&layout, &domain).map_err(|e| runtime(anyhow::anyhow!(e)))?;
-            let txt = layout
-                .dkim_domain_dir(&domain)
-                .join(format!("{selector}.txt"));
-            let text = std::fs::read_to_string(&txt).map_err(|e| {
-                runtime(anyhow::anyhow!(
-                    "cannot read {}: {e} (postfix makes the key when it starts or reloads: systemctl reload postfix)",
-                    txt.display()
-                ))
-            })?;
-            let dkim = hostyard_core::mail::dkim_txt_value(&text)
-                .map_err(|e| runtime(anyhow::anyhow!("{}: {e}", txt.display())))?;
             let hostname = mail_hostname(config)?;
-            for (name, value) in
-                hostyard_core::mail::dns_records(&domain, &hostname, &selector, &dkim)
-            {
+            let records = mail::expected_records(&layout, &hostname, &domain)
+                .map_err(|e| runtime(anyhow::anyhow!(e)))?;
+            for (name, value) in records {
                 println!("{name} IN TXT {}", mail::zone_txt(&value));
             }
             Ok(0)
         }
-        MailAction::RotateDkim { domain } => {
+        MailAction::RotateDkim { domain, finish } => {
+            use hostyard_core::mail::RotationStep;
             let domain = parse(&domain)?;
             sends(&domain)?;
-            let current =
-                mail::read_selector(&layout, &domain).map_err(|e| runtime(anyhow::anyhow!(e)))?;
-            let next = current.next();
-            let path = mail::selector_file(&layout, &domain);
-            hostyard_fs::AtomicWrite::new(0o644)
-                .write(&path, format!("{next}\n").as_bytes())
-                .map_err(runtime)?;
-            note(format_args!(
-                "{domain} signs with the new key {next} after `systemctl reload postfix`; publish it (hostyard mail dns {domain}) and keep {current}'s record for a week"
-            ));
+            let rotation =
+                mail::read_rotation(&layout, &domain).map_err(|e| runtime(anyhow::anyhow!(e)))?;
+            let step = hostyard_core::mail::rotation_step(&domain, &rotation, finish)
+                .map_err(|e| usage(anyhow::Error::new(e)))?;
+            let write = |path: std::path::PathBuf, selector: &hostyard_core::mail::Selector| {
+                hostyard_fs::AtomicWrite::new(0o644)
+                    .write(&path, format!("{selector}\n").as_bytes())
+                    .map_err(runtime)
+            };
+            match step {
+                RotationStep::Start { next } => {
+                    write(mail::pending_file(&layout, &domain), &next)?;
+                    note(format_args!(
+                        "{domain}: {next} is the next key; {} keeps signing. Next: systemctl reload postfix (makes {next}'s key), publish the {next} record `hostyard mail dns {domain}` prints, then `hostyard mail rotate-dkim {domain} --finish`",
+                        rotation.signing
+                    ));
+                }
+                RotationStep::Started { next } => {
+                    let made = if rotation.pending_key_made {
+                        format!("its key is made: publish the {next} record `hostyard mail dns {domain}` prints, then `hostyard mail rotate-dkim {domain} --finish`")
+                    } else {
+                        "its key is made at the next `systemctl reload postfix`".to_string()
+                    };
+                    note(format_args!(
+                        "{domain}: the rotation to {next} is under way already; {made}"
+                    ));
+                }
+                RotationStep::Switch { from, to } => {
+                    write(mail::selector_file(&layout, &domain), &to)?;
+                    let pending = mail::pending_file(&layout, &domain);
+                    std::fs::remove_file(&pending).map_err(|e| {
+                        runtime(anyhow::anyhow!("cannot remove {}: {e}", pending.display()))
+                    })?;
+                    note(format_args!(
+                        "{domain} signs with {to} after `systemctl reload postfix`; keep {from}'s record published for a week (mail in flight was signed with it)"
+                    ));
+                }
+            }
             Ok(0)
         }
     }
@@ -127,6 +149,7 @@ pub fn run(config: &NodeConfig, check: bool) -> Result<u8, Failure> {
         &maps,
         &deferred,
         &sites,
+        config.mail.site_hourly_cap,
         cert.is_some(),
     )
     .map_err(|e| runtime(anyhow::Error::new(e).context("cannot render postfix's config")))?;
