@@ -8,6 +8,8 @@ use hostyard_core::Domain;
 
 use super::{runtime, usage, Failure};
 
+// Parsed once per run: the size of the `Set` variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 pub enum SiteAction {
     /// Print the server that owns the site (only its discovery registers
