@@ -27,6 +27,21 @@ fn config(dir: &TempDir, etcd: &Etcd) -> String {
     path
 }
 
+/// [`config`] of the server named `node`.
+fn config_on(dir: &TempDir, etcd: &Etcd, node: &str) -> String {
+    let path = dir.str("hostyard.yaml");
+    fs::write(
+        &path,
+        format!(
+            "data_root: {}\nnode_name: {node}\netcd:\n  endpoints: [\"{}\"]\n",
+            dir.str("data"),
+            etcd.endpoint()
+        ),
+    )
+    .expect("config");
+    path
+}
+
 #[test]
 fn forget_removes_a_declaration_only_once_the_declared_site_is_stopped() {
     let etcd = Etcd::start().expect("etcd");
@@ -190,16 +205,7 @@ fn the_owner_changes_hands_only_by_claim_transfer_or_take_over() {
 fn set_changes_aliases_only_on_the_owner_and_never_to_a_taken_name() {
     let etcd = Etcd::start().expect("etcd");
     let dir = TempDir::new();
-    let config = dir.str("hostyard.yaml");
-    fs::write(
-        &config,
-        format!(
-            "data_root: {}\nnode_name: srv1\netcd:\n  endpoints: [\"{}\"]\n",
-            dir.str("data"),
-            etcd.endpoint()
-        ),
-    )
-    .expect("config");
+    let config = config_on(&dir, &etcd, "srv1");
     let schema = Schema::new(&hostyard_config::NodeConfig::default().etcd.prefix);
     let key = |d: &str| schema.site_key(&d.parse().unwrap());
     let owner = schema.owner_key(&"example.com".parse().unwrap());
@@ -360,16 +366,7 @@ fn set_chooses_the_canonical_name_a_preview_password_and_the_headers_preset() {
     use hostyard_core::etcd::SiteDecl;
     let etcd = Etcd::start().expect("etcd");
     let dir = TempDir::new();
-    let config = dir.str("hostyard.yaml");
-    fs::write(
-        &config,
-        format!(
-            "data_root: {}\nnode_name: srv1\netcd:\n  endpoints: [\"{}\"]\n",
-            dir.str("data"),
-            etcd.endpoint()
-        ),
-    )
-    .expect("config");
+    let config = config_on(&dir, &etcd, "srv1");
     let schema = Schema::new(&hostyard_config::NodeConfig::default().etcd.prefix);
     let key = schema.site_key(&"example.com".parse().unwrap());
     etcd.put(&key, r#"{"kind":"static","aliases":[]}"#).unwrap();
